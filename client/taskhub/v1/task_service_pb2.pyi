@@ -1,0 +1,100 @@
+from taskhub.v1 import task_pb2 as _task_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ListTasksRequest(_message.Message):
+    __slots__ = ("filter", "limit", "reverse")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    REVERSE_FIELD_NUMBER: _ClassVar[int]
+    filter: _task_pb2.TaskFilter
+    limit: int
+    reverse: bool
+    def __init__(self, filter: _Optional[_Union[_task_pb2.TaskFilter, _Mapping]] = ..., limit: _Optional[int] = ..., reverse: _Optional[bool] = ..., **kwargs) -> None: ...
+
+class ListTasksResponse(_message.Message):
+    __slots__ = ("results", "total", "limit", "next")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]
+    total: int
+    limit: int
+    next: int
+    def __init__(self, results: _Optional[_Iterable[_Union[_task_pb2.Task, _Mapping]]] = ..., total: _Optional[int] = ..., limit: _Optional[int] = ..., next: _Optional[int] = ..., **kwargs) -> None: ...
+
+class GetTaskRequest(_message.Message):
+    __slots__ = ("uid",)
+    UID_FIELD_NUMBER: _ClassVar[int]
+    uid: int
+    def __init__(self, uid: _Optional[int] = ...) -> None: ...
+
+class GetTaskResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: _task_pb2.Task
+    def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ...) -> None: ...
+
+class EnqueueTaskRequest(_message.Message):
+    __slots__ = ("type", "index_uid", "details")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    INDEX_UID_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    type: _task_pb2.TaskType
+    index_uid: str
+    details: _task_pb2.TaskDetails
+    def __init__(self, type: _Optional[_Union[_task_pb2.TaskType, str]] = ..., index_uid: _Optional[str] = ..., details: _Optional[_Union[_task_pb2.TaskDetails, _Mapping]] = ...) -> None: ...
+
+class EnqueueTaskResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: _task_pb2.TaskSummary
+    def __init__(self, task: _Optional[_Union[_task_pb2.TaskSummary, _Mapping]] = ...) -> None: ...
+
+class CancelTasksRequest(_message.Message):
+    __slots__ = ("filter", "original_filter")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_FILTER_FIELD_NUMBER: _ClassVar[int]
+    filter: _task_pb2.TaskFilter
+    original_filter: str
+    def __init__(self, filter: _Optional[_Union[_task_pb2.TaskFilter, _Mapping]] = ..., original_filter: _Optional[str] = ...) -> None: ...
+
+class CancelTasksResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: _task_pb2.TaskSummary
+    def __init__(self, task: _Optional[_Union[_task_pb2.TaskSummary, _Mapping]] = ...) -> None: ...
+
+class DeleteTasksRequest(_message.Message):
+    __slots__ = ("filter", "original_filter")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_FILTER_FIELD_NUMBER: _ClassVar[int]
+    filter: _task_pb2.TaskFilter
+    original_filter: str
+    def __init__(self, filter: _Optional[_Union[_task_pb2.TaskFilter, _Mapping]] = ..., original_filter: _Optional[str] = ...) -> None: ...
+
+class DeleteTasksResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: _task_pb2.TaskSummary
+    def __init__(self, task: _Optional[_Union[_task_pb2.TaskSummary, _Mapping]] = ...) -> None: ...
+
+class WatchTaskRequest(_message.Message):
+    __slots__ = ("uid",)
+    UID_FIELD_NUMBER: _ClassVar[int]
+    uid: int
+    def __init__(self, uid: _Optional[int] = ...) -> None: ...
+
+class WatchTaskResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: _task_pb2.Task
+    def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ...) -> None: ...

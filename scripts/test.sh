@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Sets up what the tests need (a .venv with the test extras, buf from npm) and
+# runs every check CI runs: buf lint/format, generated-code drift, pytest.
+# Extra arguments go to pytest: `scripts/test.sh -k watch -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+
+npm ci --prefix tools --no-audit --no-fund --loglevel=error
+buf=tools/node_modules/.bin/buf
+"$buf" lint
+"$buf" format --diff --exit-code
+.venv/bin/python scripts/generate_protos.py --check
+
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,46 @@
+"""The `taskhub` command: `serve` runs the service; other commands join as they land.
+
+Lives in the server package because `serve` needs the server; the client-side
+commands (`tasks ...`) are added from `taskhub.client` and never import the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from taskhub.server import config as config_module
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskhub", description="A task queue with Meilisearch's task API.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the service on its embedded SQLite store",
+                                description="Run the gRPC server and the JSON gateway over one SQLite file.")
+    config_module.add_arguments(serve)
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from taskhub.server import app
+
+    config = config_module.from_namespace(args)
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(app.serve(config))
+    except (OSError, ValueError) as exc:
+        print(f"taskhub: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

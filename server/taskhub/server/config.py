@@ -1,0 +1,69 @@
+"""Server settings: one dataclass, filled from flags with `TASKHUB_*` fallbacks.
+
+`add_arguments()` declares every flag once; each flag's default comes from its
+environment variable (`--db` <- `TASKHUB_DB`), then from the dataclass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(slots=True)
+class Config:
+    """Everything `taskhub serve` can be told."""
+
+    db: str = "./data/taskhub.db"
+    grpc_listen: str = "127.0.0.1:50051"
+    http_listen: str = "127.0.0.1:7700"
+    no_http: bool = False
+    master_key: str | None = None
+    snapshots_dir: str = "./data/snapshots"
+    dumps_dir: str = "./data/dumps"
+    import_snapshot: str | None = None
+    import_dump: str | None = None
+    grace_seconds: float = 5.0
+    log_level: str = "INFO"
+
+
+_HELP = {
+    "db": "SQLite database file",
+    "grpc_listen": "host:port of the gRPC server",
+    "http_listen": "host:port of the JSON gateway",
+    "no_http": "serve gRPC only, without the JSON gateway",
+    "master_key": "require `Authorization: Bearer <key>` on every call",
+    "snapshots_dir": "folder for snapshotCreation files",
+    "dumps_dir": "folder for dumpCreation files",
+    "import_snapshot": "start from this snapshot (the database must not exist yet)",
+    "import_dump": "start from this dump (the database must be empty)",
+    "grace_seconds": "on SIGTERM/SIGINT, how long in-flight calls may take to finish",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+}
+
+
+def env_name(name: str) -> str:
+    return "TASKHUB_" + name.upper()
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+    """Declares the flags for `names` (all by default), defaulting to their environment variables."""
+    for field in fields(Config):
+        if names is not None and field.name not in names:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        env = os.environ.get(env_name(field.name))
+        help_text = f"{_HELP[field.name]} (env {env_name(field.name)})"
+        if field.type == "bool":
+            default = field.default if env is None else env.lower() in ("1", "true", "yes")
+            parser.add_argument(flag, action="store_true", default=default, help=help_text)
+            continue
+        kind = float if field.type == "float" else str
+        default = field.default if env is None else kind(env)
+        parser.add_argument(flag, type=kind, default=default,
+                            help=help_text + (f"; default {default}" if default is not None else ""))
+
+
+def from_namespace(args: argparse.Namespace) -> Config:
+    return Config(**{f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)})

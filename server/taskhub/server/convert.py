@@ -1,0 +1,212 @@
+"""Between protobuf messages and domain objects; the only module that knows both.
+
+The servicers call these on the way in (checking what a request may contain and
+raising `TaskHubError` with the public code) and on the way out.
+"""
+
+from __future__ import annotations
+
+from google.protobuf import json_format, timestamp_pb2
+
+from taskhub.errors import TaskHubError
+from taskhub.server.details import INDEX_UID_RULE, valid_index_uid
+from taskhub.server.model import Task, TaskQuery, TaskStatus, TaskType
+from taskhub.server.scheduler import Page
+from taskhub.v1 import errors_pb2, task_pb2, task_service_pb2
+
+# The `TaskDetails.kind` case for each task type.
+DETAILS_CASE = {
+    TaskType.DOCUMENT_ADDITION_OR_UPDATE: "document_addition_or_update",
+    TaskType.DOCUMENT_DELETION: "document_deletion",
+    TaskType.INDEX_CREATION: "index_creation",
+    TaskType.INDEX_UPDATE: "index_update",
+    TaskType.INDEX_DELETION: "index_deletion",
+    TaskType.INDEX_SWAP: "index_swap",
+    TaskType.SETTINGS_UPDATE: "settings_update",
+    TaskType.DUMP_CREATION: "dump_creation",
+    TaskType.TASK_CANCELATION: "task_cancelation",
+    TaskType.TASK_DELETION: "task_deletion",
+}
+
+STATUS_NAMES = "`enqueued`, `processing`, `succeeded`, `failed`, `canceled`"
+TYPE_NAMES = ", ".join(f"`{t.label}`" for t in TaskType)
+
+
+# -- times ---------------------------------------------------------------
+
+def timestamp(micros: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=micros // 1_000_000, nanos=(micros % 1_000_000) * 1_000)
+
+
+def micros(ts: timestamp_pb2.Timestamp, *, round_up: bool = False) -> int:
+    whole, rest = divmod(ts.nanos, 1_000)
+    return ts.seconds * 1_000_000 + whole + (1 if round_up and rest else 0)
+
+
+# -- out -----------------------------------------------------------------
+
+def task_to_proto(task: Task) -> task_pb2.Task:
+    message = task_pb2.Task(
+        uid=task.uid, status=int(task.status), type=int(task.type),
+        enqueued_at=timestamp(task.enqueued_at))
+    if task.index_uid is not None:
+        message.index_uid = task.index_uid
+    if task.canceled_by is not None:
+        message.canceled_by = task.canceled_by
+    if task.details is not None:
+        message.details.CopyFrom(details_to_proto(task.type, task.details))
+    if task.error is not None:
+        message.error.CopyFrom(errors_pb2.TaskError(**task.error))
+    if task.started_at is not None:
+        message.started_at.CopyFrom(timestamp(task.started_at))
+    if task.finished_at is not None:
+        message.finished_at.CopyFrom(timestamp(task.finished_at))
+    if task.duration is not None:
+        message.duration.FromMicroseconds(task.duration)
+    return message
+
+
+def summary_to_proto(task: Task) -> task_pb2.TaskSummary:
+    message = task_pb2.TaskSummary(
+        task_uid=task.uid, status=int(task.status), type=int(task.type),
+        enqueued_at=timestamp(task.enqueued_at))
+    if task.index_uid is not None:
+        message.index_uid = task.index_uid
+    return message
+
+
+def page_to_proto(page: Page) -> task_service_pb2.ListTasksResponse:
+    message = task_service_pb2.ListTasksResponse(
+        results=[task_to_proto(t) for t in page.results], total=page.total, limit=page.limit)
+    # `from` is a Python keyword, hence setattr.
+    if page.from_uid is not None:
+        setattr(message, "from", page.from_uid)
+    if page.next_uid is not None:
+        message.next = page.next_uid
+    return message
+
+
+def details_to_proto(type_: TaskType, details: dict) -> task_pb2.TaskDetails:
+    message = task_pb2.TaskDetails()
+    case = DETAILS_CASE[type_]
+    if type_ == TaskType.SETTINGS_UPDATE:
+        getattr(message, case).settings.update(details)
+        return message
+    sub = getattr(message, case)
+    sub.SetInParent()
+    fields = sub.DESCRIPTOR.fields_by_camelcase_name
+    for key, value in details.items():
+        if value is None or key not in fields:
+            continue
+        if key == "swaps":
+            for swap in value:
+                sub.swaps.add(indexes=swap["indexes"])
+        else:
+            setattr(sub, fields[key].name, value)
+    return message
+
+
+# -- in ------------------------------------------------------------------
+
+def _integral(value):
+    """Struct carries numbers as doubles; give back the integers producers sent."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def details_from_proto(type_: TaskType, message: task_pb2.TaskDetails, given: bool) -> dict | None:
+    """The details a producer sent, as a dict of the fields it set (Meilisearch's keys)."""
+    if not given:
+        return None
+    case = message.WhichOneof("kind")
+    if case is None:
+        return None
+    if case != DETAILS_CASE.get(type_):
+        raise TaskHubError("invalid_task_details",
+                           f"`details.{case}` does not belong to a `{type_.label}` task.")
+    sub = getattr(message, case)
+    if type_ == TaskType.SETTINGS_UPDATE:
+        return _integral(json_format.MessageToDict(sub.settings)) if sub.HasField("settings") else {}
+    out: dict = {}
+    for field, value in sub.ListFields():
+        if field.json_name == "swaps":
+            out["swaps"] = [{"indexes": list(swap.indexes)} for swap in value]
+        else:
+            out[field.json_name] = value
+    return out
+
+
+def task_type(value: int) -> TaskType:
+    try:
+        return TaskType(value)
+    except ValueError:
+        raise TaskHubError(
+            "invalid_task_types",
+            f"Invalid value in parameter `type`: `{_enum_name(task_pb2.TaskType, value)}` is not a valid task type."
+            f" Available types are {TYPE_NAMES}.") from None
+
+
+def _enum_name(enum, value: int) -> str:
+    try:
+        return enum.Name(value)
+    except ValueError:
+        return str(value)
+
+
+def _located(parameter: str, position: int, count: int) -> str:
+    return f"{parameter}[{position}]" if count > 1 else parameter
+
+
+def query_from_proto(message: task_pb2.TaskFilter) -> TaskQuery:
+    """Checks a filter and answers the domain query; an unset field matches everything."""
+    query = TaskQuery()
+    if message.HasField("uids"):
+        query.uids = frozenset(message.uids.uids)
+    if message.HasField("canceled_by"):
+        query.canceled_by = frozenset(message.canceled_by.uids)
+    if message.HasField("index_uids"):
+        names = list(message.index_uids.index_uids)
+        for i, name in enumerate(names):
+            if not valid_index_uid(name):
+                raise TaskHubError(
+                    "invalid_task_index_uids",
+                    f"Invalid value in parameter `{_located('indexUids', i, len(names))}`: `{name}` is not a valid"
+                    f" index uid. {INDEX_UID_RULE}")
+        query.index_uids = frozenset(names)
+    if message.HasField("statuses"):
+        values = list(message.statuses.statuses)
+        statuses = set()
+        for i, value in enumerate(values):
+            try:
+                statuses.add(TaskStatus(value))
+            except ValueError:
+                raise TaskHubError(
+                    "invalid_task_statuses",
+                    f"Invalid value in parameter `{_located('statuses', i, len(values))}`:"
+                    f" `{_enum_name(task_pb2.TaskStatus, value)}` is not a valid task status."
+                    f" Available statuses are {STATUS_NAMES}.") from None
+        query.statuses = frozenset(statuses)
+    if message.HasField("types"):
+        values = list(message.types.types)
+        types = set()
+        for i, value in enumerate(values):
+            try:
+                types.add(TaskType(value))
+            except ValueError:
+                raise TaskHubError(
+                    "invalid_task_types",
+                    f"Invalid value in parameter `{_located('types', i, len(values))}`:"
+                    f" `{_enum_name(task_pb2.TaskType, value)}` is not a valid task type."
+                    f" Available types are {TYPE_NAMES}.") from None
+        query.types = frozenset(types)
+    for name in TaskQuery.DATE_FIELDS:
+        if message.HasField(name):
+            # Bounds are exclusive: round so sub-microsecond parts never widen them.
+            setattr(query, name, micros(getattr(message, name), round_up=name.startswith("before")))
+    return query
+

@@ -1,0 +1,95 @@
+"""What a producer may enqueue: task types, index uids and per-type details.
+
+The scheduler calls `enqueue_details()` before anything is stored; it answers
+the details to store (Meilisearch's keys, in Meilisearch's order) or raises a
+`TaskHubError` with a public code, so a bad request never changes the store.
+"""
+
+from __future__ import annotations
+
+import re
+
+from taskhub.errors import TaskHubError
+from taskhub.server.model import TaskType
+
+_INDEX_UID = re.compile(r"[A-Za-z0-9_-]{1,400}")
+
+# Per type: the details keys in rendering order, which of them a producer
+# gives (with a default, or `...` when required) and which the executor fills.
+_INPUTS: dict[TaskType, dict[str, object]] = {
+    TaskType.DOCUMENT_ADDITION_OR_UPDATE: {"receivedDocuments": ...},
+    TaskType.DOCUMENT_DELETION: {"providedIds": 0, "originalFilter": None},
+    TaskType.INDEX_CREATION: {"primaryKey": None},
+    TaskType.INDEX_UPDATE: {"primaryKey": None},
+    TaskType.INDEX_DELETION: {},
+    TaskType.INDEX_SWAP: {"swaps": ...},
+    TaskType.DUMP_CREATION: {},
+}
+_ORDER: dict[TaskType, tuple[str, ...]] = {
+    TaskType.DOCUMENT_ADDITION_OR_UPDATE: ("receivedDocuments", "indexedDocuments"),
+    TaskType.DOCUMENT_DELETION: ("providedIds", "deletedDocuments", "originalFilter"),
+    TaskType.INDEX_CREATION: ("primaryKey",),
+    TaskType.INDEX_UPDATE: ("primaryKey",),
+    TaskType.INDEX_DELETION: ("deletedDocuments",),
+    TaskType.INDEX_SWAP: ("swaps",),
+    TaskType.DUMP_CREATION: ("dumpUid",),
+}
+
+INDEX_UID_RULE = (
+    "Index uid can be an integer or a string containing only alphanumeric characters,"
+    " hyphens (-) and underscores (_), and can not be more than 400 bytes."
+)
+
+
+def valid_index_uid(value: str) -> bool:
+    return _INDEX_UID.fullmatch(value) is not None
+
+
+def _invalid(message: str) -> TaskHubError:
+    return TaskHubError("invalid_task_details", message)
+
+
+def enqueue_details(type_: TaskType, index_uid: str | None, given: dict | None) -> dict | None:
+    """Checks an enqueue request and answers the details to store."""
+    if type_ in (TaskType.TASK_CANCELATION, TaskType.TASK_DELETION):
+        raise TaskHubError(
+            "invalid_task_type",
+            f"`{type_.label}` tasks are enqueued by canceling or deleting tasks, not directly.")
+    if type_.is_global:
+        if index_uid is not None:
+            raise TaskHubError("invalid_index_uid", f"`{type_.label}` is a global task and takes no index uid.")
+    elif index_uid is None:
+        raise TaskHubError("invalid_index_uid", f"`{type_.label}` needs an index uid.")
+    elif not valid_index_uid(index_uid):
+        raise TaskHubError("invalid_index_uid", f"`{index_uid}` is not a valid index uid. {INDEX_UID_RULE}")
+
+    given = dict(given or {})
+    if type_ == TaskType.SNAPSHOT_CREATION:
+        if given:
+            raise _invalid("`snapshotCreation` takes no details.")
+        return None
+    if type_ == TaskType.SETTINGS_UPDATE:
+        return given  # the submitted settings object, as given
+    inputs = _INPUTS[type_]
+    unknown = sorted(set(given) - set(inputs))
+    if unknown:
+        allowed = ", ".join(f"`{k}`" for k in inputs) or "none"
+        raise _invalid(f"`{unknown[0]}` cannot be given for a `{type_.label}` task; it takes: {allowed}.")
+    for key, default in inputs.items():
+        if key not in given or given[key] is None:
+            if default is ...:
+                raise _invalid(f"`{key}` is required for a `{type_.label}` task.")
+            given[key] = default
+    if type_ == TaskType.INDEX_SWAP:
+        _check_swaps(given["swaps"])
+    return {key: given.get(key) for key in _ORDER[type_]}
+
+
+def _check_swaps(swaps: list) -> None:
+    for swap in swaps:
+        indexes = swap.get("indexes", [])
+        if len(indexes) != 2:
+            raise _invalid(f"Each swap names exactly two indexes, not {len(indexes)}.")
+        for index in indexes:
+            if not valid_index_uid(index):
+                raise TaskHubError("invalid_index_uid", f"`{index}` is not a valid index uid. {INDEX_UID_RULE}")

@@ -1,0 +1,115 @@
+"""Snapshots and dumps: writing them (run by the scheduler) and starting from them.
+
+A snapshot is a consistent copy of the SQLite database made with SQLite's
+online backup; it is opened as is. A dump is a portable JSON Lines export of
+every task (a header line, then one task per line in the HTTP task shape plus
+the uids a cancelation or deletion matched); it is loaded into an empty store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+from taskhub.server.model import STATUS_BY_LABEL, TYPE_BY_LABEL, Task, format_time, to_micros
+from taskhub.server.store import Store
+
+DUMP_VERSION = 1
+
+
+def stamp(now: int) -> str:
+    """`YYYYMMDD-HHMMSSmmm`, the form of Meilisearch's dump uids."""
+    moment = datetime.fromtimestamp(now / 1_000_000, tz=timezone.utc)
+    return moment.strftime("%Y%m%d-%H%M%S") + f"{(now // 1_000) % 1_000:03d}"
+
+
+def _publish(tmp: pathlib.Path, final: pathlib.Path) -> None:
+    """Makes a finished file visible under its final name, never a half-written one."""
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, final)
+
+
+def write_snapshot(store: Store, folder: str, now: int) -> pathlib.Path:
+    target = pathlib.Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    final = target / f"{stamp(now)}.snapshot"
+    tmp = final.with_suffix(".tmp")
+    store.backup(tmp)
+    _publish(tmp, final)
+    return final
+
+
+def write_dump(store: Store, folder: str, now: int) -> str:
+    """Writes `<dumpUid>.dump` and answers the dump uid."""
+    dump_uid = stamp(now)
+    target = pathlib.Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    final = target / f"{dump_uid}.dump"
+    tmp = final.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        header = {"dumpVersion": DUMP_VERSION, "dumpUid": dump_uid, "nextUid": store.next_uid()}
+        out.write(json.dumps(header) + "\n")
+        for task, matched in store.iter_tasks():
+            out.write(json.dumps(_task_line(task, matched)) + "\n")
+    _publish(tmp, final)
+    return dump_uid
+
+
+def _task_line(task: Task, matched) -> dict:
+    line = {
+        "uid": task.uid, "indexUid": task.index_uid, "status": task.status.label, "type": task.type.label,
+        "canceledBy": task.canceled_by, "details": task.details, "error": task.error,
+        "enqueuedAt": format_time(task.enqueued_at),
+        "startedAt": None if task.started_at is None else format_time(task.started_at),
+        "finishedAt": None if task.finished_at is None else format_time(task.finished_at),
+    }
+    if matched is not None:
+        line["matchedUids"] = matched.tolist()
+    return line
+
+
+def _parse_time(value: str | None) -> int | None:
+    if value is None:
+        return None
+    return to_micros(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+def _read_dump(path: pathlib.Path) -> tuple[dict, Iterator[tuple[Task, list[int] | None]]]:
+    handle = open(path, encoding="utf-8")
+    header = json.loads(handle.readline())
+    if header.get("dumpVersion") != DUMP_VERSION:
+        handle.close()
+        raise ValueError(f"{path} is not a taskhub dump of version {DUMP_VERSION}")
+
+    def tasks() -> Iterator[tuple[Task, list[int] | None]]:
+        with handle:
+            for line in handle:
+                row = json.loads(line)
+                yield Task(
+                    uid=row["uid"], index_uid=row["indexUid"], status=STATUS_BY_LABEL[row["status"]],
+                    type=TYPE_BY_LABEL[row["type"]], canceled_by=row["canceledBy"], details=row["details"],
+                    error=row["error"], enqueued_at=_parse_time(row["enqueuedAt"]),
+                    started_at=_parse_time(row["startedAt"]), finished_at=_parse_time(row["finishedAt"]),
+                ), row.get("matchedUids")
+
+    return header, tasks()
+
+
+def import_dump(store: Store, path: str | pathlib.Path) -> int:
+    """Loads a dump into an empty store; answers the number of tasks loaded."""
+    header, tasks = _read_dump(pathlib.Path(path))
+    return store.load_tasks(tasks, header["nextUid"])
+
+
+def import_snapshot(snapshot: str | pathlib.Path, db_path: str | pathlib.Path) -> None:
+    """Starts from a snapshot: copies it to the database path, which must not exist yet."""
+    db = pathlib.Path(db_path)
+    if db.exists():
+        raise FileExistsError(f"{db} already exists; remove it or choose another --db to import a snapshot")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(snapshot, db)

@@ -1,0 +1,181 @@
+"""The domain of taskhub: statuses, types, the task, and the query over tasks.
+
+Plain Python objects shared by the store and the scheduler; no protobuf and
+no SQL here. Times are integers in microseconds since the Unix epoch (UTC),
+which keeps every comparison exact and every rendering six digits long.
+"""
+
+from __future__ import annotations
+
+import enum
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+
+class TaskStatus(enum.IntEnum):
+    """Where a task is in its life; values match the proto enum."""
+
+    ENQUEUED = 1
+    PROCESSING = 2
+    SUCCEEDED = 3
+    FAILED = 4
+    CANCELED = 5
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @property
+    def finished(self) -> bool:
+        return self >= TaskStatus.SUCCEEDED
+
+
+class TaskType(enum.IntEnum):
+    """What a task does; values match the proto enum and Meilisearch's order."""
+
+    INDEX_CREATION = 1
+    INDEX_UPDATE = 2
+    INDEX_DELETION = 3
+    INDEX_SWAP = 4
+    DOCUMENT_ADDITION_OR_UPDATE = 5
+    DOCUMENT_DELETION = 6
+    SETTINGS_UPDATE = 7
+    DUMP_CREATION = 8
+    TASK_CANCELATION = 9
+    TASK_DELETION = 10
+    SNAPSHOT_CREATION = 11
+
+    @property
+    def label(self) -> str:
+        head, *rest = self.name.lower().split("_")
+        return head + "".join(word.capitalize() for word in rest)
+
+    @property
+    def is_global(self) -> bool:
+        """Global tasks have no `indexUid`."""
+        return self in GLOBAL_TYPES
+
+    @property
+    def server_run(self) -> bool:
+        """The server executes these itself; workers execute the rest."""
+        return self in SERVER_PRIORITY
+
+
+GLOBAL_TYPES = frozenset({
+    TaskType.INDEX_SWAP, TaskType.TASK_CANCELATION, TaskType.TASK_DELETION,
+    TaskType.DUMP_CREATION, TaskType.SNAPSHOT_CREATION,
+})
+
+# Server-run types, highest priority first; all of them outrank worker tasks.
+SERVER_PRIORITY = (
+    TaskType.TASK_CANCELATION, TaskType.TASK_DELETION,
+    TaskType.SNAPSHOT_CREATION, TaskType.DUMP_CREATION,
+)
+
+STATUS_BY_LABEL = {s.label: s for s in TaskStatus}
+TYPE_BY_LABEL = {t.label: t for t in TaskType}
+
+# Detail counters that stay null until the task finishes, and become 0 when it
+# fails or is canceled (Meilisearch's `to_failed`).
+OUTPUT_COUNTERS = ("indexedDocuments", "deletedDocuments", "canceledTasks", "deletedTasks")
+
+
+@dataclass(slots=True)
+class Task:
+    """One task as stored; `details` and `error` use Meilisearch's JSON keys."""
+
+    uid: int
+    index_uid: str | None
+    status: TaskStatus
+    type: TaskType
+    enqueued_at: int
+    details: dict | None = None
+    error: dict | None = None
+    canceled_by: int | None = None
+    started_at: int | None = None
+    finished_at: int | None = None
+    # The global change sequence of this task's last committed change.
+    seq: int = 0
+
+    @property
+    def duration(self) -> int | None:
+        """Microseconds spent processing, once finished after having started."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+@dataclass(slots=True)
+class TaskQuery:
+    """A filter over tasks; `None` matches everything, an empty set matches nothing.
+
+    Date bounds are exclusive microsecond timestamps; a task whose date is
+    null never matches a bound on it.
+    """
+
+    uids: frozenset[int] | None = None
+    index_uids: frozenset[str] | None = None
+    statuses: frozenset[TaskStatus] | None = None
+    types: frozenset[TaskType] | None = None
+    canceled_by: frozenset[int] | None = None
+    before_enqueued_at: int | None = None
+    after_enqueued_at: int | None = None
+    before_started_at: int | None = None
+    after_started_at: int | None = None
+    before_finished_at: int | None = None
+    after_finished_at: int | None = None
+    # Only tasks with a smaller uid; how cancel and delete exclude themselves.
+    below_uid: int | None = None
+    # Auth scoping: the indexes a key may see (None: all, global tasks included).
+    allowed_index_uids: frozenset[str] | None = field(default=None, compare=False)
+
+    DATE_FIELDS = (
+        "before_enqueued_at", "after_enqueued_at", "before_started_at",
+        "after_started_at", "before_finished_at", "after_finished_at",
+    )
+
+    def is_empty(self) -> bool:
+        """True when no filter is set: what cancel and delete refuse."""
+        return all(
+            getattr(self, name) is None
+            for name in ("uids", "index_uids", "statuses", "types", "canceled_by", *self.DATE_FIELDS)
+        )
+
+    def query_string(self) -> str:
+        """The equivalent Meilisearch query string, `?`-prefixed (for `originalFilter`)."""
+        pairs: list[tuple[str, str]] = []
+        for name, values, show in (
+            ("uids", self.uids, str),
+            ("indexUids", self.index_uids, str),
+            ("statuses", self.statuses, lambda s: s.label),
+            ("types", self.types, lambda t: t.label),
+            ("canceledBy", self.canceled_by, str),
+        ):
+            if values is not None:
+                pairs.append((name, ",".join(show(v) for v in sorted(values))))
+        for name in self.DATE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                head, *rest = name.split("_")
+                pairs.append((head + "".join(w.capitalize() for w in rest), format_time(value)))
+        return "?" + urllib.parse.urlencode(pairs)
+
+
+def format_time(micros: int) -> str:
+    """RFC 3339 in UTC with exactly six fractional digits and `Z`."""
+    moment = datetime.fromtimestamp(micros // 1_000_000, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{micros % 1_000_000:06d}Z"
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime."""
+    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def finished_details(details: dict | None, *, success: bool) -> dict | None:
+    """Details on a failed or canceled task: null output counters become 0."""
+    if details is None or success:
+        return details
+    return {k: (0 if k in OUTPUT_COUNTERS and v is None else v) for k, v in details.items()}

@@ -1,0 +1,219 @@
+"""The scheduler: the queue's rules, between the services and the store.
+
+Services call its coroutines (`enqueue`, `list_tasks`, `cancel_tasks`, ...);
+`tick(now)` does one pass of server-side work (cancelations newest first, then
+deletions, snapshots, dumps). Store calls run on one store thread, off the
+event loop; after each commit the changed tasks go to the watch hub from that
+thread's callback, in commit order. No protobuf here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from taskhub.errors import TaskHubError
+from taskhub.server import exports
+from taskhub.server.details import enqueue_details
+from taskhub.server.model import SERVER_PRIORITY, Task, TaskQuery, TaskType
+from taskhub.server.store import Changes, Store
+from taskhub.server.watch import WatchHub
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 10_000
+
+
+def wall_clock() -> int:
+    """Now, in microseconds since the epoch."""
+    return time.time_ns() // 1_000
+
+
+@dataclass(slots=True)
+class Page:
+    """One page of a task listing."""
+
+    results: list[Task]
+    total: int
+    limit: int
+    from_uid: int | None
+    next_uid: int | None
+
+
+class Scheduler:
+    """Applies the queue rules over a `Store`, and feeds the `WatchHub` after commits."""
+
+    def __init__(self, store: Store, *, hub: WatchHub | None = None, clock: Callable[[], int] = wall_clock,
+                 snapshots_dir: str = "snapshots", dumps_dir: str = "dumps") -> None:
+        self.store = store
+        self.hub = hub or WatchHub()
+        self.clock = clock
+        self.snapshots_dir = snapshots_dir
+        self.dumps_dir = dumps_dir
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="taskhub-store")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._runner: asyncio.Task | None = None
+
+    # -- plumbing ---------------------------------------------------------
+
+    async def _read(self, fn: Callable, *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+
+    async def _write(self, fn: Callable[..., Changes], *args, **kwargs) -> Changes:
+        """Runs a store write; its changes reach the hub right after the commit, in commit order."""
+        loop = asyncio.get_running_loop()
+
+        def run() -> Changes:
+            changes = fn(*args, **kwargs)
+            if changes.tasks:
+                loop.call_soon_threadsafe(self.hub.publish, changes.tasks)
+            return changes
+
+        changes = await loop.run_in_executor(self._thread, run)
+        self._wake.set()
+        return changes
+
+    async def start(self, *, background: bool = True) -> None:
+        """Recovers from the last stop, then (by default) runs `tick` whenever there is work."""
+        await self._write(self.store.requeue_processing)
+        if background:
+            self._runner = asyncio.create_task(self._run(), name="taskhub-scheduler")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+        self._thread.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            self._wake.clear()
+            try:
+                await self.tick(self.clock())
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep the loop alive; the task stays enqueued and is retried
+                log.exception("scheduler tick failed")
+                await asyncio.sleep(1.0)
+
+    # -- reads ------------------------------------------------------------
+
+    async def get_task(self, uid: int, *, scope: frozenset[str] | None = None) -> Task:
+        task = await self._read(self.store.get_task, uid)
+        if task is None or not _visible(task, scope):
+            raise TaskHubError("task_not_found", f"Task `{uid}` not found.")
+        return task
+
+    async def list_tasks(self, query: TaskQuery, *, limit: int | None = None, from_uid: int | None = None,
+                         reverse: bool = False) -> Page:
+        limit = DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)
+
+        def read() -> tuple[list[Task], int]:
+            # Both reads in one store-thread job: no write can land between them.
+            rows = self.store.find_tasks(query, limit=limit + 1, from_uid=from_uid, reverse=reverse)
+            return rows, self.store.count_tasks(query)
+
+        rows, total = await self._read(read)
+        results, extra = rows[:limit], rows[limit:]
+        return Page(results=results, total=total, limit=limit,
+                    from_uid=results[0].uid if results else None,
+                    next_uid=extra[0].uid if extra else None)
+
+    # -- writes -----------------------------------------------------------
+
+    async def enqueue(self, type_: TaskType, index_uid: str | None, details: dict | None) -> Task:
+        details = enqueue_details(type_, index_uid, details)
+        changes = await self._write(self.store.insert_task, index_uid, type_, details, self.clock())
+        return changes.tasks[0]
+
+    async def cancel_tasks(self, query: TaskQuery, original_filter: str | None = None) -> Task:
+        return await self._enqueue_matching(TaskType.TASK_CANCELATION, "canceledTasks", query, original_filter)
+
+    async def delete_tasks(self, query: TaskQuery, original_filter: str | None = None) -> Task:
+        return await self._enqueue_matching(TaskType.TASK_DELETION, "deletedTasks", query, original_filter)
+
+    async def _enqueue_matching(self, type_: TaskType, counter: str, query: TaskQuery,
+                                original_filter: str | None) -> Task:
+        if query.is_empty():
+            verb = "cancel" if type_ == TaskType.TASK_CANCELATION else "delete"
+            raise TaskHubError(
+                "missing_task_filters",
+                f"Query parameters to filter the tasks to {verb} are missing. Available query parameters are:"
+                " `uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, `afterEnqueuedAt`,"
+                " `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`.")
+        original = original_filter if original_filter is not None else query.query_string()
+
+        def details(matched: int) -> dict:
+            return {"matchedTasks": matched, counter: None, "originalFilter": original}
+
+        changes = await self._write(self.store.insert_matching_task, type_, query, details, self.clock())
+        return changes.tasks[0]
+
+    # -- server-side work -------------------------------------------------
+
+    async def tick(self, now: int | None = None) -> int:
+        """One pass of server-run tasks in priority order; answers how many it ran."""
+        ran = 0
+        while (task := await self._read(self.store.next_server_task)) is not None:
+            await self._run_server_task(task, self.clock() if now is None else now)
+            ran += 1
+        return ran
+
+    async def _run_server_task(self, task: Task, now: int) -> None:
+        assert task.type in SERVER_PRIORITY
+        await self._write(self.store.start_task, task.uid, now)
+        if task.type == TaskType.TASK_CANCELATION:
+            await self._write(self.store.run_cancelation, task.uid, now)
+        elif task.type == TaskType.TASK_DELETION:
+            await self._write(self.store.run_deletion, task.uid, now)
+        else:
+            await self._run_export(task, now)
+
+    async def _run_export(self, task: Task, now: int) -> None:
+        """Snapshots and dumps: the file is written first, the task finishes after."""
+        try:
+            if task.type == TaskType.SNAPSHOT_CREATION:
+                await self._read(exports.write_snapshot, self.store, self.snapshots_dir, now)
+                details = None
+            else:
+                dump_uid = await self._read(exports.write_dump, self.store, self.dumps_dir, now)
+                details = {"dumpUid": dump_uid}
+            await self._write(self.store.finish_task, task.uid, self.clock(), details=details)
+        except OSError as exc:
+            log.exception("%s %d failed", task.type.label, task.uid)
+            error = {"message": f"Could not write the {task.type.label} file: {exc.strerror or exc}.",
+                     "code": "io_error", "type": "system", "link": "https://docs.meilisearch.com/errors#io_error"}
+            await self._write(self.store.finish_task, task.uid, self.clock(), details=task.details, error=error)
+
+    # -- watching ---------------------------------------------------------
+
+    async def watch_task(self, uid: int, *, scope: frozenset[str] | None = None) -> AsyncIterator[Task]:
+        """The task's current state, then each committed change, until a terminal status."""
+        sub = self.hub.subscribe([uid])
+        try:
+            task = await self.get_task(uid, scope=scope)
+            yield task
+            seen = task.seq
+            while not task.status.finished:
+                task = await sub.get()
+                if task.seq > seen:  # skip changes already contained in the first state
+                    seen = task.seq
+                    yield task
+        finally:
+            sub.close()
+
+
+def _visible(task: Task, scope: frozenset[str] | None) -> bool:
+    return scope is None or (task.index_uid is not None and task.index_uid in scope)

@@ -1,0 +1,356 @@
+"""The SQLite store: the only module with SQL in it.
+
+It keeps tasks, the task sets matched by cancelations and deletions, and two
+counters (the next uid and the last change sequence). Every state change is one
+`BEGIN IMMEDIATE` transaction through `atomic()`, and every write method returns
+the tasks it changed so the scheduler can tell watchers after the commit.
+A `Store` is used from one thread at a time (the scheduler's store thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import pathlib
+import sqlite3
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import sqlite_utils
+
+from taskhub.server.model import Task, TaskQuery, TaskStatus, TaskType, finished_details
+
+SCHEMA_VERSION = 1
+COLUMNS = (
+    "uid, index_uid, status, type, canceled_by, details, error,"
+    " enqueued_at, started_at, finished_at, seq"
+)
+FINISHED = (int(TaskStatus.SUCCEEDED), int(TaskStatus.FAILED), int(TaskStatus.CANCELED))
+UNFINISHED = (int(TaskStatus.ENQUEUED), int(TaskStatus.PROCESSING))
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one transaction changed, for the watchers."""
+
+    tasks: list[Task] = field(default_factory=list)
+    deleted: list[int] = field(default_factory=list)
+
+
+def _dumps(value: object) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _row_to_task(row: tuple) -> Task:
+    uid, index_uid, status, type_, canceled_by, details, error, enq, start, fin, seq = row
+    return Task(
+        uid=uid, index_uid=index_uid, status=TaskStatus(status), type=TaskType(type_),
+        canceled_by=canceled_by,
+        details=None if details is None else json.loads(details),
+        error=None if error is None else json.loads(error),
+        enqueued_at=enq, started_at=start, finished_at=fin, seq=seq,
+    )
+
+
+def where(query: TaskQuery) -> tuple[str, list]:
+    """The WHERE clause of a query; sets travel as JSON so any size fits in one parameter."""
+    clauses: list[str] = []
+    params: list = []
+
+    def member(column: str, values: frozenset | None, *, inline: bool = False) -> None:
+        if values is None:
+            return
+        if not values:
+            clauses.append("0")
+        elif inline:  # small sets of enum ints: let the planner see constants
+            clauses.append(f"{column} IN ({','.join(str(int(v)) for v in sorted(values))})")
+        elif len(values) == 1:
+            clauses.append(f"{column} = ?")
+            params.append(next(iter(values)))
+        else:
+            clauses.append(f"{column} IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(sorted(values)))
+
+    member("uid", query.uids)
+    member("index_uid", query.index_uids)
+    member("status", query.statuses, inline=True)
+    member("type", query.types, inline=True)
+    member("canceled_by", query.canceled_by)
+    for name in TaskQuery.DATE_FIELDS:
+        bound = getattr(query, name)
+        if bound is not None:
+            side, column = name.split("_", 1)
+            clauses.append(f"{column} {'<' if side == 'before' else '>'} ?")
+            params.append(bound)
+    if query.below_uid is not None:
+        clauses.append("uid < ?")
+        params.append(query.below_uid)
+    if query.allowed_index_uids is not None:
+        # A scoped key never sees global tasks (their index_uid is NULL).
+        clauses.append("index_uid IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(sorted(query.allowed_index_uids)))
+    return (" AND ".join(clauses) or "1"), params
+
+
+class Store:
+    """Tasks in one SQLite file (WAL), opened and migrated on construction."""
+
+    def __init__(self, path: str | pathlib.Path, *, max_page_count: int | None = None) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            pathlib.Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves in atomic().
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: an acknowledged enqueue survives power loss, not only a crash.
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA busy_timeout=5000")
+        if max_page_count is not None:
+            self.conn.execute(f"PRAGMA max_page_count={int(max_page_count)}")
+        self._migrate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; rolled back whole if anything in it fails."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version >= SCHEMA_VERSION:
+            return
+        with self.atomic():
+            db = sqlite_utils.Database(self.conn)
+            db["tasks"].create({
+                "uid": int, "index_uid": str, "status": int, "type": int, "canceled_by": int,
+                "details": str, "error": str, "enqueued_at": int, "started_at": int,
+                "finished_at": int, "seq": int,
+            }, pk="uid", not_null={"status", "type", "enqueued_at", "seq"})
+            for columns in (["status", "uid"], ["type", "uid"], ["index_uid", "uid"],
+                            ["canceled_by"], ["enqueued_at"], ["started_at"], ["finished_at"]):
+                db["tasks"].create_index(columns)
+            # The uids a cancelation or deletion matched when it was enqueued.
+            db["matches"].create({"uid": int, "uids": bytes}, pk="uid", not_null={"uids"})
+            db["meta"].create({"key": str, "value": int}, pk="key", not_null={"value"})
+            db["meta"].insert_all([{"key": "next_uid", "value": 0}, {"key": "last_seq", "value": 0}])
+            self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    # -- counters ---------------------------------------------------------
+
+    def _bump(self, key: str, by: int = 1) -> int:
+        """Adds `by` to a counter and returns its value before the addition."""
+        (after,) = self.conn.execute(
+            "UPDATE meta SET value = value + ? WHERE key = ? RETURNING value", (by, key)).fetchone()
+        return after - by
+
+    def last_seq(self) -> int:
+        return self.conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
+
+    # -- reads ------------------------------------------------------------
+
+    def get_task(self, uid: int) -> Task | None:
+        row = self.conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE uid = ?", (uid,)).fetchone()
+        return None if row is None else _row_to_task(row)
+
+    def get_tasks(self, uids: Iterable[int]) -> list[Task]:
+        rows = self.conn.execute(
+            f"SELECT {COLUMNS} FROM tasks WHERE uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
+            (json.dumps(list(uids)),))
+        return [_row_to_task(r) for r in rows]
+
+    def find_tasks(self, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> list[Task]:
+        """Up to `limit` matching tasks from `from_uid` (inclusive), uid descending unless reversed."""
+        sql, params = where(query)
+        if from_uid is not None:
+            sql += " AND uid >= ?" if reverse else " AND uid <= ?"
+            params.append(from_uid)
+        order = "ASC" if reverse else "DESC"
+        rows = self.conn.execute(
+            f"SELECT {COLUMNS} FROM tasks WHERE {sql} ORDER BY uid {order} LIMIT ?", (*params, limit))
+        return [_row_to_task(r) for r in rows]
+
+    def count_tasks(self, query: TaskQuery) -> int:
+        sql, params = where(query)
+        return self.conn.execute(f"SELECT COUNT(*) FROM tasks WHERE {sql}", params).fetchone()[0]
+
+    def find_task_uids(self, query: TaskQuery) -> array:
+        sql, params = where(query)
+        return array("I", (r[0] for r in self.conn.execute(f"SELECT uid FROM tasks WHERE {sql} ORDER BY uid", params)))
+
+    def next_server_task(self) -> Task | None:
+        """The enqueued server-run task to run first: cancelations newest first, then by type, oldest first."""
+        row = self.conn.execute(
+            f"SELECT {COLUMNS} FROM tasks WHERE status = ? AND type IN (?, ?, ?, ?)"
+            " ORDER BY CASE type WHEN ? THEN 0 WHEN ? THEN 1 WHEN ? THEN 2 ELSE 3 END,"
+            " CASE type WHEN ? THEN -uid ELSE uid END LIMIT 1",
+            (int(TaskStatus.ENQUEUED), TaskType.TASK_CANCELATION, TaskType.TASK_DELETION,
+             TaskType.SNAPSHOT_CREATION, TaskType.DUMP_CREATION, TaskType.TASK_CANCELATION,
+             TaskType.TASK_DELETION, TaskType.SNAPSHOT_CREATION, TaskType.TASK_CANCELATION),
+        ).fetchone()
+        return None if row is None else _row_to_task(row)
+
+    def matched_uids(self, uid: int) -> array:
+        row = self.conn.execute("SELECT uids FROM matches WHERE uid = ?", (uid,)).fetchone()
+        matched = array("I")
+        if row is not None:
+            matched.frombytes(row[0])
+        return matched
+
+    # -- writes -----------------------------------------------------------
+
+    def _insert(self, index_uid: str | None, type_: TaskType, details: dict | None, now: int) -> Task:
+        task = Task(uid=self._bump("next_uid"), index_uid=index_uid, status=TaskStatus.ENQUEUED,
+                    type=type_, details=details, enqueued_at=now, seq=self._bump("last_seq") + 1)
+        self.conn.execute(
+            "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (task.uid, index_uid, int(task.status), int(type_), _dumps(details), now, task.seq))
+        return task
+
+    def insert_task(self, index_uid: str | None, type_: TaskType, details: dict | None, now: int) -> Changes:
+        with self.atomic():
+            return Changes(tasks=[self._insert(index_uid, type_, details, now)])
+
+    def insert_matching_task(self, type_: TaskType, query: TaskQuery,
+                             details: Callable[[int], dict], now: int) -> Changes:
+        """Enqueues a cancelation or deletion with the set of older tasks it matches, atomically.
+
+        `details(matched)` builds the new task's details from the matched count.
+        """
+        with self.atomic():
+            uid = self.conn.execute("SELECT value FROM meta WHERE key = 'next_uid'").fetchone()[0]
+            matched = self.find_task_uids(dataclasses.replace(query, below_uid=uid))
+            task = self._insert(None, type_, details(len(matched)), now)
+            self.conn.execute("INSERT INTO matches (uid, uids) VALUES (?, ?)", (task.uid, matched.tobytes()))
+            return Changes(tasks=[task])
+
+    def _save(self, task: Task) -> Task:
+        """Writes every mutable field of `task` with a fresh change sequence."""
+        task.seq = self._bump("last_seq") + 1
+        self.conn.execute(
+            "UPDATE tasks SET status = ?, canceled_by = ?, details = ?, error = ?,"
+            " started_at = ?, finished_at = ?, seq = ? WHERE uid = ?",
+            (int(task.status), task.canceled_by, _dumps(task.details), _dumps(task.error),
+             task.started_at, task.finished_at, task.seq, task.uid))
+        return task
+
+    def start_task(self, uid: int, now: int) -> Changes:
+        with self.atomic():
+            task = self.get_task(uid)
+            if task is None or task.status != TaskStatus.ENQUEUED:
+                return Changes()
+            task.status, task.started_at = TaskStatus.PROCESSING, now
+            return Changes(tasks=[self._save(task)])
+
+    def finish_task(self, uid: int, now: int, *, details: dict | None, error: dict | None = None) -> Changes:
+        """Marks a processing task succeeded (no `error`) or failed."""
+        with self.atomic():
+            return Changes(tasks=[self._finish(uid, now, details=details, error=error)])
+
+    def _finish(self, uid: int, now: int, *, details: dict | None, error: dict | None) -> Task:
+        task = self.get_task(uid)
+        assert task is not None
+        task.status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
+        task.details = finished_details(details, success=error is None)
+        task.error, task.finished_at = error, now
+        return self._save(task)
+
+    def run_cancelation(self, uid: int, now: int) -> Changes:
+        """Cancels the still-unfinished tasks a cancelation matched and marks it succeeded, in one transaction."""
+        with self.atomic():
+            changes = Changes()
+            for target in self._unfinished(self.matched_uids(uid)):
+                target.status, target.canceled_by, target.finished_at = TaskStatus.CANCELED, uid, now
+                target.details = finished_details(target.details, success=False)
+                changes.tasks.append(self._save(target))
+            task = self.get_task(uid)
+            assert task is not None
+            changes.tasks.append(self._finish(uid, now, details={**task.details, "canceledTasks": len(changes.tasks)}, error=None))
+            return changes
+
+    def run_deletion(self, uid: int, now: int) -> Changes:
+        """Deletes the finished tasks a deletion matched and marks it succeeded, in one transaction."""
+        with self.atomic():
+            matched = json.dumps(self.matched_uids(uid).tolist())
+            deleted = [r[0] for r in self.conn.execute(
+                f"DELETE FROM tasks WHERE uid IN (SELECT value FROM json_each(?)) AND status IN {FINISHED}"
+                " RETURNING uid", (matched,))]
+            self.conn.execute(
+                "DELETE FROM matches WHERE uid IN (SELECT value FROM json_each(?))", (json.dumps(deleted),))
+            task = self.get_task(uid)
+            assert task is not None
+            done = self._finish(uid, now, details={**task.details, "deletedTasks": len(deleted)}, error=None)
+            return Changes(tasks=[done], deleted=sorted(deleted))
+
+    def _unfinished(self, uids: array) -> list[Task]:
+        rows = self.conn.execute(
+            f"SELECT {COLUMNS} FROM tasks WHERE uid IN (SELECT value FROM json_each(?))"
+            f" AND status IN {UNFINISHED} ORDER BY uid", (json.dumps(uids.tolist()),))
+        return [_row_to_task(r) for r in rows]
+
+    def requeue_processing(self) -> Changes:
+        """On start: whatever was processing when the server stopped is enqueued again."""
+        with self.atomic():
+            changes = Changes()
+            rows = self.conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE status = ?", (int(TaskStatus.PROCESSING),))
+            for task in [_row_to_task(r) for r in rows]:
+                task.status, task.started_at = TaskStatus.ENQUEUED, None
+                changes.tasks.append(self._save(task))
+            return changes
+
+    def backup(self, target: str | pathlib.Path) -> None:
+        """A consistent copy of the whole database (SQLite online backup)."""
+        with contextlib.closing(sqlite3.connect(str(target))) as copy:
+            self.conn.backup(copy)
+
+    # -- dumps ------------------------------------------------------------
+
+    def iter_tasks(self, batch: int = 1_000) -> Iterator[tuple[Task, array | None]]:
+        """Every task in uid order with the uids it matched (cancelations and deletions)."""
+        last = -1
+        while True:
+            rows = self.conn.execute(
+                f"SELECT {COLUMNS} FROM tasks WHERE uid > ? ORDER BY uid LIMIT ?", (last, batch)).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                task = _row_to_task(row)
+                matched = None
+                if task.type in (TaskType.TASK_CANCELATION, TaskType.TASK_DELETION):
+                    matched = self.matched_uids(task.uid)
+                yield task, matched
+            last = rows[-1][0]
+
+    def next_uid(self) -> int:
+        return self.conn.execute("SELECT value FROM meta WHERE key = 'next_uid'").fetchone()[0]
+
+    def load_tasks(self, tasks: Iterable[tuple[Task, list[int] | None]], next_uid: int) -> int:
+        """Fills an empty store from a dump, in one transaction; answers how many tasks it loaded."""
+        with self.atomic():
+            if self.conn.execute("SELECT EXISTS (SELECT 1 FROM tasks)").fetchone()[0]:
+                raise ValueError("a dump can only be imported into an empty database")
+            count = 0
+            for task, matched in tasks:
+                task.seq = self._bump("last_seq") + 1
+                self.conn.execute(
+                    f"INSERT INTO tasks ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (task.uid, task.index_uid, int(task.status), int(task.type), task.canceled_by,
+                     _dumps(task.details), _dumps(task.error), task.enqueued_at, task.started_at,
+                     task.finished_at, task.seq))
+                if matched is not None:
+                    self.conn.execute("INSERT INTO matches (uid, uids) VALUES (?, ?)",
+                                      (task.uid, array("I", matched).tobytes()))
+                count += 1
+                next_uid = max(next_uid, task.uid + 1)
+            self.conn.execute("UPDATE meta SET value = ? WHERE key = 'next_uid'", (next_uid,))
+            return count
