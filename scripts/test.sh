@@ -11,7 +11,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
 
-npm ci --prefix tools --no-audit --no-fund --loglevel=error
+npm install --prefix tools --no-audit --no-fund --loglevel=error
 buf=tools/node_modules/.bin/buf
 "$buf" lint
 "$buf" format --diff --exit-code
