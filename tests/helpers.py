@@ -12,13 +12,8 @@ T = task_pb2
 
 
 def details_for(type_: int, **fields) -> task_pb2.TaskDetails:
-    case = {
-        T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE: "document_addition_or_update",
-        T.TASK_TYPE_DOCUMENT_DELETION: "document_deletion",
-        T.TASK_TYPE_INDEX_CREATION: "index_creation",
-        T.TASK_TYPE_INDEX_UPDATE: "index_update",
-        T.TASK_TYPE_INDEX_DELETION: "index_deletion",
-    }[type_]
+    """TaskDetails for a type, with the given fields set (the oneof case is named after the type)."""
+    case = task_pb2.TaskType.Name(type_).removeprefix("TASK_TYPE_").lower()
     details = task_pb2.TaskDetails()
     getattr(details, case).SetInParent()
     for key, value in fields.items():

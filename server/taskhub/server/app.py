@@ -85,8 +85,13 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                                          reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(config.grpc_listen)
+    try:
+        port = server.add_insecure_port(config.grpc_listen)
+    except RuntimeError:  # grpcio raises this when the address is taken
+        port = 0
     if port == 0:
+        await scheduler.stop()
+        store.close()
         raise OSError(f"cannot listen on {config.grpc_listen}")
     await server.start()
     return Service(config=config, store=store, scheduler=scheduler, server=server, health=health, grpc_port=port)
