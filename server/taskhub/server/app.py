@@ -21,14 +21,17 @@ from grpc_reflection.v1alpha import reflection
 from taskhub.server import exports
 from taskhub.server.config import Config
 from taskhub.server.scheduler import Scheduler, wall_clock
-from taskhub.server.services import TaskService
+from taskhub.server.services import TaskService, WorkerService
 from taskhub.server.store import Store
-from taskhub.v1 import task_service_pb2, task_service_pb2_grpc
+from taskhub.v1 import task_service_pb2, task_service_pb2_grpc, worker_service_pb2, worker_service_pb2_grpc
 
 log = logging.getLogger("taskhub")
 
 MAX_MESSAGE = 64 * 1024 * 1024
-SERVICE_NAMES = (task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,)
+SERVICE_NAMES = (
+    task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
+    worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+)
 
 
 @dataclass
@@ -71,7 +74,8 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
     Tests pass `background=False` to drive `scheduler.tick()` themselves, and a fake `clock`.
     """
     store = open_store(config)
-    scheduler = Scheduler(store, clock=clock, snapshots_dir=config.snapshots_dir, dumps_dir=config.dumps_dir)
+    scheduler = Scheduler(store, clock=clock, snapshots_dir=config.snapshots_dir, dumps_dir=config.dumps_dir,
+                          max_batch_size=config.max_batch_size, max_attempts=config.max_attempts)
     await scheduler.start(background=background)
 
     server = grpc.aio.server(options=[
@@ -79,6 +83,7 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
         ("grpc.max_send_message_length", MAX_MESSAGE),
     ])
     task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(scheduler), server)
+    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(scheduler), server)
     health = health_async.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     for name in ("", *SERVICE_NAMES):

@@ -25,6 +25,8 @@ class Config:
     import_snapshot: str | None = None
     import_dump: str | None = None
     grace_seconds: float = 5.0
+    max_batch_size: int = 100
+    max_attempts: int = 5
     log_level: str = "INFO"
 
 
@@ -39,6 +41,8 @@ _HELP = {
     "import_snapshot": "start from this snapshot (the database must not exist yet)",
     "import_dump": "start from this dump (the database must be empty)",
     "grace_seconds": "on SIGTERM/SIGINT, how long in-flight calls may take to finish",
+    "max_batch_size": "the most tasks leased to a worker in one batch",
+    "max_attempts": "leases that may expire on a task before it fails",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 
@@ -59,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None
             default = field.default if env is None else env.lower() in ("1", "true", "yes")
             parser.add_argument(flag, action="store_true", default=default, help=help_text)
             continue
-        kind = float if field.type == "float" else str
+        kind = {"float": float, "int": int}.get(field.type, str)
         default = field.default if env is None else kind(env)
         parser.add_argument(flag, type=kind, default=default,
                             help=help_text + (f"; default {default}" if default is not None else ""))

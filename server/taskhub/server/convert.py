@@ -12,7 +12,7 @@ from taskhub.errors import TaskHubError
 from taskhub.server.details import INDEX_UID_RULE, valid_index_uid
 from taskhub.server.model import Task, TaskQuery, TaskStatus, TaskType
 from taskhub.server.scheduler import Page
-from taskhub.v1 import errors_pb2, task_pb2, task_service_pb2
+from taskhub.v1 import errors_pb2, task_pb2, task_service_pb2, worker_service_pb2
 
 # The `TaskDetails.kind` case for each task type.
 DETAILS_CASE = {
@@ -27,6 +27,8 @@ DETAILS_CASE = {
     TaskType.TASK_CANCELATION: "task_cancelation",
     TaskType.TASK_DELETION: "task_deletion",
 }
+
+CASE_TYPE = {case: type_ for type_, case in DETAILS_CASE.items()}
 
 STATUS_NAMES = "`enqueued`, `processing`, `succeeded`, `failed`, `canceled`"
 TYPE_NAMES = ", ".join(f"`{t.label}`" for t in TaskType)
@@ -123,22 +125,39 @@ def details_from_proto(type_: TaskType, message: task_pb2.TaskDetails, given: bo
     """The details a producer sent, as a dict of the fields it set (Meilisearch's keys)."""
     if not given:
         return None
+    case_type, details = reported_details(message)
+    if case_type is not None and case_type != type_:
+        raise TaskHubError("invalid_task_details",
+                           f"`details.{message.WhichOneof('kind')}` does not belong to a `{type_.label}` task.")
+    return details
+
+
+def reported_details(message: task_pb2.TaskDetails) -> tuple[TaskType | None, dict | None]:
+    """The type a details message is for, and the fields it sets; (None, None) when empty."""
     case = message.WhichOneof("kind")
     if case is None:
-        return None
-    if case != DETAILS_CASE.get(type_):
-        raise TaskHubError("invalid_task_details",
-                           f"`details.{case}` does not belong to a `{type_.label}` task.")
+        return None, None
+    type_ = CASE_TYPE[case]
     sub = getattr(message, case)
     if type_ == TaskType.SETTINGS_UPDATE:
-        return _integral(json_format.MessageToDict(sub.settings)) if sub.HasField("settings") else {}
+        return type_, (_integral(json_format.MessageToDict(sub.settings)) if sub.HasField("settings") else {})
     out: dict = {}
     for field, value in sub.ListFields():
         if field.json_name == "swaps":
             out["swaps"] = [{"indexes": list(swap.indexes)} for swap in value]
         else:
             out[field.json_name] = value
-    return out
+    return type_, out
+
+
+def outcome_from_proto(message: worker_service_pb2.TaskOutcome) -> tuple[TaskType | None, dict | None, dict | None]:
+    """(reported type, reported details, error) of one task's outcome."""
+    type_, details = reported_details(message.details)
+    error = None
+    if message.HasField("error"):
+        error = {"message": message.error.message, "code": message.error.code,
+                 "type": message.error.type, "link": message.error.link}
+    return type_, details, error
 
 
 def task_type(value: int) -> TaskType:

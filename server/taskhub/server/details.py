@@ -93,3 +93,49 @@ def _check_swaps(swaps: list) -> None:
         for index in indexes:
             if not valid_index_uid(index):
                 raise TaskHubError("invalid_index_uid", f"`{index}` is not a valid index uid. {INDEX_UID_RULE}")
+
+
+# Details a worker may report when it finishes a task, per type.
+_OUTPUTS: dict[TaskType, tuple[str, ...]] = {
+    TaskType.DOCUMENT_ADDITION_OR_UPDATE: ("indexedDocuments",),
+    TaskType.DOCUMENT_DELETION: ("deletedDocuments",),
+    TaskType.INDEX_DELETION: ("deletedDocuments",),
+}
+ERROR_TYPES = ("invalid_request", "internal", "auth", "system")
+_CODE = re.compile(r"[a-z0-9_]{1,100}")
+
+
+def _bad_outcome(message: str) -> TaskHubError:
+    return TaskHubError("invalid_task_outcome", message)
+
+
+def outcome_details(task, reported_type: TaskType | None, reported: dict | None) -> dict | None:
+    """The details of a finished task: what was enqueued plus the counters the worker reported."""
+    if not reported:
+        return task.details
+    if reported_type != task.type:
+        raise _bad_outcome(f"Task `{task.uid}` is a `{task.type.label}` task; its details must be of that type.")
+    allowed = _OUTPUTS.get(task.type, ())
+    for key, value in reported.items():
+        if key not in allowed:
+            raise _bad_outcome(f"`{key}` cannot be reported for a `{task.type.label}` task"
+                               f" (it may report: {', '.join(f'`{k}`' for k in allowed) or 'nothing'}).")
+        if not isinstance(value, int) or value < 0:
+            raise _bad_outcome(f"`{key}` must be a non-negative integer.")
+    return {**(task.details or {}), **reported}
+
+
+def outcome_error(error: dict | None) -> dict | None:
+    """Checks a worker's error object and answers it in Meilisearch's shape and key order."""
+    if error is None:
+        return None
+    message, code = error.get("message") or "", error.get("code") or ""
+    type_ = error.get("type") or "internal"
+    if not message:
+        raise _bad_outcome("A failed task's error needs a `message`.")
+    if not _CODE.fullmatch(code):
+        raise _bad_outcome("A failed task's error needs a `code` of lower-case letters, digits and `_`.")
+    if type_ not in ERROR_TYPES:
+        raise _bad_outcome(f"An error's `type` is one of {', '.join(f'`{t}`' for t in ERROR_TYPES)}.")
+    link = error.get("link") or f"https://docs.meilisearch.com/errors#{code}"
+    return {"message": message, "code": code, "type": type_, "link": link}

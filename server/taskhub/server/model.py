@@ -73,6 +73,14 @@ SERVER_PRIORITY = (
     TaskType.SNAPSHOT_CREATION, TaskType.DUMP_CREATION,
 )
 
+# Consecutive tasks of one index with the same group run as one batch; types
+# without a group (creation, update, deletion, swap) always run alone.
+BATCH_GROUPS = {
+    TaskType.DOCUMENT_ADDITION_OR_UPDATE: "documents",
+    TaskType.DOCUMENT_DELETION: "documents",
+    TaskType.SETTINGS_UPDATE: "settings",
+}
+
 STATUS_BY_LABEL = {s.label: s for s in TaskStatus}
 TYPE_BY_LABEL = {t.label: t for t in TaskType}
 
@@ -179,3 +187,10 @@ def finished_details(details: dict | None, *, success: bool) -> dict | None:
     if details is None or success:
         return details
     return {k: (0 if k in OUTPUT_COUNTERS and v is None else v) for k, v in details.items()}
+
+
+def task_indexes(index_uid: str | None, type_: TaskType, details: dict | None) -> frozenset[str]:
+    """The indexes a task holds while it runs: its own, or both sides of every swap."""
+    if type_ == TaskType.INDEX_SWAP:
+        return frozenset(i for swap in (details or {}).get("swaps", []) for i in swap.get("indexes", []))
+    return frozenset() if index_uid is None else frozenset({index_uid})

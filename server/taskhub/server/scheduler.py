@@ -13,13 +13,14 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from taskhub.errors import TaskHubError
 from taskhub.server import exports
-from taskhub.server.details import enqueue_details
+from taskhub.server.details import enqueue_details, outcome_details, outcome_error
 from taskhub.server.model import SERVER_PRIORITY, Task, TaskQuery, TaskType
 from taskhub.server.store import Changes, Store
 from taskhub.server.watch import WatchHub
@@ -28,11 +29,21 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 10_000
+SECOND = 1_000_000
 
 
 def wall_clock() -> int:
     """Now, in microseconds since the epoch."""
     return time.time_ns() // 1_000
+
+
+@dataclass(slots=True)
+class Lease:
+    """A batch leased to a worker."""
+
+    token: str
+    deadline: int
+    tasks: list[Task]
 
 
 @dataclass(slots=True)
@@ -50,8 +61,11 @@ class Scheduler:
     """Applies the queue rules over a `Store`, and feeds the `WatchHub` after commits."""
 
     def __init__(self, store: Store, *, hub: WatchHub | None = None, clock: Callable[[], int] = wall_clock,
-                 snapshots_dir: str = "snapshots", dumps_dir: str = "dumps") -> None:
+                 snapshots_dir: str = "snapshots", dumps_dir: str = "dumps",
+                 max_batch_size: int = 100, max_attempts: int = 5) -> None:
         self.store = store
+        self.max_batch_size = max_batch_size
+        self.max_attempts = max_attempts
         self.hub = hub or WatchHub()
         self.clock = clock
         self.snapshots_dir = snapshots_dir
@@ -59,6 +73,8 @@ class Scheduler:
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="taskhub-store")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
+        # Replaced after every write: long-polling leases wait on the current one.
+        self._changed = asyncio.Event()
         self._runner: asyncio.Task | None = None
 
     # -- plumbing ---------------------------------------------------------
@@ -67,18 +83,23 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
 
-    async def _write(self, fn: Callable[..., Changes], *args, **kwargs) -> Changes:
+    async def _write(self, fn: Callable[..., Changes | list[Task]], *args, **kwargs) -> Changes:
         """Runs a store write; its changes reach the hub right after the commit, in commit order."""
         loop = asyncio.get_running_loop()
 
         def run() -> Changes:
             changes = fn(*args, **kwargs)
+            if isinstance(changes, list):
+                changes = Changes(tasks=changes)
             if changes.tasks:
                 loop.call_soon_threadsafe(self.hub.publish, changes.tasks)
             return changes
 
         changes = await loop.run_in_executor(self._thread, run)
-        self._wake.set()
+        if changes.tasks or changes.deleted:
+            self._wake.set()
+            self._changed.set()
+            self._changed = asyncio.Event()
         return changes
 
     async def start(self, *, background: bool = True) -> None:
@@ -164,7 +185,8 @@ class Scheduler:
     # -- server-side work -------------------------------------------------
 
     async def tick(self, now: int | None = None) -> int:
-        """One pass of server-run tasks in priority order; answers how many it ran."""
+        """One pass: expire leases, then run server tasks in priority order; answers how many it ran."""
+        await self._write(self.store.expire_leases, self.clock() if now is None else now, self.max_attempts)
         ran = 0
         while (task := await self._read(self.store.next_server_task)) is not None:
             await self._run_server_task(task, self.clock() if now is None else now)
@@ -196,6 +218,51 @@ class Scheduler:
             error = {"message": f"Could not write the {task.type.label} file: {exc.strerror or exc}.",
                      "code": "io_error", "type": "system", "link": "https://docs.meilisearch.com/errors#io_error"}
             await self._write(self.store.finish_task, task.uid, self.clock(), details=task.details, error=error)
+
+    # -- workers ----------------------------------------------------------
+
+    async def lease(self, *, worker: str, types: frozenset[TaskType] | None = None,
+                    index_uids: frozenset[str] | None = None, max_tasks: int | None = None,
+                    wait: float = 0.0, duration: int = 30 * SECOND) -> Lease | None:
+        """Leases the oldest runnable batch, waiting up to `wait` seconds for one."""
+        if types is not None and any(t.server_run for t in types):
+            raise TaskHubError("invalid_task_types", "Workers lease index tasks only; the server runs "
+                               + ", ".join(f"`{t.label}`" for t in sorted(t for t in types if t.server_run)) + ".")
+        size = self.max_batch_size if not max_tasks else min(max_tasks, self.max_batch_size)
+        duration = min(max(duration, SECOND), 3_600 * SECOND)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + min(wait, 60.0)
+        while True:
+            changed = self._changed
+            token, now = secrets.token_urlsafe(18), self.clock()
+            changes = await self._write(self.store.lease_batch, token=token, worker=worker, types=types,
+                                        index_uids=index_uids, max_tasks=size, now=now, duration=duration)
+            if changes.tasks:
+                return Lease(token=token, deadline=now + duration, tasks=changes.tasks)
+            remaining = give_up - loop.time()
+            if remaining <= 0:
+                return None
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=remaining)
+
+    async def renew(self, token: str, duration: int | None = None) -> int | None:
+        """Extends a lease; answers the new deadline, or None when its batch was canceled."""
+        return await self._read(self.store.renew_lease, token, self.clock(), duration)
+
+    async def complete(self, token: str, outcomes: dict[int, tuple[TaskType | None, dict | None, dict | None]]
+                       ) -> list[Task]:
+        """Finishes a lease's tasks: `outcomes` maps uid -> (reported type, reported details, error)."""
+        checked = {uid: ((type_, details), outcome_error(error)) for uid, (type_, details, error) in outcomes.items()}
+
+        def merge(task: Task, reported: tuple) -> dict | None:
+            return outcome_details(task, *reported)
+
+        changes = await self._write(self.store.complete_lease, token, checked, self.clock(), merge)
+        return changes.tasks
+
+    async def release(self, token: str) -> int:
+        """Gives a lease's tasks back to the queue; answers how many."""
+        return len((await self._write(self.store.release_lease, token, self.clock())).tasks)
 
     # -- watching ---------------------------------------------------------
 

@@ -19,9 +19,10 @@ from grpc_status import rpc_status
 
 from taskhub.errors import DOMAIN, TaskHubError
 from taskhub.server import convert
-from taskhub.server.scheduler import Scheduler
+from taskhub.server.scheduler import SECOND, Scheduler
+from taskhub.v1 import task_pb2, task_service_pb2_grpc, worker_service_pb2_grpc
 from taskhub.v1 import task_service_pb2 as pb
-from taskhub.v1 import task_service_pb2_grpc
+from taskhub.v1 import worker_service_pb2 as wpb
 
 log = logging.getLogger(__name__)
 
@@ -92,3 +93,52 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         async with error_edge(context):
             async for task in self.scheduler.watch_task(request.uid):
                 yield pb.WatchTaskResponse(task=convert.task_to_proto(task))
+
+
+class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
+    """`taskhub.v1.WorkerService`: leases, renewals and reports for remote workers."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+
+    async def LeaseTasks(self, request: wpb.LeaseTasksRequest, context) -> wpb.LeaseTasksResponse:
+        async with error_edge(context):
+            # The worker's types and indexes are checked like any filter's.
+            wanted = task_pb2.TaskFilter()
+            for name in ("types", "index_uids"):
+                if request.HasField(name):
+                    getattr(wanted, name).CopyFrom(getattr(request, name))
+            query = convert.query_from_proto(wanted)
+            lease = await self.scheduler.lease(
+                worker=request.worker or context.peer(), types=query.types, index_uids=query.index_uids,
+                max_tasks=request.max_tasks if request.HasField("max_tasks") else None,
+                wait=request.wait.ToTimedelta().total_seconds(),
+                duration=(request.lease_duration.ToMicroseconds() if request.HasField("lease_duration")
+                          else 30 * SECOND))
+            if lease is None:
+                return wpb.LeaseTasksResponse()
+            return wpb.LeaseTasksResponse(
+                lease=wpb.Lease(token=lease.token, deadline=convert.timestamp(lease.deadline)),
+                tasks=[convert.task_to_proto(t) for t in lease.tasks])
+
+    async def RenewLease(self, request: wpb.RenewLeaseRequest, context) -> wpb.RenewLeaseResponse:
+        async with error_edge(context):
+            duration = request.lease_duration.ToMicroseconds() if request.HasField("lease_duration") else None
+            deadline = await self.scheduler.renew(request.token, duration)
+            if deadline is None:
+                return wpb.RenewLeaseResponse(canceled=True)
+            return wpb.RenewLeaseResponse(deadline=convert.timestamp(deadline))
+
+    async def CompleteTasks(self, request: wpb.CompleteTasksRequest, context) -> wpb.CompleteTasksResponse:
+        async with error_edge(context):
+            outcomes = {}
+            for outcome in request.outcomes:
+                if outcome.uid in outcomes:
+                    raise TaskHubError("invalid_task_outcome", f"Task `{outcome.uid}` is reported twice.")
+                outcomes[outcome.uid] = convert.outcome_from_proto(outcome)
+            tasks = await self.scheduler.complete(request.token, outcomes)
+            return wpb.CompleteTasksResponse(tasks=[convert.task_to_proto(t) for t in tasks])
+
+    async def ReleaseLease(self, request: wpb.ReleaseLeaseRequest, context) -> wpb.ReleaseLeaseResponse:
+        async with error_edge(context):
+            return wpb.ReleaseLeaseResponse(released_tasks=await self.scheduler.release(request.token))

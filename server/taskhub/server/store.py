@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
+from taskhub.server.lease_store import LeaseStore
 from taskhub.server.model import Task, TaskQuery, TaskStatus, TaskType, finished_details
 
 SCHEMA_VERSION = 1
@@ -94,7 +95,11 @@ def where(query: TaskQuery) -> tuple[str, list]:
     return (" AND ".join(clauses) or "1"), params
 
 
-class Store:
+# `_save(task)` leaves the task's lease as it is unless told otherwise.
+KEEP = object()
+
+
+class Store(LeaseStore):
     """Tasks in one SQLite file (WAL), opened and migrated on construction."""
 
     def __init__(self, path: str | pathlib.Path, *, max_page_count: int | None = None) -> None:
@@ -134,11 +139,15 @@ class Store:
             db["tasks"].create({
                 "uid": int, "index_uid": str, "status": int, "type": int, "canceled_by": int,
                 "details": str, "error": str, "enqueued_at": int, "started_at": int,
-                "finished_at": int, "seq": int,
-            }, pk="uid", not_null={"status", "type", "enqueued_at", "seq"})
-            for columns in (["status", "uid"], ["type", "uid"], ["index_uid", "uid"],
-                            ["canceled_by"], ["enqueued_at"], ["started_at"], ["finished_at"]):
+                "finished_at": int, "seq": int, "lease": str, "attempts": int,
+            }, pk="uid", not_null={"status", "type", "enqueued_at", "seq", "attempts"},
+                defaults={"attempts": 0})
+            for columns in (["status", "uid"], ["type", "status"], ["index_uid", "uid"],
+                            ["canceled_by"], ["enqueued_at"], ["started_at"], ["finished_at"], ["lease"]):
                 db["tasks"].create_index(columns)
+            db["leases"].create({"token": str, "worker": str, "deadline": int, "duration": int, "state": str},
+                                pk="token", not_null={"deadline", "duration", "state"})
+            db["leases"].create_index(["state", "deadline"])
             # The uids a cancelation or deletion matched when it was enqueued.
             db["matches"].create({"uid": int, "uids": bytes}, pk="uid", not_null={"uids"})
             db["meta"].create({"key": str, "value": int}, pk="key", not_null={"value"})
@@ -234,7 +243,7 @@ class Store:
             self.conn.execute("INSERT INTO matches (uid, uids) VALUES (?, ?)", (task.uid, matched.tobytes()))
             return Changes(tasks=[task])
 
-    def _save(self, task: Task) -> Task:
+    def _save(self, task: Task, *, lease: str | None | object = KEEP) -> Task:
         """Writes every mutable field of `task` with a fresh change sequence."""
         task.seq = self._bump("last_seq") + 1
         self.conn.execute(
@@ -242,6 +251,8 @@ class Store:
             " started_at = ?, finished_at = ?, seq = ? WHERE uid = ?",
             (int(task.status), task.canceled_by, _dumps(task.details), _dumps(task.error),
              task.started_at, task.finished_at, task.seq, task.uid))
+        if lease is not KEEP:
+            self.conn.execute("UPDATE tasks SET lease = ? WHERE uid = ?", (lease, task.uid))
         return task
 
     def start_task(self, uid: int, now: int) -> Changes:
@@ -266,17 +277,22 @@ class Store:
         return self._save(task)
 
     def run_cancelation(self, uid: int, now: int) -> Changes:
-        """Cancels the still-unfinished tasks a cancelation matched and marks it succeeded, in one transaction."""
+        """Cancels the still-unfinished tasks a cancelation matched and marks it succeeded, in one transaction.
+
+        A processing batch holding a canceled task is stopped whole: its lease
+        ends and its other tasks go back to enqueued.
+        """
         with self.atomic():
-            changes = Changes()
+            canceled = []
             for target in self._unfinished(self.matched_uids(uid)):
                 target.status, target.canceled_by, target.finished_at = TaskStatus.CANCELED, uid, now
                 target.details = finished_details(target.details, success=False)
-                changes.tasks.append(self._save(target))
+                canceled.append(self._save(target))
+            requeued = self.cancel_leases_of(canceled)
             task = self.get_task(uid)
             assert task is not None
-            changes.tasks.append(self._finish(uid, now, details={**task.details, "canceledTasks": len(changes.tasks)}, error=None))
-            return changes
+            done = self._finish(uid, now, details={**task.details, "canceledTasks": len(canceled)}, error=None)
+            return Changes(tasks=[*canceled, *requeued, done])
 
     def run_deletion(self, uid: int, now: int) -> Changes:
         """Deletes the finished tasks a deletion matched and marks it succeeded, in one transaction."""
@@ -299,14 +315,11 @@ class Store:
         return [_row_to_task(r) for r in rows]
 
     def requeue_processing(self) -> Changes:
-        """On start: whatever was processing when the server stopped is enqueued again."""
+        """On start: whatever was processing when the server stopped is enqueued again, and leases are lost."""
         with self.atomic():
-            changes = Changes()
+            self.lose_all_leases()
             rows = self.conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE status = ?", (int(TaskStatus.PROCESSING),))
-            for task in [_row_to_task(r) for r in rows]:
-                task.status, task.started_at = TaskStatus.ENQUEUED, None
-                changes.tasks.append(self._save(task))
-            return changes
+            return Changes(tasks=self._requeue([_row_to_task(r) for r in rows]))
 
     def backup(self, target: str | pathlib.Path) -> None:
         """A consistent copy of the whole database (SQLite online backup)."""

@@ -1,0 +1,214 @@
+"""The lease half of the SQLite store: batches leased to workers, renewals, reports, expiry.
+
+`Store` inherits this mixin; it shares the store's connection and `atomic()`,
+so every lease transition is one transaction like every other state change.
+A lease row lives on after its batch ends, with the reason in `state`, so a
+late renewal or report can be told precisely why its lease is gone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from taskhub.errors import TaskHubError
+from taskhub.server.model import (
+    BATCH_GROUPS, SERVER_PRIORITY, Task, TaskStatus, TaskType, finished_details, task_indexes,
+)
+
+ACTIVE = "active"
+# Why a lease ended, as told to a late renewal or report.
+ENDED = {
+    "completed": "its batch was already reported",
+    "expired": "it expired before being renewed",
+    "canceled": "its batch was canceled",
+    "released": "it was released",
+    "lost": "the server restarted",
+}
+SCAN_LIMIT = 100_000
+
+
+class LeaseStore:
+    """Lease SQL; mixed into `Store`, whose `conn`, `atomic`, `_save` and `get_task` it uses."""
+
+    def lease_batch(self, *, token: str, worker: str, types: frozenset[TaskType] | None,
+                    index_uids: frozenset[str] | None, max_tasks: int, now: int, duration: int) -> list[Task]:
+        """Leases the oldest runnable batch a worker can take; answers its tasks (none: nothing runnable)."""
+        with self.atomic():
+            server_types = ",".join(str(int(t)) for t in SERVER_PRIORITY)
+            # Server-run tasks outrank every worker task: leave the queue to them first.
+            if self.conn.execute(
+                    f"SELECT EXISTS (SELECT 1 FROM tasks WHERE type IN ({server_types}) AND status = ?)",
+                    (int(TaskStatus.ENQUEUED),)).fetchone()[0]:
+                return []
+            head = self._find_head(types, index_uids)
+            if head is None:
+                return []
+            batch = [head, *self._followers(head, types, max_tasks - 1)]
+            self.conn.execute(
+                "INSERT INTO leases (token, worker, deadline, duration, state) VALUES (?, ?, ?, ?, ?)",
+                (token, worker, now + duration, duration, ACTIVE))
+            for task in batch:
+                task.status, task.started_at = TaskStatus.PROCESSING, now
+                self._save(task, lease=token)
+            return batch
+
+    def _find_head(self, types, index_uids) -> Task | None:
+        """The oldest enqueued task whose indexes are free and that heads its indexes' queues."""
+        blocked: set[str] = set()
+        for (index_uid, type_, details) in self.conn.execute(
+                "SELECT index_uid, type, details FROM tasks WHERE status = ?", (int(TaskStatus.PROCESSING),)):
+            blocked |= task_indexes(index_uid, TaskType(type_), json.loads(details) if details else None)
+        rows = self.conn.execute(
+            "SELECT uid, index_uid, type, details FROM tasks WHERE status = ? ORDER BY uid LIMIT ?",
+            (int(TaskStatus.ENQUEUED), SCAN_LIMIT))
+        for uid, index_uid, type_, details in rows:
+            type_ = TaskType(type_)
+            keys = task_indexes(index_uid, type_, json.loads(details) if details else None)
+            takeable = (not keys & blocked and (types is None or type_ in types)
+                        and (index_uids is None or keys <= index_uids))
+            if takeable:
+                return self.get_task(uid)
+            # Later tasks of these indexes must wait for this one: per-index uid order.
+            blocked |= keys
+        return None
+
+    def _followers(self, head: Task, types, room: int) -> list[Task]:
+        """The enqueued tasks right after `head` in its index that can join its batch."""
+        group = BATCH_GROUPS.get(head.type)
+        if group is None or room <= 0:
+            return []
+        # An enqueued swap touching this index ends the run of batchable tasks.
+        stop = None
+        for uid, details in self.conn.execute(
+                "SELECT uid, details FROM tasks WHERE type = ? AND status = ? AND uid > ?",
+                (int(TaskType.INDEX_SWAP), int(TaskStatus.ENQUEUED), head.uid)):
+            if head.index_uid in task_indexes(None, TaskType.INDEX_SWAP, json.loads(details)):
+                stop = uid if stop is None else min(stop, uid)
+        followers = []
+        for uid, type_ in self.conn.execute(
+                "SELECT uid, type FROM tasks WHERE index_uid = ? AND status = ? AND uid > ? ORDER BY uid LIMIT ?",
+                (head.index_uid, int(TaskStatus.ENQUEUED), head.uid, room)):
+            type_ = TaskType(type_)
+            if (stop is not None and uid > stop) or BATCH_GROUPS.get(type_) != group \
+                    or (types is not None and type_ not in types):
+                break
+            followers.append(uid)
+        return self.get_tasks(followers)
+
+    def _lease_state(self, token: str, now: int) -> tuple[str, int] | None:
+        row = self.conn.execute("SELECT state, deadline, duration FROM leases WHERE token = ?", (token,)).fetchone()
+        if row is None:
+            return None
+        state, deadline, duration = row
+        if state == ACTIVE and deadline < now:
+            state = "expired"  # not yet swept by tick(), but already lost
+        return state, duration
+
+    def _lost(self, token: str, state: tuple[str, int] | None) -> TaskHubError:
+        if state is None:
+            return TaskHubError("lease_lost", f"Lease `{token}` is unknown.")
+        return TaskHubError("lease_lost", f"Lease `{token}` was lost: {ENDED[state[0]]}.")
+
+    def renew_lease(self, token: str, now: int, duration: int | None) -> int | None:
+        """Extends an active lease; answers the new deadline, or None when its batch was canceled."""
+        with self.atomic():
+            state = self._lease_state(token, now)
+            if state is not None and state[0] == "canceled":
+                return None
+            if state is None or state[0] != ACTIVE:
+                raise self._lost(token, state)
+            deadline = now + (duration or state[1])
+            self.conn.execute("UPDATE leases SET deadline = ? WHERE token = ?", (deadline, token))
+            return deadline
+
+    def _leased(self, token: str) -> list[Task]:
+        return self.get_tasks(r[0] for r in self.conn.execute(
+            "SELECT uid FROM tasks WHERE lease = ? AND status = ?", (token, int(TaskStatus.PROCESSING))))
+
+    def complete_lease(self, token: str, outcomes: dict[int, tuple[object, dict | None]], now: int,
+                       merge: Callable[[Task, object], dict | None]) -> list[Task]:
+        """Finishes every task of an active lease with its outcome, in one transaction.
+
+        `outcomes` maps each uid to (reported details, error); `merge(task, reported)`
+        answers the details to store or raises, which rolls everything back.
+        """
+        with self.atomic():
+            state = self._lease_state(token, now)
+            if state is None or state[0] != ACTIVE:
+                raise self._lost(token, state)
+            tasks = self._leased(token)
+            leased = {t.uid for t in tasks}
+            stray = sorted(set(outcomes) - leased)
+            if stray:
+                raise TaskHubError("invalid_task_outcome", f"Task `{stray[0]}` is not part of lease `{token}`.")
+            missing = sorted(leased - set(outcomes))
+            if missing:
+                raise TaskHubError("invalid_task_outcome", f"The outcome of task `{missing[0]}` is missing.")
+            for task in tasks:
+                reported, error = outcomes[task.uid]
+                details = merge(task, reported)
+                task.status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
+                task.details = finished_details(details, success=error is None)
+                task.error, task.finished_at = error, now
+                self._save(task, lease=None)
+            self.conn.execute("UPDATE leases SET state = 'completed' WHERE token = ?", (token,))
+            return tasks
+
+    def _requeue(self, tasks: list[Task]) -> list[Task]:
+        for task in tasks:
+            task.status, task.started_at = TaskStatus.ENQUEUED, None
+            self._save(task, lease=None)
+        return tasks
+
+    def release_lease(self, token: str, now: int) -> list[Task]:
+        with self.atomic():
+            state = self._lease_state(token, now)
+            if state is None or state[0] != ACTIVE:
+                raise self._lost(token, state)
+            self.conn.execute("UPDATE leases SET state = 'released' WHERE token = ?", (token,))
+            return self._requeue(self._leased(token))
+
+    def expire_leases(self, now: int, max_attempts: int) -> list[Task]:
+        """Puts the tasks of expired leases back to enqueued, or fails those out of attempts."""
+        with self.atomic():
+            tokens = [r[0] for r in self.conn.execute(
+                "SELECT token FROM leases WHERE state = ? AND deadline < ?", (ACTIVE, now))]
+            changed = []
+            for token in tokens:
+                self.conn.execute("UPDATE leases SET state = 'expired' WHERE token = ?", (token,))
+                for task in self._leased(token):
+                    attempts = self.conn.execute(
+                        "UPDATE tasks SET attempts = attempts + 1 WHERE uid = ? RETURNING attempts",
+                        (task.uid,)).fetchone()[0]
+                    if attempts < max_attempts:
+                        changed += self._requeue([task])
+                        continue
+                    task.status, task.finished_at = TaskStatus.FAILED, now
+                    task.details = finished_details(task.details, success=False)
+                    task.error = {
+                        "message": f"The task's lease expired {attempts} times without a report from a worker;"
+                                   " it will not be tried again.",
+                        "code": "task_attempts_exhausted", "type": "system",
+                        "link": "https://docs.meilisearch.com/errors#task_attempts_exhausted"}
+                    changed.append(self._save(task, lease=None))
+            return changed
+
+    def cancel_leases_of(self, canceled: list[Task]) -> list[Task]:
+        """Stops the batches holding canceled tasks: their leases end and their other tasks go back."""
+        tokens = {r[0] for r in self.conn.execute(
+            "SELECT DISTINCT lease FROM tasks WHERE lease IS NOT NULL AND uid IN (SELECT value FROM json_each(?))",
+            (json.dumps([t.uid for t in canceled]),))}
+        requeued = []
+        for token in tokens:
+            self.conn.execute("UPDATE leases SET state = 'canceled' WHERE token = ?", (token,))
+            requeued += self._requeue(self._leased(token))
+        self.conn.execute(
+            "UPDATE tasks SET lease = NULL WHERE uid IN (SELECT value FROM json_each(?))",
+            (json.dumps([t.uid for t in canceled]),))
+        return requeued
+
+    def lose_all_leases(self) -> None:
+        """On start: no lease survives a server restart."""
+        self.conn.execute("UPDATE leases SET state = 'lost' WHERE state = ?", (ACTIVE,))
+        self.conn.execute("UPDATE tasks SET lease = NULL WHERE lease IS NOT NULL")
