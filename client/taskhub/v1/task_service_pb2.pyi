@@ -94,7 +94,27 @@ class WatchTaskRequest(_message.Message):
     def __init__(self, uid: _Optional[int] = ...) -> None: ...
 
 class WatchTaskResponse(_message.Message):
-    __slots__ = ("task",)
+    __slots__ = ("task", "sequence")
     TASK_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     task: _task_pb2.Task
-    def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ...) -> None: ...
+    sequence: int
+    def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class WatchTasksRequest(_message.Message):
+    __slots__ = ("filter", "after")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    filter: _task_pb2.TaskFilter
+    after: int
+    def __init__(self, filter: _Optional[_Union[_task_pb2.TaskFilter, _Mapping]] = ..., after: _Optional[int] = ...) -> None: ...
+
+class WatchTasksResponse(_message.Message):
+    __slots__ = ("sequence", "task", "deleted")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    task: _task_pb2.Task
+    deleted: bool
+    def __init__(self, sequence: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., deleted: _Optional[bool] = ...) -> None: ...

@@ -65,6 +65,11 @@ class TaskServiceStub:
                 request_serializer=taskhub_dot_v1_dot_task__service__pb2.WatchTaskRequest.SerializeToString,
                 response_deserializer=taskhub_dot_v1_dot_task__service__pb2.WatchTaskResponse.FromString,
                 _registered_method=True)
+        self.WatchTasks = channel.unary_stream(
+                '/taskhub.v1.TaskService/WatchTasks',
+                request_serializer=taskhub_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
+                response_deserializer=taskhub_dot_v1_dot_task__service__pb2.WatchTasksResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -113,6 +118,13 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchTasks(self, request, context):
+        """Streams every committed change of the tasks matching a filter, in commit order, resumable by sequence number.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +157,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.WatchTask,
                     request_deserializer=taskhub_dot_v1_dot_task__service__pb2.WatchTaskRequest.FromString,
                     response_serializer=taskhub_dot_v1_dot_task__service__pb2.WatchTaskResponse.SerializeToString,
+            ),
+            'WatchTasks': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTasks,
+                    request_deserializer=taskhub_dot_v1_dot_task__service__pb2.WatchTasksRequest.FromString,
+                    response_serializer=taskhub_dot_v1_dot_task__service__pb2.WatchTasksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +327,33 @@ class TaskService:
             '/taskhub.v1.TaskService/WatchTask',
             taskhub_dot_v1_dot_task__service__pb2.WatchTaskRequest.SerializeToString,
             taskhub_dot_v1_dot_task__service__pb2.WatchTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/taskhub.v1.TaskService/WatchTasks',
+            taskhub_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
+            taskhub_dot_v1_dot_task__service__pb2.WatchTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,6 +23,7 @@ from taskhub.server.config import Config
 from taskhub.server.scheduler import Scheduler, wall_clock
 from taskhub.server.services import TaskService, WorkerService
 from taskhub.server.store import Store
+from taskhub.server.watch import WatchHub
 from taskhub.v1 import task_service_pb2, task_service_pb2_grpc, worker_service_pb2, worker_service_pb2_grpc
 
 log = logging.getLogger("taskhub")
@@ -74,8 +75,10 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
     Tests pass `background=False` to drive `scheduler.tick()` themselves, and a fake `clock`.
     """
     store = open_store(config)
-    scheduler = Scheduler(store, clock=clock, snapshots_dir=config.snapshots_dir, dumps_dir=config.dumps_dir,
-                          max_batch_size=config.max_batch_size, max_attempts=config.max_attempts)
+    hub = WatchHub(buffer=config.watch_buffer, max_watchers=config.max_watchers)
+    scheduler = Scheduler(store, hub=hub, clock=clock, snapshots_dir=config.snapshots_dir, dumps_dir=config.dumps_dir,
+                          max_batch_size=config.max_batch_size, max_attempts=config.max_attempts,
+                          watch_retention=config.watch_retention)
     await scheduler.start(background=background)
 
     server = grpc.aio.server(options=[

@@ -27,6 +27,9 @@ class Config:
     grace_seconds: float = 5.0
     max_batch_size: int = 100
     max_attempts: int = 5
+    watch_retention: int = 100_000
+    watch_buffer: int = 1_024
+    max_watchers: int = 20_000
     log_level: str = "INFO"
 
 
@@ -43,6 +46,9 @@ _HELP = {
     "grace_seconds": "on SIGTERM/SIGINT, how long in-flight calls may take to finish",
     "max_batch_size": "the most tasks leased to a worker in one batch",
     "max_attempts": "leases that may expire on a task before it fails",
+    "watch_retention": "how many task changes are kept for watchers that resume",
+    "watch_buffer": "changes queued for one watcher before it is cut off as too slow",
+    "max_watchers": "the most watch streams open at once",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 

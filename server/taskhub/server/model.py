@@ -150,6 +150,25 @@ class TaskQuery:
             for name in ("uids", "index_uids", "statuses", "types", "canceled_by", *self.DATE_FIELDS)
         )
 
+    def matches(self, task: Task) -> bool:
+        """The store's WHERE clause, in Python: for filtering watched changes."""
+        if self.allowed_index_uids is not None and task.index_uid not in self.allowed_index_uids:
+            return False
+        for values, value in ((self.uids, task.uid), (self.index_uids, task.index_uid),
+                              (self.statuses, task.status), (self.types, task.type),
+                              (self.canceled_by, task.canceled_by)):
+            if values is not None and value not in values:
+                return False
+        for name in self.DATE_FIELDS:
+            bound = getattr(self, name)
+            if bound is None:
+                continue
+            side, column = name.split("_", 1)
+            value = getattr(task, column)
+            if value is None or (value >= bound if side == "before" else value <= bound):
+                return False
+        return self.below_uid is None or task.uid < self.below_uid
+
     def query_string(self) -> str:
         """The equivalent Meilisearch query string, `?`-prefixed (for `originalFilter`)."""
         pairs: list[tuple[str, str]] = []

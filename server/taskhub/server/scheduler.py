@@ -23,7 +23,7 @@ from taskhub.server import exports
 from taskhub.server.details import enqueue_details, outcome_details, outcome_error
 from taskhub.server.model import SERVER_PRIORITY, Task, TaskQuery, TaskType
 from taskhub.server.store import Changes, Store
-from taskhub.server.watch import WatchHub
+from taskhub.server.watch import Event, WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,10 @@ class Scheduler:
 
     def __init__(self, store: Store, *, hub: WatchHub | None = None, clock: Callable[[], int] = wall_clock,
                  snapshots_dir: str = "snapshots", dumps_dir: str = "dumps",
-                 max_batch_size: int = 100, max_attempts: int = 5) -> None:
+                 max_batch_size: int = 100, max_attempts: int = 5, watch_retention: int = 100_000) -> None:
         self.store = store
+        self.watch_retention = watch_retention
+        self._pruned_at = 0
         self.max_batch_size = max_batch_size
         self.max_attempts = max_attempts
         self.hub = hub or WatchHub()
@@ -92,7 +94,7 @@ class Scheduler:
             if isinstance(changes, list):
                 changes = Changes(tasks=changes)
             if changes.tasks:
-                loop.call_soon_threadsafe(self.hub.publish, changes.tasks)
+                loop.call_soon_threadsafe(self.hub.publish, changes.tasks, changes.deleted)
             return changes
 
         changes = await loop.run_in_executor(self._thread, run)
@@ -186,7 +188,11 @@ class Scheduler:
 
     async def tick(self, now: int | None = None) -> int:
         """One pass: expire leases, then run server tasks in priority order; answers how many it ran."""
-        await self._write(self.store.expire_leases, self.clock() if now is None else now, self.max_attempts)
+        moment = self.clock() if now is None else now
+        await self._write(self.store.expire_leases, moment, self.max_attempts)
+        if moment - self._pruned_at >= 10 * SECOND:
+            self._pruned_at = moment
+            await self._read(self.store.prune_changes, self.watch_retention)
         ran = 0
         while (task := await self._read(self.store.next_server_task)) is not None:
             await self._run_server_task(task, self.clock() if now is None else now)
@@ -268,18 +274,59 @@ class Scheduler:
 
     async def watch_task(self, uid: int, *, scope: frozenset[str] | None = None) -> AsyncIterator[Task]:
         """The task's current state, then each committed change, until a terminal status."""
-        sub = self.hub.subscribe([uid])
+        sub = self.hub.subscribe(uids=[uid])
         try:
             task = await self.get_task(uid, scope=scope)
             yield task
             seen = task.seq
             while not task.status.finished:
-                task = await sub.get()
-                if task.seq > seen:  # skip changes already contained in the first state
-                    seen = task.seq
+                event = await sub.get()
+                if event.seq > seen:  # skip changes already contained in the first state
+                    seen, task = event.seq, event.task
                     yield task
         finally:
             sub.close()
+
+    async def watch_tasks(self, query: TaskQuery, after: int | None = None) -> AsyncIterator[Event]:
+        """Every committed change matching `query`, in sequence order, from after `after` (else from now)."""
+        sub = self.hub.subscribe(query=query)
+        try:
+            # Read after subscribing: a change is then either at most `last` or queued for us.
+            last = await self._read(self.store.last_seq)
+            cursor = last if after is None else after
+            if after is not None:
+                async for event in self._replay(query, after, last):
+                    cursor = event.seq
+                    yield event
+                cursor = max(cursor, last)
+            while True:
+                event = await sub.get()
+                if event.seq > cursor:
+                    cursor = event.seq
+                    yield event
+        finally:
+            sub.close()
+
+    async def _replay(self, query: TaskQuery, after: int, last: int) -> AsyncIterator[Event]:
+        """Logged changes after `after` up to `last`; a cursor outside the kept history is refused."""
+        if after > last:
+            raise TaskHubError("invalid_watch_cursor",
+                               f"Sequence number `{after}` is ahead of the newest change (`{last}`).")
+        cursor = after
+        while cursor < last:
+            tasks, deleted = await self._read(self.store.changes_after, cursor, 1_000)
+            if not tasks or tasks[0].seq != cursor + 1:
+                oldest = await self._read(self.store.oldest_change)
+                raise TaskHubError(
+                    "invalid_watch_cursor",
+                    f"Sequence number `{after}` is older than the kept history, which starts at"
+                    f" `{oldest if oldest is not None else last + 1}`; list the tasks again and watch from now.")
+            for task in tasks:
+                if task.seq > last:
+                    return
+                cursor = task.seq
+                if query.matches(task):
+                    yield Event(task, task.uid in deleted)
 
 
 def _visible(task: Task, scope: frozenset[str] | None) -> bool:

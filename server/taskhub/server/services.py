@@ -92,7 +92,15 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     async def WatchTask(self, request: pb.WatchTaskRequest, context) -> AsyncIterator[pb.WatchTaskResponse]:
         async with error_edge(context):
             async for task in self.scheduler.watch_task(request.uid):
-                yield pb.WatchTaskResponse(task=convert.task_to_proto(task))
+                yield pb.WatchTaskResponse(task=convert.task_to_proto(task), sequence=task.seq)
+
+    async def WatchTasks(self, request: pb.WatchTasksRequest, context) -> AsyncIterator[pb.WatchTasksResponse]:
+        async with error_edge(context):
+            query = convert.query_from_proto(request.filter)
+            after = request.after if request.HasField("after") else None
+            async for event in self.scheduler.watch_tasks(query, after):
+                yield pb.WatchTasksResponse(sequence=event.seq, task=convert.task_to_proto(event.task),
+                                            deleted=event.deleted)
 
 
 class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):

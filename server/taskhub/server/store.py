@@ -34,10 +34,13 @@ UNFINISHED = (int(TaskStatus.ENQUEUED), int(TaskStatus.PROCESSING))
 
 @dataclass(slots=True)
 class Changes:
-    """What one transaction changed, for the watchers."""
+    """What one transaction changed, for the watchers: task states in sequence order.
+
+    A deleted task appears with its last state and its uid in `deleted`.
+    """
 
     tasks: list[Task] = field(default_factory=list)
-    deleted: list[int] = field(default_factory=list)
+    deleted: frozenset[int] = frozenset()
 
 
 def _dumps(value: object) -> str | None:
@@ -150,6 +153,9 @@ class Store(LeaseStore):
             db["leases"].create_index(["state", "deadline"])
             # The uids a cancelation or deletion matched when it was enqueued.
             db["matches"].create({"uid": int, "uids": bytes}, pk="uid", not_null={"uids"})
+            # Every committed change in sequence order, kept for watchers that resume.
+            db["changes"].create({"seq": int, "uid": int, "deleted": int, "task": str}, pk="seq",
+                                 not_null={"uid", "deleted", "task"})
             db["meta"].create({"key": str, "value": int}, pk="key", not_null={"value"})
             db["meta"].insert_all([{"key": "next_uid", "value": 0}, {"key": "last_seq", "value": 0}])
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -224,7 +230,30 @@ class Store(LeaseStore):
             "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (task.uid, index_uid, int(task.status), int(type_), _dumps(details), now, task.seq))
+        self._log(task)
         return task
+
+    def _log(self, task: Task, deleted: bool = False) -> None:
+        """Appends a task's new state to the change log, under its sequence number."""
+        row = [task.uid, task.index_uid, int(task.status), int(task.type), task.canceled_by, _dumps(task.details),
+               _dumps(task.error), task.enqueued_at, task.started_at, task.finished_at, task.seq]
+        self.conn.execute("INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, ?, ?)",
+                          (task.seq, task.uid, int(deleted), json.dumps(row, separators=(",", ":"))))
+
+    def changes_after(self, seq: int, limit: int) -> tuple[list[Task], frozenset[int]]:
+        """Up to `limit` logged changes after `seq`, in order, and which of them are deletions."""
+        rows = self.conn.execute(
+            "SELECT deleted, task FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)).fetchall()
+        tasks = [_row_to_task(json.loads(task)) for _, task in rows]
+        return tasks, frozenset(t.uid for t, (deleted, _) in zip(tasks, rows) if deleted)
+
+    def oldest_change(self) -> int | None:
+        return self.conn.execute("SELECT MIN(seq) FROM changes").fetchone()[0]
+
+    def prune_changes(self, keep: int) -> int:
+        """Drops all but the newest `keep` changes; answers how many went."""
+        with self.atomic():
+            return self.conn.execute("DELETE FROM changes WHERE seq <= ?", (self.last_seq() - keep,)).rowcount
 
     def insert_task(self, index_uid: str | None, type_: TaskType, details: dict | None, now: int) -> Changes:
         with self.atomic():
@@ -253,6 +282,7 @@ class Store(LeaseStore):
              task.started_at, task.finished_at, task.seq, task.uid))
         if lease is not KEEP:
             self.conn.execute("UPDATE tasks SET lease = ? WHERE uid = ?", (lease, task.uid))
+        self._log(task)
         return task
 
     def start_task(self, uid: int, now: int) -> Changes:
@@ -298,15 +328,20 @@ class Store(LeaseStore):
         """Deletes the finished tasks a deletion matched and marks it succeeded, in one transaction."""
         with self.atomic():
             matched = json.dumps(self.matched_uids(uid).tolist())
-            deleted = [r[0] for r in self.conn.execute(
+            deleted = [_row_to_task(r) for r in self.conn.execute(
                 f"DELETE FROM tasks WHERE uid IN (SELECT value FROM json_each(?)) AND status IN {FINISHED}"
-                " RETURNING uid", (matched,))]
+                f" RETURNING {COLUMNS}", (matched,)).fetchall()]
+            deleted.sort(key=lambda t: t.uid)
+            for task in deleted:
+                task.seq = self._bump("last_seq") + 1
+                self._log(task, deleted=True)
+            gone = frozenset(t.uid for t in deleted)
             self.conn.execute(
-                "DELETE FROM matches WHERE uid IN (SELECT value FROM json_each(?))", (json.dumps(deleted),))
+                "DELETE FROM matches WHERE uid IN (SELECT value FROM json_each(?))", (json.dumps(sorted(gone)),))
             task = self.get_task(uid)
             assert task is not None
             done = self._finish(uid, now, details={**task.details, "deletedTasks": len(deleted)}, error=None)
-            return Changes(tasks=[done], deleted=sorted(deleted))
+            return Changes(tasks=[*deleted, done], deleted=gone)
 
     def _unfinished(self, uids: array) -> list[Task]:
         rows = self.conn.execute(
@@ -354,7 +389,7 @@ class Store(LeaseStore):
                 raise ValueError("a dump can only be imported into an empty database")
             count = 0
             for task, matched in tasks:
-                task.seq = self._bump("last_seq") + 1
+                task.seq = 0  # imported, not changed: the change log starts after the import
                 self.conn.execute(
                     f"INSERT INTO tasks ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (task.uid, task.index_uid, int(task.status), int(task.type), task.canceled_by,

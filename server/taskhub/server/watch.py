@@ -1,42 +1,60 @@
 """The watch hub: fans committed task changes out to streaming watchers.
 
 The scheduler calls `publish()` on the event loop right after a transaction
-commits, so nothing reaches a watcher before it is durable. Each watcher owns a
-bounded queue; a watcher that falls behind is marked lagging and dropped rather
-than ever slowing the scheduler or other watchers. Streams unsubscribe in
-`finally`, so a client that goes away leaves nothing behind.
+commits, so nothing reaches a watcher before it is durable. A watcher follows
+one task (`WatchTask`) or a filter (`WatchTasks`); each owns a bounded queue,
+and one that falls behind is cut off (it can resume from its last sequence
+number) rather than ever slowing the scheduler or other watchers. Streams
+unsubscribe in `finally`, so a client that goes away leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from taskhub.errors import TaskHubError
-from taskhub.server.model import Task
+from taskhub.server.model import Task, TaskQuery
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One committed change: the task's new state, or its last state when it was deleted."""
+
+    task: Task
+    deleted: bool = False
+
+    @property
+    def seq(self) -> int:
+        return self.task.seq
 
 
 class Subscription:
-    """One watcher's bounded queue of committed task states."""
+    """One watcher's bounded queue of committed changes."""
 
-    def __init__(self, hub: WatchHub, uids: frozenset[int], size: int) -> None:
+    def __init__(self, hub: WatchHub, uids: frozenset[int] | None, query: TaskQuery | None, size: int) -> None:
         self.hub = hub
         self.uids = uids
-        self.queue: asyncio.Queue[Task] = asyncio.Queue(size)
+        self.query = query
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(size)
         self.lagging = False
 
-    def offer(self, task: Task) -> None:
+    def offer(self, event: Event) -> None:
         if self.lagging:
             return
         try:
-            self.queue.put_nowait(task)
+            self.queue.put_nowait(event)
         except asyncio.QueueFull:
+            # Cut off: what is queued is still delivered, then get() reports the lag.
             self.lagging = True
             self.hub.unsubscribe(self)
 
-    async def get(self) -> Task:
+    async def get(self) -> Event:
         if self.lagging and self.queue.empty():
-            raise TaskHubError("watch_too_slow", "The watcher fell too far behind and was disconnected.")
+            raise TaskHubError(
+                "watch_too_slow",
+                "The watcher fell too far behind and was disconnected; resume from the last sequence number seen.")
         return await self.queue.get()
 
     def close(self) -> None:
@@ -44,30 +62,35 @@ class Subscription:
 
 
 class WatchHub:
-    """Routes each committed task state to the subscriptions watching its uid."""
+    """Routes each committed change to the watchers of its uid and of every filter it matches."""
 
-    def __init__(self, *, buffer: int = 256, max_watchers: int = 20_000) -> None:
+    def __init__(self, *, buffer: int = 1_024, max_watchers: int = 20_000) -> None:
         self.buffer = buffer
         self.max_watchers = max_watchers
         self._by_uid: dict[int, set[Subscription]] = {}
+        self._filtered: set[Subscription] = set()
         self._count = 0
 
     @property
     def watchers(self) -> int:
         return self._count
 
-    def subscribe(self, uids: Iterable[int]) -> Subscription:
+    def subscribe(self, *, uids: Iterable[int] | None = None, query: TaskQuery | None = None) -> Subscription:
+        """Watches the given uids, or else every change matching `query` (all changes when None)."""
         if self._count >= self.max_watchers:
             raise TaskHubError("too_many_watches", "Too many watches are open on this server; try again later.")
-        sub = Subscription(self, frozenset(uids), self.buffer)
-        for uid in sub.uids:
+        sub = Subscription(self, None if uids is None else frozenset(uids), query, self.buffer)
+        if sub.uids is None:
+            self._filtered.add(sub)
+        for uid in sub.uids or ():
             self._by_uid.setdefault(uid, set()).add(sub)
         self._count += 1
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
-        removed = False
-        for uid in sub.uids:
+        removed = sub in self._filtered
+        self._filtered.discard(sub)
+        for uid in sub.uids or ():
             subs = self._by_uid.get(uid)
             if subs is not None and sub in subs:
                 subs.discard(sub)
@@ -77,9 +100,13 @@ class WatchHub:
         if removed:
             self._count -= 1
 
-    def publish(self, tasks: Iterable[Task]) -> None:
-        if not self._by_uid:
+    def publish(self, tasks: Iterable[Task], deleted: frozenset[int] = frozenset()) -> None:
+        if not self._count:
             return
         for task in tasks:
+            event = Event(task, task.uid in deleted)
             for sub in tuple(self._by_uid.get(task.uid, ())):
-                sub.offer(task)
+                sub.offer(event)
+            for sub in tuple(self._filtered):
+                if sub.query is None or sub.query.matches(task):
+                    sub.offer(event)
