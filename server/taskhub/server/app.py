@@ -21,10 +21,15 @@ from grpc_reflection.v1alpha import reflection
 from taskhub.server import exports
 from taskhub.server.config import Config
 from taskhub.server.scheduler import Scheduler, wall_clock
+from taskhub.server.auth import Keyring
+from taskhub.server.key_service import KeyService
 from taskhub.server.services import TaskService, WorkerService
 from taskhub.server.store import Store
 from taskhub.server.watch import WatchHub
-from taskhub.v1 import task_service_pb2, task_service_pb2_grpc, worker_service_pb2, worker_service_pb2_grpc
+from taskhub.v1 import (
+    key_service_pb2, key_service_pb2_grpc, task_service_pb2, task_service_pb2_grpc, worker_service_pb2,
+    worker_service_pb2_grpc,
+)
 
 log = logging.getLogger("taskhub")
 
@@ -32,6 +37,7 @@ MAX_MESSAGE = 64 * 1024 * 1024
 SERVICE_NAMES = (
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+    key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
 )
 
 
@@ -42,6 +48,7 @@ class Service:
     config: Config
     store: Store
     scheduler: Scheduler
+    keys: Keyring
     server: grpc.aio.Server
     health: health_async.HealthServicer
     grpc_port: int
@@ -85,8 +92,14 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
         ("grpc.max_receive_message_length", MAX_MESSAGE),
         ("grpc.max_send_message_length", MAX_MESSAGE),
     ])
-    task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(scheduler), server)
-    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(scheduler), server)
+    keys = Keyring(config.master_key, scheduler.call, store, clock)
+    await keys.load()
+    if not keys.enabled:
+        log.warning("no master key is set: every call is allowed. Set --master-key (TASKHUB_MASTER_KEY)"
+                    " to require `Authorization: Bearer <key>`.")
+    task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(scheduler, keys), server)
+    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(scheduler, keys), server)
+    key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(keys), server)
     health = health_async.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     for name in ("", *SERVICE_NAMES):
@@ -102,7 +115,8 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
         store.close()
         raise OSError(f"cannot listen on {config.grpc_listen}")
     await server.start()
-    return Service(config=config, store=store, scheduler=scheduler, server=server, health=health, grpc_port=port)
+    return Service(config=config, store=store, scheduler=scheduler, keys=keys, server=server, health=health,
+                   grpc_port=port)
 
 
 async def serve(config: Config) -> None:

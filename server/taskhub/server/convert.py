@@ -10,9 +10,10 @@ from google.protobuf import json_format, timestamp_pb2
 
 from taskhub.errors import TaskHubError
 from taskhub.server.details import INDEX_UID_RULE, valid_index_uid
+from taskhub.server.key_store import KeyRecord
 from taskhub.server.model import Task, TaskQuery, TaskStatus, TaskType
 from taskhub.server.scheduler import Page
-from taskhub.v1 import errors_pb2, task_pb2, task_service_pb2, worker_service_pb2
+from taskhub.v1 import errors_pb2, key_service_pb2, task_pb2, task_service_pb2, worker_service_pb2
 
 # The `TaskDetails.kind` case for each task type.
 DETAILS_CASE = {
@@ -229,3 +230,15 @@ def query_from_proto(message: task_pb2.TaskFilter) -> TaskQuery:
             setattr(query, name, micros(getattr(message, name), round_up=name.startswith("before")))
     return query
 
+
+
+def key_to_proto(record: KeyRecord, secret: str) -> key_service_pb2.ApiKey:
+    message = key_service_pb2.ApiKey(uid=record.uid, key=secret, actions=record.actions, indexes=record.indexes,
+                                     created_at=timestamp(record.created_at), updated_at=timestamp(record.updated_at))
+    if record.name is not None:
+        message.name = record.name
+    if record.description is not None:
+        message.description = record.description
+    if record.expires_at is not None:
+        message.expires_at.CopyFrom(timestamp(record.expires_at))
+    return message

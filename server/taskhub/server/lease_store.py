@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from taskhub.errors import TaskHubError
 from taskhub.server.model import (
-    BATCH_GROUPS, SERVER_PRIORITY, Task, TaskStatus, TaskType, finished_details, task_indexes,
+    BATCH_GROUPS, SERVER_PRIORITY, Scope, Task, TaskStatus, TaskType, finished_details, task_indexes,
 )
 
 ACTIVE = "active"
@@ -32,7 +32,8 @@ class LeaseStore:
     """Lease SQL; mixed into `Store`, whose `conn`, `atomic`, `_save` and `get_task` it uses."""
 
     def lease_batch(self, *, token: str, worker: str, types: frozenset[TaskType] | None,
-                    index_uids: frozenset[str] | None, max_tasks: int, now: int, duration: int) -> list[Task]:
+                    index_uids: frozenset[str] | None, scope: Scope | None, max_tasks: int, now: int,
+                    duration: int) -> list[Task]:
         """Leases the oldest runnable batch a worker can take; answers its tasks (none: nothing runnable)."""
         with self.atomic():
             server_types = ",".join(str(int(t)) for t in SERVER_PRIORITY)
@@ -41,7 +42,7 @@ class LeaseStore:
                     f"SELECT EXISTS (SELECT 1 FROM tasks WHERE type IN ({server_types}) AND status = ?)",
                     (int(TaskStatus.ENQUEUED),)).fetchone()[0]:
                 return []
-            head = self._find_head(types, index_uids)
+            head = self._find_head(types, index_uids, scope)
             if head is None:
                 return []
             batch = [head, *self._followers(head, types, max_tasks - 1)]
@@ -53,7 +54,7 @@ class LeaseStore:
                 self._save(task, lease=token)
             return batch
 
-    def _find_head(self, types, index_uids) -> Task | None:
+    def _find_head(self, types, index_uids, scope) -> Task | None:
         """The oldest enqueued task whose indexes are free and that heads its indexes' queues."""
         blocked: set[str] = set()
         for (index_uid, type_, details) in self.conn.execute(
@@ -66,7 +67,8 @@ class LeaseStore:
             type_ = TaskType(type_)
             keys = task_indexes(index_uid, type_, json.loads(details) if details else None)
             takeable = (not keys & blocked and (types is None or type_ in types)
-                        and (index_uids is None or keys <= index_uids))
+                        and (index_uids is None or keys <= index_uids)
+                        and (scope is None or (keys and all(scope.allows(k) for k in keys))))
             if takeable:
                 return self.get_task(uid)
             # Later tasks of these indexes must wait for this one: per-index uid order.

@@ -114,6 +114,18 @@ class Task:
         return self.finished_at - self.started_at
 
 
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The indexes an API key may see: exact names and `prefix*` patterns. Never global tasks."""
+
+    names: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...] = ()
+
+    def allows(self, index_uid: str | None) -> bool:
+        return index_uid is not None and (
+            index_uid in self.names or any(index_uid.startswith(p) for p in self.prefixes))
+
+
 @dataclass(slots=True)
 class TaskQuery:
     """A filter over tasks; `None` matches everything, an empty set matches nothing.
@@ -136,7 +148,7 @@ class TaskQuery:
     # Only tasks with a smaller uid; how cancel and delete exclude themselves.
     below_uid: int | None = None
     # Auth scoping: the indexes a key may see (None: all, global tasks included).
-    allowed_index_uids: frozenset[str] | None = field(default=None, compare=False)
+    scope: Scope | None = field(default=None, compare=False)
 
     DATE_FIELDS = (
         "before_enqueued_at", "after_enqueued_at", "before_started_at",
@@ -152,7 +164,7 @@ class TaskQuery:
 
     def matches(self, task: Task) -> bool:
         """The store's WHERE clause, in Python: for filtering watched changes."""
-        if self.allowed_index_uids is not None and task.index_uid not in self.allowed_index_uids:
+        if self.scope is not None and not self.scope.allows(task.index_uid):
             return False
         for values, value in ((self.uids, task.uid), (self.index_uids, task.index_uid),
                               (self.statuses, task.status), (self.types, task.type),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from taskhub.errors import TaskHubError
 from taskhub.server import exports
 from taskhub.server.details import enqueue_details, outcome_details, outcome_error
-from taskhub.server.model import SERVER_PRIORITY, Task, TaskQuery, TaskType
+from taskhub.server.model import SERVER_PRIORITY, Scope, Task, TaskQuery, TaskType
 from taskhub.server.store import Changes, Store
 from taskhub.server.watch import Event, WatchHub
 
@@ -81,7 +81,8 @@ class Scheduler:
 
     # -- plumbing ---------------------------------------------------------
 
-    async def _read(self, fn: Callable, *args, **kwargs):
+    async def call(self, fn: Callable, *args, **kwargs):
+        """Runs a store call on the store thread: reads, and writes that change no task (keys)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
 
@@ -133,8 +134,8 @@ class Scheduler:
 
     # -- reads ------------------------------------------------------------
 
-    async def get_task(self, uid: int, *, scope: frozenset[str] | None = None) -> Task:
-        task = await self._read(self.store.get_task, uid)
+    async def get_task(self, uid: int, *, scope: Scope | None = None) -> Task:
+        task = await self.call(self.store.get_task, uid)
         if task is None or not _visible(task, scope):
             raise TaskHubError("task_not_found", f"Task `{uid}` not found.")
         return task
@@ -148,7 +149,7 @@ class Scheduler:
             rows = self.store.find_tasks(query, limit=limit + 1, from_uid=from_uid, reverse=reverse)
             return rows, self.store.count_tasks(query)
 
-        rows, total = await self._read(read)
+        rows, total = await self.call(read)
         results, extra = rows[:limit], rows[limit:]
         return Page(results=results, total=total, limit=limit,
                     from_uid=results[0].uid if results else None,
@@ -156,8 +157,12 @@ class Scheduler:
 
     # -- writes -----------------------------------------------------------
 
-    async def enqueue(self, type_: TaskType, index_uid: str | None, details: dict | None) -> Task:
+    async def enqueue(self, type_: TaskType, index_uid: str | None, details: dict | None, *,
+                      scope: Scope | None = None) -> Task:
         details = enqueue_details(type_, index_uid, details)
+        # A key scoped to some indexes enqueues only on them, and never global tasks.
+        if scope is not None and (type_.is_global or not scope.allows(index_uid)):
+            raise TaskHubError("invalid_api_key", "The provided API key is invalid.")
         changes = await self._write(self.store.insert_task, index_uid, type_, details, self.clock())
         return changes.tasks[0]
 
@@ -192,9 +197,9 @@ class Scheduler:
         await self._write(self.store.expire_leases, moment, self.max_attempts)
         if moment - self._pruned_at >= 10 * SECOND:
             self._pruned_at = moment
-            await self._read(self.store.prune_changes, self.watch_retention)
+            await self.call(self.store.prune_changes, self.watch_retention)
         ran = 0
-        while (task := await self._read(self.store.next_server_task)) is not None:
+        while (task := await self.call(self.store.next_server_task)) is not None:
             await self._run_server_task(task, self.clock() if now is None else now)
             ran += 1
         return ran
@@ -213,10 +218,10 @@ class Scheduler:
         """Snapshots and dumps: the file is written first, the task finishes after."""
         try:
             if task.type == TaskType.SNAPSHOT_CREATION:
-                await self._read(exports.write_snapshot, self.store, self.snapshots_dir, now)
+                await self.call(exports.write_snapshot, self.store, self.snapshots_dir, now)
                 details = None
             else:
-                dump_uid = await self._read(exports.write_dump, self.store, self.dumps_dir, now)
+                dump_uid = await self.call(exports.write_dump, self.store, self.dumps_dir, now)
                 details = {"dumpUid": dump_uid}
             await self._write(self.store.finish_task, task.uid, self.clock(), details=details)
         except OSError as exc:
@@ -228,7 +233,8 @@ class Scheduler:
     # -- workers ----------------------------------------------------------
 
     async def lease(self, *, worker: str, types: frozenset[TaskType] | None = None,
-                    index_uids: frozenset[str] | None = None, max_tasks: int | None = None,
+                    index_uids: frozenset[str] | None = None, scope: Scope | None = None,
+                    max_tasks: int | None = None,
                     wait: float = 0.0, duration: int = 30 * SECOND) -> Lease | None:
         """Leases the oldest runnable batch, waiting up to `wait` seconds for one."""
         if types is not None and any(t.server_run for t in types):
@@ -242,7 +248,8 @@ class Scheduler:
             changed = self._changed
             token, now = secrets.token_urlsafe(18), self.clock()
             changes = await self._write(self.store.lease_batch, token=token, worker=worker, types=types,
-                                        index_uids=index_uids, max_tasks=size, now=now, duration=duration)
+                                        index_uids=index_uids, scope=scope, max_tasks=size, now=now,
+                                        duration=duration)
             if changes.tasks:
                 return Lease(token=token, deadline=now + duration, tasks=changes.tasks)
             remaining = give_up - loop.time()
@@ -253,7 +260,7 @@ class Scheduler:
 
     async def renew(self, token: str, duration: int | None = None) -> int | None:
         """Extends a lease; answers the new deadline, or None when its batch was canceled."""
-        return await self._read(self.store.renew_lease, token, self.clock(), duration)
+        return await self.call(self.store.renew_lease, token, self.clock(), duration)
 
     async def complete(self, token: str, outcomes: dict[int, tuple[TaskType | None, dict | None, dict | None]]
                        ) -> list[Task]:
@@ -272,7 +279,7 @@ class Scheduler:
 
     # -- watching ---------------------------------------------------------
 
-    async def watch_task(self, uid: int, *, scope: frozenset[str] | None = None) -> AsyncIterator[Task]:
+    async def watch_task(self, uid: int, *, scope: Scope | None = None) -> AsyncIterator[Task]:
         """The task's current state, then each committed change, until a terminal status."""
         sub = self.hub.subscribe(uids=[uid])
         try:
@@ -292,7 +299,7 @@ class Scheduler:
         sub = self.hub.subscribe(query=query)
         try:
             # Read after subscribing: a change is then either at most `last` or queued for us.
-            last = await self._read(self.store.last_seq)
+            last = await self.call(self.store.last_seq)
             cursor = last if after is None else after
             if after is not None:
                 async for event in self._replay(query, after, last):
@@ -314,9 +321,9 @@ class Scheduler:
                                f"Sequence number `{after}` is ahead of the newest change (`{last}`).")
         cursor = after
         while cursor < last:
-            tasks, deleted = await self._read(self.store.changes_after, cursor, 1_000)
+            tasks, deleted = await self.call(self.store.changes_after, cursor, 1_000)
             if not tasks or tasks[0].seq != cursor + 1:
-                oldest = await self._read(self.store.oldest_change)
+                oldest = await self.call(self.store.oldest_change)
                 raise TaskHubError(
                     "invalid_watch_cursor",
                     f"Sequence number `{after}` is older than the kept history, which starts at"
@@ -329,5 +336,5 @@ class Scheduler:
                     yield Event(task, task.uid in deleted)
 
 
-def _visible(task: Task, scope: frozenset[str] | None) -> bool:
-    return scope is None or (task.index_uid is not None and task.index_uid in scope)
+def _visible(task: Task, scope: Scope | None) -> bool:
+    return scope is None or scope.allows(task.index_uid)

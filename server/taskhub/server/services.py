@@ -19,6 +19,8 @@ from grpc_status import rpc_status
 
 from taskhub.errors import DOMAIN, TaskHubError
 from taskhub.server import convert
+from taskhub.server.auth import Keyring, Principal
+from taskhub.server.model import TaskQuery
 from taskhub.server.scheduler import SECOND, Scheduler
 from taskhub.v1 import task_pb2, task_service_pb2_grpc, worker_service_pb2_grpc
 from taskhub.v1 import task_service_pb2 as pb
@@ -47,16 +49,31 @@ async def error_edge(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         await context.abort_with_status(to_status(TaskHubError("internal", "internal error")))
 
 
-class TaskService(task_service_pb2_grpc.TaskServiceServicer):
-    """`taskhub.v1.TaskService` over a scheduler."""
+def authorization(context: grpc.aio.ServicerContext) -> str | None:
+    """The caller's `authorization` metadata, if any."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return value
+    return None
 
-    def __init__(self, scheduler: Scheduler) -> None:
+
+class TaskService(task_service_pb2_grpc.TaskServiceServicer):
+    """`taskhub.v1.TaskService` over a scheduler; each call checks its caller's key first."""
+
+    def __init__(self, scheduler: Scheduler, keys: Keyring) -> None:
         self.scheduler = scheduler
+        self.keys = keys
+
+    def _query(self, message: task_pb2.TaskFilter, principal: Principal) -> TaskQuery:
+        query = convert.query_from_proto(message)
+        query.scope = principal.scope
+        return query
 
     async def ListTasks(self, request: pb.ListTasksRequest, context) -> pb.ListTasksResponse:
         async with error_edge(context):
+            principal = self.keys.require(authorization(context), "tasks.get")
             page = await self.scheduler.list_tasks(
-                convert.query_from_proto(request.filter),
+                self._query(request.filter, principal),
                 limit=request.limit if request.HasField("limit") else None,
                 from_uid=getattr(request, "from") if request.HasField("from") else None,
                 reverse=request.reverse)
@@ -64,39 +81,44 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
 
     async def GetTask(self, request: pb.GetTaskRequest, context) -> pb.GetTaskResponse:
         async with error_edge(context):
-            task = await self.scheduler.get_task(request.uid)
+            principal = self.keys.require(authorization(context), "tasks.get")
+            task = await self.scheduler.get_task(request.uid, scope=principal.scope)
             return pb.GetTaskResponse(task=convert.task_to_proto(task))
 
     async def EnqueueTask(self, request: pb.EnqueueTaskRequest, context) -> pb.EnqueueTaskResponse:
         async with error_edge(context):
+            principal = self.keys.require(authorization(context), "tasks.enqueue")
             type_ = convert.task_type(request.type)
             details = convert.details_from_proto(type_, request.details, request.HasField("details"))
             index_uid = request.index_uid if request.HasField("index_uid") else None
-            task = await self.scheduler.enqueue(type_, index_uid, details)
+            task = await self.scheduler.enqueue(type_, index_uid, details, scope=principal.scope)
             return pb.EnqueueTaskResponse(task=convert.summary_to_proto(task))
 
     async def CancelTasks(self, request: pb.CancelTasksRequest, context) -> pb.CancelTasksResponse:
         async with error_edge(context):
+            principal = self.keys.require(authorization(context), "tasks.cancel")
             task = await self.scheduler.cancel_tasks(
-                convert.query_from_proto(request.filter),
+                self._query(request.filter, principal),
                 request.original_filter if request.HasField("original_filter") else None)
             return pb.CancelTasksResponse(task=convert.summary_to_proto(task))
 
     async def DeleteTasks(self, request: pb.DeleteTasksRequest, context) -> pb.DeleteTasksResponse:
         async with error_edge(context):
+            principal = self.keys.require(authorization(context), "tasks.delete")
             task = await self.scheduler.delete_tasks(
-                convert.query_from_proto(request.filter),
+                self._query(request.filter, principal),
                 request.original_filter if request.HasField("original_filter") else None)
             return pb.DeleteTasksResponse(task=convert.summary_to_proto(task))
 
     async def WatchTask(self, request: pb.WatchTaskRequest, context) -> AsyncIterator[pb.WatchTaskResponse]:
         async with error_edge(context):
-            async for task in self.scheduler.watch_task(request.uid):
+            principal = self.keys.require(authorization(context), "tasks.get")
+            async for task in self.scheduler.watch_task(request.uid, scope=principal.scope):
                 yield pb.WatchTaskResponse(task=convert.task_to_proto(task), sequence=task.seq)
 
     async def WatchTasks(self, request: pb.WatchTasksRequest, context) -> AsyncIterator[pb.WatchTasksResponse]:
         async with error_edge(context):
-            query = convert.query_from_proto(request.filter)
+            query = self._query(request.filter, self.keys.require(authorization(context), "tasks.get"))
             after = request.after if request.HasField("after") else None
             async for event in self.scheduler.watch_tasks(query, after):
                 yield pb.WatchTasksResponse(sequence=event.seq, task=convert.task_to_proto(event.task),
@@ -106,11 +128,13 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
 class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
     """`taskhub.v1.WorkerService`: leases, renewals and reports for remote workers."""
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: Scheduler, keys: Keyring) -> None:
         self.scheduler = scheduler
+        self.keys = keys
 
     async def LeaseTasks(self, request: wpb.LeaseTasksRequest, context) -> wpb.LeaseTasksResponse:
         async with error_edge(context):
+            principal = self.keys.require(authorization(context), "workers.lease")
             # The worker's types and indexes are checked like any filter's.
             wanted = task_pb2.TaskFilter()
             for name in ("types", "index_uids"):
@@ -119,6 +143,7 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
             query = convert.query_from_proto(wanted)
             lease = await self.scheduler.lease(
                 worker=request.worker or context.peer(), types=query.types, index_uids=query.index_uids,
+                scope=principal.scope,
                 max_tasks=request.max_tasks if request.HasField("max_tasks") else None,
                 wait=request.wait.ToTimedelta().total_seconds(),
                 duration=(request.lease_duration.ToMicroseconds() if request.HasField("lease_duration")
@@ -131,6 +156,7 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
 
     async def RenewLease(self, request: wpb.RenewLeaseRequest, context) -> wpb.RenewLeaseResponse:
         async with error_edge(context):
+            self.keys.require(authorization(context), "workers.lease")
             duration = request.lease_duration.ToMicroseconds() if request.HasField("lease_duration") else None
             deadline = await self.scheduler.renew(request.token, duration)
             if deadline is None:
@@ -139,6 +165,7 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
 
     async def CompleteTasks(self, request: wpb.CompleteTasksRequest, context) -> wpb.CompleteTasksResponse:
         async with error_edge(context):
+            self.keys.require(authorization(context), "workers.lease")
             outcomes = {}
             for outcome in request.outcomes:
                 if outcome.uid in outcomes:
@@ -149,4 +176,5 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
 
     async def ReleaseLease(self, request: wpb.ReleaseLeaseRequest, context) -> wpb.ReleaseLeaseResponse:
         async with error_edge(context):
+            self.keys.require(authorization(context), "workers.lease")
             return wpb.ReleaseLeaseResponse(released_tasks=await self.scheduler.release(request.token))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
+from taskhub.server.key_store import KeyStore
 from taskhub.server.lease_store import LeaseStore
 from taskhub.server.model import Task, TaskQuery, TaskStatus, TaskType, finished_details
 
@@ -91,10 +92,15 @@ def where(query: TaskQuery) -> tuple[str, list]:
     if query.below_uid is not None:
         clauses.append("uid < ?")
         params.append(query.below_uid)
-    if query.allowed_index_uids is not None:
-        # A scoped key never sees global tasks (their index_uid is NULL).
-        clauses.append("index_uid IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(sorted(query.allowed_index_uids)))
+    if query.scope is not None:
+        # A scoped key never sees global tasks: NULL matches neither IN nor GLOB. Index uids
+        # hold no GLOB metacharacters, so `prefix*` is a plain, case-sensitive prefix match.
+        allowed = ["index_uid IN (SELECT value FROM json_each(?))"]
+        params.append(json.dumps(sorted(query.scope.names)))
+        for prefix in query.scope.prefixes:
+            allowed.append("index_uid GLOB ?")
+            params.append(prefix + "*")
+        clauses.append("(" + " OR ".join(allowed) + ")")
     return (" AND ".join(clauses) or "1"), params
 
 
@@ -102,7 +108,7 @@ def where(query: TaskQuery) -> tuple[str, list]:
 KEEP = object()
 
 
-class Store(LeaseStore):
+class Store(LeaseStore, KeyStore):
     """Tasks in one SQLite file (WAL), opened and migrated on construction."""
 
     def __init__(self, path: str | pathlib.Path, *, max_page_count: int | None = None) -> None:
@@ -156,6 +162,10 @@ class Store(LeaseStore):
             # Every committed change in sequence order, kept for watchers that resume.
             db["changes"].create({"seq": int, "uid": int, "deleted": int, "task": str}, pk="seq",
                                  not_null={"uid", "deleted", "task"})
+            db["api_keys"].create({
+                "uid": str, "name": str, "description": str, "actions": str, "indexes": str,
+                "expires_at": int, "created_at": int, "updated_at": int,
+            }, pk="uid", not_null={"actions", "indexes", "created_at", "updated_at"})
             db["meta"].create({"key": str, "value": int}, pk="key", not_null={"value"})
             db["meta"].insert_all([{"key": "next_uid", "value": 0}, {"key": "last_seq", "value": 0}])
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

@@ -1,0 +1,191 @@
+"""Authentication and API keys: who is calling, and what they may do and see.
+
+Off unless a master key is set. With one, every call carries
+`authorization: Bearer <key>`: the master key may do everything; an API key
+may do its `actions` on its `indexes` (names, `prefix*` patterns or `*`) until
+it expires. A key's secret is HMAC-SHA256(master key, uid) as in Meilisearch,
+so no secret is stored; lookups go through an in-memory map of digests and
+end in a constant-time comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from taskhub.errors import TaskHubError
+from taskhub.server.details import valid_index_uid
+from taskhub.server.key_store import KeyRecord
+from taskhub.server.model import Scope, format_time
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("tasks.get", "tasks.enqueue", "tasks.cancel", "tasks.delete", "tasks.*", "workers.*", "*")
+_PATTERN = re.compile(r"[A-Za-z0-9_-]{0,400}\*")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A caller: its actions (None: all) and the indexes it may see (None: all, global tasks too)."""
+
+    actions: frozenset[str] | None
+    scope: Scope | None
+    master: bool = False
+
+    def allows(self, action: str) -> bool:
+        if self.actions is None:
+            return True
+        family = action.split(".", 1)[0] + ".*"
+        return bool({action, family, "*"} & self.actions)
+
+
+EVERYONE = Principal(actions=None, scope=None, master=True)
+
+
+def scope_of(indexes: list[str]) -> Scope | None:
+    if "*" in indexes:
+        return None
+    return Scope(names=frozenset(i for i in indexes if not i.endswith("*")),
+                 prefixes=tuple(sorted(i[:-1] for i in indexes if i.endswith("*"))))
+
+
+def _missing_header() -> TaskHubError:
+    return TaskHubError("missing_authorization_header",
+                        "The Authorization header is missing. It must use the bearer authorization method.")
+
+
+def _invalid_key() -> TaskHubError:
+    return TaskHubError("invalid_api_key", "The provided API key is invalid.")
+
+
+class Keyring:
+    """The master key and the API keys, cached in memory; changes go through the store first."""
+
+    def __init__(self, master_key: str | None, call: Callable, store, clock: Callable[[], int]) -> None:
+        self.master_key = master_key or None
+        self._call = call  # runs a store method on the store thread
+        self._store = store
+        self._clock = clock
+        self._by_digest: dict[bytes, tuple[str, KeyRecord]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.master_key is not None
+
+    def secret(self, uid: str) -> str:
+        assert self.master_key is not None
+        return hmac.new(self.master_key.encode(), uid.encode(), hashlib.sha256).hexdigest()
+
+    async def load(self) -> None:
+        records = await self._call(self._store.all_keys)
+        self._by_digest = {}
+        if self.enabled:
+            for record in records:
+                self._remember(record)
+
+    def _remember(self, record: KeyRecord) -> None:
+        secret = self.secret(record.uid)
+        self._by_digest[hashlib.sha256(secret.encode()).digest()] = (secret, record)
+
+    # -- checking calls ---------------------------------------------------
+
+    def authenticate(self, header: str | None) -> Principal:
+        """Who sent this `authorization` value; raises the public auth errors."""
+        if not self.enabled:
+            return EVERYONE
+        if not header:
+            raise _missing_header()
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _missing_header()
+        token = token.strip()
+        if hmac.compare_digest(token.encode(), self.master_key.encode()):
+            return EVERYONE
+        found = self._by_digest.get(hashlib.sha256(token.encode()).digest())
+        if found is None or not hmac.compare_digest(found[0].encode(), token.encode()):
+            raise _invalid_key()
+        record = found[1]
+        if record.expires_at is not None and record.expires_at <= self._clock():
+            raise _invalid_key()
+        return Principal(actions=frozenset(record.actions), scope=scope_of(record.indexes))
+
+    def require(self, header: str | None, action: str) -> Principal:
+        principal = self.authenticate(header)
+        if not principal.allows(action):
+            raise _invalid_key()
+        return principal
+
+    def require_master(self, header: str | None) -> None:
+        if not self.enabled:
+            raise TaskHubError(
+                "missing_master_key",
+                "taskhub is running without a master key. To access this API endpoint, you must have set a master"
+                " key at launch.")
+        if not self.authenticate(header).master:
+            raise _invalid_key()
+
+    # -- managing keys ----------------------------------------------------
+
+    def _find(self, uid_or_key: str) -> KeyRecord:
+        for secret, record in self._by_digest.values():
+            if record.uid == uid_or_key or hmac.compare_digest(secret.encode(), uid_or_key.encode()):
+                return record
+        raise TaskHubError("api_key_not_found", f"API key `{uid_or_key}` not found.")
+
+    async def create(self, *, name: str | None, description: str | None, actions: list[str],
+                     indexes: list[str], expires_at: int | None, uid: str | None) -> KeyRecord:
+        if not actions:
+            raise TaskHubError("invalid_api_key_actions", "`actions` needs at least one action.")
+        for action in actions:
+            if action not in ACTIONS:
+                raise TaskHubError("invalid_api_key_actions", f"Unknown value `{action}` at `.actions`: expected one"
+                                   " of " + ", ".join(f"`{a}`" for a in ACTIONS) + ".")
+        if not indexes:
+            raise TaskHubError("invalid_api_key_indexes", "`indexes` needs at least one index, pattern or `*`.")
+        for index in indexes:
+            if index != "*" and not valid_index_uid(index) and not _PATTERN.fullmatch(index):
+                raise TaskHubError("invalid_api_key_indexes",
+                                   f"`{index}` is not a valid index uid pattern. Use an index uid, a prefix"
+                                   " ending in `*`, or `*`.")
+        now = self._clock()
+        if expires_at is not None and expires_at <= now:
+            raise TaskHubError("invalid_api_key_expires_at",
+                               f"`expiresAt` ({format_time(expires_at)}) is in the past.")
+        if uid is None:
+            uid = str(uuid.uuid4())
+        else:
+            try:
+                uid = str(uuid.UUID(uid))
+            except ValueError:
+                raise TaskHubError("invalid_api_key_uid", f"`{uid}` is not a valid UUID.") from None
+        record = KeyRecord(uid=uid, name=name, description=description, actions=list(dict.fromkeys(actions)),
+                           indexes=list(dict.fromkeys(indexes)), expires_at=expires_at,
+                           created_at=now, updated_at=now)
+        if not await self._call(self._store.insert_key, record):
+            raise TaskHubError("api_key_already_exists", f"An API key with uid `{uid}` already exists.")
+        self._remember(record)
+        return record
+
+    def list(self) -> list[KeyRecord]:
+        return sorted((r for _, r in self._by_digest.values()), key=lambda r: (-r.created_at, r.uid))
+
+    def get(self, uid_or_key: str) -> KeyRecord:
+        return self._find(uid_or_key)
+
+    async def update(self, uid_or_key: str, fields: dict) -> KeyRecord:
+        record = self._find(uid_or_key)
+        updated = await self._call(self._store.update_key, record.uid, fields, self._clock())
+        if updated is None:
+            raise TaskHubError("api_key_not_found", f"API key `{uid_or_key}` not found.")
+        self._remember(updated)
+        return updated
+
+    async def delete(self, uid_or_key: str) -> None:
+        record = self._find(uid_or_key)
+        await self._call(self._store.delete_key, record.uid)
+        self._by_digest = {d: (s, r) for d, (s, r) in self._by_digest.items() if r.uid != record.uid}

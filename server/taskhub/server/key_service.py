@@ -1,0 +1,58 @@
+"""The gRPC KeyService: API key management, for the master key only."""
+
+from __future__ import annotations
+
+from taskhub.server import convert
+from taskhub.server.auth import Keyring
+from taskhub.server.services import authorization, error_edge
+from taskhub.v1 import key_service_pb2 as kpb
+from taskhub.v1 import key_service_pb2_grpc
+
+DEFAULT_LIMIT = 20
+
+
+class KeyService(key_service_pb2_grpc.KeyServiceServicer):
+    """`taskhub.v1.KeyService` over the keyring."""
+
+    def __init__(self, keys: Keyring) -> None:
+        self.keys = keys
+
+    def _out(self, record) -> kpb.ApiKey:
+        return convert.key_to_proto(record, self.keys.secret(record.uid))
+
+    async def CreateKey(self, request: kpb.CreateKeyRequest, context) -> kpb.CreateKeyResponse:
+        async with error_edge(context):
+            self.keys.require_master(authorization(context))
+            record = await self.keys.create(
+                name=request.name if request.HasField("name") else None,
+                description=request.description if request.HasField("description") else None,
+                actions=list(request.actions), indexes=list(request.indexes),
+                expires_at=convert.micros(request.expires_at) if request.HasField("expires_at") else None,
+                uid=request.uid if request.HasField("uid") else None)
+            return kpb.CreateKeyResponse(key=self._out(record))
+
+    async def ListKeys(self, request: kpb.ListKeysRequest, context) -> kpb.ListKeysResponse:
+        async with error_edge(context):
+            self.keys.require_master(authorization(context))
+            limit = request.limit if request.HasField("limit") else DEFAULT_LIMIT
+            records = self.keys.list()
+            page = records[request.offset:request.offset + limit]
+            return kpb.ListKeysResponse(results=[self._out(r) for r in page], offset=request.offset,
+                                        limit=limit, total=len(records))
+
+    async def GetKey(self, request: kpb.GetKeyRequest, context) -> kpb.GetKeyResponse:
+        async with error_edge(context):
+            self.keys.require_master(authorization(context))
+            return kpb.GetKeyResponse(key=self._out(self.keys.get(request.key)))
+
+    async def UpdateKey(self, request: kpb.UpdateKeyRequest, context) -> kpb.UpdateKeyResponse:
+        async with error_edge(context):
+            self.keys.require_master(authorization(context))
+            fields = {name: getattr(request, name) for name in ("name", "description") if request.HasField(name)}
+            return kpb.UpdateKeyResponse(key=self._out(await self.keys.update(request.key, fields)))
+
+    async def DeleteKey(self, request: kpb.DeleteKeyRequest, context) -> kpb.DeleteKeyResponse:
+        async with error_edge(context):
+            self.keys.require_master(authorization(context))
+            await self.keys.delete(request.key)
+            return kpb.DeleteKeyResponse()

@@ -1,0 +1,65 @@
+"""The API-key half of the SQLite store: key rows, without their secrets.
+
+`Store` inherits this mixin. A key's secret is derived from its uid and the
+master key (as Meilisearch does), so it is never written to disk.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class KeyRecord:
+    """An API key as stored: everything but the secret."""
+
+    uid: str
+    name: str | None
+    description: str | None
+    actions: list[str]
+    indexes: list[str]
+    expires_at: int | None
+    created_at: int
+    updated_at: int
+
+
+_KEY_COLUMNS = "uid, name, description, actions, indexes, expires_at, created_at, updated_at"
+
+
+def _record(row: tuple) -> KeyRecord:
+    uid, name, description, actions, indexes, expires_at, created_at, updated_at = row
+    return KeyRecord(uid, name, description, json.loads(actions), json.loads(indexes),
+                     expires_at, created_at, updated_at)
+
+
+class KeyStore:
+    """Key SQL; mixed into `Store`, whose `conn` and `atomic` it uses."""
+
+    def all_keys(self) -> list[KeyRecord]:
+        """Every key, newest first."""
+        rows = self.conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, uid")
+        return [_record(r) for r in rows]
+
+    def insert_key(self, key: KeyRecord) -> bool:
+        """Stores a new key; False if its uid is taken."""
+        with self.atomic():
+            cursor = self.conn.execute(
+                f"INSERT OR IGNORE INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key.uid, key.name, key.description, json.dumps(key.actions), json.dumps(key.indexes),
+                 key.expires_at, key.created_at, key.updated_at))
+            return cursor.rowcount == 1
+
+    def update_key(self, uid: str, fields: dict, now: int) -> KeyRecord | None:
+        """Changes a key's name or description; None if it does not exist."""
+        with self.atomic():
+            for column in ("name", "description"):
+                if column in fields:
+                    self.conn.execute(f"UPDATE api_keys SET {column} = ?, updated_at = ? WHERE uid = ?",
+                                      (fields[column], now, uid))
+            row = self.conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE uid = ?", (uid,)).fetchone()
+            return None if row is None else _record(row)
+
+    def delete_key(self, uid: str) -> bool:
+        with self.atomic():
+            return self.conn.execute("DELETE FROM api_keys WHERE uid = ?", (uid,)).rowcount == 1
