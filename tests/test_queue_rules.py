@@ -147,6 +147,8 @@ async def test_restart_requeues_processing_and_never_reuses_uids(config, clock):
 
 
 async def test_dump_and_snapshot_can_be_started_from(service, stub, config, clock, tmp_path):
+    key = await service.keys.create(name="k", description=None, actions=["tasks.get"], indexes=["movies"],
+                                    expires_at=None, uid=None)
     await enqueue(stub)
     await stub.CancelTasks(pb.CancelTasksRequest(filter=uid_filter(0)))
     await stub.EnqueueTask(pb.EnqueueTaskRequest(type=T.TASK_TYPE_DUMP_CREATION))
@@ -166,6 +168,7 @@ async def test_dump_and_snapshot_can_be_started_from(service, stub, config, cloc
             assert (task.status.label, task.canceled_by) == ("canceled", 1)
             assert restored.store.matched_uids(1).tolist() == [0]
             assert (await restored.scheduler.enqueue(TaskType.INDEX_CREATION, "movies", {})).uid == 4
+            assert [(k.uid, k.name, k.indexes) for k in restored.store.all_keys()] == [(key.uid, "k", ["movies"])]
         finally:
             await restored.stop(0)
 

@@ -2,12 +2,14 @@
 
 A snapshot is a consistent copy of the SQLite database made with SQLite's
 online backup; it is opened as is. A dump is a portable JSON Lines export of
-every task (a header line, then one task per line in the HTTP task shape plus
-the uids a cancelation or deletion matched); it is loaded into an empty store.
+every task and API key (a header line with the keys, then one task per line in
+the HTTP task shape plus the uids a cancelation or deletion matched); it is
+loaded into an empty store.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 from taskhub.server.model import STATUS_BY_LABEL, TYPE_BY_LABEL, Task, format_time, to_micros
+from taskhub.server.key_store import KeyRecord
 from taskhub.server.store import Store
 
 DUMP_VERSION = 1
@@ -52,7 +55,9 @@ def write_dump(store: Store, folder: str, now: int) -> str:
     final = target / f"{dump_uid}.dump"
     tmp = final.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as out:
-        header = {"dumpVersion": DUMP_VERSION, "dumpUid": dump_uid, "nextUid": store.next_uid()}
+        # API keys are few: they ride in the header (without secrets, which derive from the master key).
+        header = {"dumpVersion": DUMP_VERSION, "dumpUid": dump_uid, "nextUid": store.next_uid(),
+                  "apiKeys": [dataclasses.asdict(k) for k in store.all_keys()]}
         out.write(json.dumps(header) + "\n")
         for task, matched in store.iter_tasks():
             out.write(json.dumps(_task_line(task, matched)) + "\n")
@@ -103,7 +108,10 @@ def _read_dump(path: pathlib.Path) -> tuple[dict, Iterator[tuple[Task, list[int]
 def import_dump(store: Store, path: str | pathlib.Path) -> int:
     """Loads a dump into an empty store; answers the number of tasks loaded."""
     header, tasks = _read_dump(pathlib.Path(path))
-    return store.load_tasks(tasks, header["nextUid"])
+    count = store.load_tasks(tasks, header["nextUid"])
+    for key in header.get("apiKeys", []):
+        store.insert_key(KeyRecord(**key))
+    return count
 
 
 def import_snapshot(snapshot: str | pathlib.Path, db_path: str | pathlib.Path) -> None:
