@@ -84,11 +84,12 @@ class Keyring:
     async def load(self) -> None:
         records = await self._call(self._store.all_keys)
         self._by_digest = {}
-        if self.enabled:
-            for record in records:
-                self._remember(record)
+        for record in records:
+            self._remember(record)
 
     def _remember(self, record: KeyRecord) -> None:
+        if not self.enabled:  # without a master key, keys have no secret and grant nothing
+            return
         secret = self.secret(record.uid)
         self._by_digest[hashlib.sha256(secret.encode()).digest()] = (secret, record)
 
