@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskhub.server import exports
-from taskhub.server.config import Config
+from taskhub.server.config import Config, parse_size
 from taskhub.server.scheduler import Scheduler, wall_clock
 from taskhub.server.auth import Keyring
 from taskhub.server.key_service import KeyService
@@ -34,6 +34,7 @@ from taskhub.v1 import (
 log = logging.getLogger("taskhub")
 
 MAX_MESSAGE = 64 * 1024 * 1024
+DB_HEADROOM = 64 * 1024 * 1024
 SERVICE_NAMES = (
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
@@ -69,7 +70,8 @@ class Service:
 def open_store(config: Config) -> Store:
     if config.import_snapshot:
         exports.import_snapshot(config.import_snapshot, config.db)
-    store = Store(config.db)
+    # SQLite's hard cap sits above the configured size, so cancelations and deletions still fit.
+    store = Store(config.db, max_bytes=parse_size(config.max_task_db_size) + DB_HEADROOM)
     if config.import_dump:
         count = exports.import_dump(store, config.import_dump)
         log.info("imported %d tasks from %s", count, config.import_dump)
@@ -85,7 +87,8 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
     hub = WatchHub(buffer=config.watch_buffer, max_watchers=config.max_watchers)
     scheduler = Scheduler(store, hub=hub, clock=clock, snapshots_dir=config.snapshots_dir, dumps_dir=config.dumps_dir,
                           max_batch_size=config.max_batch_size, max_attempts=config.max_attempts,
-                          watch_retention=config.watch_retention)
+                          watch_retention=config.watch_retention, max_db_size=parse_size(config.max_task_db_size),
+                          cleanup_threshold=config.cleanup_threshold, cleanup_batch=config.cleanup_batch)
     await scheduler.start(background=background)
 
     server = grpc.aio.server(options=[

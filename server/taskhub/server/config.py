@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, fields
 
 
@@ -30,6 +31,9 @@ class Config:
     watch_retention: int = 100_000
     watch_buffer: int = 1_024
     max_watchers: int = 20_000
+    max_task_db_size: str = "10GiB"
+    cleanup_threshold: int = 1_000_000
+    cleanup_batch: int = 100_000
     log_level: str = "INFO"
 
 
@@ -49,6 +53,9 @@ _HELP = {
     "watch_retention": "how many task changes are kept for watchers that resume",
     "watch_buffer": "changes queued for one watcher before it is cut off as too slow",
     "max_watchers": "the most watch streams open at once",
+    "max_task_db_size": "past this database size new tasks are refused (no_space_left_on_device); 10GiB, 500MiB...",
+    "cleanup_threshold": "at this many tasks, the oldest finished ones are deleted automatically",
+    "cleanup_batch": "how many finished tasks one automatic cleanup deletes",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 
@@ -77,3 +84,15 @@ def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None
 
 def from_namespace(args: argparse.Namespace) -> Config:
     return Config(**{f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)})
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `1048576`, `500MiB`, `10GiB`, `2GB`."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if match is None or match.group(2).lower() not in _UNITS:
+        raise ValueError(f"{text!r} is not a size (try 10GiB, 500MiB or a number of bytes)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])

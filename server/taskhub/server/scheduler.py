@@ -15,14 +15,15 @@ import contextlib
 import logging
 import secrets
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from taskhub.errors import TaskHubError
 from taskhub.server import exports
 from taskhub.server.details import enqueue_details, outcome_details, outcome_error
-from taskhub.server.model import SERVER_PRIORITY, Scope, Task, TaskQuery, TaskType
-from taskhub.server.store import Changes, Store
+from taskhub.server.model import SERVER_PRIORITY, Scope, Task, TaskQuery, TaskType, format_time
+from taskhub.server.store import DISK_FULL, Changes, Store
 from taskhub.server.watch import Event, WatchHub
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,13 @@ class Scheduler:
 
     def __init__(self, store: Store, *, hub: WatchHub | None = None, clock: Callable[[], int] = wall_clock,
                  snapshots_dir: str = "snapshots", dumps_dir: str = "dumps",
-                 max_batch_size: int = 100, max_attempts: int = 5, watch_retention: int = 100_000) -> None:
+                 max_batch_size: int = 100, max_attempts: int = 5, watch_retention: int = 100_000,
+                 max_db_size: int | None = None, cleanup_threshold: int = 1_000_000,
+                 cleanup_batch: int = 100_000) -> None:
         self.store = store
+        self.max_db_size = max_db_size
+        self.cleanup_threshold = cleanup_threshold
+        self.cleanup_batch = cleanup_batch
         self.watch_retention = watch_retention
         self._pruned_at = 0
         self.max_batch_size = max_batch_size
@@ -160,6 +166,9 @@ class Scheduler:
     async def enqueue(self, type_: TaskType, index_uid: str | None, details: dict | None, *,
                       scope: Scope | None = None) -> Task:
         details = enqueue_details(type_, index_uid, details)
+        # A full queue refuses new work; cancelations and deletions, which free it, still go through.
+        if self.max_db_size is not None and await self.call(self.store.used_bytes) >= self.max_db_size:
+            raise TaskHubError("no_space_left_on_device", DISK_FULL)
         # A key scoped to some indexes enqueues only on them, and never global tasks.
         if scope is not None and (type_.is_global or not scope.allows(index_uid)):
             raise TaskHubError("invalid_api_key", "The provided API key is invalid.")
@@ -199,10 +208,29 @@ class Scheduler:
             self._pruned_at = moment
             await self.call(self.store.prune_changes, self.watch_retention)
         ran = 0
-        while (task := await self.call(self.store.next_server_task)) is not None:
-            await self._run_server_task(task, self.clock() if now is None else now)
-            ran += 1
-        return ran
+        while True:
+            task = await self.call(self.store.next_server_task)
+            if task is None and not await self._clean_up():
+                return ran
+            if task is not None:
+                await self._run_server_task(task, self.clock() if now is None else now)
+                ran += 1
+
+    async def _clean_up(self) -> bool:
+        """At `cleanup_threshold` tasks, enqueues a deletion of the oldest finished ones; answers if it did."""
+        if await self.call(self.store.task_count) < self.cleanup_threshold:
+            return False
+        oldest = await self.call(self.store.oldest_finished, self.cleanup_batch)
+        # At least two, or the queue would only ever delete the previous cleanup's own task.
+        if len(oldest) < 2:
+            return False
+        newest_enqueued_at = oldest[-1][1]
+        original = "?" + urllib.parse.urlencode({
+            "beforeEnqueuedAt": format_time(newest_enqueued_at + 1), "statuses": "succeeded,failed,canceled"})
+        log.info("the queue holds %d tasks or more: deleting the %d oldest finished ones",
+                 self.cleanup_threshold, len(oldest))
+        await self.delete_tasks(TaskQuery(uids=frozenset(uid for uid, _ in oldest)), original)
+        return True
 
     async def _run_server_task(self, task: Task, now: int) -> None:
         assert task.type in SERVER_PRIORITY

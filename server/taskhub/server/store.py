@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
+from taskhub.errors import TaskHubError
 from taskhub.server.key_store import KeyStore
 from taskhub.server.lease_store import LeaseStore
 from taskhub.server.model import Task, TaskQuery, TaskStatus, TaskType, finished_details
 
 SCHEMA_VERSION = 1
+DISK_FULL = ("taskhub cannot receive write operations because the limit of the task database has been reached."
+             " Please delete tasks to continue performing write operations.")
 COLUMNS = (
     "uid, index_uid, status, type, canceled_by, details, error,"
     " enqueued_at, started_at, finished_at, seq"
@@ -111,7 +114,7 @@ KEEP = object()
 class Store(LeaseStore, KeyStore):
     """Tasks in one SQLite file (WAL), opened and migrated on construction."""
 
-    def __init__(self, path: str | pathlib.Path, *, max_page_count: int | None = None) -> None:
+    def __init__(self, path: str | pathlib.Path, *, max_bytes: int | None = None) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             pathlib.Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -121,8 +124,10 @@ class Store(LeaseStore, KeyStore):
         # FULL: an acknowledged enqueue survives power loss, not only a crash.
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA busy_timeout=5000")
-        if max_page_count is not None:
-            self.conn.execute(f"PRAGMA max_page_count={int(max_page_count)}")
+        if max_bytes is not None:
+            # A hard cap from SQLite itself: past it, writes fail with SQLITE_FULL.
+            page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+            self.conn.execute(f"PRAGMA max_page_count={max(int(max_bytes) // page_size, 1)}")
         self._migrate()
 
     def close(self) -> None:
@@ -134,10 +139,13 @@ class Store(LeaseStore, KeyStore):
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+                raise TaskHubError("no_space_left_on_device", DISK_FULL) from exc
             raise
-        self.conn.execute("COMMIT")
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -167,7 +175,8 @@ class Store(LeaseStore, KeyStore):
                 "expires_at": int, "created_at": int, "updated_at": int,
             }, pk="uid", not_null={"actions", "indexes", "created_at", "updated_at"})
             db["meta"].create({"key": str, "value": int}, pk="key", not_null={"value"})
-            db["meta"].insert_all([{"key": "next_uid", "value": 0}, {"key": "last_seq", "value": 0}])
+            db["meta"].insert_all([{"key": "next_uid", "value": 0}, {"key": "last_seq", "value": 0},
+                                   {"key": "task_count", "value": 0}])
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     # -- counters ---------------------------------------------------------
@@ -177,6 +186,20 @@ class Store(LeaseStore, KeyStore):
         (after,) = self.conn.execute(
             "UPDATE meta SET value = value + ? WHERE key = ? RETURNING value", (by, key)).fetchone()
         return after - by
+
+    def task_count(self) -> int:
+        return self.conn.execute("SELECT value FROM meta WHERE key = 'task_count'").fetchone()[0]
+
+    def used_bytes(self) -> int:
+        """Bytes the database uses; free pages, which SQLite reuses, do not count."""
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * self.conn.execute("PRAGMA page_size").fetchone()[0]
+
+    def oldest_finished(self, limit: int) -> list[tuple[int, int]]:
+        """(uid, enqueued_at) of the `limit` oldest finished tasks, for the automatic cleanup."""
+        return self.conn.execute(
+            f"SELECT uid, enqueued_at FROM tasks WHERE status IN {FINISHED} ORDER BY uid LIMIT ?", (limit,)).fetchall()
 
     def last_seq(self) -> int:
         return self.conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
@@ -234,6 +257,7 @@ class Store(LeaseStore, KeyStore):
     # -- writes -----------------------------------------------------------
 
     def _insert(self, index_uid: str | None, type_: TaskType, details: dict | None, now: int) -> Task:
+        self._bump("task_count")
         task = Task(uid=self._bump("next_uid"), index_uid=index_uid, status=TaskStatus.ENQUEUED,
                     type=type_, details=details, enqueued_at=now, seq=self._bump("last_seq") + 1)
         self.conn.execute(
@@ -346,6 +370,7 @@ class Store(LeaseStore, KeyStore):
                 task.seq = self._bump("last_seq") + 1
                 self._log(task, deleted=True)
             gone = frozenset(t.uid for t in deleted)
+            self._bump("task_count", -len(gone))
             self.conn.execute(
                 "DELETE FROM matches WHERE uid IN (SELECT value FROM json_each(?))", (json.dumps(sorted(gone)),))
             task = self.get_task(uid)
@@ -411,4 +436,5 @@ class Store(LeaseStore, KeyStore):
                 count += 1
                 next_uid = max(next_uid, task.uid + 1)
             self.conn.execute("UPDATE meta SET value = ? WHERE key = 'next_uid'", (next_uid,))
+            self._bump("task_count", count)
             return count
