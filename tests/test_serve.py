@@ -75,3 +75,48 @@ def test_serve_reports_a_busy_port(tmp_path):
             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_sigterm_ends_streams_clearly_and_leaves_one_clean_file(tmp_path):
+    from google.protobuf import duration_pb2
+    from taskhub.v1 import worker_service_pb2 as wpb, worker_service_pb2_grpc
+
+    port = free_port()
+    db = tmp_path / "q.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(db), "--grpc-listen",
+         f"127.0.0.1:{port}", "--no-http", "--grace-seconds", "10"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        channel = wait_serving(f"127.0.0.1:{port}")
+        stub = task_service_pb2_grpc.TaskServiceStub(channel)
+        stub.EnqueueTask(pb.EnqueueTaskRequest(type=task_pb2.TASK_TYPE_INDEX_CREATION, index_uid="a"), timeout=5)
+        watch = stub.WatchTask(pb.WatchTaskRequest(uid=0), timeout=30)
+        assert next(watch).task.uid == 0
+        workers = worker_service_pb2_grpc.WorkerServiceStub(channel)
+        # A long poll that takes the only task, then one that waits for more.
+        workers.LeaseTasks(wpb.LeaseTasksRequest(), timeout=5)
+        assert next(watch).task.status == task_pb2.TASK_STATUS_PROCESSING
+        waiting = workers.LeaseTasks.future(wpb.LeaseTasksRequest(wait=duration_pb2.Duration(seconds=30)), timeout=30)
+        time.sleep(0.3)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        with pytest.raises(grpc.RpcError) as ended:
+            next(watch)
+        assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert ended.value.details() == "The server is shutting down; reconnect and resume."
+        assert not waiting.result().HasField("lease")
+        output, _ = proc.communicate(timeout=20)
+        # Nothing was left in flight, so the grace period was not waited out.
+        assert time.monotonic() - started < 8
+        channel.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    wal = db.with_name(db.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        # Still processing on disk: the next start puts it back to enqueued.
+        assert conn.execute("SELECT status FROM tasks").fetchall() == [(2,)]

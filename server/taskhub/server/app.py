@@ -62,6 +62,7 @@ class Service:
     async def stop(self, grace: float | None = None) -> None:
         """Stops taking calls, lets in-flight ones finish within `grace`, then closes the store."""
         await self.health.enter_graceful_shutdown()
+        self.scheduler.begin_shutdown()
         await self.server.stop(self.config.grace_seconds if grace is None else grace)
         await self.scheduler.stop()
         self.store.close()

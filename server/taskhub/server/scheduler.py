@@ -84,6 +84,7 @@ class Scheduler:
         # Replaced after every write: long-polling leases wait on the current one.
         self._changed = asyncio.Event()
         self._runner: asyncio.Task | None = None
+        self.closing = False
 
     # -- plumbing ---------------------------------------------------------
 
@@ -117,7 +118,14 @@ class Scheduler:
         if background:
             self._runner = asyncio.create_task(self._run(), name="taskhub-scheduler")
 
+    def begin_shutdown(self) -> None:
+        """Ends every watch with UNAVAILABLE and lets long-polling leases answer at once."""
+        self.closing = True
+        self.hub.end_all(TaskHubError("unavailable", "The server is shutting down; reconnect and resume."))
+        self._changed.set()
+
     async def stop(self) -> None:
+        self.closing = True
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -281,7 +289,7 @@ class Scheduler:
             if changes.tasks:
                 return Lease(token=token, deadline=now + duration, tasks=changes.tasks)
             remaining = give_up - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or self.closing:
                 return None
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=remaining)

@@ -37,8 +37,9 @@ class Subscription:
         self.hub = hub
         self.uids = uids
         self.query = query
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(size)
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(size)
         self.lagging = False
+        self.ended: TaskHubError | None = None
 
     def offer(self, event: Event) -> None:
         if self.lagging:
@@ -51,11 +52,24 @@ class Subscription:
             self.hub.unsubscribe(self)
 
     async def get(self) -> Event:
-        if self.lagging and self.queue.empty():
-            raise TaskHubError(
-                "watch_too_slow",
-                "The watcher fell too far behind and was disconnected; resume from the last sequence number seen.")
-        return await self.queue.get()
+        if self.queue.empty():
+            if self.ended is not None:
+                raise self.ended
+            if self.lagging:
+                raise TaskHubError(
+                    "watch_too_slow",
+                    "The watcher fell too far behind and was disconnected; resume from the last sequence number seen.")
+        event = await self.queue.get()
+        if event is None:  # the wake-up end() left
+            raise self.ended
+        return event
+
+    def end(self, error: TaskHubError) -> None:
+        """Ends the watch with `error` once what is queued has been delivered."""
+        self.ended = error
+        # Wake a waiting get(); a full queue needs no wake-up, get() sees `ended` once it drains.
+        if not self.queue.full():
+            self.queue.put_nowait(None)
 
     def close(self) -> None:
         self.hub.unsubscribe(self)
@@ -99,6 +113,12 @@ class WatchHub:
                     del self._by_uid[uid]
         if removed:
             self._count -= 1
+
+    def end_all(self, error: TaskHubError) -> None:
+        """Ends every watch (at shutdown) with a clear status instead of a cut connection."""
+        for sub in {*self._filtered, *(s for subs in self._by_uid.values() for s in subs)}:
+            sub.end(error)
+            self.unsubscribe(sub)
 
     def publish(self, tasks: Iterable[Task], deleted: frozenset[int] = frozenset()) -> None:
         if not self._count:
