@@ -339,7 +339,8 @@ async def test_api_key_and_default_timeout_travel_with_every_call():
         await server.stop(0)
     (first, first_deadline), (second, second_deadline) = recorder.seen
     assert first["authorization"] == "Bearer s3cret" and "authorization" not in second
-    assert 2 < first_deadline <= 3 and 9 < second_deadline <= 10
+    # The deadline travels as a relative timeout; gRPC may round it up a little on the way.
+    assert 2 < first_deadline < 3.5 and 9 < second_deadline < 10.5
 
 
 # -- the sync client ------------------------------------------------------------
