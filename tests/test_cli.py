@@ -152,7 +152,8 @@ async def test_errors_have_documented_exit_codes(cli):
     code, _, err = await cli("get", "0", "--target", f"127.0.0.1:{port}", "--json")
     body = json.loads(err)
     assert (code, body["code"], body["type"]) == (4, "unavailable", "system")
-    assert body["message"].startswith(f"Cannot reach a taskhub server at 127.0.0.1:{port} (--target or TASKHUB_TARGET):")
+    assert body["message"].startswith(
+        f"Cannot reach a taskhub server at 127.0.0.1:{port} (--target or TASKHUB_TARGET):")
 
 
 async def test_wait_prints_one_line_per_change_and_exits_with_the_outcome(cli, service):

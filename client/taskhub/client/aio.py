@@ -14,8 +14,8 @@ import grpc
 import grpc.aio
 
 from taskhub.client.calls import (
-    CHANNEL_OPTIONS, DEFAULT_TARGET, DEFAULT_TIMEOUT, Resubscriber, RetryPolicy, enqueue_request, list_request,
-    metadata, retry_delay)
+    CHANNEL_OPTIONS, DEFAULT_RETRY, DEFAULT_TARGET, DEFAULT_TIMEOUT, Resubscriber, RetryPolicy, enqueue_request,
+    list_request, metadata, retry_delay)
 from taskhub.client.filters import TaskFilter
 from taskhub.client.models import Task, TaskPage, TaskSummary, TaskType
 from taskhub.v1 import task_service_pb2 as pb
@@ -31,7 +31,7 @@ class AsyncTaskHubClient:
     """
 
     def __init__(self, target: str = DEFAULT_TARGET, *, api_key: str | None = None,
-                 timeout: float | None = DEFAULT_TIMEOUT, retry: RetryPolicy = RetryPolicy(),
+                 timeout: float | None = DEFAULT_TIMEOUT, retry: RetryPolicy = DEFAULT_RETRY,
                  credentials: grpc.ChannelCredentials | None = None, channel: grpc.aio.Channel | None = None,
                  options: Sequence[tuple[str, Any]] = ()) -> None:
         self.target = target

@@ -51,6 +51,7 @@ class RetryPolicy:
         return ceiling * random.uniform(0.5, 1.0)
 
 
+DEFAULT_RETRY = RetryPolicy()
 NO_RETRY = RetryPolicy(max_attempts=1)
 
 

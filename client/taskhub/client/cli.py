@@ -28,6 +28,7 @@ EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_ERROR = 4
 EXIT_TIMEOUT = 5
+EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 
 EXIT_CODES = """\
 exit codes:
@@ -37,6 +38,7 @@ exit codes:
   3  task not found
   4  any other error: server unavailable, API key refused, internal error
   5  watch/wait: --timeout elapsed before the task finished
+  130  interrupted (Ctrl-C)
 """
 
 _FILTER_HELP = {
@@ -188,7 +190,7 @@ def _runner(run: Command) -> Callable[[argparse.Namespace], int]:
             return exit_code(error)
         except KeyboardInterrupt:
             print(file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
         except BrokenPipeError:
             # `taskhub tasks list | head`: the reader left; say nothing more.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -69,7 +69,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = [headers, *rows]
     # Numbers read best right-aligned; the first column is the uid.
     return "\n".join(
-        "  ".join((cell.rjust(w) if i == 0 else cell.ljust(w)) for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
+        "  ".join(cell.rjust(w) if i == 0 else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
         for line in lines)
 
 
