@@ -54,10 +54,15 @@ Command = Callable[[TaskHubClient, argparse.Namespace], int]
 
 # -- the parser ----------------------------------------------------------------
 
-def _uid(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) >= 2**32:
-        raise argparse.ArgumentTypeError(f"`{text}` is not a task uid (a non-negative integer)")
-    return int(text)
+def _natural(what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not (text.isascii() and text.isdigit()) or int(text) >= 2**32:
+            raise argparse.ArgumentTypeError(f"`{text}` is not {what} (a non-negative integer)")
+        return int(text)
+    return parse
+
+
+_uid = _natural("a task uid")
 
 
 def _details(text: str) -> dict:
@@ -128,7 +133,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                  "List the tasks matching the filters, newest first. Text: a table and a `N of TOTAL` line;"
                  " --json: the page as GET /tasks answers it, or with --all one task per line (JSON Lines).",
                  filtered=True)
-    ls.add_argument("--limit", type=_uid, metavar="N", help="page size (server default 20)")
+    ls.add_argument("--limit", type=_natural("a page size"), metavar="N", help="page size (server default 20)")
     ls.add_argument("--from", dest="from_", metavar="UID", type=_uid, help="start from this uid (inclusive)")
     ls.add_argument("--reverse", action="store_true", help="oldest first")
     ls.add_argument("--all", action="store_true", help="follow `next` through every page")
