@@ -40,6 +40,8 @@ _KINDS: dict[str, Kind] = {
     "watch_too_slow": Kind(429, grpc.StatusCode.RESOURCE_EXHAUSTED, "system"),
     "too_many_watches": Kind(429, grpc.StatusCode.RESOURCE_EXHAUSTED, "system"),
     "unavailable": Kind(503, grpc.StatusCode.UNAVAILABLE, "system"),
+    # Raised by the client itself when `wait_for_task` gives up.
+    "timeout": Kind(504, grpc.StatusCode.DEADLINE_EXCEEDED, "system"),
     "internal": Kind(500, grpc.StatusCode.INTERNAL, "internal"),
 }
 

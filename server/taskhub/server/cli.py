@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Run the gRPC server and the JSON gateway over one SQLite file.")
     config_module.add_arguments(serve)
     serve.set_defaults(run=_serve)
+    from taskhub.client import cli as client_cli
+    client_cli.add_commands(commands)
     return parser
 
 

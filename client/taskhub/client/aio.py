@@ -1,0 +1,145 @@
+"""`AsyncTaskHubClient`: the asyncio client over one `grpc.aio` channel.
+
+The same methods as `TaskHubClient` in `sync.py`, as coroutines and async
+iterators; the retry, error and watch rules come from `calls.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from taskhub.client.calls import (
+    CHANNEL_OPTIONS, DEFAULT_RETRY, DEFAULT_TARGET, DEFAULT_TIMEOUT, Resubscriber, RetryPolicy, enqueue_request,
+    list_request, metadata, retry_delay)
+from taskhub.client.filters import TaskFilter
+from taskhub.client.models import Task, TaskPage, TaskSummary, TaskType
+from taskhub.v1 import task_service_pb2 as pb
+from taskhub.v1 import task_service_pb2_grpc
+
+
+class AsyncTaskHubClient:
+    """An asyncio taskhub client; `async with` closes its channel.
+
+    Same options as `TaskHubClient`: `timeout` per unary call, `retry` for
+    idempotent calls on UNAVAILABLE, `api_key` as a bearer token, and an optional
+    `grpc.aio` `channel` of your own (then yours to close) or `credentials`.
+    """
+
+    def __init__(self, target: str = DEFAULT_TARGET, *, api_key: str | None = None,
+                 timeout: float | None = DEFAULT_TIMEOUT, retry: RetryPolicy = DEFAULT_RETRY,
+                 credentials: grpc.ChannelCredentials | None = None, channel: grpc.aio.Channel | None = None,
+                 options: Sequence[tuple[str, Any]] = ()) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.retry = retry
+        self._owns_channel = channel is None
+        if channel is None:
+            channel_options = [*CHANNEL_OPTIONS, *options]
+            channel = (grpc.aio.secure_channel(target, credentials, channel_options) if credentials is not None
+                       else grpc.aio.insecure_channel(target, channel_options))
+        self._channel = channel
+        self._stub = task_service_pb2_grpc.TaskServiceStub(channel)
+        self._metadata = metadata(api_key)
+
+    async def __aenter__(self) -> AsyncTaskHubClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Closes the channel if this client opened it."""
+        if self._owns_channel:
+            await self._channel.close()
+
+    async def _call(self, rpc: Callable, request: Any, *, idempotent: bool) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return await rpc(request, timeout=self.timeout, metadata=self._metadata)
+            except grpc.RpcError as error:
+                delay = retry_delay(self.retry, attempt, error, idempotent)
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    # -- tasks ------------------------------------------------------------
+
+    async def enqueue(self, type: TaskType | str, index_uid: str | None = None,
+                      details: dict[str, Any] | None = None) -> TaskSummary:
+        """Enqueues a task (`details` with Meilisearch's keys, e.g. `{"receivedDocuments": 3}`); never retried."""
+        request = enqueue_request(type, index_uid, details)
+        return TaskSummary.from_proto((await self._call(self._stub.EnqueueTask, request, idempotent=False)).task)
+
+    async def get_task(self, uid: int) -> Task:
+        """The task `uid`; `TaskHubError("task_not_found")` if there is none."""
+        response = await self._call(self._stub.GetTask, pb.GetTaskRequest(uid=uid), idempotent=True)
+        return Task.from_proto(response.task)
+
+    async def list_tasks(self, filter: TaskFilter | None = None, *, limit: int | None = None,
+                         from_: int | None = None, reverse: bool = False, **filters: Any) -> TaskPage:
+        """One page of tasks, newest first (oldest first with `reverse`); filters as `TaskFilter` fields."""
+        request = list_request(TaskFilter.of(filter, **filters), limit, from_, reverse)
+        return TaskPage.from_proto(await self._call(self._stub.ListTasks, request, idempotent=True))
+
+    async def iter_tasks(self, filter: TaskFilter | None = None, *, page_size: int | None = None,
+                         from_: int | None = None, reverse: bool = False, **filters: Any) -> AsyncIterator[Task]:
+        """Every matching task, fetching pages of `page_size` as it goes by following `next`."""
+        task_filter = TaskFilter.of(filter, **filters)
+        while True:
+            page = await self.list_tasks(task_filter, limit=page_size, from_=from_, reverse=reverse)
+            for task in page.results:
+                yield task
+            if page.next is None:
+                return
+            from_ = page.next
+
+    async def cancel_tasks(self, filter: TaskFilter | None = None, **filters: Any) -> TaskSummary:
+        """Enqueues a `taskCancelation` of the matching tasks; at least one filter is required."""
+        request = pb.CancelTasksRequest(filter=TaskFilter.of(filter, **filters).to_proto())
+        return TaskSummary.from_proto((await self._call(self._stub.CancelTasks, request, idempotent=False)).task)
+
+    async def delete_tasks(self, filter: TaskFilter | None = None, **filters: Any) -> TaskSummary:
+        """Enqueues a `taskDeletion` of the matching finished tasks; at least one filter is required."""
+        request = pb.DeleteTasksRequest(filter=TaskFilter.of(filter, **filters).to_proto())
+        return TaskSummary.from_proto((await self._call(self._stub.DeleteTasks, request, idempotent=False)).task)
+
+    # -- watching ---------------------------------------------------------
+
+    async def watch_task(self, uid: int, *, timeout: float | None = None) -> AsyncIterator[Task]:
+        """The task's current state, then each change, ending after a terminal status.
+
+        A broken stream is subscribed again (with backoff) and states already
+        seen are not repeated. `timeout` bounds the whole watch (`TaskTimeoutError`).
+        """
+        follow = Resubscriber(uid, self.retry, timeout)
+        while True:
+            call = self._stub.WatchTask(pb.WatchTaskRequest(uid=uid), timeout=follow.remaining(),
+                                        metadata=self._metadata)
+            try:
+                async for response in call:
+                    task = Task.from_proto(response.task)
+                    if follow.fresh(task):
+                        yield task
+                if follow.done:
+                    return
+                delay = follow.after_end()
+            except grpc.RpcError as error:
+                delay = follow.after_error(error)
+            finally:
+                call.cancel()  # frees the stream when the caller stops iterating early
+            await asyncio.sleep(delay)
+
+    async def wait_for_task(self, uid: int, timeout: float | None = None) -> Task:
+        """Waits until the task is succeeded, failed or canceled and answers it; no polling.
+
+        Raises `TaskTimeoutError` (code `timeout`, also a `TimeoutError`) after `timeout` seconds.
+        """
+        last = None
+        async for last in self.watch_task(uid, timeout=timeout):
+            pass
+        return last

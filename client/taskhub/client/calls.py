@@ -1,0 +1,161 @@
+"""What the sync and async clients share: defaults, the retry policy, and the error edge.
+
+Both clients map every `grpc.RpcError` through `to_error()` exactly once, retry
+only idempotent calls and only on UNAVAILABLE, and follow a watch across
+reconnects with one `Resubscriber`, so their behaviour cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+import grpc
+
+from taskhub.client.filters import TaskFilter
+from taskhub.client.models import TYPE_TO_PROTO, Task, TaskType, details_to_proto, parse_type
+from taskhub.errors import TaskHubError, from_rpc_error
+from taskhub.v1 import task_service_pb2 as pb
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_TIMEOUT = 10.0
+MAX_MESSAGE = 64 * 1024 * 1024
+
+CHANNEL_OPTIONS = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    # gRPC's own reconnect backoff starts at 1 s and grows to 120 s; calls fail
+    # fast meanwhile, so our retries would all land inside it. Keep it short.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter for idempotent calls that hit UNAVAILABLE."""
+
+    max_attempts: int = 5
+    initial_backoff: float = 0.1
+    max_backoff: float = 2.0
+    multiplier: float = 2.0
+
+    def backoff(self, attempt: int) -> float | None:
+        """Seconds to wait after failed attempt number `attempt` (0-based); None when out of attempts."""
+        if attempt + 1 >= self.max_attempts:
+            return None
+        ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier ** attempt)
+        # Jitter spreads clients that lost the same server so they do not return in lockstep.
+        return ceiling * random.uniform(0.5, 1.0)
+
+
+DEFAULT_RETRY = RetryPolicy()
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+class TaskTimeoutError(TaskHubError, TimeoutError):
+    """`wait_for_task` gave up: code `timeout`; also catchable as the built-in `TimeoutError`."""
+
+    def __init__(self, uid: int, timeout: float) -> None:
+        super().__init__("timeout", f"Task `{uid}` did not reach a terminal status within {timeout:g} seconds.")
+        self.uid = uid
+        self.timeout = timeout
+
+
+def metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {api_key}"),) if api_key else ()
+
+
+def status_code(error: grpc.RpcError) -> grpc.StatusCode | None:
+    # Duck-typed: grpc.aio's AioRpcError has code() but is not a grpc.Call.
+    code = getattr(error, "code", None)
+    return code() if callable(code) else None
+
+
+def to_error(error: grpc.RpcError) -> TaskHubError:
+    """The one place a raw gRPC error becomes the public `TaskHubError`."""
+    return from_rpc_error(error)
+
+
+def retry_delay(policy: RetryPolicy, attempt: int, error: grpc.RpcError, idempotent: bool) -> float:
+    """How long to wait before trying again; raises the mapped error when the call must not be retried."""
+    delay = policy.backoff(attempt) if idempotent and status_code(error) == grpc.StatusCode.UNAVAILABLE else None
+    if delay is None:
+        raise to_error(error) from error
+    return delay
+
+
+def enqueue_request(type: TaskType | str, index_uid: str | None, details: dict | None) -> pb.EnqueueTaskRequest:
+    type_ = parse_type(type)
+    request = pb.EnqueueTaskRequest(type=TYPE_TO_PROTO[type_], index_uid=index_uid)
+    proto_details = details_to_proto(type_, details)
+    if proto_details is not None:
+        request.details.CopyFrom(proto_details)
+    return request
+
+
+def list_request(filter: TaskFilter, limit: int | None, from_: int | None, reverse: bool) -> pb.ListTasksRequest:
+    request = pb.ListTasksRequest(filter=filter.to_proto(), limit=limit, reverse=reverse)
+    if from_ is not None:
+        setattr(request, "from", from_)  # `from` is a Python keyword
+    return request
+
+
+class Resubscriber:
+    """Follows one task's watch across broken streams: skips repeats, backs off, keeps the deadline.
+
+    A fresh subscription starts with the task's current state, which the caller
+    may already have seen; `fresh()` drops such repeats.
+    """
+
+    def __init__(self, uid: int, policy: RetryPolicy, timeout: float | None) -> None:
+        self.uid = uid
+        self.policy = policy
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.attempt = 0
+        self.last: Task | None = None
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None without one); raises `TaskTimeoutError` once past it."""
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TaskTimeoutError(self.uid, self.timeout)
+        return left
+
+    def fresh(self, task: Task) -> bool:
+        """True when `task` is a state the caller has not seen yet."""
+        if task == self.last:
+            return False
+        # Progress: a later break starts a new backoff. Only progress counts, so a
+        # server that keeps ending streams without news still runs out of attempts.
+        self.attempt = 0
+        self.last = task
+        return True
+
+    @property
+    def done(self) -> bool:
+        return self.last is not None and self.last.finished
+
+    def after_error(self, error: grpc.RpcError) -> float:
+        """The pause before subscribing again, or raises: `TaskTimeoutError`, or the mapped error."""
+        if self.deadline is not None and status_code(error) == grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise TaskTimeoutError(self.uid, self.timeout) from None
+        delay = retry_delay(self.policy, self.attempt, error, idempotent=True)
+        return self._pause(delay)
+
+    def after_end(self) -> float:
+        """The pause before subscribing again after a stream ended with no terminal state."""
+        delay = self.policy.backoff(self.attempt)
+        if delay is None:
+            raise TaskHubError("unavailable", f"The watch of task `{self.uid}` ended before the task finished.")
+        return self._pause(delay)
+
+    def _pause(self, delay: float) -> float:
+        self.attempt += 1
+        left = self.remaining()
+        return delay if left is None else min(delay, left)
