@@ -293,8 +293,18 @@ class Store(LeaseStore, KeyStore):
             return self.conn.execute("DELETE FROM changes WHERE seq <= ?", (self.last_seq() - keep,)).rowcount
 
     def insert_task(self, index_uid: str | None, type_: TaskType, details: dict | None, now: int) -> Changes:
+        return self.insert_tasks([(index_uid, type_, details)], now)
+
+    def insert_tasks(self, items: list[tuple[str | None, TaskType, dict | None]], now: int, *,
+                     max_bytes: int | None = None) -> Changes:
+        """Enqueues several tasks in one transaction (one fsync): the scheduler's group commit.
+
+        Past `max_bytes` of used database, nothing is inserted and the queue is full.
+        """
         with self.atomic():
-            return Changes(tasks=[self._insert(index_uid, type_, details, now)])
+            if max_bytes is not None and self.used_bytes() >= max_bytes:
+                raise TaskHubError("no_space_left_on_device", DISK_FULL)
+            return Changes(tasks=[self._insert(index_uid, type_, details, now) for index_uid, type_, details in items])
 
     def insert_matching_task(self, type_: TaskType, query: TaskQuery,
                              details: Callable[[int], dict], now: int) -> Changes:
