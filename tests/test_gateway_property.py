@@ -1,7 +1,8 @@
-"""Arbitrary query strings never make the gateway answer 5xx, and every 4xx has the error shape.
+"""Arbitrary requests never make the gateway answer 5xx, and every 4xx has the error shape.
 
-The query string goes to the ASGI app as raw bytes (no client normalizes it first),
-in front of a real gRPC server, on `GET /tasks`, `POST /tasks/cancel` and `DELETE /tasks`.
+Query strings go to the ASGI app as raw bytes (no client normalizes them first), in
+front of a real gRPC server, on `GET /tasks`, `POST /tasks/cancel` and `DELETE /tasks`;
+arbitrary bodies go to `POST /tasks`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,33 @@ _PAIRS = st.lists(st.tuples(_NAMES, _VALUES), max_size=5).map(
 QUERIES = _PAIRS | st.binary(max_size=40)
 
 
-async def call(app, method: str, path: str, query: bytes) -> tuple[int, bytes]:
+_TYPES = st.sampled_from(["documentAdditionOrUpdate", "documentDeletion", "indexCreation", "indexUpdate",
+                          "indexDeletion", "indexSwap", "settingsUpdate", "dumpCreation", "snapshotCreation",
+                          "taskCancelation", "DUMPCREATION", "doggo"])
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70) | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12)
+_DETAIL_KEYS = st.sampled_from(["receivedDocuments", "indexedDocuments", "providedIds", "originalFilter",
+                                "primaryKey", "swaps", "dumpUid", "rankingRules"]) | st.text(max_size=6)
+_BODIES = st.fixed_dictionaries({"type": _TYPES | _JSON}, optional={
+    "indexUid": st.sampled_from(["movies", "", "the good doggo", None]) | _JSON,
+    "details": st.dictionaries(_DETAIL_KEYS, _JSON, max_size=3) | _JSON,
+    "extra": _JSON,
+})
+BODIES = _BODIES.map(lambda body: json.dumps(body).encode()) | st.binary(max_size=40)
+
+
+def _check_answer(status: int, body: bytes, *allowed: int) -> None:
+    assert status in allowed, (status, body)
+    if status >= 400:
+        error = json.loads(body)
+        assert list(error) == ERROR_KEYS
+        assert error["type"] == "invalid_request" and error["link"] == LINK + error["code"]
+
+
+async def call(app, method: str, path: str, query: bytes, body: bytes = b"") -> tuple[int, bytes]:
     """One raw ASGI request; answers the status and the body."""
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
              "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
@@ -39,7 +66,7 @@ async def call(app, method: str, path: str, query: bytes) -> tuple[int, bytes]:
     messages = []
 
     async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message):
         messages.append(message)
@@ -56,8 +83,13 @@ async def test_any_query_string_is_answered_without_a_5xx(service, query):
     async with app.router.lifespan_context(app):
         for method, path in ROUTES:
             status, body = await call(app, method, path, query)
-            assert status in (200, 202, 400), (method, query, status, body)
-            if status == 400:
-                error = json.loads(body)
-                assert list(error) == ERROR_KEYS
-                assert error["type"] == "invalid_request" and error["link"] == LINK + error["code"]
+            _check_answer(status, body, 200, 202, 400)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES)
+async def test_any_enqueue_body_is_answered_without_a_5xx(service, body):
+    app = create_app(service.grpc_target)
+    async with app.router.lifespan_context(app):
+        status, answer = await call(app, "POST", "/tasks", b"", body)
+        _check_answer(status, answer, 202, 400)

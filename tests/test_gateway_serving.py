@@ -111,3 +111,11 @@ async def test_taskhub_gateway_on_a_taken_port_exits_1(unused_tcp_port):
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
     assert process.returncode == 1
     assert stderr.decode().startswith("taskhub: ") and "Address already in use" in stderr.decode()
+
+
+async def test_the_gateway_never_imports_the_server():
+    code = ("import sys, taskhub.gateway.app, taskhub.gateway.serving;"
+            " print(sorted(m for m in sys.modules if m.startswith('taskhub.server')))")
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE)
+    stdout, _ = await process.communicate()
+    assert (process.returncode, stdout.decode().strip()) == (0, "[]")
