@@ -112,8 +112,8 @@ async def test_unknown_routes_and_methods_get_the_error_shape(http):
 
 async def test_a_server_that_is_down_is_503(unused_tcp_port):
     gateway = create_app(f"127.0.0.1:{unused_tcp_port}", timeout=5)
-    unavailable = error("unavailable", "The task queue is unavailable right now: the gateway cannot reach its"
-                        " gRPC server. Retry later.", "system")
+    unavailable = error("unavailable", "The task queue is unavailable right now: the gateway got no answer from"
+                        " its gRPC server. Retry later.", "system")
     async with gateway.router.lifespan_context(gateway):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://g") as http:
             for method, path, body in [("GET", "/health", None), ("GET", "/tasks", None), ("GET", "/tasks/0", None),

@@ -35,12 +35,12 @@ def test_dates_always_have_six_fractional_digits(seconds, nanos, expected):
     assert render.date(timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)) == expected
 
 
-def test_settings_integral_numbers_are_ints_and_unknown_keys_come_last():
+def test_settings_numbers_are_json_numbers_and_unknown_keys_come_last():
     struct = struct_pb2.Struct()
     struct.update({"zeta": 1, "alpha": 2.5, "faceting": {"maxValuesPerFacet": 10, "b": [1, 2.0, "x"]},
-                   "displayedAttributes": ["*"]})
+                   "displayedAttributes": ["*"], "nan": float("nan"), "inf": float("-inf")})
     rendered = render.settings(struct)
     assert rendered == {"displayedAttributes": ["*"], "faceting": {"b": [1, 2, "x"], "maxValuesPerFacet": 10},
-                        "alpha": 2.5, "zeta": 1}
-    assert list(rendered) == ["displayedAttributes", "faceting", "alpha", "zeta"]
+                        "alpha": 2.5, "inf": None, "nan": None, "zeta": 1}
+    assert list(rendered) == ["displayedAttributes", "faceting", "alpha", "inf", "nan", "zeta"]
     assert [type(v) for v in rendered["faceting"]["b"]] == [int, int, str]

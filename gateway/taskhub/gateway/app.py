@@ -31,7 +31,8 @@ from taskhub.v1 import task_service_pb2_grpc
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 64 * 1024 * 1024  # as the server: a page of big settings objects is more than gRPC's 4 MiB
-UNAVAILABLE = "The task queue is unavailable right now: the gateway cannot reach its gRPC server. Retry later."
+UNAVAILABLE = ("The task queue is unavailable right now: the gateway got no answer from its gRPC server."
+               " Retry later.")
 
 
 class Backend:

@@ -7,9 +7,10 @@ fractional digits, durations in ISO 8601 as Meilisearch writes them.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 
-from google.protobuf import duration_pb2, json_format, timestamp_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from taskhub.v1 import task_pb2, task_service_pb2
 
@@ -79,20 +80,28 @@ def duration(value: duration_pb2.Duration) -> str | None:
     return out
 
 
-def _integral(value):
-    """Struct carries every number as a double; give back the integers producers sent."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _integral(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [_integral(v) for v in value]
-    return value
+def _value(value: struct_pb2.Value):
+    """One Struct value as JSON; by hand, as json_format raises on NaN a gRPC producer can store."""
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        number = value.number_value
+        if math.isnan(number) or math.isinf(number):
+            return None  # JSON cannot say these
+        # Struct carries every number as a double; give back the integers producers sent.
+        return int(number) if number.is_integer() else number
+    if kind == "struct_value":
+        return {k: _value(value.struct_value.fields[k]) for k in sorted(value.struct_value.fields)}
+    if kind == "list_value":
+        return [_value(v) for v in value.list_value.values]
+    if kind in ("string_value", "bool_value"):
+        return getattr(value, kind)
+    return None
 
 
-def settings(struct) -> dict:
-    given = _integral(json_format.MessageToDict(struct))
-    return {k: given[k] for k in sorted(given, key=lambda k: (_SETTINGS_RANK.get(k, len(_SETTINGS_RANK)), k))}
+def settings(struct: struct_pb2.Struct) -> dict:
+    fields = struct.fields
+    order = sorted(fields, key=lambda k: (_SETTINGS_RANK.get(k, len(_SETTINGS_RANK)), k))
+    return {k: _value(fields[k]) for k in order}
 
 
 def details(task: task_pb2.Task) -> dict | None:
