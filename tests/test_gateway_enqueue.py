@@ -35,7 +35,8 @@ BAD_BODIES = [
     (b'{"type": "doggo"}', error("invalid_task_types", "Invalid value in parameter `type`: `doggo` is not a valid"
                                  f" task type. Available types are {TYPES}.")),
     (b'{"type": "indexCreation", "indexUid": 5}', error("bad_request", "`indexUid` must be a string or null.")),
-    (b'{"type": "indexCreation", "indexUid": "\\ud800"}', error("bad_request", "`indexUid` is not valid Unicode text.")),
+    (b'{"type": "indexCreation", "indexUid": "\\ud800"}',
+     error("bad_request", "`indexUid` is not valid Unicode text.")),
     (b'{"type": "indexCreation", "indexUid": "the good doggo"}',
      error("invalid_index_uid", f"`the good doggo` is not a valid index uid. {INDEX_UID_RULE}")),
     (b'{"type": "indexCreation"}', error("invalid_index_uid", "`indexCreation` needs an index uid.")),
@@ -43,7 +44,8 @@ BAD_BODIES = [
      error("invalid_index_uid", "`dumpCreation` is a global task and takes no index uid.")),
     (b'{"type": "taskCancelation"}', error(
         "invalid_task_type", "`taskCancelation` tasks are enqueued by canceling or deleting tasks, not directly.")),
-    (b'{"type": "indexCreation", "indexUid": "a", "details": []}', invalid_details("`details` must be an object or null.")),
+    (b'{"type": "indexCreation", "indexUid": "a", "details": []}',
+     invalid_details("`details` must be an object or null.")),
     (b'{"type": "documentAdditionOrUpdate", "indexUid": "a"}',
      invalid_details("`receivedDocuments` is required for a `documentAdditionOrUpdate` task.")),
     (b'{"type": "documentAdditionOrUpdate", "indexUid": "a", "details": {"receivedDocuments": -1}}',

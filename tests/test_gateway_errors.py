@@ -40,7 +40,8 @@ FILTER_ERRORS = [
     ("statuses=doggo", error("invalid_task_statuses", "Invalid value in parameter `statuses`: `doggo` is not a"
                              f" valid task status. Available statuses are {STATUSES}.")),
     ("statuses=enqueued,finished", error("invalid_task_statuses", "Invalid value in parameter `statuses[1]`:"
-                                         f" `finished` is not a valid task status. Available statuses are {STATUSES}.")),
+                                         f" `finished` is not a valid task status."
+                                         f" Available statuses are {STATUSES}.")),
     ("types=createIndex", error("invalid_task_types", "Invalid value in parameter `types`: `createIndex` is not a"
                                 f" valid task type. Available types are {TYPES}.")),
     ("indexUids=the%20good%20doggo", error("invalid_task_index_uids", "Invalid value in parameter `indexUids`:"

@@ -137,7 +137,8 @@ async def get_task(request: Request) -> Response:
     raw = request.path_params["uid"]
     uid = query.parse_uint(raw)
     if uid is None:
-        raise TaskHubError("invalid_task_uids", f"Task uid `{raw}` is invalid. It should only contain numeric characters.")
+        raise TaskHubError("invalid_task_uids",
+                           f"Task uid `{raw}` is invalid. It should only contain numeric characters.")
     response = await backend.tasks.GetTask(pb.GetTaskRequest(uid=uid), timeout=backend.timeout,
                                            metadata=_metadata(request))
     return JSONResponse(render.task(response.task))
