@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up what the tests need (a .venv with the test extras, buf from npm) and
+# Sets up what the tests need (a .venv with the test extras, buf and the JS SDK from npm) and
 # runs every check CI runs: buf lint/format, generated-code drift, pytest.
 # Extra arguments go to pytest: `scripts/test.sh -k watch -x`.
 set -euo pipefail
@@ -12,6 +12,8 @@ fi
 .venv/bin/python -m pip install -q -e '.[test]'
 
 npm install --prefix tools --no-audit --no-fund --loglevel=error
+# The official Meilisearch JS SDK, driven against the gateway by tests/test_gateway_sdk.py.
+npm install --prefix tests/node --no-audit --no-fund --loglevel=error
 buf=tools/node_modules/.bin/buf
 "$buf" lint
 "$buf" format --diff --exit-code

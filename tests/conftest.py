@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+import httpx
 import pytest
 
 from taskhub.server import app
@@ -52,3 +53,18 @@ async def channel(service):
 @pytest.fixture
 def stub(channel) -> task_service_pb2_grpc.TaskServiceStub:
     return task_service_pb2_grpc.TaskServiceStub(channel)
+
+
+@pytest.fixture
+async def http(service):
+    """The JSON gateway in front of `service`, in-process through httpx.ASGITransport.
+
+    ASGITransport does not run the lifespan, so the fixture runs it: the gateway's
+    channel is opened and closed as under uvicorn.
+    """
+    from taskhub.gateway.app import create_app
+
+    gateway = create_app(service.grpc_target)
+    async with gateway.router.lifespan_context(gateway):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gateway") as client:
+            yield client

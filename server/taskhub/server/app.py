@@ -12,6 +12,7 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import _async as health_async
@@ -53,6 +54,8 @@ class Service:
     server: grpc.aio.Server
     health: health_async.HealthServicer
     grpc_port: int
+    # The JSON gateway (a taskhub.gateway.serving.GatewayServer), unless `no_http`.
+    gateway: Any = None
 
     @property
     def grpc_target(self) -> str:
@@ -62,7 +65,10 @@ class Service:
     async def stop(self, grace: float | None = None) -> None:
         """Stops taking calls, lets in-flight ones finish within `grace`, then closes the store."""
         await self.health.enter_graceful_shutdown()
+        # Watches end first, so no stream (gRPC or the gateway's) holds the shutdown up.
         self.scheduler.begin_shutdown()
+        if self.gateway is not None:  # before gRPC: its requests in flight still need the gRPC server
+            await self.gateway.stop()
         await self.server.stop(self.config.grace_seconds if grace is None else grace)
         await self.scheduler.stop()
         self.store.close()
@@ -119,14 +125,26 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
         store.close()
         raise OSError(f"cannot listen on {config.grpc_listen}")
     await server.start()
-    return Service(config=config, store=store, scheduler=scheduler, keys=keys, server=server, health=health,
-                   grpc_port=port)
+    service = Service(config=config, store=store, scheduler=scheduler, keys=keys, server=server, health=health,
+                      grpc_port=port)
+    if not config.no_http:
+        # Imported here: a gRPC-only server does not need Starlette or uvicorn.
+        from taskhub.gateway.serving import GatewayServer
+        try:
+            service.gateway = await GatewayServer.start(service.grpc_target, config.http_listen,
+                                                        grace=config.grace_seconds)
+        except BaseException:
+            await service.stop(0)
+            raise
+    return service
 
 
 async def serve(config: Config) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     service = await start(config)
     log.info("taskhub gRPC listening on %s (db %s)", service.grpc_target, config.db)
+    if service.gateway is not None:
+        log.info("taskhub gateway listening on %s (port %d)", config.http_listen, service.gateway.port)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

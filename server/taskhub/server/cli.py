@@ -1,4 +1,4 @@
-"""The `taskhub` command: `serve` runs the service; other commands join as they land.
+"""The `taskhub` command: `serve` runs the service, `gateway` the JSON gateway alone; more join as they land.
 
 Lives in the server package because `serve` needs the server; the client-side
 commands (`tasks ...`) are added from `taskhub.client` and never import the server.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from taskhub.server import config as config_module
@@ -21,6 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Run the gRPC server and the JSON gateway over one SQLite file.")
     config_module.add_arguments(serve)
     serve.set_defaults(run=_serve)
+    gateway = commands.add_parser("gateway", help="run the JSON gateway alone, in front of a gRPC server",
+                                  description="Run the JSON/HTTP gateway in front of a running taskhub gRPC server.")
+    target = os.environ.get("TASKHUB_GRPC_TARGET", "127.0.0.1:50051")
+    gateway.add_argument("--grpc-target", default=target,
+                         help=f"host:port of the taskhub gRPC server (env TASKHUB_GRPC_TARGET); default {target}")
+    config_module.add_arguments(gateway, names=("http_listen", "grace_seconds", "log_level"))
+    gateway.set_defaults(run=_gateway)
     from taskhub.client import cli as client_cli
     client_cli.add_commands(commands)
     return parser
@@ -33,6 +41,18 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(app.serve(config))
+    except (OSError, ValueError) as exc:
+        print(f"taskhub: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from taskhub.gateway import serving
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serving.serve_gateway(args.grpc_target, args.http_listen, grace=args.grace_seconds))
     except (OSError, ValueError) as exc:
         print(f"taskhub: {exc}", file=sys.stderr)
         return 1

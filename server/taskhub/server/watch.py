@@ -84,6 +84,7 @@ class WatchHub:
         self._by_uid: dict[int, set[Subscription]] = {}
         self._filtered: set[Subscription] = set()
         self._count = 0
+        self.closed: TaskHubError | None = None
 
     @property
     def watchers(self) -> int:
@@ -91,6 +92,8 @@ class WatchHub:
 
     def subscribe(self, *, uids: Iterable[int] | None = None, query: TaskQuery | None = None) -> Subscription:
         """Watches the given uids, or else every change matching `query` (all changes when None)."""
+        if self.closed is not None:
+            raise self.closed
         if self._count >= self.max_watchers:
             raise TaskHubError("too_many_watches", "Too many watches are open on this server; try again later.")
         sub = Subscription(self, None if uids is None else frozenset(uids), query, self.buffer)
@@ -115,7 +118,8 @@ class WatchHub:
             self._count -= 1
 
     def end_all(self, error: TaskHubError) -> None:
-        """Ends every watch (at shutdown) with a clear status instead of a cut connection."""
+        """Ends every watch (at shutdown) with a clear status instead of a cut connection; refuses new ones."""
+        self.closed = error
         for sub in {*self._filtered, *(s for subs in self._by_uid.values() for s in subs)}:
             sub.end(error)
             self.unsubscribe(sub)

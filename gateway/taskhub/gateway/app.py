@@ -1,0 +1,247 @@
+"""The JSON gateway: Meilisearch's task routes in front of taskhub's gRPC API.
+
+`create_app(grpc_target)` builds the Starlette app; its lifespan opens one
+grpc.aio channel and closes it. Each route parses (`query`, `enqueue`), makes
+one gRPC call and renders (`render`); `edge` turns every failure into the
+`{message, code, type, link}` body once. It reaches the server only over gRPC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from taskhub.errors import TaskHubError, from_rpc_error
+from taskhub.gateway import enqueue, query, render
+from taskhub.gateway.openapi import OPENAPI
+from taskhub.v1 import task_service_pb2 as pb
+from taskhub.v1 import task_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 64 * 1024 * 1024  # as the server: a page of big settings objects is more than gRPC's 4 MiB
+UNAVAILABLE = ("The task queue is unavailable right now: the gateway got no answer from its gRPC server."
+               " Retry later.")
+
+
+class Backend:
+    """The gateway's one channel to the gRPC server, opened on first use or at startup."""
+
+    def __init__(self, target: str, timeout: float) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel: grpc.aio.Channel | None = None
+        self._tasks: task_service_pb2_grpc.TaskServiceStub | None = None
+        self._health: health_pb2_grpc.HealthStub | None = None
+
+    def open(self) -> None:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.target, options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+            ])
+            self._tasks = task_service_pb2_grpc.TaskServiceStub(self._channel)
+            self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    @property
+    def tasks(self) -> task_service_pb2_grpc.TaskServiceStub:
+        self.open()
+        return self._tasks
+
+    @property
+    def health(self) -> health_pb2_grpc.HealthStub:
+        self.open()
+        return self._health
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            await channel.close()
+
+
+def error_response(error: TaskHubError, headers: dict[str, str] | None = None,
+                   status_code: int | None = None) -> JSONResponse:
+    return JSONResponse(error.to_dict(), status_code=status_code or error.kind.http_status, headers=headers)
+
+
+def from_rpc(error: grpc.aio.AioRpcError) -> TaskHubError:
+    """The public error of a failed call; transport trouble gets a message a client can act on."""
+    mapped = from_rpc_error(error)
+    if mapped.code == "unavailable":
+        log.warning("gRPC server unavailable: %s %s", error.code(), error.details())
+        return TaskHubError("unavailable", UNAVAILABLE)
+    if mapped.code == "internal":
+        log.error("gRPC call failed: %s %s", error.code(), error.details())
+        return TaskHubError("internal", "internal error")
+    return mapped
+
+
+def edge(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Where every failure of a route becomes the error body: never a 500 with a trace."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except TaskHubError as error:
+            return error_response(error)
+        except grpc.aio.AioRpcError as error:
+            return error_response(from_rpc(error))
+        except Exception:
+            log.exception("unexpected error on %s %s", request.method, request.url.path)
+            return error_response(TaskHubError("internal", "internal error"))
+
+    return endpoint
+
+
+def _raw_query(request: Request) -> str:
+    # As received, still percent-encoded: it becomes `originalFilter`.
+    return request.scope.get("query_string", b"").decode("utf-8", "replace")
+
+
+def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
+    """Credentials travel on as `authorization` metadata (SPEC §4)."""
+    value = request.headers.get("authorization")
+    # gRPC metadata values must be printable ASCII; anything else is dropped, not sent.
+    if value and value.isascii() and value.isprintable():
+        return (("authorization", value),)
+    return ()
+
+
+def _backend(request: Request) -> Backend:
+    return request.app.state.backend
+
+
+@edge
+async def list_tasks(request: Request) -> Response:
+    backend = _backend(request)
+    message = query.list_request(_raw_query(request))
+    response = await backend.tasks.ListTasks(message, timeout=backend.timeout, metadata=_metadata(request))
+    return JSONResponse(render.page(response))
+
+
+@edge
+async def get_task(request: Request) -> Response:
+    backend = _backend(request)
+    raw = request.path_params["uid"]
+    uid = query.parse_uint(raw)
+    if uid is None:
+        raise TaskHubError("invalid_task_uids",
+                           f"Task uid `{raw}` is invalid. It should only contain numeric characters.")
+    response = await backend.tasks.GetTask(pb.GetTaskRequest(uid=uid), timeout=backend.timeout,
+                                           metadata=_metadata(request))
+    return JSONResponse(render.task(response.task))
+
+
+@edge
+async def cancel_tasks(request: Request) -> Response:
+    backend = _backend(request)
+    message = query.cancel_request(_raw_query(request))
+    response = await backend.tasks.CancelTasks(message, timeout=backend.timeout, metadata=_metadata(request))
+    return JSONResponse(render.summary(response.task), status_code=202)
+
+
+@edge
+async def delete_tasks(request: Request) -> Response:
+    backend = _backend(request)
+    message = query.delete_request(_raw_query(request))
+    response = await backend.tasks.DeleteTasks(message, timeout=backend.timeout, metadata=_metadata(request))
+    return JSONResponse(render.summary(response.task), status_code=202)
+
+
+@edge
+async def enqueue_task(request: Request) -> Response:
+    backend = _backend(request)
+    message = enqueue.parse(await request.body())
+    response = await backend.tasks.EnqueueTask(message, timeout=backend.timeout, metadata=_metadata(request))
+    return JSONResponse(render.summary(response.task), status_code=202)
+
+
+@edge
+async def health(request: Request) -> Response:
+    """Available when the gRPC server says it is serving; a gateway alone is no service."""
+    backend = _backend(request)
+    response = await backend.health.Check(health_pb2.HealthCheckRequest(), timeout=min(backend.timeout, 5.0))
+    if response.status != health_pb2.HealthCheckResponse.SERVING:
+        raise TaskHubError("unavailable", UNAVAILABLE)
+    return JSONResponse({"status": "available"})
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(OPENAPI)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Unknown routes and methods get the error shape too, with their own status."""
+    assert isinstance(exc, HTTPException)
+    where = f"`{request.method} {request.url.path}`"
+    message = {404: f"There is no route {where}; see `GET /openapi.json`.",
+               405: f"{where}: method not allowed; see `GET /openapi.json`."}.get(exc.status_code, str(exc.detail))
+    return error_response(TaskHubError("bad_request", message), headers=exc.headers, status_code=exc.status_code)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    return error_response(TaskHubError("internal", "internal error"))
+
+
+class TrimSlashes:
+    """`/tasks/` is `/tasks`, as Meilisearch's NormalizePath(Trim) makes it; `//` is `/`."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            trimmed = "/" + "/".join(part for part in path.split("/") if part)
+            if trimmed != path:
+                scope = dict(scope, path=trimmed)
+        await self.app(scope, receive, send)
+
+
+async def tasks(request: Request) -> Response:
+    # One route for the three methods of `/tasks`, so a 405 lists all of them in `Allow`.
+    handler = {"POST": enqueue_task, "DELETE": delete_tasks}.get(request.method, list_tasks)
+    return await handler(request)
+
+
+ROUTES = [
+    Route("/tasks", tasks, methods=["GET", "POST", "DELETE"]),
+    Route("/tasks/cancel", cancel_tasks, methods=["POST"]),
+    Route("/tasks/{uid}", get_task, methods=["GET"]),
+    Route("/health", health, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+]
+
+
+def create_app(grpc_target: str, *, timeout: float = 30.0) -> Starlette:
+    """The gateway in front of the gRPC server at `grpc_target`; `timeout` bounds each call."""
+    backend = Backend(grpc_target, timeout)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        backend.open()
+        try:
+            yield
+        finally:
+            await backend.close()
+
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[Middleware(TrimSlashes)],
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+        lifespan=lifespan,
+    )
+    app.state.backend = backend
+    return app

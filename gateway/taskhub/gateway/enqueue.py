@@ -1,0 +1,159 @@
+"""`POST /tasks` bodies: a Meilisearch-style JSON task into an EnqueueTaskRequest.
+
+The body is `{"type": "documentAdditionOrUpdate", "indexUid": "movies",
+"details": {"receivedDocuments": 10}}`, details in Meilisearch's camelCase keys.
+Shape errors are answered here (`bad_request`, `invalid_task_types`,
+`invalid_task_details`); what a type may carry is the server's call.
+"""
+
+from __future__ import annotations
+
+import json
+
+from taskhub.errors import TaskHubError
+from taskhub.gateway.render import TYPE_LABELS
+from taskhub.v1 import task_pb2, task_service_pb2
+
+BODY_FIELDS = ("type", "indexUid", "details")
+# JSON nesting allowed in a settings object: each level costs two protobuf levels
+# (Struct, Value), and the server's parser stops at 100.
+MAX_DEPTH = 32
+U64_MAX = 2**64 - 1
+
+_TYPE_BY_LABEL = {label.lower(): value for value, label in TYPE_LABELS.items()}
+_CASES = {field.name for field in task_pb2.TaskDetails.DESCRIPTOR.oneofs_by_name["kind"].fields}
+# Task type -> its `TaskDetails.kind` case (`TASK_TYPE_INDEX_CREATION` -> `index_creation`).
+_CASE_OF = {v.number: v.name.removeprefix("TASK_TYPE_").lower() for v in task_pb2.TaskType.DESCRIPTOR.values
+            if v.name.removeprefix("TASK_TYPE_").lower() in _CASES}
+
+
+def _bad(message: str) -> TaskHubError:
+    return TaskHubError("bad_request", message)
+
+
+def _invalid(message: str) -> TaskHubError:
+    return TaskHubError("invalid_task_details", message)
+
+
+def _not_json(name: str):
+    raise ValueError(f"`{name}` is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        _not_json(text)
+    return value
+
+
+def _text(value: str, where: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a `\ud800` escape
+        raise _bad(f"`{where}` is not valid Unicode text.") from None
+    return value
+
+
+def _check_settings(value, depth: int = 0) -> None:
+    """A settings object must nest at most MAX_DEPTH levels and hold valid text only."""
+    if depth > MAX_DEPTH:
+        raise _invalid(f"`details` nests deeper than {MAX_DEPTH} levels.")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _text(key, "details")
+            _check_settings(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_settings(item, depth + 1)
+    elif isinstance(value, str):
+        _text(value, "details")
+
+
+def parse(raw: bytes) -> task_service_pb2.EnqueueTaskRequest:
+    """The request for a `POST /tasks` body, or a TaskHubError saying what is wrong with it."""
+    if not raw.strip():
+        raise _bad("The request body is empty; expected a JSON object with `type`, `indexUid` and `details`.")
+    try:
+        # NaN, Infinity and 1e400 are not JSON numbers, and could not be answered back as JSON.
+        body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+    except (ValueError, RecursionError) as exc:
+        raise _bad(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise _bad("The request body must be a JSON object with `type`, `indexUid` and `details`.")
+    for key in body:
+        if key not in BODY_FIELDS:
+            raise _bad(f"Unknown field `{key}`: expected one of `type`, `indexUid`, `details`")
+    if "type" not in body:
+        raise _bad("Missing field `type`")
+
+    name = body["type"]
+    if not isinstance(name, str):
+        raise _bad("`type` must be a string, such as `documentAdditionOrUpdate`.")
+    type_ = _TYPE_BY_LABEL.get(name.lower()) if name.isascii() else None
+    if type_ is None:
+        raise TaskHubError(
+            "invalid_task_types",
+            f"Invalid value in parameter `type`: `{name}` is not a valid task type. Available types are "
+            + ", ".join(f"`{label}`" for label in TYPE_LABELS.values()) + ".")
+    request = task_service_pb2.EnqueueTaskRequest(type=type_)
+
+    index_uid = body.get("indexUid")
+    if index_uid is not None:
+        if not isinstance(index_uid, str):
+            raise _bad("`indexUid` must be a string or null.")
+        request.index_uid = _text(index_uid, "indexUid")
+
+    details = body.get("details")
+    if details is not None:
+        if not isinstance(details, dict):
+            raise _invalid("`details` must be an object or null.")
+        _fill_details(request, type_, details)
+    return request
+
+
+def _fill_details(request: task_service_pb2.EnqueueTaskRequest, type_: int, details: dict) -> None:
+    label = TYPE_LABELS[type_]
+    case = _CASE_OF.get(type_)
+    if case is None:  # snapshotCreation has no details message
+        if details:
+            raise _invalid(f"`{label}` takes no details.")
+        return
+    sub = getattr(request.details, case)
+    sub.SetInParent()
+    if case == "settings_update":
+        _check_settings(details)
+        try:
+            sub.settings.update(details)
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. an integer too large for a double
+            raise _invalid(f"`details` cannot be stored: {exc}.") from None
+        return
+    fields = sub.DESCRIPTOR.fields_by_camelcase_name
+    for key, value in details.items():
+        field = fields.get(key)
+        if field is None:
+            known = ", ".join(f"`{f.json_name}`" for f in sub.DESCRIPTOR.fields)
+            raise _invalid(f"`details.{key}` is not a detail of a `{label}` task; its details are {known}.")
+        if value is None:
+            continue
+        if field.name == "swaps":
+            _fill_swaps(sub, value)
+        elif field.type == field.TYPE_STRING:
+            if not isinstance(value, str):
+                raise _invalid(f"`details.{key}` must be a string or null.")
+            setattr(sub, field.name, _text(value, f"details.{key}"))
+        elif isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
+            raise _invalid(f"`details.{key}` must be a non-negative integer or null.")
+        else:
+            setattr(sub, field.name, value)
+
+
+def _fill_swaps(sub: task_pb2.IndexSwapDetails, swaps) -> None:
+    message = "`details.swaps` must be a list of objects like `{\"indexes\": [\"a\", \"b\"]}`."
+    if not isinstance(swaps, list):
+        raise _invalid(message)
+    for swap in swaps:
+        if not isinstance(swap, dict) or set(swap) != {"indexes"} or not isinstance(swap["indexes"], list):
+            raise _invalid(message)
+        if not all(isinstance(index, str) for index in swap["indexes"]):
+            raise _invalid(message)
+        sub.swaps.add(indexes=[_text(index, "details.swaps") for index in swap["indexes"]])

@@ -1,0 +1,163 @@
+"""The gateway's OpenAPI 3.1 document, served at `GET /openapi.json`.
+
+Built from the same names `query` parses, so the documented parameters cannot
+drift from the accepted ones; a test checks every route is documented and
+every documented operation is a route.
+"""
+
+from __future__ import annotations
+
+from taskhub.gateway.query import FILTER_PARAMETERS, LIST_PARAMETERS
+from taskhub.gateway.render import SETTINGS_ORDER, STATUS_LABELS, TYPE_LABELS
+
+_NULLABLE_INT = {"type": ["integer", "null"]}
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_DATE = {"type": "string", "format": "date-time", "example": "2021-08-10T14:29:17.000000Z"}
+_NULLABLE_DATE = {"type": ["string", "null"], "format": "date-time"}
+
+_PARAMETER_TEXT = {
+    "limit": ("integer", "Number of tasks to answer; 20 by default."),
+    "from": ("integer", "Uid of the first task to answer, inclusive (the `next` of the previous page)."),
+    "reverse": ("boolean", "`true` lists oldest first; `false` (default) newest first."),
+    "uids": ("string", "Comma-separated task uids; `*` for all."),
+    "canceledBy": ("string", "Comma-separated uids of the `taskCancelation` tasks that canceled them."),
+    "types": ("string", "Comma-separated task types, case-insensitive; `*` for all."),
+    "statuses": ("string", "Comma-separated statuses, case-insensitive; `*` for all."),
+    "indexUids": ("string", "Comma-separated index uids, case-sensitive; `*` for all."),
+}
+for _name in FILTER_PARAMETERS:
+    if _name.endswith("At"):
+        _bound, _field = ("before", _name[6:]) if _name.startswith("before") else ("after", _name[5:])
+        _PARAMETER_TEXT[_name] = ("string", f"Tasks whose `{_field[0].lower() + _field[1:]}` is strictly {_bound}"
+                                  " this RFC 3339 date-time or `YYYY-MM-DD` date.")
+
+
+def _parameter(name: str) -> dict:
+    kind, text = _PARAMETER_TEXT[name]
+    return {"name": name, "in": "query", "required": False, "description": text, "schema": {"type": kind}}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERROR = _json(_ref("Error"), "An error: `{message, code, type, link}`.")
+_ENQUEUED = _json(_ref("TaskSummary"), "The task was enqueued; here it is in short.")
+
+_SCHEMAS = {
+    "Error": {
+        "type": "object", "required": ["message", "code", "type", "link"],
+        "properties": {
+            "message": {"type": "string"}, "code": {"type": "string", "example": "task_not_found"},
+            "type": {"type": "string", "enum": ["invalid_request", "internal", "auth", "system"]},
+            "link": {"type": "string", "example": "https://docs.meilisearch.com/errors#task_not_found"},
+        },
+    },
+    "Task": {
+        "type": "object",
+        "required": ["uid", "indexUid", "status", "type", "canceledBy", "details", "error", "duration",
+                     "enqueuedAt", "startedAt", "finishedAt"],
+        "properties": {
+            "uid": {"type": "integer", "minimum": 0},
+            "indexUid": {**_NULLABLE_STRING, "description": "null for global tasks"},
+            "status": {"type": "string", "enum": list(STATUS_LABELS.values())},
+            "type": {"type": "string", "enum": list(TYPE_LABELS.values())},
+            "canceledBy": _NULLABLE_INT,
+            "details": {"type": ["object", "null"], "description": "Per type; the settings object as submitted"
+                        f" for `settingsUpdate` (keys in this order: {', '.join(SETTINGS_ORDER)})."},
+            "error": {"oneOf": [{"type": "null"}, _ref("Error")]},
+            "duration": {**_NULLABLE_STRING, "description": "ISO 8601, such as `PT0.006034S`", "example": "PT1S"},
+            "enqueuedAt": _DATE, "startedAt": _NULLABLE_DATE, "finishedAt": _NULLABLE_DATE,
+        },
+    },
+    "TaskSummary": {
+        "type": "object", "required": ["taskUid", "indexUid", "status", "type", "enqueuedAt"],
+        "properties": {
+            "taskUid": {"type": "integer", "minimum": 0}, "indexUid": _NULLABLE_STRING,
+            "status": {"type": "string", "enum": ["enqueued"]},
+            "type": {"type": "string", "enum": list(TYPE_LABELS.values())}, "enqueuedAt": _DATE,
+        },
+    },
+    "TaskList": {
+        "type": "object", "required": ["results", "total", "limit", "from", "next"],
+        "properties": {
+            "results": {"type": "array", "items": _ref("Task")}, "total": {"type": "integer"},
+            "limit": {"type": "integer"}, "from": _NULLABLE_INT,
+            "next": {**_NULLABLE_INT, "description": "The `from` of the next page; null on the last page."},
+        },
+    },
+    "NewTask": {
+        "type": "object", "required": ["type"], "additionalProperties": False,
+        "properties": {
+            "type": {"type": "string", "enum": list(TYPE_LABELS.values())},
+            "indexUid": {**_NULLABLE_STRING, "description": "Required for index tasks, absent for global ones."},
+            "details": {"type": ["object", "null"], "description": "Meilisearch's camelCase keys, such as"
+                        " `receivedDocuments`, `primaryKey`, `swaps`, or the settings object."},
+        },
+        "example": {"type": "documentAdditionOrUpdate", "indexUid": "movies", "details": {"receivedDocuments": 10}},
+    },
+}
+
+_FILTERS = [_parameter(name) for name in FILTER_PARAMETERS]
+
+OPENAPI = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "taskhub JSON gateway",
+        "version": "0.1.0",
+        "description": "Meilisearch's tasks API in front of taskhub's gRPC server.",
+    },
+    "paths": {
+        "/tasks": {
+            "get": {
+                "operationId": "listTasks", "summary": "List tasks, newest first",
+                "parameters": [_parameter(name) for name in LIST_PARAMETERS],
+                "responses": {"200": _json(_ref("TaskList"), "One page of tasks."), "400": _ERROR},
+            },
+            "post": {
+                "operationId": "enqueueTask", "summary": "Enqueue a task (taskhub extension)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("NewTask")}}},
+                "responses": {"202": _ENQUEUED, "400": _ERROR, "422": _ERROR},
+            },
+            "delete": {
+                "operationId": "deleteTasks", "summary": "Enqueue a taskDeletion of the finished matching tasks",
+                "parameters": _FILTERS, "responses": {"202": _ENQUEUED, "400": _ERROR},
+            },
+        },
+        "/tasks/cancel": {
+            "post": {
+                "operationId": "cancelTasks", "summary": "Enqueue a taskCancelation of the matching tasks",
+                "parameters": _FILTERS, "responses": {"202": _ENQUEUED, "400": _ERROR},
+            },
+        },
+        "/tasks/{uid}": {
+            "get": {
+                "operationId": "getTask", "summary": "One task",
+                "parameters": [{"name": "uid", "in": "path", "required": True,
+                                "schema": {"type": "integer", "minimum": 0}}],
+                "responses": {"200": _json(_ref("Task"), "The task."), "400": _ERROR, "404": _ERROR},
+            },
+        },
+        "/health": {
+            "get": {
+                "operationId": "health", "summary": "Whether the service answers",
+                "responses": {
+                    "200": _json({"type": "object", "properties": {"status": {"const": "available"}}}, "Available."),
+                    "503": _ERROR,
+                },
+            },
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi", "summary": "This document",
+                "responses": {"200": {"description": "The OpenAPI document.",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}}},
+            },
+        },
+    },
+    "components": {"schemas": _SCHEMAS},
+}

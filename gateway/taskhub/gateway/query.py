@@ -1,0 +1,212 @@
+"""Query strings of the task routes, read the way Meilisearch reads them (SPEC §3).
+
+`app` calls `list_request`, `cancel_request` and `delete_request` with the raw
+query string; each answers the taskhub.v1 request to send, or raises
+`TaskHubError` with Meilisearch's code and message. Index uids pass through
+unchecked: the server validates them and answers `invalid_task_index_uids`.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from datetime import date
+
+from google.protobuf import timestamp_pb2
+
+from taskhub.errors import TaskHubError
+from taskhub.gateway.render import STATUS_LABELS, TYPE_LABELS
+from taskhub.v1 import task_pb2, task_service_pb2
+
+# In Meilisearch's order: its "Unknown parameter" message lists them so.
+FILTER_PARAMETERS = (
+    "uids", "canceledBy", "types", "statuses", "indexUids",
+    "afterEnqueuedAt", "beforeEnqueuedAt", "afterStartedAt", "beforeStartedAt", "afterFinishedAt", "beforeFinishedAt",
+)
+LIST_PARAMETERS = ("limit", "from", "reverse", *FILTER_PARAMETERS)
+
+# Date parameter -> TaskFilter field.
+DATE_FIELDS = {name: re.sub(r"[A-Z]", lambda m: "_" + m.group().lower(), name)
+               for name in FILTER_PARAMETERS if name.endswith("At")}
+
+U32_MAX = 2**32 - 1
+# What Rust's `u32::from_str` accepts: ASCII digits, one optional `+`.
+_UINT = re.compile(r"\+?[0-9]+", re.ASCII)
+_BARE_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})", re.ASCII)
+_DATE_TIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))", re.ASCII)
+_EPOCH = date(1970, 1, 1).toordinal()
+
+_STATUS_BY_LABEL = {label: value for value, label in STATUS_LABELS.items()}
+_TYPE_BY_LABEL = {label.lower(): value for value, label in TYPE_LABELS.items()}
+STATUS_NAMES = ", ".join(f"`{label}`" for label in STATUS_LABELS.values())
+TYPE_NAMES = ", ".join(f"`{label}`" for label in TYPE_LABELS.values())
+
+
+def parameters(raw: str) -> dict[str, str]:
+    """The decoded parameters, in the order first given; a repeated one keeps its last value."""
+    params: dict[str, str] = {}
+    for key, value in urllib.parse.parse_qsl(raw, keep_blank_values=True):
+        params[key] = value
+    return params
+
+
+def _unknown(name: str, accepted: tuple[str, ...]) -> TaskHubError:
+    expected = ", ".join(f"`{known}`" for known in accepted)
+    return TaskHubError("bad_request", f"Unknown parameter `{name}`: expected one of {expected}")
+
+
+def _invalid(code: str, location: str, reason: str) -> TaskHubError:
+    return TaskHubError(code, f"Invalid value in parameter `{location}`: {reason}")
+
+
+def parse_uint(value: str) -> int | None:
+    """A u32 as Meilisearch parses one, or None."""
+    if _UINT.fullmatch(value) is None:
+        return None
+    number = int(value)
+    return number if number <= U32_MAX else None
+
+
+def _not_uint(value: str) -> str:
+    return f"could not parse `{value}` as a positive integer"
+
+
+def _elements(name: str, value: str):
+    """The list's elements with their locations: empty segments dropped, `uids[1]` when several."""
+    items = [item for item in value.split(",") if item]
+    for i, item in enumerate(items):
+        yield item, (f"{name}[{i}]" if len(items) > 1 else name)
+
+
+def _uid_set(name: str, code: str, value: str) -> list[int] | None:
+    """A list of uids; None when `*` is among them (no filter). Every element is checked first."""
+    uids, star = [], False
+    for item, location in _elements(name, value):
+        if item == "*":
+            star = True
+        elif (uid := parse_uint(item)) is None:
+            raise _invalid(code, location, _not_uint(item))
+        else:
+            uids.append(uid)
+    return None if star else uids
+
+
+def _label_set(name: str, value: str) -> list[int] | None:
+    statuses = name == "statuses"
+    by_label = _STATUS_BY_LABEL if statuses else _TYPE_BY_LABEL
+    values, star = [], False
+    for item, location in _elements(name, value):
+        if item == "*":
+            star = True
+            continue
+        # Case-insensitive for ASCII only, as Rust's `eq_ignore_ascii_case`.
+        found = by_label.get(item.lower()) if item.isascii() else None
+        if found is None:
+            if statuses:
+                raise _invalid("invalid_task_statuses", location, f"`{item}` is not a valid task status."
+                               f" Available statuses are {STATUS_NAMES}.")
+            raise _invalid("invalid_task_types", location, f"`{item}` is not a valid task type."
+                           f" Available types are {TYPE_NAMES}.")
+        values.append(found)
+    return None if star else values
+
+
+def parse_date(name: str, value: str) -> timestamp_pb2.Timestamp:
+    """RFC 3339, or `YYYY-MM-DD`: midnight UTC of that day for before*, of the next day for after*."""
+    try:
+        if match := _BARE_DATE.fullmatch(value):
+            y, m, d = map(int, match.groups())
+            seconds = (date(y, m, d).toordinal() - _EPOCH) * 86_400
+            return timestamp_pb2.Timestamp(seconds=seconds + (86_400 if name.startswith("after") else 0))
+        if match := _DATE_TIME.fullmatch(value):
+            y, m, d, hh, mm, ss, fraction, sign, oh, om = match.groups()
+            hh, mm, ss = int(hh), int(mm), int(ss)
+            offset = 0
+            if sign is not None:
+                oh, om = int(oh), int(om)
+                if oh > 23 or om > 59:
+                    raise ValueError("offset out of range")
+                offset = (oh * 3600 + om * 60) * (1 if sign == "+" else -1)
+            if hh > 23 or mm > 59 or ss > 59:
+                raise ValueError("time out of range")
+            day = date(int(y), int(m), int(d)).toordinal() - _EPOCH
+            # Nanosecond precision, as Meilisearch keeps; further digits are dropped.
+            nanos = int(fraction[:9].ljust(9, "0")) if fraction else 0
+            return timestamp_pb2.Timestamp(seconds=day * 86_400 + hh * 3600 + mm * 60 + ss - offset, nanos=nanos)
+    except ValueError:  # a day or month that does not exist, year 0, ...
+        pass
+    code = "invalid_task_" + DATE_FIELDS[name]
+    raise _invalid(code, name, f"`{value}` is an invalid date-time."
+                   " It should follow the YYYY-MM-DD or RFC 3339 date-time format.")
+
+
+def _apply(message: task_pb2.TaskFilter, name: str, value: str) -> None:
+    """Adds one filter parameter to `message`; `*` adds nothing (it matches everything)."""
+    if name in ("uids", "canceledBy"):
+        code = "invalid_task_uids" if name == "uids" else "invalid_task_canceled_by"
+        uids = _uid_set(name, code, value)
+        if uids is not None:
+            field = message.uids if name == "uids" else message.canceled_by
+            field.SetInParent()  # set even when empty: `uids=` matches nothing
+            field.uids.extend(uids)
+    elif name in ("statuses", "types"):
+        values = _label_set(name, value)
+        if values is not None:
+            field = getattr(message, name)
+            field.SetInParent()
+            getattr(field, name).extend(values)
+    elif name == "indexUids":
+        items = [item for item in value.split(",") if item]
+        if "*" not in items:
+            message.index_uids.SetInParent()
+            message.index_uids.index_uids.extend(items)
+    elif value != "*":
+        getattr(message, DATE_FIELDS[name]).CopyFrom(parse_date(name, value))
+
+
+def list_request(raw: str) -> task_service_pb2.ListTasksRequest:
+    """`GET /tasks?...` as a ListTasksRequest; the first bad parameter, in query order, is the error."""
+    request = task_service_pb2.ListTasksRequest()
+    for name, value in parameters(raw).items():
+        if name not in LIST_PARAMETERS:
+            raise _unknown(name, LIST_PARAMETERS)
+        if name in ("limit", "from"):
+            number = parse_uint(value)
+            if number is None:
+                raise _invalid(f"invalid_task_{name}", name, _not_uint(value))
+            setattr(request, name, number)  # `from` is a Python keyword, hence setattr
+        elif name == "reverse":
+            if value not in ("true", "false"):
+                raise _invalid("invalid_task_reverse", "reverse",
+                               f"could not parse `{value}` as a boolean, expected either `true` or `false`")
+            request.reverse = value == "true"
+        else:
+            _apply(request.filter, name, value)
+    return request
+
+
+def _matching_filter(raw: str) -> task_pb2.TaskFilter:
+    params = parameters(raw)
+    message = task_pb2.TaskFilter()
+    for name, value in params.items():
+        if name not in FILTER_PARAMETERS:
+            raise _unknown(name, FILTER_PARAMETERS)
+        _apply(message, name, value)
+    if params and not message.ListFields():
+        # Only `*` values (`?statuses=*`): a filter that matches every task, which
+        # Meilisearch accepts where no filter at all is `missing_task_filters`.
+        # Every task has one of the statuses, so this says exactly that.
+        message.statuses.statuses.extend(STATUS_LABELS)
+    return message
+
+
+def cancel_request(raw: str) -> task_service_pb2.CancelTasksRequest:
+    """`POST /tasks/cancel?...`; `originalFilter` is the query string as received."""
+    return task_service_pb2.CancelTasksRequest(filter=_matching_filter(raw), original_filter="?" + raw)
+
+
+def delete_request(raw: str) -> task_service_pb2.DeleteTasksRequest:
+    """`DELETE /tasks?...`; `originalFilter` is the query string as received."""
+    return task_service_pb2.DeleteTasksRequest(filter=_matching_filter(raw), original_filter="?" + raw)

@@ -1,0 +1,89 @@
+"""Serving the gateway with uvicorn, beside the gRPC server or alone.
+
+`taskhub serve` calls `GatewayServer.start()` inside its own event loop;
+`taskhub gateway` runs `serve_gateway()`. The socket is bound first, so a taken
+port fails at once with an OSError; whoever started the gateway owns SIGTERM
+and SIGINT and calls `stop()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from dataclasses import dataclass
+
+import uvicorn
+
+from taskhub.gateway.app import create_app
+
+log = logging.getLogger(__name__)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn that leaves signals alone: it would take SIGTERM over and re-raise it on exit."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """`127.0.0.1:7700` or `[::1]:7700` -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, not {listen!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass
+class GatewayServer:
+    """A running gateway: the uvicorn server, its task and its socket."""
+
+    server: _Uvicorn
+    task: asyncio.Task
+    sock: socket.socket
+
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    @classmethod
+    async def start(cls, grpc_target: str, http_listen: str, *, grace: float = 5.0) -> GatewayServer:
+        host, port = split_listen(http_listen)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family)
+        config = uvicorn.Config(create_app(grpc_target), lifespan="on", log_config=None, access_log=False,
+                                timeout_graceful_shutdown=grace)
+        server = _Uvicorn(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name="taskhub-gateway")
+        while not server.started:
+            if task.done():  # uvicorn reports startup failures with sys.exit
+                sock.close()
+                with contextlib.suppress(BaseException):
+                    task.result()
+                raise RuntimeError("the gateway failed to start")
+            await asyncio.sleep(0.01)
+        return cls(server=server, task=task, sock=sock)
+
+    async def stop(self) -> None:
+        """Stops taking connections, lets requests in flight finish (within the grace), closes the channel."""
+        self.server.should_exit = True
+        await self.task
+        self.sock.close()
+
+
+async def serve_gateway(grpc_target: str, http_listen: str, *, grace: float = 5.0) -> None:
+    """`taskhub gateway`: runs until SIGTERM or SIGINT."""
+    gateway = await GatewayServer.start(grpc_target, http_listen, grace=grace)
+    log.info("taskhub gateway listening on %s (port %d), calling gRPC at %s", http_listen, gateway.port, grpc_target)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("shutting down the gateway")
+    await gateway.stop()
+    log.info("stopped cleanly")

@@ -1,0 +1,140 @@
+"""The official Meilisearch SDKs, unchanged, against a running gateway.
+
+A real uvicorn on 127.0.0.1 serves the gateway beside a real gRPC server in this
+test's event loop (`app.start` without `no_http`), with the background scheduler
+on. The Python SDK is synchronous, so its calls run in a thread; the JS SDK runs
+as `node tests/node/sdk.mjs URL` and asserts on its side too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import pathlib
+import shutil
+
+import httpx
+import meilisearch
+import pytest
+from meilisearch.errors import MeilisearchApiError
+
+from gateway_bodies import LINK
+from helpers import finish, start
+from taskhub.server import app
+
+NODE_DIR = pathlib.Path(__file__).parent / "node"
+
+
+@pytest.fixture
+async def live(config):
+    service = await app.start(dataclasses.replace(config, no_http=False, http_listen="127.0.0.1:0"))
+    yield service, f"http://127.0.0.1:{service.gateway.port}"
+    await service.stop(0)
+
+
+async def _enqueue(url: str, body: dict) -> int:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{url}/tasks", json=body)
+    assert response.status_code == 202, response.text
+    return response.json()["taskUid"]
+
+
+def _api_error(call, *args) -> tuple[int, str, str, str]:
+    try:
+        call(*args)
+    except MeilisearchApiError as error:
+        return error.status_code, error.code, error.type, error.link
+    raise AssertionError("the call succeeded")
+
+
+async def test_python_sdk(live):
+    service, url = live
+    client = meilisearch.Client(url)
+    sdk = asyncio.to_thread
+
+    assert await sdk(client.health) == {"status": "available"}
+    movies = await _enqueue(url, {"type": "documentAdditionOrUpdate", "indexUid": "movies",
+                                  "details": {"receivedDocuments": 3}})
+    books = await _enqueue(url, {"type": "indexCreation", "indexUid": "books", "details": {"primaryKey": "isbn"}})
+    dump = await _enqueue(url, {"type": "dumpCreation"})
+
+    done = await sdk(client.wait_for_task, dump, 10_000, 20)
+    assert (done.status, done.type, done.index_uid) == ("succeeded", "dumpCreation", None)
+    assert done.started_at <= done.finished_at  # the SDK parsed both dates (six-digit fractions)
+    assert done.duration.startswith("PT") and done.details["dumpUid"]
+
+    task = await sdk(client.get_task, movies)
+    assert (task.uid, task.index_uid, task.status, task.type, task.canceled_by) == (
+        0, "movies", "enqueued", "documentAdditionOrUpdate", None)
+    assert task.details == {"receivedDocuments": 3, "indexedDocuments": None}
+    assert (task.error, task.duration, task.started_at, task.finished_at) == (None, None, None, None)
+
+    async def uids(parameters: dict) -> list[int]:
+        return [t.uid for t in (await sdk(client.get_tasks, parameters)).results]
+
+    everything = await sdk(client.get_tasks)
+    assert ([t.uid for t in everything.results], everything.total, everything.limit, everything.from_,
+            everything.next_) == ([2, 1, 0], 3, 20, 2, None)
+    assert await uids({"statuses": ["enqueued"]}) == [1, 0]
+    assert await uids({"types": ["indexCreation", "dumpCreation"]}) == [2, 1]
+    assert await uids({"indexUids": ["books"]}) == [1]
+    assert await uids({"uids": ["0", "2"]}) == [2, 0]
+    assert await uids({"reverse": "true"}) == [0, 1, 2]
+    page = await sdk(client.get_tasks, {"limit": 1, "from": 1})
+    assert ([t.uid for t in page.results], page.total, page.limit, page.from_, page.next_) == ([1], 3, 1, 1, 0)
+    enqueued_at = [t.enqueued_at.isoformat() + "Z" for t in everything.results]  # naive UTC from the SDK
+    assert await uids({"afterEnqueuedAt": enqueued_at[2]}) == [2, 1]
+    assert await uids({"beforeEnqueuedAt": enqueued_at[1]}) == [0]
+    assert await uids({"afterFinishedAt": "2000-01-01", "beforeStartedAt": "2100-01-01"}) == [2]
+
+    # wait_for_task polls while a worker (here the test) moves the task along.
+    waiting = asyncio.create_task(sdk(client.wait_for_task, books, 10_000, 20))
+    await asyncio.sleep(0.1)
+    await start(service, books)
+    await asyncio.sleep(0.1)
+    await finish(service, books)
+    done = await waiting
+    assert (done.uid, done.status, done.details) == (books, "succeeded", {"primaryKey": "isbn"})
+    assert done.started_at <= done.finished_at
+
+    info = await sdk(client.cancel_tasks, {"uids": ["0"], "statuses": ["enqueued", "processing"]})
+    assert (info.index_uid, info.status, info.type) == (None, "enqueued", "taskCancelation")
+    canceled = await sdk(client.wait_for_task, info.task_uid, 10_000, 20)
+    assert canceled.details == {"matchedTasks": 1, "canceledTasks": 1,
+                                "originalFilter": "?uids=0&statuses=enqueued%2Cprocessing"}
+    assert await uids({"canceledBy": [str(info.task_uid)]}) == [movies]
+
+    info = await sdk(client.delete_tasks, {"statuses": ["canceled"]})
+    deleted = await sdk(client.wait_for_task, info.task_uid, 10_000, 20)
+    assert (deleted.type, deleted.details["deletedTasks"]) == ("taskDeletion", 1)
+    assert await sdk(_api_error, client.get_task, movies) == (
+        404, "task_not_found", "invalid_request", LINK + "task_not_found")
+    assert await sdk(_api_error, client.get_tasks, {"statuses": ["doggo"]}) == (
+        400, "invalid_task_statuses", "invalid_request", LINK + "invalid_task_statuses")
+    assert await sdk(_api_error, client.delete_tasks, {}) == (
+        400, "missing_task_filters", "invalid_request", LINK + "missing_task_filters")
+
+
+async def _npm_install() -> None:
+    if (NODE_DIR / "node_modules" / "meilisearch").is_dir():
+        return
+    process = await asyncio.create_subprocess_exec(
+        "npm", "install", "--no-audit", "--no-fund", "--loglevel=error", cwd=NODE_DIR,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await process.communicate()
+    assert process.returncode == 0, output.decode()
+
+
+@pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None, reason="needs node and npm")
+@pytest.mark.timeout(120)
+async def test_js_sdk(live):
+    _, url = live
+    await _npm_install()
+    # A subprocess, so this event loop keeps serving the gateway the script calls.
+    process = await asyncio.create_subprocess_exec(
+        "node", "sdk.mjs", url, cwd=NODE_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, stderr.decode()
+    summary = json.loads(stdout.decode().strip().splitlines()[-1])
+    assert summary["ok"] is True and summary["checks"] >= 20
