@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     config_module.add_arguments(gateway, names=("http_listen", "grace_seconds", "log_level"))
     gateway.set_defaults(run=_gateway)
     from taskhub.client import cli as client_cli
+    from taskhub.client import worker_cli
     client_cli.add_commands(commands)
+    worker_cli.add_command(commands)
     return parser
 
 

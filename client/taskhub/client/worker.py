@@ -1,0 +1,259 @@
+"""The worker helper: lease batches from `WorkerService`, run a handler per task, report outcomes.
+
+    def index_documents(job):                  # plain functions run in a thread,
+        ...                                    # coroutines on the event loop
+        return {"indexedDocuments": 42}        # details to report, or None
+
+    Worker("127.0.0.1:50051", {"documentAdditionOrUpdate": index_documents}).run()
+
+While a batch runs its lease is renewed; when a cancelation stops the batch the
+handler is told (`job.canceled` is set, a coroutine is cancelled) and nothing is
+reported. SIGTERM/SIGINT stop leasing, let the current batch finish within the
+grace period, then release what is left. A handler raising `TaskFailed` fails its
+task with that error; any other exception fails it as `internal`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+
+from taskhub.client.calls import CHANNEL_OPTIONS, metadata, status_code, to_error
+from taskhub.client.models import TYPE_TO_PROTO, Task, TaskType, details_to_proto, parse_type
+from taskhub.errors import TaskHubError
+from taskhub.v1 import errors_pb2, task_pb2
+from taskhub.v1 import worker_service_pb2 as wpb
+from taskhub.v1 import worker_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["Job"], "dict[str, Any] | None | Awaitable[dict[str, Any] | None]"]
+
+
+class TaskFailed(Exception):
+    """Raised by a handler to fail its task with a public error (`code` in lower_snake_case)."""
+
+    def __init__(self, message: str, code: str = "task_failed", type: str = "invalid_request") -> None:
+        super().__init__(message)
+        self.message, self.code, self.type = message, code, type
+
+
+@dataclass
+class Job:
+    """What a handler gets: the task, and a flag set when its batch is canceled."""
+
+    task: Task
+    canceled: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def uid(self) -> int:
+        return self.task.uid
+
+    @property
+    def index_uid(self) -> str | None:
+        return self.task.index_uid
+
+    @property
+    def details(self) -> dict | None:
+        return self.task.details
+
+
+def _seconds(value: float) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(int(value * 1e9))
+    return duration
+
+
+class Worker:
+    """Leases and runs tasks of the types it has handlers for, `concurrency` batches at a time."""
+
+    def __init__(self, target: str, handlers: Mapping[TaskType | str, Handler], *, api_key: str | None = None,
+                 name: str | None = None, index_uids: list[str] | None = None, max_tasks: int | None = None,
+                 concurrency: int = 1, lease_seconds: float = 30.0, poll_seconds: float = 10.0,
+                 grace_seconds: float = 30.0) -> None:
+        if not handlers:
+            raise ValueError("a worker needs at least one handler")
+        self.target = target
+        self.handlers = {parse_type(t): h for t, h in handlers.items()}
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.index_uids = index_uids
+        self.max_tasks = max_tasks
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.grace_seconds = grace_seconds
+        self._metadata = metadata(api_key)
+        self.processed = 0
+        self._stopping = asyncio.Event()
+
+    # -- running ----------------------------------------------------------
+
+    def run(self) -> None:
+        """Runs until SIGTERM or SIGINT (blocking)."""
+        asyncio.run(self._main_with_signals())
+
+    async def _main_with_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        await self.run_async()
+
+    def stop(self) -> None:
+        """Stops leasing; the batches in hand finish within the grace period or are released."""
+        log.info("worker %s stopping", self.name)
+        self._stopping.set()
+
+    async def run_async(self, *, max_batches: int | None = None) -> None:
+        """Leases and runs batches until `stop()` (or `max_batches` batches per loop)."""
+        self._stopping = asyncio.Event()
+        async with grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS) as channel:
+            stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
+            await asyncio.gather(*(self._loop(stub, max_batches) for _ in range(self.concurrency)))
+
+    async def _loop(self, stub, max_batches: int | None) -> None:
+        batches, failures = 0, 0
+        while not self._stopping.is_set() and (max_batches is None or batches < max_batches):
+            try:
+                lease = await self._lease(stub)
+                failures = 0
+            except grpc.RpcError as error:
+                if status_code(error) not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise to_error(error) from None
+                failures += 1
+                delay = min(5.0, 0.1 * 2 ** failures)
+                log.warning("server unavailable, retrying in %.1fs", delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
+                continue
+            if lease is None:
+                continue
+            batches += 1
+            await self._run_batch(stub, lease)
+
+    async def _lease(self, stub) -> wpb.LeaseTasksResponse | None:
+        request = wpb.LeaseTasksRequest(
+            worker=self.name, wait=_seconds(self.poll_seconds), lease_duration=_seconds(self.lease_seconds),
+            types=task_pb2.TypeSet(types=[TYPE_TO_PROTO[t] for t in self.handlers]))
+        if self.index_uids is not None:
+            request.index_uids.index_uids.extend(self.index_uids)
+        if self.max_tasks is not None:
+            request.max_tasks = self.max_tasks
+        leasing = asyncio.ensure_future(stub.LeaseTasks(request, metadata=self._metadata,
+                                                        timeout=self.poll_seconds + 10))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait((leasing, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not leasing.done():
+            # Stopping: abandon the long poll. A batch it still took is released by
+            # expiry; cancel() makes the server drop the call, so usually none is.
+            leasing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, grpc.RpcError):
+                response = await leasing
+                if response.HasField("lease"):
+                    await stub.ReleaseLease(wpb.ReleaseLeaseRequest(token=response.lease.token),
+                                            metadata=self._metadata, timeout=5)
+            return None
+        response = leasing.result()
+        return response if response.HasField("lease") else None
+
+    # -- one batch --------------------------------------------------------
+
+    async def _run_batch(self, stub, lease: wpb.LeaseTasksResponse) -> None:
+        token = lease.lease.token
+        jobs = [Job(Task.from_proto(t)) for t in lease.tasks]
+        work = asyncio.ensure_future(self._run_jobs(jobs))
+        keeper = asyncio.ensure_future(self._keep_lease(stub, token))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        done, _ = await asyncio.wait((work, keeper, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if stopping in done and not work.done() and not keeper.done():
+            # Asked to stop mid-batch: the batch gets the grace period to finish.
+            await asyncio.wait((work, keeper), timeout=self.grace_seconds, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if work.done() and not keeper.done():
+            keeper.cancel()
+            await self._complete(stub, token, jobs, work.result())
+            return
+        # Canceled, lost, or out of grace: stop the handlers and report nothing.
+        for job in jobs:
+            job.canceled.set()
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        if keeper.done():
+            log.info("batch of lease %s ended before its report: %s", token, keeper.result())
+        else:
+            keeper.cancel()
+            await self._release(stub, token)
+
+    async def _run_jobs(self, jobs: list[Job]) -> list[wpb.TaskOutcome]:
+        outcomes = []
+        for job in jobs:
+            outcomes.append(await self._run_job(job))
+        return outcomes
+
+    async def _run_job(self, job: Job) -> wpb.TaskOutcome:
+        handler = self.handlers[job.task.type]
+        outcome = wpb.TaskOutcome(uid=job.uid)
+        try:
+            if inspect.iscoroutinefunction(handler):
+                reported = await handler(job)
+            else:
+                reported = await asyncio.to_thread(handler, job)
+            if reported:
+                outcome.details.CopyFrom(details_to_proto(job.task.type, reported))
+        except asyncio.CancelledError:
+            job.canceled.set()
+            raise
+        except TaskFailed as failure:
+            outcome.error.CopyFrom(errors_pb2.TaskError(message=failure.message, code=failure.code,
+                                                        type=failure.type))
+        except Exception as exc:  # a handler's bug fails its task, not the worker
+            log.exception("handler for task %d failed", job.uid)
+            outcome.error.CopyFrom(errors_pb2.TaskError(message=f"{type(exc).__name__}: {exc}", code="internal",
+                                                        type="internal"))
+        return outcome
+
+    async def _keep_lease(self, stub, token: str) -> str:
+        """Renews the lease until cancelled; answers why the batch ended if it did (`canceled`, `lost`)."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                renewed = await stub.RenewLease(wpb.RenewLeaseRequest(token=token), metadata=self._metadata,
+                                                timeout=self.lease_seconds / 3)
+            except grpc.RpcError as error:
+                if to_error(error).code == "lease_lost":
+                    return "lost"
+                continue  # a blip: the next renewal may still make it in time
+            if renewed.canceled:
+                return "canceled"
+
+    async def _complete(self, stub, token: str, jobs: list[Job], outcomes: list[wpb.TaskOutcome]) -> None:
+        try:
+            await stub.CompleteTasks(wpb.CompleteTasksRequest(token=token, outcomes=outcomes),
+                                     metadata=self._metadata, timeout=30)
+            self.processed += len(jobs)
+        except grpc.RpcError as error:
+            failure = to_error(error)
+            if failure.code not in ("lease_lost", "unavailable"):
+                raise failure from None
+            # The server put the tasks back (or will, at expiry); they run again.
+            log.warning("report of lease %s refused: %s", token, failure.message)
+
+    async def _release(self, stub, token: str) -> None:
+        with contextlib.suppress(grpc.RpcError, TaskHubError):
+            await stub.ReleaseLease(wpb.ReleaseLeaseRequest(token=token), metadata=self._metadata, timeout=5)
