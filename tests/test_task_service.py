@@ -92,3 +92,10 @@ async def test_health_and_reflection_are_served(channel):
         names = {s.name for s in response.list_services_response.service}
         assert {"taskhub.v1.TaskService", "grpc.health.v1.Health"} <= names
         break
+
+
+async def test_settings_that_are_not_json_are_refused(stub):
+    request = pb.EnqueueTaskRequest(type=T.TASK_TYPE_SETTINGS_UPDATE, index_uid="movies")
+    request.details.settings_update.settings.update({"pagination": {"maxTotalHits": float("nan")}})
+    code, reason, _ = await error_of(stub.EnqueueTask(request))
+    assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "invalid_task_details")

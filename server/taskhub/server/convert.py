@@ -141,7 +141,12 @@ def reported_details(message: task_pb2.TaskDetails) -> tuple[TaskType | None, di
     type_ = CASE_TYPE[case]
     sub = getattr(message, case)
     if type_ == TaskType.SETTINGS_UPDATE:
-        return type_, (_integral(json_format.MessageToDict(sub.settings)) if sub.HasField("settings") else {})
+        if not sub.HasField("settings"):
+            return type_, {}
+        try:
+            return type_, _integral(json_format.MessageToDict(sub.settings))
+        except ValueError as exc:  # NaN and infinities have no JSON form
+            raise TaskHubError("invalid_task_details", f"The settings cannot be stored as JSON: {exc}.") from None
     out: dict = {}
     for field, value in sub.ListFields():
         if field.json_name == "swaps":
