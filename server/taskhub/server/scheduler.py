@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import logging
 import secrets
+import threading
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -79,6 +80,14 @@ class Scheduler:
         self.snapshots_dir = snapshots_dir
         self.dumps_dir = dumps_dir
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="taskhub-store")
+        # Reads that may take a while (lists, replays) run on their own thread and
+        # connection, so they never queue behind writes nor hold writes up.
+        self._reads = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="taskhub-reads",
+                                                            initializer=self._open_reader)
+        self._readers: list[Store] = []
+        self._local = threading.local()
+        # Point reads are a few microseconds: done on the event loop, on a connection of their own.
+        self.reader = store.open_reader()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         # Replaced after every write: long-polling leases wait on the current one.
@@ -90,6 +99,15 @@ class Scheduler:
         self._flushing = False
 
     # -- plumbing ---------------------------------------------------------
+
+    def _open_reader(self) -> None:
+        self._local.store = self.store.open_reader()
+        self._readers.append(self._local.store)
+
+    async def read(self, fn: Callable[[Store], object], *args):
+        """Runs `fn(reader, *args)` on the read thread, with that thread's read-only connection."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reads, lambda: fn(self._local.store, *args))
 
     async def call(self, fn: Callable, *args, **kwargs):
         """Runs a store call on the store thread: reads, and writes that change no task (keys)."""
@@ -135,6 +153,9 @@ class Scheduler:
                 await self._runner
             self._runner = None
         self._thread.shutdown(wait=True)
+        self._reads.shutdown(wait=True)
+        for reader in (self.reader, *self._readers):
+            reader.conn.close()
 
     async def _run(self) -> None:
         while True:
@@ -154,7 +175,7 @@ class Scheduler:
     # -- reads ------------------------------------------------------------
 
     async def get_task(self, uid: int, *, scope: Scope | None = None) -> Task:
-        task = await self.call(self.store.get_task, uid)
+        task = self.reader.get_task(uid)
         if task is None or not _visible(task, scope):
             raise TaskHubError("task_not_found", f"Task `{uid}` not found.")
         return task
@@ -163,12 +184,17 @@ class Scheduler:
                          reverse: bool = False) -> Page:
         limit = DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)
 
-        def read() -> tuple[list[Task], int]:
-            # Both reads in one store-thread job: no write can land between them.
-            rows = self.store.find_tasks(query, limit=limit + 1, from_uid=from_uid, reverse=reverse)
-            return rows, self.store.count_tasks(query)
+        def read(store: Store) -> tuple[list[Task], int]:
+            # One read transaction: the page and the total see the same snapshot.
+            with contextlib.closing(store.conn.cursor()) as cursor:
+                cursor.execute("BEGIN")
+                try:
+                    rows = store.find_tasks(query, limit=limit + 1, from_uid=from_uid, reverse=reverse)
+                    return rows, store.count_tasks(query)
+                finally:
+                    cursor.execute("COMMIT")
 
-        rows, total = await self.call(read)
+        rows, total = await self.read(read)
         results, extra = rows[:limit], rows[limit:]
         return Page(results=results, total=total, limit=limit,
                     from_uid=results[0].uid if results else None,
@@ -393,7 +419,7 @@ class Scheduler:
                                f"Sequence number `{after}` is ahead of the newest change (`{last}`).")
         cursor = after
         while cursor < last:
-            tasks, deleted = await self.call(self.store.changes_after, cursor, 1_000)
+            tasks, deleted = await self.read(Store.changes_after, cursor, 1_000)
             if not tasks or tasks[0].seq != cursor + 1:
                 oldest = await self.call(self.store.oldest_change)
                 raise TaskHubError(

@@ -114,12 +114,17 @@ KEEP = object()
 class Store(LeaseStore, KeyStore):
     """Tasks in one SQLite file (WAL), opened and migrated on construction."""
 
-    def __init__(self, path: str | pathlib.Path, *, max_bytes: int | None = None) -> None:
+    def __init__(self, path: str | pathlib.Path, *, max_bytes: int | None = None, reader: bool = False) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             pathlib.Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves in atomic().
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if reader:
+            # A second connection for reads beside the writer; WAL lets it read committed
+            # data while the writer works, and query_only keeps it from ever writing.
+            self.conn.execute("PRAGMA query_only=1")
+            return
         self.conn.execute("PRAGMA journal_mode=WAL")
         # FULL: an acknowledged enqueue survives power loss, not only a crash.
         self.conn.execute("PRAGMA synchronous=FULL")
@@ -129,6 +134,10 @@ class Store(LeaseStore, KeyStore):
             page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
             self.conn.execute(f"PRAGMA max_page_count={max(int(max_bytes) // page_size, 1)}")
         self._migrate()
+
+    def open_reader(self) -> Store:
+        """Another connection to the same database, for reads only (one thread at a time)."""
+        return Store(self.path, reader=True)
 
     def close(self) -> None:
         """Folds the WAL back into the database file, so a stopped server leaves one clean file."""
