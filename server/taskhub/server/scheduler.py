@@ -25,6 +25,7 @@ from taskhub.server import exports
 from taskhub.server.details import enqueue_details, outcome_details, outcome_error
 from taskhub.server.model import SERVER_PRIORITY, Scope, Task, TaskQuery, TaskType, format_time
 from taskhub.server.store import DISK_FULL, Changes, Store
+from taskhub.server.task_index import TaskIndex
 from taskhub.server.watch import Event, WatchHub
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class Scheduler:
         self.reader = store.open_reader()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
+        self.index = TaskIndex()
         # Replaced after every write: long-polling leases wait on the current one.
         self._changed = asyncio.Event()
         self._runner: asyncio.Task | None = None
@@ -123,7 +125,7 @@ class Scheduler:
             if isinstance(changes, list):
                 changes = Changes(tasks=changes)
             if changes.tasks:
-                loop.call_soon_threadsafe(self.hub.publish, changes.tasks, changes.deleted)
+                loop.call_soon_threadsafe(self._committed, changes)
             return changes
 
         changes = await loop.run_in_executor(self._thread, run)
@@ -133,9 +135,23 @@ class Scheduler:
             self._changed = asyncio.Event()
         return changes
 
+    def _committed(self, changes: Changes) -> None:
+        """On the loop, in commit order: the index and the watchers learn of a commit."""
+        self.index.apply(changes.tasks, changes.deleted)
+        self.hub.publish(changes.tasks, changes.deleted)
+
     async def start(self, *, background: bool = True) -> None:
-        """Recovers from the last stop, then (by default) runs `tick` whenever there is work."""
+        """Recovers from the last stop, builds the index, then (by default) runs `tick` whenever there is work."""
         await self._write(self.store.requeue_processing)
+
+        def build() -> TaskIndex:
+            index, after = TaskIndex(), -1
+            while rows := self.store.index_rows(after, 100_000):
+                index.load(rows)
+                after = rows[-1][0]
+            return index
+
+        self.index = await self.call(build)
         if background:
             self._runner = asyncio.create_task(self._run(), name="taskhub-scheduler")
 
@@ -184,17 +200,10 @@ class Scheduler:
                          reverse: bool = False) -> Page:
         limit = DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)
 
-        def read(store: Store) -> tuple[list[Task], int]:
-            # One read transaction: the page and the total see the same snapshot.
-            with contextlib.closing(store.conn.cursor()) as cursor:
-                cursor.execute("BEGIN")
-                try:
-                    rows = store.find_tasks(query, limit=limit + 1, from_uid=from_uid, reverse=reverse)
-                    return rows, store.count_tasks(query)
-                finally:
-                    cursor.execute("COMMIT")
-
-        rows, total = await self.read(read)
+        # The index answers which uids and how many; the rows come from the store by uid.
+        uids, total = self.index.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
+        found = {task.uid: task for task in self.reader.get_tasks(uids)}
+        rows = [found[uid] for uid in uids if uid in found]
         results, extra = rows[:limit], rows[limit:]
         return Page(results=results, total=total, limit=limit,
                     from_uid=results[0].uid if results else None,

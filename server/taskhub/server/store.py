@@ -436,6 +436,13 @@ class Store(LeaseStore, KeyStore):
                 yield task, matched
             last = rows[-1][0]
 
+    def index_rows(self, after_uid: int, limit: int) -> list[tuple]:
+        """A chunk of every task's filterable fields, -1 for nulls, for building the in-memory index."""
+        return self.conn.execute(
+            "SELECT uid, status, type, IFNULL(canceled_by, -1), enqueued_at, IFNULL(started_at, -1),"
+            " IFNULL(finished_at, -1), index_uid FROM tasks WHERE uid > ? ORDER BY uid LIMIT ?",
+            (after_uid, limit)).fetchall()
+
     def next_uid(self) -> int:
         return self.conn.execute("SELECT value FROM meta WHERE key = 'next_uid'").fetchone()[0]
 

@@ -1,0 +1,222 @@
+"""An in-memory index of every task's filterable fields: a list and its total in milliseconds.
+
+Roaring bitmaps of uids per status, type, index and canceling task answer the set
+filters; per-hour buckets of uids per date column, refined at the two edge hours with
+the exact times, answer the date bounds. `total` is the size of the answer, and the
+page is a slice of it by rank. The scheduler builds it from the store at start and
+feeds it every committed change in commit order, on the event loop; it holds no SQL
+and sees only domain tasks. Per-uid columns live in numpy arrays (38 bytes a task).
+"""
+
+from __future__ import annotations
+
+import array
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable
+
+import numpy as np
+from pyroaring import BitMap
+
+from taskhub.server.model import Task, TaskQuery, TaskStatus, TaskType
+
+HOUR = 3_600_000_000  # microseconds
+
+
+def bitmap(uids: np.ndarray) -> BitMap:
+    """A bitmap from a numpy array of uids, through a buffer (a list would cost 10x)."""
+    values = array.array("I")
+    values.frombytes(uids.astype(np.uint32).tobytes())
+    return BitMap(values)
+
+
+def uids_of(bits: BitMap) -> np.ndarray:
+    return np.frombuffer(bits.to_array(), dtype=np.uint32).astype(np.int64)
+DATES = ("enqueued_at", "started_at", "finished_at")
+NONE = -1
+
+
+class TaskIndex:
+    """Which uids have which status, type, index, canceler and dates."""
+
+    def __init__(self) -> None:
+        self.all = BitMap()
+        self.statuses: dict[TaskStatus, BitMap] = defaultdict(BitMap)
+        self.types: dict[TaskType, BitMap] = defaultdict(BitMap)
+        self.indexes: dict[str, BitMap] = defaultdict(BitMap)
+        self.cancelers: dict[int, BitMap] = defaultdict(BitMap)
+        self.buckets = {column: defaultdict(BitMap) for column in DATES}
+        self.hours = {column: [] for column in DATES}  # sorted bucket keys
+        self._index_names: list[str] = []
+        self._index_ids: dict[str, int] = {}
+        self._columns: dict[str, np.ndarray] = {}
+        self._grow(1024)
+
+    # -- per-uid columns --------------------------------------------------
+
+    def _grow(self, size: int) -> None:
+        old = len(self._columns.get("status", ()))
+        if size <= old:
+            return
+        size = max(size, old * 2)
+        for name, dtype in (("status", np.int8), ("type", np.int8), ("index", np.int32),
+                            ("canceled_by", np.int64), *((c, np.int64) for c in DATES)):
+            grown = np.full(size, NONE, dtype=dtype)
+            if old:
+                grown[:old] = self._columns[name]
+            self._columns[name] = grown
+
+    def _index_id(self, name: str | None) -> int:
+        if name is None:
+            return NONE
+        found = self._index_ids.get(name)
+        if found is None:
+            found = self._index_ids[name] = len(self._index_names)
+            self._index_names.append(name)
+        return found
+
+    # -- keeping in step --------------------------------------------------
+
+    def load(self, rows: list[tuple]) -> None:
+        """Adds a chunk of stored tasks, vectorized: rows of (uid, status, type, canceled_by,
+        enqueued_at, started_at, finished_at, index_uid) with -1 for nulls, as the store reads them."""
+        if not rows:
+            return
+        numbers = np.array([row[:7] for row in rows], dtype=np.int64)
+        uids = numbers[:, 0]
+        self._grow(int(uids.max()) + 1)
+        self.all |= bitmap(uids)
+        columns = self._columns
+        for position, name, maps, kind in ((1, "status", self.statuses, TaskStatus),
+                                           (2, "type", self.types, TaskType)):
+            values = numbers[:, position]
+            columns[name][uids] = values
+            for value in np.unique(values):
+                maps[kind(int(value))] |= bitmap(uids[values == value])
+        cancelers = numbers[:, 3]
+        columns["canceled_by"][uids] = cancelers
+        for canceler in np.unique(cancelers[cancelers != NONE]):
+            self.cancelers[int(canceler)] |= bitmap(uids[cancelers == canceler])
+        index_ids = np.array([self._index_id(row[7]) for row in rows], dtype=np.int32)
+        columns["index"][uids] = index_ids
+        for index_id in np.unique(index_ids[index_ids != NONE]):
+            self.indexes[self._index_names[index_id]] |= bitmap(uids[index_ids == index_id])
+        for position, column in zip((4, 5, 6), DATES):
+            values = numbers[:, position]
+            columns[column][uids] = values
+            dated = values != NONE
+            hours = values[dated] // HOUR
+            for hour in np.unique(hours):
+                self._bucket(column, int(hour)).update(bitmap(uids[dated][hours == hour]))
+
+    def apply(self, tasks: Iterable[Task], deleted: frozenset[int] = frozenset()) -> None:
+        """Takes committed changes, in commit order."""
+        for task in tasks:
+            if task.uid in self.all:
+                self._unlink(task.uid)
+            if task.uid not in deleted:
+                self._link(task)
+
+    def _link(self, task: Task) -> None:
+        uid, columns = task.uid, self._columns
+        self._grow(uid + 1)
+        self.all.add(uid)
+        self.statuses[task.status].add(uid)
+        self.types[task.type].add(uid)
+        columns["status"][uid], columns["type"][uid] = task.status, task.type
+        columns["index"][uid] = self._index_id(task.index_uid)
+        if task.index_uid is not None:
+            self.indexes[task.index_uid].add(uid)
+        columns["canceled_by"][uid] = NONE if task.canceled_by is None else task.canceled_by
+        if task.canceled_by is not None:
+            self.cancelers[task.canceled_by].add(uid)
+        for column in DATES:
+            value = getattr(task, column)
+            columns[column][uid] = NONE if value is None else value
+            if value is not None:
+                self._bucket(column, value // HOUR).add(uid)
+
+    def _bucket(self, column: str, hour: int) -> BitMap:
+        buckets = self.buckets[column]
+        if hour not in buckets:
+            bisect.insort(self.hours[column], hour)
+        return buckets[hour]
+
+    def _unlink(self, uid: int) -> None:
+        columns = self._columns
+        self.all.discard(uid)
+        self.statuses[TaskStatus(int(columns["status"][uid]))].discard(uid)
+        self.types[TaskType(int(columns["type"][uid]))].discard(uid)
+        index = int(columns["index"][uid])
+        if index != NONE:
+            self.indexes[self._index_names[index]].discard(uid)
+        canceler = int(columns["canceled_by"][uid])
+        if canceler != NONE:
+            self.cancelers[canceler].discard(uid)
+        for column in DATES:
+            value = int(columns[column][uid])
+            if value != NONE:
+                self.buckets[column][value // HOUR].discard(uid)
+
+    # -- answering --------------------------------------------------------
+
+    def select(self, query: TaskQuery) -> BitMap:
+        """The uids matching `query` (the same rules as the store's WHERE clause)."""
+        parts: list[BitMap] = []
+        if query.uids is not None:
+            parts.append(BitMap(query.uids))
+        for values, maps in ((query.statuses, self.statuses), (query.types, self.types),
+                             (query.index_uids, self.indexes), (query.canceled_by, self.cancelers)):
+            if values is not None:
+                parts.append(BitMap.union(BitMap(), *(maps[v] for v in values if v in maps)))
+        if query.scope is not None:
+            parts.append(BitMap.union(BitMap(), *(m for name, m in self.indexes.items() if query.scope.allows(name))))
+        for column in DATES:
+            low, high = getattr(query, "after_" + column), getattr(query, "before_" + column)
+            if low is not None or high is not None:
+                parts.append(self._between(column, low, high))
+        if query.below_uid is not None:
+            parts.append(BitMap(range(0, max(query.below_uid, 0))))
+        if not parts:
+            return self.all
+        parts.sort(key=len)  # intersect the smallest first
+        result = parts[0] & self.all
+        for part in parts[1:]:
+            if not result:
+                break
+            result &= part
+        return result
+
+    def _between(self, column: str, low: int | None, high: int | None) -> BitMap:
+        """Uids whose `column` is strictly between `low` and `high` (None: unbounded)."""
+        hours, buckets = self.hours[column], self.buckets[column]
+        first = 0 if low is None else bisect.bisect_left(hours, low // HOUR)
+        last = len(hours) if high is None else bisect.bisect_right(hours, high // HOUR)
+        keys = hours[first:last]
+        if not keys:
+            return BitMap()
+        # Whole hours inside the bounds need no look at the times; the edge hours do.
+        edges = {k for k in (keys[0], keys[-1])
+                 if (low is not None and k == low // HOUR) or (high is not None and k == high // HOUR)}
+        result = BitMap.union(BitMap(), *(buckets[k] for k in keys if k not in edges))
+        times = self._columns[column]
+        for key in edges:
+            uids = uids_of(buckets[key])
+            values = times[uids]
+            keep = np.ones(len(uids), dtype=bool)
+            if low is not None:
+                keep &= values > low
+            if high is not None:
+                keep &= values < high
+            result |= bitmap(uids[keep])
+        return result
+
+    def page(self, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> tuple[list[int], int]:
+        """Up to `limit + 1` matching uids from `from_uid` (inclusive) in list order, and the total."""
+        matched = self.select(query)
+        total = len(matched)
+        if reverse:
+            start = 0 if from_uid is None else (matched.rank(from_uid - 1) if from_uid > 0 else 0)
+            return list(matched[start:start + limit + 1]), total
+        end = total if from_uid is None else matched.rank(from_uid)
+        return list(matched[max(0, end - limit - 1):end])[::-1], total

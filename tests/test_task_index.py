@@ -1,0 +1,77 @@
+"""The in-memory task index answers exactly what the store's SQL answers, built either way."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import given, settings, strategies as st
+
+from taskhub.server.model import Scope, Task, TaskQuery, TaskStatus, TaskType
+from taskhub.server.store import Store
+from taskhub.server.task_index import HOUR, TaskIndex
+
+T0 = 1_700_000_000_000_000
+times = st.one_of(st.none(), st.integers(T0, T0 + 5 * HOUR))
+tasks = st.lists(st.tuples(
+    st.sampled_from(list(TaskStatus)), st.sampled_from(list(TaskType)), st.sampled_from([None, "a", "b", "movies"]),
+    st.sampled_from([None, 1, 2]), st.integers(T0, T0 + 5 * HOUR), times, times), max_size=60)
+
+
+def sets(values):
+    return st.one_of(st.none(), st.frozensets(st.sampled_from(values), max_size=3))
+
+
+queries = st.builds(
+    TaskQuery, uids=sets(list(range(70))), index_uids=sets(["a", "b", "movies", "zzz"]),
+    statuses=sets(list(TaskStatus)), types=sets(list(TaskType)), canceled_by=sets([1, 2, 3]),
+    before_enqueued_at=times, after_enqueued_at=times, before_started_at=times, after_started_at=times,
+    before_finished_at=times, after_finished_at=times, below_uid=st.one_of(st.none(), st.integers(0, 70)),
+    scope=st.one_of(st.none(), st.builds(Scope, names=st.frozensets(st.sampled_from(["a", "b"])),
+                                         prefixes=st.sampled_from([(), ("mov",), ("x",)]))))
+
+
+def stored(tmp_path, rows) -> tuple[Store, list[Task]]:
+    store = Store(tmp_path / "index.db")
+    made = []
+    for status, type_, index_uid, canceled_by, enqueued, started, finished in rows:
+        task = store.insert_task(index_uid, type_, None, enqueued).tasks[0]
+        task = dataclasses.replace(task, status=status, canceled_by=canceled_by, started_at=started,
+                                   finished_at=finished)
+        with store.atomic():
+            store._save(task)
+        made.append(task)
+    return store, made
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=tasks, query=queries, reverse=st.booleans(), limit=st.integers(0, 8),
+       from_uid=st.one_of(st.none(), st.integers(0, 70)))
+def test_the_index_matches_the_store(tmp_path_factory, rows, query, reverse, limit, from_uid):
+    store, made = stored(tmp_path_factory.mktemp("i"), rows)
+    try:
+        loaded, applied = TaskIndex(), TaskIndex()
+        loaded.load(store.index_rows(-1, 1_000))
+        applied.apply(made)
+        expected = list(store.find_task_uids(query))
+        assert list(loaded.select(query)) == expected
+        assert list(applied.select(query)) == expected
+        page, total = loaded.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
+        rows_ = store.find_tasks(query, limit=limit + 1, from_uid=from_uid, reverse=reverse)
+        assert (page, total) == ([t.uid for t in rows_], len(expected))
+    finally:
+        store.close()
+
+
+def test_changes_and_deletions_move_uids(tmp_path):
+    store, made = stored(tmp_path, [(TaskStatus.ENQUEUED, TaskType.INDEX_CREATION, "a", None, T0, None, None)] * 3)
+    index = TaskIndex()
+    index.apply(made)
+    done = dataclasses.replace(made[1], status=TaskStatus.CANCELED, canceled_by=9, finished_at=T0 + HOUR)
+    index.apply([done])
+    assert list(index.select(TaskQuery(statuses=frozenset({TaskStatus.ENQUEUED})))) == [0, 2]
+    assert list(index.select(TaskQuery(canceled_by=frozenset({9})))) == [1]
+    assert list(index.select(TaskQuery(after_finished_at=T0))) == [1]
+    index.apply([done], deleted=frozenset({1}))
+    assert list(index.select(TaskQuery())) == [0, 2]
+    assert list(index.select(TaskQuery(canceled_by=frozenset({9})))) == []
+    store.close()
