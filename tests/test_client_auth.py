@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from datetime import date, datetime, timezone
 
 import pytest
 
-from conftest import MASTER_KEY
+from conftest import MASTER_KEY, gateway_client
 from gateway_bodies import error
 from taskhub.client import AsyncTaskHubClient, TaskHubClient, TaskHubError
 from test_cli import CLI
@@ -87,3 +89,94 @@ async def test_cli_sends_the_key_from_the_flag_or_the_environment(secured_servic
     assert (code, err) == (4, "taskhub: The provided API key is invalid. (invalid_api_key)\n")
     # The flag wins over the environment.
     assert (await cli.json("list", "--api-key", MASTER_KEY))["total"] == 2
+
+
+# -- managing keys ------------------------------------------------------------------
+
+UID = "01b4bc42-eb33-4041-b481-254d00cce834"
+
+
+async def test_async_client_manages_keys_as_the_gateway_shows_them(secured_service):
+    target = secured_service.grpc_target
+    async with AsyncTaskHubClient(target, api_key=MASTER_KEY) as master:
+        key = await master.create_key(["tasks.get", "tasks.cancel"], "movies", name="ci", description="for CI",
+                                      expires_at="2042-04-02T02:42:42+02:00", uid=UID)
+        assert (key.uid, key.key, key.name, key.description, key.actions, key.indexes, key.expires_at) == (
+            UID, secured_service.keys.secret(UID), "ci", "for CI", ["tasks.get", "tasks.cancel"], ["movies"],
+            datetime(2042, 4, 2, 0, 42, 42, tzinfo=timezone.utc))
+        async with gateway_client(target) as http:
+            shown = (await http.get(f"/keys/{UID}", headers={"Authorization": f"Bearer {MASTER_KEY}"})).json()
+        assert key.to_dict() == shown and list(key.to_dict()) == list(shown)
+
+        for expires_at, stored in ((date(2042, 4, 2), "2042-04-02T00:00:00.000000Z"),
+                                   (datetime(2042, 4, 2, 0, 42), "2042-04-02T00:42:00.000000Z"),
+                                   ("2042-04-02", "2042-04-02T00:00:00.000000Z"), (None, None)):
+            made = await master.create_key("*", ["*"], expires_at=expires_at)
+            assert made.to_dict()["expiresAt"] == stored
+        page = await master.list_keys(offset=4, limit=2)
+        assert ([k.uid for k in page.results], page.offset, page.limit, page.total) == ([UID], 4, 2, 5)
+        assert page.to_dict()["results"] == [shown]
+
+        assert await master.get_key(key.key) == key
+        renamed = await master.update_key(key.key, name="renamed")
+        assert (renamed.name, renamed.description, renamed.updated_at > key.updated_at) == ("renamed", "for CI", True)
+        await master.delete_key(UID)
+        with pytest.raises(TaskHubError) as caught:
+            await master.get_key(UID)
+        assert (caught.value.code, caught.value.message) == ("api_key_not_found", f"API key `{UID}` not found.")
+        with pytest.raises(TaskHubError) as caught:
+            await master.create_key("*", "*", expires_at="next tuesday")
+        assert caught.value.code == "invalid_api_key_expires_at"
+
+    async with AsyncTaskHubClient(target, api_key=made.key) as client:  # an API key, even with `*`, is no master
+        with pytest.raises(TaskHubError) as caught:
+            await client.list_keys()
+        assert (caught.value.code, caught.value.message) == INVALID
+
+
+async def test_sync_client_manages_keys(secured_service):
+    def run() -> list:
+        with TaskHubClient(secured_service.grpc_target, api_key=MASTER_KEY) as master:
+            key = master.create_key("tasks.get", "movies", uid=UID)
+            seen = [master.list_keys().total, master.get_key(UID) == key,
+                    master.update_key(UID, description="d").description]
+            master.delete_key(key.key)
+            return [*seen, master.list_keys().total]
+
+    assert await asyncio.to_thread(run) == [1, True, "d", 0]
+
+
+async def test_cli_manages_keys(secured_service):
+    cli = CLI(secured_service.grpc_target)
+    cli.env["TASKHUB_API_KEY"] = MASTER_KEY
+
+    async def keys(*args: str, env: dict[str, str] = cli.env) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "taskhub.server.cli", "keys", *args, env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 20)
+        return process.returncode, out.decode(), err.decode()
+
+    code, out, err = await keys("create", "--actions", "tasks.get,tasks.cancel", "--indexes", "movies, books*",
+                                "--name", "ci", "--expires-at", "2042-04-02", "--uid", UID, "--json")
+    created = json.loads(out)
+    assert (code, err, created["uid"], created["actions"], created["indexes"], created["expiresAt"]) == (
+        0, "", UID, ["tasks.get", "tasks.cancel"], ["movies", "books*"], "2042-04-02T00:00:00.000000Z")
+    assert list(created) == ["name", "description", "key", "uid", "actions", "indexes", "expiresAt", "createdAt",
+                             "updatedAt"]
+
+    code, out, _ = await keys("list")
+    assert code == 0 and out.splitlines()[1].split() == [UID, "ci", "tasks.get,tasks.cancel", "movies,books*",
+                                                         "2042-04-02T00:00:00.000000Z"]
+    assert out.splitlines()[-1] == "1 of 1 keys"
+    code, out, _ = await keys("get", created["key"])
+    assert code == 0 and f"key          {created['key']}" in out.splitlines()
+    code, out, _ = await keys("update", UID, "--name", "renamed", "--json")
+    assert (code, json.loads(out)["name"]) == (0, "renamed")
+    assert (await keys("delete", UID)) == (0, f"deleted key {UID}\n", "")
+
+    assert (await keys("get", UID)) == (3, "", f"taskhub: API key `{UID}` not found. (api_key_not_found)\n")
+    code, _, err = await keys("create", "--actions", "tasks.fly", "--indexes", "*", "--json")
+    assert (code, json.loads(err)["code"]) == (2, "invalid_api_key_actions")
+    code, _, err = await keys("list", "--api-key", created["key"])  # a deleted key: refused
+    assert (code, err) == (4, "taskhub: The provided API key is invalid. (invalid_api_key)\n")
