@@ -196,6 +196,16 @@ async def test_bad_list_queries_get_meilisearchs_errors(secured_http, query, exp
     assert (response.status_code, response.json()) == (400, expected)
 
 
+@pytest.mark.parametrize("spelling", [UID.upper(), UID.replace("-", ""), "{" + UID + "}", "urn:uuid:" + UID])
+async def test_a_uid_is_read_in_any_uuid_spelling(secured_http, spelling):
+    created = await create(secured_http, uid=UID)
+    response = await secured_http.get(f"/keys/{spelling}", headers=MASTER)
+    assert (response.status_code, response.json()) == (200, created)
+    response = await secured_http.patch(f"/keys/{spelling}", json={"name": "x"}, headers=MASTER)
+    assert (response.status_code, response.json()["name"]) == (200, "x")
+    assert (await secured_http.delete(f"/keys/{spelling}", headers=MASTER)).status_code == 204
+
+
 @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
 async def test_an_unknown_key_is_not_found(secured_http, method):
     response = await secured_http.request(method, "/keys/doggo", json={"name": "x"} if method == "PATCH" else None,

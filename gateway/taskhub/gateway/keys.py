@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
 
@@ -255,6 +256,18 @@ def page(message: kpb.ListKeysResponse) -> dict:
 
 # -- the routes -----------------------------------------------------------------
 
+def uid_or_key(request: Request) -> str:
+    """The path's uid or secret, a uid in the lower-case hyphenated form the server keeps.
+
+    Meilisearch reads a uid in any UUID spelling (upper case, no hyphens, braces, `urn:uuid:`).
+    """
+    raw = request.path_params["uid_or_key"]
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        return raw
+
+
 def _stub(request: Request) -> tuple[key_service_pb2_grpc.KeyServiceStub, float]:
     backend = request.app.state.backend
     return backend.keys, backend.timeout
@@ -276,17 +289,17 @@ def routes(edge: Callable[[Handler], Handler], metadata: Metadata) -> list[Route
 
     async def get_key(request: Request) -> Response:
         stub, timeout = _stub(request)
-        message = kpb.GetKeyRequest(key=request.path_params["uid_or_key"])
+        message = kpb.GetKeyRequest(key=uid_or_key(request))
         return JSONResponse(key((await stub.GetKey(message, timeout=timeout, metadata=metadata(request))).key))
 
     async def update_key(request: Request) -> Response:
         stub, timeout = _stub(request)
-        message = update_request(request.path_params["uid_or_key"], await request.body())
+        message = update_request(uid_or_key(request), await request.body())
         return JSONResponse(key((await stub.UpdateKey(message, timeout=timeout, metadata=metadata(request))).key))
 
     async def delete_key(request: Request) -> Response:
         stub, timeout = _stub(request)
-        message = kpb.DeleteKeyRequest(key=request.path_params["uid_or_key"])
+        message = kpb.DeleteKeyRequest(key=uid_or_key(request))
         await stub.DeleteKey(message, timeout=timeout, metadata=metadata(request))
         return Response(status_code=204)
 
