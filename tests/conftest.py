@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+
 import grpc
 import httpx
 import pytest
@@ -11,6 +15,7 @@ from taskhub.server.config import Config
 from taskhub.v1 import task_service_pb2_grpc
 
 START = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z, in microseconds
+MASTER_KEY = "a-master-key-of-sixteen-bytes-or-more"
 
 
 class FakeClock:
@@ -55,16 +60,38 @@ def stub(channel) -> task_service_pb2_grpc.TaskServiceStub:
     return task_service_pb2_grpc.TaskServiceStub(channel)
 
 
-@pytest.fixture
-async def http(service):
-    """The JSON gateway in front of `service`, in-process through httpx.ASGITransport.
+@contextlib.asynccontextmanager
+async def gateway_client(grpc_target: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The JSON gateway in front of `grpc_target`, in-process through httpx.ASGITransport.
 
-    ASGITransport does not run the lifespan, so the fixture runs it: the gateway's
+    ASGITransport does not run the lifespan, so this runs it: the gateway's
     channel is opened and closed as under uvicorn.
     """
     from taskhub.gateway.app import create_app
 
-    gateway = create_app(service.grpc_target)
+    gateway = create_app(grpc_target)
     async with gateway.router.lifespan_context(gateway):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gateway") as client:
             yield client
+
+
+@pytest.fixture
+async def http(service):
+    """The JSON gateway in front of `service`."""
+    async with gateway_client(service.grpc_target) as client:
+        yield client
+
+
+@pytest.fixture
+async def secured_service(config, clock):
+    """The service with a master key (MASTER_KEY), and no background loop."""
+    running = await app.start(dataclasses.replace(config, master_key=MASTER_KEY), background=False, clock=clock)
+    yield running
+    await running.stop(0)
+
+
+@pytest.fixture
+async def secured_http(secured_service):
+    """The JSON gateway in front of `secured_service`; requests carry no credentials unless given."""
+    async with gateway_client(secured_service.grpc_target) as client:
+        yield client

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from taskhub.gateway import query
+from taskhub.gateway import keys, query
 from taskhub.gateway.app import ROUTES
 
 
@@ -27,6 +27,14 @@ async def test_documented_parameters_are_the_parsed_ones(http):
 
     assert names("/tasks", "get") == list(query.LIST_PARAMETERS)
     assert names("/tasks", "delete") == names("/tasks/cancel", "post") == list(query.FILTER_PARAMETERS)
+    assert names("/keys", "get") == list(keys.LIST_PARAMETERS)
+
+
+async def test_documented_key_bodies_are_the_parsed_ones(http):
+    schemas = (await http.get("/openapi.json")).json()["components"]["schemas"]
+    assert set(schemas["NewKey"]["properties"]) == set(keys.CREATE_FIELDS)
+    assert set(schemas["KeyPatch"]["properties"]) == set(keys.PATCH_FIELDS)
+    assert schemas["Key"]["required"] == list(schemas["Key"]["properties"])  # in Meilisearch's key order
 
 
 async def test_every_reference_resolves(http):

@@ -13,12 +13,14 @@ import dataclasses
 import json
 import pathlib
 import shutil
+from datetime import datetime
 
 import httpx
 import meilisearch
 import pytest
 from meilisearch.errors import MeilisearchApiError
 
+from conftest import MASTER_KEY
 from gateway_bodies import LINK
 from helpers import finish, start
 from taskhub.server import app
@@ -114,6 +116,69 @@ async def test_python_sdk(live):
         400, "invalid_task_statuses", "invalid_request", LINK + "invalid_task_statuses")
     assert await sdk(_api_error, client.delete_tasks, {}) == (
         400, "missing_task_filters", "invalid_request", LINK + "missing_task_filters")
+
+
+async def test_python_sdk_with_a_master_key(config):
+    """Keys made, read, renamed and deleted with the SDK; a scoped key's task calls see its index only."""
+    service = await app.start(dataclasses.replace(config, no_http=False, http_listen="127.0.0.1:0",
+                                                  master_key=MASTER_KEY))
+    url = f"http://127.0.0.1:{service.gateway.port}"
+    sdk = asyncio.to_thread
+    try:
+        master = meilisearch.Client(url, MASTER_KEY)
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {MASTER_KEY}"}) as http:
+            for index in ("movies", "books"):
+                response = await http.post(f"{url}/tasks", json={"type": "indexCreation", "indexUid": index})
+                assert response.status_code == 202, response.text
+        assert await sdk(master.health) == {"status": "available"}  # open to all, as in Meilisearch
+        # Without a key the SDK still sends `Authorization: Bearer None`: a key, and not a valid one.
+        assert await sdk(_api_error, meilisearch.Client(url).get_tasks) == (
+            403, "invalid_api_key", "auth", LINK + "invalid_api_key")
+        assert await sdk(_api_error, meilisearch.Client(url, "not-a-key").get_task, 0) == (
+            403, "invalid_api_key", "auth", LINK + "invalid_api_key")
+
+        key = await sdk(master.create_key, {"name": "movies reader", "description": "for the movies team",
+                                            "actions": ["tasks.get", "tasks.cancel", "tasks.delete"],
+                                            "indexes": ["movies"], "expiresAt": "2042-04-02T00:42:42Z"})
+        assert (key.name, key.description, key.actions, key.indexes, key.expires_at) == (
+            "movies reader", "for the movies team", ["tasks.get", "tasks.cancel", "tasks.delete"], ["movies"],
+            datetime(2042, 4, 2, 0, 42, 42))
+        assert key.created_at == key.updated_at  # the SDK parsed both dates
+        other = await sdk(master.create_key, {"actions": ["*"], "indexes": ["*"], "expiresAt": None})
+        assert (other.name, other.description, other.expires_at) == (None, None, None)
+        listed = await sdk(master.get_keys, {"limit": 1, "offset": 1})
+        assert ([k.uid for k in listed.results], listed.offset, listed.limit, listed.total) == ([key.uid], 1, 1, 2)
+        assert (await sdk(master.get_key, key.key)).uid == (await sdk(master.get_key, key.uid)).uid == key.uid
+        renamed = await sdk(master.update_key, key.uid, {"name": "renamed"})
+        assert (renamed.name, renamed.description, renamed.key) == ("renamed", "for the movies team", key.key)
+        assert await sdk(_api_error, master.update_key, key.uid, {"indexes": ["*"]}) == (
+            400, "immutable_api_key_indexes", "invalid_request", LINK + "immutable_api_key_indexes")
+        assert await sdk(_api_error, meilisearch.Client(url, other.key).get_keys) == (
+            403, "invalid_api_key", "auth", LINK + "invalid_api_key")
+
+        scoped = meilisearch.Client(url, key.key)
+        page = await sdk(scoped.get_tasks)
+        assert ([t.index_uid for t in page.results], page.total) == (["movies"], 1)
+        assert (await sdk(scoped.get_task, 0)).index_uid == "movies"
+        assert await sdk(_api_error, scoped.get_task, 1) == (404, "task_not_found", "invalid_request",
+                                                             LINK + "task_not_found")
+        info = await sdk(scoped.cancel_tasks, {"statuses": ["enqueued"]})
+        canceled = await sdk(master.wait_for_task, info.task_uid, 10_000, 20)
+        assert (canceled.status, canceled.details["matchedTasks"]) == ("succeeded", 1)
+        tasks = (await sdk(master.get_tasks, {"uids": ["0", "1"]})).results
+        assert [(t.index_uid, t.status) for t in tasks] == [("books", "enqueued"), ("movies", "canceled")]
+        info = await sdk(scoped.delete_tasks, {"statuses": ["canceled"]})
+        deleted = await sdk(master.wait_for_task, info.task_uid, 10_000, 20)
+        assert deleted.details["deletedTasks"] == 1
+        assert await sdk(_api_error, scoped.get_task, 0) == (404, "task_not_found", "invalid_request",
+                                                             LINK + "task_not_found")
+
+        assert await sdk(master.delete_key, key.uid) == 204
+        assert await sdk(_api_error, scoped.get_tasks) == (403, "invalid_api_key", "auth", LINK + "invalid_api_key")
+        assert await sdk(_api_error, master.get_key, key.uid) == (404, "api_key_not_found", "invalid_request",
+                                                                  LINK + "api_key_not_found")
+    finally:
+        await service.stop(0)
 
 
 async def _npm_install() -> None:

@@ -1,8 +1,9 @@
 """`taskhub tasks list|get|enqueue|cancel|delete|watch|wait`: a running server, from the shell.
 
-`add_commands()` hangs `tasks` under the root `taskhub` parser (server/cli.py
-calls it); `main()` runs the same commands alone. Output is for people by
-default and Meilisearch's JSON with `--json`; exit codes are in `EXIT_CODES`.
+`add_commands()` hangs `tasks` (and `keys`, from `keys_cli`) under the root
+`taskhub` parser (server/cli.py calls it); `main()` runs the same commands alone.
+Output is for people by default and Meilisearch's JSON with `--json`; exit codes
+are in `EXIT_CODES`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ exit codes:
   0  success (for watch and wait: the task succeeded)
   1  watch/wait: the task failed or was canceled
   2  usage error: bad flags, or a request the server refused as invalid
-  3  task not found
+  3  task or API key not found
   4  any other error: server unavailable, API key refused, internal error
   5  watch/wait: --timeout elapsed before the task finished
   130  interrupted (Ctrl-C)
@@ -85,7 +86,8 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _connection_flags() -> argparse.ArgumentParser:
+def connection_flags() -> argparse.ArgumentParser:
+    """`--target`, `--api-key`, `--rpc-timeout` and `--json`, shared by every client command."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("connection and output")
     group.add_argument("--target", metavar="HOST:PORT", default=os.environ.get("TASKHUB_TARGET", DEFAULT_TARGET),
@@ -113,20 +115,20 @@ def _filter_flags() -> argparse.ArgumentParser:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """Adds `tasks` and its subcommands to the root `taskhub` parser."""
+    """Adds `tasks` and `keys` and their subcommands to the root `taskhub` parser."""
     tasks = commands.add_parser(
         "tasks", help="list, inspect, enqueue, cancel, delete and watch tasks on a running server",
         description="Drive a running taskhub server over gRPC.", epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = tasks.add_subparsers(dest="tasks_command", required=True, metavar="COMMAND")
-    conn, filters = _connection_flags(), _filter_flags()
+    conn, filters = connection_flags(), _filter_flags()
 
     def command(name: str, run: Command, help: str, description: str, *, filtered: bool = False):
         # Raw formatting keeps the exit-code table aligned, so wrap the description here.
         parser = sub.add_parser(name, help=help, description=textwrap.fill(description, 79), epilog=EXIT_CODES,
                                 parents=[conn, *([filters] if filtered else [])],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-        parser.set_defaults(run=_runner(run))
+        parser.set_defaults(run=runner(run))
         return parser
 
     ls = command("list", _list, "list tasks, newest first",
@@ -169,18 +171,22 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         parser.add_argument("uid", type=_uid, metavar="UID", help="the task's uid")
         parser.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="give up (exit 5) after this long")
 
+    from taskhub.client import keys_cli  # imported here: keys_cli builds on this module
+    keys_cli.add_commands(commands)
+
 
 # -- running -------------------------------------------------------------------
 
 def exit_code(error: TaskHubError) -> int:
     if isinstance(error, TaskTimeoutError):
         return EXIT_TIMEOUT
-    if error.code == "task_not_found":
+    if error.code in ("task_not_found", "api_key_not_found"):
         return EXIT_NOT_FOUND
     return EXIT_USAGE if error.type == "invalid_request" else EXIT_ERROR
 
 
-def _runner(run: Command) -> Callable[[argparse.Namespace], int]:
+def runner(run: Command) -> Callable[[argparse.Namespace], int]:
+    """Runs a command with a client from the connection flags; errors become a message and an exit code."""
     def runner(args: argparse.Namespace) -> int:
         try:
             with TaskHubClient(args.target, api_key=args.api_key, timeout=args.rpc_timeout) as client:

@@ -57,11 +57,15 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def task_card(task: Task) -> str:
-    """Every field of one task, one per line, in Meilisearch's order."""
-    fields = task.to_dict()
+def card(fields: dict[str, Any]) -> str:
+    """One field per line, names aligned: `tasks get` and the `keys` commands print these."""
     width = max(len(name) for name in fields)
     return "\n".join(f"{name:<{width}}  {_cell(value)}" for name, value in fields.items())
+
+
+def task_card(task: Task) -> str:
+    """Every field of one task, one per line, in Meilisearch's order."""
+    return card(task.to_dict())
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -8,7 +8,7 @@ in `aio.py` is the same API for asyncio; shared rules live in `calls.py`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -16,8 +16,12 @@ import grpc
 from taskhub.client.calls import (
     CHANNEL_OPTIONS, DEFAULT_RETRY, DEFAULT_TARGET, DEFAULT_TIMEOUT, Resubscriber, RetryPolicy, enqueue_request,
     list_request, metadata, retry_delay)
+from taskhub.client import keys
 from taskhub.client.filters import TaskFilter
+from taskhub.client.keys import ApiKey, ExpiresAt, KeyPage
 from taskhub.client.models import Task, TaskPage, TaskSummary, TaskType
+from taskhub.v1 import key_service_pb2 as kpb
+from taskhub.v1 import key_service_pb2_grpc
 from taskhub.v1 import task_service_pb2 as pb
 from taskhub.v1 import task_service_pb2_grpc
 
@@ -45,6 +49,7 @@ class TaskHubClient:
                        else grpc.insecure_channel(target, channel_options))
         self._channel = channel
         self._stub = task_service_pb2_grpc.TaskServiceStub(channel)
+        self._keys = key_service_pb2_grpc.KeyServiceStub(channel)
         self._metadata = metadata(api_key)
 
     def __enter__(self) -> TaskHubClient:
@@ -107,6 +112,39 @@ class TaskHubClient:
         """Enqueues a `taskDeletion` of the matching finished tasks; at least one filter is required."""
         request = pb.DeleteTasksRequest(filter=TaskFilter.of(filter, **filters).to_proto())
         return TaskSummary.from_proto(self._call(self._stub.DeleteTasks, request, idempotent=False).task)
+
+    # -- API keys (the master key only) -----------------------------------
+
+    def create_key(self, actions: str | Iterable[str], indexes: str | Iterable[str], *, name: str | None = None,
+                   description: str | None = None, expires_at: ExpiresAt = None,
+                   uid: str | None = None) -> ApiKey:
+        """Creates an API key; never retried.
+
+        It may do `actions` (`tasks.get`, `tasks.*`, `*`, ...) on `indexes` (names, `prefix*` patterns or `*`)
+        until `expires_at` (a datetime, a date or an RFC 3339 string; never when None).
+        """
+        request = keys.create_request(actions, indexes, name=name, description=description, expires_at_=expires_at,
+                                      uid=uid)
+        return ApiKey.from_proto((self._call(self._keys.CreateKey, request, idempotent=False)).key)
+
+    def list_keys(self, *, offset: int = 0, limit: int | None = None) -> KeyPage:
+        """One page of keys, newest first (`limit` 20 by default)."""
+        request = keys.list_request(offset, limit)
+        return KeyPage.from_proto(self._call(self._keys.ListKeys, request, idempotent=True))
+
+    def get_key(self, uid_or_key: str) -> ApiKey:
+        """The key with this uid or secret; `TaskHubError("api_key_not_found")` if there is none."""
+        request = kpb.GetKeyRequest(key=uid_or_key)
+        return ApiKey.from_proto((self._call(self._keys.GetKey, request, idempotent=True)).key)
+
+    def update_key(self, uid_or_key: str, *, name: str | None = None, description: str | None = None) -> ApiKey:
+        """Changes a key's name or description (None leaves it as it is); its rights never change."""
+        request = keys.update_request(uid_or_key, name, description)
+        return ApiKey.from_proto((self._call(self._keys.UpdateKey, request, idempotent=False)).key)
+
+    def delete_key(self, uid_or_key: str) -> None:
+        """Deletes a key; it stops working at once."""
+        self._call(self._keys.DeleteKey, kpb.DeleteKeyRequest(key=uid_or_key), idempotent=False)
 
     # -- watching ---------------------------------------------------------
 

@@ -23,8 +23,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from taskhub.errors import TaskHubError, from_rpc_error
-from taskhub.gateway import enqueue, query, render
+from taskhub.gateway import enqueue, keys, query, render
 from taskhub.gateway.openapi import OPENAPI
+from taskhub.v1 import key_service_pb2_grpc
 from taskhub.v1 import task_service_pb2 as pb
 from taskhub.v1 import task_service_pb2_grpc
 
@@ -44,6 +45,7 @@ class Backend:
         self._channel: grpc.aio.Channel | None = None
         self._tasks: task_service_pb2_grpc.TaskServiceStub | None = None
         self._health: health_pb2_grpc.HealthStub | None = None
+        self._keys: key_service_pb2_grpc.KeyServiceStub | None = None
 
     def open(self) -> None:
         if self._channel is None:
@@ -53,6 +55,7 @@ class Backend:
             ])
             self._tasks = task_service_pb2_grpc.TaskServiceStub(self._channel)
             self._health = health_pb2_grpc.HealthStub(self._channel)
+            self._keys = key_service_pb2_grpc.KeyServiceStub(self._channel)
 
     @property
     def tasks(self) -> task_service_pb2_grpc.TaskServiceStub:
@@ -63,6 +66,11 @@ class Backend:
     def health(self) -> health_pb2_grpc.HealthStub:
         self.open()
         return self._health
+
+    @property
+    def keys(self) -> key_service_pb2_grpc.KeyServiceStub:
+        self.open()
+        return self._keys
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -220,6 +228,7 @@ ROUTES = [
     Route("/tasks", tasks, methods=["GET", "POST", "DELETE"]),
     Route("/tasks/cancel", cancel_tasks, methods=["POST"]),
     Route("/tasks/{uid}", get_task, methods=["GET"]),
+    *keys.routes(edge, _metadata),
     Route("/health", health, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
 ]

@@ -161,3 +161,91 @@ OPENAPI = {
     },
     "components": {"schemas": _SCHEMAS},
 }
+
+# -- API keys, and the bearer scheme every route but /health and /openapi.json asks for --------------------
+
+_KEY_DATE = {**_NULLABLE_DATE, "description": "null: the key never expires"}
+_SCHEMAS.update({
+    "Key": {
+        "type": "object",
+        "required": ["name", "description", "key", "uid", "actions", "indexes", "expiresAt", "createdAt",
+                     "updatedAt"],
+        "properties": {
+            "name": _NULLABLE_STRING, "description": _NULLABLE_STRING,
+            "key": {"type": "string", "description": "The secret to send as `Authorization: Bearer <key>`."},
+            "uid": {"type": "string", "format": "uuid"},
+            "actions": {"type": "array", "items": {"type": "string"}, "example": ["tasks.get"]},
+            "indexes": {"type": "array", "items": {"type": "string"}, "example": ["movies", "books_*"]},
+            "expiresAt": _KEY_DATE, "createdAt": _DATE, "updatedAt": _DATE,
+        },
+    },
+    "KeyList": {
+        "type": "object", "required": ["results", "offset", "limit", "total"],
+        "properties": {"results": {"type": "array", "items": _ref("Key")}, "offset": {"type": "integer"},
+                       "limit": {"type": "integer"}, "total": {"type": "integer"}},
+    },
+    "NewKey": {
+        "type": "object", "required": ["actions", "indexes", "expiresAt"], "additionalProperties": False,
+        "properties": {
+            "name": _NULLABLE_STRING, "description": _NULLABLE_STRING,
+            "uid": {"type": "string", "format": "uuid", "description": "A random UUID when absent."},
+            "actions": {"type": "array", "items": {"type": "string", "enum": [
+                "tasks.get", "tasks.enqueue", "tasks.cancel", "tasks.delete", "tasks.*", "workers.*", "*"]}},
+            "indexes": {"type": "array", "items": {"type": "string"},
+                        "description": "Index uids, prefix patterns such as `movies*`, or `*`."},
+            "expiresAt": {"type": ["string", "null"], "description": "RFC 3339, `YYYY-MM-DD HH:MM:SS` or"
+                          " `YYYY-MM-DD` (UTC) in the future; null for never."},
+        },
+        "example": {"name": "ci", "actions": ["tasks.get"], "indexes": ["movies"], "expiresAt": None},
+    },
+    "KeyPatch": {
+        "type": "object", "additionalProperties": False,
+        "description": "Only `name` and `description` change; other fields answer `immutable_api_key_*`.",
+        "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
+    },
+})
+_UID_OR_KEY = [{"name": "uid_or_key", "in": "path", "required": True, "description": "The key's uid or the key itself",
+                "schema": {"type": "string"}}]
+_KEY = _json(_ref("Key"), "The key.")
+OPENAPI["paths"].update({
+    "/keys": {
+        "get": {
+            "operationId": "listKeys", "summary": "List API keys, newest first (master key only)",
+            "parameters": [{"name": "offset", "in": "query", "required": False, "description": "Keys to skip.",
+                            "schema": {"type": "integer", "minimum": 0}},
+                           {"name": "limit", "in": "query", "required": False, "description": "Page size; 20 by"
+                            " default.", "schema": {"type": "integer", "minimum": 0}}],
+            "responses": {"200": _json(_ref("KeyList"), "One page of keys."), "400": _ERROR},
+        },
+        "post": {
+            "operationId": "createKey", "summary": "Create an API key (master key only)",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("NewKey")}}},
+            "responses": {"201": _json(_ref("Key"), "The new key, with its secret."), "400": _ERROR,
+                          "409": _ERROR},
+        },
+    },
+    "/keys/{uid_or_key}": {
+        "get": {"operationId": "getKey", "summary": "One API key (master key only)", "parameters": _UID_OR_KEY,
+                "responses": {"200": _KEY, "404": _ERROR}},
+        "patch": {
+            "operationId": "updateKey", "summary": "Rename or redescribe an API key (master key only)",
+            "parameters": _UID_OR_KEY,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("KeyPatch")}}},
+            "responses": {"200": _KEY, "400": _ERROR, "404": _ERROR},
+        },
+        "delete": {"operationId": "deleteKey", "summary": "Delete an API key; it stops working at once (master key"
+                   " only)", "parameters": _UID_OR_KEY,
+                   "responses": {"204": {"description": "Deleted."}, "404": _ERROR}},
+    },
+})
+OPENAPI["components"]["securitySchemes"] = {"Bearer": {
+    "type": "http", "scheme": "bearer",
+    "description": "With a master key set, every route but `/health` and `/openapi.json` needs"
+                   " `Authorization: Bearer <master key or API key>`; without one, auth is off."}}
+OPENAPI["security"] = [{"Bearer": []}]
+for _path, _item in OPENAPI["paths"].items():
+    for _operation in _item.values():
+        if _path in ("/health", "/openapi.json"):
+            _operation["security"] = []
+        else:
+            _operation["responses"].update({"401": _ERROR, "403": _ERROR})
