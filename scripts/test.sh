@@ -18,5 +18,6 @@ buf=tools/node_modules/.bin/buf
 "$buf" lint
 "$buf" format --diff --exit-code
 .venv/bin/python scripts/generate_protos.py --check
+.venv/bin/ruff check --quiet .
 
 exec .venv/bin/python -m pytest "$@"

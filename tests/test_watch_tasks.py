@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 
 import grpc
-import pytest
 
 from helpers import T, enqueue, error_of, finish, start
 from taskhub.server import app

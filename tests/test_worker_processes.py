@@ -11,7 +11,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import grpc
 import pytest
 
 from test_serve import free_port, wait_serving

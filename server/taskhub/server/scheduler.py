@@ -24,7 +24,7 @@ from taskhub.errors import TaskHubError
 from taskhub.server import exports
 from taskhub.server.details import enqueue_details, outcome_details, outcome_error
 from taskhub.server.model import SERVER_PRIORITY, Scope, Task, TaskQuery, TaskType, format_time
-from taskhub.server.store import DISK_FULL, Changes, Store
+from taskhub.server.store import Changes, Store
 from taskhub.server.task_index import TaskIndex
 from taskhub.server.watch import Event, WatchHub
 

@@ -16,102 +16,25 @@ import pathlib
 import sqlite3
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 
 import sqlite_utils
 
 from taskhub.errors import TaskHubError
+from taskhub.server.bulk_store import BulkStore
+from taskhub.server.change_log import ChangeLog
 from taskhub.server.key_store import KeyStore
 from taskhub.server.lease_store import LeaseStore
 from taskhub.server.model import Task, TaskQuery, TaskStatus, TaskType, finished_details
+from taskhub.server.rows import COLUMNS, FINISHED, UNFINISHED, Changes, dumps, row_to_task, where
 
 SCHEMA_VERSION = 1
 DISK_FULL = ("taskhub cannot receive write operations because the limit of the task database has been reached."
              " Please delete tasks to continue performing write operations.")
-COLUMNS = (
-    "uid, index_uid, status, type, canceled_by, details, error,"
-    " enqueued_at, started_at, finished_at, seq"
-)
-FINISHED = (int(TaskStatus.SUCCEEDED), int(TaskStatus.FAILED), int(TaskStatus.CANCELED))
-UNFINISHED = (int(TaskStatus.ENQUEUED), int(TaskStatus.PROCESSING))
-
-
-@dataclass(slots=True)
-class Changes:
-    """What one transaction changed, for the watchers: task states in sequence order.
-
-    A deleted task appears with its last state and its uid in `deleted`.
-    """
-
-    tasks: list[Task] = field(default_factory=list)
-    deleted: frozenset[int] = frozenset()
-
-
-def _dumps(value: object) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
-
-
-def _row_to_task(row: tuple) -> Task:
-    uid, index_uid, status, type_, canceled_by, details, error, enq, start, fin, seq = row
-    return Task(
-        uid=uid, index_uid=index_uid, status=TaskStatus(status), type=TaskType(type_),
-        canceled_by=canceled_by,
-        details=None if details is None else json.loads(details),
-        error=None if error is None else json.loads(error),
-        enqueued_at=enq, started_at=start, finished_at=fin, seq=seq,
-    )
-
-
-def where(query: TaskQuery) -> tuple[str, list]:
-    """The WHERE clause of a query; sets travel as JSON so any size fits in one parameter."""
-    clauses: list[str] = []
-    params: list = []
-
-    def member(column: str, values: frozenset | None, *, inline: bool = False) -> None:
-        if values is None:
-            return
-        if not values:
-            clauses.append("0")
-        elif inline:  # small sets of enum ints: let the planner see constants
-            clauses.append(f"{column} IN ({','.join(str(int(v)) for v in sorted(values))})")
-        elif len(values) == 1:
-            clauses.append(f"{column} = ?")
-            params.append(next(iter(values)))
-        else:
-            clauses.append(f"{column} IN (SELECT value FROM json_each(?))")
-            params.append(json.dumps(sorted(values)))
-
-    member("uid", query.uids)
-    member("index_uid", query.index_uids)
-    member("status", query.statuses, inline=True)
-    member("type", query.types, inline=True)
-    member("canceled_by", query.canceled_by)
-    for name in TaskQuery.DATE_FIELDS:
-        bound = getattr(query, name)
-        if bound is not None:
-            side, column = name.split("_", 1)
-            clauses.append(f"{column} {'<' if side == 'before' else '>'} ?")
-            params.append(bound)
-    if query.below_uid is not None:
-        clauses.append("uid < ?")
-        params.append(query.below_uid)
-    if query.scope is not None:
-        # A scoped key never sees global tasks: NULL matches neither IN nor GLOB. Index uids
-        # hold no GLOB metacharacters, so `prefix*` is a plain, case-sensitive prefix match.
-        allowed = ["index_uid IN (SELECT value FROM json_each(?))"]
-        params.append(json.dumps(sorted(query.scope.names)))
-        for prefix in query.scope.prefixes:
-            allowed.append("index_uid GLOB ?")
-            params.append(prefix + "*")
-        clauses.append("(" + " OR ".join(allowed) + ")")
-    return (" AND ".join(clauses) or "1"), params
-
-
 # `_save(task)` leaves the task's lease as it is unless told otherwise.
 KEEP = object()
 
 
-class Store(LeaseStore, KeyStore):
+class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
     """Tasks in one SQLite file (WAL), opened and migrated on construction."""
 
     def __init__(self, path: str | pathlib.Path, *, max_bytes: int | None = None, reader: bool = False) -> None:
@@ -213,20 +136,17 @@ class Store(LeaseStore, KeyStore):
         return self.conn.execute(
             f"SELECT uid, enqueued_at FROM tasks WHERE status IN {FINISHED} ORDER BY uid LIMIT ?", (limit,)).fetchall()
 
-    def last_seq(self) -> int:
-        return self.conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
-
     # -- reads ------------------------------------------------------------
 
     def get_task(self, uid: int) -> Task | None:
         row = self.conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE uid = ?", (uid,)).fetchone()
-        return None if row is None else _row_to_task(row)
+        return None if row is None else row_to_task(row)
 
     def get_tasks(self, uids: Iterable[int]) -> list[Task]:
         rows = self.conn.execute(
             f"SELECT {COLUMNS} FROM tasks WHERE uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
             (json.dumps(list(uids)),))
-        return [_row_to_task(r) for r in rows]
+        return [row_to_task(r) for r in rows]
 
     def find_tasks(self, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> list[Task]:
         """Up to `limit` matching tasks from `from_uid` (inclusive), uid descending unless reversed."""
@@ -237,7 +157,7 @@ class Store(LeaseStore, KeyStore):
         order = "ASC" if reverse else "DESC"
         rows = self.conn.execute(
             f"SELECT {COLUMNS} FROM tasks WHERE {sql} ORDER BY uid {order} LIMIT ?", (*params, limit))
-        return [_row_to_task(r) for r in rows]
+        return [row_to_task(r) for r in rows]
 
     def count_tasks(self, query: TaskQuery) -> int:
         sql, params = where(query)
@@ -257,7 +177,7 @@ class Store(LeaseStore, KeyStore):
              TaskType.SNAPSHOT_CREATION, TaskType.DUMP_CREATION, TaskType.TASK_CANCELATION,
              TaskType.TASK_DELETION, TaskType.SNAPSHOT_CREATION, TaskType.TASK_CANCELATION),
         ).fetchone()
-        return None if row is None else _row_to_task(row)
+        return None if row is None else row_to_task(row)
 
     def matched_uids(self, uid: int) -> array:
         row = self.conn.execute("SELECT uids FROM matches WHERE uid = ?", (uid,)).fetchone()
@@ -275,31 +195,9 @@ class Store(LeaseStore, KeyStore):
         self.conn.execute(
             "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (task.uid, index_uid, int(task.status), int(type_), _dumps(details), now, task.seq))
+            (task.uid, index_uid, int(task.status), int(type_), dumps(details), now, task.seq))
         self._log(task)
         return task
-
-    def _log(self, task: Task, deleted: bool = False) -> None:
-        """Appends a task's new state to the change log, under its sequence number."""
-        row = [task.uid, task.index_uid, int(task.status), int(task.type), task.canceled_by, _dumps(task.details),
-               _dumps(task.error), task.enqueued_at, task.started_at, task.finished_at, task.seq]
-        self.conn.execute("INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, ?, ?)",
-                          (task.seq, task.uid, int(deleted), json.dumps(row, separators=(",", ":"))))
-
-    def changes_after(self, seq: int, limit: int) -> tuple[list[Task], frozenset[int]]:
-        """Up to `limit` logged changes after `seq`, in order, and which of them are deletions."""
-        rows = self.conn.execute(
-            "SELECT deleted, task FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)).fetchall()
-        tasks = [_row_to_task(json.loads(task)) for _, task in rows]
-        return tasks, frozenset(t.uid for t, (deleted, _) in zip(tasks, rows) if deleted)
-
-    def oldest_change(self) -> int | None:
-        return self.conn.execute("SELECT MIN(seq) FROM changes").fetchone()[0]
-
-    def prune_changes(self, keep: int) -> int:
-        """Drops all but the newest `keep` changes; answers how many went."""
-        with self.atomic():
-            return self.conn.execute("DELETE FROM changes WHERE seq <= ?", (self.last_seq() - keep,)).rowcount
 
     def insert_task(self, index_uid: str | None, type_: TaskType, details: dict | None, now: int) -> Changes:
         return self.insert_tasks([(index_uid, type_, details)], now)
@@ -334,7 +232,7 @@ class Store(LeaseStore, KeyStore):
         self.conn.execute(
             "UPDATE tasks SET status = ?, canceled_by = ?, details = ?, error = ?,"
             " started_at = ?, finished_at = ?, seq = ? WHERE uid = ?",
-            (int(task.status), task.canceled_by, _dumps(task.details), _dumps(task.error),
+            (int(task.status), task.canceled_by, dumps(task.details), dumps(task.error),
              task.started_at, task.finished_at, task.seq, task.uid))
         if lease is not KEEP:
             self.conn.execute("UPDATE tasks SET lease = ? WHERE uid = ?", (lease, task.uid))
@@ -384,7 +282,7 @@ class Store(LeaseStore, KeyStore):
         """Deletes the finished tasks a deletion matched and marks it succeeded, in one transaction."""
         with self.atomic():
             matched = json.dumps(self.matched_uids(uid).tolist())
-            deleted = [_row_to_task(r) for r in self.conn.execute(
+            deleted = [row_to_task(r) for r in self.conn.execute(
                 f"DELETE FROM tasks WHERE uid IN (SELECT value FROM json_each(?)) AND status IN {FINISHED}"
                 f" RETURNING {COLUMNS}", (matched,)).fetchall()]
             deleted.sort(key=lambda t: t.uid)
@@ -404,66 +302,11 @@ class Store(LeaseStore, KeyStore):
         rows = self.conn.execute(
             f"SELECT {COLUMNS} FROM tasks WHERE uid IN (SELECT value FROM json_each(?))"
             f" AND status IN {UNFINISHED} ORDER BY uid", (json.dumps(uids.tolist()),))
-        return [_row_to_task(r) for r in rows]
+        return [row_to_task(r) for r in rows]
 
     def requeue_processing(self) -> Changes:
         """On start: whatever was processing when the server stopped is enqueued again, and leases are lost."""
         with self.atomic():
             self.lose_all_leases()
             rows = self.conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE status = ?", (int(TaskStatus.PROCESSING),))
-            return Changes(tasks=self._requeue([_row_to_task(r) for r in rows]))
-
-    def backup(self, target: str | pathlib.Path) -> None:
-        """A consistent copy of the whole database (SQLite online backup)."""
-        with contextlib.closing(sqlite3.connect(str(target))) as copy:
-            self.conn.backup(copy)
-
-    # -- dumps ------------------------------------------------------------
-
-    def iter_tasks(self, batch: int = 1_000) -> Iterator[tuple[Task, array | None]]:
-        """Every task in uid order with the uids it matched (cancelations and deletions)."""
-        last = -1
-        while True:
-            rows = self.conn.execute(
-                f"SELECT {COLUMNS} FROM tasks WHERE uid > ? ORDER BY uid LIMIT ?", (last, batch)).fetchall()
-            if not rows:
-                return
-            for row in rows:
-                task = _row_to_task(row)
-                matched = None
-                if task.type in (TaskType.TASK_CANCELATION, TaskType.TASK_DELETION):
-                    matched = self.matched_uids(task.uid)
-                yield task, matched
-            last = rows[-1][0]
-
-    def index_rows(self, after_uid: int, limit: int) -> list[tuple]:
-        """A chunk of every task's filterable fields, -1 for nulls, for building the in-memory index."""
-        return self.conn.execute(
-            "SELECT uid, status, type, IFNULL(canceled_by, -1), enqueued_at, IFNULL(started_at, -1),"
-            " IFNULL(finished_at, -1), index_uid FROM tasks WHERE uid > ? ORDER BY uid LIMIT ?",
-            (after_uid, limit)).fetchall()
-
-    def next_uid(self) -> int:
-        return self.conn.execute("SELECT value FROM meta WHERE key = 'next_uid'").fetchone()[0]
-
-    def load_tasks(self, tasks: Iterable[tuple[Task, list[int] | None]], next_uid: int) -> int:
-        """Fills an empty store from a dump, in one transaction; answers how many tasks it loaded."""
-        with self.atomic():
-            if self.conn.execute("SELECT EXISTS (SELECT 1 FROM tasks)").fetchone()[0]:
-                raise ValueError("a dump can only be imported into an empty database")
-            count = 0
-            for task, matched in tasks:
-                task.seq = 0  # imported, not changed: the change log starts after the import
-                self.conn.execute(
-                    f"INSERT INTO tasks ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (task.uid, task.index_uid, int(task.status), int(task.type), task.canceled_by,
-                     _dumps(task.details), _dumps(task.error), task.enqueued_at, task.started_at,
-                     task.finished_at, task.seq))
-                if matched is not None:
-                    self.conn.execute("INSERT INTO matches (uid, uids) VALUES (?, ?)",
-                                      (task.uid, array("I", matched).tobytes()))
-                count += 1
-                next_uid = max(next_uid, task.uid + 1)
-            self.conn.execute("UPDATE meta SET value = ? WHERE key = 'next_uid'", (next_uid,))
-            self._bump("task_count", count)
-            return count
+            return Changes(tasks=self._requeue([row_to_task(r) for r in rows]))

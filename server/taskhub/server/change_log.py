@@ -1,0 +1,42 @@
+"""The change log half of the SQLite store: every committed task state, under its sequence number.
+
+`Store` inherits this mixin. Each change is appended in the transaction that makes
+it, so a watcher that resumes from a sequence number replays exactly what was
+committed; `prune_changes` keeps the newest ones only.
+"""
+
+from __future__ import annotations
+
+import json
+
+from taskhub.server.model import Task
+from taskhub.server.rows import dumps, row_to_task
+
+
+class ChangeLog:
+    """Change-log SQL; mixed into `Store`, whose `conn`, `atomic` and `last_seq` counter it uses."""
+
+    def last_seq(self) -> int:
+        return self.conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
+
+    def _log(self, task: Task, deleted: bool = False) -> None:
+        """Appends a task's new state to the change log, under its sequence number."""
+        row = [task.uid, task.index_uid, int(task.status), int(task.type), task.canceled_by, dumps(task.details),
+               dumps(task.error), task.enqueued_at, task.started_at, task.finished_at, task.seq]
+        self.conn.execute("INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, ?, ?)",
+                          (task.seq, task.uid, int(deleted), json.dumps(row, separators=(",", ":"))))
+
+    def changes_after(self, seq: int, limit: int) -> tuple[list[Task], frozenset[int]]:
+        """Up to `limit` logged changes after `seq`, in order, and which of them are deletions."""
+        rows = self.conn.execute(
+            "SELECT deleted, task FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)).fetchall()
+        tasks = [row_to_task(json.loads(task)) for _, task in rows]
+        return tasks, frozenset(t.uid for t, (deleted, _) in zip(tasks, rows) if deleted)
+
+    def oldest_change(self) -> int | None:
+        return self.conn.execute("SELECT MIN(seq) FROM changes").fetchone()[0]
+
+    def prune_changes(self, keep: int) -> int:
+        """Drops all but the newest `keep` changes; answers how many went."""
+        with self.atomic():
+            return self.conn.execute("DELETE FROM changes WHERE seq <= ?", (self.last_seq() - keep,)).rowcount
