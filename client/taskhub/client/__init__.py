@@ -1,6 +1,6 @@
 """The taskhub client: `TaskHubClient` (blocking) and `AsyncTaskHubClient` (asyncio) over gRPC.
 
-Results are typed (`Task`, `TaskSummary`, `TaskPage`); failures are `TaskHubError`
+Results are typed (`Task`, `TaskSummary`, `TaskPage`, `TaskChange`); failures are `TaskHubError`
 with the public code (`task_not_found`, `unavailable`, `timeout`, ...). This
 package speaks gRPC only and never imports `taskhub.server`.
 """
@@ -8,11 +8,11 @@ package speaks gRPC only and never imports `taskhub.server`.
 from taskhub.client.aio import AsyncTaskHubClient
 from taskhub.client.calls import NO_RETRY, RetryPolicy, TaskTimeoutError
 from taskhub.client.filters import TaskFilter
-from taskhub.client.models import Task, TaskError, TaskPage, TaskStatus, TaskSummary, TaskType
+from taskhub.client.models import Task, TaskChange, TaskError, TaskPage, TaskStatus, TaskSummary, TaskType
 from taskhub.client.sync import TaskHubClient
 from taskhub.errors import TaskHubError
 
 __all__ = [
-    "AsyncTaskHubClient", "NO_RETRY", "RetryPolicy", "Task", "TaskError", "TaskFilter", "TaskHubClient",
+    "AsyncTaskHubClient", "NO_RETRY", "RetryPolicy", "Task", "TaskChange", "TaskError", "TaskFilter", "TaskHubClient",
     "TaskHubError", "TaskPage", "TaskStatus", "TaskSummary", "TaskTimeoutError", "TaskType",
 ]
