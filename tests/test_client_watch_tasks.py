@@ -134,3 +134,30 @@ async def test_the_sync_client_watches_and_frees_the_stream_when_left(service):
             return caught.value.code
 
     assert await asyncio.to_thread(refused) == "invalid_watch_cursor"
+
+
+async def test_the_sync_client_resumes_across_a_restart_too(config, clock):
+    config.grpc_listen = f"127.0.0.1:{free_port()}"
+    service = await app.start(config, background=False, clock=clock)
+    seen: list[TaskChange] = []
+
+    def watch() -> None:
+        with TaskHubClient(config.grpc_listen, retry=FAST) as client:
+            for change in client.watch_tasks():
+                seen.append(change)
+                if len(seen) == 3:
+                    return
+
+    try:
+        watcher = asyncio.create_task(asyncio.to_thread(watch))
+        await until(lambda: service.scheduler.hub.watchers == 1)
+        async with AsyncTaskHubClient(service.grpc_target) as client:
+            await client.enqueue("indexCreation", "movies")  # 1
+        await helpers.start(service, 0)  # 2
+        await until(lambda: len(seen) == 2)
+        await service.stop(0)
+        service = await app.start(config, background=False, clock=clock)  # 3: task 0 back in the queue
+        await asyncio.wait_for(watcher, 10)
+        assert summary(seen) == [(1, 0, "enqueued", False), (2, 0, "processing", False), (3, 0, "enqueued", False)]
+    finally:
+        await service.stop(0)
