@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import pty
+import signal
 import sys
 
 import grpc
@@ -267,3 +268,53 @@ async def test_against_taskhub_serve(tmp_path):
     finally:
         server.terminate()
         assert await asyncio.wait_for(server.wait(), 10) == 0
+
+
+async def test_watch_without_a_uid_follows_every_matching_change(cli, service):
+    watching = await cli.start("watch", "--index-uids", "movies")
+    for _ in range(500):  # the subprocess needs a moment to subscribe
+        if service.scheduler.hub.watchers == 1:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the CLI never subscribed")
+    await cli("enqueue", "indexCreation", "--index-uid", "movies")  # 1
+    await cli("enqueue", "indexCreation", "--index-uid", "books")  # 2
+    await helpers.start(service, 0)  # 3
+    await helpers.finish(service, 0)  # 4
+    await cli("delete", "--uids", "0")  # 5, 6
+    await service.scheduler.tick()  # 7: the deletion of task 0
+    assert [await line(watching) for _ in range(4)] == [
+        "#1 task 0 (indexCreation on movies): enqueued\n",
+        "#3 task 0 (indexCreation on movies): processing\n",
+        "#4 task 0 (indexCreation on movies): succeeded in 0.001s\n",
+        "#7 task 0 (indexCreation on movies): deleted\n"]
+    watching.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(watching.wait(), 10) == 130
+
+
+async def test_watch_json_after_a_sequence_prints_one_change_per_line(cli, service):
+    for index in ("movies", "books"):
+        await cli("enqueue", "indexCreation", "--index-uid", index)
+    await helpers.start(service, 1)
+    watching = await cli.start("watch", "--json", "--after", "1", "--types", "indexCreation")
+    first, second = json.loads(await line(watching)), json.loads(await line(watching))
+    assert first == {"sequence": 2, "deleted": False, "task": await cli.json("get", "1") | {
+        "status": "enqueued", "startedAt": None}}
+    assert list(first) == ["sequence", "deleted", "task"]
+    assert (second["sequence"], second["task"]) == (3, await cli.json("get", "1"))
+    watching.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(watching.wait(), 10) == 130
+
+
+async def test_watch_flags_are_a_uid_or_filters(cli):
+    code, _, err = await cli("watch", "0", "--statuses", "enqueued", "--after", "3")
+    assert code == 2 and "watch takes a UID or filters, not both (--statuses, --after with UID 0)" in err
+    code, _, err = await cli("watch", "--timeout", "1")
+    assert code == 2 and "--timeout needs a UID" in err
+    code, _, err = await cli("watch", "--after", "x")
+    assert code == 2 and "`x` is not a sequence number" in err
+    assert await cli("watch", "--after", "99") == (
+        2, "", "taskhub: Sequence number `99` is ahead of the newest change (`0`). (invalid_watch_cursor)\n")
+    code, _, err = await cli("watch", "--statuses", "doggo", "--json")
+    assert (code, json.loads(err)["code"]) == (2, "invalid_task_statuses")

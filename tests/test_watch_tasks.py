@@ -173,3 +173,22 @@ async def test_a_slow_watcher_is_cut_off_while_others_keep_up(config, clock):
             fast.cancel()
     finally:
         await service.stop(0)
+
+
+async def test_the_stream_opens_with_its_cursor_before_any_change(service, stub):
+    """Initial metadata says the watch is open and where it starts, so a gateway can answer 200 at once."""
+    from taskhub.metadata import watch_cursor
+
+    await enqueue(stub)
+    await enqueue(stub)
+    quiet = watch(stub, index_uids=task_pb2.IndexUidSet(index_uids=["nothing-here"]))
+    assert watch_cursor(await asyncio.wait_for(quiet.initial_metadata(), 5)) == 2
+    resumed = watch(stub, after=1)
+    assert watch_cursor(await asyncio.wait_for(resumed.initial_metadata(), 5)) == 1
+    assert [e.sequence for e in await read(resumed, 1)] == [2]
+    # A refused cursor is an error before any header: no cursor announced.
+    refused = watch(stub, after=7)
+    assert watch_cursor(await refused.initial_metadata()) is None
+    assert await refused.code() == grpc.StatusCode.OUT_OF_RANGE
+    quiet.cancel()
+    resumed.cancel()

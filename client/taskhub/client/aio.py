@@ -14,12 +14,13 @@ import grpc
 import grpc.aio
 
 from taskhub.client.calls import (
-    CHANNEL_OPTIONS, DEFAULT_RETRY, DEFAULT_TARGET, DEFAULT_TIMEOUT, Resubscriber, RetryPolicy, enqueue_request,
+    CHANNEL_OPTIONS, DEFAULT_RETRY, DEFAULT_TARGET, DEFAULT_TIMEOUT, Resubscriber, Resumer, RetryPolicy,
+    enqueue_request,
     list_request, metadata, retry_delay)
 from taskhub.client import keys
 from taskhub.client.filters import TaskFilter
 from taskhub.client.keys import ApiKey, ExpiresAt, KeyPage
-from taskhub.client.models import Task, TaskPage, TaskSummary, TaskType
+from taskhub.client.models import Task, TaskChange, TaskPage, TaskSummary, TaskType
 from taskhub.v1 import key_service_pb2 as kpb
 from taskhub.v1 import key_service_pb2_grpc
 from taskhub.v1 import task_service_pb2 as pb
@@ -170,6 +171,32 @@ class AsyncTaskHubClient:
                 delay = follow.after_error(error)
             finally:
                 call.cancel()  # frees the stream when the caller stops iterating early
+            await asyncio.sleep(delay)
+
+    async def watch_tasks(self, filter: TaskFilter | None = None, *, after: int | None = None,
+                          **filters: Any) -> AsyncIterator[TaskChange]:
+        """Every committed change of the matching tasks, in commit order, for as long as you iterate.
+
+        Starts after sequence number `after` (the last one an earlier watch saw), else with the
+        next change. A stream broken by UNAVAILABLE (a server restart) resumes after the last
+        change seen, with backoff: nothing is missed or repeated. Raises `invalid_watch_cursor`
+        for an `after` outside the server's kept history, and `watch_too_slow` when the server
+        cut off a watcher that fell behind (resume with `after=` the last sequence seen).
+        """
+        follow = Resumer(TaskFilter.of(filter, **filters), after, self.retry)
+        while True:
+            call = self._stub.WatchTasks(follow.request(), metadata=self._metadata)
+            try:
+                follow.opened(await call.initial_metadata())
+                async for response in call:
+                    change = TaskChange.from_proto(response)
+                    if follow.fresh(change):
+                        yield change
+                delay = follow.after_end()
+            except grpc.RpcError as error:
+                delay = follow.after_error(error)
+            finally:
+                call.cancel()  # frees the stream when the caller stops iterating
             await asyncio.sleep(delay)
 
     async def wait_for_task(self, uid: int, timeout: float | None = None) -> Task:

@@ -2,7 +2,8 @@
 
 Both clients map every `grpc.RpcError` through `to_error()` exactly once, retry
 only idempotent calls and only on UNAVAILABLE, and follow a watch across
-reconnects with one `Resubscriber`, so their behaviour cannot drift apart.
+reconnects with one `Resubscriber` (one task) or `Resumer` (a filter), so their
+behaviour cannot drift apart.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from dataclasses import dataclass
 import grpc
 
 from taskhub.client.filters import TaskFilter
-from taskhub.client.models import TYPE_TO_PROTO, Task, TaskType, details_to_proto, parse_type
+from taskhub.client.models import TYPE_TO_PROTO, Task, TaskChange, TaskType, details_to_proto, parse_type
 from taskhub.errors import TaskHubError, from_rpc_error
+from taskhub.metadata import watch_cursor
 from taskhub.v1 import task_service_pb2 as pb
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -159,3 +161,51 @@ class Resubscriber:
         self.attempt += 1
         left = self.remaining()
         return delay if left is None else min(delay, left)
+
+
+class Resumer:
+    """Follows a filter's watch across broken streams: resumes after the last sequence seen, backs off.
+
+    The server announces where a new watch starts (its cursor, in initial metadata),
+    so even a stream that breaks before its first change resumes without a gap.
+    """
+
+    def __init__(self, task_filter: TaskFilter, after: int | None, policy: RetryPolicy) -> None:
+        self.filter = task_filter.to_proto()
+        self.cursor = after
+        self.policy = policy
+        self.attempt = 0
+
+    def request(self) -> pb.WatchTasksRequest:
+        return pb.WatchTasksRequest(filter=self.filter, after=self.cursor)
+
+    def opened(self, initial_metadata) -> None:
+        """The server accepted the watch: learn its cursor; a break from now on starts a new backoff."""
+        announced = watch_cursor(initial_metadata)
+        if announced is not None:
+            # Accepted, unlike a failed reconnect: a quiet watch survives any number of restarts.
+            self.attempt = 0
+            if self.cursor is None:
+                self.cursor = announced
+
+    def fresh(self, change: TaskChange) -> bool:
+        """True for a change after the cursor (all of them, as the server resumes exactly there)."""
+        if self.cursor is not None and change.sequence <= self.cursor:
+            return False
+        self.cursor = change.sequence
+        self.attempt = 0
+        return True
+
+    def after_error(self, error: grpc.RpcError) -> float:
+        """The pause before resuming after UNAVAILABLE; any other error raises as `TaskHubError`."""
+        delay = retry_delay(self.policy, self.attempt, error, idempotent=True)
+        self.attempt += 1
+        return delay
+
+    def after_end(self) -> float:
+        """The pause before resuming a stream the server ended without an error."""
+        delay = self.policy.backoff(self.attempt)
+        if delay is None:
+            raise TaskHubError("unavailable", "The watch kept ending; the server may be shutting down.")
+        self.attempt += 1
+        return delay

@@ -19,7 +19,7 @@ from taskhub.client.calls import DEFAULT_TARGET, DEFAULT_TIMEOUT, TaskTimeoutErr
 from taskhub.client.filters import DATE_FIELDS, LIST_FIELDS, TaskFilter, camel
 from taskhub.client.models import Task, TaskStatus
 from taskhub.client.render import (
-    LiveLine, page_footer, status_line, summary_line, task_card, task_table, to_json)
+    LiveLine, change_line, page_footer, status_line, summary_line, task_card, task_table, to_json)
 from taskhub.client.sync import TaskHubClient
 from taskhub.errors import TaskHubError
 
@@ -39,7 +39,7 @@ exit codes:
   3  task or API key not found
   4  any other error: server unavailable, API key refused, internal error
   5  watch/wait: --timeout elapsed before the task finished
-  130  interrupted (Ctrl-C)
+  130  interrupted (Ctrl-C; how `watch` without a UID ends)
 """
 
 _FILTER_HELP = {
@@ -64,6 +64,12 @@ def _natural(what: str) -> Callable[[str], int]:
 
 
 _uid = _natural("a task uid")
+
+
+def _sequence(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) >= 2**64:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a sequence number (a non-negative integer)")
+    return int(text)
 
 
 def _details(text: str) -> dict:
@@ -159,17 +165,25 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             "Enqueue a taskDeletion of the finished tasks matching the filters (at least one filter is required).",
             filtered=True)
 
-    for name, run, help, text in (
-        ("watch", _watch, "print each state of a task until it finishes",
-         "Print each state of a task until it succeeds, fails or is canceled: a status line rewritten in place on"
-         " a terminal, one line per change otherwise (--json: one task object per line)."),
-        ("wait", _wait, "wait until a task finishes; the exit code tells how it ended",
-         "Wait until a task succeeds, fails or is canceled, showing its state as it changes; --json prints only"
-         " the final task object (and shows progress on stderr when that is a terminal)."),
-    ):
-        parser = command(name, run, help, text)
-        parser.add_argument("uid", type=_uid, metavar="UID", help="the task's uid")
-        parser.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="give up (exit 5) after this long")
+    watch = command("watch", _watch, "print each state of a task until it finishes, or every matching change",
+                    "With a UID: print each state of that task until it succeeds, fails or is canceled: a status"
+                    " line rewritten in place on a terminal, one line per change otherwise (--json: one task"
+                    " object per line). Without: follow every change of the tasks matching the filters, one line"
+                    " each (#SEQUENCE task UID (TYPE on INDEX): STATUS), until interrupted (--json: one"
+                    " {sequence, deleted, task} object per line). --after SEQUENCE resumes after a change seen.",
+                    filtered=True)
+    watch.add_argument("uid", type=_uid, metavar="UID", nargs="?", help="the task's uid (omit to follow filters)")
+    watch.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                       help="with a UID: give up (exit 5) after this long")
+    watch.add_argument("--after", type=_sequence, metavar="SEQUENCE",
+                       help="without a UID: resume after this change's sequence number")
+    watch.set_defaults(usage_error=watch.error)
+
+    wait = command("wait", _wait, "wait until a task finishes; the exit code tells how it ended",
+                   "Wait until a task succeeds, fails or is canceled, showing its state as it changes; --json prints"
+                   " only the final task object (and shows progress on stderr when that is a terminal).")
+    wait.add_argument("uid", type=_uid, metavar="UID", help="the task's uid")
+    wait.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="give up (exit 5) after this long")
 
     from taskhub.client import keys_cli  # imported here: keys_cli builds on this module
     keys_cli.add_commands(commands)
@@ -275,11 +289,28 @@ def _follow(client: TaskHubClient, args: argparse.Namespace, live: LiveLine | No
 
 
 def _watch(client: TaskHubClient, args: argparse.Namespace) -> int:
+    filters = [name for name in (*LIST_FIELDS, *DATE_FIELDS) if getattr(args, name) is not None]
+    if args.uid is None:
+        if args.timeout is not None:
+            args.usage_error("--timeout needs a UID; without one, watch runs until interrupted")
+        return _watch_changes(client, args)
+    if args.after is not None:
+        filters.append("after")
+    if filters:
+        flags = ", ".join("--" + name.replace("_", "-") for name in filters)
+        args.usage_error(f"watch takes a UID or filters, not both ({flags} with UID {args.uid})")
     last = None
     for last in _follow(client, args, None if args.json else LiveLine(sys.stdout)):
         if args.json:
             print(to_json(last.to_dict()), flush=True)
     return _outcome(last)
+
+
+def _watch_changes(client: TaskHubClient, args: argparse.Namespace) -> int:
+    """Every matching change, one line each, until interrupted (the runner answers 130 then)."""
+    for change in client.watch_tasks(_task_filter(args), after=args.after):
+        print(to_json(change.to_dict()) if args.json else change_line(change), flush=True)
+    return EXIT_OK
 
 
 def _wait(client: TaskHubClient, args: argparse.Namespace) -> int:

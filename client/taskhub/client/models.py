@@ -1,4 +1,4 @@
-"""Typed results of the client: `Task`, `TaskSummary`, `TaskPage` and their enums.
+"""Typed results of the client: `Task`, `TaskSummary`, `TaskPage`, `TaskChange` and their enums.
 
 The sync and async clients turn every protobuf answer into these once, so
 callers see Python values (aware datetimes, timedeltas, dicts with Meilisearch's
@@ -292,6 +292,23 @@ class TaskSummary:
         """Meilisearch's summarized task: `{taskUid, indexUid, status, type, enqueuedAt}`."""
         return {"taskUid": self.task_uid, "indexUid": self.index_uid, "status": self.status.value,
                 "type": self.type.value, "enqueuedAt": _show(self.enqueued_at)}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskChange:
+    """One committed change from `watch_tasks`: the task's new state, or its last one when it was deleted."""
+
+    sequence: int
+    task: Task
+    deleted: bool = False
+
+    @classmethod
+    def from_proto(cls, message: task_service_pb2.WatchTasksResponse) -> TaskChange:
+        return cls(sequence=message.sequence, task=Task.from_proto(message.task), deleted=message.deleted)
+
+    def to_dict(self) -> dict[str, Any]:
+        """`{sequence, deleted, task}`, the task in Meilisearch's shape."""
+        return {"sequence": self.sequence, "deleted": self.deleted, "task": self.task.to_dict()}
 
 
 @dataclass(frozen=True, slots=True)

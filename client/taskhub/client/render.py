@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, TextIO
 
-from taskhub.client.models import Task, TaskPage, TaskStatus, TaskSummary
+from taskhub.client.models import Task, TaskChange, TaskPage, TaskStatus, TaskSummary
 
 
 def to_json(value: Any) -> str:
@@ -43,6 +43,13 @@ def status_line(task: Task) -> str:
     elif task.status == TaskStatus.CANCELED and task.canceled_by is not None:
         text += f" by task {task.canceled_by}"
     return text
+
+
+def change_line(change: TaskChange) -> str:
+    """`#12 task 4 (documentAdditionOrUpdate on movies): processing`: one committed change, with its sequence."""
+    if change.deleted:
+        return f"#{change.sequence} task {change.task.uid} ({_what(change.task)}): deleted"
+    return f"#{change.sequence} {status_line(change.task)}"
 
 
 def summary_line(summary: TaskSummary) -> str:

@@ -2,8 +2,9 @@
 
 `create_app(grpc_target)` builds the Starlette app; its lifespan opens one
 grpc.aio channel and closes it. Each route parses (`query`, `enqueue`), makes
-one gRPC call and renders (`render`); `edge` turns every failure into the
-`{message, code, type, link}` body once. It reaches the server only over gRPC.
+one gRPC call and renders (`render`), or streams a watch as server-sent events
+(`events`); `edge` turns every failure into the `{message, code, type, link}`
+body once. It reaches the server only over gRPC.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from taskhub.errors import TaskHubError, from_rpc_error
-from taskhub.gateway import enqueue, keys, query, render
+from taskhub.gateway import enqueue, events, keys, query, render
 from taskhub.gateway.openapi import OPENAPI
 from taskhub.v1 import key_service_pb2_grpc
 from taskhub.v1 import task_service_pb2 as pb
@@ -142,14 +143,42 @@ async def list_tasks(request: Request) -> Response:
 @edge
 async def get_task(request: Request) -> Response:
     backend = _backend(request)
-    raw = request.path_params["uid"]
+    uid = _task_uid(request.path_params["uid"])
+    response = await backend.tasks.GetTask(pb.GetTaskRequest(uid=uid), timeout=backend.timeout,
+                                           metadata=_metadata(request))
+    return JSONResponse(render.task(response.task))
+
+
+def _task_uid(raw: str) -> int:
     uid = query.parse_uint(raw)
     if uid is None:
         raise TaskHubError("invalid_task_uids",
                            f"Task uid `{raw}` is invalid. It should only contain numeric characters.")
-    response = await backend.tasks.GetTask(pb.GetTaskRequest(uid=uid), timeout=backend.timeout,
-                                           metadata=_metadata(request))
-    return JSONResponse(render.task(response.task))
+    return uid
+
+
+@edge
+async def watch_tasks(request: Request) -> Response:
+    """Every change of the matching tasks as server-sent events, resumable with `Last-Event-ID`."""
+    backend = _backend(request)
+    message = query.watch_request(_raw_query(request), events.last_event_id(request))
+    if request.method == "HEAD":
+        return events.head()
+    call = backend.tasks.WatchTasks(message, metadata=_metadata(request))
+    return await events.changes(call, request.app.state.watches, timeout=backend.timeout, describe=from_rpc)
+
+
+@edge
+async def watch_task(request: Request) -> Response:
+    """One task's current state, then each change until a terminal status, as server-sent events."""
+    backend = _backend(request)
+    uid = _task_uid(request.path_params["uid"])
+    seen = events.last_event_id(request)
+    if request.method == "HEAD":
+        return events.head()
+    call = backend.tasks.WatchTask(pb.WatchTaskRequest(uid=uid), metadata=_metadata(request))
+    return await events.task(call, request.app.state.watches, timeout=backend.timeout, describe=from_rpc,
+                             seen=seen)
 
 
 @edge
@@ -227,15 +256,23 @@ async def tasks(request: Request) -> Response:
 ROUTES = [
     Route("/tasks", tasks, methods=["GET", "POST", "DELETE"]),
     Route("/tasks/cancel", cancel_tasks, methods=["POST"]),
+    # Before `/tasks/{uid}`, which would answer `invalid_task_uids` for `events`.
+    Route("/tasks/events", watch_tasks, methods=["GET"]),
     Route("/tasks/{uid}", get_task, methods=["GET"]),
     *keys.routes(edge, _metadata),
+    Route("/tasks/{uid}/events", watch_task, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
 ]
 
 
-def create_app(grpc_target: str, *, timeout: float = 30.0) -> Starlette:
-    """The gateway in front of the gRPC server at `grpc_target`; `timeout` bounds each call."""
+def create_app(grpc_target: str, *, timeout: float = 30.0, heartbeat: float = events.HEARTBEAT) -> Starlette:
+    """The gateway in front of the gRPC server at `grpc_target`.
+
+    `timeout` bounds each call (and the opening of a watch); an event stream sends a
+    comment after `heartbeat` seconds without an event. `app.state.watches.close()`
+    ends the open event streams (the gateway's shutdown calls it).
+    """
     backend = Backend(grpc_target, timeout)
 
     @contextlib.asynccontextmanager
@@ -253,4 +290,5 @@ def create_app(grpc_target: str, *, timeout: float = 30.0) -> Starlette:
         lifespan=lifespan,
     )
     app.state.backend = backend
+    app.state.watches = events.Watches(heartbeat)
     return app

@@ -103,6 +103,18 @@ _SCHEMAS = {
 }
 
 _FILTERS = [_parameter(name) for name in FILTER_PARAMETERS]
+_LAST_EVENT_ID = {
+    "name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "integer", "minimum": 0},
+    "description": "Resume after this sequence number: the `id` of the last event received (an EventSource"
+                   " sends it when it reconnects). A value outside the kept history is 400 `invalid_watch_cursor`.",
+}
+_EVENT_STREAM = {"text/event-stream": {"schema": {
+    "type": "string",
+    "description": "Server-sent events. Each change: `id: <sequence>`, `event: task` (`event: deleted` when the"
+                   " change deleted the task), `data: <the task, as GET /tasks/{uid} answers it>`. A comment"
+                   " `: keep-alive` after 15 s without an event. If the watch breaks: `event: error`,"
+                   " `data: {message, code, type, link}`, then the stream ends.",
+}}}
 
 OPENAPI = {
     "openapi": "3.1.0",
@@ -134,12 +146,38 @@ OPENAPI = {
                 "parameters": _FILTERS, "responses": {"202": _ENQUEUED, "400": _ERROR},
             },
         },
+        "/tasks/events": {
+            "get": {
+                "operationId": "watchTasks",
+                "summary": "Follow every change of the matching tasks (server-sent events)",
+                "description": "Every committed change of the tasks matching the filters, in commit order. The"
+                               " stream opens with an id-only frame (`id: <the sequence it starts after>`), so"
+                               " a reconnect with `Last-Event-ID` misses nothing. Taskhub extension.",
+                "parameters": [*_FILTERS, _LAST_EVENT_ID],
+                "responses": {"200": {"description": "The stream of changes.", "content": _EVENT_STREAM},
+                              "400": _ERROR, "401": _ERROR, "403": _ERROR, "429": _ERROR, "503": _ERROR},
+            },
+        },
         "/tasks/{uid}": {
             "get": {
                 "operationId": "getTask", "summary": "One task",
                 "parameters": [{"name": "uid", "in": "path", "required": True,
                                 "schema": {"type": "integer", "minimum": 0}}],
                 "responses": {"200": _json(_ref("Task"), "The task."), "400": _ERROR, "404": _ERROR},
+            },
+        },
+        "/tasks/{uid}/events": {
+            "get": {
+                "operationId": "watchTask", "summary": "Follow one task until it finishes (server-sent events)",
+                "description": "The task's current state at once, then each change; the stream ends after"
+                               " `succeeded`, `failed` or `canceled`. Taskhub extension.",
+                "parameters": [{"name": "uid", "in": "path", "required": True,
+                                "schema": {"type": "integer", "minimum": 0}},
+                               {**_LAST_EVENT_ID, "description": "The `id` of the last event received: a state"
+                                " already seen is not sent again, and 204 answers a client that saw the last."}],
+                "responses": {"200": {"description": "The task's states.", "content": _EVENT_STREAM},
+                              "204": {"description": "The client already saw the task's terminal state."},
+                              "400": _ERROR, "404": _ERROR, "503": _ERROR},
             },
         },
         "/health": {

@@ -1,7 +1,7 @@
 """Query strings of the task routes, read the way Meilisearch reads them (SPEC §3).
 
-`app` calls `list_request`, `cancel_request` and `delete_request` with the raw
-query string; each answers the taskhub.v1 request to send, or raises
+`app` calls `list_request`, `cancel_request`, `delete_request` and `watch_request`
+with the raw query string; each answers the taskhub.v1 request to send, or raises
 `TaskHubError` with Meilisearch's code and message. Index uids pass through
 unchecked: the server validates them and answers `invalid_task_index_uids`.
 """
@@ -210,3 +210,16 @@ def cancel_request(raw: str) -> task_service_pb2.CancelTasksRequest:
 def delete_request(raw: str) -> task_service_pb2.DeleteTasksRequest:
     """`DELETE /tasks?...`; `originalFilter` is the query string as received."""
     return task_service_pb2.DeleteTasksRequest(filter=_matching_filter(raw), original_filter="?" + raw)
+
+
+def watch_request(raw: str, after: int | None) -> task_service_pb2.WatchTasksRequest:
+    """`GET /tasks/events?...`: GET /tasks's filters and errors, without `limit`, `from` or `reverse`.
+
+    No filter at all follows every task. `after` is the `Last-Event-ID` to resume after.
+    """
+    request = task_service_pb2.WatchTasksRequest(after=after)
+    for name, value in parameters(raw).items():
+        if name not in FILTER_PARAMETERS:
+            raise _unknown(name, FILTER_PARAMETERS)
+        _apply(request.filter, name, value)
+    return request

@@ -16,8 +16,10 @@ import socket
 from dataclasses import dataclass
 
 import uvicorn
+from starlette.applications import Starlette
 
 from taskhub.gateway.app import create_app
+from taskhub.gateway.events import HEARTBEAT
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +47,20 @@ class GatewayServer:
     server: _Uvicorn
     task: asyncio.Task
     sock: socket.socket
+    app: Starlette
 
     @property
     def port(self) -> int:
         return self.sock.getsockname()[1]
 
     @classmethod
-    async def start(cls, grpc_target: str, http_listen: str, *, grace: float = 5.0) -> GatewayServer:
+    async def start(cls, grpc_target: str, http_listen: str, *, grace: float = 5.0,
+                    heartbeat: float = HEARTBEAT) -> GatewayServer:
         host, port = split_listen(http_listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.create_server((host, port), family=family)
-        config = uvicorn.Config(create_app(grpc_target), lifespan="on", log_config=None, access_log=False,
+        app = create_app(grpc_target, heartbeat=heartbeat)
+        config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False,
                                 timeout_graceful_shutdown=grace)
         server = _Uvicorn(config)
         task = asyncio.create_task(server.serve(sockets=[sock]), name="taskhub-gateway")
@@ -66,10 +71,14 @@ class GatewayServer:
                     task.result()
                 raise RuntimeError("the gateway failed to start")
             await asyncio.sleep(0.01)
-        return cls(server=server, task=task, sock=sock)
+        return cls(server=server, task=task, sock=sock, app=app)
 
     async def stop(self) -> None:
-        """Stops taking connections, lets requests in flight finish (within the grace), closes the channel."""
+        """Stops taking connections, lets requests in flight finish (within the grace), closes the channel.
+
+        Event streams never finish by themselves: they end at once with `event: error` (`unavailable`).
+        """
+        self.app.state.watches.close()
         self.server.should_exit = True
         await self.task
         self.sock.close()

@@ -18,6 +18,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from taskhub.errors import DOMAIN, TaskHubError
+from taskhub.metadata import WATCH_CURSOR
 from taskhub.server import convert
 from taskhub.server.auth import Keyring, Principal
 from taskhub.server.model import TaskQuery
@@ -120,7 +121,12 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         async with error_edge(context):
             query = self._query(request.filter, self.keys.require(authorization(context), "tasks.get"))
             after = request.after if request.HasField("after") else None
-            async for event in self.scheduler.watch_tasks(query, after):
+
+            async def started(cursor: int) -> None:
+                # Headers now, not with the first change: the caller learns the watch is open.
+                await context.send_initial_metadata(((WATCH_CURSOR, str(cursor)),))
+
+            async for event in self.scheduler.watch_tasks(query, after, started=started):
                 yield pb.WatchTasksResponse(sequence=event.seq, task=convert.task_to_proto(event.task),
                                             deleted=event.deleted)
 

@@ -1,0 +1,235 @@
+"""Server-sent events: `GET /tasks/events` and `GET /tasks/{uid}/events` over gRPC watches.
+
+`app` parses the request, opens the gRPC stream and calls `changes()` or `task()`,
+which wait until the server has accepted the watch, so that a refusal (unknown
+task, bad cursor, bad key) is still a JSON error with its status. From then on
+`EventStream` writes one event per change (`id:` the sequence number, `data:` the
+task as `GET /tasks/{uid}` renders it), a comment every `heartbeat` seconds, and a
+last `event: error` if the watch breaks. A client that goes away cancels the
+gRPC call at once, so the server drops its watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from taskhub.errors import TaskHubError
+from taskhub.gateway import render
+from taskhub.metadata import watch_cursor
+from taskhub.v1 import task_service_pb2 as pb
+
+HEARTBEAT = 15.0  # seconds; proxies commonly cut a connection idle for 30 to 60 seconds
+KEEP_ALIVE = b": keep-alive\n\n"
+HEADERS = {
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",  # nginx would otherwise buffer the stream
+}
+MAX_SEQUENCE = 2**64 - 1
+
+Describe = Callable[[grpc.aio.AioRpcError], TaskHubError]
+
+
+class Watches:
+    """What the gateway's event streams share: the heartbeat, and the signal that ends them at shutdown."""
+
+    def __init__(self, heartbeat: float = HEARTBEAT) -> None:
+        self.heartbeat = heartbeat
+        self.closing = asyncio.Event()
+
+    def close(self) -> None:
+        """Ends every open stream with `event: error` (code `unavailable`) so the server can stop at once."""
+        self.closing.set()
+
+
+def _json(value: Any) -> str:
+    # As Starlette's JSONResponse writes bodies; JSON never holds a raw line break, so one `data:` line.
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def frame(*, id: int | None = None, event: str | None = None, data: Any = None) -> bytes:
+    """One SSE frame. A frame with only an `id` dispatches no event but sets the client's last event id."""
+    lines = []
+    if id is not None:
+        lines.append(f"id: {id}")
+    if event is not None:
+        lines.append(f"event: {event}")
+    if data is not None:
+        lines.append("data: " + _json(data))
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def change_frame(message: pb.WatchTasksResponse | pb.WatchTaskResponse) -> bytes:
+    deleted = getattr(message, "deleted", False)
+    return frame(id=message.sequence, event="deleted" if deleted else "task", data=render.task(message.task))
+
+
+def last_event_id(request: Request) -> int | None:
+    """The `Last-Event-ID` header as a sequence number; absent or empty is None."""
+    raw = request.headers.get("last-event-id")
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip()
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_SEQUENCE:
+        raise TaskHubError("invalid_watch_cursor", f"Invalid `Last-Event-ID` header: `{raw}` is not a sequence"
+                                                   " number (the non-negative integer `id` of an event).")
+    return int(value)
+
+
+def head() -> Response:
+    """`HEAD` on an event route: the headers of a stream, without opening a watch."""
+    return Response(media_type="text/event-stream", headers=HEADERS)
+
+
+async def changes(call: grpc.aio.UnaryStreamCall, watches: Watches, *, timeout: float,
+                  describe: Describe) -> Response:
+    """`GET /tasks/events`: waits until the server accepts the watch, then streams its changes."""
+    with _cancel_on_error(call):
+        cursor = watch_cursor(await _opening(call.initial_metadata(), timeout))
+        # The server announces its cursor once the watch is open; an id-only frame hands it to the client,
+        # so a reconnect before the first change resumes from there, missing nothing.
+        lead = [frame(id=cursor)] if cursor is not None else []
+        if cursor is None:
+            # Refused (the error raises here), or an older server that announces nothing: its first change.
+            first = await call.read()
+            if first is grpc.aio.EOF:
+                return EventStream(call, watches, describe, lead=lead, ended=True)
+            lead.append(change_frame(first))
+            cursor = first.sequence
+        return EventStream(call, watches, describe, lead=lead, last_id=cursor)
+
+
+async def task(call: grpc.aio.UnaryStreamCall, watches: Watches, *, timeout: float, describe: Describe,
+               seen: int | None) -> Response:
+    """`GET /tasks/{uid}/events`: the current state at once (unless `seen` already), then each change.
+
+    A client that already saw the task's terminal state (`Last-Event-ID`) gets 204, which tells
+    an `EventSource` to stop reconnecting.
+    """
+    with _cancel_on_error(call):
+        first = await _opening(call.read(), timeout)  # the current state, or the refusal
+        if first is grpc.aio.EOF:
+            return EventStream(call, watches, describe, ended=True)
+        if seen is not None and first.sequence <= seen:
+            if render.STATUS_LABELS.get(first.task.status) in ("succeeded", "failed", "canceled"):
+                call.cancel()
+                return Response(status_code=204, headers=HEADERS)
+            return EventStream(call, watches, describe, last_id=seen)
+        return EventStream(call, watches, describe, lead=[change_frame(first)], last_id=first.sequence)
+
+
+@contextlib.contextmanager
+def _cancel_on_error(call: grpc.aio.UnaryStreamCall):
+    try:
+        yield
+    except BaseException:
+        call.cancel()
+        raise
+
+
+async def _opening(awaitable, timeout: float):
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError:
+        raise TaskHubError("unavailable", f"The gRPC server did not open the watch within {timeout:g} seconds;"
+                                          " retry later.") from None
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class EventStream(Response):
+    """A `text/event-stream` response fed by one open gRPC watch.
+
+    It always listens for the client's disconnect (whatever ASGI version the
+    server speaks) and cancels the gRPC call then, or when anything else ends it.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, call: grpc.aio.UnaryStreamCall, watches: Watches, describe: Describe, *,
+                 lead: list[bytes] = (), last_id: int | None = None, ended: bool = False) -> None:
+        self.call = call
+        self.watches = watches
+        self.describe = describe
+        self.lead = list(lead)
+        self.last_id = last_id
+        self.ended = ended
+        self.status_code = 200
+        self.background = None
+        self.init_headers(HEADERS)  # no body set, so no content-length
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gone = asyncio.ensure_future(_disconnected(receive))
+        closing = asyncio.ensure_future(self.watches.closing.wait())
+        read: asyncio.Future | None = None
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            for chunk in self.lead:
+                await self._write(send, chunk)
+            while not self.ended:
+                read = read or asyncio.ensure_future(self.call.read())
+                done, _ = await asyncio.wait({read, gone, closing}, timeout=self.watches.heartbeat,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if gone in done:
+                    return  # nobody left to write to
+                if read in done:
+                    finished, read = read, None
+                    await self._forward(send, finished)
+                elif closing in done:
+                    await self._write(send, self._error_frame(TaskHubError(
+                        "unavailable", "The gateway is shutting down." + self._resume_hint())))
+                    self.ended = True
+                else:
+                    await self._write(send, KEEP_ALIVE)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the client went away mid-write (ASGI 2.4 servers say so this way)
+        finally:
+            for waiter in (read, gone, closing):
+                if waiter is not None:
+                    waiter.cancel()
+            self.call.cancel()  # frees the server's watcher; a no-op once the call is over
+
+    async def _forward(self, send: Send, read: asyncio.Future) -> None:
+        try:
+            message = read.result()
+        except grpc.aio.AioRpcError as error:
+            await self._write(send, self._error_frame(self._interrupted(error)))
+            self.ended = True
+            return
+        if message is grpc.aio.EOF:  # the watch ended normally: one task reached a terminal status
+            self.ended = True
+            return
+        await self._write(send, change_frame(message))
+        self.last_id = message.sequence
+
+    def _interrupted(self, error: grpc.aio.AioRpcError) -> TaskHubError:
+        described = self.describe(error)
+        if described.code == "unavailable":
+            return TaskHubError("unavailable", "The watch was interrupted: the gRPC server stopped or cannot be"
+                                               " reached." + self._resume_hint())
+        return described
+
+    def _resume_hint(self) -> str:
+        if self.last_id is None:
+            return " Reconnect to watch again."
+        return f" Reconnect with `Last-Event-ID: {self.last_id}` to resume."
+
+    @staticmethod
+    def _error_frame(error: TaskHubError) -> bytes:
+        return frame(event="error", data=error.to_dict())
+
+    @staticmethod
+    async def _write(send: Send, chunk: bytes) -> None:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
