@@ -3,8 +3,9 @@
 Services call its coroutines (`enqueue`, `list_tasks`, `cancel_tasks`, ...);
 `tick(now)` does one pass of server-side work (cancelations newest first, then
 deletions, snapshots, dumps). Store calls run on one store thread, off the
-event loop; after each commit the changed tasks go to the watch hub from that
-thread's callback, in commit order. No protobuf here.
+event loop; after each commit the changed tasks go to the in-memory index and
+the watch hub, in commit order. Worker leases (`leasing`) and watches
+(`watching`) are its two mixins. No protobuf here.
 """
 
 from __future__ import annotations
@@ -13,40 +14,31 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import secrets
 import threading
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from taskhub.errors import TaskHubError
 from taskhub.server import exports
-from taskhub.server.details import enqueue_details, outcome_details, outcome_error
+from taskhub.server.details import enqueue_details
 from taskhub.server.model import SERVER_PRIORITY, Scope, Task, TaskQuery, TaskType, format_time
 from taskhub.server.store import Changes, Store
+from taskhub.server.leasing import SECOND, Leasing
 from taskhub.server.task_index import TaskIndex
-from taskhub.server.watch import Event, WatchHub
+from taskhub.server.watching import Watching
+from taskhub.server.watch import WatchHub
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 10_000
-SECOND = 1_000_000
 
 
 def wall_clock() -> int:
     """Now, in microseconds since the epoch."""
     return time.time_ns() // 1_000
-
-
-@dataclass(slots=True)
-class Lease:
-    """A batch leased to a worker."""
-
-    token: str
-    deadline: int
-    tasks: list[Task]
 
 
 @dataclass(slots=True)
@@ -60,7 +52,7 @@ class Page:
     next_uid: int | None
 
 
-class Scheduler:
+class Scheduler(Leasing, Watching):
     """Applies the queue rules over a `Store`, and feeds the `WatchHub` after commits."""
 
     def __init__(self, store: Store, *, hub: WatchHub | None = None, clock: Callable[[], int] = wall_clock,
@@ -335,131 +327,6 @@ class Scheduler:
             error = {"message": f"Could not write the {task.type.label} file: {exc.strerror or exc}.",
                      "code": "io_error", "type": "system", "link": "https://docs.meilisearch.com/errors#io_error"}
             await self._write(self.store.finish_task, task.uid, self.clock(), details=task.details, error=error)
-
-    # -- workers ----------------------------------------------------------
-
-    async def lease(self, *, worker: str, types: frozenset[TaskType] | None = None,
-                    index_uids: frozenset[str] | None = None, scope: Scope | None = None,
-                    max_tasks: int | None = None,
-                    wait: float = 0.0, duration: int = 30 * SECOND) -> Lease | None:
-        """Leases the oldest runnable batch, waiting up to `wait` seconds for one."""
-        if types is not None and any(t.server_run for t in types):
-            raise TaskHubError("invalid_task_types", "Workers lease index tasks only; the server runs "
-                               + ", ".join(f"`{t.label}`" for t in sorted(t for t in types if t.server_run)) + ".")
-        size = self.max_batch_size if not max_tasks else min(max_tasks, self.max_batch_size)
-        duration = min(max(duration, SECOND), 3_600 * SECOND)
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + min(wait, 60.0)
-        while True:
-            changed = self._changed
-            token, now = secrets.token_urlsafe(18), self.clock()
-            changes = await self._write(self.store.lease_batch, token=token, worker=worker, types=types,
-                                        index_uids=index_uids, scope=scope, max_tasks=size, now=now,
-                                        duration=duration)
-            if changes.tasks:
-                return Lease(token=token, deadline=now + duration, tasks=changes.tasks)
-            remaining = give_up - loop.time()
-            if remaining <= 0 or self.closing:
-                return None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await changed.wait()
-
-    async def renew(self, token: str, duration: int | None = None) -> int | None:
-        """Extends a lease; answers the new deadline, or None when its batch was canceled."""
-        return await self.call(self.store.renew_lease, token, self.clock(), duration)
-
-    async def complete(self, token: str, outcomes: dict[int, tuple[TaskType | None, dict | None, dict | None]]
-                       ) -> list[Task]:
-        """Finishes a lease's tasks: `outcomes` maps uid -> (reported type, reported details, error)."""
-        checked = {uid: ((type_, details), outcome_error(error)) for uid, (type_, details, error) in outcomes.items()}
-
-        def merge(task: Task, reported: tuple) -> dict | None:
-            return outcome_details(task, *reported)
-
-        changes = await self._write(self.store.complete_lease, token, checked, self.clock(), merge)
-        return changes.tasks
-
-    async def release(self, token: str) -> int:
-        """Gives a lease's tasks back to the queue; answers how many."""
-        return len((await self._write(self.store.release_lease, token, self.clock())).tasks)
-
-    # -- watching ---------------------------------------------------------
-
-    async def watch_task(self, uid: int, *, scope: Scope | None = None) -> AsyncIterator[Task]:
-        """The task's current state, then each committed change, until a terminal status."""
-        sub = self.hub.subscribe(uids=[uid])
-        try:
-            task = await self.get_task(uid, scope=scope)
-            yield task
-            seen = task.seq
-            while not task.status.finished:
-                event = await sub.get()
-                if event.seq > seen:  # skip changes already contained in the first state
-                    seen, task = event.seq, event.task
-                    yield task
-        finally:
-            sub.close()
-
-    async def watch_tasks(self, query: TaskQuery, after: int | None = None, *,
-                          started: Callable[[int], Awaitable[None]] | None = None) -> AsyncIterator[Event]:
-        """Every committed change matching `query`, in sequence order, from after `after` (else from now).
-
-        `started(cursor)` is awaited once the watch is subscribed and its cursor checked, before any
-        change is sent: `cursor` is the sequence number the watch starts after.
-        """
-        sub = self.hub.subscribe(query=query)
-        try:
-            # Read after subscribing: a change is then either at most `last` or queued for us.
-            last = await self.call(self.store.last_seq)
-            cursor = last if after is None else after
-            if after is not None:
-                await self._check_cursor(after, last)
-            if started is not None:
-                await started(cursor)
-            if after is not None:
-                async for event in self._replay(query, after, last):
-                    cursor = event.seq
-                    yield event
-                cursor = max(cursor, last)
-            while True:
-                event = await sub.get()
-                if event.seq > cursor:
-                    cursor = event.seq
-                    yield event
-        finally:
-            sub.close()
-
-    async def _check_cursor(self, after: int, last: int) -> None:
-        """Refuses a cursor ahead of the newest change, or older than the kept history."""
-        if after > last:
-            raise TaskHubError("invalid_watch_cursor",
-                               f"Sequence number `{after}` is ahead of the newest change (`{last}`).")
-        if after < last:
-            oldest = await self.call(self.store.oldest_change)
-            if oldest is None or oldest > after + 1:
-                raise _too_old(after, oldest, last)
-
-    async def _replay(self, query: TaskQuery, after: int, last: int) -> AsyncIterator[Event]:
-        """Logged changes after `after` up to `last`; history pruned meanwhile ends the watch with an error."""
-        cursor = after
-        while cursor < last:
-            tasks, deleted = await self.read(Store.changes_after, cursor, 1_000)
-            if not tasks or tasks[0].seq != cursor + 1:
-                raise _too_old(after, await self.call(self.store.oldest_change), last)
-            for task in tasks:
-                if task.seq > last:
-                    return
-                cursor = task.seq
-                if query.matches(task):
-                    yield Event(task, task.uid in deleted)
-
-
-def _too_old(after: int, oldest: int | None, last: int) -> TaskHubError:
-    return TaskHubError(
-        "invalid_watch_cursor",
-        f"Sequence number `{after}` is older than the kept history, which starts at"
-        f" `{oldest if oldest is not None else last + 1}`; list the tasks again and watch from now.")
 
 
 def _visible(task: Task, scope: Scope | None) -> bool:

@@ -1,0 +1,94 @@
+"""The scheduler's watch rules: one task's states, and every change of a filter with resume.
+
+`Scheduler` inherits this mixin. Live changes come from the watch hub after each
+commit; a resume first replays the store's change log, and the two meet at a
+sequence number so nothing is missed or sent twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from taskhub.errors import TaskHubError
+from taskhub.server.model import Scope, Task, TaskQuery
+from taskhub.server.store import Store
+from taskhub.server.watch import Event
+
+
+class Watching:
+    """WatchTask and WatchTasks; mixed into `Scheduler`, whose hub, reads and `get_task` it uses."""
+
+    async def watch_task(self, uid: int, *, scope: Scope | None = None) -> AsyncIterator[Task]:
+        """The task's current state, then each committed change, until a terminal status."""
+        sub = self.hub.subscribe(uids=[uid])
+        try:
+            task = await self.get_task(uid, scope=scope)
+            yield task
+            seen = task.seq
+            while not task.status.finished:
+                event = await sub.get()
+                if event.seq > seen:  # skip changes already contained in the first state
+                    seen, task = event.seq, event.task
+                    yield task
+        finally:
+            sub.close()
+
+    async def watch_tasks(self, query: TaskQuery, after: int | None = None, *,
+                          started: Callable[[int], Awaitable[None]] | None = None) -> AsyncIterator[Event]:
+        """Every committed change matching `query`, in sequence order, from after `after` (else from now).
+
+        `started(cursor)` is awaited once the watch is subscribed and its cursor checked, before any
+        change is sent: `cursor` is the sequence number the watch starts after.
+        """
+        sub = self.hub.subscribe(query=query)
+        try:
+            # Read after subscribing: a change is then either at most `last` or queued for us.
+            last = await self.call(self.store.last_seq)
+            cursor = last if after is None else after
+            if after is not None:
+                await self._check_cursor(after, last)
+            if started is not None:
+                await started(cursor)
+            if after is not None:
+                async for event in self._replay(query, after, last):
+                    cursor = event.seq
+                    yield event
+                cursor = max(cursor, last)
+            while True:
+                event = await sub.get()
+                if event.seq > cursor:
+                    cursor = event.seq
+                    yield event
+        finally:
+            sub.close()
+
+    async def _check_cursor(self, after: int, last: int) -> None:
+        """Refuses a cursor ahead of the newest change, or older than the kept history."""
+        if after > last:
+            raise TaskHubError("invalid_watch_cursor",
+                               f"Sequence number `{after}` is ahead of the newest change (`{last}`).")
+        if after < last:
+            oldest = await self.call(self.store.oldest_change)
+            if oldest is None or oldest > after + 1:
+                raise _too_old(after, oldest, last)
+
+    async def _replay(self, query: TaskQuery, after: int, last: int) -> AsyncIterator[Event]:
+        """Logged changes after `after` up to `last`; history pruned meanwhile ends the watch with an error."""
+        cursor = after
+        while cursor < last:
+            tasks, deleted = await self.read(Store.changes_after, cursor, 1_000)
+            if not tasks or tasks[0].seq != cursor + 1:
+                raise _too_old(after, await self.call(self.store.oldest_change), last)
+            for task in tasks:
+                if task.seq > last:
+                    return
+                cursor = task.seq
+                if query.matches(task):
+                    yield Event(task, task.uid in deleted)
+
+
+def _too_old(after: int, oldest: int | None, last: int) -> TaskHubError:
+    return TaskHubError(
+        "invalid_watch_cursor",
+        f"Sequence number `{after}` is older than the kept history, which starts at"
+        f" `{oldest if oldest is not None else last + 1}`; list the tasks again and watch from now.")
