@@ -26,6 +26,14 @@ class ChangeLog:
         self.conn.execute("INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, ?, ?)",
                           (task.seq, task.uid, int(deleted), json.dumps(row, separators=(",", ":"))))
 
+    def _log_many(self, tasks: list[Task], details: list[str | None]) -> None:
+        """Appends new enqueued tasks in bulk; `details` are their details already as JSON."""
+        self.conn.executemany(
+            "INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, 0, ?)",
+            [(t.seq, t.uid, json.dumps([t.uid, t.index_uid, int(t.status), int(t.type), None, d, None,
+                                        t.enqueued_at, None, None, t.seq], separators=(",", ":")))
+             for t, d in zip(tasks, details)])
+
     def changes_after(self, seq: int, limit: int) -> tuple[list[Task], frozenset[int]]:
         """Up to `limit` logged changes after `seq`, in order, and which of them are deletions."""
         rows = self.conn.execute(

@@ -209,10 +209,13 @@ class Scheduler(Leasing, Watching):
         # A key scoped to some indexes enqueues only on them, and never global tasks.
         if scope is not None and (type_.is_global or not scope.allows(index_uid)):
             raise TaskHubError("invalid_api_key", "The provided API key is invalid.")
-        done = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
         self._pending.append(((index_uid, type_, details), done))
         if not self._flushing:
-            self._flush()
+            # One loop turn later, so producers woken together share the transaction.
+            self._flushing = True
+            loop.call_soon(self._flush)
         return await done
 
     def _flush(self) -> None:
@@ -220,16 +223,17 @@ class Scheduler(Leasing, Watching):
 
         Enqueues that arrive while it runs wait for the next one, so under load each
         fsync carries many tasks and an idle queue still commits each at once.
+        `_flushing` stays true from the first waiting enqueue until nothing waits.
         """
-        loop = asyncio.get_running_loop()
+        if not self._pending:
+            self._flushing = False
+            return
         batch, self._pending = self._pending, []
-        self._flushing = True
         # A full queue refuses new work; cancelations and deletions, which free it, still go through.
         job = asyncio.ensure_future(self._write(
             self.store.insert_tasks, [item for item, _ in batch], self.clock(), max_bytes=self.max_db_size))
 
         def settle(job: asyncio.Future) -> None:
-            self._flushing = False
             error = None if job.cancelled() else job.exception()
             for i, (_, done) in enumerate(batch):
                 if done.done():
@@ -240,8 +244,7 @@ class Scheduler(Leasing, Watching):
                     done.set_exception(error)
                 else:
                     done.set_result(job.result().tasks[i])
-            if self._pending:
-                loop.call_soon(self._flush)
+            self._flush()  # the next batch: whatever arrived meanwhile, or nothing
 
         job.add_done_callback(settle)
 

@@ -189,15 +189,22 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
     # -- writes -----------------------------------------------------------
 
     def _insert(self, index_uid: str | None, type_: TaskType, details: dict | None, now: int) -> Task:
-        self._bump("task_count")
-        task = Task(uid=self._bump("next_uid"), index_uid=index_uid, status=TaskStatus.ENQUEUED,
-                    type=type_, details=details, enqueued_at=now, seq=self._bump("last_seq") + 1)
-        self.conn.execute(
-            "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (task.uid, index_uid, int(task.status), int(type_), dumps(details), now, task.seq))
-        self._log(task)
-        return task
+        return self._insert_many([(index_uid, type_, details)], now)[0]
+
+    def _insert_many(self, items: list[tuple[str | None, TaskType, dict | None]], now: int) -> list[Task]:
+        """New enqueued tasks: counters bumped once, rows and change-log entries written in bulk."""
+        count = len(items)
+        self._bump("task_count", count)
+        first_uid, first_seq = self._bump("next_uid", count), self._bump("last_seq", count) + 1
+        tasks = [Task(uid=first_uid + i, index_uid=index_uid, status=TaskStatus.ENQUEUED, type=type_,
+                      details=details, enqueued_at=now, seq=first_seq + i)
+                 for i, (index_uid, type_, details) in enumerate(items)]
+        encoded = [dumps(task.details) for task in tasks]
+        self.conn.executemany(
+            "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(t.uid, t.index_uid, int(t.status), int(t.type), d, now, t.seq) for t, d in zip(tasks, encoded)])
+        self._log_many(tasks, encoded)
+        return tasks
 
     def insert_task(self, index_uid: str | None, type_: TaskType, details: dict | None, now: int) -> Changes:
         return self.insert_tasks([(index_uid, type_, details)], now)
@@ -211,7 +218,7 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
         with self.atomic():
             if max_bytes is not None and self.used_bytes() >= max_bytes:
                 raise TaskHubError("no_space_left_on_device", DISK_FULL)
-            return Changes(tasks=[self._insert(index_uid, type_, details, now) for index_uid, type_, details in items])
+            return Changes(tasks=self._insert_many(items, now))
 
     def insert_matching_task(self, type_: TaskType, query: TaskQuery,
                              details: Callable[[int], dict], now: int) -> Changes:
