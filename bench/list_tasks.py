@@ -48,9 +48,8 @@ class Filter:
 def filters(conn: sqlite3.Connection) -> list[Filter]:
     """Each filter alone, then three combined; bounds and values taken from the data."""
     first, last, count = conn.execute("SELECT MIN(enqueued_at), MAX(enqueued_at), COUNT(*) FROM tasks").fetchone()
-    canceler = conn.execute(f"SELECT uid FROM tasks WHERE type = {int(T.TASK_CANCELATION)}"
-                            " ORDER BY uid DESC LIMIT 1 OFFSET 1").fetchone()
-    canceler = canceler[0] if canceler else 0
+    canceler = conn.execute("SELECT MAX(canceled_by) FROM tasks").fetchone()
+    canceler = canceler[0] or 0
     uids = sorted(random.Random(1).sample(range(count), min(100, count)))
     week = min(7 * DAY, (last - first) // 4)
     recent, early = last - week, first + week
@@ -64,7 +63,7 @@ def filters(conn: sqlite3.Connection) -> list[Filter]:
                f"status IN ({int(S.ENQUEUED)}, {int(S.PROCESSING)})"),
         Filter("types=documentDeletion", TaskQuery(types=frozenset({T.DOCUMENT_DELETION})),
                f"type = {int(T.DOCUMENT_DELETION)}"),
-        Filter(f"canceledBy={canceler}", TaskQuery(canceled_by=frozenset({canceler})), "canceled_by = ?",
+        Filter("canceledBy (one cancelation)", TaskQuery(canceled_by=frozenset({canceler})), "canceled_by = ?",
                (canceler,)),
     ]
     for column in ("enqueued_at", "started_at", "finished_at"):

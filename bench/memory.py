@@ -18,6 +18,7 @@ Target: idle RSS <= 200 MiB.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -74,14 +75,14 @@ def main() -> int:
         db = db_dir / f"tasks-{args.tasks}.db"
         if not db.exists():
             load_tasks.load(db, args.tasks, quiet=True)
+        # The server writes on start (processing tasks go back to enqueued): serve copies.
+        copy = Path(tmp) / "copy.db"
         no_cleanup = ("--cleanup-threshold", str(2**40))
         empty = idle_rss(Path(tmp) / "empty.db", 0, args.settle, *no_cleanup)
-        full = idle_rss(db, args.tasks, args.settle, *no_cleanup)
+        shutil.copyfile(db, copy)
+        full = idle_rss(copy, args.tasks, args.settle, *no_cleanup)
         cleanup = None
         if args.default_cleanup:
-            import shutil
-
-            copy = Path(tmp) / "copy.db"
             shutil.copyfile(db, copy)
             cleanup = cleanup_peak(copy, 30.0)
 
