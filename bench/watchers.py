@@ -4,7 +4,8 @@
     .venv/bin/python bench/watchers.py --watchers 10000 --seconds 15
 
 `taskhub serve` runs in a subprocess; this process enqueues `--watchers` tasks, 25 per
-index, opens one WatchTask stream per task (over `--channels` connections), and
+index, opens one WatchTask stream per task (over `--channels` connections, `--wave` at a
+time), and
 drives `--rate` transitions/s: every 100 ms it leases one index's 25 tasks
 (enqueued -> processing) and releases them (processing -> enqueued), rotating over the
 indexes, so every stream stays open for the whole run.
@@ -149,10 +150,13 @@ async def run(target: str, server_pid: int, args) -> tuple[list[dict], dict]:
     results.append(await phase(f"{len(streams)} streams (baseline)", watchers, workers, base_indexes, args, server_pid))
 
     t0 = time.monotonic()
+    wave = args.wave or args.watchers
     for uid in range(base_indexes * PER_INDEX, indexes * PER_INDEX):
         streams.append(asyncio.create_task(watchers.follow(stubs[uid % len(stubs)], uid)))
-        if uid % 500 == 0:
-            await asyncio.sleep(0)  # let the streams already asked for start
+        if len(streams) % wave == 0:
+            # A burst of thousands of new streams stalls grpc.aio's server (see --wave): open in waves.
+            while watchers.opened < len(streams) and time.monotonic() - t0 < args.open_timeout:
+                await asyncio.sleep(0.01)
     while watchers.opened < len(streams) and time.monotonic() - t0 < args.open_timeout and not watchers.errors:
         await asyncio.sleep(0.1)
     figures["open_seconds"] = time.monotonic() - t0
@@ -177,6 +181,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
     parser.add_argument("--channels", type=int, default=8, help="client connections the streams spread over")
     parser.add_argument("--open-timeout", type=float, default=120.0)
+    parser.add_argument("--wave", type=int, default=250,
+                        help="open streams this many at a time, each wave once the last is open; 0: all at once"
+                             " (on grpcio 1.85 a burst of a few thousand stalls the server's new streams)")
     args = parser.parse_args()
     args.watchers = max(PER_INDEX, args.watchers // PER_INDEX * PER_INDEX)
 
