@@ -38,7 +38,7 @@ from taskhub.v1 import worker_service_pb2 as wpb, worker_service_pb2_grpc
 SUCCEEDED = task_pb2.TASK_STATUS_SUCCEEDED
 
 
-def taskhub_worker(target: str, name: str, done, goal: int, deadline: float, ready) -> None:
+def taskhub_worker(target: str, name: str, done, leases, goal: int, deadline: float, ready) -> None:
     """Leases and completes no-op batches until `goal` tasks are done (by all workers) or the deadline."""
     with grpc.insecure_channel(target) as channel:
         stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
@@ -52,6 +52,7 @@ def taskhub_worker(target: str, name: str, done, goal: int, deadline: float, rea
                 token=lease.lease.token, outcomes=[wpb.TaskOutcome(uid=t.uid) for t in lease.tasks]), timeout=10)
             with done.get_lock():
                 done.value += len(lease.tasks)
+                leases.value += 1
 
 
 def make_huey(path: str):
@@ -138,20 +139,25 @@ def finished_latencies(target: str) -> tuple[list[float], int]:
             from_uid = page.next
 
 
-def run_taskhub(folder: Path, args, ctx) -> tuple[float, list[float], int, float]:
+def run_taskhub(folder: Path, args, ctx) -> tuple[float, list[float], int, dict]:
     with harness.Server(folder / "e2e.db") as server:
-        done, deadline = ctx.Value("i", 0), time.time() + args.timeout
-        workers = start_workers(ctx, taskhub_worker,
-                                lambda i: (server.target, f"bench-{i}", done, args.tasks, deadline), args.workers)
+        deadline = time.time() + args.timeout
+        done = ctx.Value("i", 0)
+        leases = ctx.Value("i", 0, lock=False)  # updated under done's lock
+        workers = start_workers(ctx, taskhub_worker, lambda i: (server.target, f"bench-{i}", done, leases, args.tasks,
+                                                                deadline), args.workers)
         process, t0 = psutil.Process(server.pid), time.perf_counter()
         cpu = sum(process.cpu_times()[:2])
         asyncio.run(produce(server.target, args.tasks, args.indexes))
+        enqueued = time.perf_counter()
         t1 = wait_done(done, args.tasks, deadline, workers)
         cpu = sum(process.cpu_times()[:2]) - cpu
         for worker in workers:
             worker.join(timeout=15)
         latencies, succeeded = finished_latencies(server.target)
-    return done.value / (t1 - t0), latencies, succeeded, cpu / (t1 - t0)
+    figures = {"busy": cpu / (t1 - t0), "enqueue_share": (enqueued - t0) / (t1 - t0),
+               "batch": done.value / max(leases.value, 1)}
+    return done.value / (t1 - t0), latencies, succeeded, figures
 
 
 def run_huey(folder: Path, args, ctx) -> tuple[float, int]:
@@ -186,13 +192,16 @@ def main() -> int:
     ctx = mp.get_context("spawn")  # no fork after grpc has started threads
 
     with tempfile.TemporaryDirectory(prefix="taskhub-bench-") as tmp:
-        rate, latencies, succeeded, busy = run_taskhub(Path(tmp), args, ctx)
+        rate, latencies, succeeded, figures = run_taskhub(Path(tmp), args, ctx)
         huey_rate, locked = run_huey(Path(tmp), args, ctx)
 
     print(f"end to end, {args.tasks:,} no-op tasks, {args.workers} worker processes", flush=True)
     harness.figure("taskhub enqueue -> lease -> complete", f"{rate:8,.0f} tasks/s  ({succeeded:,} succeeded)")
     harness.figure("  enqueuedAt -> finishedAt", str(harness.Latency(latencies)))
-    harness.figure("  server CPU", f"{100 * busy:.0f}% of one core (one event loop + one store thread, one GIL)")
+    harness.figure("  server CPU", f"{100 * figures['busy']:.0f}% of one core (one event loop + one store thread,"
+                   " one GIL)")
+    harness.figure("  enqueueing took", f"{100 * figures['enqueue_share']:.0f}% of the run; tasks per lease"
+                   f" {figures['batch']:.1f}")
     harness.figure("huey SqliteHuey enqueue -> dequeue+execute", f"{huey_rate:8,.0f} tasks/s"
                    f"  ({locked} 'database is locked' errors, retried)")
     ratio = rate / huey_rate if huey_rate else float("inf")

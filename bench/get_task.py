@@ -17,8 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import grpc
 import psutil
@@ -80,11 +83,14 @@ def main() -> int:
     parser.add_argument("--db-dir", help="keep and reuse the loaded database here")
     args = parser.parse_args()
 
-    with harness.scratch_dir(args.db_dir) as db_dir:
+    with harness.scratch_dir(args.db_dir) as db_dir, tempfile.TemporaryDirectory(prefix="taskhub-bench-") as tmp:
         db = db_dir / f"tasks-{args.tasks}.db"
         if not db.exists():
             load_tasks.load(db, args.tasks, quiet=True)
-        with harness.Server(db, "--cleanup-threshold", str(2**40)) as server:
+        # The server writes on start (processing tasks go back to enqueued): serve a copy.
+        copy = Path(tmp) / "copy.db"
+        shutil.copyfile(db, copy)
+        with harness.Server(copy, "--cleanup-threshold", str(2**40)) as server:
             sides = asyncio.run(run(server.target, server.pid, args))
     print(f"GetTask vs grpc.health.v1 Check, {args.concurrency} in flight, {args.rounds} x {args.seconds:g}s each,"
           f" {args.tasks:,} tasks stored", flush=True)
