@@ -5,8 +5,7 @@
 
 `taskhub serve` runs in a subprocess; this process enqueues `--watchers` tasks, 25 per
 index, opens one WatchTask stream per task (over `--channels` connections, `--wave` at a
-time), and
-drives `--rate` transitions/s: every 100 ms it leases one index's 25 tasks
+time), and drives `--rate` transitions/s: every 100 ms it leases one index's 25 tasks
 (enqueued -> processing) and releases them (processing -> enqueued), rotating over the
 indexes, so every stream stays open for the whole run.
 
