@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up what the tests need (a .venv with the test extras, buf and the JS SDK from npm) and
+# Sets up what the tests need (a .venv with the test and bench extras, buf and the JS SDK from npm) and
 # runs every check CI runs: buf lint/format, generated-code drift, pytest.
 # Extra arguments go to pytest: `scripts/test.sh -k watch -x`.
 set -euo pipefail
@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -e '.[test,bench]'
 
 npm install --prefix tools --no-audit --no-fund --loglevel=error
 # The official Meilisearch JS SDK, driven against the gateway by tests/test_gateway_sdk.py.

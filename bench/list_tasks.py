@@ -1,0 +1,170 @@
+"""ListTasks with `total`, server side, against the same filter's SELECT ... LIMIT + COUNT(*) in raw SQLite.
+
+    .venv/bin/python bench/list_tasks.py                                   # 100,000 tasks, quick
+    .venv/bin/python bench/list_tasks.py --tasks 1000000 --db-dir /tmp/taskhub-bench
+    .venv/bin/python bench/list_tasks.py --tasks 1000000,10000000 --db-dir /tmp/taskhub-bench  # + the scaling row
+
+What is timed, per filter, alternating the two sides call by call on the same file:
+- taskhub: `await Scheduler.list_tasks(query, limit=20)` in-process: the store-thread hop,
+  the page query and the `total` count, rows turned into `Task`s. No gRPC and no protobuf
+  (those are GetTask's bench); the servicer adds `convert.page_to_proto` on top.
+- raw: the same filter by hand on a second sqlite3 connection:
+  `SELECT <columns> ... ORDER BY uid DESC LIMIT 21` then `SELECT COUNT(*) ...`, rows left as tuples.
+Targets: taskhub p99 <= 5 ms, and raw p99 / taskhub p99 >= 10. Given two sizes, also
+p99(larger) <= 1.5 x p99(smaller) per filter.
+
+Databases come from `load_tasks.py` (`tasks-N.db` in `--db-dir`, reused when present).
+Both sides run on a warm page cache (two unmeasured calls each first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import harness
+import load_tasks
+from taskhub.server.model import TaskQuery, TaskStatus as S, TaskType as T
+from taskhub.server.scheduler import Scheduler
+from taskhub.server.store import COLUMNS, Store
+
+DAY = 86_400 * 1_000_000
+
+
+@dataclass
+class Filter:
+    name: str
+    query: TaskQuery
+    sql: str
+    params: tuple = ()
+
+
+def filters(conn: sqlite3.Connection) -> list[Filter]:
+    """Each filter alone, then three combined; bounds and values taken from the data."""
+    first, last, count = conn.execute("SELECT MIN(enqueued_at), MAX(enqueued_at), COUNT(*) FROM tasks").fetchone()
+    canceler = conn.execute("SELECT MAX(canceled_by) FROM tasks").fetchone()
+    canceler = canceler[0] or 0
+    uids = sorted(random.Random(1).sample(range(count), min(100, count)))
+    week = min(7 * DAY, (last - first) // 4)
+    recent, early = last - week, first + week
+    out = [
+        Filter("(no filter)", TaskQuery(), "1"),
+        Filter("uids (100 of them)", TaskQuery(uids=frozenset(uids)), f"uid IN ({','.join(map(str, uids))})"),
+        Filter("indexUids=index-00 (busiest)", TaskQuery(index_uids=frozenset({"index-00"})), "index_uid = ?",
+               ("index-00",)),
+        Filter("statuses=failed", TaskQuery(statuses=frozenset({S.FAILED})), f"status = {int(S.FAILED)}"),
+        Filter("statuses=enqueued,processing", TaskQuery(statuses=frozenset({S.ENQUEUED, S.PROCESSING})),
+               f"status IN ({int(S.ENQUEUED)}, {int(S.PROCESSING)})"),
+        Filter("types=documentDeletion", TaskQuery(types=frozenset({T.DOCUMENT_DELETION})),
+               f"type = {int(T.DOCUMENT_DELETION)}"),
+        Filter("canceledBy (one cancelation)", TaskQuery(canceled_by=frozenset({canceler})), "canceled_by = ?",
+               (canceler,)),
+    ]
+    for column in ("enqueued_at", "started_at", "finished_at"):
+        out.append(Filter(f"after{column.title().replace('_', '')} (last week)",
+                          TaskQuery(**{f"after_{column}": recent}), f"{column} > ?", (recent,)))
+        out.append(Filter(f"before{column.title().replace('_', '')} (first week)",
+                          TaskQuery(**{f"before_{column}": early}), f"{column} < ?", (early,)))
+    out.append(Filter(
+        "index-00 + failed + documentAdditionOrUpdate",
+        TaskQuery(index_uids=frozenset({"index-00"}), statuses=frozenset({S.FAILED}),
+                  types=frozenset({T.DOCUMENT_ADDITION_OR_UPDATE})),
+        f"index_uid = ? AND status = {int(S.FAILED)} AND type = {int(T.DOCUMENT_ADDITION_OR_UPDATE)}",
+        ("index-00",)))
+    return out
+
+
+def ensure_db(db_dir: Path, tasks: int) -> Path:
+    db = db_dir / f"tasks-{tasks}.db"
+    if db.exists():
+        with sqlite3.connect(db) as conn:
+            stored = conn.execute("SELECT value FROM meta WHERE key = 'task_count'").fetchone()[0]
+        if stored == tasks:
+            return db
+        raise SystemExit(f"{db} holds {stored} tasks, not {tasks}; remove it")
+    print(f"loading {tasks:,} tasks into {db} ...", flush=True)
+    seconds = load_tasks.load(db, tasks, quiet=True)
+    print(f"  loaded in {seconds:.1f}s", flush=True)
+    return db
+
+
+async def measure(db: Path, args) -> dict[str, tuple[harness.Latency, harness.Latency]]:
+    store = Store(db)
+    scheduler = Scheduler(store, cleanup_threshold=2**62)
+    raw = sqlite3.connect(db)
+    results = {}
+    try:
+        for f in filters(raw):
+            select = f"SELECT {COLUMNS} FROM tasks WHERE {f.sql} ORDER BY uid DESC LIMIT {args.limit + 1}"
+            count = f"SELECT COUNT(*) FROM tasks WHERE {f.sql}"
+
+            def raw_call() -> int:
+                raw.execute(select, f.params).fetchall()
+                return raw.execute(count, f.params).fetchone()[0]
+
+            ours, theirs = [], []
+            for _ in range(2):  # warm the page cache for both sides
+                raw_total = raw_call()
+                page = await scheduler.list_tasks(f.query, limit=args.limit)
+            if page.total != raw_total:
+                print(f"  !! {f.name}: taskhub total {page.total} != raw COUNT(*) {raw_total}", flush=True)
+            began = time.monotonic()
+            while len(ours) < args.max_runs and (len(ours) < args.min_runs
+                                                 or time.monotonic() - began < args.seconds):
+                t0 = time.perf_counter()
+                raw_call()
+                t1 = time.perf_counter()
+                await scheduler.list_tasks(f.query, limit=args.limit)
+                t2 = time.perf_counter()
+                theirs.append(t1 - t0)
+                ours.append(t2 - t1)
+            mine, base = harness.Latency(ours), harness.Latency(theirs)
+            results[f.name] = (mine, base)
+            speedup = base.p99 / mine.p99 if mine.p99 else float("inf")
+            harness.figure(f.name, f"total {page.total:>9,}")
+            harness.figure("  taskhub list_tasks", str(mine))
+            harness.figure("  raw SELECT LIMIT + COUNT(*)", str(base))
+            harness.ratio_line(f"raw/taskhub p99 [{f.name}]", speedup, ">= 10", speedup >= 10)
+            harness.target_line(f"taskhub p99 [{f.name}]", f"{mine.p99:.3f} ms", "<= 5 ms", mine.p99 <= 5)
+    finally:
+        await scheduler.stop()
+        store.close()
+        raw.close()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="100000", help="tasks stored; a comma list runs each size (default 100000)")
+    parser.add_argument("--db-dir", help="keep and reuse the loaded databases here (default: a temporary folder)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="time per filter (both sides together)")
+    parser.add_argument("--min-runs", type=int, default=5)
+    parser.add_argument("--max-runs", type=int, default=1000)
+    parser.add_argument("--limit", type=int, default=20, help="page size (Meilisearch's default is 20)")
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.tasks.split(",")]
+
+    by_size = {}
+    with harness.scratch_dir(args.db_dir) as db_dir:
+        for tasks in sizes:
+            db = ensure_db(db_dir, tasks)
+            print(f"ListTasks at {tasks:,} tasks (limit {args.limit}, total included)", flush=True)
+            by_size[tasks] = asyncio.run(measure(db, args))
+    if len(sizes) > 1:
+        small, large = sizes[0], sizes[-1]
+        print(f"scaling: taskhub p99 at {large:,} / at {small:,} tasks", flush=True)
+        for name, (mine, _) in by_size[large].items():
+            base = by_size[small][name][0]
+            growth = mine.p99 / base.p99 if base.p99 else float("inf")
+            harness.ratio_line(f"p99 {large:,}/{small:,} [{name}]", growth, "<= 1.5", growth <= 1.5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
