@@ -76,6 +76,7 @@ async def store_side(folder: Path, args) -> tuple[float, harness.Latency, int]:
     """Scheduler.enqueue from `producers` coroutines: enqueues/s, latency, and how many tasks."""
     store = Store(folder / "store-side.db")
     scheduler = Scheduler(store, cleanup_threshold=2**62)
+    await scheduler.start(background=False)  # recovery and the in-memory index, as a server does
     stop = time.monotonic() + args.seconds * args.rounds
     latencies: list[float] = []
 

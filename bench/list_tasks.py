@@ -97,6 +97,7 @@ def ensure_db(db_dir: Path, tasks: int) -> Path:
 async def measure(db: Path, args) -> dict[str, tuple[harness.Latency, harness.Latency]]:
     store = Store(db)
     scheduler = Scheduler(store, cleanup_threshold=2**62)
+    await scheduler.start(background=False)  # recovery and the in-memory index, as a server does
     raw = sqlite3.connect(db)
     results = {}
     try:
