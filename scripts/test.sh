@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Sets up what the tests need (a .venv with the test and bench extras, buf and the JS SDK from npm) and
-# runs every check CI runs: buf lint/format, generated-code drift, pytest.
+# Sets up what the tests need (a .venv with the test and bench extras; buf, the JS SDK and playwright-core
+# from npm; Debian's chromium) and runs every check CI runs: buf lint/format, generated-code drift, ruff, pytest.
 # Extra arguments go to pytest: `scripts/test.sh -k watch -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,26 @@ fi
 npm install --prefix tools --no-audit --no-fund --loglevel=error
 # The official Meilisearch JS SDK, driven against the gateway by tests/test_gateway_sdk.py.
 npm install --prefix tests/node --no-audit --no-fund --loglevel=error
+# The dashboard's browser test (tests/test_dashboard_browser.py): playwright-core from npm drives Debian's
+# chromium (playwright cannot download browsers here). apt-get only when chromium is missing and we are
+# root or have sudo; without it the test skips, saying why (and fails under CI, where it must run).
+npm install --prefix tests/browser --no-audit --no-fund --loglevel=error
+if [ ! -x "${TASKHUB_CHROMIUM:-/usr/bin/chromium}" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    as_root=()
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    as_root=(sudo -n)
+  else
+    as_root=(false)
+  fi
+  if [ "${as_root[0]:-}" != false ] && command -v apt-get >/dev/null; then
+    echo "installing chromium (apt-get) for the dashboard's browser test" >&2
+    "${as_root[@]}" apt-get update -qq
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "no chromium and no root or sudo to install it: the dashboard's browser test will skip" >&2
+  fi
+fi
 buf=tools/node_modules/.bin/buf
 "$buf" lint
 "$buf" format --diff --exit-code

@@ -85,7 +85,10 @@ def test_the_matrix_covers_every_route():
     from starlette.routing import Route
 
     from taskhub.gateway.app import ROUTES as SERVED
-    open_routes = {("/health", "GET"), ("/openapi.json", "GET")}
+    # Open to all: /health as in Meilisearch, the OpenAPI document, and the dashboard page and the redirect
+    # to it, which carry no data and must load without a key since the page asks for one
+    # (test_the_dashboard_loads_without_a_key checks them).
+    open_routes = {("/health", "GET"), ("/openapi.json", "GET"), ("/dashboard", "GET"), ("/", "GET")}
     served = {(route.path, method) for route in SERVED if isinstance(route, Route) for method in route.methods
               if method != "HEAD"} - open_routes
     covered = {(path.split("?")[0].replace("/tasks/0", "/tasks/{uid}").replace("{books_uid}", "{uid_or_key}"),
@@ -148,6 +151,15 @@ async def test_health_and_the_openapi_document_need_no_key(secured_http):
     response = await secured_http.get("/health")
     assert (response.status_code, response.json()) == (200, {"status": "available"})
     assert (await secured_http.get("/openapi.json")).status_code == 200
+
+
+async def test_the_dashboard_loads_without_a_key(secured_http):
+    assert (await secured_http.get("/dashboard")).status_code == 200
+    assert (await secured_http.get("/dashboard/static/app.js")).status_code == 200
+    response = await secured_http.get("/")
+    assert (response.status_code, response.headers["location"]) == (307, "/dashboard")
+    # The page holds no data: what it shows comes from the API, which still wants the key.
+    assert (await secured_http.get("/tasks")).status_code == 401
 
 
 async def test_a_key_works_until_it_expires(secured_http, clock):

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from taskhub.errors import TaskHubError, from_rpc_error
-from taskhub.gateway import enqueue, events, keys, query, render
+from taskhub.gateway import dashboard, enqueue, events, keys, query, render
 from taskhub.gateway.openapi import OPENAPI
 from taskhub.v1 import key_service_pb2_grpc
 from taskhub.v1 import task_service_pb2 as pb
@@ -263,6 +263,7 @@ ROUTES = [
     Route("/tasks/{uid}/events", watch_task, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
+    *dashboard.routes(),
 ]
 
 

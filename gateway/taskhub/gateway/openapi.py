@@ -196,12 +196,31 @@ OPENAPI = {
                                       "content": {"application/json": {"schema": {"type": "object"}}}}},
             },
         },
+        "/dashboard": {
+            "get": {
+                "operationId": "dashboard", "summary": "The task dashboard, for a browser (taskhub extension)",
+                "description": "An HTML page (its scripts and styles under `/dashboard/static/`) that lists, counts,"
+                               " watches, cancels and deletes tasks through the routes above. It loads without a"
+                               " key and asks for one when the API answers 401 or 403.",
+                "responses": {"200": {"description": "The page.", "content": {"text/html": {"schema": {
+                    "type": "string"}}}}},
+            },
+        },
+        "/": {
+            "get": {
+                "operationId": "root", "summary": "Sends a browser to `/dashboard`",
+                "responses": {"307": {"description": "Redirect to `/dashboard`.", "headers": {
+                    "Location": {"schema": {"type": "string", "const": "/dashboard"}}}}},
+            },
+        },
     },
     "components": {"schemas": _SCHEMAS},
 }
 
-# -- API keys, and the bearer scheme every route but /health and /openapi.json asks for --------------------
+# -- API keys, and the bearer scheme every route but /health, /openapi.json and the dashboard asks for --
 
+# Served without a key: health checks, this document, and the dashboard page (which asks for a key itself).
+OPEN_PATHS = ("/health", "/openapi.json", "/dashboard", "/")
 _KEY_DATE = {**_NULLABLE_DATE, "description": "null: the key never expires"}
 _SCHEMAS.update({
     "Key": {
@@ -278,12 +297,12 @@ OPENAPI["paths"].update({
 })
 OPENAPI["components"]["securitySchemes"] = {"Bearer": {
     "type": "http", "scheme": "bearer",
-    "description": "With a master key set, every route but `/health` and `/openapi.json` needs"
+    "description": "With a master key set, every route but `/health`, `/openapi.json` and the dashboard's needs"
                    " `Authorization: Bearer <master key or API key>`; without one, auth is off."}}
 OPENAPI["security"] = [{"Bearer": []}]
 for _path, _item in OPENAPI["paths"].items():
     for _operation in _item.values():
-        if _path in ("/health", "/openapi.json"):
+        if _path in OPEN_PATHS:
             _operation["security"] = []
         else:
             _operation["responses"].update({"401": _ERROR, "403": _ERROR})
