@@ -1,7 +1,8 @@
-"""The `taskhub` command: `serve` runs the service, `gateway` the JSON gateway alone; more join as they land.
+"""The `taskhub` command: `serve` runs the service, `gateway` the JSON gateway alone.
 
 Lives in the server package because `serve` needs the server; the client-side
-commands (`tasks ...`) are added from `taskhub.client` and never import the server.
+commands (`tasks`, `keys`, `worker`) are added from `taskhub.client` and never
+import the server.
 """
 
 from __future__ import annotations
