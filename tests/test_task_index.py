@@ -75,3 +75,23 @@ def test_changes_and_deletions_move_uids(tmp_path):
     assert list(index.select(TaskQuery())) == [0, 2]
     assert list(index.select(TaskQuery(canceled_by=frozenset({9})))) == []
     store.close()
+
+
+def test_memory_follows_the_tasks_stored_not_the_uids_given():
+    index = TaskIndex()
+    window = 500
+    for uid in range(20_000):
+        status = TaskStatus.SUCCEEDED if uid % 3 else TaskStatus.FAILED
+        index.apply([Task(uid=uid, index_uid=f"i{uid % 7}", status=status, type=TaskType.INDEX_CREATION,
+                          enqueued_at=T0 + uid, started_at=T0 + uid, finished_at=T0 + uid + 1, seq=uid)])
+        if uid >= window:  # the oldest task goes, as the automatic cleanup would
+            gone = uid - window
+            index.apply([Task(uid=gone, index_uid=None, status=TaskStatus.SUCCEEDED, type=TaskType.INDEX_CREATION,
+                              enqueued_at=T0, seq=uid)], deleted=frozenset({gone}))
+    assert len(index._columns["status"]) <= 4 * window
+    live = range(20_000 - window, 20_000)
+    assert list(index.select(TaskQuery())) == list(live)
+    assert list(index.select(TaskQuery(statuses=frozenset({TaskStatus.FAILED})))) == [u for u in live if u % 3 == 0]
+    assert list(index.select(TaskQuery(after_finished_at=T0 + 19_990))) == list(range(19_990, 20_000))
+    assert list(index.select(TaskQuery(index_uids=frozenset({"i3"}), before_started_at=T0 + 19_600))) == [
+        u for u in live if u % 7 == 3 and u < 19_600]

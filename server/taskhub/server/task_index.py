@@ -50,20 +50,38 @@ class TaskIndex:
         self._index_names: list[str] = []
         self._index_ids: dict[str, int] = {}
         self._columns: dict[str, np.ndarray] = {}
+        self._base = 0  # the uid at position 0 of every column
         self._grow(1024)
 
     # -- per-uid columns --------------------------------------------------
 
-    def _grow(self, size: int) -> None:
-        old = len(self._columns.get("status", ()))
-        if size <= old:
+    def _grow(self, end: int) -> None:
+        """Makes room for uids below `end`.
+
+        The columns start at `_base`, the oldest uid they may hold: uids only grow and
+        the oldest tasks get deleted, so before growing, the prefix of uids no longer
+        stored is dropped. Memory follows the tasks stored, not the uids ever given.
+        """
+        size = len(self._columns.get("status", ()))
+        if end - self._base <= size:
             return
-        size = max(size, old * 2)
+        oldest = self.all.min() if self.all else end - 1
+        if oldest > self._base:
+            shift = min(oldest, self._base + size) - self._base
+            for name, column in self._columns.items():
+                column[:size - shift] = column[shift:]
+                column[size - shift:] = NONE
+            self._base += shift
+        needed = end - self._base
+        if needed <= size:
+            return
+        size = max(needed, size * 2)
         for name, dtype in (("status", np.int8), ("type", np.int8), ("index", np.int32),
                             ("canceled_by", np.int64), *((c, np.int64) for c in DATES)):
             grown = np.full(size, NONE, dtype=dtype)
-            if old:
-                grown[:old] = self._columns[name]
+            old = self._columns.get(name)
+            if old is not None:
+                grown[:len(old)] = old
             self._columns[name] = grown
 
     def _index_id(self, name: str | None) -> int:
@@ -84,26 +102,26 @@ class TaskIndex:
             return
         numbers = np.array([row[:7] for row in rows], dtype=np.int64)
         uids = numbers[:, 0]
-        self._grow(int(uids.max()) + 1)
         self.all |= bitmap(uids)
-        columns = self._columns
+        self._grow(int(uids.max()) + 1)
+        columns, at = self._columns, uids - self._base
         for position, name, maps, kind in ((1, "status", self.statuses, TaskStatus),
                                            (2, "type", self.types, TaskType)):
             values = numbers[:, position]
-            columns[name][uids] = values
+            columns[name][at] = values
             for value in np.unique(values):
                 maps[kind(int(value))] |= bitmap(uids[values == value])
         cancelers = numbers[:, 3]
-        columns["canceled_by"][uids] = cancelers
+        columns["canceled_by"][at] = cancelers
         for canceler in np.unique(cancelers[cancelers != NONE]):
             self.cancelers[int(canceler)] |= bitmap(uids[cancelers == canceler])
         index_ids = np.array([self._index_id(row[7]) for row in rows], dtype=np.int32)
-        columns["index"][uids] = index_ids
+        columns["index"][at] = index_ids
         for index_id in np.unique(index_ids[index_ids != NONE]):
             self.indexes[self._index_names[index_id]] |= bitmap(uids[index_ids == index_id])
         for position, column in zip((4, 5, 6), DATES):
             values = numbers[:, position]
-            columns[column][uids] = values
+            columns[column][at] = values
             dated = values != NONE
             hours = values[dated] // HOUR
             for hour in np.unique(hours):
@@ -118,21 +136,22 @@ class TaskIndex:
                 self._link(task)
 
     def _link(self, task: Task) -> None:
-        uid, columns = task.uid, self._columns
-        self._grow(uid + 1)
+        uid = task.uid
         self.all.add(uid)
+        self._grow(uid + 1)
+        columns, at = self._columns, uid - self._base
         self.statuses[task.status].add(uid)
         self.types[task.type].add(uid)
-        columns["status"][uid], columns["type"][uid] = task.status, task.type
-        columns["index"][uid] = self._index_id(task.index_uid)
+        columns["status"][at], columns["type"][at] = task.status, task.type
+        columns["index"][at] = self._index_id(task.index_uid)
         if task.index_uid is not None:
             self.indexes[task.index_uid].add(uid)
-        columns["canceled_by"][uid] = NONE if task.canceled_by is None else task.canceled_by
+        columns["canceled_by"][at] = NONE if task.canceled_by is None else task.canceled_by
         if task.canceled_by is not None:
             self.cancelers[task.canceled_by].add(uid)
         for column in DATES:
             value = getattr(task, column)
-            columns[column][uid] = NONE if value is None else value
+            columns[column][at] = NONE if value is None else value
             if value is not None:
                 self._bucket(column, value // HOUR).add(uid)
 
@@ -143,18 +162,18 @@ class TaskIndex:
         return buckets[hour]
 
     def _unlink(self, uid: int) -> None:
-        columns = self._columns
+        columns, at = self._columns, uid - self._base
         self.all.discard(uid)
-        self.statuses[TaskStatus(int(columns["status"][uid]))].discard(uid)
-        self.types[TaskType(int(columns["type"][uid]))].discard(uid)
-        index = int(columns["index"][uid])
+        self.statuses[TaskStatus(int(columns["status"][at]))].discard(uid)
+        self.types[TaskType(int(columns["type"][at]))].discard(uid)
+        index = int(columns["index"][at])
         if index != NONE:
             self.indexes[self._index_names[index]].discard(uid)
-        canceler = int(columns["canceled_by"][uid])
+        canceler = int(columns["canceled_by"][at])
         if canceler != NONE:
             self.cancelers[canceler].discard(uid)
         for column in DATES:
-            value = int(columns[column][uid])
+            value = int(columns[column][at])
             if value != NONE:
                 self.buckets[column][value // HOUR].discard(uid)
 
@@ -202,7 +221,7 @@ class TaskIndex:
         times = self._columns[column]
         for key in edges:
             uids = uids_of(buckets[key])
-            values = times[uids]
+            values = times[uids - self._base]
             keep = np.ones(len(uids), dtype=bool)
             if low is not None:
                 keep &= values > low
