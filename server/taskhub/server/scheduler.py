@@ -194,7 +194,9 @@ class Scheduler(Leasing, Watching):
 
         # The index answers which uids and how many; the rows come from the store by uid.
         uids, total = self.index.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
-        found = {task.uid: task for task in self.reader.get_tasks(uids)}
+        # A normal page is read on the loop; a big one on the read thread, not to stall the loop.
+        rows = self.reader.get_tasks(uids) if len(uids) <= 200 else await self.read(Store.get_tasks, uids)
+        found = {task.uid: task for task in rows}
         rows = [found[uid] for uid in uids if uid in found]
         results, extra = rows[:limit], rows[limit:]
         return Page(results=results, total=total, limit=limit,
