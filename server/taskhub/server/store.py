@@ -159,10 +159,6 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
             f"SELECT {COLUMNS} FROM tasks WHERE {sql} ORDER BY uid {order} LIMIT ?", (*params, limit))
         return [row_to_task(r) for r in rows]
 
-    def count_tasks(self, query: TaskQuery) -> int:
-        sql, params = where(query)
-        return self.conn.execute(f"SELECT COUNT(*) FROM tasks WHERE {sql}", params).fetchone()[0]
-
     def find_task_uids(self, query: TaskQuery) -> array:
         sql, params = where(query)
         return array("I", (r[0] for r in self.conn.execute(f"SELECT uid FROM tasks WHERE {sql} ORDER BY uid", params)))
