@@ -17,7 +17,7 @@ from taskhub.server.rows import COLUMNS, dumps, row_to_task
 
 
 class BulkStore:
-    """Whole-database SQL; mixed into `Store`, whose `conn`, `atomic`, `_bump` and `matched_uids` it uses."""
+    """Whole-database SQL; mixed into `Store`, whose `conn`, `atomic`, `_bump`, `_index` and `matched_uids` it uses."""
 
     def backup(self, target: str | pathlib.Path) -> None:
         """A consistent copy of the whole database (SQLite online backup)."""
@@ -70,4 +70,5 @@ class BulkStore:
                 next_uid = max(next_uid, task.uid + 1)
             self.conn.execute("UPDATE meta SET value = ? WHERE key = 'next_uid'", (next_uid,))
             self._bump("task_count", count)
-            return count
+        self._index = None  # rows came in without the change log: the index is read again on next use
+        return count

@@ -10,28 +10,38 @@ from __future__ import annotations
 import json
 
 from taskhub.server.model import Task
-from taskhub.server.rows import dumps, row_to_task
+from taskhub.server.rows import compact, dumps, row_to_task
+
+
+def _string(value: str | None) -> str:
+    return "null" if value is None else compact(value)
 
 
 class ChangeLog:
-    """Change-log SQL; mixed into `Store`, whose `conn`, `atomic` and `last_seq` counter it uses."""
+    """Change-log SQL; mixed into `Store`, whose `conn`, `atomic` and `last_seq` counter it uses.
+
+    What it logs in a transaction is also what `Store.atomic` hands the index at commit.
+    """
 
     def last_seq(self) -> int:
         return self.conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
 
     def _log(self, task: Task, deleted: bool = False) -> None:
         """Appends a task's new state to the change log, under its sequence number."""
+        self._logged.append((task, deleted))
         row = [task.uid, task.index_uid, int(task.status), int(task.type), task.canceled_by, dumps(task.details),
                dumps(task.error), task.enqueued_at, task.started_at, task.finished_at, task.seq]
         self.conn.execute("INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, ?, ?)",
-                          (task.seq, task.uid, int(deleted), json.dumps(row, separators=(",", ":"))))
+                          (task.seq, task.uid, int(deleted), compact(row)))
 
     def _log_many(self, tasks: list[Task], details: list[str | None]) -> None:
         """Appends new enqueued tasks in bulk; `details` are their details already as JSON."""
+        self._logged += ((task, False) for task in tasks)
+        # The same row `_log` writes, put together by hand: only the two strings need encoding.
         self.conn.executemany(
             "INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, 0, ?)",
-            [(t.seq, t.uid, json.dumps([t.uid, t.index_uid, int(t.status), int(t.type), None, d, None,
-                                        t.enqueued_at, None, None, t.seq], separators=(",", ":")))
+            [(t.seq, t.uid, f"[{t.uid},{_string(t.index_uid)},{int(t.status)},{int(t.type)},null,{_string(d)},null,"
+                            f"{t.enqueued_at},null,null,{t.seq}]")
              for t, d in zip(tasks, details)])
 
     def changes_after(self, seq: int, limit: int) -> tuple[list[Task], frozenset[int]]:

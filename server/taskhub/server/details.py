@@ -71,8 +71,8 @@ def enqueue_details(type_: TaskType, index_uid: str | None, given: dict | None) 
     if type_ == TaskType.SETTINGS_UPDATE:
         return given  # the submitted settings object, as given
     inputs = _INPUTS[type_]
-    unknown = sorted(set(given) - set(inputs))
-    if unknown:
+    if not given.keys() <= inputs.keys():
+        unknown = sorted(given.keys() - inputs.keys())
         allowed = ", ".join(f"`{k}`" for k in inputs) or "none"
         raise _invalid(f"`{unknown[0]}` cannot be given for a `{type_.label}` task; it takes: {allowed}.")
     for key, default in inputs.items():

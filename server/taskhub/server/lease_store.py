@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from taskhub.errors import TaskHubError
 from taskhub.server.model import (
-    BATCH_GROUPS, SERVER_PRIORITY, Scope, Task, TaskStatus, TaskType, finished_details, task_indexes,
+    BATCH_GROUPS, SERVER_PRIORITY, Scope, Task, TaskQuery, TaskStatus, TaskType, finished_details, task_indexes,
 )
 
 ACTIVE = "active"
@@ -26,21 +26,25 @@ ENDED = {
     "lost": "the server restarted",
 }
 SCAN_LIMIT = 100_000
+SCAN_CHUNK = 500  # enqueued tasks read per query while looking for a batch's head
+ENQUEUED = frozenset({TaskStatus.ENQUEUED})
+PROCESSING = frozenset({TaskStatus.PROCESSING})
 
 
 class LeaseStore:
-    """Lease SQL; mixed into `Store`, whose `conn`, `atomic`, `_save` and `get_task` it uses."""
+    """Lease SQL; mixed into `Store`, whose `conn`, `atomic`, `index`, `_save` and `get_tasks` it uses.
+
+    Which tasks are enqueued or processing, and in which index, comes from the index;
+    the rows come from SQL by uid.
+    """
 
     def lease_batch(self, *, token: str, worker: str, types: frozenset[TaskType] | None,
                     index_uids: frozenset[str] | None, scope: Scope | None, max_tasks: int, now: int,
                     duration: int) -> list[Task]:
         """Leases the oldest runnable batch a worker can take; answers its tasks (none: nothing runnable)."""
         with self.atomic():
-            server_types = ",".join(str(int(t)) for t in SERVER_PRIORITY)
             # Server-run tasks outrank every worker task: leave the queue to them first.
-            if self.conn.execute(
-                    f"SELECT EXISTS (SELECT 1 FROM tasks WHERE type IN ({server_types}) AND status = ?)",
-                    (int(TaskStatus.ENQUEUED),)).fetchone()[0]:
+            if self.index.select(TaskQuery(statuses=ENQUEUED, types=frozenset(SERVER_PRIORITY))):
                 return []
             head = self._find_head(types, index_uids, scope)
             if head is None:
@@ -57,22 +61,19 @@ class LeaseStore:
     def _find_head(self, types, index_uids, scope) -> Task | None:
         """The oldest enqueued task whose indexes are free and that heads its indexes' queues."""
         blocked: set[str] = set()
-        for (index_uid, type_, details) in self.conn.execute(
-                "SELECT index_uid, type, details FROM tasks WHERE status = ?", (int(TaskStatus.PROCESSING),)):
-            blocked |= task_indexes(index_uid, TaskType(type_), json.loads(details) if details else None)
-        rows = self.conn.execute(
-            "SELECT uid, index_uid, type, details FROM tasks WHERE status = ? ORDER BY uid LIMIT ?",
-            (int(TaskStatus.ENQUEUED), SCAN_LIMIT))
-        for uid, index_uid, type_, details in rows:
-            type_ = TaskType(type_)
-            keys = task_indexes(index_uid, type_, json.loads(details) if details else None)
-            takeable = (not keys & blocked and (types is None or type_ in types)
-                        and (index_uids is None or keys <= index_uids)
-                        and (scope is None or (keys and all(scope.allows(k) for k in keys))))
-            if takeable:
-                return self.get_task(uid)
-            # Later tasks of these indexes must wait for this one: per-index uid order.
-            blocked |= keys
+        for task in self.get_tasks(self.index.select(TaskQuery(statuses=PROCESSING))):
+            blocked |= task_indexes(task.index_uid, task.type, task.details)
+        enqueued = self.index.select(TaskQuery(statuses=ENQUEUED))
+        for start in range(0, min(len(enqueued), SCAN_LIMIT), SCAN_CHUNK):
+            for task in self.get_tasks(enqueued[start:start + SCAN_CHUNK]):
+                keys = task_indexes(task.index_uid, task.type, task.details)
+                takeable = (not keys & blocked and (types is None or task.type in types)
+                            and (index_uids is None or keys <= index_uids)
+                            and (scope is None or (keys and all(scope.allows(k) for k in keys))))
+                if takeable:
+                    return task
+                # Later tasks of these indexes must wait for this one: per-index uid order.
+                blocked |= keys
         return None
 
     def _followers(self, head: Task, types, room: int) -> list[Task]:
@@ -81,22 +82,18 @@ class LeaseStore:
         if group is None or room <= 0:
             return []
         # An enqueued swap touching this index ends the run of batchable tasks.
-        stop = None
-        for uid, details in self.conn.execute(
-                "SELECT uid, details FROM tasks WHERE type = ? AND status = ? AND uid > ?",
-                (int(TaskType.INDEX_SWAP), int(TaskStatus.ENQUEUED), head.uid)):
-            if head.index_uid in task_indexes(None, TaskType.INDEX_SWAP, json.loads(details)):
-                stop = uid if stop is None else min(stop, uid)
+        swaps = self.index.select(TaskQuery(statuses=ENQUEUED, types=frozenset({TaskType.INDEX_SWAP})))
+        stop = min((swap.uid for swap in self.get_tasks(swaps[swaps.rank(head.uid):])
+                    if head.index_uid in task_indexes(None, TaskType.INDEX_SWAP, swap.details)), default=None)
+        queue = self.index.select(TaskQuery(statuses=ENQUEUED, index_uids=frozenset({head.index_uid})))
+        after = queue.rank(head.uid)  # how many of them come up to the head, itself included
         followers = []
-        for uid, type_ in self.conn.execute(
-                "SELECT uid, type FROM tasks WHERE index_uid = ? AND status = ? AND uid > ? ORDER BY uid LIMIT ?",
-                (head.index_uid, int(TaskStatus.ENQUEUED), head.uid, room)):
-            type_ = TaskType(type_)
-            if (stop is not None and uid > stop) or BATCH_GROUPS.get(type_) != group \
-                    or (types is not None and type_ not in types):
+        for task in self.get_tasks(queue[after:after + room]):
+            if (stop is not None and task.uid > stop) or BATCH_GROUPS.get(task.type) != group \
+                    or (types is not None and task.type not in types):
                 break
-            followers.append(uid)
-        return self.get_tasks(followers)
+            followers.append(task)
+        return followers
 
     def _lease_state(self, token: str, now: int) -> tuple[str, int] | None:
         row = self.conn.execute("SELECT state, deadline, duration FROM leases WHERE token = ?", (token,)).fetchone()

@@ -3,8 +3,8 @@
 Services call its coroutines (`enqueue`, `list_tasks`, `cancel_tasks`, ...);
 `tick(now)` does one pass of server-side work (cancelations newest first, then
 deletions, snapshots, dumps). Store calls run on one store thread, off the
-event loop; after each commit the changed tasks go to the in-memory index and
-the watch hub, in commit order. Worker leases (`leasing`) and watches
+event loop; after each commit the store's in-memory index follows (on that
+thread) and the changed tasks go to the watch hub (on the loop), in commit order. Worker leases (`leasing`) and watches
 (`watching`) are its two mixins. No protobuf here.
 """
 
@@ -26,7 +26,6 @@ from taskhub.server.details import enqueue_details
 from taskhub.server.model import SERVER_PRIORITY, Scope, Task, TaskQuery, TaskType, format_time
 from taskhub.server.store import Changes, Store
 from taskhub.server.leasing import SECOND, Leasing
-from taskhub.server.task_index import TaskIndex
 from taskhub.server.watching import Watching
 from taskhub.server.watch import WatchHub
 
@@ -83,7 +82,6 @@ class Scheduler(Leasing, Watching):
         self.reader = store.open_reader()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
-        self.index = TaskIndex()
         # Replaced after every write: long-polling leases wait on the current one.
         self._changed = asyncio.Event()
         self._runner: asyncio.Task | None = None
@@ -128,22 +126,13 @@ class Scheduler(Leasing, Watching):
         return changes
 
     def _committed(self, changes: Changes) -> None:
-        """On the loop, in commit order: the index and the watchers learn of a commit."""
-        self.index.apply(changes.tasks, changes.deleted)
+        """On the loop, in commit order: the watchers learn of a commit (the store's index already has)."""
         self.hub.publish(changes.tasks, changes.deleted)
 
     async def start(self, *, background: bool = True) -> None:
-        """Recovers from the last stop, builds the index, then (by default) runs `tick` whenever there is work."""
+        """Builds the store's index, recovers from the last stop, then (by default) runs `tick` when there is work."""
+        await self.call(lambda: self.store.index)  # read from SQLite here, on the store thread
         await self._write(self.store.requeue_processing)
-
-        def build() -> TaskIndex:
-            index, after = TaskIndex(), -1
-            while rows := self.store.index_rows(after, 100_000):
-                index.load(rows)
-                after = rows[-1][0]
-            return index
-
-        self.index = await self.call(build)
         if background:
             self._runner = asyncio.create_task(self._run(), name="taskhub-scheduler")
 
@@ -193,7 +182,8 @@ class Scheduler(Leasing, Watching):
         limit = DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)
 
         # The index answers which uids and how many; the rows come from the store by uid.
-        uids, total = self.index.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
+        with self.store.index_lock:  # the store thread changes the index after each commit
+            uids, total = self.store.index.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
         # A normal page is read on the loop; a big one on the read thread, not to stall the loop.
         rows = self.reader.get_tasks(uids) if len(uids) <= 200 else await self.read(Store.get_tasks, uids)
         found = {task.uid: task for task in rows}

@@ -5,6 +5,11 @@ counters (the next uid and the last change sequence). Every state change is one
 `BEGIN IMMEDIATE` transaction through `atomic()`, and every write method returns
 the tasks it changed so the scheduler can tell watchers after the commit.
 A `Store` is used from one thread at a time (the scheduler's store thread).
+
+Which tasks have which status, type, index or date is answered by `index`, the
+in-memory `TaskIndex` the store keeps in step after every commit (from what the
+change log saw), not by SQL indexes: rows are only ever looked up by uid, so an
+enqueue writes the row, its change and nothing else.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import dataclasses
 import json
 import pathlib
 import sqlite3
+import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 
@@ -24,10 +30,11 @@ from taskhub.server.bulk_store import BulkStore
 from taskhub.server.change_log import ChangeLog
 from taskhub.server.key_store import KeyStore
 from taskhub.server.lease_store import LeaseStore
-from taskhub.server.model import Task, TaskQuery, TaskStatus, TaskType, finished_details
-from taskhub.server.rows import COLUMNS, FINISHED, UNFINISHED, Changes, dumps, row_to_task, where
+from taskhub.server.model import SERVER_PRIORITY, Task, TaskQuery, TaskStatus, TaskType, finished_details
+from taskhub.server.rows import COLUMNS, FINISHED, UNFINISHED, Changes, dumps, row_to_task
+from taskhub.server.task_index import TaskIndex
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DISK_FULL = ("taskhub cannot receive write operations because the limit of the task database has been reached."
              " Please delete tasks to continue performing write operations.")
 # `_save(task)` leaves the task's lease as it is unless told otherwise.
@@ -43,6 +50,12 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
             pathlib.Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves in atomic().
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._index: TaskIndex | None = None
+        # Held while the index changes (on the store thread) and while the event loop reads it.
+        self.index_lock = threading.Lock()
+        # What the change log saw in the open transaction: (task, deleted), for the index at commit.
+        self._logged: list[tuple[Task, bool]] = []
+        self.reader = reader
         if reader:
             # A second connection for reads beside the writer; WAL lets it read committed
             # data while the writer works, and query_only keeps it from ever writing.
@@ -70,49 +83,77 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; rolled back whole if anything in it fails."""
+        """One write transaction; rolled back whole if anything in it fails. The index follows each commit."""
+        self._logged = []
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
             self.conn.execute("COMMIT")
         except BaseException as exc:
+            self._logged = []
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
                 raise TaskHubError("no_space_left_on_device", DISK_FULL) from exc
             raise
+        logged, self._logged = self._logged, []
+        if logged and self._index is not None:
+            with self.index_lock:
+                self._index.apply([task for task, _ in logged],
+                                  frozenset(task.uid for task, deleted in logged if deleted))
+
+    @property
+    def index(self) -> TaskIndex:
+        """Which tasks have which fields, in memory: read from the rows on first use, then kept in step."""
+        assert not self.reader, "only the writing connection keeps an index"
+        if self._index is None:
+            index, after = TaskIndex(), -1
+            while rows := self.index_rows(after, 100_000):
+                index.load(rows)
+                after = rows[-1][0]
+            with self.index_lock:
+                self._index = index
+        return self._index
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version >= SCHEMA_VERSION:
             return
         with self.atomic():
-            db = sqlite_utils.Database(self.conn)
-            db["tasks"].create({
-                "uid": int, "index_uid": str, "status": int, "type": int, "canceled_by": int,
-                "details": str, "error": str, "enqueued_at": int, "started_at": int,
-                "finished_at": int, "seq": int, "lease": str, "attempts": int,
-            }, pk="uid", not_null={"status", "type", "enqueued_at", "seq", "attempts"},
-                defaults={"attempts": 0})
-            for columns in (["status", "uid"], ["type", "status"], ["index_uid", "uid"],
-                            ["canceled_by"], ["enqueued_at"], ["started_at"], ["finished_at"], ["lease"]):
-                db["tasks"].create_index(columns)
-            db["leases"].create({"token": str, "worker": str, "deadline": int, "duration": int, "state": str},
-                                pk="token", not_null={"deadline", "duration", "state"})
-            db["leases"].create_index(["state", "deadline"])
-            # The uids a cancelation or deletion matched when it was enqueued.
-            db["matches"].create({"uid": int, "uids": bytes}, pk="uid", not_null={"uids"})
-            # Every committed change in sequence order, kept for watchers that resume.
-            db["changes"].create({"seq": int, "uid": int, "deleted": int, "task": str}, pk="seq",
-                                 not_null={"uid", "deleted", "task"})
-            db["api_keys"].create({
-                "uid": str, "name": str, "description": str, "actions": str, "indexes": str,
-                "expires_at": int, "created_at": int, "updated_at": int,
-            }, pk="uid", not_null={"actions", "indexes", "created_at", "updated_at"})
-            db["meta"].create({"key": str, "value": int}, pk="key", not_null={"value"})
-            db["meta"].insert_all([{"key": "next_uid", "value": 0}, {"key": "last_seq", "value": 0},
-                                   {"key": "task_count", "value": 0}])
+            if version == 0:
+                self._create_tables()
+            # Version 1 indexed eight task columns; the in-memory index answers those now, and
+            # each SQL index made every enqueue write more pages. Only leases are found by SQL.
+            for name in ("status_uid", "type_status", "index_uid_uid", "canceled_by", "enqueued_at",
+                         "started_at", "finished_at", "lease"):
+                self.conn.execute(f"DROP INDEX IF EXISTS idx_tasks_{name}")
+            # Partial: a task is in it only while leased, so an enqueue never touches it.
+            self.conn.execute("CREATE INDEX idx_tasks_leased ON tasks (lease) WHERE lease IS NOT NULL")
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _create_tables(self) -> None:
+        db = sqlite_utils.Database(self.conn)
+        db["tasks"].create({
+            "uid": int, "index_uid": str, "status": int, "type": int, "canceled_by": int,
+            "details": str, "error": str, "enqueued_at": int, "started_at": int,
+            "finished_at": int, "seq": int, "lease": str, "attempts": int,
+        }, pk="uid", not_null={"status", "type", "enqueued_at", "seq", "attempts"},
+            defaults={"attempts": 0})
+        db["leases"].create({"token": str, "worker": str, "deadline": int, "duration": int, "state": str},
+                            pk="token", not_null={"deadline", "duration", "state"})
+        db["leases"].create_index(["state", "deadline"])
+        # The uids a cancelation or deletion matched when it was enqueued.
+        db["matches"].create({"uid": int, "uids": bytes}, pk="uid", not_null={"uids"})
+        # Every committed change in sequence order, kept for watchers that resume.
+        db["changes"].create({"seq": int, "uid": int, "deleted": int, "task": str}, pk="seq",
+                             not_null={"uid", "deleted", "task"})
+        db["api_keys"].create({
+            "uid": str, "name": str, "description": str, "actions": str, "indexes": str,
+            "expires_at": int, "created_at": int, "updated_at": int,
+        }, pk="uid", not_null={"actions", "indexes", "created_at", "updated_at"})
+        db["meta"].create({"key": str, "value": int}, pk="key", not_null={"value"})
+        db["meta"].insert_all([{"key": "next_uid", "value": 0}, {"key": "last_seq", "value": 0},
+                               {"key": "task_count", "value": 0}])
 
     # -- counters ---------------------------------------------------------
 
@@ -133,8 +174,9 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
 
     def oldest_finished(self, limit: int) -> list[tuple[int, int]]:
         """(uid, enqueued_at) of the `limit` oldest finished tasks, for the automatic cleanup."""
-        return self.conn.execute(
-            f"SELECT uid, enqueued_at FROM tasks WHERE status IN {FINISHED} ORDER BY uid LIMIT ?", (limit,)).fetchall()
+        index = self.index
+        finished = index.select(TaskQuery(statuses=frozenset(map(TaskStatus, FINISHED))))
+        return [(uid, index.enqueued_at(uid)) for uid in finished[:limit]]
 
     # -- reads ------------------------------------------------------------
 
@@ -148,32 +190,14 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
             (json.dumps(list(uids)),))
         return [row_to_task(r) for r in rows]
 
-    def find_tasks(self, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> list[Task]:
-        """Up to `limit` matching tasks from `from_uid` (inclusive), uid descending unless reversed."""
-        sql, params = where(query)
-        if from_uid is not None:
-            sql += " AND uid >= ?" if reverse else " AND uid <= ?"
-            params.append(from_uid)
-        order = "ASC" if reverse else "DESC"
-        rows = self.conn.execute(
-            f"SELECT {COLUMNS} FROM tasks WHERE {sql} ORDER BY uid {order} LIMIT ?", (*params, limit))
-        return [row_to_task(r) for r in rows]
-
-    def find_task_uids(self, query: TaskQuery) -> array:
-        sql, params = where(query)
-        return array("I", (r[0] for r in self.conn.execute(f"SELECT uid FROM tasks WHERE {sql} ORDER BY uid", params)))
-
     def next_server_task(self) -> Task | None:
         """The enqueued server-run task to run first: cancelations newest first, then by type, oldest first."""
-        row = self.conn.execute(
-            f"SELECT {COLUMNS} FROM tasks WHERE status = ? AND type IN (?, ?, ?, ?)"
-            " ORDER BY CASE type WHEN ? THEN 0 WHEN ? THEN 1 WHEN ? THEN 2 ELSE 3 END,"
-            " CASE type WHEN ? THEN -uid ELSE uid END LIMIT 1",
-            (int(TaskStatus.ENQUEUED), TaskType.TASK_CANCELATION, TaskType.TASK_DELETION,
-             TaskType.SNAPSHOT_CREATION, TaskType.DUMP_CREATION, TaskType.TASK_CANCELATION,
-             TaskType.TASK_DELETION, TaskType.SNAPSHOT_CREATION, TaskType.TASK_CANCELATION),
-        ).fetchone()
-        return None if row is None else row_to_task(row)
+        for type_ in SERVER_PRIORITY:
+            waiting = self.index.select(TaskQuery(statuses=frozenset({TaskStatus.ENQUEUED}),
+                                                  types=frozenset({type_})))
+            if waiting:
+                return self.get_task(waiting.max() if type_ == TaskType.TASK_CANCELATION else waiting.min())
+        return None
 
     def matched_uids(self, uid: int) -> array:
         row = self.conn.execute("SELECT uids FROM matches WHERE uid = ?", (uid,)).fetchone()
@@ -224,7 +248,7 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
         """
         with self.atomic():
             uid = self.conn.execute("SELECT value FROM meta WHERE key = 'next_uid'").fetchone()[0]
-            matched = self.find_task_uids(dataclasses.replace(query, below_uid=uid))
+            matched = array("I", self.index.select(dataclasses.replace(query, below_uid=uid)))
             task = self._insert(None, type_, details(len(matched)), now)
             self.conn.execute("INSERT INTO matches (uid, uids) VALUES (?, ?)", (task.uid, matched.tobytes()))
             return Changes(tasks=[task])
@@ -311,5 +335,5 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
         """On start: whatever was processing when the server stopped is enqueued again, and leases are lost."""
         with self.atomic():
             self.lose_all_leases()
-            rows = self.conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE status = ?", (int(TaskStatus.PROCESSING),))
-            return Changes(tasks=self._requeue([row_to_task(r) for r in rows]))
+            processing = self.index.select(TaskQuery(statuses=frozenset({TaskStatus.PROCESSING})))
+            return Changes(tasks=self._requeue(self.get_tasks(processing)))

@@ -128,32 +128,48 @@ class TaskIndex:
                 self._bucket(column, int(hour)).update(bitmap(uids[dated][hours == hour]))
 
     def apply(self, tasks: Iterable[Task], deleted: frozenset[int] = frozenset()) -> None:
-        """Takes committed changes, in commit order."""
-        for task in tasks:
-            if task.uid in self.all:
-                self._unlink(task.uid)
-            if task.uid not in deleted:
-                self._link(task)
+        """Takes one commit's changes: each task's last state counts; the `deleted` ones (among `tasks`) leave."""
+        latest = {task.uid: task for task in tasks}
+        self._unlink_many([uid for uid in latest if uid in self.all])
+        self._link_many([task for uid, task in latest.items() if uid not in deleted])
 
-    def _link(self, task: Task) -> None:
-        uid = task.uid
-        self.all.add(uid)
-        self._grow(uid + 1)
-        columns, at = self._columns, uid - self._base
-        self.statuses[task.status].add(uid)
-        self.types[task.type].add(uid)
-        columns["status"][at], columns["type"][at] = task.status, task.type
-        columns["index"][at] = self._index_id(task.index_uid)
-        if task.index_uid is not None:
-            self.indexes[task.index_uid].add(uid)
-        columns["canceled_by"][at] = NONE if task.canceled_by is None else task.canceled_by
-        if task.canceled_by is not None:
-            self.cancelers[task.canceled_by].add(uid)
-        for column in DATES:
-            value = getattr(task, column)
-            columns[column][at] = NONE if value is None else value
-            if value is not None:
-                self._bucket(column, value // HOUR).add(uid)
+    def _link_many(self, tasks: list[Task]) -> None:
+        """Adds tasks the index does not hold, grouped so that each bitmap is updated once per commit."""
+        if not tasks:
+            return
+        uids = [task.uid for task in tasks]
+        self.all.update(uids)
+        self._grow(max(uids) + 1)
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        values: dict[str, list[int]] = {name: [] for name in self._columns}
+        for task in tasks:
+            uid = task.uid
+            groups["status", task.status].append(uid)
+            groups["type", task.type].append(uid)
+            values["status"].append(task.status)
+            values["type"].append(task.type)
+            values["index"].append(self._index_id(task.index_uid))
+            if task.index_uid is not None:
+                groups["index", task.index_uid].append(uid)
+            values["canceled_by"].append(NONE if task.canceled_by is None else task.canceled_by)
+            if task.canceled_by is not None:
+                groups["canceled_by", task.canceled_by].append(uid)
+            for column in DATES:
+                value = getattr(task, column)
+                values[column].append(NONE if value is None else value)
+                if value is not None:
+                    groups[column, value // HOUR].append(uid)
+        at = np.array(uids, dtype=np.int64) - self._base
+        for name, column in self._columns.items():
+            column[at] = values[name]
+        for (kind, key), members in groups.items():
+            self._bitmap(kind, key).update(members)
+
+    def _bitmap(self, kind: str, key) -> BitMap:
+        if kind in DATES:
+            return self._bucket(kind, key)
+        return {"status": self.statuses, "type": self.types, "index": self.indexes,
+                "canceled_by": self.cancelers}[kind][key]
 
     def _bucket(self, column: str, hour: int) -> BitMap:
         buckets = self.buckets[column]
@@ -161,23 +177,31 @@ class TaskIndex:
             bisect.insort(self.hours[column], hour)
         return buckets[hour]
 
-    def _unlink(self, uid: int) -> None:
-        columns, at = self._columns, uid - self._base
-        self.all.discard(uid)
-        self.statuses[TaskStatus(int(columns["status"][at]))].discard(uid)
-        self.types[TaskType(int(columns["type"][at]))].discard(uid)
-        index = int(columns["index"][at])
-        if index != NONE:
-            self.indexes[self._index_names[index]].discard(uid)
-        canceler = int(columns["canceled_by"][at])
-        if canceler != NONE:
-            self.cancelers[canceler].discard(uid)
-        for column in DATES:
-            value = int(columns[column][at])
-            if value != NONE:
-                self.buckets[column][value // HOUR].discard(uid)
+    def _unlink_many(self, uids: list[int]) -> None:
+        """Removes tasks the index holds, by the values their columns hold now."""
+        if not uids:
+            return
+        self.all.difference_update(BitMap(uids))
+        at = np.array(uids, dtype=np.int64) - self._base
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        old = {name: column[at].tolist() for name, column in self._columns.items()}
+        for i, uid in enumerate(uids):
+            groups["status", TaskStatus(old["status"][i])].append(uid)
+            groups["type", TaskType(old["type"][i])].append(uid)
+            if old["index"][i] != NONE:
+                groups["index", self._index_names[old["index"][i]]].append(uid)
+            if old["canceled_by"][i] != NONE:
+                groups["canceled_by", old["canceled_by"][i]].append(uid)
+            for column in DATES:
+                if old[column][i] != NONE:
+                    groups[column, old[column][i] // HOUR].append(uid)
+        for (kind, key), members in groups.items():
+            self._bitmap(kind, key).difference_update(BitMap(members))
 
     # -- answering --------------------------------------------------------
+
+    def enqueued_at(self, uid: int) -> int:
+        return int(self._columns["enqueued_at"][uid - self._base])
 
     def select(self, query: TaskQuery) -> BitMap:
         """The uids matching `query` (the same rules as the store's WHERE clause)."""

@@ -1,0 +1,91 @@
+"""The store's schema and its in-memory index: what SQL still indexes, migration, and the group commit's rows."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from taskhub.server.model import TaskQuery, TaskStatus, TaskType
+from taskhub.server.store import SCHEMA_VERSION, Store
+from taskhub.server.task_index import TaskIndex
+
+OLD_INDEXES = [("status", "uid"), ("type", "status"), ("index_uid", "uid"), ("canceled_by",), ("enqueued_at",),
+               ("started_at",), ("finished_at",), ("lease",)]
+
+
+def task_indexes(path) -> dict[str, str]:
+    with sqlite3.connect(path) as conn:
+        return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks'"
+                                 " AND sql IS NOT NULL"))
+
+
+def test_only_leased_tasks_are_indexed_in_sql(tmp_path):
+    store = Store(tmp_path / "t.db")
+    store.insert_tasks([("movies", TaskType.INDEX_CREATION, None)] * 3, 1)
+    assert list(task_indexes(tmp_path / "t.db")) == ["idx_tasks_leased"]
+    # The lease lookups use the partial index: `lease = ?` implies `lease IS NOT NULL`.
+    plan = " ".join(row[-1] for row in store.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT uid FROM tasks WHERE lease = ? AND status = ?", ("t", 2)))
+    assert "idx_tasks_leased" in plan
+    store.close()
+
+
+def test_a_version_1_database_loses_its_column_indexes_and_keeps_its_tasks(tmp_path):
+    path = tmp_path / "v1.db"
+    store = Store(path)
+    store.insert_tasks([("movies", TaskType.INDEX_CREATION, None), ("books", TaskType.INDEX_DELETION, None)], 5)
+    for columns in OLD_INDEXES:  # what version 1 created
+        store.conn.execute(f"CREATE INDEX idx_tasks_{'_'.join(columns)} ON tasks ({', '.join(columns)})")
+    store.conn.execute("DROP INDEX idx_tasks_leased")
+    store.conn.execute("PRAGMA user_version=1")
+    store.close()
+
+    store = Store(path)
+    assert list(task_indexes(path)) == ["idx_tasks_leased"]
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert [t.index_uid for t in store.get_tasks([0, 1])] == ["movies", "books"]
+    assert list(store.index.select(TaskQuery(index_uids=frozenset({"books"})))) == [1]
+    store.close()
+
+
+def test_group_commit_change_rows_replay_the_tasks_exactly(tmp_path):
+    store = Store(tmp_path / "t.db")
+    odd = {"primaryKey": 'id "quoted" \\ back\\slash, ünïcode, \u2028 and \n newline'}
+    items = [("movies", TaskType.INDEX_CREATION, odd), ("a-b_c", TaskType.INDEX_CREATION, {"primaryKey": None}),
+             (None, TaskType.DUMP_CREATION, None)]
+    inserted = store.insert_tasks(items, 1_700_000_000_000_123).tasks
+    replayed, deleted = store.changes_after(0, 10)
+    assert replayed == inserted and not deleted
+    store.close()
+
+
+def test_a_reopened_store_reads_its_index_from_the_rows(tmp_path):
+    path = tmp_path / "t.db"
+    store = Store(path)
+    store.insert_tasks([(f"index-{i % 3}", TaskType.DOCUMENT_ADDITION_OR_UPDATE, {"receivedDocuments": 1})
+                        for i in range(20)], 1)
+    store.start_task(4, 2)
+    store.close()
+    store = Store(path)
+    assert len(store.index.select(TaskQuery(statuses=frozenset({TaskStatus.ENQUEUED})))) == 19
+    assert list(store.index.select(TaskQuery(statuses=frozenset({TaskStatus.PROCESSING})))) == [4]
+    store.close()
+
+
+def test_one_commit_may_change_a_task_twice_and_insert_many(tmp_path):
+    store = Store(tmp_path / "t.db")
+    tasks = store.insert_tasks([("movies", TaskType.DOCUMENT_ADDITION_OR_UPDATE, {"receivedDocuments": 1})] * 12,
+                               1).tasks
+    index = TaskIndex()
+    started = [*tasks[:3]]
+    for task in started:
+        task.status, task.started_at = TaskStatus.PROCESSING, 5
+    # New tasks, then a later state of one of them, in the same change set: the last one counts.
+    books = store.insert_tasks([("books", TaskType.INDEX_CREATION, None)], 2).tasks
+    index.apply([*books, *tasks, *started])
+    assert list(index.select(TaskQuery(statuses=frozenset({TaskStatus.PROCESSING})))) == [0, 1, 2]
+    assert list(index.select(TaskQuery(statuses=frozenset({TaskStatus.ENQUEUED})))) == list(range(3, 13))
+    assert list(index.select(TaskQuery(after_started_at=4))) == [0, 1, 2]
+    index.apply([tasks[0], *books], frozenset({0, 12}))  # deleted tasks come with their last state
+    assert list(index.select(TaskQuery())) == list(range(1, 12))
+    assert list(index.select(TaskQuery(index_uids=frozenset({"books"})))) == []
+    store.close()
