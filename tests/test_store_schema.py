@@ -89,3 +89,17 @@ def test_one_commit_may_change_a_task_twice_and_insert_many(tmp_path):
     assert list(index.select(TaskQuery())) == list(range(1, 12))
     assert list(index.select(TaskQuery(index_uids=frozenset({"books"})))) == []
     store.close()
+
+
+def test_a_lease_finds_the_head_past_many_blocked_tasks(tmp_path):
+    store = Store(tmp_path / "t.db")
+    store.insert_tasks([("busy", TaskType.INDEX_UPDATE, None)] * 150 + [("free", TaskType.INDEX_UPDATE, None)], 1)
+
+    def lease(token: str) -> list[int]:
+        return [t.uid for t in store.lease_batch(token=token, worker="w", types=None, index_uids=None, scope=None,
+                                                 max_tasks=10, now=2, duration=10)]
+
+    assert lease("a") == [0]  # `busy` is now processing: its 149 other tasks must wait
+    assert lease("b") == [150]  # found past them, though the first reads hold only a few rows
+    assert lease("c") == []
+    store.close()

@@ -26,7 +26,7 @@ ENDED = {
     "lost": "the server restarted",
 }
 SCAN_LIMIT = 100_000
-SCAN_CHUNK = 500  # enqueued tasks read per query while looking for a batch's head
+SCAN_CHUNK = 16  # enqueued tasks read by the first query looking for a batch's head
 ENQUEUED = frozenset({TaskStatus.ENQUEUED})
 PROCESSING = frozenset({TaskStatus.PROCESSING})
 
@@ -64,8 +64,11 @@ class LeaseStore:
         for task in self.get_tasks(self.index.select(TaskQuery(statuses=PROCESSING))):
             blocked |= task_indexes(task.index_uid, task.type, task.details)
         enqueued = self.index.select(TaskQuery(statuses=ENQUEUED))
-        for start in range(0, min(len(enqueued), SCAN_LIMIT), SCAN_CHUNK):
-            for task in self.get_tasks(enqueued[start:start + SCAN_CHUNK]):
+        start, chunk = 0, SCAN_CHUNK
+        while start < min(len(enqueued), SCAN_LIMIT):
+            # The head is most often among the first few: read a few rows, then more and more.
+            rows, start, chunk = enqueued[start:start + chunk], start + chunk, min(chunk * 4, 4_096)
+            for task in self.get_tasks(rows):
                 keys = task_indexes(task.index_uid, task.type, task.details)
                 takeable = (not keys & blocked and (types is None or task.type in types)
                             and (index_uids is None or keys <= index_uids)
