@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import shutil
 import sqlite3
 import sys
 import time
@@ -102,13 +101,18 @@ RAW_INDEXES = [("status", "uid"), ("type", "status"), ("index_uid", "uid"), ("ca
                ("started_at",), ("finished_at",)]
 
 
-def indexed_copy(db: Path) -> Path:
-    """The raw side's database: a copy of `db` with `RAW_INDEXES` (made once, kept beside it)."""
+def indexed_copy(store: Store) -> Path:
+    """The raw side's database: a copy of the store's, with `RAW_INDEXES` (made once, kept beside it).
+
+    Made after the scheduler started, so it holds what the server recovered (processing
+    tasks back to enqueued) and both sides count the same rows.
+    """
+    db = Path(store.path)
     copy = db.with_name(f"{db.stem}-indexed.db")
     if not copy.exists():
         print(f"indexing a copy for the raw side: {copy} ...", flush=True)
         partial = copy.with_suffix(".partial")
-        shutil.copyfile(db, partial)
+        store.backup(partial)
         with sqlite3.connect(partial) as conn:
             conn.execute("PRAGMA cache_size=-262144")
             for columns in RAW_INDEXES:
@@ -118,10 +122,10 @@ def indexed_copy(db: Path) -> Path:
 
 
 async def measure(db: Path, args) -> dict[str, tuple[harness.Latency, harness.Latency]]:
-    raw = sqlite3.connect(indexed_copy(db))
     store = Store(db)
     scheduler = Scheduler(store, cleanup_threshold=2**62)
     await scheduler.start(background=False)  # recovery and the in-memory index, as a server does
+    raw = sqlite3.connect(indexed_copy(store))
     results = {}
     try:
         for f in filters(raw):
