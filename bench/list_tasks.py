@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import sqlite3
 import sys
@@ -113,7 +114,8 @@ def indexed_copy(store: Store) -> Path:
         print(f"indexing a copy for the raw side: {copy} ...", flush=True)
         partial = copy.with_suffix(".partial")
         store.backup(partial)
-        with sqlite3.connect(partial) as conn:
+        with contextlib.closing(sqlite3.connect(partial, isolation_level=None)) as conn:
+            conn.execute("PRAGMA journal_mode=DELETE")  # one file, safe to rename once closed
             conn.execute("PRAGMA cache_size=-262144")
             for columns in RAW_INDEXES:
                 conn.execute(f"CREATE INDEX IF NOT EXISTS raw_{'_'.join(columns)} ON tasks ({', '.join(columns)})")
