@@ -47,6 +47,8 @@ class TaskIndex:
         self.indexes: dict[str, BitMap] = defaultdict(BitMap)
         self.cancelers: dict[int, BitMap] = defaultdict(BitMap)
         self.buckets = {column: defaultdict(BitMap) for column in DATES}
+        self._sets = {"status": self.statuses, "type": self.types, "index": self.indexes,
+                      "canceled_by": self.cancelers}
         self.hours = {column: [] for column in DATES}  # sorted bucket keys
         self._index_names: list[str] = []
         self._index_ids: dict[str, int] = {}
@@ -169,8 +171,7 @@ class TaskIndex:
     def _bitmap(self, kind: str, key) -> BitMap:
         if kind in DATES:
             return self._bucket(kind, key)
-        return {"status": self.statuses, "type": self.types, "index": self.indexes,
-                "canceled_by": self.cancelers}[kind][key]
+        return self._sets[kind][key]
 
     def _bucket(self, column: str, hour: int) -> BitMap:
         buckets = self.buckets[column]
