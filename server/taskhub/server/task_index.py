@@ -37,6 +37,13 @@ DATES = ("enqueued_at", "started_at", "finished_at")
 NONE = -1
 
 
+def _union(maps: list[BitMap]) -> BitMap:
+    """The union of some bitmaps; one alone is answered as itself, not copied (a copy costs O(n))."""
+    if len(maps) == 1:
+        return maps[0]
+    return BitMap.union(BitMap(), *maps)
+
+
 class TaskIndex:
     """Which uids have which status, type, index, canceler and dates."""
 
@@ -206,27 +213,33 @@ class TaskIndex:
         return int(self._columns["enqueued_at"][uid - self._base])
 
     def select(self, query: TaskQuery) -> BitMap:
-        """The uids matching `query` (the same rules as the store's WHERE clause)."""
+        """The uids matching `query` (the same rules as the store's WHERE clause).
+
+        The answer may be one of the index's own bitmaps: callers read it and never change it.
+        """
         parts: list[BitMap] = []
+        # Filters by uid are sets of numbers, not of stored tasks: only `all` knows which exist.
         if query.uids is not None:
-            parts.append(BitMap(query.uids))
+            parts += [BitMap(query.uids), self.all]
+        if query.below_uid is not None:
+            parts += [BitMap(range(0, max(query.below_uid, 0))), self.all]
         for values, maps in ((query.statuses, self.statuses), (query.types, self.types),
                              (query.index_uids, self.indexes), (query.canceled_by, self.cancelers)):
             if values is not None:
-                parts.append(BitMap.union(BitMap(), *(maps[v] for v in values if v in maps)))
+                parts.append(_union([maps[v] for v in values if v in maps]))
         if query.scope is not None:
-            parts.append(BitMap.union(BitMap(), *(m for name, m in self.indexes.items() if query.scope.allows(name))))
+            parts.append(_union([m for name, m in self.indexes.items() if query.scope.allows(name)]))
         for column in DATES:
             low, high = getattr(query, "after_" + column), getattr(query, "before_" + column)
             if low is not None or high is not None:
                 parts.append(self._between(column, low, high))
-        if query.below_uid is not None:
-            parts.append(BitMap(range(0, max(query.below_uid, 0))))
         if not parts:
             return self.all
+        if len(parts) == 1:
+            return parts[0]
         parts.sort(key=len)  # intersect the smallest first
-        result = parts[0] & self.all
-        for part in parts[1:]:
+        result = parts[0] & parts[1]  # a new bitmap: the index's own are never changed here
+        for part in parts[2:]:
             if not result:
                 break
             result &= part
