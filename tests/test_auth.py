@@ -69,6 +69,8 @@ def calls(channel):
         "GetTask": lambda md: tasks.GetTask(pb.GetTaskRequest(uid=0), metadata=md),
         "EnqueueTask": lambda md: tasks.EnqueueTask(pb.EnqueueTaskRequest(
             type=T.TASK_TYPE_INDEX_CREATION, index_uid="movies"), metadata=md),
+        "EnqueueTasks": lambda md: tasks.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[pb.EnqueueTaskRequest(
+            type=T.TASK_TYPE_INDEX_CREATION, index_uid="movies")]), metadata=md),
         "CancelTasks": lambda md: tasks.CancelTasks(pb.CancelTasksRequest(filter=movies), metadata=md),
         "DeleteTasks": lambda md: tasks.DeleteTasks(pb.DeleteTasksRequest(filter=movies), metadata=md),
         "WatchTask": lambda md: tasks.WatchTask(pb.WatchTaskRequest(uid=0), metadata=md).read(),
@@ -90,7 +92,7 @@ MISSING = (grpc.StatusCode.UNAUTHENTICATED, "missing_authorization_header",
 INVALID = (grpc.StatusCode.PERMISSION_DENIED, "invalid_api_key", "The provided API key is invalid.")
 
 
-RPCS = ["ListTasks", "GetTask", "EnqueueTask", "CancelTasks", "DeleteTasks", "WatchTask", "WatchTasks",
+RPCS = ["ListTasks", "GetTask", "EnqueueTask", "EnqueueTasks", "CancelTasks", "DeleteTasks", "WatchTask", "WatchTasks",
         "LeaseTasks", "RenewLease", "CompleteTasks", "ReleaseLease",
         "CreateKey", "ListKeys", "GetKey", "UpdateKey", "DeleteKey"]
 
@@ -168,6 +170,13 @@ async def test_scoped_enqueue_cancel_and_delete(secured, keys):
     for request in (pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid="movies"),
                     pb.EnqueueTaskRequest(type=T.TASK_TYPE_DUMP_CREATION)):
         assert await error_of(tasks.EnqueueTask(request, metadata=books)) == INVALID
+    # In a batch, one task outside the key's indexes refuses them all.
+    batch = pb.EnqueueTasksRequest(tasks=[pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid="books"),
+                                          pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid="movies")])
+    stored = (await tasks.ListTasks(pb.ListTasksRequest(), metadata=bearer(MASTER))).total
+    code, reason, message = await error_of(tasks.EnqueueTasks(batch, metadata=books))
+    assert (code, reason, message) == (INVALID[0], INVALID[1], "`tasks[1]`: The provided API key is invalid.")
+    assert (await tasks.ListTasks(pb.ListTasksRequest(), metadata=bearer(MASTER))).total == stored
     everything = task_pb2.TaskFilter(statuses=task_pb2.StatusSet(statuses=[T.TASK_STATUS_ENQUEUED]))
     cancel = await tasks.CancelTasks(pb.CancelTasksRequest(filter=everything), metadata=books)
     await service.scheduler.tick()

@@ -76,6 +76,23 @@ async def test_enqueue_answers_a_summary_and_get_answers_the_typed_task(client):
     assert task.status == "enqueued" and task.type == "documentAdditionOrUpdate"
 
 
+async def test_enqueue_tasks_answers_summaries_in_order(client):
+    summaries = await client.enqueue_tasks([("indexCreation", "books", {"primaryKey": "id"}),
+                                            (TaskType.DOCUMENT_ADDITION_OR_UPDATE, "movies", {"receivedDocuments": 4}),
+                                            ("dumpCreation",)])
+    assert [(s.task_uid, s.index_uid, s.type) for s in summaries] == [
+        (0, "books", TaskType.INDEX_CREATION), (1, "movies", TaskType.DOCUMENT_ADDITION_OR_UPDATE),
+        (2, None, TaskType.DUMP_CREATION)]
+    assert (await client.get_task(1)).details == {"receivedDocuments": 4, "indexedDocuments": None}
+    # A bad task is named by its position, whether the client or the server finds it; nothing is stored.
+    error = await error_of(client.enqueue_tasks([("indexCreation", "a"), ("flyToTheMoon", "b")]))
+    assert (error.code, error.message.split(":")[0]) == ("invalid_task_types", "`tasks[1]`")
+    error = await error_of(client.enqueue_tasks([("indexCreation", "a"), ("indexCreation", "b c")]))
+    assert (error.code, error.message.split(":")[0]) == ("invalid_index_uid", "`tasks[1]`")
+    assert (await error_of(client.enqueue_tasks([]))).code == "invalid_task_batch"
+    assert (await client.list_tasks()).total == 3
+
+
 async def test_details_of_every_shape_round_trip(client):
     await client.enqueue(TaskType.INDEX_CREATION, "movies", {"primaryKey": "id"})
     await client.enqueue("settingsUpdate", "movies", {"rankingRules": ["typo"], "pagination": {"maxTotalHits": 5}})
@@ -350,8 +367,9 @@ async def test_sync_client_covers_every_method(sync_client, service):
     summary = await run(sync_client.enqueue, "documentAdditionOrUpdate", "movies", {"receivedDocuments": 2})
     assert summary.to_dict() == {"taskUid": 0, "indexUid": "movies", "status": "enqueued",
                                  "type": "documentAdditionOrUpdate", "enqueuedAt": "2023-11-14T22:13:20.001000Z"}
-    for _ in range(4):
-        await run(sync_client.enqueue, "indexCreation", "books")
+    batch = await run(sync_client.enqueue_tasks, [("indexCreation", "books")] * 3)
+    assert [s.task_uid for s in batch] == [1, 2, 3]
+    await run(sync_client.enqueue, "indexCreation", "books")
     assert (await run(sync_client.get_task, 0)).details == {"receivedDocuments": 2, "indexedDocuments": None}
     page = await run(lambda: sync_client.list_tasks(index_uids="books", limit=3))
     assert ([t.uid for t in page.results], page.total, page.next) == ([4, 3, 2], 4, 1)

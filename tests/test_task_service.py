@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -63,6 +65,57 @@ async def test_bad_enqueues_are_refused_and_store_nothing(stub):
         code, reason, _ = await error_of(stub.EnqueueTask(request))
         assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, expected), request
     assert await enqueue(stub) == 0  # nothing was stored, no uid was spent
+
+
+def _creation(index_uid: str) -> pb.EnqueueTaskRequest:
+    return pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid=index_uid)
+
+
+async def test_enqueue_tasks_answers_summaries_in_order_with_consecutive_uids(stub):
+    await enqueue(stub)
+    response = await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[
+        _creation("books"),
+        pb.EnqueueTaskRequest(type=T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, index_uid="movies",
+                              details=details_for(T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, received_documents=7)),
+        pb.EnqueueTaskRequest(type=T.TASK_TYPE_DUMP_CREATION)]))
+    assert [(t.task_uid, t.index_uid, t.type) for t in response.tasks] == [
+        (1, "books", T.TASK_TYPE_INDEX_CREATION), (2, "movies", T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE),
+        (3, "", T.TASK_TYPE_DUMP_CREATION)]
+    assert not response.tasks[2].HasField("index_uid")
+    task = (await stub.GetTask(pb.GetTaskRequest(uid=2))).task
+    assert task.details.document_addition_or_update.received_documents == 7
+
+
+async def test_a_batch_is_one_transaction_among_concurrent_enqueues(stub, service):
+    # Single enqueues race the batch; whatever group commit they share, the batch's uids stay consecutive.
+    singles = [enqueue(stub) for _ in range(30)]
+    batch = stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[_creation(f"i{n}") for n in range(200)]))
+    results = await asyncio.gather(*singles[:15], batch, *singles[15:])
+    uids = [t.task_uid for t in results[15].tasks]
+    assert uids == list(range(uids[0], uids[0] + 200))
+    assert sorted(uids + results[:15] + results[16:]) == list(range(230))
+    changes, _ = service.store.changes_after(0, 1000)
+    seqs = {t.uid: t.seq for t in changes}
+    assert [seqs[u] for u in uids] == list(range(seqs[uids[0]], seqs[uids[0]] + 200))
+
+
+async def test_enqueue_tasks_refuses_them_all_when_one_is_bad(stub):
+    cases = [
+        ([_creation("a"), _creation("the good doggo"), _creation("b")], "invalid_index_uid", "`tasks[1]`: "),
+        ([_creation("a"), _creation("b"), pb.EnqueueTaskRequest(type=42, index_uid="c")], "invalid_task_types",
+         "`tasks[2]`: "),
+        ([pb.EnqueueTaskRequest(type=T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, index_uid="a")],
+         "invalid_task_details", "`receivedDocuments` is required"),
+        ([], "invalid_task_batch", "Give from 1 to 1,000 tasks to enqueue at once, not 0."),
+        ([_creation("a")] * 1001, "invalid_task_batch", "Give from 1 to 1,000 tasks to enqueue at once, not 1,001."),
+    ]
+    for tasks, reason, message in cases:
+        code, got_reason, got_message = await error_of(stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=tasks)))
+        assert (code, got_reason) == (grpc.StatusCode.INVALID_ARGUMENT, reason), (reason, got_message)
+        assert got_message.startswith(message), got_message
+    assert (await stub.ListTasks(pb.ListTasksRequest())).total == 0
+    full = await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[_creation("a")] * 1000))
+    assert [t.task_uid for t in full.tasks] == list(range(1000))
 
 
 async def test_index_swap_and_settings_details_round_trip(stub):

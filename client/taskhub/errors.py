@@ -78,6 +78,10 @@ class TaskHubError(Exception):
     def link(self) -> str:
         return LINK + self.code
 
+    def within(self, where: str) -> TaskHubError:
+        """The same error, about one part of a request: "`tasks[3]`: ..."."""
+        return TaskHubError(self.code, f"`{where}`: {self.message}")
+
     def to_dict(self) -> dict[str, str]:
         """The body Meilisearch answers with: `{message, code, type, link}`, in this order."""
         return {"message": self.message, "code": self.code, "type": self.type, "link": self.link}

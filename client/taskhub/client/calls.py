@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -89,12 +91,24 @@ def retry_delay(policy: RetryPolicy, attempt: int, error: grpc.RpcError, idempot
     return delay
 
 
-def enqueue_request(type: TaskType | str, index_uid: str | None, details: dict | None) -> pb.EnqueueTaskRequest:
+def enqueue_request(type: TaskType | str, index_uid: str | None = None,
+                    details: dict | None = None) -> pb.EnqueueTaskRequest:
     type_ = parse_type(type)
     request = pb.EnqueueTaskRequest(type=TYPE_TO_PROTO[type_], index_uid=index_uid)
     proto_details = details_to_proto(type_, details)
     if proto_details is not None:
         request.details.CopyFrom(proto_details)
+    return request
+
+
+def enqueue_tasks_request(tasks: Iterable[Sequence[Any]]) -> pb.EnqueueTasksRequest:
+    """Each task as `enqueue` takes it: `(type, index_uid, details)`, the last two optional."""
+    request = pb.EnqueueTasksRequest()
+    for position, task in enumerate(tasks):
+        try:
+            request.tasks.append(enqueue_request(*task))
+        except TaskHubError as error:
+            raise error.within(f"tasks[{position}]") from None
     return request
 
 

@@ -15,7 +15,7 @@ import grpc
 
 from taskhub.client.calls import (
     CHANNEL_OPTIONS, DEFAULT_RETRY, DEFAULT_TARGET, DEFAULT_TIMEOUT, Resubscriber, Resumer, RetryPolicy,
-    enqueue_request,
+    enqueue_request, enqueue_tasks_request,
     list_request, metadata, retry_delay)
 from taskhub.client import keys
 from taskhub.client.filters import TaskFilter
@@ -81,6 +81,14 @@ class TaskHubClient:
         """Enqueues a task (`details` with Meilisearch's keys, e.g. `{"receivedDocuments": 3}`); never retried."""
         request = enqueue_request(type, index_uid, details)
         return TaskSummary.from_proto(self._call(self._stub.EnqueueTask, request, idempotent=False).task)
+
+    def enqueue_tasks(self, tasks: Iterable[Sequence[Any]]) -> list[TaskSummary]:
+        """Enqueues 1 to 1,000 tasks at once, all or none, with consecutive uids; never retried.
+
+        Each task is a tuple as `enqueue` takes it: `(type, index_uid, details)`, the last two optional.
+        """
+        response = self._call(self._stub.EnqueueTasks, enqueue_tasks_request(tasks), idempotent=False)
+        return [TaskSummary.from_proto(task) for task in response.tasks]
 
     def get_task(self, uid: int) -> Task:
         """The task `uid`; `TaskHubError("task_not_found")` if there is none."""

@@ -59,6 +59,18 @@ class EnqueueTaskResponse(_message.Message):
     task: _task_pb2.TaskSummary
     def __init__(self, task: _Optional[_Union[_task_pb2.TaskSummary, _Mapping]] = ...) -> None: ...
 
+class EnqueueTasksRequest(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[EnqueueTaskRequest]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[EnqueueTaskRequest, _Mapping]]] = ...) -> None: ...
+
+class EnqueueTasksResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[_task_pb2.TaskSummary]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[_task_pb2.TaskSummary, _Mapping]]] = ...) -> None: ...
+
 class CancelTasksRequest(_message.Message):
     __slots__ = ("filter", "original_filter")
     FILTER_FIELD_NUMBER: _ClassVar[int]

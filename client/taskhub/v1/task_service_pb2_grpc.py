@@ -50,6 +50,11 @@ class TaskServiceStub:
                 request_serializer=taskhub_dot_v1_dot_task__service__pb2.EnqueueTaskRequest.SerializeToString,
                 response_deserializer=taskhub_dot_v1_dot_task__service__pb2.EnqueueTaskResponse.FromString,
                 _registered_method=True)
+        self.EnqueueTasks = channel.unary_unary(
+                '/taskhub.v1.TaskService/EnqueueTasks',
+                request_serializer=taskhub_dot_v1_dot_task__service__pb2.EnqueueTasksRequest.SerializeToString,
+                response_deserializer=taskhub_dot_v1_dot_task__service__pb2.EnqueueTasksResponse.FromString,
+                _registered_method=True)
         self.CancelTasks = channel.unary_unary(
                 '/taskhub.v1.TaskService/CancelTasks',
                 request_serializer=taskhub_dot_v1_dot_task__service__pb2.CancelTasksRequest.SerializeToString,
@@ -92,6 +97,14 @@ class TaskServiceServicer:
 
     def EnqueueTask(self, request, context):
         """Enqueues a task and answers once it is durably stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnqueueTasks(self, request, context):
+        """Enqueues up to 1,000 tasks in one transaction, all or none, with consecutive uids in the order given;
+        answers once they are durably stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -142,6 +155,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.EnqueueTask,
                     request_deserializer=taskhub_dot_v1_dot_task__service__pb2.EnqueueTaskRequest.FromString,
                     response_serializer=taskhub_dot_v1_dot_task__service__pb2.EnqueueTaskResponse.SerializeToString,
+            ),
+            'EnqueueTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnqueueTasks,
+                    request_deserializer=taskhub_dot_v1_dot_task__service__pb2.EnqueueTasksRequest.FromString,
+                    response_serializer=taskhub_dot_v1_dot_task__service__pb2.EnqueueTasksResponse.SerializeToString,
             ),
             'CancelTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelTasks,
@@ -246,6 +264,33 @@ class TaskService:
             '/taskhub.v1.TaskService/EnqueueTask',
             taskhub_dot_v1_dot_task__service__pb2.EnqueueTaskRequest.SerializeToString,
             taskhub_dot_v1_dot_task__service__pb2.EnqueueTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskhub.v1.TaskService/EnqueueTasks',
+            taskhub_dot_v1_dot_task__service__pb2.EnqueueTasksRequest.SerializeToString,
+            taskhub_dot_v1_dot_task__service__pb2.EnqueueTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 10_000
+MAX_ENQUEUE_BATCH = 1_000
 
 
 def wall_clock() -> int:
@@ -87,7 +88,7 @@ class Scheduler(Leasing, Watching):
         self._runner: asyncio.Task | None = None
         self.closing = False
         # Enqueues waiting for the next group commit, and whether one is running.
-        self._pending: list[tuple[tuple, asyncio.Future]] = []
+        self._pending: list[tuple[list[tuple], asyncio.Future]] = []
         self._flushing = False
 
     # -- plumbing ---------------------------------------------------------
@@ -207,17 +208,36 @@ class Scheduler(Leasing, Watching):
 
     async def enqueue(self, type_: TaskType, index_uid: str | None, details: dict | None, *,
                       scope: Scope | None = None) -> Task:
-        details = enqueue_details(type_, index_uid, details)
-        # A key scoped to some indexes enqueues only on them, and never global tasks.
-        if scope is not None and (type_.is_global or not scope.allows(index_uid)):
-            raise TaskHubError("invalid_api_key", "The provided API key is invalid.")
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        self._pending.append(((index_uid, type_, details), done))
+        return (await self.enqueue_many([(type_, index_uid, details)], scope=scope))[0]
+
+    async def enqueue_many(self, items: list[tuple[TaskType, str | None, dict | None]], *,
+                           scope: Scope | None = None) -> list[Task]:
+        """Enqueues tasks of (type, index uid, details), all in the same transaction, with consecutive uids.
+
+        Every item is checked before any is stored: one bad item refuses them all, its
+        position named in the message when there are several.
+        """
+        if not 1 <= len(items) <= MAX_ENQUEUE_BATCH:
+            raise TaskHubError("invalid_task_batch",
+                               f"Give from 1 to {MAX_ENQUEUE_BATCH:,} tasks to enqueue at once, not {len(items):,}.")
+        checked = []
+        for position, (type_, index_uid, details) in enumerate(items):
+            try:
+                details = enqueue_details(type_, index_uid, details)
+                # A key scoped to some indexes enqueues only on them, and never global tasks.
+                if scope is not None and (type_.is_global or not scope.allows(index_uid)):
+                    raise TaskHubError("invalid_api_key", "The provided API key is invalid.")
+                checked.append((index_uid, type_, details))
+            except TaskHubError as error:
+                if len(items) == 1:
+                    raise
+                raise error.within(f"tasks[{position}]") from None
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((checked, done))
         if not self._flushing:
             # One loop turn later, so producers woken together share the transaction.
             self._flushing = True
-            loop.call_soon(self._flush)
+            done.get_loop().call_soon(self._flush)
         return await done
 
     def _flush(self) -> None:
@@ -233,19 +253,23 @@ class Scheduler(Leasing, Watching):
         batch, self._pending = self._pending, []
         # A full queue refuses new work; cancelations and deletions, which free it, still go through.
         job = asyncio.ensure_future(self._write(
-            self.store.insert_tasks, [item for item, _ in batch], self.clock(), max_bytes=self.max_db_size))
+            self.store.insert_tasks, [item for items, _ in batch for item in items], self.clock(),
+            max_bytes=self.max_db_size))
 
         def settle(job: asyncio.Future) -> None:
             error = None if job.cancelled() else job.exception()
-            for i, (_, done) in enumerate(batch):
+            start = 0
+            for items, done in batch:
+                end = start + len(items)
                 if done.done():
-                    continue
-                if job.cancelled():
+                    pass
+                elif job.cancelled():
                     done.cancel()
                 elif error is not None:
                     done.set_exception(error)
                 else:
-                    done.set_result(job.result().tasks[i])
+                    done.set_result(job.result().tasks[start:end])
+                start = end
             self._flush()  # the next batch: whatever arrived meanwhile, or nothing
 
         job.add_done_callback(settle)

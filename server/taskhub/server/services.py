@@ -89,11 +89,20 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     async def EnqueueTask(self, request: pb.EnqueueTaskRequest, context) -> pb.EnqueueTaskResponse:
         async with error_edge(context):
             principal = self.keys.require(authorization(context), "tasks.enqueue")
-            type_ = convert.task_type(request.type)
-            details = convert.details_from_proto(type_, request.details, request.HasField("details"))
-            index_uid = request.index_uid if request.HasField("index_uid") else None
-            task = await self.scheduler.enqueue(type_, index_uid, details, scope=principal.scope)
+            task = await self.scheduler.enqueue(*_enqueue_item(request), scope=principal.scope)
             return pb.EnqueueTaskResponse(task=convert.summary_to_proto(task))
+
+    async def EnqueueTasks(self, request: pb.EnqueueTasksRequest, context) -> pb.EnqueueTasksResponse:
+        async with error_edge(context):
+            principal = self.keys.require(authorization(context), "tasks.enqueue")
+            items = []
+            for position, item in enumerate(request.tasks):
+                try:
+                    items.append(_enqueue_item(item))
+                except TaskHubError as error:
+                    raise error.within(f"tasks[{position}]") from None
+            tasks = await self.scheduler.enqueue_many(items, scope=principal.scope)
+            return pb.EnqueueTasksResponse(tasks=[convert.summary_to_proto(task) for task in tasks])
 
     async def CancelTasks(self, request: pb.CancelTasksRequest, context) -> pb.CancelTasksResponse:
         async with error_edge(context):
@@ -129,6 +138,13 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             async for event in self.scheduler.watch_tasks(query, after, started=started):
                 yield pb.WatchTasksResponse(sequence=event.seq, task=convert.task_to_proto(event.task),
                                             deleted=event.deleted)
+
+
+def _enqueue_item(request: pb.EnqueueTaskRequest) -> tuple:
+    """(type, index uid, details) from one enqueue request, as the scheduler takes them."""
+    type_ = convert.task_type(request.type)
+    details = convert.details_from_proto(type_, request.details, request.HasField("details"))
+    return type_, request.index_uid if request.HasField("index_uid") else None, details
 
 
 class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
