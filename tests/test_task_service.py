@@ -105,7 +105,7 @@ async def test_enqueue_tasks_refuses_them_all_when_one_is_bad(stub):
         ([_creation("a"), _creation("b"), pb.EnqueueTaskRequest(type=42, index_uid="c")], "invalid_task_types",
          "`tasks[2]`: "),
         ([pb.EnqueueTaskRequest(type=T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, index_uid="a")],
-         "invalid_task_details", "`receivedDocuments` is required"),
+         "invalid_task_details", "`tasks[0]`: `receivedDocuments` is required"),
         ([], "invalid_task_batch", "Give from 1 to 1,000 tasks to enqueue at once, not 0."),
         ([_creation("a")] * 1001, "invalid_task_batch", "Give from 1 to 1,000 tasks to enqueue at once, not 1,001."),
     ]

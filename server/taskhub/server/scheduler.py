@@ -208,14 +208,14 @@ class Scheduler(Leasing, Watching):
 
     async def enqueue(self, type_: TaskType, index_uid: str | None, details: dict | None, *,
                       scope: Scope | None = None) -> Task:
-        return (await self.enqueue_many([(type_, index_uid, details)], scope=scope))[0]
+        return (await self._group_commit([_checked(type_, index_uid, details, scope)]))[0]
 
     async def enqueue_many(self, items: list[tuple[TaskType, str | None, dict | None]], *,
                            scope: Scope | None = None) -> list[Task]:
         """Enqueues tasks of (type, index uid, details), all in the same transaction, with consecutive uids.
 
         Every item is checked before any is stored: one bad item refuses them all, its
-        position named in the message when there are several.
+        position at the head of the message.
         """
         if not 1 <= len(items) <= MAX_ENQUEUE_BATCH:
             raise TaskHubError("invalid_task_batch",
@@ -223,21 +223,20 @@ class Scheduler(Leasing, Watching):
         checked = []
         for position, (type_, index_uid, details) in enumerate(items):
             try:
-                details = enqueue_details(type_, index_uid, details)
-                # A key scoped to some indexes enqueues only on them, and never global tasks.
-                if scope is not None and (type_.is_global or not scope.allows(index_uid)):
-                    raise TaskHubError("invalid_api_key", "The provided API key is invalid.")
-                checked.append((index_uid, type_, details))
+                checked.append(_checked(type_, index_uid, details, scope))
             except TaskHubError as error:
-                if len(items) == 1:
-                    raise
                 raise error.within(f"tasks[{position}]") from None
-        done = asyncio.get_running_loop().create_future()
-        self._pending.append((checked, done))
+        return await self._group_commit(checked)
+
+    async def _group_commit(self, items: list[tuple]) -> list[Task]:
+        """Stores checked items in the next group commit, side by side; answers their tasks once durable."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._pending.append((items, done))
         if not self._flushing:
             # One loop turn later, so producers woken together share the transaction.
             self._flushing = True
-            done.get_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         return await done
 
     def _flush(self) -> None:
@@ -356,6 +355,15 @@ class Scheduler(Leasing, Watching):
             error = {"message": f"Could not write the {task.type.label} file: {exc.strerror or exc}.",
                      "code": "io_error", "type": "system", "link": "https://docs.meilisearch.com/errors#io_error"}
             await self._write(self.store.finish_task, task.uid, self.clock(), details=task.details, error=error)
+
+
+def _checked(type_: TaskType, index_uid: str | None, details: dict | None, scope: Scope | None) -> tuple:
+    """One enqueue, checked: (index uid, type, details to store), as `Store.insert_tasks` takes it."""
+    details = enqueue_details(type_, index_uid, details)
+    # A key scoped to some indexes enqueues only on them, and never global tasks.
+    if scope is not None and (type_.is_global or not scope.allows(index_uid)):
+        raise TaskHubError("invalid_api_key", "The provided API key is invalid.")
+    return index_uid, type_, details
 
 
 def _visible(task: Task, scope: Scope | None) -> bool:
