@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from taskhub.server.model import TaskQuery, TaskStatus, TaskType
+from taskhub.server.model import Scope, TaskQuery, TaskStatus, TaskType
 from taskhub.server.store import SCHEMA_VERSION, Store
 from taskhub.server.task_index import TaskIndex
 
@@ -102,4 +102,33 @@ def test_a_lease_finds_the_head_past_many_blocked_tasks(tmp_path):
     assert lease("a") == [0]  # `busy` is now processing: its 149 other tasks must wait
     assert lease("b") == [150]  # found past them, though the first reads hold only a few rows
     assert lease("c") == []
+    store.close()
+
+
+def test_a_worker_of_some_indexes_reads_only_their_tasks_and_swaps(tmp_path):
+    store = Store(tmp_path / "t.db")
+    others = [(f"other-{i % 50}", TaskType.INDEX_UPDATE, None) for i in range(3000)]
+    swap = (None, TaskType.INDEX_SWAP, {"swaps": [{"indexes": ["mine", "theirs"]}]})
+    store.insert_tasks([*others, swap, ("mine", TaskType.INDEX_UPDATE, None), *others,
+                        ("solo", TaskType.INDEX_UPDATE, None)], 1)
+    read: list[int] = []
+    get_tasks = store.get_tasks
+    store.get_tasks = lambda uids: read.extend(uids) or get_tasks(uids)
+
+    def lease(token: str, **only) -> list[int]:
+        read.clear()
+        only = {"index_uids": None, "scope": None, **only}
+        return [t.uid for t in store.lease_batch(token=token, worker="w", types=None, max_tasks=10, now=2,
+                                                 duration=10, **only)]
+
+    # Thousands of other indexes' tasks come first; a worker of `mine` never reads them. The swap
+    # (uid 3000) names `mine` and is older, so it holds the `mine` task back, and this worker cannot take it.
+    assert lease("a", index_uids=frozenset({"mine"})) == []
+    assert set(read) == {3000, 3001}
+    assert lease("b", scope=Scope(names=frozenset({"mine"}))) == []
+    assert set(read) == {3000, 3001}
+    assert lease("c", index_uids=frozenset({"mine", "theirs"})) == [3000]
+    assert lease("d") == [0]  # an unfiltered worker still takes the oldest head
+    assert lease("e", index_uids=frozenset({"solo"})) == [6002]
+    assert set(read) == {0, 3000, 6002}  # the processing tasks (which indexes are busy), then its own
     store.close()

@@ -64,6 +64,12 @@ class LeaseStore:
         for task in self.get_tasks(self.index.select(TaskQuery(statuses=PROCESSING))):
             blocked |= task_indexes(task.index_uid, task.type, task.details)
         enqueued = self.index.select(TaskQuery(statuses=ENQUEUED))
+        if index_uids is not None or scope is not None:
+            # Only tasks of the indexes this worker may take, and swaps (which name their indexes in
+            # their details), can qualify. The others touch none of those indexes, so they cannot
+            # hold a candidate back either: skipping them spares reading rows that never qualify.
+            enqueued = (self.index.select(TaskQuery(statuses=ENQUEUED, index_uids=index_uids, scope=scope))
+                        | self.index.select(TaskQuery(statuses=ENQUEUED, types=frozenset({TaskType.INDEX_SWAP}))))
         start, chunk = 0, SCAN_CHUNK
         while start < min(len(enqueued), SCAN_LIMIT):
             # The head is most often among the first few: read a few rows, then more and more.
