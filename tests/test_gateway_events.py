@@ -185,6 +185,16 @@ async def test_last_event_id_resumes_with_every_later_change_once(live, service)
     assert (await stream.frame(), (await stream.event())["id"]) == ({"id": "5"}, "6")
     await response.aclose()
 
+    # `?after=` starts a first connection from a known id; a reconnect's Last-Event-ID wins over it.
+    response, stream = await open_stream(live, "/tasks/events?after=2&indexUids=movies")
+    assert await stream.frame() == {"id": "2"}
+    assert [(e["id"], e["data"]["uid"], e["data"]["status"]) for e in await stream.events(2)] == [
+        ("3", 0, "processing"), ("6", 0, "succeeded")]
+    await response.aclose()
+    response, stream = await open_stream(live, "/tasks/events?after=2&indexUids=movies", **{"Last-Event-ID": "3"})
+    assert (await stream.frame(), (await stream.event())["id"]) == ({"id": "3"}, "6")
+    await response.aclose()
+
 
 async def test_many_concurrent_streams_see_the_same_changes(live, service):
     opened = [await open_stream(live, "/tasks/events") for _ in range(40)]
@@ -256,6 +266,10 @@ async def test_bad_requests_are_json_errors_before_any_stream(live, config, cloc
             400, error("invalid_watch_cursor", bad_id.format(value))), value
         assert (await refused("/tasks/0/events", **{"Last-Event-ID": value}))[1]["code"] == "invalid_watch_cursor"
     assert await refused("/tasks/events", **{"Last-Event-ID": "7"}) == (400, error(
+        "invalid_watch_cursor", "Sequence number `7` is ahead of the newest change (`0`)."))
+    assert await refused("/tasks/events?after=x") == (400, error("invalid_watch_cursor", (
+        "Invalid parameter `after`: `x` is not a sequence number (the non-negative integer `id` of an event).")))
+    assert await refused("/tasks/events?after=7") == (400, error(
         "invalid_watch_cursor", "Sequence number `7` is ahead of the newest change (`0`)."))
 
 

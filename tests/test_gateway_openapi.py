@@ -28,7 +28,7 @@ async def test_documented_parameters_are_the_parsed_ones(http):
     assert names("/tasks", "get") == list(query.LIST_PARAMETERS)
     assert names("/tasks", "delete") == names("/tasks/cancel", "post") == list(query.FILTER_PARAMETERS)
     assert names("/keys", "get") == list(keys.LIST_PARAMETERS)
-    assert names("/tasks/events", "get") == list(query.FILTER_PARAMETERS)
+    assert names("/tasks/events", "get") == list(query.WATCH_PARAMETERS)
     headers = [p["name"] for path in ("/tasks/events", "/tasks/{uid}/events")
                for p in paths[path]["get"]["parameters"] if p["in"] == "header"]
     assert headers == ["Last-Event-ID", "Last-Event-ID"]

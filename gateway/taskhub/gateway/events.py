@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from taskhub.errors import TaskHubError
-from taskhub.gateway import render
+from taskhub.gateway import query, render
 from taskhub.metadata import watch_cursor
 from taskhub.v1 import task_service_pb2 as pb
 
@@ -33,7 +33,6 @@ HEADERS = {
     "cache-control": "no-cache",
     "x-accel-buffering": "no",  # nginx would otherwise buffer the stream
 }
-MAX_SEQUENCE = 2**64 - 1
 
 Describe = Callable[[grpc.aio.AioRpcError], TaskHubError]
 
@@ -77,11 +76,7 @@ def last_event_id(request: Request) -> int | None:
     raw = request.headers.get("last-event-id")
     if raw is None or not raw.strip():
         return None
-    value = raw.strip()
-    if not (value.isascii() and value.isdigit()) or int(value) > MAX_SEQUENCE:
-        raise TaskHubError("invalid_watch_cursor", f"Invalid `Last-Event-ID` header: `{raw}` is not a sequence"
-                                                   " number (the non-negative integer `id` of an event).")
-    return int(value)
+    return query.sequence(raw, "`Last-Event-ID` header")
 
 
 def head() -> Response:

@@ -108,6 +108,11 @@ _LAST_EVENT_ID = {
     "description": "Resume after this sequence number: the `id` of the last event received (an EventSource"
                    " sends it when it reconnects). A value outside the kept history is 400 `invalid_watch_cursor`.",
 }
+_AFTER = {
+    "name": "after", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0},
+    "description": "Start after this sequence number, for a first connection from a known `id` (an EventSource"
+                   " cannot set `Last-Event-ID` itself). `Last-Event-ID`, when sent, wins.",
+}
 _EVENT_STREAM = {"text/event-stream": {"schema": {
     "type": "string",
     "description": "Server-sent events. Each change: `id: <sequence>`, `event: task` (`event: deleted` when the"
@@ -153,7 +158,7 @@ OPENAPI = {
                 "description": "Every committed change of the tasks matching the filters, in commit order. The"
                                " stream opens with an id-only frame (`id: <the sequence it starts after>`), so"
                                " a reconnect with `Last-Event-ID` misses nothing. Taskhub extension.",
-                "parameters": [*_FILTERS, _LAST_EVENT_ID],
+                "parameters": [*_FILTERS, _AFTER, _LAST_EVENT_ID],
                 "responses": {"200": {"description": "The stream of changes.", "content": _EVENT_STREAM},
                               "400": _ERROR, "401": _ERROR, "403": _ERROR, "429": _ERROR, "503": _ERROR},
             },

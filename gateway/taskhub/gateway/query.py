@@ -44,6 +44,10 @@ STATUS_NAMES = ", ".join(f"`{label}`" for label in STATUS_LABELS.values())
 TYPE_NAMES = ", ".join(f"`{label}`" for label in TYPE_LABELS.values())
 
 
+MAX_SEQUENCE = 2**64 - 1
+WATCH_PARAMETERS = (*FILTER_PARAMETERS, "after")
+
+
 def parameters(raw: str) -> dict[str, str]:
     """The decoded parameters, in the order first given; a repeated one keeps its last value."""
     params: dict[str, str] = {}
@@ -212,14 +216,28 @@ def delete_request(raw: str) -> task_service_pb2.DeleteTasksRequest:
     return task_service_pb2.DeleteTasksRequest(filter=_matching_filter(raw), original_filter="?" + raw)
 
 
-def watch_request(raw: str, after: int | None) -> task_service_pb2.WatchTasksRequest:
+def watch_request(raw: str, last_event_id: int | None) -> task_service_pb2.WatchTasksRequest:
     """`GET /tasks/events?...`: GET /tasks's filters and errors, without `limit`, `from` or `reverse`.
 
-    No filter at all follows every task. `after` is the `Last-Event-ID` to resume after.
+    No filter at all follows every task. It resumes after `last_event_id` (the header, which a
+    reconnecting `EventSource` sends), else after the `after` parameter (for a first connection
+    from a known sequence number, which `EventSource` cannot put in a header).
     """
-    request = task_service_pb2.WatchTasksRequest(after=after)
-    for name, value in parameters(raw).items():
+    params = parameters(raw)
+    after = params.pop("after", None)
+    request = task_service_pb2.WatchTasksRequest(
+        after=last_event_id if last_event_id is not None or after is None else sequence(after, "parameter `after`"))
+    for name, value in params.items():
         if name not in FILTER_PARAMETERS:
-            raise _unknown(name, FILTER_PARAMETERS)
+            raise _unknown(name, WATCH_PARAMETERS)
         _apply(request.filter, name, value)
     return request
+
+
+def sequence(raw: str, where: str) -> int:
+    """A watch cursor: a change's sequence number (an event's `id`), as a header or parameter gives it."""
+    value = raw.strip()
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_SEQUENCE:
+        raise TaskHubError("invalid_watch_cursor", f"Invalid {where}: `{raw}` is not a sequence"
+                                                   " number (the non-negative integer `id` of an event).")
+    return int(value)
