@@ -3,11 +3,14 @@
     .venv/bin/python bench/soak.py --seconds 300
 
 Starts `taskhub serve` on a free 127.0.0.1 port over a fresh database, runs the
-load, then checks the invariants: every acknowledged enqueue and report is
-there (unless a deletion named it), no task reached a terminal status twice
-(as seen by watchers following every change), watchers saw gapless sequence
-numbers, and the server's memory stayed flat. Prints figures and exits 1 if
-an invariant broke.
+load (half the producers send EnqueueTasks batches, half the workers lease from
+four indexes only), then checks the invariants: every acknowledged enqueue and
+report is there (unless a deletion named it), each EnqueueTasks call got
+consecutive uids, no task reached a terminal status twice (as seen by watchers
+following every change), watchers saw gapless sequence numbers, and the
+server's memory stayed flat. Prints figures and exits 1 if an invariant broke.
+`worker FAILED_PRECONDITION` among the client-side errors is expected: a worker
+reporting a batch that a cancelation stopped gets `lease_lost`.
 """
 
 from __future__ import annotations
@@ -46,30 +49,42 @@ class Soak:
         self.gaps: list[tuple[int, int]] = []
         self.events = 0
         self.errors: Counter[str] = Counter()
+        self.split_batches = 0  # EnqueueTasks answers whose uids were not consecutive
 
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.target)
 
     def producer(self, seed: int) -> None:
+        """Odd seeds enqueue one task a call; even ones send EnqueueTasks of 1 to 20."""
         rng, stub = random.Random(seed), task_service_pb2_grpc.TaskServiceStub(self.channel())
         while not self.stop.is_set():
-            request = pb.EnqueueTaskRequest(type=task_pb2.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE,
-                                            index_uid=rng.choice("abcdefgh"))
-            request.details.document_addition_or_update.received_documents = rng.randint(1, 1000)
+            requests = [pb.EnqueueTaskRequest(type=task_pb2.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE,
+                                              index_uid=rng.choice("abcdefgh"))
+                        for _ in range(1 if seed % 2 else rng.randint(1, 20))]
+            for request in requests:
+                request.details.document_addition_or_update.received_documents = rng.randint(1, 1000)
             try:
-                uid = stub.EnqueueTask(request, timeout=5).task.task_uid
+                if seed % 2:
+                    uids = [stub.EnqueueTask(requests[0], timeout=5).task.task_uid]
+                else:
+                    tasks = stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=requests), timeout=5).tasks
+                    uids = [t.task_uid for t in tasks]
             except grpc.RpcError as error:
                 self.errors[f"enqueue {error.code().name}"] += 1
                 continue
             with self.lock:
-                self.acked.add(uid)
+                self.acked.update(uids)
+                self.split_batches += uids != list(range(uids[0], uids[0] + len(uids)))
 
     def worker(self, seed: int) -> None:
+        """Odd seeds take any index; even ones only four of the eight."""
         rng, workers = random.Random(seed), worker_service_pb2_grpc.WorkerServiceStub(self.channel())
+        request = wpb.LeaseTasksRequest(worker=f"soak-{seed}", max_tasks=20, wait={"nanos": 200_000_000})
+        if seed % 2 == 0:
+            request.index_uids.index_uids.extend(rng.sample("abcdefgh", 4))
         while not self.stop.is_set():
             try:
-                lease = workers.LeaseTasks(wpb.LeaseTasksRequest(worker=f"soak-{seed}", max_tasks=20,
-                                                                 wait={"nanos": 200_000_000}), timeout=5)
+                lease = workers.LeaseTasks(request, timeout=5)
                 if not lease.HasField("lease"):
                     continue
                 outcomes = []
@@ -188,6 +203,8 @@ def main() -> int:
     twice = [uid for uid, n in soak.terminal_events.items() if n > 1]
     if twice:
         problems.append(f"{len(twice)} tasks reached a terminal status twice, e.g. {twice[:5]}")
+    if soak.split_batches:
+        problems.append(f"{soak.split_batches} EnqueueTasks calls got uids that are not consecutive")
     if soak.gaps:
         problems.append(f"watchers saw {len(soak.gaps)} sequence gaps, e.g. {soak.gaps[:3]}")
     warm = samples[len(samples) // 4] if samples else 0
