@@ -73,6 +73,57 @@ async def test_enqueue_get_and_list_print_meilisearch_json(cli):
     assert list(json.loads(out)) == list(task)  # Meilisearch's field order
 
 
+async def test_enqueue_file_sends_every_line_in_batches_and_names_a_bad_line(cli, tmp_path):
+    tasks = tmp_path / "tasks.jsonl"
+    lines = [json.dumps({"type": "documentAdditionOrUpdate", "indexUid": f"i{n % 3}",
+                         "details": {"receivedDocuments": n}}) for n in range(1002)]
+    tasks.write_text("\n".join([lines[0], "", *lines[1:], '{"type": "dumpCreation"}']) + "\n")
+    code, out, err = await cli("enqueue", "--file", str(tasks), "--json")
+    assert (code, err) == (0, "")
+    summaries = [json.loads(line) for line in out.splitlines()]
+    assert [s["taskUid"] for s in summaries] == list(range(1003))  # 1,000 in the first call, 3 in the second
+    assert (summaries[1001]["indexUid"], summaries[1002]["type"]) == ("i2", "dumpCreation")
+    assert (await cli.json("get", "5"))["details"] == {"receivedDocuments": 5, "indexedDocuments": None}
+
+    # Line 1,006 has an index uid the server refuses: the first call went in, the second did not.
+    bad = [*lines, *lines[:3], json.dumps({"type": "indexCreation", "indexUid": "no good"}), *lines[:3]]
+    tasks.write_text("\n".join(bad) + "\n")
+    code, out, err = await cli("enqueue", "--file", str(tasks))
+    assert code == 2 and len(out.splitlines()) == 1000
+    assert err.startswith(f"taskhub: {tasks}:1006: `no good` is not a valid index uid.")
+    assert err.rstrip().endswith("Nothing from line 1001 on was enqueued; the 1,000 tasks before it were."
+                                 " (invalid_index_uid)")
+    assert (await cli.json("list", "--limit", "1"))["total"] == 2003
+
+    # The client's own checks and the file's shape name the line too; nothing is sent.
+    tasks.write_text(lines[0] + '\n{"type": "flyToTheMoon", "indexUid": "a"}\n')
+    code, _, err = await cli("enqueue", "--file", str(tasks))
+    assert code == 2 and err.startswith(f"taskhub: {tasks}:2: ") and "(invalid_task_types)" in err
+    for shape in ("[1, 2]", '{"type": 5}', '{"type": "indexCreation", "indexUid": 5}',
+                  '{"type": "indexCreation", "indexUid": "a", "details": "x"}', '{"type": "x", "uid": 1}'):
+        tasks.write_text(lines[0] + "\n" + shape + "\n")
+        code, _, err = await cli("enqueue", "--file", str(tasks))
+        assert code == 2 and err.startswith(f"taskhub: {tasks}:2: each line is a JSON object"), (shape, err)
+    tasks.write_bytes(lines[0].encode() + b"\n\xff\xfe\n")
+    code, _, err = await cli("enqueue", "--file", str(tasks))
+    assert (code, err.strip()) == (2, f"taskhub: {tasks}:2: not UTF-8 text. (bad_request)")
+    assert (await cli.json("list", "--limit", "1"))["total"] == 2003
+
+    for args in ((), ("indexCreation", "--file", str(tasks)), ("--file", str(tasks), "--index-uid", "a"),
+                 ("--file", str(tmp_path / "missing.jsonl"))):
+        code, _, err = await cli("enqueue", *args)
+        assert code == 2 and "usage:" in err, (args, err)
+
+
+async def test_enqueue_file_reads_stdin(cli):
+    process = await asyncio.create_subprocess_exec(
+        *command("enqueue", "--file", "-"), env=cli.env, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(b'{"type": "indexCreation", "indexUid": "books"}\n'), 20)
+    assert (process.returncode, err) == (0, b"")
+    assert out.decode().startswith("enqueued task 0")
+
+
 async def test_human_output_is_a_table_a_card_and_summary_lines(cli, service):
     code, out, err = await cli("enqueue", "indexCreation", "--index-uid", "movies")
     assert (code, out, err) == (0, "enqueued task 0 (indexCreation on movies)\n", "")

@@ -9,11 +9,13 @@ are in `EXIT_CODES`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from taskhub.client.calls import DEFAULT_TARGET, DEFAULT_TIMEOUT, TaskTimeoutError
 from taskhub.client.filters import DATE_FIELDS, LIST_FIELDS, TaskFilter, camel
@@ -149,14 +151,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     get = command("get", _get, "show one task", "Show one task (--json: the task object as GET /tasks/UID).")
     get.add_argument("uid", type=_uid, metavar="UID", help="the task's uid")
 
-    enqueue = command("enqueue", _enqueue, "enqueue a task",
+    enqueue = command("enqueue", _enqueue, "enqueue a task, or every task of a file",
                       "Enqueue a task and print its summary (--json: {taskUid, indexUid, status, type,"
                       " enqueuedAt}). Example: taskhub tasks enqueue documentAdditionOrUpdate --index-uid movies"
-                      " --details '{\"receivedDocuments\": 3}'")
-    enqueue.add_argument("type", metavar="TYPE", help="the task type, e.g. indexCreation, dumpCreation")
+                      " --details '{\"receivedDocuments\": 3}'. With --file, enqueue every line of a JSON Lines"
+                      " file ({\"type\", \"indexUid\", \"details\"} as POST /tasks takes them) in EnqueueTasks"
+                      " calls of up to 1,000, each all or none, printing a summary per task as its call succeeds.")
+    enqueue.add_argument("type", metavar="TYPE", nargs="?", help="the task type, e.g. indexCreation, dumpCreation")
     enqueue.add_argument("--index-uid", metavar="INDEX", help="the index (required for index types)")
     enqueue.add_argument("--details", type=_details, metavar="JSON",
                          help="the details as a JSON object with Meilisearch's keys")
+    enqueue.add_argument("--file", metavar="PATH", help="a JSON Lines file of tasks instead of TYPE ('-': stdin)")
+    enqueue.set_defaults(usage_error=enqueue.error)
 
     command("cancel", _cancel, "cancel the matching enqueued or processing tasks",
             "Enqueue a taskCancelation of the tasks matching the filters (at least one filter is required).",
@@ -256,9 +262,75 @@ def _get(client: TaskHubClient, args: argparse.Namespace) -> int:
 
 
 def _enqueue(client: TaskHubClient, args: argparse.Namespace) -> int:
+    if (args.type is None) == (args.file is None):
+        args.usage_error("give a TYPE or --file, one of the two")
+    if args.file is not None:
+        if args.index_uid is not None or args.details is not None:
+            args.usage_error("--index-uid and --details go with TYPE; with --file each line carries its own")
+        return _enqueue_file(client, args)
     summary = client.enqueue(args.type, args.index_uid, args.details)
     print(to_json(summary.to_dict()) if args.json else summary_line(summary))
     return EXIT_OK
+
+
+FILE_BATCH = 1_000  # the most tasks one EnqueueTasks call takes
+_POSITION = re.compile(r"`tasks\[(\d+)\]`: ")
+
+
+def _enqueue_file(client: TaskHubClient, args: argparse.Namespace) -> int:
+    """Every task of a JSON Lines file, in calls of up to `FILE_BATCH`; an error names its line."""
+    name = "stdin" if args.file == "-" else args.file
+    try:
+        # Bytes, decoded line by line: a decoding error then names its line, not a buffer's.
+        source = contextlib.nullcontext(sys.stdin.buffer) if args.file == "-" else open(args.file, "rb")
+    except OSError as exc:
+        args.usage_error(f"cannot read {name}: {exc.strerror or exc}")
+    done = 0
+    with source as lines:
+        for numbers, tasks in _task_batches(lines, name):
+            try:
+                summaries = client.enqueue_tasks(tasks)
+            except TaskHubError as error:
+                # The error names the task's position in its call; the user wants the file's line.
+                found = _POSITION.match(error.message)
+                where = f"{name}:{numbers[int(found[1])]}" if found else f"{name}:{numbers[0]}-{numbers[-1]}"
+                message = error.message[found.end():] if found else error.message
+                raise TaskHubError(error.code, f"{where}: {message} Nothing from line {numbers[0]} on was"
+                                               f" enqueued; the {done:,} tasks before it were.") from None
+            for summary in summaries:
+                print(to_json(summary.to_dict()) if args.json else summary_line(summary))
+            done += len(summaries)
+    return EXIT_OK
+
+
+def _task_batches(lines: Iterable[bytes], name: str) -> Iterator[tuple[list[int], list[tuple]]]:
+    """(line numbers, tasks) for each run of up to `FILE_BATCH` tasks; blank lines are skipped."""
+    numbers: list[int] = []
+    tasks: list[tuple] = []
+    for number, raw in enumerate(lines, 1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise TaskHubError("bad_request", f"{name}:{number}: not UTF-8 text.") from None
+        if not text.strip():
+            continue
+        try:
+            task = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TaskHubError("bad_request", f"{name}:{number}: not valid JSON: {exc}.") from None
+        if not (isinstance(task, dict) and task.keys() <= {"type", "indexUid", "details"}
+                and isinstance(task.get("type"), str) and isinstance(task.get("indexUid"), (str, type(None)))
+                and isinstance(task.get("details"), (dict, type(None)))):
+            raise TaskHubError("bad_request", f"{name}:{number}: each line is a JSON object with a string `type`,"
+                                              " and optionally a string `indexUid` and an object `details`,"
+                                              " as POST /tasks takes it.")
+        numbers.append(number)
+        tasks.append((task["type"], task.get("indexUid"), task.get("details")))
+        if len(tasks) == FILE_BATCH:
+            yield numbers, tasks
+            numbers, tasks = [], []
+    if tasks:
+        yield numbers, tasks
 
 
 def _cancel(client: TaskHubClient, args: argparse.Namespace) -> int:
