@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from google.protobuf import json_format
 
+from taskhub import structs
 from taskhub.errors import TaskHubError
 from taskhub.v1 import task_pb2, task_service_pb2
 
@@ -123,17 +123,6 @@ def _show(moment: datetime | None) -> str | None:
 
 # -- details -------------------------------------------------------------
 
-def _integral(value: Any) -> Any:
-    """Struct carries every number as a double; give back the integers producers sent."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integral(v) for v in value]
-    return value
-
-
 def details_from_proto(type_: TaskType, message: task_pb2.Task) -> dict | None:
     """The task's details with Meilisearch's keys in order; unset counters are None."""
     if not message.HasField("details"):
@@ -143,7 +132,7 @@ def details_from_proto(type_: TaskType, message: task_pb2.Task) -> dict | None:
         return None
     sub = getattr(message.details, case)
     if type_ == TaskType.SETTINGS_UPDATE:
-        return _integral(json_format.MessageToDict(sub.settings)) if sub.HasField("settings") else {}
+        return structs.to_dict(sub.settings) if sub.HasField("settings") else {}
     out: dict = {}
     # Proto field order is Meilisearch's key order, so walking the descriptor keeps it.
     for field in sub.DESCRIPTOR.fields:

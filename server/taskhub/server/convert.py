@@ -6,8 +6,9 @@ raising `TaskHubError` with the public code) and on the way out.
 
 from __future__ import annotations
 
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
+from taskhub import structs
 from taskhub.errors import TaskHubError
 from taskhub.server.details import INDEX_UID_RULE, valid_index_uid
 from taskhub.server.key_store import KeyRecord
@@ -111,17 +112,6 @@ def details_to_proto(type_: TaskType, details: dict) -> task_pb2.TaskDetails:
 
 # -- in ------------------------------------------------------------------
 
-def _integral(value):
-    """Struct carries numbers as doubles; give back the integers producers sent."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integral(v) for v in value]
-    return value
-
-
 def details_from_proto(type_: TaskType, message: task_pb2.TaskDetails, given: bool) -> dict | None:
     """The details a producer sent, as a dict of the fields it set (Meilisearch's keys)."""
     if not given:
@@ -144,7 +134,7 @@ def reported_details(message: task_pb2.TaskDetails) -> tuple[TaskType | None, di
         if not sub.HasField("settings"):
             return type_, {}
         try:
-            return type_, _integral(json_format.MessageToDict(sub.settings))
+            return type_, structs.to_dict(sub.settings)
         except ValueError as exc:  # NaN and infinities have no JSON form
             raise TaskHubError("invalid_task_details", f"The settings cannot be stored as JSON: {exc}.") from None
     out: dict = {}
