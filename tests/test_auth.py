@@ -208,6 +208,13 @@ async def test_key_management(secured, keys, clock):
     assert (await admin.GetKey(kpb.GetKeyRequest(key=created.key), metadata=master)).key.uid == created.uid
     updated = (await admin.UpdateKey(kpb.UpdateKeyRequest(key=created.uid, name="renamed"), metadata=master)).key
     assert (updated.name, updated.description) == ("renamed", "for CI")
+    # With a mask, a path left unset is cleared; a path outside name and description is refused.
+    cleared = (await admin.UpdateKey(kpb.UpdateKeyRequest(key=created.uid, name="kept", update_mask={
+        "paths": ["name", "description"]}), metadata=master)).key
+    assert (cleared.name, cleared.HasField("description")) == ("kept", False)
+    code, reason, _ = await error_of(admin.UpdateKey(kpb.UpdateKeyRequest(key=created.uid, update_mask={
+        "paths": ["actions"]}), metadata=master))
+    assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "bad_request")
     page = await admin.ListKeys(kpb.ListKeysRequest(offset=1, limit=2), metadata=master)
     assert (page.total, page.offset, page.limit, len(page.results)) == (7, 1, 2, 2)
     await admin.DeleteKey(kpb.DeleteKeyRequest(key=created.uid), metadata=master)

@@ -120,6 +120,11 @@ async def test_async_client_manages_keys_as_the_gateway_shows_them(secured_servi
         assert await master.get_key(key.key) == key
         renamed = await master.update_key(key.key, name="renamed")
         assert (renamed.name, renamed.description, renamed.updated_at > key.updated_at) == ("renamed", "for CI", True)
+        cleared = await master.update_key(key.key, description="kept", clear=["name"])
+        assert (cleared.name, cleared.description) == (None, "kept")
+        with pytest.raises(TaskHubError) as caught:
+            await master.update_key(key.key, name="x", clear=["name"])
+        assert caught.value.code == "bad_request"
         await master.delete_key(UID)
         with pytest.raises(TaskHubError) as caught:
             await master.get_key(UID)
@@ -173,6 +178,8 @@ async def test_cli_manages_keys(secured_service):
     assert code == 0 and f"key          {created['key']}" in out.splitlines()
     code, out, _ = await keys("update", UID, "--name", "renamed", "--json")
     assert (code, json.loads(out)["name"]) == (0, "renamed")
+    code, out, _ = await keys("update", UID, "--clear", "name", "--clear", "description", "--json")
+    assert (code, json.loads(out)["name"], json.loads(out)["description"]) == (0, None, None)
     assert (await keys("delete", UID)) == (0, f"deleted key {UID}\n", "")
 
     assert (await keys("get", UID)) == (3, "", f"taskhub: API key `{UID}` not found. (api_key_not_found)\n")

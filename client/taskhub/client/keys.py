@@ -118,5 +118,15 @@ def list_request(offset: int, limit: int | None) -> kpb.ListKeysRequest:
     return kpb.ListKeysRequest(offset=offset, limit=limit)
 
 
-def update_request(uid_or_key: str, name: str | None, description: str | None) -> kpb.UpdateKeyRequest:
-    return kpb.UpdateKeyRequest(key=uid_or_key, name=name, description=description)
+def update_request(uid_or_key: str, name: str | None, description: str | None,
+                   clear: Iterable[str] = ()) -> kpb.UpdateKeyRequest:
+    """Sets the fields given; `clear` names those to set to null (then every change goes in a field mask)."""
+    request = kpb.UpdateKeyRequest(key=uid_or_key, name=name, description=description)
+    cleared = list(clear)
+    for field in cleared:
+        if field not in ("name", "description") or request.HasField(field):
+            raise TaskHubError("bad_request", f"`clear` takes `name` and `description`, each not also given"
+                                              f" a value; not `{field}`.")
+    if cleared:
+        request.update_mask.paths.extend([*(f for f in ("name", "description") if request.HasField(f)), *cleared])
+    return request

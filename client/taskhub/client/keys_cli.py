@@ -81,6 +81,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         if name == "update":
             parser.add_argument("--name", help="the new name")
             parser.add_argument("--description", help="the new description")
+            parser.add_argument("--clear", action="append", choices=("name", "description"), default=[],
+                                help="set this field to null (repeatable)")
 
 
 def _print(key: ApiKey, args: argparse.Namespace) -> int:
@@ -118,9 +120,10 @@ def _get(client: TaskHubClient, args: argparse.Namespace) -> int:
 
 
 def _update(client: TaskHubClient, args: argparse.Namespace) -> int:
-    if args.name is None and args.description is None:
-        raise TaskHubError("bad_request", "Nothing to change: give --name, --description or both.")
-    return _print(client.update_key(args.uid_or_key, name=args.name, description=args.description), args)
+    if args.name is None and args.description is None and not args.clear:
+        raise TaskHubError("bad_request", "Nothing to change: give --name, --description or --clear.")
+    return _print(client.update_key(args.uid_or_key, name=args.name, description=args.description,
+                                    clear=args.clear), args)
 
 
 def _delete(client: TaskHubClient, args: argparse.Namespace) -> int:

@@ -146,9 +146,13 @@ class TaskHubClient:
         request = kpb.GetKeyRequest(key=uid_or_key)
         return ApiKey.from_proto((self._call(self._keys.GetKey, request, idempotent=True)).key)
 
-    def update_key(self, uid_or_key: str, *, name: str | None = None, description: str | None = None) -> ApiKey:
-        """Changes a key's name or description (None leaves it as it is); its rights never change."""
-        request = keys.update_request(uid_or_key, name, description)
+    def update_key(self, uid_or_key: str, *, name: str | None = None, description: str | None = None,
+                     clear: Iterable[str] = ()) -> ApiKey:
+        """Changes a key's name or description (None leaves it as it is; `clear=["name"]` sets it to null).
+
+        Its rights never change.
+        """
+        request = keys.update_request(uid_or_key, name, description, clear)
         return ApiKey.from_proto((self._call(self._keys.UpdateKey, request, idempotent=False)).key)
 
     def delete_key(self, uid_or_key: str) -> None:

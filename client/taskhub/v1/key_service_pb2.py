@@ -22,38 +22,39 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctaskhub/v1/key_service.proto\x12\ntaskhub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x02\n\x06\x41piKey\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x11\n\x04name\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x0f\n\x07\x61\x63tions\x18\x05 \x03(\t\x12\x0f\n\x07indexes\x18\x06 \x03(\t\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x07\n\x05_nameB\x0e\n\x0c_description\"\xc4\x01\n\x10\x43reateKeyRequest\x12\x11\n\x04name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x0f\n\x07\x61\x63tions\x18\x03 \x03(\t\x12\x0f\n\x07indexes\x18\x04 \x03(\t\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x03uid\x18\x06 \x01(\tH\x02\x88\x01\x01\x42\x07\n\x05_nameB\x0e\n\x0c_descriptionB\x06\n\x04_uid\"4\n\x11\x43reateKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.taskhub.v1.ApiKey\"?\n\x0fListKeysRequest\x12\x0e\n\x06offset\x18\x01 \x01(\r\x12\x12\n\x05limit\x18\x02 \x01(\rH\x00\x88\x01\x01\x42\x08\n\x06_limit\"e\n\x10ListKeysResponse\x12#\n\x07results\x18\x01 \x03(\x0b\x32\x12.taskhub.v1.ApiKey\x12\x0e\n\x06offset\x18\x02 \x01(\r\x12\r\n\x05limit\x18\x03 \x01(\r\x12\r\n\x05total\x18\x04 \x01(\r\"\x1c\n\rGetKeyRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"1\n\x0eGetKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.taskhub.v1.ApiKey\"e\n\x10UpdateKeyRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\x07\n\x05_nameB\x0e\n\x0c_description\"4\n\x11UpdateKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.taskhub.v1.ApiKey\"\x1f\n\x10\x44\x65leteKeyRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\x13\n\x11\x44\x65leteKeyResponse2\xf2\x02\n\nKeyService\x12H\n\tCreateKey\x12\x1c.taskhub.v1.CreateKeyRequest\x1a\x1d.taskhub.v1.CreateKeyResponse\x12\x45\n\x08ListKeys\x12\x1b.taskhub.v1.ListKeysRequest\x1a\x1c.taskhub.v1.ListKeysResponse\x12?\n\x06GetKey\x12\x19.taskhub.v1.GetKeyRequest\x1a\x1a.taskhub.v1.GetKeyResponse\x12H\n\tUpdateKey\x12\x1c.taskhub.v1.UpdateKeyRequest\x1a\x1d.taskhub.v1.UpdateKeyResponse\x12H\n\tDeleteKey\x12\x1c.taskhub.v1.DeleteKeyRequest\x1a\x1d.taskhub.v1.DeleteKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctaskhub/v1/key_service.proto\x12\ntaskhub.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x02\n\x06\x41piKey\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x11\n\x04name\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x0f\n\x07\x61\x63tions\x18\x05 \x03(\t\x12\x0f\n\x07indexes\x18\x06 \x03(\t\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x07\n\x05_nameB\x0e\n\x0c_description\"\xc4\x01\n\x10\x43reateKeyRequest\x12\x11\n\x04name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x0f\n\x07\x61\x63tions\x18\x03 \x03(\t\x12\x0f\n\x07indexes\x18\x04 \x03(\t\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x03uid\x18\x06 \x01(\tH\x02\x88\x01\x01\x42\x07\n\x05_nameB\x0e\n\x0c_descriptionB\x06\n\x04_uid\"4\n\x11\x43reateKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.taskhub.v1.ApiKey\"?\n\x0fListKeysRequest\x12\x0e\n\x06offset\x18\x01 \x01(\r\x12\x12\n\x05limit\x18\x02 \x01(\rH\x00\x88\x01\x01\x42\x08\n\x06_limit\"e\n\x10ListKeysResponse\x12#\n\x07results\x18\x01 \x03(\x0b\x32\x12.taskhub.v1.ApiKey\x12\x0e\n\x06offset\x18\x02 \x01(\r\x12\r\n\x05limit\x18\x03 \x01(\r\x12\r\n\x05total\x18\x04 \x01(\r\"\x1c\n\rGetKeyRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"1\n\x0eGetKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.taskhub.v1.ApiKey\"\x96\x01\n\x10UpdateKeyRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x01\x88\x01\x01\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x07\n\x05_nameB\x0e\n\x0c_description\"4\n\x11UpdateKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.taskhub.v1.ApiKey\"\x1f\n\x10\x44\x65leteKeyRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\x13\n\x11\x44\x65leteKeyResponse2\xf2\x02\n\nKeyService\x12H\n\tCreateKey\x12\x1c.taskhub.v1.CreateKeyRequest\x1a\x1d.taskhub.v1.CreateKeyResponse\x12\x45\n\x08ListKeys\x12\x1b.taskhub.v1.ListKeysRequest\x1a\x1c.taskhub.v1.ListKeysResponse\x12?\n\x06GetKey\x12\x19.taskhub.v1.GetKeyRequest\x1a\x1a.taskhub.v1.GetKeyResponse\x12H\n\tUpdateKey\x12\x1c.taskhub.v1.UpdateKeyRequest\x1a\x1d.taskhub.v1.UpdateKeyResponse\x12H\n\tDeleteKey\x12\x1c.taskhub.v1.DeleteKeyRequest\x1a\x1d.taskhub.v1.DeleteKeyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'taskhub.v1.key_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_APIKEY']._serialized_start=78
-  _globals['_APIKEY']._serialized_end=360
-  _globals['_CREATEKEYREQUEST']._serialized_start=363
-  _globals['_CREATEKEYREQUEST']._serialized_end=559
-  _globals['_CREATEKEYRESPONSE']._serialized_start=561
-  _globals['_CREATEKEYRESPONSE']._serialized_end=613
-  _globals['_LISTKEYSREQUEST']._serialized_start=615
-  _globals['_LISTKEYSREQUEST']._serialized_end=678
-  _globals['_LISTKEYSRESPONSE']._serialized_start=680
-  _globals['_LISTKEYSRESPONSE']._serialized_end=781
-  _globals['_GETKEYREQUEST']._serialized_start=783
-  _globals['_GETKEYREQUEST']._serialized_end=811
-  _globals['_GETKEYRESPONSE']._serialized_start=813
-  _globals['_GETKEYRESPONSE']._serialized_end=862
-  _globals['_UPDATEKEYREQUEST']._serialized_start=864
-  _globals['_UPDATEKEYREQUEST']._serialized_end=965
-  _globals['_UPDATEKEYRESPONSE']._serialized_start=967
-  _globals['_UPDATEKEYRESPONSE']._serialized_end=1019
-  _globals['_DELETEKEYREQUEST']._serialized_start=1021
-  _globals['_DELETEKEYREQUEST']._serialized_end=1052
-  _globals['_DELETEKEYRESPONSE']._serialized_start=1054
-  _globals['_DELETEKEYRESPONSE']._serialized_end=1073
-  _globals['_KEYSERVICE']._serialized_start=1076
-  _globals['_KEYSERVICE']._serialized_end=1446
+  _globals['_APIKEY']._serialized_start=112
+  _globals['_APIKEY']._serialized_end=394
+  _globals['_CREATEKEYREQUEST']._serialized_start=397
+  _globals['_CREATEKEYREQUEST']._serialized_end=593
+  _globals['_CREATEKEYRESPONSE']._serialized_start=595
+  _globals['_CREATEKEYRESPONSE']._serialized_end=647
+  _globals['_LISTKEYSREQUEST']._serialized_start=649
+  _globals['_LISTKEYSREQUEST']._serialized_end=712
+  _globals['_LISTKEYSRESPONSE']._serialized_start=714
+  _globals['_LISTKEYSRESPONSE']._serialized_end=815
+  _globals['_GETKEYREQUEST']._serialized_start=817
+  _globals['_GETKEYREQUEST']._serialized_end=845
+  _globals['_GETKEYRESPONSE']._serialized_start=847
+  _globals['_GETKEYRESPONSE']._serialized_end=896
+  _globals['_UPDATEKEYREQUEST']._serialized_start=899
+  _globals['_UPDATEKEYREQUEST']._serialized_end=1049
+  _globals['_UPDATEKEYRESPONSE']._serialized_start=1051
+  _globals['_UPDATEKEYRESPONSE']._serialized_end=1103
+  _globals['_DELETEKEYREQUEST']._serialized_start=1105
+  _globals['_DELETEKEYREQUEST']._serialized_end=1136
+  _globals['_DELETEKEYRESPONSE']._serialized_start=1138
+  _globals['_DELETEKEYRESPONSE']._serialized_end=1157
+  _globals['_KEYSERVICE']._serialized_start=1160
+  _globals['_KEYSERVICE']._serialized_end=1530
 # @@protoc_insertion_point(module_scope)

@@ -207,12 +207,10 @@ def update_request(uid_or_key: str, raw: bytes) -> kpb.UpdateKeyRequest:
                                + ", ".join(f"`{known}`" for known in PATCH_FIELDS))
         if name not in PATCH_FIELDS:
             raise _unknown_field(name, PATCH_FIELDS)
-        text = _text(name, value)
-        if text is None:
-            # Meilisearch clears the field; UpdateKeyRequest cannot say "clear" yet, so say so.
-            raise TaskHubError(_FIELD_CODES[name], f"Invalid value at `.{name}`: taskhub cannot clear a key's"
-                               f" {name} yet; send a string (an empty one, say) instead of null.")
-        setattr(request, name, text)
+        # Every field the body names is in the mask: null (left unset) clears it, as in Meilisearch.
+        request.update_mask.paths.append(name)
+        if (text := _text(name, value)) is not None:
+            setattr(request, name, text)
     return request
 
 

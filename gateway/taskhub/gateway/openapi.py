@@ -262,8 +262,9 @@ _SCHEMAS.update({
     },
     "KeyPatch": {
         "type": "object", "additionalProperties": False,
-        "description": "Only `name` and `description` change; other fields answer `immutable_api_key_*`.",
-        "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
+        "description": "Only `name` and `description` change (null clears one, a field left out stays); other"
+                       " fields answer `immutable_api_key_*`.",
+        "properties": {"name": {"type": ["string", "null"]}, "description": {"type": ["string", "null"]}},
     },
 })
 _UID_OR_KEY = [{"name": "uid_or_key", "in": "path", "required": True, "description": "The key's uid or the key itself",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from taskhub.errors import TaskHubError
 from taskhub.server import convert
 from taskhub.server.auth import Keyring
 from taskhub.server.services import authorization, error_edge
@@ -48,11 +49,24 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
     async def UpdateKey(self, request: kpb.UpdateKeyRequest, context) -> kpb.UpdateKeyResponse:
         async with error_edge(context):
             self.keys.require_master(authorization(context))
-            fields = {name: getattr(request, name) for name in ("name", "description") if request.HasField(name)}
-            return kpb.UpdateKeyResponse(key=self._out(await self.keys.update(request.key, fields)))
+            return kpb.UpdateKeyResponse(key=self._out(await self.keys.update(request.key, _changes(request))))
 
     async def DeleteKey(self, request: kpb.DeleteKeyRequest, context) -> kpb.DeleteKeyResponse:
         async with error_edge(context):
             self.keys.require_master(authorization(context))
             await self.keys.delete(request.key)
             return kpb.DeleteKeyResponse()
+
+
+UPDATABLE = ("name", "description")
+
+
+def _changes(request: kpb.UpdateKeyRequest) -> dict[str, str | None]:
+    """What an update changes: with a mask, its paths (unset: cleared); without, the fields that are set."""
+    if not request.HasField("update_mask"):
+        return {name: getattr(request, name) for name in UPDATABLE if request.HasField(name)}
+    for path in request.update_mask.paths:
+        if path not in UPDATABLE:
+            raise TaskHubError("bad_request", f"Unknown field `{path}` in `update_mask`: expected one of"
+                                              + ", ".join(f" `{name}`" for name in UPDATABLE) + ".")
+    return {path: getattr(request, path) if request.HasField(path) else None for path in request.update_mask.paths}
