@@ -115,6 +115,15 @@ async def test_enqueue_file_sends_every_line_in_batches_and_names_a_bad_line(cli
         assert code == 2 and "usage:" in err, (args, err)
 
 
+async def test_enqueue_file_says_a_lost_answer_may_have_gone_in(tmp_path):
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text('{"type": "indexCreation", "indexUid": "a"}\n')
+    nobody = CLI(f"127.0.0.1:{free_port()}")
+    code, _, err = await nobody("enqueue", "--file", str(tasks), "--rpc-timeout", "1")
+    assert code == 4 and f"{tasks}:1-1: " in err
+    assert "These lines may or may not have been enqueued (`taskhub tasks list` tells); the 0 tasks before" in err
+
+
 async def test_enqueue_file_reads_stdin(cli):
     process = await asyncio.create_subprocess_exec(
         *command("enqueue", "--file", "-"), env=cli.env, stdin=asyncio.subprocess.PIPE,

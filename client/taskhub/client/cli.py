@@ -291,12 +291,19 @@ def _enqueue_file(client: TaskHubClient, args: argparse.Namespace) -> int:
             try:
                 summaries = client.enqueue_tasks(tasks)
             except TaskHubError as error:
-                # The error names the task's position in its call; the user wants the file's line.
-                found = _POSITION.match(error.message)
-                where = f"{name}:{numbers[int(found[1])]}" if found else f"{name}:{numbers[0]}-{numbers[-1]}"
-                message = error.message[found.end():] if found else error.message
-                raise TaskHubError(error.code, f"{where}: {message} Nothing from line {numbers[0]} on was"
-                                               f" enqueued; the {done:,} tasks before it were.") from None
+                before = f"the {done:,} tasks before it were."
+                said = error.message if error.message.endswith(".") else error.message + "."
+                # A refusal names the task's position in its call; the user wants the file's line.
+                if found := _POSITION.match(error.message):
+                    raise TaskHubError(error.code, f"{name}:{numbers[int(found[1])]}: {said[found.end():]}"
+                                                   f" Nothing from line {numbers[0]} on was enqueued; {before}") from None
+                if error.type == "invalid_request" or error.code == "no_space_left_on_device":
+                    raise TaskHubError(error.code, f"{name}:{numbers[0]}-{numbers[-1]}: {said} Nothing"
+                                                   f" from line {numbers[0]} on was enqueued; {before}") from None
+                # Unreachable, timed out, internal: the call may have gone in with its answer lost.
+                raise TaskHubError(error.code, f"{name}:{numbers[0]}-{numbers[-1]}: {said} These lines"
+                                               f" may or may not have been enqueued (`taskhub tasks list` tells);"
+                                               f" the {done:,} tasks before line {numbers[0]} were.") from None
             for summary in summaries:
                 print(to_json(summary.to_dict()) if args.json else summary_line(summary))
             done += len(summaries)
