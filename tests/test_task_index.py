@@ -95,6 +95,7 @@ def sql_page(store: Store, query: TaskQuery, *, limit: int, from_uid: int | None
 
 def stored(tmp_path, rows) -> tuple[Store, list[Task]]:
     store = Store(tmp_path / "index.db")
+    store.index  # built now, while empty, so that it follows every commit below (links and unlinks)
     made = []
     for status, type_, index_uid, canceled_by, enqueued, started, finished in rows:
         task = store.insert_task(index_uid, type_, None, enqueued).tasks[0]
@@ -122,6 +123,28 @@ def test_the_index_matches_the_store(tmp_path_factory, rows, query, reverse, lim
         page, total = loaded.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
         assert (page, total) == (sql_page(store, query, limit=limit + 1, from_uid=from_uid, reverse=reverse),
                                  len(expected))
+    finally:
+        store.close()
+
+
+# Index and status together have a bitmap of their own: queries that lean on it, alone or with a type.
+pair_queries = st.builds(TaskQuery, index_uids=st.frozensets(st.sampled_from(["a", "b", "movies", "zzz"]), max_size=3),
+                         statuses=st.frozensets(st.sampled_from(list(TaskStatus)), max_size=3),
+                         types=st.one_of(st.none(), st.frozensets(st.sampled_from(list(TaskType)), min_size=1)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=tasks, query=pair_queries)
+def test_index_and_status_together_match_the_store(tmp_path_factory, rows, query):
+    store, made = stored(tmp_path_factory.mktemp("p"), rows)
+    try:
+        loaded, applied = TaskIndex(), TaskIndex()
+        loaded.load(store.index_rows(-1, 1_000))
+        applied.apply(made)
+        expected = sql_uids(store, query)
+        assert list(loaded.select(query)) == expected
+        assert list(applied.select(query)) == expected
+        assert list(store.index.select(query)) == expected  # enqueued first, then moved: unlinked and linked
     finally:
         store.close()
 

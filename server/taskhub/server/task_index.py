@@ -35,6 +35,7 @@ def uids_of(bits: BitMap) -> np.ndarray:
     return np.frombuffer(bits.to_array(), dtype=np.uint32).astype(np.int64)
 DATES = ("enqueued_at", "started_at", "finished_at")
 NONE = -1
+PAIR = 8  # (index id, status) packed as index_id * PAIR + status; statuses are 1 to 5
 
 
 def _union(maps: list[BitMap]) -> BitMap:
@@ -53,9 +54,12 @@ class TaskIndex:
         self.types: dict[TaskType, BitMap] = defaultdict(BitMap)
         self.indexes: dict[str, BitMap] = defaultdict(BitMap)
         self.cancelers: dict[int, BitMap] = defaultdict(BitMap)
+        # Index and status together, the commonest pair of filters: one lookup instead of an
+        # intersection whose cost grows with the queue (0.5 ms at 10M tasks for a busy index).
+        self.index_statuses: dict[tuple[str, TaskStatus], BitMap] = defaultdict(BitMap)
         self.buckets = {column: defaultdict(BitMap) for column in DATES}
         self._sets = {"status": self.statuses, "type": self.types, "index": self.indexes,
-                      "canceled_by": self.cancelers}
+                      "canceled_by": self.cancelers, "index_status": self.index_statuses}
         self.hours = {column: [] for column in DATES}  # sorted bucket keys
         self._index_names: list[str] = []
         self._index_ids: dict[str, int] = {}
@@ -129,6 +133,15 @@ class TaskIndex:
         columns["index"][at] = index_ids
         for index_id in np.unique(index_ids[index_ids != NONE]):
             self.indexes[self._index_names[index_id]] |= bitmap(uids[index_ids == index_id])
+        # (index, status) pairs: grouped by one stable sort, so uids stay ascending in each group.
+        indexed = index_ids != NONE
+        pairs = index_ids[indexed].astype(np.int64) * PAIR + numbers[indexed, 1]
+        order = np.argsort(pairs, kind="stable")
+        pairs, grouped = pairs[order], uids[indexed][order]
+        starts = np.flatnonzero(np.diff(pairs, prepend=-1))
+        for start, end in zip(starts, [*starts[1:], len(pairs)]):
+            index_id, status = divmod(int(pairs[start]), PAIR)
+            self.index_statuses[self._index_names[index_id], TaskStatus(status)] |= bitmap(grouped[start:end])
         for position, column in zip((4, 5, 6), DATES):
             values = numbers[:, position]
             columns[column][at] = values
@@ -161,6 +174,7 @@ class TaskIndex:
             values["index"].append(self._index_id(task.index_uid))
             if task.index_uid is not None:
                 groups["index", task.index_uid].append(uid)
+                groups["index_status", (task.index_uid, task.status)].append(uid)
             values["canceled_by"].append(NONE if task.canceled_by is None else task.canceled_by)
             if task.canceled_by is not None:
                 groups["canceled_by", task.canceled_by].append(uid)
@@ -198,7 +212,9 @@ class TaskIndex:
             groups["status", TaskStatus(old["status"][i])].append(uid)
             groups["type", TaskType(old["type"][i])].append(uid)
             if old["index"][i] != NONE:
-                groups["index", self._index_names[old["index"][i]]].append(uid)
+                name = self._index_names[old["index"][i]]
+                groups["index", name].append(uid)
+                groups["index_status", (name, TaskStatus(old["status"][i]))].append(uid)
             if old["canceled_by"][i] != NONE:
                 groups["canceled_by", old["canceled_by"][i]].append(uid)
             for column in DATES:
@@ -223,8 +239,12 @@ class TaskIndex:
             parts += [BitMap(query.uids), self.all]
         if query.below_uid is not None:
             parts += [BitMap(range(0, max(query.below_uid, 0))), self.all]
-        for values, maps in ((query.statuses, self.statuses), (query.types, self.types),
-                             (query.index_uids, self.indexes), (query.canceled_by, self.cancelers)):
+        both = query.index_uids is not None and query.statuses is not None
+        if both:
+            pairs = self.index_statuses
+            parts.append(_union([pairs[i, st] for i in query.index_uids for st in query.statuses if (i, st) in pairs]))
+        for values, maps in ((None if both else query.statuses, self.statuses), (query.types, self.types),
+                             (None if both else query.index_uids, self.indexes), (query.canceled_by, self.cancelers)):
             if values is not None:
                 parts.append(_union([maps[v] for v in values if v in maps]))
         if query.scope is not None:
