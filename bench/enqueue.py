@@ -36,20 +36,6 @@ from taskhub.server.store import Store
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
 
-async def phase(call, request, seconds: float, producers: int) -> tuple[int, list[float]]:
-    stop = time.monotonic() + seconds
-    latencies: list[float] = []
-
-    async def producer() -> None:
-        while time.monotonic() < stop:
-            t0 = time.perf_counter()
-            await call(request, timeout=10)
-            latencies.append(time.perf_counter() - t0)
-
-    await asyncio.gather(*(producer() for _ in range(producers)))
-    return len(latencies), latencies
-
-
 async def over_grpc(target: str, server_pid: int, args) -> dict[str, dict]:
     server = psutil.Process(server_pid)
     enqueue = pb.EnqueueTaskRequest(type=task_pb2.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, index_uid="movies")
@@ -59,11 +45,11 @@ async def over_grpc(target: str, server_pid: int, args) -> dict[str, dict]:
         calls = {"Check": (health_pb2_grpc.HealthStub(channel).Check, health_pb2.HealthCheckRequest()),
                  "EnqueueTask": (task_service_pb2_grpc.TaskServiceStub(channel).EnqueueTask, enqueue)}
         for call, request in calls.values():
-            await phase(call, request, 0.3, args.producers)
+            await harness.phase(call, lambda: request, 0.3, args.producers)
         for _ in range(args.rounds):
             for name, (call, request) in calls.items():
                 cpu, t0 = sum(server.cpu_times()[:2]), time.perf_counter()
-                count, lat = await phase(call, request, args.seconds, args.producers)
+                count, lat = await harness.phase(call, lambda: request, args.seconds, args.producers)
                 side = sides[name]
                 side["seconds"] += time.perf_counter() - t0
                 side["calls"] += count

@@ -32,21 +32,6 @@ import load_tasks
 from taskhub.v1 import task_service_pb2 as pb, task_service_pb2_grpc
 
 
-async def phase(call, make_request, seconds: float, concurrency: int) -> tuple[int, list[float]]:
-    """Calls as fast as `concurrency` callers can for `seconds`; answers the count and latencies."""
-    stop = time.monotonic() + seconds
-    latencies: list[float] = []
-
-    async def caller() -> None:
-        while time.monotonic() < stop:
-            t0 = time.perf_counter()
-            await call(make_request(), timeout=10)
-            latencies.append(time.perf_counter() - t0)
-
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
-    return len(latencies), latencies
-
-
 async def run(target: str, server_pid: int, args) -> dict[str, dict]:
     rng = random.Random(3)
     server = psutil.Process(server_pid)
@@ -60,11 +45,11 @@ async def run(target: str, server_pid: int, args) -> dict[str, dict]:
         calls = {"Check": (health, lambda: check_request),
                  "GetTask": (get, lambda: pb.GetTaskRequest(uid=rng.randrange(args.tasks)))}
         for name, (call, make) in calls.items():  # warm-up, unmeasured
-            await phase(call, make, 0.3, args.concurrency)
+            await harness.phase(call, make, 0.3, args.concurrency)
         for _ in range(args.rounds):
             for name, (call, make) in calls.items():
                 cpu_s, cpu_c, t0 = sum(server.cpu_times()[:2]), sum(me.cpu_times()[:2]), time.perf_counter()
-                count, lat = await phase(call, make, args.seconds, args.concurrency)
+                count, lat = await harness.phase(call, make, args.seconds, args.concurrency)
                 side = sides[name]
                 side["seconds"] += time.perf_counter() - t0
                 side["calls"] += count
@@ -84,9 +69,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with harness.scratch_dir(args.db_dir) as db_dir, tempfile.TemporaryDirectory(prefix="taskhub-bench-") as tmp:
-        db = db_dir / f"tasks-{args.tasks}.db"
-        if not db.exists():
-            load_tasks.load(db, args.tasks, quiet=True)
+        db = load_tasks.ensure(db_dir, args.tasks, quiet=True)
         # The server writes on start (processing tasks go back to enqueued): serve a copy.
         copy = Path(tmp) / "copy.db"
         shutil.copyfile(db, copy)

@@ -7,6 +7,7 @@ so the output reads the same everywhere and the smoke test can look for `ratio`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import socket
@@ -63,6 +64,21 @@ class Latency:
 
     def __str__(self) -> str:
         return f"p50 {self.p50:8.3f} ms  p99 {self.p99:8.3f} ms  (n={len(self.samples)})"
+
+
+async def phase(call, make_request, seconds: float, concurrency: int) -> tuple[int, list[float]]:
+    """Calls as fast as `concurrency` callers can for `seconds`; answers the count and latencies."""
+    stop = time.monotonic() + seconds
+    latencies: list[float] = []
+
+    async def caller() -> None:
+        while time.monotonic() < stop:
+            t0 = time.perf_counter()
+            await call(make_request(), timeout=10)
+            latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return len(latencies), latencies
 
 
 def figure(label: str, text: str) -> None:

@@ -82,20 +82,6 @@ def filters(conn: sqlite3.Connection) -> list[Filter]:
     return out
 
 
-def ensure_db(db_dir: Path, tasks: int) -> Path:
-    db = db_dir / f"tasks-{tasks}.db"
-    if db.exists():
-        with sqlite3.connect(db) as conn:
-            stored = conn.execute("SELECT value FROM meta WHERE key = 'task_count'").fetchone()[0]
-        if stored == tasks:
-            return db
-        raise SystemExit(f"{db} holds {stored} tasks, not {tasks}; remove it")
-    print(f"loading {tasks:,} tasks into {db} ...", flush=True)
-    seconds = load_tasks.load(db, tasks, quiet=True)
-    print(f"  loaded in {seconds:.1f}s", flush=True)
-    return db
-
-
 # What a hand-written SQLite queue would index to answer these filters (taskhub's own schema
 # indexed the same columns until its in-memory index made them redundant for it).
 RAW_INDEXES = [("status", "uid"), ("type", "status"), ("index_uid", "uid"), ("canceled_by",), ("enqueued_at",),
@@ -183,7 +169,7 @@ def main() -> int:
     by_size = {}
     with harness.scratch_dir(args.db_dir) as db_dir:
         for tasks in sizes:
-            db = ensure_db(db_dir, tasks)
+            db = load_tasks.ensure(db_dir, tasks)
             print(f"ListTasks at {tasks:,} tasks (limit {args.limit}, total included)", flush=True)
             by_size[tasks] = asyncio.run(measure(db, args))
     if len(sizes) > 1:

@@ -198,6 +198,23 @@ def load(db: str | Path, total: int, *, days: float = 30, seed: int = 7, chunk: 
     return time.monotonic() - started
 
 
+def ensure(db_dir: Path, tasks: int, *, quiet: bool = False) -> Path:
+    """`tasks-N.db` in `db_dir`, loaded unless it is there already (with N tasks, or it stops)."""
+    db = db_dir / f"tasks-{tasks}.db"
+    if db.exists():
+        with sqlite3.connect(db) as conn:
+            stored = conn.execute("SELECT value FROM meta WHERE key = 'task_count'").fetchone()[0]
+        if stored == tasks:
+            return db
+        raise SystemExit(f"{db} holds {stored} tasks, not {tasks}; remove it")
+    if not quiet:
+        print(f"loading {tasks:,} tasks into {db} ...", flush=True)
+    seconds = load(db, tasks, quiet=True)
+    if not quiet:
+        print(f"  loaded in {seconds:.1f}s", flush=True)
+    return db
+
+
 def check(db: str | Path, total: int) -> list[str]:
     """Serves a copy of `db` with the real server: totals match raw SQL, reads work, the next uid is `total`."""
     import shutil

@@ -72,9 +72,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with harness.scratch_dir(args.db_dir) as db_dir, tempfile.TemporaryDirectory(prefix="taskhub-bench-") as tmp:
-        db = db_dir / f"tasks-{args.tasks}.db"
-        if not db.exists():
-            load_tasks.load(db, args.tasks, quiet=True)
+        db = load_tasks.ensure(db_dir, args.tasks, quiet=True)
         # The server writes on start (processing tasks go back to enqueued): serve copies.
         copy = Path(tmp) / "copy.db"
         no_cleanup = ("--cleanup-threshold", str(2**40))
