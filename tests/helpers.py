@@ -1,6 +1,9 @@
-"""Small test helpers shared by the test modules: enqueueing and reading gRPC errors."""
+"""Small test helpers shared by the test modules: enqueueing, reading gRPC errors, installing npm packages."""
 
 from __future__ import annotations
+
+import asyncio
+import pathlib
 
 import grpc
 from google.rpc import error_details_pb2
@@ -57,3 +60,14 @@ async def finish(service, uid: int, *, details: dict | None = None, error: dict 
     task = service.store.get_task(uid)
     await service.scheduler._write(service.store.finish_task, uid, service.scheduler.clock(),
                                    details=details if details is not None else task.details, error=error)
+
+
+async def npm_install(folder: pathlib.Path, package: str, command: str = "install") -> None:
+    """`npm <command>` in `folder` unless `package` is installed there already; fails the test if npm does."""
+    if (folder / "node_modules" / package).is_dir():
+        return
+    process = await asyncio.create_subprocess_exec(
+        "npm", command, "--no-audit", "--no-fund", "--loglevel=error", cwd=folder,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await process.communicate()
+    assert process.returncode == 0, output.decode()

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from conftest import MASTER_KEY
-from helpers import finish, start
+from helpers import finish, npm_install, start
 from taskhub.gateway.serving import GatewayServer
 from taskhub.server import app
 
@@ -48,16 +48,6 @@ def _require_browser() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"the browser test must run in CI: it {reason}")
     pytest.skip(reason)
-
-
-async def _npm_install() -> None:
-    if (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
-        return
-    process = await asyncio.create_subprocess_exec(
-        "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error", cwd=BROWSER_DIR,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    output, _ = await process.communicate()
-    assert process.returncode == 0, output.decode()
 
 
 class Live:
@@ -106,7 +96,7 @@ class Live:
 @pytest.fixture
 async def browser_ready():
     _require_browser()
-    await _npm_install()
+    await npm_install(BROWSER_DIR, "playwright-core", "ci")
     ARTIFACTS.mkdir(exist_ok=True)
 
 

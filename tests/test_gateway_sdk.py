@@ -22,7 +22,7 @@ from meilisearch.errors import MeilisearchApiError
 
 from conftest import MASTER_KEY
 from gateway_bodies import LINK
-from helpers import finish, start
+from helpers import finish, npm_install, start
 from taskhub.server import app
 
 NODE_DIR = pathlib.Path(__file__).parent / "node"
@@ -181,21 +181,11 @@ async def test_python_sdk_with_a_master_key(config):
         await service.stop(0)
 
 
-async def _npm_install() -> None:
-    if (NODE_DIR / "node_modules" / "meilisearch").is_dir():
-        return
-    process = await asyncio.create_subprocess_exec(
-        "npm", "install", "--no-audit", "--no-fund", "--loglevel=error", cwd=NODE_DIR,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    output, _ = await process.communicate()
-    assert process.returncode == 0, output.decode()
-
-
 @pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None, reason="needs node and npm")
 @pytest.mark.timeout(120)
 async def test_js_sdk(live):
     _, url = live
-    await _npm_install()
+    await npm_install(NODE_DIR, "meilisearch")
     # A subprocess, so this event loop keeps serving the gateway the script calls.
     process = await asyncio.create_subprocess_exec(
         "node", "sdk.mjs", url, cwd=NODE_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
