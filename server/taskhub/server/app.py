@@ -95,7 +95,8 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
     scheduler = Scheduler(store, hub=hub, clock=clock, snapshots_dir=config.snapshots_dir, dumps_dir=config.dumps_dir,
                           max_batch_size=config.max_batch_size, max_attempts=config.max_attempts,
                           watch_retention=config.watch_retention, max_db_size=parse_size(config.max_task_db_size),
-                          cleanup_threshold=config.cleanup_threshold, cleanup_batch=config.cleanup_batch)
+                          cleanup_threshold=config.cleanup_threshold, cleanup_batch=config.cleanup_batch,
+                          commit_window=config.commit_window_ms / 1000)
     await scheduler.start(background=background)
 
     server = grpc.aio.server(options=[

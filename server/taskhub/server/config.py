@@ -34,6 +34,7 @@ class Config:
     max_task_db_size: str = "10GiB"
     cleanup_threshold: int = 1_000_000
     cleanup_batch: int = 100_000
+    commit_window_ms: float = 5.0
     log_level: str = "INFO"
 
 
@@ -56,6 +57,8 @@ _HELP = {
     "max_task_db_size": "past this database size new tasks are refused (no_space_left_on_device); 10GiB, 500MiB...",
     "cleanup_threshold": "at this many tasks, the oldest finished ones are deleted automatically",
     "cleanup_batch": "how many finished tasks one automatic cleanup deletes",
+    "commit_window_ms": ("when the queue is busy, the longest an enqueue waits for others to share its commit"
+                         " (and fsync), in milliseconds; 0 commits as soon as the last commit ends"),
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 10_000
 MAX_ENQUEUE_BATCH = 1_000
+# Seconds an enqueue may wait for others to share its commit, when the queue is busy.
+DEFAULT_COMMIT_WINDOW = 0.005
 
 
 def wall_clock() -> int:
@@ -59,7 +61,7 @@ class Scheduler(Leasing, Watching):
                  snapshots_dir: str = "snapshots", dumps_dir: str = "dumps",
                  max_batch_size: int = 100, max_attempts: int = 5, watch_retention: int = 100_000,
                  max_db_size: int | None = None, cleanup_threshold: int = 1_000_000,
-                 cleanup_batch: int = 100_000) -> None:
+                 cleanup_batch: int = 100_000, commit_window: float = DEFAULT_COMMIT_WINDOW) -> None:
         self.store = store
         self.max_db_size = max_db_size
         self.cleanup_threshold = cleanup_threshold
@@ -87,9 +89,14 @@ class Scheduler(Leasing, Watching):
         self._changed = asyncio.Event()
         self._runner: asyncio.Task | None = None
         self.closing = False
-        # Enqueues waiting for the next group commit, and whether one is running.
+        # Enqueues waiting for the next group commit, and whether one is running or due.
         self._pending: list[tuple[list[tuple], asyncio.Future]] = []
         self._flushing = False
+        # While fewer enqueues wait than shared the last commit: the timer that ends the wait for more.
+        self.commit_window = commit_window
+        self._gathering: asyncio.TimerHandle | None = None
+        self._commit: asyncio.Future | None = None
+        self._gather_target = 1
 
     # -- plumbing ---------------------------------------------------------
 
@@ -155,6 +162,7 @@ class Scheduler(Leasing, Watching):
 
     async def stop(self) -> None:
         self.closing = True
+        await self._drain_commits()
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -164,6 +172,18 @@ class Scheduler(Leasing, Watching):
         self._reads.shutdown(wait=True)
         for reader in (self.reader, *self._readers):
             reader.conn.close()
+
+    async def _drain_commits(self) -> None:
+        """Waits for the group commits under way; enqueues still waiting for company commit now."""
+        while self._flushing:
+            if self._gathering is not None:
+                self._gathering.cancel()
+                self._gathering = None
+                self._flush()
+            elif self._commit is not None:
+                await asyncio.wait([self._commit])  # its `settle` runs first and starts what comes next
+            else:
+                await asyncio.sleep(0)  # a flush is due this loop turn
 
     async def _run(self) -> None:
         while True:
@@ -237,6 +257,10 @@ class Scheduler(Leasing, Watching):
             # One loop turn later, so producers woken together share the transaction.
             self._flushing = True
             loop.call_soon(self._flush)
+        elif self._gathering is not None and len(self._pending) >= self._gather_target:
+            self._gathering.cancel()
+            self._gathering = None
+            loop.call_soon(self._flush)
         return await done
 
     def _flush(self) -> None:
@@ -250,12 +274,14 @@ class Scheduler(Leasing, Watching):
             self._flushing = False
             return
         batch, self._pending = self._pending, []
+        self._gather_target = len(batch) + 1
         # A full queue refuses new work; cancelations and deletions, which free it, still go through.
-        job = asyncio.ensure_future(self._write(
+        job = self._commit = asyncio.ensure_future(self._write(
             self.store.insert_tasks, [item for items, _ in batch for item in items], self.clock(),
             max_bytes=self.max_db_size))
 
         def settle(job: asyncio.Future) -> None:
+            self._commit = None
             error = None if job.cancelled() else job.exception()
             start = 0
             for items, done in batch:
@@ -269,9 +295,27 @@ class Scheduler(Leasing, Watching):
                 else:
                     done.set_result(job.result().tasks[start:end])
                 start = end
-            self._flush()  # the next batch: whatever arrived meanwhile, or nothing
+            self._next_batch()
 
         job.add_done_callback(settle)
+
+    def _next_batch(self) -> None:
+        """After a commit: the next one now, or once one more enqueue waits than shared this one.
+
+        Under load the few that arrived during a commit wait (at most `commit_window`)
+        for the producers its answers set free: one big commit costs the event loop far
+        less than many small ones (each a hop to the store thread and back, and a burst
+        of answers of its own). A lone producer never waits: nothing is pending when its
+        commit ends.
+        """
+        if self._pending and len(self._pending) < self._gather_target and self.commit_window > 0:
+            self._gathering = asyncio.get_running_loop().call_later(self.commit_window, self._gathered)
+        else:
+            self._flush()
+
+    def _gathered(self) -> None:
+        self._gathering = None
+        self._flush()
 
     async def cancel_tasks(self, query: TaskQuery, original_filter: str | None = None) -> Task:
         return await self._enqueue_matching(TaskType.TASK_CANCELATION, "canceledTasks", query, original_filter)

@@ -1,0 +1,86 @@
+"""The group commit: enqueues that arrive together share a transaction; under load, a few wait for more.
+
+Each commit reads the scheduler's clock once, so tasks that shared a commit share
+their `enqueued_at` (the fake clock moves at every reading).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from conftest import FakeClock
+from taskhub.server.model import TaskType
+from taskhub.server.scheduler import Scheduler
+from taskhub.server.store import Store
+
+ADD = TaskType.DOCUMENT_ADDITION_OR_UPDATE
+DETAILS = {"receivedDocuments": 1}
+
+
+async def started(tmp_path, window: float) -> Scheduler:
+    scheduler = Scheduler(Store(tmp_path / "tasks.db"), clock=FakeClock(), commit_window=window)
+    await scheduler.start(background=False)
+    return scheduler
+
+
+def enqueue(scheduler: Scheduler, name: str) -> asyncio.Task:
+    return asyncio.create_task(scheduler.enqueue(ADD, name, DETAILS))
+
+
+async def during_a_commit(scheduler: Scheduler) -> tuple[asyncio.Task, asyncio.Task]:
+    """`a` commits alone while `b` arrives: the store thread is held busy until both are in."""
+    busy = asyncio.create_task(scheduler.call(time.sleep, 0.3))
+    a = enqueue(scheduler, "a")
+    await asyncio.sleep(0.05)  # a's commit is queued behind the busy store thread
+    b = enqueue(scheduler, "b")
+    await busy
+    await a
+    return a, b
+
+
+async def test_enqueues_of_one_loop_turn_share_a_commit(tmp_path):
+    scheduler = await started(tmp_path, 0.005)
+    tasks = await asyncio.gather(*(scheduler.enqueue(ADD, f"i{n}", DETAILS) for n in range(10)))
+    assert [t.uid for t in tasks] == list(range(10))
+    assert len({t.enqueued_at for t in tasks}) == 1
+    await scheduler.stop()
+
+
+async def test_a_lone_producer_never_waits_out_the_window(tmp_path):
+    scheduler = await started(tmp_path, 30.0)
+    async with asyncio.timeout(5):  # one commit after another, each alone: no window in between
+        tasks = [await scheduler.enqueue(ADD, "solo", DETAILS) for _ in range(5)]
+    assert len({t.enqueued_at for t in tasks}) == 5
+    await scheduler.stop()
+
+
+async def test_an_enqueue_that_arrived_during_a_commit_waits_for_company(tmp_path):
+    scheduler = await started(tmp_path, 30.0)
+    a, b = await during_a_commit(scheduler)
+    await asyncio.sleep(0.2)
+    assert not b.done()  # one waits, and one shared the last commit: it waits for a second
+    c = enqueue(scheduler, "c")
+    async with asyncio.timeout(5):  # two wait now: they commit at once, not after the window
+        b_task, c_task = await asyncio.gather(b, c)
+    assert b_task.enqueued_at == c_task.enqueued_at != a.result().enqueued_at
+    await scheduler.stop()
+
+
+async def test_the_window_bounds_the_wait(tmp_path):
+    scheduler = await started(tmp_path, 0.2)
+    a, b = await during_a_commit(scheduler)
+    async with asyncio.timeout(5):
+        alone = await b  # nobody joined: committed when the window ended
+    assert alone.enqueued_at != a.result().enqueued_at
+    await scheduler.stop()
+
+
+async def test_stopping_commits_enqueues_still_waiting_for_company(tmp_path):
+    scheduler = await started(tmp_path, 30.0)
+    a, b = await during_a_commit(scheduler)
+    await asyncio.sleep(0.05)
+    assert not b.done()
+    await scheduler.stop()
+    async with asyncio.timeout(5):
+        assert (await b).uid == 1
