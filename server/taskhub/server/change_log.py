@@ -34,6 +34,15 @@ class ChangeLog:
         self.conn.execute("INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, ?, ?)",
                           (task.seq, task.uid, int(deleted), compact(row)))
 
+    def _log_saved(self, tasks: list[Task], encoded: list[tuple[str | None, str | None]]) -> None:
+        """Appends saved tasks' new states in bulk; `encoded` holds their (details, error) already as JSON."""
+        self._logged += ((task, False) for task in tasks)
+        self.conn.executemany(
+            "INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, 0, ?)",
+            [(t.seq, t.uid, compact([t.uid, t.index_uid, int(t.status), int(t.type), t.canceled_by, details, error,
+                                     t.enqueued_at, t.started_at, t.finished_at, t.seq]))
+             for t, (details, error) in zip(tasks, encoded)])
+
     def _log_many(self, tasks: list[Task], details: list[str | None]) -> None:
         """Appends new enqueued tasks in bulk; `details` are their details already as JSON."""
         self._logged += ((task, False) for task in tasks)

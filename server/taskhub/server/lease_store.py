@@ -32,7 +32,7 @@ PROCESSING = frozenset({TaskStatus.PROCESSING})
 
 
 class LeaseStore:
-    """Lease SQL; mixed into `Store`, whose `conn`, `atomic`, `index`, `_save` and `get_tasks` it uses.
+    """Lease SQL; mixed into `Store`, whose `conn`, `atomic`, `index`, `_save(_many)` and `get_tasks` it uses.
 
     Which tasks are enqueued or processing, and in which index, comes from the index;
     the rows come from SQL by uid.
@@ -55,14 +55,16 @@ class LeaseStore:
                 (token, worker, now + duration, duration, ACTIVE))
             for task in batch:
                 task.status, task.started_at = TaskStatus.PROCESSING, now
-                self._save(task, lease=token)
-            return batch
+            return self._save_many(batch, lease=token)
 
     def _find_head(self, types, index_uids, scope) -> Task | None:
         """The oldest enqueued task whose indexes are free and that heads its indexes' queues."""
-        blocked: set[str] = set()
-        for task in self.get_tasks(self.index.select(TaskQuery(statuses=PROCESSING))):
-            blocked |= task_indexes(task.index_uid, task.type, task.details)
+        # What runs holds its indexes: its own, read off the index; a swap's, read off its details.
+        processing = self.index.select(TaskQuery(statuses=PROCESSING))
+        swaps = processing & self.index.select(TaskQuery(types=frozenset({TaskType.INDEX_SWAP})))
+        blocked = self.index.index_uids_of(processing - swaps)
+        for swap in self.get_tasks(swaps):
+            blocked |= task_indexes(swap.index_uid, swap.type, swap.details)
         enqueued = self.index.select(TaskQuery(statuses=ENQUEUED))
         if index_uids is not None or scope is not None:
             # Only tasks of the indexes this worker may take, and swaps (which name their indexes in
@@ -159,15 +161,13 @@ class LeaseStore:
                 task.status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
                 task.details = finished_details(details, success=error is None)
                 task.error, task.finished_at = error, now
-                self._save(task, lease=None)
             self.conn.execute("UPDATE leases SET state = 'completed' WHERE token = ?", (token,))
-            return tasks
+            return self._save_many(tasks, lease=None)
 
     def _requeue(self, tasks: list[Task]) -> list[Task]:
         for task in tasks:
             task.status, task.started_at = TaskStatus.ENQUEUED, None
-            self._save(task, lease=None)
-        return tasks
+        return self._save_many(tasks, lease=None)
 
     def release_lease(self, token: str, now: int) -> list[Task]:
         with self.atomic():

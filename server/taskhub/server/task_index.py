@@ -228,6 +228,13 @@ class TaskIndex:
     def enqueued_at(self, uid: int) -> int:
         return int(self._columns["enqueued_at"][uid - self._base])
 
+    def index_uids_of(self, uids: BitMap) -> set[str]:
+        """The index uids the tasks `uids` belong to (tasks of no index add none)."""
+        if not uids:
+            return set()
+        ids = np.unique(self._columns["index"][uids_of(uids) - self._base])
+        return {self._index_names[i] for i in ids.tolist() if i != NONE}
+
     def select(self, query: TaskQuery) -> BitMap:
         """The uids matching `query` (the same rules as the store's WHERE clause).
 
