@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from taskhub.server.lease_store import SCAN_CHUNK
 from taskhub.server.model import Scope, TaskQuery, TaskStatus, TaskType
 from taskhub.server.store import SCHEMA_VERSION, Store
 from taskhub.server.task_index import TaskIndex
@@ -132,4 +133,27 @@ def test_a_worker_of_some_indexes_reads_only_their_tasks_and_swaps(tmp_path):
     assert lease("e", index_uids=frozenset({"solo"})) == [6002]
     # Busy indexes: task 0's comes from the index, the processing swap's from its row; then its own.
     assert set(read) == {3000, 6002}
+    store.close()
+
+
+def test_a_backlog_behind_a_busy_index_is_never_read(tmp_path):
+    store = Store(tmp_path / "t.db")
+    backlog = [("busy", TaskType.INDEX_UPDATE, None) for _ in range(3000)]
+    held = [("held", TaskType.INDEX_DELETION, None), *(("held", TaskType.INDEX_UPDATE, None) for _ in range(3000))]
+    store.insert_tasks([*backlog, *held, ("free", TaskType.INDEX_UPDATE, None)], 1)
+    read: list[int] = []
+    get_tasks = store.get_tasks
+    store.get_tasks = lambda uids: read.extend(uids) or get_tasks(uids)
+
+    def lease(token: str, **only) -> list[int]:
+        read.clear()
+        return [t.uid for t in store.lease_batch(token=token, worker="w", index_uids=None, scope=None, max_tasks=1,
+                                                 now=2, duration=10, **{"types": None, **only})]
+
+    assert lease("a") == [0]  # `busy` runs its head: the 2,999 behind it wait
+    # `held` heads with a deletion this worker does not take: its updates wait behind it, unread.
+    assert lease("b", types=frozenset({TaskType.INDEX_UPDATE})) == [6001]
+    assert len(read) <= 2 * SCAN_CHUNK
+    assert lease("c") == [3000]  # an unfiltered worker takes the deletion, among the first rows it reads
+    assert read[0] == 3000 and len(read) <= SCAN_CHUNK
     store.close()

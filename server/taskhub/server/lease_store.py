@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from pyroaring import BitMap
+
 from taskhub.errors import TaskHubError
 from taskhub.server.model import (
     BATCH_GROUPS, SERVER_PRIORITY, Scope, Task, TaskQuery, TaskStatus, TaskType, finished_details, task_indexes,
@@ -25,7 +27,7 @@ ENDED = {
     "released": "it was released",
     "lost": "the server restarted",
 }
-SCAN_LIMIT = 100_000
+SCAN_LIMIT = 100_000  # rows read looking for a batch's head, at most
 SCAN_CHUNK = 16  # enqueued tasks read by the first query looking for a batch's head
 ENQUEUED = frozenset({TaskStatus.ENQUEUED})
 PROCESSING = frozenset({TaskStatus.PROCESSING})
@@ -72,10 +74,14 @@ class LeaseStore:
             # hold a candidate back either: skipping them spares reading rows that never qualify.
             enqueued = (self.index.select(TaskQuery(statuses=ENQUEUED, index_uids=index_uids, scope=scope))
                         | self.index.select(TaskQuery(statuses=ENQUEUED, types=frozenset({TaskType.INDEX_SWAP}))))
-        start, chunk = 0, SCAN_CHUNK
-        while start < min(len(enqueued), SCAN_LIMIT):
+        # Tasks of busy indexes wait for them (per-index uid order): they are dropped unread. A swap
+        # belongs to no index, so it is always read, and the indexes it names are busy from then on.
+        candidates = enqueued - self._waiting_in(blocked)
+        read, chunk = 0, SCAN_CHUNK
+        while candidates and read < SCAN_LIMIT:
             # The head is most often among the first few: read a few rows, then more and more.
-            rows, start, chunk = enqueued[start:start + chunk], start + chunk, min(chunk * 4, 4_096)
+            rows, read, chunk = candidates[:chunk], read + chunk, min(chunk * 4, 4_096)
+            held = set()
             for task in self.get_tasks(rows):
                 keys = task_indexes(task.index_uid, task.type, task.details)
                 takeable = (not keys & blocked and (types is None or task.type in types)
@@ -84,8 +90,16 @@ class LeaseStore:
                 if takeable:
                     return task
                 # Later tasks of these indexes must wait for this one: per-index uid order.
+                held |= keys - blocked
                 blocked |= keys
+            candidates = candidates - rows - self._waiting_in(held)
         return None
+
+    def _waiting_in(self, indexes: set[str]) -> BitMap:
+        """The enqueued tasks of `indexes`."""
+        if not indexes:
+            return BitMap()
+        return self.index.select(TaskQuery(statuses=ENQUEUED, index_uids=frozenset(indexes)))
 
     def _followers(self, head: Task, types, room: int) -> list[Task]:
         """The enqueued tasks right after `head` in its index that can join its batch."""
