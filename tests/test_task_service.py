@@ -152,3 +152,12 @@ async def test_settings_that_are_not_json_are_refused(stub):
     request.details.settings_update.settings.update({"pagination": {"maxTotalHits": float("nan")}})
     code, reason, _ = await error_of(stub.EnqueueTask(request))
     assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "invalid_task_details")
+
+
+async def test_an_unexpected_failure_is_internal_without_its_detail(stub, service, caplog):
+    await enqueue(stub)
+    service.scheduler.reader.conn.close()  # a real fault: GetTask's connection is gone
+    code, reason, message = await error_of(stub.GetTask(pb.GetTaskRequest(uid=0)))
+    assert (code, reason, message) == (grpc.StatusCode.INTERNAL, "internal", "internal error")
+    assert "closed database" in caplog.text  # logged for the operator, with its traceback
+    assert "Traceback" in caplog.text
