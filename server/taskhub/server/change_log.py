@@ -26,21 +26,19 @@ class ChangeLog:
     def last_seq(self) -> int:
         return self.conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
 
-    def _log(self, task: Task, deleted: bool = False) -> None:
-        """Appends a task's new state to the change log, under its sequence number."""
-        self._logged.append((task, deleted))
-        row = [task.uid, task.index_uid, int(task.status), int(task.type), task.canceled_by, dumps(task.details),
-               dumps(task.error), task.enqueued_at, task.started_at, task.finished_at, task.seq]
-        self.conn.execute("INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, ?, ?)",
-                          (task.seq, task.uid, int(deleted), compact(row)))
+    def _log_states(self, tasks: list[Task], encoded: list[tuple[str | None, str | None]] | None = None, *,
+                    deleted: bool = False) -> None:
+        """Appends tasks' new (or, `deleted`, last) states under their sequence numbers, in one statement.
 
-    def _log_saved(self, tasks: list[Task], encoded: list[tuple[str | None, str | None]]) -> None:
-        """Appends saved tasks' new states in bulk; `encoded` holds their (details, error) already as JSON."""
-        self._logged += ((task, False) for task in tasks)
+        `encoded` may hold their (details, error) already as JSON, as the row update wrote them.
+        """
+        if encoded is None:
+            encoded = [(dumps(task.details), dumps(task.error)) for task in tasks]
+        self._logged += ((task, deleted) for task in tasks)
         self.conn.executemany(
-            "INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, 0, ?)",
-            [(t.seq, t.uid, compact([t.uid, t.index_uid, int(t.status), int(t.type), t.canceled_by, details, error,
-                                     t.enqueued_at, t.started_at, t.finished_at, t.seq]))
+            "INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, ?, ?)",
+            [(t.seq, t.uid, int(deleted), compact([t.uid, t.index_uid, int(t.status), int(t.type), t.canceled_by,
+                                                   details, error, t.enqueued_at, t.started_at, t.finished_at, t.seq]))
              for t, (details, error) in zip(tasks, encoded)])
 
     def _log_many(self, tasks: list[Task], details: list[str | None]) -> None:

@@ -265,9 +265,7 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
         """`_save` for several tasks, in one statement per table: their sequence numbers follow their order."""
         if not tasks:
             return tasks
-        first_seq = self._bump("last_seq", len(tasks)) + 1
-        for i, task in enumerate(tasks):
-            task.seq = first_seq + i
+        self._sequence(tasks)
         encoded = [(dumps(task.details), dumps(task.error)) for task in tasks]
         rows = [(int(t.status), t.canceled_by, details, error, t.started_at, t.finished_at, t.seq)
                 for t, (details, error) in zip(tasks, encoded)]
@@ -281,8 +279,14 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
                 "UPDATE tasks SET status = ?, canceled_by = ?, details = ?, error = ?,"
                 " started_at = ?, finished_at = ?, seq = ?, lease = ? WHERE uid = ?",
                 [(*row, lease, t.uid) for row, t in zip(rows, tasks)])
-        self._log_saved(tasks, encoded)
+        self._log_states(tasks, encoded)
         return tasks
+
+    def _sequence(self, tasks: list[Task]) -> None:
+        """Gives the tasks the next change sequence numbers, in their order."""
+        first_seq = self._bump("last_seq", len(tasks)) + 1
+        for i, task in enumerate(tasks):
+            task.seq = first_seq + i
 
     def start_task(self, uid: int, now: int) -> Changes:
         with self.atomic():
@@ -331,9 +335,9 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
                 f"DELETE FROM tasks WHERE uid IN (SELECT value FROM json_each(?)) AND status IN {FINISHED}"
                 f" RETURNING {COLUMNS}", (matched,)).fetchall()]
             deleted.sort(key=lambda t: t.uid)
-            for task in deleted:
-                task.seq = self._bump("last_seq") + 1
-                self._log(task, deleted=True)
+            if deleted:
+                self._sequence(deleted)
+                self._log_states(deleted, deleted=True)
             gone = frozenset(t.uid for t in deleted)
             self._bump("task_count", -len(gone))
             self.conn.execute(
