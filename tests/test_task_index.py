@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 
 from hypothesis import given, settings, strategies as st
 
@@ -183,3 +184,29 @@ def test_memory_follows_the_tasks_stored_not_the_uids_given():
     assert list(index.select(TaskQuery(after_finished_at=T0 + 19_990))) == list(range(19_990, 20_000))
     assert list(index.select(TaskQuery(index_uids=frozenset({"i3"}), before_started_at=T0 + 19_600))) == [
         u for u in live if u % 7 == 3 and u < 19_600]
+
+
+def test_date_bounds_inside_busy_hours_match_the_times_exactly():
+    # Thousands of tasks an hour, as at 10M tasks: edge hours are cut by the exact times, along
+    # every path (a run of uids, an array, most of the hour kept, or sparse uids), deleted tasks left out.
+    rng = random.Random(9)
+    hour0 = T0 // HOUR * HOUR
+    tasks = [Task(uid=uid, index_uid="a", status=TaskStatus.SUCCEEDED, type=TaskType.INDEX_UPDATE,
+                  enqueued_at=hour0 + uid * 1_000,  # rising: one hour, one run of uids
+                  started_at=hour0 + rng.randrange(12 * HOUR),  # sparse: each hour's uids far apart
+                  finished_at=hour0 + rng.randrange(3 * HOUR),  # dense but interleaved over three hours
+                  seq=uid + 1) for uid in range(3000)]
+    index = TaskIndex()
+    index.apply(tasks)
+    gone = frozenset(rng.sample(range(3000), 300))
+    index.apply([t for t in tasks if t.uid in gone], gone)
+    live = [t for t in tasks if t.uid not in gone]
+    for column in ("enqueued_at", "started_at", "finished_at"):
+        for _ in range(40):
+            low = hour0 + rng.randrange(12 * HOUR) if column == "started_at" else hour0 + rng.randrange(3 * HOUR)
+            high = low + rng.randrange(1, 2 * HOUR)
+            for after, before in ((low, None), (None, high), (low, high)):
+                query = TaskQuery(**{f"after_{column}": after, f"before_{column}": before})
+                expected = {t.uid for t in live if (after is None or getattr(t, column) > after)
+                            and (before is None or getattr(t, column) < before)}
+                assert set(index.select(query)) == expected, (column, after, before)

@@ -284,17 +284,41 @@ class TaskIndex:
         edges = {k for k in (keys[0], keys[-1])
                  if (low is not None and k == low // HOUR) or (high is not None and k == high // HOUR)}
         result = BitMap.union(BitMap(), *(buckets[k] for k in keys if k not in edges))
-        times = self._columns[column]
         for key in edges:
-            uids = uids_of(buckets[key])
-            values = times[uids - self._base]
-            keep = np.ones(len(uids), dtype=bool)
-            if low is not None:
-                keep &= values > low
-            if high is not None:
-                keep &= values < high
-            result |= bitmap(uids[keep])
+            result |= self._refine(column, key, low, high)
         return result
+
+    def _refine(self, column: str, hour: int, low: int | None, high: int | None) -> BitMap:
+        """The uids of an edge hour's bucket whose time is strictly between `low` and `high`."""
+        bucket = self.buckets[column][hour]
+        first, last = bucket.min(), bucket.max()
+        dense = last - first < 4 * len(bucket)
+        if dense:
+            # As an hour's uids are (they rise with time): compare the column's slice itself, a view,
+            # instead of gathering each uid's time. The intersection with the bucket drops deleted
+            # tasks, whose columns keep their last values.
+            values = self._columns[column][first - self._base:last + 1 - self._base]
+        else:
+            uids = uids_of(bucket)
+            values = self._columns[column][uids - self._base]
+        keep = np.ones(len(values), dtype=bool)
+        if low is not None:
+            keep &= values > low
+        if high is not None:
+            keep &= values < high
+        if not dense:
+            return bitmap(uids[keep])
+        # Within the hour too, so that the uids of other hours in the slice fall out here already.
+        hour_of = (values >= hour * HOUR) & (values < (hour + 1) * HOUR)
+        at = np.flatnonzero(keep & hour_of)
+        if len(at) and at[-1] + 1 - at[0] == len(at):  # one run of uids: a range, no array
+            kept = BitMap()
+            kept.add_range(first + int(at[0]), first + int(at[-1]) + 1)
+            return kept & bucket
+        if 2 * len(at) <= len(bucket):
+            return bitmap(at + first) & bucket
+        # Most of the hour is kept: building the few left out is cheaper.
+        return bucket - bitmap(np.flatnonzero(hour_of & ~keep) + first)
 
     def page(self, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> tuple[list[int], int]:
         """Up to `limit + 1` matching uids from `from_uid` (inclusive) in list order, and the total."""
