@@ -210,3 +210,14 @@ def test_date_bounds_inside_busy_hours_match_the_times_exactly():
                 expected = {t.uid for t in live if (after is None or getattr(t, column) > after)
                             and (before is None or getattr(t, column) < before)}
                 assert set(index.select(query)) == expected, (column, after, before)
+
+
+def test_a_bound_inside_an_hour_whose_tasks_were_all_deleted_matches_nothing_there():
+    hour0 = T0 // HOUR * HOUR
+    tasks = [Task(uid=uid, index_uid="a", status=TaskStatus.SUCCEEDED, type=TaskType.INDEX_UPDATE,
+                  enqueued_at=hour0 + uid, seq=uid + 1) for uid in range(5)]
+    index = TaskIndex()
+    index.apply(tasks)
+    index.apply(tasks, frozenset(range(5)))
+    assert list(index.select(TaskQuery(after_enqueued_at=hour0 + 2))) == []
+    assert list(index.select(TaskQuery(before_enqueued_at=hour0 + 2))) == []

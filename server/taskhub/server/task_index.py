@@ -291,11 +291,13 @@ class TaskIndex:
     def _refine(self, column: str, hour: int, low: int | None, high: int | None) -> BitMap:
         """The uids of an edge hour's bucket whose time is strictly between `low` and `high`."""
         bucket = self.buckets[column][hour]
+        if not bucket:  # an hour whose tasks were all deleted keeps its (empty) bucket
+            return BitMap()
         first, last = bucket.min(), bucket.max()
         dense = last - first < 4 * len(bucket)
         if dense:
-            # As an hour's uids are (they rise with time): compare the column's slice itself, a view,
-            # instead of gathering each uid's time. The intersection with the bucket drops deleted
+            # Dense, as an hour's uids mostly are (they rise with time): compare the column's slice
+            # itself, a view, instead of gathering each uid's time. The intersection with the bucket drops deleted
             # tasks, whose columns keep their last values.
             values = self._columns[column][first - self._base:last + 1 - self._base]
         else:
