@@ -166,6 +166,44 @@ def test_changes_and_deletions_move_uids(tmp_path):
     store.close()
 
 
+def contents(index: TaskIndex) -> dict:
+    """Every non-empty bitmap of an index, by what it stands for, as sets."""
+    maps = {**{(kind, key): bits for kind, table in index._sets.items() for key, bits in table.items()},
+            **{(column, hour): bits for column, table in index.buckets.items() for hour, bits in table.items()}}
+    return {key: set(bits) for key, bits in maps.items() if bits} | {"all": set(index.all)}
+
+
+# A task's life as commits: each step is one commit of some tasks' new states, some of them deleted.
+states = st.tuples(st.sampled_from(list(TaskStatus)), st.sampled_from([None, "a", "b"]), st.sampled_from([None, 1, 2]),
+                   times, times)
+lives = st.lists(st.lists(st.tuples(st.integers(0, 12), states, st.booleans()), min_size=1, max_size=6),
+                 min_size=1, max_size=12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(commits=lives)
+def test_changes_applied_in_place_match_an_index_built_from_the_last_states(commits):
+    # Held tasks move only the bitmaps of the fields that changed; that must end where a fresh build does.
+    index, last = TaskIndex(), {}
+    for commit in commits:
+        changed = []
+        for uid, (status, index_uid, canceled_by, started, finished), delete in commit:
+            task = Task(uid=uid, index_uid=index_uid, status=status, type=TaskType(uid % 5 + 1),
+                        canceled_by=canceled_by, enqueued_at=T0 + uid * HOUR // 3, started_at=started,
+                        finished_at=finished, seq=0)
+            changed.append(task)
+        gone = frozenset(uid for uid, _, delete in commit if delete)
+        index.apply(changed, gone)
+        last.update((t.uid, t) for t in changed)
+        for uid in gone:
+            last.pop(uid, None)
+    fresh = TaskIndex()
+    fresh.load([(t.uid, int(t.status), int(t.type), -1 if t.canceled_by is None else t.canceled_by, t.enqueued_at,
+                 -1 if t.started_at is None else t.started_at, -1 if t.finished_at is None else t.finished_at,
+                 t.index_uid) for t in sorted(last.values(), key=lambda t: t.uid)])
+    assert contents(index) == contents(fresh)
+
+
 def test_memory_follows_the_tasks_stored_not_the_uids_given():
     index = TaskIndex()
     window = 500

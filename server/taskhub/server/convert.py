@@ -49,25 +49,43 @@ def micros(ts: timestamp_pb2.Timestamp, *, round_up: bool = False) -> int:
 
 # -- out -----------------------------------------------------------------
 
+def _set_time(message: timestamp_pb2.Timestamp, micros: int) -> None:
+    message.seconds, rest = divmod(micros, 1_000_000)
+    message.nanos = rest * 1_000
+
+
 def task_to_proto(task: Task) -> task_pb2.Task:
-    message = task_pb2.Task(
-        uid=task.uid, status=int(task.status), type=int(task.type),
-        enqueued_at=timestamp(task.enqueued_at))
+    message = task_pb2.Task()
+    fill_task(message, task)
+    return message
+
+
+def fill_task(message: task_pb2.Task, task: Task) -> None:
+    """Writes `task` into an empty message in place, such as a response's field or a repeated field's `add()`.
+
+    In place because every read answers with tasks: building a Task and then copying
+    it into its response took twice as long, timestamps made apart and copied in too.
+    """
+    message.uid, message.status, message.type = task.uid, task.status, task.type
+    _set_time(message.enqueued_at, task.enqueued_at)
     if task.index_uid is not None:
         message.index_uid = task.index_uid
     if task.canceled_by is not None:
         message.canceled_by = task.canceled_by
     if task.details is not None:
-        message.details.CopyFrom(details_to_proto(task.type, task.details))
+        fill_details(message.details, task.type, task.details)
     if task.error is not None:
         message.error.CopyFrom(errors_pb2.TaskError(**task.error))
     if task.started_at is not None:
-        message.started_at.CopyFrom(timestamp(task.started_at))
+        _set_time(message.started_at, task.started_at)
     if task.finished_at is not None:
-        message.finished_at.CopyFrom(timestamp(task.finished_at))
-    if task.duration is not None:
-        message.duration.FromMicroseconds(task.duration)
-    return message
+        _set_time(message.finished_at, task.finished_at)
+    duration = task.duration
+    if duration is not None:
+        # A Duration's seconds and nanos share one sign (a clock set back can make it negative).
+        seconds, micros = divmod(abs(duration), 1_000_000)
+        sign = -1 if duration < 0 else 1
+        message.duration.seconds, message.duration.nanos = sign * seconds, sign * micros * 1_000
 
 
 def summary_to_proto(task: Task) -> task_pb2.TaskSummary:
@@ -80,8 +98,9 @@ def summary_to_proto(task: Task) -> task_pb2.TaskSummary:
 
 
 def page_to_proto(page: Page) -> task_service_pb2.ListTasksResponse:
-    message = task_service_pb2.ListTasksResponse(
-        results=[task_to_proto(t) for t in page.results], total=page.total, limit=page.limit)
+    message = task_service_pb2.ListTasksResponse(total=page.total, limit=page.limit)
+    for task in page.results:
+        fill_task(message.results.add(), task)
     # `from` is a Python keyword, hence setattr.
     if page.from_uid is not None:
         setattr(message, "from", page.from_uid)
@@ -92,22 +111,34 @@ def page_to_proto(page: Page) -> task_service_pb2.ListTasksResponse:
 
 def details_to_proto(type_: TaskType, details: dict) -> task_pb2.TaskDetails:
     message = task_pb2.TaskDetails()
+    fill_details(message, type_, details)
+    return message
+
+
+# Per details case, each of its fields' names by the camelCase key Meilisearch gives it.
+_FIELDS = {case: {key: field.name for key, field in
+                  task_pb2.TaskDetails.DESCRIPTOR.fields_by_name[case].message_type.fields_by_camelcase_name.items()}
+           for case in DETAILS_CASE.values()}
+
+
+def fill_details(message: task_pb2.TaskDetails, type_: TaskType, details: dict) -> None:
+    """Writes a task's details into an empty `TaskDetails` in place, under its type's case."""
     case = DETAILS_CASE[type_]
-    if type_ == TaskType.SETTINGS_UPDATE:
-        getattr(message, case).settings.update(details)
-        return message
     sub = getattr(message, case)
+    if type_ == TaskType.SETTINGS_UPDATE:
+        sub.settings.update(details)
+        return
     sub.SetInParent()
-    fields = sub.DESCRIPTOR.fields_by_camelcase_name
+    fields = _FIELDS[case]
     for key, value in details.items():
-        if value is None or key not in fields:
+        name = fields.get(key)
+        if value is None or name is None:
             continue
         if key == "swaps":
             for swap in value:
                 sub.swaps.add(indexes=swap["indexes"])
         else:
-            setattr(sub, fields[key].name, value)
-    return message
+            setattr(sub, name, value)
 
 
 # -- in ------------------------------------------------------------------

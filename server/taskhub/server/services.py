@@ -96,7 +96,9 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         async with error_edge(context):
             principal = self.keys.require(authorization(context), "tasks.get")
             task = await self.scheduler.get_task(request.uid, scope=principal.scope)
-            return pb.GetTaskResponse(task=convert.task_to_proto(task))
+            response = pb.GetTaskResponse()
+            convert.fill_task(response.task, task)
+            return response
 
     async def EnqueueTask(self, request: pb.EnqueueTaskRequest, context) -> pb.EnqueueTaskResponse:
         async with error_edge(context):
@@ -136,7 +138,9 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         async with error_edge(context):
             principal = self.keys.require(authorization(context), "tasks.get")
             async for task in self.scheduler.watch_task(request.uid, scope=principal.scope):
-                yield pb.WatchTaskResponse(task=convert.task_to_proto(task), sequence=task.seq)
+                response = pb.WatchTaskResponse(sequence=task.seq)
+                convert.fill_task(response.task, task)
+                yield response
 
     async def WatchTasks(self, request: pb.WatchTasksRequest, context) -> AsyncIterator[pb.WatchTasksResponse]:
         async with error_edge(context):
@@ -148,8 +152,9 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 await context.send_initial_metadata(((WATCH_CURSOR, str(cursor)),))
 
             async for event in self.scheduler.watch_tasks(query, after, started=started):
-                yield pb.WatchTasksResponse(sequence=event.seq, task=convert.task_to_proto(event.task),
-                                            deleted=event.deleted)
+                response = pb.WatchTasksResponse(sequence=event.seq, deleted=event.deleted)
+                convert.fill_task(response.task, event.task)
+                yield response
 
 
 def _enqueue_item(request: pb.EnqueueTaskRequest) -> tuple:
@@ -184,9 +189,11 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
                           else 30 * SECOND))
             if lease is None:
                 return wpb.LeaseTasksResponse()
-            return wpb.LeaseTasksResponse(
-                lease=wpb.Lease(token=lease.token, deadline=convert.timestamp(lease.deadline)),
-                tasks=[convert.task_to_proto(t) for t in lease.tasks])
+            response = wpb.LeaseTasksResponse(
+                lease=wpb.Lease(token=lease.token, deadline=convert.timestamp(lease.deadline)))
+            for task in lease.tasks:
+                convert.fill_task(response.tasks.add(), task)
+            return response
 
     async def RenewLease(self, request: wpb.RenewLeaseRequest, context) -> wpb.RenewLeaseResponse:
         async with error_edge(context):
@@ -206,7 +213,10 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
                     raise TaskHubError("invalid_task_outcome", f"Task `{outcome.uid}` is reported twice.")
                 outcomes[outcome.uid] = convert.outcome_from_proto(outcome)
             tasks = await self.scheduler.complete(request.token, outcomes)
-            return wpb.CompleteTasksResponse(tasks=[convert.task_to_proto(t) for t in tasks])
+            response = wpb.CompleteTasksResponse()
+            for task in tasks:
+                convert.fill_task(response.tasks.add(), task)
+            return response
 
     async def ReleaseLease(self, request: wpb.ReleaseLeaseRequest, context) -> wpb.ReleaseLeaseResponse:
         async with error_edge(context):

@@ -153,40 +153,74 @@ class TaskIndex:
     def apply(self, tasks: Iterable[Task], deleted: frozenset[int] = frozenset()) -> None:
         """Takes one commit's changes: each task's last state counts; the `deleted` ones (among `tasks`) leave."""
         latest = {task.uid: task for task in tasks}
-        self._unlink_many([uid for uid in latest if uid in self.all])
-        self._link_many([task for uid, task in latest.items() if uid not in deleted])
+        self._unlink_many([uid for uid in deleted if uid in latest and uid in self.all])
+        self._set_many([task for uid, task in latest.items() if uid not in deleted])
 
-    def _link_many(self, tasks: list[Task]) -> None:
-        """Adds tasks the index does not hold, grouped so that each bitmap is updated once per commit."""
+    def _set_many(self, tasks: list[Task]) -> None:
+        """Puts tasks in their new state, new ones and held ones alike, each bitmap updated once per commit.
+
+        A held task leaves and joins only the bitmaps of the fields that changed: a lease or a
+        report changes a status and a date, and the task's type, index and enqueue hour stay put.
+        """
         if not tasks:
             return
         uids = [task.uid for task in tasks]
-        self.all.update(uids)
+        held = [uid in self.all for uid in uids]
+        self.all.update(uids)  # before growing: the columns keep what `all` holds from its oldest uid on
         self._grow(max(uids) + 1)
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        values: dict[str, list[int]] = {name: [] for name in self._columns}
-        for task in tasks:
-            uid = task.uid
-            groups["status", task.status].append(uid)
-            groups["type", task.type].append(uid)
-            values["status"].append(task.status)
-            values["type"].append(task.type)
-            values["index"].append(self._index_id(task.index_uid))
-            if task.index_uid is not None:
-                groups["index", task.index_uid].append(uid)
-                groups["index_status", (task.index_uid, task.status)].append(uid)
-            values["canceled_by"].append(NONE if task.canceled_by is None else task.canceled_by)
-            if task.canceled_by is not None:
-                groups["canceled_by", task.canceled_by].append(uid)
-            for column in DATES:
-                value = getattr(task, column)
-                values[column].append(NONE if value is None else value)
-                if value is not None:
-                    groups[column, value // HOUR].append(uid)
         at = np.array(uids, dtype=np.int64) - self._base
+        # A task the index does not hold has no old values (a deleted task's columns keep its last ones).
+        old = {name: np.where(held, column[at], NONE).tolist() for name, column in self._columns.items()}
+        new: dict[str, list[int]] = {name: [] for name in self._columns}
+        leave: dict[tuple, list[int]] = defaultdict(list)
+        join: dict[tuple, list[int]] = defaultdict(list)
+        names = self._index_names
+        for i, task in enumerate(tasks):
+            uid, status, type_ = task.uid, int(task.status), int(task.type)
+            index_id = self._index_id(task.index_uid)
+            canceled_by = NONE if task.canceled_by is None else task.canceled_by
+            was_status, was_index = old["status"][i], old["index"][i]
+            if status != was_status:
+                if was_status != NONE:
+                    leave["status", TaskStatus(was_status)].append(uid)
+                join["status", task.status].append(uid)
+            if type_ != old["type"][i]:
+                if old["type"][i] != NONE:
+                    leave["type", TaskType(old["type"][i])].append(uid)
+                join["type", task.type].append(uid)
+            if index_id != was_index:
+                if was_index != NONE:
+                    leave["index", names[was_index]].append(uid)
+                if index_id != NONE:
+                    join["index", task.index_uid].append(uid)
+            if index_id != was_index or status != was_status:
+                if was_index != NONE:
+                    leave["index_status", (names[was_index], TaskStatus(was_status))].append(uid)
+                if index_id != NONE:
+                    join["index_status", (task.index_uid, task.status)].append(uid)
+            if canceled_by != old["canceled_by"][i]:
+                if old["canceled_by"][i] != NONE:
+                    leave["canceled_by", old["canceled_by"][i]].append(uid)
+                if canceled_by != NONE:
+                    join["canceled_by", canceled_by].append(uid)
+            new["status"].append(status)
+            new["type"].append(type_)
+            new["index"].append(index_id)
+            new["canceled_by"].append(canceled_by)
+            for column in DATES:
+                value, was = getattr(task, column), old[column][i]
+                value = NONE if value is None else value
+                new[column].append(value)
+                if was // HOUR != value // HOUR:  # NONE // HOUR is -1, an hour no time falls in
+                    if was != NONE:
+                        leave[column, was // HOUR].append(uid)
+                    if value != NONE:
+                        join[column, value // HOUR].append(uid)
         for name, column in self._columns.items():
-            column[at] = values[name]
-        for (kind, key), members in groups.items():
+            column[at] = new[name]
+        for (kind, key), members in leave.items():
+            self._bitmap(kind, key).difference_update(BitMap(members))
+        for (kind, key), members in join.items():
             self._bitmap(kind, key).update(members)
 
     def _bitmap(self, kind: str, key) -> BitMap:
