@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from taskhub.server.cli import run_loop
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
 
@@ -37,14 +39,16 @@ def wait_serving(target: str, timeout: float = 20) -> grpc.Channel:
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_serve_answers_and_stops_cleanly(tmp_path, sig):
+@pytest.mark.parametrize(("sig", "event_loop"), [(signal.SIGTERM, "auto"), (signal.SIGINT, "auto"),
+                                                 (signal.SIGTERM, "asyncio"), (signal.SIGINT, "asyncio")])
+def test_serve_answers_and_stops_cleanly(tmp_path, sig, event_loop):
     port = free_port()
     db = tmp_path / "q.db"
     # The database path comes from the environment, the address from a flag.
     env = {**os.environ, "TASKHUB_DB": str(db)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "taskhub.server.cli", "serve", "--grpc-listen", f"127.0.0.1:{port}", "--no-http"],
+        [sys.executable, "-m", "taskhub.server.cli", "serve", "--grpc-listen", f"127.0.0.1:{port}", "--no-http",
+         "--event-loop", event_loop],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         channel = wait_serving(f"127.0.0.1:{port}")
@@ -62,6 +66,26 @@ def test_serve_answers_and_stops_cleanly(tmp_path, sig):
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert conn.execute("SELECT uid, index_uid FROM tasks").fetchall() == [(0, "movies")]
+
+
+async def _loop_module() -> str:
+    return type(asyncio.get_running_loop()).__module__
+
+
+def test_the_event_loop_is_uvloop_unless_told_otherwise():
+    assert run_loop(_loop_module(), "auto").startswith("uvloop")
+    assert run_loop(_loop_module(), "uvloop").startswith("uvloop")
+    assert run_loop(_loop_module(), "asyncio").startswith("asyncio")
+
+
+def test_serve_refuses_an_unknown_event_loop(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(tmp_path / "q.db"),
+         "--grpc-listen", f"127.0.0.1:{free_port()}", "--no-http", "--event-loop", "tokio"],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "--event-loop is `auto`, `uvloop` or `asyncio`, not `tokio`" in result.stderr
+    assert not (tmp_path / "q.db").exists()  # refused before anything was opened
 
 
 def test_serve_reports_a_busy_port(tmp_path):

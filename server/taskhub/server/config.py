@@ -35,6 +35,7 @@ class Config:
     cleanup_threshold: int = 1_000_000
     cleanup_batch: int = 100_000
     commit_window_ms: float = 5.0
+    event_loop: str = "auto"
     log_level: str = "INFO"
 
 
@@ -59,6 +60,8 @@ _HELP = {
     "cleanup_batch": "how many finished tasks one automatic cleanup deletes",
     "commit_window_ms": ("when the queue is busy, the longest an enqueue waits for others to share its commit"
                          " (and fsync), in milliseconds; 0 commits as soon as the last commit ends"),
+    "event_loop": ("`auto` (uvloop where it is installed, else asyncio's own), `uvloop` or `asyncio`;"
+                   " uvloop cuts the loop's share of every call"),
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 
