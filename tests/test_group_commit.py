@@ -7,6 +7,7 @@ their `enqueued_at` (the fake clock moves at every reading).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 from conftest import FakeClock
@@ -28,9 +29,23 @@ def enqueue(scheduler: Scheduler, name: str) -> asyncio.Task:
     return asyncio.create_task(scheduler.enqueue(ADD, name, DETAILS))
 
 
+async def hold_store_thread(scheduler: Scheduler, seconds: float) -> asyncio.Task:
+    """Keeps the store thread busy for `seconds`; answers once the hold has begun (a commit would go first)."""
+    running = threading.Event()
+
+    def hold() -> None:
+        running.set()
+        time.sleep(seconds)
+
+    busy = asyncio.create_task(scheduler.call(hold))
+    while not running.is_set():
+        await asyncio.sleep(0.001)
+    return busy
+
+
 async def during_a_commit(scheduler: Scheduler) -> tuple[asyncio.Task, asyncio.Task]:
     """`a` commits alone while `b` arrives: the store thread is held busy until both are in."""
-    busy = asyncio.create_task(scheduler.call(time.sleep, 0.3))
+    busy = await hold_store_thread(scheduler, 0.3)
     a = enqueue(scheduler, "a")
     await asyncio.sleep(0.05)  # a's commit is queued behind the busy store thread
     b = enqueue(scheduler, "b")
@@ -84,3 +99,24 @@ async def test_stopping_commits_enqueues_still_waiting_for_company(tmp_path):
     await scheduler.stop()
     async with asyncio.timeout(5):
         assert (await b).uid == 1
+
+
+async def test_a_waiting_commit_goes_before_other_waiting_writes(tmp_path):
+    # Producers wait on commits; a lease or a report queued earlier runs after the commit.
+    scheduler = await started(tmp_path, 0.0)
+    ran = []
+    for name in ("insert_tasks", "lease_batch"):
+        method = getattr(scheduler.store, name)
+
+        def recorded(*args, _method=method, _name=name, **kwargs):
+            ran.append(_name)
+            return _method(*args, **kwargs)
+        setattr(scheduler.store, name, recorded)
+    busy = await hold_store_thread(scheduler, 0.2)
+    lease = asyncio.create_task(scheduler.lease(worker="w"))
+    await asyncio.sleep(0.02)  # the lease is queued
+    task = await enqueue(scheduler, "a")
+    await busy
+    assert (await lease).tasks[0].uid == task.uid  # the lease ran second, and found the task
+    assert ran == ["insert_tasks", "lease_batch"]
+    await scheduler.stop()

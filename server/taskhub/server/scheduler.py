@@ -25,6 +25,7 @@ from taskhub.server import exports
 from taskhub.server.details import enqueue_details
 from taskhub.server.model import SERVER_PRIORITY, Scope, Task, TaskQuery, TaskStatus, TaskType, format_time
 from taskhub.server.store import Changes, Store
+from taskhub.server.store_thread import StoreThread
 from taskhub.server.leasing import SECOND, Leasing
 from taskhub.server.watching import Watching
 from taskhub.server.watch import WatchHub
@@ -74,7 +75,7 @@ class Scheduler(Leasing, Watching):
         self.clock = clock
         self.snapshots_dir = snapshots_dir
         self.dumps_dir = dumps_dir
-        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="taskhub-store")
+        self._thread = StoreThread("taskhub-store")
         # Reads that may take a while (lists, replays) run on their own thread and
         # connection, so they never queue behind writes nor hold writes up.
         self._reads = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="taskhub-reads",
@@ -116,6 +117,13 @@ class Scheduler(Leasing, Watching):
 
     async def _write(self, fn: Callable[..., Changes | list[Task]], *args, **kwargs) -> Changes:
         """Runs a store write; its changes reach the hub right after the commit, in commit order."""
+        return await self._write_on(self._thread.submit, fn, args, kwargs)
+
+    async def _write_first(self, fn: Callable[..., Changes | list[Task]], *args, **kwargs) -> Changes:
+        """`_write` ahead of the writes waiting for the store thread: for group commits, which producers wait on."""
+        return await self._write_on(self._thread.submit_first, fn, args, kwargs)
+
+    async def _write_on(self, submit: Callable, fn: Callable, args: tuple, kwargs: dict) -> Changes:
         loop = asyncio.get_running_loop()
 
         def run() -> Changes:
@@ -126,7 +134,7 @@ class Scheduler(Leasing, Watching):
                 loop.call_soon_threadsafe(self._committed, changes)
             return changes
 
-        changes = await loop.run_in_executor(self._thread, run)
+        changes = await asyncio.wrap_future(submit(run), loop=loop)
         if changes.tasks or changes.deleted:
             if self._gives_work(changes):
                 self._wake.set()
@@ -276,7 +284,7 @@ class Scheduler(Leasing, Watching):
         batch, self._pending = self._pending, []
         self._gather_target = len(batch) + 1
         # A full queue refuses new work; cancelations and deletions, which free it, still go through.
-        job = self._commit = asyncio.ensure_future(self._write(
+        job = self._commit = asyncio.ensure_future(self._write_first(
             self.store.insert_tasks, [item for items, _ in batch for item in items], self.clock(),
             max_bytes=self.max_db_size))
 
