@@ -11,7 +11,7 @@ import threading
 import time
 
 from conftest import FakeClock
-from taskhub.server.model import TaskType
+from taskhub.server.model import TaskQuery, TaskType
 from taskhub.server.scheduler import Scheduler
 from taskhub.server.store import Store
 
@@ -119,4 +119,19 @@ async def test_a_waiting_commit_goes_before_other_waiting_writes(tmp_path):
     await busy
     assert (await lease).tasks[0].uid == task.uid  # the lease ran second, and found the task
     assert ran == ["insert_tasks", "lease_batch"]
+    await scheduler.stop()
+
+
+async def test_a_watch_opened_before_a_commit_sees_it_though_commits_go_first(tmp_path):
+    # The watch's starting cursor is read in the commits' lane: the later commit cannot overtake it.
+    scheduler = await started(tmp_path, 0.0)
+    busy = await hold_store_thread(scheduler, 0.2)
+    watch = scheduler.watch_tasks(TaskQuery())
+    first = asyncio.ensure_future(watch.__anext__())
+    await asyncio.sleep(0.02)  # subscribed, its cursor read queued behind the hold
+    task = await enqueue(scheduler, "a")
+    await busy
+    event = await asyncio.wait_for(first, 5)
+    assert event.task.uid == task.uid
+    await watch.aclose()
     await scheduler.stop()

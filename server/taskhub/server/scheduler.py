@@ -115,6 +115,14 @@ class Scheduler(Leasing, Watching):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
 
+    async def call_in_commit_order(self, fn: Callable, *args):
+        """`call` in the group commits' lane: it sees every commit asked for before it, and none asked for after.
+
+        For reads that must not be overtaken by a later commit, as `call` can be: a watch's
+        starting cursor, read after it subscribed, must not count a commit it would miss.
+        """
+        return await asyncio.wrap_future(self._thread.submit_first(fn, *args))
+
     async def _write(self, fn: Callable[..., Changes | list[Task]], *args, **kwargs) -> Changes:
         """Runs a store write; its changes reach the hub right after the commit, in commit order."""
         return await self._write_on(self._thread.submit, fn, args, kwargs)

@@ -42,8 +42,9 @@ class Watching:
         """
         sub = self.hub.subscribe(query=query)
         try:
-            # Read after subscribing: a change is then either at most `last` or queued for us.
-            last = await self.call(self.store.last_seq)
+            # Read after subscribing: a change is then either at most `last` or queued for us. In the
+            # commits' lane, so that a commit asked for after this read cannot run before it.
+            last = await self.call_in_commit_order(self.store.last_seq)
             cursor = last if after is None else after
             if after is not None:
                 await self._check_cursor(after, last)
