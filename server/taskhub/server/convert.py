@@ -49,15 +49,9 @@ def micros(ts: timestamp_pb2.Timestamp, *, round_up: bool = False) -> int:
 
 # -- out -----------------------------------------------------------------
 
-def _set_time(message: timestamp_pb2.Timestamp, micros: int) -> None:
-    message.seconds, rest = divmod(micros, 1_000_000)
+def _set_time(message: timestamp_pb2.Timestamp, at: int) -> None:
+    message.seconds, rest = divmod(at, 1_000_000)
     message.nanos = rest * 1_000
-
-
-def task_to_proto(task: Task) -> task_pb2.Task:
-    message = task_pb2.Task()
-    fill_task(message, task)
-    return message
 
 
 def fill_task(message: task_pb2.Task, task: Task) -> None:
@@ -83,9 +77,9 @@ def fill_task(message: task_pb2.Task, task: Task) -> None:
     duration = task.duration
     if duration is not None:
         # A Duration's seconds and nanos share one sign (a clock set back can make it negative).
-        seconds, micros = divmod(abs(duration), 1_000_000)
+        seconds, rest = divmod(abs(duration), 1_000_000)
         sign = -1 if duration < 0 else 1
-        message.duration.seconds, message.duration.nanos = sign * seconds, sign * micros * 1_000
+        message.duration.seconds, message.duration.nanos = sign * seconds, sign * rest * 1_000
 
 
 def summary_to_proto(task: Task) -> task_pb2.TaskSummary:
@@ -106,12 +100,6 @@ def page_to_proto(page: Page) -> task_service_pb2.ListTasksResponse:
         setattr(message, "from", page.from_uid)
     if page.next_uid is not None:
         message.next = page.next_uid
-    return message
-
-
-def details_to_proto(type_: TaskType, details: dict) -> task_pb2.TaskDetails:
-    message = task_pb2.TaskDetails()
-    fill_details(message, type_, details)
     return message
 
 

@@ -2,10 +2,11 @@
 
 Services call its coroutines (`enqueue`, `list_tasks`, `cancel_tasks`, ...);
 `tick(now)` does one pass of server-side work (cancelations newest first, then
-deletions, snapshots, dumps). Store calls run on one store thread, off the
-event loop, a waiting group commit ahead of the other waiting writes; after each commit the store's in-memory index follows (on that
-thread) and the changed tasks go to the watch hub (on the loop), in commit order. Worker leases (`leasing`) and watches
-(`watching`) are its two mixins. No protobuf here.
+deletions, snapshots, dumps). Store calls run on one store thread, off the event
+loop, a waiting group commit ahead of the other waiting writes; after each commit
+the store's in-memory index follows (on that thread) and the changed tasks go to
+the watch hub (on the loop), in commit order. Worker leases (`leasing`) and
+watches (`watching`) are its two mixins. No protobuf here.
 """
 
 from __future__ import annotations
