@@ -19,6 +19,7 @@ import threading
 import time
 
 import grpc
+import pytest
 
 from test_serve import free_port, wait_serving
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
@@ -126,6 +127,8 @@ def check(db, ledger: Ledger) -> None:
         assert rows[uid][0] == task_pb2.TASK_STATUS_SUCCEEDED, f"acknowledged report of {uid} lost"
 
 
+# Each round takes 2-4 s: the suite's 60 s limit would cut a long run short.
+@pytest.mark.timeout(60 + 10 * ROUNDS)
 def test_sigkill_under_load_loses_nothing(tmp_path):
     db = tmp_path / "crash.db"
     ledger = Ledger()
