@@ -113,8 +113,7 @@ class Scheduler(Leasing, Watching):
 
     async def call(self, fn: Callable, *args, **kwargs):
         """Runs a store call on the store thread: reads, and writes that change no task (keys)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+        return await asyncio.wrap_future(self._thread.submit(fn, *args, **kwargs))
 
     async def call_in_commit_order(self, fn: Callable, *args):
         """`call` in the group commits' lane: it sees every commit asked for before it, and none asked for after.

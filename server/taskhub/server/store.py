@@ -267,18 +267,12 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
             return tasks
         self._sequence(tasks)
         encoded = [(dumps(task.details), dumps(task.error)) for task in tasks]
-        rows = [(int(t.status), t.canceled_by, details, error, t.started_at, t.finished_at, t.seq)
-                for t, (details, error) in zip(tasks, encoded)]
-        if lease is KEEP:
-            self.conn.executemany(
-                "UPDATE tasks SET status = ?, canceled_by = ?, details = ?, error = ?,"
-                " started_at = ?, finished_at = ?, seq = ? WHERE uid = ?",
-                [(*row, t.uid) for row, t in zip(rows, tasks)])
-        else:
-            self.conn.executemany(
-                "UPDATE tasks SET status = ?, canceled_by = ?, details = ?, error = ?,"
-                " started_at = ?, finished_at = ?, seq = ?, lease = ? WHERE uid = ?",
-                [(*row, lease, t.uid) for row, t in zip(rows, tasks)])
+        lease_column, lease_value = ("", ()) if lease is KEEP else (", lease = ?", (lease,))
+        self.conn.executemany(
+            "UPDATE tasks SET status = ?, canceled_by = ?, details = ?, error = ?,"
+            f" started_at = ?, finished_at = ?, seq = ?{lease_column} WHERE uid = ?",
+            [(int(t.status), t.canceled_by, details, error, t.started_at, t.finished_at, t.seq, *lease_value, t.uid)
+             for t, (details, error) in zip(tasks, encoded)])
         self._log_states(tasks, encoded)
         return tasks
 
