@@ -7,10 +7,8 @@ committed; `prune_changes` keeps the newest ones only.
 
 from __future__ import annotations
 
-import json
-
 from taskhub.server.model import Task
-from taskhub.server.rows import compact, dumps, row_to_task
+from taskhub.server.rows import compact, dumps, loads, row_to_task
 
 
 def _string(value: str | None) -> str:
@@ -55,7 +53,7 @@ class ChangeLog:
         """Up to `limit` logged changes after `seq`, in order, and which of them are deletions."""
         rows = self.conn.execute(
             "SELECT deleted, task FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)).fetchall()
-        tasks = [row_to_task(json.loads(task)) for _, task in rows]
+        tasks = [row_to_task(loads(task)) for _, task in rows]
         return tasks, frozenset(t.uid for t, (deleted, _) in zip(tasks, rows) if deleted)
 
     def oldest_change(self) -> int | None:

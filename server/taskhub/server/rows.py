@@ -38,6 +38,17 @@ def dumps(value: object) -> str | None:
     return None if value is None else compact(value)
 
 
+# Every JSON text we read back is one we wrote, with no whitespace around it: `raw_decode`
+# skips `json.loads`'s type checks and its two whitespace scans, half the cost of decoding a
+# task's details (0.6 against 1.4 us), paid for each row of every page.
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def loads(text: str) -> object:
+    """The value of a JSON text this store wrote."""
+    return _raw_decode(text)[0]
+
+
 # By value: a dict lookup costs a fraction of calling the enum.
 _STATUS = {int(s): s for s in TaskStatus}
 _TYPE = {int(t): t for t in TaskType}
@@ -48,7 +59,7 @@ def row_to_task(row: tuple) -> Task:
     return Task(
         uid=uid, index_uid=index_uid, status=_STATUS[status], type=_TYPE[type_],
         canceled_by=canceled_by,
-        details=None if details is None else json.loads(details),
-        error=None if error is None else json.loads(error),
+        details=None if details is None else loads(details),
+        error=None if error is None else loads(error),
         enqueued_at=enq, started_at=start, finished_at=fin, seq=seq,
     )
