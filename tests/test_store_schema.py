@@ -48,6 +48,18 @@ def test_a_version_1_database_loses_its_column_indexes_and_keeps_its_tasks(tmp_p
     store.close()
 
 
+def test_get_tasks_answers_the_uids_that_exist_by_uid_on_both_read_paths(tmp_path):
+    store = Store(tmp_path / "t.db")
+    store.insert_tasks([(f"i-{uid}", TaskType.INDEX_CREATION, {"primaryKey": str(uid)}) for uid in range(100)], 1)
+    # Up to 32 uids take a statement with a placeholder each; more take one json_each statement.
+    for asked in ([], [7], [31, 3, 99, 500], list(range(40, 8, -1)), list(range(33)), [*range(0, 100, 2), 1000]):
+        tasks = store.get_tasks(asked)
+        expected = sorted(uid for uid in set(asked) if uid < 100)
+        assert [t.uid for t in tasks] == expected
+        assert [t.details for t in tasks] == [{"primaryKey": str(uid)} for uid in expected]
+    store.close()
+
+
 def test_group_commit_change_rows_replay_the_tasks_exactly(tmp_path):
     store = Store(tmp_path / "t.db")
     odd = {"primaryKey": 'id "quoted" \\ back\\slash, ünïcode, \u2028 and \n newline'}
