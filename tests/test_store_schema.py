@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 
 from taskhub.server.lease_store import SCAN_CHUNK
-from taskhub.server.model import Scope, TaskQuery, TaskStatus, TaskType
+from taskhub.server.model import Scope, Task, TaskQuery, TaskStatus, TaskType
+from taskhub.server.rows import row_to_task
 from taskhub.server.store import SCHEMA_VERSION, Store
 from taskhub.server.task_index import TaskIndex
 
@@ -46,6 +47,16 @@ def test_a_version_1_database_loses_its_column_indexes_and_keeps_its_tasks(tmp_p
     assert [t.index_uid for t in store.get_tasks([0, 1])] == ["movies", "books"]
     assert list(store.index.select(TaskQuery(index_uids=frozenset({"books"})))) == [1]
     store.close()
+
+
+def test_a_row_decodes_every_column_into_its_own_field():
+    # Each column a value no other column has: a field out of place cannot go unnoticed.
+    row = (11, "movies", int(TaskStatus.CANCELED), int(TaskType.DOCUMENT_DELETION), 12, '{"deletedDocuments":3}',
+           '{"code":"x"}', 13, 14, 15, 16)
+    assert row_to_task(row) == Task(
+        uid=11, index_uid="movies", status=TaskStatus.CANCELED, type=TaskType.DOCUMENT_DELETION, canceled_by=12,
+        details={"deletedDocuments": 3}, error={"code": "x"}, enqueued_at=13, started_at=14, finished_at=15, seq=16)
+    assert row_to_task((1, None, 1, 1, None, None, None, 2, None, None, 3)).details is None
 
 
 def test_get_tasks_answers_the_uids_that_exist_by_uid_on_both_read_paths(tmp_path):
