@@ -57,10 +57,12 @@ class TaskIndex:
         # Index and status together, the commonest pair of filters: one lookup instead of an
         # intersection whose cost grows with the queue (0.5 ms at 10M tasks for a busy index).
         self.index_statuses: dict[tuple[str, TaskStatus], BitMap] = defaultdict(BitMap)
-        self.buckets = {column: defaultdict(BitMap) for column in DATES}
+        self.buckets: dict[str, dict[int, BitMap]] = {column: {} for column in DATES}
         self._sets = {"status": self.statuses, "type": self.types, "index": self.indexes,
                       "canceled_by": self.cancelers, "index_status": self.index_statuses}
         self.hours = {column: [] for column in DATES}  # sorted bucket keys
+        # The buckets in the order of `hours`: a range of hours is a slice, not a lookup an hour.
+        self._hour_maps: dict[str, list[BitMap]] = {column: [] for column in DATES}
         self._index_names: list[str] = []
         self._index_ids: dict[str, int] = {}
         self._columns: dict[str, np.ndarray] = {}
@@ -229,10 +231,13 @@ class TaskIndex:
         return self._sets[kind][key]
 
     def _bucket(self, column: str, hour: int) -> BitMap:
-        buckets = self.buckets[column]
-        if hour not in buckets:
-            bisect.insort(self.hours[column], hour)
-        return buckets[hour]
+        bucket = self.buckets[column].get(hour)
+        if bucket is None:  # a new hour; buckets stay once made, even when emptied
+            bucket = self.buckets[column][hour] = BitMap()
+            at = bisect.bisect_left(self.hours[column], hour)
+            self.hours[column].insert(at, hour)
+            self._hour_maps[column].insert(at, bucket)
+        return bucket
 
     def _unlink_many(self, uids: list[int]) -> None:
         """Removes tasks the index holds, by the values their columns hold now."""
@@ -308,18 +313,22 @@ class TaskIndex:
 
     def _between(self, column: str, low: int | None, high: int | None) -> BitMap:
         """Uids whose `column` is strictly between `low` and `high` (None: unbounded)."""
-        hours, buckets = self.hours[column], self.buckets[column]
+        hours = self.hours[column]
         first = 0 if low is None else bisect.bisect_left(hours, low // HOUR)
         last = len(hours) if high is None else bisect.bisect_right(hours, high // HOUR)
-        keys = hours[first:last]
-        if not keys:
+        if first >= last:
             return BitMap()
         # Whole hours inside the bounds need no look at the times; the edge hours do.
-        edges = {k for k in (keys[0], keys[-1])
-                 if (low is not None and k == low // HOUR) or (high is not None and k == high // HOUR)}
-        result = BitMap.union(BitMap(), *(buckets[k] for k in keys if k not in edges))
-        for key in edges:
-            result |= self._refine(column, key, low, high)
+        edges = []
+        if low is not None and hours[first] == low // HOUR:
+            edges.append(hours[first])
+            first += 1
+        if high is not None and last > first and hours[last - 1] == high // HOUR:
+            edges.append(hours[last - 1])
+            last -= 1
+        result = BitMap.union(BitMap(), *self._hour_maps[column][first:last])
+        for hour in edges:
+            result |= self._refine(column, hour, low, high)
         return result
 
     def _refine(self, column: str, hour: int, low: int | None, high: int | None) -> BitMap:
