@@ -135,6 +135,27 @@ def test_the_index_matches_the_store(tmp_path_factory, rows, query, reverse, lim
         store.close()
 
 
+# A date bound alone is paged from its disjoint hours, without their union: every column,
+# either bound or both, from any uid, both orders.
+lone_dates = st.sampled_from(["enqueued_at", "started_at", "finished_at"]).flatmap(
+    lambda column: st.builds(lambda after, before: TaskQuery(**{f"after_{column}": after, f"before_{column}": before}),
+                             times, times))
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=tasks, query=lone_dates, reverse=st.booleans(), limit=st.integers(0, 8),
+       from_uid=st.one_of(st.none(), st.integers(0, 70)))
+def test_a_lone_date_bound_pages_as_the_store_does(tmp_path_factory, rows, query, reverse, limit, from_uid):
+    store, made = stored(tmp_path_factory.mktemp("d"), rows)
+    try:
+        loaded, expected = selects_match_sql(store, made, query)
+        page, total = loaded.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
+        assert (page, total) == (sql_page(store, query, limit=limit + 1, from_uid=from_uid, reverse=reverse),
+                                 len(expected))
+    finally:
+        store.close()
+
+
 # Index and status together have a bitmap of their own: queries that lean on it, alone or with a type.
 pair_queries = st.builds(TaskQuery, index_uids=st.frozensets(st.sampled_from(["a", "b", "movies", "zzz"]), max_size=3),
                          statuses=st.frozensets(st.sampled_from(list(TaskStatus)), max_size=3),
