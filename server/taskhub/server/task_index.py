@@ -1,9 +1,11 @@
 """An in-memory index of every task's filterable fields: a list and its total in milliseconds.
 
 Roaring bitmaps of uids per status, type, index and canceling task answer the set
-filters; per-hour buckets of uids per date column, refined at the two edge hours with
+filters, with bitmaps of their own for (index, status) and (index, status, type) taken
+together; per-hour buckets of uids per date column, refined at the two edge hours with
 the exact times, answer the date bounds. `total` is the size of the answer, and the
-page is a slice of it by rank. The writing `Store` builds it from its rows and feeds it
+page is a slice of it by rank; a date bound alone is paged from its hours without
+their union. The writing `Store` builds it from its rows and feeds it
 every committed change in commit order, on the store thread; leasing and matching read
 it there, lists read it on the event loop under the store's `index_lock`. It holds no
 SQL and sees only domain tasks. Per-uid columns live in numpy arrays (38 bytes a task).
