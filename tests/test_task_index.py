@@ -261,9 +261,12 @@ def test_date_bounds_inside_busy_hours_match_the_times_exactly():
     index.apply([t for t in tasks if t.uid in gone], gone)
     live = [t for t in tasks if t.uid not in gone]
     for column in ("enqueued_at", "started_at", "finished_at"):
-        for _ in range(40):
+        for attempt in range(90):
             low = hour0 + rng.randrange(12 * HOUR) if column == "started_at" else hour0 + rng.randrange(3 * HOUR)
             high = low + rng.randrange(1, 2 * HOUR)
+            if attempt % 3:  # on a task's own time, or a microsecond away: bounds are exclusive
+                low, high = sorted(getattr(t, column) for t in rng.sample(live, 2))
+                low, high = (low - 1, high + 1) if attempt % 3 == 2 else (low, high)
             for after, before in ((low, None), (None, high), (low, high)):
                 query = TaskQuery(**{f"after_{column}": after, f"before_{column}": before})
                 expected = {t.uid for t in live if (after is None or getattr(t, column) > after)

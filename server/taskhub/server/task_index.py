@@ -419,24 +419,27 @@ class TaskIndex:
         else:
             uids = uids_of(bucket)
             values = self._columns[column][uids - self._base]
-        keep = np.ones(len(values), dtype=bool)
-        if low is not None:
-            keep &= values > low
-        if high is not None:
-            keep &= values < high
+        # The kept times, [lo, hi): within the hour, so that the uids of other hours in the
+        # slice fall out here already, and one comparison a side.
+        start, end = hour * HOUR, (hour + 1) * HOUR
+        lo = start if low is None else max(start, low + 1)
+        hi = end if high is None else min(end, high)
+        at = np.flatnonzero((values >= lo) & (values < hi))
         if not dense:
-            return bitmap(uids[keep])
-        # Within the hour too, so that the uids of other hours in the slice fall out here already.
-        hour_of = (values >= hour * HOUR) & (values < (hour + 1) * HOUR)
-        at = np.flatnonzero(keep & hour_of)
+            return bitmap(uids[at])
         if len(at) and at[-1] + 1 - at[0] == len(at):  # one run of uids: a range, no array
             kept = BitMap()
             kept.add_range(first + int(at[0]), first + int(at[-1]) + 1)
             return kept & bucket
         if 2 * len(at) <= len(bucket):
             return bitmap(at + first) & bucket
-        # Most of the hour is kept: building the few left out is cheaper.
-        return bucket - bitmap(np.flatnonzero(hour_of & ~keep) + first)
+        # Most of the hour is kept: building the few left out, before `lo` or from `hi` on, is cheaper.
+        out = np.zeros(len(values), dtype=bool)
+        if lo > start:
+            out |= (values >= start) & (values < lo)
+        if hi < end:
+            out |= (values >= hi) & (values < end)
+        return bucket - bitmap(np.flatnonzero(out) + first)
 
     def page(self, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> tuple[list[int], int]:
         """Up to `limit + 1` matching uids from `from_uid` (inclusive) in list order, and the total."""
