@@ -156,7 +156,7 @@ def test_a_lone_date_bound_pages_as_the_store_does(tmp_path_factory, rows, query
         store.close()
 
 
-# Index and status together have a bitmap of their own: queries that lean on it, alone or with a type.
+# Index and status together, and the two with a type, have bitmaps of their own: queries that lean on them.
 pair_queries = st.builds(TaskQuery, index_uids=st.frozensets(st.sampled_from(["a", "b", "movies", "zzz"]), max_size=3),
                          statuses=st.frozensets(st.sampled_from(list(TaskStatus)), max_size=3),
                          types=st.one_of(st.none(), st.frozensets(st.sampled_from(list(TaskType)), min_size=1)))
@@ -272,6 +272,11 @@ def test_date_bounds_inside_busy_hours_match_the_times_exactly():
                 expected = {t.uid for t in live if (after is None or getattr(t, column) > after)
                             and (before is None or getattr(t, column) < before)}
                 assert set(index.select(query)) == expected, (column, after, before)
+                # The same bound paged from its hours, from the newest and from a uid in the middle.
+                newest = sorted(expected, reverse=True)
+                assert index.page(query, limit=4, from_uid=None, reverse=False) == (newest[:5], len(expected))
+                assert index.page(query, limit=4, from_uid=1500, reverse=True) == (
+                    sorted(uid for uid in expected if uid >= 1500)[:5], len(expected))
 
 
 def test_a_bound_inside_an_hour_whose_tasks_were_all_deleted_matches_nothing_there():
