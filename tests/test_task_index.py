@@ -277,6 +277,27 @@ def test_date_bounds_inside_busy_hours_match_the_times_exactly():
                     sorted(uid for uid in expected if uid >= 1500)[:5], len(expected))
 
 
+def test_an_edge_hour_mostly_kept_drops_exactly_the_tasks_outside_the_bound():
+    # An hour's uids in one dense stretch, their times shuffled, a few of the next hour's among
+    # them: a bound near the hour's end keeps most of it, so the few left out are taken away,
+    # the hour's first and last uids among them.
+    hour0 = T0 // HOUR * HOUR
+    order = random.Random(4).sample(range(1000), 1000)
+    times = {uid: hour0 + 1_000 + order[uid] * 1_000 for uid in range(1000)}
+    times[0], times[999] = hour0 + 999_999_000, hour0 + 999_998_000  # the newest two times
+    times.update({uid: hour0 + HOUR + uid for uid in range(300, 1000, 97)})  # the next hour's
+    tasks = [Task(uid=uid, index_uid="a", status=TaskStatus.SUCCEEDED, type=TaskType.INDEX_UPDATE, enqueued_at=T0,
+                  finished_at=at, seq=uid + 1) for uid, at in times.items()]
+    index = TaskIndex()
+    index.apply(tasks)
+    for cut in (hour0 + 999_998_000, hour0 + 950_000_000, hour0 + 50_000_000, hour0 + 1_000):
+        for after, before in ((None, cut), (cut, None)):
+            expected = {uid for uid, at in times.items()
+                        if (after is None or at > after) and (before is None or at < before)}
+            query = TaskQuery(after_finished_at=after, before_finished_at=before)
+            assert set(index.select(query)) == expected, (after, before)
+
+
 def test_a_bound_inside_an_hour_whose_tasks_were_all_deleted_matches_nothing_there():
     hour0 = T0 // HOUR * HOUR
     tasks = [Task(uid=uid, index_uid="a", status=TaskStatus.SUCCEEDED, type=TaskType.INDEX_UPDATE,

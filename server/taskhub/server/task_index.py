@@ -424,22 +424,22 @@ class TaskIndex:
         start, end = hour * HOUR, (hour + 1) * HOUR
         lo = start if low is None else max(start, low + 1)
         hi = end if high is None else min(end, high)
-        at = np.flatnonzero((values >= lo) & (values < hi))
+        kept = (values >= lo) & (values < hi)
         if not dense:
-            return bitmap(uids[at])
-        if len(at) and at[-1] + 1 - at[0] == len(at):  # one run of uids: a range, no array
-            kept = BitMap()
-            kept.add_range(first + int(at[0]), first + int(at[-1]) + 1)
-            return kept & bucket
-        if 2 * len(at) <= len(bucket):
-            return bitmap(at + first) & bucket
-        # Most of the hour is kept: building the few left out, before `lo` or from `hi` on, is cheaper.
-        out = np.zeros(len(values), dtype=bool)
-        if lo > start:
-            out |= (values >= start) & (values < lo)
-        if hi < end:
-            out |= (values >= hi) & (values < end)
-        return bucket - bitmap(np.flatnonzero(out) + first)
+            return bitmap(uids[kept])
+        count = int(np.count_nonzero(kept))
+        if not count:
+            return BitMap()
+        head = int(kept.argmax())
+        if kept[head:head + count].all():  # one run of uids: a range, no array
+            run = BitMap()
+            run.add_range(first + head, first + head + count)
+            return run & bucket
+        if 2 * count <= len(kept):
+            return bitmap(np.flatnonzero(kept) + first) & bucket
+        # Most of the slice is kept: take the rest away instead. Uids of other hours in the
+        # slice are not in the bucket, so taking them away too changes nothing.
+        return bucket - bitmap(np.flatnonzero(~kept) + first)
 
     def page(self, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> tuple[list[int], int]:
         """Up to `limit + 1` matching uids from `from_uid` (inclusive) in list order, and the total."""
