@@ -6,6 +6,7 @@ import dataclasses
 import json
 import random
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from taskhub.server.model import Scope, Task, TaskQuery, TaskStatus, TaskType
@@ -199,28 +200,50 @@ lives = st.lists(st.lists(st.tuples(st.integers(0, 12), states, st.booleans()), 
                  min_size=1, max_size=12)
 
 
+def live(index: TaskIndex, last: dict[int, Task], commit) -> None:
+    """Applies one commit of `lives` to `index`, and keeps `last` as each stored task's last state."""
+    changed = [Task(uid=uid, index_uid=index_uid, status=status, type=TaskType(uid % 5 + 1), canceled_by=canceled_by,
+                    enqueued_at=T0 + uid * HOUR // 3, started_at=started, finished_at=finished, seq=0)
+               for uid, (status, index_uid, canceled_by, started, finished), _ in commit]
+    gone = frozenset(uid for uid, _, delete in commit if delete)
+    index.apply(changed, gone)
+    last.update((t.uid, t) for t in changed)
+    for uid in gone:
+        last.pop(uid, None)
+
+
 @settings(max_examples=80, deadline=None)
 @given(commits=lives)
 def test_changes_applied_in_place_match_an_index_built_from_the_last_states(commits):
     # Held tasks move only the bitmaps of the fields that changed; that must end where a fresh build does.
     index, last = TaskIndex(), {}
     for commit in commits:
-        changed = []
-        for uid, (status, index_uid, canceled_by, started, finished), delete in commit:
-            task = Task(uid=uid, index_uid=index_uid, status=status, type=TaskType(uid % 5 + 1),
-                        canceled_by=canceled_by, enqueued_at=T0 + uid * HOUR // 3, started_at=started,
-                        finished_at=finished, seq=0)
-            changed.append(task)
-        gone = frozenset(uid for uid, _, delete in commit if delete)
-        index.apply(changed, gone)
-        last.update((t.uid, t) for t in changed)
-        for uid in gone:
-            last.pop(uid, None)
+        live(index, last, commit)
     fresh = TaskIndex()
     fresh.load([(t.uid, int(t.status), int(t.type), -1 if t.canceled_by is None else t.canceled_by, t.enqueued_at,
                  -1 if t.started_at is None else t.started_at, -1 if t.finished_at is None else t.finished_at,
                  t.index_uid) for t in sorted(last.values(), key=lambda t: t.uid)])
     assert contents(index) == contents(fresh)
+
+
+@settings(max_examples=80, deadline=None)
+@given(commits=lives, asks=st.lists(st.tuples(st.sampled_from(["enqueued_at", "started_at", "finished_at"]), times, times)
+                                    .filter(lambda ask: ask[1:] != (None, None)), min_size=1, max_size=3))
+def test_date_bounds_asked_between_commits_follow_every_change(commits, asks):
+    # Each hour's stats and an edge hour's sorted times outlive a call: asked between commits,
+    # twice (the second ask reads the sorted times), bounds answer what the last states do.
+    index, last = TaskIndex(), {}
+    for commit in commits:
+        live(index, last, commit)
+        for column, after, before in asks:
+            query = TaskQuery(**{f"after_{column}": after, f"before_{column}": before})
+            expected = sorted(uid for uid, t in last.items() if getattr(t, column) is not None
+                              and (after is None or getattr(t, column) > after)
+                              and (before is None or getattr(t, column) < before))
+            for _ in range(2):
+                assert list(index.select(query)) == expected
+                assert index.page(query, limit=2, from_uid=None, reverse=False) == (expected[::-1][:3], len(expected))
+                assert index.page(query, limit=2, from_uid=None, reverse=True) == (expected[:3], len(expected))
 
 
 def test_memory_follows_the_tasks_stored_not_the_uids_given():
@@ -243,9 +266,11 @@ def test_memory_follows_the_tasks_stored_not_the_uids_given():
         u for u in live if u % 7 == 3 and u < 19_600]
 
 
-def test_date_bounds_inside_busy_hours_match_the_times_exactly():
+@pytest.mark.parametrize("sorted_edges", [0, TaskIndex.SORTED_EDGES])
+def test_date_bounds_inside_busy_hours_match_the_times_exactly(sorted_edges):
     # Thousands of tasks an hour, as at 10M tasks: edge hours are cut by the exact times, along
-    # every path (a run of uids, an array, most of the hour kept, or sparse uids), deleted tasks left out.
+    # every path (a run of uids, an array, most of the hour kept, or sparse uids; or, for an hour
+    # asked again, its sorted times), deleted tasks left out.
     rng = random.Random(9)
     hour0 = T0 // HOUR * HOUR
     tasks = [Task(uid=uid, index_uid="a", status=TaskStatus.SUCCEEDED, type=TaskType.INDEX_UPDATE,
@@ -254,6 +279,7 @@ def test_date_bounds_inside_busy_hours_match_the_times_exactly():
                   finished_at=hour0 + rng.randrange(3 * HOUR),  # dense but interleaved over three hours
                   seq=uid + 1) for uid in range(3000)]
     index = TaskIndex()
+    index.SORTED_EDGES = sorted_edges
     index.apply(tasks)
     gone = frozenset(rng.sample(range(3000), 300))
     index.apply([t for t in tasks if t.uid in gone], gone)
@@ -296,6 +322,22 @@ def test_an_edge_hour_mostly_kept_drops_exactly_the_tasks_outside_the_bound():
                         if (after is None or at > after) and (before is None or at < before)}
             query = TaskQuery(after_finished_at=after, before_finished_at=before)
             assert set(index.select(query)) == expected, (after, before)
+
+
+def test_a_time_moved_within_its_hour_crosses_a_bound_inside_that_hour():
+    # A task leased again in the same hour keeps its bucket but not its time: an edge hour's
+    # times, sorted when it was asked twice, must follow.
+    hour0 = T0 // HOUR * HOUR
+    tasks = [Task(uid=uid, index_uid="a", status=TaskStatus.PROCESSING, type=TaskType.INDEX_UPDATE,
+                  enqueued_at=hour0, started_at=hour0 + at, seq=uid + 1) for uid, at in enumerate((10, 100))]
+    index = TaskIndex()
+    index.apply(tasks)
+    query = TaskQuery(after_started_at=hour0 + 50)
+    for _ in range(2):
+        assert list(index.select(query)) == [1]
+    index.apply([dataclasses.replace(tasks[0], started_at=hour0 + 60)])
+    assert list(index.select(query)) == [0, 1]
+    assert index.page(query, limit=5, from_uid=None, reverse=False) == ([1, 0], 2)
 
 
 def test_a_bound_inside_an_hour_whose_tasks_were_all_deleted_matches_nothing_there():
