@@ -81,6 +81,27 @@ async def phase(call, make_request, seconds: float, concurrency: int) -> tuple[i
     return len(latencies), latencies
 
 
+def machine_noise(seconds: float = 0.5) -> None:
+    """Prints how much of a spinning core this machine takes away, in gaps of over 20 us.
+
+    On a shared VM the gaps (other tenants, the host's memory scanning) land in any call
+    at random, so they set the floor of a sub-millisecond p99: with N gaps of 50 us or more
+    a second, a call of T seconds is hit by one with a chance of about N x T.
+    """
+    gaps: list[float] = []
+    last = time.perf_counter()
+    end = last + seconds
+    while last < end:
+        now = time.perf_counter()
+        if now - last > 20e-6:
+            gaps.append(now - last)
+        last = now
+    long = sum(1 for gap in gaps if gap >= 50e-6) / seconds
+    figure("machine noise (spinning)", f"{len(gaps) / seconds:,.0f} gaps/s over 20 us, {long:,.0f}/s over 50 us,"
+                                        f" {100 * sum(gaps) / seconds:.2f}% of the time lost;"
+                                        f" a 0.2 ms call meets a 50 us gap {100 * long * 0.0002:.1f}% of the time")
+
+
 def figure(label: str, text: str) -> None:
     print(f"  {label:<38} {text}", flush=True)
 

@@ -35,6 +35,8 @@ def run(script: str, *args: str) -> str:
 def test_bench_script_prints_a_ratio(script):
     out = run(script, *TINY[script])
     assert any(line.startswith("ratio ") for line in out.splitlines()), out
+    if script in ("list_tasks.py", "get_task.py"):  # their p99s and ratios are read against it
+        assert "machine noise (spinning)" in out, out
 
 
 @pytest.mark.timeout(150)
