@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import threading
+import time
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -338,6 +340,52 @@ def test_a_time_moved_within_its_hour_crosses_a_bound_inside_that_hour():
     index.apply([dataclasses.replace(tasks[0], started_at=hour0 + 60)])
     assert list(index.select(query)) == [0, 1]
     assert index.page(query, limit=5, from_uid=None, reverse=False) == ([1, 0], 2)
+
+
+class Yielding(dict):
+    """A dict that lets another thread run inside each lookup and change, where a race would strike."""
+
+    def __contains__(self, key):
+        time.sleep(0)
+        return super().__contains__(key)
+
+    def __getitem__(self, key):
+        time.sleep(0)
+        return super().__getitem__(key)
+
+    def __delitem__(self, key):
+        time.sleep(0)
+        super().__delitem__(key)
+
+
+def test_two_threads_refining_edge_hours_at_once_both_get_exact_answers():
+    # Lists refine on the loop and matching on the store thread, so the sorted-edge cache is
+    # read and changed from two threads. Two hours kept at most make every ask evict one.
+    hour0, step = T0 // HOUR * HOUR, HOUR // 50
+    index = TaskIndex()
+    index.SORTED_EDGES = 2
+    index._sorted_edges = Yielding()
+    index.apply([Task(uid=uid, index_uid="a", status=TaskStatus.SUCCEEDED, type=TaskType.INDEX_UPDATE,
+                      enqueued_at=hour0 + uid * step, seq=uid + 1) for uid in range(500)])
+    failures = []
+
+    def ask(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(2_000):
+                bound = hour0 + rng.randrange(499 * step)  # before the last task's time
+                got = index.select(TaskQuery(after_enqueued_at=bound))
+                first = (bound - hour0) // step + 1  # the first uid whose time is past the bound
+                assert (len(got), got.min()) == (500 - first, first)
+        except Exception as error:  # noqa: BLE001 - reported below, from the test's own thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=ask, args=(seed,)) for seed in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
 
 
 def test_a_bound_inside_an_hour_whose_tasks_were_all_deleted_matches_nothing_there():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import array
 import bisect
 import itertools
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -100,6 +101,24 @@ def _stats(part: BitMap) -> tuple[int, int, int]:
     return (len(part), part.min(), part.max()) if part else EMPTY
 
 
+def _cut_sorted(edge: tuple[np.ndarray, np.ndarray], bucket: BitMap, low: int | None, high: int | None) -> BitMap:
+    """The uids of an edge hour strictly between `low` and `high`, by binary search in its sorted times."""
+    times, uids = edge
+    start = 0 if low is None else int(times.searchsorted(low, "right"))
+    end = len(times) if high is None else int(times.searchsorted(high, "left"))
+    if start >= end:
+        return BitMap()
+    if 2 * (end - start) > len(uids):  # most of the hour: take the rest away
+        return bucket - bitmap(np.concatenate((uids[:start], uids[end:])))
+    kept = uids[start:end]
+    first, last = int(kept.min()), int(kept.max())
+    if last - first + 1 == len(kept):  # distinct uids as many as their range: all of it, a run
+        run = BitMap()
+        run.add_range(first, last + 1)
+        return run
+    return bitmap(kept)
+
+
 class TaskIndex:
     """Which uids have which status, type, index, canceler and dates."""
 
@@ -132,6 +151,7 @@ class TaskIndex:
         # change between: a bound inside a settled hour is then two binary searches. Dropped when
         # the hour's bucket changes; the hour being written to is rebuilt too often to keep.
         self._sorted_edges: dict[tuple[str, int], tuple[np.ndarray, np.ndarray] | None] = {}
+        self._edges_lock = threading.Lock()
         self._index_names: list[str] = []
         self._index_ids: dict[str, int] = {}
         self._columns: dict[str, np.ndarray] = {}
@@ -313,7 +333,7 @@ class TaskIndex:
             if kind in DATES:
                 self._restat(kind, key)
         for key in moved:
-            self._sorted_edges.pop(key, None)
+            self._forget_sorted(key)
 
     def _bitmap(self, kind: str, key) -> BitMap:
         if kind in DATES:
@@ -334,7 +354,7 @@ class TaskIndex:
         """Brings an hour's stats in line with its bucket, after the bucket changed."""
         at = bisect.bisect_left(self.hours[column], hour)
         self._hour_stats[column][at] = _stats(self._hour_maps[column][at])
-        self._sorted_edges.pop((column, hour), None)
+        self._forget_sorted((column, hour))
 
     def _unlink_many(self, uids: list[int]) -> None:
         """Removes tasks the index holds, by the values their columns hold now."""
@@ -449,13 +469,9 @@ class TaskIndex:
         bucket = self.buckets[column][hour]
         if not bucket:  # an hour whose tasks were all deleted keeps its (empty) bucket
             return BitMap()
-        key = (column, hour)
-        if key in self._sorted_edges:
-            return self._refine_sorted(key, bucket, low, high)
-        if self.SORTED_EDGES:  # asked once: sorted if asked again before the hour changes
-            if len(self._sorted_edges) >= self.SORTED_EDGES:  # full: the hour first asked longest ago goes
-                del self._sorted_edges[next(iter(self._sorted_edges))]
-            self._sorted_edges[key] = None
+        edge = self._sorted_times(column, hour, bucket)
+        if edge is not None:
+            return _cut_sorted(edge, bucket, low, high)
         first, last = bucket.min(), bucket.max()
         dense = last - first < 4 * len(bucket)
         if dense:
@@ -488,28 +504,31 @@ class TaskIndex:
         # slice are not in the bucket, so taking them away too changes nothing.
         return bucket - bitmap(np.flatnonzero(~kept) + first)
 
-    def _refine_sorted(self, key: tuple[str, int], bucket: BitMap, low: int | None, high: int | None) -> BitMap:
-        """`_refine` by binary search in the hour's times, sorted once for all bounds inside it."""
-        edge = self._sorted_edges[key]
-        if edge is None:
-            uids = uids_of(bucket)
-            times = self._columns[key[0]][uids - self._base]
-            order = np.argsort(times, kind="stable")
-            edge = self._sorted_edges[key] = times[order], uids[order]
-        times, uids = edge
-        start = 0 if low is None else int(times.searchsorted(low, "right"))  # strictly after low
-        end = len(times) if high is None else int(times.searchsorted(high, "left"))  # strictly before high
-        if start >= end:
-            return BitMap()
-        if 2 * (end - start) > len(uids):  # most of the hour: take the rest away
-            return bucket - bitmap(np.concatenate((uids[:start], uids[end:])))
-        kept = uids[start:end]
-        first, last = int(kept.min()), int(kept.max())
-        if last - first + 1 == len(kept):  # distinct uids as many as their range: all of it, a run
-            run = BitMap()
-            run.add_range(first, last + 1)
-            return run
-        return bitmap(kept)
+    def _sorted_times(self, column: str, hour: int, bucket: BitMap) -> tuple[np.ndarray, np.ndarray] | None:
+        """An edge hour's times sorted and its uids in that order, if it was asked before with no change since.
+
+        Lists (on the loop) and matching (on the store thread) both refine edge hours, so the
+        cache has a lock of its own: the index's lock is not held by the store thread's reads.
+        """
+        key = (column, hour)
+        with self._edges_lock:
+            if key not in self._sorted_edges:
+                if self.SORTED_EDGES:  # asked once: sorted if asked again before the hour changes
+                    if len(self._sorted_edges) >= self.SORTED_EDGES:  # full: the hour first asked longest ago goes
+                        del self._sorted_edges[next(iter(self._sorted_edges))]
+                    self._sorted_edges[key] = None
+                return None
+            edge = self._sorted_edges[key]
+            if edge is None:
+                uids = uids_of(bucket)
+                times = self._columns[column][uids - self._base]
+                order = np.argsort(times, kind="stable")
+                edge = self._sorted_edges[key] = times[order], uids[order]
+            return edge
+
+    def _forget_sorted(self, key: tuple[str, int]) -> None:
+        with self._edges_lock:
+            self._sorted_edges.pop(key, None)
 
     def page(self, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> tuple[list[int], int]:
         """Up to `limit + 1` matching uids from `from_uid` (inclusive) in list order, and the total."""
