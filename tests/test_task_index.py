@@ -268,6 +268,19 @@ def test_memory_follows_the_tasks_stored_not_the_uids_given():
         u for u in live if u % 7 == 3 and u < 19_600]
 
 
+def test_a_uid_older_than_the_columns_start_is_kept_in_its_own_place():
+    # The columns start at the oldest uid stored; one older than that must move the start back,
+    # not index the columns from their end.
+    hour0 = T0 // HOUR * HOUR
+    index = TaskIndex()
+    for uid, at in ((100_001, hour0 + 2), (100_002, hour0), (5, hour0 + 1)):
+        index.apply([Task(uid=uid, index_uid="a", status=TaskStatus.SUCCEEDED, type=TaskType.INDEX_UPDATE,
+                          enqueued_at=at, seq=uid)])
+    assert list(index.select(TaskQuery(after_enqueued_at=hour0))) == [5, 100_001]
+    assert list(index.select(TaskQuery(after_enqueued_at=hour0 + 1))) == [100_001]
+    assert index.enqueued_at(100_002) == hour0
+
+
 @pytest.mark.parametrize("sorted_edges", [0, TaskIndex.SORTED_EDGES])
 def test_date_bounds_inside_busy_hours_match_the_times_exactly(sorted_edges):
     # Thousands of tasks an hour, as at 10M tasks: edge hours are cut by the exact times, along

@@ -166,7 +166,14 @@ class TaskIndex:
         The columns start at `_base`, the oldest uid they may hold: uids only grow and
         the oldest tasks get deleted, so before growing, the prefix of uids no longer
         stored is dropped. Memory follows the tasks stored, not the uids ever given.
+        A uid older than `_base` (none comes today: uids are never given twice, and dumps
+        load into an empty store) moves the start back rather than wrap around.
         """
+        if self.all and self.all.min() < self._base:
+            back = self._base - self.all.min()
+            for name, column in self._columns.items():
+                self._columns[name] = np.concatenate((np.full(back, NONE, dtype=column.dtype), column))
+            self._base -= back
         size = len(self._columns.get("status", ()))
         if end - self._base <= size:
             return
