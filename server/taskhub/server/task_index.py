@@ -40,6 +40,8 @@ def bitmap(uids: np.ndarray) -> BitMap:
 
 def uids_of(bits: BitMap) -> np.ndarray:
     return np.frombuffer(bits.to_array(), dtype=np.uint32).astype(np.int64)
+
+
 DATES = ("enqueued_at", "started_at", "finished_at")
 NONE = -1
 PAIR = 8  # (index id, status) packed as index_id * PAIR + status; statuses are 1 to 5
@@ -116,10 +118,8 @@ def _sorted_span(edge: tuple[np.ndarray, np.ndarray], low: int | None, high: int
 
 
 def _cut_sorted(edge: tuple[np.ndarray, np.ndarray], bucket: BitMap, start: int, end: int) -> BitMap:
-    """The uids at [start, end) of an edge hour's sorted times, as a bitmap."""
+    """The uids at a non-empty [start, end) of an edge hour's sorted times, as a bitmap."""
     _, uids = edge
-    if start >= end:
-        return BitMap()
     if 2 * (end - start) > len(uids):  # most of the hour: take the rest away
         return bucket - bitmap(np.concatenate((uids[:start], uids[end:])))
     kept = uids[start:end]
