@@ -39,7 +39,6 @@ def _filter(field: str, ts: timestamp_pb2.Timestamp) -> task_pb2.TaskFilter:
     return message
 
 
-@pytest.mark.xfail(strict=True, reason="filter dates are not range-checked: INTERNAL")
 @pytest.mark.parametrize("field", DATE_FIELDS)
 @pytest.mark.parametrize("ts", BAD_TIMESTAMPS, ids=lambda ts: f"{ts.seconds}s{ts.nanos}ns")
 async def test_filter_dates_out_of_range_are_invalid_on_every_method(stub, field, ts):
@@ -76,7 +75,6 @@ def _seconds(seconds: int, nanos: int = 0) -> duration_pb2.Duration:
 ABSURD = [_seconds(10**15), _seconds(-10**15), _seconds(1, -5), _seconds(0, 10**9)]
 
 
-@pytest.mark.xfail(strict=True, reason="lease durations are not range-checked")
 @pytest.mark.parametrize("wait", [*ABSURD, _seconds(-1)], ids=lambda d: f"{d.seconds}s{d.nanos}ns")
 async def test_lease_wait_out_of_range_is_invalid(stub, workers, wait):
     await enqueue(stub)
@@ -85,7 +83,6 @@ async def test_lease_wait_out_of_range_is_invalid(stub, workers, wait):
     assert (await stub.GetTask(pb.GetTaskRequest(uid=0))).task.status == task_pb2.TASK_STATUS_ENQUEUED
 
 
-@pytest.mark.xfail(strict=True, reason="lease durations are not range-checked")
 @pytest.mark.parametrize("duration", [*ABSURD, _seconds(0), _seconds(-1), _seconds(0, -1)], ids=lambda d: f"{d.seconds}s{d.nanos}ns")
 async def test_lease_duration_out_of_range_is_invalid(stub, workers, duration):
     await enqueue(stub)
@@ -95,7 +92,6 @@ async def test_lease_duration_out_of_range_is_invalid(stub, workers, duration):
     assert (await stub.GetTask(pb.GetTaskRequest(uid=0))).task.status == task_pb2.TASK_STATUS_ENQUEUED
 
 
-@pytest.mark.xfail(strict=True, reason="RenewLease takes any duration: negative ones drop the lease")
 @pytest.mark.parametrize("duration", [*ABSURD, _seconds(0), _seconds(-1), _seconds(-3600)], ids=lambda d: f"{d.seconds}s{d.nanos}ns")
 async def test_renew_duration_out_of_range_is_invalid_and_keeps_the_lease(stub, workers, clock, duration):
     await enqueue(stub)
@@ -108,7 +104,6 @@ async def test_renew_duration_out_of_range_is_invalid_and_keeps_the_lease(stub, 
     assert not renewed.canceled and renewed.deadline.seconds >= batch.lease.deadline.seconds
 
 
-@pytest.mark.xfail(strict=True, reason="RenewLease is not bounded as LeaseTasks is")
 async def test_renew_is_bounded_as_a_lease_is(stub, workers, clock):
     await enqueue(stub)
     batch = await workers.LeaseTasks(wpb.LeaseTasksRequest(worker="w", lease_duration=_seconds(10 * 365 * 86_400)))
@@ -129,16 +124,14 @@ async def keys(secured_service) -> key_service_pb2_grpc.KeyServiceStub:
         yield key_service_pb2_grpc.KeyServiceStub(channel)
 
 
-@pytest.mark.xfail(strict=True, reason="CreateKey takes any expiresAt: INTERNAL, or a key GET /keys cannot render")
 @pytest.mark.parametrize("ts", BAD_TIMESTAMPS, ids=lambda ts: f"{ts.seconds}s{ts.nanos}ns")
 async def test_create_key_expires_at_out_of_range_is_invalid(keys, ts):
     request = kpb.CreateKeyRequest(actions=["*"], indexes=["*"], expires_at=ts)
     code, reason, message = await error_of(keys.CreateKey(request, metadata=MASTER))
-    assert (code, reason) == (INVALID, "invalid_api_key_expires_at") and "`expiresAt`" in message
+    assert (code, reason) == (INVALID, "invalid_api_key_expires_at") and "`.expiresAt`" in message
     assert (await keys.ListKeys(kpb.ListKeysRequest(), metadata=MASTER)).total == 0
 
 
-@pytest.mark.xfail(strict=True, reason="a key expiring after year 9999 is accepted and GET /keys answers 500")
 async def test_http_key_past_year_9999_is_refused_and_keys_stay_listable(secured_http):
     body = {"actions": ["*"], "indexes": ["*"], "expiresAt": "9999-12-31T23:00:00-05:00"}
     response = await secured_http.post("/keys", json=body, headers=HTTP_MASTER)
@@ -170,7 +163,6 @@ async def test_http_filter_dates_at_the_ends_of_meilisearchs_range_still_answer(
         assert response.status_code in (200, 202), (method, query, response.text)
 
 
-@pytest.mark.xfail(strict=True, reason="a stored key dated past year 9999 makes GET /keys answer 500")
 async def test_a_key_stored_past_year_9999_still_renders(secured_service, secured_http):
     # As a key created before its date was range-checked: written to the store, then loaded at start.
     created = await secured_http.post("/keys", json={"actions": ["*"], "indexes": ["*"], "expiresAt": None},

@@ -167,7 +167,20 @@ def _apply(message: task_pb2.TaskFilter, name: str, value: str) -> None:
             message.index_uids.SetInParent()
             message.index_uids.index_uids.extend(items)
     elif value != "*":
-        getattr(message, DATE_FIELDS[name]).CopyFrom(parse_date(name, value))
+        getattr(message, DATE_FIELDS[name]).CopyFrom(_in_range(parse_date(name, value)))
+
+
+# google.protobuf.Timestamp's range (years 1..9999), out of which the server refuses a date. A bound that
+# Meilisearch takes but that lands past an end (`afterEnqueuedAt=9999-12-31` is the next midnight; an
+# offset can cross one) is held at that end, where it matches the same tasks: none are dated beyond it.
+_FIRST = timestamp_pb2.Timestamp(seconds=-62_135_596_800)
+_LAST = timestamp_pb2.Timestamp(seconds=253_402_300_799, nanos=999_999_999)
+
+
+def _in_range(moment: timestamp_pb2.Timestamp) -> timestamp_pb2.Timestamp:
+    if moment.seconds < _FIRST.seconds:
+        return _FIRST
+    return _LAST if moment.seconds > _LAST.seconds else moment
 
 
 def list_request(raw: str) -> task_service_pb2.ListTasksRequest:

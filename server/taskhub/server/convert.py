@@ -6,7 +6,7 @@ raising `TaskHubError` with the public code) and on the way out.
 
 from __future__ import annotations
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from taskhub import structs
 from taskhub.errors import TaskHubError
@@ -45,6 +45,40 @@ def timestamp(micros: int) -> timestamp_pb2.Timestamp:
 def micros(ts: timestamp_pb2.Timestamp, *, round_up: bool = False) -> int:
     whole, rest = divmod(ts.nanos, 1_000)
     return ts.seconds * 1_000_000 + whole + (1 if round_up and rest else 0)
+
+
+# google.protobuf.Timestamp's own range, years 1..9999 (every stored date renders in RFC 3339),
+# and Duration's, about 10,000 years either way.
+MIN_SECONDS, MAX_SECONDS = -62_135_596_800, 253_402_300_799
+MAX_DURATION_SECONDS = 315_576_000_000
+NANOS = 1_000_000_000
+DATE_RANGE = "0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z"
+
+
+def checked_micros(ts: timestamp_pb2.Timestamp, code: str, where: str, *, round_up: bool = False) -> int:
+    """`micros` of a Timestamp from outside; out of years 1..9999 it is refused with `code`.
+
+    `where` names the value in the message: "in parameter `beforeEnqueuedAt`", "at `.expiresAt`".
+    """
+    if not MIN_SECONDS <= ts.seconds <= MAX_SECONDS or not 0 <= ts.nanos < NANOS:
+        raise TaskHubError(code, f"Invalid value {where}: `{ts.seconds}s {ts.nanos}ns` is out of range. A date"
+                                 f" must lie between {DATE_RANGE}.")
+    return micros(ts, round_up=round_up)
+
+
+def checked_duration(value: duration_pb2.Duration, code: str, parameter: str, *, zero: bool) -> int:
+    """Microseconds of a Duration from outside (nanoseconds rounded down); refused with `code` when
+    it is no valid Duration, negative, or zero unless `zero` allows it."""
+    seconds, nanos = value.seconds, value.nanos
+    if (abs(seconds) > MAX_DURATION_SECONDS or abs(nanos) >= NANOS
+            or (seconds > 0 and nanos < 0) or (seconds < 0 and nanos > 0)):
+        raise TaskHubError(code, f"Invalid value in parameter `{parameter}`: `{seconds}s {nanos}ns` is not a valid"
+                                 " duration: seconds and nanos share one sign, nanos stay under a second and"
+                                 f" seconds within {MAX_DURATION_SECONDS}.")
+    if seconds < 0 or nanos < 0 or (not zero and seconds == nanos == 0):
+        wanted = "zero or positive" if zero else "positive"
+        raise TaskHubError(code, f"Invalid value in parameter `{parameter}`: `{seconds}s {nanos}ns` must be {wanted}.")
+    return seconds * 1_000_000 + nanos // 1_000
 
 
 # -- out -----------------------------------------------------------------
@@ -241,8 +275,14 @@ def query_from_proto(message: task_pb2.TaskFilter) -> TaskQuery:
     for name in TaskQuery.DATE_FIELDS:
         if message.HasField(name):
             # Bounds are exclusive: round so sub-microsecond parts never widen them.
-            setattr(query, name, micros(getattr(message, name), round_up=name.startswith("before")))
+            setattr(query, name, checked_micros(getattr(message, name), f"invalid_task_{name}",
+                                                f"in parameter `{_DATE_PARAMETERS[name]}`",
+                                                round_up=name.startswith("before")))
     return query
+
+
+_DATE_PARAMETERS = {name: task_pb2.TaskFilter.DESCRIPTOR.fields_by_name[name].json_name
+                    for name in TaskQuery.DATE_FIELDS}
 
 
 
@@ -254,5 +294,14 @@ def key_to_proto(record: KeyRecord, secret: str) -> key_service_pb2.ApiKey:
     if record.description is not None:
         message.description = record.description
     if record.expires_at is not None:
-        message.expires_at.CopyFrom(timestamp(record.expires_at))
+        # Within years 1..9999 even for a key stored before its date was range-checked: it must render.
+        last = MAX_SECONDS * 1_000_000 + 999_999
+        message.expires_at.CopyFrom(timestamp(min(max(record.expires_at, MIN_SECONDS * 1_000_000), last)))
     return message
+
+
+def expires_at(request: key_service_pb2.CreateKeyRequest) -> int | None:
+    """A new key's `expires_at` in microseconds, None for never; refused out of years 1..9999."""
+    if not request.HasField("expires_at"):
+        return None
+    return checked_micros(request.expires_at, "invalid_api_key_expires_at", "at `.expiresAt`")

@@ -28,7 +28,7 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
                 name=request.name if request.HasField("name") else None,
                 description=request.description if request.HasField("description") else None,
                 actions=list(request.actions), indexes=list(request.indexes),
-                expires_at=convert.micros(request.expires_at) if request.HasField("expires_at") else None,
+                expires_at=convert.expires_at(request),
                 uid=request.uid if request.HasField("uid") else None)
             return kpb.CreateKeyResponse(key=self._out(record))
 

@@ -16,6 +16,14 @@ from taskhub.server.details import outcome_details, outcome_error
 from taskhub.server.model import Scope, Task, TaskType
 
 SECOND = 1_000_000
+# A lease lasts 1 second to 1 hour, whether leased or renewed; a lease call waits a minute at most.
+MIN_LEASE, MAX_LEASE = SECOND, 3_600 * SECOND
+MAX_WAIT = 60.0
+
+
+def lease_length(duration: int) -> int:
+    """The duration a lease or renewal gets for the one asked (microseconds, positive), held within bounds."""
+    return min(max(duration, MIN_LEASE), MAX_LEASE)
 
 
 @dataclass(slots=True)
@@ -39,9 +47,9 @@ class Leasing:
             raise TaskHubError("invalid_task_types", "Workers lease index tasks only; the server runs "
                                + ", ".join(f"`{t.label}`" for t in sorted(t for t in types if t.server_run)) + ".")
         size = self.max_batch_size if not max_tasks else min(max_tasks, self.max_batch_size)
-        duration = min(max(duration, SECOND), 3_600 * SECOND)
+        duration = lease_length(duration)
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + min(wait, 60.0)
+        give_up = loop.time() + min(wait, MAX_WAIT)
         while True:
             changed = self._changed
             token, now = secrets.token_urlsafe(18), self.clock()
@@ -58,8 +66,10 @@ class Leasing:
                     await changed.wait()
 
     async def renew(self, token: str, duration: int | None = None) -> int | None:
-        """Extends a lease; answers the new deadline, or None when its batch was canceled."""
-        return await self.call(self.store.renew_lease, token, self.clock(), duration)
+        """Extends a lease (by its own duration when None); answers the new deadline, or None when its batch
+        was canceled."""
+        return await self.call(self.store.renew_lease, token, self.clock(),
+                               None if duration is None else lease_length(duration))
 
     async def complete(self, token: str, outcomes: dict[int, tuple[TaskType | None, dict | None, dict | None]]
                        ) -> list[Task]:

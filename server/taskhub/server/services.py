@@ -164,6 +164,20 @@ def _enqueue_item(request: pb.EnqueueTaskRequest) -> tuple:
     return type_, request.index_uid if request.HasField("index_uid") else None, details
 
 
+def _wait(request: wpb.LeaseTasksRequest) -> int:
+    """How long a lease call may wait, in microseconds: zero or more (the scheduler caps it)."""
+    if not request.HasField("wait"):
+        return 0
+    return convert.checked_duration(request.wait, "invalid_lease_wait", "wait", zero=True)
+
+
+def _lease_duration(request: wpb.LeaseTasksRequest | wpb.RenewLeaseRequest, default: int | None) -> int | None:
+    """The lease duration asked, in microseconds: more than zero (the scheduler bounds it)."""
+    if not request.HasField("lease_duration"):
+        return default
+    return convert.checked_duration(request.lease_duration, "invalid_lease_duration", "lease_duration", zero=False)
+
+
 class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
     """`taskhub.v1.WorkerService`: leases, renewals and reports for remote workers."""
 
@@ -184,9 +198,7 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
                 worker=request.worker or context.peer(), types=query.types, index_uids=query.index_uids,
                 scope=principal.scope,
                 max_tasks=request.max_tasks if request.HasField("max_tasks") else None,
-                wait=request.wait.ToTimedelta().total_seconds(),
-                duration=(request.lease_duration.ToMicroseconds() if request.HasField("lease_duration")
-                          else 30 * SECOND))
+                wait=_wait(request) / SECOND, duration=_lease_duration(request, 30 * SECOND))
             if lease is None:
                 return wpb.LeaseTasksResponse()
             response = wpb.LeaseTasksResponse(
@@ -198,8 +210,7 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
     async def RenewLease(self, request: wpb.RenewLeaseRequest, context) -> wpb.RenewLeaseResponse:
         async with error_edge(context):
             self.keys.require(authorization(context), "workers.lease")
-            duration = request.lease_duration.ToMicroseconds() if request.HasField("lease_duration") else None
-            deadline = await self.scheduler.renew(request.token, duration)
+            deadline = await self.scheduler.renew(request.token, _lease_duration(request, None))
             if deadline is None:
                 return wpb.RenewLeaseResponse(canceled=True)
             return wpb.RenewLeaseResponse(deadline=convert.timestamp(deadline))
