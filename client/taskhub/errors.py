@@ -33,6 +33,9 @@ _KINDS: dict[str, Kind] = {
     "missing_authorization_header": Kind(401, grpc.StatusCode.UNAUTHENTICATED, "auth"),
     "invalid_api_key": Kind(403, grpc.StatusCode.PERMISSION_DENIED, "auth"),
     "missing_master_key": Kind(401, grpc.StatusCode.UNAUTHENTICATED, "auth"),
+    # The gateway's cross-site guard (gateway/guard.py); never sent over gRPC.
+    "cross_origin_request_refused": Kind(403, grpc.StatusCode.PERMISSION_DENIED, "auth"),
+    "host_not_allowed": Kind(403, grpc.StatusCode.PERMISSION_DENIED, "auth"),
     "api_key_not_found": Kind(404, grpc.StatusCode.NOT_FOUND, "invalid_request"),
     "api_key_already_exists": Kind(409, grpc.StatusCode.ALREADY_EXISTS, "invalid_request"),
     "lease_lost": Kind(409, grpc.StatusCode.FAILED_PRECONDITION, "invalid_request"),

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from taskhub.errors import TaskHubError, from_rpc_error
 from taskhub.gateway import dashboard, enqueue, events, keys, query, render
+from taskhub.gateway.guard import Guard
 from taskhub.gateway.openapi import OPENAPI
 from taskhub.v1 import key_service_pb2_grpc
 from taskhub.v1 import task_service_pb2 as pb
@@ -267,12 +268,14 @@ ROUTES = [
 ]
 
 
-def create_app(grpc_target: str, *, timeout: float = 30.0, heartbeat: float = events.HEARTBEAT) -> Starlette:
+def create_app(grpc_target: str, *, timeout: float = 30.0, heartbeat: float = events.HEARTBEAT,
+               allowed_hosts: list[str] | None = None, allowed_origins: list[str] = ()) -> Starlette:
     """The gateway in front of the gRPC server at `grpc_target`.
 
     `timeout` bounds each call (and the opening of a watch); an event stream sends a
     comment after `heartbeat` seconds without an event. `app.state.watches.close()`
-    ends the open event streams (the gateway's shutdown calls it).
+    ends the open event streams (the gateway's shutdown calls it). `allowed_hosts` and
+    `allowed_origins` go to the cross-site guard (`guard.Guard`; None: no Host check).
     """
     backend = Backend(grpc_target, timeout)
 
@@ -286,7 +289,8 @@ def create_app(grpc_target: str, *, timeout: float = 30.0, heartbeat: float = ev
 
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(TrimSlashes)],
+        middleware=[Middleware(Guard, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins),
+                    Middleware(TrimSlashes)],
         exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )

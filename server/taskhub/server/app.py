@@ -133,7 +133,9 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
         from taskhub.gateway.serving import GatewayServer
         try:
             service.gateway = await GatewayServer.start(service.grpc_target, config.http_listen,
-                                                        grace=config.grace_seconds)
+                                                        grace=config.grace_seconds,
+                                                        allowed_hosts=config.http_allowed_hosts,
+                                                        allowed_origins=config.http_allowed_origins)
         except BaseException:
             await service.stop(0)
             raise

@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     target = os.environ.get("TASKHUB_GRPC_TARGET", "127.0.0.1:50051")
     gateway.add_argument("--grpc-target", default=target,
                          help=f"host:port of the taskhub gRPC server (env TASKHUB_GRPC_TARGET); default {target}")
-    config_module.add_arguments(gateway, names=("http_listen", "grace_seconds", "event_loop", "log_level"))
+    config_module.add_arguments(gateway, names=("http_listen", "http_allowed_hosts", "http_allowed_origins",
+                                                      "grace_seconds", "event_loop", "log_level"))
     gateway.set_defaults(run=_gateway)
     from taskhub.client import cli as client_cli
     from taskhub.client import worker_cli
@@ -78,7 +79,9 @@ def _gateway(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        run_loop(serving.serve_gateway(args.grpc_target, args.http_listen, grace=args.grace_seconds), args.event_loop)
+        run_loop(serving.serve_gateway(args.grpc_target, args.http_listen, grace=args.grace_seconds,
+                                       allowed_hosts=args.http_allowed_hosts,
+                                       allowed_origins=args.http_allowed_origins), args.event_loop)
     except (OSError, ValueError) as exc:
         print(f"taskhub: {exc}", file=sys.stderr)
         return 1

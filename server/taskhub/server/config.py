@@ -19,6 +19,8 @@ class Config:
     db: str = "./data/taskhub.db"
     grpc_listen: str = "127.0.0.1:50051"
     http_listen: str = "127.0.0.1:7700"
+    http_allowed_hosts: str = ""
+    http_allowed_origins: str = ""
     no_http: bool = False
     master_key: str | None = None
     snapshots_dir: str = "./data/snapshots"
@@ -43,6 +45,10 @@ _HELP = {
     "db": "SQLite database file",
     "grpc_listen": "host:port of the gRPC server",
     "http_listen": "host:port of the JSON gateway",
+    "http_allowed_hosts": ("comma list of further `Host` names the gateway answers to (`name` or `name:port`;"
+                           " `*`: any), besides its listen address and localhost"),
+    "http_allowed_origins": ("comma list of further origins (`https://admin.example`; `*`: any) whose pages may"
+                             " send the gateway requests that change something"),
     "no_http": "serve gRPC only, without the JSON gateway",
     "master_key": "require `Authorization: Bearer <key>` on every call",
     "snapshots_dir": "folder for snapshotCreation files",
