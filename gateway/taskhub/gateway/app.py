@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -269,7 +269,7 @@ ROUTES = [
 
 
 def create_app(grpc_target: str, *, timeout: float = 30.0, heartbeat: float = events.HEARTBEAT,
-               allowed_hosts: list[str] | None = None, allowed_origins: list[str] = ()) -> Starlette:
+               allowed_hosts: Sequence[str] | None = None, allowed_origins: Sequence[str] = ()) -> Starlette:
     """The gateway in front of the gRPC server at `grpc_target`.
 
     `timeout` bounds each call (and the opening of a watch); an event stream sends a
