@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskhub.server import exports
-from taskhub.server.config import Config, parse_size
+from taskhub.server.config import Config, parse_size, watch_retention_bytes
 from taskhub.server.scheduler import Scheduler, wall_clock
 from taskhub.server.auth import Keyring
 from taskhub.server.key_service import KeyService
@@ -94,7 +94,8 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
     hub = WatchHub(buffer=config.watch_buffer, max_watchers=config.max_watchers)
     scheduler = Scheduler(store, hub=hub, clock=clock, snapshots_dir=config.snapshots_dir, dumps_dir=config.dumps_dir,
                           max_batch_size=config.max_batch_size, max_attempts=config.max_attempts,
-                          watch_retention=config.watch_retention, max_db_size=parse_size(config.max_task_db_size),
+                          watch_retention=config.watch_retention,
+                          watch_retention_bytes=watch_retention_bytes(config), max_db_size=parse_size(config.max_task_db_size),
                           cleanup_threshold=config.cleanup_threshold, cleanup_batch=config.cleanup_batch,
                           commit_window=config.commit_window_ms / 1000)
     await scheduler.start(background=background)

@@ -2,7 +2,9 @@
 
 `Store` inherits this mixin. Each change is appended in the transaction that makes
 it, so a watcher that resumes from a sequence number replays exactly what was
-committed; `prune_changes` keeps the newest ones only.
+committed; `prune_changes` keeps the newest ones only, within a count and a byte
+budget (a `change_bytes` counter follows the logged bytes), so the log alone can
+never hold the queue full.
 """
 
 from __future__ import annotations
@@ -33,21 +35,22 @@ class ChangeLog:
         if encoded is None:
             encoded = [(dumps(task.details), dumps(task.error)) for task in tasks]
         self._logged += ((task, deleted) for task in tasks)
-        self.conn.executemany(
-            "INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, ?, ?)",
-            [(t.seq, t.uid, int(deleted), compact([t.uid, t.index_uid, int(t.status), int(t.type), t.canceled_by,
-                                                   details, error, t.enqueued_at, t.started_at, t.finished_at, t.seq]))
-             for t, (details, error) in zip(tasks, encoded)])
+        rows = [(t.seq, t.uid, int(deleted), compact([t.uid, t.index_uid, int(t.status), int(t.type), t.canceled_by,
+                                                      details, error, t.enqueued_at, t.started_at, t.finished_at,
+                                                      t.seq]))
+                for t, (details, error) in zip(tasks, encoded)]
+        self.conn.executemany("INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, ?, ?)", rows)
+        self._bump("change_bytes", sum(len(row[3]) for row in rows))
 
     def _log_many(self, tasks: list[Task], details: list[str | None]) -> None:
         """Appends new enqueued tasks in bulk; `details` are their details already as JSON."""
         self._logged += ((task, False) for task in tasks)
-        # The same row `_log` writes, put together by hand: only the two strings need encoding.
-        self.conn.executemany(
-            "INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, 0, ?)",
-            [(t.seq, t.uid, f"[{t.uid},{_string(t.index_uid)},{int(t.status)},{int(t.type)},null,{_string(d)},null,"
-                            f"{t.enqueued_at},null,null,{t.seq}]")
-             for t, d in zip(tasks, details)])
+        # The same row `_log_states` writes, put together by hand: only the two strings need encoding.
+        rows = [(t.seq, t.uid, f"[{t.uid},{_string(t.index_uid)},{int(t.status)},{int(t.type)},null,{_string(d)},"
+                               f"null,{t.enqueued_at},null,null,{t.seq}]")
+                for t, d in zip(tasks, details)]
+        self.conn.executemany("INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, 0, ?)", rows)
+        self._bump("change_bytes", sum(len(row[2]) for row in rows))
 
     def changes_after(self, seq: int, limit: int) -> tuple[list[Task], frozenset[int]]:
         """Up to `limit` logged changes after `seq`, in order, and which of them are deletions."""
@@ -59,7 +62,27 @@ class ChangeLog:
     def oldest_change(self) -> int | None:
         return self.conn.execute("SELECT MIN(seq) FROM changes").fetchone()[0]
 
-    def prune_changes(self, keep: int) -> int:
-        """Drops all but the newest `keep` changes; answers how many went."""
+    def change_bytes(self) -> int:
+        """Bytes of task states the change log holds (its JSON text is ASCII: a character is a byte)."""
+        return self.conn.execute("SELECT value FROM meta WHERE key = 'change_bytes'").fetchone()[0]
+
+    def prune_changes(self, keep: int, keep_bytes: int | None = None) -> int:
+        """Drops the oldest changes until at most `keep` remain, of at most `keep_bytes`; answers how many went.
+
+        Only ever the oldest: what stays is a gapless run up to the newest change, and a
+        cursor before it is refused rather than silently skipped.
+        """
         with self.atomic():
-            return self.conn.execute("DELETE FROM changes WHERE seq <= ?", (self.last_seq() - keep,)).rowcount
+            cut = self.last_seq() - keep
+            excess = 0 if keep_bytes is None else self.change_bytes() - keep_bytes
+            if excess > 0:
+                # Oldest first, only as far as the excess reaches: these rows go anyway.
+                freed = 0
+                for seq, size in self.conn.execute("SELECT seq, length(task) FROM changes ORDER BY seq"):
+                    freed += size
+                    if freed >= excess:
+                        cut = max(cut, seq)
+                        break
+            sizes = self.conn.execute("DELETE FROM changes WHERE seq <= ? RETURNING length(task)", (cut,)).fetchall()
+            self._bump("change_bytes", -sum(size for (size,) in sizes))
+            return len(sizes)

@@ -31,6 +31,7 @@ class Config:
     max_batch_size: int = 100
     max_attempts: int = 5
     watch_retention: int = 100_000
+    watch_retention_size: str | None = None
     watch_buffer: int = 1_024
     max_watchers: int = 20_000
     max_task_db_size: str = "10GiB"
@@ -59,6 +60,8 @@ _HELP = {
     "max_batch_size": "the most tasks leased to a worker in one batch",
     "max_attempts": "leases that may expire on a task before it fails",
     "watch_retention": "how many task changes are kept for watchers that resume",
+    "watch_retention_size": ("the most bytes of task changes kept for watchers that resume, oldest dropped first;"
+                             " default a tenth of --max-task-db-size"),
     "watch_buffer": "changes queued for one watcher before it is cut off as too slow",
     "max_watchers": "the most watch streams open at once",
     "max_task_db_size": "past this database size new tasks are refused (no_space_left_on_device); 10GiB, 500MiB...",
@@ -108,3 +111,13 @@ def parse_size(text: str) -> int:
     if match is None or match.group(2).lower() not in _UNITS:
         raise ValueError(f"{text!r} is not a size (try 10GiB, 500MiB or a number of bytes)")
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def watch_retention_bytes(config: Config) -> int:
+    """The change log's byte budget: as given, else a tenth of the queue's size limit.
+
+    Kept well under the limit so that the change log alone can never hold the queue full.
+    """
+    if config.watch_retention_size:
+        return parse_size(config.watch_retention_size)
+    return parse_size(config.max_task_db_size) // 10

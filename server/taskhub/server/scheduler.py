@@ -62,13 +62,14 @@ class Scheduler(Leasing, Watching):
     def __init__(self, store: Store, *, hub: WatchHub | None = None, clock: Callable[[], int] = wall_clock,
                  snapshots_dir: str = "snapshots", dumps_dir: str = "dumps",
                  max_batch_size: int = 100, max_attempts: int = 5, watch_retention: int = 100_000,
-                 max_db_size: int | None = None, cleanup_threshold: int = 1_000_000,
+                 watch_retention_bytes: int | None = None, max_db_size: int | None = None, cleanup_threshold: int = 1_000_000,
                  cleanup_batch: int = 100_000, commit_window: float = DEFAULT_COMMIT_WINDOW) -> None:
         self.store = store
         self.max_db_size = max_db_size
         self.cleanup_threshold = cleanup_threshold
         self.cleanup_batch = cleanup_batch
         self.watch_retention = watch_retention
+        self.watch_retention_bytes = watch_retention_bytes
         self._pruned_at = 0
         self.max_batch_size = max_batch_size
         self.max_attempts = max_attempts
@@ -293,8 +294,7 @@ class Scheduler(Leasing, Watching):
         self._gather_target = len(batch) + 1
         # A full queue refuses new work; cancelations and deletions, which free it, still go through.
         job = self._commit = asyncio.ensure_future(self._write_first(
-            self.store.insert_tasks, [item for items, _ in batch for item in items], self.clock(),
-            max_bytes=self.max_db_size))
+            self._insert_making_room, [item for items, _ in batch for item in items], self.clock()))
 
         def settle(job: asyncio.Future) -> None:
             self._commit = None
@@ -314,6 +314,19 @@ class Scheduler(Leasing, Watching):
             self._next_batch()
 
         job.add_done_callback(settle)
+
+    def _insert_making_room(self, items: list[tuple], now: int) -> Changes:
+        """On the store thread: a group commit; when the queue is full, the change log is pruned and it is tried again.
+
+        The prune is a transaction of its own, so what it frees stays free even if the queue is still full.
+        """
+        try:
+            return self.store.insert_tasks(items, now, max_bytes=self.max_db_size)
+        except TaskHubError as error:
+            if error.code != "no_space_left_on_device" or not self.store.prune_changes(
+                    self.watch_retention, self.watch_retention_bytes):
+                raise
+        return self.store.insert_tasks(items, now, max_bytes=self.max_db_size)
 
     def _next_batch(self) -> None:
         """After a commit: the next one now, or once one more enqueue waits than shared this one.
@@ -364,7 +377,7 @@ class Scheduler(Leasing, Watching):
         await self._write(self.store.expire_leases, moment, self.max_attempts)
         if moment - self._pruned_at >= 10 * SECOND:
             self._pruned_at = moment
-            await self.call(self.store.prune_changes, self.watch_retention)
+            await self.call(self.store.prune_changes, self.watch_retention, self.watch_retention_bytes)
         ran = 0
         while True:
             task = await self.call(self.store.next_server_task)

@@ -34,7 +34,7 @@ from taskhub.server.model import SERVER_PRIORITY, Task, TaskQuery, TaskStatus, T
 from taskhub.server.rows import COLUMNS, FINISHED, UNFINISHED, Changes, dumps, row_to_task
 from taskhub.server.task_index import TaskIndex
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DISK_FULL = ("taskhub cannot receive write operations because the limit of the task database has been reached."
              " Please delete tasks to continue performing write operations.")
 READ_MMAP_BYTES = 1 << 30
@@ -133,13 +133,18 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
         with self.atomic():
             if version == 0:
                 self._create_tables()
-            # Version 1 indexed eight task columns; the in-memory index answers those now, and
-            # each SQL index made every enqueue write more pages. Only leases are found by SQL.
-            for name in ("status_uid", "type_status", "index_uid_uid", "canceled_by", "enqueued_at",
-                         "started_at", "finished_at", "lease"):
-                self.conn.execute(f"DROP INDEX IF EXISTS idx_tasks_{name}")
-            # Partial: a task is in it only while leased, so an enqueue never touches it.
-            self.conn.execute("CREATE INDEX idx_tasks_leased ON tasks (lease) WHERE lease IS NOT NULL")
+            if version < 2:
+                # Version 1 indexed eight task columns; the in-memory index answers those now, and
+                # each SQL index made every enqueue write more pages. Only leases are found by SQL.
+                for name in ("status_uid", "type_status", "index_uid_uid", "canceled_by", "enqueued_at",
+                             "started_at", "finished_at", "lease"):
+                    self.conn.execute(f"DROP INDEX IF EXISTS idx_tasks_{name}")
+                # Partial: a task is in it only while leased, so an enqueue never touches it.
+                self.conn.execute("CREATE INDEX idx_tasks_leased ON tasks (lease) WHERE lease IS NOT NULL")
+            if version < 3:
+                # Version 3 counts the change log's bytes, for its byte budget: once here, then as it goes.
+                self.conn.execute("INSERT OR REPLACE INTO meta (key, value) SELECT 'change_bytes', COALESCE(SUM(length(task)), 0)"
+                                  " FROM changes")
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _create_tables(self) -> None:
