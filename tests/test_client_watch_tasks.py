@@ -57,7 +57,9 @@ async def test_matching_changes_arrive_typed_and_in_commit_order(client, service
     assert summary(changes) == [(1, 0, "enqueued", False), (3, 0, "processing", False),
                                 (4, 0, "succeeded", False), (7, 0, "succeeded", True)]
     assert changes[2].task.status == TaskStatus.SUCCEEDED and changes[2].task.duration is not None
-    assert changes[3].to_dict() == {"sequence": 7, "deleted": True, "task": changes[2].task.to_dict()}
+    # A deletion carries the task's last state without its details and error.
+    assert changes[3].to_dict() == {"sequence": 7, "deleted": True,
+                                    "task": {**changes[2].task.to_dict(), "details": None, "error": None}}
     assert list(changes[0].to_dict()) == ["sequence", "deleted", "task"]
     await movies.stop()
     await until(lambda: service.scheduler.hub.watchers == 0)

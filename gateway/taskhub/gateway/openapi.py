@@ -116,7 +116,8 @@ _AFTER = {
 _EVENT_STREAM = {"text/event-stream": {"schema": {
     "type": "string",
     "description": "Server-sent events. Each change: `id: <sequence>`, `event: task` (`event: deleted` when the"
-                   " change deleted the task), `data: <the task, as GET /tasks/{uid} answers it>`. A comment"
+                   " change deleted the task), `data: <the task, as GET /tasks/{uid} answers it>` (a deletion: its last state,"
+                   " `details` and `error` null). A comment"
                    " `: keep-alive` after 15 s without an event. If the watch breaks: `event: error`,"
                    " `data: {message, code, type, link}`, then the stream ends.",
 }}}

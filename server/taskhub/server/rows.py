@@ -23,7 +23,7 @@ UNFINISHED = (int(TaskStatus.ENQUEUED), int(TaskStatus.PROCESSING))
 class Changes:
     """What one transaction changed, for the watchers: task states in sequence order.
 
-    A deleted task appears with its last state and its uid in `deleted`.
+    A deleted task appears with its last state (no details nor error) and its uid in `deleted`.
     """
 
     tasks: list[Task] = field(default_factory=list)

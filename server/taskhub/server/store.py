@@ -38,6 +38,8 @@ SCHEMA_VERSION = 3
 DISK_FULL = ("taskhub cannot receive write operations because the limit of the task database has been reached."
              " Please delete tasks to continue performing write operations.")
 READ_MMAP_BYTES = 1 << 30
+# `COLUMNS` with no details nor error: what a deletion keeps of a task's last state.
+DELETED_COLUMNS = "uid, index_uid, status, type, canceled_by, NULL, NULL, enqueued_at, started_at, finished_at, seq"
 # `_save(task)` leaves the task's lease as it is unless told otherwise.
 KEEP = object()
 
@@ -339,12 +341,17 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
             return Changes(tasks=[*canceled, *requeued, done])
 
     def run_deletion(self, uid: int, now: int) -> Changes:
-        """Deletes the finished tasks a deletion matched and marks it succeeded, in one transaction."""
+        """Deletes the finished tasks a deletion matched and marks it succeeded, in one transaction.
+
+        Each deleted task is a change (`deleted`) with its last state but no details nor error.
+        """
         with self.atomic():
             matched = json.dumps(self.matched_uids(uid).tolist())
+            # A deleted task's last state, without its details and error: a watcher needs no more to match
+            # it and drop it, and a deletion then logs a few dozen bytes a task, not a copy of its payload.
             deleted = [row_to_task(r) for r in self.conn.execute(
                 f"DELETE FROM tasks WHERE uid IN (SELECT value FROM json_each(?)) AND status IN {FINISHED}"
-                f" RETURNING {COLUMNS}", (matched,)).fetchall()]
+                f" RETURNING {DELETED_COLUMNS}", (matched,)).fetchall()]
             deleted.sort(key=lambda t: t.uid)
             if deleted:
                 self._sequence(deleted)
