@@ -165,7 +165,6 @@ def test_a_version_2_database_counts_its_change_log_and_prunes_it_by_bytes(tmp_p
     store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="SQLite's hard cap leaves a fixed 64MiB for a cancelation of any size")
 async def test_canceling_a_full_queue_fits_under_sqlites_hard_cap(config, monkeypatch):
     # A cancelation logs each canceled task's new state: canceling a full queue of big tasks logs about as
     # much again as the queue holds. The fixed headroom, scaled down to this queue, is far less than that.

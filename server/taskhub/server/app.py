@@ -77,8 +77,10 @@ class Service:
 def open_store(config: Config) -> Store:
     if config.import_snapshot:
         exports.import_snapshot(config.import_snapshot, config.db)
-    # SQLite's hard cap sits above the configured size, so cancelations and deletions still fit.
-    store = Store(config.db, max_bytes=parse_size(config.max_task_db_size) + DB_HEADROOM)
+    # SQLite's hard cap sits above the configured size, so cancelations and deletions still fit: as much
+    # again at least, since canceling every task of a full queue logs each one's new state.
+    limit = parse_size(config.max_task_db_size)
+    store = Store(config.db, max_bytes=limit + max(DB_HEADROOM, limit))
     if config.import_dump:
         count = exports.import_dump(store, config.import_dump)
         log.info("imported %d tasks from %s", count, config.import_dump)
