@@ -84,5 +84,6 @@ class ChangeLog:
                         cut = max(cut, seq)
                         break
             sizes = self.conn.execute("DELETE FROM changes WHERE seq <= ? RETURNING length(task)", (cut,)).fetchall()
-            self._bump("change_bytes", -sum(size for (size,) in sizes))
+            if sizes:  # else nothing is written: a full queue refusing task after task costs no commit each
+                self._bump("change_bytes", -sum(size for (size,) in sizes))
             return len(sizes)
