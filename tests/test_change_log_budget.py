@@ -6,17 +6,18 @@ keeps it full, and pruning it must never leave a resuming watcher a silent gap.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import sqlite3
 
 import grpc
-import pytest
 from google.protobuf import struct_pb2
 
 from helpers import T, error_of
 from taskhub.metadata import watch_cursor
 from taskhub.server import app
+from taskhub.server.config import Config, add_arguments, from_namespace, parse_size, watch_retention_bytes
 from taskhub.server.model import TaskType
 from taskhub.server.store import SCHEMA_VERSION, Store
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
@@ -177,3 +178,16 @@ async def test_canceling_a_full_queue_fits_under_sqlites_hard_cap(config, monkey
             assert (await stub.ListTasks(pb.ListTasksRequest())).total == 2
     finally:
         await service.stop(0)
+
+
+def test_the_byte_budget_is_a_flag_with_an_env_twin_and_a_tenth_of_the_limit_by_default(monkeypatch):
+    def configured(*flags: str) -> Config:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        return from_namespace(parser.parse_args(flags))
+
+    assert watch_retention_bytes(configured()) == parse_size("10GiB") // 10
+    assert watch_retention_bytes(configured("--max-task-db-size", "500MiB")) == 50 * 2**20
+    monkeypatch.setenv("TASKHUB_WATCH_RETENTION_SIZE", "3MiB")
+    assert watch_retention_bytes(configured()) == 3 * 2**20
+    assert watch_retention_bytes(configured("--watch-retention-size", "64KiB")) == 64 * 2**10
