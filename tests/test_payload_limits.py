@@ -42,7 +42,6 @@ async def served(config):
     await service.stop(0)
 
 
-@pytest.mark.xfail(strict=True, reason="no payload limit yet")
 async def test_a_body_over_the_limit_is_413(served):
     service, client = served
     response = await client.post("/tasks", content=settings_body(MIB + 10),
@@ -51,7 +50,6 @@ async def test_a_body_over_the_limit_is_413(served):
     assert (await client.get("/tasks")).json()["total"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="no payload limit yet")
 async def test_a_chunked_body_over_the_limit_is_413(served):
     service, client = served
     body = settings_body(2 * MIB)
@@ -75,7 +73,6 @@ async def test_a_body_just_under_the_limit_is_taken(served):
     assert len(task["details"]["displayedAttributes"][0]) == MIB - 200
 
 
-@pytest.mark.xfail(strict=True, reason="no payload limit yet")
 async def test_the_gateway_stops_reading_at_the_limit():
     """Straight through the ASGI interface: the body is not pulled past the limit."""
     from taskhub.gateway.app import create_app
@@ -102,7 +99,6 @@ async def test_the_gateway_stops_reading_at_the_limit():
     assert pulled <= 5  # 1 MiB is four chunks: one more shows it is over
 
 
-@pytest.mark.xfail(strict=True, reason="no payload limit yet")
 async def test_the_limit_is_a_setting(config):
     service = await app.start(dataclasses.replace(config, no_http=False, http_listen="127.0.0.1:0",
                                                   http_payload_size_limit="2MiB"))
@@ -126,7 +122,6 @@ def settings_request(size: int, text: str = "x") -> pb.EnqueueTaskRequest:
     return request
 
 
-@pytest.mark.xfail(strict=True, reason="no payload limit yet")
 async def test_grpc_details_over_the_limit_are_invalid(service, stub):
     # Quotes: small in protobuf, each doubled in JSON, so the message passes the receive limit.
     code, reason, message = await error_of(stub.EnqueueTask(settings_request(600 * 1024, '"')))
@@ -138,7 +133,6 @@ async def test_grpc_details_over_the_limit_are_invalid(service, stub):
     assert service.store.get_task(0) is None
 
 
-@pytest.mark.xfail(strict=True, reason="no payload limit yet")
 async def test_grpc_messages_over_the_receive_limit_are_resource_exhausted(service):
     async with grpc.aio.insecure_channel(service.grpc_target, options=[
             ("grpc.max_send_message_length", 256 * MIB)]) as channel:
@@ -159,7 +153,6 @@ async def big_tasks(service, count: int, size: int) -> list[int]:
     return uids
 
 
-@pytest.mark.xfail(strict=True, reason="a page of big tasks overflows gRPC's message limit")
 async def test_pages_of_big_tasks_are_cut_and_next_follows(service, http):
     uids = await big_tasks(service, 7, 10 * MIB)
     uids += [(await service.scheduler.enqueue(TaskType.INDEX_CREATION, "small", {"primaryKey": None})).uid
@@ -181,7 +174,6 @@ async def test_pages_of_big_tasks_are_cut_and_next_follows(service, http):
     assert pages > 1
 
 
-@pytest.mark.xfail(strict=True, reason="a page of big tasks overflows gRPC's message limit")
 async def test_grpc_pages_of_big_tasks_are_cut_both_ways(service):
     uids = await big_tasks(service, 7, 10 * MIB)
     async with grpc.aio.insecure_channel(service.grpc_target, options=[

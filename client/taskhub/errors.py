@@ -42,6 +42,9 @@ _KINDS: dict[str, Kind] = {
     "invalid_watch_cursor": Kind(400, grpc.StatusCode.OUT_OF_RANGE, "invalid_request"),
     "watch_too_slow": Kind(429, grpc.StatusCode.RESOURCE_EXHAUSTED, "system"),
     "too_many_watches": Kind(429, grpc.StatusCode.RESOURCE_EXHAUSTED, "system"),
+    "payload_too_large": Kind(413, grpc.StatusCode.INVALID_ARGUMENT, "invalid_request"),
+    "invalid_content_type": Kind(415, grpc.StatusCode.INVALID_ARGUMENT, "invalid_request"),
+    "missing_content_type": Kind(415, grpc.StatusCode.INVALID_ARGUMENT, "invalid_request"),
     "unavailable": Kind(503, grpc.StatusCode.UNAVAILABLE, "system"),
     # Raised by the client itself when `wait_for_task` gives up.
     "timeout": Kind(504, grpc.StatusCode.DEADLINE_EXCEEDED, "system"),
@@ -91,6 +94,20 @@ class TaskHubError(Exception):
 
     def __repr__(self) -> str:
         return f"TaskHubError({self.code!r}, {self.message!r})"
+
+
+def human_size(size: int) -> str:
+    """`1 MiB`, `1.5 KiB`, `3 B`: the largest binary unit the size reaches, as Meilisearch words sizes."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.15g} {unit}"
+    return f"{size} B"
+
+
+def payload_too_large(limit: int) -> TaskHubError:
+    """Meilisearch's 413 for a body (or a task's details) over the payload size limit."""
+    return TaskHubError("payload_too_large", "The provided payload reached the size limit."
+                        f" The maximum accepted payload size is {human_size(limit)}.")
 
 
 def from_rpc_error(error: grpc.RpcError) -> TaskHubError:

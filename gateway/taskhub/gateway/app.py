@@ -23,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from taskhub.errors import TaskHubError, from_rpc_error
+from taskhub import limits
+from taskhub.errors import TaskHubError, from_rpc_error, payload_too_large
 from taskhub.gateway import dashboard, enqueue, events, keys, query, render
 from taskhub.gateway.guard import Guard
 from taskhub.gateway.openapi import OPENAPI
@@ -33,7 +34,6 @@ from taskhub.v1 import task_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = 64 * 1024 * 1024  # as the server: a page of big settings objects is more than gRPC's 4 MiB
 UNAVAILABLE = ("The task queue is unavailable right now: the gateway got no answer from its gRPC server."
                " Retry later.")
 
@@ -41,9 +41,11 @@ UNAVAILABLE = ("The task queue is unavailable right now: the gateway got no answ
 class Backend:
     """The gateway's one channel to the gRPC server, opened on first use or at startup."""
 
-    def __init__(self, target: str, timeout: float) -> None:
+    def __init__(self, target: str, timeout: float, payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT) -> None:
         self.target = target
         self.timeout = timeout
+        # As the server's: a page of big settings objects is more than gRPC's default 4 MiB.
+        self.message_limit = limits.message_limit(payload_limit)
         self._channel: grpc.aio.Channel | None = None
         self._tasks: task_service_pb2_grpc.TaskServiceStub | None = None
         self._health: health_pb2_grpc.HealthStub | None = None
@@ -52,8 +54,8 @@ class Backend:
     def open(self) -> None:
         if self._channel is None:
             self._channel = grpc.aio.insecure_channel(self.target, options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE),
-                ("grpc.max_send_message_length", MAX_MESSAGE),
+                ("grpc.max_receive_message_length", self.message_limit),
+                ("grpc.max_send_message_length", self.message_limit),
             ])
             self._tasks = task_service_pb2_grpc.TaskServiceStub(self._channel)
             self._health = health_pb2_grpc.HealthStub(self._channel)
@@ -233,6 +235,52 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return error_response(TaskHubError("internal", "internal error"))
 
 
+class BodyLimit:
+    """Request bodies over the payload limit get 413 `payload_too_large` before they are read whole.
+
+    A Content-Length over the limit is refused before a byte is read; a body without one
+    (chunked) is counted as it streams in, and the first chunk past the limit ends it: the
+    route reading it gets the error from `receive`, and `edge` answers it.
+    """
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await error_response(payload_too_large(self.limit))(scope, receive, send)
+                return
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise payload_too_large(self.limit)
+            return message
+
+        started = False
+
+        async def sending(message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited, sending)
+        except TaskHubError as error:  # a route that read its body outside `edge`
+            if started or error.code != "payload_too_large":
+                raise
+            await error_response(error)(scope, receive, send)
+
+
 class TrimSlashes:
     """`/tasks/` is `/tasks`, as Meilisearch's NormalizePath(Trim) makes it; `//` is `/`."""
 
@@ -269,15 +317,18 @@ ROUTES = [
 
 
 def create_app(grpc_target: str, *, timeout: float = 30.0, heartbeat: float = events.HEARTBEAT,
-               allowed_hosts: Sequence[str] | None = None, allowed_origins: Sequence[str] = ()) -> Starlette:
+               allowed_hosts: Sequence[str] | None = None, allowed_origins: Sequence[str] = (),
+               payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT) -> Starlette:
     """The gateway in front of the gRPC server at `grpc_target`.
+
+    A request body over `payload_limit` bytes is refused with 413 `payload_too_large`.
 
     `timeout` bounds each call (and the opening of a watch); an event stream sends a
     comment after `heartbeat` seconds without an event. `app.state.watches.close()`
     ends the open event streams (the gateway's shutdown calls it). `allowed_hosts` and
     `allowed_origins` go to the cross-site guard (`guard.Guard`; None: no Host check).
     """
-    backend = Backend(grpc_target, timeout)
+    backend = Backend(grpc_target, timeout, payload_limit)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -290,7 +341,7 @@ def create_app(grpc_target: str, *, timeout: float = 30.0, heartbeat: float = ev
     app = Starlette(
         routes=ROUTES,
         middleware=[Middleware(Guard, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins),
-                    Middleware(TrimSlashes)],
+                    Middleware(TrimSlashes), Middleware(BodyLimit, limit=payload_limit)],
         exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.applications import Starlette
 
+from taskhub import limits
 from taskhub.gateway.app import create_app
 from taskhub.gateway.events import HEARTBEAT
 from taskhub.gateway.guard import listen_hosts, split_list
@@ -56,7 +57,8 @@ class GatewayServer:
 
     @classmethod
     async def start(cls, grpc_target: str, http_listen: str, *, grace: float = 5.0,
-                    heartbeat: float = HEARTBEAT, allowed_hosts: str = "", allowed_origins: str = "") -> GatewayServer:
+                    heartbeat: float = HEARTBEAT, allowed_hosts: str = "", allowed_origins: str = "",
+                    payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT) -> GatewayServer:
         """`allowed_hosts` and `allowed_origins` are comma lists, as `--http-allowed-hosts` takes them."""
         host, port = split_listen(http_listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -64,7 +66,7 @@ class GatewayServer:
         # The port bound, for `:0` too: the Host check needs it.
         hosts = listen_hosts(host, sock.getsockname()[1]) + split_list(allowed_hosts)
         app = create_app(grpc_target, heartbeat=heartbeat, allowed_hosts=hosts,
-                         allowed_origins=split_list(allowed_origins))
+                         allowed_origins=split_list(allowed_origins), payload_limit=payload_limit)
         config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False,
                                 timeout_graceful_shutdown=grace)
         server = _Uvicorn(config)
@@ -90,10 +92,10 @@ class GatewayServer:
 
 
 async def serve_gateway(grpc_target: str, http_listen: str, *, grace: float = 5.0, allowed_hosts: str = "",
-                        allowed_origins: str = "") -> None:
+                        allowed_origins: str = "", payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT) -> None:
     """`taskhub gateway`: runs until SIGTERM or SIGINT."""
     gateway = await GatewayServer.start(grpc_target, http_listen, grace=grace, allowed_hosts=allowed_hosts,
-                                        allowed_origins=allowed_origins)
+                                        allowed_origins=allowed_origins, payload_limit=payload_limit)
     log.info("taskhub gateway listening on %s (port %d), calling gRPC at %s", http_listen, gateway.port, grpc_target)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -19,6 +19,7 @@ from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from taskhub import limits
 from taskhub.server import exports
 from taskhub.server.config import Config, parse_size, watch_retention_bytes
 from taskhub.server.scheduler import Scheduler, wall_clock
@@ -34,7 +35,6 @@ from taskhub.v1 import (
 
 log = logging.getLogger("taskhub")
 
-MAX_MESSAGE = 64 * 1024 * 1024
 DB_HEADROOM = 64 * 1024 * 1024
 SERVICE_NAMES = (
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
@@ -102,16 +102,18 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
                           commit_window=config.commit_window_ms / 1000)
     await scheduler.start(background=background)
 
+    payload_limit = parse_size(config.http_payload_size_limit)
     server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", MAX_MESSAGE),
-        ("grpc.max_send_message_length", MAX_MESSAGE),
+        # gRPC's own RESOURCE_EXHAUSTED past it; details are measured exactly by the services.
+        ("grpc.max_receive_message_length", limits.receive_limit(payload_limit)),
+        ("grpc.max_send_message_length", limits.message_limit(payload_limit)),
     ])
     keys = Keyring(config.master_key, scheduler.call, store, clock)
     await keys.load()
     if not keys.enabled:
         log.warning("no master key is set: every call is allowed. Set --master-key (TASKHUB_MASTER_KEY)"
                     " to require `Authorization: Bearer <key>`.")
-    task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(scheduler, keys), server)
+    task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(scheduler, keys, payload_limit=payload_limit), server)
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(scheduler, keys), server)
     key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(keys), server)
     health = health_async.HealthServicer()
@@ -138,7 +140,8 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
             service.gateway = await GatewayServer.start(service.grpc_target, config.http_listen,
                                                         grace=config.grace_seconds,
                                                         allowed_hosts=config.http_allowed_hosts,
-                                                        allowed_origins=config.http_allowed_origins)
+                                                        allowed_origins=config.http_allowed_origins,
+                                                        payload_limit=payload_limit)
         except BaseException:
             await service.stop(0)
             raise

@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--grpc-target", default=target,
                          help=f"host:port of the taskhub gRPC server (env TASKHUB_GRPC_TARGET); default {target}")
     config_module.add_arguments(gateway, names=("http_listen", "http_allowed_hosts", "http_allowed_origins",
-                                                      "grace_seconds", "event_loop", "log_level"))
+                                                "grace_seconds", "event_loop", "log_level",
+                                                "http_payload_size_limit"))
     gateway.set_defaults(run=_gateway)
     from taskhub.client import cli as client_cli
     from taskhub.client import worker_cli
@@ -79,9 +80,11 @@ def _gateway(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        payload_limit = config_module.parse_size(args.http_payload_size_limit)
         run_loop(serving.serve_gateway(args.grpc_target, args.http_listen, grace=args.grace_seconds,
                                        allowed_hosts=args.http_allowed_hosts,
-                                       allowed_origins=args.http_allowed_origins), args.event_loop)
+                                       allowed_origins=args.http_allowed_origins,
+                                       payload_limit=payload_limit), args.event_loop)
     except (OSError, ValueError) as exc:
         print(f"taskhub: {exc}", file=sys.stderr)
         return 1

@@ -40,6 +40,7 @@ class Config:
     commit_window_ms: float = 5.0
     event_loop: str = "auto"
     log_level: str = "INFO"
+    http_payload_size_limit: str = "1MiB"
 
 
 _HELP = {
@@ -72,6 +73,8 @@ _HELP = {
     "event_loop": ("`auto` (uvloop where it is installed, else asyncio's own), `uvloop` or `asyncio`;"
                    " uvloop cuts the loop's share of every call"),
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "http_payload_size_limit": ("the largest request body, and task details, taken (413 payload_too_large);"
+                                " 1MiB, 100KiB..."),
 }
 
 

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 10_000
+# The stored JSON a page of tasks may carry: PROTOBUF_GROWTH times it stays under gRPC's
+# 64 MiB message limit (taskhub.limits.MIN_MESSAGE), and the gateway's JSON page under it.
+PAGE_BYTES = 8 * 1024 * 1024
 MAX_ENQUEUE_BATCH = 1_000
 # Seconds an enqueue may wait for others to share its commit, when the queue is busy.
 DEFAULT_COMMIT_WINDOW = 0.005
@@ -233,13 +236,13 @@ class Scheduler(Leasing, Watching):
         with self.store.index_lock:  # the store thread changes the index after each commit
             uids, total = self.store.index.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
         # A normal page is read on the loop; a big one on the read thread, not to stall the loop.
-        rows = self.reader.get_tasks(uids) if len(uids) <= 200 else await self.read(Store.get_tasks, uids)
-        found = {task.uid: task for task in rows}
-        rows = [found[uid] for uid in uids if uid in found]
+        # Bounded in bytes too: a page cut short for size goes on (`next`) at the first task left out.
+        rows, cut = (self.reader.get_page(uids, PAGE_BYTES) if len(uids) <= 200
+                     else await self.read(Store.get_page, uids, PAGE_BYTES))
         results, extra = rows[:limit], rows[limit:]
+        next_uid = cut if cut is not None else (extra[0].uid if extra else None)
         return Page(results=results, total=total, limit=limit,
-                    from_uid=results[0].uid if results else None,
-                    next_uid=extra[0].uid if extra else None)
+                    from_uid=results[0].uid if results else None, next_uid=next_uid)
 
     # -- writes -----------------------------------------------------------
 

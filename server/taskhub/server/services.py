@@ -16,7 +16,8 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from taskhub.errors import DOMAIN, TaskHubError
+from taskhub import limits
+from taskhub.errors import DOMAIN, TaskHubError, payload_too_large
 from taskhub.metadata import WATCH_CURSOR
 from taskhub.server import convert
 from taskhub.server.auth import Keyring, Principal
@@ -73,9 +74,11 @@ def authorization(context: grpc.aio.ServicerContext) -> str | None:
 class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     """`taskhub.v1.TaskService` over a scheduler; each call checks its caller's key first."""
 
-    def __init__(self, scheduler: Scheduler, keys: Keyring) -> None:
+    def __init__(self, scheduler: Scheduler, keys: Keyring, *,
+                 payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT) -> None:
         self.scheduler = scheduler
         self.keys = keys
+        self.payload_limit = payload_limit
 
     def _query(self, message: task_pb2.TaskFilter, principal: Principal) -> TaskQuery:
         query = convert.query_from_proto(message)
@@ -103,7 +106,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     async def EnqueueTask(self, request: pb.EnqueueTaskRequest, context) -> pb.EnqueueTaskResponse:
         async with error_edge(context):
             principal = self.keys.require(authorization(context), "tasks.enqueue")
-            task = await self.scheduler.enqueue(*_enqueue_item(request), scope=principal.scope)
+            task = await self.scheduler.enqueue(*_enqueue_item(request, self.payload_limit), scope=principal.scope)
             return pb.EnqueueTaskResponse(task=convert.summary_to_proto(task))
 
     async def EnqueueTasks(self, request: pb.EnqueueTasksRequest, context) -> pb.EnqueueTasksResponse:
@@ -112,7 +115,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             items = []
             for position, item in enumerate(request.tasks):
                 try:
-                    items.append(_enqueue_item(item))
+                    items.append(_enqueue_item(item, self.payload_limit))
                 except TaskHubError as error:
                     raise error.within(f"tasks[{position}]") from None
             tasks = await self.scheduler.enqueue_many(items, scope=principal.scope)
@@ -157,10 +160,11 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 yield response
 
 
-def _enqueue_item(request: pb.EnqueueTaskRequest) -> tuple:
+def _enqueue_item(request: pb.EnqueueTaskRequest, payload_limit: int) -> tuple:
     """(type, index uid, details) from one enqueue request, as the scheduler takes them."""
     type_ = convert.task_type(request.type)
     details = convert.details_from_proto(type_, request.details, request.HasField("details"))
+    check_details_size(request.details, details, payload_limit)
     return type_, request.index_uid if request.HasField("index_uid") else None, details
 
 
@@ -176,6 +180,18 @@ def _lease_duration(request: wpb.LeaseTasksRequest | wpb.RenewLeaseRequest, defa
     if not request.HasField("lease_duration"):
         return default
     return convert.checked_duration(request.lease_duration, "invalid_lease_duration", "lease_duration", zero=False)
+
+
+def check_details_size(message, details: dict | None, payload_limit: int) -> None:
+    """Details over the payload limit, counted as the JSON they are answered as, are refused.
+
+    JSON never takes more than PROTOBUF_GROWTH times the protobuf size (an escaped control
+    character is the worst case), so small details are let through without encoding them.
+    """
+    if details is None or message.ByteSize() * limits.PROTOBUF_GROWTH <= payload_limit:
+        return
+    if limits.json_size(details) > payload_limit:
+        raise payload_too_large(payload_limit)
 
 
 class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):

@@ -49,6 +49,10 @@ KEEP = object()
 _FEW = 32
 _SELECT_FEW = [f"SELECT {COLUMNS} FROM tasks WHERE uid IN ({', '.join('?' * n)}) ORDER BY uid"
                for n in range(_FEW + 1)]
+_SELECT_FEW_DESC = [f"SELECT {COLUMNS} FROM tasks WHERE uid IN ({', '.join('?' * n)}) ORDER BY uid DESC"
+                    for n in range(_FEW + 1)]
+# What a task costs in a page beside its details and error (uid, dates, index uid, ...), as an upper bound.
+ROW_BYTES = 512
 
 
 class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
@@ -212,6 +216,26 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
                 f"SELECT {COLUMNS} FROM tasks WHERE uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
                 (json.dumps(uids),))
         return [row_to_task(r) for r in rows]
+
+    def get_page(self, uids: list[int], budget: int) -> tuple[list[Task], int | None]:
+        """The tasks of `uids` (sorted one way), in that order, until their stored size passes `budget`.
+
+        Answers the tasks and the uid of the first task left out for size (None if none was).
+        The size is the stored JSON of details and error plus ROW_BYTES a task: rows past the
+        budget are never read into memory, and the first task always fits, however big.
+        """
+        descending = len(uids) > 1 and uids[0] > uids[1]
+        select = _SELECT_FEW_DESC if descending else _SELECT_FEW
+        tasks, used = [], 0
+        for start in range(0, len(uids), _FEW):
+            chunk = uids[start:start + _FEW]
+            for row in self.conn.execute(select[len(chunk)], chunk):
+                details, error = row[5], row[6]
+                used += ROW_BYTES + (len(details) if details else 0) + (len(error) if error else 0)
+                if used > budget and tasks:
+                    return tasks, row[0]
+                tasks.append(row_to_task(row))
+        return tasks, None
 
     def next_server_task(self) -> Task | None:
         """The enqueued server-run task to run first: cancelations newest first, then by type, oldest first."""
