@@ -28,7 +28,6 @@ JSON = {"content-type": "application/json"}
 
 # -- undecodable gRPC requests --------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="grpc.aio answers UNKNOWN and logs a traceback")
 @pytest.mark.parametrize("method", ["/taskhub.v1.TaskService/ListTasks", "/taskhub.v1.TaskService/EnqueueTask",
                                     "/taskhub.v1.TaskService/WatchTasks", "/taskhub.v1.WorkerService/LeaseTasks"])
 async def test_undecodable_requests_are_invalid_argument(channel, method, caplog):

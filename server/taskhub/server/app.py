@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskhub import limits
-from taskhub.server import exports
+from taskhub.server import decoding, exports
 from taskhub.server.config import Config, parse_size, watch_retention_bytes
 from taskhub.server.scheduler import Scheduler, wall_clock
 from taskhub.server.auth import Keyring
@@ -113,9 +113,11 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
     if not keys.enabled:
         log.warning("no master key is set: every call is allowed. Set --master-key (TASKHUB_MASTER_KEY)"
                     " to require `Authorization: Bearer <key>`.")
-    task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(scheduler, keys, payload_limit=payload_limit), server)
-    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(scheduler, keys), server)
-    key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(keys), server)
+    guarded = decoding.Guarded(server)  # undecodable requests: INVALID_ARGUMENT, not UNKNOWN
+    task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(scheduler, keys, payload_limit=payload_limit),
+                                                            guarded)
+    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(scheduler, keys), guarded)
+    key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(keys), guarded)
     health = health_async.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     for name in ("", *SERVICE_NAMES):
