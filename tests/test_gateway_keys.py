@@ -147,7 +147,7 @@ BAD_CREATIONS = [
 @pytest.mark.parametrize(("body", "expected"), BAD_CREATIONS)
 async def test_bad_creations_get_meilisearchs_errors(secured_http, body, expected):
     if isinstance(body, bytes):
-        response = await secured_http.post("/keys", content=body, headers=MASTER)
+        response = await secured_http.post("/keys", content=body, headers={**MASTER, "content-type": "application/json"})
     else:
         response = await secured_http.post("/keys", json=body, headers=MASTER)
     assert response.status_code == 400

@@ -61,7 +61,8 @@ async def call(app, method: str, path: str, query: bytes, body: bytes = b"") -> 
     """One raw ASGI request; answers the status and the body."""
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
              "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
-             "root_path": "", "headers": [(b"host", b"gateway")], "server": ("gateway", 80),
+             "root_path": "", "headers": [(b"host", b"gateway"), (b"content-type", b"application/json")],
+             "server": ("gateway", 80),
              "client": ("127.0.0.1", 1)}
     messages = []
 

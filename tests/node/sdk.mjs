@@ -15,7 +15,7 @@ function check(actual, expected, what) {
 }
 
 async function enqueue(body) {
-  const response = await fetch(`${host}/tasks`, { method: "POST", body: JSON.stringify(body) });
+  const response = await fetch(`${host}/tasks`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
   assert.equal(response.status, 202);
   return (await response.json()).taskUid;
 }

@@ -203,6 +203,7 @@ async def delete_tasks(request: Request) -> Response:
 @edge
 async def enqueue_task(request: Request) -> Response:
     backend = _backend(request)
+    enqueue.require_json(request.headers.get("content-type"))
     message = enqueue.parse(await request.body())
     response = await backend.tasks.EnqueueTask(message, timeout=backend.timeout, metadata=_metadata(request))
     return JSONResponse(render.summary(response.task), status_code=202)

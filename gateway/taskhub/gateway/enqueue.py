@@ -3,7 +3,9 @@
 The body is `{"type": "documentAdditionOrUpdate", "indexUid": "movies",
 "details": {"receivedDocuments": 10}}`, details in Meilisearch's camelCase keys.
 Shape errors are answered here (`bad_request`, `invalid_task_types`,
-`invalid_task_details`); what a type may carry is the server's call.
+`invalid_task_details`); what a type may carry is the server's call. JSON bodies
+(here and `/keys`) must say `application/json` (415 `invalid_content_type`) and be
+UTF-8 (400 `malformed_payload`).
 """
 
 from __future__ import annotations
@@ -69,13 +71,44 @@ def _check_settings(value, depth: int = 0) -> None:
         _text(value, "details")
 
 
+ACCEPTED_TYPES = "Accepted values for the Content-Type header are: `application/json`"
+
+
+def require_json(content_type: str | None) -> None:
+    """A JSON body's Content-Type must be `application/json` (its charset, if named, UTF-8), as Meilisearch's."""
+    if content_type is None:
+        raise TaskHubError("missing_content_type", f"A Content-Type header is missing. {ACCEPTED_TYPES}")
+    essence, *parameters = (part.strip() for part in content_type.split(";"))
+    charsets = [value.strip().strip('"').lower() for name, _, value in (p.partition("=") for p in parameters)
+                if name.strip().lower() == "charset"]
+    if essence.lower() != "application/json" or any(charset not in ("utf-8", "utf8") for charset in charsets):
+        raise TaskHubError("invalid_content_type", f"The Content-Type `{content_type}` is invalid. {ACCEPTED_TYPES}")
+
+
+def utf8(raw: bytes) -> str:
+    """The body as text: UTF-8 only, without a byte order mark (JSON's own rule, RFC 8259 §8.1)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TaskHubError("malformed_payload", f"The json payload provided is malformed. `the body is not"
+                                                f" UTF-8: invalid byte at position {exc.start}`.") from None
+    if "\x00" in text:  # never in JSON text; all over UTF-16 or UTF-32 that happens to be valid UTF-8
+        raise TaskHubError("malformed_payload", "The json payload provided is malformed. `the body holds NUL bytes:"
+                                                " it is not UTF-8 JSON (UTF-16 or UTF-32?)`.")
+    if text.startswith("\ufeff"):
+        raise TaskHubError("malformed_payload", "The json payload provided is malformed. `the body starts with a"
+                                                " byte order mark: JSON is UTF-8 without one`.")
+    return text
+
+
 def parse(raw: bytes) -> task_service_pb2.EnqueueTaskRequest:
     """The request for a `POST /tasks` body, or a TaskHubError saying what is wrong with it."""
-    if not raw.strip():
+    text = utf8(raw)
+    if not text.strip():
         raise _bad("The request body is empty; expected a JSON object with `type`, `indexUid` and `details`.")
     try:
         # NaN, Infinity and 1e400 are not JSON numbers, and could not be answered back as JSON.
-        body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+        body = json.loads(text, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, RecursionError) as exc:
         raise _bad(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from taskhub.errors import TaskHubError
-from taskhub.gateway import query, render
+from taskhub.gateway import enqueue, query, render
 from taskhub.v1 import key_service_pb2 as kpb
 from taskhub.v1 import key_service_pb2_grpc
 
@@ -117,10 +117,11 @@ def _finite(text: str) -> float:
 
 def _object(raw: bytes) -> dict:
     """The JSON object of a body; Meilisearch's payload errors otherwise."""
-    if not raw.strip():
+    text = enqueue.utf8(raw)
+    if not text.strip():
         raise TaskHubError("missing_payload", "A json payload is missing.")
     try:
-        body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+        body = json.loads(text, parse_constant=_not_json, parse_float=_finite)
         json.dumps(body, ensure_ascii=False).encode("utf-8")  # a lone surrogate (`"\ud800"`) is no text
     except (ValueError, RecursionError) as exc:
         raise TaskHubError("malformed_payload", f"The json payload provided is malformed. `{exc}`.") from None
@@ -281,6 +282,7 @@ def routes(edge: Callable[[Handler], Handler], metadata: Metadata) -> list[Route
 
     async def create_key(request: Request) -> Response:
         stub, timeout = _stub(request)
+        enqueue.require_json(request.headers.get("content-type"))
         message = create_request(await request.body())
         response = await stub.CreateKey(message, timeout=timeout, metadata=metadata(request))
         return JSONResponse(key(response.key), status_code=201)
@@ -292,6 +294,7 @@ def routes(edge: Callable[[Handler], Handler], metadata: Metadata) -> list[Route
 
     async def update_key(request: Request) -> Response:
         stub, timeout = _stub(request)
+        enqueue.require_json(request.headers.get("content-type"))
         message = update_request(uid_or_key(request), await request.body())
         return JSONResponse(key((await stub.UpdateKey(message, timeout=timeout, metadata=metadata(request))).key))
 
