@@ -10,6 +10,18 @@ from taskhub.v1 import key_service_pb2 as kpb
 from taskhub.v1 import key_service_pb2_grpc
 
 DEFAULT_LIMIT = 20
+# A key's name and description are labels, not documents (README, "Payload limits").
+MAX_SIZES = {"name": 255, "description": 4096}
+
+
+def check_labels(request) -> None:
+    """A name or description over its cap is refused with its own code; the value is not echoed."""
+    for field, cap in MAX_SIZES.items():
+        if request.HasField(field) and len(getattr(request, field)) * 4 > cap:
+            size = len(getattr(request, field).encode("utf-8", "surrogatepass"))
+            if size > cap:
+                raise TaskHubError(f"invalid_api_key_{field}", f"Invalid value at `.{field}`: the {field} of a key is"
+                                                               f" at most {cap} bytes (UTF-8), not {size}.")
 
 
 class KeyService(key_service_pb2_grpc.KeyServiceServicer):
@@ -24,6 +36,7 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
     async def CreateKey(self, request: kpb.CreateKeyRequest, context) -> kpb.CreateKeyResponse:
         async with error_edge(context):
             self.keys.require_master(authorization(context))
+            check_labels(request)
             record = await self.keys.create(
                 name=request.name if request.HasField("name") else None,
                 description=request.description if request.HasField("description") else None,
@@ -49,6 +62,7 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
     async def UpdateKey(self, request: kpb.UpdateKeyRequest, context) -> kpb.UpdateKeyResponse:
         async with error_edge(context):
             self.keys.require_master(authorization(context))
+            check_labels(request)
             return kpb.UpdateKeyResponse(key=self._out(await self.keys.update(request.key, _changes(request))))
 
     async def DeleteKey(self, request: kpb.DeleteKeyRequest, context) -> kpb.DeleteKeyResponse:

@@ -81,6 +81,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self.payload_limit = payload_limit
 
     def _query(self, message: task_pb2.TaskFilter, principal: Principal) -> TaskQuery:
+        check_filter_sizes(message)
         query = convert.query_from_proto(message)
         query.scope = principal.scope
         return query
@@ -182,6 +183,40 @@ def _lease_duration(request: wpb.LeaseTasksRequest | wpb.RenewLeaseRequest, defa
     return convert.checked_duration(request.lease_duration, "invalid_lease_duration", "lease_duration", zero=False)
 
 
+# Caps on strings and lists from outside (README, "Payload limits"): an index uid is at most
+# 400 bytes as in Meilisearch; a filter list long enough for any real page of uids.
+MAX_FILTER_VALUES = 10_000
+MAX_INDEX_UID = 400
+MAX_WORKER_NAME = 256
+# (TaskFilter field, its list field, the HTTP parameter, the error code)
+_FILTER_LISTS = (("uids", "uids", "uids", "invalid_task_uids"),
+                 ("canceled_by", "uids", "canceledBy", "invalid_task_canceled_by"),
+                 ("statuses", "statuses", "statuses", "invalid_task_statuses"),
+                 ("types", "types", "types", "invalid_task_types"),
+                 ("index_uids", "index_uids", "indexUids", "invalid_task_index_uids"))
+
+
+def check_size(parameter: str, code: str, what: str, value: str, cap: int) -> None:
+    """A string over `cap` UTF-8 bytes is refused with the parameter's own code, without echoing it."""
+    if len(value) * 4 > cap and (size := len(value.encode("utf-8", "surrogatepass"))) > cap:
+        raise TaskHubError(code, f"Invalid value in parameter `{parameter}`: {what} is at most {cap} bytes (UTF-8),"
+                                 f" not {size}.")
+
+
+def check_filter_sizes(message: task_pb2.TaskFilter) -> None:
+    """Filter lists of at most MAX_FILTER_VALUES values, index uids of at most MAX_INDEX_UID bytes."""
+    for name, field, parameter, code in _FILTER_LISTS:
+        if not message.HasField(name):
+            continue
+        values = getattr(getattr(message, name), field)
+        if len(values) > MAX_FILTER_VALUES:
+            raise TaskHubError(code, f"Invalid value in parameter `{parameter}`: at most {MAX_FILTER_VALUES}"
+                                     f" values are accepted, not {len(values)}.")
+        if name == "index_uids":
+            for value in values:
+                check_size(parameter, code, "an index uid", value, MAX_INDEX_UID)
+
+
 def check_details_size(message, details: dict | None, payload_limit: int) -> None:
     """Details over the payload limit, counted as the JSON they are answered as, are refused.
 
@@ -209,6 +244,8 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
             for name in ("types", "index_uids"):
                 if request.HasField(name):
                     getattr(wanted, name).CopyFrom(getattr(request, name))
+            check_filter_sizes(wanted)
+            check_size("worker", "invalid_worker_name", "a worker name", request.worker, MAX_WORKER_NAME)
             query = convert.query_from_proto(wanted)
             lease = await self.scheduler.lease(
                 worker=request.worker or context.peer(), types=query.types, index_uids=query.index_uids,
