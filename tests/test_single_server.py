@@ -1,0 +1,105 @@
+"""One server per SQLite file and per gRPC port, with real `taskhub serve` subprocesses.
+
+The database is guarded by a kernel lock on a sidecar file (`<db>.lock`): a second
+server on it exits naming the file and the pid holding it, and a restart right
+after SIGKILL starts, since the kernel dropped the dead process's lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from test_serve import free_port, wait_serving
+from taskhub.server import app
+from taskhub.server.store import Store
+from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
+
+
+def serve(db, port: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(db),
+            "--grpc-listen", f"127.0.0.1:{port}", "--no-http", "--grace-seconds", "1", *extra]
+
+
+def start(db, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(serve(db, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_serving(f"127.0.0.1:{port}").close()
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        output, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return output
+
+
+@pytest.mark.xfail(strict=True, reason="two servers share one SQLite file")
+def test_a_second_server_on_the_same_database_exits_naming_the_lock_and_its_pid(tmp_path):
+    db = tmp_path / "q.db"
+    first = start(db, free_port())
+    try:
+        # Another gRPC port, so only the database is shared.
+        second = subprocess.run(serve(db, free_port()), capture_output=True, text=True, timeout=20)
+        assert second.returncode == 1
+        assert f"{db}.lock" in second.stderr
+        assert f"pid {first.pid}" in second.stderr
+        assert first.poll() is None  # the first server is untouched
+    finally:
+        stop(first)
+
+
+@pytest.mark.xfail(strict=True, reason="gRPC listens with SO_REUSEPORT: a taken port is shared")
+def test_a_taken_grpc_port_is_an_error_at_start(tmp_path):
+    port = free_port()
+    first = start(tmp_path / "a.db", port)
+    try:
+        second = subprocess.run(serve(tmp_path / "b.db", port), capture_output=True, text=True, timeout=20)
+        assert second.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
+    finally:
+        stop(first)
+
+
+def test_a_restart_right_after_sigkill_starts_on_the_same_file_and_port(tmp_path):
+    db, port = tmp_path / "q.db", free_port()
+    first = start(db, port)
+    channel = wait_serving(f"127.0.0.1:{port}")
+    request = pb.EnqueueTaskRequest(type=task_pb2.TASK_TYPE_INDEX_CREATION, index_uid="movies")
+    task_service_pb2_grpc.TaskServiceStub(channel).EnqueueTask(request, timeout=5)
+    channel.close()
+    first.kill()
+    first.wait(timeout=10)
+    second = start(db, port)
+    try:
+        channel = wait_serving(f"127.0.0.1:{port}")
+        stub = task_service_pb2_grpc.TaskServiceStub(channel)
+        assert stub.EnqueueTask(request, timeout=5).task.task_uid == 1
+        channel.close()
+    finally:
+        output = stop(second)
+    assert second.returncode == 0, output
+
+
+@pytest.mark.xfail(strict=True, reason="two services share one SQLite file")
+async def test_a_second_service_in_the_same_process_is_refused_until_the_first_stops(config):
+    first = await app.start(config, background=False)
+    try:
+        with pytest.raises(OSError, match=r"\.lock"):
+            await app.start(dataclasses.replace(config, grpc_listen="127.0.0.1:0"), background=False)
+        # Readers of the file (snapshots, the bench loader, tests) take no lock.
+        reader = Store(config.db)
+        assert reader.get_task(0) is None
+        reader.close()
+    finally:
+        await first.stop(0)
+    again = await app.start(config, background=False)
+    await again.stop(0)
