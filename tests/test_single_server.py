@@ -42,7 +42,6 @@ def stop(proc: subprocess.Popen) -> str:
     return output
 
 
-@pytest.mark.xfail(strict=True, reason="two servers share one SQLite file")
 def test_a_second_server_on_the_same_database_exits_naming_the_lock_and_its_pid(tmp_path):
     db = tmp_path / "q.db"
     first = start(db, free_port())
@@ -57,7 +56,6 @@ def test_a_second_server_on_the_same_database_exits_naming_the_lock_and_its_pid(
         stop(first)
 
 
-@pytest.mark.xfail(strict=True, reason="gRPC listens with SO_REUSEPORT: a taken port is shared")
 def test_a_taken_grpc_port_is_an_error_at_start(tmp_path):
     port = free_port()
     first = start(tmp_path / "a.db", port)
@@ -89,7 +87,6 @@ def test_a_restart_right_after_sigkill_starts_on_the_same_file_and_port(tmp_path
     assert second.returncode == 0, output
 
 
-@pytest.mark.xfail(strict=True, reason="two services share one SQLite file")
 async def test_a_second_service_in_the_same_process_is_refused_until_the_first_stops(config):
     first = await app.start(config, background=False)
     try:

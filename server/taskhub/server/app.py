@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from taskhub import limits
 from taskhub.server import decoding, exports
 from taskhub.server.config import Config, parse_size, watch_retention_bytes
+from taskhub.server.lock import ServerLock
 from taskhub.server.scheduler import Scheduler, wall_clock
 from taskhub.server.auth import Keyring
 from taskhub.server.key_service import KeyService
@@ -56,6 +57,8 @@ class Service:
     grpc_port: int
     # The JSON gateway (a taskhub.gateway.serving.GatewayServer), unless `no_http`.
     gateway: Any = None
+    # The database's lock (one server per file), released once the store is closed.
+    lock: ServerLock | None = None
 
     @property
     def grpc_target(self) -> str:
@@ -72,6 +75,8 @@ class Service:
         await self.server.stop(self.config.grace_seconds if grace is None else grace)
         await self.scheduler.stop()
         self.store.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def open_store(config: Config) -> Store:
@@ -92,6 +97,15 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
 
     Tests pass `background=False` to drive `scheduler.tick()` themselves, and a fake `clock`.
     """
+    lock = ServerLock(config.db)  # before anything touches the file, imports included
+    try:
+        return await _start(config, lock, background=background, clock=clock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+async def _start(config: Config, lock: ServerLock, *, background: bool, clock: Callable[[], int]) -> Service:
     store = open_store(config)
     hub = WatchHub(buffer=config.watch_buffer, max_watchers=config.max_watchers)
     scheduler = Scheduler(store, hub=hub, clock=clock, snapshots_dir=config.snapshots_dir, dumps_dir=config.dumps_dir,
@@ -107,6 +121,8 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
         # gRPC's own RESOURCE_EXHAUSTED past it; details are measured exactly by the services.
         ("grpc.max_receive_message_length", limits.receive_limit(payload_limit)),
         ("grpc.max_send_message_length", limits.message_limit(payload_limit)),
+        # gRPC's default would let a second server share a taken port: make it an error, as for any TCP server.
+        ("grpc.so_reuseport", 0),
     ])
     keys = Keyring(config.master_key, scheduler.call, store, clock)
     await keys.load()
@@ -131,10 +147,10 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
     if port == 0:
         await scheduler.stop()
         store.close()
-        raise OSError(f"cannot listen on {config.grpc_listen}")
+        raise OSError(f"cannot listen on {config.grpc_listen}: the address is in use or not valid (--grpc-listen)")
     await server.start()
     service = Service(config=config, store=store, scheduler=scheduler, keys=keys, server=server, health=health,
-                      grpc_port=port)
+                      grpc_port=port, lock=lock)
     if not config.no_http:
         # Imported here: a gRPC-only server does not need Starlette or uvicorn.
         from taskhub.gateway.serving import GatewayServer
