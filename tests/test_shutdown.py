@@ -19,9 +19,9 @@ import pytest
 from test_serve import free_port, wait_serving
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
-GRACE = 3.0
-# Room for the interpreter to close the store and exit, on a loaded machine.
-MARGIN = 2.5
+GRACE = 4.0
+# Room for the interpreter to close the store and exit on a loaded machine; still short of twice GRACE.
+MARGIN = 3.0
 
 
 def connect(port: int) -> socket.socket:
@@ -36,7 +36,6 @@ def connect(port: int) -> socket.socket:
             time.sleep(0.1)
 
 
-@pytest.mark.xfail(strict=True, reason="gRPC takes new calls while the gateway waits out its grace")
 def test_sigterm_refuses_new_calls_at_once_and_exits_within_the_grace(tmp_path):
     grpc_port, http_port = free_port(), free_port()
     proc = subprocess.Popen(

@@ -80,11 +80,15 @@ class GatewayServer:
             await asyncio.sleep(0.01)
         return cls(server=server, task=task, sock=sock, app=app)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float | None = None) -> None:
         """Stops taking connections, lets requests in flight finish (within the grace), closes the channel.
 
-        Event streams never finish by themselves: they end at once with `event: error` (`unavailable`).
+        `grace` replaces the one given at start, so a caller stopping several servers
+        gives them one deadline. Event streams never finish by themselves: they end
+        at once with `event: error` (`unavailable`).
         """
+        if grace is not None:
+            self.server.config.timeout_graceful_shutdown = grace
         self.app.state.watches.close()
         self.server.should_exit = True
         await self.task

@@ -66,13 +66,21 @@ class Service:
         return f"{host}:{self.grpc_port}"
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stops taking calls, lets in-flight ones finish within `grace`, then closes the store."""
+        """Stops taking calls, lets in-flight ones finish within `grace`, then closes the store.
+
+        gRPC and the gateway stop together, on one deadline: both refuse new calls at
+        once, and neither waits out its grace before the other starts. A gateway
+        request still reading its body when the signal came then finds gRPC closed
+        and answers 503 rather than acknowledge a task after SIGTERM.
+        """
+        grace = self.config.grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
         # Watches end first, so no stream (gRPC or the gateway's) holds the shutdown up.
         self.scheduler.begin_shutdown()
-        if self.gateway is not None:  # before gRPC: its requests in flight still need the gRPC server
-            await self.gateway.stop()
-        await self.server.stop(self.config.grace_seconds if grace is None else grace)
+        stopping = [self.server.stop(grace)]
+        if self.gateway is not None:
+            stopping.append(self.gateway.stop(grace))
+        await asyncio.gather(*stopping)
         await self.scheduler.stop()
         self.store.close()
         if self.lock is not None:
