@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -84,3 +85,39 @@ def test_sigterm_refuses_new_calls_at_once_and_exits_within_the_grace(tmp_path):
     assert proc.returncode == 0, output
     assert "stopped cleanly" in output
     assert elapsed < GRACE + MARGIN, f"exited {elapsed:.1f}s after SIGTERM"
+
+
+def test_an_upload_that_ends_after_sigterm_is_refused_not_acknowledged(tmp_path):
+    grpc_port, http_port = free_port(), free_port()
+    db = tmp_path / "q.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(db),
+         "--grpc-listen", f"127.0.0.1:{grpc_port}", "--http-listen", f"127.0.0.1:{http_port}",
+         "--grace-seconds", str(GRACE)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    upload = None
+    try:
+        wait_serving(f"127.0.0.1:{grpc_port}").close()
+        upload = connect(http_port)
+        body = b'{"type": "indexCreation", "indexUid": "books"}'
+        upload.sendall(b"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        upload.sendall(body[10:])
+        answer = b""
+        while chunk := upload.recv(65536):  # the gateway closes the connection after it: it is stopping
+            answer += chunk
+        answer = answer.decode()
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if upload is not None:
+            upload.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert answer.startswith("HTTP/1.1 503"), answer
+    assert '"code":"unavailable"' in answer.replace(" ", "")
+    assert proc.returncode == 0, output
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM tasks").fetchone() == (0,)
