@@ -37,6 +37,7 @@ from taskhub.v1 import (
 log = logging.getLogger("taskhub")
 
 DB_HEADROOM = 64 * 1024 * 1024
+MIN_MASTER_KEY = 16
 SERVICE_NAMES = (
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
@@ -100,11 +101,20 @@ def open_store(config: Config) -> Store:
     return store
 
 
+def check(config: Config) -> None:
+    """Refuses settings that cannot be served, before anything is opened."""
+    if config.master_key and len(config.master_key.encode()) < MIN_MASTER_KEY:
+        # As Meilisearch: a short key is guessed, and every API key's secret derives from it.
+        raise ValueError(f"the master key must be at least {MIN_MASTER_KEY} bytes; this one has"
+                         f" {len(config.master_key.encode())} (--master-key or TASKHUB_MASTER_KEY)")
+
+
 async def start(config: Config, *, background: bool = True, clock: Callable[[], int] = wall_clock) -> Service:
     """Opens the store, recovers, and starts the gRPC server.
 
     Tests pass `background=False` to drive `scheduler.tick()` themselves, and a fake `clock`.
     """
+    check(config)
     lock = ServerLock(config.db)  # before anything touches the file, imports included
     try:
         return await _start(config, lock, background=background, clock=clock)
