@@ -8,6 +8,7 @@ behaviour cannot drift apart.
 
 from __future__ import annotations
 
+import pathlib
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -66,6 +67,20 @@ class TaskTimeoutError(TaskHubError, TimeoutError):
         super().__init__("timeout", f"Task `{uid}` did not reach a terminal status within {timeout:g} seconds.")
         self.uid = uid
         self.timeout = timeout
+
+
+def tls_credentials(tls_ca: str | pathlib.Path | None) -> grpc.ChannelCredentials | None:
+    """TLS trusting the CA certificates (PEM) in the file `tls_ca`; None for plaintext.
+
+    The file is read now, so a wrong path fails here rather than as UNAVAILABLE later.
+    """
+    if tls_ca is None:
+        return None
+    try:
+        roots = pathlib.Path(tls_ca).read_bytes()
+    except OSError as error:
+        raise OSError(f"cannot read the TLS CA file {tls_ca}: {error.strerror or error}") from None
+    return grpc.ssl_channel_credentials(root_certificates=roots)
 
 
 def metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:

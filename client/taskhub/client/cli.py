@@ -95,13 +95,16 @@ def _seconds(text: str) -> float:
 
 
 def connection_flags() -> argparse.ArgumentParser:
-    """`--target`, `--api-key`, `--rpc-timeout` and `--json`, shared by every client command."""
+    """`--target`, `--api-key`, `--tls-ca`, `--rpc-timeout` and `--json`, shared by every client command."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("connection and output")
     group.add_argument("--target", metavar="HOST:PORT", default=os.environ.get("TASKHUB_TARGET", DEFAULT_TARGET),
                        help="the gRPC server (env TASKHUB_TARGET; default %(default)s)")
     group.add_argument("--api-key", metavar="KEY", default=os.environ.get("TASKHUB_API_KEY"),
                        help="sent as `authorization: Bearer KEY` (env TASKHUB_API_KEY)")
+    group.add_argument("--tls-ca", metavar="PATH", default=os.environ.get("TASKHUB_TLS_CA"),
+                       help="call the server over TLS, verifying its certificate with this CA file (PEM)"
+                            " (env TASKHUB_TLS_CA)")
     group.add_argument("--rpc-timeout", metavar="SECONDS", type=_seconds, default=DEFAULT_TIMEOUT,
                        help="deadline of each call to the server (default %(default)s)")
     group.add_argument("--json", action="store_true",
@@ -209,7 +212,8 @@ def runner(run: Command) -> Callable[[argparse.Namespace], int]:
     """Runs a command with a client from the connection flags; errors become a message and an exit code."""
     def runner(args: argparse.Namespace) -> int:
         try:
-            with TaskHubClient(args.target, api_key=args.api_key, timeout=args.rpc_timeout) as client:
+            with TaskHubClient(args.target, api_key=args.api_key, timeout=args.rpc_timeout,
+                               tls_ca=args.tls_ca) as client:
                 return run(client, args)
         except TaskHubError as error:
             if error.code == "unavailable":
@@ -226,6 +230,9 @@ def runner(run: Command) -> Callable[[argparse.Namespace], int]:
             # `taskhub tasks list | head`: the reader left; say nothing more.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_OK
+        except OSError as error:  # an unreadable --tls-ca
+            print(f"taskhub: {error}", file=sys.stderr)
+            return EXIT_USAGE
     return runner
 
 

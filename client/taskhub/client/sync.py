@@ -16,7 +16,7 @@ import grpc
 from taskhub.client.calls import (
     CHANNEL_OPTIONS, DEFAULT_RETRY, DEFAULT_TARGET, DEFAULT_TIMEOUT, Resubscriber, Resumer, RetryPolicy,
     enqueue_request, enqueue_tasks_request,
-    list_request, metadata, retry_delay)
+    list_request, metadata, retry_delay, tls_credentials)
 from taskhub.client import keys
 from taskhub.client.filters import TaskFilter
 from taskhub.client.keys import ApiKey, ExpiresAt, KeyPage
@@ -33,19 +33,21 @@ class TaskHubClient:
     `timeout` bounds every unary call (seconds); `retry` applies to idempotent
     calls (get, list, watch) on UNAVAILABLE; `api_key` is sent as
     `authorization: Bearer <key>`. Pass `channel` to bring your own (it is then
-    yours to close), or `credentials` for TLS.
+    yours to close), or `credentials` for TLS, or `tls_ca`, a
+    CA file (PEM) to verify the server's certificate with.
     """
 
     def __init__(self, target: str = DEFAULT_TARGET, *, api_key: str | None = None,
                  timeout: float | None = DEFAULT_TIMEOUT, retry: RetryPolicy = DEFAULT_RETRY,
                  credentials: grpc.ChannelCredentials | None = None, channel: grpc.Channel | None = None,
-                 options: Sequence[tuple[str, Any]] = ()) -> None:
+                 options: Sequence[tuple[str, Any]] = (), tls_ca: str | None = None) -> None:
         self.target = target
         self.timeout = timeout
         self.retry = retry
         self._owns_channel = channel is None
         if channel is None:
             channel_options = [*CHANNEL_OPTIONS, *options]
+            credentials = credentials or tls_credentials(tls_ca)
             channel = (grpc.secure_channel(target, credentials, channel_options) if credentials is not None
                        else grpc.insecure_channel(target, channel_options))
         self._channel = channel

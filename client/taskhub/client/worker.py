@@ -30,7 +30,7 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2
 
-from taskhub.client.calls import CHANNEL_OPTIONS, metadata, status_code, to_error
+from taskhub.client.calls import CHANNEL_OPTIONS, metadata, status_code, tls_credentials, to_error
 from taskhub.client.models import TYPE_TO_PROTO, Task, TaskType, details_to_proto, parse_type
 from taskhub.errors import TaskHubError
 from taskhub.v1 import errors_pb2, task_pb2
@@ -82,7 +82,8 @@ class Worker:
     def __init__(self, target: str, handlers: Mapping[TaskType | str, Handler], *, api_key: str | None = None,
                  name: str | None = None, index_uids: list[str] | None = None, max_tasks: int | None = None,
                  concurrency: int = 1, lease_seconds: float = 30.0, poll_seconds: float = 10.0,
-                 grace_seconds: float = 30.0) -> None:
+                 grace_seconds: float = 30.0, credentials: grpc.ChannelCredentials | None = None,
+                 tls_ca: str | None = None) -> None:
         if not handlers:
             raise ValueError("a worker needs at least one handler")
         self.target = target
@@ -95,6 +96,8 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.grace_seconds = grace_seconds
         self._metadata = metadata(api_key)
+        # TLS when given `credentials` or a CA file (PEM), as for the clients.
+        self._credentials = credentials or tls_credentials(tls_ca)
         self.processed = 0
         self._stopping = asyncio.Event()
 
@@ -118,7 +121,9 @@ class Worker:
     async def run_async(self, *, max_batches: int | None = None) -> None:
         """Leases and runs batches until `stop()` (or `max_batches` batches per loop)."""
         self._stopping = asyncio.Event()
-        async with grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS) as channel:
+        channel = (grpc.aio.secure_channel(self.target, self._credentials, options=CHANNEL_OPTIONS)
+                   if self._credentials is not None else grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS))
+        async with channel:
             stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
             await asyncio.gather(*(self._loop(stub, max_batches) for _ in range(self.concurrency)))
 

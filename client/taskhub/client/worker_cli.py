@@ -50,6 +50,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
                         help="host:port of the gRPC server (env TASKHUB_TARGET)")
     parser.add_argument("--api-key", default=os.environ.get("TASKHUB_API_KEY"),
                         help="API key with the workers.* action (env TASKHUB_API_KEY)")
+    parser.add_argument("--tls-ca", default=os.environ.get("TASKHUB_TLS_CA"),
+                        help="call the server over TLS, verifying it with this CA file (PEM) (env TASKHUB_TLS_CA)")
     parser.add_argument("--index-uids", help="only these indexes, comma-separated")
     parser.add_argument("--max-tasks", type=int, help="the most tasks in one batch")
     parser.add_argument("--concurrency", type=int, default=1, help="batches run at once (on different indexes)")
@@ -63,11 +65,15 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    worker = Worker(
-        args.target, load_handlers(args.module), api_key=args.api_key,
-        index_uids=args.index_uids.split(",") if args.index_uids else None, max_tasks=args.max_tasks,
-        concurrency=args.concurrency, lease_seconds=args.lease_seconds, poll_seconds=args.poll_seconds,
-        grace_seconds=args.grace_seconds)
+    try:
+        worker = Worker(
+            args.target, load_handlers(args.module), api_key=args.api_key, tls_ca=args.tls_ca,
+            index_uids=args.index_uids.split(",") if args.index_uids else None, max_tasks=args.max_tasks,
+            concurrency=args.concurrency, lease_seconds=args.lease_seconds, poll_seconds=args.poll_seconds,
+            grace_seconds=args.grace_seconds)
+    except OSError as error:  # an unreadable --tls-ca
+        print(f"taskhub worker: {error}", file=sys.stderr)
+        return 2
     try:
         worker.run()
     except TaskHubError as error:

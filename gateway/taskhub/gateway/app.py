@@ -41,11 +41,13 @@ UNAVAILABLE = ("The task queue is unavailable right now: the gateway got no answ
 class Backend:
     """The gateway's one channel to the gRPC server, opened on first use or at startup."""
 
-    def __init__(self, target: str, timeout: float, payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT) -> None:
+    def __init__(self, target: str, timeout: float, payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
         self.target = target
         self.timeout = timeout
         # As the server's: a page of big settings objects is more than gRPC's default 4 MiB.
         self.message_limit = limits.message_limit(payload_limit)
+        self.credentials = credentials  # TLS (or local) credentials; None for plaintext
         self._channel: grpc.aio.Channel | None = None
         self._tasks: task_service_pb2_grpc.TaskServiceStub | None = None
         self._health: health_pb2_grpc.HealthStub | None = None
@@ -53,10 +55,12 @@ class Backend:
 
     def open(self) -> None:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.target, options=[
+            options = [
                 ("grpc.max_receive_message_length", self.message_limit),
                 ("grpc.max_send_message_length", self.message_limit),
-            ])
+            ]
+            self._channel = (grpc.aio.secure_channel(self.target, self.credentials, options=options)
+                             if self.credentials is not None else grpc.aio.insecure_channel(self.target, options=options))
             self._tasks = task_service_pb2_grpc.TaskServiceStub(self._channel)
             self._health = health_pb2_grpc.HealthStub(self._channel)
             self._keys = key_service_pb2_grpc.KeyServiceStub(self._channel)
@@ -319,8 +323,9 @@ ROUTES = [
 
 def create_app(grpc_target: str, *, timeout: float = 30.0, heartbeat: float = events.HEARTBEAT,
                allowed_hosts: Sequence[str] | None = None, allowed_origins: Sequence[str] = (),
-               payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT) -> Starlette:
-    """The gateway in front of the gRPC server at `grpc_target`.
+               payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT,
+               credentials: grpc.ChannelCredentials | None = None) -> Starlette:
+    """The gateway in front of the gRPC server at `grpc_target` (over TLS with `credentials`).
 
     A request body over `payload_limit` bytes is refused with 413 `payload_too_large`.
 
@@ -329,7 +334,7 @@ def create_app(grpc_target: str, *, timeout: float = 30.0, heartbeat: float = ev
     ends the open event streams (the gateway's shutdown calls it). `allowed_hosts` and
     `allowed_origins` go to the cross-site guard (`guard.Guard`; None: no Host check).
     """
-    backend = Backend(grpc_target, timeout, payload_limit)
+    backend = Backend(grpc_target, timeout, payload_limit, credentials)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import pathlib
 import signal
 import socket
 from dataclasses import dataclass
 
+import grpc
 import uvicorn
 from starlette.applications import Starlette
 
@@ -56,19 +58,32 @@ class GatewayServer:
         return self.sock.getsockname()[1]
 
     @classmethod
-    async def start(cls, grpc_target: str, http_listen: str, *, grace: float = 5.0,
-                    heartbeat: float = HEARTBEAT, allowed_hosts: str = "", allowed_origins: str = "",
-                    payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT) -> GatewayServer:
-        """`allowed_hosts` and `allowed_origins` are comma lists, as `--http-allowed-hosts` takes them."""
+    async def start(cls, grpc_target: str, http_listen: str, *, grace: float = 5.0, heartbeat: float = HEARTBEAT,
+                    allowed_hosts: str = "", allowed_origins: str = "",
+                    payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT,
+                    credentials: grpc.ChannelCredentials | None = None, tls_cert: str | None = None,
+                    tls_key: str | None = None) -> GatewayServer:
+        """Listens on `http_listen` (HTTPS with `tls_cert` and `tls_key`) and calls gRPC with `credentials`.
+
+        `allowed_hosts` and `allowed_origins` are comma lists, as `--http-allowed-hosts` takes them.
+        """
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("TLS needs both --tls-cert and --tls-key")
         host, port = split_listen(http_listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.create_server((host, port), family=family)
-        # The port bound, for `:0` too: the Host check needs it.
-        hosts = listen_hosts(host, sock.getsockname()[1]) + split_list(allowed_hosts)
-        app = create_app(grpc_target, heartbeat=heartbeat, allowed_hosts=hosts,
-                         allowed_origins=split_list(allowed_origins), payload_limit=payload_limit)
-        config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False,
-                                timeout_graceful_shutdown=grace)
+        try:
+            # The port bound, for `:0` too: the Host check needs it.
+            hosts = listen_hosts(host, sock.getsockname()[1]) + split_list(allowed_hosts)
+            app = create_app(grpc_target, heartbeat=heartbeat, allowed_hosts=hosts,
+                             allowed_origins=split_list(allowed_origins), payload_limit=payload_limit,
+                             credentials=credentials)
+            config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False,
+                                    timeout_graceful_shutdown=grace, ssl_certfile=tls_cert, ssl_keyfile=tls_key)
+            config.load()  # here, so a bad certificate or key fails with a message
+        except OSError as error:  # ssl.SSLError is one
+            sock.close()
+            raise OSError(f"cannot use --tls-cert {tls_cert} with --tls-key {tls_key}: {error}") from None
         server = _Uvicorn(config)
         task = asyncio.create_task(server.serve(sockets=[sock]), name="taskhub-gateway")
         while not server.started:
@@ -96,10 +111,19 @@ class GatewayServer:
 
 
 async def serve_gateway(grpc_target: str, http_listen: str, *, grace: float = 5.0, allowed_hosts: str = "",
-                        allowed_origins: str = "", payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT) -> None:
-    """`taskhub gateway`: runs until SIGTERM or SIGINT."""
+                        allowed_origins: str = "", payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT,
+                        tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None) -> None:
+    """`taskhub gateway`: runs until SIGTERM or SIGINT; gRPC over TLS with `tls_ca`, HTTPS with `tls_cert`."""
+    credentials = None
+    if tls_ca is not None:
+        try:
+            roots = pathlib.Path(tls_ca).read_bytes()
+        except OSError as error:
+            raise OSError(f"cannot read the TLS CA file {tls_ca}: {error.strerror or error}") from None
+        credentials = grpc.ssl_channel_credentials(root_certificates=roots)
     gateway = await GatewayServer.start(grpc_target, http_listen, grace=grace, allowed_hosts=allowed_hosts,
-                                        allowed_origins=allowed_origins, payload_limit=payload_limit)
+                                        allowed_origins=allowed_origins, payload_limit=payload_limit,
+                                        credentials=credentials, tls_cert=tls_cert, tls_key=tls_key)
     log.info("taskhub gateway listening on %s (port %d), calling gRPC at %s", http_listen, gateway.port, grpc_target)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

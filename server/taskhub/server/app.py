@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskhub import limits
-from taskhub.server import decoding, exports
+from taskhub.server import decoding, exports, tls
 from taskhub.server.config import Config, parse_size, watch_retention_bytes
 from taskhub.server.lock import ServerLock
 from taskhub.server.scheduler import Scheduler, wall_clock
@@ -115,15 +115,17 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
     Tests pass `background=False` to drive `scheduler.tick()` themselves, and a fake `clock`.
     """
     check(config)
+    credentials = tls.server_credentials(config)
     lock = ServerLock(config.db)  # before anything touches the file, imports included
     try:
-        return await _start(config, lock, background=background, clock=clock)
+        return await _start(config, lock, credentials, background=background, clock=clock)
     except BaseException:
         lock.release()
         raise
 
 
-async def _start(config: Config, lock: ServerLock, *, background: bool, clock: Callable[[], int]) -> Service:
+async def _start(config: Config, lock: ServerLock, credentials: grpc.ServerCredentials | None, *, background: bool,
+                 clock: Callable[[], int]) -> Service:
     store = open_store(config)
     hub = WatchHub(buffer=config.watch_buffer, max_watchers=config.max_watchers)
     scheduler = Scheduler(store, hub=hub, clock=clock, snapshots_dir=config.snapshots_dir, dumps_dir=config.dumps_dir,
@@ -158,8 +160,14 @@ async def _start(config: Config, lock: ServerLock, *, background: bool, clock: C
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                                          reflection.SERVICE_NAME), server)
+    gateway_port = None
     try:
-        port = server.add_insecure_port(config.grpc_listen)
+        if credentials is None:
+            port = server.add_insecure_port(config.grpc_listen)
+        else:
+            port = server.add_secure_port(config.grpc_listen, credentials)
+            if not config.no_http:  # the embedded gateway's way in (tls.py says why)
+                gateway_port = server.add_secure_port(tls.LOOPBACK, tls.local_server_credentials())
     except RuntimeError:  # grpcio raises this when the address is taken
         port = 0
     if port == 0:
@@ -173,11 +181,18 @@ async def _start(config: Config, lock: ServerLock, *, background: bool, clock: C
         # Imported here: a gRPC-only server does not need Starlette or uvicorn.
         from taskhub.gateway.serving import GatewayServer
         try:
-            service.gateway = await GatewayServer.start(service.grpc_target, config.http_listen,
-                                                        grace=config.grace_seconds,
-                                                        allowed_hosts=config.http_allowed_hosts,
-                                                        allowed_origins=config.http_allowed_origins,
-                                                        payload_limit=payload_limit)
+            if gateway_port is None:
+                service.gateway = await GatewayServer.start(service.grpc_target, config.http_listen,
+                                                            grace=config.grace_seconds,
+                                                            allowed_hosts=config.http_allowed_hosts,
+                                                            allowed_origins=config.http_allowed_origins,
+                                                            payload_limit=payload_limit)
+            else:
+                service.gateway = await GatewayServer.start(
+                    f"127.0.0.1:{gateway_port}", config.http_listen, grace=config.grace_seconds,
+                    allowed_hosts=config.http_allowed_hosts, allowed_origins=config.http_allowed_origins,
+                    payload_limit=payload_limit, credentials=tls.local_channel_credentials(),
+                    tls_cert=config.tls_cert, tls_key=config.tls_key)
         except BaseException:
             await service.stop(0)
             raise

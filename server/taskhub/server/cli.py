@@ -29,9 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     target = os.environ.get("TASKHUB_GRPC_TARGET", "127.0.0.1:50051")
     gateway.add_argument("--grpc-target", default=target,
                          help=f"host:port of the taskhub gRPC server (env TASKHUB_GRPC_TARGET); default {target}")
+    ca = os.environ.get("TASKHUB_TLS_CA")
+    gateway.add_argument("--tls-ca", metavar="PATH", default=ca,
+                         help="call the gRPC server over TLS, verifying it with this CA file (PEM) (env TASKHUB_TLS_CA)")
     config_module.add_arguments(gateway, names=("http_listen", "http_allowed_hosts", "http_allowed_origins",
                                                 "grace_seconds", "event_loop", "log_level",
-                                                "http_payload_size_limit"))
+                                                "http_payload_size_limit", "tls_cert", "tls_key"))
     gateway.set_defaults(run=_gateway)
     from taskhub.client import cli as client_cli
     from taskhub.client import worker_cli
@@ -84,7 +87,9 @@ def _gateway(args: argparse.Namespace) -> int:
         run_loop(serving.serve_gateway(args.grpc_target, args.http_listen, grace=args.grace_seconds,
                                        allowed_hosts=args.http_allowed_hosts,
                                        allowed_origins=args.http_allowed_origins,
-                                       payload_limit=payload_limit), args.event_loop)
+                                       payload_limit=payload_limit,
+                                       tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key),
+                 args.event_loop)
     except (OSError, ValueError) as exc:
         print(f"taskhub: {exc}", file=sys.stderr)
         return 1

@@ -41,6 +41,8 @@ class Config:
     event_loop: str = "auto"
     log_level: str = "INFO"
     http_payload_size_limit: str = "1MiB"
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 _HELP = {
@@ -75,6 +77,8 @@ _HELP = {
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "http_payload_size_limit": ("the largest request body, and task details, taken (413 payload_too_large);"
                                 " 1MiB, 100KiB..."),
+    "tls_cert": "serve gRPC and HTTP over TLS with this certificate chain (PEM); needs --tls-key",
+    "tls_key": "the private key (PEM) of --tls-cert",
 }
 
 
