@@ -81,11 +81,13 @@ class Service:
         stopping = [self.server.stop(grace)]
         if self.gateway is not None:
             stopping.append(self.gateway.stop(grace))
-        await asyncio.gather(*stopping)
-        await self.scheduler.stop()
-        self.store.close()
-        if self.lock is not None:
-            self.lock.release()
+        try:
+            await asyncio.gather(*stopping)
+            await self.scheduler.stop()
+            self.store.close()
+        finally:  # the kernel would drop it at exit anyway; a test's next service needs it now
+            if self.lock is not None:
+                self.lock.release()
 
 
 def open_store(config: Config) -> Store:
