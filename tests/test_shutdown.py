@@ -37,6 +37,19 @@ def connect(port: int) -> socket.socket:
             time.sleep(0.1)
 
 
+BODY = b'{"type": "indexCreation", "indexUid": "books"}'
+
+
+def begin_upload(upload: socket.socket, port: int) -> None:
+    """A slow `POST /tasks`: the headers and a first chunk of the body; the gateway waits for the rest."""
+    upload.sendall(b"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: %d\r\n\r\n%s" % (port, len(BODY), BODY[:10]))
+    upload.settimeout(0.5)
+    with pytest.raises(TimeoutError):  # no answer: the request is in flight
+        upload.recv(1)
+    upload.settimeout(30)
+
+
 def test_sigterm_refuses_new_calls_at_once_and_exits_within_the_grace(tmp_path):
     grpc_port, http_port = free_port(), free_port()
     proc = subprocess.Popen(
@@ -51,11 +64,7 @@ def test_sigterm_refuses_new_calls_at_once_and_exits_within_the_grace(tmp_path):
         stub = task_service_pb2_grpc.TaskServiceStub(channel)
         request = pb.EnqueueTaskRequest(type=task_pb2.TASK_TYPE_INDEX_CREATION, index_uid="movies")
         assert stub.EnqueueTask(request, timeout=5).task.task_uid == 0
-        # A slow upload: the headers and a first chunk of the body, the rest never comes.
-        body = b'{"type": "indexCreation", "indexUid": "books"}'
-        upload.sendall(b"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                       b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
-        time.sleep(0.5)  # the gateway is reading it
+        begin_upload(upload, http_port)  # the rest of the body never comes
         proc.send_signal(signal.SIGTERM)
         sent = time.monotonic()
         time.sleep(0.5)
@@ -99,13 +108,10 @@ def test_an_upload_that_ends_after_sigterm_is_refused_not_acknowledged(tmp_path)
     try:
         wait_serving(f"127.0.0.1:{grpc_port}").close()
         upload = connect(http_port)
-        body = b'{"type": "indexCreation", "indexUid": "books"}'
-        upload.sendall(b"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                       b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
-        time.sleep(0.5)
+        begin_upload(upload, http_port)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
-        upload.sendall(body[10:])
+        upload.sendall(BODY[10:])
         answer = b""
         while chunk := upload.recv(65536):  # the gateway closes the connection after it: it is stopping
             answer += chunk
