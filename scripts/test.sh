@@ -11,13 +11,21 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test,bench]'
 
-npm install --prefix tools --no-audit --no-fund --loglevel=error
+# `npm ci` installs exactly the committed lockfile and never rewrites it (tests/test_packaging.py checks that
+# each lockfile is complete). It starts node_modules afresh, so it runs only when the lockfile changed since.
+npm_ci() {
+  if ! cmp -s "$1/package-lock.json" "$1/node_modules/.installed-lock.json"; then
+    npm ci --prefix "$1" --no-audit --no-fund --loglevel=error
+    cp "$1/package-lock.json" "$1/node_modules/.installed-lock.json"
+  fi
+}
+npm_ci tools
 # The official Meilisearch JS SDK, driven against the gateway by tests/test_gateway_sdk.py.
-npm install --prefix tests/node --no-audit --no-fund --loglevel=error
+npm_ci tests/node
 # The dashboard's browser test (tests/test_dashboard_browser.py): playwright-core from npm drives Debian's
 # chromium (playwright cannot download browsers here). apt-get only when chromium is missing and we are
 # root or have sudo; without it the test skips, saying why (and fails under CI, where it must run).
-npm install --prefix tests/browser --no-audit --no-fund --loglevel=error
+npm_ci tests/browser
 if [ ! -x "${TASKHUB_CHROMIUM:-/usr/bin/chromium}" ]; then
   if [ "$(id -u)" = 0 ]; then
     as_root=()

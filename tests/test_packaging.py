@@ -23,10 +23,7 @@ def test_every_npm_folder_is_listed():
 
 
 @npm
-@pytest.mark.parametrize("folder", [
-    pytest.param("tools", marks=pytest.mark.xfail(
-        strict=True, reason="the lockfile lacks the optional buf binaries of other platforms; npm install adds them")),
-    *NPM_FOLDERS[1:]])
+@pytest.mark.parametrize("folder", NPM_FOLDERS)
 def test_lockfile_is_committed_and_complete(folder, tmp_path):
     """npm resolving package.json again writes exactly the committed lockfile."""
     tracked = subprocess.run(["git", "ls-files", "--error-unmatch", f"{folder}/package-lock.json"], cwd=ROOT,
