@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17taskhub/v1/errors.proto\x12\ntaskhub.v1\"F\n\tTaskError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0c\n\x04link\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17taskhub/v1/errors.proto\x12\ntaskhub.v1\"F\n\tTaskError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0c\n\x04link\x18\x04 \x01(\tB]\n\x14io.github.taskhub.v1B\x0b\x45rrorsProtoP\x01Z6github.com/taskhub/taskhub/gen/go/taskhub/v1;taskhubv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'taskhub.v1.errors_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\024io.github.taskhub.v1B\013ErrorsProtoP\001Z6github.com/taskhub/taskhub/gen/go/taskhub/v1;taskhubv1'
   _globals['_TASKERROR']._serialized_start=39
   _globals['_TASKERROR']._serialized_end=109
 # @@protoc_insertion_point(module_scope)
