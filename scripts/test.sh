@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up what the tests need (a .venv with the test and bench extras; buf, the JS SDK and playwright-core
-# from npm; Debian's chromium) and runs every check CI runs: buf lint/format, generated-code drift, ruff, pytest.
+# Sets up what the tests need (a .venv with the test and bench extras; buf, the JS SDK, playwright-core and the
+# TypeScript stub tools from npm; Debian's chromium) and runs every check CI runs: buf lint/format, generated-code
+# drift, ruff, pytest.
 # Extra arguments go to pytest: `scripts/test.sh -k watch -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,8 @@ npm_ci tests/node
 # chromium (playwright cannot download browsers here). apt-get only when chromium is missing and we are
 # root or have sudo; without it the test skips, saying why (and fails under CI, where it must run).
 npm_ci tests/browser
+# TypeScript stubs from buf.gen.yaml (protoc-gen-es), compiled and run against a server by tests/test_ts_stubs.py.
+npm_ci tests/ts
 if [ ! -x "${TASKHUB_CHROMIUM:-/usr/bin/chromium}" ]; then
   if [ "$(id -u)" = 0 ]; then
     as_root=()

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-NPM_FOLDERS = ["tools", "tests/node", "tests/browser", "examples/node"]
+NPM_FOLDERS = ["tools", "tests/node", "tests/browser", "tests/ts", "examples/node"]
 
 npm = pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
 
