@@ -60,7 +60,6 @@ def _size(folder: pathlib.Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-@pytest.mark.xfail(strict=True, reason="no taskhub-client distribution: a client-only install brings the server's dependencies")
 def test_the_client_needs_nothing_of_the_server():
     """The whole distribution lists the client's requirements as they are, then the server's own."""
     client, whole = _project(ROOT / "client" / "pyproject.toml"), _project(ROOT / "pyproject.toml")
@@ -86,7 +85,6 @@ def client_venv(tmp_path_factory) -> tuple[pathlib.Path, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="no taskhub-client distribution: a client-only install brings the server's dependencies")
 def test_client_wheel_installs_the_client_alone(client_venv):
     venv, added = client_venv
     python = venv / "bin" / "python"
@@ -110,7 +108,6 @@ def test_client_wheel_installs_the_client_alone(client_venv):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="no taskhub-client distribution: a client-only install brings the server's dependencies")
 async def test_client_command_drives_a_real_server(client_venv, service):
     venv, _ = client_venv
     process = await asyncio.create_subprocess_exec(
