@@ -5,7 +5,9 @@ scripts/test.sh runs) installs it as locked and running the tests rewrites no tr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -117,3 +119,34 @@ async def test_client_command_drives_a_real_server(client_venv, service):
     assert process.returncode == 0, err.decode()
     assert json.loads(out) == {"taskUid": 0, "indexUid": "books", "status": "enqueued", "type": "indexCreation",
                                "enqueuedAt": "2023-11-14T22:13:20.001000Z"}
+
+
+# -- the example systemd unit -----------------------------------------------------------------------------
+
+def test_systemd_unit_sets_only_real_settings():
+    """Every TASKHUB_* the example unit sets is a `taskhub serve` setting, and it runs `taskhub serve`."""
+    from taskhub.server.config import Config, env_name
+
+    unit = (ROOT / "examples" / "systemd" / "taskhub.service").read_text()
+    settings = {env_name(f.name) for f in dataclasses.fields(Config)}
+    assigned = re.findall(r"^Environment=(TASKHUB_\w+)=", unit, re.MULTILINE)
+    assert assigned and set(assigned) <= settings
+    assert re.search(r"^ExecStart=\S+/taskhub serve$", unit, re.MULTILINE)
+    assert "[Install]" in unit and "StateDirectory=taskhub" in unit
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_unit_verifies(tmp_path):
+    """`systemd-analyze verify` accepts the unit, pointed at this venv's taskhub and the current user."""
+    import grp
+    import pwd
+
+    unit = (ROOT / "examples" / "systemd" / "taskhub.service").read_text()
+    unit = re.sub(r"^ExecStart=\S+/taskhub", f"ExecStart={pathlib.Path(sys.executable).parent}/taskhub", unit,
+                  flags=re.MULTILINE)
+    unit = re.sub(r"^User=taskhub$", f"User={pwd.getpwuid(os.getuid()).pw_name}", unit, flags=re.MULTILINE)
+    unit = re.sub(r"^Group=taskhub$", f"Group={grp.getgrgid(os.getgid()).gr_name}", unit, flags=re.MULTILINE)
+    (tmp_path / "taskhub.service").write_text(unit)
+    verified = subprocess.run(["systemd-analyze", "verify", tmp_path / "taskhub.service"], capture_output=True,
+                              text=True, timeout=60)
+    assert verified.returncode == 0, verified.stderr
