@@ -52,7 +52,7 @@ BAD_BODIES = [
      invalid_details("`details.receivedDocuments` must be a non-negative integer or null.")),
     (b'{"type": "documentAdditionOrUpdate", "indexUid": "a", "details": {"receivedDocuments": true}}',
      invalid_details("`details.receivedDocuments` must be a non-negative integer or null.")),
-    (b'{"type": "documentAdditionOrUpdate", "indexUid": "a", "details": {"receivedDocuments": 1e3}}',
+    (b'{"type": "documentAdditionOrUpdate", "indexUid": "a", "details": {"receivedDocuments": 1.5}}',
      invalid_details("`details.receivedDocuments` must be a non-negative integer or null.")),
     (b'{"type": "documentAdditionOrUpdate", "indexUid": "a", "details": {"primaryKey": "id"}}',
      invalid_details("`details.primaryKey` is not a detail of a `documentAdditionOrUpdate` task; its details are"

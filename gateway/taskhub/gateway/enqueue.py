@@ -174,9 +174,11 @@ def _fill_details(request: task_service_pb2.EnqueueTaskRequest, type_: int, deta
             if not isinstance(value, str):
                 raise _invalid(f"`details.{key}` must be a string or null.")
             setattr(sub, field.name, _text(value, f"details.{key}"))
-        elif isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
-            raise _invalid(f"`details.{key}` must be a non-negative integer or null.")
         else:
+            if isinstance(value, float) and value.is_integer():  # `10.0` is an integer to JSON Schema too
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
+                raise _invalid(f"`details.{key}` must be a non-negative integer or null.")
             setattr(sub, field.name, value)
 
 

@@ -7,6 +7,9 @@ every documented operation is a route.
 
 from __future__ import annotations
 
+from taskhub.gateway.openapi_schemas import (
+    DATE_FILTER, FILTER_SCHEMAS, KEY_PATCH, NEW_KEY, NEW_TASK, PAGE_SCHEMAS, U32_MAX, U64_MAX)
+from taskhub.gateway.guard import ANY_HOST_PATHS
 from taskhub.gateway.query import FILTER_PARAMETERS, LIST_PARAMETERS
 from taskhub.gateway.render import SETTINGS_ORDER, STATUS_LABELS, TYPE_LABELS
 
@@ -32,9 +35,25 @@ for _name in FILTER_PARAMETERS:
                                   " this RFC 3339 date-time or `YYYY-MM-DD` date.")
 
 
+def _schema(name: str) -> dict:
+    return {**PAGE_SCHEMAS.get(name, FILTER_SCHEMAS.get(name, {"type": "string", "pattern": DATE_FILTER})),
+            "description": _PARAMETER_TEXT[name][1]}
+
+
 def _parameter(name: str) -> dict:
-    kind, text = _PARAMETER_TEXT[name]
-    return {"name": name, "in": "query", "required": False, "description": text, "schema": {"type": kind}}
+    return {"name": name, "in": "query", "required": False, "description": _PARAMETER_TEXT[name][1],
+            "schema": _schema(name)}
+
+
+# Cancel and delete need at least one filter (400 `missing_task_filters` otherwise), which separate
+# parameters cannot say: the filters are one exploded object parameter, each property its own `name=value`.
+_AT_LEAST_ONE_FILTER = [{
+    "name": "filters", "in": "query", "required": True, "style": "form", "explode": True,
+    "description": "At least one filter, each as its own query parameter (`?statuses=enqueued&indexUids=movies`);"
+                   " `*` as a value matches every task.",
+    "schema": {"type": "object", "minProperties": 1, "additionalProperties": False,
+               "properties": {name: _schema(name) for name in FILTER_PARAMETERS}},
+}]
 
 
 def _ref(name: str) -> dict:
@@ -46,6 +65,17 @@ def _json(schema: dict, description: str) -> dict:
 
 
 _ERROR = _json(_ref("Error"), "An error: `{message, code, type, link}`.")
+# Where a body is read: it must be JSON, and within the payload limit.
+_BODY_ERRORS = {
+    "413": _json(_ref("Error"), "`payload_too_large`: the body is over `--http-payload-size-limit` (1 MiB by"
+                 " default), refused while it streams in."),
+    "415": _json(_ref("Error"), "`missing_content_type` or `invalid_content_type`: the body is sent as anything"
+                 " but `application/json` (a `charset`, if named, must be UTF-8)."),
+}
+_CROSS_SITE = _json(_ref("Error"), "`host_not_allowed`: the `Host` header does not name this gateway;"
+                    " `cross_origin_request_refused`: a request that changes something came from a web page at"
+                    " another origin (README, \"Cross-site protection\"). With a master key, also"
+                    " `invalid_api_key`: the key does not grant this.")
 _ENQUEUED = _json(_ref("TaskSummary"), "The task was enqueued; here it is in short.")
 
 _SCHEMAS = {
@@ -90,16 +120,7 @@ _SCHEMAS = {
             "next": {**_NULLABLE_INT, "description": "The `from` of the next page; null on the last page."},
         },
     },
-    "NewTask": {
-        "type": "object", "required": ["type"], "additionalProperties": False,
-        "properties": {
-            "type": {"type": "string", "enum": list(TYPE_LABELS.values())},
-            "indexUid": {**_NULLABLE_STRING, "description": "Required for index tasks, absent for global ones."},
-            "details": {"type": ["object", "null"], "description": "Meilisearch's camelCase keys, such as"
-                        " `receivedDocuments`, `primaryKey`, `swaps`, or the settings object."},
-        },
-        "example": {"type": "documentAdditionOrUpdate", "indexUid": "movies", "details": {"receivedDocuments": 10}},
-    },
+    "NewTask": NEW_TASK,
 }
 
 _FILTERS = [_parameter(name) for name in FILTER_PARAMETERS]
@@ -113,8 +134,19 @@ _AFTER = {
     "description": "Start after this sequence number, for a first connection from a known `id` (an EventSource"
                    " cannot set `Last-Event-ID` itself). `Last-Event-ID`, when sent, wins.",
 }
-_EVENT_STREAM = {"text/event-stream": {"schema": {
-    "type": "string",
+_SCHEMAS["TaskEvent"] = {
+    "type": "object", "required": ["data"],
+    "description": "One server-sent event, as its fields: the stream is text, these frames one after another.",
+    "properties": {
+        "id": {"type": "integer", "minimum": 0, "description": "The change's sequence number."},
+        "event": {"type": "string", "enum": ["task", "deleted", "error"]},
+        "data": {"oneOf": [_ref("Task"), _ref("Error")], "description": "JSON on one `data:` line."},
+    },
+}
+# A stream, not one JSON value: typed as text/event-stream, each frame described by `TaskEvent`
+# (`x-itemSchema`, after OpenAPI 3.2's `itemSchema` for sequential media types).
+_EVENT_STREAM = {"text/event-stream": {"x-itemSchema": _ref("TaskEvent"), "schema": {
+    "type": "string", "contentMediaType": "text/event-stream",
     "description": "Server-sent events. Each change: `id: <sequence>`, `event: task` (`event: deleted` when the"
                    " change deleted the task), `data: <the task, as GET /tasks/{uid} answers it>` (a deletion: its last state,"
                    " `details` and `error` null). A comment"
@@ -139,17 +171,17 @@ OPENAPI = {
             "post": {
                 "operationId": "enqueueTask", "summary": "Enqueue a task (taskhub extension)",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("NewTask")}}},
-                "responses": {"202": _ENQUEUED, "400": _ERROR, "422": _ERROR},
+                "responses": {"202": _ENQUEUED, "400": _ERROR, **_BODY_ERRORS},
             },
             "delete": {
                 "operationId": "deleteTasks", "summary": "Enqueue a taskDeletion of the finished matching tasks",
-                "parameters": _FILTERS, "responses": {"202": _ENQUEUED, "400": _ERROR},
+                "parameters": _AT_LEAST_ONE_FILTER, "responses": {"202": _ENQUEUED, "400": _ERROR},
             },
         },
         "/tasks/cancel": {
             "post": {
                 "operationId": "cancelTasks", "summary": "Enqueue a taskCancelation of the matching tasks",
-                "parameters": _FILTERS, "responses": {"202": _ENQUEUED, "400": _ERROR},
+                "parameters": _AT_LEAST_ONE_FILTER, "responses": {"202": _ENQUEUED, "400": _ERROR},
             },
         },
         "/tasks/events": {
@@ -168,7 +200,7 @@ OPENAPI = {
             "get": {
                 "operationId": "getTask", "summary": "One task",
                 "parameters": [{"name": "uid", "in": "path", "required": True,
-                                "schema": {"type": "integer", "minimum": 0}}],
+                                "schema": {"type": "integer", "minimum": 0, "maximum": U32_MAX}}],
                 "responses": {"200": _json(_ref("Task"), "The task."), "400": _ERROR, "404": _ERROR},
             },
         },
@@ -178,7 +210,7 @@ OPENAPI = {
                 "description": "The task's current state at once, then each change; the stream ends after"
                                " `succeeded`, `failed` or `canceled`. Taskhub extension.",
                 "parameters": [{"name": "uid", "in": "path", "required": True,
-                                "schema": {"type": "integer", "minimum": 0}},
+                                "schema": {"type": "integer", "minimum": 0, "maximum": U32_MAX}},
                                {**_LAST_EVENT_ID, "description": "The `id` of the last event received: a state"
                                 " already seen is not sent again, and 204 answers a client that saw the last."}],
                 "responses": {"200": {"description": "The task's states.", "content": _EVENT_STREAM},
@@ -247,45 +279,27 @@ _SCHEMAS.update({
         "properties": {"results": {"type": "array", "items": _ref("Key")}, "offset": {"type": "integer"},
                        "limit": {"type": "integer"}, "total": {"type": "integer"}},
     },
-    "NewKey": {
-        "type": "object", "required": ["actions", "indexes", "expiresAt"], "additionalProperties": False,
-        "properties": {
-            "name": _NULLABLE_STRING, "description": _NULLABLE_STRING,
-            "uid": {"type": "string", "format": "uuid", "description": "A random UUID when absent."},
-            "actions": {"type": "array", "items": {"type": "string", "enum": [
-                "tasks.get", "tasks.enqueue", "tasks.cancel", "tasks.delete", "tasks.*", "workers.*", "*"]}},
-            "indexes": {"type": "array", "items": {"type": "string"},
-                        "description": "Index uids, prefix patterns such as `movies*`, or `*`."},
-            "expiresAt": {"type": ["string", "null"], "description": "RFC 3339, `YYYY-MM-DD HH:MM:SS` or"
-                          " `YYYY-MM-DD` (UTC) in the future; null for never."},
-        },
-        "example": {"name": "ci", "actions": ["tasks.get"], "indexes": ["movies"], "expiresAt": None},
-    },
-    "KeyPatch": {
-        "type": "object", "additionalProperties": False,
-        "description": "Only `name` and `description` change (null clears one, a field left out stays); other"
-                       " fields answer `immutable_api_key_*`.",
-        "properties": {"name": {"type": ["string", "null"]}, "description": {"type": ["string", "null"]}},
-    },
+    "NewKey": NEW_KEY,
+    "KeyPatch": KEY_PATCH,
 })
 _UID_OR_KEY = [{"name": "uid_or_key", "in": "path", "required": True, "description": "The key's uid or the key itself",
-                "schema": {"type": "string"}}]
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,128}$"}}]
 _KEY = _json(_ref("Key"), "The key.")
 OPENAPI["paths"].update({
     "/keys": {
         "get": {
             "operationId": "listKeys", "summary": "List API keys, newest first (master key only)",
             "parameters": [{"name": "offset", "in": "query", "required": False, "description": "Keys to skip.",
-                            "schema": {"type": "integer", "minimum": 0}},
+                            "schema": {"type": "integer", "minimum": 0, "maximum": U64_MAX}},
                            {"name": "limit", "in": "query", "required": False, "description": "Page size; 20 by"
-                            " default.", "schema": {"type": "integer", "minimum": 0}}],
+                            " default.", "schema": {"type": "integer", "minimum": 0, "maximum": U64_MAX}}],
             "responses": {"200": _json(_ref("KeyList"), "One page of keys."), "400": _ERROR},
         },
         "post": {
             "operationId": "createKey", "summary": "Create an API key (master key only)",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("NewKey")}}},
             "responses": {"201": _json(_ref("Key"), "The new key, with its secret."), "400": _ERROR,
-                          "409": _ERROR},
+                          "409": _ERROR, **_BODY_ERRORS},
         },
     },
     "/keys/{uid_or_key}": {
@@ -295,7 +309,7 @@ OPENAPI["paths"].update({
             "operationId": "updateKey", "summary": "Rename or redescribe an API key (master key only)",
             "parameters": _UID_OR_KEY,
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("KeyPatch")}}},
-            "responses": {"200": _KEY, "400": _ERROR, "404": _ERROR},
+            "responses": {"200": _KEY, "400": _ERROR, "404": _ERROR, **_BODY_ERRORS},
         },
         "delete": {"operationId": "deleteKey", "summary": "Delete an API key; it stops working at once (master key"
                    " only)", "parameters": _UID_OR_KEY,
@@ -312,4 +326,6 @@ for _path, _item in OPENAPI["paths"].items():
         if _path in OPEN_PATHS:
             _operation["security"] = []
         else:
-            _operation["responses"].update({"401": _ERROR, "403": _ERROR})
+            _operation["responses"]["401"] = _ERROR
+        if _path not in ANY_HOST_PATHS:
+            _operation["responses"]["403"] = _CROSS_SITE

@@ -1,0 +1,138 @@
+"""What the OpenAPI document says a request may hold: the values the gateway and its server accept.
+
+Each pattern, bound and enum here is one the server (or the gateway's parsing) enforces, so a
+request the document allows is one the service takes; tests/test_openapi_schemathesis.py checks
+that both ways. Where the server's rule cannot be said in JSON Schema (a cap in UTF-8 bytes, an
+expiry in the future) the document says a narrower rule, and its description the exact one.
+"""
+
+from __future__ import annotations
+
+from taskhub.gateway.render import STATUS_LABELS, TYPE_LABELS
+
+U32_MAX = 2**32 - 1
+U64_MAX = 2**64 - 1
+MAX_FILTER_VALUES = 10_000  # the server's cap on a filter list (README, "Payload limits")
+INDEX_UID = "[A-Za-z0-9_-]{1,400}"  # Meilisearch's index uid rule, which the server applies
+
+_YEAR = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+# Days 01-28 exist in every month: a pattern cannot tell which months have a 31st.
+_MONTH_DAY = "-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+_TIME = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+DATE_FILTER = (f"^(\\*|{_YEAR}{_MONTH_DAY}|{_YEAR}{_MONTH_DAY}T{_TIME}(\\.[0-9]{{1,9}})?"
+               f"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$")
+# A key's expiry must be in the future, which no pattern can say: the document allows years from 2100.
+EXPIRES_AT = f"^(2[1-9][0-9]{{2}}|[3-9][0-9]{{3}}){_MONTH_DAY}([T ]{_TIME})?$"
+ENQUEUED_TYPES = [label for label in TYPE_LABELS.values() if label not in ("taskCancelation", "taskDeletion")]
+ACTIONS = ["tasks.get", "tasks.enqueue", "tasks.cancel", "tasks.delete", "tasks.*", "workers.*", "*"]
+# Caps in UTF-8 bytes (the server's) as character counts any text fits in: 4 bytes a character at most.
+NAME_BYTES, DESCRIPTION_BYTES = 255, 4096
+
+
+def comma_list(value: str) -> dict:
+    """A comma-separated list of `value` or `*`, empty items ignored, at most MAX_FILTER_VALUES of them.
+
+    The count is bounded by length (each value takes a character and a comma): a repetition bound
+    in the pattern itself is too large for generators such as schemathesis to honour.
+    """
+    item = f"(\\*|{value})"
+    return {"type": "string", "pattern": f"^{item}?(,{item}?)*$", "maxLength": 2 * MAX_FILTER_VALUES - 1}
+
+
+FILTER_SCHEMAS = {
+    "uids": comma_list("[0-9]{1,9}"),
+    "canceledBy": comma_list("[0-9]{1,9}"),
+    "types": comma_list("(" + "|".join(TYPE_LABELS.values()) + ")"),
+    "statuses": comma_list("(" + "|".join(STATUS_LABELS.values()) + ")"),
+    "indexUids": comma_list(INDEX_UID),
+}
+PAGE_SCHEMAS = {
+    "limit": {"type": "integer", "minimum": 0, "maximum": U32_MAX},
+    "from": {"type": "integer", "minimum": 0, "maximum": U32_MAX},
+    "reverse": {"type": "boolean"},
+}
+
+
+def label(bytes_: int) -> dict:
+    return {"type": ["string", "null"], "maxLength": bytes_ // 4,
+            "description": f"At most {bytes_} bytes of UTF-8 (the document says {bytes_ // 4} characters,"
+                           " which any text fits in)."}
+
+
+_COUNT = {"type": "integer", "minimum": 0, "maximum": U64_MAX}
+_NO_DETAILS = {"type": ["object", "null"], "maxProperties": 0}
+_INDEX_UID = {"type": "string", "pattern": f"^{INDEX_UID}$"}
+# A settings value: text, a flag, a number a double holds, or one level of list or object of those.
+_SCALAR = {"anyOf": [{"type": ["string", "boolean", "null"]},
+                     {"type": "number", "minimum": -1e15, "maximum": 1e15}]}
+_SETTING = {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR},
+                      {"type": "object", "additionalProperties": _SCALAR}]}
+
+# Per type it may be enqueued as: (whether it names an index, its details' schema, whether details are required).
+_DETAILS = {
+    "documentAdditionOrUpdate": (True, {"type": "object", "required": ["receivedDocuments"],
+                                        "additionalProperties": False,
+                                        "properties": {"receivedDocuments": _COUNT}}, True),
+    "documentDeletion": (True, {"type": ["object", "null"], "additionalProperties": False, "properties": {
+        "providedIds": {**_COUNT, "type": ["integer", "null"]}, "originalFilter": {"type": ["string", "null"]}}},
+        False),
+    "indexCreation": (True, {"type": ["object", "null"], "additionalProperties": False,
+                             "properties": {"primaryKey": {"type": ["string", "null"]}}}, False),
+    "indexUpdate": (True, {"type": ["object", "null"], "additionalProperties": False,
+                           "properties": {"primaryKey": {"type": ["string", "null"]}}}, False),
+    "indexDeletion": (True, _NO_DETAILS, False),
+    "settingsUpdate": (True, {"type": ["object", "null"], "additionalProperties": _SETTING,
+                              "description": "The settings object, stored and answered as given."}, False),
+    "indexSwap": (False, {"type": "object", "required": ["swaps"], "additionalProperties": False, "properties": {
+        "swaps": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["indexes"], "additionalProperties": False,
+            "properties": {"indexes": {"type": "array", "items": _INDEX_UID, "minItems": 2, "maxItems": 2}}}}}},
+        True),
+    "dumpCreation": (False, _NO_DETAILS, False),
+    "snapshotCreation": (False, _NO_DETAILS, False),
+}
+assert set(_DETAILS) == set(ENQUEUED_TYPES)
+
+
+def _new_task(type_: str) -> dict:
+    indexed, details, details_required = _DETAILS[type_]
+    required = ["type", *(["indexUid"] if indexed else []), *(["details"] if details_required else [])]
+    return {
+        "type": "object", "required": required, "additionalProperties": False, "title": type_,
+        "properties": {"type": {"const": type_},
+                       "indexUid": _INDEX_UID if indexed else {"type": "null", "description": "A global task."},
+                       "details": details},
+    }
+
+
+NEW_TASK = {
+    "oneOf": [_new_task(type_) for type_ in ENQUEUED_TYPES],
+    "description": "A task to enqueue: its `type` (case-insensitive; `taskCancelation` and `taskDeletion` come from"
+                   " canceling and deleting), the `indexUid` index tasks need and global ones (`indexSwap`,"
+                   " `dumpCreation`, `snapshotCreation`) must not have, and its details in Meilisearch's camelCase"
+                   " keys. Details count toward the payload limit.",
+    "example": {"type": "documentAdditionOrUpdate", "indexUid": "movies", "details": {"receivedDocuments": 10}},
+}
+
+NEW_KEY = {
+    "type": "object", "required": ["actions", "indexes", "expiresAt"], "additionalProperties": False,
+    "properties": {
+        "name": label(NAME_BYTES), "description": label(DESCRIPTION_BYTES),
+        "uid": {"type": "string", "format": "uuid", "description": "A random UUID when absent."},
+        "actions": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": ACTIONS}},
+        "indexes": {"type": "array", "minItems": 1,
+                    "items": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]{0,400}\\*?$"},
+                    "description": "Index uids, prefix patterns such as `movies*`, or `*`."},
+        "expiresAt": {"type": ["string", "null"], "pattern": EXPIRES_AT,
+                      "description": "RFC 3339, `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD` (UTC) in the future; null"
+                                     " for never. (The pattern allows years from 2100: it cannot say `future`.)"},
+    },
+    "example": {"name": "ci", "actions": ["tasks.get"], "indexes": ["movies"], "expiresAt": None},
+}
+
+KEY_PATCH = {
+    "type": "object", "additionalProperties": False,
+    "description": "Only `name` and `description` change (null clears one, a field left out stays); other"
+                   " fields answer `immutable_api_key_*`.",
+    "properties": {"name": label(NAME_BYTES), "description": label(DESCRIPTION_BYTES)},
+}
