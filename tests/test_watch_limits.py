@@ -56,7 +56,6 @@ async def refusal(stub, metadata=()) -> tuple[grpc.StatusCode, str, str]:
     return await error_of(asyncio.wait_for(call.read(), 5))
 
 
-@pytest.mark.xfail(strict=True, reason="watch slots are only counted globally")
 async def test_a_connection_gets_at_most_its_watch_slots(config, clock):
     async with running(config, clock, max_watchers_per_connection=2) as service, channels(service, 2) as (a, b):
         uid = await enqueue(a)
@@ -82,7 +81,6 @@ async def test_a_connection_gets_at_most_its_watch_slots(config, clock):
             call.cancel()
 
 
-@pytest.mark.xfail(strict=True, reason="watch slots are only counted globally")
 async def test_a_key_gets_at_most_its_watch_slots_on_any_connection(config, clock):
     async with running(config, clock, master_key=MASTER_KEY, max_watchers_per_key=2) as service, \
             channels(service, 4) as stubs:
@@ -102,7 +100,6 @@ async def test_a_key_gets_at_most_its_watch_slots_on_any_connection(config, cloc
             call.cancel()
 
 
-@pytest.mark.xfail(strict=True, reason="watch slots are only counted globally")
 async def test_without_a_master_key_every_caller_is_one_anonymous_key(config, clock):
     async with running(config, clock, max_watchers_per_key=2) as service, channels(service, 3) as stubs:
         held = [await open_watch(stubs[0]), await open_watch(stubs[1])]
@@ -124,7 +121,6 @@ async def sse(http: httpx.AsyncClient, path: str, client: str) -> httpx.Response
     return await http.send(http.build_request("GET", path, headers={"x-forwarded-for": client}), stream=True)
 
 
-@pytest.mark.xfail(strict=True, reason="the gateway does not limit watches per HTTP client")
 async def test_sse_clients_are_limited_each_not_as_the_gateways_one_connection(config, clock):
     # The gateway opens every watch over its one gRPC channel: were the server to count that as one
     # connection, two clients with two streams each would be refused at its limit of 2.
@@ -156,7 +152,6 @@ async def test_sse_clients_are_limited_each_not_as_the_gateways_one_connection(c
             await response.aclose()
 
 
-@pytest.mark.xfail(strict=True, reason="a key's watch slots are not counted")
 async def test_sse_watches_count_against_the_callers_key(config, clock):
     async with with_gateway(config, clock, master_key=MASTER_KEY, max_watchers_per_key=1) as (service, http):
         auth = {"authorization": f"Bearer {MASTER_KEY}"}

@@ -5,11 +5,16 @@ once the watch is subscribed and its cursor checked, before any change. Its
 value is the sequence number the watch starts after, so a caller knows the
 watch is open (the gateway then answers 200) and can resume from there without
 a gap even when the stream breaks before its first change.
+
+`GATEWAY_TOKEN`: sent by the gateway that `taskhub serve` starts beside the server, on
+the watches it opens for its HTTP clients. The server then does not count them all as
+its one connection: the gateway limits watches per HTTP client itself.
 """
 
 from __future__ import annotations
 
 WATCH_CURSOR = "taskhub-watch-cursor"
+GATEWAY_TOKEN = "taskhub-gateway-token"
 
 
 def watch_cursor(initial_metadata) -> int | None:

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from taskhub import limits
 from taskhub.errors import TaskHubError, from_rpc_error, payload_too_large
+from taskhub.metadata import GATEWAY_TOKEN
 from taskhub.gateway import dashboard, enqueue, events, keys, query, render
 from taskhub.gateway.guard import Guard
 from taskhub.gateway.openapi import OPENAPI
@@ -42,12 +43,14 @@ class Backend:
     """The gateway's one channel to the gRPC server, opened on first use or at startup."""
 
     def __init__(self, target: str, timeout: float, payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None, watch_token: str | None = None) -> None:
         self.target = target
         self.timeout = timeout
         # As the server's: a page of big settings objects is more than gRPC's default 4 MiB.
         self.message_limit = limits.message_limit(payload_limit)
         self.credentials = credentials  # TLS (or local) credentials; None for plaintext
+        # From the server that started this gateway: its watches then count per HTTP client, here.
+        self.watch_metadata = ((GATEWAY_TOKEN, watch_token),) if watch_token else ()
         self._channel: grpc.aio.Channel | None = None
         self._tasks: task_service_pb2_grpc.TaskServiceStub | None = None
         self._health: health_pb2_grpc.HealthStub | None = None
@@ -171,8 +174,10 @@ async def watch_tasks(request: Request) -> Response:
     message = query.watch_request(_raw_query(request), events.last_event_id(request))
     if request.method == "HEAD":
         return events.head()
-    call = backend.tasks.WatchTasks(message, metadata=_metadata(request))
-    return await events.changes(call, request.app.state.watches, timeout=backend.timeout, describe=from_rpc)
+    slot = request.app.state.watches.take(_client(request))
+    call = backend.tasks.WatchTasks(message, metadata=_metadata(request) + backend.watch_metadata)
+    return await events.changes(call, request.app.state.watches, timeout=backend.timeout, describe=from_rpc,
+                                slot=slot)
 
 
 @edge
@@ -183,9 +188,15 @@ async def watch_task(request: Request) -> Response:
     seen = events.last_event_id(request)
     if request.method == "HEAD":
         return events.head()
-    call = backend.tasks.WatchTask(pb.WatchTaskRequest(uid=uid), metadata=_metadata(request))
+    slot = request.app.state.watches.take(_client(request))
+    call = backend.tasks.WatchTask(pb.WatchTaskRequest(uid=uid), metadata=_metadata(request) + backend.watch_metadata)
     return await events.task(call, request.app.state.watches, timeout=backend.timeout, describe=from_rpc,
-                             seen=seen)
+                             seen=seen, slot=slot)
+
+
+def _client(request: Request) -> str:
+    """The HTTP client's address (behind a proxy that uvicorn trusts, the one it forwards for)."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 @edge
@@ -324,7 +335,8 @@ ROUTES = [
 def create_app(grpc_target: str, *, timeout: float = 30.0, heartbeat: float = events.HEARTBEAT,
                allowed_hosts: Sequence[str] | None = None, allowed_origins: Sequence[str] = (),
                payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT,
-               credentials: grpc.ChannelCredentials | None = None) -> Starlette:
+               credentials: grpc.ChannelCredentials | None = None, watch_token: str | None = None,
+               max_watchers_per_client: int = 500) -> Starlette:
     """The gateway in front of the gRPC server at `grpc_target` (over TLS with `credentials`).
 
     A request body over `payload_limit` bytes is refused with 413 `payload_too_large`.
@@ -333,8 +345,10 @@ def create_app(grpc_target: str, *, timeout: float = 30.0, heartbeat: float = ev
     comment after `heartbeat` seconds without an event. `app.state.watches.close()`
     ends the open event streams (the gateway's shutdown calls it). `allowed_hosts` and
     `allowed_origins` go to the cross-site guard (`guard.Guard`; None: no Host check).
+    An HTTP client holds at most `max_watchers_per_client` streams; `watch_token` comes from a
+    server that trusts this gateway to count them so, rather than all as its one connection.
     """
-    backend = Backend(grpc_target, timeout, payload_limit, credentials)
+    backend = Backend(grpc_target, timeout, payload_limit, credentials, watch_token)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -352,5 +366,5 @@ def create_app(grpc_target: str, *, timeout: float = 30.0, heartbeat: float = ev
         lifespan=lifespan,
     )
     app.state.backend = backend
-    app.state.watches = events.Watches(heartbeat)
+    app.state.watches = events.Watches(heartbeat, per_client=max_watchers_per_client)
     return app

@@ -6,7 +6,8 @@ task, bad cursor, bad key) is still a JSON error with its status. From then on
 `EventStream` writes one event per change (`id:` the sequence number, `data:` the
 task as `GET /tasks/{uid}` renders it), a comment every `heartbeat` seconds, and a
 last `event: error` if the watch breaks. A client that goes away cancels the
-gRPC call at once, so the server drops its watcher.
+gRPC call at once, so the server drops its watcher. `Watches` caps the streams
+one HTTP client address holds (the server sees only the gateway's one channel).
 """
 
 from __future__ import annotations
@@ -38,15 +39,50 @@ Describe = Callable[[grpc.aio.AioRpcError], TaskHubError]
 
 
 class Watches:
-    """What the gateway's event streams share: the heartbeat, and the signal that ends them at shutdown."""
+    """What the gateway's event streams share: the heartbeat, the signal that ends them at shutdown,
+    and each HTTP client's count of open streams."""
 
-    def __init__(self, heartbeat: float = HEARTBEAT) -> None:
+    def __init__(self, heartbeat: float = HEARTBEAT, *, per_client: int = 500) -> None:
         self.heartbeat = heartbeat
+        self.per_client = per_client
         self.closing = asyncio.Event()
+        self._by_client: dict[str, int] = {}
 
     def close(self) -> None:
         """Ends every open stream with `event: error` (code `unavailable`) so the server can stop at once."""
         self.closing.set()
+
+    def take(self, client: str) -> Slot:
+        """One of `client`'s stream slots, or `too_many_watches` (429) when it holds them all."""
+        held = self._by_client.get(client, 0)
+        if held >= self.per_client:
+            raise TaskHubError("too_many_watches",
+                               f"This client already holds {self.per_client} open event streams, its limit"
+                               " (`--max-watchers-per-client`); close one before opening another.")
+        self._by_client[client] = held + 1
+        return Slot(self, client)
+
+    def _give_back(self, client: str) -> None:
+        left = self._by_client[client] - 1
+        if left:
+            self._by_client[client] = left
+        else:
+            del self._by_client[client]
+
+
+class Slot:
+    """One open stream's place in its client's count; given back once, however the stream ends."""
+
+    __slots__ = ("watches", "client")
+
+    def __init__(self, watches: Watches, client: str) -> None:
+        self.watches: Watches | None = watches
+        self.client = client
+
+    def release(self) -> None:
+        if self.watches is not None:
+            watches, self.watches = self.watches, None
+            watches._give_back(self.client)
 
 
 def _json(value: Any) -> str:
@@ -85,9 +121,9 @@ def head() -> Response:
 
 
 async def changes(call: grpc.aio.UnaryStreamCall, watches: Watches, *, timeout: float,
-                  describe: Describe) -> Response:
+                  describe: Describe, slot: Slot) -> Response:
     """`GET /tasks/events`: waits until the server accepts the watch, then streams its changes."""
-    with _cancel_on_error(call):
+    with _cancel_on_error(call, slot):
         cursor = watch_cursor(await _opening(call.initial_metadata(), timeout))
         # The server announces its cursor once the watch is open; an id-only frame hands it to the client,
         # so a reconnect before the first change resumes from there, missing nothing.
@@ -96,37 +132,39 @@ async def changes(call: grpc.aio.UnaryStreamCall, watches: Watches, *, timeout: 
             # Refused (the error raises here), or an older server that announces nothing: its first change.
             first = await call.read()
             if first is grpc.aio.EOF:
-                return EventStream(call, watches, describe, lead=lead, ended=True)
+                return EventStream(call, watches, describe, slot, lead=lead, ended=True)
             lead.append(change_frame(first))
             cursor = first.sequence
-        return EventStream(call, watches, describe, lead=lead, last_id=cursor)
+        return EventStream(call, watches, describe, slot, lead=lead, last_id=cursor)
 
 
 async def task(call: grpc.aio.UnaryStreamCall, watches: Watches, *, timeout: float, describe: Describe,
-               seen: int | None) -> Response:
+               seen: int | None, slot: Slot) -> Response:
     """`GET /tasks/{uid}/events`: the current state at once (unless `seen` already), then each change.
 
     A client that already saw the task's terminal state (`Last-Event-ID`) gets 204, which tells
     an `EventSource` to stop reconnecting.
     """
-    with _cancel_on_error(call):
+    with _cancel_on_error(call, slot):
         first = await _opening(call.read(), timeout)  # the current state, or the refusal
         if first is grpc.aio.EOF:
-            return EventStream(call, watches, describe, ended=True)
+            return EventStream(call, watches, describe, slot, ended=True)
         if seen is not None and first.sequence <= seen:
             if render.STATUS_LABELS.get(first.task.status) in ("succeeded", "failed", "canceled"):
                 call.cancel()
+                slot.release()
                 return Response(status_code=204, headers=HEADERS)
-            return EventStream(call, watches, describe, last_id=seen)
-        return EventStream(call, watches, describe, lead=[change_frame(first)], last_id=first.sequence)
+            return EventStream(call, watches, describe, slot, last_id=seen)
+        return EventStream(call, watches, describe, slot, lead=[change_frame(first)], last_id=first.sequence)
 
 
 @contextlib.contextmanager
-def _cancel_on_error(call: grpc.aio.UnaryStreamCall):
+def _cancel_on_error(call: grpc.aio.UnaryStreamCall, slot: Slot):
     try:
         yield
     except BaseException:
         call.cancel()
+        slot.release()
         raise
 
 
@@ -152,9 +190,10 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, call: grpc.aio.UnaryStreamCall, watches: Watches, describe: Describe, *,
+    def __init__(self, call: grpc.aio.UnaryStreamCall, watches: Watches, describe: Describe, slot: Slot, *,
                  lead: list[bytes] = (), last_id: int | None = None, ended: bool = False) -> None:
         self.call = call
+        self.slot = slot
         self.watches = watches
         self.describe = describe
         self.lead = list(lead)
@@ -195,6 +234,7 @@ class EventStream(Response):
                 if waiter is not None:
                     waiter.cancel()
             self.call.cancel()  # frees the server's watcher; a no-op once the call is over
+            self.slot.release()
 
     async def _forward(self, send: Send, read: asyncio.Future) -> None:
         try:

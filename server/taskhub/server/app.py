@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,7 +130,8 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
 async def _start(config: Config, lock: ServerLock, credentials: grpc.ServerCredentials | None, *, background: bool,
                  clock: Callable[[], int]) -> Service:
     store = open_store(config)
-    hub = WatchHub(buffer=config.watch_buffer, max_watchers=config.max_watchers)
+    hub = WatchHub(buffer=config.watch_buffer, max_watchers=config.max_watchers,
+                   per_key=config.max_watchers_per_key, per_connection=config.max_watchers_per_connection)
     scheduler = Scheduler(store, hub=hub, clock=clock, snapshots_dir=config.snapshots_dir, dumps_dir=config.dumps_dir,
                           max_batch_size=config.max_batch_size, max_attempts=config.max_attempts,
                           watch_retention=config.watch_retention,
@@ -182,19 +184,22 @@ async def _start(config: Config, lock: ServerLock, credentials: grpc.ServerCrede
     if not config.no_http:
         # Imported here: a gRPC-only server does not need Starlette or uvicorn.
         from taskhub.gateway.serving import GatewayServer
+        # Its streams share one channel: the server trusts it to limit them per HTTP client.
+        hub.gateway_token = secrets.token_urlsafe(24)
         try:
+            watch = dict(watch_token=hub.gateway_token, max_watchers_per_client=config.max_watchers_per_client)
             if gateway_port is None:
                 service.gateway = await GatewayServer.start(service.grpc_target, config.http_listen,
                                                             grace=config.grace_seconds,
                                                             allowed_hosts=config.http_allowed_hosts,
                                                             allowed_origins=config.http_allowed_origins,
-                                                            payload_limit=payload_limit)
+                                                            payload_limit=payload_limit, **watch)
             else:
                 service.gateway = await GatewayServer.start(
                     f"127.0.0.1:{gateway_port}", config.http_listen, grace=config.grace_seconds,
                     allowed_hosts=config.http_allowed_hosts, allowed_origins=config.http_allowed_origins,
                     payload_limit=payload_limit, credentials=tls.local_channel_credentials(),
-                    tls_cert=config.tls_cert, tls_key=config.tls_key)
+                    tls_cert=config.tls_cert, tls_key=config.tls_key, **watch)
         except BaseException:
             await service.stop(0)
             raise

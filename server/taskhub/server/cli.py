@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="call the gRPC server over TLS, verifying it with this CA file (PEM) (env TASKHUB_TLS_CA)")
     config_module.add_arguments(gateway, names=("http_listen", "http_allowed_hosts", "http_allowed_origins",
                                                 "grace_seconds", "event_loop", "log_level",
-                                                "http_payload_size_limit", "tls_cert", "tls_key"))
+                                                "http_payload_size_limit", "tls_cert", "tls_key",
+                                                "max_watchers_per_client"))
     gateway.set_defaults(run=_gateway)
     from taskhub.client import cli as client_cli
     from taskhub.client import worker_cli
@@ -88,7 +89,8 @@ def _gateway(args: argparse.Namespace) -> int:
                                        allowed_hosts=args.http_allowed_hosts,
                                        allowed_origins=args.http_allowed_origins,
                                        payload_limit=payload_limit,
-                                       tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key),
+                                       tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                       max_watchers_per_client=args.max_watchers_per_client),
                  args.event_loop)
     except (OSError, ValueError) as exc:
         print(f"taskhub: {exc}", file=sys.stderr)

@@ -34,6 +34,9 @@ class Config:
     watch_retention_size: str | None = None
     watch_buffer: int = 1_024
     max_watchers: int = 20_000
+    max_watchers_per_key: int = 10_000
+    max_watchers_per_connection: int = 2_000
+    max_watchers_per_client: int = 500
     max_task_db_size: str = "10GiB"
     cleanup_threshold: int = 1_000_000
     cleanup_batch: int = 100_000
@@ -67,6 +70,9 @@ _HELP = {
                              " default a tenth of --max-task-db-size"),
     "watch_buffer": "changes queued for one watcher before it is cut off as too slow",
     "max_watchers": "the most watch streams open at once",
+    "max_watchers_per_key": "the most watch streams one API key (or, without a master key, all callers) may hold",
+    "max_watchers_per_connection": "the most watch streams one gRPC connection may hold",
+    "max_watchers_per_client": "the most event streams (SSE) one HTTP client address may hold at the gateway",
     "max_task_db_size": "past this database size new tasks are refused (no_space_left_on_device); 10GiB, 500MiB...",
     "cleanup_threshold": "at this many tasks, the oldest finished ones are deleted automatically",
     "cleanup_batch": "how many finished tasks one automatic cleanup deletes",

@@ -23,6 +23,7 @@ from taskhub.server import convert
 from taskhub.server.auth import Keyring, Principal
 from taskhub.server.model import TaskQuery
 from taskhub.server.scheduler import SECOND, Scheduler
+from taskhub.server.watch import Owner
 from taskhub.v1 import task_pb2, task_service_pb2_grpc, worker_service_pb2_grpc
 from taskhub.v1 import task_service_pb2 as pb
 from taskhub.v1 import worker_service_pb2 as wpb
@@ -79,6 +80,11 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self.scheduler = scheduler
         self.keys = keys
         self.payload_limit = payload_limit
+
+    def _watcher(self, context) -> Owner:
+        """Whose watch slot a stream takes: its key (once accepted) and its connection."""
+        return Owner.of(authorization(context) if self.keys.enabled else None, context.invocation_metadata(),
+                        context.peer(), self.scheduler.hub.gateway_token)
 
     def _query(self, message: task_pb2.TaskFilter, principal: Principal) -> TaskQuery:
         check_filter_sizes(message)
@@ -141,7 +147,8 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     async def WatchTask(self, request: pb.WatchTaskRequest, context) -> AsyncIterator[pb.WatchTaskResponse]:
         async with error_edge(context):
             principal = self.keys.require(authorization(context), "tasks.get")
-            async for task in self.scheduler.watch_task(request.uid, scope=principal.scope):
+            async for task in self.scheduler.watch_task(request.uid, scope=principal.scope,
+                                                        owner=self._watcher(context)):
                 response = pb.WatchTaskResponse(sequence=task.seq)
                 convert.fill_task(response.task, task)
                 yield response
@@ -155,7 +162,8 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 # Headers now, not with the first change: the caller learns the watch is open.
                 await context.send_initial_metadata(((WATCH_CURSOR, str(cursor)),))
 
-            async for event in self.scheduler.watch_tasks(query, after, started=started):
+            async for event in self.scheduler.watch_tasks(query, after, started=started,
+                                                          owner=self._watcher(context)):
                 response = pb.WatchTasksResponse(sequence=event.seq, deleted=event.deleted)
                 convert.fill_task(response.task, event.task)
                 yield response

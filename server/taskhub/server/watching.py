@@ -12,15 +12,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from taskhub.errors import TaskHubError
 from taskhub.server.model import Scope, Task, TaskQuery
 from taskhub.server.store import Store
-from taskhub.server.watch import Event
+from taskhub.server.watch import Event, Owner
 
 
 class Watching:
     """WatchTask and WatchTasks; mixed into `Scheduler`, whose hub, reads and `get_task` it uses."""
 
-    async def watch_task(self, uid: int, *, scope: Scope | None = None) -> AsyncIterator[Task]:
+    async def watch_task(self, uid: int, *, scope: Scope | None = None, owner: Owner = Owner()) -> AsyncIterator[Task]:
         """The task's current state, then each committed change, until a terminal status."""
-        sub = self.hub.subscribe(uids=[uid])
+        sub = self.hub.subscribe(uids=[uid], owner=owner)
         try:
             task = await self.get_task(uid, scope=scope)
             yield task
@@ -34,13 +34,14 @@ class Watching:
             sub.close()
 
     async def watch_tasks(self, query: TaskQuery, after: int | None = None, *,
-                          started: Callable[[int], Awaitable[None]] | None = None) -> AsyncIterator[Event]:
+                          started: Callable[[int], Awaitable[None]] | None = None,
+                          owner: Owner = Owner()) -> AsyncIterator[Event]:
         """Every committed change matching `query`, in sequence order, from after `after` (else from now).
 
         `started(cursor)` is awaited once the watch is subscribed and its cursor checked, before any
         change is sent: `cursor` is the sequence number the watch starts after.
         """
-        sub = self.hub.subscribe(query=query)
+        sub = self.hub.subscribe(query=query, owner=owner)
         try:
             # Read after subscribing: a change is then either at most `last` or queued for us. In the
             # commits' lane, so that a commit asked for after this read cannot run before it.
