@@ -199,7 +199,7 @@ async def test_last_event_id_resumes_with_every_later_change_once(live, service)
 
 async def test_many_concurrent_streams_see_the_same_changes(live, service):
     opened = [await open_stream(live, "/tasks/events") for _ in range(40)]
-    await watchers(service, 40)
+    await watchers(service, 1)  # streams of one key and filter share one server watch
     for _ in range(3):
         await enqueue(live, MOVIE)
     expected = [{"id": str(uid + 1), "event": "task", "data": await current(live, uid)} for uid in range(3)]

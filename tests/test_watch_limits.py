@@ -129,7 +129,8 @@ async def test_sse_clients_are_limited_each_not_as_the_gateways_one_connection(c
         uid = (await http.post("/tasks", json={"type": "indexCreation", "indexUid": "movies"})).json()["taskUid"]
         streams = []
         for client in ("203.0.113.1", "203.0.113.2"):
-            for path in ("/tasks/events", f"/tasks/{uid}/events"):
+            # Filters of their own: clients of one filter would share one server watch.
+            for path in (f"/tasks/events?indexUids={client.replace('.', '-')}", f"/tasks/{uid}/events"):
                 response = await sse(http, path, client)
                 assert response.status_code == 200, (await response.aread()).decode()
                 streams.append(response)
@@ -138,6 +139,7 @@ async def test_sse_clients_are_limited_each_not_as_the_gateways_one_connection(c
         assert refused.status_code == 429
         assert refused.json()["code"] == "too_many_watches" and refused.json()["type"] == "system"
         assert "client" in refused.json()["message"]
+        assert service.scheduler.hub.watchers == 4  # over the gateway's one connection, limited to 2
         # A client that closes a stream gets its slot back.
         await streams[0].aclose()
         for _ in range(200):
@@ -155,9 +157,11 @@ async def test_sse_clients_are_limited_each_not_as_the_gateways_one_connection(c
 async def test_sse_watches_count_against_the_callers_key(config, clock):
     async with with_gateway(config, clock, master_key=MASTER_KEY, max_watchers_per_key=1) as (service, http):
         auth = {"authorization": f"Bearer {MASTER_KEY}"}
-        first = await http.send(http.build_request("GET", "/tasks/events", headers=auth), stream=True)
+        first = await http.send(http.build_request("GET", "/tasks/events?indexUids=movies", headers=auth),
+                                stream=True)
         assert first.status_code == 200
-        second = await http.get("/tasks/events", headers={**auth, "x-forwarded-for": "203.0.113.9"})
+        # Another filter needs a server watch of its own (one filter's clients share one).
+        second = await http.get("/tasks/events?indexUids=books", headers={**auth, "x-forwarded-for": "203.0.113.9"})
         assert second.status_code == 429 and second.json()["code"] == "too_many_watches"
         assert "key" in second.json()["message"]
         await first.aclose()

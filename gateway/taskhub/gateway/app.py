@@ -174,10 +174,18 @@ async def watch_tasks(request: Request) -> Response:
     message = query.watch_request(_raw_query(request), events.last_event_id(request))
     if request.method == "HEAD":
         return events.head()
-    slot = request.app.state.watches.take(_client(request))
-    call = backend.tasks.WatchTasks(message, metadata=_metadata(request) + backend.watch_metadata)
-    return await events.changes(call, request.app.state.watches, timeout=backend.timeout, describe=from_rpc,
-                                slot=slot)
+    watches = request.app.state.watches
+    slot = watches.take(_client(request))
+    metadata = _metadata(request)
+    if not message.HasField("after"):
+        # From now: clients of one key and filter share one gRPC stream (events.shared).
+        check = pb.ListTasksRequest(filter=message.filter, limit=0)
+        return await events.shared(
+            message, metadata, watches, timeout=backend.timeout, describe=from_rpc, slot=slot,
+            open_call=lambda: backend.tasks.WatchTasks(message, metadata=metadata + backend.watch_metadata),
+            check=lambda: backend.tasks.ListTasks(check, timeout=backend.timeout, metadata=metadata))
+    call = backend.tasks.WatchTasks(message, metadata=metadata + backend.watch_metadata)
+    return await events.changes(call, watches, timeout=backend.timeout, describe=from_rpc, slot=slot)
 
 
 @edge

@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from taskhub.errors import TaskHubError
 from taskhub.gateway import query, render
+from taskhub.gateway.feeds import Feeds, Follower
 from taskhub.metadata import watch_cursor
 from taskhub.v1 import task_service_pb2 as pb
 
@@ -47,6 +48,7 @@ class Watches:
         self.per_client = per_client
         self.closing = asyncio.Event()
         self._by_client: dict[str, int] = {}
+        self.feeds = Feeds(change_frame)
 
     def close(self) -> None:
         """Ends every open stream with `event: error` (code `unavailable`) so the server can stop at once."""
@@ -138,6 +140,21 @@ async def changes(call: grpc.aio.UnaryStreamCall, watches: Watches, *, timeout: 
         return EventStream(call, watches, describe, slot, lead=lead, last_id=cursor)
 
 
+async def shared(message: pb.WatchTasksRequest, metadata: tuple, watches: Watches, *, open_call: Callable,
+                 check: Callable, timeout: float, describe: Describe, slot: Slot) -> Response:
+    """`GET /tasks/events` from now: follows the shared feed of this key and filter, opening it if none is.
+
+    Its id-only lead frame hands the client where it starts, as `changes` does.
+    """
+    try:
+        follower = await watches.feeds.follow(message, metadata, open_call=open_call, check=check,
+                                              timeout=timeout, describe=describe)
+    except BaseException:
+        slot.release()
+        raise
+    return EventStream(follower, watches, describe, slot, lead=[frame(id=follower.after)], last_id=follower.after)
+
+
 async def task(call: grpc.aio.UnaryStreamCall, watches: Watches, *, timeout: float, describe: Describe,
                seen: int | None, slot: Slot) -> Response:
     """`GET /tasks/{uid}/events`: the current state at once (unless `seen` already), then each change.
@@ -181,18 +198,36 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
+class CallSource:
+    """A watch of the client's own: each message of its gRPC stream as one frame."""
+
+    def __init__(self, call: grpc.aio.UnaryStreamCall) -> None:
+        self.call = call
+
+    async def read(self) -> list[tuple[int, bytes]] | None:
+        message = await self.call.read()
+        if message is grpc.aio.EOF:  # the watch ended normally: one task reached a terminal status
+            return None
+        return [(message.sequence, change_frame(message))]
+
+    def close(self) -> None:
+        self.call.cancel()  # frees the server's watcher; a no-op once the call is over
+
+
 class EventStream(Response):
-    """A `text/event-stream` response fed by one open gRPC watch.
+    """A `text/event-stream` response fed by one open watch: a gRPC stream of its own, or a shared feed.
 
     It always listens for the client's disconnect (whatever ASGI version the
-    server speaks) and cancels the gRPC call then, or when anything else ends it.
+    server speaks) and closes the watch then, or when anything else ends it.
     """
 
     media_type = "text/event-stream"
 
-    def __init__(self, call: grpc.aio.UnaryStreamCall, watches: Watches, describe: Describe, slot: Slot, *,
+    def __init__(self, source: CallSource | Follower, watches: Watches, describe: Describe, slot: Slot, *,
                  lead: list[bytes] = (), last_id: int | None = None, ended: bool = False) -> None:
-        self.call = call
+        if isinstance(source, grpc.aio.UnaryStreamCall):
+            source = CallSource(source)
+        self.source = source
         self.slot = slot
         self.watches = watches
         self.describe = describe
@@ -212,7 +247,7 @@ class EventStream(Response):
             for chunk in self.lead:
                 await self._write(send, chunk)
             while not self.ended:
-                read = read or asyncio.ensure_future(self.call.read())
+                read = read or asyncio.ensure_future(self.source.read())
                 done, _ = await asyncio.wait({read, gone, closing}, timeout=self.watches.heartbeat,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if gone in done:
@@ -233,24 +268,28 @@ class EventStream(Response):
             for waiter in (read, gone, closing):
                 if waiter is not None:
                     waiter.cancel()
-            self.call.cancel()  # frees the server's watcher; a no-op once the call is over
+            self.source.close()
             self.slot.release()
 
     async def _forward(self, send: Send, read: asyncio.Future) -> None:
         try:
-            message = read.result()
+            frames = read.result()
         except grpc.aio.AioRpcError as error:
+            await self._write(send, self._error_frame(self._interrupted(self.describe(error))))
+            self.ended = True
+            return
+        except TaskHubError as error:  # a shared feed's end, already described
             await self._write(send, self._error_frame(self._interrupted(error)))
             self.ended = True
             return
-        if message is grpc.aio.EOF:  # the watch ended normally: one task reached a terminal status
+        if frames is None:
             self.ended = True
             return
-        await self._write(send, change_frame(message))
-        self.last_id = message.sequence
+        # What a shared feed buffered goes out in one write.
+        await self._write(send, b"".join(frame for _, frame in frames) if len(frames) > 1 else frames[0][1])
+        self.last_id = frames[-1][0]
 
-    def _interrupted(self, error: grpc.aio.AioRpcError) -> TaskHubError:
-        described = self.describe(error)
+    def _interrupted(self, described: TaskHubError) -> TaskHubError:
         if described.code == "unavailable":
             return TaskHubError("unavailable", "The watch was interrupted: the gRPC server stopped or cannot be"
                                                " reached." + self._resume_hint())

@@ -1,0 +1,172 @@
+"""Shared watches: SSE clients of one key and one filter, watching from now, share one gRPC stream.
+
+Each change then costs the server one delivery and the gateway one read and one encoding,
+whatever the number of clients: the frame's bytes are handed to every follower. A follower
+owns a buffer bounded in bytes; one that falls that far behind is cut off with
+`watch_too_slow` (after what is buffered), and never slows the feed or the other followers.
+A client resuming from a `Last-Event-ID` replays through a watch of its own instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+
+import grpc
+
+from taskhub.errors import TaskHubError
+from taskhub.metadata import watch_cursor
+from taskhub.v1 import task_service_pb2 as pb
+
+FOLLOWER_BYTES = 4 * 1024 * 1024  # what one SSE client may fall behind by before it is cut off
+
+Describe = Callable[[grpc.aio.AioRpcError], TaskHubError]
+
+
+def _too_slow() -> TaskHubError:
+    return TaskHubError("watch_too_slow", "The client read the events too slowly and was disconnected;"
+                                          " reconnect with the last event id to resume.")
+
+
+class Follower:
+    """One client's place on a feed: the frames not written yet, and how the feed ended for it."""
+
+    def __init__(self, feed: Feed, after: int, limit: int) -> None:
+        self.feed = feed
+        self.after = after
+        self.limit = limit
+        self.frames: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.size = 0
+        self.ended: TaskHubError | None = None
+        self.done = False  # the feed ended without an error (the server's stream finished)
+        self._wake: asyncio.Future | None = None
+
+    def push(self, seq: int, frame: bytes) -> None:
+        if self.size + len(frame) > self.limit:
+            self.end(_too_slow())
+            self.feed.leave(self)
+            return
+        self.frames.append((seq, frame))
+        self.size += len(frame)
+        self._notify()
+
+    def end(self, error: TaskHubError | None) -> None:
+        if error is None:
+            self.done = True
+        elif self.ended is None:
+            self.ended = error
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def read(self) -> list[tuple[int, bytes]] | None:
+        """The frames buffered so far, all at once (waits for one); None at the end; raises how it ended."""
+        while not self.frames:
+            if self.ended is not None:
+                raise self.ended
+            if self.done:
+                return None
+            self._wake = asyncio.get_running_loop().create_future()
+            await self._wake
+        frames = list(self.frames)
+        self.frames.clear()
+        self.size = 0
+        return frames
+
+    def close(self) -> None:
+        self.feed.leave(self)
+
+
+class Feed:
+    """One gRPC WatchTasks stream and the followers it writes to."""
+
+    def __init__(self, feeds: Feeds, key: tuple, call: grpc.aio.UnaryStreamCall, cursor: int,
+                 describe: Describe) -> None:
+        self.encode = feeds.encode
+        self.feeds = feeds
+        self.key = key
+        self.call = call
+        self.last = cursor
+        self.describe = describe
+        self.followers: set[Follower] = set()
+        self.reader = asyncio.ensure_future(self._read())
+
+    def follow(self) -> Follower:
+        follower = Follower(self, self.last, self.feeds.follower_bytes)
+        self.followers.add(follower)
+        return follower
+
+    def leave(self, follower: Follower) -> None:
+        self.followers.discard(follower)
+        if not self.followers:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.feeds.open.get(self.key) is self:
+            del self.feeds.open[self.key]
+        self.call.cancel()
+        self.reader.cancel()
+
+    async def _read(self) -> None:
+        error: TaskHubError | None = None
+        try:
+            async for message in self.call:
+                frame = self.encode(message)
+                self.last = message.sequence
+                for follower in tuple(self.followers):
+                    follower.push(message.sequence, frame)
+        except grpc.aio.AioRpcError as failed:
+            if failed.code() == grpc.StatusCode.CANCELLED and not self.followers:
+                return
+            error = self.describe(failed)
+        except asyncio.CancelledError:
+            return
+        if self.feeds.open.get(self.key) is self:
+            del self.feeds.open[self.key]
+        for follower in tuple(self.followers):
+            follower.end(error)
+
+
+class Feeds:
+    """The open feeds, by key and filter."""
+
+    def __init__(self, encode: Callable[[pb.WatchTasksResponse], bytes], follower_bytes: int = FOLLOWER_BYTES) -> None:
+        self.encode = encode
+        self.follower_bytes = follower_bytes
+        self.open: dict[tuple, Feed] = {}
+
+    async def follow(self, request: pb.WatchTasksRequest, metadata: tuple, *, open_call: Callable,
+                     check: Callable, timeout: float, describe: Describe) -> Follower:
+        """A follower of the feed for this key and filter, opening it when there is none.
+
+        Joining an open feed still asks the server whether the key may read these tasks
+        (`check`), so a key deleted since the feed opened is refused as it would be alone.
+        """
+        key = (tuple(metadata), request.filter.SerializeToString(deterministic=True))
+        feed = self.open.get(key)
+        if feed is not None:
+            await check()
+            feed = self.open.get(key)  # it may have ended meanwhile
+        if feed is None:
+            call = open_call()
+            try:
+                try:
+                    cursor = watch_cursor(await asyncio.wait_for(call.initial_metadata(), timeout))
+                except TimeoutError:
+                    raise TaskHubError("unavailable", f"The gRPC server did not open the watch within {timeout:g}"
+                                                      " seconds; retry later.") from None
+                if cursor is None:  # refused: the error raises here
+                    await call.read()
+                    raise TaskHubError("unavailable", "The gRPC server did not say where the watch starts.")
+            except BaseException:
+                call.cancel()
+                raise
+            feed = self.open.get(key)
+            if feed is None:
+                feed = self.open[key] = Feed(self, key, call, cursor, describe)
+            else:
+                call.cancel()  # another client opened the same feed meanwhile
+        return feed.follow()
