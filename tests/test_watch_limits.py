@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import dataclasses
 
 import grpc
@@ -165,3 +166,57 @@ async def test_sse_watches_count_against_the_callers_key(config, clock):
         assert second.status_code == 429 and second.json()["code"] == "too_many_watches"
         assert "key" in second.json()["message"]
         await first.aclose()
+
+
+async def test_a_client_that_never_reads_is_cut_alone(config, clock):
+    """One feed, three SSE clients: the one that never reads is cut with `watch_too_slow`, the others get all."""
+    async with with_gateway(config, clock) as (service, http):
+        feeds = service.gateway.app.state.watches.feeds
+        # Small, so that the changes below overflow it once the kernel's socket buffers are full; it must
+        # still hold a whole commit's changes.
+        feeds.follower_bytes = 1024 * 1024
+        fast = [await sse(http, "/tasks/events", "203.0.113.1") for _ in range(2)]
+        # A raw client with a tiny receive buffer that never reads: its writes soon block.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", service.gateway.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"GET /tasks/events HTTP/1.0\r\nHost: test\r\n\r\n")
+        await writer.drain()
+        for _ in range(500):
+            if sum(len(f.followers) for f in feeds.open.values()) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert service.scheduler.hub.watchers == 1
+
+        count = 1_500  # of 8 KB each: more than the kernel's socket buffers take
+
+        async def every_id(response) -> list[int]:
+            ids = []
+            async for line in response.aiter_lines():
+                if line.startswith("id: ") and line != "id: 0":
+                    ids.append(int(line[4:]))
+                    if len(ids) == count:
+                        return ids
+            return ids
+
+        readers = [asyncio.ensure_future(every_id(response)) for response in fast]
+        async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+            stub = task_service_pb2_grpc.TaskServiceStub(channel)
+            item = pb.EnqueueTaskRequest(type=task_pb2.TASK_TYPE_DOCUMENT_DELETION, index_uid="movies")
+            item.details.document_deletion.original_filter = "x" * 8_000
+            for _ in range(count // 10):
+                await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[item] * 10))
+        got = await asyncio.wait_for(asyncio.gather(*readers), 60)
+        assert [len(g) for g in got] == [count] * 2 and got[0][:3] == [1, 2, 3], [(len(g), g[:3], g[-3:]) for g in got]
+        assert got == [list(range(1, count + 1))] * 2
+        # The slow one was dropped from the feed; what it had was still written, then the reason.
+        assert sum(len(f.followers) for f in feeds.open.values()) == 2
+        body = await asyncio.wait_for(reader.read(), 30)
+        assert body.rstrip().endswith(b'"code":"watch_too_slow","type":"system",'
+                                      b'"link":"https://docs.meilisearch.com/errors#watch_too_slow"}'), body[-300:]
+        assert body.count(b"\nid: ") < count
+        writer.close()
+        for response in fast:
+            await response.aclose()
