@@ -20,6 +20,9 @@ from taskhub.metadata import watch_cursor
 from taskhub.v1 import task_service_pb2 as pb
 
 FOLLOWER_BYTES = 4 * 1024 * 1024  # what one SSE client may fall behind by before it is cut off
+# Followers are woken at most this often, so a busy feed's frames go out several to a write:
+# per client, each wake and each write costs the event loop the same whatever it carries.
+FLUSH_SECONDS = 0.05
 
 Describe = Callable[[grpc.aio.AioRpcError], TaskHubError]
 
@@ -49,7 +52,6 @@ class Follower:
             return
         self.frames.append((seq, frame))
         self.size += len(frame)
-        self._notify()
 
     def end(self, error: TaskHubError | None) -> None:
         if error is None:
@@ -92,6 +94,7 @@ class Feed:
         self.last = cursor
         self.describe = describe
         self.followers: set[Follower] = set()
+        self._flush: asyncio.TimerHandle | None = None
         self.reader = asyncio.ensure_future(self._read())
 
     def follow(self) -> Follower:
@@ -104,7 +107,15 @@ class Feed:
         if not self.followers:
             self.stop()
 
+    def _wake_followers(self) -> None:
+        self._flush = None
+        for follower in self.followers:
+            if follower.frames:
+                follower._notify()
+
     def stop(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
         if self.feeds.open.get(self.key) is self:
             del self.feeds.open[self.key]
         self.call.cancel()
@@ -118,6 +129,8 @@ class Feed:
                 self.last = message.sequence
                 for follower in tuple(self.followers):
                     follower.push(message.sequence, frame)
+                if self._flush is None:
+                    self._flush = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._wake_followers)
         except grpc.aio.AioRpcError as failed:
             if failed.code() == grpc.StatusCode.CANCELLED and not self.followers:
                 return
@@ -126,8 +139,10 @@ class Feed:
             return
         if self.feeds.open.get(self.key) is self:
             del self.feeds.open[self.key]
+        if self._flush is not None:
+            self._flush.cancel()
         for follower in tuple(self.followers):
-            follower.end(error)
+            follower.end(error)  # wakes it: what is buffered goes out, then the end
 
 
 class Feeds:
