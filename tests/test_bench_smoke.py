@@ -19,6 +19,7 @@ TINY = {
     "enqueue.py": ["--seconds", "0.2", "--rounds", "1", "--producers", "8"],
     "end_to_end.py": ["--tasks", "100", "--workers", "2", "--timeout", "60"],
     "watchers.py": ["--watchers", "50", "--seconds", "0.5", "--channels", "2", "--rate", "200"],
+    "fanout.py": ["--streams", "25", "--sse", "5", "--seconds", "0.5", "--channels", "2"],
     "memory.py": ["--tasks", "2000", "--settle", "0.1"],
 }
 

@@ -246,6 +246,8 @@ class EventStream(Response):
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             for chunk in self.lead:
                 await self._write(send, chunk)
+            if isinstance(self.source, Follower) and not await self._follow(send, gone, closing):
+                return  # nobody left to write to
             while not self.ended:
                 read = read or asyncio.ensure_future(self.source.read())
                 done, _ = await asyncio.wait({read, gone, closing}, timeout=self.watches.heartbeat,
@@ -270,6 +272,38 @@ class EventStream(Response):
                     waiter.cancel()
             self.source.close()
             self.slot.release()
+
+    async def _follow(self, send: Send, gone: asyncio.Future, closing: asyncio.Future) -> bool:
+        """The loop for a shared feed: one wake per batch of frames, no task or `asyncio.wait` per wake.
+
+        The disconnect and the shutdown wake the follower instead; each wake then checks them.
+        False when the client went away.
+        """
+        follower = self.source
+        for waiter in (gone, closing):
+            waiter.add_done_callback(lambda _: follower.interrupt())
+        while not self.ended:
+            if gone.done():
+                return False
+            if closing.done():
+                await self._write(send, self._error_frame(TaskHubError(
+                    "unavailable", "The gateway is shutting down." + self._resume_hint())))
+                self.ended = True
+                break
+            try:
+                frames = await follower.read(self.watches.heartbeat)
+            except TaskHubError as error:
+                await self._write(send, self._error_frame(self._interrupted(error)))
+                self.ended = True
+                break
+            if frames is None:
+                self.ended = True
+            elif frames:
+                await self._write(send, b"".join(frame for _, frame in frames) if len(frames) > 1 else frames[0][1])
+                self.last_id = frames[-1][0]
+            elif not (gone.done() or closing.done()):
+                await self._write(send, KEEP_ALIVE)
+        return True
 
     async def _forward(self, send: Send, read: asyncio.Future) -> None:
         try:

@@ -64,15 +64,30 @@ class Follower:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
-    async def read(self) -> list[tuple[int, bytes]] | None:
-        """The frames buffered so far, all at once (waits for one); None at the end; raises how it ended."""
-        while not self.frames:
+    def interrupt(self) -> None:
+        """Wakes a waiting `read()` empty-handed: its reader has something else to look at."""
+        self._notify()
+
+    async def read(self, heartbeat: float) -> list[tuple[int, bytes]] | None:
+        """The frames buffered so far, all at once; [] when `heartbeat` seconds pass without any (or
+        on `interrupt()`); None once the feed ended; raises how it ended for this follower."""
+        if not self.frames:
             if self.ended is not None:
                 raise self.ended
             if self.done:
                 return None
-            self._wake = asyncio.get_running_loop().create_future()
-            await self._wake
+            loop = asyncio.get_running_loop()
+            self._wake = loop.create_future()
+            timer = loop.call_later(heartbeat, self._notify)
+            try:
+                await self._wake
+            finally:
+                timer.cancel()
+                self._wake = None
+            if not self.frames:
+                if self.ended is not None:
+                    raise self.ended
+                return None if self.done else []
         frames = list(self.frames)
         self.frames.clear()
         self.size = 0
