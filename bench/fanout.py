@@ -9,7 +9,8 @@ slow server shows as latency, not as fewer calls), a producer enqueues `--rate` 
 worker leases and releases the watched tasks (`--transitions`/s, 25 per index, rotating).
 Phase 1 has no watchers. Phase 2 adds `--streams` WatchTask streams (on the cycled tasks)
 and `--sse` clients of `GET /tasks/events` (every change), all held by a second process so
-that their reading does not slow this one's GetTask timing.
+that their reading does not slow this one's GetTask timing; it is measured after `--settle`
+seconds of the same load, as phase 1 is after a warm-up.
 
 Printed: GetTask p50/p99 of each phase and their ratio (target <= 3), how many streams and
 SSE clients were cut, and whether every SSE client got every change, gapless from the cursor
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 
 import grpc
+import psutil
 
 import harness
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
@@ -171,12 +173,15 @@ async def producer(stub, rate: float, seconds: float) -> int:
     return n
 
 
-async def phase(stub, workers, args, indexes: int) -> tuple[list[float], int, int]:
+async def phase(stub, workers, args, indexes: int) -> tuple[list[float], int, int, float]:
+    """GetTask latencies, tasks produced, transitions driven, and the server's CPU (share of one core)."""
+    server = psutil.Process(args.server_pid)
+    cpu, t0 = sum(server.cpu_times()[:2]), time.monotonic()
     latencies, produced, transitions = await asyncio.gather(
         get_load(stub, args.get_rate, args.seconds, args.streams),
         producer(stub, args.rate, args.seconds),
         drive(workers, indexes, args.transitions, args.seconds) if args.transitions else asyncio.sleep(0, 0))
-    return latencies, produced, transitions
+    return latencies, produced, transitions, (sum(server.cpu_times()[:2]) - cpu) / (time.monotonic() - t0)
 
 
 async def run(server: Serve, args) -> dict:
@@ -197,6 +202,9 @@ async def run(server: Serve, args) -> dict:
         loop = asyncio.get_running_loop()
         assert await loop.run_in_executor(None, ours.recv) == "open"
         open_seconds = time.monotonic() - t0
+        # Opening 1,200 streams leaves their objects for the garbage collector's full passes, each a
+        # pause of the whole server: measure the steady state after them, as the baseline is measured.
+        await phase(stub, workers, dict_args(args, seconds=args.settle), indexes)
         loaded = await phase(stub, workers, args, indexes)
         await asyncio.sleep(2.0)  # the last changes reach every client
         ours.send("stop")
@@ -218,11 +226,14 @@ def main() -> int:
     parser.add_argument("--get-rate", type=float, default=200, help="GetTask calls per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     parser.add_argument("--channels", type=int, default=8, help="connections the WatchTask streams spread over")
+    parser.add_argument("--settle", type=float, default=15.0,
+                        help="seconds of the same load, unmeasured, between opening the watchers and measuring")
     args = parser.parse_args()
     args.streams = max(PER_INDEX, args.streams // PER_INDEX * PER_INDEX)
 
     with tempfile.TemporaryDirectory(prefix="taskhub-bench-") as tmp:
         with Serve(Path(tmp) / "fanout.db", "--max-watchers-per-client", str(max(500, args.sse))) as server:
+            args.server_pid = server.pid
             result = asyncio.run(run(server, args))
 
     base, loaded = harness.Latency(result["base"][0]), harness.Latency(result["loaded"][0])
@@ -232,6 +243,7 @@ def main() -> int:
     harness.machine_noise()
     harness.figure("GetTask without watchers", str(base))
     harness.figure("GetTask with watchers", str(loaded))
+    harness.figure("server CPU (cores)", f"{result['base'][3]:.2f} without, {result['loaded'][3]:.2f} with")
     harness.figure("changes per phase", f"{result['base'][1] + result['base'][2]:,} without,"
                    f" {result['loaded'][1] + result['loaded'][2]:,} with")
     harness.figure("opening", f"{held['streams_opened']:,} streams + {args.sse} SSE in {result['open_seconds']:.1f}s")

@@ -291,16 +291,16 @@ class EventStream(Response):
                 self.ended = True
                 break
             try:
-                frames = await follower.read(self.watches.heartbeat)
+                read = await follower.read(self.watches.heartbeat)
             except TaskHubError as error:
                 await self._write(send, self._error_frame(self._interrupted(error)))
                 self.ended = True
                 break
-            if frames is None:
+            if read is None:
                 self.ended = True
-            elif frames:
-                await self._write(send, b"".join(frame for _, frame in frames) if len(frames) > 1 else frames[0][1])
-                self.last_id = frames[-1][0]
+            elif read[1]:
+                await self._write(send, read[1])
+                self.last_id = read[0]
             elif not (gone.done() or closing.done()):
                 await self._write(send, KEEP_ALIVE)
         return True
