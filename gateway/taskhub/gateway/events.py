@@ -8,6 +8,8 @@ task as `GET /tasks/{uid}` renders it), a comment every `heartbeat` seconds, and
 last `event: error` if the watch breaks. A client that goes away cancels the
 gRPC call at once, so the server drops its watcher. `Watches` caps the streams
 one HTTP client address holds (the server sees only the gateway's one channel).
+`shared()` puts a client watching from now on the feed of its key and filter
+(`feeds`) instead of a gRPC stream of its own.
 """
 
 from __future__ import annotations
