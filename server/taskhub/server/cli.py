@@ -66,9 +66,19 @@ def run_loop(main: Coroutine, choice: str) -> object:
     return asyncio.run(main)
 
 
+# The collector's youngest generation is collected after this many new objects (CPython's default
+# is 700). With thousands of watch streams open, objects that live a few milliseconds (a call, a
+# batch of changes) outlive the default young collections and reach the oldest generation, whose
+# full passes then scan every stream's objects and pause the whole server (bench/README.md, fan-out).
+YOUNG_GENERATION = 7_000
+
+
 def _serve(args: argparse.Namespace) -> int:
+    import gc
+
     from taskhub.server import app
 
+    gc.set_threshold(YOUNG_GENERATION, *gc.get_threshold()[1:])
     config = config_module.from_namespace(args)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
