@@ -61,7 +61,7 @@ class Serve(harness.Server):
 async def sse_client(port: int, found: dict, opened: asyncio.Event, total: int, counter: list) -> None:
     """One raw HTTP/1.0 `GET /tasks/events`: records the cursor it was handed, every id, and an error code."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /tasks/events HTTP/1.0\r\nHost: bench\r\n\r\n")
+    writer.write(f"GET /tasks/events HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
     await writer.drain()
     found.update(ids=[], error=None)
     buffer = b""

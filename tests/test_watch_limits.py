@@ -182,12 +182,14 @@ async def test_a_client_that_never_reads_is_cut_alone(config, clock):
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", service.gateway.port))
         reader, writer = await asyncio.open_connection(sock=sock)
-        writer.write(b"GET /tasks/events HTTP/1.0\r\nHost: test\r\n\r\n")
+        writer.write(f"GET /tasks/events HTTP/1.0\r\nHost: 127.0.0.1:{service.gateway.port}\r\n\r\n".encode())
         await writer.drain()
         for _ in range(500):
             if sum(len(f.followers) for f in feeds.open.values()) == 3:
                 break
             await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the raw client's stream did not open")
         assert service.scheduler.hub.watchers == 1
 
         count = None  # known once the producer stops
