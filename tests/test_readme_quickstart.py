@@ -77,7 +77,6 @@ def run_in_session(script: str, cwd: pathlib.Path, env: dict, timeout: float) ->
     return subprocess.CompletedProcess(shell.args, shell.returncode, out, err)
 
 
-@pytest.mark.xfail(strict=True, reason="the quick start has no worker, hard-codes uid 1 and never stops its server")
 def test_the_quick_start_ends_with_its_task_succeeded_and_nothing_running(folder):
     cwd, env = folder
     block = fenced_block(ROOT / "README.md", "quickstart", "sh")
@@ -96,7 +95,6 @@ def test_the_quick_start_ends_with_its_task_succeeded_and_nothing_running(folder
     assert re.search(r"quickstart-uid=(\d+)", again.stdout).group(1) == str(int(uid) + 1)
 
 
-@pytest.mark.xfail(strict=True, reason="the example deletes every succeeded task and hangs in watch_tasks")
 def test_the_python_client_example_returns_and_deletes_only_its_own_task(folder):
     cwd, env = folder
     example = fenced_block(ROOT / "docs" / "python-client.md", "python-client-example", "python")
