@@ -10,7 +10,6 @@ Bad values raise `TaskHubError` with the code and message the HTTP API uses.
 from __future__ import annotations
 
 import calendar
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta, timezone
@@ -19,15 +18,13 @@ from typing import Any, Union
 from google.protobuf import timestamp_pb2
 
 from taskhub.client.models import STATUS_TO_PROTO, TYPE_TO_PROTO, TaskStatus, parse_status, parse_type
+from taskhub.dates import parse_bound
 from taskhub.errors import TaskHubError
 from taskhub.v1 import task_pb2
 
 Values = Union[Iterable[Any], Any, None]
 DateBound = Union[datetime, date, str, None]
 
-_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))")
 _MAX_UID = 2**32 - 1
 LIST_FIELDS = ("uids", "index_uids", "statuses", "types", "canceled_by")
 DATE_FIELDS = ("before_enqueued_at", "after_enqueued_at", "before_started_at",
@@ -84,19 +81,12 @@ def timestamp(value: DateBound, name: str) -> timestamp_pb2.Timestamp:
         return timestamp_pb2.Timestamp(seconds=calendar.timegm(day.timetuple()))
     text = str(value)
     try:
-        if m := _DATE.fullmatch(text):
-            return timestamp(date(int(m[1]), int(m[2]), int(m[3])), name)
-        if m := _RFC3339.fullmatch(text):
-            local = datetime(int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6]))
-            offset = 0 if m[8] else (1 if m[9] == "+" else -1) * (int(m[10]) * 3600 + int(m[11]) * 60)
-            # Parsed by hand so nanoseconds survive: a bound must never be widened by rounding.
-            return timestamp_pb2.Timestamp(seconds=calendar.timegm(local.timetuple()) - offset,
-                                           nanos=int((m[7] or "0").ljust(9, "0")))
+        seconds, nanos = parse_bound(text, after=after)
     except ValueError:
-        pass  # e.g. month 13: the same error as any other bad date
-    raise TaskHubError(f"invalid_task_{name}", f"Invalid value in parameter `{camel(name)}`: `{text}` is an invalid"
-                                               " date-time. It should follow the YYYY-MM-DD or RFC 3339 date-time"
-                                               " format.")
+        raise TaskHubError(f"invalid_task_{name}", f"Invalid value in parameter `{camel(name)}`: `{text}` is an"
+                                                   " invalid date-time. It should follow the YYYY-MM-DD or RFC 3339"
+                                                   " date-time format.") from None
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
 
 
 @dataclass(frozen=True)

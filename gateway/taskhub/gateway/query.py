@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from datetime import date
 
 from google.protobuf import timestamp_pb2
 
+from taskhub.dates import parse_bound
 from taskhub.errors import TaskHubError
 from taskhub.gateway.render import STATUS_LABELS, TYPE_LABELS
 from taskhub.v1 import task_pb2, task_service_pb2
@@ -32,11 +32,6 @@ DATE_FIELDS = {name: re.sub(r"[A-Z]", lambda m: "_" + m.group().lower(), name)
 U32_MAX = 2**32 - 1
 # What Rust's `u32::from_str` accepts: ASCII digits, one optional `+`.
 _UINT = re.compile(r"\+?[0-9]+", re.ASCII)
-_BARE_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})", re.ASCII)
-_DATE_TIME = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
-    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))", re.ASCII)
-_EPOCH = date(1970, 1, 1).toordinal()
 
 _STATUS_BY_LABEL = {label: value for value, label in STATUS_LABELS.items()}
 _TYPE_BY_LABEL = {label.lower(): value for value, label in TYPE_LABELS.items()}
@@ -120,30 +115,11 @@ def _label_set(name: str, value: str) -> list[int] | None:
 def parse_date(name: str, value: str) -> timestamp_pb2.Timestamp:
     """RFC 3339, or `YYYY-MM-DD`: midnight UTC of that day for before*, of the next day for after*."""
     try:
-        if match := _BARE_DATE.fullmatch(value):
-            y, m, d = map(int, match.groups())
-            seconds = (date(y, m, d).toordinal() - _EPOCH) * 86_400
-            return timestamp_pb2.Timestamp(seconds=seconds + (86_400 if name.startswith("after") else 0))
-        if match := _DATE_TIME.fullmatch(value):
-            y, m, d, hh, mm, ss, fraction, sign, oh, om = match.groups()
-            hh, mm, ss = int(hh), int(mm), int(ss)
-            offset = 0
-            if sign is not None:
-                oh, om = int(oh), int(om)
-                if oh > 23 or om > 59:
-                    raise ValueError("offset out of range")
-                offset = (oh * 3600 + om * 60) * (1 if sign == "+" else -1)
-            if hh > 23 or mm > 59 or ss > 59:
-                raise ValueError("time out of range")
-            day = date(int(y), int(m), int(d)).toordinal() - _EPOCH
-            # Nanosecond precision, as Meilisearch keeps; further digits are dropped.
-            nanos = int(fraction[:9].ljust(9, "0")) if fraction else 0
-            return timestamp_pb2.Timestamp(seconds=day * 86_400 + hh * 3600 + mm * 60 + ss - offset, nanos=nanos)
-    except ValueError:  # a day or month that does not exist, year 0, ...
-        pass
-    code = "invalid_task_" + DATE_FIELDS[name]
-    raise _invalid(code, name, f"`{value}` is an invalid date-time."
-                   " It should follow the YYYY-MM-DD or RFC 3339 date-time format.")
+        seconds, nanos = parse_bound(value, after=name.startswith("after"))
+    except ValueError:  # a day or month that does not exist, year 0, not a date at all...
+        raise _invalid("invalid_task_" + DATE_FIELDS[name], name, f"`{value}` is an invalid date-time."
+                       " It should follow the YYYY-MM-DD or RFC 3339 date-time format.") from None
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
 
 
 def _apply(message: task_pb2.TaskFilter, name: str, value: str) -> None:
