@@ -158,7 +158,6 @@ async def serving(db, grpc: str, http: str):
         await asyncio.wait_for(server.communicate(), 20)
 
 
-@pytest.mark.xfail(strict=True, reason="the start log has no dashboard URL and no task count")
 async def test_the_start_log_names_the_addresses_the_dashboard_and_the_task_count(tmp_path):
     db, grpc, port = tmp_path / "taskhub.db", f"127.0.0.1:{free_port()}", free_port()
     async with serving(db, grpc, f"127.0.0.1:{port}") as lines:
@@ -171,7 +170,6 @@ async def test_the_start_log_names_the_addresses_the_dashboard_and_the_task_coun
         assert lines[-1] == f"database {db}: 2 tasks\n"
 
 
-@pytest.mark.xfail(strict=True, reason="the start log shows the database as given, a password too")
 def test_a_database_password_is_masked_in_the_log():
     from taskhub.server.app import shown_db
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import signal
 from collections.abc import Callable
@@ -206,12 +207,25 @@ async def _start(config: Config, lock: ServerLock, credentials: grpc.ServerCrede
     return service
 
 
+def shown_db(db: str) -> str:
+    """The database as the log shows it: a URL's password masked (`user:***@`)."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://[^:@/]*):[^@/]*@", r"\1:***@", db)
+
+
+def _dashboard_host(listen: str) -> str:
+    host = listen.rsplit(":", 1)[0]
+    return "127.0.0.1" if host in ("", "0.0.0.0", "[::]") else host  # a wildcard is not an address to open
+
+
 async def serve(config: Config) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     service = await start(config)
-    log.info("taskhub gRPC listening on %s (db %s)", service.grpc_target, config.db)
+    log.info("gRPC listening on %s", service.grpc_target)
     if service.gateway is not None:
-        log.info("taskhub gateway listening on %s (port %d)", config.http_listen, service.gateway.port)
+        http = f"{_dashboard_host(config.http_listen)}:{service.gateway.port}"
+        log.info("HTTP listening on %s, dashboard at http://%s/dashboard", http, http)
+    count = await service.scheduler.call(service.store.task_count)
+    log.info("database %s: %d task%s", shown_db(config.db), count, "" if count == 1 else "s")
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
