@@ -1,28 +1,30 @@
-"""`taskhub tasks list|get|enqueue|cancel|delete|watch|wait`: a running server, from the shell.
+"""The `taskhub` command's root, and what every client command shares: connection flags, errors, exit codes.
 
-`add_commands()` hangs `tasks` (and `keys`, from `keys_cli`) under the root
-`taskhub` parser (server/cli.py calls it); `main()` runs the same commands alone.
-Output is for people by default and Meilisearch's JSON with `--json`; exit codes
-are in `EXIT_CODES`.
+`root()` builds the click group (`--version`, `completion`, and the client commands `tasks`,
+`keys` and `worker`); the server package adds `serve` and `gateway` to it when it is installed
+(taskhub.server.cli), so the client commands never import the server. `main()` runs the client
+commands alone: `python -m taskhub.client.cli tasks ...`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import importlib.metadata
 import json
 import os
 import re
+import shutil
 import sys
-import textwrap
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
+
+import click
+from click.core import ParameterSource
+from click.shell_completion import get_completion_class
 
 from taskhub.client.calls import DEFAULT_TARGET, DEFAULT_TIMEOUT, TaskTimeoutError
-from taskhub.client.filters import DATE_FIELDS, LIST_FIELDS, TaskFilter, camel
-from taskhub.client.models import Task, TaskStatus
-from taskhub.client.render import (
-    LiveLine, change_line, page_footer, status_line, summary_line, task_card, task_table, to_json)
+from taskhub.client.render import to_json
 from taskhub.client.sync import TaskHubClient
+from taskhub.dates import parse_bound
 from taskhub.errors import TaskHubError
 
 EXIT_OK = 0
@@ -33,8 +35,10 @@ EXIT_ERROR = 4
 EXIT_TIMEOUT = 5
 EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 
+# `\b` keeps click from rewrapping the table.
 EXIT_CODES = """\
-exit codes:
+\b
+Exit codes:
   0  success (for watch and wait: the task succeeded)
   1  watch/wait: the task failed or was canceled
   2  usage error: bad flags, or a request the server refused as invalid
@@ -44,161 +48,121 @@ exit codes:
   130  interrupted (Ctrl-C; how `watch` without a UID ends)
 """
 
-_FILTER_HELP = {
-    "uids": "tasks with these uids (comma list, e.g. 1,2,3)",
-    "index_uids": "tasks of these indexes (comma list, case-sensitive)",
-    "statuses": "tasks in these statuses: enqueued, processing, succeeded, failed, canceled",
-    "types": "tasks of these types, e.g. documentAdditionOrUpdate,indexCreation",
-    "canceled_by": "tasks canceled by these taskCancelation uids",
-}
-
+CONTEXT = {"help_option_names": ["-h", "--help"]}
 Command = Callable[[TaskHubClient, argparse.Namespace], int]
 
 
-# -- the parser ----------------------------------------------------------------
+# -- values of flags -------------------------------------------------------------
 
-def _natural(what: str) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        if not (text.isascii() and text.isdigit()) or int(text) >= 2**32:
-            raise argparse.ArgumentTypeError(f"`{text}` is not {what} (a non-negative integer)")
+class Natural(click.ParamType):
+    """A non-negative integer below `limit`, named in errors as what it is (`a task uid`)."""
+
+    name = "integer"
+
+    def __init__(self, what: str, limit: int = 2**32) -> None:
+        self.what, self.limit = what, limit
+
+    def convert(self, value, param, ctx) -> int:
+        text = str(value)
+        if not (text.isascii() and text.isdigit()) or int(text) >= self.limit:
+            self.fail(f"`{text}` is not {self.what} (a non-negative integer)", param, ctx)
         return int(text)
-    return parse
 
 
-_uid = _natural("a task uid")
+class Seconds(click.ParamType):
+    name = "seconds"
+
+    def convert(self, value, param, ctx) -> float:
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1
+        if seconds <= 0:
+            self.fail(f"`{value}` is not a positive number of seconds", param, ctx)
+        return seconds
 
 
-def _sequence(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) >= 2**64:
-        raise argparse.ArgumentTypeError(f"`{text}` is not a sequence number (a non-negative integer)")
-    return int(text)
+class JsonObject(click.ParamType):
+    name = "json"
+
+    def convert(self, value, param, ctx) -> dict:
+        if isinstance(value, dict):
+            return value
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            self.fail(f"not valid JSON: {exc}", param, ctx)
+        if not isinstance(parsed, dict):
+            self.fail("must be a JSON object, e.g. '{\"receivedDocuments\": 3}'", param, ctx)
+        return parsed
 
 
-def _details(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"receivedDocuments\": 3}'")
-    return value
+class DateBound(click.ParamType):
+    """A date bound, checked by the parser the gateway uses; the text goes on as given."""
+
+    name = "date"
+
+    def convert(self, value, param, ctx) -> str:
+        try:
+            parse_bound(value)
+        except ValueError:
+            self.fail(f"`{value}` is not a date: give RFC 3339 (2024-01-31T10:00:00Z, a space also works"
+                      " for the T) or YYYY-MM-DD", param, ctx)
+        return value
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"`{text}` is not a positive number of seconds")
-    return value
+SECONDS = Seconds()
 
 
-def connection_flags() -> argparse.ArgumentParser:
-    """`--target`, `--api-key`, `--tls-ca`, `--rpc-timeout` and `--json`, shared by every client command."""
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("connection and output")
-    group.add_argument("--target", metavar="HOST:PORT", default=os.environ.get("TASKHUB_TARGET", DEFAULT_TARGET),
-                       help="the gRPC server (env TASKHUB_TARGET; default %(default)s)")
-    group.add_argument("--api-key", metavar="KEY", default=os.environ.get("TASKHUB_API_KEY"),
-                       help="sent as `authorization: Bearer KEY` (env TASKHUB_API_KEY)")
-    group.add_argument("--tls-ca", metavar="PATH", default=os.environ.get("TASKHUB_TLS_CA"),
-                       help="call the server over TLS, verifying its certificate with this CA file (PEM)"
-                            " (env TASKHUB_TLS_CA)")
-    group.add_argument("--rpc-timeout", metavar="SECONDS", type=_seconds, default=DEFAULT_TIMEOUT,
-                       help="deadline of each call to the server (default %(default)s)")
-    group.add_argument("--json", action="store_true",
-                       help="print Meilisearch's JSON shapes instead of text (errors go to stderr as JSON too)")
-    return parent
+# -- connection flags: one place, taken before or after the subcommand -----------
+
+CONNECTION = {
+    "target": dict(metavar="HOST:PORT", envvar="TASKHUB_TARGET", default=DEFAULT_TARGET, show_default=True,
+                   help="the gRPC server"),
+    "api_key": dict(metavar="KEY", envvar="TASKHUB_API_KEY", help="sent as `authorization: Bearer KEY`"),
+    "tls_ca": dict(metavar="PATH", envvar="TASKHUB_TLS_CA",
+                   help="call the server over TLS, verifying its certificate with this CA file (PEM)"),
+    "rpc_timeout": dict(metavar="SECONDS", type=SECONDS, default=DEFAULT_TIMEOUT, show_default=True,
+                        help="deadline of each call to the server"),
+    "json": dict(is_flag=True, help="print Meilisearch's JSON shapes instead of text (errors go to stderr as"
+                                    " JSON too)"),
+}
 
 
-def _filter_flags() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group(
-        "filters", "AND across flags, OR inside a comma list; `*` matches everything; an empty list matches"
-                   " nothing. Dates are RFC 3339 or YYYY-MM-DD (UTC midnight); bounds are exclusive.")
-    for name in LIST_FIELDS:
-        group.add_argument("--" + name.replace("_", "-"), metavar="LIST", help=_FILTER_HELP[name])
-    for name in DATE_FIELDS:
-        when, what, _ = name.split("_")
-        group.add_argument("--" + name.replace("_", "-"), metavar="DATE", help=f"tasks {what} {when} DATE")
-    return parent
+def connection_options(names: tuple[str, ...] = tuple(CONNECTION)) -> Callable:
+    """Adds the connection flags to a group and to each of its commands (`tasks --json list` = `tasks list --json`)."""
+    def decorate(command):
+        for name in reversed(names):
+            command = click.option("--" + name.replace("_", "-"), name, show_envvar=True, **CONNECTION[name])(command)
+        return command
+    return decorate
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    """Adds `tasks` and `keys` and their subcommands to the root `taskhub` parser."""
-    tasks = commands.add_parser(
-        "tasks", help="list, inspect, enqueue, cancel, delete and watch tasks on a running server",
-        description="Drive a running taskhub server over gRPC.", epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = tasks.add_subparsers(dest="tasks_command", required=True, metavar="COMMAND")
-    conn, filters = connection_flags(), _filter_flags()
-
-    def command(name: str, run: Command, help: str, description: str, *, filtered: bool = False):
-        # Raw formatting keeps the exit-code table aligned, so wrap the description here.
-        parser = sub.add_parser(name, help=help, description=textwrap.fill(description, 79), epilog=EXIT_CODES,
-                                parents=[conn, *([filters] if filtered else [])],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-        parser.set_defaults(run=runner(run))
-        return parser
-
-    ls = command("list", _list, "list tasks, newest first",
-                 "List the tasks matching the filters, newest first. Text: a table and a `N of TOTAL` line;"
-                 " --json: the page as GET /tasks answers it, or with --all one task per line (JSON Lines).",
-                 filtered=True)
-    ls.add_argument("--limit", type=_natural("a page size"), metavar="N", help="page size (server default 20)")
-    ls.add_argument("--from", dest="from_", metavar="UID", type=_uid, help="start from this uid (inclusive)")
-    ls.add_argument("--reverse", action="store_true", help="oldest first")
-    ls.add_argument("--all", action="store_true", help="follow `next` through every page")
-
-    get = command("get", _get, "show one task", "Show one task (--json: the task object as GET /tasks/UID).")
-    get.add_argument("uid", type=_uid, metavar="UID", help="the task's uid")
-
-    enqueue = command("enqueue", _enqueue, "enqueue a task, or every task of a file",
-                      "Enqueue a task and print its summary (--json: {taskUid, indexUid, status, type,"
-                      " enqueuedAt}). Example: taskhub tasks enqueue documentAdditionOrUpdate --index-uid movies"
-                      " --details '{\"receivedDocuments\": 3}'. With --file, enqueue every line of a JSON Lines"
-                      " file ({\"type\", \"indexUid\", \"details\"} as POST /tasks takes them) in EnqueueTasks"
-                      " calls of up to 1,000, each all or none, printing a summary per task as its call succeeds.")
-    enqueue.add_argument("type", metavar="TYPE", nargs="?", help="the task type, e.g. indexCreation, dumpCreation")
-    enqueue.add_argument("--index-uid", metavar="INDEX", help="the index (required for index types)")
-    enqueue.add_argument("--details", type=_details, metavar="JSON",
-                         help="the details as a JSON object with Meilisearch's keys")
-    enqueue.add_argument("--file", metavar="PATH", help="a JSON Lines file of tasks instead of TYPE ('-': stdin)")
-    enqueue.set_defaults(usage_error=enqueue.error)
-
-    command("cancel", _cancel, "cancel the matching enqueued or processing tasks",
-            "Enqueue a taskCancelation of the tasks matching the filters (at least one filter is required).",
-            filtered=True)
-    command("delete", _delete, "delete the matching finished tasks",
-            "Enqueue a taskDeletion of the finished tasks matching the filters (at least one filter is required).",
-            filtered=True)
-
-    watch = command("watch", _watch, "print each state of a task until it finishes, or every matching change",
-                    "With a UID: print each state of that task until it succeeds, fails or is canceled: a status"
-                    " line rewritten in place on a terminal, one line per change otherwise (--json: one task"
-                    " object per line). Without: follow every change of the tasks matching the filters, one line"
-                    " each (#SEQUENCE task UID (TYPE on INDEX): STATUS), until interrupted (--json: one"
-                    " {sequence, deleted, task} object per line). --after SEQUENCE resumes after a change seen.",
-                    filtered=True)
-    watch.add_argument("uid", type=_uid, metavar="UID", nargs="?", help="the task's uid (omit to follow filters)")
-    watch.add_argument("--timeout", type=_seconds, metavar="SECONDS",
-                       help="with a UID: give up (exit 5) after this long")
-    watch.add_argument("--after", type=_sequence, metavar="SEQUENCE",
-                       help="without a UID: resume after this change's sequence number")
-    watch.set_defaults(usage_error=watch.error)
-
-    wait = command("wait", _wait, "wait until a task finishes; the exit code tells how it ended",
-                   "Wait until a task succeeds, fails or is canceled, showing its state as it changes; --json prints"
-                   " only the final task object (and shows progress on stderr when that is a terminal).")
-    wait.add_argument("uid", type=_uid, metavar="UID", help="the task's uid")
-    wait.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="give up (exit 5) after this long")
-
-    from taskhub.client import keys_cli  # imported here: keys_cli builds on this module
-    keys_cli.add_commands(commands)
+def connection(ctx: click.Context) -> dict:
+    """The connection flags' values: given on the command, else on a group above it, else env or default."""
+    values = {}
+    for name in CONNECTION:
+        if name not in ctx.params:
+            continue
+        values[name] = ctx.params[name]
+        here = ctx
+        while here is not None and here.get_parameter_source(name) is not ParameterSource.COMMANDLINE:
+            here = here.parent
+        if here is not None:
+            values[name] = here.params[name]
+    return values
 
 
-# -- running -------------------------------------------------------------------
+def usage_error(message: str) -> None:
+    raise click.UsageError(message, click.get_current_context(silent=True))
+
+
+def width(wide: bool) -> int | None:
+    """How wide tables may be: the terminal's columns (COLUMNS, else 80 off a terminal), or unbounded."""
+    return None if wide else shutil.get_terminal_size().columns
+
+
+# -- running -----------------------------------------------------------------------
 
 def exit_code(error: TaskHubError) -> int:
     if isinstance(error, TaskTimeoutError):
@@ -206,6 +170,26 @@ def exit_code(error: TaskHubError) -> int:
     if error.code in ("task_not_found", "api_key_not_found"):
         return EXIT_NOT_FOUND
     return EXIT_USAGE if error.type == "invalid_request" else EXIT_ERROR
+
+
+_PARAMETER = re.compile(r"parameter `([a-z][A-Za-z]*)(?:\[(\d+)\])?`")
+
+
+def in_cli_words(error: TaskHubError, target: str) -> str:
+    """The error as a person at the shell reads it: flags and variables, not HTTP parameters and headers."""
+    if error.code == "unavailable":
+        # gRPC's own text names neither the server nor what to check.
+        return f"Cannot reach a taskhub server at {target} (--target or TASKHUB_TARGET): {error.message}"
+    if error.code == "missing_authorization_header":
+        return "The server requires an API key: give --api-key KEY or set TASKHUB_API_KEY."
+    if error.code == "invalid_api_key":
+        return ("The API key (--api-key or TASKHUB_API_KEY) is invalid, or not allowed this action on these"
+                " indexes.")
+
+    def flag(match: re.Match) -> str:
+        name = "--" + re.sub(r"[A-Z]", lambda m: "-" + m[0].lower(), match[1])
+        return name + (f" (item {int(match[2]) + 1})" if match[2] is not None else "")
+    return _PARAMETER.sub(flag, error.message)
 
 
 def runner(run: Command) -> Callable[[argparse.Namespace], int]:
@@ -216,13 +200,14 @@ def runner(run: Command) -> Callable[[argparse.Namespace], int]:
                                tls_ca=args.tls_ca) as client:
                 return run(client, args)
         except TaskHubError as error:
-            if error.code == "unavailable":
-                # gRPC's own text names neither the server nor what to check.
-                error = TaskHubError(error.code, f"Cannot reach a taskhub server at {args.target}"
-                                                 f" (--target or TASKHUB_TARGET): {error.message}")
-            print(to_json(error.to_dict()) if args.json else f"taskhub: {error.message} ({error.code})",
-                  file=sys.stderr)
-            return exit_code(error)
+            code = exit_code(error)
+            if args.json:  # Meilisearch's error object, for scripts; `unavailable` still names the target
+                if error.code == "unavailable":
+                    error = TaskHubError(error.code, in_cli_words(error, args.target))
+                print(to_json(error.to_dict()), file=sys.stderr)
+            else:
+                print(f"taskhub: {in_cli_words(error, args.target)} ({error.code})", file=sys.stderr)
+            return code
         except KeyboardInterrupt:
             print(file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -236,190 +221,81 @@ def runner(run: Command) -> Callable[[argparse.Namespace], int]:
     return runner
 
 
-def _task_filter(args: argparse.Namespace) -> TaskFilter:
-    given = {name: getattr(args, name) for name in (*LIST_FIELDS, *DATE_FIELDS) if getattr(args, name) is not None}
-    return TaskFilter.from_query({camel(name): value for name, value in given.items()})
+def client_command(group: click.Group, name: str, run: Command, help: str, description: str,
+                   options: tuple[Callable, ...] = ()) -> click.Command:
+    """Declares `group name` running `run(client, args)`; args holds its `options` and the connection flags."""
+    @click.pass_context
+    def command(ctx: click.Context, **params) -> int:
+        return runner(run)(argparse.Namespace(**params | connection(ctx)))
+    for option in reversed([*options, connection_options()]):  # listed in --help in this order
+        command = option(command)
+    return group.command(name, short_help=help, help=description, epilog=EXIT_CODES, context_settings=CONTEXT)(command)
 
 
-def _list(client: TaskHubClient, args: argparse.Namespace) -> int:
-    task_filter = _task_filter(args)
-    if args.all:
-        tasks = client.iter_tasks(task_filter, page_size=args.limit, from_=args.from_, reverse=args.reverse)
-        if args.json:
-            for task in tasks:
-                print(to_json(task.to_dict()))
-        else:
-            found = list(tasks)
-            print(task_table(found) if found else "no tasks")
-        return EXIT_OK
-    page = client.list_tasks(task_filter, limit=args.limit, from_=args.from_, reverse=args.reverse)
-    if args.json:
-        print(to_json(page.to_dict()))
-    else:
-        if page.results:
-            print(task_table(page.results))
-        print(page_footer(page))
-    return EXIT_OK
+# -- the root ----------------------------------------------------------------------
 
-
-def _get(client: TaskHubClient, args: argparse.Namespace) -> int:
-    task = client.get_task(args.uid)
-    print(to_json(task.to_dict()) if args.json else task_card(task))
-    return EXIT_OK
-
-
-def _enqueue(client: TaskHubClient, args: argparse.Namespace) -> int:
-    if (args.type is None) == (args.file is None):
-        args.usage_error("give a TYPE or --file, one of the two")
-    if args.file is not None:
-        if args.index_uid is not None or args.details is not None:
-            args.usage_error("--index-uid and --details go with TYPE; with --file each line carries its own")
-        return _enqueue_file(client, args)
-    summary = client.enqueue(args.type, args.index_uid, args.details)
-    print(to_json(summary.to_dict()) if args.json else summary_line(summary))
-    return EXIT_OK
-
-
-FILE_BATCH = 1_000  # the most tasks one EnqueueTasks call takes
-_POSITION = re.compile(r"`tasks\[(\d+)\]`: ")
-
-
-def _enqueue_file(client: TaskHubClient, args: argparse.Namespace) -> int:
-    """Every task of a JSON Lines file, in calls of up to `FILE_BATCH`; an error names its line."""
-    name = "stdin" if args.file == "-" else args.file
-    try:
-        # Bytes, decoded line by line: a decoding error then names its line, not a buffer's.
-        source = contextlib.nullcontext(sys.stdin.buffer) if args.file == "-" else open(args.file, "rb")
-    except OSError as exc:
-        args.usage_error(f"cannot read {name}: {exc.strerror or exc}")
-    done = 0
-    with source as lines:
-        for numbers, tasks in _task_batches(lines, name):
-            try:
-                summaries = client.enqueue_tasks(tasks)
-            except TaskHubError as error:
-                before = f"the {done:,} tasks before it were."
-                said = error.message if error.message.endswith(".") else error.message + "."
-                # A refusal names the task's position in its call; the user wants the file's line.
-                if found := _POSITION.match(error.message):
-                    raise TaskHubError(error.code, f"{name}:{numbers[int(found[1])]}: {said[found.end():]}"
-                                                   f" Nothing from line {numbers[0]} on was enqueued; {before}") from None
-                if error.type == "invalid_request" or error.code == "no_space_left_on_device":
-                    raise TaskHubError(error.code, f"{name}:{numbers[0]}-{numbers[-1]}: {said} Nothing"
-                                                   f" from line {numbers[0]} on was enqueued; {before}") from None
-                # Unreachable, timed out, internal: the call may have gone in with its answer lost.
-                raise TaskHubError(error.code, f"{name}:{numbers[0]}-{numbers[-1]}: {said} These lines"
-                                               f" may or may not have been enqueued (`taskhub tasks list` tells);"
-                                               f" the {done:,} tasks before line {numbers[0]} were.") from None
-            for summary in summaries:
-                print(to_json(summary.to_dict()) if args.json else summary_line(summary))
-            done += len(summaries)
-    return EXIT_OK
-
-
-def _task_batches(lines: Iterable[bytes], name: str) -> Iterator[tuple[list[int], list[tuple]]]:
-    """(line numbers, tasks) for each run of up to `FILE_BATCH` tasks; blank lines are skipped."""
-    numbers: list[int] = []
-    tasks: list[tuple] = []
-    for number, raw in enumerate(lines, 1):
+def version() -> str:
+    """The installed distribution's version, whichever distribution ships the `taskhub` package."""
+    for distribution in importlib.metadata.packages_distributions().get("taskhub", ["taskhub"]):
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise TaskHubError("bad_request", f"{name}:{number}: not UTF-8 text.") from None
-        if not text.strip():
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
             continue
-        try:
-            task = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TaskHubError("bad_request", f"{name}:{number}: not valid JSON: {exc}.") from None
-        if not (isinstance(task, dict) and task.keys() <= {"type", "indexUid", "details"}
-                and isinstance(task.get("type"), str) and isinstance(task.get("indexUid"), (str, type(None)))
-                and isinstance(task.get("details"), (dict, type(None)))):
-            raise TaskHubError("bad_request", f"{name}:{number}: each line is a JSON object with a string `type`,"
-                                              " and optionally a string `indexUid` and an object `details`,"
-                                              " as POST /tasks takes it.")
-        numbers.append(number)
-        tasks.append((task["type"], task.get("indexUid"), task.get("details")))
-        if len(tasks) == FILE_BATCH:
-            yield numbers, tasks
-            numbers, tasks = [], []
-    if tasks:
-        yield numbers, tasks
+    return "(not installed)"
 
 
-def _cancel(client: TaskHubClient, args: argparse.Namespace) -> int:
-    summary = client.cancel_tasks(_task_filter(args))
-    print(to_json(summary.to_dict()) if args.json else summary_line(summary))
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"taskhub {version()}")
+        ctx.exit(EXIT_OK)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+@click.pass_context
+def completion(ctx: click.Context, shell: str) -> int:
+    """Print the shell completion script for SHELL.
+
+    \b
+    bash:  eval "$(taskhub completion bash)"   (in ~/.bashrc)
+    zsh:   eval "$(taskhub completion zsh)"    (in ~/.zshrc)
+    fish:  taskhub completion fish > ~/.config/fish/completions/taskhub.fish
+    """
+    complete = get_completion_class(shell)(ctx.find_root().command, {}, "taskhub", "_TASKHUB_COMPLETE")
+    click.echo(complete.source())
     return EXIT_OK
 
 
-def _delete(client: TaskHubClient, args: argparse.Namespace) -> int:
-    summary = client.delete_tasks(_task_filter(args))
-    print(to_json(summary.to_dict()) if args.json else summary_line(summary))
-    return EXIT_OK
+def root() -> click.Group:
+    """`taskhub` with the client commands; the server package adds `serve` and `gateway`."""
+    @click.group(name="taskhub", context_settings=CONTEXT)
+    @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+                  help="print the version and exit")
+    def taskhub() -> None:
+        """A task queue with Meilisearch's task API."""
+
+    from taskhub.client import keys_cli, tasks_cli, worker_cli  # they build on this module
+    for command in (tasks_cli.tasks, keys_cli.keys, worker_cli.worker, completion):
+        taskhub.add_command(command)
+    return taskhub
 
 
-def _outcome(task: Task | None) -> int:
-    return EXIT_OK if task is not None and task.status == TaskStatus.SUCCEEDED else EXIT_TASK_FAILED
-
-
-def _follow(client: TaskHubClient, args: argparse.Namespace, live: LiveLine | None) -> Iterator[Task]:
+def run(group: click.Group, argv: list[str] | None = None) -> int:
+    """Runs `group` as `taskhub` and answers the exit code (completion requests exit from inside)."""
     try:
-        for task in client.watch_task(args.uid, timeout=args.timeout):
-            if live is not None:
-                live.show(status_line(task))
-            yield task
-    finally:
-        if live is not None:
-            live.end()  # before any error message, so it does not land on the status line
-
-
-def _watch(client: TaskHubClient, args: argparse.Namespace) -> int:
-    filters = [name for name in (*LIST_FIELDS, *DATE_FIELDS) if getattr(args, name) is not None]
-    if args.uid is None:
-        if args.timeout is not None:
-            args.usage_error("--timeout needs a UID; without one, watch runs until interrupted")
-        return _watch_changes(client, args)
-    if args.after is not None:
-        filters.append("after")
-    if filters:
-        flags = ", ".join("--" + name.replace("_", "-") for name in filters)
-        args.usage_error(f"watch takes a UID or filters, not both ({flags} with UID {args.uid})")
-    last = None
-    for last in _follow(client, args, None if args.json else LiveLine(sys.stdout)):
-        if args.json:
-            print(to_json(last.to_dict()), flush=True)
-    return _outcome(last)
-
-
-def _watch_changes(client: TaskHubClient, args: argparse.Namespace) -> int:
-    """Every matching change, one line each, until interrupted (the runner answers 130 then)."""
-    for change in client.watch_tasks(_task_filter(args), after=args.after):
-        print(to_json(change.to_dict()) if args.json else change_line(change), flush=True)
-    return EXIT_OK
-
-
-def _wait(client: TaskHubClient, args: argparse.Namespace) -> int:
-    # With --json, stdout carries only the final task; progress is for a person at a terminal.
-    live = LiveLine(sys.stdout) if not args.json else LiveLine(sys.stderr) if sys.stderr.isatty() else None
-    last = None
-    for last in _follow(client, args, live):
-        pass
-    if args.json:
-        print(to_json(last.to_dict()))
-    return _outcome(last)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taskhub", description="Drive a running taskhub server.")
-    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    return parser
+        code = group.main(args=argv, prog_name="taskhub", complete_var="_TASKHUB_COMPLETE", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except click.Abort:  # Ctrl-C while click itself was reading the command line
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return code if isinstance(code, int) else EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m taskhub.client.cli tasks ...`: the client commands without the server package."""
-    args = build_parser().parse_args(argv)
-    return args.run(args)
+    return run(root(), argv)
 
 
 if __name__ == "__main__":

@@ -75,19 +75,51 @@ def task_card(task: Task) -> str:
     return card(task.to_dict())
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+ELLIPSIS = "…"
+_GAP = "  "
+
+
+def _fit(cell: str, width: int) -> str:
+    return cell if len(cell) <= width else cell[:width - 1] + ELLIPSIS
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, width: int | None = None,
+          flexible: Sequence[int] = ()) -> str:
+    """Aligned columns; with a `width`, the `flexible` ones narrow (widest first, never below their
+    header) until a line fits, and a cell that no longer fits ends in an ellipsis."""
     widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+    if width is not None:
+        over = sum(widths) + len(_GAP) * (len(widths) - 1) - width
+        while over > 0:
+            shrinkable = [i for i in flexible if widths[i] > max(len(headers[i]), 2)]
+            if not shrinkable:
+                break
+            widest = max(shrinkable, key=lambda i: widths[i])
+            widths[widest] -= 1
+            over -= 1
     lines = [headers, *rows]
     # Numbers read best right-aligned; the first column is the uid.
     return "\n".join(
-        "  ".join(cell.rjust(w) if i == 0 else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
+        _GAP.join(_fit(cell, w).rjust(w) if i == 0 else _fit(cell, w).ljust(w)
+                  for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
         for line in lines)
 
 
-def task_table(tasks: Sequence[Task]) -> str:
-    rows = [[str(t.uid), _cell(t.index_uid), t.type.value, t.status.value,
-             t.to_dict()["enqueuedAt"], human_duration(t.duration)] for t in tasks]
-    return table(["UID", "INDEX", "TYPE", "STATUS", "ENQUEUED AT", "DURATION"], rows)
+def short_time(rfc3339: str | None) -> str:
+    """`2023-11-14T22:13:20.001000Z` -> `2023-11-14 22:13:20`: to the second, for a narrow column."""
+    return "-" if rfc3339 is None else rfc3339[:10] + " " + rfc3339[11:19]
+
+
+def task_table(tasks: Sequence[Task], width: int | None = None) -> str:
+    """UID, index, type, status, enqueued at, duration; fitted to `width` (dates to the second, in UTC)
+    unless it is None, which prints every character."""
+    def when(task: Task) -> str:
+        text = task.to_dict()["enqueuedAt"]
+        return text if width is None else short_time(text)
+    rows = [[str(t.uid), _cell(t.index_uid), t.type.value, t.status.value, when(t), human_duration(t.duration)]
+            for t in tasks]
+    enqueued = "ENQUEUED AT" if width is None else "ENQUEUED (UTC)"
+    return table(["UID", "INDEX", "TYPE", "STATUS", enqueued, "DURATION"], rows, width=width, flexible=(1, 2))
 
 
 def page_footer(page: TaskPage) -> str:

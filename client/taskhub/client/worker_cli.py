@@ -15,7 +15,9 @@ import os
 import pathlib
 import sys
 
-from taskhub.client.calls import DEFAULT_TARGET
+import click
+
+from taskhub.client.cli import CONTEXT, connection_options
 from taskhub.client.worker import Worker
 from taskhub.errors import TaskHubError
 
@@ -38,29 +40,25 @@ def load_handlers(spec: str) -> dict:
     return handlers
 
 
-def add_command(commands: argparse._SubParsersAction) -> None:
-    """Adds `worker` to the root `taskhub` parser."""
-    parser = commands.add_parser(
-        "worker", help="run a worker with the handlers of a module",
-        description="Lease tasks from a running taskhub server and run them with the handlers that MODULE's"
-                    " HANDLERS dict maps task types to. SIGTERM/SIGINT finish the current batch (within"
-                    " --grace-seconds) or release it.")
-    parser.add_argument("module", metavar="MODULE", help="dotted module or .py file, optionally :ATTRIBUTE")
-    parser.add_argument("--target", default=os.environ.get("TASKHUB_TARGET", DEFAULT_TARGET),
-                        help="host:port of the gRPC server (env TASKHUB_TARGET)")
-    parser.add_argument("--api-key", default=os.environ.get("TASKHUB_API_KEY"),
-                        help="API key with the workers.* action (env TASKHUB_API_KEY)")
-    parser.add_argument("--tls-ca", default=os.environ.get("TASKHUB_TLS_CA"),
-                        help="call the server over TLS, verifying it with this CA file (PEM) (env TASKHUB_TLS_CA)")
-    parser.add_argument("--index-uids", help="only these indexes, comma-separated")
-    parser.add_argument("--max-tasks", type=int, help="the most tasks in one batch")
-    parser.add_argument("--concurrency", type=int, default=1, help="batches run at once (on different indexes)")
-    parser.add_argument("--lease-seconds", type=float, default=30.0, help="lease duration; renewed at a third")
-    parser.add_argument("--poll-seconds", type=float, default=10.0, help="how long one lease request waits")
-    parser.add_argument("--grace-seconds", type=float, default=30.0,
-                        help="on SIGTERM, how long the current batch may take before it is released")
-    parser.add_argument("--log-level", default=os.environ.get("TASKHUB_LOG_LEVEL", "INFO"))
-    parser.set_defaults(run=_run)
+@click.command(context_settings=CONTEXT)
+@click.argument("module", metavar="MODULE")
+@connection_options(("target", "api_key", "tls_ca"))
+@click.option("--index-uids", metavar="LIST", help="only these indexes, comma-separated")
+@click.option("--max-tasks", type=int, help="the most tasks in one batch")
+@click.option("--concurrency", type=int, default=1, show_default=True, help="batches run at once (on different indexes)")
+@click.option("--lease-seconds", type=float, default=30.0, show_default=True, help="lease duration; renewed at a third")
+@click.option("--poll-seconds", type=float, default=10.0, show_default=True, help="how long one lease request waits")
+@click.option("--grace-seconds", type=float, default=30.0, show_default=True,
+              help="on SIGTERM, how long the current batch may take before it is released")
+@click.option("--log-level", envvar="TASKHUB_LOG_LEVEL", default="INFO", show_default=True, show_envvar=True)
+def worker(**params) -> int:
+    """Run a worker with the handlers of MODULE (a dotted module or a .py file, optionally :ATTRIBUTE).
+
+    It leases tasks from a running taskhub server and runs them with the handlers that MODULE's
+    HANDLERS dict maps task types to. SIGTERM/SIGINT finish the current batch (within --grace-seconds)
+    or release it. The API key needs the workers.* action.
+    """
+    return _run(argparse.Namespace(**params))
 
 
 def _run(args: argparse.Namespace) -> int:

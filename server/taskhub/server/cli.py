@@ -1,47 +1,101 @@
 """The `taskhub` command: `serve` runs the service, `gateway` the JSON gateway alone.
 
-Lives in the server package because `serve` needs the server; the client-side
-commands (`tasks`, `keys`, `worker`) are added from `taskhub.client` and never
-import the server.
+The root and the client-side commands (`tasks`, `keys`, `worker`, `completion`, `--version`)
+come from `taskhub.client.cli`, which never imports the server; this module adds the two
+server commands, whose flags are generated from `config.Config` with `TASKHUB_*` env defaults.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from dataclasses import fields
 
+import click
+
+from taskhub.client import cli as client_cli
 from taskhub.server import config as config_module
+from taskhub.server.config import Config
+
+_KINDS = {"bool": bool, "float": float, "int": int}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taskhub", description="A task queue with Meilisearch's task API.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="run the service on its embedded SQLite store",
-                                description="Run the gRPC server and the JSON gateway over one SQLite file.")
-    config_module.add_arguments(serve)
-    serve.set_defaults(run=_serve)
-    gateway = commands.add_parser("gateway", help="run the JSON gateway alone, in front of a gRPC server",
-                                  description="Run the JSON/HTTP gateway in front of a running taskhub gRPC server.")
-    target = os.environ.get("TASKHUB_GRPC_TARGET", "127.0.0.1:50051")
-    gateway.add_argument("--grpc-target", default=target,
-                         help=f"host:port of the taskhub gRPC server (env TASKHUB_GRPC_TARGET); default {target}")
-    ca = os.environ.get("TASKHUB_TLS_CA")
-    gateway.add_argument("--tls-ca", metavar="PATH", default=ca,
-                         help="call the gRPC server over TLS, verifying it with this CA file (PEM) (env TASKHUB_TLS_CA)")
-    config_module.add_arguments(gateway, names=("http_listen", "http_allowed_hosts", "http_allowed_origins",
-                                                "grace_seconds", "event_loop", "log_level",
-                                                "http_payload_size_limit", "tls_cert", "tls_key",
-                                                "max_watchers_per_client"))
-    gateway.set_defaults(run=_gateway)
-    from taskhub.client import cli as client_cli
-    from taskhub.client import worker_cli
-    client_cli.add_commands(commands)
-    worker_cli.add_command(commands)
-    return parser
+# The collector's youngest generation is collected after this many new objects (CPython's default
+# is 700). With thousands of watch streams open, objects that live a few milliseconds (a call, a
+# batch of changes) outlive the default young collections and reach the oldest generation, whose
+# full passes then scan every stream's objects and pause the whole server (bench/README.md, fan-out).
+YOUNG_GENERATION = 7_000
+
+
+def config_options(names: tuple[str, ...] | None = None) -> Callable:
+    """A flag for each of Config's fields in `names` (all by default): `--db`, env TASKHUB_DB, default Config.db."""
+    def decorate(command):
+        for field in reversed(fields(Config)):
+            if names is not None and field.name not in names:
+                continue
+            kind = _KINDS.get(field.type, str)
+            command = click.option(
+                "--" + field.name.replace("_", "-"), field.name, is_flag=kind is bool, type=kind, default=field.default,
+                envvar=config_module.env_name(field.name), show_envvar=True,
+                show_default=field.default not in (None, "") and kind is not bool,
+                help=config_module._HELP[field.name])(command)
+        return command
+    return decorate
+
+
+@click.command(context_settings=client_cli.CONTEXT)
+@config_options()
+def serve(**params) -> int:
+    """Run the gRPC server and the JSON gateway over one SQLite file."""
+    import gc
+
+    from taskhub.server import app
+
+    gc.set_threshold(YOUNG_GENERATION, *gc.get_threshold()[1:])
+    config = Config(**params)
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run_loop(app.serve(config), config.event_loop)
+    except (OSError, ValueError) as exc:
+        print(f"taskhub: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+@click.command(context_settings=client_cli.CONTEXT)
+@click.option("--grpc-target", metavar="HOST:PORT", default="127.0.0.1:50051", envvar="TASKHUB_GRPC_TARGET",
+              show_envvar=True, show_default=True, help="the taskhub gRPC server")
+@client_cli.connection_options(("tls_ca",))
+@config_options(("http_listen", "http_allowed_hosts", "http_allowed_origins", "http_payload_size_limit",
+                 "grace_seconds", "event_loop", "log_level", "tls_cert", "tls_key", "max_watchers_per_client"))
+def gateway(grpc_target: str, tls_ca: str | None, **settings) -> int:
+    """Run the JSON/HTTP gateway alone, in front of a running taskhub gRPC server."""
+    from taskhub.gateway import serving
+
+    config = Config(**settings)
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run_loop(serving.serve_gateway(grpc_target, config.http_listen, grace=config.grace_seconds,
+                                       allowed_hosts=config.http_allowed_hosts,
+                                       allowed_origins=config.http_allowed_origins,
+                                       payload_limit=config_module.parse_size(config.http_payload_size_limit),
+                                       tls_ca=tls_ca, tls_cert=config.tls_cert, tls_key=config.tls_key,
+                                       max_watchers_per_client=config.max_watchers_per_client),
+                 config.event_loop)
+    except (OSError, ValueError) as exc:
+        print(f"taskhub: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build() -> click.Group:
+    """The whole `taskhub` command: the client's root with `serve` and `gateway` added."""
+    root = client_cli.root()
+    root.add_command(serve)
+    root.add_command(gateway)
+    return root
 
 
 def run_loop(main: Coroutine, choice: str) -> object:
@@ -66,51 +120,8 @@ def run_loop(main: Coroutine, choice: str) -> object:
     return asyncio.run(main)
 
 
-# The collector's youngest generation is collected after this many new objects (CPython's default
-# is 700). With thousands of watch streams open, objects that live a few milliseconds (a call, a
-# batch of changes) outlive the default young collections and reach the oldest generation, whose
-# full passes then scan every stream's objects and pause the whole server (bench/README.md, fan-out).
-YOUNG_GENERATION = 7_000
-
-
-def _serve(args: argparse.Namespace) -> int:
-    import gc
-
-    from taskhub.server import app
-
-    gc.set_threshold(YOUNG_GENERATION, *gc.get_threshold()[1:])
-    config = config_module.from_namespace(args)
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        run_loop(app.serve(config), config.event_loop)
-    except (OSError, ValueError) as exc:
-        print(f"taskhub: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _gateway(args: argparse.Namespace) -> int:
-    from taskhub.gateway import serving
-
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        payload_limit = config_module.parse_size(args.http_payload_size_limit)
-        run_loop(serving.serve_gateway(args.grpc_target, args.http_listen, grace=args.grace_seconds,
-                                       allowed_hosts=args.http_allowed_hosts,
-                                       allowed_origins=args.http_allowed_origins,
-                                       payload_limit=payload_limit,
-                                       tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                                       max_watchers_per_client=args.max_watchers_per_client),
-                 args.event_loop)
-    except (OSError, ValueError) as exc:
-        print(f"taskhub: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.run(args)
+    return client_cli.run(build(), argv)
 
 
 if __name__ == "__main__":
