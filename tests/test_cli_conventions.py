@@ -104,7 +104,6 @@ async def test_auth_errors_name_the_api_key_flag(secured_service):
     assert code == 4 and "--api-key" in err and "TASKHUB_API_KEY" in err and err.endswith("(invalid_api_key)\n")
 
 
-@pytest.mark.xfail(strict=True, reason="the keys commands repeat the HTTP API's `API endpoint` wording")
 async def test_keys_without_a_master_key_say_how_to_set_one(service):
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "taskhub.server.cli", "keys", "list", env=environment(TASKHUB_TARGET=service.grpc_target),

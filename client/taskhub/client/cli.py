@@ -182,6 +182,9 @@ def in_cli_words(error: TaskHubError, target: str) -> str:
         return f"Cannot reach a taskhub server at {target} (--target or TASKHUB_TARGET): {error.message}"
     if error.code == "missing_authorization_header":
         return "The server requires an API key: give --api-key KEY or set TASKHUB_API_KEY."
+    if error.code == "missing_master_key":
+        return ("The server runs without a master key, and API keys need one: start it with --master-key"
+                " (or TASKHUB_MASTER_KEY).")
     if error.code == "invalid_api_key":
         return ("The API key (--api-key or TASKHUB_API_KEY) is invalid, or not allowed this action on these"
                 " indexes.")
