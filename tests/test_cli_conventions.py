@@ -79,6 +79,9 @@ async def test_list_fits_80_columns_and_wide_shows_everything(cli):
     assert "…" in out and index not in out and "movies" in out
     code, out, _ = await cli("list", "--wide")
     assert code == 0 and index in out and "2023-11-14T22:13:20.001000Z" in out and not fits(out, 80)
+    cli.env["TASKHUB_WIDE"] = "1"
+    assert (await cli("list")) == (code, out, "")
+    del cli.env["TASKHUB_WIDE"]
     cli.env["COLUMNS"] = "120"  # a wider terminal: nothing is cut
     code, out, _ = await cli("list")
     assert code == 0 and index in out and fits(out, 120)

@@ -153,6 +153,11 @@ def connection(ctx: click.Context) -> dict:
     return values
 
 
+# Tables fit the terminal unless this is given; `list` of tasks and of keys take it.
+WIDE = click.option("--wide", is_flag=True, envvar="TASKHUB_WIDE", show_envvar=True,
+                    help="the full table, however wide: nothing cut")
+
+
 def usage_error(message: str) -> None:
     raise click.UsageError(message, click.get_current_context(silent=True))
 

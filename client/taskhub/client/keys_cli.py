@@ -11,7 +11,8 @@ import argparse
 
 import click
 
-from taskhub.client.cli import CONTEXT, EXIT_CODES, EXIT_OK, Natural, client_command, connection_options, width
+from taskhub.client.cli import (
+    CONTEXT, EXIT_CODES, EXIT_OK, WIDE, Natural, client_command, connection_options, width)
 from taskhub.client.filters import split_list
 from taskhub.client.keys import ApiKey, KeyPage
 from taskhub.client.render import card, short_time, table, to_json
@@ -44,7 +45,7 @@ def _declare() -> None:
                    " `N of TOTAL` line (--json: the page as GET /keys answers it).", (
                        click.option("--offset", type=count, default=0, metavar="N", help="keys to skip (default 0)"),
                        click.option("--limit", type=count, metavar="N", help="page size (server default 20)"),
-                       click.option("--wide", is_flag=True, help="the full table, however wide: nothing cut")))
+                       WIDE))
     client_command(keys, "create", _create, "create an API key",
                    "Create an API key and print it with its secret, the `key` field (--json: the key object as"
                    " POST /keys answers it). Example: taskhub keys create --actions tasks.get,tasks.cancel"

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 import click
 
 from taskhub.client.cli import (
-    CONTEXT, EXIT_CODES, EXIT_OK, EXIT_TASK_FAILED, DateBound, JsonObject, Natural, SECONDS, client_command,
+    CONTEXT, WIDE, EXIT_CODES, EXIT_OK, EXIT_TASK_FAILED, DateBound, JsonObject, Natural, SECONDS, client_command,
     connection_options, usage_error, width)
 from taskhub.client.filters import DATE_FIELDS, LIST_FIELDS, TaskFilter, camel
 from taskhub.client.models import Task, TaskStatus
@@ -68,7 +68,7 @@ def _declare() -> None:
                        click.option("--from", "from_", type=_UID, metavar="UID", help="start from this uid (inclusive)"),
                        click.option("--reverse", is_flag=True, help="oldest first"),
                        click.option("--all", is_flag=True, help="follow `next` through every page"),
-                       click.option("--wide", is_flag=True, help="the full table, however wide: nothing cut")))
+                       WIDE))
     client_command(tasks, "get", _get, "show one task", "Show one task (--json: the task object as GET /tasks/UID).",
                    (click.argument("uid", type=_UID, metavar="UID"),))
     client_command(tasks, "enqueue", _enqueue, "enqueue a task, or every task of a file",
