@@ -10,7 +10,7 @@ import pathlib
 import sys
 from dataclasses import fields
 
-from taskhub.server.config import _HELP, Config, env_name
+from taskhub.server.config import HELP, Config, env_name
 
 PAGE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 BEGIN = "<!-- begin flags: made by scripts/config_reference.py -->"
@@ -32,7 +32,7 @@ def table() -> str:
     rows = ["| flag | environment | default | what |", "|---|---|---|---|"]
     for field in fields(Config):
         flag = "--" + field.name.replace("_", "-")
-        help_text = _HELP[field.name].replace("|", "\\|")
+        help_text = HELP[field.name].replace("|", "\\|")
         rows.append(f"| `{flag}` | `{env_name(field.name)}` | {_default(field)} | {help_text} |")
     return "\n".join(rows)
 

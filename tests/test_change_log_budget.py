@@ -6,7 +6,6 @@ keeps it full, and pruning it must never leave a resuming watcher a silent gap.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import sqlite3
@@ -17,7 +16,8 @@ from google.protobuf import struct_pb2
 from helpers import T, error_of
 from taskhub.metadata import watch_cursor
 from taskhub.server import app
-from taskhub.server.config import Config, add_arguments, from_namespace, parse_size, watch_retention_bytes
+from taskhub.server.cli import serve
+from taskhub.server.config import Config, parse_size, watch_retention_bytes
 from taskhub.server.model import TaskType
 from taskhub.server.store import SCHEMA_VERSION, Store
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
@@ -182,9 +182,8 @@ async def test_canceling_a_full_queue_fits_under_sqlites_hard_cap(config, monkey
 
 def test_the_byte_budget_is_a_flag_with_an_env_twin_and_a_tenth_of_the_limit_by_default(monkeypatch):
     def configured(*flags: str) -> Config:
-        parser = argparse.ArgumentParser()
-        add_arguments(parser)
-        return from_namespace(parser.parse_args(flags))
+        # The real `taskhub serve` command's parsing, without running it.
+        return Config(**serve.make_context("serve", list(flags)).params)
 
     assert watch_retention_bytes(configured()) == parse_size("10GiB") // 10
     assert watch_retention_bytes(configured("--max-task-db-size", "500MiB")) == 50 * 2**20

@@ -40,7 +40,7 @@ def config_options(names: tuple[str, ...] | None = None) -> Callable:
                 "--" + field.name.replace("_", "-"), field.name, is_flag=kind is bool, type=kind, default=field.default,
                 envvar=config_module.env_name(field.name), show_envvar=True,
                 show_default=field.default not in (None, "") and kind is not bool,
-                help=config_module._HELP[field.name])(command)
+                help=config_module.HELP[field.name])(command)
         return command
     return decorate
 

@@ -1,15 +1,13 @@
 """Server settings: one dataclass, filled from flags with `TASKHUB_*` fallbacks.
 
-`add_arguments()` declares every flag once; each flag's default comes from its
-environment variable (`--db` <- `TASKHUB_DB`), then from the dataclass.
+`taskhub.server.cli` declares a flag for each field (`--db`, env `TASKHUB_DB`, default
+`Config.db`) with its help from `HELP`; docs/configuration.md is generated from both.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 
 @dataclass(slots=True)
@@ -48,7 +46,7 @@ class Config:
     tls_key: str | None = None
 
 
-_HELP = {
+HELP = {
     "db": "SQLite database file",
     "grpc_listen": "host:port of the gRPC server",
     "http_listen": "host:port of the JSON gateway",
@@ -90,28 +88,6 @@ _HELP = {
 
 def env_name(name: str) -> str:
     return "TASKHUB_" + name.upper()
-
-
-def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
-    """Declares the flags for `names` (all by default), defaulting to their environment variables."""
-    for field in fields(Config):
-        if names is not None and field.name not in names:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        env = os.environ.get(env_name(field.name))
-        help_text = f"{_HELP[field.name]} (env {env_name(field.name)})"
-        if field.type == "bool":
-            default = field.default if env is None else env.lower() in ("1", "true", "yes")
-            parser.add_argument(flag, action="store_true", default=default, help=help_text)
-            continue
-        kind = {"float": float, "int": int}.get(field.type, str)
-        default = field.default if env is None else kind(env)
-        parser.add_argument(flag, type=kind, default=default,
-                            help=help_text + (f"; default {default}" if default is not None else ""))
-
-
-def from_namespace(args: argparse.Namespace) -> Config:
-    return Config(**{f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)})
 
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
