@@ -64,7 +64,10 @@ def parse_uint(value: str) -> int | None:
     """A u32 as Meilisearch parses one, or None."""
     if _UINT.fullmatch(value) is None:
         return None
-    number = int(value)
+    digits = value.lstrip("+").lstrip("0")
+    if len(digits) > len(str(U32_MAX)):  # too large, and int() refuses thousands of digits
+        return None
+    number = int(digits or "0")
     return number if number <= U32_MAX else None
 
 
