@@ -8,7 +8,7 @@ every documented operation is a route.
 from __future__ import annotations
 
 from taskhub.gateway.openapi_schemas import (
-    DATE_FILTER, FILTER_SCHEMAS, KEY_PATCH, NEW_KEY, NEW_TASK, PAGE_SCHEMAS, U32_MAX, U64_MAX)
+    DATE_FILTER, FILTER_SCHEMAS, KEY_PATCH, MAX_FILTER_VALUES, NEW_KEY, NEW_TASK, PAGE_SCHEMAS, U32_MAX, U64_MAX)
 from taskhub.gateway.guard import ANY_HOST_PATHS
 from taskhub.gateway.query import FILTER_PARAMETERS, LIST_PARAMETERS
 from taskhub.gateway.render import SETTINGS_ORDER, STATUS_LABELS, TYPE_LABELS
@@ -36,8 +36,9 @@ for _name in FILTER_PARAMETERS:
 
 
 def _schema(name: str) -> dict:
+    cap = f" At most {MAX_FILTER_VALUES} values." if name in FILTER_SCHEMAS else ""
     return {**PAGE_SCHEMAS.get(name, FILTER_SCHEMAS.get(name, {"type": "string", "pattern": DATE_FILTER})),
-            "description": _PARAMETER_TEXT[name][1]}
+            "description": _PARAMETER_TEXT[name][1] + cap}
 
 
 def _parameter(name: str) -> dict:
