@@ -92,10 +92,13 @@ async def test_bodies_not_in_utf8_are_malformed(secured_http, encoding):
 async def test_long_key_names_and_descriptions_are_refused(secured_http, secured_service):
     for field, code, cap in (("name", "invalid_api_key_name", 255), ("description", "invalid_api_key_description",
                                                                         4096)):
+        # Counted in characters: `é` takes two bytes of UTF-8, but the cap of them fits.
         body = f'{{"{field}": "{"é" * cap}", "actions": ["tasks.get"], "indexes": ["movies"], "expiresAt": null}}'
+        assert (await secured_http.post("/keys", content=body.encode(), headers={**MASTER, **JSON})).status_code == 201
+        body = f'{{"{field}": "{"é" * (cap + 1)}", "actions": ["tasks.get"], "indexes": ["movies"], "expiresAt": null}}'
         response = await secured_http.post("/keys", content=body.encode(), headers={**MASTER, **JSON})
         assert (response.status_code, response.json()) == (400, error(
-            code, f"Invalid value at `.{field}`: the {field} of a key is at most {cap} bytes (UTF-8), not {cap * 2}."))
+            code, f"Invalid value at `.{field}`: the {field} of a key is at most {cap} characters, not {cap + 1}."))
     async with grpc.aio.insecure_channel(secured_service.grpc_target) as channel:
         keys = key_service_pb2_grpc.KeyServiceStub(channel)
         metadata = (("authorization", f"Bearer {MASTER_KEY}"),)
@@ -107,7 +110,7 @@ async def test_long_key_names_and_descriptions_are_refused(secured_http, secured
         code, reason, _ = await error_of(keys.UpdateKey(kpb.UpdateKeyRequest(
             key=created.key.uid, description="x" * 4097), metadata=metadata))
         assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "invalid_api_key_description")
-    assert (await secured_http.get("/keys", headers=MASTER)).json()["total"] == 1
+    assert (await secured_http.get("/keys", headers=MASTER)).json()["total"] == 3
 
 
 async def test_long_filters_are_refused_with_their_own_codes(service, stub):

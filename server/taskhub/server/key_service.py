@@ -10,18 +10,17 @@ from taskhub.v1 import key_service_pb2 as kpb
 from taskhub.v1 import key_service_pb2_grpc
 
 DEFAULT_LIMIT = 20
-# A key's name and description are labels, not documents (README, "Payload limits").
+# A key's name and description are labels, not documents (README, "Payload limits"). The caps count
+# characters (code points), as JSON Schema's maxLength does, so the OpenAPI document can state them.
 MAX_SIZES = {"name": 255, "description": 4096}
 
 
 def check_labels(request) -> None:
     """A name or description over its cap is refused with its own code; the value is not echoed."""
     for field, cap in MAX_SIZES.items():
-        if request.HasField(field) and len(getattr(request, field)) * 4 > cap:
-            size = len(getattr(request, field).encode("utf-8", "surrogatepass"))
-            if size > cap:
-                raise TaskHubError(f"invalid_api_key_{field}", f"Invalid value at `.{field}`: the {field} of a key is"
-                                                               f" at most {cap} bytes (UTF-8), not {size}.")
+        if request.HasField(field) and (size := len(getattr(request, field))) > cap:
+            raise TaskHubError(f"invalid_api_key_{field}", f"Invalid value at `.{field}`: the {field} of a key is"
+                                                           f" at most {cap} characters, not {size}.")
 
 
 class KeyService(key_service_pb2_grpc.KeyServiceServicer):
