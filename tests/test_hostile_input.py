@@ -6,6 +6,7 @@ Each is refused with a clear error of its own (INVALID_ARGUMENT, 415 `invalid_co
 
 from __future__ import annotations
 
+import collections
 import logging
 
 import grpc
@@ -137,3 +138,22 @@ async def test_long_worker_names_are_refused(channel):
     assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "invalid_worker_name")
     assert message == "Invalid value in parameter `worker`: a worker name is at most 256 bytes (UTF-8), not 5000000."
     assert (await workers.LeaseTasks(wpb.LeaseTasksRequest(worker="w" * 256))).tasks == []
+
+
+
+@pytest.mark.xfail(strict=True, reason="every unknown method name is cached for good")
+async def test_calls_to_unknown_methods_leave_nothing_behind(channel):
+    from taskhub.server import decoding
+
+    # The servicers' handlers, guarded as app.start registers them; a caller names methods at will.
+    handler = grpc.method_handlers_generic_handler("taskhub.v1.TaskService", {
+        "GetTask": grpc.unary_unary_rpc_method_handler(lambda request, context: None)})
+    guarded = decoding._GuardedGeneric(handler)
+    details = collections.namedtuple("Details", "method invocation_metadata")
+    for i in range(50):
+        assert guarded.service(details(f"/taskhub.v1.TaskService/Nope{i}", ())) is None
+    assert guarded.service(details("/taskhub.v1.TaskService/GetTask", ())) is not None
+    assert len(guarded.cache) == 1
+    # And through a real server: an unknown method is UNIMPLEMENTED.
+    code, _, _ = await error_of(channel.unary_unary("/taskhub.v1.TaskService/Nope")(b""))
+    assert code == grpc.StatusCode.UNIMPLEMENTED
