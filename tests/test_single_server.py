@@ -103,7 +103,6 @@ async def test_a_second_service_in_the_same_process_is_refused_until_the_first_s
     await again.stop(0)
 
 
-@pytest.mark.xfail(strict=True, reason="the lock file is named after the path as written, so a link escapes it")
 async def test_a_database_reached_through_a_symlink_is_the_same_database(config, tmp_path):
     first = await app.start(config, background=False)
     try:
@@ -115,7 +114,6 @@ async def test_a_database_reached_through_a_symlink_is_the_same_database(config,
         await first.stop(0)
 
 
-@pytest.mark.xfail(strict=True, reason="a start that fails after the scheduler started leaves it running")
 async def test_a_start_that_fails_part_way_stops_what_it_started(config, monkeypatch):
     import threading
 

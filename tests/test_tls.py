@@ -195,7 +195,6 @@ def test_the_cli_and_the_standalone_gateway_over_tls(tmp_path, pki):
     assert server.returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason="a certificate and key that do not pair are reported as a taken port")
 async def test_a_certificate_and_key_that_do_not_pair_are_named_at_start(config, pki):
     with pytest.raises(ValueError, match=r"--tls-cert .* --tls-key"):
         await app.start(dataclasses.replace(config, tls_cert=pki.key, tls_key=pki.cert))

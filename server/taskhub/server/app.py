@@ -141,45 +141,49 @@ async def _start(config: Config, lock: ServerLock, credentials: grpc.ServerCrede
                           commit_window=config.commit_window_ms / 1000)
     await scheduler.start(background=background)
 
-    payload_limit = parse_size(config.http_payload_size_limit)
-    server = grpc.aio.server(options=[
-        # gRPC's own RESOURCE_EXHAUSTED past it; details are measured exactly by the services.
-        ("grpc.max_receive_message_length", limits.receive_limit(payload_limit)),
-        ("grpc.max_send_message_length", limits.message_limit(payload_limit)),
-        # gRPC's default would let a second server share a taken port: make it an error, as for any TCP server.
-        ("grpc.so_reuseport", 0),
-    ])
-    keys = Keyring(config.master_key, scheduler.call, store, clock)
-    await keys.load()
-    if not keys.enabled:
-        log.warning("no master key is set: every call is allowed. Set --master-key (TASKHUB_MASTER_KEY)"
-                    " to require `Authorization: Bearer <key>`.")
-    guarded = decoding.Guarded(server)  # undecodable requests: INVALID_ARGUMENT, not UNKNOWN
-    task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(scheduler, keys, payload_limit=payload_limit),
-                                                            guarded)
-    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(scheduler, keys), guarded)
-    key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(keys), guarded)
-    health = health_async.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    for name in ("", *SERVICE_NAMES):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                                         reflection.SERVICE_NAME), server)
-    gateway_port = None
+    # Past here the scheduler runs: a start that fails stops it and closes the store before the lock goes.
     try:
-        if credentials is None:
-            port = server.add_insecure_port(config.grpc_listen)
-        else:
-            port = server.add_secure_port(config.grpc_listen, credentials)
-            if not config.no_http:  # the embedded gateway's way in (tls.py says why)
-                gateway_port = server.add_secure_port(tls.LOOPBACK, tls.local_server_credentials())
-    except RuntimeError:  # grpcio raises this when the address is taken
-        port = 0
-    if port == 0:
+        payload_limit = parse_size(config.http_payload_size_limit)
+        server = grpc.aio.server(options=[
+            # gRPC's own RESOURCE_EXHAUSTED past it; details are measured exactly by the services.
+            ("grpc.max_receive_message_length", limits.receive_limit(payload_limit)),
+            ("grpc.max_send_message_length", limits.message_limit(payload_limit)),
+            # gRPC's default would let a second server share a taken port: make it an error, as for any TCP server.
+            ("grpc.so_reuseport", 0),
+        ])
+        keys = Keyring(config.master_key, scheduler.call, store, clock)
+        await keys.load()
+        if not keys.enabled:
+            log.warning("no master key is set: every call is allowed. Set --master-key (TASKHUB_MASTER_KEY)"
+                        " to require `Authorization: Bearer <key>`.")
+        guarded = decoding.Guarded(server)  # undecodable requests: INVALID_ARGUMENT, not UNKNOWN
+        task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(scheduler, keys, payload_limit=payload_limit),
+                                                                guarded)
+        worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(scheduler, keys), guarded)
+        key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(keys), guarded)
+        health = health_async.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        for name in ("", *SERVICE_NAMES):
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                                             reflection.SERVICE_NAME), server)
+        gateway_port = None
+        try:
+            if credentials is None:
+                port = server.add_insecure_port(config.grpc_listen)
+            else:
+                port = server.add_secure_port(config.grpc_listen, credentials)
+                if not config.no_http:  # the embedded gateway's way in (tls.py says why)
+                    gateway_port = server.add_secure_port(tls.LOOPBACK, tls.local_server_credentials())
+        except RuntimeError:  # grpcio raises this when the address is taken
+            port = 0
+        if port == 0:
+            raise OSError(f"cannot listen on {config.grpc_listen}: the address is in use or not valid (--grpc-listen)")
+        await server.start()
+    except BaseException:
         await scheduler.stop()
         store.close()
-        raise OSError(f"cannot listen on {config.grpc_listen}: the address is in use or not valid (--grpc-listen)")
-    await server.start()
+        raise
     service = Service(config=config, store=store, scheduler=scheduler, keys=keys, server=server, health=health,
                       grpc_port=port, lock=lock)
     if not config.no_http:

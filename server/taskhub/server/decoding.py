@@ -70,13 +70,16 @@ def guard(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None
 class _GuardedGeneric(grpc.GenericRpcHandler):
     def __init__(self, inner: grpc.GenericRpcHandler) -> None:
         self.inner = inner
-        self.cache: dict[str, grpc.RpcMethodHandler | None] = {}
+        self.cache: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(self, handler_call_details):
         method = handler_call_details.method
-        if method not in self.cache:
-            self.cache[method] = guard(self.inner.service(handler_call_details))
-        return self.cache[method]
+        handler = self.cache.get(method)
+        if handler is None:
+            handler = guard(self.inner.service(handler_call_details))
+            if handler is not None:  # callers name methods at will: only real ones are kept
+                self.cache[method] = handler
+        return handler
 
 
 class Guarded:

@@ -25,7 +25,8 @@ class ServerLock:
     """
 
     def __init__(self, db: str | pathlib.Path) -> None:
-        self.path = pathlib.Path(str(db) + ".lock")
+        # The file itself, however it is named: a symlink or another relative path is the same database.
+        self.path = pathlib.Path(str(pathlib.Path(db).resolve()) + ".lock")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -34,7 +35,7 @@ class ServerLock:
             holder = os.read(fd, 32).decode(errors="replace").strip()
             os.close(fd)
             by = f" (pid {holder})" if holder.isdigit() else ""
-            raise DatabaseLocked(f"another taskhub server{by} is serving {db}: it holds the lock {db}.lock."
+            raise DatabaseLocked(f"another taskhub server{by} is serving {db}: it holds the lock {self.path}."
                                  " Stop it, or give this one another --db") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

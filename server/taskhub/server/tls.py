@@ -11,6 +11,7 @@ TLS port just as well; API keys are checked on both.
 from __future__ import annotations
 
 import pathlib
+import ssl
 
 import grpc
 
@@ -33,6 +34,12 @@ def server_credentials(config: Config) -> grpc.ServerCredentials | None:
     if config.tls_cert is None:
         return None
     key, chain = _read(config.tls_key, "--tls-key"), _read(config.tls_cert, "--tls-cert")
+    # gRPC takes any bytes here and fails only when binding, as if the port were taken: check the pair first.
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(config.tls_cert, config.tls_key)
+    except ssl.SSLError as error:
+        raise ValueError(f"--tls-cert {config.tls_cert} and --tls-key {config.tls_key} are not a PEM certificate"
+                         f" chain and its private key: {error.reason or error}") from None
     return grpc.ssl_server_credentials([(key, chain)])
 
 
