@@ -11,6 +11,8 @@ UTF-8 (400 `malformed_payload`).
 from __future__ import annotations
 
 import json
+import sys
+from decimal import Decimal
 
 from taskhub.errors import TaskHubError
 from taskhub.gateway.render import TYPE_LABELS
@@ -21,6 +23,10 @@ BODY_FIELDS = ("type", "indexUid", "details")
 # (Struct, Value), and the server's parser stops at 100.
 MAX_DEPTH = 32
 U64_MAX = 2**64 - 1
+# The largest number a settings value may be (a protobuf Value holds a double), exactly: one past it is
+# refused even where a double would round it down, so the OpenAPI document can state the bound.
+DOUBLE_MAX = sys.float_info.max
+_DOUBLE_MAX_EXACTLY = Decimal(DOUBLE_MAX)
 
 _TYPE_BY_LABEL = {label.lower(): value for value, label in TYPE_LABELS.items()}
 _CASES = {field.name for field in task_pb2.TaskDetails.DESCRIPTOR.oneofs_by_name["kind"].fields}
@@ -43,7 +49,7 @@ def _not_json(name: str):
 
 def _finite(text: str) -> float:
     value = float(text)
-    if value in (float("inf"), float("-inf")):
+    if abs(value) == float("inf") or (abs(value) == DOUBLE_MAX and abs(Decimal(text)) > _DOUBLE_MAX_EXACTLY):
         _not_json(text)
     return value
 
@@ -69,6 +75,8 @@ def _check_settings(value, depth: int = 0) -> None:
             _check_settings(item, depth + 1)
     elif isinstance(value, str):
         _text(value, "details")
+    elif isinstance(value, int) and abs(value) > _DOUBLE_MAX_EXACTLY:
+        raise _invalid(f"`details` holds an integer past ±{DOUBLE_MAX!r}, the largest a double holds.")
 
 
 ACCEPTED_TYPES = "Accepted values for the Content-Type header are: `application/json`"
