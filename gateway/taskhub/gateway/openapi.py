@@ -8,7 +8,7 @@ every documented operation is a route.
 from __future__ import annotations
 
 from taskhub.gateway.openapi_schemas import (
-    DATE_FILTER, FILTER_SCHEMAS, KEY_PATCH, MAX_FILTER_VALUES, NEW_KEY, NEW_TASK, PAGE_SCHEMAS, U32_MAX, U64_MAX)
+    DATE_FILTER, FILTER_SCHEMAS, KEY_PATCH, MAX_FILTER_VALUES, NEW_KEY, NEW_TASK, PAGE_SCHEMAS, SETTING_VALUE, U32_MAX, U64_MAX)
 from taskhub.gateway.guard import ANY_HOST_PATHS
 from taskhub.gateway.query import FILTER_PARAMETERS, LIST_PARAMETERS
 from taskhub.gateway.render import SETTINGS_ORDER, STATUS_LABELS, TYPE_LABELS
@@ -122,6 +122,7 @@ _SCHEMAS = {
         },
     },
     "NewTask": NEW_TASK,
+    "SettingValue": SETTING_VALUE,
 }
 
 _FILTERS = [_parameter(name) for name in FILTER_PARAMETERS]

@@ -8,6 +8,9 @@ count of filter values) the description says it and the test leaves that case ou
 
 from __future__ import annotations
 
+import sys
+
+from taskhub.gateway.enqueue import MAX_DEPTH
 from taskhub.gateway.render import STATUS_LABELS, TYPE_LABELS
 
 U32_MAX = 2**32 - 1
@@ -69,11 +72,18 @@ def label(characters: int) -> dict:
 _COUNT = {"type": "integer", "minimum": 0, "maximum": U64_MAX}
 _NO_DETAILS = {"type": ["object", "null"], "maxProperties": 0}
 _INDEX_UID = {"type": "string", "pattern": f"^{INDEX_UID}$"}
-# A settings value: text, a flag, a number a double holds, or one level of list or object of those.
-_SCALAR = {"anyOf": [{"type": ["string", "boolean", "null"]},
-                     {"type": "number", "minimum": -1e15, "maximum": 1e15}]}
-_SETTING = {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR},
-                      {"type": "object", "additionalProperties": _SCALAR}]}
+# A settings value is any JSON value, its numbers those a double holds (the server refuses one past the
+# largest), nested up to MAX_DEPTH levels: a recursive schema. The depth cap is in the description:
+# a schema that counts levels would be 32 copies of this one.
+SETTING_VALUE = {
+    "anyOf": [{"type": ["string", "boolean", "null"]},
+              {"type": "number", "minimum": -sys.float_info.max, "maximum": sys.float_info.max},
+              {"type": "array", "items": {"$ref": "#/components/schemas/SettingValue"}},
+              {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/SettingValue"}}],
+    "description": f"Any JSON value, its numbers within ±{sys.float_info.max!r} (a double), nested at most"
+                   f" {MAX_DEPTH} levels below the settings object.",
+}
+_SETTING = {"$ref": "#/components/schemas/SettingValue"}
 
 # Per type it may be enqueued as: (whether it names an index, its details' schema, whether details are required).
 _DETAILS = {
