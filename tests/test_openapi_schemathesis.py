@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
+import time
+from datetime import date, datetime, timezone
 
 import hypothesis
 import pytest
@@ -44,6 +47,7 @@ CHECKS = {GenerationMode.POSITIVE: [*ANSWERS, checks.positive_data_acceptance],
 NO_INPUT = {("GET", "/health"), ("GET", "/openapi.json"), ("GET", "/dashboard"), ("GET", "/")}
 NEGATIVE = [pytest.param(method, path, id=f"{method} {path}") for method, path in OPERATIONS
             if (method, path) not in NO_INPUT]
+LAST_SECOND = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp() + 1  # a key expires by then
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 
 
@@ -69,6 +73,8 @@ def _exercise(url: str, method: str, path: str, mode: GenerationMode) -> None:
         hypothesis.assume(mode == GenerationMode.NEGATIVE or not _too_many_values(case.query))
         # Nor is the cap on how deep settings nest (a schema counting levels would be MAX_DEPTH copies).
         hypothesis.assume(mode == GenerationMode.NEGATIVE or _depth(case.body) <= MAX_DEPTH)
+        # Nor that a key's expiry is in the future and within year 9999 once its offset is applied.
+        hypothesis.assume(mode == GenerationMode.NEGATIVE or _expiry_is_reachable(case.body))
         case.call_and_validate(base_url=url, headers=AUTH, checks=CHECKS[mode])
 
     if mode == GenerationMode.NEGATIVE:
@@ -91,6 +97,20 @@ def _depth(body) -> int:
         items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
         return max((deepest(item, depth + 1) for item in items), default=depth)
     return deepest(body.get("details"), 0) if isinstance(body, dict) else 0
+
+
+def _expiry_is_reachable(body) -> bool:
+    """Whether a key body's `expiresAt` (a string the document's pattern allows) lies after now and by 9999."""
+    expires_at = body.get("expiresAt") if isinstance(body, dict) else None
+    if not isinstance(expires_at, str):
+        return True
+    day = date.fromisoformat(expires_at[:10])
+    clock = [int(part) for part in expires_at[11:19].split(":")] if len(expires_at) > 10 else [0, 0, 0]
+    offset = re.search(r"([+-])([0-9]{2}):([0-9]{2})$", expires_at)
+    moment = datetime(day.year, day.month, day.day, *clock, tzinfo=timezone.utc).timestamp()
+    if offset:
+        moment -= (1 if offset[1] == "+" else -1) * (int(offset[2]) * 3600 + int(offset[3]) * 60)
+    return time.time() + 60 < moment < LAST_SECOND
 
 
 def _coverage(schema, operation) -> list:

@@ -3,7 +3,7 @@
 Each pattern, bound and enum here is one the server (or the gateway's parsing) enforces, so a
 request the document allows is one the service takes; tests/test_openapi_schemathesis.py checks
 that both ways. Where the server's rule cannot be said in JSON Schema (an expiry in the future, a
-count of filter values) the description says it and the test leaves that case out.
+count of filter values, how deep settings nest) the description says it and the test leaves that case out.
 """
 
 from __future__ import annotations
@@ -19,13 +19,20 @@ MAX_FILTER_VALUES = 10_000  # the server's cap on a filter list (README, "Payloa
 INDEX_UID = "[A-Za-z0-9_-]{1,400}"  # Meilisearch's index uid rule, which the server applies
 
 _YEAR = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
-# Days 01-28 exist in every month: a pattern cannot tell which months have a 31st.
-_MONTH_DAY = "-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+# Leap years, 0004 to 9996: a multiple of 4 not ending in 00, or of 400 (0000 is no year).
+_LEAP_YEAR = "([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+# Days as the calendar has them: 31 in January, March, ...; 30 in April, June, September, November;
+# February 28, and 29 in a leap year.
+_DATE = (f"({_YEAR}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+         f"|02-(0[1-9]|1[0-9]|2[0-8]))|{_LEAP_YEAR}-02-29)")
 _TIME = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-DATE_FILTER = (f"^(\\*|{_YEAR}{_MONTH_DAY}|{_YEAR}{_MONTH_DAY}T{_TIME}(\\.[0-9]{{1,9}})?"
-               f"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$")
-# A key's expiry must be in the future, which no pattern can say: the document allows years from 2100.
-EXPIRES_AT = f"^(2[1-9][0-9]{{2}}|[3-9][0-9]{{3}}){_MONTH_DAY}([T ]{_TIME})?$"
+_ZONE = "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+# taskhub.dates: a date, or RFC 3339 (`T`, `t` or a space; a fraction of any length; `Z`, `z` or an offset).
+DATE_FILTER = f"^(\\*|{_DATE}|{_DATE}[Tt ]{_TIME}(\\.[0-9]+)?{_ZONE})$"
+# Meilisearch's four shapes of an expiry: a date; RFC 3339 (with `T` or `t`); a date and time in UTC with
+# `T`, `t` or a space. It must also be in the future, and in years 1 to 9999 once its offset is applied,
+# which no pattern can say: the description says so and the test leaves those out.
+EXPIRES_AT = f"^{_DATE}([Tt]{_TIME}(\\.[0-9]+)?{_ZONE}|[Tt ]{_TIME})?$"
 ENQUEUED_TYPES = [label for label in TYPE_LABELS.values() if label not in ("taskCancelation", "taskDeletion")]
 ACTIONS = ["tasks.get", "tasks.enqueue", "tasks.cancel", "tasks.delete", "tasks.*", "workers.*", "*"]
 # The server's caps on a key's labels, in characters (code points) as maxLength counts them.
@@ -141,8 +148,8 @@ NEW_KEY = {
                     "items": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]{0,400}\\*?$"},
                     "description": "Index uids, prefix patterns such as `movies*`, or `*`."},
         "expiresAt": {"type": ["string", "null"], "pattern": EXPIRES_AT,
-                      "description": "RFC 3339, `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD` (UTC) in the future; null"
-                                     " for never. (The pattern allows years from 2100: it cannot say `future`.)"},
+                      "description": "RFC 3339, `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD` (UTC), in the future and no"
+                                     " later than 9999-12-31T23:59:59.999999999Z; null for never."},
     },
     "example": {"name": "ci", "actions": ["tasks.get"], "indexes": ["movies"], "expiresAt": None},
 }
