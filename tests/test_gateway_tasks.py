@@ -160,6 +160,9 @@ async def test_list_answers_results_total_limit_from_next(http):
         "error": None, "duration": None, "enqueuedAt": at(3), "startedAt": None, "finishedAt": None}
     assert (await http.get("/tasks?limit=2&from=1")).json() == {
         "results": body["results"][1:], "total": 3, "limit": 2, "from": 1, "next": None}
+    # Read as Meilisearch reads them (Rust's u32 `from_str`), and as the OpenAPI descriptions say.
+    assert (await http.get("/tasks?limit=%2B2&from=001")).json() == {
+        "results": body["results"][1:], "total": 3, "limit": 2, "from": 1, "next": None}
     assert (await http.get("/tasks?limit=0")).json() == {"results": [], "total": 3, "limit": 0, "from": None,
                                                           "next": 2}
     assert (await http.get("/tasks?statuses=failed")).json() == {

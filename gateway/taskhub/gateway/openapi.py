@@ -18,9 +18,12 @@ _NULLABLE_STRING = {"type": ["string", "null"]}
 _DATE = {"type": "string", "format": "date-time", "example": "2021-08-10T14:29:17.000000Z"}
 _NULLABLE_DATE = {"type": ["string", "null"], "format": "date-time"}
 
+# Meilisearch reads page numbers with Rust's `from_str`, which takes `+5` and `007`; taskhub does the same,
+# so a client written for Meilisearch works. The schema stays `integer`, the form a client should send.
+_AS_RUST = " As in Meilisearch, a leading `+` and leading zeros are read too (`+5`, `007`)."
 _PARAMETER_TEXT = {
-    "limit": ("integer", "Number of tasks to answer; 20 by default."),
-    "from": ("integer", "Uid of the first task to answer, inclusive (the `next` of the previous page)."),
+    "limit": ("integer", "Number of tasks to answer; 20 by default." + _AS_RUST),
+    "from": ("integer", "Uid of the first task to answer, inclusive (the `next` of the previous page)." + _AS_RUST),
     "reverse": ("boolean", "`true` lists oldest first; `false` (default) newest first."),
     "uids": ("string", "Comma-separated task uids; `*` for all."),
     "canceledBy": ("string", "Comma-separated uids of the `taskCancelation` tasks that canceled them."),
@@ -291,10 +294,10 @@ OPENAPI["paths"].update({
     "/keys": {
         "get": {
             "operationId": "listKeys", "summary": "List API keys, newest first (master key only)",
-            "parameters": [{"name": "offset", "in": "query", "required": False, "description": "Keys to skip.",
+            "parameters": [{"name": "offset", "in": "query", "required": False, "description": "Keys to skip." + _AS_RUST,
                             "schema": {"type": "integer", "minimum": 0, "maximum": U64_MAX}},
                            {"name": "limit", "in": "query", "required": False, "description": "Page size; 20 by"
-                            " default.", "schema": {"type": "integer", "minimum": 0, "maximum": U64_MAX}}],
+                            " default." + _AS_RUST, "schema": {"type": "integer", "minimum": 0, "maximum": U64_MAX}}],
             "responses": {"200": _json(_ref("KeyList"), "One page of keys."), "400": _ERROR},
         },
         "post": {
