@@ -22,7 +22,9 @@ FOLLOWER_BYTES = 4 * 1024 * 1024  # what one SSE client may fall behind by befor
 # Followers are woken at most this often, so a busy feed's frames go out several to a write:
 # per client, each wake and each write costs the event loop the same whatever it carries.
 FLUSH_SECONDS = 0.05
-WAKE_CHUNK = 16
+# Followers woken per loop turn. A unary call takes several turns of the loop (its request, the
+# handler, its answer), and waits at each behind that turn's writes: one client's write, not a dozen.
+WAKE_CHUNK = 1
 
 Describe = Callable[[grpc.aio.AioRpcError], TaskHubError]
 
@@ -159,7 +161,7 @@ class Feed:
         self._wake_chunk([f for f in self.followers if f._pending()], 0)
 
     def _wake_chunk(self, waiting: list[Follower], start: int) -> None:
-        # A few at a time, each chunk a loop turn later: the calls that arrive meanwhile (a GetTask)
+        # WAKE_CHUNK at a time, each chunk a loop turn later: the calls that arrive meanwhile (a GetTask)
         # are not queued behind every client's write.
         for follower in waiting[start:start + WAKE_CHUNK]:
             follower._notify()
