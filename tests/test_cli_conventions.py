@@ -214,7 +214,6 @@ def test_the_client_commands_never_import_the_server():
     assert (result.returncode, result.stdout.splitlines()[-1]) == (0, "[]"), result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="an unknown log level raises out of logging.basicConfig as a traceback")
 @pytest.mark.parametrize("command", ["serve", "gateway"])
 async def test_an_unknown_log_level_is_a_one_line_error(command, tmp_path):
     code, out, err = await taskhub(command, "--log-level", "chatty", "--db", str(tmp_path / "q.db"),

@@ -45,6 +45,16 @@ def config_options(names: tuple[str, ...] | None = None) -> Callable:
     return decorate
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def start_logging(level: str) -> None:
+    """Logs at `level` (any case) to stderr; an unknown level is a usage error naming the flag."""
+    if level.upper() not in LOG_LEVELS:
+        raise click.BadParameter(f"`{level}` is not one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 @click.command(context_settings=client_cli.CONTEXT)
 @config_options()
 def serve(**params) -> int:
@@ -55,7 +65,7 @@ def serve(**params) -> int:
 
     gc.set_threshold(YOUNG_GENERATION, *gc.get_threshold()[1:])
     config = Config(**params)
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    start_logging(config.log_level)
     try:
         run_loop(app.serve(config), config.event_loop)
     except (OSError, ValueError) as exc:
@@ -75,7 +85,7 @@ def gateway(grpc_target: str, tls_ca: str | None, **settings) -> int:
     from taskhub.gateway import serving
 
     config = Config(**settings)
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    start_logging(config.log_level)
     try:
         run_loop(serving.serve_gateway(grpc_target, config.http_listen, grace=config.grace_seconds,
                                        allowed_hosts=config.http_allowed_hosts,
