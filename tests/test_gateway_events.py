@@ -356,3 +356,37 @@ async def test_head_answers_the_stream_headers_without_watching(live, service):
     assert (response.status_code, response.headers["content-type"]) == (200, "text/event-stream; charset=utf-8")
     assert (await live.head("/tasks/events?statuses=doggo")).status_code == 400
     assert service.scheduler.hub.watchers == 0
+
+
+@pytest.mark.xfail(strict=True, reason="a shared feed's reader dies silently on anything but a gRPC error")
+async def test_a_feed_that_cannot_render_a_change_ends_its_streams_and_the_next_client_starts_afresh(
+        service, monkeypatch):
+    from taskhub.gateway import events
+
+    rendered = events.change_frame
+    failures = []
+
+    def change_frame(message):
+        if message.task.status == 2 and not failures:  # processing: this one change cannot be rendered, once
+            failures.append(message.sequence)
+            raise ValueError("cannot render")
+        return rendered(message)
+
+    monkeypatch.setattr(events, "change_frame", change_frame)
+    gateway = await GatewayServer.start(service.grpc_target, "127.0.0.1:0", grace=1, heartbeat=30)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.port}", timeout=10) as http:
+            await enqueue(http, MOVIE)
+            response, stream = await open_stream(http, "/tasks/events")
+            await helpers.start(service, 0)
+            ended = await stream.event()
+            assert ended["event"] == "error" and ended["data"]["code"] == "internal"
+            assert await stream.frame() is None
+            await response.aclose()
+            # The dead feed is gone: the next client of the same filter gets a live one.
+            response, stream = await open_stream(http, "/tasks/events")
+            await helpers.finish(service, 0)
+            assert (await stream.event())["data"]["status"] == "succeeded"
+            await response.aclose()
+    finally:
+        await gateway.stop()
