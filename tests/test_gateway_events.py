@@ -358,7 +358,6 @@ async def test_head_answers_the_stream_headers_without_watching(live, service):
     assert service.scheduler.hub.watchers == 0
 
 
-@pytest.mark.xfail(strict=True, reason="a shared feed's reader dies silently on anything but a gRPC error")
 async def test_a_feed_that_cannot_render_a_change_ends_its_streams_and_the_next_client_starts_afresh(
         service, monkeypatch):
     from taskhub.gateway import events

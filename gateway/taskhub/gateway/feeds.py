@@ -10,6 +10,7 @@ A client resuming from a `Last-Event-ID` replays through a watch of its own inst
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import grpc
@@ -17,6 +18,8 @@ import grpc
 from taskhub.errors import TaskHubError
 from taskhub.metadata import watch_cursor
 from taskhub.v1 import task_service_pb2 as pb
+
+log = logging.getLogger(__name__)
 
 FOLLOWER_BYTES = 4 * 1024 * 1024  # what one SSE client may fall behind by before it is cut off
 # Followers are woken at most this often, so a busy feed's frames go out several to a write:
@@ -192,6 +195,9 @@ class Feed:
             error = self.describe(failed)
         except asyncio.CancelledError:
             return
+        except Exception:  # whatever it was, the followers must not wait on a reader that is gone
+            log.exception("a shared watch feed failed")
+            error = TaskHubError("internal", "internal error")
         if self.feeds.open.get(self.key) is self:
             del self.feeds.open[self.key]
         if self._flush is not None:
