@@ -92,7 +92,7 @@ def fill_task(message: task_pb2.Task, task: Task) -> None:
     """Writes `task` into an empty message in place, such as a response's field or a repeated field's `add()`.
 
     In place because every read answers with tasks: building a Task and then copying
-    it into its response took twice as long, timestamps made apart and copied in too.
+    it into its response does every field's work twice, timestamps made apart and copied in too.
     """
     message.uid, message.status, message.type = task.uid, task.status, task.type
     _set_time(message.enqueued_at, task.enqueued_at)

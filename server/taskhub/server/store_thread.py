@@ -2,8 +2,8 @@
 
 Producers wait on group commits (an enqueue is answered once it is durable), while leases,
 reports and other writes are waited on by far fewer callers. Letting a waiting commit go
-first cut the producers' round trip and raised end-to-end throughput with 4 workers from
-~1,800 to ~2,400 tasks/s (bench/README.md). Nothing starves: the scheduler keeps at most one
+first cuts the producers' round trip and so raises end-to-end throughput (bench/README.md,
+Defaults chosen by measurement). Nothing starves: the scheduler keeps at most one
 group commit queued or running, so between two of them the other lane always gets a turn.
 The first lane also takes the few short reads that must keep their order with commits
 (`Scheduler.call_in_commit_order`).

@@ -32,7 +32,7 @@ HOUR = 3_600_000_000  # microseconds
 
 
 def bitmap(uids: np.ndarray) -> BitMap:
-    """A bitmap from a numpy array of uids, through a buffer (a list would cost 10x)."""
+    """A bitmap from a numpy array of uids, through a buffer (a list would make a Python int of each)."""
     values = array.array("I")
     values.frombytes(uids.astype(np.uint32).tobytes())
     return BitMap(values)
@@ -134,7 +134,7 @@ def _cut_sorted(edge: tuple[np.ndarray, np.ndarray], bucket: BitMap, start: int,
 class TaskIndex:
     """Which uids have which status, type, index, canceler and dates."""
 
-    SORTED_EDGES = 64  # edge hours kept sorted at most (~22 KB each at 1M tasks, ~220 KB at 10M)
+    SORTED_EDGES = 64  # edge hours kept sorted at most (each one's memory grows with the queue)
 
     def __init__(self) -> None:
         self.all = BitMap()
@@ -143,10 +143,10 @@ class TaskIndex:
         self.indexes: dict[str, BitMap] = defaultdict(BitMap)
         self.cancelers: dict[int, BitMap] = defaultdict(BitMap)
         # Index and status together, the commonest pair of filters: one lookup instead of an
-        # intersection whose cost grows with the queue (0.5 ms at 10M tasks for a busy index).
+        # intersection whose cost grows with the queue (bench/README.md, Defaults chosen by measurement).
         self.index_statuses: dict[tuple[str, TaskStatus], BitMap] = defaultdict(BitMap)
-        # And with the type, for the three together: their intersection grows with the pair's
-        # bitmap (0.14 ms at 10M tasks for a busy index's failures), a lookup does not.
+        # And with the type, for the three together: their intersection's cost grows with the pair's
+        # bitmap (a busy index's failures, say), a lookup's does not.
         self.index_status_types: dict[tuple[str, TaskStatus, TaskType], BitMap] = defaultdict(BitMap)
         self.buckets: dict[str, dict[int, BitMap]] = {column: {} for column in DATES}
         self._sets = {"status": self.statuses, "type": self.types, "index": self.indexes,
@@ -493,7 +493,7 @@ class TaskIndex:
         """`_refine`'s uids and their stats; for an hour whose times are sorted, a function making
         the bitmap instead, with the exact count and the bucket's bounds: a page seldom reads an
         edge hour (the oldest one, for `after` and the newest first), and making it costs more
-        than the binary search (40 us of a list's 220 at 1M tasks, after other work)."""
+        than the binary search once other work has swept the CPU caches (bench/README.md)."""
         bucket = self.buckets[column][hour]
         if not bucket:  # an hour whose tasks were all deleted keeps its (empty) bucket
             return BitMap(), EMPTY
@@ -572,7 +572,7 @@ class TaskIndex:
         if lone is not None:
             # A date bound alone, as dashboards ask: its hours are disjoint, so the total is the sum
             # of their sizes and the page comes from the few hours holding its uids, never a union
-            # whose cost grows with the tasks in range (2.3M uids a week at 10M tasks).
+            # whose cost grows with the tasks in range (a busy queue's week of tasks).
             column, low, high = lone
             first, last, hours = self._hour_span(column, low, high)
             edges = [self._edge(column, hour, low, high) for hour in hours]
