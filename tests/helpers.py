@@ -1,17 +1,23 @@
-"""Small test helpers shared by the test modules: enqueueing, reading gRPC errors, installing npm packages."""
+"""Small test helpers shared by the test modules: enqueueing, leasing and reporting as a worker does,
+reading gRPC errors, installing npm packages."""
 
 from __future__ import annotations
 
 import asyncio
 import pathlib
+import weakref
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from taskhub.server.leasing import MAX_LEASE
+from taskhub.server.model import task_indexes
 from taskhub.v1 import task_pb2, task_service_pb2 as pb
 
 T = task_pb2
+# The lease token of each task start() leased, per scheduler, for finish() to report with.
+_leases: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def details_for(type_: int, **fields) -> task_pb2.TaskDetails:
@@ -50,16 +56,41 @@ async def error_of(awaitable) -> tuple[grpc.StatusCode, str, str]:
     raise AssertionError("the call succeeded")
 
 
-async def start(service, uid: int) -> None:
-    """Moves an enqueued task to processing, as a worker's lease would."""
-    await service.scheduler._write(service.store.start_task, uid, service.scheduler.clock())
+async def start(service, *uids: int) -> str:
+    """Leases tasks `uids` as one batch through the scheduler's public `lease`, as a worker would.
+
+    The worker asks for their indexes and types only, so the lease must give exactly these tasks:
+    a test cannot start a task production would not hand out next. Answers the lease token.
+    """
+    tasks = [await service.scheduler.get_task(uid) for uid in uids]
+    indexes = frozenset().union(*(task_indexes(t.index_uid, t.type, t.details) for t in tasks))
+    lease = await service.scheduler.lease(worker="tests", types=frozenset(t.type for t in tasks),
+                                          index_uids=indexes or None, max_tasks=len(uids), duration=MAX_LEASE)
+    leased = [t.uid for t in lease.tasks] if lease else []
+    assert leased == list(uids), f"a worker taking these indexes would lease {leased}, not {list(uids)}"
+    held = _leases.setdefault(service.scheduler, {})
+    held.update(dict.fromkeys(uids, lease.token))
+    return lease.token
 
 
 async def finish(service, uid: int, *, details: dict | None = None, error: dict | None = None) -> None:
-    """Finishes a processing task, as a worker's report would."""
-    task = service.store.get_task(uid)
-    await service.scheduler._write(service.store.finish_task, uid, service.scheduler.clock(),
-                                   details=details if details is not None else task.details, error=error)
+    """Reports a started task done through the scheduler's public `complete`, as a worker's report would.
+
+    `details` are the counters the worker reports (e.g. indexedDocuments), `error` a failure.
+    """
+    await finish_batch(service, {uid: (details, error)})
+
+
+async def finish_batch(service, outcomes: dict[int, tuple[dict | None, dict | None]]) -> None:
+    """Reports a whole leased batch: uid -> (reported details, error)."""
+    held = _leases.get(service.scheduler, {})
+    tokens = {held.pop(uid, None) for uid in outcomes}
+    assert len(tokens) == 1 and None not in tokens, f"tasks {sorted(outcomes)} were not leased together by start()"
+    report = {}
+    for uid, (details, error) in outcomes.items():
+        type_ = (await service.scheduler.get_task(uid)).type if details else None
+        report[uid] = (type_, details, error)
+    await service.scheduler.complete(tokens.pop(), report)
 
 
 async def npm_install(folder: pathlib.Path, package: str, command: str = "install") -> None:

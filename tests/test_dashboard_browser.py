@@ -163,15 +163,17 @@ async def test_the_dashboard_in_a_browser(browser_ready, config):
             {"type": "dumpCreation"},
             {"type": "indexUpdate", "indexUid": "movies", "details": {"primaryKey": "id"}},
         ]
-        assert [await _post(live, body) for body in bodies] == [0, 1, 2, 3, 4, 5]
+        # The dump and what follows it come after the leases: no worker gets one while a server task waits.
+        assert [await _post(live, body) for body in bodies[:4]] == [0, 1, 2, 3]
         service = live.service
         await start(service, 0)
-        await finish(service, 0, details={"receivedDocuments": 120, "indexedDocuments": 118})
+        await finish(service, 0, details={"indexedDocuments": 118})
         await start(service, 1)
         await finish(service, 1, error={"message": "Index `books` already exists.", "code": "index_already_exists",
                                          "type": "invalid_request",
                                          "link": "https://docs.meilisearch.com/errors#index_already_exists"})
         await start(service, 3)
+        assert [await _post(live, body) for body in bodies[4:]] == [4, 5]
         async with httpx.AsyncClient(base_url=live.url) as http:
             for _ in range(200):
                 if (await http.get("/tasks/4")).json()["status"] == "succeeded":

@@ -26,12 +26,13 @@ async def test_automatic_cleanup_deletes_the_oldest_finished_tasks(config, clock
     try:
         async with grpc.aio.insecure_channel(service.grpc_target) as channel:
             stub = task_service_pb2_grpc.TaskServiceStub(channel)
-            for _ in range(10):
-                await enqueue(stub)
+            # An index each, so a worker can take any of them while the others stay enqueued.
+            for uid in range(10):
+                await enqueue(stub, f"index{uid}")
             for uid in (1, 2, 4, 5, 7, 8):
                 await start(service, uid)
                 await finish(service, uid)
-            bound = format_time(service.store.get_task(5).enqueued_at + 1).replace(":", "%3A")
+            bound = format_time((await service.scheduler.get_task(5)).enqueued_at + 1).replace(":", "%3A")
             assert await service.scheduler.tick() == 1
             page = await stub.ListTasks(pb.ListTasksRequest(filter=task_pb2.TaskFilter(
                 types=task_pb2.TypeSet(types=[T.TASK_TYPE_TASK_DELETION]))))

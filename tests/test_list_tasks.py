@@ -28,15 +28,16 @@ async def dataset(service, stub):
     await enqueue(stub, "books", T.TASK_TYPE_SETTINGS_UPDATE)                   # 3
     await enqueue(stub, "movies", T.TASK_TYPE_INDEX_DELETION)                   # 4
     await enqueue(stub, "books")                                                # 5
-    for uid in (0, 1, 2):
-        await start(service, uid)
-    await finish(service, 0, details={"receivedDocuments": 10, "indexedDocuments": 10})
-    await finish(service, 1, details={"primaryKey": "id"},
-                 error={"message": "boom", "code": "internal", "type": "internal", "link": "x#internal"})
+    # 0 and 1 share an index, so 1 starts once 0 is done, as a worker would get them.
+    await start(service, 0)
+    await finish(service, 0, details={"indexedDocuments": 10})
+    await start(service, 1)
+    await finish(service, 1, error={"message": "boom", "code": "internal", "type": "internal", "link": "x#internal"})
+    await start(service, 2)
     cancel = await stub.CancelTasks(pb.CancelTasksRequest(filter=task_pb2.TaskFilter(uids=task_pb2.UidSet(uids=[4]))))
     assert cancel.task.task_uid == 6
     await service.scheduler.tick()
-    return {uid: service.store.get_task(uid) for uid in range(7)}
+    return {uid: await service.scheduler.get_task(uid) for uid in range(7)}
 
 
 async def test_default_order_is_newest_first(stub, dataset):

@@ -23,11 +23,12 @@ async def get(stub, uid: int) -> task_pb2.Task:
 
 
 async def test_cancelation_cancels_unfinished_matches_and_leaves_finished_ones(service, stub):
-    for _ in range(4):
-        await enqueue(stub)
+    # Each running task holds its index, so 1 and 2 run at once in indexes of their own, 0 staying enqueued.
+    for index_uid in ("movies", "books", "songs", "movies"):
+        await enqueue(stub, index_uid)
     await start(service, 1)
     await start(service, 2)
-    await finish(service, 2, details={"receivedDocuments": 10, "indexedDocuments": 10})
+    await finish(service, 2, details={"indexedDocuments": 10})
     cancel = (await stub.CancelTasks(pb.CancelTasksRequest(filter=uid_filter(0, 1, 2, 3, 4, 5)))).task
     assert (cancel.task_uid, cancel.status, cancel.type, cancel.HasField("index_uid")) == (
         4, T.TASK_STATUS_ENQUEUED, T.TASK_TYPE_TASK_CANCELATION, False)
@@ -77,7 +78,7 @@ async def test_deletion_removes_only_finished_matches(service, stub):
     for _ in range(3):
         await enqueue(stub)
     await start(service, 0)
-    await finish(service, 0, details={"receivedDocuments": 10, "indexedDocuments": 10})
+    await finish(service, 0, details={"indexedDocuments": 10})
     await start(service, 1)
     deletion = (await stub.DeleteTasks(pb.DeleteTasksRequest(filter=task_pb2.TaskFilter(
         index_uids=task_pb2.IndexUidSet(index_uids=["movies"]))))).task
@@ -126,11 +127,12 @@ async def test_server_tasks_run_in_priority_order(service, stub, tmp_path):
 
 async def test_restart_requeues_processing_and_never_reuses_uids(config, clock):
     service = await app.start(config, background=False, clock=clock)
-    for _ in range(3):
-        await service.scheduler.enqueue(TaskType.INDEX_CREATION, "movies", {})
-    await service.scheduler._write(service.store.start_task, 2, clock())
-    await service.scheduler._write(service.store.start_task, 1, clock())
-    await service.scheduler._write(service.store.finish_task, 1, clock(), details={"primaryKey": None})
+    # Indexes of their own, so 2 can start before 1 and still be processing at the restart.
+    for index_uid in ("movies", "books", "songs"):
+        await service.scheduler.enqueue(TaskType.INDEX_CREATION, index_uid, {})
+    await start(service, 2)
+    await start(service, 1)
+    await finish(service, 1)
     deletion = await service.scheduler.delete_tasks(TaskQuery(uids=frozenset({1})))
     await service.scheduler.tick()
     await service.stop(0)
