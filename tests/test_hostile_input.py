@@ -129,7 +129,7 @@ async def test_long_filters_are_refused_with_their_own_codes(service, stub):
             code, reason, message = await error_of(call)
             assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, expected)
             assert len(message) < 1000
-    assert service.store.get_task(0) is None
+    assert (await error_of(stub.GetTask(pb.GetTaskRequest(uid=0))))[1] == "task_not_found"
 
 
 async def test_long_worker_names_are_refused(channel):

@@ -130,7 +130,7 @@ async def test_grpc_details_over_the_limit_are_invalid(service, stub):
     code, reason, _ = await error_of(stub.EnqueueTasks(pb.EnqueueTasksRequest(
         tasks=[settings_request(10), settings_request(600 * 1024, '"')])))
     assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "payload_too_large")
-    assert service.store.get_task(0) is None
+    assert (await error_of(stub.GetTask(pb.GetTaskRequest(uid=0))))[1] == "task_not_found"
 
 
 async def test_grpc_messages_over_the_receive_limit_are_resource_exhausted(service):
@@ -140,7 +140,7 @@ async def test_grpc_messages_over_the_receive_limit_are_resource_exhausted(servi
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.EnqueueTask(settings_request(20 * MIB))
         assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert service.store.get_task(0) is None
+        assert (await error_of(stub.GetTask(pb.GetTaskRequest(uid=0))))[1] == "task_not_found"
 
 
 async def big_tasks(service, count: int, size: int) -> list[int]:

@@ -6,8 +6,10 @@ import dataclasses
 import json
 
 import grpc
+import pytest
 
 from helpers import T, enqueue, error_of, finish, start
+from taskhub.errors import TaskHubError
 from taskhub.server import app
 from taskhub.server.model import TaskQuery, TaskType
 from taskhub.server.store import Store
@@ -139,8 +141,9 @@ async def test_restart_requeues_processing_and_never_reuses_uids(config, clock):
 
     service = await app.start(config, background=False, clock=clock)
     try:
-        assert service.store.get_task(1) is None
-        requeued = service.store.get_task(2)
+        with pytest.raises(TaskHubError, match="not found"):
+            await service.scheduler.get_task(1)
+        requeued = await service.scheduler.get_task(2)
         assert (requeued.status.label, requeued.started_at) == ("enqueued", None)
         again = await service.scheduler.enqueue(TaskType.INDEX_CREATION, "movies", {})
         assert again.uid == deletion.uid + 1
@@ -166,7 +169,7 @@ async def test_dump_and_snapshot_can_be_started_from(service, stub, config, cloc
         restored = await app.start(dataclasses.replace(config, db=str(db), **{flag: str(path)}),
                                    background=False, clock=clock)
         try:
-            task = restored.store.get_task(0)
+            task = await restored.scheduler.get_task(0)
             assert (task.status.label, task.canceled_by) == ("canceled", 1)
             assert restored.store.matched_uids(1).tolist() == [0]
             assert (await restored.scheduler.enqueue(TaskType.INDEX_CREATION, "movies", {})).uid == 4

@@ -207,7 +207,7 @@ async def test_attempts_run_out(config, clock):
             assert await service.scheduler.lease(worker="w", duration=1_000_000)
             clock.now += 2_000_000
             await service.scheduler.tick()
-        task = service.store.get_task(0)
+        task = await service.scheduler.get_task(0)
         assert task.status.label == "failed"
         assert task.error["code"] == "task_attempts_exhausted"
         assert task.error["message"].startswith("The task's lease expired 2 times")
@@ -243,7 +243,7 @@ async def test_restart_loses_leases(config, clock):
         with pytest.raises(TaskHubError) as lost:
             await service.scheduler.complete(held.token, {0: (None, None, None)})
         assert lost.value.message.endswith("the server restarted.")
-        assert service.store.get_task(0).status.label == "enqueued"
+        assert (await service.scheduler.get_task(0)).status.label == "enqueued"
     finally:
         await service.stop(0)
 
