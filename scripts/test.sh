@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up what the tests need (a .venv with the test and bench extras; buf, the JS SDK, playwright-core and the
-# TypeScript stub tools from npm; Debian's chromium) and runs every check CI runs: buf lint/format, generated-code
-# drift, ruff, pytest.
+# TypeScript stub tools from npm; Debian's chromium) and runs every check CI runs: buf lint/format/breaking,
+# generated-code drift, ruff, import-linter, pytest.
 # Extra arguments go to pytest: `scripts/test.sh -k watch -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +48,9 @@ fi
 buf=tools/node_modules/.bin/buf
 "$buf" lint
 "$buf" format --diff --exit-code
+# No wire-breaking change to the protos against the baseline commit named in protos/BREAKING_BASELINE (a commit on
+# main; CI clones with full history, so it is there). docs/grpc.md says how to move the baseline on purpose.
+"$buf" breaking --against ".git#ref=$(cat protos/BREAKING_BASELINE),subdir=protos"
 .venv/bin/python scripts/generate_protos.py --check
 .venv/bin/ruff check --quiet .
 
