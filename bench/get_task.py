@@ -48,7 +48,7 @@ async def run(target: str, server_pid: int, args) -> dict[str, dict]:
         gets = itertools.cycle([pb.GetTaskRequest(uid=rng.randrange(args.tasks)) for _ in range(8192)])
         calls = {"Check": (health, lambda: check_request),
                  "GetTask": (get, lambda: next(gets))}
-        for name, (call, make) in calls.items():  # warm-up, unmeasured
+        for call, make in calls.values():  # warm-up, unmeasured
             await harness.phase(call, make, 0.3, args.concurrency)
         for _ in range(args.rounds):
             for name, (call, make) in calls.items():

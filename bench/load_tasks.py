@@ -188,7 +188,7 @@ def load(db: str | Path, total: int, *, days: float = 30, seed: int = 7, chunk: 
         if not quiet and (start // chunk) % 10 == 9:
             print(f"  {start + chunk:,} rows in {time.monotonic() - started:.1f}s", file=sys.stderr, flush=True)
     conn.execute("BEGIN")
-    for name, sql in indexes:
+    for _name, sql in indexes:
         conn.execute(sql)
     conn.executemany("UPDATE meta SET value = ? WHERE key = ?",
                      [(total, "next_uid"), (loader.last_seq(), "last_seq"), (total, "task_count")])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from conftest import START
 
@@ -28,7 +28,7 @@ def error(code: str, message: str, type_: str = "invalid_request") -> dict:
 def at(ms: int) -> str:
     """The fake clock's `ms`-th reading (it advances one millisecond per reading)."""
     micros = START + ms * 1_000
-    moment = datetime.fromtimestamp(micros // 1_000_000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(micros // 1_000_000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{micros % 1_000_000:06d}Z"
 
 

@@ -159,7 +159,7 @@ async def serving(db, grpc: str, http: str):
         env=environment(), stderr=asyncio.subprocess.PIPE)
     lines = []
     try:
-        while not lines or " tasks" not in lines[-1] and " task\n" not in lines[-1]:
+        while not lines or (" tasks" not in lines[-1] and " task\n" not in lines[-1]):
             line = (await asyncio.wait_for(server.stderr.readline(), 20)).decode()
             assert line, lines
             lines.append(line.split(": ", 1)[-1])  # without the time, level and logger

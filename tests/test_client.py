@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 
 import grpc
 import pytest
@@ -19,7 +19,6 @@ from taskhub.server import app
 from taskhub.v1 import task_service_pb2 as pb
 from taskhub.v1 import task_service_pb2_grpc
 
-UTC = timezone.utc
 FAST = RetryPolicy(max_attempts=4, initial_backoff=0.05, max_backoff=0.2)
 
 

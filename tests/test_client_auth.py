@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 
 import pytest
 
@@ -107,7 +107,7 @@ async def test_async_client_manages_keys_as_the_gateway_shows_them(secured_servi
                                       expires_at="2042-04-02T02:42:42+02:00", uid=UID)
         assert (key.uid, key.key, key.name, key.description, key.actions, key.indexes, key.expires_at) == (
             UID, secured_service.keys.secret(UID), "ci", "for CI", ["tasks.get", "tasks.cancel"], ["movies"],
-            datetime(2042, 4, 2, 0, 42, 42, tzinfo=timezone.utc))
+            datetime(2042, 4, 2, 0, 42, 42, tzinfo=UTC))
         async with gateway_client(target) as http:
             shown = (await http.get(f"/keys/{UID}", headers={"Authorization": f"Bearer {MASTER_KEY}"})).json()
         assert key.to_dict() == shown and list(key.to_dict()) == list(shown)

@@ -8,7 +8,7 @@ and the fake clock (`clock.now` moves to expire a key); keys are made with POST 
 from __future__ import annotations
 
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
@@ -27,7 +27,7 @@ def bearer(key: str) -> dict[str, str]:
 
 
 def rfc3339(micros: int) -> str:
-    return datetime.fromtimestamp(micros / 1_000_000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(micros / 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def make_key(http, actions: list[str], indexes: list[str], expires_at: str | None = None) -> dict:

@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import re
 import time
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 
 import hypothesis
 import pytest
@@ -47,7 +47,7 @@ CHECKS = {GenerationMode.POSITIVE: [*ANSWERS, checks.positive_data_acceptance],
 NO_INPUT = {("GET", "/health"), ("GET", "/openapi.json"), ("GET", "/dashboard"), ("GET", "/")}
 NEGATIVE = [pytest.param(method, path, id=f"{method} {path}") for method, path in OPERATIONS
             if (method, path) not in NO_INPUT]
-LAST_SECOND = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp() + 1  # a key expires by then
+LAST_SECOND = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() + 1  # a key expires by then
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 
 
@@ -107,7 +107,7 @@ def _expiry_is_reachable(body) -> bool:
     day = date.fromisoformat(expires_at[:10])
     clock = [int(part) for part in expires_at[11:19].split(":")] if len(expires_at) > 10 else [0, 0, 0]
     offset = re.search(r"([+-])([0-9]{2}):([0-9]{2})$", expires_at)
-    moment = datetime(day.year, day.month, day.day, *clock, tzinfo=timezone.utc).timestamp()
+    moment = datetime(day.year, day.month, day.day, *clock, tzinfo=UTC).timestamp()
     if offset:
         moment -= (1 if offset[1] == "+" else -1) * (int(offset[2]) * 3600 + int(offset[3]) * 60)
     return time.time() + 60 < moment < LAST_SECOND

@@ -99,7 +99,7 @@ def sql_page(store: Store, query: TaskQuery, *, limit: int, from_uid: int | None
 
 def stored(tmp_path, rows) -> tuple[Store, list[Task]]:
     store = Store(tmp_path / "index.db")
-    store.index  # built now, while empty, so that it follows every commit below (links and unlinks)
+    store.index  # noqa: B018 - built now, while empty, so that it follows every commit below (links and unlinks)
     made = []
     for status, type_, index_uid, canceled_by, enqueued, started, finished in rows:
         task = store.insert_task(index_uid, type_, None, enqueued).tasks[0]
@@ -390,7 +390,7 @@ def test_two_threads_refining_edge_hours_at_once_both_get_exact_answers():
                 got = index.select(TaskQuery(after_enqueued_at=bound))
                 first = (bound - hour0) // step + 1  # the first uid whose time is past the bound
                 assert (len(got), got.min()) == (500 - first, first)
-        except Exception as error:  # noqa: BLE001 - reported below, from the test's own thread
+        except Exception as error:  # reported below, from the test's own thread
             failures.append(error)
 
     threads = [threading.Thread(target=ask, args=(seed,)) for seed in range(2)]

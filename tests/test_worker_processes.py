@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -97,11 +98,11 @@ def test_workers_share_the_queue_in_order_and_in_parallel(server, tmp_path):
     for index, intervals in spans.items():
         intervals.sort()
         assert [uid for _, _, uid in intervals] == sorted(uid for _, _, uid in intervals), index
-        for (_, end, _), (start, _, _) in zip(intervals, intervals[1:]):
+        for (_, end, _), (start, _, _) in pairwise(intervals):
             assert end <= start, f"two tasks of {index} ran at once"
     # Different indexes did run at the same time, in more than one process.
     every = sorted((s, e) for intervals in spans.values() for s, e, _ in intervals)
-    assert any(later_start < end for (_, end), (later_start, _) in zip(every, every[1:]))
+    assert any(later_start < end for (_, end), (later_start, _) in pairwise(every))
     assert len({e["pid"] for events in by_uid.values() for e in events}) > 1
 
 

@@ -203,7 +203,7 @@ async def test_attempts_run_out(config, clock):
     service = await app.start(dataclasses.replace(config, max_attempts=2), background=False, clock=clock)
     try:
         await service.scheduler.enqueue(TaskType.INDEX_CREATION, "a", None)
-        for attempt in range(2):
+        for _ in range(2):
             assert await service.scheduler.lease(worker="w", duration=1_000_000)
             clock.now += 2_000_000
             await service.scheduler.tick()

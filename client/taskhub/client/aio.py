@@ -219,6 +219,6 @@ class AsyncTaskHubClient:
         Raises `TaskTimeoutError` (code `timeout`, also a `TimeoutError`) after `timeout` seconds.
         """
         last = None
-        async for last in self.watch_task(uid, timeout=timeout):
+        async for last in self.watch_task(uid, timeout=timeout):  # noqa: B007 - the last one is the answer
             pass
         return last

@@ -12,8 +12,8 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Union
+from datetime import date, datetime, timedelta, UTC
+from typing import Any
 
 from google.protobuf import timestamp_pb2
 
@@ -22,8 +22,8 @@ from taskhub.dates import parse_bound
 from taskhub.errors import TaskHubError
 from taskhub.v1 import task_pb2
 
-Values = Union[Iterable[Any], Any, None]
-DateBound = Union[datetime, date, str, None]
+Values = Iterable[Any] | Any | None
+DateBound = datetime | date | str | None
 
 _MAX_UID = 2**32 - 1
 LIST_FIELDS = ("uids", "index_uids", "statuses", "types", "canceled_by")
@@ -54,7 +54,7 @@ def _uids(values: list, name: str) -> list[int]:
     out = []
     for i, value in enumerate(values):
         text = str(value)
-        ok = not isinstance(value, bool) and (isinstance(value, int) or text.isascii() and text.isdigit())
+        ok = not isinstance(value, bool) and (isinstance(value, int) or (text.isascii() and text.isdigit()))
         if not ok or not 0 <= int(text) <= _MAX_UID:
             where = _located(name, i, len(values))
             code = "invalid_task_uids" if name == "uids" else "invalid_task_canceled_by"
@@ -73,7 +73,7 @@ def timestamp(value: DateBound, name: str) -> timestamp_pb2.Timestamp:
     after = name.startswith("after")
     if isinstance(value, datetime):
         # Naive datetimes are taken as UTC, the server's only zone.
-        moment = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         return timestamp_pb2.Timestamp(seconds=calendar.timegm(moment.utctimetuple()),
                                        nanos=moment.microsecond * 1_000)
     if isinstance(value, date):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Union
+from datetime import date, datetime, timedelta, UTC
+from typing import Any
 
 from google.protobuf import timestamp_pb2
 
@@ -19,7 +19,7 @@ from taskhub.client.models import EPOCH, format_time
 from taskhub.errors import TaskHubError
 from taskhub.v1 import key_service_pb2 as kpb
 
-ExpiresAt = Union[datetime, date, str, None]
+ExpiresAt = datetime | date | str | None
 
 
 def _time(message: Any, name: str) -> datetime | None:
@@ -101,7 +101,7 @@ def expires_at(value: ExpiresAt) -> timestamp_pb2.Timestamp | None:
                                " RFC 3339 format, such as `2042-04-02T00:42:42Z` or `2042-04-02`.") from None
     if not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day)
-    moment = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     return timestamp_pb2.Timestamp(seconds=calendar.timegm(moment.utctimetuple()), nanos=moment.microsecond * 1_000)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any
 
 
@@ -17,7 +17,7 @@ from taskhub import structs
 from taskhub.errors import TaskHubError
 from taskhub.v1 import task_pb2, task_service_pb2
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class TaskStatus(enum.StrEnum):
@@ -89,7 +89,7 @@ def parse_status(value: TaskStatus | str, parameter: str = "statuses") -> TaskSt
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with exactly six fractional digits and `Z`, as Meilisearch writes dates."""
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{moment.microsecond:06d}Z"
 
 

@@ -219,6 +219,6 @@ class TaskHubClient:
         Raises `TaskTimeoutError` (code `timeout`, also a `TimeoutError`) after `timeout` seconds.
         """
         last = None
-        for last in self.watch_task(uid, timeout=timeout):
+        for last in self.watch_task(uid, timeout=timeout):  # noqa: B007 - the last one is the answer
             pass
         return last

@@ -163,7 +163,7 @@ def _enqueue_file(client: TaskHubClient, args: argparse.Namespace) -> int:
     name = "stdin" if args.file == "-" else args.file
     try:
         # Bytes, decoded line by line: a decoding error then names its line, not a buffer's.
-        source = contextlib.nullcontext(sys.stdin.buffer) if args.file == "-" else open(args.file, "rb")
+        source = contextlib.nullcontext(sys.stdin.buffer) if args.file == "-" else open(args.file, "rb")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         usage_error(f"cannot read {name}: {exc.strerror or exc}")
     done = 0
@@ -277,7 +277,7 @@ def _wait(client: TaskHubClient, args: argparse.Namespace) -> int:
     # With --json, stdout carries only the final task; progress is for a person at a terminal.
     live = LiveLine(sys.stdout) if not args.json else LiveLine(sys.stderr) if sys.stderr.isatty() else None
     last = None
-    for last in _follow(client, args, live):
+    for last in _follow(client, args, live):  # noqa: B007 - the last one is read after the loop
         pass
     if args.json:
         print(to_json(last.to_dict()))

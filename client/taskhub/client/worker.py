@@ -39,7 +39,7 @@ from taskhub.v1 import worker_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[["Job"], "dict[str, Any] | None | Awaitable[dict[str, Any] | None]"]
+Handler = Callable[["Job"], "dict[str, Any] | Awaitable[dict[str, Any] | None] | None"]
 
 
 class TaskFailed(Exception):

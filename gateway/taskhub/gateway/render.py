@@ -8,7 +8,7 @@ fractional digits, durations in ISO 8601 as Meilisearch writes them.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
@@ -56,7 +56,7 @@ _SETTINGS_RANK = {key: i for i, key in enumerate(SETTINGS_ORDER)}
 
 def date(ts: timestamp_pb2.Timestamp) -> str:
     """RFC 3339 in UTC, always six fractional digits and `Z` (the Python SDK needs the fraction)."""
-    moment = datetime.fromtimestamp(ts.seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(ts.seconds, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{ts.nanos // 1_000:06d}Z"
 
 

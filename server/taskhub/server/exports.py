@@ -15,7 +15,7 @@ import os
 import pathlib
 import shutil
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from taskhub.server.model import STATUS_BY_LABEL, TYPE_BY_LABEL, Task, format_time, to_micros
 from taskhub.server.key_store import KeyRecord
@@ -26,7 +26,7 @@ DUMP_VERSION = 1
 
 def stamp(now: int) -> str:
     """`YYYYMMDD-HHMMSSmmm`, the form of Meilisearch's dump uids."""
-    moment = datetime.fromtimestamp(now / 1_000_000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(now / 1_000_000, tz=UTC)
     return moment.strftime("%Y%m%d-%H%M%S") + f"{(now // 1_000) % 1_000:03d}"
 
 
@@ -85,7 +85,7 @@ def _parse_time(value: str | None) -> int | None:
 
 
 def _read_dump(path: pathlib.Path) -> tuple[dict, Iterator[tuple[Task, list[int] | None]]]:
-    handle = open(path, encoding="utf-8")
+    handle = open(path, encoding="utf-8")  # noqa: SIM115 - the returned reader closes it
     header = json.loads(handle.readline())
     if header.get("dumpVersion") != DUMP_VERSION:
         handle.close()

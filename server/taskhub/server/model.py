@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 
 class TaskStatus(enum.IntEnum):
@@ -208,13 +208,13 @@ class TaskQuery:
 
 def format_time(micros: int) -> str:
     """RFC 3339 in UTC with exactly six fractional digits and `Z`."""
-    moment = datetime.fromtimestamp(micros // 1_000_000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(micros // 1_000_000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{micros % 1_000_000:06d}Z"
 
 
 def to_micros(moment: datetime) -> int:
     """Microseconds since the epoch of an aware datetime."""
-    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 

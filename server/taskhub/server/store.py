@@ -301,11 +301,11 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
             self.conn.execute("INSERT INTO matches (uid, uids) VALUES (?, ?)", (task.uid, matched.tobytes()))
             return Changes(tasks=[task])
 
-    def _save(self, task: Task, *, lease: str | None | object = KEEP) -> Task:
+    def _save(self, task: Task, *, lease: str | object | None = KEEP) -> Task:
         """Writes every mutable field of `task` with a fresh change sequence."""
         return self._save_many([task], lease=lease)[0]
 
-    def _save_many(self, tasks: list[Task], *, lease: str | None | object = KEEP) -> list[Task]:
+    def _save_many(self, tasks: list[Task], *, lease: str | object | None = KEEP) -> list[Task]:
         """`_save` for several tasks, in one statement per table: their sequence numbers follow their order."""
         if not tasks:
             return tasks

@@ -192,7 +192,7 @@ class TaskIndex:
         oldest = self.all.min() if self.all else end - 1
         if oldest > self._base:
             shift = min(oldest, self._base + size) - self._base
-            for name, column in self._columns.items():
+            for column in self._columns.values():
                 column[:size - shift] = column[shift:]
                 column[size - shift:] = NONE
             self._base += shift
