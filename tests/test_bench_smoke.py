@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs each bench script in a subprocess
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 TINY = {

@@ -25,6 +25,8 @@ from test_serve import free_port, wait_serving
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 from taskhub.v1 import worker_service_pb2 as wpb, worker_service_pb2_grpc
 
+pytestmark = pytest.mark.slow  # kills `taskhub serve` subprocesses under load
+
 ROUNDS = int(os.environ.get("TASKHUB_CRASH_ROUNDS", "4"))
 SERVER_RUN = (task_pb2.TASK_TYPE_TASK_CANCELATION, task_pb2.TASK_TYPE_TASK_DELETION,
               task_pb2.TASK_TYPE_DUMP_CREATION, task_pb2.TASK_TYPE_SNAPSHOT_CREATION)

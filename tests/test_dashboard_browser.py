@@ -26,6 +26,8 @@ from helpers import finish, npm_install, start
 from taskhub.gateway.serving import GatewayServer
 from taskhub.server import app
 
+pytestmark = pytest.mark.slow  # drives chromium
+
 ROOT = pathlib.Path(__file__).parent.parent
 BROWSER_DIR = pathlib.Path(__file__).parent / "browser"
 ARTIFACTS = ROOT / "artifacts"

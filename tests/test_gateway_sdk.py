@@ -25,6 +25,8 @@ from gateway_bodies import LINK
 from helpers import finish, npm_install, start
 from taskhub.server import app
 
+pytestmark = pytest.mark.slow  # runs the JS SDK under node
+
 NODE_DIR = pathlib.Path(__file__).parent / "node"
 
 

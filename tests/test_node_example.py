@@ -15,7 +15,8 @@ from taskhub.client import AsyncTaskHubClient
 
 EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "node"
 
-pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed"),
+              pytest.mark.slow]  # runs the example under node
 
 
 @pytest.fixture(scope="module")

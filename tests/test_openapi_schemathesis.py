@@ -33,6 +33,8 @@ from taskhub.gateway.enqueue import MAX_DEPTH
 from taskhub.gateway.openapi_schemas import MAX_FILTER_VALUES
 from taskhub.server import app
 
+pytestmark = pytest.mark.slow  # schemathesis generates many requests per operation
+
 # Follow a stream: they never end, so no request of theirs could be answered.
 STREAMING = {("GET", "/tasks/events"), ("GET", "/tasks/{uid}/events")}
 OPERATIONS = sorted((method.upper(), path) for path, item in OPENAPI["paths"].items() for method in item

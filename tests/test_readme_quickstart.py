@@ -19,6 +19,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs the README's blocks in bash subprocesses
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VENV = pathlib.Path(sys.prefix)
 

@@ -20,6 +20,8 @@ import pytest
 from test_serve import free_port, wait_serving
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
+pytestmark = pytest.mark.slow  # signals `taskhub serve` subprocesses
+
 GRACE = 4.0
 # Room for the interpreter to close the store and exit on a loaded machine; still short of twice GRACE.
 MARGIN = 3.0

@@ -20,6 +20,8 @@ from taskhub.server import app
 from taskhub.server.store import Store
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
+pytestmark = pytest.mark.slow  # starts, kills and restarts `taskhub serve` subprocesses
+
 
 def serve(db, port: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(db),

@@ -153,6 +153,7 @@ def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           timeout=30, env={**os.environ, **(env or {})})
 
 
+@pytest.mark.slow  # `taskhub serve`, `taskhub gateway` and the CLI as subprocesses
 def test_the_cli_and_the_standalone_gateway_over_tls(tmp_path, pki):
     grpc_port, http_port = free_port(), free_port()
     tls = ["--tls-cert", pki.cert, "--tls-key", pki.key]

@@ -18,6 +18,8 @@ import yaml
 
 from taskhub.client import AsyncTaskHubClient
 
+pytestmark = pytest.mark.slow  # generates, compiles and runs TypeScript
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TS = ROOT / "tests" / "ts"
 BUF = ROOT / "tools" / "node_modules" / ".bin" / "buf"

@@ -17,6 +17,8 @@ import pytest
 from test_serve import free_port, wait_serving
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
+pytestmark = pytest.mark.slow  # runs worker subprocesses
+
 HANDLERS = str(Path(__file__).with_name("worker_handlers.py"))
 
 
