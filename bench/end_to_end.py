@@ -34,8 +34,13 @@ import grpc
 import psutil
 
 import harness
-from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
-from taskhub.v1 import worker_service_pb2 as wpb, worker_service_pb2_grpc
+from taskhub.v1 import (
+    task_pb2,
+    task_service_pb2 as pb,
+    task_service_pb2_grpc,
+    worker_service_pb2 as wpb,
+    worker_service_pb2_grpc,
+)
 
 SUCCEEDED = task_pb2.TASK_STATUS_SUCCEEDED
 
@@ -46,12 +51,17 @@ def taskhub_worker(target: str, name: str, done, leases, goal: int, deadline: fl
         stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
         ready.release()
         while done.value < goal and time.time() < deadline:
-            lease = stub.LeaseTasks(wpb.LeaseTasksRequest(worker=name, max_tasks=100, wait={"nanos": 200_000_000}),
-                                    timeout=10)
+            lease = stub.LeaseTasks(
+                wpb.LeaseTasksRequest(worker=name, max_tasks=100, wait={"nanos": 200_000_000}), timeout=10
+            )
             if not lease.HasField("lease"):
                 continue
-            stub.CompleteTasks(wpb.CompleteTasksRequest(
-                token=lease.lease.token, outcomes=[wpb.TaskOutcome(uid=t.uid) for t in lease.tasks]), timeout=10)
+            stub.CompleteTasks(
+                wpb.CompleteTasksRequest(
+                    token=lease.lease.token, outcomes=[wpb.TaskOutcome(uid=t.uid) for t in lease.tasks]
+                ),
+                timeout=10,
+            )
             with done.get_lock():
                 done.value += len(lease.tasks)
                 leases.value += 1
@@ -114,8 +124,9 @@ async def produce(target: str, tasks: int, indexes: int, batch: int) -> None:
         counter = iter(range(0, tasks, batch))
 
         def request(i: int) -> pb.EnqueueTaskRequest:
-            request = pb.EnqueueTaskRequest(type=task_pb2.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE,
-                                            index_uid=f"index-{i % indexes}")
+            request = pb.EnqueueTaskRequest(
+                type=task_pb2.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, index_uid=f"index-{i % indexes}"
+            )
             request.details.document_addition_or_update.received_documents = 1
             return request
 
@@ -124,8 +135,10 @@ async def produce(target: str, tasks: int, indexes: int, batch: int) -> None:
                 if batch == 1:
                     await stub.EnqueueTask(request(first), timeout=30)
                 else:
-                    await stub.EnqueueTasks(pb.EnqueueTasksRequest(
-                        tasks=[request(i) for i in range(first, min(first + batch, tasks))]), timeout=30)
+                    await stub.EnqueueTasks(
+                        pb.EnqueueTasksRequest(tasks=[request(i) for i in range(first, min(first + batch, tasks))]),
+                        timeout=30,
+                    )
 
         await asyncio.gather(*(producer() for _ in range(64)))
 
@@ -136,8 +149,9 @@ def finished_latencies(target: str) -> tuple[list[float], int]:
     with grpc.insecure_channel(target) as channel:
         stub = task_service_pb2_grpc.TaskServiceStub(channel)
         while True:
-            request = pb.ListTasksRequest(filter=task_pb2.TaskFilter(statuses=task_pb2.StatusSet(statuses=[SUCCEEDED])),
-                                          limit=10_000)
+            request = pb.ListTasksRequest(
+                filter=task_pb2.TaskFilter(statuses=task_pb2.StatusSet(statuses=[SUCCEEDED])), limit=10_000
+            )
             if from_uid is not None:
                 setattr(request, "from", from_uid)
             page = stub.ListTasks(request, timeout=60)
@@ -153,8 +167,12 @@ def run_taskhub(folder: Path, args, ctx, batch: int) -> tuple[float, list[float]
         deadline = time.time() + args.timeout
         done = ctx.Value("i", 0)
         leases = ctx.Value("i", 0, lock=False)  # updated under done's lock
-        workers = start_workers(ctx, taskhub_worker, lambda i: (server.target, f"bench-{i}", done, leases, args.tasks,
-                                                                deadline), args.workers)
+        workers = start_workers(
+            ctx,
+            taskhub_worker,
+            lambda i: (server.target, f"bench-{i}", done, leases, args.tasks, deadline),
+            args.workers,
+        )
         process, t0 = psutil.Process(server.pid), time.perf_counter()
         cpu = sum(process.cpu_times()[:2])
         asyncio.run(produce(server.target, args.tasks, args.indexes, batch))
@@ -164,8 +182,11 @@ def run_taskhub(folder: Path, args, ctx, batch: int) -> tuple[float, list[float]
         for worker in workers:
             worker.join(timeout=15)
         latencies, succeeded = finished_latencies(server.target)
-    figures = {"busy": cpu / (t1 - t0), "enqueue_share": (enqueued - t0) / (t1 - t0),
-               "batch": done.value / max(leases.value, 1)}
+    figures = {
+        "busy": cpu / (t1 - t0),
+        "enqueue_share": (enqueued - t0) / (t1 - t0),
+        "batch": done.value / max(leases.value, 1),
+    }
     return done.value / (t1 - t0), latencies, succeeded, figures
 
 
@@ -197,8 +218,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="worker processes on each side")
     parser.add_argument("--indexes", type=int, default=16, help="taskhub tasks are spread over this many indexes")
     parser.add_argument("--timeout", type=float, default=300, help="give up on a side after this many seconds")
-    parser.add_argument("--batch", default="1,100",
-                        help="comma-separated tasks per enqueue call, one taskhub run each (1: EnqueueTask)")
+    parser.add_argument(
+        "--batch", default="1,100", help="comma-separated tasks per enqueue call, one taskhub run each (1: EnqueueTask)"
+    )
     args = parser.parse_args()
     batches = [int(b) for b in args.batch.split(",")]
     ctx = mp.get_context("spawn")  # no fork after grpc has started threads
@@ -208,17 +230,22 @@ def main() -> int:
         huey_rate, locked = run_huey(Path(tmp), args, ctx)
 
     print(f"end to end, {args.tasks:,} no-op tasks, {args.workers} worker processes", flush=True)
-    harness.figure("huey SqliteHuey enqueue -> dequeue+execute", f"{huey_rate:8,.0f} tasks/s"
-                   f"  ({locked} 'database is locked' errors, retried)")
+    harness.figure(
+        "huey SqliteHuey enqueue -> dequeue+execute",
+        f"{huey_rate:8,.0f} tasks/s  ({locked} 'database is locked' errors, retried)",
+    )
     complete = True
     for batch, (rate, latencies, succeeded, figures) in runs.items():
         how = "EnqueueTask" if batch == 1 else f"EnqueueTasks of {batch}"
         harness.figure(f"taskhub, {how}", f"{rate:8,.0f} tasks/s  ({succeeded:,} succeeded)")
         harness.figure("  enqueuedAt -> finishedAt", str(harness.Latency(latencies)))
-        harness.figure("  server CPU", f"{100 * figures['busy']:.0f}% of one core (one event loop + one store"
-                       " thread, one GIL)")
-        harness.figure("  enqueueing took", f"{100 * figures['enqueue_share']:.0f}% of the run; tasks per lease"
-                       f" {figures['batch']:.1f}")
+        harness.figure(
+            "  server CPU", f"{100 * figures['busy']:.0f}% of one core (one event loop + one store thread, one GIL)"
+        )
+        harness.figure(
+            "  enqueueing took",
+            f"{100 * figures['enqueue_share']:.0f}% of the run; tasks per lease {figures['batch']:.1f}",
+        )
         ratio = rate / huey_rate if huey_rate else float("inf")
         harness.ratio_line(f"taskhub/huey tasks/s [{how}]", ratio, ">= 1", ratio >= 1)
         harness.target_line(f"taskhub tasks/s [{how}]", f"{rate:,.0f}", ">= 1,000", rate >= 1_000)

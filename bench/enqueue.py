@@ -42,8 +42,10 @@ async def over_grpc(target: str, server_pid: int, args) -> dict[str, dict]:
     enqueue.details.document_addition_or_update.received_documents = 10
     sides = {name: {"calls": 0, "seconds": 0.0, "lat": [], "cpu": 0.0} for name in ("Check", "EnqueueTask")}
     async with grpc.aio.insecure_channel(target) as channel:
-        calls = {"Check": (health_pb2_grpc.HealthStub(channel).Check, health_pb2.HealthCheckRequest()),
-                 "EnqueueTask": (task_service_pb2_grpc.TaskServiceStub(channel).EnqueueTask, enqueue)}
+        calls = {
+            "Check": (health_pb2_grpc.HealthStub(channel).Check, health_pb2.HealthCheckRequest()),
+            "EnqueueTask": (task_service_pb2_grpc.TaskServiceStub(channel).EnqueueTask, enqueue),
+        }
         for call, request in calls.values():
             await harness.phase(call, lambda: request, 0.3, args.producers)
         for _ in range(args.rounds):
@@ -90,12 +92,23 @@ def raw_side(folder: Path, args, batch: int) -> float:
     conn.execute("PRAGMA synchronous=FULL")
     uid, stop, t0 = 0, time.monotonic() + args.seconds * args.rounds, time.perf_counter()
     while time.monotonic() < stop:
-        rows = [(uid + i, f"index-{i % 8}", int(TaskStatus.ENQUEUED), int(TaskType.DOCUMENT_ADDITION_OR_UPDATE),
-                 '{"receivedDocuments":10,"indexedDocuments":null}', 1_700_000_000_000_000, uid + i + 1)
-                for i in range(batch)]
+        rows = [
+            (
+                uid + i,
+                f"index-{i % 8}",
+                int(TaskStatus.ENQUEUED),
+                int(TaskType.DOCUMENT_ADDITION_OR_UPDATE),
+                '{"receivedDocuments":10,"indexedDocuments":null}',
+                1_700_000_000_000_000,
+                uid + i + 1,
+            )
+            for i in range(batch)
+        ]
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq)"
-                         " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany(
+            "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
         conn.execute("COMMIT")
         uid += batch
     elapsed = time.perf_counter() - t0

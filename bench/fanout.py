@@ -33,8 +33,7 @@ import grpc
 import psutil
 
 import harness
-from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
-from taskhub.v1 import worker_service_pb2_grpc
+from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc, worker_service_pb2_grpc
 from watchers import PER_INDEX, drive, enqueue_all
 
 ID = re.compile(rb"(?:^|\n)id: (\d+)\n")
@@ -49,14 +48,32 @@ class Serve(harness.Server):
         self.port = harness.free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.workdir = tempfile.mkdtemp(prefix="taskhub-bench-")
-        self.process = subprocess.Popen([
-            sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(db), "--grpc-listen", self.target,
-            "--http-listen", f"127.0.0.1:{self.http_port}", "--log-level", "WARNING",
-            "--snapshots-dir", f"{self.workdir}/snapshots", "--dumps-dir", f"{self.workdir}/dumps", *extra])
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "taskhub.server.cli",
+                "serve",
+                "--db",
+                str(db),
+                "--grpc-listen",
+                self.target,
+                "--http-listen",
+                f"127.0.0.1:{self.http_port}",
+                "--log-level",
+                "WARNING",
+                "--snapshots-dir",
+                f"{self.workdir}/snapshots",
+                "--dumps-dir",
+                f"{self.workdir}/dumps",
+                *extra,
+            ]
+        )
         self.wait_ready()
 
 
 # -- the watchers' process -------------------------------------------------------------------
+
 
 async def sse_client(port: int, found: dict, opened: asyncio.Event, total: int, counter: list) -> None:
     """One raw HTTP/1.0 `GET /tasks/events`: records the cursor it was handed, every id, and an error code."""
@@ -74,7 +91,7 @@ async def sse_client(port: int, found: dict, opened: asyncio.Event, total: int, 
             end = buffer.rfind(b"\n\n")
             if end < 0:
                 continue
-            whole, buffer = buffer[:end + 2], buffer[end + 2:]
+            whole, buffer = buffer[: end + 2], buffer[end + 2 :]
             ids = [int(m) for m in ID.findall(whole)]
             if "cursor" not in found and ids:
                 found["cursor"], ids = ids[0], ids[1:]  # the id-only frame: where the watch starts
@@ -104,8 +121,9 @@ async def follow(stub, uid: int, errors: dict, opened: list) -> None:
 
 
 async def hold(target: str, http_port: int, streams: int, sse: int, channels: int, pipe) -> None:
-    chans = [grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-             for _ in range(channels)]
+    chans = [
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(channels)
+    ]
     stubs = [task_service_pb2_grpc.TaskServiceStub(c) for c in chans]
     errors: dict = {}
     opened_streams: list = [0, set()]
@@ -138,6 +156,7 @@ def watchers_process(target: str, http_port: int, streams: int, sse: int, channe
 
 
 # -- this process: GetTask timing, producer, worker ------------------------------------------
+
 
 async def get_load(stub, rate: float, seconds: float, uids: int) -> list[float]:
     latencies: list[float] = []
@@ -180,7 +199,8 @@ async def phase(stub, workers, args, indexes: int) -> tuple[list[float], int, in
     latencies, produced, transitions = await asyncio.gather(
         get_load(stub, args.get_rate, args.seconds, args.streams),
         producer(stub, args.rate, args.seconds),
-        drive(workers, indexes, args.transitions, args.seconds) if args.transitions else asyncio.sleep(0, 0))
+        drive(workers, indexes, args.transitions, args.seconds) if args.transitions else asyncio.sleep(0, 0),
+    )
     return latencies, produced, transitions, (sum(server.cpu_times()[:2]) - cpu) / (time.monotonic() - t0)
 
 
@@ -195,8 +215,9 @@ async def run(server: Serve, args) -> dict:
 
         ours, theirs = multiprocessing.Pipe()
         holder = multiprocessing.get_context("spawn").Process(
-            target=watchers_process, args=(server.target, server.http_port, args.streams, args.sse, args.channels,
-                                           theirs))
+            target=watchers_process,
+            args=(server.target, server.http_port, args.streams, args.sse, args.channels, theirs),
+        )
         holder.start()
         t0 = time.monotonic()
         loop = asyncio.get_running_loop()
@@ -226,8 +247,12 @@ def main() -> int:
     parser.add_argument("--get-rate", type=float, default=200, help="GetTask calls per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     parser.add_argument("--channels", type=int, default=8, help="connections the WatchTask streams spread over")
-    parser.add_argument("--settle", type=float, default=15.0,
-                        help="seconds of the same load, unmeasured, between opening the watchers and measuring")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=15.0,
+        help="seconds of the same load, unmeasured, between opening the watchers and measuring",
+    )
     args = parser.parse_args()
     args.streams = max(PER_INDEX, args.streams // PER_INDEX * PER_INDEX)
 
@@ -238,27 +263,39 @@ def main() -> int:
 
     base, loaded = harness.Latency(result["base"][0]), harness.Latency(result["loaded"][0])
     held = result["held"]
-    print(f"Fan-out: {args.streams:,} WatchTask streams + {args.sse} SSE clients, producer {args.rate:g} tasks/s,"
-          f" {args.transitions:g} transitions/s, GetTask {args.get_rate:g}/s, {args.seconds:g}s per phase", flush=True)
+    print(
+        f"Fan-out: {args.streams:,} WatchTask streams + {args.sse} SSE clients, producer {args.rate:g} tasks/s,"
+        f" {args.transitions:g} transitions/s, GetTask {args.get_rate:g}/s, {args.seconds:g}s per phase",
+        flush=True,
+    )
     harness.machine_noise()
     harness.figure("GetTask without watchers", str(base))
     harness.figure("GetTask with watchers", str(loaded))
     harness.figure("server CPU (cores)", f"{result['base'][3]:.2f} without, {result['loaded'][3]:.2f} with")
-    harness.figure("changes per phase", f"{result['base'][1] + result['base'][2]:,} without,"
-                   f" {result['loaded'][1] + result['loaded'][2]:,} with")
+    harness.figure(
+        "changes per phase",
+        f"{result['base'][1] + result['base'][2]:,} without, {result['loaded'][1] + result['loaded'][2]:,} with",
+    )
     harness.figure("opening", f"{held['streams_opened']:,} streams + {args.sse} SSE in {result['open_seconds']:.1f}s")
     clients = held["clients"]
     newest = max((c["ids"][-1] for c in clients if c.get("ids")), default=None)
     cut = sum(1 for c in clients if c.get("error"))
     complete = sum(1 for c in clients if "cursor" in c and c["ids"] == list(range(c["cursor"] + 1, newest + 1)))
     errors = sorted({c["error"] for c in clients if c.get("error")})
-    harness.figure("SSE clients cut", f"{cut} of {len(clients)}{' (' + ', '.join(errors) + ')' if errors else ''};"
-                   f" WatchTask streams cut: {held['stream_errors'] or 'none'}")
+    harness.figure(
+        "SSE clients cut",
+        f"{cut} of {len(clients)}{' (' + ', '.join(errors) + ')' if errors else ''};"
+        f" WatchTask streams cut: {held['stream_errors'] or 'none'}",
+    )
     harness.figure("SSE clients with every change", f"{complete} of {len(clients)} (gapless up to sequence {newest})")
     ratio = loaded.p99 / base.p99 if base.p99 else float("inf")
     harness.ratio_line("GetTask p99 with/without watchers", ratio, "<= 3", ratio <= 3)
-    harness.target_line("SSE clients with every change", f"{complete}/{len(clients)}", "all",
-                        complete == len(clients) and not held["stream_errors"])
+    harness.target_line(
+        "SSE clients with every change",
+        f"{complete}/{len(clients)}",
+        "all",
+        complete == len(clients) and not held["stream_errors"],
+    )
     return 0
 
 

@@ -37,8 +37,10 @@ async def run(target: str, server_pid: int, args) -> dict[str, dict]:
     rng = random.Random(3)
     server = psutil.Process(server_pid)
     me = psutil.Process()
-    sides = {"Check": {"calls": 0, "seconds": 0.0, "lat": [], "server_cpu": 0.0, "client_cpu": 0.0},
-             "GetTask": {"calls": 0, "seconds": 0.0, "lat": [], "server_cpu": 0.0, "client_cpu": 0.0}}
+    sides = {
+        "Check": {"calls": 0, "seconds": 0.0, "lat": [], "server_cpu": 0.0, "client_cpu": 0.0},
+        "GetTask": {"calls": 0, "seconds": 0.0, "lat": [], "server_cpu": 0.0, "client_cpu": 0.0},
+    }
     async with grpc.aio.insecure_channel(target) as channel:
         health = health_pb2_grpc.HealthStub(channel).Check
         get = task_service_pb2_grpc.TaskServiceStub(channel).GetTask
@@ -46,8 +48,7 @@ async def run(target: str, server_pid: int, args) -> dict[str, dict]:
         # Made before the clock starts, as Check's one request is: the client's work per call
         # counts on this 2-core machine, and drawing and building a request is not the server's.
         gets = itertools.cycle([pb.GetTaskRequest(uid=rng.randrange(args.tasks)) for _ in range(8192)])
-        calls = {"Check": (health, lambda: check_request),
-                 "GetTask": (get, lambda: next(gets))}
+        calls = {"Check": (health, lambda: check_request), "GetTask": (get, lambda: next(gets))}
         for call, make in calls.values():  # warm-up, unmeasured
             await harness.phase(call, make, 0.3, args.concurrency)
         for _ in range(args.rounds):
@@ -79,21 +80,29 @@ def main() -> int:
         shutil.copyfile(db, copy)
         with harness.Server(copy, "--cleanup-threshold", str(2**40)) as server:
             sides = asyncio.run(run(server.target, server.pid, args))
-    print(f"GetTask vs grpc.health.v1 Check, {args.concurrency} in flight, {args.rounds} x {args.seconds:g}s each,"
-          f" {args.tasks:,} tasks stored", flush=True)
+    print(
+        f"GetTask vs grpc.health.v1 Check, {args.concurrency} in flight, {args.rounds} x {args.seconds:g}s each,"
+        f" {args.tasks:,} tasks stored",
+        flush=True,
+    )
     harness.machine_noise()
     qps = {}
     for name, side in sides.items():
         qps[name] = side["calls"] / side["seconds"]
         latency = harness.Latency(side["lat"])
         harness.figure(name, f"{qps[name]:8,.0f} calls/s  {latency}")
-        harness.figure("", f"server CPU {1e6 * side['server_cpu'] / max(side['calls'], 1):6.0f} us/call,"
-                           f" client CPU {1e6 * side['client_cpu'] / max(side['calls'], 1):6.0f} us/call")
+        harness.figure(
+            "",
+            f"server CPU {1e6 * side['server_cpu'] / max(side['calls'], 1):6.0f} us/call,"
+            f" client CPU {1e6 * side['client_cpu'] / max(side['calls'], 1):6.0f} us/call",
+        )
     ratio = qps["GetTask"] / qps["Check"]
     harness.ratio_line("GetTask/Check QPS", ratio, ">= 0.8", ratio >= 0.8)
     cpu = {n: s["server_cpu"] / max(s["calls"], 1) for n, s in sides.items()}
-    harness.figure("server CPU per call, Check/GetTask", f"{cpu['Check'] / cpu['GetTask']:.3f}"
-                   " (what the ratio would be with a client that costs nothing)")
+    harness.figure(
+        "server CPU per call, Check/GetTask",
+        f"{cpu['Check'] / cpu['GetTask']:.3f} (what the ratio would be with a client that costs nothing)",
+    )
     return 0
 
 

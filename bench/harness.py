@@ -97,9 +97,12 @@ def machine_noise(seconds: float = 0.5) -> None:
             gaps.append(now - last)
         last = now
     long = sum(1 for gap in gaps if gap >= 50e-6) / seconds
-    figure("machine noise (spinning)", f"{len(gaps) / seconds:,.0f} gaps/s over 20 us, {long:,.0f}/s over 50 us,"
-                                        f" {100 * sum(gaps) / seconds:.2f}% of the time lost;"
-                                        f" a 0.2 ms call meets a 50 us gap {100 * long * 0.0002:.1f}% of the time")
+    figure(
+        "machine noise (spinning)",
+        f"{len(gaps) / seconds:,.0f} gaps/s over 20 us, {long:,.0f}/s over 50 us,"
+        f" {100 * sum(gaps) / seconds:.2f}% of the time lost;"
+        f" a 0.2 ms call meets a 50 us gap {100 * long * 0.0002:.1f}% of the time",
+    )
 
 
 def figure(label: str, text: str) -> None:
@@ -122,9 +125,24 @@ class Server:
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.workdir = tempfile.mkdtemp(prefix="taskhub-bench-")
-        command = [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(db), "--no-http",
-                   "--grpc-listen", self.target, "--log-level", log_level,
-                   "--snapshots-dir", f"{self.workdir}/snapshots", "--dumps-dir", f"{self.workdir}/dumps", *extra]
+        command = [
+            sys.executable,
+            "-m",
+            "taskhub.server.cli",
+            "serve",
+            "--db",
+            str(db),
+            "--no-http",
+            "--grpc-listen",
+            self.target,
+            "--log-level",
+            log_level,
+            "--snapshots-dir",
+            f"{self.workdir}/snapshots",
+            "--dumps-dir",
+            f"{self.workdir}/dumps",
+            *extra,
+        ]
         self.process = subprocess.Popen(command)
         self.wait_ready()
 

@@ -61,34 +61,70 @@ def filters(conn: sqlite3.Connection) -> list[Filter]:
     out = [
         Filter("(no filter)", TaskQuery(), "1"),
         Filter("uids (100 of them)", TaskQuery(uids=frozenset(uids)), f"uid IN ({','.join(map(str, uids))})"),
-        Filter("indexUids=index-00 (busiest)", TaskQuery(index_uids=frozenset({"index-00"})), "index_uid = ?",
-               ("index-00",)),
+        Filter(
+            "indexUids=index-00 (busiest)",
+            TaskQuery(index_uids=frozenset({"index-00"})),
+            "index_uid = ?",
+            ("index-00",),
+        ),
         Filter("statuses=failed", TaskQuery(statuses=frozenset({S.FAILED})), f"status = {int(S.FAILED)}"),
-        Filter("statuses=enqueued,processing", TaskQuery(statuses=frozenset({S.ENQUEUED, S.PROCESSING})),
-               f"status IN ({int(S.ENQUEUED)}, {int(S.PROCESSING)})"),
-        Filter("types=documentDeletion", TaskQuery(types=frozenset({T.DOCUMENT_DELETION})),
-               f"type = {int(T.DOCUMENT_DELETION)}"),
-        Filter("canceledBy (one cancelation)", TaskQuery(canceled_by=frozenset({canceler})), "canceled_by = ?",
-               (canceler,)),
+        Filter(
+            "statuses=enqueued,processing",
+            TaskQuery(statuses=frozenset({S.ENQUEUED, S.PROCESSING})),
+            f"status IN ({int(S.ENQUEUED)}, {int(S.PROCESSING)})",
+        ),
+        Filter(
+            "types=documentDeletion",
+            TaskQuery(types=frozenset({T.DOCUMENT_DELETION})),
+            f"type = {int(T.DOCUMENT_DELETION)}",
+        ),
+        Filter(
+            "canceledBy (one cancelation)", TaskQuery(canceled_by=frozenset({canceler})), "canceled_by = ?", (canceler,)
+        ),
     ]
     for column in ("enqueued_at", "started_at", "finished_at"):
-        out.append(Filter(f"after{column.title().replace('_', '')} (last week)",
-                          TaskQuery(**{f"after_{column}": recent}), f"{column} > ?", (recent,)))
-        out.append(Filter(f"before{column.title().replace('_', '')} (first week)",
-                          TaskQuery(**{f"before_{column}": early}), f"{column} < ?", (early,)))
-    out.append(Filter(
-        "index-00 + failed + documentAdditionOrUpdate",
-        TaskQuery(index_uids=frozenset({"index-00"}), statuses=frozenset({S.FAILED}),
-                  types=frozenset({T.DOCUMENT_ADDITION_OR_UPDATE})),
-        f"index_uid = ? AND status = {int(S.FAILED)} AND type = {int(T.DOCUMENT_ADDITION_OR_UPDATE)}",
-        ("index-00",)))
+        out.append(
+            Filter(
+                f"after{column.title().replace('_', '')} (last week)",
+                TaskQuery(**{f"after_{column}": recent}),
+                f"{column} > ?",
+                (recent,),
+            )
+        )
+        out.append(
+            Filter(
+                f"before{column.title().replace('_', '')} (first week)",
+                TaskQuery(**{f"before_{column}": early}),
+                f"{column} < ?",
+                (early,),
+            )
+        )
+    out.append(
+        Filter(
+            "index-00 + failed + documentAdditionOrUpdate",
+            TaskQuery(
+                index_uids=frozenset({"index-00"}),
+                statuses=frozenset({S.FAILED}),
+                types=frozenset({T.DOCUMENT_ADDITION_OR_UPDATE}),
+            ),
+            f"index_uid = ? AND status = {int(S.FAILED)} AND type = {int(T.DOCUMENT_ADDITION_OR_UPDATE)}",
+            ("index-00",),
+        )
+    )
     return out
 
 
 # What a hand-written SQLite queue would index to answer these filters (taskhub's own schema
 # indexed the same columns until its in-memory index made them redundant for it).
-RAW_INDEXES = [("status", "uid"), ("type", "status"), ("index_uid", "uid"), ("canceled_by",), ("enqueued_at",),
-               ("started_at",), ("finished_at",)]
+RAW_INDEXES = [
+    ("status", "uid"),
+    ("type", "status"),
+    ("index_uid", "uid"),
+    ("canceled_by",),
+    ("enqueued_at",),
+    ("started_at",),
+    ("finished_at",),
+]
 
 
 def indexed_copy(store: Store) -> Path:
@@ -134,8 +170,7 @@ async def measure(db: Path, args) -> dict[str, tuple[harness.Latency, harness.La
             if page.total != raw_total:
                 print(f"  !! {f.name}: taskhub total {page.total} != raw COUNT(*) {raw_total}", flush=True)
             began = time.monotonic()
-            while len(ours) < args.max_runs and (len(ours) < args.min_runs
-                                                 or time.monotonic() - began < args.seconds):
+            while len(ours) < args.max_runs and (len(ours) < args.min_runs or time.monotonic() - began < args.seconds):
                 t0 = time.perf_counter()
                 raw_call()
                 t1 = time.perf_counter()
@@ -144,8 +179,9 @@ async def measure(db: Path, args) -> dict[str, tuple[harness.Latency, harness.La
                 theirs.append(t1 - t0)
                 ours.append(t2 - t1)
             alone, began = [], time.monotonic()
-            while len(alone) < args.max_runs and (len(alone) < args.min_runs
-                                                  or time.monotonic() - began < args.seconds / 2):
+            while len(alone) < args.max_runs and (
+                len(alone) < args.min_runs or time.monotonic() - began < args.seconds / 2
+            ):
                 t0 = time.perf_counter()
                 await scheduler.list_tasks(f.query, limit=args.limit)
                 alone.append(time.perf_counter() - t0)

@@ -37,15 +37,30 @@ INDEXES = [f"index-{i:02d}" for i in range(50)]
 INDEX_WEIGHTS = [1 / (i + 1) for i in range(len(INDEXES))]
 # (type, weight); cancelations are placed on a fixed grid, not drawn.
 TYPE_MIX = [
-    (T.DOCUMENT_ADDITION_OR_UPDATE, 70), (T.DOCUMENT_DELETION, 10), (T.SETTINGS_UPDATE, 8),
-    (T.INDEX_CREATION, 4), (T.INDEX_UPDATE, 1), (T.INDEX_DELETION, 2), (T.INDEX_SWAP, 1),
-    (T.DUMP_CREATION, 1), (T.SNAPSHOT_CREATION, 1), (T.TASK_DELETION, 1),
+    (T.DOCUMENT_ADDITION_OR_UPDATE, 70),
+    (T.DOCUMENT_DELETION, 10),
+    (T.SETTINGS_UPDATE, 8),
+    (T.INDEX_CREATION, 4),
+    (T.INDEX_UPDATE, 1),
+    (T.INDEX_DELETION, 2),
+    (T.INDEX_SWAP, 1),
+    (T.DUMP_CREATION, 1),
+    (T.SNAPSHOT_CREATION, 1),
+    (T.TASK_DELETION, 1),
 ]
-ERROR = json.dumps({"message": "Index `movies` not found.", "code": "index_not_found",
-                    "type": "invalid_request", "link": "https://docs.meilisearch.com/errors#index_not_found"},
-                   separators=(",", ":"))
-INSERT = ("INSERT INTO tasks (uid, index_uid, status, type, canceled_by, details, error, enqueued_at, started_at,"
-          " finished_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+ERROR = json.dumps(
+    {
+        "message": "Index `movies` not found.",
+        "code": "index_not_found",
+        "type": "invalid_request",
+        "link": "https://docs.meilisearch.com/errors#index_not_found",
+    },
+    separators=(",", ":"),
+)
+INSERT = (
+    "INSERT INTO tasks (uid, index_uid, status, type, canceled_by, details, error, enqueued_at, started_at,"
+    " finished_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def _dumps(value: object) -> str:
@@ -76,13 +91,18 @@ def details_pool(rng: random.Random) -> dict[tuple[T, S], list[str]]:
                 elif type_ == T.DUMP_CREATION:
                     d = {"dumpUid": f"2024{n:010d}" if finished_ok else None}
                 elif type_ == T.TASK_DELETION:
-                    d = {"matchedTasks": 0, "deletedTasks": 0 if status != S.ENQUEUED else None,
-                         "originalFilter": "?statuses=succeeded&beforeEnqueuedAt=2024-01-01"}
+                    d = {
+                        "matchedTasks": 0,
+                        "deletedTasks": 0 if status != S.ENQUEUED else None,
+                        "originalFilter": "?statuses=succeeded&beforeEnqueuedAt=2024-01-01",
+                    }
                 else:  # snapshotCreation has no details
                     d = None
                 if d is not None and status in (S.FAILED, S.CANCELED):
-                    d = {k: (0 if v is None and k in ("indexedDocuments", "deletedDocuments", "deletedTasks")
-                             else v) for k, v in d.items()}
+                    d = {
+                        k: (0 if v is None and k in ("indexedDocuments", "deletedDocuments", "deletedTasks") else v)
+                        for k, v in d.items()
+                    }
                 out.append(None if d is None else _dumps(d))
             pool[(type_, status)] = out
     return pool
@@ -119,33 +139,102 @@ class Loader:
             enq = self.enqueued_at(uid)
             if uid % CANCEL_EVERY == CANCEL_EVERY - 1:
                 canceled = [u for u in range(uid - CANCEL_EVERY + 1, uid) if self.canceled(u)]
-                details = _dumps({"matchedTasks": len(canceled), "canceledTasks": len(canceled),
-                                  "originalFilter": f"?uids={','.join(map(str, canceled[:20]))}"})
-                rows.append((uid, None, int(S.SUCCEEDED), int(T.TASK_CANCELATION), None, details, None,
-                             enq, enq + waits[i], enq + waits[i] + runs[i] // 100, 3 * uid + 3))
+                details = _dumps(
+                    {
+                        "matchedTasks": len(canceled),
+                        "canceledTasks": len(canceled),
+                        "originalFilter": f"?uids={','.join(map(str, canceled[:20]))}",
+                    }
+                )
+                rows.append(
+                    (
+                        uid,
+                        None,
+                        int(S.SUCCEEDED),
+                        int(T.TASK_CANCELATION),
+                        None,
+                        details,
+                        None,
+                        enq,
+                        enq + waits[i],
+                        enq + waits[i] + runs[i] // 100,
+                        3 * uid + 3,
+                    )
+                )
                 matches.append((uid, array("I", canceled).tobytes()))
                 continue
             type_ = types[i]
             index_uid = None if type_.is_global else indexes[i]
             # Only worker tasks wait in the tail: an enqueued dump would keep the server busy for minutes.
             if uid >= self.enqueued_from and not type_.server_run:
-                rows.append((uid, index_uid, int(S.ENQUEUED), int(type_), None, pool[(type_, S.ENQUEUED)][picks[i]],
-                             None, enq, None, None, 3 * uid + 1))
+                rows.append(
+                    (
+                        uid,
+                        index_uid,
+                        int(S.ENQUEUED),
+                        int(type_),
+                        None,
+                        pool[(type_, S.ENQUEUED)][picks[i]],
+                        None,
+                        enq,
+                        None,
+                        None,
+                        3 * uid + 1,
+                    )
+                )
                 continue
             started = enq + waits[i]
             if uid >= self.processing_from and not type_.server_run:
-                rows.append((uid, index_uid, int(S.PROCESSING), int(type_), None,
-                             pool[(type_, S.ENQUEUED)][picks[i]], None, enq, started, None, 3 * uid + 2))
+                rows.append(
+                    (
+                        uid,
+                        index_uid,
+                        int(S.PROCESSING),
+                        int(type_),
+                        None,
+                        pool[(type_, S.ENQUEUED)][picks[i]],
+                        None,
+                        enq,
+                        started,
+                        None,
+                        3 * uid + 2,
+                    )
+                )
                 continue
             if self.canceled(uid):
                 canceler = self.canceler(uid)
-                rows.append((uid, index_uid, int(S.CANCELED), int(type_), canceler,
-                             pool[(type_, S.CANCELED)][picks[i]], None, enq, None,
-                             self.enqueued_at(canceler) + SECOND, 3 * uid + 3))
+                rows.append(
+                    (
+                        uid,
+                        index_uid,
+                        int(S.CANCELED),
+                        int(type_),
+                        canceler,
+                        pool[(type_, S.CANCELED)][picks[i]],
+                        None,
+                        enq,
+                        None,
+                        self.enqueued_at(canceler) + SECOND,
+                        3 * uid + 3,
+                    )
+                )
                 continue
             status = S.FAILED if draws[i] < 0.05 else S.SUCCEEDED
-            rows.append((uid, index_uid, int(status), int(type_), None, pool[(type_, status)][picks[i]],
-                         ERROR if status == S.FAILED else None, enq, started, started + runs[i], 3 * uid + 3))
+            rows.append(
+                (
+                    uid,
+                    index_uid,
+                    int(status),
+                    int(type_),
+                    None,
+                    pool[(type_, status)][picks[i]],
+                    ERROR if status == S.FAILED else None,
+                    enq,
+                    started,
+                    started + runs[i],
+                    3 * uid + 3,
+                )
+            )
         return rows, matches
 
     @staticmethod
@@ -160,8 +249,16 @@ class Loader:
         return 3 * (self.total - 1) + 3 if self.total else 0
 
 
-def load(db: str | Path, total: int, *, days: float = 30, seed: int = 7, chunk: int = 100_000,
-         now: int | None = None, quiet: bool = False) -> float:
+def load(
+    db: str | Path,
+    total: int,
+    *,
+    days: float = 30,
+    seed: int = 7,
+    chunk: int = 100_000,
+    now: int | None = None,
+    quiet: bool = False,
+) -> float:
     """Creates `db` (which must not exist) with `total` tasks; answers the seconds it took."""
     path = Path(db)
     if path.exists():
@@ -190,8 +287,10 @@ def load(db: str | Path, total: int, *, days: float = 30, seed: int = 7, chunk: 
     conn.execute("BEGIN")
     for _name, sql in indexes:
         conn.execute(sql)
-    conn.executemany("UPDATE meta SET value = ? WHERE key = ?",
-                     [(total, "next_uid"), (loader.last_seq(), "last_seq"), (total, "task_count")])
+    conn.executemany(
+        "UPDATE meta SET value = ? WHERE key = ?",
+        [(total, "next_uid"), (loader.last_seq(), "last_seq"), (total, "task_count")],
+    )
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
@@ -232,20 +331,32 @@ def check(db: str | Path, total: int) -> list[str]:
         raw = sqlite3.connect(copy)
         filters = {
             "all": (task_pb2.TaskFilter(), "1"),
-            "statuses=failed": (task_pb2.TaskFilter(statuses=task_pb2.StatusSet(statuses=[S.FAILED])),
-                                f"status = {int(S.FAILED)}"),
-            "indexUids=index-03": (task_pb2.TaskFilter(index_uids=task_pb2.IndexUidSet(index_uids=["index-03"])),
-                                   "index_uid = 'index-03'"),
-            "types=taskCancelation": (task_pb2.TaskFilter(types=task_pb2.TypeSet(types=[T.TASK_CANCELATION])),
-                                      f"type = {int(T.TASK_CANCELATION)}"),
-            "canceledBy=4999": (task_pb2.TaskFilter(canceled_by=task_pb2.UidSet(uids=[CANCEL_EVERY - 1])),
-                                f"canceled_by = {CANCEL_EVERY - 1}"),
+            "statuses=failed": (
+                task_pb2.TaskFilter(statuses=task_pb2.StatusSet(statuses=[S.FAILED])),
+                f"status = {int(S.FAILED)}",
+            ),
+            "indexUids=index-03": (
+                task_pb2.TaskFilter(index_uids=task_pb2.IndexUidSet(index_uids=["index-03"])),
+                "index_uid = 'index-03'",
+            ),
+            "types=taskCancelation": (
+                task_pb2.TaskFilter(types=task_pb2.TypeSet(types=[T.TASK_CANCELATION])),
+                f"type = {int(T.TASK_CANCELATION)}",
+            ),
+            "canceledBy=4999": (
+                task_pb2.TaskFilter(canceled_by=task_pb2.UidSet(uids=[CANCEL_EVERY - 1])),
+                f"canceled_by = {CANCEL_EVERY - 1}",
+            ),
         }
-        expected = {name: raw.execute(f"SELECT COUNT(*) FROM tasks WHERE {sql}").fetchone()[0]
-                    for name, (_, sql) in filters.items()}
+        expected = {
+            name: raw.execute(f"SELECT COUNT(*) FROM tasks WHERE {sql}").fetchone()[0]
+            for name, (_, sql) in filters.items()
+        }
         raw.close()
-        with harness.Server(copy, "--cleanup-threshold", str(total + 1_000_000)) as server, \
-                grpc.insecure_channel(server.target) as channel:
+        with (
+            harness.Server(copy, "--cleanup-threshold", str(total + 1_000_000)) as server,
+            grpc.insecure_channel(server.target) as channel,
+        ):
             stub = task_service_pb2_grpc.TaskServiceStub(channel)
             for name, (message, _) in filters.items():
                 page = stub.ListTasks(pb.ListTasksRequest(filter=message, limit=5), timeout=60)
@@ -269,13 +380,18 @@ def main() -> int:
     parser.add_argument("--db", required=True, help="the database file to create (must not exist)")
     parser.add_argument("--days", type=float, default=30, help="enqueued dates spread over this many days")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--check", action="store_true",
-                        help="then serve a copy with the real server and check totals, reads and the next uid")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="then serve a copy with the real server and check totals, reads and the next uid",
+    )
     args = parser.parse_args()
     seconds = load(args.db, args.tasks, days=args.days, seed=args.seed)
     size = Path(args.db).stat().st_size / 2**20
-    print(f"loaded {args.tasks:,} tasks into {args.db} in {seconds:.1f}s"
-          f" ({args.tasks / seconds:,.0f} tasks/s, {size:,.0f} MiB)")
+    print(
+        f"loaded {args.tasks:,} tasks into {args.db} in {seconds:.1f}s"
+        f" ({args.tasks / seconds:,.0f} tasks/s, {size:,.0f} MiB)"
+    )
     if args.check:
         problems = check(args.db, args.tasks)
         print("check:", "OK (the server serves it: totals, reads, next uid)" if not problems else "BROKEN")

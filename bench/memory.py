@@ -36,8 +36,10 @@ def touch(target: str, tasks: int) -> None:
     with grpc.insecure_channel(target) as channel:
         stub = task_service_pb2_grpc.TaskServiceStub(channel)
         for status in range(1, 6):
-            stub.ListTasks(pb.ListTasksRequest(filter=task_pb2.TaskFilter(
-                statuses=task_pb2.StatusSet(statuses=[status]))), timeout=120)
+            stub.ListTasks(
+                pb.ListTasksRequest(filter=task_pb2.TaskFilter(statuses=task_pb2.StatusSet(statuses=[status]))),
+                timeout=120,
+            )
         stub.ListTasks(pb.ListTasksRequest(), timeout=120)
         for uid in range(0, tasks, max(tasks // 100, 1)):
             stub.GetTask(pb.GetTaskRequest(uid=uid), timeout=10)
@@ -67,8 +69,11 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--db-dir", help="keep and reuse the loaded database here")
     parser.add_argument("--settle", type=float, default=3.0, help="quiet seconds before each reading")
-    parser.add_argument("--default-cleanup", action="store_true",
-                        help="also run the default settings on a copy (the automatic cleanup fires at 1,000,000)")
+    parser.add_argument(
+        "--default-cleanup",
+        action="store_true",
+        help="also run the default settings on a copy (the automatic cleanup fires at 1,000,000)",
+    )
     args = parser.parse_args()
 
     with harness.scratch_dir(args.db_dir) as db_dir, tempfile.TemporaryDirectory(prefix="taskhub-bench-") as tmp:
@@ -88,8 +93,9 @@ def main() -> int:
     harness.figure("empty database", f"after start {empty[0]:6.0f} MiB, after reads {empty[1]:6.0f} MiB")
     harness.figure(f"{args.tasks:,} tasks", f"after start {full[0]:6.0f} MiB, after reads {full[1]:6.0f} MiB")
     if cleanup is not None:
-        harness.figure("default settings (automatic cleanup)", f"peak {cleanup[0]:6.0f} MiB, after 30 s"
-                       f" {cleanup[1]:6.0f} MiB")
+        harness.figure(
+            "default settings (automatic cleanup)", f"peak {cleanup[0]:6.0f} MiB, after 30 s {cleanup[1]:6.0f} MiB"
+        )
     idle = max(full)
     harness.ratio_line(f"RSS {args.tasks:,} tasks/empty", idle / max(empty), "(information)", True)
     harness.target_line("idle RSS", f"{idle:.0f} MiB", "<= 200 MiB", idle <= 200)

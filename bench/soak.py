@@ -29,8 +29,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from harness import free_port, rss_mib
-from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
-from taskhub.v1 import worker_service_pb2 as wpb, worker_service_pb2_grpc
+from taskhub.v1 import (
+    task_pb2,
+    task_service_pb2 as pb,
+    task_service_pb2_grpc,
+    worker_service_pb2 as wpb,
+    worker_service_pb2_grpc,
+)
 
 TERMINAL = {task_pb2.TASK_STATUS_SUCCEEDED, task_pb2.TASK_STATUS_FAILED, task_pb2.TASK_STATUS_CANCELED}
 
@@ -58,9 +63,12 @@ class Soak:
         """Odd seeds enqueue one task a call; even ones send EnqueueTasks of 1 to 20."""
         rng, stub = random.Random(seed), task_service_pb2_grpc.TaskServiceStub(self.channel())
         while not self.stop.is_set():
-            requests = [pb.EnqueueTaskRequest(type=task_pb2.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE,
-                                              index_uid=rng.choice("abcdefgh"))
-                        for _ in range(1 if seed % 2 else rng.randint(1, 20))]
+            requests = [
+                pb.EnqueueTaskRequest(
+                    type=task_pb2.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, index_uid=rng.choice("abcdefgh")
+                )
+                for _ in range(1 if seed % 2 else rng.randint(1, 20))
+            ]
             for request in requests:
                 request.details.document_addition_or_update.received_documents = rng.randint(1, 1000)
             try:
@@ -93,8 +101,7 @@ class Soak:
                     if rng.random() < 0.1:
                         outcome.error.message, outcome.error.code = "soak failure", "soak_failure"
                     outcomes.append(outcome)
-                workers.CompleteTasks(wpb.CompleteTasksRequest(token=lease.lease.token, outcomes=outcomes),
-                                      timeout=5)
+                workers.CompleteTasks(wpb.CompleteTasksRequest(token=lease.lease.token, outcomes=outcomes), timeout=5)
             except grpc.RpcError as error:
                 self.errors[f"worker {error.code().name}"] += 1
                 continue
@@ -158,8 +165,20 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="taskhub-soak-")
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", f"{tmp}/soak.db", "--no-http",
-         "--grpc-listen", f"127.0.0.1:{port}", "--log-level", "WARNING"])
+        [
+            sys.executable,
+            "-m",
+            "taskhub.server.cli",
+            "serve",
+            "--db",
+            f"{tmp}/soak.db",
+            "--no-http",
+            "--grpc-listen",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "WARNING",
+        ]
+    )
     target = f"127.0.0.1:{port}"
     channel = grpc.insecure_channel(target)
     grpc.channel_ready_future(channel).result(timeout=30)
@@ -213,8 +232,10 @@ def main() -> int:
         problems.append(f"server RSS grew {growth:.2f}x after warm-up ({warm:.0f} -> {samples[-1]:.0f} MiB)")
 
     elapsed = time.monotonic() - started
-    print(f"soak {elapsed:.0f}s: {len(soak.acked)} enqueued ({len(soak.acked) / elapsed:.0f}/s),"
-          f" {len(soak.completed)} reported, {soak.events} watch events, tasks now {dict(statuses)}")
+    print(
+        f"soak {elapsed:.0f}s: {len(soak.acked)} enqueued ({len(soak.acked) / elapsed:.0f}/s),"
+        f" {len(soak.completed)} reported, {soak.events} watch events, tasks now {dict(statuses)}"
+    )
     print(f"server RSS MiB: warm {warm:.0f}, end {samples[-1] if samples else 0:.0f}, growth x{growth:.2f}")
     print(f"client-side errors: {dict(soak.errors) or 'none'}")
     server.send_signal(signal.SIGTERM)

@@ -30,8 +30,13 @@ from pathlib import Path
 import grpc
 
 import harness
-from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
-from taskhub.v1 import worker_service_pb2 as wpb, worker_service_pb2_grpc
+from taskhub.v1 import (
+    task_pb2,
+    task_service_pb2 as pb,
+    task_service_pb2_grpc,
+    worker_service_pb2 as wpb,
+    worker_service_pb2_grpc,
+)
 
 PER_INDEX = 25
 PROCESSING = task_pb2.TASK_STATUS_PROCESSING
@@ -79,8 +84,9 @@ async def enqueue_all(stub, count: int) -> None:
 
     async def producer() -> None:
         for i in counter:
-            request = pb.EnqueueTaskRequest(type=task_pb2.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE,
-                                            index_uid=f"w-{i // PER_INDEX}")
+            request = pb.EnqueueTaskRequest(
+                type=task_pb2.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, index_uid=f"w-{i // PER_INDEX}"
+            )
             request.details.document_addition_or_update.received_documents = 1
             await stub.EnqueueTask(request, timeout=30)
 
@@ -95,9 +101,12 @@ async def drive(workers, indexes: int, rate: float, seconds: float) -> int:
     start = time.monotonic()
     while time.monotonic() - start < seconds:
         next_tick = start + (transitions // per_tick + 1) * tick
-        lease = await workers.LeaseTasks(wpb.LeaseTasksRequest(
-            worker="bench", index_uids=task_pb2.IndexUidSet(index_uids=[f"w-{i % indexes}"]), max_tasks=PER_INDEX),
-            timeout=10)
+        lease = await workers.LeaseTasks(
+            wpb.LeaseTasksRequest(
+                worker="bench", index_uids=task_pb2.IndexUidSet(index_uids=[f"w-{i % indexes}"]), max_tasks=PER_INDEX
+            ),
+            timeout=10,
+        )
         i += 1
         if lease.HasField("lease"):
             await workers.ReleaseLease(wpb.ReleaseLeaseRequest(token=lease.lease.token), timeout=10)
@@ -126,13 +135,20 @@ async def phase(name: str, watchers: Watchers, workers, indexes: int, args, serv
     await asyncio.sleep(1.0)  # let the last deliveries land
     sampler_stop.set()
     await sampler
-    return {"name": name, "rate": transitions / elapsed, "transitions": transitions,
-            "received": watchers.received, "latency": harness.Latency(list(watchers.latencies)), "peak_rss": peak}
+    return {
+        "name": name,
+        "rate": transitions / elapsed,
+        "transitions": transitions,
+        "received": watchers.received,
+        "latency": harness.Latency(list(watchers.latencies)),
+        "peak_rss": peak,
+    }
 
 
 async def run(target: str, server_pid: int, args) -> tuple[list[dict], dict]:
-    channels = [grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-                for _ in range(args.channels)]
+    channels = [
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(args.channels)
+    ]
     stubs = [task_service_pb2_grpc.TaskServiceStub(c) for c in channels]
     workers = worker_service_pb2_grpc.WorkerServiceStub(channels[0])
     figures = {"rss_empty": harness.rss_mib(server_pid)}
@@ -180,9 +196,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
     parser.add_argument("--channels", type=int, default=8, help="client connections the streams spread over")
     parser.add_argument("--open-timeout", type=float, default=120.0)
-    parser.add_argument("--wave", type=int, default=250,
-                        help="open streams this many at a time, each wave once the last is open; 0: all at once"
-                             " (on grpcio 1.85 a burst of a few thousand stalls the server's new streams)")
+    parser.add_argument(
+        "--wave",
+        type=int,
+        default=250,
+        help="open streams this many at a time, each wave once the last is open; 0: all at once"
+        " (on grpcio 1.85 a burst of a few thousand stalls the server's new streams)",
+    )
     args = parser.parse_args()
     args.watchers = max(PER_INDEX, args.watchers // PER_INDEX * PER_INDEX)
 
@@ -191,22 +211,31 @@ def main() -> int:
             results, figures = asyncio.run(run(server.target, server.pid, args))
 
     print(f"WatchTask streams at {args.rate:g} transitions/s, {args.seconds:g}s per phase", flush=True)
-    harness.figure("streams opened", f"{figures['opened']:,} of {args.watchers:,} in {figures['open_seconds']:.1f}s"
-                   f"  errors {figures['errors'] or 'none'}")
+    harness.figure(
+        "streams opened",
+        f"{figures['opened']:,} of {args.watchers:,} in {figures['open_seconds']:.1f}s"
+        f"  errors {figures['errors'] or 'none'}",
+    )
     for r in results:
-        harness.figure(r["name"], f"{r['rate']:6.0f} transitions/s driven, {r['received']:,} of"
-                       f" {r['transitions']:,} delivered")
+        harness.figure(
+            r["name"], f"{r['rate']:6.0f} transitions/s driven, {r['received']:,} of {r['transitions']:,} delivered"
+        )
         harness.figure("  commit -> delivery (processing)", str(r["latency"]))
         harness.figure("  server RSS peak", f"{r['peak_rss']:.0f} MiB")
-    harness.figure("server RSS", f"empty {figures['rss_empty']:.0f} MiB, tasks enqueued {figures['rss_enqueued']:.0f},"
-                   f" streams open {figures['rss_open']:.0f}, streams closed {figures['rss_closed']:.0f}")
+    harness.figure(
+        "server RSS",
+        f"empty {figures['rss_empty']:.0f} MiB, tasks enqueued {figures['rss_enqueued']:.0f},"
+        f" streams open {figures['rss_open']:.0f}, streams closed {figures['rss_closed']:.0f}",
+    )
     base, full = results
     ratio = full["latency"].p99 / base["latency"].p99 if base["latency"].p99 else float("inf")
     harness.ratio_line("p99 all streams/baseline", ratio, "(information)", True)
-    harness.target_line("commit -> delivery p99", f"{full['latency'].p99:.1f} ms", "<= 100 ms",
-                        full["latency"].p99 <= 100)
-    harness.target_line("driven rate", f"{full['rate']:.0f}/s", f">= {0.95 * args.rate:.0f}/s",
-                        full["rate"] >= 0.95 * args.rate)
+    harness.target_line(
+        "commit -> delivery p99", f"{full['latency'].p99:.1f} ms", "<= 100 ms", full["latency"].p99 <= 100
+    )
+    harness.target_line(
+        "driven rate", f"{full['rate']:.0f}/s", f">= {0.95 * args.rate:.0f}/s", full["rate"] >= 0.95 * args.rate
+    )
     peak = max(r["peak_rss"] for r in results)
     harness.target_line("server RSS peak", f"{peak:.0f} MiB", "<= 1024 MiB", peak <= 1024)
     return 0

@@ -45,9 +45,9 @@ def generate(out: pathlib.Path) -> None:
 def differences(left: pathlib.Path, right: pathlib.Path) -> list[str]:
     names = {p.name for p in left.glob("*.py*")} | {p.name for p in right.glob("*.py*")}
     return sorted(
-        n for n in names
-        if not (left / n).exists() or not (right / n).exists()
-        or not filecmp.cmp(left / n, right / n, shallow=False)
+        n
+        for n in names
+        if not (left / n).exists() or not (right / n).exists() or not filecmp.cmp(left / n, right / n, shallow=False)
     )
 
 

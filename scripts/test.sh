@@ -53,6 +53,7 @@ buf=tools/node_modules/.bin/buf
 "$buf" breaking --against ".git#ref=$(cat protos/BREAKING_BASELINE),subdir=protos"
 .venv/bin/python scripts/generate_protos.py --check
 .venv/bin/ruff check --quiet .
+.venv/bin/ruff format --check --quiet .
 # The import contracts in pyproject.toml ([tool.importlinter]): gateway and client never import the server.
 # Quiet when all are kept; when one breaks, the second run prints the offending import chains and fails.
 .venv/bin/lint-imports --no-logo >/dev/null || .venv/bin/lint-imports --no-logo

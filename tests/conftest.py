@@ -36,9 +36,14 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def config(tmp_path) -> Config:
-    return Config(db=str(tmp_path / "data" / "taskhub.db"), grpc_listen="127.0.0.1:0", no_http=True,
-                  snapshots_dir=str(tmp_path / "snapshots"), dumps_dir=str(tmp_path / "dumps"),
-                  grace_seconds=0.5)
+    return Config(
+        db=str(tmp_path / "data" / "taskhub.db"),
+        grpc_listen="127.0.0.1:0",
+        no_http=True,
+        snapshots_dir=str(tmp_path / "snapshots"),
+        dumps_dir=str(tmp_path / "dumps"),
+        grace_seconds=0.5,
+    )
 
 
 @pytest.fixture

@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 from conftest import START
 
 LINK = "https://docs.meilisearch.com/errors#"
-TASK_KEYS = ["uid", "indexUid", "status", "type", "canceledBy", "details", "error", "duration",
-             "enqueuedAt", "startedAt", "finishedAt"]
+TASK_KEYS = [
+    "uid",
+    "indexUid",
+    "status",
+    "type",
+    "canceledBy",
+    "details",
+    "error",
+    "duration",
+    "enqueuedAt",
+    "startedAt",
+    "finishedAt",
+]
 SUMMARY_KEYS = ["taskUid", "indexUid", "status", "type", "enqueuedAt"]
 ERROR_KEYS = ["message", "code", "type", "link"]
 STATUSES = "`enqueued`, `processing`, `succeeded`, `failed`, `canceled`"
-TYPES = ("`indexCreation`, `indexUpdate`, `indexDeletion`, `indexSwap`, `documentAdditionOrUpdate`,"
-         " `documentDeletion`, `settingsUpdate`, `dumpCreation`, `taskCancelation`, `taskDeletion`,"
-         " `snapshotCreation`")
-FILTERS = ("`uids`, `canceledBy`, `types`, `statuses`, `indexUids`, `afterEnqueuedAt`, `beforeEnqueuedAt`,"
-           " `afterStartedAt`, `beforeStartedAt`, `afterFinishedAt`, `beforeFinishedAt`")
-INDEX_UID_RULE = ("Index uid can be an integer or a string containing only alphanumeric characters,"
-                  " hyphens (-) and underscores (_), and can not be more than 400 bytes.")
+TYPES = (
+    "`indexCreation`, `indexUpdate`, `indexDeletion`, `indexSwap`, `documentAdditionOrUpdate`,"
+    " `documentDeletion`, `settingsUpdate`, `dumpCreation`, `taskCancelation`, `taskDeletion`,"
+    " `snapshotCreation`"
+)
+FILTERS = (
+    "`uids`, `canceledBy`, `types`, `statuses`, `indexUids`, `afterEnqueuedAt`, `beforeEnqueuedAt`,"
+    " `afterStartedAt`, `beforeStartedAt`, `afterFinishedAt`, `beforeFinishedAt`"
+)
+INDEX_UID_RULE = (
+    "Index uid can be an integer or a string containing only alphanumeric characters,"
+    " hyphens (-) and underscores (_), and can not be more than 400 bytes."
+)
 
 
 def error(code: str, message: str, type_: str = "invalid_request") -> dict:
@@ -33,14 +50,17 @@ def at(ms: int) -> str:
 
 
 def missing_filters(verb: str) -> dict:
-    return error("missing_task_filters",
-                 f"Query parameters to filter the tasks to {verb} are missing. Available query parameters are:"
-                 " `uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, `afterEnqueuedAt`,"
-                 " `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`.")
+    return error(
+        "missing_task_filters",
+        f"Query parameters to filter the tasks to {verb} are missing. Available query parameters are:"
+        " `uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, `afterEnqueuedAt`,"
+        " `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`.",
+    )
 
 
-async def post_task(http, type_: str = "documentAdditionOrUpdate", index_uid: str | None = "movies",
-                    details: dict | None = None) -> int:
+async def post_task(
+    http, type_: str = "documentAdditionOrUpdate", index_uid: str | None = "movies", details: dict | None = None
+) -> int:
     """Enqueues through `POST /tasks`; answers the new uid."""
     if details is None and type_ == "documentAdditionOrUpdate":
         details = {"receivedDocuments": 10}

@@ -30,8 +30,9 @@ def details_for(type_: int, **fields) -> task_pb2.TaskDetails:
     return details
 
 
-async def enqueue(stub, index_uid: str = "movies", type_: int = T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE,
-                  **details) -> int:
+async def enqueue(
+    stub, index_uid: str = "movies", type_: int = T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, **details
+) -> int:
     if type_ == T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE and not details:
         details = {"received_documents": 10}
     request = pb.EnqueueTaskRequest(type=type_, index_uid=index_uid, details=details_for(type_, **details))
@@ -64,8 +65,13 @@ async def start(service, *uids: int) -> str:
     """
     tasks = [await service.scheduler.get_task(uid) for uid in uids]
     indexes = frozenset().union(*(task_indexes(t.index_uid, t.type, t.details) for t in tasks))
-    lease = await service.scheduler.lease(worker="tests", types=frozenset(t.type for t in tasks),
-                                          index_uids=indexes or None, max_tasks=len(uids), duration=MAX_LEASE)
+    lease = await service.scheduler.lease(
+        worker="tests",
+        types=frozenset(t.type for t in tasks),
+        index_uids=indexes or None,
+        max_tasks=len(uids),
+        duration=MAX_LEASE,
+    )
     leased = [t.uid for t in lease.tasks] if lease else []
     assert leased == list(uids), f"a worker taking these indexes would lease {leased}, not {list(uids)}"
     held = _leases.setdefault(service.scheduler, {})
@@ -98,7 +104,14 @@ async def npm_install(folder: pathlib.Path, package: str, command: str = "instal
     if (folder / "node_modules" / package).is_dir():
         return
     process = await asyncio.create_subprocess_exec(
-        "npm", command, "--no-audit", "--no-fund", "--loglevel=error", cwd=folder,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        "npm",
+        command,
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+        cwd=folder,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     output, _ = await process.communicate()
     assert process.returncode == 0, output.decode()

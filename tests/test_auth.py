@@ -11,9 +11,15 @@ from google.protobuf import timestamp_pb2
 
 from helpers import T, details_for, error_of
 from taskhub.server import app
-from taskhub.v1 import key_service_pb2 as kpb, key_service_pb2_grpc, task_pb2
-from taskhub.v1 import task_service_pb2 as pb, task_service_pb2_grpc
-from taskhub.v1 import worker_service_pb2 as wpb, worker_service_pb2_grpc
+from taskhub.v1 import (
+    key_service_pb2 as kpb,
+    key_service_pb2_grpc,
+    task_pb2,
+    task_service_pb2 as pb,
+    task_service_pb2_grpc,
+    worker_service_pb2 as wpb,
+    worker_service_pb2_grpc,
+)
 
 MASTER = "a-master-key-of-sixteen-bytes-or-more"
 
@@ -51,8 +57,9 @@ async def keys(secured, clock):
     }
     tasks = task_service_pb2_grpc.TaskServiceStub(channel)
     for index in ("movies", "books"):
-        await tasks.EnqueueTask(pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid=index),
-                                metadata=bearer(MASTER))
+        await tasks.EnqueueTask(
+            pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid=index), metadata=bearer(MASTER)
+        )
     await tasks.EnqueueTask(pb.EnqueueTaskRequest(type=T.TASK_TYPE_DUMP_CREATION), metadata=bearer(MASTER))
     clock.now += 61_000_000  # the expiring key is now expired
     return made
@@ -67,10 +74,13 @@ def calls(channel):
     return {
         "ListTasks": lambda md: tasks.ListTasks(pb.ListTasksRequest(), metadata=md),
         "GetTask": lambda md: tasks.GetTask(pb.GetTaskRequest(uid=0), metadata=md),
-        "EnqueueTask": lambda md: tasks.EnqueueTask(pb.EnqueueTaskRequest(
-            type=T.TASK_TYPE_INDEX_CREATION, index_uid="movies"), metadata=md),
-        "EnqueueTasks": lambda md: tasks.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[pb.EnqueueTaskRequest(
-            type=T.TASK_TYPE_INDEX_CREATION, index_uid="movies")]), metadata=md),
+        "EnqueueTask": lambda md: tasks.EnqueueTask(
+            pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid="movies"), metadata=md
+        ),
+        "EnqueueTasks": lambda md: tasks.EnqueueTasks(
+            pb.EnqueueTasksRequest(tasks=[pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid="movies")]),
+            metadata=md,
+        ),
         "CancelTasks": lambda md: tasks.CancelTasks(pb.CancelTasksRequest(filter=movies), metadata=md),
         "DeleteTasks": lambda md: tasks.DeleteTasks(pb.DeleteTasksRequest(filter=movies), metadata=md),
         "WatchTask": lambda md: tasks.WatchTask(pb.WatchTaskRequest(uid=0), metadata=md).read(),
@@ -87,19 +97,40 @@ def calls(channel):
     }
 
 
-MISSING = (grpc.StatusCode.UNAUTHENTICATED, "missing_authorization_header",
-           "The Authorization header is missing. It must use the bearer authorization method.")
+MISSING = (
+    grpc.StatusCode.UNAUTHENTICATED,
+    "missing_authorization_header",
+    "The Authorization header is missing. It must use the bearer authorization method.",
+)
 INVALID = (grpc.StatusCode.PERMISSION_DENIED, "invalid_api_key", "The provided API key is invalid.")
 
 
-RPCS = ["ListTasks", "GetTask", "EnqueueTask", "EnqueueTasks", "CancelTasks", "DeleteTasks", "WatchTask", "WatchTasks",
-        "LeaseTasks", "RenewLease", "CompleteTasks", "ReleaseLease",
-        "CreateKey", "ListKeys", "GetKey", "UpdateKey", "DeleteKey"]
+RPCS = [
+    "ListTasks",
+    "GetTask",
+    "EnqueueTask",
+    "EnqueueTasks",
+    "CancelTasks",
+    "DeleteTasks",
+    "WatchTask",
+    "WatchTasks",
+    "LeaseTasks",
+    "RenewLease",
+    "CompleteTasks",
+    "ReleaseLease",
+    "CreateKey",
+    "ListKeys",
+    "GetKey",
+    "UpdateKey",
+    "DeleteKey",
+]
 
 
 def test_the_matrix_covers_every_rpc():
-    from taskhub.server.app import SERVICE_NAMES
     from google.protobuf import descriptor_pool
+
+    from taskhub.server.app import SERVICE_NAMES
+
     pool = descriptor_pool.Default()
     declared = {m.name for name in SERVICE_NAMES for m in pool.FindServiceByName(name).methods}
     assert declared == set(RPCS)
@@ -111,14 +142,14 @@ async def test_every_rpc_refuses_bad_credentials(secured, keys, rpc):
     call = calls(channel)[rpc]
     assert set(calls(channel)) == set(RPCS)
     assert await error_of(call(())) == MISSING
-    assert await error_of(call((("authorization", MASTER),))) == MISSING          # not a bearer header
+    assert await error_of(call((("authorization", MASTER),))) == MISSING  # not a bearer header
     assert await error_of(call((("authorization", "Bearer "),))) == MISSING
     assert await error_of(call(bearer("not-a-key"))) == INVALID
     assert await error_of(call(bearer(keys["expiring"]))) == INVALID
     if rpc in ("ListTasks", "GetTask", "WatchTask", "WatchTasks"):
-        assert await error_of(call(bearer(keys["enqueue_only"]))) == INVALID    # lacks tasks.get
+        assert await error_of(call(bearer(keys["enqueue_only"]))) == INVALID  # lacks tasks.get
     else:
-        assert await error_of(call(bearer(keys["movies_get"]))) == INVALID      # lacks the action
+        assert await error_of(call(bearer(keys["movies_get"]))) == INVALID  # lacks the action
 
 
 async def test_master_key_may_do_everything_but_never_shows(secured, keys):
@@ -148,16 +179,19 @@ async def test_scoped_keys_see_only_their_indexes(secured, keys):
         code, reason, _ = await error_of(tasks.GetTask(pb.GetTaskRequest(uid=uid), metadata=bearer(keys["movies_get"])))
         assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "task_not_found")
         code, reason, _ = await error_of(
-            tasks.WatchTask(pb.WatchTaskRequest(uid=uid), metadata=bearer(keys["movies_get"])).read())
+            tasks.WatchTask(pb.WatchTaskRequest(uid=uid), metadata=bearer(keys["movies_get"])).read()
+        )
         assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "task_not_found")
     # A filtered watch replays and follows only what the key sees.
     stream = tasks.WatchTasks(pb.WatchTasksRequest(after=0), metadata=bearer(keys["books_all"]))
     first = await asyncio.wait_for(stream.read(), 5)
     assert first.task.index_uid == "books"
-    await tasks.EnqueueTask(pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_UPDATE, index_uid="movies"),
-                            metadata=bearer(MASTER))
-    await tasks.EnqueueTask(pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_UPDATE, index_uid="books"),
-                            metadata=bearer(MASTER))
+    await tasks.EnqueueTask(
+        pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_UPDATE, index_uid="movies"), metadata=bearer(MASTER)
+    )
+    await tasks.EnqueueTask(
+        pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_UPDATE, index_uid="books"), metadata=bearer(MASTER)
+    )
     second = await asyncio.wait_for(stream.read(), 5)
     assert (second.task.uid, second.task.index_uid) == (4, "books")
     stream.cancel()
@@ -167,12 +201,18 @@ async def test_scoped_enqueue_cancel_and_delete(secured, keys):
     service, channel = secured
     tasks = task_service_pb2_grpc.TaskServiceStub(channel)
     books = bearer(keys["books_all"])
-    for request in (pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid="movies"),
-                    pb.EnqueueTaskRequest(type=T.TASK_TYPE_DUMP_CREATION)):
+    for request in (
+        pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid="movies"),
+        pb.EnqueueTaskRequest(type=T.TASK_TYPE_DUMP_CREATION),
+    ):
         assert await error_of(tasks.EnqueueTask(request, metadata=books)) == INVALID
     # In a batch, one task outside the key's indexes refuses them all.
-    batch = pb.EnqueueTasksRequest(tasks=[pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid="books"),
-                                          pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid="movies")])
+    batch = pb.EnqueueTasksRequest(
+        tasks=[
+            pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid="books"),
+            pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid="movies"),
+        ]
+    )
     stored = (await tasks.ListTasks(pb.ListTasksRequest(), metadata=bearer(MASTER))).total
     code, reason, message = await error_of(tasks.EnqueueTasks(batch, metadata=books))
     assert (code, reason, message) == (INVALID[0], INVALID[1], "`tasks[1]`: The provided API key is invalid.")
@@ -182,8 +222,7 @@ async def test_scoped_enqueue_cancel_and_delete(secured, keys):
     await service.scheduler.tick()
     done = (await tasks.GetTask(pb.GetTaskRequest(uid=cancel.task.task_uid), metadata=bearer(MASTER))).task
     assert (done.details.task_cancelation.matched_tasks, done.details.task_cancelation.canceled_tasks) == (1, 1)
-    statuses = [(await tasks.GetTask(pb.GetTaskRequest(uid=u), metadata=bearer(MASTER))).task.status
-                for u in range(2)]
+    statuses = [(await tasks.GetTask(pb.GetTaskRequest(uid=u), metadata=bearer(MASTER))).task.status for u in range(2)]
     assert statuses == [T.TASK_STATUS_ENQUEUED, T.TASK_STATUS_CANCELED]
 
 
@@ -193,27 +232,48 @@ async def test_workers_lease_only_what_their_key_covers(secured, keys):
     await service.scheduler.tick()  # the dump runs first
     lease = await workers.LeaseTasks(wpb.LeaseTasksRequest(), metadata=bearer(keys["mov_prefix"]))
     assert [(t.uid, t.index_uid) for t in lease.tasks] == [(0, "movies")]
-    assert not (await workers.LeaseTasks(wpb.LeaseTasksRequest(), metadata=bearer(keys["mov_prefix"]))).HasField("lease")
+    assert not (await workers.LeaseTasks(wpb.LeaseTasksRequest(), metadata=bearer(keys["mov_prefix"]))).HasField(
+        "lease"
+    )
 
 
 async def test_key_management(secured, keys, clock):
     _, channel = secured
     admin = key_service_pb2_grpc.KeyServiceStub(channel)
     master = bearer(MASTER)
-    created = (await admin.CreateKey(kpb.CreateKeyRequest(
-        name="ci", description="for CI", actions=["tasks.get"], indexes=["movies"],
-        uid="01b4bc42-eb33-4041-b481-254d00cce834"), metadata=master)).key
+    created = (
+        await admin.CreateKey(
+            kpb.CreateKeyRequest(
+                name="ci",
+                description="for CI",
+                actions=["tasks.get"],
+                indexes=["movies"],
+                uid="01b4bc42-eb33-4041-b481-254d00cce834",
+            ),
+            metadata=master,
+        )
+    ).key
     assert (created.uid, created.name, list(created.actions), list(created.indexes), len(created.key)) == (
-        "01b4bc42-eb33-4041-b481-254d00cce834", "ci", ["tasks.get"], ["movies"], 64)
+        "01b4bc42-eb33-4041-b481-254d00cce834",
+        "ci",
+        ["tasks.get"],
+        ["movies"],
+        64,
+    )
     assert (await admin.GetKey(kpb.GetKeyRequest(key=created.key), metadata=master)).key.uid == created.uid
     updated = (await admin.UpdateKey(kpb.UpdateKeyRequest(key=created.uid, name="renamed"), metadata=master)).key
     assert (updated.name, updated.description) == ("renamed", "for CI")
     # With a mask, a path left unset is cleared; a path outside name and description is refused.
-    cleared = (await admin.UpdateKey(kpb.UpdateKeyRequest(key=created.uid, name="kept", update_mask={
-        "paths": ["name", "description"]}), metadata=master)).key
+    cleared = (
+        await admin.UpdateKey(
+            kpb.UpdateKeyRequest(key=created.uid, name="kept", update_mask={"paths": ["name", "description"]}),
+            metadata=master,
+        )
+    ).key
     assert (cleared.name, cleared.HasField("description")) == ("kept", False)
-    code, reason, _ = await error_of(admin.UpdateKey(kpb.UpdateKeyRequest(key=created.uid, update_mask={
-        "paths": ["actions"]}), metadata=master))
+    code, reason, _ = await error_of(
+        admin.UpdateKey(kpb.UpdateKeyRequest(key=created.uid, update_mask={"paths": ["actions"]}), metadata=master)
+    )
     assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "bad_request")
     page = await admin.ListKeys(kpb.ListKeysRequest(offset=1, limit=2), metadata=master)
     assert (page.total, page.offset, page.limit, len(page.results)) == (7, 1, 2, 2)
@@ -227,8 +287,10 @@ async def test_key_management(secured, keys, clock):
         (kpb.CreateKeyRequest(actions=[], indexes=["*"]), "invalid_api_key_actions"),
         (kpb.CreateKeyRequest(actions=["*"], indexes=["bad index"]), "invalid_api_key_indexes"),
         (kpb.CreateKeyRequest(actions=["*"], indexes=["*"], uid="nope"), "invalid_api_key_uid"),
-        (kpb.CreateKeyRequest(actions=["*"], indexes=["*"], expires_at=timestamp_pb2.Timestamp(seconds=1)),
-         "invalid_api_key_expires_at"),
+        (
+            kpb.CreateKeyRequest(actions=["*"], indexes=["*"], expires_at=timestamp_pb2.Timestamp(seconds=1)),
+            "invalid_api_key_expires_at",
+        ),
     ):
         code, got, _ = await error_of(admin.CreateKey(request, metadata=master))
         assert (code, got) == (grpc.StatusCode.INVALID_ARGUMENT, reason)
@@ -237,24 +299,30 @@ async def test_key_management(secured, keys, clock):
 async def test_keys_survive_a_restart(config, clock):
     secured_config = dataclasses.replace(config, master_key=MASTER)
     service = await app.start(secured_config, background=False, clock=clock)
-    record = await service.keys.create(name=None, description=None, actions=["tasks.get"], indexes=["*"],
-                                       expires_at=None, uid=None)
+    record = await service.keys.create(
+        name=None, description=None, actions=["tasks.get"], indexes=["*"], expires_at=None, uid=None
+    )
     secret = service.keys.secret(record.uid)
     await service.stop(0)
     service = await app.start(secured_config, background=False, clock=clock)
     try:
         assert service.keys.authenticate(f"Bearer {secret}").actions == frozenset({"tasks.get"})
         # The secret is derived, never stored.
-        assert secret not in (await service.scheduler.call(lambda: str(service.store.conn.execute(
-            "SELECT * FROM api_keys").fetchall())))
+        assert secret not in (
+            await service.scheduler.call(lambda: str(service.store.conn.execute("SELECT * FROM api_keys").fetchall()))
+        )
     finally:
         await service.stop(0)
 
 
 async def test_without_a_master_key_everything_is_open_but_keys(stub, channel):
-    await stub.EnqueueTask(pb.EnqueueTaskRequest(type=T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, index_uid="a",
-                                                 details=details_for(T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE,
-                                                                     received_documents=1)))
+    await stub.EnqueueTask(
+        pb.EnqueueTaskRequest(
+            type=T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE,
+            index_uid="a",
+            details=details_for(T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, received_documents=1),
+        )
+    )
     admin = key_service_pb2_grpc.KeyServiceStub(channel)
     code, reason, _ = await error_of(admin.ListKeys(kpb.ListKeysRequest()))
     assert (code, reason) == (grpc.StatusCode.UNAUTHENTICATED, "missing_master_key")

@@ -84,8 +84,13 @@ async def empty_a_full_queue(stub) -> tuple[int, int, int]:
     quiet = stub.WatchTasks(pb.WatchTasksRequest())
     cursor = watch_cursor(await asyncio.wait_for(quiet.initial_metadata(), 5))
     quiet.cancel()
-    deletion = (await stub.DeleteTasks(pb.DeleteTasksRequest(filter=task_pb2.TaskFilter(
-        statuses=task_pb2.StatusSet(statuses=[T.TASK_STATUS_CANCELED]))))).task.task_uid
+    deletion = (
+        await stub.DeleteTasks(
+            pb.DeleteTasksRequest(
+                filter=task_pb2.TaskFilter(statuses=task_pb2.StatusSet(statuses=[T.TASK_STATUS_CANCELED]))
+            )
+        )
+    ).task.task_uid
     assert (await finished(stub, deletion)).details.task_deletion.deleted_tasks == stored
     return stored, cursor, deletion
 
@@ -109,8 +114,7 @@ async def test_a_full_queue_of_big_tasks_empties_by_deleting_them_without_a_rest
 
 
 async def test_a_cursor_pruned_by_the_byte_budget_is_refused(config, clock):
-    service = await app.start(dataclasses.replace(config, watch_retention_size="64KiB"), background=False,
-                              clock=clock)
+    service = await app.start(dataclasses.replace(config, watch_retention_size="64KiB"), background=False, clock=clock)
     try:
         async with grpc.aio.insecure_channel(service.grpc_target) as channel:
             stub = task_service_pb2_grpc.TaskServiceStub(channel)
@@ -140,9 +144,12 @@ async def test_a_resume_from_before_the_deletion_that_emptied_a_full_queue_is_ga
             # deleted, the deletion succeeded, then the small task.
             assert [e.sequence for e in seen] == list(range(cursor + 1, cursor + stored + 5))
             assert [(e.task.uid, e.task.status, e.deleted) for e in seen] == [
-                (deletion, T.TASK_STATUS_ENQUEUED, False), (deletion, T.TASK_STATUS_PROCESSING, False),
+                (deletion, T.TASK_STATUS_ENQUEUED, False),
+                (deletion, T.TASK_STATUS_PROCESSING, False),
                 *((uid, T.TASK_STATUS_CANCELED, True) for uid in range(stored)),
-                (deletion, T.TASK_STATUS_SUCCEEDED, False), (small, T.TASK_STATUS_ENQUEUED, False)]
+                (deletion, T.TASK_STATUS_SUCCEEDED, False),
+                (small, T.TASK_STATUS_ENQUEUED, False),
+            ]
     finally:
         await service.stop(0)
 

@@ -14,8 +14,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import helpers
-from test_client import RecordingTaskService, free_port
 from taskhub.v1 import task_service_pb2_grpc
+from test_client import RecordingTaskService, free_port
 
 LINK = "https://docs.meilisearch.com/errors#"
 
@@ -37,8 +37,9 @@ class CLI:
         self.env = environment(TASKHUB_TARGET=target)
 
     async def start(self, *args: str, stdout=asyncio.subprocess.PIPE) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(*command(*args), env=self.env, stdout=stdout,
-                                                    stderr=asyncio.subprocess.PIPE)
+        return await asyncio.create_subprocess_exec(
+            *command(*args), env=self.env, stdout=stdout, stderr=asyncio.subprocess.PIPE
+        )
 
     async def __call__(self, *args: str) -> tuple[int, str, str]:
         process = await self.start(*args)
@@ -61,13 +62,29 @@ async def line(process: asyncio.subprocess.Process) -> str:
 
 
 async def test_enqueue_get_and_list_print_meilisearch_json(cli):
-    summary = await cli.json("enqueue", "documentAdditionOrUpdate", "--index-uid", "movies",
-                             "--details", '{"receivedDocuments": 3}')
-    assert summary == {"taskUid": 0, "indexUid": "movies", "status": "enqueued", "type": "documentAdditionOrUpdate",
-                       "enqueuedAt": "2023-11-14T22:13:20.001000Z"}
-    task = {"uid": 0, "indexUid": "movies", "status": "enqueued", "type": "documentAdditionOrUpdate",
-            "canceledBy": None, "details": {"receivedDocuments": 3, "indexedDocuments": None}, "error": None,
-            "duration": None, "enqueuedAt": "2023-11-14T22:13:20.001000Z", "startedAt": None, "finishedAt": None}
+    summary = await cli.json(
+        "enqueue", "documentAdditionOrUpdate", "--index-uid", "movies", "--details", '{"receivedDocuments": 3}'
+    )
+    assert summary == {
+        "taskUid": 0,
+        "indexUid": "movies",
+        "status": "enqueued",
+        "type": "documentAdditionOrUpdate",
+        "enqueuedAt": "2023-11-14T22:13:20.001000Z",
+    }
+    task = {
+        "uid": 0,
+        "indexUid": "movies",
+        "status": "enqueued",
+        "type": "documentAdditionOrUpdate",
+        "canceledBy": None,
+        "details": {"receivedDocuments": 3, "indexedDocuments": None},
+        "error": None,
+        "duration": None,
+        "enqueuedAt": "2023-11-14T22:13:20.001000Z",
+        "startedAt": None,
+        "finishedAt": None,
+    }
     assert await cli.json("get", "0") == task
     assert await cli.json("list") == {"results": [task], "total": 1, "limit": 20, "from": 0, "next": None}
     code, out, _ = await cli("get", "0", "--json")
@@ -76,8 +93,10 @@ async def test_enqueue_get_and_list_print_meilisearch_json(cli):
 
 async def test_enqueue_file_sends_every_line_in_batches_and_names_a_bad_line(cli, tmp_path):
     tasks = tmp_path / "tasks.jsonl"
-    lines = [json.dumps({"type": "documentAdditionOrUpdate", "indexUid": f"i{n % 3}",
-                         "details": {"receivedDocuments": n}}) for n in range(1002)]
+    lines = [
+        json.dumps({"type": "documentAdditionOrUpdate", "indexUid": f"i{n % 3}", "details": {"receivedDocuments": n}})
+        for n in range(1002)
+    ]
     tasks.write_text("\n".join([lines[0], "", *lines[1:], '{"type": "dumpCreation"}']) + "\n")
     code, out, err = await cli("enqueue", "--file", str(tasks), "--json")
     assert (code, err) == (0, "")
@@ -92,16 +111,22 @@ async def test_enqueue_file_sends_every_line_in_batches_and_names_a_bad_line(cli
     code, out, err = await cli("enqueue", "--file", str(tasks))
     assert code == 2 and len(out.splitlines()) == 1000
     assert err.startswith(f"taskhub: {tasks}:1006: `no good` is not a valid index uid.")
-    assert err.rstrip().endswith("Nothing from line 1001 on was enqueued; the 1,000 tasks before it were."
-                                 " (invalid_index_uid)")
+    assert err.rstrip().endswith(
+        "Nothing from line 1001 on was enqueued; the 1,000 tasks before it were. (invalid_index_uid)"
+    )
     assert (await cli.json("list", "--limit", "1"))["total"] == 2003
 
     # The client's own checks and the file's shape name the line too; nothing is sent.
     tasks.write_text(lines[0] + '\n{"type": "flyToTheMoon", "indexUid": "a"}\n')
     code, _, err = await cli("enqueue", "--file", str(tasks))
     assert code == 2 and err.startswith(f"taskhub: {tasks}:2: ") and "(invalid_task_types)" in err
-    for shape in ("[1, 2]", '{"type": 5}', '{"type": "indexCreation", "indexUid": 5}',
-                  '{"type": "indexCreation", "indexUid": "a", "details": "x"}', '{"type": "x", "uid": 1}'):
+    for shape in (
+        "[1, 2]",
+        '{"type": 5}',
+        '{"type": "indexCreation", "indexUid": 5}',
+        '{"type": "indexCreation", "indexUid": "a", "details": "x"}',
+        '{"type": "x", "uid": 1}',
+    ):
         tasks.write_text(lines[0] + "\n" + shape + "\n")
         code, _, err = await cli("enqueue", "--file", str(tasks))
         assert code == 2 and err.startswith(f"taskhub: {tasks}:2: each line is a JSON object"), (shape, err)
@@ -110,8 +135,12 @@ async def test_enqueue_file_sends_every_line_in_batches_and_names_a_bad_line(cli
     assert (code, err.strip()) == (2, f"taskhub: {tasks}:2: not UTF-8 text. (bad_request)")
     assert (await cli.json("list", "--limit", "1"))["total"] == 2003
 
-    for args in ((), ("indexCreation", "--file", str(tasks)), ("--file", str(tasks), "--index-uid", "a"),
-                 ("--file", str(tmp_path / "missing.jsonl"))):
+    for args in (
+        (),
+        ("indexCreation", "--file", str(tasks)),
+        ("--file", str(tasks), "--index-uid", "a"),
+        ("--file", str(tmp_path / "missing.jsonl")),
+    ):
         code, _, err = await cli("enqueue", *args)
         assert code == 2 and "Usage:" in err, (args, err)
 
@@ -127,8 +156,12 @@ async def test_enqueue_file_says_a_lost_answer_may_have_gone_in(tmp_path):
 
 async def test_enqueue_file_reads_stdin(cli):
     process = await asyncio.create_subprocess_exec(
-        *command("enqueue", "--file", "-"), env=cli.env, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *command("enqueue", "--file", "-"),
+        env=cli.env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(b'{"type": "indexCreation", "indexUid": "books"}\n'), 20)
     assert (process.returncode, err) == (0, b"")
     assert out.decode().startswith("enqueued task 0")
@@ -144,13 +177,15 @@ async def test_human_output_is_a_table_a_card_and_summary_lines(cli, service):
         "UID  INDEX   TYPE           STATUS     ENQUEUED (UTC)       DURATION\n"
         "  1  -       dumpCreation   succeeded  2023-11-14 22:13:20  0.001s\n"
         "  0  movies  indexCreation  enqueued   2023-11-14 22:13:20  -\n"
-        "2 of 2 tasks\n")
+        "2 of 2 tasks\n"
+    )
     code, out, _ = await cli("list", "--wide")
     assert out == (
         "UID  INDEX   TYPE           STATUS     ENQUEUED AT                  DURATION\n"
         "  1  -       dumpCreation   succeeded  2023-11-14T22:13:20.002000Z  0.001s\n"
         "  0  movies  indexCreation  enqueued   2023-11-14T22:13:20.001000Z  -\n"
-        "2 of 2 tasks\n")
+        "2 of 2 tasks\n"
+    )
     code, out, _ = await cli("list", "--limit", "1", "--reverse")
     assert out.splitlines()[-1] == "1 of 2 tasks; next page: --from 1"
     code, out, _ = await cli("get", "0")
@@ -165,7 +200,8 @@ async def test_human_output_is_a_table_a_card_and_summary_lines(cli, service):
         "duration    -\n"
         "enqueuedAt  2023-11-14T22:13:20.001000Z\n"
         "startedAt   -\n"
-        "finishedAt  -\n")
+        "finishedAt  -\n"
+    )
     assert (await cli("list", "--uids", ""))[1] == "0 of 0 tasks\n"
 
 
@@ -185,26 +221,45 @@ async def test_filter_flags_and_paging(cli):
 async def test_cancel_and_delete_print_the_enqueued_task(cli, service):
     await cli("enqueue", "indexCreation", "--index-uid", "movies")
     summary = await cli.json("cancel", "--uids", "0")
-    assert summary == {"taskUid": 1, "indexUid": None, "status": "enqueued", "type": "taskCancelation",
-                       "enqueuedAt": "2023-11-14T22:13:20.002000Z"}
+    assert summary == {
+        "taskUid": 1,
+        "indexUid": None,
+        "status": "enqueued",
+        "type": "taskCancelation",
+        "enqueuedAt": "2023-11-14T22:13:20.002000Z",
+    }
     await service.scheduler.tick()
     assert (await cli.json("get", "0"))["canceledBy"] == 1
     code, out, _ = await cli("delete", "--statuses", "canceled")
     assert (code, out) == (0, "enqueued task 2 (taskDeletion)\n")
     await service.scheduler.tick()
     assert (await cli.json("get", "2"))["details"] == {
-        "matchedTasks": 1, "deletedTasks": 1, "originalFilter": "?statuses=canceled"}
+        "matchedTasks": 1,
+        "deletedTasks": 1,
+        "originalFilter": "?statuses=canceled",
+    }
 
 
 async def test_errors_have_documented_exit_codes(cli):
     assert await cli("get", "9") == (3, "", "taskhub: Task `9` not found. (task_not_found)\n")
     code, out, err = await cli("get", "9", "--json")
-    assert (code, out, json.loads(err)) == (3, "", {"message": "Task `9` not found.", "code": "task_not_found",
-                                                    "type": "invalid_request", "link": LINK + "task_not_found"})
+    assert (code, out, json.loads(err)) == (
+        3,
+        "",
+        {
+            "message": "Task `9` not found.",
+            "code": "task_not_found",
+            "type": "invalid_request",
+            "link": LINK + "task_not_found",
+        },
+    )
     code, _, err = await cli("list", "--statuses", "doggo")
-    assert (code, err) == (2, "taskhub: Invalid value in --statuses: `doggo` is not a valid task status."
-                              " Available statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`."
-                              " (invalid_task_statuses)\n")
+    assert (code, err) == (
+        2,
+        "taskhub: Invalid value in --statuses: `doggo` is not a valid task status."
+        " Available statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`."
+        " (invalid_task_statuses)\n",
+    )
     code, _, err = await cli("cancel")
     assert code == 2 and err.endswith("(missing_task_filters)\n")
     code, _, err = await cli("enqueue", "indexCreation", "--index-uid", "the good doggo")
@@ -223,7 +278,8 @@ async def test_errors_have_documented_exit_codes(cli):
     body = json.loads(err)
     assert (code, body["code"], body["type"]) == (4, "unavailable", "system")
     assert body["message"].startswith(
-        f"Cannot reach a taskhub server at 127.0.0.1:{port} (--target or TASKHUB_TARGET):")
+        f"Cannot reach a taskhub server at 127.0.0.1:{port} (--target or TASKHUB_TARGET):"
+    )
 
 
 async def test_wait_prints_one_line_per_change_and_exits_with_the_outcome(cli, service):
@@ -255,8 +311,10 @@ async def test_wait_prints_one_line_per_change_and_exits_with_the_outcome(cli, s
 async def test_wait_times_out_with_exit_5(cli):
     await cli("enqueue", "indexCreation", "--index-uid", "movies")
     assert await cli("wait", "0", "--timeout", "0.3") == (
-        5, "task 0 (indexCreation on movies): enqueued\n",
-        "taskhub: Task `0` did not reach a terminal status within 0.3 seconds. (timeout)\n")
+        5,
+        "task 0 (indexCreation on movies): enqueued\n",
+        "taskhub: Task `0` did not reach a terminal status within 0.3 seconds. (timeout)\n",
+    )
     assert (await cli("watch", "7"))[0] == 3
 
 
@@ -269,7 +327,10 @@ async def test_watch_json_prints_every_state(cli, service):
     await helpers.finish(service, 0)
     last = json.loads(await line(watching))
     assert (last["status"], last["finishedAt"], last["duration"]) == (
-        "succeeded", "2023-11-14T22:13:20.003000Z", "PT0.001S")
+        "succeeded",
+        "2023-11-14T22:13:20.003000Z",
+        "PT0.001S",
+    )
     assert await asyncio.wait_for(watching.wait(), 10) == 0
 
 
@@ -296,8 +357,10 @@ async def test_watch_rewrites_one_line_on_a_terminal(cli, service):
     finally:
         os.close(main)
     # The terminal turns "\n" into "\r\n".
-    assert rest == (b"\r\x1b[Ktask 0 (indexCreation on movies): processing"
-                    b"\r\x1b[Ktask 0 (indexCreation on movies): succeeded in 0.001s\r\n")
+    assert rest == (
+        b"\r\x1b[Ktask 0 (indexCreation on movies): processing"
+        b"\r\x1b[Ktask 0 (indexCreation on movies): succeeded in 0.001s\r\n"
+    )
 
 
 async def test_api_key_comes_from_the_environment():
@@ -320,9 +383,22 @@ async def test_against_taskhub_serve(tmp_path):
     """The whole path a user takes: `taskhub serve` in one process, `taskhub tasks` in others."""
     target = f"127.0.0.1:{free_port()}"
     server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(tmp_path / "taskhub.db"),
-        "--grpc-listen", target, "--no-http", "--snapshots-dir", str(tmp_path / "snapshots"),
-        "--dumps-dir", str(tmp_path / "dumps"), env=environment(), stderr=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "-m",
+        "taskhub.server.cli",
+        "serve",
+        "--db",
+        str(tmp_path / "taskhub.db"),
+        "--grpc-listen",
+        target,
+        "--no-http",
+        "--snapshots-dir",
+        str(tmp_path / "snapshots"),
+        "--dumps-dir",
+        str(tmp_path / "dumps"),
+        env=environment(),
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     try:
         async with grpc.aio.insecure_channel(target) as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -357,7 +433,8 @@ async def test_watch_without_a_uid_follows_every_matching_change(cli, service):
         "#1 task 0 (indexCreation on movies): enqueued\n",
         "#3 task 0 (indexCreation on movies): processing\n",
         "#4 task 0 (indexCreation on movies): succeeded in 0.001s\n",
-        "#7 task 0 (indexCreation on movies): deleted\n"]
+        "#7 task 0 (indexCreation on movies): deleted\n",
+    ]
     watching.send_signal(signal.SIGINT)
     assert await asyncio.wait_for(watching.wait(), 10) == 130
 
@@ -368,8 +445,11 @@ async def test_watch_json_after_a_sequence_prints_one_change_per_line(cli, servi
     await helpers.start(service, 1)
     watching = await cli.start("watch", "--json", "--after", "1", "--types", "indexCreation")
     first, second = json.loads(await line(watching)), json.loads(await line(watching))
-    assert first == {"sequence": 2, "deleted": False, "task": await cli.json("get", "1") | {
-        "status": "enqueued", "startedAt": None}}
+    assert first == {
+        "sequence": 2,
+        "deleted": False,
+        "task": await cli.json("get", "1") | {"status": "enqueued", "startedAt": None},
+    }
     assert list(first) == ["sequence", "deleted", "task"]
     assert (second["sequence"], second["task"]) == (3, await cli.json("get", "1"))
     watching.send_signal(signal.SIGINT)
@@ -384,6 +464,9 @@ async def test_watch_flags_are_a_uid_or_filters(cli):
     code, _, err = await cli("watch", "--after", "x")
     assert code == 2 and "`x` is not a sequence number" in err
     assert await cli("watch", "--after", "99") == (
-        2, "", "taskhub: Sequence number `99` is ahead of the newest change (`0`). (invalid_watch_cursor)\n")
+        2,
+        "",
+        "taskhub: Sequence number `99` is ahead of the newest change (`0`). (invalid_watch_cursor)\n",
+    )
     code, _, err = await cli("watch", "--statuses", "doggo", "--json")
     assert (code, json.loads(err)["code"]) == (2, "invalid_task_statuses")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from datetime import date, datetime, timedelta, UTC
+from datetime import UTC, date, datetime, timedelta
 
 import grpc
 import pytest
@@ -12,12 +12,22 @@ import pytest
 import helpers
 from conftest import START
 from taskhub.client import (
-    AsyncTaskHubClient, RetryPolicy, Task, TaskError, TaskFilter, TaskHubClient, TaskHubError, TaskPage, TaskStatus,
-    TaskSummary, TaskTimeoutError, TaskType)
+    AsyncTaskHubClient,
+    RetryPolicy,
+    Task,
+    TaskError,
+    TaskFilter,
+    TaskHubClient,
+    TaskHubError,
+    TaskPage,
+    TaskStatus,
+    TaskSummary,
+    TaskTimeoutError,
+    TaskType,
+)
 from taskhub.client.models import format_duration
 from taskhub.server import app
-from taskhub.v1 import task_service_pb2 as pb
-from taskhub.v1 import task_service_pb2_grpc
+from taskhub.v1 import task_service_pb2 as pb, task_service_pb2_grpc
 
 FAST = RetryPolicy(max_attempts=4, initial_backoff=0.05, max_backoff=0.2)
 
@@ -61,27 +71,53 @@ async def error_of(awaitable) -> TaskHubError:
 
 # -- the async client -------------------------------------------------------
 
+
 async def test_enqueue_answers_a_summary_and_get_answers_the_typed_task(client):
     summary = await client.enqueue("documentAdditionOrUpdate", "movies", {"receivedDocuments": 3})
-    assert summary == TaskSummary(task_uid=0, index_uid="movies", status=TaskStatus.ENQUEUED,
-                                  type=TaskType.DOCUMENT_ADDITION_OR_UPDATE, enqueued_at=at(1))
-    assert summary.to_dict() == {"taskUid": 0, "indexUid": "movies", "status": "enqueued",
-                                 "type": "documentAdditionOrUpdate", "enqueuedAt": "2023-11-14T22:13:20.001000Z"}
+    assert summary == TaskSummary(
+        task_uid=0,
+        index_uid="movies",
+        status=TaskStatus.ENQUEUED,
+        type=TaskType.DOCUMENT_ADDITION_OR_UPDATE,
+        enqueued_at=at(1),
+    )
+    assert summary.to_dict() == {
+        "taskUid": 0,
+        "indexUid": "movies",
+        "status": "enqueued",
+        "type": "documentAdditionOrUpdate",
+        "enqueuedAt": "2023-11-14T22:13:20.001000Z",
+    }
     task = await client.get_task(0)
-    assert task == Task(uid=0, index_uid="movies", status=TaskStatus.ENQUEUED,
-                        type=TaskType.DOCUMENT_ADDITION_OR_UPDATE, canceled_by=None,
-                        details={"receivedDocuments": 3, "indexedDocuments": None}, error=None, duration=None,
-                        enqueued_at=at(1), started_at=None, finished_at=None)
+    assert task == Task(
+        uid=0,
+        index_uid="movies",
+        status=TaskStatus.ENQUEUED,
+        type=TaskType.DOCUMENT_ADDITION_OR_UPDATE,
+        canceled_by=None,
+        details={"receivedDocuments": 3, "indexedDocuments": None},
+        error=None,
+        duration=None,
+        enqueued_at=at(1),
+        started_at=None,
+        finished_at=None,
+    )
     assert task.status == "enqueued" and task.type == "documentAdditionOrUpdate"
 
 
 async def test_enqueue_tasks_answers_summaries_in_order(client):
-    summaries = await client.enqueue_tasks([("indexCreation", "books", {"primaryKey": "id"}),
-                                            (TaskType.DOCUMENT_ADDITION_OR_UPDATE, "movies", {"receivedDocuments": 4}),
-                                            ("dumpCreation",)])
+    summaries = await client.enqueue_tasks(
+        [
+            ("indexCreation", "books", {"primaryKey": "id"}),
+            (TaskType.DOCUMENT_ADDITION_OR_UPDATE, "movies", {"receivedDocuments": 4}),
+            ("dumpCreation",),
+        ]
+    )
     assert [(s.task_uid, s.index_uid, s.type) for s in summaries] == [
-        (0, "books", TaskType.INDEX_CREATION), (1, "movies", TaskType.DOCUMENT_ADDITION_OR_UPDATE),
-        (2, None, TaskType.DUMP_CREATION)]
+        (0, "books", TaskType.INDEX_CREATION),
+        (1, "movies", TaskType.DOCUMENT_ADDITION_OR_UPDATE),
+        (2, None, TaskType.DUMP_CREATION),
+    ]
     assert (await client.get_task(1)).details == {"receivedDocuments": 4, "indexedDocuments": None}
     # A bad task is named by its position, whether the client or the server finds it; nothing is stored.
     error = await error_of(client.enqueue_tasks([("indexCreation", "a"), ("flyToTheMoon", "b")]))
@@ -109,13 +145,19 @@ async def test_details_of_every_shape_round_trip(client):
 
 async def test_bad_enqueues_raise_the_public_codes(client):
     error = await error_of(client.enqueue("doggo", "movies"))
-    assert (error.code, error.message) == ("invalid_task_types", (
-        "Invalid value in parameter `type`: `doggo` is not a valid task type. Available types are `indexCreation`,"
-        " `indexUpdate`, `indexDeletion`, `indexSwap`, `documentAdditionOrUpdate`, `documentDeletion`,"
-        " `settingsUpdate`, `dumpCreation`, `taskCancelation`, `taskDeletion`, `snapshotCreation`."))
+    assert (error.code, error.message) == (
+        "invalid_task_types",
+        (
+            "Invalid value in parameter `type`: `doggo` is not a valid task type. Available types are `indexCreation`,"
+            " `indexUpdate`, `indexDeletion`, `indexSwap`, `documentAdditionOrUpdate`, `documentDeletion`,"
+            " `settingsUpdate`, `dumpCreation`, `taskCancelation`, `taskDeletion`, `snapshotCreation`."
+        ),
+    )
     error = await error_of(client.enqueue("indexCreation", "movies", {"primaryKee": "id"}))
     assert (error.code, error.message) == (
-        "invalid_task_details", "`primaryKee` is not a detail of a `indexCreation` task; its details are `primaryKey`.")
+        "invalid_task_details",
+        "`primaryKee` is not a detail of a `indexCreation` task; its details are `primaryKey`.",
+    )
     assert (await error_of(client.enqueue("indexCreation"))).code == "invalid_index_uid"  # from the server
     assert (await error_of(client.enqueue("documentAdditionOrUpdate", "movies"))).code == "invalid_task_details"
 
@@ -147,8 +189,16 @@ async def test_filters_take_python_values(client, service):
     for index_uid in ("movies", "books", "songs"):
         await client.enqueue("indexCreation", index_uid)  # enqueued at readings 1, 2, 3
     await helpers.start(service, 1)
-    await helpers.finish(service, 1, error={"message": "boom", "code": "internal", "type": "internal",
-                                            "link": "https://docs.meilisearch.com/errors#internal"})
+    await helpers.finish(
+        service,
+        1,
+        error={
+            "message": "boom",
+            "code": "internal",
+            "type": "internal",
+            "link": "https://docs.meilisearch.com/errors#internal",
+        },
+    )
     uids = lambda page: [t.uid for t in page.results]  # noqa: E731
     assert uids(await client.list_tasks(statuses=["FAILED", "enqueued"])) == [2, 1, 0]
     assert uids(await client.list_tasks(statuses="failed")) == [1]
@@ -164,21 +214,36 @@ async def test_filters_take_python_values(client, service):
 
 async def test_bad_filters_raise_the_http_apis_errors(client):
     cases = [
-        (dict(statuses=["enqueued", "doggo"]), "invalid_task_statuses",
-         "Invalid value in parameter `statuses[1]`: `doggo` is not a valid task status. Available statuses are"
-         " `enqueued`, `processing`, `succeeded`, `failed`, `canceled`."),
-        (dict(uids="doggo"), "invalid_task_uids",
-         "Invalid value in parameter `uids`: could not parse `doggo` as a positive integer"),
-        (dict(canceled_by=[1, -2]), "invalid_task_canceled_by",
-         "Invalid value in parameter `canceledBy[1]`: could not parse `-2` as a positive integer"),
-        (dict(after_enqueued_at="doggo"), "invalid_task_after_enqueued_at",
-         "Invalid value in parameter `afterEnqueuedAt`: `doggo` is an invalid date-time. It should follow the"
-         " YYYY-MM-DD or RFC 3339 date-time format."),
+        (
+            dict(statuses=["enqueued", "doggo"]),
+            "invalid_task_statuses",
+            "Invalid value in parameter `statuses[1]`: `doggo` is not a valid task status. Available statuses are"
+            " `enqueued`, `processing`, `succeeded`, `failed`, `canceled`.",
+        ),
+        (
+            dict(uids="doggo"),
+            "invalid_task_uids",
+            "Invalid value in parameter `uids`: could not parse `doggo` as a positive integer",
+        ),
+        (
+            dict(canceled_by=[1, -2]),
+            "invalid_task_canceled_by",
+            "Invalid value in parameter `canceledBy[1]`: could not parse `-2` as a positive integer",
+        ),
+        (
+            dict(after_enqueued_at="doggo"),
+            "invalid_task_after_enqueued_at",
+            "Invalid value in parameter `afterEnqueuedAt`: `doggo` is an invalid date-time. It should follow the"
+            " YYYY-MM-DD or RFC 3339 date-time format.",
+        ),
         (dict(before_finished_at="2023-13-01"), "invalid_task_before_finished_at", None),
-        (dict(index_uids="the good doggo"), "invalid_task_index_uids",  # checked by the server
-         "Invalid value in parameter `indexUids`: `the good doggo` is not a valid index uid. Index uid can be an"
-         " integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can"
-         " not be more than 400 bytes."),
+        (
+            dict(index_uids="the good doggo"),
+            "invalid_task_index_uids",  # checked by the server
+            "Invalid value in parameter `indexUids`: `the good doggo` is not a valid index uid. Index uid can be an"
+            " integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can"
+            " not be more than 400 bytes.",
+        ),
     ]
     for filters, code, message in cases:
         error = await error_of(client.list_tasks(**filters))
@@ -197,7 +262,9 @@ async def test_cancel_and_delete_enqueue_global_tasks(client, service):
     await service.scheduler.tick()
     cancelation = await client.get_task(3)
     assert (cancelation.status, cancelation.details) == (
-        TaskStatus.SUCCEEDED, {"matchedTasks": 2, "canceledTasks": 2, "originalFilter": "?uids=0%2C1"})
+        TaskStatus.SUCCEEDED,
+        {"matchedTasks": 2, "canceledTasks": 2, "originalFilter": "?uids=0%2C1"},
+    )
     canceled = await client.get_task(0)
     assert (canceled.status, canceled.canceled_by) == (TaskStatus.CANCELED, 3)
     assert [t.uid for t in (await client.list_tasks(canceled_by=3)).results] == [1, 0]
@@ -206,7 +273,10 @@ async def test_cancel_and_delete_enqueue_global_tasks(client, service):
     assert (summary.task_uid, summary.type) == (4, TaskType.TASK_DELETION)
     await service.scheduler.tick()
     assert (await client.get_task(4)).details == {
-        "matchedTasks": 2, "deletedTasks": 2, "originalFilter": "?statuses=canceled"}
+        "matchedTasks": 2,
+        "deletedTasks": 2,
+        "originalFilter": "?statuses=canceled",
+    }
     assert (await error_of(client.get_task(0))).code == "task_not_found"
 
 
@@ -234,10 +304,18 @@ async def test_watch_yields_each_state_until_the_end(client, service):
     await asyncio.wait_for(watcher, 5)
     assert [t.status for t in states] == ["enqueued", "processing", "succeeded"]
     assert states[-1].to_dict() == {
-        "uid": 0, "indexUid": "movies", "status": "succeeded", "type": "documentAdditionOrUpdate",
-        "canceledBy": None, "details": {"receivedDocuments": 3, "indexedDocuments": 3}, "error": None,
-        "duration": "PT0.001S", "enqueuedAt": "2023-11-14T22:13:20.001000Z",
-        "startedAt": "2023-11-14T22:13:20.002000Z", "finishedAt": "2023-11-14T22:13:20.003000Z"}
+        "uid": 0,
+        "indexUid": "movies",
+        "status": "succeeded",
+        "type": "documentAdditionOrUpdate",
+        "canceledBy": None,
+        "details": {"receivedDocuments": 3, "indexedDocuments": 3},
+        "error": None,
+        "duration": "PT0.001S",
+        "enqueuedAt": "2023-11-14T22:13:20.001000Z",
+        "startedAt": "2023-11-14T22:13:20.002000Z",
+        "finishedAt": "2023-11-14T22:13:20.003000Z",
+    }
     assert (await error_of(anext(client.watch_task(7)))).code == "task_not_found"
 
 
@@ -246,8 +324,12 @@ async def test_wait_for_task_answers_the_terminal_task(client, service):
     waiter = asyncio.create_task(client.wait_for_task(0, timeout=5))
     await until(lambda: service.scheduler.hub.watchers == 1)
     await helpers.start(service, 0)
-    error = {"message": "Index `movies` already exists.", "code": "index_already_exists",
-             "type": "invalid_request", "link": "https://docs.meilisearch.com/errors#index_already_exists"}
+    error = {
+        "message": "Index `movies` already exists.",
+        "code": "index_already_exists",
+        "type": "invalid_request",
+        "link": "https://docs.meilisearch.com/errors#index_already_exists",
+    }
     await helpers.finish(service, 0, error=error)
     task = await waiter
     assert (task.status, task.error) == (TaskStatus.FAILED, TaskError(**error))
@@ -262,7 +344,10 @@ async def test_wait_for_task_times_out_with_a_clear_error(client):
     error = caught.value
     assert isinstance(error, TaskTimeoutError) and isinstance(error, TaskHubError)
     assert (error.code, error.type, error.message) == (
-        "timeout", "system", "Task `0` did not reach a terminal status within 0.2 seconds.")
+        "timeout",
+        "system",
+        "Task `0` did not reach a terminal status within 0.2 seconds.",
+    )
 
 
 async def test_watch_subscribes_again_after_a_server_restart(config, clock):
@@ -292,6 +377,7 @@ async def test_watch_subscribes_again_after_a_server_restart(config, clock):
 
 # -- retries, timeouts, metadata ----------------------------------------------
 
+
 class CountingInterceptor(grpc.UnaryUnaryClientInterceptor):
     def __init__(self) -> None:
         self.calls: list[str] = []
@@ -305,9 +391,13 @@ def test_only_idempotent_calls_are_retried_on_unavailable():
     counter = CountingInterceptor()
     channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{free_port()}"), counter)
     with TaskHubClient(channel=channel, retry=FAST, timeout=2) as client:
-        for call in (lambda: client.get_task(0), lambda: client.list_tasks(),
-                     lambda: client.enqueue("dumpCreation"), lambda: client.cancel_tasks(uids=[1]),
-                     lambda: client.delete_tasks(uids=[1])):
+        for call in (
+            lambda: client.get_task(0),
+            lambda: client.list_tasks(),
+            lambda: client.enqueue("dumpCreation"),
+            lambda: client.cancel_tasks(uids=[1]),
+            lambda: client.delete_tasks(uids=[1]),
+        ):
             with pytest.raises(TaskHubError) as caught:
                 call()
             assert caught.value.code == "unavailable"
@@ -362,11 +452,17 @@ async def test_api_key_and_default_timeout_travel_with_every_call():
 
 # -- the sync client ------------------------------------------------------------
 
+
 async def test_sync_client_covers_every_method(sync_client, service):
     run = asyncio.to_thread
     summary = await run(sync_client.enqueue, "documentAdditionOrUpdate", "movies", {"receivedDocuments": 2})
-    assert summary.to_dict() == {"taskUid": 0, "indexUid": "movies", "status": "enqueued",
-                                 "type": "documentAdditionOrUpdate", "enqueuedAt": "2023-11-14T22:13:20.001000Z"}
+    assert summary.to_dict() == {
+        "taskUid": 0,
+        "indexUid": "movies",
+        "status": "enqueued",
+        "type": "documentAdditionOrUpdate",
+        "enqueuedAt": "2023-11-14T22:13:20.001000Z",
+    }
     batch = await run(sync_client.enqueue_tasks, [("indexCreation", "books")] * 3)
     assert [s.task_uid for s in batch] == [1, 2, 3]
     await run(sync_client.enqueue, "indexCreation", "books")
@@ -400,8 +496,17 @@ async def test_sync_client_covers_every_method(sync_client, service):
 
 # -- models ---------------------------------------------------------------------
 
+
 def test_durations_render_as_meilisearch_writes_them():
-    assert [format_duration(d) for d in (
-        timedelta(0), timedelta(seconds=1), timedelta(microseconds=6034), timedelta(milliseconds=500),
-        timedelta(days=1, seconds=2), timedelta(days=2), timedelta(seconds=3700, microseconds=10),
-    )] == ["PT0S", "PT1S", "PT0.006034S", "PT0.500S", "P1DT2S", "P2D", "PT3700.000010S"]
+    assert [
+        format_duration(d)
+        for d in (
+            timedelta(0),
+            timedelta(seconds=1),
+            timedelta(microseconds=6034),
+            timedelta(milliseconds=500),
+            timedelta(days=1, seconds=2),
+            timedelta(days=2),
+            timedelta(seconds=3700, microseconds=10),
+        )
+    ] == ["PT0S", "PT1S", "PT0.006034S", "PT0.500S", "P1DT2S", "P2D", "PT3700.000010S"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import date, datetime, UTC
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -14,16 +14,19 @@ from gateway_bodies import error
 from taskhub.client import AsyncTaskHubClient, TaskHubClient, TaskHubError
 from test_cli import CLI
 
-MISSING = ("missing_authorization_header",
-           "The Authorization header is missing. It must use the bearer authorization method.")
+MISSING = (
+    "missing_authorization_header",
+    "The Authorization header is missing. It must use the bearer authorization method.",
+)
 INVALID = ("invalid_api_key", "The provided API key is invalid.")
 
 
 @pytest.fixture
 async def movies_key(secured_service) -> str:
     """A `tasks.*` key for `movies`, and one task in `movies` (0) and one in `books` (1)."""
-    record = await secured_service.keys.create(name=None, description=None, actions=["tasks.*"], indexes=["movies"],
-                                               expires_at=None, uid=None)
+    record = await secured_service.keys.create(
+        name=None, description=None, actions=["tasks.*"], indexes=["movies"], expires_at=None, uid=None
+    )
     async with AsyncTaskHubClient(secured_service.grpc_target, api_key=MASTER_KEY) as master:
         await master.enqueue("indexCreation", "movies")
         await master.enqueue("indexCreation", "books")
@@ -34,8 +37,13 @@ async def test_async_client_raises_the_auth_codes(secured_service, movies_key):
     target = secured_service.grpc_target
     for api_key, expected in ((None, MISSING), ("", MISSING), ("not-a-key", INVALID)):
         async with AsyncTaskHubClient(target, api_key=api_key) as client:
-            for call in (client.list_tasks(), client.get_task(0), client.enqueue("indexCreation", "movies"),
-                         client.cancel_tasks(uids=[0]), client.delete_tasks(uids=[0])):
+            for call in (
+                client.list_tasks(),
+                client.get_task(0),
+                client.enqueue("indexCreation", "movies"),
+                client.cancel_tasks(uids=[0]),
+                client.delete_tasks(uids=[0]),
+            ):
                 with pytest.raises(TaskHubError) as caught:
                     await call
                 assert (caught.value.code, caught.value.message) == expected, api_key
@@ -72,8 +80,9 @@ async def test_sync_client_raises_the_auth_codes(secured_service, movies_key):
     assert await asyncio.to_thread(run) == [MISSING, INVALID, 1]
 
 
-INVALID_IN_CLI_WORDS = ("The API key (--api-key or TASKHUB_API_KEY) is invalid, or not allowed this action on these"
-                        " indexes.")
+INVALID_IN_CLI_WORDS = (
+    "The API key (--api-key or TASKHUB_API_KEY) is invalid, or not allowed this action on these indexes."
+)
 
 
 async def test_cli_sends_the_key_from_the_flag_or_the_environment(secured_service, movies_key):
@@ -103,18 +112,33 @@ UID = "01b4bc42-eb33-4041-b481-254d00cce834"
 async def test_async_client_manages_keys_as_the_gateway_shows_them(secured_service):
     target = secured_service.grpc_target
     async with AsyncTaskHubClient(target, api_key=MASTER_KEY) as master:
-        key = await master.create_key(["tasks.get", "tasks.cancel"], "movies", name="ci", description="for CI",
-                                      expires_at="2042-04-02T02:42:42+02:00", uid=UID)
+        key = await master.create_key(
+            ["tasks.get", "tasks.cancel"],
+            "movies",
+            name="ci",
+            description="for CI",
+            expires_at="2042-04-02T02:42:42+02:00",
+            uid=UID,
+        )
         assert (key.uid, key.key, key.name, key.description, key.actions, key.indexes, key.expires_at) == (
-            UID, secured_service.keys.secret(UID), "ci", "for CI", ["tasks.get", "tasks.cancel"], ["movies"],
-            datetime(2042, 4, 2, 0, 42, 42, tzinfo=UTC))
+            UID,
+            secured_service.keys.secret(UID),
+            "ci",
+            "for CI",
+            ["tasks.get", "tasks.cancel"],
+            ["movies"],
+            datetime(2042, 4, 2, 0, 42, 42, tzinfo=UTC),
+        )
         async with gateway_client(target) as http:
             shown = (await http.get(f"/keys/{UID}", headers={"Authorization": f"Bearer {MASTER_KEY}"})).json()
         assert key.to_dict() == shown and list(key.to_dict()) == list(shown)
 
-        for expires_at, stored in ((date(2042, 4, 2), "2042-04-02T00:00:00.000000Z"),
-                                   (datetime(2042, 4, 2, 0, 42), "2042-04-02T00:42:00.000000Z"),
-                                   ("2042-04-02", "2042-04-02T00:00:00.000000Z"), (None, None)):
+        for expires_at, stored in (
+            (date(2042, 4, 2), "2042-04-02T00:00:00.000000Z"),
+            (datetime(2042, 4, 2, 0, 42), "2042-04-02T00:42:00.000000Z"),
+            ("2042-04-02", "2042-04-02T00:00:00.000000Z"),
+            (None, None),
+        ):
             made = await master.create_key("*", ["*"], expires_at=expires_at)
             assert made.to_dict()["expiresAt"] == stored
         page = await master.list_keys(offset=4, limit=2)
@@ -147,8 +171,11 @@ async def test_sync_client_manages_keys(secured_service):
     def run() -> list:
         with TaskHubClient(secured_service.grpc_target, api_key=MASTER_KEY) as master:
             key = master.create_key("tasks.get", "movies", uid=UID)
-            seen = [master.list_keys().total, master.get_key(UID) == key,
-                    master.update_key(UID, description="d").description]
+            seen = [
+                master.list_keys().total,
+                master.get_key(UID) == key,
+                master.update_key(UID, description="d").description,
+            ]
             master.delete_key(key.key)
             return [*seen, master.list_keys().total]
 
@@ -161,22 +188,61 @@ async def test_cli_manages_keys(secured_service):
 
     async def keys(*args: str, env: dict[str, str] = cli.env) -> tuple[int, str, str]:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "taskhub.server.cli", "keys", *args, env=env, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "taskhub.server.cli",
+            "keys",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(process.communicate(), 20)
         return process.returncode, out.decode(), err.decode()
 
-    code, out, err = await keys("create", "--actions", "tasks.get,tasks.cancel", "--indexes", "movies, books*",
-                                "--name", "ci", "--expires-at", "2042-04-02", "--uid", UID, "--json")
+    code, out, err = await keys(
+        "create",
+        "--actions",
+        "tasks.get,tasks.cancel",
+        "--indexes",
+        "movies, books*",
+        "--name",
+        "ci",
+        "--expires-at",
+        "2042-04-02",
+        "--uid",
+        UID,
+        "--json",
+    )
     created = json.loads(out)
     assert (code, err, created["uid"], created["actions"], created["indexes"], created["expiresAt"]) == (
-        0, "", UID, ["tasks.get", "tasks.cancel"], ["movies", "books*"], "2042-04-02T00:00:00.000000Z")
-    assert list(created) == ["name", "description", "key", "uid", "actions", "indexes", "expiresAt", "createdAt",
-                             "updatedAt"]
+        0,
+        "",
+        UID,
+        ["tasks.get", "tasks.cancel"],
+        ["movies", "books*"],
+        "2042-04-02T00:00:00.000000Z",
+    )
+    assert list(created) == [
+        "name",
+        "description",
+        "key",
+        "uid",
+        "actions",
+        "indexes",
+        "expiresAt",
+        "createdAt",
+        "updatedAt",
+    ]
 
     code, out, _ = await keys("list", "--wide")
-    assert code == 0 and out.splitlines()[1].split() == [UID, "ci", "tasks.get,tasks.cancel", "movies,books*",
-                                                         "2042-04-02T00:00:00.000000Z"]
+    assert code == 0 and out.splitlines()[1].split() == [
+        UID,
+        "ci",
+        "tasks.get,tasks.cancel",
+        "movies,books*",
+        "2042-04-02T00:00:00.000000Z",
+    ]
     assert out.splitlines()[-1] == "1 of 1 keys"
     code, out, _ = await keys("get", created["key"])
     assert code == 0 and f"key          {created['key']}" in out.splitlines()

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 import helpers
-from test_client import FAST, free_port, until
 from taskhub.client import AsyncTaskHubClient, TaskChange, TaskHubClient, TaskHubError, TaskStatus
 from taskhub.server import app
+from test_client import FAST, free_port, until
 
 
 @pytest.fixture
@@ -54,12 +54,19 @@ async def test_matching_changes_arrive_typed_and_in_commit_order(client, service
     await client.delete_tasks(uids=[0])  # 5, then 6 and 7 when it runs
     await service.scheduler.tick()
     changes = await movies.count(4)
-    assert summary(changes) == [(1, 0, "enqueued", False), (3, 0, "processing", False),
-                                (4, 0, "succeeded", False), (7, 0, "succeeded", True)]
+    assert summary(changes) == [
+        (1, 0, "enqueued", False),
+        (3, 0, "processing", False),
+        (4, 0, "succeeded", False),
+        (7, 0, "succeeded", True),
+    ]
     assert changes[2].task.status == TaskStatus.SUCCEEDED and changes[2].task.duration is not None
     # A deletion carries the task's last state without its details and error.
-    assert changes[3].to_dict() == {"sequence": 7, "deleted": True,
-                                    "task": {**changes[2].task.to_dict(), "details": None, "error": None}}
+    assert changes[3].to_dict() == {
+        "sequence": 7,
+        "deleted": True,
+        "task": {**changes[2].task.to_dict(), "details": None, "error": None},
+    }
     assert list(changes[0].to_dict()) == ["sequence", "deleted", "task"]
     await movies.stop()
     await until(lambda: service.scheduler.hub.watchers == 0)
@@ -71,7 +78,10 @@ async def test_after_resumes_with_every_later_change_once(client, service):
     await helpers.start(service, 1)
     resumed = Collector(client.watch_tasks(after=1))
     assert summary(await resumed.count(3)) == [
-        (2, 1, "enqueued", False), (3, 2, "enqueued", False), (4, 1, "processing", False)]
+        (2, 1, "enqueued", False),
+        (3, 2, "enqueued", False),
+        (4, 1, "processing", False),
+    ]
     await helpers.finish(service, 1)
     assert summary(await resumed.count(4))[3] == (5, 1, "succeeded", False)
     await resumed.stop()
@@ -103,7 +113,10 @@ async def test_a_server_restart_is_resumed_without_a_gap(config, clock):
             await until(lambda: service.scheduler.hub.watchers == 2)
             await helpers.start(service, 1)  # 5
             assert summary(await seen_one.count(3)) == [
-                (3, 0, "processing", False), (4, 0, "enqueued", False), (5, 1, "processing", False)]
+                (3, 0, "processing", False),
+                (4, 0, "enqueued", False),
+                (5, 1, "processing", False),
+            ]
             assert summary(await quiet.count(1)) == [(4, 0, "enqueued", False)]
             await seen_one.stop()
             await quiet.stop()

@@ -25,8 +25,12 @@ def test_every_config_field_has_a_row_with_its_flag_and_variable():
 
 
 def test_the_table_is_what_the_script_makes_from_config():
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "config_reference.py"), "--check"],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "config_reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -21,15 +21,24 @@ import time
 import grpc
 import pytest
 
+from taskhub.v1 import (
+    task_pb2,
+    task_service_pb2 as pb,
+    task_service_pb2_grpc,
+    worker_service_pb2 as wpb,
+    worker_service_pb2_grpc,
+)
 from test_serve import free_port, wait_serving
-from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
-from taskhub.v1 import worker_service_pb2 as wpb, worker_service_pb2_grpc
 
 pytestmark = pytest.mark.slow  # kills `taskhub serve` subprocesses under load
 
 ROUNDS = int(os.environ.get("TASKHUB_CRASH_ROUNDS", "4"))
-SERVER_RUN = (task_pb2.TASK_TYPE_TASK_CANCELATION, task_pb2.TASK_TYPE_TASK_DELETION,
-              task_pb2.TASK_TYPE_DUMP_CREATION, task_pb2.TASK_TYPE_SNAPSHOT_CREATION)
+SERVER_RUN = (
+    task_pb2.TASK_TYPE_TASK_CANCELATION,
+    task_pb2.TASK_TYPE_TASK_DELETION,
+    task_pb2.TASK_TYPE_DUMP_CREATION,
+    task_pb2.TASK_TYPE_SNAPSHOT_CREATION,
+)
 
 
 class Ledger:
@@ -38,8 +47,8 @@ class Ledger:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.acked: set[int] = set()
-        self.deletable: set[int] = set()   # named by some deletion, acknowledged or not
-        self.completed: set[int] = set()   # reported succeeded, and the report acknowledged
+        self.deletable: set[int] = set()  # named by some deletion, acknowledged or not
+        self.completed: set[int] = set()  # reported succeeded, and the report acknowledged
         self.max_acked = -1
 
 
@@ -64,13 +73,16 @@ def load(target: str, ledger: Ledger, stop: threading.Event, seed: int) -> list[
         workers = worker_service_pb2_grpc.WorkerServiceStub(grpc.insecure_channel(target))
         while not stop.is_set():
             try:
-                lease = workers.LeaseTasks(wpb.LeaseTasksRequest(worker="crash", wait={"nanos": 200_000_000}),
-                                           timeout=2)
+                lease = workers.LeaseTasks(
+                    wpb.LeaseTasksRequest(worker="crash", wait={"nanos": 200_000_000}), timeout=2
+                )
                 if not lease.HasField("lease"):
                     continue
                 uids = [t.uid for t in lease.tasks]
-                workers.CompleteTasks(wpb.CompleteTasksRequest(
-                    token=lease.lease.token, outcomes=[wpb.TaskOutcome(uid=u) for u in uids]), timeout=2)
+                workers.CompleteTasks(
+                    wpb.CompleteTasksRequest(token=lease.lease.token, outcomes=[wpb.TaskOutcome(uid=u) for u in uids]),
+                    timeout=2,
+                )
             except grpc.RpcError:
                 continue
             with ledger.lock:
@@ -105,9 +117,12 @@ def load(target: str, ledger: Ledger, stop: threading.Event, seed: int) -> list[
 def check(db, ledger: Ledger) -> None:
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        rows = {uid: (status, type_, canceled_by, started, finished) for uid, status, type_, canceled_by, started,
-                finished in conn.execute(
-                    "SELECT uid, status, type, canceled_by, started_at, finished_at FROM tasks")}
+        rows = {
+            uid: (status, type_, canceled_by, started, finished)
+            for uid, status, type_, canceled_by, started, finished in conn.execute(
+                "SELECT uid, status, type, canceled_by, started_at, finished_at FROM tasks"
+            )
+        }
         next_uid = conn.execute("SELECT value FROM meta WHERE key = 'next_uid'").fetchone()[0]
         count = conn.execute("SELECT value FROM meta WHERE key = 'task_count'").fetchone()[0]
     assert count == len(rows)
@@ -122,8 +137,10 @@ def check(db, ledger: Ledger) -> None:
         else:
             assert finished is not None, f"task {uid} finished without finishedAt"
         if status == task_pb2.TASK_STATUS_CANCELED:
-            assert canceled_by is not None and rows.get(canceled_by, (task_pb2.TASK_STATUS_SUCCEEDED,))[0] == \
-                task_pb2.TASK_STATUS_SUCCEEDED, f"task {uid} canceled by an unfinished cancelation"
+            assert (
+                canceled_by is not None
+                and rows.get(canceled_by, (task_pb2.TASK_STATUS_SUCCEEDED,))[0] == task_pb2.TASK_STATUS_SUCCEEDED
+            ), f"task {uid} canceled by an unfinished cancelation"
     for uid in ledger.completed & set(rows):
         # An acknowledged report is applied: the task succeeded (it was never canceled afterwards).
         assert rows[uid][0] == task_pb2.TASK_STATUS_SUCCEEDED, f"acknowledged report of {uid} lost"
@@ -138,9 +155,23 @@ def test_sigkill_under_load_loses_nothing(tmp_path):
     for round_ in range(ROUNDS):
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(db), "--grpc-listen",
-             f"127.0.0.1:{port}", "--no-http", "--log-level", "WARNING"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "taskhub.server.cli",
+                "serve",
+                "--db",
+                str(db),
+                "--grpc-listen",
+                f"127.0.0.1:{port}",
+                "--no-http",
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             wait_serving(f"127.0.0.1:{port}").close()
             # Right after a restart, before any load: nothing is processing.
@@ -158,8 +189,20 @@ def test_sigkill_under_load_loses_nothing(tmp_path):
                 proc.kill()
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(db), "--grpc-listen",
-         f"127.0.0.1:{port}", "--no-http"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "taskhub.server.cli",
+            "serve",
+            "--db",
+            str(db),
+            "--grpc-listen",
+            f"127.0.0.1:{port}",
+            "--no-http",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_serving(f"127.0.0.1:{port}").close()
         check(db, ledger)

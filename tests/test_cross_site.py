@@ -50,8 +50,11 @@ async def test_a_foreign_origin_cannot_change_anything(config):
         foreign = {"Origin": FOREIGN}
         calls = [
             # What a form or `fetch(..., {mode: "no-cors"})` sends with no preflight.
-            ("POST", "/tasks", {"content": b'{"type": "dumpCreation"}', "headers": {**foreign,
-                                                                                "content-type": "text/plain"}}),
+            (
+                "POST",
+                "/tasks",
+                {"content": b'{"type": "dumpCreation"}', "headers": {**foreign, "content-type": "text/plain"}},
+            ),
             ("POST", "/tasks/cancel?statuses=enqueued", {"headers": foreign}),
             ("DELETE", "/tasks?statuses=enqueued", {"headers": foreign}),
             ("POST", "/keys", {"json": {"actions": ["*"], "indexes": ["*"], "expiresAt": None}, "headers": foreign}),
@@ -75,8 +78,9 @@ async def test_same_origin_and_originless_writes_pass(config):
             assert (await http.post(f"{url}/tasks", json=TASK, headers=headers)).status_code == 202
             assert (await http.post(f"{url}/tasks/cancel?uids=0", headers=headers)).status_code == 202
         localhost = f"http://localhost:{port}"
-        response = await http.post(f"{url}/tasks", json=TASK, headers={"Host": f"localhost:{port}",
-                                                                         "Origin": localhost})
+        response = await http.post(
+            f"{url}/tasks", json=TASK, headers={"Host": f"localhost:{port}", "Origin": localhost}
+        )
         assert response.status_code == 202
         # Reading with a foreign origin is no write: the browser alone decides what the page may see.
         assert (await http.get(f"{url}/tasks", headers={"Origin": FOREIGN})).status_code == 200
@@ -88,8 +92,10 @@ async def test_configured_origins_pass(config):
             for origin in ("https://admin.example", "https://ops.example"):
                 response = await http.post(f"{url}/tasks", json=TASK, headers={"Origin": origin})
                 assert response.status_code == 202
-            _refused(await http.post(f"{url}/tasks", json=TASK, headers={"Origin": "https://admin.example:8443"}),
-                     "cross_origin_request_refused")
+            _refused(
+                await http.post(f"{url}/tasks", json=TASK, headers={"Origin": "https://admin.example:8443"}),
+                "cross_origin_request_refused",
+            )
     async with gateway(config, http_allowed_origins="*") as (_, url, _p), httpx.AsyncClient() as http:
         assert (await http.post(f"{url}/tasks", json=TASK, headers={"Origin": FOREIGN})).status_code == 202
 
@@ -113,8 +119,9 @@ async def test_configured_hosts_pass(config):
             for host in ("tasks.example.com", "tasks.example.com:443", "other.example:8080", f"localhost:{port}"):
                 assert (await http.get(f"{url}/tasks", headers={"Host": host})).status_code == 200, host
             # Behind a proxy the page's origin is the proxy's name.
-            response = await http.post(f"{url}/tasks", json=TASK, headers={"Host": "tasks.example.com",
-                                                                             "Origin": "https://tasks.example.com"})
+            response = await http.post(
+                f"{url}/tasks", json=TASK, headers={"Host": "tasks.example.com", "Origin": "https://tasks.example.com"}
+            )
             assert response.status_code == 202
             _refused(await http.get(f"{url}/tasks", headers={"Host": "other.example:8081"}), "host_not_allowed")
     async with gateway(config, http_allowed_hosts="*") as (_, url, _p), httpx.AsyncClient() as http:
@@ -124,19 +131,33 @@ async def test_configured_hosts_pass(config):
 async def test_with_a_master_key_the_checks_hold_too(config):
     async with gateway(config, master_key=MASTER_KEY) as (_, url, port), httpx.AsyncClient() as http:
         master = {"Authorization": f"Bearer {MASTER_KEY}"}
-        _refused(await http.post(f"{url}/tasks", json=TASK, headers={**master, "Origin": FOREIGN}),
-                 "cross_origin_request_refused")
-        _refused(await http.get(f"{url}/tasks", headers={**master, "Host": f"evil.example:{port}"}),
-                 "host_not_allowed")
+        _refused(
+            await http.post(f"{url}/tasks", json=TASK, headers={**master, "Origin": FOREIGN}),
+            "cross_origin_request_refused",
+        )
+        _refused(await http.get(f"{url}/tasks", headers={**master, "Host": f"evil.example:{port}"}), "host_not_allowed")
         assert (await http.post(f"{url}/tasks", json=TASK, headers=master)).status_code == 202
 
 
 async def test_taskhub_gateway_takes_the_allowed_hosts_and_origins(service, unused_tcp_port):
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "taskhub.server.cli", "gateway", "--grpc-target", service.grpc_target,
-        "--http-listen", f"127.0.0.1:{unused_tcp_port}", "--grace-seconds", "1",
-        "--http-allowed-hosts", "tasks.example.com", "--http-allowed-origins", "https://admin.example",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "taskhub.server.cli",
+        "gateway",
+        "--grpc-target",
+        service.grpc_target,
+        "--http-listen",
+        f"127.0.0.1:{unused_tcp_port}",
+        "--grace-seconds",
+        "1",
+        "--http-allowed-hosts",
+        "tasks.example.com",
+        "--http-allowed-origins",
+        "https://admin.example",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{unused_tcp_port}"
     try:
         async with httpx.AsyncClient() as http:
@@ -150,8 +171,9 @@ async def test_taskhub_gateway_takes_the_allowed_hosts_and_origins(service, unus
             _refused(await http.get(f"{url}/tasks", headers={"Host": "evil.example"}), "host_not_allowed")
             response = await http.post(f"{url}/tasks", json=TASK, headers={"Origin": "https://admin.example"})
             assert response.status_code == 202
-            _refused(await http.post(f"{url}/tasks", json=TASK, headers={"Origin": FOREIGN}),
-                     "cross_origin_request_refused")
+            _refused(
+                await http.post(f"{url}/tasks", json=TASK, headers={"Origin": FOREIGN}), "cross_origin_request_refused"
+            )
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)

@@ -38,8 +38,10 @@ def _missing() -> str | None:
     if shutil.which("node") is None or shutil.which("npm") is None:
         return "needs node and npm"
     if not os.access(CHROMIUM, os.X_OK):
-        return (f"needs chromium at {CHROMIUM} (`apt-get install chromium`, which scripts/test.sh does as root;"
-                " or set TASKHUB_CHROMIUM)")
+        return (
+            f"needs chromium at {CHROMIUM} (`apt-get install chromium`, which scripts/test.sh does as root;"
+            " or set TASKHUB_CHROMIUM)"
+        )
     return None
 
 
@@ -66,8 +68,9 @@ class Live:
 
     async def start_gateway(self) -> None:
         # Short heartbeats and grace: a restart in the test takes a moment, not seconds.
-        self.gateway = await GatewayServer.start(self.service.grpc_target, f"127.0.0.1:{self.port}", grace=0.5,
-                                                 heartbeat=5)
+        self.gateway = await GatewayServer.start(
+            self.service.grpc_target, f"127.0.0.1:{self.port}", grace=0.5, heartbeat=5
+        )
         self.port = self.gateway.port
 
     async def stop_gateway(self) -> None:
@@ -111,8 +114,17 @@ async def _live(config, **changes) -> Live:
 async def run_script(live: Live, mode: str, *args: str) -> dict:
     """Runs dashboard.mjs, answering its requests; answers its final `done` line."""
     process = await asyncio.create_subprocess_exec(
-        "node", "dashboard.mjs", mode, live.url, str(ARTIFACTS), *args, cwd=BROWSER_DIR,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "node",
+        "dashboard.mjs",
+        mode,
+        live.url,
+        str(ARTIFACTS),
+        *args,
+        cwd=BROWSER_DIR,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     log: list[str] = []
     done: dict = {}
 
@@ -171,9 +183,16 @@ async def test_the_dashboard_in_a_browser(browser_ready, config):
         await start(service, 0)
         await finish(service, 0, details={"indexedDocuments": 118})
         await start(service, 1)
-        await finish(service, 1, error={"message": "Index `books` already exists.", "code": "index_already_exists",
-                                         "type": "invalid_request",
-                                         "link": "https://docs.meilisearch.com/errors#index_already_exists"})
+        await finish(
+            service,
+            1,
+            error={
+                "message": "Index `books` already exists.",
+                "code": "index_already_exists",
+                "type": "invalid_request",
+                "link": "https://docs.meilisearch.com/errors#index_already_exists",
+            },
+        )
         await start(service, 3)
         assert [await _post(live, body) for body in bodies[4:]] == [4, 5]
         async with httpx.AsyncClient(base_url=live.url) as http:

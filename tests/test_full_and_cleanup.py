@@ -16,13 +16,16 @@ from taskhub.server.scheduler import Scheduler
 from taskhub.server.store import Store
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
-FULL = ("taskhub cannot receive write operations because the limit of the task database has been reached."
-        " Please delete tasks to continue performing write operations.")
+FULL = (
+    "taskhub cannot receive write operations because the limit of the task database has been reached."
+    " Please delete tasks to continue performing write operations."
+)
 
 
 async def test_automatic_cleanup_deletes_the_oldest_finished_tasks(config, clock):
-    service = await app.start(dataclasses.replace(config, cleanup_threshold=10, cleanup_batch=4),
-                              background=False, clock=clock)
+    service = await app.start(
+        dataclasses.replace(config, cleanup_threshold=10, cleanup_batch=4), background=False, clock=clock
+    )
     try:
         async with grpc.aio.insecure_channel(service.grpc_target) as channel:
             stub = task_service_pb2_grpc.TaskServiceStub(channel)
@@ -34,12 +37,19 @@ async def test_automatic_cleanup_deletes_the_oldest_finished_tasks(config, clock
                 await finish(service, uid)
             bound = format_time((await service.scheduler.get_task(5)).enqueued_at + 1).replace(":", "%3A")
             assert await service.scheduler.tick() == 1
-            page = await stub.ListTasks(pb.ListTasksRequest(filter=task_pb2.TaskFilter(
-                types=task_pb2.TypeSet(types=[T.TASK_TYPE_TASK_DELETION]))))
+            page = await stub.ListTasks(
+                pb.ListTasksRequest(
+                    filter=task_pb2.TaskFilter(types=task_pb2.TypeSet(types=[T.TASK_TYPE_TASK_DELETION]))
+                )
+            )
             (deletion,) = page.results
             details = deletion.details.task_deletion
             assert (deletion.uid, deletion.status, details.matched_tasks, details.deleted_tasks) == (
-                10, T.TASK_STATUS_SUCCEEDED, 4, 4)
+                10,
+                T.TASK_STATUS_SUCCEEDED,
+                4,
+                4,
+            )
             # The bound is just after the newest deleted task (5), so the filter names exactly the deleted ones.
             assert details.original_filter == f"?beforeEnqueuedAt={bound}&statuses=succeeded%2Cfailed%2Ccanceled"
             remaining = [t.uid for t in (await stub.ListTasks(pb.ListTasksRequest(reverse=True))).results]
@@ -54,8 +64,11 @@ async def test_a_full_queue_refuses_tasks_but_cancel_and_delete_work(config, clo
     probe = Store(config.db)
     empty = probe.used_bytes()
     probe.close()
-    service = await app.start(dataclasses.replace(config, max_task_db_size=str(empty + 64 * 1024),
-                                                  watch_retention=5), background=False, clock=clock)
+    service = await app.start(
+        dataclasses.replace(config, max_task_db_size=str(empty + 64 * 1024), watch_retention=5),
+        background=False,
+        clock=clock,
+    )
     try:
         async with grpc.aio.insecure_channel(service.grpc_target) as channel:
             stub = task_service_pb2_grpc.TaskServiceStub(channel)
@@ -67,12 +80,19 @@ async def test_a_full_queue_refuses_tasks_but_cancel_and_delete_work(config, clo
                 except grpc.aio.AioRpcError:
                     break
             assert 10 < stored < 5_000
-            assert await error_of(enqueue(stub)) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "no_space_left_on_device", FULL)
+            assert await error_of(enqueue(stub)) == (
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "no_space_left_on_device",
+                FULL,
+            )
             everything = task_pb2.TaskFilter(statuses=task_pb2.StatusSet(statuses=[T.TASK_STATUS_ENQUEUED]))
             await stub.CancelTasks(pb.CancelTasksRequest(filter=everything))
             await service.scheduler.tick()
-            await stub.DeleteTasks(pb.DeleteTasksRequest(filter=task_pb2.TaskFilter(
-                statuses=task_pb2.StatusSet(statuses=[T.TASK_STATUS_CANCELED]))))
+            await stub.DeleteTasks(
+                pb.DeleteTasksRequest(
+                    filter=task_pb2.TaskFilter(statuses=task_pb2.StatusSet(statuses=[T.TASK_STATUS_CANCELED]))
+                )
+            )
             await service.scheduler.tick()
             assert (await stub.ListTasks(pb.ListTasksRequest())).total == 2  # the cancelation and the deletion
             # Freed pages are reused, and the enqueue first prunes the change log to its retention: accepted.
@@ -92,8 +112,9 @@ async def test_sqlite_full_is_no_space_left_and_corrupts_nothing(tmp_path):
     stored = []
     with pytest.raises(TaskHubError) as full:
         for _ in range(10_000):
-            stored.append((await scheduler.enqueue(TaskType.DOCUMENT_ADDITION_OR_UPDATE, "movies",
-                                                   {"receivedDocuments": 1})).uid)
+            stored.append(
+                (await scheduler.enqueue(TaskType.DOCUMENT_ADDITION_OR_UPDATE, "movies", {"receivedDocuments": 1})).uid
+            )
     assert (full.value.code, full.value.message) == ("no_space_left_on_device", FULL)
     assert stored == list(range(len(stored))) and len(stored) > 10
     # Nothing half-written: every acknowledged task is whole, the next uid was not spent.

@@ -8,7 +8,7 @@ and the fake clock (`clock.now` moves to expire a key); keys are made with POST 
 from __future__ import annotations
 
 import urllib.parse
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,8 +17,11 @@ from gateway_bodies import SUMMARY_KEYS, error
 from helpers import finish, start
 
 MASTER = {"Authorization": f"Bearer {MASTER_KEY}"}
-MISSING = error("missing_authorization_header",
-                "The Authorization header is missing. It must use the bearer authorization method.", "auth")
+MISSING = error(
+    "missing_authorization_header",
+    "The Authorization header is missing. It must use the bearer authorization method.",
+    "auth",
+)
 INVALID = error("invalid_api_key", "The provided API key is invalid.", "auth")
 
 
@@ -31,8 +34,9 @@ def rfc3339(micros: int) -> str:
 
 
 async def make_key(http, actions: list[str], indexes: list[str], expires_at: str | None = None) -> dict:
-    response = await http.post("/keys", json={"actions": actions, "indexes": indexes, "expiresAt": expires_at},
-                               headers=MASTER)
+    response = await http.post(
+        "/keys", json={"actions": actions, "indexes": indexes, "expiresAt": expires_at}, headers=MASTER
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -77,22 +81,35 @@ ROUTES = {
     "update key": ("PATCH", "/keys/{books_uid}", {"name": "renamed"}, "all"),
     "delete key": ("DELETE", "/keys/{books_uid}", None, "all"),
 }
-MALFORMED = [{"Authorization": "Basic eDp5"}, {"Authorization": "Bearer"}, {"Authorization": "Bearer "},
-             {"Authorization": MASTER_KEY}, {"Authorization": b"Bearer \xe9t\xe9"}]
+MALFORMED = [
+    {"Authorization": "Basic eDp5"},
+    {"Authorization": "Bearer"},
+    {"Authorization": "Bearer "},
+    {"Authorization": MASTER_KEY},
+    {"Authorization": b"Bearer \xe9t\xe9"},
+]
 
 
 def test_the_matrix_covers_every_route():
     from starlette.routing import Route
 
     from taskhub.gateway.app import ROUTES as SERVED
+
     # Open to all: /health as in Meilisearch, the OpenAPI document, and the dashboard page and the redirect
     # to it, which carry no data and must load without a key since the page asks for one
     # (test_the_dashboard_loads_without_a_key checks them).
     open_routes = {("/health", "GET"), ("/openapi.json", "GET"), ("/dashboard", "GET"), ("/", "GET")}
-    served = {(route.path, method) for route in SERVED if isinstance(route, Route) for method in route.methods
-              if method != "HEAD"} - open_routes
-    covered = {(path.split("?")[0].replace("/tasks/0", "/tasks/{uid}").replace("{books_uid}", "{uid_or_key}"),
-                method) for method, path, _, _ in ROUTES.values()}
+    served = {
+        (route.path, method)
+        for route in SERVED
+        if isinstance(route, Route)
+        for method in route.methods
+        if method != "HEAD"
+    } - open_routes
+    covered = {
+        (path.split("?")[0].replace("/tasks/0", "/tasks/{uid}").replace("{books_uid}", "{uid_or_key}"), method)
+        for method, path, _, _ in ROUTES.values()
+    }
     assert covered == served
 
 
@@ -137,8 +154,15 @@ async def test_every_route_answers_spec_bodies_for_every_credential(secured_http
     if route == "watch task":
         return
     response = await call(MASTER)
-    assert response.status_code == {"list tasks": 200, "get task": 200, "create key": 201, "list keys": 200,
-                                    "get key": 200, "update key": 200, "delete key": 204}.get(route, 202)
+    assert response.status_code == {
+        "list tasks": 200,
+        "get task": 200,
+        "create key": 201,
+        "list keys": 200,
+        "get key": 200,
+        "update key": 200,
+        "delete key": 204,
+    }.get(route, 202)
     if route == "list tasks":
         assert [task["uid"] for task in response.json()["results"]] == [2, 1, 0]
     elif route == "get task":
@@ -191,8 +215,16 @@ async def history(secured_http, secured_service):
     for uid in (0, 1):
         await start(service, uid)
     await finish(service, 0)
-    await finish(service, 1, error={"message": "boom", "code": "internal", "type": "internal",
-                                    "link": "https://docs.meilisearch.com/errors#internal"})
+    await finish(
+        service,
+        1,
+        error={
+            "message": "boom",
+            "code": "internal",
+            "type": "internal",
+            "link": "https://docs.meilisearch.com/errors#internal",
+        },
+    )
     await enqueue(http, "dumpCreation")
     await enqueue(http, "indexCreation", "books")
     await enqueue(http, "indexCreation", "movies")
@@ -202,20 +234,51 @@ async def history(secured_http, secured_service):
     await service.scheduler.tick()
     tasks = (await http.get("/tasks", headers=MASTER)).json()["results"]
     assert [(t["uid"], t["indexUid"], t["status"], t["canceledBy"]) for t in tasks] == [
-        (7, None, "succeeded", None), (6, None, "succeeded", None), (5, "movies", "canceled", 7),
-        (4, "books", "canceled", 6), (3, None, "succeeded", None), (2, "movies_old", "enqueued", None),
-        (1, "books", "failed", None), (0, "movies", "succeeded", None)]
-    return {"movies": (await make_key(http, ["tasks.*"], ["movies"]))["key"],
-            "mov*": (await make_key(http, ["tasks.*"], ["mov*"]))["key"]}
+        (7, None, "succeeded", None),
+        (6, None, "succeeded", None),
+        (5, "movies", "canceled", 7),
+        (4, "books", "canceled", 6),
+        (3, None, "succeeded", None),
+        (2, "movies_old", "enqueued", None),
+        (1, "books", "failed", None),
+        (0, "movies", "succeeded", None),
+    ]
+    return {
+        "movies": (await make_key(http, ["tasks.*"], ["movies"]))["key"],
+        "mov*": (await make_key(http, ["tasks.*"], ["mov*"]))["key"],
+    }
 
 
 QUERIES = [
-    "", "limit=1", "limit=2&from=5", "from=3", "reverse=true", "reverse=true&from=1&limit=2", "limit=0",
-    "uids=1,4", "uids=0,1,2,3", "uids=*", "uids=", "indexUids=books", "indexUids=books,movies", "indexUids=*",
-    "indexUids=movies_old", "statuses=*", "statuses=canceled", "statuses=succeeded,enqueued", "statuses=failed",
-    "types=dumpCreation,taskCancelation", "types=*", "types=indexCreation", "canceledBy=6", "canceledBy=6,7",
-    "afterEnqueuedAt=2000-01-01", "beforeEnqueuedAt=2100-01-01&statuses=succeeded", "afterStartedAt=2000-01-01",
-    "beforeFinishedAt=2100-01-01", "indexUids=books&statuses=canceled&types=indexCreation&canceledBy=6",
+    "",
+    "limit=1",
+    "limit=2&from=5",
+    "from=3",
+    "reverse=true",
+    "reverse=true&from=1&limit=2",
+    "limit=0",
+    "uids=1,4",
+    "uids=0,1,2,3",
+    "uids=*",
+    "uids=",
+    "indexUids=books",
+    "indexUids=books,movies",
+    "indexUids=*",
+    "indexUids=movies_old",
+    "statuses=*",
+    "statuses=canceled",
+    "statuses=succeeded,enqueued",
+    "statuses=failed",
+    "types=dumpCreation,taskCancelation",
+    "types=*",
+    "types=indexCreation",
+    "canceledBy=6",
+    "canceledBy=6,7",
+    "afterEnqueuedAt=2000-01-01",
+    "beforeEnqueuedAt=2100-01-01&statuses=succeeded",
+    "afterStartedAt=2000-01-01",
+    "beforeFinishedAt=2100-01-01",
+    "indexUids=books&statuses=canceled&types=indexCreation&canceledBy=6",
 ]
 
 
@@ -229,15 +292,22 @@ def expected_page(all_matching: list[dict], visible, parameters: dict[str, str])
         start_at = int(parameters["from"])
         after_from = [t for t in seen if (t["uid"] >= start_at if reverse else t["uid"] <= start_at)]
     results = after_from[:limit]
-    return {"results": results, "total": len(seen), "limit": limit,
-            "from": results[0]["uid"] if results else None,
-            "next": after_from[limit]["uid"] if len(after_from) > limit else None}
+    return {
+        "results": results,
+        "total": len(seen),
+        "limit": limit,
+        "from": results[0]["uid"] if results else None,
+        "next": after_from[limit]["uid"] if len(after_from) > limit else None,
+    }
 
 
-@pytest.mark.parametrize(("scope", "visible"), [
-    ("movies", lambda index: index == "movies"),
-    ("mov*", lambda index: index is not None and index.startswith("mov")),
-])
+@pytest.mark.parametrize(
+    ("scope", "visible"),
+    [
+        ("movies", lambda index: index == "movies"),
+        ("mov*", lambda index: index is not None and index.startswith("mov")),
+    ],
+)
 async def test_no_task_of_another_index_is_ever_visible(secured_http, history, scope, visible):
     http = secured_http
     hidden_somewhere = 0
@@ -281,9 +351,11 @@ async def test_scoped_cancel_and_delete_touch_only_visible_tasks(secured_http, s
     left = [t["uid"] for t in (await http.get("/tasks?limit=1000", headers=MASTER)).json()["results"]]
     assert 0 not in left and 5 not in left and {1, 2, 3, 4, 6, 7} <= set(left)
 
-    response = await http.post("/tasks", json={"type": "indexCreation", "indexUid": "books"},
-                               headers=bearer(history["mov*"]))
+    response = await http.post(
+        "/tasks", json={"type": "indexCreation", "indexUid": "books"}, headers=bearer(history["mov*"])
+    )
     assert (response.status_code, response.json()) == (403, INVALID)
-    response = await http.post("/tasks", json={"type": "indexCreation", "indexUid": "movies_new"},
-                               headers=bearer(history["mov*"]))
+    response = await http.post(
+        "/tasks", json={"type": "indexCreation", "indexUid": "movies_new"}, headers=bearer(history["mov*"])
+    )
     assert (response.status_code, response.json()["indexUid"]) == (202, "movies_new")

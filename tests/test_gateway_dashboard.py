@@ -11,8 +11,11 @@ import pytest
 
 from taskhub.gateway.dashboard import STATIC
 
-TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-         ".css": "text/css; charset=utf-8"}
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
 URL = re.compile(r"(?:https?:)?//[a-z0-9.-]+", re.IGNORECASE)
 
 

@@ -11,8 +11,14 @@ from gateway_bodies import ERROR_KEYS, FILTERS, INDEX_UID_RULE, STATUSES, TYPES,
 from taskhub.gateway.app import create_app, edge
 
 ROUTES = [("GET", "/tasks"), ("POST", "/tasks/cancel"), ("DELETE", "/tasks")]
-DATE_PARAMETERS = ["afterEnqueuedAt", "beforeEnqueuedAt", "afterStartedAt", "beforeStartedAt",
-                   "afterFinishedAt", "beforeFinishedAt"]
+DATE_PARAMETERS = [
+    "afterEnqueuedAt",
+    "beforeEnqueuedAt",
+    "afterStartedAt",
+    "beforeStartedAt",
+    "afterFinishedAt",
+    "beforeFinishedAt",
+]
 
 
 def _snake(name: str) -> str:
@@ -24,8 +30,11 @@ def not_uint(code: str, location: str, value: str) -> dict:
 
 
 def not_a_date(name: str, value: str) -> dict:
-    return error(f"invalid_task_{_snake(name)}", f"Invalid value in parameter `{name}`: `{value}` is an invalid"
-                 " date-time. It should follow the YYYY-MM-DD or RFC 3339 date-time format.")
+    return error(
+        f"invalid_task_{_snake(name)}",
+        f"Invalid value in parameter `{name}`: `{value}` is an invalid"
+        " date-time. It should follow the YYYY-MM-DD or RFC 3339 date-time format.",
+    )
 
 
 FILTER_ERRORS = [
@@ -37,23 +46,67 @@ FILTER_ERRORS = [
     ("uids=%201", not_uint("invalid_task_uids", "uids", " 1")),
     ("canceledBy=doggo", not_uint("invalid_task_canceled_by", "canceledBy", "doggo")),
     ("canceledBy=,1,,x", not_uint("invalid_task_canceled_by", "canceledBy[1]", "x")),
-    ("statuses=doggo", error("invalid_task_statuses", "Invalid value in parameter `statuses`: `doggo` is not a"
-                             f" valid task status. Available statuses are {STATUSES}.")),
-    ("statuses=enqueued,finished", error("invalid_task_statuses", "Invalid value in parameter `statuses[1]`:"
-                                         f" `finished` is not a valid task status."
-                                         f" Available statuses are {STATUSES}.")),
-    ("types=createIndex", error("invalid_task_types", "Invalid value in parameter `types`: `createIndex` is not a"
-                                f" valid task type. Available types are {TYPES}.")),
-    ("indexUids=the%20good%20doggo", error("invalid_task_index_uids", "Invalid value in parameter `indexUids`:"
-                                           f" `the good doggo` is not a valid index uid. {INDEX_UID_RULE}")),
-    ("indexUids=movies,h%C3%A9", error("invalid_task_index_uids", "Invalid value in parameter `indexUids[1]`:"
-                                       f" `hé` is not a valid index uid. {INDEX_UID_RULE}")),
-    (f"indexUids={'a' * 401}", error("invalid_task_index_uids", "Invalid value in parameter `indexUids`:"
-                                     f" `{'a' * 401}` is not a valid index uid. {INDEX_UID_RULE}")),
+    (
+        "statuses=doggo",
+        error(
+            "invalid_task_statuses",
+            "Invalid value in parameter `statuses`: `doggo` is not a"
+            f" valid task status. Available statuses are {STATUSES}.",
+        ),
+    ),
+    (
+        "statuses=enqueued,finished",
+        error(
+            "invalid_task_statuses",
+            "Invalid value in parameter `statuses[1]`:"
+            f" `finished` is not a valid task status."
+            f" Available statuses are {STATUSES}.",
+        ),
+    ),
+    (
+        "types=createIndex",
+        error(
+            "invalid_task_types",
+            f"Invalid value in parameter `types`: `createIndex` is not a valid task type. Available types are {TYPES}.",
+        ),
+    ),
+    (
+        "indexUids=the%20good%20doggo",
+        error(
+            "invalid_task_index_uids",
+            f"Invalid value in parameter `indexUids`: `the good doggo` is not a valid index uid. {INDEX_UID_RULE}",
+        ),
+    ),
+    (
+        "indexUids=movies,h%C3%A9",
+        error(
+            "invalid_task_index_uids",
+            f"Invalid value in parameter `indexUids[1]`: `hé` is not a valid index uid. {INDEX_UID_RULE}",
+        ),
+    ),
+    (
+        f"indexUids={'a' * 401}",
+        error(
+            "invalid_task_index_uids",
+            f"Invalid value in parameter `indexUids`: `{'a' * 401}` is not a valid index uid. {INDEX_UID_RULE}",
+        ),
+    ),
     *[(f"{name}=doggo", not_a_date(name, "doggo")) for name in DATE_PARAMETERS],
-    *[(f"afterFinishedAt={value}", not_a_date("afterFinishedAt", value)) for value in (
-        "2021", "2021-12", "2021-12-03T23", "2021-12-03T23:45", "2021-02-30", "2021-12-03T24:00:00Z",
-        "2021-12-03T23:45:00", "0000-01-01", "", "2021-1-03")],
+    *[
+        (f"afterFinishedAt={value}", not_a_date("afterFinishedAt", value))
+        for value in (
+            "2021",
+            "2021-12",
+            "2021-12-03T23",
+            "2021-12-03T23:45",
+            "2021-02-30",
+            "2021-12-03T24:00:00Z",
+            "2021-12-03T23:45:00",
+            "0000-01-01",
+            "",
+            "2021-1-03",
+        )
+    ],
 ]
 
 
@@ -65,19 +118,32 @@ async def test_bad_filters_are_400_on_every_route(http, method, path, query, exp
     assert list(response.json()) == ERROR_KEYS
 
 
-@pytest.mark.parametrize("query, expected", [
-    ("limit=doggo", not_uint("invalid_task_limit", "limit", "doggo")),
-    ("limit=-1", not_uint("invalid_task_limit", "limit", "-1")),
-    ("limit=1.0", not_uint("invalid_task_limit", "limit", "1.0")),
-    ("from=doggo", not_uint("invalid_task_from", "from", "doggo")),
-    ("from=*", not_uint("invalid_task_from", "from", "*")),
-    *[(f"reverse={value}", error("invalid_task_reverse", f"Invalid value in parameter `reverse`: could not parse"
-                                 f" `{value}` as a boolean, expected either `true` or `false`"))
-      for value in ("doggo", "1", "True", "")],
-    ("lol=1", error("bad_request", "Unknown parameter `lol`: expected one of `limit`, `from`, `reverse`, "
-                    + FILTERS)),
-    ("limit=2&uids=x&lol=1", not_uint("invalid_task_uids", "uids", "x")),  # the first bad one, in query order
-])
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("limit=doggo", not_uint("invalid_task_limit", "limit", "doggo")),
+        ("limit=-1", not_uint("invalid_task_limit", "limit", "-1")),
+        ("limit=1.0", not_uint("invalid_task_limit", "limit", "1.0")),
+        ("from=doggo", not_uint("invalid_task_from", "from", "doggo")),
+        ("from=*", not_uint("invalid_task_from", "from", "*")),
+        *[
+            (
+                f"reverse={value}",
+                error(
+                    "invalid_task_reverse",
+                    f"Invalid value in parameter `reverse`: could not parse"
+                    f" `{value}` as a boolean, expected either `true` or `false`",
+                ),
+            )
+            for value in ("doggo", "1", "True", "")
+        ],
+        (
+            "lol=1",
+            error("bad_request", "Unknown parameter `lol`: expected one of `limit`, `from`, `reverse`, " + FILTERS),
+        ),
+        ("limit=2&uids=x&lol=1", not_uint("invalid_task_uids", "uids", "x")),  # the first bad one, in query order
+    ],
+)
 async def test_bad_list_parameters(http, query, expected):
     response = await http.get(f"/tasks?{query}")
     assert (response.status_code, response.json()) == (400, expected)
@@ -88,8 +154,10 @@ async def test_bad_list_parameters(http, query, expected):
 async def test_cancel_and_delete_take_only_filters(http, path, name):
     method = "POST" if path.endswith("cancel") else "DELETE"
     response = await http.request(method, f"{path}?{name}=12")
-    assert (response.status_code, response.json()) == (400, error(
-        "bad_request", f"Unknown parameter `{name}`: expected one of {FILTERS}"))
+    assert (response.status_code, response.json()) == (
+        400,
+        error("bad_request", f"Unknown parameter `{name}`: expected one of {FILTERS}"),
+    )
 
 
 async def test_cancel_and_delete_without_filters_are_rejected(http):
@@ -103,8 +171,10 @@ async def test_cancel_and_delete_without_filters_are_rejected(http):
 
 async def test_unknown_routes_and_methods_get_the_error_shape(http):
     response = await http.get("/nope")
-    assert (response.status_code, response.json()) == (404, error(
-        "bad_request", "There is no route `GET /nope`; see `GET /openapi.json`."))
+    assert (response.status_code, response.json()) == (
+        404,
+        error("bad_request", "There is no route `GET /nope`; see `GET /openapi.json`."),
+    )
     response = await http.put("/tasks")
     assert response.status_code == 405
     assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "POST", "DELETE"}
@@ -113,13 +183,21 @@ async def test_unknown_routes_and_methods_get_the_error_shape(http):
 
 async def test_a_server_that_is_down_is_503(unused_tcp_port):
     gateway = create_app(f"127.0.0.1:{unused_tcp_port}", timeout=5)
-    unavailable = error("unavailable", "The task queue is unavailable right now: the gateway got no answer from"
-                        " its gRPC server. Retry later.", "system")
+    unavailable = error(
+        "unavailable",
+        "The task queue is unavailable right now: the gateway got no answer from its gRPC server. Retry later.",
+        "system",
+    )
     async with gateway.router.lifespan_context(gateway):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://g") as http:
-            for method, path, body in [("GET", "/health", None), ("GET", "/tasks", None), ("GET", "/tasks/0", None),
-                                       ("POST", "/tasks/cancel?uids=1", None), ("DELETE", "/tasks?uids=1", None),
-                                       ("POST", "/tasks", {"type": "dumpCreation"})]:
+            for method, path, body in [
+                ("GET", "/health", None),
+                ("GET", "/tasks", None),
+                ("GET", "/tasks/0", None),
+                ("POST", "/tasks/cancel?uids=1", None),
+                ("DELETE", "/tasks?uids=1", None),
+                ("POST", "/tasks", {"type": "dumpCreation"}),
+            ]:
                 response = await http.request(method, path, json=body)
                 assert (response.status_code, response.json()) == (503, unavailable), path
             # Parsing still answers first: a bad request is a bad request whatever the server's state.

@@ -65,8 +65,9 @@ class SSE:
 async def live(service):
     """A real uvicorn gateway; its heartbeat is long so that no comment comes unless a test asks."""
     gateway = await GatewayServer.start(service.grpc_target, "127.0.0.1:0", grace=1, heartbeat=30)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.port}", timeout=10,
-                                 limits=httpx.Limits(max_connections=200)) as http:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{gateway.port}", timeout=10, limits=httpx.Limits(max_connections=200)
+    ) as http:
         yield http
     await gateway.stop()
 
@@ -112,7 +113,9 @@ async def test_one_task_streams_each_state_then_ends(live, service):
     done = await stream.frame()
     assert done == {"id": "3", "event": "task", "data": await current(live, uid)}
     assert (done["data"]["status"], done["data"]["details"]) == (
-        "succeeded", {"receivedDocuments": 3, "indexedDocuments": 3})
+        "succeeded",
+        {"receivedDocuments": 3, "indexedDocuments": 3},
+    )
     assert await stream.frame() is None  # the stream ends after the terminal status
     await response.aclose()
     await watchers(service, 0)
@@ -141,8 +144,9 @@ async def test_a_filter_streams_every_matching_change_in_commit_order(live, serv
     assert await stream.frame() == {"id": "1", "event": "task", "data": await current(live, movie)}
     await helpers.start(service, movie)  # 3
     assert await stream.frame() == {"id": "3", "event": "task", "data": await current(live, movie)}
-    await helpers.finish(service, movie, error={"message": "boom", "code": "internal", "type": "internal",
-                                                "link": LINK + "internal"})  # 4
+    await helpers.finish(
+        service, movie, error={"message": "boom", "code": "internal", "type": "internal", "link": LINK + "internal"}
+    )  # 4
     failed = await stream.frame()
     assert failed == {"id": "4", "event": "task", "data": await current(live, movie)}
     assert failed["data"]["error"] == error("internal", "boom", "internal")
@@ -169,7 +173,10 @@ async def test_last_event_id_resumes_with_every_later_change_once(live, service)
     assert await stream.frame() == {"id": "1"}
     replayed = await stream.events(3)
     assert [(e["id"], e["data"]["uid"], e["data"]["status"]) for e in replayed] == [
-        ("2", 1, "enqueued"), ("3", 0, "processing"), ("4", 1, "processing")]
+        ("2", 1, "enqueued"),
+        ("3", 0, "processing"),
+        ("4", 1, "processing"),
+    ]
     # ...then live changes, without a gap or a repeat.
     await helpers.finish(service, 1)
     live_event = await stream.event()
@@ -190,7 +197,9 @@ async def test_last_event_id_resumes_with_every_later_change_once(live, service)
     response, stream = await open_stream(live, "/tasks/events?after=2&indexUids=movies")
     assert await stream.frame() == {"id": "2"}
     assert [(e["id"], e["data"]["uid"], e["data"]["status"]) for e in await stream.events(2)] == [
-        ("3", 0, "processing"), ("6", 0, "succeeded")]
+        ("3", 0, "processing"),
+        ("6", 0, "succeeded"),
+    ]
     await response.aclose()
     response, stream = await open_stream(live, "/tasks/events?after=2&indexUids=movies", **{"Last-Event-ID": "3"})
     assert (await stream.frame(), (await stream.event())["id"]) == ({"id": "3"}, "6")
@@ -248,30 +257,50 @@ async def test_bad_requests_are_json_errors_before_any_stream(live, config, cloc
         return response.status_code, response.json()
 
     # The filters parse as GET /tasks's do, with the same errors...
-    for query in ("statuses=doggo", "types=doggo", "uids=1,x", "afterEnqueuedAt=doggo", "canceledBy=-1",
-                  "indexUids=the%20good%20doggo"):
+    for query in (
+        "statuses=doggo",
+        "types=doggo",
+        "uids=1,x",
+        "afterEnqueuedAt=doggo",
+        "canceledBy=-1",
+        "indexUids=the%20good%20doggo",
+    ):
         listed = await live.get(f"/tasks?{query}")
         assert await refused(f"/tasks/events?{query}") == (400, listed.json()), query
     # ...but pages are not a thing here.
     status, body = await refused("/tasks/events?limit=10")
     assert (status, body["code"]) == (400, "bad_request")
     assert body["message"].startswith("Unknown parameter `limit`: expected one of `uids`, `canceledBy`")
-    assert await refused("/tasks/nope/events") == (400, error(
-        "invalid_task_uids", "Task uid `nope` is invalid. It should only contain numeric characters."))
+    assert await refused("/tasks/nope/events") == (
+        400,
+        error("invalid_task_uids", "Task uid `nope` is invalid. It should only contain numeric characters."),
+    )
     assert await refused("/tasks/9/events") == (404, error("task_not_found", "Task `9` not found."))
 
-    bad_id = ("Invalid `Last-Event-ID` header: `{}` is not a sequence number"
-              " (the non-negative integer `id` of an event).")
+    bad_id = (
+        "Invalid `Last-Event-ID` header: `{}` is not a sequence number (the non-negative integer `id` of an event)."
+    )
     for value in ("abc", "-1", "1.5", str(2**64)):
         assert await refused("/tasks/events", **{"Last-Event-ID": value}) == (
-            400, error("invalid_watch_cursor", bad_id.format(value))), value
+            400,
+            error("invalid_watch_cursor", bad_id.format(value)),
+        ), value
         assert (await refused("/tasks/0/events", **{"Last-Event-ID": value}))[1]["code"] == "invalid_watch_cursor"
-    assert await refused("/tasks/events", **{"Last-Event-ID": "7"}) == (400, error(
-        "invalid_watch_cursor", "Sequence number `7` is ahead of the newest change (`0`)."))
-    assert await refused("/tasks/events?after=x") == (400, error("invalid_watch_cursor", (
-        "Invalid parameter `after`: `x` is not a sequence number (the non-negative integer `id` of an event).")))
-    assert await refused("/tasks/events?after=7") == (400, error(
-        "invalid_watch_cursor", "Sequence number `7` is ahead of the newest change (`0`)."))
+    assert await refused("/tasks/events", **{"Last-Event-ID": "7"}) == (
+        400,
+        error("invalid_watch_cursor", "Sequence number `7` is ahead of the newest change (`0`)."),
+    )
+    assert await refused("/tasks/events?after=x") == (
+        400,
+        error(
+            "invalid_watch_cursor",
+            ("Invalid parameter `after`: `x` is not a sequence number (the non-negative integer `id` of an event)."),
+        ),
+    )
+    assert await refused("/tasks/events?after=7") == (
+        400,
+        error("invalid_watch_cursor", "Sequence number `7` is ahead of the newest change (`0`)."),
+    )
 
 
 async def test_a_cursor_older_than_the_kept_history_is_400(config, clock):
@@ -284,9 +313,14 @@ async def test_a_cursor_older_than_the_kept_history_is_400(config, clock):
             clock.now += 20_000_000
             await service.scheduler.tick()  # keeps the newest 2 changes: 4 and 5
             response = await http.get("/tasks/events", headers={"Last-Event-ID": "2"})
-            assert (response.status_code, response.json()) == (400, error(
-                "invalid_watch_cursor", "Sequence number `2` is older than the kept history, which starts at `4`;"
-                                        " list the tasks again and watch from now."))
+            assert (response.status_code, response.json()) == (
+                400,
+                error(
+                    "invalid_watch_cursor",
+                    "Sequence number `2` is older than the kept history, which starts at `4`;"
+                    " list the tasks again and watch from now.",
+                ),
+            )
             response, stream = await open_stream(http, "/tasks/events", **{"Last-Event-ID": "3"})
             assert [e["id"] for e in await stream.events(2)] == ["4", "5"]
             await response.aclose()
@@ -305,8 +339,10 @@ async def test_a_watch_that_breaks_mid_stream_ends_with_an_error_event(live, ser
     assert (await stream.event())["id"] == "2"
     assert (await single_stream.event())["id"] == "2"
     service.scheduler.begin_shutdown()  # the server ends every watch with UNAVAILABLE
-    message = ("The watch was interrupted: the gRPC server stopped or cannot be reached."
-               " Reconnect with `Last-Event-ID: 2` to resume.")
+    message = (
+        "The watch was interrupted: the gRPC server stopped or cannot be reached."
+        " Reconnect with `Last-Event-ID: 2` to resume."
+    )
     assert await stream.frame() == {"event": "error", "data": error("unavailable", message, "system")}
     assert await stream.frame() is None
     assert await single_stream.frame() == {"event": "error", "data": error("unavailable", message, "system")}
@@ -321,15 +357,20 @@ async def test_stopping_the_gateway_ends_open_streams_at_once(service):
         started = time.monotonic()
         await gateway.stop()
         assert time.monotonic() - started < 3  # not the 10 s grace
-        assert await stream.frame() == {"event": "error", "data": error(
-            "unavailable", "The gateway is shutting down. Reconnect with `Last-Event-ID: 0` to resume.", "system")}
+        assert await stream.frame() == {
+            "event": "error",
+            "data": error(
+                "unavailable", "The gateway is shutting down. Reconnect with `Last-Event-ID: 0` to resume.", "system"
+            ),
+        }
         assert await stream.frame() is None
     await watchers(service, 0)
 
 
 async def test_the_authorization_header_travels_to_the_server(config, clock):
-    service = await app.start(dataclasses.replace(config, master_key="master-key-0123456789"),
-                              background=False, clock=clock)
+    service = await app.start(
+        dataclasses.replace(config, master_key="master-key-0123456789"), background=False, clock=clock
+    )
     gateway = await GatewayServer.start(service.grpc_target, "127.0.0.1:0", grace=1)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.port}") as http:
@@ -359,7 +400,8 @@ async def test_head_answers_the_stream_headers_without_watching(live, service):
 
 
 async def test_a_feed_that_cannot_render_a_change_ends_its_streams_and_the_next_client_starts_afresh(
-        service, monkeypatch):
+    service, monkeypatch
+):
     from taskhub.gateway import events
 
     rendered = events.change_frame

@@ -30,12 +30,26 @@ async def create(http, **body):
 
 async def test_a_key_is_created_read_listed_renamed_and_deleted(secured_http):
     http = secured_http
-    body = {"name": "ci", "description": "for CI", "uid": UID, "actions": ["tasks.get", "tasks.cancel"],
-            "indexes": ["movies", "books*"], "expiresAt": "2042-04-02T00:42:42Z"}
+    body = {
+        "name": "ci",
+        "description": "for CI",
+        "uid": UID,
+        "actions": ["tasks.get", "tasks.cancel"],
+        "indexes": ["movies", "books*"],
+        "expiresAt": "2042-04-02T00:42:42Z",
+    }
     response = await http.post("/keys", json=body, headers=MASTER)
-    expected = {"name": "ci", "description": "for CI", "key": secret(UID), "uid": UID,
-                "actions": ["tasks.get", "tasks.cancel"], "indexes": ["movies", "books*"],
-                "expiresAt": "2042-04-02T00:42:42.000000Z", "createdAt": at(1), "updatedAt": at(1)}
+    expected = {
+        "name": "ci",
+        "description": "for CI",
+        "key": secret(UID),
+        "uid": UID,
+        "actions": ["tasks.get", "tasks.cancel"],
+        "indexes": ["movies", "books*"],
+        "expiresAt": "2042-04-02T00:42:42.000000Z",
+        "createdAt": at(1),
+        "updatedAt": at(1),
+    }
     assert (response.status_code, response.json()) == (201, expected)
     assert list(response.json()) == KEY_KEYS
 
@@ -43,8 +57,10 @@ async def test_a_key_is_created_read_listed_renamed_and_deleted(secured_http):
         response = await http.get(f"/keys/{uid_or_key}", headers=MASTER)
         assert (response.status_code, response.json()) == (200, expected)
     response = await http.get("/keys", headers=MASTER)
-    assert (response.status_code, response.json()) == (200, {"results": [expected], "offset": 0, "limit": 20,
-                                                              "total": 1})
+    assert (response.status_code, response.json()) == (
+        200,
+        {"results": [expected], "offset": 0, "limit": 20, "total": 1},
+    )
     assert list(response.json()) == ["results", "offset", "limit", "total"]
 
     response = await http.patch(f"/keys/{secret(UID)}", json={"name": "renamed"}, headers=MASTER)
@@ -68,7 +84,12 @@ async def test_a_key_is_created_read_listed_renamed_and_deleted(secured_http):
 async def test_a_minimal_key_has_null_name_description_and_expiry(secured_http):
     created = await create(secured_http)
     assert {k: created[k] for k in ("name", "description", "actions", "indexes", "expiresAt")} == {
-        "name": None, "description": None, "actions": ["tasks.get"], "indexes": ["movies"], "expiresAt": None}
+        "name": None,
+        "description": None,
+        "actions": ["tasks.get"],
+        "indexes": ["movies"],
+        "expiresAt": None,
+    }
     assert created["key"] == secret(created["uid"]) and len(created["uid"]) == 36
 
 
@@ -76,8 +97,7 @@ async def test_keys_are_listed_newest_first_by_offset_and_limit(secured_http):
     uids = [(await create(secured_http, name=f"k{i}"))["uid"] for i in range(3)]
     response = await secured_http.get("/keys?offset=1&limit=1", headers=MASTER)
     page = response.json()
-    assert ([k["uid"] for k in page["results"]], page["offset"], page["limit"], page["total"]) == (
-        [uids[1]], 1, 1, 3)
+    assert ([k["uid"] for k in page["results"]], page["offset"], page["limit"], page["total"]) == ([uids[1]], 1, 1, 3)
     page = (await secured_http.get("/keys?limit=0", headers=MASTER)).json()
     assert page == {"results": [], "offset": 0, "limit": 0, "total": 3}
     page = (await secured_http.get("/keys?offset=99999999999", headers=MASTER)).json()
@@ -86,14 +106,17 @@ async def test_keys_are_listed_newest_first_by_offset_and_limit(secured_http):
     assert [k["uid"] for k in page["results"]] == uids[1::-1]
 
 
-@pytest.mark.parametrize(("value", "stored"), [
-    ("2042-04-02T00:42:42Z", "2042-04-02T00:42:42.000000Z"),
-    ("2042-04-02T02:42:42.5+02:00", "2042-04-02T00:42:42.500000Z"),
-    ("2042-04-02t00:42:42.123456789z", "2042-04-02T00:42:42.123456Z"),
-    ("2042-04-02T00:42:42", "2042-04-02T00:42:42.000000Z"),
-    ("2042-04-02 00:42:42", "2042-04-02T00:42:42.000000Z"),
-    ("2042-04-02", "2042-04-02T00:00:00.000000Z"),
-])
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        ("2042-04-02T00:42:42Z", "2042-04-02T00:42:42.000000Z"),
+        ("2042-04-02T02:42:42.5+02:00", "2042-04-02T00:42:42.500000Z"),
+        ("2042-04-02t00:42:42.123456789z", "2042-04-02T00:42:42.123456Z"),
+        ("2042-04-02T00:42:42", "2042-04-02T00:42:42.000000Z"),
+        ("2042-04-02 00:42:42", "2042-04-02T00:42:42.000000Z"),
+        ("2042-04-02", "2042-04-02T00:00:00.000000Z"),
+    ],
+)
 async def test_expires_at_takes_meilisearchs_four_shapes(secured_http, value, stored):
     assert (await create(secured_http, expiresAt=value))["expiresAt"] == stored
 
@@ -103,9 +126,12 @@ def _type(code: str, where: str, expected: str, found: str) -> dict:
 
 
 def _not_a_date(value: str) -> dict:
-    return error("invalid_api_key_expires_at", f"Invalid value at `.expiresAt`: `{value}` is not a valid date. It"
-                 " should follow the RFC 3339 format to represents a date or datetime in the future or specified"
-                 " as a null value. e.g. 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'.")
+    return error(
+        "invalid_api_key_expires_at",
+        f"Invalid value at `.expiresAt`: `{value}` is not a valid date. It"
+        " should follow the RFC 3339 format to represents a date or datetime in the future or specified"
+        " as a null value. e.g. 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'.",
+    )
 
 
 BAD_CREATIONS = [
@@ -113,41 +139,62 @@ BAD_CREATIONS = [
     (b"[]", error("bad_request", "Invalid value type: expected an object, but found an array: `[]`")),
     (b'{"name": NaN}', None),  # malformed_payload, with the parser's own words
     (b'{"name": "\\ud800"}', None),
-    ({"description": ["doggo"]}, _type("invalid_api_key_description", ".description", "a string",
-                                       'an array: `["doggo"]`')),
+    (
+        {"description": ["doggo"]},
+        _type("invalid_api_key_description", ".description", "a string", 'an array: `["doggo"]`'),
+    ),
     ({"name": 42}, _type("invalid_api_key_name", ".name", "a string", "a positive integer: `42`")),
     ({"uid": None}, _type("invalid_api_key_uid", ".uid", "a string", "null")),
     ({"actions": "doggo"}, _type("invalid_api_key_actions", ".actions", "an array", 'a string: `"doggo"`')),
-    ({"actions": ["tasks.get", -1]}, _type("invalid_api_key_actions", ".actions[1]", "a string",
-                                           "a negative integer: `-1`")),
+    (
+        {"actions": ["tasks.get", -1]},
+        _type("invalid_api_key_actions", ".actions[1]", "a string", "a negative integer: `-1`"),
+    ),
     ({"indexes": {"a": 1}}, _type("invalid_api_key_indexes", ".indexes", "an array", 'an object: `{"a":1}`')),
     ({"expiresAt": 1.5}, _type("invalid_api_key_expires_at", ".expiresAt", "a string", "a number: `1.5`")),
     ({"expiresAt": "doggo"}, _not_a_date("doggo")),
     ({"expiresAt": "2042-02-30"}, _not_a_date("2042-02-30")),
     ({"expiresAt": "2042-04-02T24:00:00Z"}, _not_a_date("2042-04-02T24:00:00Z")),
     ({"expiresAt": "2042-04-02 00:42:42Z"}, _not_a_date("2042-04-02 00:42:42Z")),
-    ({"expires_at": None}, error("bad_request", "Unknown field `expires_at`: did you mean `expiresAt`? expected"
-                                 f" one of {CREATE_FIELDS}")),
+    (
+        {"expires_at": None},
+        error("bad_request", f"Unknown field `expires_at`: did you mean `expiresAt`? expected one of {CREATE_FIELDS}"),
+    ),
     ({"doggo": "bork"}, error("bad_request", f"Unknown field `doggo`: expected one of {CREATE_FIELDS}")),
     ({"indexes": ["doggo"], "expiresAt": None}, error("missing_api_key_actions", "Missing field `actions`")),
     ({"actions": ["*"], "expiresAt": None}, error("missing_api_key_indexes", "Missing field `indexes`")),
     ({"actions": ["*"], "indexes": ["*"]}, error("missing_api_key_expires_at", "Missing field `expiresAt`")),
     # The server's checks: known actions, index patterns, UUIDs, a date in the future, a free uid.
-    ({**A_KEY, "actions": ["tasks.fly"]}, error("invalid_api_key_actions", "Unknown value `tasks.fly` at `.actions`:"
-                                                " expected one of `tasks.get`, `tasks.enqueue`, `tasks.cancel`,"
-                                                " `tasks.delete`, `tasks.*`, `workers.*`, `*`.")),
-    ({**A_KEY, "indexes": ["good doggo"]}, error("invalid_api_key_indexes", "`good doggo` is not a valid index uid"
-                                                 " pattern. Use an index uid, a prefix ending in `*`, or `*`.")),
+    (
+        {**A_KEY, "actions": ["tasks.fly"]},
+        error(
+            "invalid_api_key_actions",
+            "Unknown value `tasks.fly` at `.actions`:"
+            " expected one of `tasks.get`, `tasks.enqueue`, `tasks.cancel`,"
+            " `tasks.delete`, `tasks.*`, `workers.*`, `*`.",
+        ),
+    ),
+    (
+        {**A_KEY, "indexes": ["good doggo"]},
+        error(
+            "invalid_api_key_indexes",
+            "`good doggo` is not a valid index uid pattern. Use an index uid, a prefix ending in `*`, or `*`.",
+        ),
+    ),
     ({**A_KEY, "uid": "doggo"}, error("invalid_api_key_uid", "`doggo` is not a valid UUID.")),
-    ({**A_KEY, "expiresAt": "2023-11-14"}, error("invalid_api_key_expires_at", "`expiresAt`"
-                                                 " (2023-11-14T00:00:00.000000Z) is in the past.")),
+    (
+        {**A_KEY, "expiresAt": "2023-11-14"},
+        error("invalid_api_key_expires_at", "`expiresAt` (2023-11-14T00:00:00.000000Z) is in the past."),
+    ),
 ]
 
 
 @pytest.mark.parametrize(("body", "expected"), BAD_CREATIONS)
 async def test_bad_creations_get_meilisearchs_errors(secured_http, body, expected):
     if isinstance(body, bytes):
-        response = await secured_http.post("/keys", content=body, headers={**MASTER, "content-type": "application/json"})
+        response = await secured_http.post(
+            "/keys", content=body, headers={**MASTER, "content-type": "application/json"}
+        )
     else:
         response = await secured_http.post("/keys", json=body, headers=MASTER)
     assert response.status_code == 400
@@ -163,21 +210,41 @@ async def test_a_taken_uid_is_a_conflict(secured_http):
     await create(secured_http, uid=UID)
     response = await secured_http.post("/keys", json={**A_KEY, "uid": UID}, headers=MASTER)
     assert (response.status_code, response.json()) == (
-        409, error("api_key_already_exists", f"An API key with uid `{UID}` already exists."))
+        409,
+        error("api_key_already_exists", f"An API key with uid `{UID}` already exists."),
+    )
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    *[({field: "doggo"}, error(f"immutable_api_key_{code}", f"Immutable field `{field}`: expected one of"
-                               " `description`, `name`"))
-      for field, code in (("uid", "uid"), ("actions", "actions"), ("indexes", "indexes"),
-                          ("expiresAt", "expires_at"), ("createdAt", "created_at"), ("updatedAt", "updated_at"))],
-    ({"doggo": "bork"}, error("bad_request", "Unknown field `doggo`: expected one of `description`, `name`")),
-    ({"key": "x"}, error("bad_request", "Unknown field `key`: expected one of `description`, `name`")),
-    ({"name": ["doggo"]}, _type("invalid_api_key_name", ".name", "a string", 'an array: `["doggo"]`')),
-    ({"description": False}, _type("invalid_api_key_description", ".description", "a string", "a boolean: `false`")),
-    ({"name": "fine", "actions": ["*"]}, error("immutable_api_key_actions", "Immutable field `actions`: expected one"
-                                               " of `description`, `name`")),
-])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        *[
+            (
+                {field: "doggo"},
+                error(f"immutable_api_key_{code}", f"Immutable field `{field}`: expected one of `description`, `name`"),
+            )
+            for field, code in (
+                ("uid", "uid"),
+                ("actions", "actions"),
+                ("indexes", "indexes"),
+                ("expiresAt", "expires_at"),
+                ("createdAt", "created_at"),
+                ("updatedAt", "updated_at"),
+            )
+        ],
+        ({"doggo": "bork"}, error("bad_request", "Unknown field `doggo`: expected one of `description`, `name`")),
+        ({"key": "x"}, error("bad_request", "Unknown field `key`: expected one of `description`, `name`")),
+        ({"name": ["doggo"]}, _type("invalid_api_key_name", ".name", "a string", 'an array: `["doggo"]`')),
+        (
+            {"description": False},
+            _type("invalid_api_key_description", ".description", "a string", "a boolean: `false`"),
+        ),
+        (
+            {"name": "fine", "actions": ["*"]},
+            error("immutable_api_key_actions", "Immutable field `actions`: expected one of `description`, `name`"),
+        ),
+    ],
+)
 async def test_bad_updates_get_meilisearchs_errors_and_change_nothing(secured_http, body, expected):
     created = await create(secured_http)
     response = await secured_http.patch(f"/keys/{created['uid']}", json=body, headers=MASTER)
@@ -185,13 +252,26 @@ async def test_bad_updates_get_meilisearchs_errors_and_change_nothing(secured_ht
     assert (await secured_http.get(f"/keys/{created['uid']}", headers=MASTER)).json() == created
 
 
-@pytest.mark.parametrize(("query", "expected"), [
-    ("offset=doggo", error("invalid_api_key_offset",
-                           "Invalid value in parameter `offset`: could not parse `doggo` as a positive integer")),
-    ("limit=-1", error("invalid_api_key_limit",
-                       "Invalid value in parameter `limit`: could not parse `-1` as a positive integer")),
-    ("doggo=no_limit", error("bad_request", "Unknown parameter `doggo`: expected one of `offset`, `limit`")),
-])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (
+            "offset=doggo",
+            error(
+                "invalid_api_key_offset",
+                "Invalid value in parameter `offset`: could not parse `doggo` as a positive integer",
+            ),
+        ),
+        (
+            "limit=-1",
+            error(
+                "invalid_api_key_limit",
+                "Invalid value in parameter `limit`: could not parse `-1` as a positive integer",
+            ),
+        ),
+        ("doggo=no_limit", error("bad_request", "Unknown parameter `doggo`: expected one of `offset`, `limit`")),
+    ],
+)
 async def test_bad_list_queries_get_meilisearchs_errors(secured_http, query, expected):
     response = await secured_http.get(f"/keys?{query}", headers=MASTER)
     assert (response.status_code, response.json()) == (400, expected)
@@ -209,8 +289,9 @@ async def test_a_uid_is_read_in_any_uuid_spelling(secured_http, spelling):
 
 @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
 async def test_an_unknown_key_is_not_found(secured_http, method):
-    response = await secured_http.request(method, "/keys/doggo", json={"name": "x"} if method == "PATCH" else None,
-                                          headers=MASTER)
+    response = await secured_http.request(
+        method, "/keys/doggo", json={"name": "x"} if method == "PATCH" else None, headers=MASTER
+    )
     assert (response.status_code, response.json()) == (404, error("api_key_not_found", "API key `doggo` not found."))
 
 
@@ -219,16 +300,28 @@ async def test_keys_routes_list_their_methods_when_one_is_not_allowed(secured_ht
     assert (response.status_code, set(response.headers["allow"].split(", "))) == (405, {"HEAD", "GET", "POST"})
     response = await secured_http.post(f"/keys/{UID}", headers=MASTER)
     assert (response.status_code, set(response.headers["allow"].split(", "))) == (
-        405, {"HEAD", "GET", "PATCH", "DELETE"})
+        405,
+        {"HEAD", "GET", "PATCH", "DELETE"},
+    )
 
 
-NO_MASTER_KEY = error("missing_master_key", "taskhub is running without a master key. To access this API endpoint,"
-                      " you must have set a master key at launch.", "auth")
+NO_MASTER_KEY = error(
+    "missing_master_key",
+    "taskhub is running without a master key. To access this API endpoint, you must have set a master key at launch.",
+    "auth",
+)
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("GET", "/keys", None), ("POST", "/keys", A_KEY), ("GET", f"/keys/{UID}", None),
-    ("PATCH", f"/keys/{UID}", {"name": "x"}), ("DELETE", f"/keys/{UID}", None)])
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/keys", None),
+        ("POST", "/keys", A_KEY),
+        ("GET", f"/keys/{UID}", None),
+        ("PATCH", f"/keys/{UID}", {"name": "x"}),
+        ("DELETE", f"/keys/{UID}", None),
+    ],
+)
 async def test_without_a_master_key_keys_routes_answer_missing_master_key(http, method, path, body):
     for headers in ({}, MASTER):
         response = await http.request(method, path, json=body, headers=headers)

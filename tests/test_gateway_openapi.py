@@ -14,8 +14,13 @@ async def test_every_route_is_documented_and_every_documented_operation_is_a_rou
     document = response.json()
     assert document["openapi"].startswith("3.")
     documented = {(path, method.upper()) for path, item in document["paths"].items() for method in item}
-    served = {(route.path, method) for route in ROUTES if isinstance(route, Route)
-              for method in route.methods if method != "HEAD"}
+    served = {
+        (route.path, method)
+        for route in ROUTES
+        if isinstance(route, Route)
+        for method in route.methods
+        if method != "HEAD"
+    }
     assert documented == served
 
 
@@ -24,15 +29,23 @@ async def test_documented_parameters_are_the_parsed_ones(http):
 
     def names(path: str, method: str) -> list[str]:
         # An exploded object parameter stands for its properties, each its own `name=value`.
-        return [name for p in paths[path][method].get("parameters", []) if p["in"] == "query"
-                for name in (p["schema"]["properties"] if p.get("explode") else [p["name"]])]
+        return [
+            name
+            for p in paths[path][method].get("parameters", [])
+            if p["in"] == "query"
+            for name in (p["schema"]["properties"] if p.get("explode") else [p["name"]])
+        ]
 
     assert names("/tasks", "get") == list(query.LIST_PARAMETERS)
     assert names("/tasks", "delete") == names("/tasks/cancel", "post") == list(query.FILTER_PARAMETERS)
     assert names("/keys", "get") == list(keys.LIST_PARAMETERS)
     assert names("/tasks/events", "get") == list(query.WATCH_PARAMETERS)
-    headers = [p["name"] for path in ("/tasks/events", "/tasks/{uid}/events")
-               for p in paths[path]["get"]["parameters"] if p["in"] == "header"]
+    headers = [
+        p["name"]
+        for path in ("/tasks/events", "/tasks/{uid}/events")
+        for p in paths[path]["get"]["parameters"]
+        if p["in"] == "header"
+    ]
     assert headers == ["Last-Event-ID", "Last-Event-ID"]
 
 

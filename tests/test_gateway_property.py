@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gateway_bodies import ERROR_KEYS, LINK
 from taskhub.gateway.app import create_app
@@ -19,33 +18,93 @@ from taskhub.gateway.query import LIST_PARAMETERS
 ROUTES = [("GET", "/tasks"), ("POST", "/tasks/cancel"), ("DELETE", "/tasks")]
 
 _NAMES = st.sampled_from([*LIST_PARAMETERS, "lol", "", "Uids", "uids[]", "%75ids"]) | st.text(max_size=8)
-_WORDS = st.sampled_from([
-    "*", "", ",", "0", "1", "+7", "-1", "4294967295", "4294967296", "99999999999999999999", "enqueued",
-    "SUCCEEDED", "taskCancelation", "movies", "the good doggo", "2021-12-03", "2021-12-03T23:45:23Z",
-    "2021-12-03T23:45:23.123456789%2B01:00", "9999-12-31", "0001-01-01T00:00:00%2B23:59", "0000-01-01", "true",
-    "false", "%", "%zz", "%00", "%FF", "é", "\x00", "\ud7ff", "a" * 401,
-])
+_WORDS = st.sampled_from(
+    [
+        "*",
+        "",
+        ",",
+        "0",
+        "1",
+        "+7",
+        "-1",
+        "4294967295",
+        "4294967296",
+        "99999999999999999999",
+        "enqueued",
+        "SUCCEEDED",
+        "taskCancelation",
+        "movies",
+        "the good doggo",
+        "2021-12-03",
+        "2021-12-03T23:45:23Z",
+        "2021-12-03T23:45:23.123456789%2B01:00",
+        "9999-12-31",
+        "0001-01-01T00:00:00%2B23:59",
+        "0000-01-01",
+        "true",
+        "false",
+        "%",
+        "%zz",
+        "%00",
+        "%FF",
+        "é",
+        "\x00",
+        "\ud7ff",
+        "a" * 401,
+    ]
+)
 _VALUES = st.lists(_WORDS | st.text(max_size=10), max_size=4).map(",".join)
 _PAIRS = st.lists(st.tuples(_NAMES, _VALUES), max_size=5).map(
-    lambda pairs: "&".join(f"{k}={v}" for k, v in pairs).encode("utf-8", "surrogatepass"))
+    lambda pairs: "&".join(f"{k}={v}" for k, v in pairs).encode("utf-8", "surrogatepass")
+)
 QUERIES = _PAIRS | st.binary(max_size=40)
 
 
-_TYPES = st.sampled_from(["documentAdditionOrUpdate", "documentDeletion", "indexCreation", "indexUpdate",
-                          "indexDeletion", "indexSwap", "settingsUpdate", "dumpCreation", "snapshotCreation",
-                          "taskCancelation", "DUMPCREATION", "doggo"])
+_TYPES = st.sampled_from(
+    [
+        "documentAdditionOrUpdate",
+        "documentDeletion",
+        "indexCreation",
+        "indexUpdate",
+        "indexDeletion",
+        "indexSwap",
+        "settingsUpdate",
+        "dumpCreation",
+        "snapshotCreation",
+        "taskCancelation",
+        "DUMPCREATION",
+        "doggo",
+    ]
+)
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
     | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=12)
-_DETAIL_KEYS = st.sampled_from(["receivedDocuments", "indexedDocuments", "providedIds", "originalFilter",
-                                "primaryKey", "swaps", "dumpUid", "rankingRules"]) | st.text(max_size=6)
-_BODIES = st.fixed_dictionaries({"type": _TYPES | _JSON}, optional={
-    "indexUid": st.sampled_from(["movies", "", "the good doggo", None]) | _JSON,
-    "details": st.dictionaries(_DETAIL_KEYS, _JSON, max_size=3) | _JSON,
-    "extra": _JSON,
-})
+    max_leaves=12,
+)
+_DETAIL_KEYS = st.sampled_from(
+    [
+        "receivedDocuments",
+        "indexedDocuments",
+        "providedIds",
+        "originalFilter",
+        "primaryKey",
+        "swaps",
+        "dumpUid",
+        "rankingRules",
+    ]
+) | st.text(max_size=6)
+_BODIES = st.fixed_dictionaries(
+    {"type": _TYPES | _JSON},
+    optional={
+        "indexUid": st.sampled_from(["movies", "", "the good doggo", None]) | _JSON,
+        "details": st.dictionaries(_DETAIL_KEYS, _JSON, max_size=3) | _JSON,
+        "extra": _JSON,
+    },
+)
 BODIES = _BODIES.map(lambda body: json.dumps(body).encode()) | st.binary(max_size=40)
 
 
@@ -59,11 +118,20 @@ def _check_answer(status: int, body: bytes, *allowed: int) -> None:
 
 async def call(app, method: str, path: str, query: bytes, body: bytes = b"") -> tuple[int, bytes]:
     """One raw ASGI request; answers the status and the body."""
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
-             "root_path": "", "headers": [(b"host", b"gateway"), (b"content-type", b"application/json")],
-             "server": ("gateway", 80),
-             "client": ("127.0.0.1", 1)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"gateway"), (b"content-type", b"application/json")],
+        "server": ("gateway", 80),
+        "client": ("127.0.0.1", 1),
+    }
     messages = []
 
     async def receive():

@@ -58,8 +58,9 @@ async def test_python_sdk(live):
     sdk = asyncio.to_thread
 
     assert await sdk(client.health) == {"status": "available"}
-    movies = await _enqueue(url, {"type": "documentAdditionOrUpdate", "indexUid": "movies",
-                                  "details": {"receivedDocuments": 3}})
+    movies = await _enqueue(
+        url, {"type": "documentAdditionOrUpdate", "indexUid": "movies", "details": {"receivedDocuments": 3}}
+    )
     books = await _enqueue(url, {"type": "indexCreation", "indexUid": "books", "details": {"primaryKey": "isbn"}})
     dump = await _enqueue(url, {"type": "dumpCreation"})
 
@@ -70,7 +71,12 @@ async def test_python_sdk(live):
 
     task = await sdk(client.get_task, movies)
     assert (task.uid, task.index_uid, task.status, task.type, task.canceled_by) == (
-        0, "movies", "enqueued", "documentAdditionOrUpdate", None)
+        0,
+        "movies",
+        "enqueued",
+        "documentAdditionOrUpdate",
+        None,
+    )
     assert task.details == {"receivedDocuments": 3, "indexedDocuments": None}
     assert (task.error, task.duration, task.started_at, task.finished_at) == (None, None, None, None)
 
@@ -78,8 +84,13 @@ async def test_python_sdk(live):
         return [t.uid for t in (await sdk(client.get_tasks, parameters)).results]
 
     everything = await sdk(client.get_tasks)
-    assert ([t.uid for t in everything.results], everything.total, everything.limit, everything.from_,
-            everything.next_) == ([2, 1, 0], 3, 20, 2, None)
+    assert (
+        [t.uid for t in everything.results],
+        everything.total,
+        everything.limit,
+        everything.from_,
+        everything.next_,
+    ) == ([2, 1, 0], 3, 20, 2, None)
     assert await uids({"statuses": ["enqueued"]}) == [1, 0]
     assert await uids({"types": ["indexCreation", "dumpCreation"]}) == [2, 1]
     assert await uids({"indexUids": ["books"]}) == [1]
@@ -105,25 +116,41 @@ async def test_python_sdk(live):
     info = await sdk(client.cancel_tasks, {"uids": ["0"], "statuses": ["enqueued", "processing"]})
     assert (info.index_uid, info.status, info.type) == (None, "enqueued", "taskCancelation")
     canceled = await sdk(client.wait_for_task, info.task_uid, 10_000, 20)
-    assert canceled.details == {"matchedTasks": 1, "canceledTasks": 1,
-                                "originalFilter": "?uids=0&statuses=enqueued%2Cprocessing"}
+    assert canceled.details == {
+        "matchedTasks": 1,
+        "canceledTasks": 1,
+        "originalFilter": "?uids=0&statuses=enqueued%2Cprocessing",
+    }
     assert await uids({"canceledBy": [str(info.task_uid)]}) == [movies]
 
     info = await sdk(client.delete_tasks, {"statuses": ["canceled"]})
     deleted = await sdk(client.wait_for_task, info.task_uid, 10_000, 20)
     assert (deleted.type, deleted.details["deletedTasks"]) == ("taskDeletion", 1)
     assert await sdk(_api_error, client.get_task, movies) == (
-        404, "task_not_found", "invalid_request", LINK + "task_not_found")
+        404,
+        "task_not_found",
+        "invalid_request",
+        LINK + "task_not_found",
+    )
     assert await sdk(_api_error, client.get_tasks, {"statuses": ["doggo"]}) == (
-        400, "invalid_task_statuses", "invalid_request", LINK + "invalid_task_statuses")
+        400,
+        "invalid_task_statuses",
+        "invalid_request",
+        LINK + "invalid_task_statuses",
+    )
     assert await sdk(_api_error, client.delete_tasks, {}) == (
-        400, "missing_task_filters", "invalid_request", LINK + "missing_task_filters")
+        400,
+        "missing_task_filters",
+        "invalid_request",
+        LINK + "missing_task_filters",
+    )
 
 
 async def test_python_sdk_with_a_master_key(config):
     """Keys made, read, renamed and deleted with the SDK; a scoped key's task calls see its index only."""
-    service = await app.start(dataclasses.replace(config, no_http=False, http_listen="127.0.0.1:0",
-                                                  master_key=MASTER_KEY))
+    service = await app.start(
+        dataclasses.replace(config, no_http=False, http_listen="127.0.0.1:0", master_key=MASTER_KEY)
+    )
     url = f"http://127.0.0.1:{service.gateway.port}"
     sdk = asyncio.to_thread
     try:
@@ -135,16 +162,35 @@ async def test_python_sdk_with_a_master_key(config):
         assert await sdk(master.health) == {"status": "available"}  # open to all, as in Meilisearch
         # Without a key the SDK still sends `Authorization: Bearer None`: a key, and not a valid one.
         assert await sdk(_api_error, meilisearch.Client(url).get_tasks) == (
-            403, "invalid_api_key", "auth", LINK + "invalid_api_key")
+            403,
+            "invalid_api_key",
+            "auth",
+            LINK + "invalid_api_key",
+        )
         assert await sdk(_api_error, meilisearch.Client(url, "not-a-key").get_task, 0) == (
-            403, "invalid_api_key", "auth", LINK + "invalid_api_key")
+            403,
+            "invalid_api_key",
+            "auth",
+            LINK + "invalid_api_key",
+        )
 
-        key = await sdk(master.create_key, {"name": "movies reader", "description": "for the movies team",
-                                            "actions": ["tasks.get", "tasks.cancel", "tasks.delete"],
-                                            "indexes": ["movies"], "expiresAt": "2042-04-02T00:42:42Z"})
+        key = await sdk(
+            master.create_key,
+            {
+                "name": "movies reader",
+                "description": "for the movies team",
+                "actions": ["tasks.get", "tasks.cancel", "tasks.delete"],
+                "indexes": ["movies"],
+                "expiresAt": "2042-04-02T00:42:42Z",
+            },
+        )
         assert (key.name, key.description, key.actions, key.indexes, key.expires_at) == (
-            "movies reader", "for the movies team", ["tasks.get", "tasks.cancel", "tasks.delete"], ["movies"],
-            datetime(2042, 4, 2, 0, 42, 42))
+            "movies reader",
+            "for the movies team",
+            ["tasks.get", "tasks.cancel", "tasks.delete"],
+            ["movies"],
+            datetime(2042, 4, 2, 0, 42, 42),
+        )
         assert key.created_at == key.updated_at  # the SDK parsed both dates
         other = await sdk(master.create_key, {"actions": ["*"], "indexes": ["*"], "expiresAt": None})
         assert (other.name, other.description, other.expires_at) == (None, None, None)
@@ -154,16 +200,28 @@ async def test_python_sdk_with_a_master_key(config):
         renamed = await sdk(master.update_key, key.uid, {"name": "renamed"})
         assert (renamed.name, renamed.description, renamed.key) == ("renamed", "for the movies team", key.key)
         assert await sdk(_api_error, master.update_key, key.uid, {"indexes": ["*"]}) == (
-            400, "immutable_api_key_indexes", "invalid_request", LINK + "immutable_api_key_indexes")
+            400,
+            "immutable_api_key_indexes",
+            "invalid_request",
+            LINK + "immutable_api_key_indexes",
+        )
         assert await sdk(_api_error, meilisearch.Client(url, other.key).get_keys) == (
-            403, "invalid_api_key", "auth", LINK + "invalid_api_key")
+            403,
+            "invalid_api_key",
+            "auth",
+            LINK + "invalid_api_key",
+        )
 
         scoped = meilisearch.Client(url, key.key)
         page = await sdk(scoped.get_tasks)
         assert ([t.index_uid for t in page.results], page.total) == (["movies"], 1)
         assert (await sdk(scoped.get_task, 0)).index_uid == "movies"
-        assert await sdk(_api_error, scoped.get_task, 1) == (404, "task_not_found", "invalid_request",
-                                                             LINK + "task_not_found")
+        assert await sdk(_api_error, scoped.get_task, 1) == (
+            404,
+            "task_not_found",
+            "invalid_request",
+            LINK + "task_not_found",
+        )
         info = await sdk(scoped.cancel_tasks, {"statuses": ["enqueued"]})
         canceled = await sdk(master.wait_for_task, info.task_uid, 10_000, 20)
         assert (canceled.status, canceled.details["matchedTasks"]) == ("succeeded", 1)
@@ -172,13 +230,21 @@ async def test_python_sdk_with_a_master_key(config):
         info = await sdk(scoped.delete_tasks, {"statuses": ["canceled"]})
         deleted = await sdk(master.wait_for_task, info.task_uid, 10_000, 20)
         assert deleted.details["deletedTasks"] == 1
-        assert await sdk(_api_error, scoped.get_task, 0) == (404, "task_not_found", "invalid_request",
-                                                             LINK + "task_not_found")
+        assert await sdk(_api_error, scoped.get_task, 0) == (
+            404,
+            "task_not_found",
+            "invalid_request",
+            LINK + "task_not_found",
+        )
 
         assert await sdk(master.delete_key, key.uid) == 204
         assert await sdk(_api_error, scoped.get_tasks) == (403, "invalid_api_key", "auth", LINK + "invalid_api_key")
-        assert await sdk(_api_error, master.get_key, key.uid) == (404, "api_key_not_found", "invalid_request",
-                                                                  LINK + "api_key_not_found")
+        assert await sdk(_api_error, master.get_key, key.uid) == (
+            404,
+            "api_key_not_found",
+            "invalid_request",
+            LINK + "api_key_not_found",
+        )
     finally:
         await service.stop(0)
 
@@ -190,7 +256,8 @@ async def test_js_sdk(live):
     await npm_install(NODE_DIR, "meilisearch")
     # A subprocess, so this event loop keeps serving the gateway the script calls.
     process = await asyncio.create_subprocess_exec(
-        "node", "sdk.mjs", url, cwd=NODE_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "node", "sdk.mjs", url, cwd=NODE_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, stderr.decode()
     summary = json.loads(stdout.decode().strip().splitlines()[-1])

@@ -33,8 +33,13 @@ async def _wait_healthy(url: str, process: asyncio.subprocess.Process | None = N
 
 async def _command(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "taskhub.server.cli", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "taskhub.server.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 async def _terminate(process: asyncio.subprocess.Process) -> str:
@@ -74,9 +79,20 @@ async def test_a_taken_http_port_fails_start_cleanly(config):
 async def test_taskhub_serve_runs_grpc_and_gateway_and_stops_on_sigterm(tmp_path, unused_tcp_port_factory):
     grpc_port, http_port = unused_tcp_port_factory(), unused_tcp_port_factory()
     process = await _command(
-        "serve", "--db", str(tmp_path / "taskhub.db"), "--grpc-listen", f"127.0.0.1:{grpc_port}",
-        "--http-listen", f"127.0.0.1:{http_port}", "--snapshots-dir", str(tmp_path / "s"),
-        "--dumps-dir", str(tmp_path / "d"), "--grace-seconds", "1")
+        "serve",
+        "--db",
+        str(tmp_path / "taskhub.db"),
+        "--grpc-listen",
+        f"127.0.0.1:{grpc_port}",
+        "--http-listen",
+        f"127.0.0.1:{http_port}",
+        "--snapshots-dir",
+        str(tmp_path / "s"),
+        "--dumps-dir",
+        str(tmp_path / "d"),
+        "--grace-seconds",
+        "1",
+    )
     url = f"http://127.0.0.1:{http_port}"
     try:
         await _wait_healthy(url, process)
@@ -91,8 +107,15 @@ async def test_taskhub_serve_runs_grpc_and_gateway_and_stops_on_sigterm(tmp_path
 
 
 async def test_taskhub_gateway_alone_in_front_of_a_server(service, unused_tcp_port):
-    process = await _command("gateway", "--grpc-target", service.grpc_target,
-                             "--http-listen", f"127.0.0.1:{unused_tcp_port}", "--grace-seconds", "1")
+    process = await _command(
+        "gateway",
+        "--grpc-target",
+        service.grpc_target,
+        "--http-listen",
+        f"127.0.0.1:{unused_tcp_port}",
+        "--grace-seconds",
+        "1",
+    )
     url = f"http://127.0.0.1:{unused_tcp_port}"
     try:
         await _wait_healthy(url, process)
@@ -114,8 +137,10 @@ async def test_taskhub_gateway_on_a_taken_port_exits_1(unused_tcp_port):
 
 
 async def test_the_gateway_never_imports_the_server():
-    code = ("import sys, taskhub.gateway.app, taskhub.gateway.serving;"
-            " print(sorted(m for m in sys.modules if m.startswith('taskhub.server')))")
+    code = (
+        "import sys, taskhub.gateway.app, taskhub.gateway.serving;"
+        " print(sorted(m for m in sys.modules if m.startswith('taskhub.server')))"
+    )
     process = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE)
     stdout, _ = await process.communicate()
     assert (process.returncode, stdout.decode().strip()) == (0, "[]")

@@ -111,6 +111,7 @@ async def test_a_waiting_commit_goes_before_other_waiting_writes(tmp_path):
         def recorded(*args, _method=method, _name=name, **kwargs):
             ran.append(_name)
             return _method(*args, **kwargs)
+
         setattr(scheduler.store, name, recorded)
     busy = await hold_store_thread(scheduler, 0.2)
     lease = asyncio.create_task(scheduler.lease(worker="w"))

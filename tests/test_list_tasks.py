@@ -22,12 +22,12 @@ async def uids_of(stub, limit: int = 100, **filter_fields) -> list[int]:
 @pytest.fixture
 async def dataset(service, stub):
     """Six tasks in two indexes: 0 succeeded, 1 failed, 2 processing, 3-5 enqueued, then 6 cancels 4."""
-    await enqueue(stub, "movies")                                               # 0
+    await enqueue(stub, "movies")  # 0
     await enqueue(stub, "movies", T.TASK_TYPE_INDEX_CREATION, primary_key="id")  # 1
-    await enqueue(stub, "books")                                                # 2
-    await enqueue(stub, "books", T.TASK_TYPE_SETTINGS_UPDATE)                   # 3
-    await enqueue(stub, "movies", T.TASK_TYPE_INDEX_DELETION)                   # 4
-    await enqueue(stub, "books")                                                # 5
+    await enqueue(stub, "books")  # 2
+    await enqueue(stub, "books", T.TASK_TYPE_SETTINGS_UPDATE)  # 3
+    await enqueue(stub, "movies", T.TASK_TYPE_INDEX_DELETION)  # 4
+    await enqueue(stub, "books")  # 5
     # 0 and 1 share an index, so 1 starts once 0 is done, as a worker would get them.
     await start(service, 0)
     await finish(service, 0, details={"indexedDocuments": 10})
@@ -44,21 +44,24 @@ async def test_default_order_is_newest_first(stub, dataset):
     assert await uids_of(stub) == [6, 5, 4, 3, 2, 1, 0]
 
 
-@pytest.mark.parametrize("fields, expected", [
-    ({"uids": task_pb2.UidSet(uids=[1, 3, 99])}, [3, 1]),
-    ({"uids": task_pb2.UidSet()}, []),
-    ({"index_uids": task_pb2.IndexUidSet(index_uids=["books"])}, [5, 3, 2]),
-    ({"index_uids": task_pb2.IndexUidSet(index_uids=["Books"])}, []),
-    ({"index_uids": task_pb2.IndexUidSet(index_uids=["books", "movies"])}, [5, 4, 3, 2, 1, 0]),
-    ({"statuses": task_pb2.StatusSet(statuses=[T.TASK_STATUS_ENQUEUED])}, [5, 3]),
-    ({"statuses": task_pb2.StatusSet(statuses=[T.TASK_STATUS_PROCESSING])}, [2]),
-    ({"statuses": task_pb2.StatusSet(statuses=[T.TASK_STATUS_SUCCEEDED])}, [6, 0]),
-    ({"statuses": task_pb2.StatusSet(statuses=[T.TASK_STATUS_FAILED, T.TASK_STATUS_CANCELED])}, [4, 1]),
-    ({"types": task_pb2.TypeSet(types=[T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE])}, [5, 2, 0]),
-    ({"types": task_pb2.TypeSet(types=[T.TASK_TYPE_TASK_CANCELATION, T.TASK_TYPE_INDEX_CREATION])}, [6, 1]),
-    ({"canceled_by": task_pb2.UidSet(uids=[6])}, [4]),
-    ({"canceled_by": task_pb2.UidSet(uids=[5])}, []),
-])
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"uids": task_pb2.UidSet(uids=[1, 3, 99])}, [3, 1]),
+        ({"uids": task_pb2.UidSet()}, []),
+        ({"index_uids": task_pb2.IndexUidSet(index_uids=["books"])}, [5, 3, 2]),
+        ({"index_uids": task_pb2.IndexUidSet(index_uids=["Books"])}, []),
+        ({"index_uids": task_pb2.IndexUidSet(index_uids=["books", "movies"])}, [5, 4, 3, 2, 1, 0]),
+        ({"statuses": task_pb2.StatusSet(statuses=[T.TASK_STATUS_ENQUEUED])}, [5, 3]),
+        ({"statuses": task_pb2.StatusSet(statuses=[T.TASK_STATUS_PROCESSING])}, [2]),
+        ({"statuses": task_pb2.StatusSet(statuses=[T.TASK_STATUS_SUCCEEDED])}, [6, 0]),
+        ({"statuses": task_pb2.StatusSet(statuses=[T.TASK_STATUS_FAILED, T.TASK_STATUS_CANCELED])}, [4, 1]),
+        ({"types": task_pb2.TypeSet(types=[T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE])}, [5, 2, 0]),
+        ({"types": task_pb2.TypeSet(types=[T.TASK_TYPE_TASK_CANCELATION, T.TASK_TYPE_INDEX_CREATION])}, [6, 1]),
+        ({"canceled_by": task_pb2.UidSet(uids=[6])}, [4]),
+        ({"canceled_by": task_pb2.UidSet(uids=[5])}, []),
+    ],
+)
 async def test_each_filter_alone(stub, dataset, fields, expected):
     assert await uids_of(stub, **fields) == expected
 
@@ -85,18 +88,25 @@ async def test_date_bounds_are_exclusive_and_skip_null_dates(stub, dataset):
 
 async def test_filters_combine_with_and(stub, dataset):
     assert await uids_of(
-        stub, index_uids=task_pb2.IndexUidSet(index_uids=["books"]),
+        stub,
+        index_uids=task_pb2.IndexUidSet(index_uids=["books"]),
         types=task_pb2.TypeSet(types=[T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE]),
-        statuses=task_pb2.StatusSet(statuses=[T.TASK_STATUS_ENQUEUED, T.TASK_STATUS_PROCESSING])) == [5, 2]
+        statuses=task_pb2.StatusSet(statuses=[T.TASK_STATUS_ENQUEUED, T.TASK_STATUS_PROCESSING]),
+    ) == [5, 2]
     assert await uids_of(
-        stub, uids=task_pb2.UidSet(uids=[0, 1, 2, 3]),
+        stub,
+        uids=task_pb2.UidSet(uids=[0, 1, 2, 3]),
         statuses=task_pb2.StatusSet(statuses=[T.TASK_STATUS_SUCCEEDED]),
-        after_enqueued_at=ts(dataset[0].enqueued_at - 1)) == [0]
+        after_enqueued_at=ts(dataset[0].enqueued_at - 1),
+    ) == [0]
 
 
 async def test_total_counts_every_match_ignoring_paging(stub, dataset):
-    response = await stub.ListTasks(pb.ListTasksRequest(
-        filter=task_pb2.TaskFilter(index_uids=task_pb2.IndexUidSet(index_uids=["movies"])), limit=2, **{"from": 1}))
+    response = await stub.ListTasks(
+        pb.ListTasksRequest(
+            filter=task_pb2.TaskFilter(index_uids=task_pb2.IndexUidSet(index_uids=["movies"])), limit=2, **{"from": 1}
+        )
+    )
     assert [t.uid for t in response.results] == [1, 0]
     assert (response.total, response.limit, getattr(response, "from"), response.HasField("next")) == (3, 2, 1, False)
 
@@ -137,27 +147,45 @@ async def test_out_of_bounds_from_starts_at_the_nearest_task(stub):
     assert [t.uid for t in (await stub.ListTasks(pb.ListTasksRequest(**{"from": 1000}))).results] == [2, 1, 0]
 
 
-@pytest.mark.parametrize("fields, reason, message", [
-    ({"statuses": task_pb2.StatusSet(statuses=[0])}, "invalid_task_statuses",
-     "Invalid value in parameter `statuses`: `TASK_STATUS_UNSPECIFIED` is not a valid task status. Available"
-     " statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`."),
-    ({"statuses": task_pb2.StatusSet(statuses=[1, 77])}, "invalid_task_statuses",
-     "Invalid value in parameter `statuses[1]`: `77` is not a valid task status. Available"
-     " statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`."),
-    ({"types": task_pb2.TypeSet(types=[0])}, "invalid_task_types",
-     "Invalid value in parameter `types`: `TASK_TYPE_UNSPECIFIED` is not a valid task type. Available types are"
-     " `indexCreation`, `indexUpdate`, `indexDeletion`, `indexSwap`, `documentAdditionOrUpdate`,"
-     " `documentDeletion`, `settingsUpdate`, `dumpCreation`, `taskCancelation`, `taskDeletion`,"
-     " `snapshotCreation`."),
-    ({"index_uids": task_pb2.IndexUidSet(index_uids=["the good doggo"])}, "invalid_task_index_uids",
-     "Invalid value in parameter `indexUids`: `the good doggo` is not a valid index uid. Index uid can be an"
-     " integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can"
-     " not be more than 400 bytes."),
-    ({"index_uids": task_pb2.IndexUidSet(index_uids=["ok", ""])}, "invalid_task_index_uids",
-     "Invalid value in parameter `indexUids[1]`: `` is not a valid index uid. Index uid can be an"
-     " integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can"
-     " not be more than 400 bytes."),
-])
+@pytest.mark.parametrize(
+    "fields, reason, message",
+    [
+        (
+            {"statuses": task_pb2.StatusSet(statuses=[0])},
+            "invalid_task_statuses",
+            "Invalid value in parameter `statuses`: `TASK_STATUS_UNSPECIFIED` is not a valid task status. Available"
+            " statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`.",
+        ),
+        (
+            {"statuses": task_pb2.StatusSet(statuses=[1, 77])},
+            "invalid_task_statuses",
+            "Invalid value in parameter `statuses[1]`: `77` is not a valid task status. Available"
+            " statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`.",
+        ),
+        (
+            {"types": task_pb2.TypeSet(types=[0])},
+            "invalid_task_types",
+            "Invalid value in parameter `types`: `TASK_TYPE_UNSPECIFIED` is not a valid task type. Available types are"
+            " `indexCreation`, `indexUpdate`, `indexDeletion`, `indexSwap`, `documentAdditionOrUpdate`,"
+            " `documentDeletion`, `settingsUpdate`, `dumpCreation`, `taskCancelation`, `taskDeletion`,"
+            " `snapshotCreation`.",
+        ),
+        (
+            {"index_uids": task_pb2.IndexUidSet(index_uids=["the good doggo"])},
+            "invalid_task_index_uids",
+            "Invalid value in parameter `indexUids`: `the good doggo` is not a valid index uid. Index uid can be an"
+            " integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can"
+            " not be more than 400 bytes.",
+        ),
+        (
+            {"index_uids": task_pb2.IndexUidSet(index_uids=["ok", ""])},
+            "invalid_task_index_uids",
+            "Invalid value in parameter `indexUids[1]`: `` is not a valid index uid. Index uid can be an"
+            " integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can"
+            " not be more than 400 bytes.",
+        ),
+    ],
+)
 async def test_bad_filter_values_are_invalid_argument(stub, fields, reason, message):
     for call in (
         stub.ListTasks(pb.ListTasksRequest(filter=task_pb2.TaskFilter(**fields))),

@@ -8,15 +8,29 @@ import sys
 
 import pytest
 
-from test_serve import free_port
 from taskhub.server import app
+from test_serve import free_port
 
 
 def test_serve_refuses_a_short_master_key(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(tmp_path / "q.db"),
-         "--grpc-listen", f"127.0.0.1:{free_port()}", "--no-http", "--master-key", "fifteen-bytes!!"],
-        capture_output=True, text=True, timeout=20)
+        [
+            sys.executable,
+            "-m",
+            "taskhub.server.cli",
+            "serve",
+            "--db",
+            str(tmp_path / "q.db"),
+            "--grpc-listen",
+            f"127.0.0.1:{free_port()}",
+            "--no-http",
+            "--master-key",
+            "fifteen-bytes!!",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert result.returncode == 1
     assert "the master key must be at least 16 bytes; this one has 15" in result.stderr
     assert not (tmp_path / "q.db").exists()  # refused before anything was opened

@@ -15,8 +15,10 @@ from taskhub.client import AsyncTaskHubClient
 
 EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "node"
 
-pytestmark = [pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed"),
-              pytest.mark.slow]  # runs the example under node
+pytestmark = [
+    pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed"),
+    pytest.mark.slow,
+]  # runs the example under node
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +28,22 @@ def node_modules() -> None:
         return
     if shutil.which("npm") is None:
         pytest.skip("npm is not installed")
-    subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=EXAMPLE, check=True,
-                   timeout=300)
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=EXAMPLE, check=True, timeout=300)
 
 
 async def test_node_enqueues_watches_lists_and_reads_errors(service, node_modules):
     node = await asyncio.create_subprocess_exec(
-        "node", str(EXAMPLE / "taskhub-example.js"), "--target", service.grpc_target, "--index", "movies",
-        "--documents", "3", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "node",
+        str(EXAMPLE / "taskhub-example.js"),
+        "--target",
+        service.grpc_target,
+        "--index",
+        "movies",
+        "--documents",
+        "3",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
     async def event() -> dict:
         line = await asyncio.wait_for(node.stdout.readline(), 20)
@@ -41,9 +51,16 @@ async def test_node_enqueues_watches_lists_and_reads_errors(service, node_module
         return json.loads(line)
 
     try:
-        assert await event() == {"event": "enqueued", "task": {
-            "taskUid": 0, "indexUid": "movies", "status": "enqueued", "type": "documentAdditionOrUpdate",
-            "enqueuedAt": "2023-11-14T22:13:20.001000Z"}}
+        assert await event() == {
+            "event": "enqueued",
+            "task": {
+                "taskUid": 0,
+                "indexUid": "movies",
+                "status": "enqueued",
+                "type": "documentAdditionOrUpdate",
+                "enqueuedAt": "2023-11-14T22:13:20.001000Z",
+            },
+        }
         first = await event()
         assert (first["event"], first["task"]["status"]) == ("state", "enqueued")
         await helpers.start(service, 0)
@@ -60,14 +77,25 @@ async def test_node_enqueues_watches_lists_and_reads_errors(service, node_module
     async with AsyncTaskHubClient(service.grpc_target) as client:
         final = (await client.get_task(0)).to_dict()
     assert final == {
-        "uid": 0, "indexUid": "movies", "status": "succeeded", "type": "documentAdditionOrUpdate",
-        "canceledBy": None, "details": {"receivedDocuments": 3, "indexedDocuments": 3}, "error": None,
-        "duration": "PT0.001S", "enqueuedAt": "2023-11-14T22:13:20.001000Z",
-        "startedAt": "2023-11-14T22:13:20.002000Z", "finishedAt": "2023-11-14T22:13:20.003000Z"}
+        "uid": 0,
+        "indexUid": "movies",
+        "status": "succeeded",
+        "type": "documentAdditionOrUpdate",
+        "canceledBy": None,
+        "details": {"receivedDocuments": 3, "indexedDocuments": 3},
+        "error": None,
+        "duration": "PT0.001S",
+        "enqueuedAt": "2023-11-14T22:13:20.001000Z",
+        "startedAt": "2023-11-14T22:13:20.002000Z",
+        "finishedAt": "2023-11-14T22:13:20.003000Z",
+    }
     assert [s["task"]["status"] for s in states] == ["enqueued", "processing", "succeeded"]
     assert states[-1]["task"] == final
     assert list(states[-1]["task"]) == list(final)
-    assert listing == {"event": "list", "page": {"results": [final], "total": 1, "limit": 10, "from": 0,
-                                                 "next": None}}
-    assert error == {"event": "error", "grpcCode": "NOT_FOUND", "reason": "task_not_found",
-                     "message": "Task `4294967295` not found."}
+    assert listing == {"event": "list", "page": {"results": [final], "total": 1, "limit": 10, "from": 0, "next": None}}
+    assert error == {
+        "event": "error",
+        "grpcCode": "NOT_FOUND",
+        "reason": "task_not_found",
+        "message": "Task `4294967295` not found.",
+    }

@@ -15,21 +15,21 @@ import asyncio
 import dataclasses
 import re
 import time
-from datetime import date, datetime, UTC
+from datetime import UTC, date, datetime
 
 import hypothesis
 import pytest
 import schemathesis
+from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.generation.drivers import CoverageGenerator
 from schemathesis.generation.feedback import FeedbackSources
 from schemathesis.generation.overrides import Override
-from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi import checks
 
 from conftest import MASTER_KEY
-from taskhub.gateway.openapi import OPENAPI
 from taskhub.gateway.enqueue import MAX_DEPTH
+from taskhub.gateway.openapi import OPENAPI
 from taskhub.gateway.openapi_schemas import MAX_FILTER_VALUES
 from taskhub.server import app
 
@@ -37,26 +37,39 @@ pytestmark = pytest.mark.slow  # schemathesis generates many requests per operat
 
 # Follow a stream: they never end, so no request of theirs could be answered.
 STREAMING = {("GET", "/tasks/events"), ("GET", "/tasks/{uid}/events")}
-OPERATIONS = sorted((method.upper(), path) for path, item in OPENAPI["paths"].items() for method in item
-                    if (method.upper(), path) not in STREAMING)
+OPERATIONS = sorted(
+    (method.upper(), path)
+    for path, item in OPENAPI["paths"].items()
+    for method in item
+    if (method.upper(), path) not in STREAMING
+)
 EXAMPLES = 25
-ANSWERS = [not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
-           checks.response_schema_conformance, checks.response_headers_conformance]
-CHECKS = {GenerationMode.POSITIVE: [*ANSWERS, checks.positive_data_acceptance],
-          GenerationMode.NEGATIVE: [*ANSWERS, checks.negative_data_rejection]}
+ANSWERS = [
+    not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+    checks.response_headers_conformance,
+]
+CHECKS = {
+    GenerationMode.POSITIVE: [*ANSWERS, checks.positive_data_acceptance],
+    GenerationMode.NEGATIVE: [*ANSWERS, checks.negative_data_rejection],
+}
 # These take no parameter, header or body (the key is not theirs: they are served without one), so no
 # request of theirs breaks the document and hypothesis finds no negative case to make.
 NO_INPUT = {("GET", "/health"), ("GET", "/openapi.json"), ("GET", "/dashboard"), ("GET", "/")}
-NEGATIVE = [pytest.param(method, path, id=f"{method} {path}") for method, path in OPERATIONS
-            if (method, path) not in NO_INPUT]
+NEGATIVE = [
+    pytest.param(method, path, id=f"{method} {path}") for method, path in OPERATIONS if (method, path) not in NO_INPUT
+]
 LAST_SECOND = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() + 1  # a key expires by then
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 
 
 @pytest.fixture
 async def live(config):
-    service = await app.start(dataclasses.replace(config, no_http=False, http_listen="127.0.0.1:0",
-                                                  master_key=MASTER_KEY))
+    service = await app.start(
+        dataclasses.replace(config, no_http=False, http_listen="127.0.0.1:0", master_key=MASTER_KEY)
+    )
     yield f"http://127.0.0.1:{service.gateway.port}"
     await service.stop(0)
 
@@ -66,9 +79,14 @@ def _exercise(url: str, method: str, path: str, mode: GenerationMode) -> None:
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
     operation = schema[path][method]
 
-    @hypothesis.settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-                         suppress_health_check=list(hypothesis.HealthCheck),
-                         phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate])
+    @hypothesis.settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+    )
     @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
     def run(case) -> None:
         # The server's cap on a filter's values is a count, which no pattern says (the description does).
@@ -89,15 +107,19 @@ def _exercise(url: str, method: str, path: str, mode: GenerationMode) -> None:
 
 def _too_many_values(query) -> bool:
     values = query.get("filters", query) if isinstance(query, dict) else {}
-    return any(isinstance(value, str) and len([v for v in value.split(",") if v]) > MAX_FILTER_VALUES
-               for value in values.values())
+    return any(
+        isinstance(value, str) and len([v for v in value.split(",") if v]) > MAX_FILTER_VALUES
+        for value in values.values()
+    )
 
 
 def _depth(body) -> int:
     """How deep a task body's details nest, counted as the server does: the details 0, their values 1, ..."""
+
     def deepest(value, depth: int) -> int:
         items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
         return max((deepest(item, depth + 1) for item in items), default=depth)
+
     return deepest(body.get("details"), 0) if isinstance(body, dict) else 0
 
 
@@ -116,10 +138,16 @@ def _expiry_is_reachable(body) -> bool:
 
 
 def _coverage(schema, operation) -> list:
-    return list(CoverageGenerator(
-        operation=operation, generation_modes=[GenerationMode.NEGATIVE], auth_storage=None, override=Override(),
-        generation_config=schema.config.generation_for(operation=operation, phase="coverage"),
-        feedback=FeedbackSources()))
+    return list(
+        CoverageGenerator(
+            operation=operation,
+            generation_modes=[GenerationMode.NEGATIVE],
+            auth_storage=None,
+            override=Override(),
+            generation_config=schema.config.generation_for(operation=operation, phase="coverage"),
+            feedback=FeedbackSources(),
+        )
+    )
 
 
 @pytest.mark.timeout(120)

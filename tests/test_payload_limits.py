@@ -18,19 +18,22 @@ import pytest
 from helpers import T, error_of
 from taskhub.server import app
 from taskhub.server.model import TaskType
-from taskhub.v1 import task_service_pb2 as pb
-from taskhub.v1 import task_service_pb2_grpc
+from taskhub.v1 import task_service_pb2 as pb, task_service_pb2_grpc
 
 MIB = 1024 * 1024
-TOO_LARGE = {"message": "The provided payload reached the size limit. The maximum accepted payload size is 1 MiB.",
-             "code": "payload_too_large", "type": "invalid_request",
-             "link": "https://docs.meilisearch.com/errors#payload_too_large"}
+TOO_LARGE = {
+    "message": "The provided payload reached the size limit. The maximum accepted payload size is 1 MiB.",
+    "code": "payload_too_large",
+    "type": "invalid_request",
+    "link": "https://docs.meilisearch.com/errors#payload_too_large",
+}
 
 
 def settings_body(size: int) -> bytes:
     """A `POST /tasks` body of about `size` bytes: a settingsUpdate with one long string."""
-    return json.dumps({"type": "settingsUpdate", "indexUid": "movies",
-                       "details": {"displayedAttributes": ["x" * size]}}).encode()
+    return json.dumps(
+        {"type": "settingsUpdate", "indexUid": "movies", "details": {"displayedAttributes": ["x" * size]}}
+    ).encode()
 
 
 @pytest.fixture
@@ -44,8 +47,9 @@ async def served(config):
 
 async def test_a_body_over_the_limit_is_413(served):
     service, client = served
-    response = await client.post("/tasks", content=settings_body(MIB + 10),
-                                 headers={"content-type": "application/json"})
+    response = await client.post(
+        "/tasks", content=settings_body(MIB + 10), headers={"content-type": "application/json"}
+    )
     assert (response.status_code, response.json()) == (413, TOO_LARGE)
     assert (await client.get("/tasks")).json()["total"] == 0
 
@@ -56,7 +60,7 @@ async def test_a_chunked_body_over_the_limit_is_413(served):
 
     async def chunks():
         for start in range(0, len(body), 64 * 1024):
-            yield body[start:start + 64 * 1024]
+            yield body[start : start + 64 * 1024]
 
     response = await client.post("/tasks", content=chunks(), headers={"content-type": "application/json"})
     assert (response.status_code, response.json()) == (413, TOO_LARGE)
@@ -90,9 +94,20 @@ async def test_the_gateway_stops_reading_at_the_limit():
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/tasks", "raw_path": b"/tasks", "query_string": b"",
-             "headers": [(b"content-type", b"application/json")], "scheme": "http", "http_version": "1.1",
-             "server": ("127.0.0.1", 7700), "client": ("127.0.0.1", 1), "root_path": "", "app": gateway}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/tasks",
+        "raw_path": b"/tasks",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "scheme": "http",
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 7700),
+        "client": ("127.0.0.1", 1),
+        "root_path": "",
+        "app": gateway,
+    }
     await gateway(scope, receive, send)
     assert sent[0]["status"] == 413
     assert json.loads(b"".join(m.get("body", b"") for m in sent[1:])) == TOO_LARGE
@@ -100,18 +115,22 @@ async def test_the_gateway_stops_reading_at_the_limit():
 
 
 async def test_the_limit_is_a_setting(config):
-    service = await app.start(dataclasses.replace(config, no_http=False, http_listen="127.0.0.1:0",
-                                                  http_payload_size_limit="2MiB"))
+    service = await app.start(
+        dataclasses.replace(config, no_http=False, http_listen="127.0.0.1:0", http_payload_size_limit="2MiB")
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.gateway.port}", timeout=30) as client:
-            ok = await client.post("/tasks", content=settings_body(MIB + 10),
-                                   headers={"content-type": "application/json"})
+            ok = await client.post(
+                "/tasks", content=settings_body(MIB + 10), headers={"content-type": "application/json"}
+            )
             assert ok.status_code == 202
-            refused = await client.post("/tasks", content=settings_body(2 * MIB + 10),
-                                        headers={"content-type": "application/json"})
+            refused = await client.post(
+                "/tasks", content=settings_body(2 * MIB + 10), headers={"content-type": "application/json"}
+            )
             assert refused.status_code == 413
-            assert refused.json()["message"] == ("The provided payload reached the size limit."
-                                                 " The maximum accepted payload size is 2 MiB.")
+            assert refused.json()["message"] == (
+                "The provided payload reached the size limit. The maximum accepted payload size is 2 MiB."
+            )
     finally:
         await service.stop(0)
 
@@ -127,15 +146,17 @@ async def test_grpc_details_over_the_limit_are_invalid(service, stub):
     code, reason, message = await error_of(stub.EnqueueTask(settings_request(600 * 1024, '"')))
     assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "payload_too_large")
     assert message == ("The provided payload reached the size limit. The maximum accepted payload size is 1 MiB.")
-    code, reason, _ = await error_of(stub.EnqueueTasks(pb.EnqueueTasksRequest(
-        tasks=[settings_request(10), settings_request(600 * 1024, '"')])))
+    code, reason, _ = await error_of(
+        stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[settings_request(10), settings_request(600 * 1024, '"')]))
+    )
     assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "payload_too_large")
     assert (await error_of(stub.GetTask(pb.GetTaskRequest(uid=0))))[1] == "task_not_found"
 
 
 async def test_grpc_messages_over_the_receive_limit_are_resource_exhausted(service):
-    async with grpc.aio.insecure_channel(service.grpc_target, options=[
-            ("grpc.max_send_message_length", 256 * MIB)]) as channel:
+    async with grpc.aio.insecure_channel(
+        service.grpc_target, options=[("grpc.max_send_message_length", 256 * MIB)]
+    ) as channel:
         stub = task_service_pb2_grpc.TaskServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.EnqueueTask(settings_request(20 * MIB))
@@ -147,16 +168,18 @@ async def big_tasks(service, count: int, size: int) -> list[int]:
     """Tasks with big details, stored as an older server (or a larger limit) let them in."""
     uids = []
     for _ in range(count):
-        task = await service.scheduler.enqueue(TaskType.SETTINGS_UPDATE, "movies",
-                                               {"displayedAttributes": ["x" * size]})
+        task = await service.scheduler.enqueue(
+            TaskType.SETTINGS_UPDATE, "movies", {"displayedAttributes": ["x" * size]}
+        )
         uids.append(task.uid)
     return uids
 
 
 async def test_pages_of_big_tasks_are_cut_and_next_follows(service, http):
     uids = await big_tasks(service, 7, 10 * MIB)
-    uids += [(await service.scheduler.enqueue(TaskType.INDEX_CREATION, "small", {"primaryKey": None})).uid
-             for _ in range(3)]
+    uids += [
+        (await service.scheduler.enqueue(TaskType.INDEX_CREATION, "small", {"primaryKey": None})).uid for _ in range(3)
+    ]
     seen, url, pages = [], "/tasks", 0
     while True:
         response = await http.get(url)
@@ -176,8 +199,9 @@ async def test_pages_of_big_tasks_are_cut_and_next_follows(service, http):
 
 async def test_grpc_pages_of_big_tasks_are_cut_both_ways(service):
     uids = await big_tasks(service, 7, 10 * MIB)
-    async with grpc.aio.insecure_channel(service.grpc_target, options=[
-            ("grpc.max_receive_message_length", 64 * MIB)]) as channel:
+    async with grpc.aio.insecure_channel(
+        service.grpc_target, options=[("grpc.max_receive_message_length", 64 * MIB)]
+    ) as channel:
         stub = task_service_pb2_grpc.TaskServiceStub(channel)
         for reverse in (False, True):
             seen, start = [], None

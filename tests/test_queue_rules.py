@@ -33,7 +33,11 @@ async def test_cancelation_cancels_unfinished_matches_and_leaves_finished_ones(s
     await finish(service, 2, details={"indexedDocuments": 10})
     cancel = (await stub.CancelTasks(pb.CancelTasksRequest(filter=uid_filter(0, 1, 2, 3, 4, 5)))).task
     assert (cancel.task_uid, cancel.status, cancel.type, cancel.HasField("index_uid")) == (
-        4, T.TASK_STATUS_ENQUEUED, T.TASK_TYPE_TASK_CANCELATION, False)
+        4,
+        T.TASK_STATUS_ENQUEUED,
+        T.TASK_TYPE_TASK_CANCELATION,
+        False,
+    )
     newer = await enqueue(stub)  # 5: enqueued after the cancelation, never matched by it
     details = (await get(stub, 4)).details.task_cancelation
     assert (details.matched_tasks, details.HasField("canceled_tasks")) == (4, False)
@@ -48,7 +52,7 @@ async def test_cancelation_cancels_unfinished_matches_and_leaves_finished_ones(s
         assert (task.status, task.canceled_by) == (T.TASK_STATUS_CANCELED, 4)
         assert task.finished_at == done.finished_at
         assert task.details.document_addition_or_update.indexed_documents == 0
-    assert (await get(stub, 1)).HasField("duration")       # it had started
+    assert (await get(stub, 1)).HasField("duration")  # it had started
     assert not (await get(stub, 0)).HasField("started_at")  # canceled while enqueued
     assert (await get(stub, 2)).status == T.TASK_STATUS_SUCCEEDED
     assert (await get(stub, newer)).status == T.TASK_STATUS_ENQUEUED
@@ -57,9 +61,12 @@ async def test_cancelation_cancels_unfinished_matches_and_leaves_finished_ones(s
 async def test_original_filter_is_kept_as_given(service, stub):
     await enqueue(stub)
     given = "?statuses=enqueued%2Cprocessing"
-    request = pb.CancelTasksRequest(filter=task_pb2.TaskFilter(
-        statuses=task_pb2.StatusSet(statuses=[T.TASK_STATUS_ENQUEUED, T.TASK_STATUS_PROCESSING])),
-        original_filter=given)
+    request = pb.CancelTasksRequest(
+        filter=task_pb2.TaskFilter(
+            statuses=task_pb2.StatusSet(statuses=[T.TASK_STATUS_ENQUEUED, T.TASK_STATUS_PROCESSING])
+        ),
+        original_filter=given,
+    )
     uid = (await stub.CancelTasks(request)).task.task_uid
     assert (await get(stub, uid)).details.task_cancelation.original_filter == given
 
@@ -82,8 +89,11 @@ async def test_deletion_removes_only_finished_matches(service, stub):
     await start(service, 0)
     await finish(service, 0, details={"indexedDocuments": 10})
     await start(service, 1)
-    deletion = (await stub.DeleteTasks(pb.DeleteTasksRequest(filter=task_pb2.TaskFilter(
-        index_uids=task_pb2.IndexUidSet(index_uids=["movies"]))))).task
+    deletion = (
+        await stub.DeleteTasks(
+            pb.DeleteTasksRequest(filter=task_pb2.TaskFilter(index_uids=task_pb2.IndexUidSet(index_uids=["movies"])))
+        )
+    ).task
     assert deletion.type == T.TASK_TYPE_TASK_DELETION
     await service.scheduler.tick()
     code, reason, message = await error_of(stub.GetTask(pb.GetTaskRequest(uid=0)))
@@ -95,13 +105,17 @@ async def test_deletion_removes_only_finished_matches(service, stub):
 
 
 async def test_cancel_and_delete_need_a_filter(stub):
-    for call, verb in ((stub.CancelTasks(pb.CancelTasksRequest()), "cancel"),
-                       (stub.DeleteTasks(pb.DeleteTasksRequest()), "delete")):
+    for call, verb in (
+        (stub.CancelTasks(pb.CancelTasksRequest()), "cancel"),
+        (stub.DeleteTasks(pb.DeleteTasksRequest()), "delete"),
+    ):
         assert await error_of(call) == (
-            grpc.StatusCode.INVALID_ARGUMENT, "missing_task_filters",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "missing_task_filters",
             f"Query parameters to filter the tasks to {verb} are missing. Available query parameters are: `uids`,"
             " `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, `afterEnqueuedAt`,"
-            " `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`.")
+            " `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`.",
+        )
     # Every status is still a filter (Meilisearch's `statuses=*`-style "match all" needs it spelled out).
     everything = task_pb2.TaskFilter(statuses=task_pb2.StatusSet(statuses=list(range(1, 6))))
     assert (await stub.DeleteTasks(pb.DeleteTasksRequest(filter=everything))).task.task_uid == 0
@@ -109,11 +123,11 @@ async def test_cancel_and_delete_need_a_filter(stub):
 
 async def test_server_tasks_run_in_priority_order(service, stub, tmp_path):
     await enqueue(stub)  # 0: a worker task; the server leaves it alone
-    await stub.EnqueueTask(pb.EnqueueTaskRequest(type=T.TASK_TYPE_DUMP_CREATION))      # 1
+    await stub.EnqueueTask(pb.EnqueueTaskRequest(type=T.TASK_TYPE_DUMP_CREATION))  # 1
     await stub.EnqueueTask(pb.EnqueueTaskRequest(type=T.TASK_TYPE_SNAPSHOT_CREATION))  # 2
-    await stub.DeleteTasks(pb.DeleteTasksRequest(filter=uid_filter(99)))               # 3
-    await stub.CancelTasks(pb.CancelTasksRequest(filter=uid_filter(98)))               # 4
-    await stub.CancelTasks(pb.CancelTasksRequest(filter=uid_filter(97)))               # 5
+    await stub.DeleteTasks(pb.DeleteTasksRequest(filter=uid_filter(99)))  # 3
+    await stub.CancelTasks(pb.CancelTasksRequest(filter=uid_filter(98)))  # 4
+    await stub.CancelTasks(pb.CancelTasksRequest(filter=uid_filter(97)))  # 5
     assert await service.scheduler.tick() == 5
     tasks = [await get(stub, uid) for uid in range(6)]
     order = sorted(range(1, 6), key=lambda uid: (tasks[uid].started_at.seconds, tasks[uid].started_at.nanos))
@@ -152,8 +166,9 @@ async def test_restart_requeues_processing_and_never_reuses_uids(config, clock):
 
 
 async def test_dump_and_snapshot_can_be_started_from(service, stub, config, clock, tmp_path):
-    key = await service.keys.create(name="k", description=None, actions=["tasks.get"], indexes=["movies"],
-                                    expires_at=None, uid=None)
+    key = await service.keys.create(
+        name="k", description=None, actions=["tasks.get"], indexes=["movies"], expires_at=None, uid=None
+    )
     await enqueue(stub)
     await stub.CancelTasks(pb.CancelTasksRequest(filter=uid_filter(0)))
     await stub.EnqueueTask(pb.EnqueueTaskRequest(type=T.TASK_TYPE_DUMP_CREATION))
@@ -166,8 +181,9 @@ async def test_dump_and_snapshot_can_be_started_from(service, stub, config, cloc
 
     for flag, path in (("import_dump", dump), ("import_snapshot", snapshot)):
         db = tmp_path / f"from_{flag}.db"
-        restored = await app.start(dataclasses.replace(config, db=str(db), **{flag: str(path)}),
-                                   background=False, clock=clock)
+        restored = await app.start(
+            dataclasses.replace(config, db=str(db), **{flag: str(path)}), background=False, clock=clock
+        )
         try:
             task = await restored.scheduler.get_task(0)
             assert (task.status.label, task.canceled_by) == ("canceled", 1)
@@ -184,8 +200,9 @@ def test_store_uids_survive_deleting_the_newest_task(tmp_path):
         store.insert_task("movies", TaskType.INDEX_CREATION, {"primaryKey": None}, i)
     store.start_task(2, 10)
     store.finish_task(2, 11, details={"primaryKey": None})
-    deletion = store.insert_matching_task(TaskType.TASK_DELETION, TaskQuery(uids=frozenset({2})),
-                                          lambda n: {"matchedTasks": n}, 12).tasks[0]
+    deletion = store.insert_matching_task(
+        TaskType.TASK_DELETION, TaskQuery(uids=frozenset({2})), lambda n: {"matchedTasks": n}, 12
+    ).tasks[0]
     store.run_deletion(deletion.uid, 13)
     store.close()
     store = Store(tmp_path / "t.db")

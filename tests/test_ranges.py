@@ -12,20 +12,35 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from conftest import MASTER_KEY
 from helpers import enqueue, error_of
-from taskhub.v1 import key_service_pb2 as kpb, key_service_pb2_grpc, task_pb2
-from taskhub.v1 import task_service_pb2 as pb
-from taskhub.v1 import worker_service_pb2 as wpb, worker_service_pb2_grpc
+from taskhub.v1 import (
+    key_service_pb2 as kpb,
+    key_service_pb2_grpc,
+    task_pb2,
+    task_service_pb2 as pb,
+    worker_service_pb2 as wpb,
+    worker_service_pb2_grpc,
+)
 
 MASTER = (("authorization", f"Bearer {MASTER_KEY}"),)
 HTTP_MASTER = {"Authorization": f"Bearer {MASTER_KEY}"}
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 # Out of google.protobuf.Timestamp's range (years 1..9999) each way, and a nanos field out of its own (in 2096).
-BAD_TIMESTAMPS = [timestamp_pb2.Timestamp(seconds=2**62), timestamp_pb2.Timestamp(seconds=-2**40),
-                  timestamp_pb2.Timestamp(seconds=253_402_300_800), timestamp_pb2.Timestamp(seconds=-62_135_596_801),
-                  timestamp_pb2.Timestamp(seconds=4_000_000_000, nanos=-1),
-                  timestamp_pb2.Timestamp(seconds=4_000_000_000, nanos=10**9)]
-DATE_FIELDS = ["before_enqueued_at", "after_enqueued_at", "before_started_at", "after_started_at",
-               "before_finished_at", "after_finished_at"]
+BAD_TIMESTAMPS = [
+    timestamp_pb2.Timestamp(seconds=2**62),
+    timestamp_pb2.Timestamp(seconds=-(2**40)),
+    timestamp_pb2.Timestamp(seconds=253_402_300_800),
+    timestamp_pb2.Timestamp(seconds=-62_135_596_801),
+    timestamp_pb2.Timestamp(seconds=4_000_000_000, nanos=-1),
+    timestamp_pb2.Timestamp(seconds=4_000_000_000, nanos=10**9),
+]
+DATE_FIELDS = [
+    "before_enqueued_at",
+    "after_enqueued_at",
+    "before_started_at",
+    "after_started_at",
+    "before_finished_at",
+    "after_finished_at",
+]
 
 
 @pytest.fixture
@@ -43,9 +58,11 @@ def _filter(field: str, ts: timestamp_pb2.Timestamp) -> task_pb2.TaskFilter:
 @pytest.mark.parametrize("ts", BAD_TIMESTAMPS, ids=lambda ts: f"{ts.seconds}s{ts.nanos}ns")
 async def test_filter_dates_out_of_range_are_invalid_on_every_method(stub, field, ts):
     await enqueue(stub)
-    calls = [stub.ListTasks(pb.ListTasksRequest(filter=_filter(field, ts))),
-             stub.CancelTasks(pb.CancelTasksRequest(filter=_filter(field, ts))),
-             stub.DeleteTasks(pb.DeleteTasksRequest(filter=_filter(field, ts)))]
+    calls = [
+        stub.ListTasks(pb.ListTasksRequest(filter=_filter(field, ts))),
+        stub.CancelTasks(pb.CancelTasksRequest(filter=_filter(field, ts))),
+        stub.DeleteTasks(pb.DeleteTasksRequest(filter=_filter(field, ts))),
+    ]
     for call in calls:
         code, reason, message = await error_of(call)
         assert (code, reason) == (INVALID, f"invalid_task_{field}")
@@ -60,8 +77,10 @@ async def test_filter_dates_out_of_range_are_invalid_on_every_method(stub, field
 
 async def test_filter_dates_at_the_ends_of_the_range_are_fine(stub):
     await enqueue(stub)
-    lowest, highest = timestamp_pb2.Timestamp(seconds=-62_135_596_800), timestamp_pb2.Timestamp(
-        seconds=253_402_300_799, nanos=999_999_999)
+    lowest, highest = (
+        timestamp_pb2.Timestamp(seconds=-62_135_596_800),
+        timestamp_pb2.Timestamp(seconds=253_402_300_799, nanos=999_999_999),
+    )
     assert (await stub.ListTasks(pb.ListTasksRequest(filter=_filter("after_enqueued_at", lowest)))).total == 1
     assert (await stub.ListTasks(pb.ListTasksRequest(filter=_filter("before_enqueued_at", highest)))).total == 1
     assert (await stub.ListTasks(pb.ListTasksRequest(filter=_filter("after_enqueued_at", highest)))).total == 0
@@ -72,7 +91,7 @@ def _seconds(seconds: int, nanos: int = 0) -> duration_pb2.Duration:
 
 
 # Past google.protobuf.Duration's range (10,000 years), mixed signs, nanos out of range.
-ABSURD = [_seconds(10**15), _seconds(-10**15), _seconds(1, -5), _seconds(0, 10**9)]
+ABSURD = [_seconds(10**15), _seconds(-(10**15)), _seconds(1, -5), _seconds(0, 10**9)]
 
 
 @pytest.mark.parametrize("wait", [*ABSURD, _seconds(-1)], ids=lambda d: f"{d.seconds}s{d.nanos}ns")
@@ -83,21 +102,27 @@ async def test_lease_wait_out_of_range_is_invalid(stub, workers, wait):
     assert (await stub.GetTask(pb.GetTaskRequest(uid=0))).task.status == task_pb2.TASK_STATUS_ENQUEUED
 
 
-@pytest.mark.parametrize("duration", [*ABSURD, _seconds(0), _seconds(-1), _seconds(0, -1)], ids=lambda d: f"{d.seconds}s{d.nanos}ns")
+@pytest.mark.parametrize(
+    "duration", [*ABSURD, _seconds(0), _seconds(-1), _seconds(0, -1)], ids=lambda d: f"{d.seconds}s{d.nanos}ns"
+)
 async def test_lease_duration_out_of_range_is_invalid(stub, workers, duration):
     await enqueue(stub)
-    code, reason, message = await error_of(workers.LeaseTasks(
-        wpb.LeaseTasksRequest(worker="w", lease_duration=duration)))
+    code, reason, message = await error_of(
+        workers.LeaseTasks(wpb.LeaseTasksRequest(worker="w", lease_duration=duration))
+    )
     assert (code, reason) == (INVALID, "invalid_lease_duration") and "`lease_duration`" in message
     assert (await stub.GetTask(pb.GetTaskRequest(uid=0))).task.status == task_pb2.TASK_STATUS_ENQUEUED
 
 
-@pytest.mark.parametrize("duration", [*ABSURD, _seconds(0), _seconds(-1), _seconds(-3600)], ids=lambda d: f"{d.seconds}s{d.nanos}ns")
+@pytest.mark.parametrize(
+    "duration", [*ABSURD, _seconds(0), _seconds(-1), _seconds(-3600)], ids=lambda d: f"{d.seconds}s{d.nanos}ns"
+)
 async def test_renew_duration_out_of_range_is_invalid_and_keeps_the_lease(stub, workers, clock, duration):
     await enqueue(stub)
     batch = await workers.LeaseTasks(wpb.LeaseTasksRequest(worker="w", lease_duration=_seconds(10)))
-    code, reason, _ = await error_of(workers.RenewLease(
-        wpb.RenewLeaseRequest(token=batch.lease.token, lease_duration=duration)))
+    code, reason, _ = await error_of(
+        workers.RenewLease(wpb.RenewLeaseRequest(token=batch.lease.token, lease_duration=duration))
+    )
     assert (code, reason) == (INVALID, "invalid_lease_duration")
     # The lease is whole: a renewal without a duration still works.
     renewed = await workers.RenewLease(wpb.RenewLeaseRequest(token=batch.lease.token))
@@ -110,11 +135,13 @@ async def test_renew_is_bounded_as_a_lease_is(stub, workers, clock):
     # LeaseTasks holds a batch an hour at most; so does RenewLease.
     assert batch.lease.deadline.seconds <= clock.now // 1_000_000 + 3_600
     renewed = await workers.RenewLease(
-        wpb.RenewLeaseRequest(token=batch.lease.token, lease_duration=_seconds(10 * 365 * 86_400)))
+        wpb.RenewLeaseRequest(token=batch.lease.token, lease_duration=_seconds(10 * 365 * 86_400))
+    )
     assert renewed.deadline.seconds <= clock.now // 1_000_000 + 3_600
     # and a sub-second one is a second, as for LeaseTasks.
     renewed = await workers.RenewLease(
-        wpb.RenewLeaseRequest(token=batch.lease.token, lease_duration=_seconds(0, 1_000)))
+        wpb.RenewLeaseRequest(token=batch.lease.token, lease_duration=_seconds(0, 1_000))
+    )
     assert renewed.deadline.seconds * 1_000_000 + renewed.deadline.nanos // 1_000 >= clock.now + 500_000
 
 
@@ -153,8 +180,15 @@ async def test_http_key_in_the_past_is_refused_as_meilisearch_does(secured_http)
     assert response.status_code == 400 and response.json()["code"] == "invalid_api_key_expires_at"
 
 
-@pytest.mark.parametrize("query", ["afterEnqueuedAt=9999-12-31", "beforeEnqueuedAt=9999-12-31T23:00:00-05:00",
-                                   "afterStartedAt=0001-01-01T00:30:00%2B01:00", "beforeFinishedAt=0001-01-01"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "afterEnqueuedAt=9999-12-31",
+        "beforeEnqueuedAt=9999-12-31T23:00:00-05:00",
+        "afterStartedAt=0001-01-01T00:30:00%2B01:00",
+        "beforeFinishedAt=0001-01-01",
+    ],
+)
 async def test_http_filter_dates_at_the_ends_of_meilisearchs_range_still_answer(http, stub, query):
     # Meilisearch takes these (an after-date past 9999-12-31 stays there); the gateway keeps them in range.
     await enqueue(stub)
@@ -165,11 +199,13 @@ async def test_http_filter_dates_at_the_ends_of_meilisearchs_range_still_answer(
 
 async def test_a_key_stored_past_year_9999_still_renders(secured_service, secured_http):
     # As a key created before its date was range-checked: written to the store, then loaded at start.
-    created = await secured_http.post("/keys", json={"actions": ["*"], "indexes": ["*"], "expiresAt": None},
-                                      headers=HTTP_MASTER)
+    created = await secured_http.post(
+        "/keys", json={"actions": ["*"], "indexes": ["*"], "expiresAt": None}, headers=HTTP_MASTER
+    )
     record = secured_service.keys.get(created.json()["uid"])
-    secured_service.store.conn.execute("UPDATE api_keys SET expires_at = ? WHERE uid = ?",
-                                       (2**40 * 1_000_000, record.uid))
+    secured_service.store.conn.execute(
+        "UPDATE api_keys SET expires_at = ? WHERE uid = ?", (2**40 * 1_000_000, record.uid)
+    )
     await secured_service.keys.load()
     listed = await secured_http.get("/keys", headers=HTTP_MASTER)
     assert listed.status_code == 200, listed.text

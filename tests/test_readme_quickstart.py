@@ -57,15 +57,26 @@ def folder(tmp_path):
     shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("node", "node_modules"))
     grpc, http = free_port(), free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("TASKHUB_")}
-    env.update(HOME=str(tmp_path), TASKHUB_GRPC_LISTEN=f"127.0.0.1:{grpc}",
-               TASKHUB_HTTP_LISTEN=f"127.0.0.1:{http}", TASKHUB_TARGET=f"127.0.0.1:{grpc}")
+    env.update(
+        HOME=str(tmp_path),
+        TASKHUB_GRPC_LISTEN=f"127.0.0.1:{grpc}",
+        TASKHUB_HTTP_LISTEN=f"127.0.0.1:{http}",
+        TASKHUB_TARGET=f"127.0.0.1:{grpc}",
+    )
     env.pop("VIRTUAL_ENV", None)
     return tmp_path, env
 
 
 def run_in_session(script: str, cwd: pathlib.Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
-    shell = subprocess.Popen(["bash", "-c", script], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    shell = subprocess.Popen(
+        ["bash", "-c", script],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = shell.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -39,17 +39,32 @@ def wait_serving(target: str, timeout: float = 20) -> grpc.Channel:
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize(("sig", "event_loop"), [(signal.SIGTERM, "auto"), (signal.SIGINT, "auto"),
-                                                 (signal.SIGTERM, "asyncio"), (signal.SIGINT, "asyncio")])
+@pytest.mark.parametrize(
+    ("sig", "event_loop"),
+    [(signal.SIGTERM, "auto"), (signal.SIGINT, "auto"), (signal.SIGTERM, "asyncio"), (signal.SIGINT, "asyncio")],
+)
 def test_serve_answers_and_stops_cleanly(tmp_path, sig, event_loop):
     port = free_port()
     db = tmp_path / "q.db"
     # The database path comes from the environment, the address from a flag.
     env = {**os.environ, "TASKHUB_DB": str(db)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "taskhub.server.cli", "serve", "--grpc-listen", f"127.0.0.1:{port}", "--no-http",
-         "--event-loop", event_loop],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "taskhub.server.cli",
+            "serve",
+            "--grpc-listen",
+            f"127.0.0.1:{port}",
+            "--no-http",
+            "--event-loop",
+            event_loop,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         channel = wait_serving(f"127.0.0.1:{port}")
         stub = task_service_pb2_grpc.TaskServiceStub(channel)
@@ -80,9 +95,23 @@ def test_the_event_loop_is_uvloop_unless_told_otherwise():
 
 def test_serve_refuses_an_unknown_event_loop(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(tmp_path / "q.db"),
-         "--grpc-listen", f"127.0.0.1:{free_port()}", "--no-http", "--event-loop", "tokio"],
-        capture_output=True, text=True, timeout=30)
+        [
+            sys.executable,
+            "-m",
+            "taskhub.server.cli",
+            "serve",
+            "--db",
+            str(tmp_path / "q.db"),
+            "--grpc-listen",
+            f"127.0.0.1:{free_port()}",
+            "--no-http",
+            "--event-loop",
+            "tokio",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 1
     assert "--event-loop is `auto`, `uvloop` or `asyncio`, not `tokio`" in result.stderr
     assert not (tmp_path / "q.db").exists()  # refused before anything was opened
@@ -94,23 +123,50 @@ def test_serve_reports_a_busy_port(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(tmp_path / "q.db"),
-             "--grpc-listen", f"127.0.0.1:{port}", "--no-http"],
-            capture_output=True, text=True, timeout=30)
+            [
+                sys.executable,
+                "-m",
+                "taskhub.server.cli",
+                "serve",
+                "--db",
+                str(tmp_path / "q.db"),
+                "--grpc-listen",
+                f"127.0.0.1:{port}",
+                "--no-http",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
 def test_sigterm_ends_streams_clearly_and_leaves_one_clean_file(tmp_path):
     from google.protobuf import duration_pb2
+
     from taskhub.v1 import worker_service_pb2 as wpb, worker_service_pb2_grpc
 
     port = free_port()
     db = tmp_path / "q.db"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(db), "--grpc-listen",
-         f"127.0.0.1:{port}", "--no-http", "--grace-seconds", "10"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "taskhub.server.cli",
+            "serve",
+            "--db",
+            str(db),
+            "--grpc-listen",
+            f"127.0.0.1:{port}",
+            "--no-http",
+            "--grace-seconds",
+            "10",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         channel = wait_serving(f"127.0.0.1:{port}")
         stub = task_service_pb2_grpc.TaskServiceStub(channel)

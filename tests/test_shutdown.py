@@ -17,8 +17,8 @@ import time
 import grpc
 import pytest
 
-from test_serve import free_port, wait_serving
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
+from test_serve import free_port, wait_serving
 
 pytestmark = pytest.mark.slow  # signals `taskhub serve` subprocesses
 
@@ -44,8 +44,10 @@ BODY = b'{"type": "indexCreation", "indexUid": "books"}'
 
 def begin_upload(upload: socket.socket, port: int) -> None:
     """A slow `POST /tasks`: the headers and a first chunk of the body; the gateway waits for the rest."""
-    upload.sendall(b"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
-                   b"Content-Length: %d\r\n\r\n%s" % (port, len(BODY), BODY[:10]))
+    upload.sendall(
+        b"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (port, len(BODY), BODY[:10])
+    )
     upload.settimeout(0.5)
     with pytest.raises(TimeoutError):  # no answer: the request is in flight
         upload.recv(1)
@@ -55,10 +57,24 @@ def begin_upload(upload: socket.socket, port: int) -> None:
 def test_sigterm_refuses_new_calls_at_once_and_exits_within_the_grace(tmp_path):
     grpc_port, http_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(tmp_path / "q.db"),
-         "--grpc-listen", f"127.0.0.1:{grpc_port}", "--http-listen", f"127.0.0.1:{http_port}",
-         "--grace-seconds", str(GRACE)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "taskhub.server.cli",
+            "serve",
+            "--db",
+            str(tmp_path / "q.db"),
+            "--grpc-listen",
+            f"127.0.0.1:{grpc_port}",
+            "--http-listen",
+            f"127.0.0.1:{http_port}",
+            "--grace-seconds",
+            str(GRACE),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     upload = None
     try:
         channel = wait_serving(f"127.0.0.1:{grpc_port}")
@@ -102,10 +118,24 @@ def test_an_upload_that_ends_after_sigterm_is_refused_not_acknowledged(tmp_path)
     grpc_port, http_port = free_port(), free_port()
     db = tmp_path / "q.db"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(db),
-         "--grpc-listen", f"127.0.0.1:{grpc_port}", "--http-listen", f"127.0.0.1:{http_port}",
-         "--grace-seconds", str(GRACE)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "taskhub.server.cli",
+            "serve",
+            "--db",
+            str(db),
+            "--grpc-listen",
+            f"127.0.0.1:{grpc_port}",
+            "--http-listen",
+            f"127.0.0.1:{http_port}",
+            "--grace-seconds",
+            str(GRACE),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     upload = None
     try:
         wait_serving(f"127.0.0.1:{grpc_port}").close()

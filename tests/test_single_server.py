@@ -15,17 +15,29 @@ import sys
 
 import pytest
 
-from test_serve import free_port, wait_serving
 from taskhub.server import app
 from taskhub.server.store import Store
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
+from test_serve import free_port, wait_serving
 
 pytestmark = pytest.mark.slow  # starts, kills and restarts `taskhub serve` subprocesses
 
 
 def serve(db, port: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(db),
-            "--grpc-listen", f"127.0.0.1:{port}", "--no-http", "--grace-seconds", "1", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "taskhub.server.cli",
+        "serve",
+        "--db",
+        str(db),
+        "--grpc-listen",
+        f"127.0.0.1:{port}",
+        "--no-http",
+        "--grace-seconds",
+        "1",
+        *extra,
+    ]
 
 
 def start(db, port: int) -> subprocess.Popen:

@@ -10,14 +10,25 @@ from taskhub.server.rows import row_to_task
 from taskhub.server.store import SCHEMA_VERSION, Store
 from taskhub.server.task_index import TaskIndex
 
-OLD_INDEXES = [("status", "uid"), ("type", "status"), ("index_uid", "uid"), ("canceled_by",), ("enqueued_at",),
-               ("started_at",), ("finished_at",), ("lease",)]
+OLD_INDEXES = [
+    ("status", "uid"),
+    ("type", "status"),
+    ("index_uid", "uid"),
+    ("canceled_by",),
+    ("enqueued_at",),
+    ("started_at",),
+    ("finished_at",),
+    ("lease",),
+]
 
 
 def task_indexes(path) -> dict[str, str]:
     with sqlite3.connect(path) as conn:
-        return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks'"
-                                 " AND sql IS NOT NULL"))
+        return dict(
+            conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks' AND sql IS NOT NULL"
+            )
+        )
 
 
 def test_only_leased_tasks_are_indexed_in_sql(tmp_path):
@@ -25,8 +36,12 @@ def test_only_leased_tasks_are_indexed_in_sql(tmp_path):
     store.insert_tasks([("movies", TaskType.INDEX_CREATION, None)] * 3, 1)
     assert list(task_indexes(tmp_path / "t.db")) == ["idx_tasks_leased"]
     # The lease lookups use the partial index: `lease = ?` implies `lease IS NOT NULL`.
-    plan = " ".join(row[-1] for row in store.conn.execute(
-        "EXPLAIN QUERY PLAN SELECT uid FROM tasks WHERE lease = ? AND status = ?", ("t", 2)))
+    plan = " ".join(
+        row[-1]
+        for row in store.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT uid FROM tasks WHERE lease = ? AND status = ?", ("t", 2)
+        )
+    )
     assert "idx_tasks_leased" in plan
     store.close()
 
@@ -51,11 +66,32 @@ def test_a_version_1_database_loses_its_column_indexes_and_keeps_its_tasks(tmp_p
 
 def test_a_row_decodes_every_column_into_its_own_field():
     # Each column a value no other column has: a field out of place cannot go unnoticed.
-    row = (11, "movies", int(TaskStatus.CANCELED), int(TaskType.DOCUMENT_DELETION), 12, '{"deletedDocuments":3}',
-           '{"code":"x"}', 13, 14, 15, 16)
+    row = (
+        11,
+        "movies",
+        int(TaskStatus.CANCELED),
+        int(TaskType.DOCUMENT_DELETION),
+        12,
+        '{"deletedDocuments":3}',
+        '{"code":"x"}',
+        13,
+        14,
+        15,
+        16,
+    )
     assert row_to_task(row) == Task(
-        uid=11, index_uid="movies", status=TaskStatus.CANCELED, type=TaskType.DOCUMENT_DELETION, canceled_by=12,
-        details={"deletedDocuments": 3}, error={"code": "x"}, enqueued_at=13, started_at=14, finished_at=15, seq=16)
+        uid=11,
+        index_uid="movies",
+        status=TaskStatus.CANCELED,
+        type=TaskType.DOCUMENT_DELETION,
+        canceled_by=12,
+        details={"deletedDocuments": 3},
+        error={"code": "x"},
+        enqueued_at=13,
+        started_at=14,
+        finished_at=15,
+        seq=16,
+    )
     assert row_to_task((1, None, 1, 1, None, None, None, 2, None, None, 3)).details is None
 
 
@@ -74,8 +110,11 @@ def test_get_tasks_answers_the_uids_that_exist_by_uid_on_both_read_paths(tmp_pat
 def test_group_commit_change_rows_replay_the_tasks_exactly(tmp_path):
     store = Store(tmp_path / "t.db")
     odd = {"primaryKey": 'id "quoted" \\ back\\slash, ünïcode, \u2028 and \n newline'}
-    items = [("movies", TaskType.INDEX_CREATION, odd), ("a-b_c", TaskType.INDEX_CREATION, {"primaryKey": None}),
-             (None, TaskType.DUMP_CREATION, None)]
+    items = [
+        ("movies", TaskType.INDEX_CREATION, odd),
+        ("a-b_c", TaskType.INDEX_CREATION, {"primaryKey": None}),
+        (None, TaskType.DUMP_CREATION, None),
+    ]
     inserted = store.insert_tasks(items, 1_700_000_000_000_123).tasks
     replayed, deleted = store.changes_after(0, 10)
     assert replayed == inserted and not deleted
@@ -85,8 +124,9 @@ def test_group_commit_change_rows_replay_the_tasks_exactly(tmp_path):
 def test_a_reopened_store_reads_its_index_from_the_rows(tmp_path):
     path = tmp_path / "t.db"
     store = Store(path)
-    store.insert_tasks([(f"index-{i % 3}", TaskType.DOCUMENT_ADDITION_OR_UPDATE, {"receivedDocuments": 1})
-                        for i in range(20)], 1)
+    store.insert_tasks(
+        [(f"index-{i % 3}", TaskType.DOCUMENT_ADDITION_OR_UPDATE, {"receivedDocuments": 1}) for i in range(20)], 1
+    )
     store.start_task(4, 2)
     store.close()
     store = Store(path)
@@ -97,8 +137,9 @@ def test_a_reopened_store_reads_its_index_from_the_rows(tmp_path):
 
 def test_one_commit_may_change_a_task_twice_and_insert_many(tmp_path):
     store = Store(tmp_path / "t.db")
-    tasks = store.insert_tasks([("movies", TaskType.DOCUMENT_ADDITION_OR_UPDATE, {"receivedDocuments": 1})] * 12,
-                               1).tasks
+    tasks = store.insert_tasks(
+        [("movies", TaskType.DOCUMENT_ADDITION_OR_UPDATE, {"receivedDocuments": 1})] * 12, 1
+    ).tasks
     index = TaskIndex()
     started = [*tasks[:3]]
     for task in started:
@@ -120,8 +161,12 @@ def test_a_lease_finds_the_head_past_many_blocked_tasks(tmp_path):
     store.insert_tasks([("busy", TaskType.INDEX_UPDATE, None)] * 150 + [("free", TaskType.INDEX_UPDATE, None)], 1)
 
     def lease(token: str) -> list[int]:
-        return [t.uid for t in store.lease_batch(token=token, worker="w", types=None, index_uids=None, scope=None,
-                                                 max_tasks=10, now=2, duration=10)]
+        return [
+            t.uid
+            for t in store.lease_batch(
+                token=token, worker="w", types=None, index_uids=None, scope=None, max_tasks=10, now=2, duration=10
+            )
+        ]
 
     assert lease("a") == [0]  # `busy` is now processing: its 149 other tasks must wait
     assert lease("b") == [150]  # found past them, though the first reads hold only a few rows
@@ -133,8 +178,9 @@ def test_a_worker_of_some_indexes_reads_only_their_tasks_and_swaps(tmp_path):
     store = Store(tmp_path / "t.db")
     others = [(f"other-{i % 50}", TaskType.INDEX_UPDATE, None) for i in range(3000)]
     swap = (None, TaskType.INDEX_SWAP, {"swaps": [{"indexes": ["mine", "theirs"]}]})
-    store.insert_tasks([*others, swap, ("mine", TaskType.INDEX_UPDATE, None), *others,
-                        ("solo", TaskType.INDEX_UPDATE, None)], 1)
+    store.insert_tasks(
+        [*others, swap, ("mine", TaskType.INDEX_UPDATE, None), *others, ("solo", TaskType.INDEX_UPDATE, None)], 1
+    )
     read: list[int] = []
     get_tasks = store.get_tasks
     store.get_tasks = lambda uids: read.extend(uids) or get_tasks(uids)
@@ -142,8 +188,10 @@ def test_a_worker_of_some_indexes_reads_only_their_tasks_and_swaps(tmp_path):
     def lease(token: str, **only) -> list[int]:
         read.clear()
         only = {"index_uids": None, "scope": None, **only}
-        return [t.uid for t in store.lease_batch(token=token, worker="w", types=None, max_tasks=10, now=2,
-                                                 duration=10, **only)]
+        return [
+            t.uid
+            for t in store.lease_batch(token=token, worker="w", types=None, max_tasks=10, now=2, duration=10, **only)
+        ]
 
     # Thousands of other indexes' tasks come first; a worker of `mine` never reads them. The swap
     # (uid 3000) names `mine` and is older, so it holds the `mine` task back, and this worker cannot take it.
@@ -170,8 +218,19 @@ def test_a_backlog_behind_a_busy_index_is_never_read(tmp_path):
 
     def lease(token: str, **only) -> list[int]:
         read.clear()
-        return [t.uid for t in store.lease_batch(token=token, worker="w", index_uids=None, scope=None, max_tasks=1,
-                                                 now=2, duration=10, **{"types": None, **only})]
+        return [
+            t.uid
+            for t in store.lease_batch(
+                token=token,
+                worker="w",
+                index_uids=None,
+                scope=None,
+                max_tasks=1,
+                now=2,
+                duration=10,
+                **{"types": None, **only},
+            )
+        ]
 
     assert lease("a") == [0]  # `busy` runs its head: the 2,999 behind it wait
     # `held` heads with a deletion this worker does not take: its updates wait behind it, unread.

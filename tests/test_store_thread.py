@@ -26,8 +26,12 @@ def test_jobs_run_in_order_with_first_ones_ahead_of_waiting_ones():
     executor = StoreThread("test-store")
     ran: list[str] = []
     release = held(executor)
-    futures = [executor.submit(ran.append, "a"), executor.submit(ran.append, "b"),
-               executor.submit_first(ran.append, "first-1"), executor.submit_first(ran.append, "first-2")]
+    futures = [
+        executor.submit(ran.append, "a"),
+        executor.submit(ran.append, "b"),
+        executor.submit_first(ran.append, "first-1"),
+        executor.submit_first(ran.append, "first-2"),
+    ]
     release.set()
     for future in futures:
         future.result(10)

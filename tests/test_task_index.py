@@ -18,9 +18,18 @@ from taskhub.server.task_index import HOUR, TaskIndex
 
 T0 = 1_700_000_000_000_000
 times = st.one_of(st.none(), st.integers(T0, T0 + 5 * HOUR))
-tasks = st.lists(st.tuples(
-    st.sampled_from(list(TaskStatus)), st.sampled_from(list(TaskType)), st.sampled_from([None, "a", "b", "movies"]),
-    st.sampled_from([None, 1, 2]), st.integers(T0, T0 + 5 * HOUR), times, times), max_size=60)
+tasks = st.lists(
+    st.tuples(
+        st.sampled_from(list(TaskStatus)),
+        st.sampled_from(list(TaskType)),
+        st.sampled_from([None, "a", "b", "movies"]),
+        st.sampled_from([None, 1, 2]),
+        st.integers(T0, T0 + 5 * HOUR),
+        times,
+        times,
+    ),
+    max_size=60,
+)
 
 
 def sets(values):
@@ -28,12 +37,26 @@ def sets(values):
 
 
 queries = st.builds(
-    TaskQuery, uids=sets(list(range(70))), index_uids=sets(["a", "b", "movies", "zzz"]),
-    statuses=sets(list(TaskStatus)), types=sets(list(TaskType)), canceled_by=sets([1, 2, 3]),
-    before_enqueued_at=times, after_enqueued_at=times, before_started_at=times, after_started_at=times,
-    before_finished_at=times, after_finished_at=times, below_uid=st.one_of(st.none(), st.integers(0, 70)),
-    scope=st.one_of(st.none(), st.builds(Scope, names=st.frozensets(st.sampled_from(["a", "b"])),
-                                         prefixes=st.sampled_from([(), ("mov",), ("x",)]))))
+    TaskQuery,
+    uids=sets(list(range(70))),
+    index_uids=sets(["a", "b", "movies", "zzz"]),
+    statuses=sets(list(TaskStatus)),
+    types=sets(list(TaskType)),
+    canceled_by=sets([1, 2, 3]),
+    before_enqueued_at=times,
+    after_enqueued_at=times,
+    before_started_at=times,
+    after_started_at=times,
+    before_finished_at=times,
+    after_finished_at=times,
+    below_uid=st.one_of(st.none(), st.integers(0, 70)),
+    scope=st.one_of(
+        st.none(),
+        st.builds(
+            Scope, names=st.frozensets(st.sampled_from(["a", "b"])), prefixes=st.sampled_from([(), ("mov",), ("x",)])
+        ),
+    ),
+)
 
 
 def where(query: TaskQuery) -> tuple[str, list]:
@@ -92,8 +115,8 @@ def sql_page(store: Store, query: TaskQuery, *, limit: int, from_uid: int | None
         sql += " AND uid >= ?" if reverse else " AND uid <= ?"
         params.append(from_uid)
     rows = store.conn.execute(
-        f"SELECT {COLUMNS} FROM tasks WHERE {sql} ORDER BY uid {'ASC' if reverse else 'DESC'} LIMIT ?",
-        (*params, limit))
+        f"SELECT {COLUMNS} FROM tasks WHERE {sql} ORDER BY uid {'ASC' if reverse else 'DESC'} LIMIT ?", (*params, limit)
+    )
     return [row_to_task(r).uid for r in rows]
 
 
@@ -103,8 +126,9 @@ def stored(tmp_path, rows) -> tuple[Store, list[Task]]:
     made = []
     for status, type_, index_uid, canceled_by, enqueued, started, finished in rows:
         task = store.insert_task(index_uid, type_, None, enqueued).tasks[0]
-        task = dataclasses.replace(task, status=status, canceled_by=canceled_by, started_at=started,
-                                   finished_at=finished)
+        task = dataclasses.replace(
+            task, status=status, canceled_by=canceled_by, started_at=started, finished_at=finished
+        )
         with store.atomic():
             store._save(task)
         made.append(task)
@@ -125,8 +149,13 @@ def selects_match_sql(store: Store, made: list[Task], query: TaskQuery) -> tuple
 
 
 @settings(max_examples=60, deadline=None)
-@given(rows=tasks, query=queries, reverse=st.booleans(), limit=st.integers(0, 8),
-       from_uid=st.one_of(st.none(), st.integers(0, 70)))
+@given(
+    rows=tasks,
+    query=queries,
+    reverse=st.booleans(),
+    limit=st.integers(0, 8),
+    from_uid=st.one_of(st.none(), st.integers(0, 70)),
+)
 def test_the_index_matches_the_store(tmp_path_factory, rows, query, reverse, limit, from_uid):
     pages_match_sql(tmp_path_factory.mktemp("i"), rows, query, limit=limit, from_uid=from_uid, reverse=reverse)
 
@@ -137,8 +166,10 @@ def pages_match_sql(folder, rows, query: TaskQuery, *, limit: int, from_uid: int
     try:
         loaded, expected = selects_match_sql(store, made, query)
         page, total = loaded.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
-        assert (page, total) == (sql_page(store, query, limit=limit + 1, from_uid=from_uid, reverse=reverse),
-                                 len(expected))
+        assert (page, total) == (
+            sql_page(store, query, limit=limit + 1, from_uid=from_uid, reverse=reverse),
+            len(expected),
+        )
     finally:
         store.close()
 
@@ -146,21 +177,31 @@ def pages_match_sql(folder, rows, query: TaskQuery, *, limit: int, from_uid: int
 # A date bound alone is paged from its disjoint hours, without their union: every column,
 # either bound or both, from any uid, both orders.
 lone_dates = st.sampled_from(["enqueued_at", "started_at", "finished_at"]).flatmap(
-    lambda column: st.builds(lambda after, before: TaskQuery(**{f"after_{column}": after, f"before_{column}": before}),
-                             times, times))
+    lambda column: st.builds(
+        lambda after, before: TaskQuery(**{f"after_{column}": after, f"before_{column}": before}), times, times
+    )
+)
 
 
 @settings(max_examples=80, deadline=None)
-@given(rows=tasks, query=lone_dates, reverse=st.booleans(), limit=st.integers(0, 8),
-       from_uid=st.one_of(st.none(), st.integers(0, 70)))
+@given(
+    rows=tasks,
+    query=lone_dates,
+    reverse=st.booleans(),
+    limit=st.integers(0, 8),
+    from_uid=st.one_of(st.none(), st.integers(0, 70)),
+)
 def test_a_lone_date_bound_pages_as_the_store_does(tmp_path_factory, rows, query, reverse, limit, from_uid):
     pages_match_sql(tmp_path_factory.mktemp("d"), rows, query, limit=limit, from_uid=from_uid, reverse=reverse)
 
 
 # Index and status together, and the two with a type, have bitmaps of their own: queries that lean on them.
-pair_queries = st.builds(TaskQuery, index_uids=st.frozensets(st.sampled_from(["a", "b", "movies", "zzz"]), max_size=3),
-                         statuses=st.frozensets(st.sampled_from(list(TaskStatus)), max_size=3),
-                         types=st.one_of(st.none(), st.frozensets(st.sampled_from(list(TaskType)), min_size=1)))
+pair_queries = st.builds(
+    TaskQuery,
+    index_uids=st.frozensets(st.sampled_from(["a", "b", "movies", "zzz"]), max_size=3),
+    statuses=st.frozensets(st.sampled_from(list(TaskStatus)), max_size=3),
+    types=st.one_of(st.none(), st.frozensets(st.sampled_from(list(TaskType)), min_size=1)),
+)
 
 
 @settings(max_examples=40, deadline=None)
@@ -190,23 +231,38 @@ def test_changes_and_deletions_move_uids(tmp_path):
 
 def contents(index: TaskIndex) -> dict:
     """Every non-empty bitmap of an index, by what it stands for, as sets."""
-    maps = {**{(kind, key): bits for kind, table in index._sets.items() for key, bits in table.items()},
-            **{(column, hour): bits for column, table in index.buckets.items() for hour, bits in table.items()}}
+    maps = {
+        **{(kind, key): bits for kind, table in index._sets.items() for key, bits in table.items()},
+        **{(column, hour): bits for column, table in index.buckets.items() for hour, bits in table.items()},
+    }
     return {key: set(bits) for key, bits in maps.items() if bits} | {"all": set(index.all)}
 
 
 # A task's life as commits: each step is one commit of some tasks' new states, some of them deleted.
-states = st.tuples(st.sampled_from(list(TaskStatus)), st.sampled_from([None, "a", "b"]), st.sampled_from([None, 1, 2]),
-                   times, times)
-lives = st.lists(st.lists(st.tuples(st.integers(0, 12), states, st.booleans()), min_size=1, max_size=6),
-                 min_size=1, max_size=12)
+states = st.tuples(
+    st.sampled_from(list(TaskStatus)), st.sampled_from([None, "a", "b"]), st.sampled_from([None, 1, 2]), times, times
+)
+lives = st.lists(
+    st.lists(st.tuples(st.integers(0, 12), states, st.booleans()), min_size=1, max_size=6), min_size=1, max_size=12
+)
 
 
 def live(index: TaskIndex, last: dict[int, Task], commit) -> None:
     """Applies one commit of `lives` to `index`, and keeps `last` as each stored task's last state."""
-    changed = [Task(uid=uid, index_uid=index_uid, status=status, type=TaskType(uid % 5 + 1), canceled_by=canceled_by,
-                    enqueued_at=T0 + uid * HOUR // 3, started_at=started, finished_at=finished, seq=0)
-               for uid, (status, index_uid, canceled_by, started, finished), _ in commit]
+    changed = [
+        Task(
+            uid=uid,
+            index_uid=index_uid,
+            status=status,
+            type=TaskType(uid % 5 + 1),
+            canceled_by=canceled_by,
+            enqueued_at=T0 + uid * HOUR // 3,
+            started_at=started,
+            finished_at=finished,
+            seq=0,
+        )
+        for uid, (status, index_uid, canceled_by, started, finished), _ in commit
+    ]
     gone = frozenset(uid for uid, _, delete in commit if delete)
     index.apply(changed, gone)
     last.update((t.uid, t) for t in changed)
@@ -222,15 +278,35 @@ def test_changes_applied_in_place_match_an_index_built_from_the_last_states(comm
     for commit in commits:
         live(index, last, commit)
     fresh = TaskIndex()
-    fresh.load([(t.uid, int(t.status), int(t.type), -1 if t.canceled_by is None else t.canceled_by, t.enqueued_at,
-                 -1 if t.started_at is None else t.started_at, -1 if t.finished_at is None else t.finished_at,
-                 t.index_uid) for t in sorted(last.values(), key=lambda t: t.uid)])
+    fresh.load(
+        [
+            (
+                t.uid,
+                int(t.status),
+                int(t.type),
+                -1 if t.canceled_by is None else t.canceled_by,
+                t.enqueued_at,
+                -1 if t.started_at is None else t.started_at,
+                -1 if t.finished_at is None else t.finished_at,
+                t.index_uid,
+            )
+            for t in sorted(last.values(), key=lambda t: t.uid)
+        ]
+    )
     assert contents(index) == contents(fresh)
 
 
 @settings(max_examples=80, deadline=None)
-@given(commits=lives, asks=st.lists(st.tuples(st.sampled_from(["enqueued_at", "started_at", "finished_at"]), times, times)
-                                    .filter(lambda ask: ask[1:] != (None, None)), min_size=1, max_size=3))
+@given(
+    commits=lives,
+    asks=st.lists(
+        st.tuples(st.sampled_from(["enqueued_at", "started_at", "finished_at"]), times, times).filter(
+            lambda ask: ask[1:] != (None, None)
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
 def test_date_bounds_asked_between_commits_follow_every_change(commits, asks):
     # Each hour's stats and an edge hour's sorted times outlive a call: asked between commits,
     # twice (the second ask reads the sorted times), bounds answer what the last states do.
@@ -239,9 +315,13 @@ def test_date_bounds_asked_between_commits_follow_every_change(commits, asks):
         live(index, last, commit)
         for column, after, before in asks:
             query = TaskQuery(**{f"after_{column}": after, f"before_{column}": before})
-            expected = sorted(uid for uid, t in last.items() if getattr(t, column) is not None
-                              and (after is None or getattr(t, column) > after)
-                              and (before is None or getattr(t, column) < before))
+            expected = sorted(
+                uid
+                for uid, t in last.items()
+                if getattr(t, column) is not None
+                and (after is None or getattr(t, column) > after)
+                and (before is None or getattr(t, column) < before)
+            )
             for _ in range(2):
                 assert list(index.select(query)) == expected
                 assert index.page(query, limit=2, from_uid=None, reverse=False) == (expected[::-1][:3], len(expected))
@@ -253,19 +333,43 @@ def test_memory_follows_the_tasks_stored_not_the_uids_given():
     window = 500
     for uid in range(20_000):
         status = TaskStatus.SUCCEEDED if uid % 3 else TaskStatus.FAILED
-        index.apply([Task(uid=uid, index_uid=f"i{uid % 7}", status=status, type=TaskType.INDEX_CREATION,
-                          enqueued_at=T0 + uid, started_at=T0 + uid, finished_at=T0 + uid + 1, seq=uid)])
+        index.apply(
+            [
+                Task(
+                    uid=uid,
+                    index_uid=f"i{uid % 7}",
+                    status=status,
+                    type=TaskType.INDEX_CREATION,
+                    enqueued_at=T0 + uid,
+                    started_at=T0 + uid,
+                    finished_at=T0 + uid + 1,
+                    seq=uid,
+                )
+            ]
+        )
         if uid >= window:  # the oldest task goes, as the automatic cleanup would
             gone = uid - window
-            index.apply([Task(uid=gone, index_uid=None, status=TaskStatus.SUCCEEDED, type=TaskType.INDEX_CREATION,
-                              enqueued_at=T0, seq=uid)], deleted=frozenset({gone}))
+            index.apply(
+                [
+                    Task(
+                        uid=gone,
+                        index_uid=None,
+                        status=TaskStatus.SUCCEEDED,
+                        type=TaskType.INDEX_CREATION,
+                        enqueued_at=T0,
+                        seq=uid,
+                    )
+                ],
+                deleted=frozenset({gone}),
+            )
     assert len(index._columns["status"]) <= 4 * window
     live = range(20_000 - window, 20_000)
     assert list(index.select(TaskQuery())) == list(live)
     assert list(index.select(TaskQuery(statuses=frozenset({TaskStatus.FAILED})))) == [u for u in live if u % 3 == 0]
     assert list(index.select(TaskQuery(after_finished_at=T0 + 19_990))) == list(range(19_990, 20_000))
     assert list(index.select(TaskQuery(index_uids=frozenset({"i3"}), before_started_at=T0 + 19_600))) == [
-        u for u in live if u % 7 == 3 and u < 19_600]
+        u for u in live if u % 7 == 3 and u < 19_600
+    ]
 
 
 def test_a_uid_older_than_the_columns_start_is_kept_in_its_own_place():
@@ -274,8 +378,18 @@ def test_a_uid_older_than_the_columns_start_is_kept_in_its_own_place():
     hour0 = T0 // HOUR * HOUR
     index = TaskIndex()
     for uid, at in ((100_001, hour0 + 2), (100_002, hour0), (5, hour0 + 1)):
-        index.apply([Task(uid=uid, index_uid="a", status=TaskStatus.SUCCEEDED, type=TaskType.INDEX_UPDATE,
-                          enqueued_at=at, seq=uid)])
+        index.apply(
+            [
+                Task(
+                    uid=uid,
+                    index_uid="a",
+                    status=TaskStatus.SUCCEEDED,
+                    type=TaskType.INDEX_UPDATE,
+                    enqueued_at=at,
+                    seq=uid,
+                )
+            ]
+        )
     assert list(index.select(TaskQuery(after_enqueued_at=hour0))) == [5, 100_001]
     assert list(index.select(TaskQuery(after_enqueued_at=hour0 + 1))) == [100_001]
     assert index.enqueued_at(100_002) == hour0
@@ -288,11 +402,19 @@ def test_date_bounds_inside_busy_hours_match_the_times_exactly(sorted_edges):
     # asked again, its sorted times), deleted tasks left out.
     rng = random.Random(9)
     hour0 = T0 // HOUR * HOUR
-    tasks = [Task(uid=uid, index_uid="a", status=TaskStatus.SUCCEEDED, type=TaskType.INDEX_UPDATE,
-                  enqueued_at=hour0 + uid * 1_000,  # rising: one hour, one run of uids
-                  started_at=hour0 + rng.randrange(12 * HOUR),  # sparse: each hour's uids far apart
-                  finished_at=hour0 + rng.randrange(3 * HOUR),  # dense but interleaved over three hours
-                  seq=uid + 1) for uid in range(3000)]
+    tasks = [
+        Task(
+            uid=uid,
+            index_uid="a",
+            status=TaskStatus.SUCCEEDED,
+            type=TaskType.INDEX_UPDATE,
+            enqueued_at=hour0 + uid * 1_000,  # rising: one hour, one run of uids
+            started_at=hour0 + rng.randrange(12 * HOUR),  # sparse: each hour's uids far apart
+            finished_at=hour0 + rng.randrange(3 * HOUR),  # dense but interleaved over three hours
+            seq=uid + 1,
+        )
+        for uid in range(3000)
+    ]
     index = TaskIndex()
     index.SORTED_EDGES = sorted_edges
     index.apply(tasks)
@@ -308,14 +430,19 @@ def test_date_bounds_inside_busy_hours_match_the_times_exactly(sorted_edges):
                 low, high = (low - 1, high + 1) if attempt % 3 == 2 else (low, high)
             for after, before in ((low, None), (None, high), (low, high)):
                 query = TaskQuery(**{f"after_{column}": after, f"before_{column}": before})
-                expected = {t.uid for t in live if (after is None or getattr(t, column) > after)
-                            and (before is None or getattr(t, column) < before)}
+                expected = {
+                    t.uid
+                    for t in live
+                    if (after is None or getattr(t, column) > after) and (before is None or getattr(t, column) < before)
+                }
                 assert set(index.select(query)) == expected, (column, after, before)
                 # The same bound paged from its hours, from the newest and from a uid in the middle.
                 newest = sorted(expected, reverse=True)
                 assert index.page(query, limit=4, from_uid=None, reverse=False) == (newest[:5], len(expected))
                 assert index.page(query, limit=4, from_uid=1500, reverse=True) == (
-                    sorted(uid for uid in expected if uid >= 1500)[:5], len(expected))
+                    sorted(uid for uid in expected if uid >= 1500)[:5],
+                    len(expected),
+                )
 
 
 def test_an_edge_hour_mostly_kept_drops_exactly_the_tasks_outside_the_bound():
@@ -327,14 +454,25 @@ def test_an_edge_hour_mostly_kept_drops_exactly_the_tasks_outside_the_bound():
     times = {uid: hour0 + 1_000 + order[uid] * 1_000 for uid in range(1000)}
     times[0], times[999] = hour0 + 999_999_000, hour0 + 999_998_000  # the newest two times
     times.update({uid: hour0 + HOUR + uid for uid in range(300, 1000, 97)})  # the next hour's
-    tasks = [Task(uid=uid, index_uid="a", status=TaskStatus.SUCCEEDED, type=TaskType.INDEX_UPDATE, enqueued_at=T0,
-                  finished_at=at, seq=uid + 1) for uid, at in times.items()]
+    tasks = [
+        Task(
+            uid=uid,
+            index_uid="a",
+            status=TaskStatus.SUCCEEDED,
+            type=TaskType.INDEX_UPDATE,
+            enqueued_at=T0,
+            finished_at=at,
+            seq=uid + 1,
+        )
+        for uid, at in times.items()
+    ]
     index = TaskIndex()
     index.apply(tasks)
     for cut in (hour0 + 999_998_000, hour0 + 950_000_000, hour0 + 50_000_000, hour0 + 1_000):
         for after, before in ((None, cut), (cut, None)):
-            expected = {uid for uid, at in times.items()
-                        if (after is None or at > after) and (before is None or at < before)}
+            expected = {
+                uid for uid, at in times.items() if (after is None or at > after) and (before is None or at < before)
+            }
             query = TaskQuery(after_finished_at=after, before_finished_at=before)
             assert set(index.select(query)) == expected, (after, before)
 
@@ -343,8 +481,18 @@ def test_a_time_moved_within_its_hour_crosses_a_bound_inside_that_hour():
     # A task leased again in the same hour keeps its bucket but not its time: an edge hour's
     # times, sorted when it was asked twice, must follow.
     hour0 = T0 // HOUR * HOUR
-    tasks = [Task(uid=uid, index_uid="a", status=TaskStatus.PROCESSING, type=TaskType.INDEX_UPDATE,
-                  enqueued_at=hour0, started_at=hour0 + at, seq=uid + 1) for uid, at in enumerate((10, 100))]
+    tasks = [
+        Task(
+            uid=uid,
+            index_uid="a",
+            status=TaskStatus.PROCESSING,
+            type=TaskType.INDEX_UPDATE,
+            enqueued_at=hour0,
+            started_at=hour0 + at,
+            seq=uid + 1,
+        )
+        for uid, at in enumerate((10, 100))
+    ]
     index = TaskIndex()
     index.apply(tasks)
     query = TaskQuery(after_started_at=hour0 + 50)
@@ -378,8 +526,19 @@ def test_two_threads_refining_edge_hours_at_once_both_get_exact_answers():
     index = TaskIndex()
     index.SORTED_EDGES = 2
     index._sorted_edges = Yielding()
-    index.apply([Task(uid=uid, index_uid="a", status=TaskStatus.SUCCEEDED, type=TaskType.INDEX_UPDATE,
-                      enqueued_at=hour0 + uid * step, seq=uid + 1) for uid in range(500)])
+    index.apply(
+        [
+            Task(
+                uid=uid,
+                index_uid="a",
+                status=TaskStatus.SUCCEEDED,
+                type=TaskType.INDEX_UPDATE,
+                enqueued_at=hour0 + uid * step,
+                seq=uid + 1,
+            )
+            for uid in range(500)
+        ]
+    )
     failures = []
 
     def ask(seed: int) -> None:
@@ -403,8 +562,17 @@ def test_two_threads_refining_edge_hours_at_once_both_get_exact_answers():
 
 def test_a_bound_inside_an_hour_whose_tasks_were_all_deleted_matches_nothing_there():
     hour0 = T0 // HOUR * HOUR
-    tasks = [Task(uid=uid, index_uid="a", status=TaskStatus.SUCCEEDED, type=TaskType.INDEX_UPDATE,
-                  enqueued_at=hour0 + uid, seq=uid + 1) for uid in range(5)]
+    tasks = [
+        Task(
+            uid=uid,
+            index_uid="a",
+            status=TaskStatus.SUCCEEDED,
+            type=TaskType.INDEX_UPDATE,
+            enqueued_at=hour0 + uid,
+            seq=uid + 1,
+        )
+        for uid in range(5)
+    ]
     index = TaskIndex()
     index.apply(tasks)
     index.apply(tasks, frozenset(range(5)))

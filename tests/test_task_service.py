@@ -13,12 +13,20 @@ from taskhub.v1 import task_service_pb2 as pb
 
 
 async def test_enqueue_answers_a_summary_and_get_returns_the_task(stub):
-    response = await stub.EnqueueTask(pb.EnqueueTaskRequest(
-        type=T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, index_uid="movies",
-        details=details_for(T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, received_documents=67493)))
+    response = await stub.EnqueueTask(
+        pb.EnqueueTaskRequest(
+            type=T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE,
+            index_uid="movies",
+            details=details_for(T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, received_documents=67493),
+        )
+    )
     summary = response.task
     assert (summary.task_uid, summary.index_uid, summary.status, summary.type) == (
-        0, "movies", T.TASK_STATUS_ENQUEUED, T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE)
+        0,
+        "movies",
+        T.TASK_STATUS_ENQUEUED,
+        T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE,
+    )
     task = (await stub.GetTask(pb.GetTaskRequest(uid=0))).task
     assert task.uid == 0 and task.index_uid == "movies" and task.status == T.TASK_STATUS_ENQUEUED
     assert task.details.document_addition_or_update.received_documents == 67493
@@ -38,8 +46,9 @@ async def test_missing_task_is_not_found(stub):
 
 
 async def test_global_task_takes_no_index(stub):
-    code, reason, _ = await error_of(stub.EnqueueTask(pb.EnqueueTaskRequest(
-        type=T.TASK_TYPE_DUMP_CREATION, index_uid="movies")))
+    code, reason, _ = await error_of(
+        stub.EnqueueTask(pb.EnqueueTaskRequest(type=T.TASK_TYPE_DUMP_CREATION, index_uid="movies"))
+    )
     assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "invalid_index_uid")
     summary = (await stub.EnqueueTask(pb.EnqueueTaskRequest(type=T.TASK_TYPE_DUMP_CREATION))).task
     assert not summary.HasField("index_uid")
@@ -54,11 +63,22 @@ async def test_bad_enqueues_are_refused_and_store_nothing(stub):
         (pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid="the good doggo"), "invalid_index_uid"),
         (pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid="a" * 401), "invalid_index_uid"),
         (pb.EnqueueTaskRequest(type=T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, index_uid="a"), "invalid_task_details"),
-        (pb.EnqueueTaskRequest(type=T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, index_uid="a", details=details_for(
-            T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, received_documents=1, indexed_documents=1)),
-         "invalid_task_details"),
-        (pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, index_uid="a", details=details_for(
-            T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, received_documents=1)), "invalid_task_details"),
+        (
+            pb.EnqueueTaskRequest(
+                type=T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE,
+                index_uid="a",
+                details=details_for(T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, received_documents=1, indexed_documents=1),
+            ),
+            "invalid_task_details",
+        ),
+        (
+            pb.EnqueueTaskRequest(
+                type=T.TASK_TYPE_INDEX_CREATION,
+                index_uid="a",
+                details=details_for(T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, received_documents=1),
+            ),
+            "invalid_task_details",
+        ),
         (pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_SWAP), "invalid_task_details"),
     ]
     for request, expected in bad:
@@ -73,14 +93,24 @@ def _creation(index_uid: str) -> pb.EnqueueTaskRequest:
 
 async def test_enqueue_tasks_answers_summaries_in_order_with_consecutive_uids(stub):
     await enqueue(stub)
-    response = await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[
-        _creation("books"),
-        pb.EnqueueTaskRequest(type=T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, index_uid="movies",
-                              details=details_for(T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, received_documents=7)),
-        pb.EnqueueTaskRequest(type=T.TASK_TYPE_DUMP_CREATION)]))
+    response = await stub.EnqueueTasks(
+        pb.EnqueueTasksRequest(
+            tasks=[
+                _creation("books"),
+                pb.EnqueueTaskRequest(
+                    type=T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE,
+                    index_uid="movies",
+                    details=details_for(T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, received_documents=7),
+                ),
+                pb.EnqueueTaskRequest(type=T.TASK_TYPE_DUMP_CREATION),
+            ]
+        )
+    )
     assert [(t.task_uid, t.index_uid, t.type) for t in response.tasks] == [
-        (1, "books", T.TASK_TYPE_INDEX_CREATION), (2, "movies", T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE),
-        (3, "", T.TASK_TYPE_DUMP_CREATION)]
+        (1, "books", T.TASK_TYPE_INDEX_CREATION),
+        (2, "movies", T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE),
+        (3, "", T.TASK_TYPE_DUMP_CREATION),
+    ]
     assert not response.tasks[2].HasField("index_uid")
     task = (await stub.GetTask(pb.GetTaskRequest(uid=2))).task
     assert task.details.document_addition_or_update.received_documents == 7
@@ -102,10 +132,16 @@ async def test_a_batch_is_one_transaction_among_concurrent_enqueues(stub, servic
 async def test_enqueue_tasks_refuses_them_all_when_one_is_bad(stub):
     cases = [
         ([_creation("a"), _creation("the good doggo"), _creation("b")], "invalid_index_uid", "`tasks[1]`: "),
-        ([_creation("a"), _creation("b"), pb.EnqueueTaskRequest(type=42, index_uid="c")], "invalid_task_types",
-         "`tasks[2]`: "),
-        ([pb.EnqueueTaskRequest(type=T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, index_uid="a")],
-         "invalid_task_details", "`tasks[0]`: `receivedDocuments` is required"),
+        (
+            [_creation("a"), _creation("b"), pb.EnqueueTaskRequest(type=42, index_uid="c")],
+            "invalid_task_types",
+            "`tasks[2]`: ",
+        ),
+        (
+            [pb.EnqueueTaskRequest(type=T.TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE, index_uid="a")],
+            "invalid_task_details",
+            "`tasks[0]`: `receivedDocuments` is required",
+        ),
         ([], "invalid_task_batch", "Give from 1 to 1,000 tasks to enqueue at once, not 0."),
         ([_creation("a")] * 1001, "invalid_task_batch", "Give from 1 to 1,000 tasks to enqueue at once, not 1,001."),
     ]
@@ -126,7 +162,9 @@ async def test_index_swap_and_settings_details_round_trip(stub):
     assert [list(s.indexes) for s in task.details.index_swap.swaps] == [["a", "b"]]
 
     request = pb.EnqueueTaskRequest(type=T.TASK_TYPE_SETTINGS_UPDATE, index_uid="movies")
-    request.details.settings_update.settings.update({"rankingRules": ["typo", "words"], "pagination": {"maxTotalHits": 5}})
+    request.details.settings_update.settings.update(
+        {"rankingRules": ["typo", "words"], "pagination": {"maxTotalHits": 5}}
+    )
     uid = (await stub.EnqueueTask(request)).task.task_uid
     task = (await stub.GetTask(pb.GetTaskRequest(uid=uid))).task
     settings = task.details.settings_update.settings

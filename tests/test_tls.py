@@ -20,39 +20,46 @@ import subprocess
 import sys
 import time
 
+import grpc
 import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from test_serve import free_port
-from test_shutdown import connect
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from taskhub.client import NO_RETRY, AsyncTaskHubClient, TaskHubClient
 from taskhub.client.worker import Worker
 from taskhub.errors import TaskHubError
 from taskhub.server import app
+from test_serve import free_port
+from test_shutdown import connect
 
 
 def _pem(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _certificate(subject: str, key, issuer: x509.Name, issuer_key, *, ca: bool) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
-    builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-               .issuer_name(issuer).public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if not ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -83,8 +90,9 @@ def _https(pki: Pki) -> httpx.AsyncClient:
 
 
 async def test_serve_with_tls_answers_clients_with_the_ca_and_refuses_plaintext(config, pki):
-    service = await app.start(dataclasses.replace(config, tls_cert=pki.cert, tls_key=pki.key, no_http=False,
-                                                  http_listen="127.0.0.1:0"))
+    service = await app.start(
+        dataclasses.replace(config, tls_cert=pki.cert, tls_key=pki.key, no_http=False, http_listen="127.0.0.1:0")
+    )
     target = f"localhost:{service.grpc_port}"
     base = f"https://127.0.0.1:{service.gateway.port}"
     try:
@@ -125,8 +133,9 @@ async def test_a_worker_leases_over_tls(config, pki):
         async with AsyncTaskHubClient(target, tls_ca=pki.ca) as client:
             await client.enqueue("indexCreation", "movies")
             done = []
-            worker = Worker(target, {"indexCreation": lambda task: done.append(task.uid) or {}}, tls_ca=pki.ca,
-                            poll_seconds=0.5)
+            worker = Worker(
+                target, {"indexCreation": lambda task: done.append(task.uid) or {}}, tls_ca=pki.ca, poll_seconds=0.5
+            )
             await worker.run_async(max_batches=1)
             assert done == [0]
             assert (await client.wait_for_task(0, timeout=10)).status == "succeeded"
@@ -149,8 +158,13 @@ def wait_serving_tls(target: str, pki: Pki) -> None:
 
 
 def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "taskhub.server.cli", *args], capture_output=True, text=True,
-                          timeout=30, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "taskhub.server.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.mark.slow  # `taskhub serve`, `taskhub gateway` and the CLI as subprocesses
@@ -159,9 +173,24 @@ def test_the_cli_and_the_standalone_gateway_over_tls(tmp_path, pki):
     tls = ["--tls-cert", pki.cert, "--tls-key", pki.key]
     # The certificate comes from the environment, its key from a flag.
     server = subprocess.Popen(
-        [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(tmp_path / "q.db"), "--no-http",
-         "--grpc-listen", f"127.0.0.1:{grpc_port}", "--tls-key", pki.key],
-        env={**os.environ, "TASKHUB_TLS_CERT": pki.cert}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "taskhub.server.cli",
+            "serve",
+            "--db",
+            str(tmp_path / "q.db"),
+            "--no-http",
+            "--grpc-listen",
+            f"127.0.0.1:{grpc_port}",
+            "--tls-key",
+            pki.key,
+        ],
+        env={**os.environ, "TASKHUB_TLS_CERT": pki.cert},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     gateway = None
     try:
         wait_serving_tls(f"localhost:{grpc_port}", pki)
@@ -177,9 +206,23 @@ def test_the_cli_and_the_standalone_gateway_over_tls(tmp_path, pki):
         assert plaintext.returncode != 0 and "Cannot reach a taskhub server" in plaintext.stderr
 
         gateway = subprocess.Popen(
-            [sys.executable, "-m", "taskhub.server.cli", "gateway", "--grpc-target", f"localhost:{grpc_port}",
-             "--tls-ca", pki.ca, "--http-listen", f"127.0.0.1:{http_port}", *tls],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                "-m",
+                "taskhub.server.cli",
+                "gateway",
+                "--grpc-target",
+                f"localhost:{grpc_port}",
+                "--tls-ca",
+                pki.ca,
+                "--http-listen",
+                f"127.0.0.1:{http_port}",
+                *tls,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         connect(http_port).close()
         with httpx.Client(verify=ssl.create_default_context(cafile=pki.ca), timeout=10) as https:
             answer = https.get(f"https://localhost:{http_port}/tasks/0")

@@ -53,9 +53,22 @@ def compiled(tmp_path_factory) -> pathlib.Path:
     template["plugins"] = [p for p in template["plugins"] if p.get("local") == "protoc-gen-es"]
     assert template["plugins"], "buf.gen.yaml has no protoc-gen-es entry"
     bins = str(TS / "node_modules" / ".bin")
-    _run(BUF, "generate", ROOT, "--template", json.dumps(template), cwd=work, path=f"{bins}{os.pathsep}{os.environ['PATH']}")
+    _run(
+        BUF,
+        "generate",
+        ROOT,
+        "--template",
+        json.dumps(template),
+        cwd=work,
+        path=f"{bins}{os.pathsep}{os.environ['PATH']}",
+    )
     assert sorted(p.name for p in (work / "gen" / "ts" / "taskhub" / "v1").iterdir()) == [
-        "errors_pb.ts", "key_service_pb.ts", "task_pb.ts", "task_service_pb.ts", "worker_service_pb.ts"]
+        "errors_pb.ts",
+        "key_service_pb.ts",
+        "task_pb.ts",
+        "task_service_pb.ts",
+        "worker_service_pb.ts",
+    ]
     for name in ("call.ts", "tsconfig.json", "package.json"):
         shutil.copy(TS / name, work / name)
     (work / "node_modules").symlink_to(TS / "node_modules", target_is_directory=True)
@@ -65,20 +78,37 @@ def compiled(tmp_path_factory) -> pathlib.Path:
 
 async def test_generated_typescript_calls_the_server(compiled, service):
     node = await asyncio.create_subprocess_exec(
-        "node", str(compiled), service.grpc_target, "movies",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "node",
+        str(compiled),
+        service.grpc_target,
+        "movies",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(node.communicate(), 60)
     assert node.returncode == 0, err.decode()
     enqueued, got, listing, error = [json.loads(line) for line in out.decode().splitlines()]
 
     assert enqueued == {"event": "enqueued", "uid": 0, "status": "ENQUEUED"}
-    assert got == {"event": "get", "uid": 0, "indexUid": "movies", "type": "DOCUMENT_ADDITION_OR_UPDATE",
-                   "receivedDocuments": 3}
+    assert got == {
+        "event": "get",
+        "uid": 0,
+        "indexUid": "movies",
+        "type": "DOCUMENT_ADDITION_OR_UPDATE",
+        "receivedDocuments": 3,
+    }
     assert listing == {"event": "list", "uids": [0], "total": 1}
-    assert error == {"event": "error", "code": "NotFound", "reason": "task_not_found",
-                     "message": "Task `4294967295` not found."}
+    assert error == {
+        "event": "error",
+        "code": "NotFound",
+        "reason": "task_not_found",
+        "message": "Task `4294967295` not found.",
+    }
     # What TypeScript enqueued is what Python reads back.
     async with AsyncTaskHubClient(service.grpc_target) as client:
         task = (await client.get_task(0)).to_dict()
-    assert (task["indexUid"], task["type"], task["details"]) == ("movies", "documentAdditionOrUpdate",
-                                                                 {"receivedDocuments": 3, "indexedDocuments": None})
+    assert (task["indexUid"], task["type"], task["details"]) == (
+        "movies",
+        "documentAdditionOrUpdate",
+        {"receivedDocuments": 3, "indexedDocuments": None},
+    )

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import dataclasses
+import socket
 
 import grpc
 import httpx
@@ -20,8 +20,13 @@ import pytest
 from conftest import MASTER_KEY
 from helpers import enqueue, error_of
 from taskhub.server import app
-from taskhub.v1 import key_service_pb2 as kpb, key_service_pb2_grpc
-from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
+from taskhub.v1 import (
+    key_service_pb2 as kpb,
+    key_service_pb2_grpc,
+    task_pb2,
+    task_service_pb2 as pb,
+    task_service_pb2_grpc,
+)
 
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -83,12 +88,15 @@ async def test_a_connection_gets_at_most_its_watch_slots(config, clock):
 
 
 async def test_a_key_gets_at_most_its_watch_slots_on_any_connection(config, clock):
-    async with running(config, clock, master_key=MASTER_KEY, max_watchers_per_key=2) as service, \
-            channels(service, 4) as stubs:
+    async with (
+        running(config, clock, master_key=MASTER_KEY, max_watchers_per_key=2) as service,
+        channels(service, 4) as stubs,
+    ):
         master = (("authorization", f"Bearer {MASTER_KEY}"),)
         async with grpc.aio.insecure_channel(service.grpc_target) as key_channel:
             created = await key_service_pb2_grpc.KeyServiceStub(key_channel).CreateKey(
-                kpb.CreateKeyRequest(actions=["tasks.get"], indexes=["*"]), metadata=master)
+                kpb.CreateKeyRequest(actions=["tasks.get"], indexes=["*"]), metadata=master
+            )
         other_key = (("authorization", f"Bearer {created.key.key}"),)
         held = [await open_watch(stubs[0], master), await open_watch(stubs[1], master)]
         # The same key from a third connection, and however its header is spelled.
@@ -113,8 +121,9 @@ async def test_without_a_master_key_every_caller_is_one_anonymous_key(config, cl
 async def with_gateway(config, clock, **settings):
     """`taskhub serve` with its gateway on 127.0.0.1:0, and an HTTP client to it."""
     async with running(config, clock, no_http=False, http_listen="127.0.0.1:0", **settings) as service:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.gateway.port}", timeout=10,
-                                     limits=httpx.Limits(max_connections=50)) as http:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{service.gateway.port}", timeout=10, limits=httpx.Limits(max_connections=50)
+        ) as http:
             yield service, http
 
 
@@ -125,8 +134,7 @@ async def sse(http: httpx.AsyncClient, path: str, client: str) -> httpx.Response
 async def test_sse_clients_are_limited_each_not_as_the_gateways_one_connection(config, clock):
     # The gateway opens every watch over its one gRPC channel: were the server to count that as one
     # connection, two clients with two streams each would be refused at its limit of 2.
-    async with with_gateway(config, clock, max_watchers_per_connection=2, max_watchers_per_client=2) as (
-            service, http):
+    async with with_gateway(config, clock, max_watchers_per_connection=2, max_watchers_per_client=2) as (service, http):
         uid = (await http.post("/tasks", json={"type": "indexCreation", "indexUid": "movies"})).json()["taskUid"]
         streams = []
         for client in ("203.0.113.1", "203.0.113.2"):
@@ -136,7 +144,7 @@ async def test_sse_clients_are_limited_each_not_as_the_gateways_one_connection(c
                 assert response.status_code == 200, (await response.aread()).decode()
                 streams.append(response)
         refused = await sse(http, "/tasks/events", "203.0.113.1")
-        body = (await refused.aread())
+        body = await refused.aread()
         assert refused.status_code == 429
         assert refused.json()["code"] == "too_many_watches" and refused.json()["type"] == "system"
         assert "client" in refused.json()["message"]
@@ -158,8 +166,7 @@ async def test_sse_clients_are_limited_each_not_as_the_gateways_one_connection(c
 async def test_sse_watches_count_against_the_callers_key(config, clock):
     async with with_gateway(config, clock, master_key=MASTER_KEY, max_watchers_per_key=1) as (service, http):
         auth = {"authorization": f"Bearer {MASTER_KEY}"}
-        first = await http.send(http.build_request("GET", "/tasks/events?indexUids=movies", headers=auth),
-                                stream=True)
+        first = await http.send(http.build_request("GET", "/tasks/events?indexUids=movies", headers=auth), stream=True)
         assert first.status_code == 200
         # Another filter needs a server watch of its own (one filter's clients share one).
         second = await http.get("/tasks/events?indexUids=books", headers={**auth, "x-forwarded-for": "203.0.113.9"})
@@ -221,8 +228,9 @@ async def test_a_client_that_never_reads_is_cut_alone(config, clock):
         assert got == [list(range(1, count + 1))] * 2
         # What it had was still written, then the reason; nothing after the cut.
         body = await asyncio.wait_for(reader.read(), 30)
-        assert body.rstrip().endswith(b'"code":"watch_too_slow","type":"system",'
-                                      b'"link":"https://docs.meilisearch.com/errors#watch_too_slow"}'), body[-300:]
+        assert body.rstrip().endswith(
+            b'"code":"watch_too_slow","type":"system","link":"https://docs.meilisearch.com/errors#watch_too_slow"}'
+        ), body[-300:]
         ids = [int(line[4:]) for line in body.decode().split("\n") if line.startswith("id: ")]
         assert ids[1:] == list(range(1, ids[-1] + 1)) and ids[-1] <= count - 10
         writer.close()

@@ -51,7 +51,10 @@ async def test_cancelation_ends_the_watch(service, stub):
 
 async def test_watch_of_an_unknown_task_is_not_found(stub):
     assert await error_of(stub.WatchTask(pb.WatchTaskRequest(uid=42)).read()) == (
-        grpc.StatusCode.NOT_FOUND, "task_not_found", "Task `42` not found.")
+        grpc.StatusCode.NOT_FOUND,
+        "task_not_found",
+        "Task `42` not found.",
+    )
 
 
 async def test_a_client_that_goes_away_leaves_no_watcher(service, stub):

@@ -42,8 +42,11 @@ async def test_changes_arrive_in_commit_order_with_gapless_sequences(service, st
     seen = await read(everything, 4)
     assert [e.sequence for e in seen] == list(range(seen[0].sequence, seen[0].sequence + 4))
     assert [(e.task.uid, e.task.status) for e in seen] == [
-        (0, T.TASK_STATUS_ENQUEUED), (1, T.TASK_STATUS_ENQUEUED),
-        (0, T.TASK_STATUS_PROCESSING), (0, T.TASK_STATUS_SUCCEEDED)]
+        (0, T.TASK_STATUS_ENQUEUED),
+        (1, T.TASK_STATUS_ENQUEUED),
+        (0, T.TASK_STATUS_PROCESSING),
+        (0, T.TASK_STATUS_SUCCEEDED),
+    ]
     only_movies = await read(movies, 3)
     assert [e.sequence for e in only_movies] == [seen[0].sequence, seen[2].sequence, seen[3].sequence]
     everything.cancel()
@@ -64,7 +67,10 @@ async def test_resume_gives_every_later_change_once(service, stub):
     replayed = await read(resumed, 3)
     assert [e.sequence for e in replayed] == [last_seen + 1, last_seen + 2, last_seen + 3]
     assert [(e.task.uid, e.task.status) for e in replayed] == [
-        (1, T.TASK_STATUS_ENQUEUED), (0, T.TASK_STATUS_PROCESSING), (1, T.TASK_STATUS_PROCESSING)]
+        (1, T.TASK_STATUS_ENQUEUED),
+        (0, T.TASK_STATUS_PROCESSING),
+        (1, T.TASK_STATUS_PROCESSING),
+    ]
     # ...then live changes follow without a gap.
     await finish(service, 1)
     live = (await read(resumed, 1))[0]
@@ -87,7 +93,10 @@ async def test_resume_across_a_restart(config, clock):
             stream = watch(stub, after=1)
             events = await read(stream, 3)
             assert [(e.sequence, e.task.uid, e.task.status) for e in events] == [
-                (2, 1, T.TASK_STATUS_ENQUEUED), (3, 0, T.TASK_STATUS_PROCESSING), (4, 0, T.TASK_STATUS_ENQUEUED)]
+                (2, 1, T.TASK_STATUS_ENQUEUED),
+                (3, 0, T.TASK_STATUS_PROCESSING),
+                (4, 0, T.TASK_STATUS_ENQUEUED),
+            ]
             stream.cancel()
     finally:
         await service.stop(0)

@@ -58,9 +58,17 @@ async def test_failures_become_task_errors(service, stub):
     await worker(service, {"documentAdditionOrUpdate": documents}).run_async(max_batches=2)
     a, b = await get(stub, 0), await get(stub, 1)
     assert (a.status, a.error.code, a.error.type, a.error.message) == (
-        T.TASK_STATUS_FAILED, "missing_document_id", "invalid_request", "Document 7 has no `id`.")
+        T.TASK_STATUS_FAILED,
+        "missing_document_id",
+        "invalid_request",
+        "Document 7 has no `id`.",
+    )
     assert (b.status, b.error.code, b.error.type, b.error.message) == (
-        T.TASK_STATUS_FAILED, "internal", "internal", "ValueError: boom")
+        T.TASK_STATUS_FAILED,
+        "internal",
+        "internal",
+        "ValueError: boom",
+    )
     assert b.details.document_addition_or_update.indexed_documents == 0
 
 
@@ -84,7 +92,10 @@ async def test_a_cancelation_reaches_the_running_handler(service, stub):
     # The handler's thread is told; the worker does not wait for it to return.
     assert await asyncio.to_thread(told.wait, 5) and w.processed == 0
     assert [(await get(stub, u)).status for u in range(3)] == [
-        T.TASK_STATUS_ENQUEUED, T.TASK_STATUS_CANCELED, T.TASK_STATUS_ENQUEUED]
+        T.TASK_STATUS_ENQUEUED,
+        T.TASK_STATUS_CANCELED,
+        T.TASK_STATUS_ENQUEUED,
+    ]
     # The rest of the batch runs in a new one.
     await worker(service, {"documentAdditionOrUpdate": lambda job: None}).run_async(max_batches=1)
     assert [(await get(stub, u)).status for u in (0, 2)] == [T.TASK_STATUS_SUCCEEDED] * 2
@@ -95,7 +106,10 @@ async def test_watch_shows_each_transition_a_worker_makes(service, stub):
     stream = stub.WatchTask(pb.WatchTaskRequest(uid=uid))
     await worker(service, {"documentAdditionOrUpdate": lambda job: {"indexedDocuments": 10}}).run_async(max_batches=1)
     assert [r.task.status async for r in stream] == [
-        T.TASK_STATUS_ENQUEUED, T.TASK_STATUS_PROCESSING, T.TASK_STATUS_SUCCEEDED]
+        T.TASK_STATUS_ENQUEUED,
+        T.TASK_STATUS_PROCESSING,
+        T.TASK_STATUS_SUCCEEDED,
+    ]
 
 
 @pytest.mark.parametrize("grace, expected", [(5.0, T.TASK_STATUS_SUCCEEDED), (0.05, T.TASK_STATUS_ENQUEUED)])

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from test_serve import free_port, wait_serving
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
+from test_serve import free_port, wait_serving
 
 pytestmark = pytest.mark.slow  # runs worker subprocesses
 
@@ -26,8 +26,20 @@ HANDLERS = str(Path(__file__).with_name("worker_handlers.py"))
 def server(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "taskhub.server.cli", "serve", "--db", str(tmp_path / "w.db"), "--no-http",
-         "--grpc-listen", f"127.0.0.1:{port}", "--log-level", "WARNING"])
+        [
+            sys.executable,
+            "-m",
+            "taskhub.server.cli",
+            "serve",
+            "--db",
+            str(tmp_path / "w.db"),
+            "--no-http",
+            "--grpc-listen",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "WARNING",
+        ]
+    )
     channel = wait_serving(f"127.0.0.1:{port}")
     yield f"127.0.0.1:{port}", task_service_pb2_grpc.TaskServiceStub(channel)
     channel.close()
@@ -37,9 +49,26 @@ def server(tmp_path):
 
 def start_workers(target: str, log: Path, count: int, sleep: float, *extra: str) -> list[subprocess.Popen]:
     env = {**os.environ, "TASKHUB_TEST_LOG": str(log), "TASKHUB_TEST_SLEEP": str(sleep)}
-    return [subprocess.Popen(
-        [sys.executable, "-m", "taskhub.server.cli", "worker", HANDLERS, "--target", target, "--poll-seconds", "0.5",
-         "--log-level", "WARNING", *extra], env=env) for _ in range(count)]
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "taskhub.server.cli",
+                "worker",
+                HANDLERS,
+                "--target",
+                target,
+                "--poll-seconds",
+                "0.5",
+                "--log-level",
+                "WARNING",
+                *extra,
+            ],
+            env=env,
+        )
+        for _ in range(count)
+    ]
 
 
 def stop(workers: list[subprocess.Popen]) -> None:
@@ -112,7 +141,7 @@ def test_a_killed_workers_batch_comes_back_and_is_done_once(server, tmp_path):
     target, stub = server
     log = tmp_path / "runs.jsonl"
     indexes = enqueue_mix(stub, 8)
-    victim, = start_workers(target, log, 1, 2.0, "--lease-seconds", "1")
+    (victim,) = start_workers(target, log, 1, 2.0, "--lease-seconds", "1")
     deadline = time.monotonic() + 20
     while not (log.exists() and log.read_text()):
         assert time.monotonic() < deadline

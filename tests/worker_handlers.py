@@ -8,8 +8,9 @@ import time
 
 
 def _log(job, event: str) -> None:
-    line = json.dumps({"uid": job.uid, "index": job.index_uid, "pid": os.getpid(), "event": event,
-                       "at": time.monotonic()})
+    line = json.dumps(
+        {"uid": job.uid, "index": job.index_uid, "pid": os.getpid(), "event": event, "at": time.monotonic()}
+    )
     # One write per line with O_APPEND: lines from several processes never interleave.
     fd = os.open(os.environ["TASKHUB_TEST_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:

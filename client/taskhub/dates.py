@@ -9,13 +9,14 @@ Each edge words its own error from the ValueError it raises.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, UTC
+from datetime import UTC, date, datetime, timedelta
 
 _BARE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # The shape only (ASCII digits, an offset within a day); datetime checks the calendar and the clock.
 _DATE_TIME = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]+))?"
-    r"([Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])")
+    r"([Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_DAY = _EPOCH.date().toordinal()
 _DAY = 86_400

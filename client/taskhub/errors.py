@@ -106,14 +106,16 @@ def human_size(size: int) -> str:
 
 def payload_too_large(limit: int) -> TaskHubError:
     """Meilisearch's 413 for a body (or a task's details) over the payload size limit."""
-    return TaskHubError("payload_too_large", "The provided payload reached the size limit."
-                        f" The maximum accepted payload size is {human_size(limit)}.")
+    return TaskHubError(
+        "payload_too_large",
+        f"The provided payload reached the size limit. The maximum accepted payload size is {human_size(limit)}.",
+    )
 
 
 def from_rpc_error(error: grpc.RpcError) -> TaskHubError:
     """Reads the public code back from a gRPC error's `ErrorInfo`, whatever raised it."""
-    from grpc_status import rpc_status
     from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
 
     status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
     if status is not None:

@@ -14,7 +14,20 @@ from taskhub.client.sync import TaskHubClient
 from taskhub.errors import TaskHubError
 
 __all__ = [
-    "ApiKey", "AsyncTaskHubClient", "KeyPage", "NO_RETRY", "RetryPolicy", "Task", "TaskChange", "TaskError",
-    "TaskFilter", "TaskHubClient", "TaskHubError", "TaskPage", "TaskStatus", "TaskSummary", "TaskTimeoutError",
+    "ApiKey",
+    "AsyncTaskHubClient",
+    "KeyPage",
+    "NO_RETRY",
+    "RetryPolicy",
+    "Task",
+    "TaskChange",
+    "TaskError",
+    "TaskFilter",
+    "TaskHubClient",
+    "TaskHubError",
+    "TaskPage",
+    "TaskStatus",
+    "TaskSummary",
+    "TaskTimeoutError",
     "TaskType",
 ]

@@ -51,7 +51,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number `attempt` (0-based); None when out of attempts."""
         if attempt + 1 >= self.max_attempts:
             return None
-        ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier ** attempt)
+        ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier**attempt)
         # Jitter spreads clients that lost the same server so they do not return in lockstep.
         return ceiling * random.uniform(0.5, 1.0)
 
@@ -106,8 +106,9 @@ def retry_delay(policy: RetryPolicy, attempt: int, error: grpc.RpcError, idempot
     return delay
 
 
-def enqueue_request(type: TaskType | str, index_uid: str | None = None,
-                    details: dict | None = None) -> pb.EnqueueTaskRequest:
+def enqueue_request(
+    type: TaskType | str, index_uid: str | None = None, details: dict | None = None
+) -> pb.EnqueueTaskRequest:
     type_ = parse_type(type)
     request = pb.EnqueueTaskRequest(type=TYPE_TO_PROTO[type_], index_uid=index_uid)
     proto_details = details_to_proto(type_, details)

@@ -54,6 +54,7 @@ Command = Callable[[TaskHubClient, argparse.Namespace], int]
 
 # -- values of flags -------------------------------------------------------------
 
+
 class Natural(click.ParamType):
     """A non-negative integer below `limit`, named in errors as what it is (`a task uid`)."""
 
@@ -106,8 +107,12 @@ class DateBound(click.ParamType):
         try:
             parse_bound(value)
         except ValueError:
-            self.fail(f"`{value}` is not a date: give RFC 3339 (2024-01-31T10:00:00Z, a space also works"
-                      " for the T) or YYYY-MM-DD", param, ctx)
+            self.fail(
+                f"`{value}` is not a date: give RFC 3339 (2024-01-31T10:00:00Z, a space also works"
+                " for the T) or YYYY-MM-DD",
+                param,
+                ctx,
+            )
         return value
 
 
@@ -117,24 +122,36 @@ SECONDS = Seconds()
 # -- connection flags: one place, taken before or after the subcommand -----------
 
 CONNECTION = {
-    "target": dict(metavar="HOST:PORT", envvar="TASKHUB_TARGET", default=DEFAULT_TARGET, show_default=True,
-                   help="the gRPC server"),
+    "target": dict(
+        metavar="HOST:PORT", envvar="TASKHUB_TARGET", default=DEFAULT_TARGET, show_default=True, help="the gRPC server"
+    ),
     "api_key": dict(metavar="KEY", envvar="TASKHUB_API_KEY", help="sent as `authorization: Bearer KEY`"),
-    "tls_ca": dict(metavar="PATH", envvar="TASKHUB_TLS_CA",
-                   help="call the server over TLS, verifying its certificate with this CA file (PEM)"),
-    "rpc_timeout": dict(metavar="SECONDS", type=SECONDS, default=DEFAULT_TIMEOUT, show_default=True,
-                        help="deadline of each call to the server"),
-    "json": dict(is_flag=True, help="print Meilisearch's JSON shapes instead of text (errors go to stderr as"
-                                    " JSON too)"),
+    "tls_ca": dict(
+        metavar="PATH",
+        envvar="TASKHUB_TLS_CA",
+        help="call the server over TLS, verifying its certificate with this CA file (PEM)",
+    ),
+    "rpc_timeout": dict(
+        metavar="SECONDS",
+        type=SECONDS,
+        default=DEFAULT_TIMEOUT,
+        show_default=True,
+        help="deadline of each call to the server",
+    ),
+    "json": dict(
+        is_flag=True, help="print Meilisearch's JSON shapes instead of text (errors go to stderr as JSON too)"
+    ),
 }
 
 
 def connection_options(names: tuple[str, ...] = tuple(CONNECTION)) -> Callable:
     """Adds the connection flags to a group and to each of its commands (`tasks --json list` = `tasks list --json`)."""
+
     def decorate(command):
         for name in reversed(names):
             command = click.option("--" + name.replace("_", "-"), name, show_envvar=True, **CONNECTION[name])(command)
         return command
+
     return decorate
 
 
@@ -154,8 +171,9 @@ def connection(ctx: click.Context) -> dict:
 
 
 # Tables fit the terminal unless this is given; `list` of tasks and of keys take it.
-WIDE = click.option("--wide", is_flag=True, envvar="TASKHUB_WIDE", show_envvar=True,
-                    help="the full table, however wide: nothing cut")
+WIDE = click.option(
+    "--wide", is_flag=True, envvar="TASKHUB_WIDE", show_envvar=True, help="the full table, however wide: nothing cut"
+)
 
 
 def usage_error(message: str) -> None:
@@ -168,6 +186,7 @@ def width(wide: bool) -> int | None:
 
 
 # -- running -----------------------------------------------------------------------
+
 
 def exit_code(error: TaskHubError) -> int:
     if isinstance(error, TaskTimeoutError):
@@ -188,24 +207,28 @@ def in_cli_words(error: TaskHubError, target: str) -> str:
     if error.code == "missing_authorization_header":
         return "The server requires an API key: give --api-key KEY or set TASKHUB_API_KEY."
     if error.code == "missing_master_key":
-        return ("The server runs without a master key, and API keys need one: start it with --master-key"
-                " (or TASKHUB_MASTER_KEY).")
+        return (
+            "The server runs without a master key, and API keys need one: start it with --master-key"
+            " (or TASKHUB_MASTER_KEY)."
+        )
     if error.code == "invalid_api_key":
-        return ("The API key (--api-key or TASKHUB_API_KEY) is invalid, or not allowed this action on these"
-                " indexes.")
+        return "The API key (--api-key or TASKHUB_API_KEY) is invalid, or not allowed this action on these indexes."
 
     def flag(match: re.Match) -> str:
         name = "--" + re.sub(r"[A-Z]", lambda m: "-" + m[0].lower(), match[1])
         return name + (f" (item {int(match[2]) + 1})" if match[2] is not None else "")
+
     return _PARAMETER.sub(flag, error.message)
 
 
 def runner(run: Command) -> Callable[[argparse.Namespace], int]:
     """Runs a command with a client from the connection flags; errors become a message and an exit code."""
+
     def runner(args: argparse.Namespace) -> int:
         try:
-            with TaskHubClient(args.target, api_key=args.api_key, timeout=args.rpc_timeout,
-                               tls_ca=args.tls_ca) as client:
+            with TaskHubClient(
+                args.target, api_key=args.api_key, timeout=args.rpc_timeout, tls_ca=args.tls_ca
+            ) as client:
                 return run(client, args)
         except TaskHubError as error:
             code = exit_code(error)
@@ -226,21 +249,26 @@ def runner(run: Command) -> Callable[[argparse.Namespace], int]:
         except OSError as error:  # an unreadable --tls-ca
             print(f"taskhub: {error}", file=sys.stderr)
             return EXIT_USAGE
+
     return runner
 
 
-def client_command(group: click.Group, name: str, run: Command, help: str, description: str,
-                   options: tuple[Callable, ...] = ()) -> click.Command:
+def client_command(
+    group: click.Group, name: str, run: Command, help: str, description: str, options: tuple[Callable, ...] = ()
+) -> click.Command:
     """Declares `group name` running `run(client, args)`; args holds its `options` and the connection flags."""
+
     @click.pass_context
     def command(ctx: click.Context, **params) -> int:
         return runner(run)(argparse.Namespace(**params | connection(ctx)))
+
     for option in reversed([*options, connection_options()]):  # listed in --help in this order
         command = option(command)
     return group.command(name, short_help=help, help=description, epilog=EXIT_CODES, context_settings=CONTEXT)(command)
 
 
 # -- the root ----------------------------------------------------------------------
+
 
 def version() -> str:
     """The installed distribution's version, whichever distribution ships the `taskhub` package."""
@@ -276,13 +304,21 @@ def completion(ctx: click.Context, shell: str) -> int:
 
 def root() -> click.Group:
     """`taskhub` with the client commands; the server package adds `serve` and `gateway`."""
+
     @click.group(name="taskhub", context_settings=CONTEXT)
-    @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
-                  help="print the version and exit")
+    @click.option(
+        "--version",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_print_version,
+        help="print the version and exit",
+    )
     def taskhub() -> None:
         """A task queue with Meilisearch's task API."""
 
     from taskhub.client import keys_cli, tasks_cli, worker_cli  # they build on this module
+
     for command in (tasks_cli.tasks, keys_cli.keys, worker_cli.worker, completion):
         taskhub.add_command(command)
     return taskhub

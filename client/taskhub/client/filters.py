@@ -12,7 +12,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from datetime import date, datetime, timedelta, UTC
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from google.protobuf import timestamp_pb2
@@ -27,8 +27,14 @@ DateBound = datetime | date | str | None
 
 _MAX_UID = 2**32 - 1
 LIST_FIELDS = ("uids", "index_uids", "statuses", "types", "canceled_by")
-DATE_FIELDS = ("before_enqueued_at", "after_enqueued_at", "before_started_at",
-               "after_started_at", "before_finished_at", "after_finished_at")
+DATE_FIELDS = (
+    "before_enqueued_at",
+    "after_enqueued_at",
+    "before_started_at",
+    "after_started_at",
+    "before_finished_at",
+    "after_finished_at",
+)
 
 
 def camel(name: str) -> str:
@@ -58,8 +64,9 @@ def _uids(values: list, name: str) -> list[int]:
         if not ok or not 0 <= int(text) <= _MAX_UID:
             where = _located(name, i, len(values))
             code = "invalid_task_uids" if name == "uids" else "invalid_task_canceled_by"
-            raise TaskHubError(code, f"Invalid value in parameter `{where}`: could not parse `{value}` as a"
-                                     " positive integer")
+            raise TaskHubError(
+                code, f"Invalid value in parameter `{where}`: could not parse `{value}` as a positive integer"
+            )
         out.append(int(text))
     return out
 
@@ -74,8 +81,7 @@ def timestamp(value: DateBound, name: str) -> timestamp_pb2.Timestamp:
     if isinstance(value, datetime):
         # Naive datetimes are taken as UTC, the server's only zone.
         moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return timestamp_pb2.Timestamp(seconds=calendar.timegm(moment.utctimetuple()),
-                                       nanos=moment.microsecond * 1_000)
+        return timestamp_pb2.Timestamp(seconds=calendar.timegm(moment.utctimetuple()), nanos=moment.microsecond * 1_000)
     if isinstance(value, date):
         day = value + timedelta(days=1) if after else value
         return timestamp_pb2.Timestamp(seconds=calendar.timegm(day.timetuple()))
@@ -83,9 +89,12 @@ def timestamp(value: DateBound, name: str) -> timestamp_pb2.Timestamp:
     try:
         seconds, nanos = parse_bound(text, after=after)
     except ValueError:
-        raise TaskHubError(f"invalid_task_{name}", f"Invalid value in parameter `{camel(name)}`: `{text}` is an"
-                                                   " invalid date-time. It should follow the YYYY-MM-DD or RFC 3339"
-                                                   " date-time format.") from None
+        raise TaskHubError(
+            f"invalid_task_{name}",
+            f"Invalid value in parameter `{camel(name)}`: `{text}` is an"
+            " invalid date-time. It should follow the YYYY-MM-DD or RFC 3339"
+            " date-time format.",
+        ) from None
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
 
 
@@ -123,8 +132,12 @@ class TaskFilter:
         values: dict[str, Any] = {}
         for key, text in params.items():
             if key not in by_name:
-                raise TaskHubError("bad_request", f"Unknown parameter `{key}`: expected one of "
-                                                  + ", ".join(f"`{camel(f.name)}`" for f in fields(cls)) + ".")
+                raise TaskHubError(
+                    "bad_request",
+                    f"Unknown parameter `{key}`: expected one of "
+                    + ", ".join(f"`{camel(f.name)}`" for f in fields(cls))
+                    + ".",
+                )
             name = by_name[key]
             values[name] = split_list(text) if name in LIST_FIELDS else text
         return cls(**values)
@@ -152,11 +165,13 @@ class TaskFilter:
             elif name == "statuses":
                 message.statuses.SetInParent()
                 message.statuses.statuses.extend(
-                    STATUS_TO_PROTO[parse_status(v, _located(name, i, len(values)))] for i, v in enumerate(values))
+                    STATUS_TO_PROTO[parse_status(v, _located(name, i, len(values)))] for i, v in enumerate(values)
+                )
             else:
                 message.types.SetInParent()
                 message.types.types.extend(
-                    TYPE_TO_PROTO[parse_type(v, _located(name, i, len(values)))] for i, v in enumerate(values))
+                    TYPE_TO_PROTO[parse_type(v, _located(name, i, len(values)))] for i, v in enumerate(values)
+                )
             getattr(message, name).SetInParent()  # an empty list still filters: it matches nothing
         for name in DATE_FIELDS:
             value = getattr(self, name)

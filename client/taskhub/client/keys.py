@@ -10,7 +10,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, UTC
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from google.protobuf import timestamp_pb2
@@ -50,18 +50,30 @@ class ApiKey:
     @classmethod
     def from_proto(cls, message: kpb.ApiKey) -> ApiKey:
         return cls(
-            uid=message.uid, key=message.key,
+            uid=message.uid,
+            key=message.key,
             name=message.name if message.HasField("name") else None,
             description=message.description if message.HasField("description") else None,
-            actions=list(message.actions), indexes=list(message.indexes),
-            expires_at=_time(message, "expires_at"), created_at=_time(message, "created_at"),
-            updated_at=_time(message, "updated_at"))
+            actions=list(message.actions),
+            indexes=list(message.indexes),
+            expires_at=_time(message, "expires_at"),
+            created_at=_time(message, "created_at"),
+            updated_at=_time(message, "updated_at"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Meilisearch's key object, fields in Meilisearch's order."""
-        return {"name": self.name, "description": self.description, "key": self.key, "uid": self.uid,
-                "actions": list(self.actions), "indexes": list(self.indexes), "expiresAt": _show(self.expires_at),
-                "createdAt": _show(self.created_at), "updatedAt": _show(self.updated_at)}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "key": self.key,
+            "uid": self.uid,
+            "actions": list(self.actions),
+            "indexes": list(self.indexes),
+            "expiresAt": _show(self.expires_at),
+            "createdAt": _show(self.created_at),
+            "updatedAt": _show(self.updated_at),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +87,21 @@ class KeyPage:
 
     @classmethod
     def from_proto(cls, message: kpb.ListKeysResponse) -> KeyPage:
-        return cls(results=[ApiKey.from_proto(k) for k in message.results], offset=message.offset,
-                   limit=message.limit, total=message.total)
+        return cls(
+            results=[ApiKey.from_proto(k) for k in message.results],
+            offset=message.offset,
+            limit=message.limit,
+            total=message.total,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Meilisearch's `GET /keys` answer: `{results, offset, limit, total}`."""
-        return {"results": [k.to_dict() for k in self.results], "offset": self.offset, "limit": self.limit,
-                "total": self.total}
+        return {
+            "results": [k.to_dict() for k in self.results],
+            "offset": self.offset,
+            "limit": self.limit,
+            "total": self.total,
+        }
 
 
 def _strings(value: str | Iterable[str]) -> list[str]:
@@ -97,18 +117,29 @@ def expires_at(value: ExpiresAt) -> timestamp_pb2.Timestamp | None:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            raise TaskHubError("invalid_api_key_expires_at", f"`{value}` is not a valid date. It should follow the"
-                               " RFC 3339 format, such as `2042-04-02T00:42:42Z` or `2042-04-02`.") from None
+            raise TaskHubError(
+                "invalid_api_key_expires_at",
+                f"`{value}` is not a valid date. It should follow the"
+                " RFC 3339 format, such as `2042-04-02T00:42:42Z` or `2042-04-02`.",
+            ) from None
     if not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day)
     moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     return timestamp_pb2.Timestamp(seconds=calendar.timegm(moment.utctimetuple()), nanos=moment.microsecond * 1_000)
 
 
-def create_request(actions: str | Iterable[str], indexes: str | Iterable[str], *, name: str | None,
-                   description: str | None, expires_at_: ExpiresAt, uid: str | None) -> kpb.CreateKeyRequest:
-    request = kpb.CreateKeyRequest(actions=_strings(actions), indexes=_strings(indexes), name=name,
-                                   description=description, uid=uid)
+def create_request(
+    actions: str | Iterable[str],
+    indexes: str | Iterable[str],
+    *,
+    name: str | None,
+    description: str | None,
+    expires_at_: ExpiresAt,
+    uid: str | None,
+) -> kpb.CreateKeyRequest:
+    request = kpb.CreateKeyRequest(
+        actions=_strings(actions), indexes=_strings(indexes), name=name, description=description, uid=uid
+    )
     if (end := expires_at(expires_at_)) is not None:
         request.expires_at.CopyFrom(end)
     return request
@@ -118,15 +149,17 @@ def list_request(offset: int, limit: int | None) -> kpb.ListKeysRequest:
     return kpb.ListKeysRequest(offset=offset, limit=limit)
 
 
-def update_request(uid_or_key: str, name: str | None, description: str | None,
-                   clear: Iterable[str] = ()) -> kpb.UpdateKeyRequest:
+def update_request(
+    uid_or_key: str, name: str | None, description: str | None, clear: Iterable[str] = ()
+) -> kpb.UpdateKeyRequest:
     """Sets the fields given; `clear` names those to set to null (then every change goes in a field mask)."""
     request = kpb.UpdateKeyRequest(key=uid_or_key, name=name, description=description)
     cleared = list(clear)
     for field in cleared:
         if field not in ("name", "description") or request.HasField(field):
-            raise TaskHubError("bad_request", f"`clear` takes `name` and `description`, each not also given"
-                                              f" a value; not `{field}`.")
+            raise TaskHubError(
+                "bad_request", f"`clear` takes `name` and `description`, each not also given a value; not `{field}`."
+            )
     if cleared:
         request.update_mask.paths.extend([*(f for f in ("name", "description") if request.HasField(f)), *cleared])
     return request

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any
-
 
 from taskhub import structs
 from taskhub.errors import TaskHubError
@@ -71,8 +70,11 @@ def parse_type(value: TaskType | str, parameter: str = "type") -> TaskType:
     """A task type from its Meilisearch name, case-insensitively (as the HTTP API reads it)."""
     found = _TYPES_BY_LOWER.get(str(value).lower())
     if found is None:
-        raise TaskHubError("invalid_task_types", f"Invalid value in parameter `{parameter}`: `{value}` is not a valid"
-                                                 f" task type. Available types are {TYPE_NAMES}.")
+        raise TaskHubError(
+            "invalid_task_types",
+            f"Invalid value in parameter `{parameter}`: `{value}` is not a valid"
+            f" task type. Available types are {TYPE_NAMES}.",
+        )
     return found
 
 
@@ -80,12 +82,16 @@ def parse_status(value: TaskStatus | str, parameter: str = "statuses") -> TaskSt
     """A task status from its name, case-insensitively."""
     found = _STATUSES_BY_LOWER.get(str(value).lower())
     if found is None:
-        raise TaskHubError("invalid_task_statuses", f"Invalid value in parameter `{parameter}`: `{value}` is not a"
-                                                    f" valid task status. Available statuses are {STATUS_NAMES}.")
+        raise TaskHubError(
+            "invalid_task_statuses",
+            f"Invalid value in parameter `{parameter}`: `{value}` is not a"
+            f" valid task status. Available statuses are {STATUS_NAMES}.",
+        )
     return found
 
 
 # -- times ---------------------------------------------------------------
+
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with exactly six fractional digits and `Z`, as Meilisearch writes dates."""
@@ -122,6 +128,7 @@ def _show(moment: datetime | None) -> str | None:
 
 
 # -- details -------------------------------------------------------------
+
 
 def details_from_proto(type_: TaskType, message: task_pb2.Task) -> dict | None:
     """The task's details with Meilisearch's keys in order; unset counters are None."""
@@ -163,8 +170,9 @@ def details_to_proto(type_: TaskType, details: dict | None) -> task_pb2.TaskDeta
         field = by_camel.get(key) or by_snake.get(key)
         if field is None:
             known = ", ".join(f"`{f.json_name}`" for f in sub.DESCRIPTOR.fields)
-            raise TaskHubError("invalid_task_details",
-                               f"`{key}` is not a detail of a `{type_.value}` task; its details are {known}.")
+            raise TaskHubError(
+                "invalid_task_details", f"`{key}` is not a detail of a `{type_.value}` task; its details are {known}."
+            )
         if value is None:
             continue
         if field.name == "swaps":
@@ -176,6 +184,7 @@ def details_to_proto(type_: TaskType, details: dict | None) -> task_pb2.TaskDeta
 
 
 # -- results -------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class TaskError:
@@ -279,8 +288,13 @@ class TaskSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """Meilisearch's summarized task: `{taskUid, indexUid, status, type, enqueuedAt}`."""
-        return {"taskUid": self.task_uid, "indexUid": self.index_uid, "status": self.status.value,
-                "type": self.type.value, "enqueuedAt": _show(self.enqueued_at)}
+        return {
+            "taskUid": self.task_uid,
+            "indexUid": self.index_uid,
+            "status": self.status.value,
+            "type": self.type.value,
+            "enqueuedAt": _show(self.enqueued_at),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,5 +337,10 @@ class TaskPage:
 
     def to_dict(self) -> dict[str, Any]:
         """Meilisearch's `GET /tasks` answer: `{results, total, limit, from, next}`."""
-        return {"results": [t.to_dict() for t in self.results], "total": self.total, "limit": self.limit,
-                "from": self.from_, "next": self.next}
+        return {
+            "results": [t.to_dict() for t in self.results],
+            "total": self.total,
+            "limit": self.limit,
+            "from": self.from_,
+            "next": self.next,
+        }

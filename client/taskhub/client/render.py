@@ -80,11 +80,12 @@ _GAP = "  "
 
 
 def _fit(cell: str, width: int) -> str:
-    return cell if len(cell) <= width else cell[:width - 1] + ELLIPSIS
+    return cell if len(cell) <= width else cell[: width - 1] + ELLIPSIS
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, width: int | None = None,
-          flexible: Sequence[int] = ()) -> str:
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, width: int | None = None, flexible: Sequence[int] = ()
+) -> str:
     """Aligned columns; with a `width`, the `flexible` ones narrow (widest first, never below their
     header) until a line fits, and a cell that no longer fits ends in an ellipsis."""
     widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
@@ -100,9 +101,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, width: int |
     lines = [headers, *rows]
     # Numbers read best right-aligned; the first column is the uid.
     return "\n".join(
-        _GAP.join(_fit(cell, w).rjust(w) if i == 0 else _fit(cell, w).ljust(w)
-                  for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
-        for line in lines)
+        _GAP.join(
+            _fit(cell, w).rjust(w) if i == 0 else _fit(cell, w).ljust(w)
+            for i, (cell, w) in enumerate(zip(line, widths))
+        ).rstrip()
+        for line in lines
+    )
 
 
 def short_time(rfc3339: str | None) -> str:
@@ -113,11 +117,15 @@ def short_time(rfc3339: str | None) -> str:
 def task_table(tasks: Sequence[Task], width: int | None = None) -> str:
     """UID, index, type, status, enqueued at, duration; fitted to `width` (dates to the second, in UTC)
     unless it is None, which prints every character."""
+
     def when(task: Task) -> str:
         text = task.to_dict()["enqueuedAt"]
         return text if width is None else short_time(text)
-    rows = [[str(t.uid), _cell(t.index_uid), t.type.value, t.status.value, when(t), human_duration(t.duration)]
-            for t in tasks]
+
+    rows = [
+        [str(t.uid), _cell(t.index_uid), t.type.value, t.status.value, when(t), human_duration(t.duration)]
+        for t in tasks
+    ]
     enqueued = "ENQUEUED AT" if width is None else "ENQUEUED (UTC)"
     return table(["UID", "INDEX", "TYPE", "STATUS", enqueued, "DURATION"], rows, width=width, flexible=(1, 2))
 

@@ -13,18 +13,26 @@ from typing import Any
 
 import grpc
 
-from taskhub.client.calls import (
-    CHANNEL_OPTIONS, DEFAULT_RETRY, DEFAULT_TARGET, DEFAULT_TIMEOUT, Resubscriber, Resumer, RetryPolicy,
-    enqueue_request, enqueue_tasks_request,
-    list_request, metadata, retry_delay, tls_credentials)
 from taskhub.client import keys
+from taskhub.client.calls import (
+    CHANNEL_OPTIONS,
+    DEFAULT_RETRY,
+    DEFAULT_TARGET,
+    DEFAULT_TIMEOUT,
+    Resubscriber,
+    Resumer,
+    RetryPolicy,
+    enqueue_request,
+    enqueue_tasks_request,
+    list_request,
+    metadata,
+    retry_delay,
+    tls_credentials,
+)
 from taskhub.client.filters import TaskFilter
 from taskhub.client.keys import ApiKey, ExpiresAt, KeyPage
 from taskhub.client.models import Task, TaskChange, TaskPage, TaskSummary, TaskType
-from taskhub.v1 import key_service_pb2 as kpb
-from taskhub.v1 import key_service_pb2_grpc
-from taskhub.v1 import task_service_pb2 as pb
-from taskhub.v1 import task_service_pb2_grpc
+from taskhub.v1 import key_service_pb2 as kpb, key_service_pb2_grpc, task_service_pb2 as pb, task_service_pb2_grpc
 
 
 class TaskHubClient:
@@ -37,10 +45,18 @@ class TaskHubClient:
     CA file (PEM) to verify the server's certificate with.
     """
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, api_key: str | None = None,
-                 timeout: float | None = DEFAULT_TIMEOUT, retry: RetryPolicy = DEFAULT_RETRY,
-                 credentials: grpc.ChannelCredentials | None = None, channel: grpc.Channel | None = None,
-                 options: Sequence[tuple[str, Any]] = (), tls_ca: str | None = None) -> None:
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        api_key: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        credentials: grpc.ChannelCredentials | None = None,
+        channel: grpc.Channel | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        tls_ca: str | None = None,
+    ) -> None:
         self.target = target
         self.timeout = timeout
         self.retry = retry
@@ -48,8 +64,11 @@ class TaskHubClient:
         if channel is None:
             channel_options = [*CHANNEL_OPTIONS, *options]
             credentials = credentials or tls_credentials(tls_ca)
-            channel = (grpc.secure_channel(target, credentials, channel_options) if credentials is not None
-                       else grpc.insecure_channel(target, channel_options))
+            channel = (
+                grpc.secure_channel(target, credentials, channel_options)
+                if credentials is not None
+                else grpc.insecure_channel(target, channel_options)
+            )
         self._channel = channel
         self._stub = task_service_pb2_grpc.TaskServiceStub(channel)
         self._keys = key_service_pb2_grpc.KeyServiceStub(channel)
@@ -78,8 +97,9 @@ class TaskHubClient:
 
     # -- tasks ------------------------------------------------------------
 
-    def enqueue(self, type: TaskType | str, index_uid: str | None = None,
-                details: dict[str, Any] | None = None) -> TaskSummary:
+    def enqueue(
+        self, type: TaskType | str, index_uid: str | None = None, details: dict[str, Any] | None = None
+    ) -> TaskSummary:
         """Enqueues a task (`details` with Meilisearch's keys, e.g. `{"receivedDocuments": 3}`); never retried."""
         request = enqueue_request(type, index_uid, details)
         return TaskSummary.from_proto(self._call(self._stub.EnqueueTask, request, idempotent=False).task)
@@ -97,14 +117,28 @@ class TaskHubClient:
         response = self._call(self._stub.GetTask, pb.GetTaskRequest(uid=uid), idempotent=True)
         return Task.from_proto(response.task)
 
-    def list_tasks(self, filter: TaskFilter | None = None, *, limit: int | None = None, from_: int | None = None,
-                   reverse: bool = False, **filters: Any) -> TaskPage:
+    def list_tasks(
+        self,
+        filter: TaskFilter | None = None,
+        *,
+        limit: int | None = None,
+        from_: int | None = None,
+        reverse: bool = False,
+        **filters: Any,
+    ) -> TaskPage:
         """One page of tasks, newest first (oldest first with `reverse`); filters as `TaskFilter` fields."""
         request = list_request(TaskFilter.of(filter, **filters), limit, from_, reverse)
         return TaskPage.from_proto(self._call(self._stub.ListTasks, request, idempotent=True))
 
-    def iter_tasks(self, filter: TaskFilter | None = None, *, page_size: int | None = None,
-                   from_: int | None = None, reverse: bool = False, **filters: Any) -> Iterator[Task]:
+    def iter_tasks(
+        self,
+        filter: TaskFilter | None = None,
+        *,
+        page_size: int | None = None,
+        from_: int | None = None,
+        reverse: bool = False,
+        **filters: Any,
+    ) -> Iterator[Task]:
         """Every matching task, fetching pages of `page_size` as it goes by following `next`."""
         task_filter = TaskFilter.of(filter, **filters)
         while True:
@@ -126,16 +160,24 @@ class TaskHubClient:
 
     # -- API keys (the master key only) -----------------------------------
 
-    def create_key(self, actions: str | Iterable[str], indexes: str | Iterable[str], *, name: str | None = None,
-                   description: str | None = None, expires_at: ExpiresAt = None,
-                   uid: str | None = None) -> ApiKey:
+    def create_key(
+        self,
+        actions: str | Iterable[str],
+        indexes: str | Iterable[str],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        expires_at: ExpiresAt = None,
+        uid: str | None = None,
+    ) -> ApiKey:
         """Creates an API key; never retried.
 
         It may do `actions` (`tasks.get`, `tasks.*`, `*`, ...) on `indexes` (names, `prefix*` patterns or `*`)
         until `expires_at` (a datetime, a date or an RFC 3339 string; never when None).
         """
-        request = keys.create_request(actions, indexes, name=name, description=description, expires_at_=expires_at,
-                                      uid=uid)
+        request = keys.create_request(
+            actions, indexes, name=name, description=description, expires_at_=expires_at, uid=uid
+        )
         return ApiKey.from_proto((self._call(self._keys.CreateKey, request, idempotent=False)).key)
 
     def list_keys(self, *, offset: int = 0, limit: int | None = None) -> KeyPage:
@@ -148,8 +190,9 @@ class TaskHubClient:
         request = kpb.GetKeyRequest(key=uid_or_key)
         return ApiKey.from_proto((self._call(self._keys.GetKey, request, idempotent=True)).key)
 
-    def update_key(self, uid_or_key: str, *, name: str | None = None, description: str | None = None,
-                     clear: Iterable[str] = ()) -> ApiKey:
+    def update_key(
+        self, uid_or_key: str, *, name: str | None = None, description: str | None = None, clear: Iterable[str] = ()
+    ) -> ApiKey:
         """Changes a key's name or description (None leaves it as it is; `clear=["name"]` sets it to null).
 
         Its rights never change.
@@ -171,8 +214,9 @@ class TaskHubClient:
         """
         follow = Resubscriber(uid, self.retry, timeout)
         while True:
-            call = self._stub.WatchTask(pb.WatchTaskRequest(uid=uid), timeout=follow.remaining(),
-                                        metadata=self._metadata)
+            call = self._stub.WatchTask(
+                pb.WatchTaskRequest(uid=uid), timeout=follow.remaining(), metadata=self._metadata
+            )
             try:
                 for response in call:
                     task = Task.from_proto(response.task)
@@ -187,8 +231,9 @@ class TaskHubClient:
                 call.cancel()  # frees the stream when the caller stops iterating early
             time.sleep(delay)
 
-    def watch_tasks(self, filter: TaskFilter | None = None, *, after: int | None = None,
-                    **filters: Any) -> Iterator[TaskChange]:
+    def watch_tasks(
+        self, filter: TaskFilter | None = None, *, after: int | None = None, **filters: Any
+    ) -> Iterator[TaskChange]:
         """Every committed change of the matching tasks, in commit order, for as long as you iterate.
 
         Starts after sequence number `after` (the last one an earlier watch saw), else with the

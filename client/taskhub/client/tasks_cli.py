@@ -17,12 +17,32 @@ from collections.abc import Iterable, Iterator
 import click
 
 from taskhub.client.cli import (
-    CONTEXT, WIDE, EXIT_CODES, EXIT_OK, EXIT_TASK_FAILED, DateBound, JsonObject, Natural, SECONDS, client_command,
-    connection_options, usage_error, width)
+    CONTEXT,
+    EXIT_CODES,
+    EXIT_OK,
+    EXIT_TASK_FAILED,
+    SECONDS,
+    WIDE,
+    DateBound,
+    JsonObject,
+    Natural,
+    client_command,
+    connection_options,
+    usage_error,
+    width,
+)
 from taskhub.client.filters import DATE_FIELDS, LIST_FIELDS, TaskFilter, camel
 from taskhub.client.models import Task, TaskStatus
 from taskhub.client.render import (
-    LiveLine, change_line, page_footer, status_line, summary_line, task_card, task_table, to_json)
+    LiveLine,
+    change_line,
+    page_footer,
+    status_line,
+    summary_line,
+    task_card,
+    task_table,
+    to_json,
+)
 from taskhub.client.sync import TaskHubClient
 from taskhub.errors import TaskHubError
 
@@ -33,23 +53,33 @@ _FILTER_HELP = {
     "types": "tasks of these types, e.g. documentAdditionOrUpdate,indexCreation",
     "canceled_by": "tasks canceled by these taskCancelation uids",
 }
-FILTER_RULES = ("Filters: AND across flags, OR inside a comma list; `*` matches everything; an empty list"
-                " matches nothing. Dates are RFC 3339 or YYYY-MM-DD (UTC midnight); bounds are exclusive.")
+FILTER_RULES = (
+    "Filters: AND across flags, OR inside a comma list; `*` matches everything; an empty list"
+    " matches nothing. Dates are RFC 3339 or YYYY-MM-DD (UTC midnight); bounds are exclusive."
+)
 _UID = Natural("a task uid")
 
 
 def _filter_options() -> tuple:
-    options = [click.option("--" + name.replace("_", "-"), name, metavar="LIST", help=_FILTER_HELP[name])
-               for name in LIST_FIELDS]
+    options = [
+        click.option("--" + name.replace("_", "-"), name, metavar="LIST", help=_FILTER_HELP[name])
+        for name in LIST_FIELDS
+    ]
     for name in DATE_FIELDS:
         when, what, _ = name.split("_")
-        options.append(click.option("--" + name.replace("_", "-"), name, type=DateBound(), metavar="DATE",
-                                    help=f"tasks {what} {when} DATE"))
+        options.append(
+            click.option(
+                "--" + name.replace("_", "-"), name, type=DateBound(), metavar="DATE", help=f"tasks {what} {when} DATE"
+            )
+        )
     return tuple(options)
 
 
-@click.group(context_settings=CONTEXT, epilog=EXIT_CODES,
-             short_help="list, inspect, enqueue, cancel, delete and watch tasks on a running server")
+@click.group(
+    context_settings=CONTEXT,
+    epilog=EXIT_CODES,
+    short_help="list, inspect, enqueue, cancel, delete and watch tasks on a running server",
+)
 @connection_options()
 def tasks(**connection) -> None:
     """Drive a running taskhub server over gRPC. The connection flags (--target, --api-key, --rpc-timeout,
@@ -58,56 +88,108 @@ def tasks(**connection) -> None:
 
 def _declare() -> None:
     filters = _filter_options()
-    client_command(tasks, "list", _list, "list tasks, newest first",
-                   "List the tasks matching the filters, newest first. Text: a table that fits the terminal"
-                   " (--wide: every character) and an `N of TOTAL` line; --json: the page as GET /tasks answers"
-                   " it, or with --all one task per line (JSON Lines).\n\n" + FILTER_RULES, (
-                       *filters,
-                       click.option("--limit", type=Natural("a page size"), metavar="N",
-                                    help="page size (server default 20)"),
-                       click.option("--from", "from_", type=_UID, metavar="UID", help="start from this uid (inclusive)"),
-                       click.option("--reverse", is_flag=True, help="oldest first"),
-                       click.option("--all", is_flag=True, help="follow `next` through every page"),
-                       WIDE))
-    client_command(tasks, "get", _get, "show one task", "Show one task (--json: the task object as GET /tasks/UID).",
-                   (click.argument("uid", type=_UID, metavar="UID"),))
-    client_command(tasks, "enqueue", _enqueue, "enqueue a task, or every task of a file",
-                   "Enqueue a task of type TYPE and print its summary (--json: {taskUid, indexUid, status, type,"
-                   " enqueuedAt}). Example: taskhub tasks enqueue documentAdditionOrUpdate --index-uid movies"
-                   " --details '{\"receivedDocuments\": 3}'. With --file, enqueue every line of a JSON Lines"
-                   " file ({\"type\", \"indexUid\", \"details\"} as POST /tasks takes them) in EnqueueTasks"
-                   " calls of up to 1,000, each all or none, printing a summary per task as its call succeeds.", (
-                       click.argument("type", metavar="[TYPE]", required=False),
-                       click.option("--index-uid", metavar="INDEX", help="the index (required for index types)"),
-                       click.option("--details", type=JsonObject(), metavar="JSON",
-                                    help="the details as a JSON object with Meilisearch's keys"),
-                       click.option("--file", metavar="PATH",
-                                    help="a JSON Lines file of tasks instead of TYPE ('-': stdin)")))
-    client_command(tasks, "cancel", _cancel, "cancel the matching enqueued or processing tasks",
-                   "Enqueue a taskCancelation of the tasks matching the filters (at least one filter is"
-                   " required).\n\n" + FILTER_RULES, filters)
-    client_command(tasks, "delete", _delete, "delete the matching finished tasks",
-                   "Enqueue a taskDeletion of the finished tasks matching the filters (at least one filter is"
-                   " required).\n\n" + FILTER_RULES, filters)
-    client_command(tasks, "watch", _watch, "print each state of a task until it finishes, or every matching change",
-                   "With a UID: print each state of that task until it succeeds, fails or is canceled: a status"
-                   " line rewritten in place on a terminal, one line per change otherwise (--json: one task"
-                   " object per line). Without: follow every change of the tasks matching the filters, one line"
-                   " each (#SEQUENCE task UID (TYPE on INDEX): STATUS), until interrupted (--json: one"
-                   " {sequence, deleted, task} object per line). --after SEQUENCE resumes after a change seen."
-                   "\n\n" + FILTER_RULES, (
-                       click.argument("uid", type=_UID, metavar="[UID]", required=False),
-                       *filters,
-                       click.option("--timeout", type=SECONDS, metavar="SECONDS",
-                                    help="with a UID: give up (exit 5) after this long"),
-                       click.option("--after", type=Natural("a sequence number", 2**64), metavar="SEQUENCE",
-                                    help="without a UID: resume after this change's sequence number")))
-    client_command(tasks, "wait", _wait, "wait until a task finishes; the exit code tells how it ended",
-                   "Wait until a task succeeds, fails or is canceled, showing its state as it changes; --json"
-                   " prints only the final task object (and shows progress on stderr when that is a terminal).", (
-                       click.argument("uid", type=_UID, metavar="UID"),
-                       click.option("--timeout", type=SECONDS, metavar="SECONDS",
-                                    help="give up (exit 5) after this long")))
+    client_command(
+        tasks,
+        "list",
+        _list,
+        "list tasks, newest first",
+        "List the tasks matching the filters, newest first. Text: a table that fits the terminal"
+        " (--wide: every character) and an `N of TOTAL` line; --json: the page as GET /tasks answers"
+        " it, or with --all one task per line (JSON Lines).\n\n" + FILTER_RULES,
+        (
+            *filters,
+            click.option("--limit", type=Natural("a page size"), metavar="N", help="page size (server default 20)"),
+            click.option("--from", "from_", type=_UID, metavar="UID", help="start from this uid (inclusive)"),
+            click.option("--reverse", is_flag=True, help="oldest first"),
+            click.option("--all", is_flag=True, help="follow `next` through every page"),
+            WIDE,
+        ),
+    )
+    client_command(
+        tasks,
+        "get",
+        _get,
+        "show one task",
+        "Show one task (--json: the task object as GET /tasks/UID).",
+        (click.argument("uid", type=_UID, metavar="UID"),),
+    )
+    client_command(
+        tasks,
+        "enqueue",
+        _enqueue,
+        "enqueue a task, or every task of a file",
+        "Enqueue a task of type TYPE and print its summary (--json: {taskUid, indexUid, status, type,"
+        " enqueuedAt}). Example: taskhub tasks enqueue documentAdditionOrUpdate --index-uid movies"
+        " --details '{\"receivedDocuments\": 3}'. With --file, enqueue every line of a JSON Lines"
+        ' file ({"type", "indexUid", "details"} as POST /tasks takes them) in EnqueueTasks'
+        " calls of up to 1,000, each all or none, printing a summary per task as its call succeeds.",
+        (
+            click.argument("type", metavar="[TYPE]", required=False),
+            click.option("--index-uid", metavar="INDEX", help="the index (required for index types)"),
+            click.option(
+                "--details",
+                type=JsonObject(),
+                metavar="JSON",
+                help="the details as a JSON object with Meilisearch's keys",
+            ),
+            click.option("--file", metavar="PATH", help="a JSON Lines file of tasks instead of TYPE ('-': stdin)"),
+        ),
+    )
+    client_command(
+        tasks,
+        "cancel",
+        _cancel,
+        "cancel the matching enqueued or processing tasks",
+        "Enqueue a taskCancelation of the tasks matching the filters (at least one filter is"
+        " required).\n\n" + FILTER_RULES,
+        filters,
+    )
+    client_command(
+        tasks,
+        "delete",
+        _delete,
+        "delete the matching finished tasks",
+        "Enqueue a taskDeletion of the finished tasks matching the filters (at least one filter is"
+        " required).\n\n" + FILTER_RULES,
+        filters,
+    )
+    client_command(
+        tasks,
+        "watch",
+        _watch,
+        "print each state of a task until it finishes, or every matching change",
+        "With a UID: print each state of that task until it succeeds, fails or is canceled: a status"
+        " line rewritten in place on a terminal, one line per change otherwise (--json: one task"
+        " object per line). Without: follow every change of the tasks matching the filters, one line"
+        " each (#SEQUENCE task UID (TYPE on INDEX): STATUS), until interrupted (--json: one"
+        " {sequence, deleted, task} object per line). --after SEQUENCE resumes after a change seen."
+        "\n\n" + FILTER_RULES,
+        (
+            click.argument("uid", type=_UID, metavar="[UID]", required=False),
+            *filters,
+            click.option(
+                "--timeout", type=SECONDS, metavar="SECONDS", help="with a UID: give up (exit 5) after this long"
+            ),
+            click.option(
+                "--after",
+                type=Natural("a sequence number", 2**64),
+                metavar="SEQUENCE",
+                help="without a UID: resume after this change's sequence number",
+            ),
+        ),
+    )
+    client_command(
+        tasks,
+        "wait",
+        _wait,
+        "wait until a task finishes; the exit code tells how it ended",
+        "Wait until a task succeeds, fails or is canceled, showing its state as it changes; --json"
+        " prints only the final task object (and shows progress on stderr when that is a terminal).",
+        (
+            click.argument("uid", type=_UID, metavar="UID"),
+            click.option("--timeout", type=SECONDS, metavar="SECONDS", help="give up (exit 5) after this long"),
+        ),
+    )
 
 
 def _task_filter(args: argparse.Namespace) -> TaskFilter:
@@ -176,15 +258,24 @@ def _enqueue_file(client: TaskHubClient, args: argparse.Namespace) -> int:
                 said = error.message if error.message.endswith(".") else error.message + "."
                 # A refusal names the task's position in its call; the user wants the file's line.
                 if found := _POSITION.match(error.message):
-                    raise TaskHubError(error.code, f"{name}:{numbers[int(found[1])]}: {said[found.end():]}"
-                                                   f" Nothing from line {numbers[0]} on was enqueued; {before}") from None
+                    raise TaskHubError(
+                        error.code,
+                        f"{name}:{numbers[int(found[1])]}: {said[found.end() :]}"
+                        f" Nothing from line {numbers[0]} on was enqueued; {before}",
+                    ) from None
                 if error.type == "invalid_request" or error.code == "no_space_left_on_device":
-                    raise TaskHubError(error.code, f"{name}:{numbers[0]}-{numbers[-1]}: {said} Nothing"
-                                                   f" from line {numbers[0]} on was enqueued; {before}") from None
+                    raise TaskHubError(
+                        error.code,
+                        f"{name}:{numbers[0]}-{numbers[-1]}: {said} Nothing"
+                        f" from line {numbers[0]} on was enqueued; {before}",
+                    ) from None
                 # Unreachable, timed out, internal: the call may have gone in with its answer lost.
-                raise TaskHubError(error.code, f"{name}:{numbers[0]}-{numbers[-1]}: {said} These lines"
-                                               f" may or may not have been enqueued (`taskhub tasks list` tells);"
-                                               f" the {done:,} tasks before line {numbers[0]} were.") from None
+                raise TaskHubError(
+                    error.code,
+                    f"{name}:{numbers[0]}-{numbers[-1]}: {said} These lines"
+                    f" may or may not have been enqueued (`taskhub tasks list` tells);"
+                    f" the {done:,} tasks before line {numbers[0]} were.",
+                ) from None
             for summary in summaries:
                 print(to_json(summary.to_dict()) if args.json else summary_line(summary))
             done += len(summaries)
@@ -206,12 +297,19 @@ def _task_batches(lines: Iterable[bytes], name: str) -> Iterator[tuple[list[int]
             task = json.loads(text)
         except json.JSONDecodeError as exc:
             raise TaskHubError("bad_request", f"{name}:{number}: not valid JSON: {exc}.") from None
-        if not (isinstance(task, dict) and task.keys() <= {"type", "indexUid", "details"}
-                and isinstance(task.get("type"), str) and isinstance(task.get("indexUid"), (str, type(None)))
-                and isinstance(task.get("details"), (dict, type(None)))):
-            raise TaskHubError("bad_request", f"{name}:{number}: each line is a JSON object with a string `type`,"
-                                              " and optionally a string `indexUid` and an object `details`,"
-                                              " as POST /tasks takes it.")
+        if not (
+            isinstance(task, dict)
+            and task.keys() <= {"type", "indexUid", "details"}
+            and isinstance(task.get("type"), str)
+            and isinstance(task.get("indexUid"), (str, type(None)))
+            and isinstance(task.get("details"), (dict, type(None)))
+        ):
+            raise TaskHubError(
+                "bad_request",
+                f"{name}:{number}: each line is a JSON object with a string `type`,"
+                " and optionally a string `indexUid` and an object `details`,"
+                " as POST /tasks takes it.",
+            )
         numbers.append(number)
         tasks.append((task["type"], task.get("indexUid"), task.get("details")))
         if len(tasks) == FILE_BATCH:
@@ -282,7 +380,6 @@ def _wait(client: TaskHubClient, args: argparse.Namespace) -> int:
     if args.json:
         print(to_json(last.to_dict()))
     return _outcome(last)
-
 
 
 _declare()

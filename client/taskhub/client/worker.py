@@ -33,9 +33,7 @@ from google.protobuf import duration_pb2
 from taskhub.client.calls import CHANNEL_OPTIONS, metadata, status_code, tls_credentials, to_error
 from taskhub.client.models import TYPE_TO_PROTO, Task, TaskType, details_to_proto, parse_type
 from taskhub.errors import TaskHubError
-from taskhub.v1 import errors_pb2, task_pb2
-from taskhub.v1 import worker_service_pb2 as wpb
-from taskhub.v1 import worker_service_pb2_grpc
+from taskhub.v1 import errors_pb2, task_pb2, worker_service_pb2 as wpb, worker_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +77,22 @@ def _seconds(value: float) -> duration_pb2.Duration:
 class Worker:
     """Leases and runs tasks of the types it has handlers for, `concurrency` batches at a time."""
 
-    def __init__(self, target: str, handlers: Mapping[TaskType | str, Handler], *, api_key: str | None = None,
-                 name: str | None = None, index_uids: list[str] | None = None, max_tasks: int | None = None,
-                 concurrency: int = 1, lease_seconds: float = 30.0, poll_seconds: float = 10.0,
-                 grace_seconds: float = 30.0, credentials: grpc.ChannelCredentials | None = None,
-                 tls_ca: str | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        handlers: Mapping[TaskType | str, Handler],
+        *,
+        api_key: str | None = None,
+        name: str | None = None,
+        index_uids: list[str] | None = None,
+        max_tasks: int | None = None,
+        concurrency: int = 1,
+        lease_seconds: float = 30.0,
+        poll_seconds: float = 10.0,
+        grace_seconds: float = 30.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        tls_ca: str | None = None,
+    ) -> None:
         if not handlers:
             raise ValueError("a worker needs at least one handler")
         self.target = target
@@ -121,8 +130,11 @@ class Worker:
     async def run_async(self, *, max_batches: int | None = None) -> None:
         """Leases and runs batches until `stop()` (or `max_batches` batches per loop)."""
         self._stopping = asyncio.Event()
-        channel = (grpc.aio.secure_channel(self.target, self._credentials, options=CHANNEL_OPTIONS)
-                   if self._credentials is not None else grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS))
+        channel = (
+            grpc.aio.secure_channel(self.target, self._credentials, options=CHANNEL_OPTIONS)
+            if self._credentials is not None
+            else grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+        )
         async with channel:
             stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
             await asyncio.gather(*(self._loop(stub, max_batches) for _ in range(self.concurrency)))
@@ -137,7 +149,7 @@ class Worker:
                 if status_code(error) not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     raise to_error(error) from None
                 failures += 1
-                delay = min(5.0, 0.1 * 2 ** failures)
+                delay = min(5.0, 0.1 * 2**failures)
                 log.warning("server unavailable, retrying in %.1fs", delay)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
@@ -150,14 +162,18 @@ class Worker:
 
     async def _lease(self, stub) -> wpb.LeaseTasksResponse | None:
         request = wpb.LeaseTasksRequest(
-            worker=self.name, wait=_seconds(self.poll_seconds), lease_duration=_seconds(self.lease_seconds),
-            types=task_pb2.TypeSet(types=[TYPE_TO_PROTO[t] for t in self.handlers]))
+            worker=self.name,
+            wait=_seconds(self.poll_seconds),
+            lease_duration=_seconds(self.lease_seconds),
+            types=task_pb2.TypeSet(types=[TYPE_TO_PROTO[t] for t in self.handlers]),
+        )
         if self.index_uids is not None:
             request.index_uids.index_uids.extend(self.index_uids)
         if self.max_tasks is not None:
             request.max_tasks = self.max_tasks
-        leasing = asyncio.ensure_future(stub.LeaseTasks(request, metadata=self._metadata,
-                                                        timeout=self.poll_seconds + 10))
+        leasing = asyncio.ensure_future(
+            stub.LeaseTasks(request, metadata=self._metadata, timeout=self.poll_seconds + 10)
+        )
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait((leasing, stopping), return_when=asyncio.FIRST_COMPLETED)
@@ -170,8 +186,9 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError, grpc.RpcError):
                 response = await leasing
                 if response.HasField("lease"):
-                    await stub.ReleaseLease(wpb.ReleaseLeaseRequest(token=response.lease.token),
-                                            metadata=self._metadata, timeout=5)
+                    await stub.ReleaseLease(
+                        wpb.ReleaseLeaseRequest(token=response.lease.token), metadata=self._metadata, timeout=5
+                    )
             return None
         response = leasing.result()
         return response if response.HasField("lease") else None
@@ -225,12 +242,12 @@ class Worker:
             job.canceled.set()
             raise
         except TaskFailed as failure:
-            outcome.error.CopyFrom(errors_pb2.TaskError(message=failure.message, code=failure.code,
-                                                        type=failure.type))
+            outcome.error.CopyFrom(errors_pb2.TaskError(message=failure.message, code=failure.code, type=failure.type))
         except Exception as exc:  # a handler's bug fails its task, not the worker
             log.exception("handler for task %d failed", job.uid)
-            outcome.error.CopyFrom(errors_pb2.TaskError(message=f"{type(exc).__name__}: {exc}", code="internal",
-                                                        type="internal"))
+            outcome.error.CopyFrom(
+                errors_pb2.TaskError(message=f"{type(exc).__name__}: {exc}", code="internal", type="internal")
+            )
         return outcome
 
     async def _keep_lease(self, stub, token: str) -> str:
@@ -238,8 +255,9 @@ class Worker:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
-                renewed = await stub.RenewLease(wpb.RenewLeaseRequest(token=token), metadata=self._metadata,
-                                                timeout=self.lease_seconds / 3)
+                renewed = await stub.RenewLease(
+                    wpb.RenewLeaseRequest(token=token), metadata=self._metadata, timeout=self.lease_seconds / 3
+                )
             except grpc.RpcError as error:
                 if to_error(error).code == "lease_lost":
                     return "lost"
@@ -249,8 +267,9 @@ class Worker:
 
     async def _complete(self, stub, token: str, jobs: list[Job], outcomes: list[wpb.TaskOutcome]) -> None:
         try:
-            await stub.CompleteTasks(wpb.CompleteTasksRequest(token=token, outcomes=outcomes),
-                                     metadata=self._metadata, timeout=30)
+            await stub.CompleteTasks(
+                wpb.CompleteTasksRequest(token=token, outcomes=outcomes), metadata=self._metadata, timeout=30
+            )
             self.processed += len(jobs)
         except grpc.RpcError as error:
             failure = to_error(error)

@@ -45,11 +45,18 @@ def load_handlers(spec: str) -> dict:
 @connection_options(("target", "api_key", "tls_ca"))
 @click.option("--index-uids", metavar="LIST", help="only these indexes, comma-separated")
 @click.option("--max-tasks", type=int, help="the most tasks in one batch")
-@click.option("--concurrency", type=int, default=1, show_default=True, help="batches run at once (on different indexes)")
+@click.option(
+    "--concurrency", type=int, default=1, show_default=True, help="batches run at once (on different indexes)"
+)
 @click.option("--lease-seconds", type=float, default=30.0, show_default=True, help="lease duration; renewed at a third")
 @click.option("--poll-seconds", type=float, default=10.0, show_default=True, help="how long one lease request waits")
-@click.option("--grace-seconds", type=float, default=30.0, show_default=True,
-              help="on SIGTERM, how long the current batch may take before it is released")
+@click.option(
+    "--grace-seconds",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="on SIGTERM, how long the current batch may take before it is released",
+)
 @click.option("--log-level", envvar="TASKHUB_LOG_LEVEL", default="INFO", show_default=True, show_envvar=True)
 def worker(**params) -> int:
     """Run a worker with the handlers of MODULE (a dotted module or a .py file, optionally :ATTRIBUTE).
@@ -65,10 +72,17 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         worker = Worker(
-            args.target, load_handlers(args.module), api_key=args.api_key, tls_ca=args.tls_ca,
-            index_uids=args.index_uids.split(",") if args.index_uids else None, max_tasks=args.max_tasks,
-            concurrency=args.concurrency, lease_seconds=args.lease_seconds, poll_seconds=args.poll_seconds,
-            grace_seconds=args.grace_seconds)
+            args.target,
+            load_handlers(args.module),
+            api_key=args.api_key,
+            tls_ca=args.tls_ca,
+            index_uids=args.index_uids.split(",") if args.index_uids else None,
+            max_tasks=args.max_tasks,
+            concurrency=args.concurrency,
+            lease_seconds=args.lease_seconds,
+            poll_seconds=args.poll_seconds,
+            grace_seconds=args.grace_seconds,
+        )
     except OSError as error:  # an unreadable --tls-ca
         print(f"taskhub worker: {error}", file=sys.stderr)
         return 2

@@ -25,25 +25,28 @@ from starlette.routing import Route
 
 from taskhub import limits
 from taskhub.errors import TaskHubError, from_rpc_error, payload_too_large
-from taskhub.metadata import GATEWAY_TOKEN
 from taskhub.gateway import dashboard, enqueue, events, keys, query, render
 from taskhub.gateway.guard import Guard
 from taskhub.gateway.openapi import OPENAPI
-from taskhub.v1 import key_service_pb2_grpc
-from taskhub.v1 import task_service_pb2 as pb
-from taskhub.v1 import task_service_pb2_grpc
+from taskhub.metadata import GATEWAY_TOKEN
+from taskhub.v1 import key_service_pb2_grpc, task_service_pb2 as pb, task_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE = ("The task queue is unavailable right now: the gateway got no answer from its gRPC server."
-               " Retry later.")
+UNAVAILABLE = "The task queue is unavailable right now: the gateway got no answer from its gRPC server. Retry later."
 
 
 class Backend:
     """The gateway's one channel to the gRPC server, opened on first use or at startup."""
 
-    def __init__(self, target: str, timeout: float, payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT,
-                 credentials: grpc.ChannelCredentials | None = None, watch_token: str | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        timeout: float,
+        payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT,
+        credentials: grpc.ChannelCredentials | None = None,
+        watch_token: str | None = None,
+    ) -> None:
         self.target = target
         self.timeout = timeout
         # As the server's: a page of big settings objects is more than gRPC's default 4 MiB.
@@ -62,8 +65,11 @@ class Backend:
                 ("grpc.max_receive_message_length", self.message_limit),
                 ("grpc.max_send_message_length", self.message_limit),
             ]
-            self._channel = (grpc.aio.secure_channel(self.target, self.credentials, options=options)
-                             if self.credentials is not None else grpc.aio.insecure_channel(self.target, options=options))
+            self._channel = (
+                grpc.aio.secure_channel(self.target, self.credentials, options=options)
+                if self.credentials is not None
+                else grpc.aio.insecure_channel(self.target, options=options)
+            )
             self._tasks = task_service_pb2_grpc.TaskServiceStub(self._channel)
             self._health = health_pb2_grpc.HealthStub(self._channel)
             self._keys = key_service_pb2_grpc.KeyServiceStub(self._channel)
@@ -89,8 +95,9 @@ class Backend:
             await channel.close()
 
 
-def error_response(error: TaskHubError, headers: dict[str, str] | None = None,
-                   status_code: int | None = None) -> JSONResponse:
+def error_response(
+    error: TaskHubError, headers: dict[str, str] | None = None, status_code: int | None = None
+) -> JSONResponse:
     return JSONResponse(error.to_dict(), status_code=status_code or error.kind.http_status, headers=headers)
 
 
@@ -154,16 +161,18 @@ async def list_tasks(request: Request) -> Response:
 async def get_task(request: Request) -> Response:
     backend = _backend(request)
     uid = _task_uid(request.path_params["uid"])
-    response = await backend.tasks.GetTask(pb.GetTaskRequest(uid=uid), timeout=backend.timeout,
-                                           metadata=_metadata(request))
+    response = await backend.tasks.GetTask(
+        pb.GetTaskRequest(uid=uid), timeout=backend.timeout, metadata=_metadata(request)
+    )
     return JSONResponse(render.task(response.task))
 
 
 def _task_uid(raw: str) -> int:
     uid = query.parse_uint(raw)
     if uid is None:
-        raise TaskHubError("invalid_task_uids",
-                           f"Task uid `{raw}` is invalid. It should only contain numeric characters.")
+        raise TaskHubError(
+            "invalid_task_uids", f"Task uid `{raw}` is invalid. It should only contain numeric characters."
+        )
     return uid
 
 
@@ -181,9 +190,15 @@ async def watch_tasks(request: Request) -> Response:
         # From now: clients of one key and filter share one gRPC stream (events.shared).
         check = pb.ListTasksRequest(filter=message.filter, limit=0)
         return await events.shared(
-            message, metadata, watches, timeout=backend.timeout, describe=from_rpc, slot=slot,
+            message,
+            metadata,
+            watches,
+            timeout=backend.timeout,
+            describe=from_rpc,
+            slot=slot,
             open_call=lambda: backend.tasks.WatchTasks(message, metadata=metadata + backend.watch_metadata),
-            check=lambda: backend.tasks.ListTasks(check, timeout=backend.timeout, metadata=metadata))
+            check=lambda: backend.tasks.ListTasks(check, timeout=backend.timeout, metadata=metadata),
+        )
     call = backend.tasks.WatchTasks(message, metadata=metadata + backend.watch_metadata)
     return await events.changes(call, watches, timeout=backend.timeout, describe=from_rpc, slot=slot)
 
@@ -198,8 +213,9 @@ async def watch_task(request: Request) -> Response:
         return events.head()
     slot = request.app.state.watches.take(_client(request))
     call = backend.tasks.WatchTask(pb.WatchTaskRequest(uid=uid), metadata=_metadata(request) + backend.watch_metadata)
-    return await events.task(call, request.app.state.watches, timeout=backend.timeout, describe=from_rpc,
-                             seen=seen, slot=slot)
+    return await events.task(
+        call, request.app.state.watches, timeout=backend.timeout, describe=from_rpc, seen=seen, slot=slot
+    )
 
 
 def _client(request: Request) -> str:
@@ -250,8 +266,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
     """Unknown routes and methods get the error shape too, with their own status."""
     assert isinstance(exc, HTTPException)
     where = f"`{request.method} {request.url.path}`"
-    message = {404: f"There is no route {where}; see `GET /openapi.json`.",
-               405: f"{where}: method not allowed; see `GET /openapi.json`."}.get(exc.status_code, str(exc.detail))
+    message = {
+        404: f"There is no route {where}; see `GET /openapi.json`.",
+        405: f"{where}: method not allowed; see `GET /openapi.json`.",
+    }.get(exc.status_code, str(exc.detail))
     return error_response(TaskHubError("bad_request", message), headers=exc.headers, status_code=exc.status_code)
 
 
@@ -340,11 +358,18 @@ ROUTES = [
 ]
 
 
-def create_app(grpc_target: str, *, timeout: float = 30.0, heartbeat: float = events.HEARTBEAT,
-               allowed_hosts: Sequence[str] | None = None, allowed_origins: Sequence[str] = (),
-               payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT,
-               credentials: grpc.ChannelCredentials | None = None, watch_token: str | None = None,
-               max_watchers_per_client: int = 500) -> Starlette:
+def create_app(
+    grpc_target: str,
+    *,
+    timeout: float = 30.0,
+    heartbeat: float = events.HEARTBEAT,
+    allowed_hosts: Sequence[str] | None = None,
+    allowed_origins: Sequence[str] = (),
+    payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT,
+    credentials: grpc.ChannelCredentials | None = None,
+    watch_token: str | None = None,
+    max_watchers_per_client: int = 500,
+) -> Starlette:
     """The gateway in front of the gRPC server at `grpc_target` (over TLS with `credentials`).
 
     A request body over `payload_limit` bytes is refused with 413 `payload_too_large`.
@@ -368,8 +393,11 @@ def create_app(grpc_target: str, *, timeout: float = 30.0, heartbeat: float = ev
 
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(Guard, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins),
-                    Middleware(TrimSlashes), Middleware(BodyLimit, limit=payload_limit)],
+        middleware=[
+            Middleware(Guard, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins),
+            Middleware(TrimSlashes),
+            Middleware(BodyLimit, limit=payload_limit),
+        ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )

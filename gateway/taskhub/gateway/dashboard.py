@@ -24,8 +24,10 @@ ASSETS = PATH + "/static"
 
 # Everything from this origin only: no CDN, no outside request of any kind, no inline script or style.
 # `img-src data:` is for the empty favicon, which spares the browser a /favicon.ico request.
-POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:;"
-          " base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:;"
+    " base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 HEADERS = {
     "content-security-policy": POLICY,
     "x-content-type-options": "nosniff",
@@ -38,11 +40,15 @@ HEADERS = {
 class Assets(StaticFiles):
     """StaticFiles with the dashboard's headers, and fixed JavaScript and CSS types whatever /etc/mime.types says."""
 
-    TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-             ".html": "text/html; charset=utf-8"}
+    TYPES = {
+        ".js": "text/javascript; charset=utf-8",
+        ".css": "text/css; charset=utf-8",
+        ".html": "text/html; charset=utf-8",
+    }
 
-    def file_response(self, full_path: os.PathLike | str, stat_result: os.stat_result, scope: Scope,
-                      status_code: int = 200) -> Response:
+    def file_response(
+        self, full_path: os.PathLike | str, stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
         response.headers.update(HEADERS)
         media_type = self.TYPES.get(pathlib.PurePath(full_path).suffix)

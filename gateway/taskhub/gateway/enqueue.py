@@ -31,8 +31,11 @@ _DOUBLE_MAX_EXACTLY = Decimal(DOUBLE_MAX)
 _TYPE_BY_LABEL = {label.lower(): value for value, label in TYPE_LABELS.items()}
 _CASES = {field.name for field in task_pb2.TaskDetails.DESCRIPTOR.oneofs_by_name["kind"].fields}
 # Task type -> its `TaskDetails.kind` case (`TASK_TYPE_INDEX_CREATION` -> `index_creation`).
-_CASE_OF = {v.number: v.name.removeprefix("TASK_TYPE_").lower() for v in task_pb2.TaskType.DESCRIPTOR.values
-            if v.name.removeprefix("TASK_TYPE_").lower() in _CASES}
+_CASE_OF = {
+    v.number: v.name.removeprefix("TASK_TYPE_").lower()
+    for v in task_pb2.TaskType.DESCRIPTOR.values
+    if v.name.removeprefix("TASK_TYPE_").lower() in _CASES
+}
 
 
 def _bad(message: str) -> TaskHubError:
@@ -87,8 +90,11 @@ def require_json(content_type: str | None) -> None:
     if content_type is None:
         raise TaskHubError("missing_content_type", f"A Content-Type header is missing. {ACCEPTED_TYPES}")
     essence, *parameters = (part.strip() for part in content_type.split(";"))
-    charsets = [value.strip().strip('"').lower() for name, _, value in (p.partition("=") for p in parameters)
-                if name.strip().lower() == "charset"]
+    charsets = [
+        value.strip().strip('"').lower()
+        for name, _, value in (p.partition("=") for p in parameters)
+        if name.strip().lower() == "charset"
+    ]
     if essence.lower() != "application/json" or any(charset not in ("utf-8", "utf8") for charset in charsets):
         raise TaskHubError("invalid_content_type", f"The Content-Type `{content_type}` is invalid. {ACCEPTED_TYPES}")
 
@@ -98,14 +104,22 @@ def utf8(raw: bytes) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise TaskHubError("malformed_payload", f"The json payload provided is malformed. `the body is not"
-                                                f" UTF-8: invalid byte at position {exc.start}`.") from None
+        raise TaskHubError(
+            "malformed_payload",
+            f"The json payload provided is malformed. `the body is not UTF-8: invalid byte at position {exc.start}`.",
+        ) from None
     if "\x00" in text:  # never in JSON text; all over UTF-16 or UTF-32 that happens to be valid UTF-8
-        raise TaskHubError("malformed_payload", "The json payload provided is malformed. `the body holds NUL bytes:"
-                                                " it is not UTF-8 JSON (UTF-16 or UTF-32?)`.")
+        raise TaskHubError(
+            "malformed_payload",
+            "The json payload provided is malformed. `the body holds NUL bytes:"
+            " it is not UTF-8 JSON (UTF-16 or UTF-32?)`.",
+        )
     if text.startswith("\ufeff"):
-        raise TaskHubError("malformed_payload", "The json payload provided is malformed. `the body starts with a"
-                                                " byte order mark: JSON is UTF-8 without one`.")
+        raise TaskHubError(
+            "malformed_payload",
+            "The json payload provided is malformed. `the body starts with a"
+            " byte order mark: JSON is UTF-8 without one`.",
+        )
     return text
 
 
@@ -135,7 +149,9 @@ def parse(raw: bytes) -> task_service_pb2.EnqueueTaskRequest:
         raise TaskHubError(
             "invalid_task_types",
             f"Invalid value in parameter `type`: `{name}` is not a valid task type. Available types are "
-            + ", ".join(f"`{label}`" for label in TYPE_LABELS.values()) + ".")
+            + ", ".join(f"`{label}`" for label in TYPE_LABELS.values())
+            + ".",
+        )
     request = task_service_pb2.EnqueueTaskRequest(type=type_)
 
     index_uid = body.get("indexUid")
@@ -191,7 +207,7 @@ def _fill_details(request: task_service_pb2.EnqueueTaskRequest, type_: int, deta
 
 
 def _fill_swaps(sub: task_pb2.IndexSwapDetails, swaps) -> None:
-    message = "`details.swaps` must be a list of objects like `{\"indexes\": [\"a\", \"b\"]}`."
+    message = '`details.swaps` must be a list of objects like `{"indexes": ["a", "b"]}`.'
     if not isinstance(swaps, list):
         raise _invalid(message)
     for swap in swaps:

@@ -60,9 +60,11 @@ class Watches:
         """One of `client`'s stream slots, or `too_many_watches` (429) when it holds them all."""
         held = self._by_client.get(client, 0)
         if held >= self.per_client:
-            raise TaskHubError("too_many_watches",
-                               f"This client already holds {self.per_client} open event streams, its limit"
-                               " (`--max-watchers-per-client`); close one before opening another.")
+            raise TaskHubError(
+                "too_many_watches",
+                f"This client already holds {self.per_client} open event streams, its limit"
+                " (`--max-watchers-per-client`); close one before opening another.",
+            )
         self._by_client[client] = held + 1
         return Slot(self, client)
 
@@ -124,8 +126,9 @@ def head() -> Response:
     return Response(media_type="text/event-stream", headers=HEADERS)
 
 
-async def changes(call: grpc.aio.UnaryStreamCall, watches: Watches, *, timeout: float,
-                  describe: Describe, slot: Slot) -> Response:
+async def changes(
+    call: grpc.aio.UnaryStreamCall, watches: Watches, *, timeout: float, describe: Describe, slot: Slot
+) -> Response:
     """`GET /tasks/events`: waits until the server accepts the watch, then streams its changes."""
     with _cancel_on_error(call, slot):
         cursor = watch_cursor(await _opening(call.initial_metadata(), timeout))
@@ -142,23 +145,40 @@ async def changes(call: grpc.aio.UnaryStreamCall, watches: Watches, *, timeout: 
         return EventStream(call, watches, describe, slot, lead=lead, last_id=cursor)
 
 
-async def shared(message: pb.WatchTasksRequest, metadata: tuple, watches: Watches, *, open_call: Callable,
-                 check: Callable, timeout: float, describe: Describe, slot: Slot) -> Response:
+async def shared(
+    message: pb.WatchTasksRequest,
+    metadata: tuple,
+    watches: Watches,
+    *,
+    open_call: Callable,
+    check: Callable,
+    timeout: float,
+    describe: Describe,
+    slot: Slot,
+) -> Response:
     """`GET /tasks/events` from now: follows the shared feed of this key and filter, opening it if none is.
 
     Its id-only lead frame hands the client where it starts, as `changes` does.
     """
     try:
-        follower = await watches.feeds.follow(message, metadata, open_call=open_call, check=check,
-                                              timeout=timeout, describe=describe)
+        follower = await watches.feeds.follow(
+            message, metadata, open_call=open_call, check=check, timeout=timeout, describe=describe
+        )
     except BaseException:
         slot.release()
         raise
     return EventStream(follower, watches, describe, slot, lead=[frame(id=follower.after)], last_id=follower.after)
 
 
-async def task(call: grpc.aio.UnaryStreamCall, watches: Watches, *, timeout: float, describe: Describe,
-               seen: int | None, slot: Slot) -> Response:
+async def task(
+    call: grpc.aio.UnaryStreamCall,
+    watches: Watches,
+    *,
+    timeout: float,
+    describe: Describe,
+    seen: int | None,
+    slot: Slot,
+) -> Response:
     """`GET /tasks/{uid}/events`: the current state at once (unless `seen` already), then each change.
 
     A client that already saw the task's terminal state (`Last-Event-ID`) gets 204, which tells
@@ -191,8 +211,9 @@ async def _opening(awaitable, timeout: float):
     try:
         return await asyncio.wait_for(awaitable, timeout)
     except TimeoutError:
-        raise TaskHubError("unavailable", f"The gRPC server did not open the watch within {timeout:g} seconds;"
-                                          " retry later.") from None
+        raise TaskHubError(
+            "unavailable", f"The gRPC server did not open the watch within {timeout:g} seconds; retry later."
+        ) from None
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -225,8 +246,17 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, source: CallSource | Follower, watches: Watches, describe: Describe, slot: Slot, *,
-                 lead: list[bytes] = (), last_id: int | None = None, ended: bool = False) -> None:
+    def __init__(
+        self,
+        source: CallSource | Follower,
+        watches: Watches,
+        describe: Describe,
+        slot: Slot,
+        *,
+        lead: list[bytes] = (),
+        last_id: int | None = None,
+        ended: bool = False,
+    ) -> None:
         if isinstance(source, grpc.aio.UnaryStreamCall):
             source = CallSource(source)
         self.source = source
@@ -252,16 +282,21 @@ class EventStream(Response):
                 return  # nobody left to write to
             while not self.ended:
                 read = read or asyncio.ensure_future(self.source.read())
-                done, _ = await asyncio.wait({read, gone, closing}, timeout=self.watches.heartbeat,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {read, gone, closing}, timeout=self.watches.heartbeat, return_when=asyncio.FIRST_COMPLETED
+                )
                 if gone in done:
                     return  # nobody left to write to
                 if read in done:
                     finished, read = read, None
                     await self._forward(send, finished)
                 elif closing in done:
-                    await self._write(send, self._error_frame(TaskHubError(
-                        "unavailable", "The gateway is shutting down." + self._resume_hint())))
+                    await self._write(
+                        send,
+                        self._error_frame(
+                            TaskHubError("unavailable", "The gateway is shutting down." + self._resume_hint())
+                        ),
+                    )
                     self.ended = True
                 else:
                     await self._write(send, KEEP_ALIVE)
@@ -288,8 +323,12 @@ class EventStream(Response):
             if gone.done():
                 return False
             if closing.done():
-                await self._write(send, self._error_frame(TaskHubError(
-                    "unavailable", "The gateway is shutting down." + self._resume_hint())))
+                await self._write(
+                    send,
+                    self._error_frame(
+                        TaskHubError("unavailable", "The gateway is shutting down." + self._resume_hint())
+                    ),
+                )
                 self.ended = True
                 break
             try:
@@ -327,8 +366,10 @@ class EventStream(Response):
 
     def _interrupted(self, described: TaskHubError) -> TaskHubError:
         if described.code == "unavailable":
-            return TaskHubError("unavailable", "The watch was interrupted: the gRPC server stopped or cannot be"
-                                               " reached." + self._resume_hint())
+            return TaskHubError(
+                "unavailable",
+                "The watch was interrupted: the gRPC server stopped or cannot be reached." + self._resume_hint(),
+            )
         return described
 
     def _resume_hint(self) -> str:

@@ -33,8 +33,10 @@ Describe = Callable[[grpc.aio.AioRpcError], TaskHubError]
 
 
 def _too_slow() -> TaskHubError:
-    return TaskHubError("watch_too_slow", "The client read the events too slowly and was disconnected;"
-                                          " reconnect with the last event id to resume.")
+    return TaskHubError(
+        "watch_too_slow",
+        "The client read the events too slowly and was disconnected; reconnect with the last event id to resume.",
+    )
 
 
 class Follower:
@@ -122,8 +124,9 @@ class Feed:
     followers: they hold positions in it, so a change allocates nothing per client.
     """
 
-    def __init__(self, feeds: Feeds, key: tuple, call: grpc.aio.UnaryStreamCall, cursor: int,
-                 describe: Describe) -> None:
+    def __init__(
+        self, feeds: Feeds, key: tuple, call: grpc.aio.UnaryStreamCall, cursor: int, describe: Describe
+    ) -> None:
         self.feeds = feeds
         self.encode = feeds.encode
         self.key = key
@@ -159,14 +162,14 @@ class Feed:
             return
         oldest = min(f.position for f in self.followers)
         if oldest > self.base:
-            del self.log[:oldest - self.base]
+            del self.log[: oldest - self.base]
             self.base = oldest
         self._wake_chunk([f for f in self.followers if f._pending()], 0)
 
     def _wake_chunk(self, waiting: list[Follower], start: int) -> None:
         # WAKE_CHUNK at a time, each chunk a loop turn later: the calls that arrive meanwhile (a GetTask)
         # are not queued behind every client's write.
-        for follower in waiting[start:start + WAKE_CHUNK]:
+        for follower in waiting[start : start + WAKE_CHUNK]:
             follower._notify()
         if start + WAKE_CHUNK < len(waiting):
             asyncio.get_running_loop().call_soon(self._wake_chunk, waiting, start + WAKE_CHUNK)
@@ -214,8 +217,16 @@ class Feeds:
         self.follower_bytes = follower_bytes
         self.open: dict[tuple, Feed] = {}
 
-    async def follow(self, request: pb.WatchTasksRequest, metadata: tuple, *, open_call: Callable,
-                     check: Callable, timeout: float, describe: Describe) -> Follower:
+    async def follow(
+        self,
+        request: pb.WatchTasksRequest,
+        metadata: tuple,
+        *,
+        open_call: Callable,
+        check: Callable,
+        timeout: float,
+        describe: Describe,
+    ) -> Follower:
         """A follower of the feed for this key and filter, opening it when there is none.
 
         Joining an open feed still asks the server whether the key may read these tasks
@@ -232,8 +243,10 @@ class Feeds:
                 try:
                     cursor = watch_cursor(await asyncio.wait_for(call.initial_metadata(), timeout))
                 except TimeoutError:
-                    raise TaskHubError("unavailable", f"The gRPC server did not open the watch within {timeout:g}"
-                                                      " seconds; retry later.") from None
+                    raise TaskHubError(
+                        "unavailable",
+                        f"The gRPC server did not open the watch within {timeout:g} seconds; retry later.",
+                    ) from None
                 if cursor is None:  # refused: the error raises here
                     await call.read()
                     raise TaskHubError("unavailable", "The gRPC server did not say where the watch starts.")

@@ -33,7 +33,7 @@ def _name_and_port(netloc: str, default_port: int | None) -> tuple[str, int | No
     netloc = netloc.strip().lower()
     if netloc.startswith("["):
         end = netloc.find("]")
-        name, rest = netloc[:end + 1], netloc[end + 1:]
+        name, rest = netloc[: end + 1], netloc[end + 1 :]
         if end < 0 or (rest and not rest.startswith(":")):
             return None
         port_text = rest[1:] if rest else None
@@ -95,20 +95,28 @@ class Guard:
         headers = Headers(scope=scope)
         host = headers.get("host", "")
         error = None
-        if not self.any_host and scope["path"] not in ANY_HOST_PATHS and not self._host_allowed(
-                host, scope.get("scheme", "http")):
+        if (
+            not self.any_host
+            and scope["path"] not in ANY_HOST_PATHS
+            and not self._host_allowed(host, scope.get("scheme", "http"))
+        ):
             error = TaskHubError(
                 "host_not_allowed",
                 f"The `Host` header `{host}` does not name this gateway, so the request was refused (a guard"
                 " against DNS rebinding). To reach it under that name, behind a proxy for instance, add the name"
-                " to `--http-allowed-hosts` (`TASKHUB_HTTP_ALLOWED_HOSTS`).")
-        elif scope["method"] not in SAFE_METHODS and (origin := headers.get("origin")) is not None \
-                and not self._origin_allowed(origin, host):
+                " to `--http-allowed-hosts` (`TASKHUB_HTTP_ALLOWED_HOSTS`).",
+            )
+        elif (
+            scope["method"] not in SAFE_METHODS
+            and (origin := headers.get("origin")) is not None
+            and not self._origin_allowed(origin, host)
+        ):
             error = TaskHubError(
                 "cross_origin_request_refused",
                 f"A `{scope['method']}` request from the web page at `{origin}` was refused: the gateway takes"
                 " requests that change something from its own origin only (a guard against cross-site requests)."
-                " To allow another origin, add it to `--http-allowed-origins` (`TASKHUB_HTTP_ALLOWED_ORIGINS`).")
+                " To allow another origin, add it to `--http-allowed-origins` (`TASKHUB_HTTP_ALLOWED_ORIGINS`).",
+            )
         if error is None:
             await self.app(scope, receive, send)
             return

@@ -23,8 +23,7 @@ from starlette.routing import Route
 
 from taskhub.errors import TaskHubError
 from taskhub.gateway import enqueue, query, render
-from taskhub.v1 import key_service_pb2 as kpb
-from taskhub.v1 import key_service_pb2_grpc
+from taskhub.v1 import key_service_pb2 as kpb, key_service_pb2_grpc
 
 Handler = Callable[[Request], Awaitable[Response]]
 Metadata = Callable[[Request], tuple[tuple[str, str], ...]]
@@ -34,12 +33,22 @@ CREATE_FIELDS = ("description", "name", "uid", "actions", "indexes", "expiresAt"
 PATCH_FIELDS = ("description", "name")
 LIST_PARAMETERS = ("offset", "limit")
 # Fields a key is born with and keeps: PATCH names them with their own codes.
-IMMUTABLE_FIELDS = {"uid": "immutable_api_key_uid", "actions": "immutable_api_key_actions",
-                    "indexes": "immutable_api_key_indexes", "expiresAt": "immutable_api_key_expires_at",
-                    "createdAt": "immutable_api_key_created_at", "updatedAt": "immutable_api_key_updated_at"}
-_FIELD_CODES = {"description": "invalid_api_key_description", "name": "invalid_api_key_name",
-                "uid": "invalid_api_key_uid", "actions": "invalid_api_key_actions",
-                "indexes": "invalid_api_key_indexes", "expiresAt": "invalid_api_key_expires_at"}
+IMMUTABLE_FIELDS = {
+    "uid": "immutable_api_key_uid",
+    "actions": "immutable_api_key_actions",
+    "indexes": "immutable_api_key_indexes",
+    "expiresAt": "immutable_api_key_expires_at",
+    "createdAt": "immutable_api_key_created_at",
+    "updatedAt": "immutable_api_key_updated_at",
+}
+_FIELD_CODES = {
+    "description": "invalid_api_key_description",
+    "name": "invalid_api_key_name",
+    "uid": "invalid_api_key_uid",
+    "actions": "invalid_api_key_actions",
+    "indexes": "invalid_api_key_indexes",
+    "expiresAt": "invalid_api_key_expires_at",
+}
 
 U32_MAX = 2**32 - 1
 _USIZE = re.compile(r"\+?[0-9]+", re.ASCII)  # what Rust's `usize::from_str` accepts
@@ -47,11 +56,14 @@ _USIZE = re.compile(r"\+?[0-9]+", re.ASCII)  # what Rust's `usize::from_str` acc
 _EXPIRES_AT = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
     r"(?:[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
-    r"|[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2}))?", re.ASCII)
+    r"|[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2}))?",
+    re.ASCII,
+)
 _EPOCH = date(1970, 1, 1).toordinal()
 
 
 # -- reading bodies, as deserr words its errors -----------------------------------
+
 
 def _kind(value) -> str:
     if value is None:
@@ -173,7 +185,8 @@ def _expires_at(value) -> timestamp_pb2.Timestamp | None:
             "invalid_api_key_expires_at",
             f"Invalid value at `.expiresAt`: `{text}` is not a valid date. It should follow the RFC 3339 format to"
             " represents a date or datetime in the future or specified as a null value. e.g. 'YYYY-MM-DD' or"
-            " 'YYYY-MM-DD HH:MM:SS'.") from None
+            " 'YYYY-MM-DD HH:MM:SS'.",
+        ) from None
 
 
 def create_request(raw: bytes) -> kpb.CreateKeyRequest:
@@ -192,8 +205,11 @@ def create_request(raw: bytes) -> kpb.CreateKeyRequest:
             getattr(request, name).extend(_strings(name, value))
         elif (expires_at := _expires_at(value)) is not None:
             request.expires_at.CopyFrom(expires_at)
-    for name, code in (("actions", "missing_api_key_actions"), ("indexes", "missing_api_key_indexes"),
-                       ("expiresAt", "missing_api_key_expires_at")):
+    for name, code in (
+        ("actions", "missing_api_key_actions"),
+        ("indexes", "missing_api_key_indexes"),
+        ("expiresAt", "missing_api_key_expires_at"),
+    ):
         if name not in body:
             raise TaskHubError(code, f"Missing field `{name}`")
     return request
@@ -204,8 +220,10 @@ def update_request(uid_or_key: str, raw: bytes) -> kpb.UpdateKeyRequest:
     request = kpb.UpdateKeyRequest(key=uid_or_key)
     for name, value in _object(raw).items():
         if name in IMMUTABLE_FIELDS:
-            raise TaskHubError(IMMUTABLE_FIELDS[name], f"Immutable field `{name}`: expected one of "
-                               + ", ".join(f"`{known}`" for known in PATCH_FIELDS))
+            raise TaskHubError(
+                IMMUTABLE_FIELDS[name],
+                f"Immutable field `{name}`: expected one of " + ", ".join(f"`{known}`" for known in PATCH_FIELDS),
+            )
         if name not in PATCH_FIELDS:
             raise _unknown_field(name, PATCH_FIELDS)
         # Every field the body names is in the mask: null (left unset) clears it, as in Meilisearch.
@@ -223,14 +241,17 @@ def list_request(raw_query: str) -> kpb.ListKeysRequest:
             expected = ", ".join(f"`{known}`" for known in LIST_PARAMETERS)
             raise TaskHubError("bad_request", f"Unknown parameter `{name}`: expected one of {expected}")
         if _USIZE.fullmatch(value) is None or int(value) >= 2**64:
-            raise TaskHubError(f"invalid_api_key_{name}", f"Invalid value in parameter `{name}`: could not parse"
-                               f" `{value}` as a positive integer")
+            raise TaskHubError(
+                f"invalid_api_key_{name}",
+                f"Invalid value in parameter `{name}`: could not parse `{value}` as a positive integer",
+            )
         # The server counts in u32: past that there is nothing to skip to, and no page is that long.
         setattr(request, name, min(int(value), U32_MAX))
     return request
 
 
 # -- rendering ------------------------------------------------------------------
+
 
 def key(message: kpb.ApiKey) -> dict:
     """The key object, in the order Meilisearch's `KeyView` serializes it."""
@@ -249,11 +270,16 @@ def key(message: kpb.ApiKey) -> dict:
 
 def page(message: kpb.ListKeysResponse) -> dict:
     """`GET /keys`: `{results, offset, limit, total}`, Meilisearch's pagination view."""
-    return {"results": [key(k) for k in message.results], "offset": message.offset, "limit": message.limit,
-            "total": message.total}
+    return {
+        "results": [key(k) for k in message.results],
+        "offset": message.offset,
+        "limit": message.limit,
+        "total": message.total,
+    }
 
 
 # -- the routes -----------------------------------------------------------------
+
 
 def uid_or_key(request: Request) -> str:
     """The path's uid or secret, a uid in the lower-case hyphenated form the server keeps.
@@ -313,5 +339,7 @@ def routes(edge: Callable[[Handler], Handler], metadata: Metadata) -> list[Route
     async def item(request: Request) -> Response:
         return await {"PATCH": update_key, "DELETE": delete_key}.get(request.method, get_key)(request)
 
-    return [Route("/keys", collection, methods=["GET", "POST"]),
-            Route("/keys/{uid_or_key}", item, methods=["GET", "PATCH", "DELETE"])]
+    return [
+        Route("/keys", collection, methods=["GET", "POST"]),
+        Route("/keys/{uid_or_key}", item, methods=["GET", "PATCH", "DELETE"]),
+    ]

@@ -7,9 +7,19 @@ every documented operation is a route.
 
 from __future__ import annotations
 
-from taskhub.gateway.openapi_schemas import (
-    DATE_FILTER, FILTER_SCHEMAS, KEY_PATCH, MAX_FILTER_VALUES, NEW_KEY, NEW_TASK, PAGE_SCHEMAS, SETTING_VALUE, U32_MAX, U64_MAX)
 from taskhub.gateway.guard import ANY_HOST_PATHS
+from taskhub.gateway.openapi_schemas import (
+    DATE_FILTER,
+    FILTER_SCHEMAS,
+    KEY_PATCH,
+    MAX_FILTER_VALUES,
+    NEW_KEY,
+    NEW_TASK,
+    PAGE_SCHEMAS,
+    SETTING_VALUE,
+    U32_MAX,
+    U64_MAX,
+)
 from taskhub.gateway.query import FILTER_PARAMETERS, LIST_PARAMETERS
 from taskhub.gateway.render import SETTINGS_ORDER, STATUS_LABELS, TYPE_LABELS
 
@@ -34,30 +44,50 @@ _PARAMETER_TEXT = {
 for _name in FILTER_PARAMETERS:
     if _name.endswith("At"):
         _bound, _field = ("before", _name[6:]) if _name.startswith("before") else ("after", _name[5:])
-        _PARAMETER_TEXT[_name] = ("string", f"Tasks whose `{_field[0].lower() + _field[1:]}` is strictly {_bound}"
-                                  " this RFC 3339 date-time or `YYYY-MM-DD` date.")
+        _PARAMETER_TEXT[_name] = (
+            "string",
+            f"Tasks whose `{_field[0].lower() + _field[1:]}` is strictly {_bound}"
+            " this RFC 3339 date-time or `YYYY-MM-DD` date.",
+        )
 
 
 def _schema(name: str) -> dict:
     cap = f" At most {MAX_FILTER_VALUES} values." if name in FILTER_SCHEMAS else ""
-    return {**PAGE_SCHEMAS.get(name, FILTER_SCHEMAS.get(name, {"type": "string", "pattern": DATE_FILTER})),
-            "description": _PARAMETER_TEXT[name][1] + cap}
+    return {
+        **PAGE_SCHEMAS.get(name, FILTER_SCHEMAS.get(name, {"type": "string", "pattern": DATE_FILTER})),
+        "description": _PARAMETER_TEXT[name][1] + cap,
+    }
 
 
 def _parameter(name: str) -> dict:
-    return {"name": name, "in": "query", "required": False, "description": _PARAMETER_TEXT[name][1],
-            "schema": _schema(name)}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": _PARAMETER_TEXT[name][1],
+        "schema": _schema(name),
+    }
 
 
 # Cancel and delete need at least one filter (400 `missing_task_filters` otherwise), which separate
 # parameters cannot say: the filters are one exploded object parameter, each property its own `name=value`.
-_AT_LEAST_ONE_FILTER = [{
-    "name": "filters", "in": "query", "required": True, "style": "form", "explode": True,
-    "description": "At least one filter, each as its own query parameter (`?statuses=enqueued&indexUids=movies`);"
-                   " `*` as a value matches every task.",
-    "schema": {"type": "object", "minProperties": 1, "additionalProperties": False,
-               "properties": {name: _schema(name) for name in FILTER_PARAMETERS}},
-}]
+_AT_LEAST_ONE_FILTER = [
+    {
+        "name": "filters",
+        "in": "query",
+        "required": True,
+        "style": "form",
+        "explode": True,
+        "description": "At least one filter, each as its own query parameter (`?statuses=enqueued&indexUids=movies`);"
+        " `*` as a value matches every task.",
+        "schema": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {name: _schema(name) for name in FILTER_PARAMETERS},
+        },
+    }
+]
 
 
 def _ref(name: str) -> dict:
@@ -71,56 +101,89 @@ def _json(schema: dict, description: str) -> dict:
 _ERROR = _json(_ref("Error"), "An error: `{message, code, type, link}`.")
 # Where a body is read: it must be JSON, and within the payload limit.
 _BODY_ERRORS = {
-    "413": _json(_ref("Error"), "`payload_too_large`: the body is over `--http-payload-size-limit` (1 MiB by"
-                 " default), refused while it streams in."),
-    "415": _json(_ref("Error"), "`missing_content_type` or `invalid_content_type`: the body is sent as anything"
-                 " but `application/json` (a `charset`, if named, must be UTF-8)."),
+    "413": _json(
+        _ref("Error"),
+        "`payload_too_large`: the body is over `--http-payload-size-limit` (1 MiB by"
+        " default), refused while it streams in.",
+    ),
+    "415": _json(
+        _ref("Error"),
+        "`missing_content_type` or `invalid_content_type`: the body is sent as anything"
+        " but `application/json` (a `charset`, if named, must be UTF-8).",
+    ),
 }
-_CROSS_SITE = _json(_ref("Error"), "`host_not_allowed`: the `Host` header does not name this gateway;"
-                    " `cross_origin_request_refused`: a request that changes something came from a web page at"
-                    " another origin (README, \"Cross-site protection\"). With a master key, also"
-                    " `invalid_api_key`: the key does not grant this.")
+_CROSS_SITE = _json(
+    _ref("Error"),
+    "`host_not_allowed`: the `Host` header does not name this gateway;"
+    " `cross_origin_request_refused`: a request that changes something came from a web page at"
+    ' another origin (README, "Cross-site protection"). With a master key, also'
+    " `invalid_api_key`: the key does not grant this.",
+)
 _ENQUEUED = _json(_ref("TaskSummary"), "The task was enqueued; here it is in short.")
 
 _SCHEMAS = {
     "Error": {
-        "type": "object", "required": ["message", "code", "type", "link"],
+        "type": "object",
+        "required": ["message", "code", "type", "link"],
         "properties": {
-            "message": {"type": "string"}, "code": {"type": "string", "example": "task_not_found"},
+            "message": {"type": "string"},
+            "code": {"type": "string", "example": "task_not_found"},
             "type": {"type": "string", "enum": ["invalid_request", "internal", "auth", "system"]},
             "link": {"type": "string", "example": "https://docs.meilisearch.com/errors#task_not_found"},
         },
     },
     "Task": {
         "type": "object",
-        "required": ["uid", "indexUid", "status", "type", "canceledBy", "details", "error", "duration",
-                     "enqueuedAt", "startedAt", "finishedAt"],
+        "required": [
+            "uid",
+            "indexUid",
+            "status",
+            "type",
+            "canceledBy",
+            "details",
+            "error",
+            "duration",
+            "enqueuedAt",
+            "startedAt",
+            "finishedAt",
+        ],
         "properties": {
             "uid": {"type": "integer", "minimum": 0},
             "indexUid": {**_NULLABLE_STRING, "description": "null for global tasks"},
             "status": {"type": "string", "enum": list(STATUS_LABELS.values())},
             "type": {"type": "string", "enum": list(TYPE_LABELS.values())},
             "canceledBy": _NULLABLE_INT,
-            "details": {"type": ["object", "null"], "description": "Per type; the settings object as submitted"
-                        f" for `settingsUpdate` (keys in this order: {', '.join(SETTINGS_ORDER)})."},
+            "details": {
+                "type": ["object", "null"],
+                "description": "Per type; the settings object as submitted"
+                f" for `settingsUpdate` (keys in this order: {', '.join(SETTINGS_ORDER)}).",
+            },
             "error": {"oneOf": [{"type": "null"}, _ref("Error")]},
             "duration": {**_NULLABLE_STRING, "description": "ISO 8601, such as `PT0.006034S`", "example": "PT1S"},
-            "enqueuedAt": _DATE, "startedAt": _NULLABLE_DATE, "finishedAt": _NULLABLE_DATE,
+            "enqueuedAt": _DATE,
+            "startedAt": _NULLABLE_DATE,
+            "finishedAt": _NULLABLE_DATE,
         },
     },
     "TaskSummary": {
-        "type": "object", "required": ["taskUid", "indexUid", "status", "type", "enqueuedAt"],
+        "type": "object",
+        "required": ["taskUid", "indexUid", "status", "type", "enqueuedAt"],
         "properties": {
-            "taskUid": {"type": "integer", "minimum": 0}, "indexUid": _NULLABLE_STRING,
+            "taskUid": {"type": "integer", "minimum": 0},
+            "indexUid": _NULLABLE_STRING,
             "status": {"type": "string", "enum": ["enqueued"]},
-            "type": {"type": "string", "enum": list(TYPE_LABELS.values())}, "enqueuedAt": _DATE,
+            "type": {"type": "string", "enum": list(TYPE_LABELS.values())},
+            "enqueuedAt": _DATE,
         },
     },
     "TaskList": {
-        "type": "object", "required": ["results", "total", "limit", "from", "next"],
+        "type": "object",
+        "required": ["results", "total", "limit", "from", "next"],
         "properties": {
-            "results": {"type": "array", "items": _ref("Task")}, "total": {"type": "integer"},
-            "limit": {"type": "integer"}, "from": _NULLABLE_INT,
+            "results": {"type": "array", "items": _ref("Task")},
+            "total": {"type": "integer"},
+            "limit": {"type": "integer"},
+            "from": _NULLABLE_INT,
             "next": {**_NULLABLE_INT, "description": "The `from` of the next page; null on the last page."},
         },
     },
@@ -130,17 +193,24 @@ _SCHEMAS = {
 
 _FILTERS = [_parameter(name) for name in FILTER_PARAMETERS]
 _LAST_EVENT_ID = {
-    "name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "integer", "minimum": 0},
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 0},
     "description": "Resume after this sequence number: the `id` of the last event received (an EventSource"
-                   " sends it when it reconnects). A value outside the kept history is 400 `invalid_watch_cursor`.",
+    " sends it when it reconnects). A value outside the kept history is 400 `invalid_watch_cursor`.",
 }
 _AFTER = {
-    "name": "after", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0},
+    "name": "after",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 0},
     "description": "Start after this sequence number, for a first connection from a known `id` (an EventSource"
-                   " cannot set `Last-Event-ID` itself). `Last-Event-ID`, when sent, wins.",
+    " cannot set `Last-Event-ID` itself). `Last-Event-ID`, when sent, wins.",
 }
 _SCHEMAS["TaskEvent"] = {
-    "type": "object", "required": ["data"],
+    "type": "object",
+    "required": ["data"],
     "description": "One server-sent event, as its fields: the stream is text, these frames one after another.",
     "properties": {
         "id": {"type": "integer", "minimum": 0, "description": "The change's sequence number."},
@@ -150,14 +220,20 @@ _SCHEMAS["TaskEvent"] = {
 }
 # A stream, not one JSON value: typed as text/event-stream, each frame described by `TaskEvent`
 # (`x-itemSchema`, after OpenAPI 3.2's `itemSchema` for sequential media types).
-_EVENT_STREAM = {"text/event-stream": {"x-itemSchema": _ref("TaskEvent"), "schema": {
-    "type": "string", "contentMediaType": "text/event-stream",
-    "description": "Server-sent events. Each change: `id: <sequence>`, `event: task` (`event: deleted` when the"
-                   " change deleted the task), `data: <the task, as GET /tasks/{uid} answers it>` (a deletion: its last state,"
-                   " `details` and `error` null). A comment"
-                   " `: keep-alive` after 15 s without an event. If the watch breaks: `event: error`,"
-                   " `data: {message, code, type, link}`, then the stream ends.",
-}}}
+_EVENT_STREAM = {
+    "text/event-stream": {
+        "x-itemSchema": _ref("TaskEvent"),
+        "schema": {
+            "type": "string",
+            "contentMediaType": "text/event-stream",
+            "description": "Server-sent events. Each change: `id: <sequence>`, `event: task` (`event: deleted` when the"
+            " change deleted the task), `data: <the task, as GET /tasks/{uid} answers it>` (a deletion: its last state,"
+            " `details` and `error` null). A comment"
+            " `: keep-alive` after 15 s without an event. If the watch breaks: `event: error`,"
+            " `data: {message, code, type, link}`, then the stream ends.",
+        },
+    }
+}
 
 OPENAPI = {
     "openapi": "3.1.0",
@@ -169,24 +245,30 @@ OPENAPI = {
     "paths": {
         "/tasks": {
             "get": {
-                "operationId": "listTasks", "summary": "List tasks, newest first",
+                "operationId": "listTasks",
+                "summary": "List tasks, newest first",
                 "parameters": [_parameter(name) for name in LIST_PARAMETERS],
                 "responses": {"200": _json(_ref("TaskList"), "One page of tasks."), "400": _ERROR},
             },
             "post": {
-                "operationId": "enqueueTask", "summary": "Enqueue a task (taskhub extension)",
+                "operationId": "enqueueTask",
+                "summary": "Enqueue a task (taskhub extension)",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("NewTask")}}},
                 "responses": {"202": _ENQUEUED, "400": _ERROR, **_BODY_ERRORS},
             },
             "delete": {
-                "operationId": "deleteTasks", "summary": "Enqueue a taskDeletion of the finished matching tasks",
-                "parameters": _AT_LEAST_ONE_FILTER, "responses": {"202": _ENQUEUED, "400": _ERROR},
+                "operationId": "deleteTasks",
+                "summary": "Enqueue a taskDeletion of the finished matching tasks",
+                "parameters": _AT_LEAST_ONE_FILTER,
+                "responses": {"202": _ENQUEUED, "400": _ERROR},
             },
         },
         "/tasks/cancel": {
             "post": {
-                "operationId": "cancelTasks", "summary": "Enqueue a taskCancelation of the matching tasks",
-                "parameters": _AT_LEAST_ONE_FILTER, "responses": {"202": _ENQUEUED, "400": _ERROR},
+                "operationId": "cancelTasks",
+                "summary": "Enqueue a taskCancelation of the matching tasks",
+                "parameters": _AT_LEAST_ONE_FILTER,
+                "responses": {"202": _ENQUEUED, "400": _ERROR},
             },
         },
         "/tasks/events": {
@@ -194,38 +276,66 @@ OPENAPI = {
                 "operationId": "watchTasks",
                 "summary": "Follow every change of the matching tasks (server-sent events)",
                 "description": "Every committed change of the tasks matching the filters, in commit order. The"
-                               " stream opens with an id-only frame (`id: <the sequence it starts after>`), so"
-                               " a reconnect with `Last-Event-ID` misses nothing. Taskhub extension.",
+                " stream opens with an id-only frame (`id: <the sequence it starts after>`), so"
+                " a reconnect with `Last-Event-ID` misses nothing. Taskhub extension.",
                 "parameters": [*_FILTERS, _AFTER, _LAST_EVENT_ID],
-                "responses": {"200": {"description": "The stream of changes.", "content": _EVENT_STREAM},
-                              "400": _ERROR, "401": _ERROR, "403": _ERROR, "429": _ERROR, "503": _ERROR},
+                "responses": {
+                    "200": {"description": "The stream of changes.", "content": _EVENT_STREAM},
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "403": _ERROR,
+                    "429": _ERROR,
+                    "503": _ERROR,
+                },
             },
         },
         "/tasks/{uid}": {
             "get": {
-                "operationId": "getTask", "summary": "One task",
-                "parameters": [{"name": "uid", "in": "path", "required": True,
-                                "schema": {"type": "integer", "minimum": 0, "maximum": U32_MAX}}],
+                "operationId": "getTask",
+                "summary": "One task",
+                "parameters": [
+                    {
+                        "name": "uid",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": U32_MAX},
+                    }
+                ],
                 "responses": {"200": _json(_ref("Task"), "The task."), "400": _ERROR, "404": _ERROR},
             },
         },
         "/tasks/{uid}/events": {
             "get": {
-                "operationId": "watchTask", "summary": "Follow one task until it finishes (server-sent events)",
+                "operationId": "watchTask",
+                "summary": "Follow one task until it finishes (server-sent events)",
                 "description": "The task's current state at once, then each change; the stream ends after"
-                               " `succeeded`, `failed` or `canceled`. Taskhub extension.",
-                "parameters": [{"name": "uid", "in": "path", "required": True,
-                                "schema": {"type": "integer", "minimum": 0, "maximum": U32_MAX}},
-                               {**_LAST_EVENT_ID, "description": "The `id` of the last event received: a state"
-                                " already seen is not sent again, and 204 answers a client that saw the last."}],
-                "responses": {"200": {"description": "The task's states.", "content": _EVENT_STREAM},
-                              "204": {"description": "The client already saw the task's terminal state."},
-                              "400": _ERROR, "404": _ERROR, "503": _ERROR},
+                " `succeeded`, `failed` or `canceled`. Taskhub extension.",
+                "parameters": [
+                    {
+                        "name": "uid",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": U32_MAX},
+                    },
+                    {
+                        **_LAST_EVENT_ID,
+                        "description": "The `id` of the last event received: a state"
+                        " already seen is not sent again, and 204 answers a client that saw the last.",
+                    },
+                ],
+                "responses": {
+                    "200": {"description": "The task's states.", "content": _EVENT_STREAM},
+                    "204": {"description": "The client already saw the task's terminal state."},
+                    "400": _ERROR,
+                    "404": _ERROR,
+                    "503": _ERROR,
+                },
             },
         },
         "/health": {
             "get": {
-                "operationId": "health", "summary": "Whether the service answers",
+                "operationId": "health",
+                "summary": "Whether the service answers",
                 "responses": {
                     "200": _json({"type": "object", "properties": {"status": {"const": "available"}}}, "Available."),
                     "503": _ERROR,
@@ -234,26 +344,38 @@ OPENAPI = {
         },
         "/openapi.json": {
             "get": {
-                "operationId": "openapi", "summary": "This document",
-                "responses": {"200": {"description": "The OpenAPI document.",
-                                      "content": {"application/json": {"schema": {"type": "object"}}}}},
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI document.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
             },
         },
         "/dashboard": {
             "get": {
-                "operationId": "dashboard", "summary": "The task dashboard, for a browser (taskhub extension)",
+                "operationId": "dashboard",
+                "summary": "The task dashboard, for a browser (taskhub extension)",
                 "description": "An HTML page (its scripts and styles under `/dashboard/static/`) that lists, counts,"
-                               " watches, cancels and deletes tasks through the routes above. It loads without a"
-                               " key and asks for one when the API answers 401 or 403.",
-                "responses": {"200": {"description": "The page.", "content": {"text/html": {"schema": {
-                    "type": "string"}}}}},
+                " watches, cancels and deletes tasks through the routes above. It loads without a"
+                " key and asks for one when the API answers 401 or 403.",
+                "responses": {
+                    "200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}
+                },
             },
         },
         "/": {
             "get": {
-                "operationId": "root", "summary": "Sends a browser to `/dashboard`",
-                "responses": {"307": {"description": "Redirect to `/dashboard`.", "headers": {
-                    "Location": {"schema": {"type": "string", "const": "/dashboard"}}}}},
+                "operationId": "root",
+                "summary": "Sends a browser to `/dashboard`",
+                "responses": {
+                    "307": {
+                        "description": "Redirect to `/dashboard`.",
+                        "headers": {"Location": {"schema": {"type": "string", "const": "/dashboard"}}},
+                    }
+                },
             },
         },
     },
@@ -265,66 +387,124 @@ OPENAPI = {
 # Served without a key: health checks, this document, and the dashboard page (which asks for a key itself).
 OPEN_PATHS = ("/health", "/openapi.json", "/dashboard", "/")
 _KEY_DATE = {**_NULLABLE_DATE, "description": "null: the key never expires"}
-_SCHEMAS.update({
-    "Key": {
-        "type": "object",
-        "required": ["name", "description", "key", "uid", "actions", "indexes", "expiresAt", "createdAt",
-                     "updatedAt"],
-        "properties": {
-            "name": _NULLABLE_STRING, "description": _NULLABLE_STRING,
-            "key": {"type": "string", "description": "The secret to send as `Authorization: Bearer <key>`."},
-            "uid": {"type": "string", "format": "uuid"},
-            "actions": {"type": "array", "items": {"type": "string"}, "example": ["tasks.get"]},
-            "indexes": {"type": "array", "items": {"type": "string"}, "example": ["movies", "books_*"]},
-            "expiresAt": _KEY_DATE, "createdAt": _DATE, "updatedAt": _DATE,
+_SCHEMAS.update(
+    {
+        "Key": {
+            "type": "object",
+            "required": [
+                "name",
+                "description",
+                "key",
+                "uid",
+                "actions",
+                "indexes",
+                "expiresAt",
+                "createdAt",
+                "updatedAt",
+            ],
+            "properties": {
+                "name": _NULLABLE_STRING,
+                "description": _NULLABLE_STRING,
+                "key": {"type": "string", "description": "The secret to send as `Authorization: Bearer <key>`."},
+                "uid": {"type": "string", "format": "uuid"},
+                "actions": {"type": "array", "items": {"type": "string"}, "example": ["tasks.get"]},
+                "indexes": {"type": "array", "items": {"type": "string"}, "example": ["movies", "books_*"]},
+                "expiresAt": _KEY_DATE,
+                "createdAt": _DATE,
+                "updatedAt": _DATE,
+            },
         },
-    },
-    "KeyList": {
-        "type": "object", "required": ["results", "offset", "limit", "total"],
-        "properties": {"results": {"type": "array", "items": _ref("Key")}, "offset": {"type": "integer"},
-                       "limit": {"type": "integer"}, "total": {"type": "integer"}},
-    },
-    "NewKey": NEW_KEY,
-    "KeyPatch": KEY_PATCH,
-})
-_UID_OR_KEY = [{"name": "uid_or_key", "in": "path", "required": True, "description": "The key's uid or the key itself",
-                "schema": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,128}$"}}]
+        "KeyList": {
+            "type": "object",
+            "required": ["results", "offset", "limit", "total"],
+            "properties": {
+                "results": {"type": "array", "items": _ref("Key")},
+                "offset": {"type": "integer"},
+                "limit": {"type": "integer"},
+                "total": {"type": "integer"},
+            },
+        },
+        "NewKey": NEW_KEY,
+        "KeyPatch": KEY_PATCH,
+    }
+)
+_UID_OR_KEY = [
+    {
+        "name": "uid_or_key",
+        "in": "path",
+        "required": True,
+        "description": "The key's uid or the key itself",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,128}$"},
+    }
+]
 _KEY = _json(_ref("Key"), "The key.")
-OPENAPI["paths"].update({
-    "/keys": {
-        "get": {
-            "operationId": "listKeys", "summary": "List API keys, newest first (master key only)",
-            "parameters": [{"name": "offset", "in": "query", "required": False, "description": "Keys to skip." + _AS_RUST,
-                            "schema": {"type": "integer", "minimum": 0, "maximum": U64_MAX}},
-                           {"name": "limit", "in": "query", "required": False, "description": "Page size; 20 by"
-                            " default." + _AS_RUST, "schema": {"type": "integer", "minimum": 0, "maximum": U64_MAX}}],
-            "responses": {"200": _json(_ref("KeyList"), "One page of keys."), "400": _ERROR},
+OPENAPI["paths"].update(
+    {
+        "/keys": {
+            "get": {
+                "operationId": "listKeys",
+                "summary": "List API keys, newest first (master key only)",
+                "parameters": [
+                    {
+                        "name": "offset",
+                        "in": "query",
+                        "required": False,
+                        "description": "Keys to skip." + _AS_RUST,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": U64_MAX},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "Page size; 20 by default." + _AS_RUST,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": U64_MAX},
+                    },
+                ],
+                "responses": {"200": _json(_ref("KeyList"), "One page of keys."), "400": _ERROR},
+            },
+            "post": {
+                "operationId": "createKey",
+                "summary": "Create an API key (master key only)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("NewKey")}}},
+                "responses": {
+                    "201": _json(_ref("Key"), "The new key, with its secret."),
+                    "400": _ERROR,
+                    "409": _ERROR,
+                    **_BODY_ERRORS,
+                },
+            },
         },
-        "post": {
-            "operationId": "createKey", "summary": "Create an API key (master key only)",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("NewKey")}}},
-            "responses": {"201": _json(_ref("Key"), "The new key, with its secret."), "400": _ERROR,
-                          "409": _ERROR, **_BODY_ERRORS},
+        "/keys/{uid_or_key}": {
+            "get": {
+                "operationId": "getKey",
+                "summary": "One API key (master key only)",
+                "parameters": _UID_OR_KEY,
+                "responses": {"200": _KEY, "404": _ERROR},
+            },
+            "patch": {
+                "operationId": "updateKey",
+                "summary": "Rename or redescribe an API key (master key only)",
+                "parameters": _UID_OR_KEY,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("KeyPatch")}}},
+                "responses": {"200": _KEY, "400": _ERROR, "404": _ERROR, **_BODY_ERRORS},
+            },
+            "delete": {
+                "operationId": "deleteKey",
+                "summary": "Delete an API key; it stops working at once (master key only)",
+                "parameters": _UID_OR_KEY,
+                "responses": {"204": {"description": "Deleted."}, "404": _ERROR},
+            },
         },
-    },
-    "/keys/{uid_or_key}": {
-        "get": {"operationId": "getKey", "summary": "One API key (master key only)", "parameters": _UID_OR_KEY,
-                "responses": {"200": _KEY, "404": _ERROR}},
-        "patch": {
-            "operationId": "updateKey", "summary": "Rename or redescribe an API key (master key only)",
-            "parameters": _UID_OR_KEY,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("KeyPatch")}}},
-            "responses": {"200": _KEY, "400": _ERROR, "404": _ERROR, **_BODY_ERRORS},
-        },
-        "delete": {"operationId": "deleteKey", "summary": "Delete an API key; it stops working at once (master key"
-                   " only)", "parameters": _UID_OR_KEY,
-                   "responses": {"204": {"description": "Deleted."}, "404": _ERROR}},
-    },
-})
-OPENAPI["components"]["securitySchemes"] = {"Bearer": {
-    "type": "http", "scheme": "bearer",
-    "description": "With a master key set, every route but `/health`, `/openapi.json` and the dashboard's needs"
-                   " `Authorization: Bearer <master key or API key>`; without one, auth is off."}}
+    }
+)
+OPENAPI["components"]["securitySchemes"] = {
+    "Bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "With a master key set, every route but `/health`, `/openapi.json` and the dashboard's needs"
+        " `Authorization: Bearer <master key or API key>`; without one, auth is off.",
+    }
+}
 OPENAPI["security"] = [{"Bearer": []}]
 for _path, _item in OPENAPI["paths"].items():
     for _operation in _item.values():

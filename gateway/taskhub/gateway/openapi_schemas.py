@@ -23,8 +23,10 @@ _YEAR = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
 _LEAP_YEAR = "([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
 # Days as the calendar has them: 31 in January, March, ...; 30 in April, June, September, November;
 # February 28, and 29 in a leap year.
-_DATE = (f"({_YEAR}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
-         f"|02-(0[1-9]|1[0-9]|2[0-8]))|{_LEAP_YEAR}-02-29)")
+_DATE = (
+    f"({_YEAR}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+    f"|02-(0[1-9]|1[0-9]|2[0-8]))|{_LEAP_YEAR}-02-29)"
+)
 _TIME = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
 _ZONE = "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 # taskhub.dates: a date, or RFC 3339 (`T`, `t` or a space; a fraction of any length; `Z`, `z` or an offset).
@@ -51,13 +53,18 @@ def comma_list(value: str) -> dict:
 
 def any_case(labels) -> str:
     """Labels as an alternation matching them in any ASCII case, as the server reads them."""
-    return "(" + "|".join("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in label)
-                          for label in labels) + ")"
+    return (
+        "("
+        + "|".join("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in label) for label in labels)
+        + ")"
+    )
 
 
 # A u32 as Meilisearch (Rust's `u32::from_str`) reads one: an optional `+`, any leading zeros.
-U32 = ("\\+?0*([0-9]{1,9}|[1-3][0-9]{9}|4[01][0-9]{8}|42[0-8][0-9]{7}|429[0-3][0-9]{6}|4294[0-8][0-9]{5}"
-       "|42949[0-5][0-9]{4}|429496[0-6][0-9]{3}|4294967[01][0-9]{2}|42949672[0-8][0-9]|429496729[0-5])")
+U32 = (
+    "\\+?0*([0-9]{1,9}|[1-3][0-9]{9}|4[01][0-9]{8}|42[0-8][0-9]{7}|429[0-3][0-9]{6}|4294[0-8][0-9]{5}"
+    "|42949[0-5][0-9]{4}|429496[0-6][0-9]{3}|4294967[01][0-9]{2}|42949672[0-8][0-9]|429496729[0-5])"
+)
 FILTER_SCHEMAS = {
     "uids": comma_list(U32),
     "canceledBy": comma_list(U32),
@@ -83,35 +90,90 @@ _INDEX_UID = {"type": "string", "pattern": f"^{INDEX_UID}$"}
 # largest), nested up to MAX_DEPTH levels: a recursive schema. The depth cap is in the description:
 # a schema that counts levels would be 32 copies of this one.
 SETTING_VALUE = {
-    "anyOf": [{"type": ["string", "boolean", "null"]},
-              {"type": "number", "minimum": -sys.float_info.max, "maximum": sys.float_info.max},
-              {"type": "array", "items": {"$ref": "#/components/schemas/SettingValue"}},
-              {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/SettingValue"}}],
+    "anyOf": [
+        {"type": ["string", "boolean", "null"]},
+        {"type": "number", "minimum": -sys.float_info.max, "maximum": sys.float_info.max},
+        {"type": "array", "items": {"$ref": "#/components/schemas/SettingValue"}},
+        {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/SettingValue"}},
+    ],
     "description": f"Any JSON value, its numbers within ±{sys.float_info.max!r} (a double), nested at most"
-                   f" {MAX_DEPTH} levels below the settings object.",
+    f" {MAX_DEPTH} levels below the settings object.",
 }
 _SETTING = {"$ref": "#/components/schemas/SettingValue"}
 
 # Per type it may be enqueued as: (whether it names an index, its details' schema, whether details are required).
 _DETAILS = {
-    "documentAdditionOrUpdate": (True, {"type": "object", "required": ["receivedDocuments"],
-                                        "additionalProperties": False,
-                                        "properties": {"receivedDocuments": _COUNT}}, True),
-    "documentDeletion": (True, {"type": ["object", "null"], "additionalProperties": False, "properties": {
-        "providedIds": {**_COUNT, "type": ["integer", "null"]}, "originalFilter": {"type": ["string", "null"]}}},
-        False),
-    "indexCreation": (True, {"type": ["object", "null"], "additionalProperties": False,
-                             "properties": {"primaryKey": {"type": ["string", "null"]}}}, False),
-    "indexUpdate": (True, {"type": ["object", "null"], "additionalProperties": False,
-                           "properties": {"primaryKey": {"type": ["string", "null"]}}}, False),
+    "documentAdditionOrUpdate": (
+        True,
+        {
+            "type": "object",
+            "required": ["receivedDocuments"],
+            "additionalProperties": False,
+            "properties": {"receivedDocuments": _COUNT},
+        },
+        True,
+    ),
+    "documentDeletion": (
+        True,
+        {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {
+                "providedIds": {**_COUNT, "type": ["integer", "null"]},
+                "originalFilter": {"type": ["string", "null"]},
+            },
+        },
+        False,
+    ),
+    "indexCreation": (
+        True,
+        {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {"primaryKey": {"type": ["string", "null"]}},
+        },
+        False,
+    ),
+    "indexUpdate": (
+        True,
+        {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {"primaryKey": {"type": ["string", "null"]}},
+        },
+        False,
+    ),
     "indexDeletion": (True, _NO_DETAILS, False),
-    "settingsUpdate": (True, {"type": ["object", "null"], "additionalProperties": _SETTING,
-                              "description": "The settings object, stored and answered as given."}, False),
-    "indexSwap": (False, {"type": "object", "required": ["swaps"], "additionalProperties": False, "properties": {
-        "swaps": {"type": "array", "minItems": 1, "items": {
-            "type": "object", "required": ["indexes"], "additionalProperties": False,
-            "properties": {"indexes": {"type": "array", "items": _INDEX_UID, "minItems": 2, "maxItems": 2}}}}}},
-        True),
+    "settingsUpdate": (
+        True,
+        {
+            "type": ["object", "null"],
+            "additionalProperties": _SETTING,
+            "description": "The settings object, stored and answered as given.",
+        },
+        False,
+    ),
+    "indexSwap": (
+        False,
+        {
+            "type": "object",
+            "required": ["swaps"],
+            "additionalProperties": False,
+            "properties": {
+                "swaps": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["indexes"],
+                        "additionalProperties": False,
+                        "properties": {"indexes": {"type": "array", "items": _INDEX_UID, "minItems": 2, "maxItems": 2}},
+                    },
+                }
+            },
+        },
+        True,
+    ),
     "dumpCreation": (False, _NO_DETAILS, False),
     "snapshotCreation": (False, _NO_DETAILS, False),
 }
@@ -122,41 +184,56 @@ def _new_task(type_: str) -> dict:
     indexed, details, details_required = _DETAILS[type_]
     required = ["type", *(["indexUid"] if indexed else []), *(["details"] if details_required else [])]
     return {
-        "type": "object", "required": required, "additionalProperties": False, "title": type_,
-        "properties": {"type": {"const": type_},
-                       "indexUid": _INDEX_UID if indexed else {"type": "null", "description": "A global task."},
-                       "details": details},
+        "type": "object",
+        "required": required,
+        "additionalProperties": False,
+        "title": type_,
+        "properties": {
+            "type": {"const": type_},
+            "indexUid": _INDEX_UID if indexed else {"type": "null", "description": "A global task."},
+            "details": details,
+        },
     }
 
 
 NEW_TASK = {
     "oneOf": [_new_task(type_) for type_ in ENQUEUED_TYPES],
     "description": "A task to enqueue: its `type` (case-insensitive; `taskCancelation` and `taskDeletion` come from"
-                   " canceling and deleting), the `indexUid` index tasks need and global ones (`indexSwap`,"
-                   " `dumpCreation`, `snapshotCreation`) must not have, and its details in Meilisearch's camelCase"
-                   " keys. Details count toward the payload limit.",
+    " canceling and deleting), the `indexUid` index tasks need and global ones (`indexSwap`,"
+    " `dumpCreation`, `snapshotCreation`) must not have, and its details in Meilisearch's camelCase"
+    " keys. Details count toward the payload limit.",
     "example": {"type": "documentAdditionOrUpdate", "indexUid": "movies", "details": {"receivedDocuments": 10}},
 }
 
 NEW_KEY = {
-    "type": "object", "required": ["actions", "indexes", "expiresAt"], "additionalProperties": False,
+    "type": "object",
+    "required": ["actions", "indexes", "expiresAt"],
+    "additionalProperties": False,
     "properties": {
-        "name": label(NAME_CHARACTERS), "description": label(DESCRIPTION_CHARACTERS),
+        "name": label(NAME_CHARACTERS),
+        "description": label(DESCRIPTION_CHARACTERS),
         "uid": {"type": "string", "format": "uuid", "description": "A random UUID when absent."},
         "actions": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": ACTIONS}},
-        "indexes": {"type": "array", "minItems": 1,
-                    "items": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]{0,400}\\*?$"},
-                    "description": "Index uids, prefix patterns such as `movies*`, or `*`."},
-        "expiresAt": {"type": ["string", "null"], "pattern": EXPIRES_AT,
-                      "description": "RFC 3339, `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD` (UTC), in the future and no"
-                                     " later than 9999-12-31T23:59:59.999999999Z; null for never."},
+        "indexes": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]{0,400}\\*?$"},
+            "description": "Index uids, prefix patterns such as `movies*`, or `*`.",
+        },
+        "expiresAt": {
+            "type": ["string", "null"],
+            "pattern": EXPIRES_AT,
+            "description": "RFC 3339, `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD` (UTC), in the future and no"
+            " later than 9999-12-31T23:59:59.999999999Z; null for never.",
+        },
     },
     "example": {"name": "ci", "actions": ["tasks.get"], "indexes": ["movies"], "expiresAt": None},
 }
 
 KEY_PATCH = {
-    "type": "object", "additionalProperties": False,
+    "type": "object",
+    "additionalProperties": False,
     "description": "Only `name` and `description` change (null clears one, a field left out stays); other"
-                   " fields answer `immutable_api_key_*`.",
+    " fields answer `immutable_api_key_*`.",
     "properties": {"name": label(NAME_CHARACTERS), "description": label(DESCRIPTION_CHARACTERS)},
 }

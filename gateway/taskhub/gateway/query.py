@@ -20,14 +20,24 @@ from taskhub.v1 import task_pb2, task_service_pb2
 
 # In Meilisearch's order: its "Unknown parameter" message lists them so.
 FILTER_PARAMETERS = (
-    "uids", "canceledBy", "types", "statuses", "indexUids",
-    "afterEnqueuedAt", "beforeEnqueuedAt", "afterStartedAt", "beforeStartedAt", "afterFinishedAt", "beforeFinishedAt",
+    "uids",
+    "canceledBy",
+    "types",
+    "statuses",
+    "indexUids",
+    "afterEnqueuedAt",
+    "beforeEnqueuedAt",
+    "afterStartedAt",
+    "beforeStartedAt",
+    "afterFinishedAt",
+    "beforeFinishedAt",
 )
 LIST_PARAMETERS = ("limit", "from", "reverse", *FILTER_PARAMETERS)
 
 # Date parameter -> TaskFilter field.
-DATE_FIELDS = {name: re.sub(r"[A-Z]", lambda m: "_" + m.group().lower(), name)
-               for name in FILTER_PARAMETERS if name.endswith("At")}
+DATE_FIELDS = {
+    name: re.sub(r"[A-Z]", lambda m: "_" + m.group().lower(), name) for name in FILTER_PARAMETERS if name.endswith("At")
+}
 
 U32_MAX = 2**32 - 1
 # What Rust's `u32::from_str` accepts: ASCII digits, one optional `+`.
@@ -107,10 +117,14 @@ def _label_set(name: str, value: str) -> list[int] | None:
         found = by_label.get(item.lower()) if item.isascii() else None
         if found is None:
             if statuses:
-                raise _invalid("invalid_task_statuses", location, f"`{item}` is not a valid task status."
-                               f" Available statuses are {STATUS_NAMES}.")
-            raise _invalid("invalid_task_types", location, f"`{item}` is not a valid task type."
-                           f" Available types are {TYPE_NAMES}.")
+                raise _invalid(
+                    "invalid_task_statuses",
+                    location,
+                    f"`{item}` is not a valid task status. Available statuses are {STATUS_NAMES}.",
+                )
+            raise _invalid(
+                "invalid_task_types", location, f"`{item}` is not a valid task type. Available types are {TYPE_NAMES}."
+            )
         values.append(found)
     return None if star else values
 
@@ -120,8 +134,11 @@ def parse_date(name: str, value: str) -> timestamp_pb2.Timestamp:
     try:
         seconds, nanos = parse_bound(value, after=name.startswith("after"))
     except ValueError:  # a day or month that does not exist, year 0, not a date at all...
-        raise _invalid("invalid_task_" + DATE_FIELDS[name], name, f"`{value}` is an invalid date-time."
-                       " It should follow the YYYY-MM-DD or RFC 3339 date-time format.") from None
+        raise _invalid(
+            "invalid_task_" + DATE_FIELDS[name],
+            name,
+            f"`{value}` is an invalid date-time. It should follow the YYYY-MM-DD or RFC 3339 date-time format.",
+        ) from None
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
 
 
@@ -175,8 +192,11 @@ def list_request(raw: str) -> task_service_pb2.ListTasksRequest:
             setattr(request, name, number)  # `from` is a Python keyword, hence setattr
         elif name == "reverse":
             if value not in ("true", "false"):
-                raise _invalid("invalid_task_reverse", "reverse",
-                               f"could not parse `{value}` as a boolean, expected either `true` or `false`")
+                raise _invalid(
+                    "invalid_task_reverse",
+                    "reverse",
+                    f"could not parse `{value}` as a boolean, expected either `true` or `false`",
+                )
             request.reverse = value == "true"
         else:
             _apply(request.filter, name, value)
@@ -218,7 +238,8 @@ def watch_request(raw: str, last_event_id: int | None) -> task_service_pb2.Watch
     params = parameters(raw)
     after = params.pop("after", None)
     request = task_service_pb2.WatchTasksRequest(
-        after=last_event_id if last_event_id is not None or after is None else sequence(after, "parameter `after`"))
+        after=last_event_id if last_event_id is not None or after is None else sequence(after, "parameter `after`")
+    )
     for name, value in params.items():
         if name not in FILTER_PARAMETERS:
             raise _unknown(name, WATCH_PARAMETERS)
@@ -230,6 +251,8 @@ def sequence(raw: str, where: str) -> int:
     """A watch cursor: a change's sequence number (an event's `id`), as a header or parameter gives it."""
     value = raw.strip()
     if not (value.isascii() and value.isdigit()) or int(value) > MAX_SEQUENCE:
-        raise TaskHubError("invalid_watch_cursor", f"Invalid {where}: `{raw}` is not a sequence"
-                                                   " number (the non-negative integer `id` of an event).")
+        raise TaskHubError(
+            "invalid_watch_cursor",
+            f"Invalid {where}: `{raw}` is not a sequence number (the non-negative integer `id` of an event).",
+        )
     return int(value)

@@ -8,7 +8,7 @@ fractional digits, durations in ISO 8601 as Meilisearch writes them.
 from __future__ import annotations
 
 import math
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
@@ -21,34 +21,65 @@ def _camel(name: str) -> str:
 
 
 # Labels by enum value, derived from the protos so the two never disagree.
-STATUS_LABELS = {v.number: v.name.removeprefix("TASK_STATUS_").lower()
-                 for v in task_pb2.TaskStatus.DESCRIPTOR.values if v.number}
-TYPE_LABELS = {v.number: _camel(v.name.removeprefix("TASK_TYPE_"))
-               for v in task_pb2.TaskType.DESCRIPTOR.values if v.number}
+STATUS_LABELS = {
+    v.number: v.name.removeprefix("TASK_STATUS_").lower() for v in task_pb2.TaskStatus.DESCRIPTOR.values if v.number
+}
+TYPE_LABELS = {
+    v.number: _camel(v.name.removeprefix("TASK_TYPE_")) for v in task_pb2.TaskType.DESCRIPTOR.values if v.number
+}
 
 # Per `TaskDetails.kind` case: (JSON key, proto field) in Meilisearch's order.
 _DETAIL_FIELDS = {
-    "document_addition_or_update": (("receivedDocuments", "received_documents"),
-                                    ("indexedDocuments", "indexed_documents")),
-    "document_deletion": (("providedIds", "provided_ids"), ("deletedDocuments", "deleted_documents"),
-                          ("originalFilter", "original_filter")),
+    "document_addition_or_update": (
+        ("receivedDocuments", "received_documents"),
+        ("indexedDocuments", "indexed_documents"),
+    ),
+    "document_deletion": (
+        ("providedIds", "provided_ids"),
+        ("deletedDocuments", "deleted_documents"),
+        ("originalFilter", "original_filter"),
+    ),
     "index_creation": (("primaryKey", "primary_key"),),
     "index_update": (("primaryKey", "primary_key"),),
     "index_deletion": (("deletedDocuments", "deleted_documents"),),
     "dump_creation": (("dumpUid", "dump_uid"),),
-    "task_cancelation": (("matchedTasks", "matched_tasks"), ("canceledTasks", "canceled_tasks"),
-                         ("originalFilter", "original_filter")),
-    "task_deletion": (("matchedTasks", "matched_tasks"), ("deletedTasks", "deleted_tasks"),
-                      ("originalFilter", "original_filter")),
+    "task_cancelation": (
+        ("matchedTasks", "matched_tasks"),
+        ("canceledTasks", "canceled_tasks"),
+        ("originalFilter", "original_filter"),
+    ),
+    "task_deletion": (
+        ("matchedTasks", "matched_tasks"),
+        ("deletedTasks", "deleted_tasks"),
+        ("originalFilter", "original_filter"),
+    ),
 }
 
 # A Struct is a protobuf map and loses key order on the wire; settings come
 # back in the order Meilisearch serializes its `Settings` struct, unknown keys after.
 SETTINGS_ORDER = (
-    "displayedAttributes", "searchableAttributes", "filterableAttributes", "sortableAttributes",
-    "foreignKeys", "rankingRules", "stopWords", "nonSeparatorTokens", "separatorTokens", "dictionary",
-    "synonyms", "distinctAttribute", "proximityPrecision", "typoTolerance", "faceting", "pagination",
-    "embedders", "searchCutoffMs", "localizedAttributes", "facetSearch", "prefixSearch", "chat",
+    "displayedAttributes",
+    "searchableAttributes",
+    "filterableAttributes",
+    "sortableAttributes",
+    "foreignKeys",
+    "rankingRules",
+    "stopWords",
+    "nonSeparatorTokens",
+    "separatorTokens",
+    "dictionary",
+    "synonyms",
+    "distinctAttribute",
+    "proximityPrecision",
+    "typoTolerance",
+    "faceting",
+    "pagination",
+    "embedders",
+    "searchCutoffMs",
+    "localizedAttributes",
+    "facetSearch",
+    "prefixSearch",
+    "chat",
     "vectorStore",
 )
 _SETTINGS_RANK = {key: i for i, key in enumerate(SETTINGS_ORDER)}

@@ -58,12 +58,22 @@ class GatewayServer:
         return self.sock.getsockname()[1]
 
     @classmethod
-    async def start(cls, grpc_target: str, http_listen: str, *, grace: float = 5.0, heartbeat: float = HEARTBEAT,
-                    allowed_hosts: str = "", allowed_origins: str = "",
-                    payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT,
-                    credentials: grpc.ChannelCredentials | None = None, tls_cert: str | None = None,
-                    tls_key: str | None = None, watch_token: str | None = None,
-                    max_watchers_per_client: int = 500) -> GatewayServer:
+    async def start(
+        cls,
+        grpc_target: str,
+        http_listen: str,
+        *,
+        grace: float = 5.0,
+        heartbeat: float = HEARTBEAT,
+        allowed_hosts: str = "",
+        allowed_origins: str = "",
+        payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT,
+        credentials: grpc.ChannelCredentials | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        watch_token: str | None = None,
+        max_watchers_per_client: int = 500,
+    ) -> GatewayServer:
         """Listens on `http_listen` (HTTPS with `tls_cert` and `tls_key`) and calls gRPC with `credentials`.
 
         `allowed_hosts` and `allowed_origins` are comma lists, as `--http-allowed-hosts` takes them.
@@ -76,12 +86,25 @@ class GatewayServer:
         try:
             # The port bound, for `:0` too: the Host check needs it.
             hosts = listen_hosts(host, sock.getsockname()[1]) + split_list(allowed_hosts)
-            app = create_app(grpc_target, heartbeat=heartbeat, allowed_hosts=hosts,
-                             allowed_origins=split_list(allowed_origins), payload_limit=payload_limit,
-                             credentials=credentials, watch_token=watch_token,
-                             max_watchers_per_client=max_watchers_per_client)
-            config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False,
-                                    timeout_graceful_shutdown=grace, ssl_certfile=tls_cert, ssl_keyfile=tls_key)
+            app = create_app(
+                grpc_target,
+                heartbeat=heartbeat,
+                allowed_hosts=hosts,
+                allowed_origins=split_list(allowed_origins),
+                payload_limit=payload_limit,
+                credentials=credentials,
+                watch_token=watch_token,
+                max_watchers_per_client=max_watchers_per_client,
+            )
+            config = uvicorn.Config(
+                app,
+                lifespan="on",
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=grace,
+                ssl_certfile=tls_cert,
+                ssl_keyfile=tls_key,
+            )
             config.load()  # here, so a bad certificate or key fails with a message
         except OSError as error:  # ssl.SSLError is one
             sock.close()
@@ -112,10 +135,19 @@ class GatewayServer:
         self.sock.close()
 
 
-async def serve_gateway(grpc_target: str, http_listen: str, *, grace: float = 5.0, allowed_hosts: str = "",
-                        allowed_origins: str = "", payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT,
-                        tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
-                        max_watchers_per_client: int = 500) -> None:
+async def serve_gateway(
+    grpc_target: str,
+    http_listen: str,
+    *,
+    grace: float = 5.0,
+    allowed_hosts: str = "",
+    allowed_origins: str = "",
+    payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    max_watchers_per_client: int = 500,
+) -> None:
     """`taskhub gateway`: runs until SIGTERM or SIGINT; gRPC over TLS with `tls_ca`, HTTPS with `tls_cert`."""
     credentials = None
     if tls_ca is not None:
@@ -124,10 +156,18 @@ async def serve_gateway(grpc_target: str, http_listen: str, *, grace: float = 5.
         except OSError as error:
             raise OSError(f"cannot read the TLS CA file {tls_ca}: {error.strerror or error}") from None
         credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-    gateway = await GatewayServer.start(grpc_target, http_listen, grace=grace, allowed_hosts=allowed_hosts,
-                                        allowed_origins=allowed_origins, payload_limit=payload_limit,
-                                        credentials=credentials, tls_cert=tls_cert, tls_key=tls_key,
-                                        max_watchers_per_client=max_watchers_per_client)
+    gateway = await GatewayServer.start(
+        grpc_target,
+        http_listen,
+        grace=grace,
+        allowed_hosts=allowed_hosts,
+        allowed_origins=allowed_origins,
+        payload_limit=payload_limit,
+        credentials=credentials,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        max_watchers_per_client=max_watchers_per_client,
+    )
     log.info("taskhub gateway listening on %s (port %d), calling gRPC at %s", http_listen, gateway.port, grpc_target)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -17,22 +17,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from grpc_health.v1 import _async as health_async
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import _async as health_async, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskhub import limits
 from taskhub.server import decoding, exports, tls
+from taskhub.server.auth import Keyring
 from taskhub.server.config import Config, parse_size, watch_retention_bytes
+from taskhub.server.key_service import KeyService
 from taskhub.server.lock import ServerLock
 from taskhub.server.scheduler import Scheduler, wall_clock
-from taskhub.server.auth import Keyring
-from taskhub.server.key_service import KeyService
 from taskhub.server.services import TaskService, WorkerService
 from taskhub.server.store import Store
 from taskhub.server.watch import WatchHub
 from taskhub.v1 import (
-    key_service_pb2, key_service_pb2_grpc, task_service_pb2, task_service_pb2_grpc, worker_service_pb2,
+    key_service_pb2,
+    key_service_pb2_grpc,
+    task_service_pb2,
+    task_service_pb2_grpc,
+    worker_service_pb2,
     worker_service_pb2_grpc,
 )
 
@@ -109,8 +112,10 @@ def check(config: Config) -> None:
     """Refuses settings that cannot be served, before anything is opened."""
     if config.master_key and len(config.master_key.encode()) < MIN_MASTER_KEY:
         # As Meilisearch: a short key is guessed, and every API key's secret derives from it.
-        raise ValueError(f"the master key must be at least {MIN_MASTER_KEY} bytes; this one has"
-                         f" {len(config.master_key.encode())} (--master-key or TASKHUB_MASTER_KEY)")
+        raise ValueError(
+            f"the master key must be at least {MIN_MASTER_KEY} bytes; this one has"
+            f" {len(config.master_key.encode())} (--master-key or TASKHUB_MASTER_KEY)"
+        )
 
 
 async def start(config: Config, *, background: bool = True, clock: Callable[[], int] = wall_clock) -> Service:
@@ -128,45 +133,71 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
         raise
 
 
-async def _start(config: Config, lock: ServerLock, credentials: grpc.ServerCredentials | None, *, background: bool,
-                 clock: Callable[[], int]) -> Service:
+async def _start(
+    config: Config,
+    lock: ServerLock,
+    credentials: grpc.ServerCredentials | None,
+    *,
+    background: bool,
+    clock: Callable[[], int],
+) -> Service:
     store = open_store(config)
-    hub = WatchHub(buffer=config.watch_buffer, max_watchers=config.max_watchers,
-                   per_key=config.max_watchers_per_key, per_connection=config.max_watchers_per_connection)
-    scheduler = Scheduler(store, hub=hub, clock=clock, snapshots_dir=config.snapshots_dir, dumps_dir=config.dumps_dir,
-                          max_batch_size=config.max_batch_size, max_attempts=config.max_attempts,
-                          watch_retention=config.watch_retention,
-                          watch_retention_bytes=watch_retention_bytes(config), max_db_size=parse_size(config.max_task_db_size),
-                          cleanup_threshold=config.cleanup_threshold, cleanup_batch=config.cleanup_batch,
-                          commit_window=config.commit_window_ms / 1000)
+    hub = WatchHub(
+        buffer=config.watch_buffer,
+        max_watchers=config.max_watchers,
+        per_key=config.max_watchers_per_key,
+        per_connection=config.max_watchers_per_connection,
+    )
+    scheduler = Scheduler(
+        store,
+        hub=hub,
+        clock=clock,
+        snapshots_dir=config.snapshots_dir,
+        dumps_dir=config.dumps_dir,
+        max_batch_size=config.max_batch_size,
+        max_attempts=config.max_attempts,
+        watch_retention=config.watch_retention,
+        watch_retention_bytes=watch_retention_bytes(config),
+        max_db_size=parse_size(config.max_task_db_size),
+        cleanup_threshold=config.cleanup_threshold,
+        cleanup_batch=config.cleanup_batch,
+        commit_window=config.commit_window_ms / 1000,
+    )
     await scheduler.start(background=background)
 
     # Past here the scheduler runs: a start that fails stops it and closes the store before the lock goes.
     try:
         payload_limit = parse_size(config.http_payload_size_limit)
-        server = grpc.aio.server(options=[
-            # gRPC's own RESOURCE_EXHAUSTED past it; details are measured exactly by the services.
-            ("grpc.max_receive_message_length", limits.receive_limit(payload_limit)),
-            ("grpc.max_send_message_length", limits.message_limit(payload_limit)),
-            # gRPC's default would let a second server share a taken port: make it an error, as for any TCP server.
-            ("grpc.so_reuseport", 0),
-        ])
+        server = grpc.aio.server(
+            options=[
+                # gRPC's own RESOURCE_EXHAUSTED past it; details are measured exactly by the services.
+                ("grpc.max_receive_message_length", limits.receive_limit(payload_limit)),
+                ("grpc.max_send_message_length", limits.message_limit(payload_limit)),
+                # gRPC's default would let a second server share a taken port: make it an error, as for any TCP server.
+                ("grpc.so_reuseport", 0),
+            ]
+        )
         keys = Keyring(config.master_key, scheduler.call, store, clock)
         await keys.load()
         if not keys.enabled:
-            log.warning("no master key is set: every call is allowed. Set --master-key (TASKHUB_MASTER_KEY)"
-                        " to require `Authorization: Bearer <key>`.")
+            log.warning(
+                "no master key is set: every call is allowed. Set --master-key (TASKHUB_MASTER_KEY)"
+                " to require `Authorization: Bearer <key>`."
+            )
         guarded = decoding.Guarded(server)  # undecodable requests: INVALID_ARGUMENT, not UNKNOWN
-        task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(scheduler, keys, payload_limit=payload_limit),
-                                                                guarded)
+        task_service_pb2_grpc.add_TaskServiceServicer_to_server(
+            TaskService(scheduler, keys, payload_limit=payload_limit), guarded
+        )
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(scheduler, keys), guarded)
         key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(keys), guarded)
         health = health_async.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         for name in ("", *SERVICE_NAMES):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        reflection.enable_server_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                                             reflection.SERVICE_NAME), server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
         gateway_port = None
         try:
             if credentials is None:
@@ -184,27 +215,47 @@ async def _start(config: Config, lock: ServerLock, credentials: grpc.ServerCrede
         await scheduler.stop()
         store.close()
         raise
-    service = Service(config=config, store=store, scheduler=scheduler, keys=keys, server=server, health=health,
-                      grpc_port=port, lock=lock)
+    service = Service(
+        config=config,
+        store=store,
+        scheduler=scheduler,
+        keys=keys,
+        server=server,
+        health=health,
+        grpc_port=port,
+        lock=lock,
+    )
     if not config.no_http:
         # Imported here: a gRPC-only server does not need Starlette or uvicorn.
         from taskhub.gateway.serving import GatewayServer
+
         # Its streams share one channel: the server trusts it to limit them per HTTP client.
         hub.gateway_token = secrets.token_urlsafe(24)
         try:
             watch = dict(watch_token=hub.gateway_token, max_watchers_per_client=config.max_watchers_per_client)
             if gateway_port is None:
-                service.gateway = await GatewayServer.start(service.grpc_target, config.http_listen,
-                                                            grace=config.grace_seconds,
-                                                            allowed_hosts=config.http_allowed_hosts,
-                                                            allowed_origins=config.http_allowed_origins,
-                                                            payload_limit=payload_limit, **watch)
+                service.gateway = await GatewayServer.start(
+                    service.grpc_target,
+                    config.http_listen,
+                    grace=config.grace_seconds,
+                    allowed_hosts=config.http_allowed_hosts,
+                    allowed_origins=config.http_allowed_origins,
+                    payload_limit=payload_limit,
+                    **watch,
+                )
             else:
                 service.gateway = await GatewayServer.start(
-                    f"127.0.0.1:{gateway_port}", config.http_listen, grace=config.grace_seconds,
-                    allowed_hosts=config.http_allowed_hosts, allowed_origins=config.http_allowed_origins,
-                    payload_limit=payload_limit, credentials=tls.local_channel_credentials(),
-                    tls_cert=config.tls_cert, tls_key=config.tls_key, **watch)
+                    f"127.0.0.1:{gateway_port}",
+                    config.http_listen,
+                    grace=config.grace_seconds,
+                    allowed_hosts=config.http_allowed_hosts,
+                    allowed_origins=config.http_allowed_origins,
+                    payload_limit=payload_limit,
+                    credentials=tls.local_channel_credentials(),
+                    tls_cert=config.tls_cert,
+                    tls_key=config.tls_key,
+                    **watch,
+                )
         except BaseException:
             await service.stop(0)
             raise

@@ -50,13 +50,17 @@ EVERYONE = Principal(actions=None, scope=None, master=True)
 def scope_of(indexes: list[str]) -> Scope | None:
     if "*" in indexes:
         return None
-    return Scope(names=frozenset(i for i in indexes if not i.endswith("*")),
-                 prefixes=tuple(sorted(i[:-1] for i in indexes if i.endswith("*"))))
+    return Scope(
+        names=frozenset(i for i in indexes if not i.endswith("*")),
+        prefixes=tuple(sorted(i[:-1] for i in indexes if i.endswith("*"))),
+    )
 
 
 def _missing_header() -> TaskHubError:
-    return TaskHubError("missing_authorization_header",
-                        "The Authorization header is missing. It must use the bearer authorization method.")
+    return TaskHubError(
+        "missing_authorization_header",
+        "The Authorization header is missing. It must use the bearer authorization method.",
+    )
 
 
 def _invalid_key() -> TaskHubError:
@@ -126,7 +130,8 @@ class Keyring:
             raise TaskHubError(
                 "missing_master_key",
                 "taskhub is running without a master key. To access this API endpoint, you must have set a master"
-                " key at launch.")
+                " key at launch.",
+            )
         if not self.authenticate(header).master:
             raise _invalid_key()
 
@@ -138,25 +143,36 @@ class Keyring:
                 return record
         raise TaskHubError("api_key_not_found", f"API key `{uid_or_key}` not found.")
 
-    async def create(self, *, name: str | None, description: str | None, actions: list[str],
-                     indexes: list[str], expires_at: int | None, uid: str | None) -> KeyRecord:
+    async def create(
+        self,
+        *,
+        name: str | None,
+        description: str | None,
+        actions: list[str],
+        indexes: list[str],
+        expires_at: int | None,
+        uid: str | None,
+    ) -> KeyRecord:
         if not actions:
             raise TaskHubError("invalid_api_key_actions", "`actions` needs at least one action.")
         for action in actions:
             if action not in ACTIONS:
-                raise TaskHubError("invalid_api_key_actions", f"Unknown value `{action}` at `.actions`: expected one"
-                                   " of " + ", ".join(f"`{a}`" for a in ACTIONS) + ".")
+                raise TaskHubError(
+                    "invalid_api_key_actions",
+                    f"Unknown value `{action}` at `.actions`: expected one"
+                    " of " + ", ".join(f"`{a}`" for a in ACTIONS) + ".",
+                )
         if not indexes:
             raise TaskHubError("invalid_api_key_indexes", "`indexes` needs at least one index, pattern or `*`.")
         for index in indexes:
             if index != "*" and not valid_index_uid(index) and not _PATTERN.fullmatch(index):
-                raise TaskHubError("invalid_api_key_indexes",
-                                   f"`{index}` is not a valid index uid pattern. Use an index uid, a prefix"
-                                   " ending in `*`, or `*`.")
+                raise TaskHubError(
+                    "invalid_api_key_indexes",
+                    f"`{index}` is not a valid index uid pattern. Use an index uid, a prefix ending in `*`, or `*`.",
+                )
         now = self._clock()
         if expires_at is not None and expires_at <= now:
-            raise TaskHubError("invalid_api_key_expires_at",
-                               f"`expiresAt` ({format_time(expires_at)}) is in the past.")
+            raise TaskHubError("invalid_api_key_expires_at", f"`expiresAt` ({format_time(expires_at)}) is in the past.")
         if uid is None:
             uid = str(uuid.uuid4())
         else:
@@ -164,9 +180,16 @@ class Keyring:
                 uid = str(uuid.UUID(uid))
             except ValueError:
                 raise TaskHubError("invalid_api_key_uid", f"`{uid}` is not a valid UUID.") from None
-        record = KeyRecord(uid=uid, name=name, description=description, actions=list(dict.fromkeys(actions)),
-                           indexes=list(dict.fromkeys(indexes)), expires_at=expires_at,
-                           created_at=now, updated_at=now)
+        record = KeyRecord(
+            uid=uid,
+            name=name,
+            description=description,
+            actions=list(dict.fromkeys(actions)),
+            indexes=list(dict.fromkeys(indexes)),
+            expires_at=expires_at,
+            created_at=now,
+            updated_at=now,
+        )
         if not await self._call(self._store.insert_key, record):
             raise TaskHubError("api_key_already_exists", f"An API key with uid `{uid}` already exists.")
         self._remember(record)

@@ -29,7 +29,8 @@ class BulkStore:
         last = -1
         while True:
             rows = self.conn.execute(
-                f"SELECT {COLUMNS} FROM tasks WHERE uid > ? ORDER BY uid LIMIT ?", (last, batch)).fetchall()
+                f"SELECT {COLUMNS} FROM tasks WHERE uid > ? ORDER BY uid LIMIT ?", (last, batch)
+            ).fetchall()
             if not rows:
                 return
             for row in rows:
@@ -45,7 +46,8 @@ class BulkStore:
         return self.conn.execute(
             "SELECT uid, status, type, IFNULL(canceled_by, -1), enqueued_at, IFNULL(started_at, -1),"
             " IFNULL(finished_at, -1), index_uid FROM tasks WHERE uid > ? ORDER BY uid LIMIT ?",
-            (after_uid, limit)).fetchall()
+            (after_uid, limit),
+        ).fetchall()
 
     def next_uid(self) -> int:
         return self.conn.execute("SELECT value FROM meta WHERE key = 'next_uid'").fetchone()[0]
@@ -60,12 +62,24 @@ class BulkStore:
                 task.seq = 0  # imported, not changed: the change log starts after the import
                 self.conn.execute(
                     f"INSERT INTO tasks ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (task.uid, task.index_uid, int(task.status), int(task.type), task.canceled_by,
-                     dumps(task.details), dumps(task.error), task.enqueued_at, task.started_at,
-                     task.finished_at, task.seq))
+                    (
+                        task.uid,
+                        task.index_uid,
+                        int(task.status),
+                        int(task.type),
+                        task.canceled_by,
+                        dumps(task.details),
+                        dumps(task.error),
+                        task.enqueued_at,
+                        task.started_at,
+                        task.finished_at,
+                        task.seq,
+                    ),
+                )
                 if matched is not None:
-                    self.conn.execute("INSERT INTO matches (uid, uids) VALUES (?, ?)",
-                                      (task.uid, array("I", matched).tobytes()))
+                    self.conn.execute(
+                        "INSERT INTO matches (uid, uids) VALUES (?, ?)", (task.uid, array("I", matched).tobytes())
+                    )
                 count += 1
                 next_uid = max(next_uid, task.uid + 1)
             self.conn.execute("UPDATE meta SET value = ? WHERE key = 'next_uid'", (next_uid,))

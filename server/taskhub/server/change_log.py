@@ -26,8 +26,9 @@ class ChangeLog:
     def last_seq(self) -> int:
         return self.conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
 
-    def _log_states(self, tasks: list[Task], encoded: list[tuple[str | None, str | None]] | None = None, *,
-                    deleted: bool = False) -> None:
+    def _log_states(
+        self, tasks: list[Task], encoded: list[tuple[str | None, str | None]] | None = None, *, deleted: bool = False
+    ) -> None:
         """Appends tasks' new (or, `deleted`, last) states under their sequence numbers, in one statement.
 
         `encoded` may hold their (details, error) already as JSON, as the row update wrote them.
@@ -35,10 +36,29 @@ class ChangeLog:
         if encoded is None:
             encoded = [(dumps(task.details), dumps(task.error)) for task in tasks]
         self._logged += ((task, deleted) for task in tasks)
-        rows = [(t.seq, t.uid, int(deleted), compact([t.uid, t.index_uid, int(t.status), int(t.type), t.canceled_by,
-                                                      details, error, t.enqueued_at, t.started_at, t.finished_at,
-                                                      t.seq]))
-                for t, (details, error) in zip(tasks, encoded)]
+        rows = [
+            (
+                t.seq,
+                t.uid,
+                int(deleted),
+                compact(
+                    [
+                        t.uid,
+                        t.index_uid,
+                        int(t.status),
+                        int(t.type),
+                        t.canceled_by,
+                        details,
+                        error,
+                        t.enqueued_at,
+                        t.started_at,
+                        t.finished_at,
+                        t.seq,
+                    ]
+                ),
+            )
+            for t, (details, error) in zip(tasks, encoded)
+        ]
         self.conn.executemany("INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, ?, ?)", rows)
         self._bump("change_bytes", sum(len(row[3]) for row in rows))
 
@@ -46,16 +66,23 @@ class ChangeLog:
         """Appends new enqueued tasks in bulk; `details` are their details already as JSON."""
         self._logged += ((task, False) for task in tasks)
         # The same row `_log_states` writes, put together by hand: only the two strings need encoding.
-        rows = [(t.seq, t.uid, f"[{t.uid},{_string(t.index_uid)},{int(t.status)},{int(t.type)},null,{_string(d)},"
-                               f"null,{t.enqueued_at},null,null,{t.seq}]")
-                for t, d in zip(tasks, details)]
+        rows = [
+            (
+                t.seq,
+                t.uid,
+                f"[{t.uid},{_string(t.index_uid)},{int(t.status)},{int(t.type)},null,{_string(d)},"
+                f"null,{t.enqueued_at},null,null,{t.seq}]",
+            )
+            for t, d in zip(tasks, details)
+        ]
         self.conn.executemany("INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, 0, ?)", rows)
         self._bump("change_bytes", sum(len(row[2]) for row in rows))
 
     def changes_after(self, seq: int, limit: int) -> tuple[list[Task], frozenset[int]]:
         """Up to `limit` logged changes after `seq`, in order, and which of them are deletions."""
         rows = self.conn.execute(
-            "SELECT deleted, task FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)).fetchall()
+            "SELECT deleted, task FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        ).fetchall()
         tasks = [row_to_task(loads(task)) for _, task in rows]
         return tasks, frozenset(t.uid for t, (deleted, _) in zip(tasks, rows) if deleted)
 

@@ -31,17 +31,25 @@ YOUNG_GENERATION = 7_000
 
 def config_options(names: tuple[str, ...] | None = None) -> Callable:
     """A flag for each of Config's fields in `names` (all by default): `--db`, env TASKHUB_DB, default Config.db."""
+
     def decorate(command):
         for field in reversed(fields(Config)):
             if names is not None and field.name not in names:
                 continue
             kind = _KINDS.get(field.type, str)
             command = click.option(
-                "--" + field.name.replace("_", "-"), field.name, is_flag=kind is bool, type=kind, default=field.default,
-                envvar=config_module.env_name(field.name), show_envvar=True,
+                "--" + field.name.replace("_", "-"),
+                field.name,
+                is_flag=kind is bool,
+                type=kind,
+                default=field.default,
+                envvar=config_module.env_name(field.name),
+                show_envvar=True,
                 show_default=field.default not in (None, "") and kind is not bool,
-                help=config_module.HELP[field.name])(command)
+                help=config_module.HELP[field.name],
+            )(command)
         return command
+
     return decorate
 
 
@@ -75,11 +83,30 @@ def serve(**params) -> int:
 
 
 @click.command(context_settings=client_cli.CONTEXT)
-@click.option("--grpc-target", metavar="HOST:PORT", default="127.0.0.1:50051", envvar="TASKHUB_GRPC_TARGET",
-              show_envvar=True, show_default=True, help="the taskhub gRPC server")
+@click.option(
+    "--grpc-target",
+    metavar="HOST:PORT",
+    default="127.0.0.1:50051",
+    envvar="TASKHUB_GRPC_TARGET",
+    show_envvar=True,
+    show_default=True,
+    help="the taskhub gRPC server",
+)
 @client_cli.connection_options(("tls_ca",))
-@config_options(("http_listen", "http_allowed_hosts", "http_allowed_origins", "http_payload_size_limit",
-                 "grace_seconds", "event_loop", "log_level", "tls_cert", "tls_key", "max_watchers_per_client"))
+@config_options(
+    (
+        "http_listen",
+        "http_allowed_hosts",
+        "http_allowed_origins",
+        "http_payload_size_limit",
+        "grace_seconds",
+        "event_loop",
+        "log_level",
+        "tls_cert",
+        "tls_key",
+        "max_watchers_per_client",
+    )
+)
 def gateway(grpc_target: str, tls_ca: str | None, **settings) -> int:
     """Run the JSON/HTTP gateway alone, in front of a running taskhub gRPC server."""
     from taskhub.gateway import serving
@@ -87,13 +114,21 @@ def gateway(grpc_target: str, tls_ca: str | None, **settings) -> int:
     config = Config(**settings)
     start_logging(config.log_level)
     try:
-        run_loop(serving.serve_gateway(grpc_target, config.http_listen, grace=config.grace_seconds,
-                                       allowed_hosts=config.http_allowed_hosts,
-                                       allowed_origins=config.http_allowed_origins,
-                                       payload_limit=config_module.parse_size(config.http_payload_size_limit),
-                                       tls_ca=tls_ca, tls_cert=config.tls_cert, tls_key=config.tls_key,
-                                       max_watchers_per_client=config.max_watchers_per_client),
-                 config.event_loop)
+        run_loop(
+            serving.serve_gateway(
+                grpc_target,
+                config.http_listen,
+                grace=config.grace_seconds,
+                allowed_hosts=config.http_allowed_hosts,
+                allowed_origins=config.http_allowed_origins,
+                payload_limit=config_module.parse_size(config.http_payload_size_limit),
+                tls_ca=tls_ca,
+                tls_cert=config.tls_cert,
+                tls_key=config.tls_key,
+                max_watchers_per_client=config.max_watchers_per_client,
+            ),
+            config.event_loop,
+        )
     except (OSError, ValueError) as exc:
         print(f"taskhub: {exc}", file=sys.stderr)
         return 1

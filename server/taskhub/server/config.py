@@ -50,10 +50,14 @@ HELP = {
     "db": "SQLite database file",
     "grpc_listen": "host:port of the gRPC server",
     "http_listen": "host:port of the JSON gateway",
-    "http_allowed_hosts": ("comma list of further `Host` names the gateway answers to (`name` or `name:port`;"
-                           " `*`: any), besides its listen address and localhost"),
-    "http_allowed_origins": ("comma list of further origins (`https://admin.example`; `*`: any) whose pages may"
-                             " send the gateway requests that change something"),
+    "http_allowed_hosts": (
+        "comma list of further `Host` names the gateway answers to (`name` or `name:port`;"
+        " `*`: any), besides its listen address and localhost"
+    ),
+    "http_allowed_origins": (
+        "comma list of further origins (`https://admin.example`; `*`: any) whose pages may"
+        " send the gateway requests that change something"
+    ),
     "no_http": "serve gRPC only, without the JSON gateway",
     "master_key": "require `Authorization: Bearer <key>` on every call",
     "snapshots_dir": "folder for snapshotCreation files",
@@ -64,8 +68,10 @@ HELP = {
     "max_batch_size": "the most tasks leased to a worker in one batch",
     "max_attempts": "leases that may expire on a task before it fails",
     "watch_retention": "how many task changes are kept for watchers that resume",
-    "watch_retention_size": ("the most bytes of task changes kept for watchers that resume, oldest dropped first;"
-                             " default a tenth of --max-task-db-size"),
+    "watch_retention_size": (
+        "the most bytes of task changes kept for watchers that resume, oldest dropped first;"
+        " default a tenth of --max-task-db-size"
+    ),
     "watch_buffer": "changes queued for one watcher before it is cut off as too slow",
     "max_watchers": "the most watch streams open at once",
     "max_watchers_per_key": "the most watch streams one API key (or, without a master key, all callers) may hold",
@@ -74,13 +80,18 @@ HELP = {
     "max_task_db_size": "past this database size new tasks are refused (no_space_left_on_device); 10GiB, 500MiB...",
     "cleanup_threshold": "at this many tasks, the oldest finished ones are deleted automatically",
     "cleanup_batch": "how many finished tasks one automatic cleanup deletes",
-    "commit_window_ms": ("when the queue is busy, the longest an enqueue waits for others to share its commit"
-                         " (and fsync), in milliseconds; 0 commits as soon as the last commit ends"),
-    "event_loop": ("`auto` (uvloop where it is installed, else asyncio's own), `uvloop` or `asyncio`;"
-                   " uvloop cuts the loop's share of every call"),
+    "commit_window_ms": (
+        "when the queue is busy, the longest an enqueue waits for others to share its commit"
+        " (and fsync), in milliseconds; 0 commits as soon as the last commit ends"
+    ),
+    "event_loop": (
+        "`auto` (uvloop where it is installed, else asyncio's own), `uvloop` or `asyncio`;"
+        " uvloop cuts the loop's share of every call"
+    ),
     "log_level": "DEBUG, INFO, WARNING or ERROR",
-    "http_payload_size_limit": ("the largest request body, and task details, taken (413 payload_too_large);"
-                                " 1MiB, 100KiB..."),
+    "http_payload_size_limit": (
+        "the largest request body, and task details, taken (413 payload_too_large); 1MiB, 100KiB..."
+    ),
     "tls_cert": "serve gRPC and HTTP over TLS with this certificate chain (PEM); needs --tls-key",
     "tls_key": "the private key (PEM) of --tls-cert",
 }
@@ -90,8 +101,18 @@ def env_name(name: str) -> str:
     return "TASKHUB_" + name.upper()
 
 
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 def parse_size(text: str) -> int:

@@ -38,6 +38,7 @@ TYPE_NAMES = ", ".join(f"`{t.label}`" for t in TaskType)
 
 # -- times ---------------------------------------------------------------
 
+
 def timestamp(micros: int) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=micros // 1_000_000, nanos=(micros % 1_000_000) * 1_000)
 
@@ -61,8 +62,11 @@ def checked_micros(ts: timestamp_pb2.Timestamp, code: str, where: str, *, round_
     `where` names the value in the message: "in parameter `beforeEnqueuedAt`", "at `.expiresAt`".
     """
     if not MIN_SECONDS <= ts.seconds <= MAX_SECONDS or not 0 <= ts.nanos < NANOS:
-        raise TaskHubError(code, f"Invalid value {where}: `{ts.seconds}s {ts.nanos}ns` is out of range. A date"
-                                 f" must lie between {DATE_RANGE}.")
+        raise TaskHubError(
+            code,
+            f"Invalid value {where}: `{ts.seconds}s {ts.nanos}ns` is out of range. A date"
+            f" must lie between {DATE_RANGE}.",
+        )
     return micros(ts, round_up=round_up)
 
 
@@ -70,11 +74,18 @@ def checked_duration(value: duration_pb2.Duration, code: str, parameter: str, *,
     """Microseconds of a Duration from outside (nanoseconds rounded down); refused with `code` when
     it is no valid Duration, negative, or zero unless `zero` allows it."""
     seconds, nanos = value.seconds, value.nanos
-    if (abs(seconds) > MAX_DURATION_SECONDS or abs(nanos) >= NANOS
-            or (seconds > 0 and nanos < 0) or (seconds < 0 and nanos > 0)):
-        raise TaskHubError(code, f"Invalid value in parameter `{parameter}`: `{seconds}s {nanos}ns` is not a valid"
-                                 " duration: seconds and nanos share one sign, nanos stay under a second and"
-                                 f" seconds within {MAX_DURATION_SECONDS}.")
+    if (
+        abs(seconds) > MAX_DURATION_SECONDS
+        or abs(nanos) >= NANOS
+        or (seconds > 0 and nanos < 0)
+        or (seconds < 0 and nanos > 0)
+    ):
+        raise TaskHubError(
+            code,
+            f"Invalid value in parameter `{parameter}`: `{seconds}s {nanos}ns` is not a valid"
+            " duration: seconds and nanos share one sign, nanos stay under a second and"
+            f" seconds within {MAX_DURATION_SECONDS}.",
+        )
     if seconds < 0 or nanos < 0 or (not zero and seconds == nanos == 0):
         wanted = "zero or positive" if zero else "positive"
         raise TaskHubError(code, f"Invalid value in parameter `{parameter}`: `{seconds}s {nanos}ns` must be {wanted}.")
@@ -82,6 +93,7 @@ def checked_duration(value: duration_pb2.Duration, code: str, parameter: str, *,
 
 
 # -- out -----------------------------------------------------------------
+
 
 def _set_time(message: timestamp_pb2.Timestamp, at: int) -> None:
     message.seconds, rest = divmod(at, 1_000_000)
@@ -118,8 +130,8 @@ def fill_task(message: task_pb2.Task, task: Task) -> None:
 
 def summary_to_proto(task: Task) -> task_pb2.TaskSummary:
     message = task_pb2.TaskSummary(
-        task_uid=task.uid, status=int(task.status), type=int(task.type),
-        enqueued_at=timestamp(task.enqueued_at))
+        task_uid=task.uid, status=int(task.status), type=int(task.type), enqueued_at=timestamp(task.enqueued_at)
+    )
     if task.index_uid is not None:
         message.index_uid = task.index_uid
     return message
@@ -138,9 +150,15 @@ def page_to_proto(page: Page) -> task_service_pb2.ListTasksResponse:
 
 
 # Per details case, each of its fields' names by the camelCase key Meilisearch gives it.
-_FIELDS = {case: {key: field.name for key, field in
-                  task_pb2.TaskDetails.DESCRIPTOR.fields_by_name[case].message_type.fields_by_camelcase_name.items()}
-           for case in DETAILS_CASE.values()}
+_FIELDS = {
+    case: {
+        key: field.name
+        for key, field in task_pb2.TaskDetails.DESCRIPTOR.fields_by_name[
+            case
+        ].message_type.fields_by_camelcase_name.items()
+    }
+    for case in DETAILS_CASE.values()
+}
 
 
 def fill_details(message: task_pb2.TaskDetails, type_: TaskType, details: dict) -> None:
@@ -165,14 +183,16 @@ def fill_details(message: task_pb2.TaskDetails, type_: TaskType, details: dict) 
 
 # -- in ------------------------------------------------------------------
 
+
 def details_from_proto(type_: TaskType, message: task_pb2.TaskDetails, given: bool) -> dict | None:
     """The details a producer sent, as a dict of the fields it set (Meilisearch's keys)."""
     if not given:
         return None
     case_type, details = reported_details(message)
     if case_type is not None and case_type != type_:
-        raise TaskHubError("invalid_task_details",
-                           f"`details.{message.WhichOneof('kind')}` does not belong to a `{type_.label}` task.")
+        raise TaskHubError(
+            "invalid_task_details", f"`details.{message.WhichOneof('kind')}` does not belong to a `{type_.label}` task."
+        )
     return details
 
 
@@ -204,8 +224,12 @@ def outcome_from_proto(message: worker_service_pb2.TaskOutcome) -> tuple[TaskTyp
     type_, details = reported_details(message.details)
     error = None
     if message.HasField("error"):
-        error = {"message": message.error.message, "code": message.error.code,
-                 "type": message.error.type, "link": message.error.link}
+        error = {
+            "message": message.error.message,
+            "code": message.error.code,
+            "type": message.error.type,
+            "link": message.error.link,
+        }
     return type_, details, error
 
 
@@ -216,7 +240,8 @@ def task_type(value: int) -> TaskType:
         raise TaskHubError(
             "invalid_task_types",
             f"Invalid value in parameter `type`: `{_enum_name(task_pb2.TaskType, value)}` is not a valid task type."
-            f" Available types are {TYPE_NAMES}.") from None
+            f" Available types are {TYPE_NAMES}.",
+        ) from None
 
 
 def _enum_name(enum, value: int) -> str:
@@ -244,7 +269,8 @@ def query_from_proto(message: task_pb2.TaskFilter) -> TaskQuery:
                 raise TaskHubError(
                     "invalid_task_index_uids",
                     f"Invalid value in parameter `{_located('indexUids', i, len(names))}`: `{name}` is not a valid"
-                    f" index uid. {INDEX_UID_RULE}")
+                    f" index uid. {INDEX_UID_RULE}",
+                )
         query.index_uids = frozenset(names)
     if message.HasField("statuses"):
         values = list(message.statuses.statuses)
@@ -257,7 +283,8 @@ def query_from_proto(message: task_pb2.TaskFilter) -> TaskQuery:
                     "invalid_task_statuses",
                     f"Invalid value in parameter `{_located('statuses', i, len(values))}`:"
                     f" `{_enum_name(task_pb2.TaskStatus, value)}` is not a valid task status."
-                    f" Available statuses are {STATUS_NAMES}.") from None
+                    f" Available statuses are {STATUS_NAMES}.",
+                ) from None
         query.statuses = frozenset(statuses)
     if message.HasField("types"):
         values = list(message.types.types)
@@ -270,25 +297,39 @@ def query_from_proto(message: task_pb2.TaskFilter) -> TaskQuery:
                     "invalid_task_types",
                     f"Invalid value in parameter `{_located('types', i, len(values))}`:"
                     f" `{_enum_name(task_pb2.TaskType, value)}` is not a valid task type."
-                    f" Available types are {TYPE_NAMES}.") from None
+                    f" Available types are {TYPE_NAMES}.",
+                ) from None
         query.types = frozenset(types)
     for name in TaskQuery.DATE_FIELDS:
         if message.HasField(name):
             # Bounds are exclusive: round so sub-microsecond parts never widen them.
-            setattr(query, name, checked_micros(getattr(message, name), f"invalid_task_{name}",
-                                                f"in parameter `{_DATE_PARAMETERS[name]}`",
-                                                round_up=name.startswith("before")))
+            setattr(
+                query,
+                name,
+                checked_micros(
+                    getattr(message, name),
+                    f"invalid_task_{name}",
+                    f"in parameter `{_DATE_PARAMETERS[name]}`",
+                    round_up=name.startswith("before"),
+                ),
+            )
     return query
 
 
-_DATE_PARAMETERS = {name: task_pb2.TaskFilter.DESCRIPTOR.fields_by_name[name].json_name
-                    for name in TaskQuery.DATE_FIELDS}
-
+_DATE_PARAMETERS = {
+    name: task_pb2.TaskFilter.DESCRIPTOR.fields_by_name[name].json_name for name in TaskQuery.DATE_FIELDS
+}
 
 
 def key_to_proto(record: KeyRecord, secret: str) -> key_service_pb2.ApiKey:
-    message = key_service_pb2.ApiKey(uid=record.uid, key=secret, actions=record.actions, indexes=record.indexes,
-                                     created_at=timestamp(record.created_at), updated_at=timestamp(record.updated_at))
+    message = key_service_pb2.ApiKey(
+        uid=record.uid,
+        key=secret,
+        actions=record.actions,
+        indexes=record.indexes,
+        created_at=timestamp(record.created_at),
+        updated_at=timestamp(record.updated_at),
+    )
     if record.name is not None:
         message.name = record.name
     if record.description is not None:

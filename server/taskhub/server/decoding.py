@@ -30,6 +30,7 @@ def _reading(deserializer, name: str):
             return deserializer(data)
         except Exception as exc:  # DecodeError, or a nesting too deep for the parser
             return _Undecodable(f"The request is not a valid `{name}` message: {exc}.")
+
     return deserialize
 
 
@@ -54,8 +55,9 @@ def guard(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None
             async for response in behaviour(request, context):
                 yield response
 
-        return grpc.unary_stream_rpc_method_handler(streaming, request_deserializer=read,
-                                                    response_serializer=handler.response_serializer)
+        return grpc.unary_stream_rpc_method_handler(
+            streaming, request_deserializer=read, response_serializer=handler.response_serializer
+        )
     behaviour = handler.unary_unary
 
     async def unary(request, context):
@@ -63,8 +65,9 @@ def guard(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None
             await _refuse(request, context)
         return await behaviour(request, context)
 
-    return grpc.unary_unary_rpc_method_handler(unary, request_deserializer=read,
-                                               response_serializer=handler.response_serializer)
+    return grpc.unary_unary_rpc_method_handler(
+        unary, request_deserializer=read, response_serializer=handler.response_serializer
+    )
 
 
 class _GuardedGeneric(grpc.GenericRpcHandler):

@@ -53,8 +53,8 @@ def enqueue_details(type_: TaskType, index_uid: str | None, given: dict | None) 
     """Checks an enqueue request and answers the details to store."""
     if type_ in (TaskType.TASK_CANCELATION, TaskType.TASK_DELETION):
         raise TaskHubError(
-            "invalid_task_type",
-            f"`{type_.label}` tasks are enqueued by canceling or deleting tasks, not directly.")
+            "invalid_task_type", f"`{type_.label}` tasks are enqueued by canceling or deleting tasks, not directly."
+        )
     if type_.is_global:
         if index_uid is not None:
             raise TaskHubError("invalid_index_uid", f"`{type_.label}` is a global task and takes no index uid.")
@@ -118,8 +118,10 @@ def outcome_details(task, reported_type: TaskType | None, reported: dict | None)
     allowed = _OUTPUTS.get(task.type, ())
     for key, value in reported.items():
         if key not in allowed:
-            raise _bad_outcome(f"`{key}` cannot be reported for a `{task.type.label}` task"
-                               f" (it may report: {', '.join(f'`{k}`' for k in allowed) or 'nothing'}).")
+            raise _bad_outcome(
+                f"`{key}` cannot be reported for a `{task.type.label}` task"
+                f" (it may report: {', '.join(f'`{k}`' for k in allowed) or 'nothing'})."
+            )
         if not isinstance(value, int) or value < 0:
             raise _bad_outcome(f"`{key}` must be a non-negative integer.")
     return {**(task.details or {}), **reported}

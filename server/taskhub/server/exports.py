@@ -15,10 +15,10 @@ import os
 import pathlib
 import shutil
 from collections.abc import Iterator
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
-from taskhub.server.model import STATUS_BY_LABEL, TYPE_BY_LABEL, Task, format_time, to_micros
 from taskhub.server.key_store import KeyRecord
+from taskhub.server.model import STATUS_BY_LABEL, TYPE_BY_LABEL, Task, format_time, to_micros
 from taskhub.server.store import Store
 
 DUMP_VERSION = 1
@@ -56,8 +56,12 @@ def write_dump(store: Store, folder: str, now: int) -> str:
     tmp = final.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as out:
         # API keys are few: they ride in the header (without secrets, which derive from the master key).
-        header = {"dumpVersion": DUMP_VERSION, "dumpUid": dump_uid, "nextUid": store.next_uid(),
-                  "apiKeys": [dataclasses.asdict(k) for k in store.all_keys()]}
+        header = {
+            "dumpVersion": DUMP_VERSION,
+            "dumpUid": dump_uid,
+            "nextUid": store.next_uid(),
+            "apiKeys": [dataclasses.asdict(k) for k in store.all_keys()],
+        }
         out.write(json.dumps(header) + "\n")
         for task, matched in store.iter_tasks():
             out.write(json.dumps(_task_line(task, matched)) + "\n")
@@ -67,8 +71,13 @@ def write_dump(store: Store, folder: str, now: int) -> str:
 
 def _task_line(task: Task, matched) -> dict:
     line = {
-        "uid": task.uid, "indexUid": task.index_uid, "status": task.status.label, "type": task.type.label,
-        "canceledBy": task.canceled_by, "details": task.details, "error": task.error,
+        "uid": task.uid,
+        "indexUid": task.index_uid,
+        "status": task.status.label,
+        "type": task.type.label,
+        "canceledBy": task.canceled_by,
+        "details": task.details,
+        "error": task.error,
         "enqueuedAt": format_time(task.enqueued_at),
         "startedAt": None if task.started_at is None else format_time(task.started_at),
         "finishedAt": None if task.finished_at is None else format_time(task.finished_at),
@@ -95,12 +104,21 @@ def _read_dump(path: pathlib.Path) -> tuple[dict, Iterator[tuple[Task, list[int]
         with handle:
             for line in handle:
                 row = json.loads(line)
-                yield Task(
-                    uid=row["uid"], index_uid=row["indexUid"], status=STATUS_BY_LABEL[row["status"]],
-                    type=TYPE_BY_LABEL[row["type"]], canceled_by=row["canceledBy"], details=row["details"],
-                    error=row["error"], enqueued_at=_parse_time(row["enqueuedAt"]),
-                    started_at=_parse_time(row["startedAt"]), finished_at=_parse_time(row["finishedAt"]),
-                ), row.get("matchedUids")
+                yield (
+                    Task(
+                        uid=row["uid"],
+                        index_uid=row["indexUid"],
+                        status=STATUS_BY_LABEL[row["status"]],
+                        type=TYPE_BY_LABEL[row["type"]],
+                        canceled_by=row["canceledBy"],
+                        details=row["details"],
+                        error=row["error"],
+                        enqueued_at=_parse_time(row["enqueuedAt"]),
+                        started_at=_parse_time(row["startedAt"]),
+                        finished_at=_parse_time(row["finishedAt"]),
+                    ),
+                    row.get("matchedUids"),
+                )
 
     return header, tasks()
 

@@ -6,8 +6,7 @@ from taskhub.errors import TaskHubError
 from taskhub.server import convert
 from taskhub.server.auth import Keyring
 from taskhub.server.services import authorization, error_edge
-from taskhub.v1 import key_service_pb2 as kpb
-from taskhub.v1 import key_service_pb2_grpc
+from taskhub.v1 import key_service_pb2 as kpb, key_service_pb2_grpc
 
 DEFAULT_LIMIT = 20
 # A key's name and description are labels, not documents (README, "Payload limits"). The caps count
@@ -19,8 +18,10 @@ def check_labels(request) -> None:
     """A name or description over its cap is refused with its own code; the value is not echoed."""
     for field, cap in MAX_SIZES.items():
         if request.HasField(field) and (size := len(getattr(request, field))) > cap:
-            raise TaskHubError(f"invalid_api_key_{field}", f"Invalid value at `.{field}`: the {field} of a key is"
-                                                           f" at most {cap} characters, not {size}.")
+            raise TaskHubError(
+                f"invalid_api_key_{field}",
+                f"Invalid value at `.{field}`: the {field} of a key is at most {cap} characters, not {size}.",
+            )
 
 
 class KeyService(key_service_pb2_grpc.KeyServiceServicer):
@@ -39,9 +40,11 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
             record = await self.keys.create(
                 name=request.name if request.HasField("name") else None,
                 description=request.description if request.HasField("description") else None,
-                actions=list(request.actions), indexes=list(request.indexes),
+                actions=list(request.actions),
+                indexes=list(request.indexes),
                 expires_at=convert.expires_at(request),
-                uid=request.uid if request.HasField("uid") else None)
+                uid=request.uid if request.HasField("uid") else None,
+            )
             return kpb.CreateKeyResponse(key=self._out(record))
 
     async def ListKeys(self, request: kpb.ListKeysRequest, context) -> kpb.ListKeysResponse:
@@ -49,9 +52,10 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
             self.keys.require_master(authorization(context))
             limit = request.limit if request.HasField("limit") else DEFAULT_LIMIT
             records = self.keys.list()
-            page = records[request.offset:request.offset + limit]
-            return kpb.ListKeysResponse(results=[self._out(r) for r in page], offset=request.offset,
-                                        limit=limit, total=len(records))
+            page = records[request.offset : request.offset + limit]
+            return kpb.ListKeysResponse(
+                results=[self._out(r) for r in page], offset=request.offset, limit=limit, total=len(records)
+            )
 
     async def GetKey(self, request: kpb.GetKeyRequest, context) -> kpb.GetKeyResponse:
         async with error_edge(context):
@@ -80,6 +84,10 @@ def _changes(request: kpb.UpdateKeyRequest) -> dict[str, str | None]:
         return {name: getattr(request, name) for name in UPDATABLE if request.HasField(name)}
     for path in request.update_mask.paths:
         if path not in UPDATABLE:
-            raise TaskHubError("bad_request", f"Unknown field `{path}` in `update_mask`: expected one of"
-                                              + ", ".join(f" `{name}`" for name in UPDATABLE) + ".")
+            raise TaskHubError(
+                "bad_request",
+                f"Unknown field `{path}` in `update_mask`: expected one of"
+                + ", ".join(f" `{name}`" for name in UPDATABLE)
+                + ".",
+            )
     return {path: getattr(request, path) if request.HasField(path) else None for path in request.update_mask.paths}

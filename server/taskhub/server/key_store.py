@@ -29,8 +29,9 @@ _KEY_COLUMNS = "uid, name, description, actions, indexes, expires_at, created_at
 
 def _record(row: tuple) -> KeyRecord:
     uid, name, description, actions, indexes, expires_at, created_at, updated_at = row
-    return KeyRecord(uid, name, description, json.loads(actions), json.loads(indexes),
-                     expires_at, created_at, updated_at)
+    return KeyRecord(
+        uid, name, description, json.loads(actions), json.loads(indexes), expires_at, created_at, updated_at
+    )
 
 
 class KeyStore:
@@ -46,8 +47,17 @@ class KeyStore:
         with self.atomic():
             cursor = self.conn.execute(
                 f"INSERT OR IGNORE INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key.uid, key.name, key.description, json.dumps(key.actions), json.dumps(key.indexes),
-                 key.expires_at, key.created_at, key.updated_at))
+                (
+                    key.uid,
+                    key.name,
+                    key.description,
+                    json.dumps(key.actions),
+                    json.dumps(key.indexes),
+                    key.expires_at,
+                    key.created_at,
+                    key.updated_at,
+                ),
+            )
             return cursor.rowcount == 1
 
     def update_key(self, uid: str, fields: dict, now: int) -> KeyRecord | None:
@@ -55,8 +65,9 @@ class KeyStore:
         with self.atomic():
             for column in ("name", "description"):
                 if column in fields:
-                    self.conn.execute(f"UPDATE api_keys SET {column} = ?, updated_at = ? WHERE uid = ?",
-                                      (fields[column], now, uid))
+                    self.conn.execute(
+                        f"UPDATE api_keys SET {column} = ?, updated_at = ? WHERE uid = ?", (fields[column], now, uid)
+                    )
             row = self.conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE uid = ?", (uid,)).fetchone()
             return None if row is None else _record(row)
 

@@ -15,7 +15,15 @@ from pyroaring import BitMap
 
 from taskhub.errors import TaskHubError
 from taskhub.server.model import (
-    BATCH_GROUPS, SERVER_PRIORITY, Scope, Task, TaskQuery, TaskStatus, TaskType, finished_details, task_indexes,
+    BATCH_GROUPS,
+    SERVER_PRIORITY,
+    Scope,
+    Task,
+    TaskQuery,
+    TaskStatus,
+    TaskType,
+    finished_details,
+    task_indexes,
 )
 
 ACTIVE = "active"
@@ -40,9 +48,18 @@ class LeaseStore:
     the rows come from SQL by uid.
     """
 
-    def lease_batch(self, *, token: str, worker: str, types: frozenset[TaskType] | None,
-                    index_uids: frozenset[str] | None, scope: Scope | None, max_tasks: int, now: int,
-                    duration: int) -> list[Task]:
+    def lease_batch(
+        self,
+        *,
+        token: str,
+        worker: str,
+        types: frozenset[TaskType] | None,
+        index_uids: frozenset[str] | None,
+        scope: Scope | None,
+        max_tasks: int,
+        now: int,
+        duration: int,
+    ) -> list[Task]:
         """Leases the oldest runnable batch a worker can take; answers its tasks (none: nothing runnable)."""
         with self.atomic():
             # Server-run tasks outrank every worker task: leave the queue to them first.
@@ -54,7 +71,8 @@ class LeaseStore:
             batch = [head, *self._followers(head, types, max_tasks - 1)]
             self.conn.execute(
                 "INSERT INTO leases (token, worker, deadline, duration, state) VALUES (?, ?, ?, ?, ?)",
-                (token, worker, now + duration, duration, ACTIVE))
+                (token, worker, now + duration, duration, ACTIVE),
+            )
             for task in batch:
                 task.status, task.started_at = TaskStatus.PROCESSING, now
             return self._save_many(batch, lease=token)
@@ -72,8 +90,9 @@ class LeaseStore:
             # Only tasks of the indexes this worker may take, and swaps (which name their indexes in
             # their details), can qualify. The others touch none of those indexes, so they cannot
             # hold a candidate back either: skipping them spares reading rows that never qualify.
-            enqueued = (self.index.select(TaskQuery(statuses=ENQUEUED, index_uids=index_uids, scope=scope))
-                        | self.index.select(TaskQuery(statuses=ENQUEUED, types=frozenset({TaskType.INDEX_SWAP}))))
+            enqueued = self.index.select(
+                TaskQuery(statuses=ENQUEUED, index_uids=index_uids, scope=scope)
+            ) | self.index.select(TaskQuery(statuses=ENQUEUED, types=frozenset({TaskType.INDEX_SWAP})))
         # Tasks of busy indexes wait for them (per-index uid order): they are dropped unread. A swap
         # belongs to no index, so it is always read, and the indexes it names are busy from then on.
         candidates = enqueued - self._waiting_in(blocked)
@@ -84,9 +103,12 @@ class LeaseStore:
             held = set()
             for task in self.get_tasks(rows):
                 keys = task_indexes(task.index_uid, task.type, task.details)
-                takeable = (not keys & blocked and (types is None or task.type in types)
-                            and (index_uids is None or keys <= index_uids)
-                            and (scope is None or (keys and all(scope.allows(k) for k in keys))))
+                takeable = (
+                    not keys & blocked
+                    and (types is None or task.type in types)
+                    and (index_uids is None or keys <= index_uids)
+                    and (scope is None or (keys and all(scope.allows(k) for k in keys)))
+                )
                 if takeable:
                     return task
                 # Later tasks of these indexes must wait for this one: per-index uid order.
@@ -108,14 +130,23 @@ class LeaseStore:
             return []
         # An enqueued swap touching this index ends the run of batchable tasks.
         swaps = self.index.select(TaskQuery(statuses=ENQUEUED, types=frozenset({TaskType.INDEX_SWAP})))
-        stop = min((swap.uid for swap in self.get_tasks(swaps[swaps.rank(head.uid):])
-                    if head.index_uid in task_indexes(None, TaskType.INDEX_SWAP, swap.details)), default=None)
+        stop = min(
+            (
+                swap.uid
+                for swap in self.get_tasks(swaps[swaps.rank(head.uid) :])
+                if head.index_uid in task_indexes(None, TaskType.INDEX_SWAP, swap.details)
+            ),
+            default=None,
+        )
         queue = self.index.select(TaskQuery(statuses=ENQUEUED, index_uids=frozenset({head.index_uid})))
         after = queue.rank(head.uid)  # how many of them come up to the head, itself included
         followers = []
-        for task in self.get_tasks(queue[after:after + room]):
-            if (stop is not None and task.uid > stop) or BATCH_GROUPS.get(task.type) != group \
-                    or (types is not None and task.type not in types):
+        for task in self.get_tasks(queue[after : after + room]):
+            if (
+                (stop is not None and task.uid > stop)
+                or BATCH_GROUPS.get(task.type) != group
+                or (types is not None and task.type not in types)
+            ):
                 break
             followers.append(task)
         return followers
@@ -147,11 +178,20 @@ class LeaseStore:
             return deadline
 
     def _leased(self, token: str) -> list[Task]:
-        return self.get_tasks(r[0] for r in self.conn.execute(
-            "SELECT uid FROM tasks WHERE lease = ? AND status = ?", (token, int(TaskStatus.PROCESSING))))
+        return self.get_tasks(
+            r[0]
+            for r in self.conn.execute(
+                "SELECT uid FROM tasks WHERE lease = ? AND status = ?", (token, int(TaskStatus.PROCESSING))
+            )
+        )
 
-    def complete_lease(self, token: str, outcomes: dict[int, tuple[object, dict | None]], now: int,
-                       merge: Callable[[Task, object], dict | None]) -> list[Task]:
+    def complete_lease(
+        self,
+        token: str,
+        outcomes: dict[int, tuple[object, dict | None]],
+        now: int,
+        merge: Callable[[Task, object], dict | None],
+    ) -> list[Task]:
         """Finishes every task of an active lease with its outcome, in one transaction.
 
         `outcomes` maps each uid to (reported details, error); `merge(task, reported)`
@@ -194,15 +234,17 @@ class LeaseStore:
     def expire_leases(self, now: int, max_attempts: int) -> list[Task]:
         """Puts the tasks of expired leases back to enqueued, or fails those out of attempts."""
         with self.atomic():
-            tokens = [r[0] for r in self.conn.execute(
-                "SELECT token FROM leases WHERE state = ? AND deadline < ?", (ACTIVE, now))]
+            tokens = [
+                r[0]
+                for r in self.conn.execute("SELECT token FROM leases WHERE state = ? AND deadline < ?", (ACTIVE, now))
+            ]
             changed = []
             for token in tokens:
                 self.conn.execute("UPDATE leases SET state = 'expired' WHERE token = ?", (token,))
                 for task in self._leased(token):
                     attempts = self.conn.execute(
-                        "UPDATE tasks SET attempts = attempts + 1 WHERE uid = ? RETURNING attempts",
-                        (task.uid,)).fetchone()[0]
+                        "UPDATE tasks SET attempts = attempts + 1 WHERE uid = ? RETURNING attempts", (task.uid,)
+                    ).fetchone()[0]
                     if attempts < max_attempts:
                         changed += self._requeue([task])
                         continue
@@ -210,24 +252,31 @@ class LeaseStore:
                     task.details = finished_details(task.details, success=False)
                     task.error = {
                         "message": f"The task's lease expired {attempts} times without a report from a worker;"
-                                   " it will not be tried again.",
-                        "code": "task_attempts_exhausted", "type": "system",
-                        "link": "https://docs.meilisearch.com/errors#task_attempts_exhausted"}
+                        " it will not be tried again.",
+                        "code": "task_attempts_exhausted",
+                        "type": "system",
+                        "link": "https://docs.meilisearch.com/errors#task_attempts_exhausted",
+                    }
                     changed.append(self._save(task, lease=None))
             return changed
 
     def cancel_leases_of(self, canceled: list[Task]) -> list[Task]:
         """Stops the batches holding canceled tasks: their leases end and their other tasks go back."""
-        tokens = {r[0] for r in self.conn.execute(
-            "SELECT DISTINCT lease FROM tasks WHERE lease IS NOT NULL AND uid IN (SELECT value FROM json_each(?))",
-            (json.dumps([t.uid for t in canceled]),))}
+        tokens = {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT DISTINCT lease FROM tasks WHERE lease IS NOT NULL AND uid IN (SELECT value FROM json_each(?))",
+                (json.dumps([t.uid for t in canceled]),),
+            )
+        }
         requeued = []
         for token in tokens:
             self.conn.execute("UPDATE leases SET state = 'canceled' WHERE token = ?", (token,))
             requeued += self._requeue(self._leased(token))
         self.conn.execute(
             "UPDATE tasks SET lease = NULL WHERE uid IN (SELECT value FROM json_each(?))",
-            (json.dumps([t.uid for t in canceled]),))
+            (json.dumps([t.uid for t in canceled]),),
+        )
         return requeued
 
     def lose_all_leases(self) -> None:

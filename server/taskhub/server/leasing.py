@@ -38,14 +38,25 @@ class Lease:
 class Leasing:
     """Lease, renew, complete and release; mixed into `Scheduler`."""
 
-    async def lease(self, *, worker: str, types: frozenset[TaskType] | None = None,
-                    index_uids: frozenset[str] | None = None, scope: Scope | None = None,
-                    max_tasks: int | None = None,
-                    wait: float = 0.0, duration: int = 30 * SECOND) -> Lease | None:
+    async def lease(
+        self,
+        *,
+        worker: str,
+        types: frozenset[TaskType] | None = None,
+        index_uids: frozenset[str] | None = None,
+        scope: Scope | None = None,
+        max_tasks: int | None = None,
+        wait: float = 0.0,
+        duration: int = 30 * SECOND,
+    ) -> Lease | None:
         """Leases the oldest runnable batch, waiting up to `wait` seconds for one."""
         if types is not None and any(t.server_run for t in types):
-            raise TaskHubError("invalid_task_types", "Workers lease index tasks only; the server runs "
-                               + ", ".join(f"`{t.label}`" for t in sorted(t for t in types if t.server_run)) + ".")
+            raise TaskHubError(
+                "invalid_task_types",
+                "Workers lease index tasks only; the server runs "
+                + ", ".join(f"`{t.label}`" for t in sorted(t for t in types if t.server_run))
+                + ".",
+            )
         size = self.max_batch_size if not max_tasks else min(max_tasks, self.max_batch_size)
         duration = lease_length(duration)
         loop = asyncio.get_running_loop()
@@ -53,9 +64,17 @@ class Leasing:
         while True:
             changed = self._changed
             token, now = secrets.token_urlsafe(18), self.clock()
-            changes = await self._write(self.store.lease_batch, token=token, worker=worker, types=types,
-                                        index_uids=index_uids, scope=scope, max_tasks=size, now=now,
-                                        duration=duration)
+            changes = await self._write(
+                self.store.lease_batch,
+                token=token,
+                worker=worker,
+                types=types,
+                index_uids=index_uids,
+                scope=scope,
+                max_tasks=size,
+                now=now,
+                duration=duration,
+            )
             if changes.tasks:
                 return Lease(token=token, deadline=now + duration, tasks=changes.tasks)
             remaining = give_up - loop.time()
@@ -68,11 +87,13 @@ class Leasing:
     async def renew(self, token: str, duration: int | None = None) -> int | None:
         """Extends a lease (by its own duration when None); answers the new deadline, or None when its batch
         was canceled."""
-        return await self.call(self.store.renew_lease, token, self.clock(),
-                               None if duration is None else lease_length(duration))
+        return await self.call(
+            self.store.renew_lease, token, self.clock(), None if duration is None else lease_length(duration)
+        )
 
-    async def complete(self, token: str, outcomes: dict[int, tuple[TaskType | None, dict | None, dict | None]]
-                       ) -> list[Task]:
+    async def complete(
+        self, token: str, outcomes: dict[int, tuple[TaskType | None, dict | None, dict | None]]
+    ) -> list[Task]:
         """Finishes a lease's tasks: `outcomes` maps uid -> (reported type, reported details, error)."""
         checked = {uid: ((type_, details), outcome_error(error)) for uid, (type_, details, error) in outcomes.items()}
 

@@ -35,8 +35,10 @@ class ServerLock:
             holder = os.read(fd, 32).decode(errors="replace").strip()
             os.close(fd)
             by = f" (pid {holder})" if holder.isdigit() else ""
-            raise DatabaseLocked(f"another taskhub server{by} is serving {db}: it holds the lock {self.path}."
-                                 " Stop it, or give this one another --db") from None
+            raise DatabaseLocked(
+                f"another taskhub server{by} is serving {db}: it holds the lock {self.path}."
+                " Stop it, or give this one another --db"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd: int | None = fd

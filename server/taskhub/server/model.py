@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 
 class TaskStatus(enum.IntEnum):
@@ -62,10 +62,15 @@ class TaskType(enum.IntEnum):
         return self in SERVER_PRIORITY
 
 
-GLOBAL_TYPES = frozenset({
-    TaskType.INDEX_SWAP, TaskType.TASK_CANCELATION, TaskType.TASK_DELETION,
-    TaskType.DUMP_CREATION, TaskType.SNAPSHOT_CREATION,
-})
+GLOBAL_TYPES = frozenset(
+    {
+        TaskType.INDEX_SWAP,
+        TaskType.TASK_CANCELATION,
+        TaskType.TASK_DELETION,
+        TaskType.DUMP_CREATION,
+        TaskType.SNAPSHOT_CREATION,
+    }
+)
 
 # Each status and type by its stored number: a dict lookup costs a fraction of calling the
 # enum, and rows and index changes turn numbers back into them once per task.
@@ -74,8 +79,10 @@ TYPE_OF = {int(t): t for t in TaskType}
 
 # Server-run types, highest priority first; all of them outrank worker tasks.
 SERVER_PRIORITY = (
-    TaskType.TASK_CANCELATION, TaskType.TASK_DELETION,
-    TaskType.SNAPSHOT_CREATION, TaskType.DUMP_CREATION,
+    TaskType.TASK_CANCELATION,
+    TaskType.TASK_DELETION,
+    TaskType.SNAPSHOT_CREATION,
+    TaskType.DUMP_CREATION,
 )
 
 # Consecutive tasks of one index with the same group run as one batch; types
@@ -128,7 +135,8 @@ class Scope:
 
     def allows(self, index_uid: str | None) -> bool:
         return index_uid is not None and (
-            index_uid in self.names or any(index_uid.startswith(p) for p in self.prefixes))
+            index_uid in self.names or any(index_uid.startswith(p) for p in self.prefixes)
+        )
 
 
 @dataclass(slots=True)
@@ -156,8 +164,12 @@ class TaskQuery:
     scope: Scope | None = field(default=None, compare=False)
 
     DATE_FIELDS = (
-        "before_enqueued_at", "after_enqueued_at", "before_started_at",
-        "after_started_at", "before_finished_at", "after_finished_at",
+        "before_enqueued_at",
+        "after_enqueued_at",
+        "before_started_at",
+        "after_started_at",
+        "before_finished_at",
+        "after_finished_at",
     )
 
     def is_empty(self) -> bool:
@@ -171,9 +183,13 @@ class TaskQuery:
         """The store's WHERE clause, in Python: for filtering watched changes."""
         if self.scope is not None and not self.scope.allows(task.index_uid):
             return False
-        for values, value in ((self.uids, task.uid), (self.index_uids, task.index_uid),
-                              (self.statuses, task.status), (self.types, task.type),
-                              (self.canceled_by, task.canceled_by)):
+        for values, value in (
+            (self.uids, task.uid),
+            (self.index_uids, task.index_uid),
+            (self.statuses, task.status),
+            (self.types, task.type),
+            (self.canceled_by, task.canceled_by),
+        ):
             if values is not None and value not in values:
                 return False
         for name in self.DATE_FIELDS:

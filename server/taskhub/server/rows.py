@@ -11,10 +11,7 @@ from dataclasses import dataclass, field
 
 from taskhub.server.model import STATUS_OF, TYPE_OF, Task, TaskStatus
 
-COLUMNS = (
-    "uid, index_uid, status, type, canceled_by, details, error,"
-    " enqueued_at, started_at, finished_at, seq"
-)
+COLUMNS = "uid, index_uid, status, type, canceled_by, details, error, enqueued_at, started_at, finished_at, seq"
 FINISHED = (int(TaskStatus.SUCCEEDED), int(TaskStatus.FAILED), int(TaskStatus.CANCELED))
 UNFINISHED = (int(TaskStatus.ENQUEUED), int(TaskStatus.PROCESSING))
 
@@ -53,6 +50,16 @@ def row_to_task(row: tuple) -> Task:
     uid, index_uid, status, type_, canceled_by, details, error, enq, start, fin, seq = row
     # Positional, in `Task`'s field order: no keyword matching for each row of a page
     # (tests/test_store_schema.py checks every field lands in its place).
-    return Task(uid, index_uid, STATUS_OF[status], TYPE_OF[type_], enq,
-                None if details is None else loads(details), None if error is None else loads(error),
-                canceled_by, start, fin, seq)
+    return Task(
+        uid,
+        index_uid,
+        STATUS_OF[status],
+        TYPE_OF[type_],
+        enq,
+        None if details is None else loads(details),
+        None if error is None else loads(error),
+        canceled_by,
+        start,
+        fin,
+        seq,
+    )

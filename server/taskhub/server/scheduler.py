@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from taskhub.errors import TaskHubError
 from taskhub.server import exports
 from taskhub.server.details import enqueue_details
+from taskhub.server.leasing import SECOND, Leasing
 from taskhub.server.model import SERVER_PRIORITY, Scope, Task, TaskQuery, TaskStatus, TaskType, format_time
 from taskhub.server.store import Changes, Store
 from taskhub.server.store_thread import StoreThread
-from taskhub.server.leasing import SECOND, Leasing
-from taskhub.server.watching import Watching
 from taskhub.server.watch import WatchHub
+from taskhub.server.watching import Watching
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,23 @@ class Page:
 class Scheduler(Leasing, Watching):
     """Applies the queue rules over a `Store`, and feeds the `WatchHub` after commits."""
 
-    def __init__(self, store: Store, *, hub: WatchHub | None = None, clock: Callable[[], int] = wall_clock,
-                 snapshots_dir: str = "snapshots", dumps_dir: str = "dumps",
-                 max_batch_size: int = 100, max_attempts: int = 5, watch_retention: int = 100_000,
-                 watch_retention_bytes: int | None = None, max_db_size: int | None = None, cleanup_threshold: int = 1_000_000,
-                 cleanup_batch: int = 100_000, commit_window: float = DEFAULT_COMMIT_WINDOW) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        hub: WatchHub | None = None,
+        clock: Callable[[], int] = wall_clock,
+        snapshots_dir: str = "snapshots",
+        dumps_dir: str = "dumps",
+        max_batch_size: int = 100,
+        max_attempts: int = 5,
+        watch_retention: int = 100_000,
+        watch_retention_bytes: int | None = None,
+        max_db_size: int | None = None,
+        cleanup_threshold: int = 1_000_000,
+        cleanup_batch: int = 100_000,
+        commit_window: float = DEFAULT_COMMIT_WINDOW,
+    ) -> None:
         self.store = store
         self.max_db_size = max_db_size
         self.cleanup_threshold = cleanup_threshold
@@ -83,8 +95,9 @@ class Scheduler(Leasing, Watching):
         self._thread = StoreThread("taskhub-store")
         # Reads that may take a while (lists, replays) run on their own thread and
         # connection, so they never queue behind writes nor hold writes up.
-        self._reads = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="taskhub-reads",
-                                                            initializer=self._open_reader)
+        self._reads = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="taskhub-reads", initializer=self._open_reader
+        )
         self._readers: list[Store] = []
         self._local = threading.local()
         # Point reads are a few microseconds: done on the event loop, on a connection of their own.
@@ -160,8 +173,10 @@ class Scheduler(Leasing, Watching):
         Lease expiry needs no wake: `_run` ticks every second anyway. Not waking on every
         enqueue spares a busy queue four store-thread round trips per group commit.
         """
-        return (any(t.type.server_run and t.status == TaskStatus.ENQUEUED for t in changes.tasks)
-                or len(self.store.index.all) >= self.cleanup_threshold)
+        return (
+            any(t.type.server_run and t.status == TaskStatus.ENQUEUED for t in changes.tasks)
+            or len(self.store.index.all) >= self.cleanup_threshold
+        )
 
     def _committed(self, changes: Changes) -> None:
         """On the loop, in commit order: the watchers learn of a commit (the store's index already has)."""
@@ -228,8 +243,9 @@ class Scheduler(Leasing, Watching):
             raise TaskHubError("task_not_found", f"Task `{uid}` not found.")
         return task
 
-    async def list_tasks(self, query: TaskQuery, *, limit: int | None = None, from_uid: int | None = None,
-                         reverse: bool = False) -> Page:
+    async def list_tasks(
+        self, query: TaskQuery, *, limit: int | None = None, from_uid: int | None = None, reverse: bool = False
+    ) -> Page:
         limit = DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)
 
         # The index answers which uids and how many; the rows come from the store by uid.
@@ -237,29 +253,37 @@ class Scheduler(Leasing, Watching):
             uids, total = self.store.index.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
         # A normal page is read on the loop; a big one on the read thread, not to stall the loop.
         # Bounded in bytes too: a page cut short for size goes on (`next`) at the first task left out.
-        rows, cut = (self.reader.get_page(uids, PAGE_BYTES) if len(uids) <= 200
-                     else await self.read(Store.get_page, uids, PAGE_BYTES))
+        rows, cut = (
+            self.reader.get_page(uids, PAGE_BYTES)
+            if len(uids) <= 200
+            else await self.read(Store.get_page, uids, PAGE_BYTES)
+        )
         results, extra = rows[:limit], rows[limit:]
         next_uid = cut if cut is not None else (extra[0].uid if extra else None)
-        return Page(results=results, total=total, limit=limit,
-                    from_uid=results[0].uid if results else None, next_uid=next_uid)
+        return Page(
+            results=results, total=total, limit=limit, from_uid=results[0].uid if results else None, next_uid=next_uid
+        )
 
     # -- writes -----------------------------------------------------------
 
-    async def enqueue(self, type_: TaskType, index_uid: str | None, details: dict | None, *,
-                      scope: Scope | None = None) -> Task:
+    async def enqueue(
+        self, type_: TaskType, index_uid: str | None, details: dict | None, *, scope: Scope | None = None
+    ) -> Task:
         return (await self._group_commit([_checked(type_, index_uid, details, scope)]))[0]
 
-    async def enqueue_many(self, items: list[tuple[TaskType, str | None, dict | None]], *,
-                           scope: Scope | None = None) -> list[Task]:
+    async def enqueue_many(
+        self, items: list[tuple[TaskType, str | None, dict | None]], *, scope: Scope | None = None
+    ) -> list[Task]:
         """Enqueues tasks of (type, index uid, details), all in the same transaction, with consecutive uids.
 
         Every item is checked before any is stored: one bad item refuses them all, its
         position at the head of the message.
         """
         if not 1 <= len(items) <= MAX_ENQUEUE_BATCH:
-            raise TaskHubError("invalid_task_batch",
-                               f"Give from 1 to {MAX_ENQUEUE_BATCH:,} tasks to enqueue at once, not {len(items):,}.")
+            raise TaskHubError(
+                "invalid_task_batch",
+                f"Give from 1 to {MAX_ENQUEUE_BATCH:,} tasks to enqueue at once, not {len(items):,}.",
+            )
         checked = []
         for position, (type_, index_uid, details) in enumerate(items):
             try:
@@ -296,8 +320,9 @@ class Scheduler(Leasing, Watching):
         batch, self._pending = self._pending, []
         self._gather_target = len(batch) + 1
         # A full queue refuses new work; cancelations and deletions, which free it, still go through.
-        job = self._commit = asyncio.ensure_future(self._write_first(
-            self._insert_making_room, [item for items, _ in batch for item in items], self.clock()))
+        job = self._commit = asyncio.ensure_future(
+            self._write_first(self._insert_making_room, [item for items, _ in batch for item in items], self.clock())
+        )
 
         def settle(job: asyncio.Future) -> None:
             self._commit = None
@@ -327,7 +352,8 @@ class Scheduler(Leasing, Watching):
             return self.store.insert_tasks(items, now, max_bytes=self.max_db_size)
         except TaskHubError as error:
             if error.code != "no_space_left_on_device" or not self.store.prune_changes(
-                    self.watch_retention, self.watch_retention_bytes):
+                self.watch_retention, self.watch_retention_bytes
+            ):
                 raise
         return self.store.insert_tasks(items, now, max_bytes=self.max_db_size)
 
@@ -355,15 +381,17 @@ class Scheduler(Leasing, Watching):
     async def delete_tasks(self, query: TaskQuery, original_filter: str | None = None) -> Task:
         return await self._enqueue_matching(TaskType.TASK_DELETION, "deletedTasks", query, original_filter)
 
-    async def _enqueue_matching(self, type_: TaskType, counter: str, query: TaskQuery,
-                                original_filter: str | None) -> Task:
+    async def _enqueue_matching(
+        self, type_: TaskType, counter: str, query: TaskQuery, original_filter: str | None
+    ) -> Task:
         if query.is_empty():
             verb = "cancel" if type_ == TaskType.TASK_CANCELATION else "delete"
             raise TaskHubError(
                 "missing_task_filters",
                 f"Query parameters to filter the tasks to {verb} are missing. Available query parameters are:"
                 " `uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, `afterEnqueuedAt`,"
-                " `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`.")
+                " `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`.",
+            )
         original = original_filter if original_filter is not None else query.query_string()
 
         def details(matched: int) -> dict:
@@ -399,10 +427,14 @@ class Scheduler(Leasing, Watching):
         if len(oldest) < 2:
             return False
         newest_enqueued_at = oldest[-1][1]
-        original = "?" + urllib.parse.urlencode({
-            "beforeEnqueuedAt": format_time(newest_enqueued_at + 1), "statuses": "succeeded,failed,canceled"})
-        log.info("the queue holds %d tasks or more: deleting the %d oldest finished ones",
-                 self.cleanup_threshold, len(oldest))
+        original = "?" + urllib.parse.urlencode(
+            {"beforeEnqueuedAt": format_time(newest_enqueued_at + 1), "statuses": "succeeded,failed,canceled"}
+        )
+        log.info(
+            "the queue holds %d tasks or more: deleting the %d oldest finished ones",
+            self.cleanup_threshold,
+            len(oldest),
+        )
         await self.delete_tasks(TaskQuery(uids=frozenset(uid for uid, _ in oldest)), original)
         return True
 
@@ -428,8 +460,12 @@ class Scheduler(Leasing, Watching):
             await self._write(self.store.finish_task, task.uid, self.clock(), details=details)
         except OSError as exc:
             log.exception("%s %d failed", task.type.label, task.uid)
-            error = {"message": f"Could not write the {task.type.label} file: {exc.strerror or exc}.",
-                     "code": "io_error", "type": "system", "link": "https://docs.meilisearch.com/errors#io_error"}
+            error = {
+                "message": f"Could not write the {task.type.label} file: {exc.strerror or exc}.",
+                "code": "io_error",
+                "type": "system",
+                "link": "https://docs.meilisearch.com/errors#io_error",
+            }
             await self._write(self.store.finish_task, task.uid, self.clock(), details=task.details, error=error)
 
 

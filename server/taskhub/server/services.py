@@ -24,9 +24,13 @@ from taskhub.server.auth import Keyring, Principal
 from taskhub.server.model import TaskQuery
 from taskhub.server.scheduler import SECOND, Scheduler
 from taskhub.server.watch import Owner
-from taskhub.v1 import task_pb2, task_service_pb2_grpc, worker_service_pb2_grpc
-from taskhub.v1 import task_service_pb2 as pb
-from taskhub.v1 import worker_service_pb2 as wpb
+from taskhub.v1 import (
+    task_pb2,
+    task_service_pb2 as pb,
+    task_service_pb2_grpc,
+    worker_service_pb2 as wpb,
+    worker_service_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,9 @@ log = logging.getLogger(__name__)
 def to_status(error: TaskHubError) -> grpc.Status:
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.ErrorInfo(reason=error.code, domain=DOMAIN))
-    return rpc_status.to_status(status_pb2.Status(
-        code=error.kind.grpc_code.value[0], message=error.message, details=[detail]))
+    return rpc_status.to_status(
+        status_pb2.Status(code=error.kind.grpc_code.value[0], message=error.message, details=[detail])
+    )
 
 
 class error_edge:  # lower case: it reads as `async with error_edge(context):`
@@ -75,16 +80,21 @@ def authorization(context: grpc.aio.ServicerContext) -> str | None:
 class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     """`taskhub.v1.TaskService` over a scheduler; each call checks its caller's key first."""
 
-    def __init__(self, scheduler: Scheduler, keys: Keyring, *,
-                 payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT) -> None:
+    def __init__(
+        self, scheduler: Scheduler, keys: Keyring, *, payload_limit: int = limits.DEFAULT_PAYLOAD_LIMIT
+    ) -> None:
         self.scheduler = scheduler
         self.keys = keys
         self.payload_limit = payload_limit
 
     def _watcher(self, context) -> Owner:
         """Whose watch slot a stream takes: its key (once accepted) and its connection."""
-        return Owner.of(authorization(context) if self.keys.enabled else None, context.invocation_metadata(),
-                        context.peer(), self.scheduler.hub.gateway_token)
+        return Owner.of(
+            authorization(context) if self.keys.enabled else None,
+            context.invocation_metadata(),
+            context.peer(),
+            self.scheduler.hub.gateway_token,
+        )
 
     def _query(self, message: task_pb2.TaskFilter, principal: Principal) -> TaskQuery:
         check_filter_sizes(message)
@@ -99,7 +109,8 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 self._query(request.filter, principal),
                 limit=request.limit if request.HasField("limit") else None,
                 from_uid=getattr(request, "from") if request.HasField("from") else None,
-                reverse=request.reverse)
+                reverse=request.reverse,
+            )
             return convert.page_to_proto(page)
 
     async def GetTask(self, request: pb.GetTaskRequest, context) -> pb.GetTaskResponse:
@@ -133,7 +144,8 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             principal = self.keys.require(authorization(context), "tasks.cancel")
             task = await self.scheduler.cancel_tasks(
                 self._query(request.filter, principal),
-                request.original_filter if request.HasField("original_filter") else None)
+                request.original_filter if request.HasField("original_filter") else None,
+            )
             return pb.CancelTasksResponse(task=convert.summary_to_proto(task))
 
     async def DeleteTasks(self, request: pb.DeleteTasksRequest, context) -> pb.DeleteTasksResponse:
@@ -141,14 +153,16 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             principal = self.keys.require(authorization(context), "tasks.delete")
             task = await self.scheduler.delete_tasks(
                 self._query(request.filter, principal),
-                request.original_filter if request.HasField("original_filter") else None)
+                request.original_filter if request.HasField("original_filter") else None,
+            )
             return pb.DeleteTasksResponse(task=convert.summary_to_proto(task))
 
     async def WatchTask(self, request: pb.WatchTaskRequest, context) -> AsyncIterator[pb.WatchTaskResponse]:
         async with error_edge(context):
             principal = self.keys.require(authorization(context), "tasks.get")
-            async for task in self.scheduler.watch_task(request.uid, scope=principal.scope,
-                                                        owner=self._watcher(context)):
+            async for task in self.scheduler.watch_task(
+                request.uid, scope=principal.scope, owner=self._watcher(context)
+            ):
                 response = pb.WatchTaskResponse(sequence=task.seq)
                 convert.fill_task(response.task, task)
                 yield response
@@ -162,8 +176,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 # Headers now, not with the first change: the caller learns the watch is open.
                 await context.send_initial_metadata(((WATCH_CURSOR, str(cursor)),))
 
-            async for event in self.scheduler.watch_tasks(query, after, started=started,
-                                                          owner=self._watcher(context)):
+            async for event in self.scheduler.watch_tasks(query, after, started=started, owner=self._watcher(context)):
                 response = pb.WatchTasksResponse(sequence=event.seq, deleted=event.deleted)
                 convert.fill_task(response.task, event.task)
                 yield response
@@ -198,18 +211,21 @@ MAX_INDEX_UID = 400
 MAX_ECHOED = 4096
 MAX_WORKER_NAME = 256
 # (TaskFilter field, its list field, the HTTP parameter, the error code)
-_FILTER_LISTS = (("uids", "uids", "uids", "invalid_task_uids"),
-                 ("canceled_by", "uids", "canceledBy", "invalid_task_canceled_by"),
-                 ("statuses", "statuses", "statuses", "invalid_task_statuses"),
-                 ("types", "types", "types", "invalid_task_types"),
-                 ("index_uids", "index_uids", "indexUids", "invalid_task_index_uids"))
+_FILTER_LISTS = (
+    ("uids", "uids", "uids", "invalid_task_uids"),
+    ("canceled_by", "uids", "canceledBy", "invalid_task_canceled_by"),
+    ("statuses", "statuses", "statuses", "invalid_task_statuses"),
+    ("types", "types", "types", "invalid_task_types"),
+    ("index_uids", "index_uids", "indexUids", "invalid_task_index_uids"),
+)
 
 
 def check_size(parameter: str, code: str, what: str, value: str, cap: int) -> None:
     """A string over `cap` UTF-8 bytes is refused with the parameter's own code, without echoing it."""
     if len(value) * 4 > cap and (size := len(value.encode("utf-8", "surrogatepass"))) > cap:
-        raise TaskHubError(code, f"Invalid value in parameter `{parameter}`: {what} is at most {cap} bytes (UTF-8),"
-                                 f" not {size}.")
+        raise TaskHubError(
+            code, f"Invalid value in parameter `{parameter}`: {what} is at most {cap} bytes (UTF-8), not {size}."
+        )
 
 
 def check_filter_sizes(message: task_pb2.TaskFilter) -> None:
@@ -219,8 +235,11 @@ def check_filter_sizes(message: task_pb2.TaskFilter) -> None:
             continue
         values = getattr(getattr(message, name), field)
         if len(values) > MAX_FILTER_VALUES:
-            raise TaskHubError(code, f"Invalid value in parameter `{parameter}`: at most {MAX_FILTER_VALUES}"
-                                     f" values are accepted, not {len(values)}.")
+            raise TaskHubError(
+                code,
+                f"Invalid value in parameter `{parameter}`: at most {MAX_FILTER_VALUES}"
+                f" values are accepted, not {len(values)}.",
+            )
         if name == "index_uids":
             # Up to a few KiB convert's own check answers Meilisearch's message, which quotes the value.
             for value in values:
@@ -259,14 +278,19 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
             check_size("worker", "invalid_worker_name", "a worker name", request.worker, MAX_WORKER_NAME)
             query = convert.query_from_proto(wanted)
             lease = await self.scheduler.lease(
-                worker=request.worker or context.peer(), types=query.types, index_uids=query.index_uids,
+                worker=request.worker or context.peer(),
+                types=query.types,
+                index_uids=query.index_uids,
                 scope=principal.scope,
                 max_tasks=request.max_tasks if request.HasField("max_tasks") else None,
-                wait=_wait(request) / SECOND, duration=_lease_duration(request, 30 * SECOND))
+                wait=_wait(request) / SECOND,
+                duration=_lease_duration(request, 30 * SECOND),
+            )
             if lease is None:
                 return wpb.LeaseTasksResponse()
             response = wpb.LeaseTasksResponse(
-                lease=wpb.Lease(token=lease.token, deadline=convert.timestamp(lease.deadline)))
+                lease=wpb.Lease(token=lease.token, deadline=convert.timestamp(lease.deadline))
+            )
             for task in lease.tasks:
                 convert.fill_task(response.tasks.add(), task)
             return response

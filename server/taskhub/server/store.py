@@ -35,8 +35,10 @@ from taskhub.server.rows import COLUMNS, FINISHED, UNFINISHED, Changes, dumps, r
 from taskhub.server.task_index import TaskIndex
 
 SCHEMA_VERSION = 3
-DISK_FULL = ("taskhub cannot receive write operations because the limit of the task database has been reached."
-             " Please delete tasks to continue performing write operations.")
+DISK_FULL = (
+    "taskhub cannot receive write operations because the limit of the task database has been reached."
+    " Please delete tasks to continue performing write operations."
+)
 READ_MMAP_BYTES = 1 << 30
 # `COLUMNS` with no details nor error: what a deletion keeps of a task's last state.
 DELETED_COLUMNS = "uid, index_uid, status, type, canceled_by, NULL, NULL, enqueued_at, started_at, finished_at, seq"
@@ -47,10 +49,10 @@ KEEP = object()
 # Up to this many uids are read with a statement of their own size: few enough statements
 # that the connection's statement cache (128) keeps them prepared beside the others.
 _FEW = 32
-_SELECT_FEW = [f"SELECT {COLUMNS} FROM tasks WHERE uid IN ({', '.join('?' * n)}) ORDER BY uid"
-               for n in range(_FEW + 1)]
-_SELECT_FEW_DESC = [f"SELECT {COLUMNS} FROM tasks WHERE uid IN ({', '.join('?' * n)}) ORDER BY uid DESC"
-                    for n in range(_FEW + 1)]
+_SELECT_FEW = [f"SELECT {COLUMNS} FROM tasks WHERE uid IN ({', '.join('?' * n)}) ORDER BY uid" for n in range(_FEW + 1)]
+_SELECT_FEW_DESC = [
+    f"SELECT {COLUMNS} FROM tasks WHERE uid IN ({', '.join('?' * n)}) ORDER BY uid DESC" for n in range(_FEW + 1)
+]
 # What a task costs in a page beside its details and error (uid, dates, index uid, ...), as an upper bound.
 ROW_BYTES = 512
 
@@ -117,8 +119,9 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
         logged, self._logged = self._logged, []
         if logged and self._index is not None:
             with self.index_lock:
-                self._index.apply([task for task, _ in logged],
-                                  frozenset(task.uid for task, deleted in logged if deleted))
+                self._index.apply(
+                    [task for task, _ in logged], frozenset(task.uid for task, deleted in logged if deleted)
+                )
 
     @property
     def index(self) -> TaskIndex:
@@ -143,47 +146,87 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
             if version < 2:
                 # Version 1 indexed eight task columns; the in-memory index answers those now, and
                 # each SQL index made every enqueue write more pages. Only leases are found by SQL.
-                for name in ("status_uid", "type_status", "index_uid_uid", "canceled_by", "enqueued_at",
-                             "started_at", "finished_at", "lease"):
+                for name in (
+                    "status_uid",
+                    "type_status",
+                    "index_uid_uid",
+                    "canceled_by",
+                    "enqueued_at",
+                    "started_at",
+                    "finished_at",
+                    "lease",
+                ):
                     self.conn.execute(f"DROP INDEX IF EXISTS idx_tasks_{name}")
                 # Partial: a task is in it only while leased, so an enqueue never touches it.
                 self.conn.execute("CREATE INDEX idx_tasks_leased ON tasks (lease) WHERE lease IS NOT NULL")
             if version < 3:
                 # Version 3 counts the change log's bytes, for its byte budget: once here, then as it goes.
-                self.conn.execute("INSERT OR REPLACE INTO meta (key, value) SELECT 'change_bytes', COALESCE(SUM(length(task)), 0)"
-                                  " FROM changes")
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) SELECT 'change_bytes', COALESCE(SUM(length(task)), 0)"
+                    " FROM changes"
+                )
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _create_tables(self) -> None:
         db = sqlite_utils.Database(self.conn)
-        db["tasks"].create({
-            "uid": int, "index_uid": str, "status": int, "type": int, "canceled_by": int,
-            "details": str, "error": str, "enqueued_at": int, "started_at": int,
-            "finished_at": int, "seq": int, "lease": str, "attempts": int,
-        }, pk="uid", not_null={"status", "type", "enqueued_at", "seq", "attempts"},
-            defaults={"attempts": 0})
-        db["leases"].create({"token": str, "worker": str, "deadline": int, "duration": int, "state": str},
-                            pk="token", not_null={"deadline", "duration", "state"})
+        db["tasks"].create(
+            {
+                "uid": int,
+                "index_uid": str,
+                "status": int,
+                "type": int,
+                "canceled_by": int,
+                "details": str,
+                "error": str,
+                "enqueued_at": int,
+                "started_at": int,
+                "finished_at": int,
+                "seq": int,
+                "lease": str,
+                "attempts": int,
+            },
+            pk="uid",
+            not_null={"status", "type", "enqueued_at", "seq", "attempts"},
+            defaults={"attempts": 0},
+        )
+        db["leases"].create(
+            {"token": str, "worker": str, "deadline": int, "duration": int, "state": str},
+            pk="token",
+            not_null={"deadline", "duration", "state"},
+        )
         db["leases"].create_index(["state", "deadline"])
         # The uids a cancelation or deletion matched when it was enqueued.
         db["matches"].create({"uid": int, "uids": bytes}, pk="uid", not_null={"uids"})
         # Every committed change in sequence order, kept for watchers that resume.
-        db["changes"].create({"seq": int, "uid": int, "deleted": int, "task": str}, pk="seq",
-                             not_null={"uid", "deleted", "task"})
-        db["api_keys"].create({
-            "uid": str, "name": str, "description": str, "actions": str, "indexes": str,
-            "expires_at": int, "created_at": int, "updated_at": int,
-        }, pk="uid", not_null={"actions", "indexes", "created_at", "updated_at"})
+        db["changes"].create(
+            {"seq": int, "uid": int, "deleted": int, "task": str}, pk="seq", not_null={"uid", "deleted", "task"}
+        )
+        db["api_keys"].create(
+            {
+                "uid": str,
+                "name": str,
+                "description": str,
+                "actions": str,
+                "indexes": str,
+                "expires_at": int,
+                "created_at": int,
+                "updated_at": int,
+            },
+            pk="uid",
+            not_null={"actions", "indexes", "created_at", "updated_at"},
+        )
         db["meta"].create({"key": str, "value": int}, pk="key", not_null={"value"})
-        db["meta"].insert_all([{"key": "next_uid", "value": 0}, {"key": "last_seq", "value": 0},
-                               {"key": "task_count", "value": 0}])
+        db["meta"].insert_all(
+            [{"key": "next_uid", "value": 0}, {"key": "last_seq", "value": 0}, {"key": "task_count", "value": 0}]
+        )
 
     # -- counters ---------------------------------------------------------
 
     def _bump(self, key: str, by: int = 1) -> int:
         """Adds `by` to a counter and returns its value before the addition."""
         (after,) = self.conn.execute(
-            "UPDATE meta SET value = value + ? WHERE key = ? RETURNING value", (by, key)).fetchone()
+            "UPDATE meta SET value = value + ? WHERE key = ? RETURNING value", (by, key)
+        ).fetchone()
         return after - by
 
     def task_count(self) -> int:
@@ -215,7 +258,8 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
         else:
             rows = self.conn.execute(
                 f"SELECT {COLUMNS} FROM tasks WHERE uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
-                (json.dumps(uids),))
+                (json.dumps(uids),),
+            )
         return [row_to_task(r) for r in rows]
 
     def get_page(self, uids: list[int], budget: int) -> tuple[list[Task], int | None]:
@@ -229,7 +273,7 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
         select = _SELECT_FEW_DESC if descending else _SELECT_FEW
         tasks, used = [], 0
         for start in range(0, len(uids), _FEW):
-            chunk = uids[start:start + _FEW]
+            chunk = uids[start : start + _FEW]
             for row in self.conn.execute(select[len(chunk)], chunk):
                 details, error = row[5], row[6]
                 used += ROW_BYTES + (len(details) if details else 0) + (len(error) if error else 0)
@@ -241,8 +285,7 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
     def next_server_task(self) -> Task | None:
         """The enqueued server-run task to run first: cancelations newest first, then by type, oldest first."""
         for type_ in SERVER_PRIORITY:
-            waiting = self.index.select(TaskQuery(statuses=frozenset({TaskStatus.ENQUEUED}),
-                                                  types=frozenset({type_})))
+            waiting = self.index.select(TaskQuery(statuses=frozenset({TaskStatus.ENQUEUED}), types=frozenset({type_})))
             if waiting:
                 return self.get_task(waiting.max() if type_ == TaskType.TASK_CANCELATION else waiting.min())
         return None
@@ -264,21 +307,32 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
         count = len(items)
         self._bump("task_count", count)
         first_uid, first_seq = self._bump("next_uid", count), self._bump("last_seq", count) + 1
-        tasks = [Task(uid=first_uid + i, index_uid=index_uid, status=TaskStatus.ENQUEUED, type=type_,
-                      details=details, enqueued_at=now, seq=first_seq + i)
-                 for i, (index_uid, type_, details) in enumerate(items)]
+        tasks = [
+            Task(
+                uid=first_uid + i,
+                index_uid=index_uid,
+                status=TaskStatus.ENQUEUED,
+                type=type_,
+                details=details,
+                enqueued_at=now,
+                seq=first_seq + i,
+            )
+            for i, (index_uid, type_, details) in enumerate(items)
+        ]
         encoded = [dumps(task.details) for task in tasks]
         self.conn.executemany(
             "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(t.uid, t.index_uid, int(t.status), int(t.type), d, now, t.seq) for t, d in zip(tasks, encoded)])
+            [(t.uid, t.index_uid, int(t.status), int(t.type), d, now, t.seq) for t, d in zip(tasks, encoded)],
+        )
         self._log_many(tasks, encoded)
         return tasks
 
     def insert_task(self, index_uid: str | None, type_: TaskType, details: dict | None, now: int) -> Changes:
         return self.insert_tasks([(index_uid, type_, details)], now)
 
-    def insert_tasks(self, items: list[tuple[str | None, TaskType, dict | None]], now: int, *,
-                     max_bytes: int | None = None) -> Changes:
+    def insert_tasks(
+        self, items: list[tuple[str | None, TaskType, dict | None]], now: int, *, max_bytes: int | None = None
+    ) -> Changes:
         """Enqueues several tasks in one transaction (one fsync): the scheduler's group commit.
 
         Past `max_bytes` of used database, nothing is inserted and the queue is full.
@@ -288,8 +342,9 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
                 raise TaskHubError("no_space_left_on_device", DISK_FULL)
             return Changes(tasks=self._insert_many(items, now))
 
-    def insert_matching_task(self, type_: TaskType, query: TaskQuery,
-                             details: Callable[[int], dict], now: int) -> Changes:
+    def insert_matching_task(
+        self, type_: TaskType, query: TaskQuery, details: Callable[[int], dict], now: int
+    ) -> Changes:
         """Enqueues a cancelation or deletion with the set of older tasks it matches, atomically.
 
         `details(matched)` builds the new task's details from the matched count.
@@ -315,8 +370,11 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
         self.conn.executemany(
             "UPDATE tasks SET status = ?, canceled_by = ?, details = ?, error = ?,"
             f" started_at = ?, finished_at = ?, seq = ?{lease_column} WHERE uid = ?",
-            [(int(t.status), t.canceled_by, details, error, t.started_at, t.finished_at, t.seq, *lease_value, t.uid)
-             for t, (details, error) in zip(tasks, encoded)])
+            [
+                (int(t.status), t.canceled_by, details, error, t.started_at, t.finished_at, t.seq, *lease_value, t.uid)
+                for t, (details, error) in zip(tasks, encoded)
+            ],
+        )
         self._log_states(tasks, encoded)
         return tasks
 
@@ -374,9 +432,14 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
             matched = json.dumps(self.matched_uids(uid).tolist())
             # A deleted task's last state, without its details and error: a watcher needs no more to match
             # it and drop it, and a deletion then logs a few dozen bytes a task, not a copy of its payload.
-            deleted = [row_to_task(r) for r in self.conn.execute(
-                f"DELETE FROM tasks WHERE uid IN (SELECT value FROM json_each(?)) AND status IN {FINISHED}"
-                f" RETURNING {DELETED_COLUMNS}", (matched,)).fetchall()]
+            deleted = [
+                row_to_task(r)
+                for r in self.conn.execute(
+                    f"DELETE FROM tasks WHERE uid IN (SELECT value FROM json_each(?)) AND status IN {FINISHED}"
+                    f" RETURNING {DELETED_COLUMNS}",
+                    (matched,),
+                ).fetchall()
+            ]
             deleted.sort(key=lambda t: t.uid)
             if deleted:
                 self._sequence(deleted)
@@ -384,7 +447,8 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
             gone = frozenset(t.uid for t in deleted)
             self._bump("task_count", -len(gone))
             self.conn.execute(
-                "DELETE FROM matches WHERE uid IN (SELECT value FROM json_each(?))", (json.dumps(sorted(gone)),))
+                "DELETE FROM matches WHERE uid IN (SELECT value FROM json_each(?))", (json.dumps(sorted(gone)),)
+            )
             task = self.get_task(uid)
             assert task is not None
             done = self._finish(uid, now, details={**task.details, "deletedTasks": len(deleted)}, error=None)
@@ -393,7 +457,9 @@ class Store(LeaseStore, KeyStore, ChangeLog, BulkStore):
     def _unfinished(self, uids: array) -> list[Task]:
         rows = self.conn.execute(
             f"SELECT {COLUMNS} FROM tasks WHERE uid IN (SELECT value FROM json_each(?))"
-            f" AND status IN {UNFINISHED} ORDER BY uid", (json.dumps(uids.tolist()),))
+            f" AND status IN {UNFINISHED} ORDER BY uid",
+            (json.dumps(uids.tolist()),),
+        )
         return [row_to_task(r) for r in rows]
 
     def requeue_processing(self) -> Changes:

@@ -59,17 +59,24 @@ def _union(maps: list[BitMap]) -> BitMap:
 
 def _lone_date(query: TaskQuery) -> tuple[str, int | None, int | None] | None:
     """(column, after, before) when `query` bounds one date column and filters nothing else."""
-    if (query.uids is not None or query.below_uid is not None or query.index_uids is not None
-            or query.statuses is not None or query.types is not None or query.canceled_by is not None
-            or query.scope is not None):
+    if (
+        query.uids is not None
+        or query.below_uid is not None
+        or query.index_uids is not None
+        or query.statuses is not None
+        or query.types is not None
+        or query.canceled_by is not None
+        or query.scope is not None
+    ):
         return None
     bounded = [(column, getattr(query, "after_" + column), getattr(query, "before_" + column)) for column in DATES]
     bounded = [bounds for bounds in bounded if bounds[1] is not None or bounds[2] is not None]
     return bounded[0] if len(bounded) == 1 else None
 
 
-def _page_of_disjoint(parts: list[BitMap | Callable[[], BitMap]], stats: np.ndarray, *, limit: int,
-                      from_uid: int | None, reverse: bool) -> tuple[list[int], int]:
+def _page_of_disjoint(
+    parts: list[BitMap | Callable[[], BitMap]], stats: np.ndarray, *, limit: int, from_uid: int | None, reverse: bool
+) -> tuple[list[int], int]:
     """`TaskIndex.page` over the union of disjoint bitmaps, without making the union.
 
     `stats` holds each part's size, smallest and largest uid, a row a part. A part whose
@@ -100,7 +107,7 @@ def _page_of_disjoint(parts: list[BitMap | Callable[[], BitMap]], stats: np.ndar
         if not isinstance(part, BitMap):
             part = part()
         at = bounds[i] if bounds is not None else 0 if reverse else len(part)
-        taken = part[at:at + want] if reverse else part[max(0, at - want):at]
+        taken = part[at : at + want] if reverse else part[max(0, at - want) : at]
         page = sorted(page + list(taken), reverse=not reverse)[:want]
     return page, total
 
@@ -149,9 +156,14 @@ class TaskIndex:
         # bitmap (a busy index's failures, say), a lookup's does not.
         self.index_status_types: dict[tuple[str, TaskStatus, TaskType], BitMap] = defaultdict(BitMap)
         self.buckets: dict[str, dict[int, BitMap]] = {column: {} for column in DATES}
-        self._sets = {"status": self.statuses, "type": self.types, "index": self.indexes,
-                      "canceled_by": self.cancelers, "index_status": self.index_statuses,
-                      "index_status_type": self.index_status_types}
+        self._sets = {
+            "status": self.statuses,
+            "type": self.types,
+            "index": self.indexes,
+            "canceled_by": self.cancelers,
+            "index_status": self.index_statuses,
+            "index_status_type": self.index_status_types,
+        }
         self.hours = {column: [] for column in DATES}  # sorted bucket keys
         # The buckets in the order of `hours`: a range of hours is a slice, not a lookup an hour.
         self._hour_maps: dict[str, list[BitMap]] = {column: [] for column in DATES}
@@ -193,19 +205,24 @@ class TaskIndex:
         if oldest > self._base:
             shift = min(oldest, self._base + size) - self._base
             for column in self._columns.values():
-                column[:size - shift] = column[shift:]
-                column[size - shift:] = NONE
+                column[: size - shift] = column[shift:]
+                column[size - shift :] = NONE
             self._base += shift
         needed = end - self._base
         if needed <= size:
             return
         size = max(needed, size * 2)
-        for name, dtype in (("status", np.int8), ("type", np.int8), ("index", np.int32),
-                            ("canceled_by", np.int64), *((c, np.int64) for c in DATES)):
+        for name, dtype in (
+            ("status", np.int8),
+            ("type", np.int8),
+            ("index", np.int32),
+            ("canceled_by", np.int64),
+            *((c, np.int64) for c in DATES),
+        ):
             grown = np.full(size, NONE, dtype=dtype)
             old = self._columns.get(name)
             if old is not None:
-                grown[:len(old)] = old
+                grown[: len(old)] = old
             self._columns[name] = grown
 
     def _index_id(self, name: str | None) -> int:
@@ -229,8 +246,7 @@ class TaskIndex:
         self.all |= bitmap(uids)
         self._grow(int(uids.max()) + 1)
         columns, at = self._columns, uids - self._base
-        for position, name, maps, kind in ((1, "status", self.statuses, TaskStatus),
-                                           (2, "type", self.types, TaskType)):
+        for position, name, maps, kind in ((1, "status", self.statuses, TaskStatus), (2, "type", self.types, TaskType)):
             values = numbers[:, position]
             columns[name][at] = values
             for value in np.unique(values):
@@ -249,10 +265,13 @@ class TaskIndex:
         pairs = index_ids[indexed].astype(np.int64) * PAIR + numbers[indexed, 1]
         names = self._index_names
         for keys, table, key_of in (
-                (pairs, self.index_statuses,
-                 lambda key: (names[key // PAIR], STATUS_OF[key % PAIR])),
-                (pairs * TRIPLE + numbers[indexed, 2], self.index_status_types,
-                 lambda key: (names[key // TRIPLE // PAIR], STATUS_OF[key // TRIPLE % PAIR], TYPE_OF[key % TRIPLE]))):
+            (pairs, self.index_statuses, lambda key: (names[key // PAIR], STATUS_OF[key % PAIR])),
+            (
+                pairs * TRIPLE + numbers[indexed, 2],
+                self.index_status_types,
+                lambda key: (names[key // TRIPLE // PAIR], STATUS_OF[key // TRIPLE % PAIR], TYPE_OF[key % TRIPLE]),
+            ),
+        ):
             order = np.argsort(keys, kind="stable")
             keys, grouped = keys[order], uids[indexed][order]
             starts = np.flatnonzero(np.diff(keys, prepend=-1))
@@ -434,9 +453,12 @@ class TaskIndex:
         elif both:
             pairs = self.index_statuses
             parts.append(_union([pairs[i, st] for i in query.index_uids for st in query.statuses if (i, st) in pairs]))
-        for values, maps in ((None if both else query.statuses, self.statuses),
-                             (None if three else query.types, self.types),
-                             (None if both else query.index_uids, self.indexes), (query.canceled_by, self.cancelers)):
+        for values, maps in (
+            (None if both else query.statuses, self.statuses),
+            (None if three else query.types, self.types),
+            (None if both else query.index_uids, self.indexes),
+            (query.canceled_by, self.cancelers),
+        ):
             if values is not None:
                 parts.append(_union([maps[v] for v in values if v in maps]))
         if query.scope is not None:
@@ -488,8 +510,9 @@ class TaskIndex:
         part, _ = self._edge(column, hour, low, high)
         return part if isinstance(part, BitMap) else part()
 
-    def _edge(self, column: str, hour: int, low: int | None,
-              high: int | None) -> tuple[BitMap | Callable[[], BitMap], tuple[int, int, int]]:
+    def _edge(
+        self, column: str, hour: int, low: int | None, high: int | None
+    ) -> tuple[BitMap | Callable[[], BitMap], tuple[int, int, int]]:
         """`_refine`'s uids and their stats; for an hour whose times are sorted, a function making
         the bitmap instead, with the exact count and the bucket's bounds: a page seldom reads an
         edge hour (the oldest one, for `after` and the newest first), and making it costs more
@@ -514,7 +537,7 @@ class TaskIndex:
             # Dense, as an hour's uids mostly are (they rise with time): compare the column's slice
             # itself, a view, instead of gathering each uid's time. The intersection with the bucket drops deleted
             # tasks, whose columns keep their last values.
-            values = self._columns[column][first - self._base:last + 1 - self._base]
+            values = self._columns[column][first - self._base : last + 1 - self._base]
         else:
             uids = uids_of(bucket)
             values = self._columns[column][uids - self._base]
@@ -530,7 +553,7 @@ class TaskIndex:
         if not count:
             return BitMap()
         head = int(kept.argmax())
-        if kept[head:head + count].all():  # one run of uids: a range, no array
+        if kept[head : head + count].all():  # one run of uids: a range, no array
             run = BitMap()
             run.add_range(first + head, first + head + count)
             return run & bucket
@@ -579,12 +602,17 @@ class TaskIndex:
             stats = self._hour_stats[column][first:last]
             if edges:
                 stats = np.vstack((stats, [row for _, row in edges]))
-            return _page_of_disjoint(self._hour_maps[column][first:last] + [part for part, _ in edges], stats,
-                                     limit=limit, from_uid=from_uid, reverse=reverse)
+            return _page_of_disjoint(
+                self._hour_maps[column][first:last] + [part for part, _ in edges],
+                stats,
+                limit=limit,
+                from_uid=from_uid,
+                reverse=reverse,
+            )
         matched = self.select(query)
         total = len(matched)
         if reverse:
             start = 0 if from_uid is None else (matched.rank(from_uid - 1) if from_uid > 0 else 0)
-            return list(matched[start:start + limit + 1]), total
+            return list(matched[start : start + limit + 1]), total
         end = total if from_uid is None else matched.rank(from_uid)
-        return list(matched[max(0, end - limit - 1):end])[::-1], total
+        return list(matched[max(0, end - limit - 1) : end])[::-1], total

@@ -38,8 +38,10 @@ def server_credentials(config: Config) -> grpc.ServerCredentials | None:
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(config.tls_cert, config.tls_key)
     except ssl.SSLError as error:
-        raise ValueError(f"--tls-cert {config.tls_cert} and --tls-key {config.tls_key} are not a PEM certificate"
-                         f" chain and its private key: {error.reason or error}") from None
+        raise ValueError(
+            f"--tls-cert {config.tls_cert} and --tls-key {config.tls_key} are not a PEM certificate"
+            f" chain and its private key: {error.reason or error}"
+        ) from None
     return grpc.ssl_server_credentials([(key, chain)])
 
 

@@ -36,8 +36,9 @@ class Owner:
     connection: str | None = None
 
     @classmethod
-    def of(cls, authorization: str | None, metadata: Sequence[tuple[str, str]] | None, peer: str,
-           gateway_token: str | None) -> Owner:
+    def of(
+        cls, authorization: str | None, metadata: Sequence[tuple[str, str]] | None, peer: str, gateway_token: str | None
+    ) -> Owner:
         """The owner of a call whose key was accepted; `authorization` None when no master key is set."""
         key = ANONYMOUS
         if authorization:
@@ -67,8 +68,9 @@ class Event:
 class Subscription:
     """One watcher's bounded queue of committed changes."""
 
-    def __init__(self, hub: WatchHub, uids: frozenset[int] | None, query: TaskQuery | None, size: int,
-                 owner: Owner) -> None:
+    def __init__(
+        self, hub: WatchHub, uids: frozenset[int] | None, query: TaskQuery | None, size: int, owner: Owner
+    ) -> None:
         self.hub = hub
         self.owner = owner
         self.uids = uids
@@ -94,7 +96,8 @@ class Subscription:
             if self.lagging:
                 raise TaskHubError(
                     "watch_too_slow",
-                    "The watcher fell too far behind and was disconnected; resume from the last sequence number seen.")
+                    "The watcher fell too far behind and was disconnected; resume from the last sequence number seen.",
+                )
         event = await self.queue.get()
         if event is None:  # the wake-up end() left
             raise self.ended
@@ -114,8 +117,9 @@ class Subscription:
 class WatchHub:
     """Routes each committed change to the watchers of its uid and of every filter it matches."""
 
-    def __init__(self, *, buffer: int = 1_024, max_watchers: int = 20_000, per_key: int = 10_000,
-                 per_connection: int = 2_000) -> None:
+    def __init__(
+        self, *, buffer: int = 1_024, max_watchers: int = 20_000, per_key: int = 10_000, per_connection: int = 2_000
+    ) -> None:
         self.buffer = buffer
         self.max_watchers = max_watchers
         self.per_key = per_key
@@ -133,8 +137,9 @@ class WatchHub:
     def watchers(self) -> int:
         return self._count
 
-    def subscribe(self, *, uids: Iterable[int] | None = None, query: TaskQuery | None = None,
-                  owner: Owner = Owner()) -> Subscription:
+    def subscribe(
+        self, *, uids: Iterable[int] | None = None, query: TaskQuery | None = None, owner: Owner = Owner()
+    ) -> Subscription:
         """Watches the given uids, or else every change matching `query` (all changes when None)."""
         if self.closed is not None:
             raise self.closed
@@ -154,12 +159,17 @@ class WatchHub:
         if self._count >= self.max_watchers:
             raise TaskHubError("too_many_watches", "Too many watches are open on this server; try again later.")
         if self._by_key.get(owner.key, 0) >= self.per_key:
-            raise TaskHubError("too_many_watches", f"This key already holds {self.per_key} open watches, its limit"
-                                                   " (`--max-watchers-per-key`); close one before opening another.")
+            raise TaskHubError(
+                "too_many_watches",
+                f"This key already holds {self.per_key} open watches, its limit"
+                " (`--max-watchers-per-key`); close one before opening another.",
+            )
         if owner.connection is not None and self._by_connection.get(owner.connection, 0) >= self.per_connection:
-            raise TaskHubError("too_many_watches",
-                               f"This connection already holds {self.per_connection} open watches, its limit"
-                               " (`--max-watchers-per-connection`); close one before opening another.")
+            raise TaskHubError(
+                "too_many_watches",
+                f"This connection already holds {self.per_connection} open watches, its limit"
+                " (`--max-watchers-per-connection`); close one before opening another.",
+            )
 
     def _release(self, owner: Owner) -> None:
         self._count -= 1

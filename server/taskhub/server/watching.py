@@ -33,9 +33,14 @@ class Watching:
         finally:
             sub.close()
 
-    async def watch_tasks(self, query: TaskQuery, after: int | None = None, *,
-                          started: Callable[[int], Awaitable[None]] | None = None,
-                          owner: Owner = Owner()) -> AsyncIterator[Event]:
+    async def watch_tasks(
+        self,
+        query: TaskQuery,
+        after: int | None = None,
+        *,
+        started: Callable[[int], Awaitable[None]] | None = None,
+        owner: Owner = Owner(),
+    ) -> AsyncIterator[Event]:
         """Every committed change matching `query`, in sequence order, from after `after` (else from now).
 
         `started(cursor)` is awaited once the watch is subscribed and its cursor checked, before any
@@ -67,8 +72,9 @@ class Watching:
     async def _check_cursor(self, after: int, last: int) -> None:
         """Refuses a cursor ahead of the newest change, or older than the kept history."""
         if after > last:
-            raise TaskHubError("invalid_watch_cursor",
-                               f"Sequence number `{after}` is ahead of the newest change (`{last}`).")
+            raise TaskHubError(
+                "invalid_watch_cursor", f"Sequence number `{after}` is ahead of the newest change (`{last}`)."
+            )
         if after < last:
             oldest = await self.call(self.store.oldest_change)
             if oldest is None or oldest > after + 1:
@@ -93,4 +99,5 @@ def _too_old(after: int, oldest: int | None, last: int) -> TaskHubError:
     return TaskHubError(
         "invalid_watch_cursor",
         f"Sequence number `{after}` is older than the kept history, which starts at"
-        f" `{oldest if oldest is not None else last + 1}`; list the tasks again and watch from now.")
+        f" `{oldest if oldest is not None else last + 1}`; list the tasks again and watch from now.",
+    )
