@@ -31,8 +31,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import harness
 from taskhub.server.model import TaskStatus, TaskType
-from taskhub.server.scheduler import Scheduler
-from taskhub.server.store import Store
+from taskhub.server.rules.scheduler import Scheduler
+from taskhub.server.storage.sqlite.store import Store
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
 

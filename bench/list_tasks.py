@@ -36,8 +36,8 @@ from pathlib import Path
 import harness
 import load_tasks
 from taskhub.server.model import TaskQuery, TaskStatus as S, TaskType as T
-from taskhub.server.scheduler import Scheduler
-from taskhub.server.store import COLUMNS, Store
+from taskhub.server.rules.scheduler import Scheduler
+from taskhub.server.storage.sqlite.store import COLUMNS, Store
 
 DAY = 86_400 * 1_000_000
 

@@ -11,8 +11,8 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from taskhub.server.leasing import MAX_LEASE
 from taskhub.server.model import task_indexes
+from taskhub.server.rules.leasing import MAX_LEASE
 from taskhub.v1 import task_pb2, task_service_pb2 as pb
 
 T = task_pb2

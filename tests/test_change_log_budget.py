@@ -19,7 +19,7 @@ from taskhub.server import app
 from taskhub.server.cli import serve
 from taskhub.server.config import Config, parse_size, watch_retention_bytes
 from taskhub.server.model import TaskType
-from taskhub.server.store import SCHEMA_VERSION, Store
+from taskhub.server.storage.sqlite.store import SCHEMA_VERSION, Store
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
 # A settings object of about 20 KB, as a big `rankingRules` list would be.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskhub.server import convert
+from taskhub.server.edge import convert
 from taskhub.server.model import Task, TaskStatus, TaskType
 from taskhub.v1 import task_service_pb2 as pb
 

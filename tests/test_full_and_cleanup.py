@@ -12,8 +12,8 @@ from helpers import T, enqueue, error_of, finish, start
 from taskhub.errors import TaskHubError
 from taskhub.server import app
 from taskhub.server.model import TaskQuery, TaskType, format_time
-from taskhub.server.scheduler import Scheduler
-from taskhub.server.store import Store
+from taskhub.server.rules.scheduler import Scheduler
+from taskhub.server.storage.sqlite.store import Store
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
 FULL = (

@@ -12,8 +12,8 @@ import time
 
 from conftest import FakeClock
 from taskhub.server.model import TaskQuery, TaskType
-from taskhub.server.scheduler import Scheduler
-from taskhub.server.store import Store
+from taskhub.server.rules.scheduler import Scheduler
+from taskhub.server.storage.sqlite.store import Store
 
 ADD = TaskType.DOCUMENT_ADDITION_OR_UPDATE
 DETAILS = {"receivedDocuments": 1}

@@ -181,7 +181,7 @@ async def test_long_worker_names_are_refused(channel):
 
 
 async def test_calls_to_unknown_methods_leave_nothing_behind(channel):
-    from taskhub.server import decoding
+    from taskhub.server.edge import decoding
 
     # The servicers' handlers, guarded as app.start registers them; a caller names methods at will.
     handler = grpc.method_handlers_generic_handler(

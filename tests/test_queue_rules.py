@@ -12,7 +12,7 @@ from helpers import T, enqueue, error_of, finish, start
 from taskhub.errors import TaskHubError
 from taskhub.server import app
 from taskhub.server.model import TaskQuery, TaskType
-from taskhub.server.store import Store
+from taskhub.server.storage.sqlite.store import Store
 from taskhub.v1 import task_pb2, task_service_pb2 as pb
 
 

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from taskhub.server import app
-from taskhub.server.store import Store
+from taskhub.server.storage.sqlite.store import Store
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 from test_serve import free_port, wait_serving
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 
-from taskhub.server.lease_store import SCAN_CHUNK
+from taskhub.server.index.task_index import TaskIndex
 from taskhub.server.model import Scope, Task, TaskQuery, TaskStatus, TaskType
-from taskhub.server.rows import row_to_task
-from taskhub.server.store import SCHEMA_VERSION, Store
-from taskhub.server.task_index import TaskIndex
+from taskhub.server.storage.sqlite.lease_store import SCAN_CHUNK
+from taskhub.server.storage.sqlite.rows import row_to_task
+from taskhub.server.storage.sqlite.store import SCHEMA_VERSION, Store
 
 OLD_INDEXES = [
     ("status", "uid"),

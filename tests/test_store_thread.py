@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from taskhub.server.store_thread import StoreThread
+from taskhub.server.rules.store_thread import StoreThread
 
 
 def held(executor: StoreThread) -> threading.Event:

@@ -11,10 +11,10 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from taskhub.server.index.task_index import HOUR, TaskIndex
 from taskhub.server.model import Scope, Task, TaskQuery, TaskStatus, TaskType
-from taskhub.server.rows import COLUMNS, row_to_task
-from taskhub.server.store import Store
-from taskhub.server.task_index import HOUR, TaskIndex
+from taskhub.server.storage.sqlite.rows import COLUMNS, row_to_task
+from taskhub.server.storage.sqlite.store import Store
 
 T0 = 1_700_000_000_000_000
 times = st.one_of(st.none(), st.integers(T0, T0 + 5 * HOUR))

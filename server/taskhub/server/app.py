@@ -21,15 +21,16 @@ from grpc_health.v1 import _async as health_async, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskhub import limits
-from taskhub.server import decoding, exports, tls
-from taskhub.server.auth import Keyring
 from taskhub.server.config import Config, parse_size, watch_retention_bytes
-from taskhub.server.key_service import KeyService
+from taskhub.server.edge import decoding, tls
+from taskhub.server.edge.key_service import KeyService
+from taskhub.server.edge.services import TaskService, WorkerService
 from taskhub.server.lock import ServerLock
-from taskhub.server.scheduler import Scheduler, wall_clock
-from taskhub.server.services import TaskService, WorkerService
-from taskhub.server.store import Store
-from taskhub.server.watch import WatchHub
+from taskhub.server.rules import exports
+from taskhub.server.rules.auth import Keyring
+from taskhub.server.rules.scheduler import Scheduler, wall_clock
+from taskhub.server.rules.watch import WatchHub
+from taskhub.server.storage.sqlite.store import Store
 from taskhub.v1 import (
     key_service_pb2,
     key_service_pb2_grpc,

@@ -246,3 +246,17 @@ def task_indexes(index_uid: str | None, type_: TaskType, details: dict | None) -
     if type_ == TaskType.INDEX_SWAP:
         return frozenset(i for swap in (details or {}).get("swaps", []) for i in swap.get("indexes", []))
     return frozenset() if index_uid is None else frozenset({index_uid})
+
+
+@dataclass(slots=True)
+class KeyRecord:
+    """An API key as stored: everything but the secret."""
+
+    uid: str
+    name: str | None
+    description: str | None
+    actions: list[str]
+    indexes: list[str]
+    expires_at: int | None
+    created_at: int
+    updated_at: int

@@ -10,7 +10,7 @@ never hold the queue full.
 from __future__ import annotations
 
 from taskhub.server.model import Task
-from taskhub.server.rows import compact, dumps, loads, row_to_task
+from taskhub.server.storage.sqlite.rows import compact, dumps, loads, row_to_task
 
 
 def _string(value: str | None) -> str:

@@ -7,22 +7,8 @@ master key (as Meilisearch does), so it is never written to disk.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
-
-@dataclass(slots=True)
-class KeyRecord:
-    """An API key as stored: everything but the secret."""
-
-    uid: str
-    name: str | None
-    description: str | None
-    actions: list[str]
-    indexes: list[str]
-    expires_at: int | None
-    created_at: int
-    updated_at: int
-
+from taskhub.server.model import KeyRecord
 
 _KEY_COLUMNS = "uid, name, description, actions, indexes, expires_at, created_at, updated_at"
 

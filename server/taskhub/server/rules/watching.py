@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from taskhub.errors import TaskHubError
 from taskhub.server.model import Scope, Task, TaskQuery
-from taskhub.server.store import Store
-from taskhub.server.watch import Event, Owner
+from taskhub.server.rules.watch import Event, Owner
+from taskhub.server.storage.sqlite.store import Store
 
 
 class Watching:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import grpc
 
 from taskhub.errors import TaskHubError
-from taskhub.server.services import to_status
+from taskhub.server.edge.services import to_status
 
 
 class _Undecodable:

@@ -12,8 +12,8 @@ import secrets
 from dataclasses import dataclass
 
 from taskhub.errors import TaskHubError
-from taskhub.server.details import outcome_details, outcome_error
 from taskhub.server.model import Scope, Task, TaskType
+from taskhub.server.rules.details import outcome_details, outcome_error
 
 SECOND = 1_000_000
 # A lease lasts 1 second to 1 hour, whether leased or renewed; a lease call waits a minute at most.

@@ -22,14 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from taskhub.errors import TaskHubError
-from taskhub.server import exports
-from taskhub.server.details import enqueue_details
-from taskhub.server.leasing import SECOND, Leasing
 from taskhub.server.model import SERVER_PRIORITY, Scope, Task, TaskQuery, TaskStatus, TaskType, format_time
-from taskhub.server.store import Changes, Store
-from taskhub.server.store_thread import StoreThread
-from taskhub.server.watch import WatchHub
-from taskhub.server.watching import Watching
+from taskhub.server.rules import exports
+from taskhub.server.rules.details import enqueue_details
+from taskhub.server.rules.leasing import SECOND, Leasing
+from taskhub.server.rules.store_thread import StoreThread
+from taskhub.server.rules.watch import WatchHub
+from taskhub.server.rules.watching import Watching
+from taskhub.server.storage.sqlite.store import Changes, Store
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,8 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from taskhub.server.key_store import KeyRecord
-from taskhub.server.model import STATUS_BY_LABEL, TYPE_BY_LABEL, Task, format_time, to_micros
-from taskhub.server.store import Store
+from taskhub.server.model import STATUS_BY_LABEL, TYPE_BY_LABEL, KeyRecord, Task, format_time, to_micros
+from taskhub.server.storage.sqlite.store import Store
 
 DUMP_VERSION = 1
 

@@ -19,11 +19,11 @@ from grpc_status import rpc_status
 from taskhub import limits
 from taskhub.errors import DOMAIN, TaskHubError, payload_too_large
 from taskhub.metadata import WATCH_CURSOR
-from taskhub.server import convert
-from taskhub.server.auth import Keyring, Principal
+from taskhub.server.edge import convert
 from taskhub.server.model import TaskQuery
-from taskhub.server.scheduler import SECOND, Scheduler
-from taskhub.server.watch import Owner
+from taskhub.server.rules.auth import Keyring, Principal
+from taskhub.server.rules.scheduler import SECOND, Scheduler
+from taskhub.server.rules.watch import Owner
 from taskhub.v1 import (
     task_pb2,
     task_service_pb2 as pb,

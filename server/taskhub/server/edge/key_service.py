@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from taskhub.errors import TaskHubError
-from taskhub.server import convert
-from taskhub.server.auth import Keyring
-from taskhub.server.services import authorization, error_edge
+from taskhub.server.edge import convert
+from taskhub.server.edge.services import authorization, error_edge
+from taskhub.server.rules.auth import Keyring
 from taskhub.v1 import key_service_pb2 as kpb, key_service_pb2_grpc
 
 DEFAULT_LIMIT = 20

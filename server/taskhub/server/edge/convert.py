@@ -10,10 +10,9 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from taskhub import structs
 from taskhub.errors import TaskHubError
-from taskhub.server.details import INDEX_UID_RULE, valid_index_uid
-from taskhub.server.key_store import KeyRecord
-from taskhub.server.model import Task, TaskQuery, TaskStatus, TaskType
-from taskhub.server.scheduler import Page
+from taskhub.server.model import KeyRecord, Task, TaskQuery, TaskStatus, TaskType
+from taskhub.server.rules.details import INDEX_UID_RULE, valid_index_uid
+from taskhub.server.rules.scheduler import Page
 from taskhub.v1 import errors_pb2, key_service_pb2, task_pb2, task_service_pb2, worker_service_pb2
 
 # The `TaskDetails.kind` case for each task type.

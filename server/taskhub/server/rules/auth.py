@@ -19,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from taskhub.errors import TaskHubError
-from taskhub.server.details import valid_index_uid
-from taskhub.server.key_store import KeyRecord
-from taskhub.server.model import Scope, format_time
+from taskhub.server.model import KeyRecord, Scope, format_time
+from taskhub.server.rules.details import valid_index_uid
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,13 @@ from collections.abc import Callable, Iterable, Iterator
 import sqlite_utils
 
 from taskhub.errors import TaskHubError
-from taskhub.server.bulk_store import BulkStore
-from taskhub.server.change_log import ChangeLog
-from taskhub.server.key_store import KeyStore
-from taskhub.server.lease_store import LeaseStore
+from taskhub.server.index.task_index import TaskIndex
 from taskhub.server.model import SERVER_PRIORITY, Task, TaskQuery, TaskStatus, TaskType, finished_details
-from taskhub.server.rows import COLUMNS, FINISHED, UNFINISHED, Changes, dumps, row_to_task
-from taskhub.server.task_index import TaskIndex
+from taskhub.server.storage.sqlite.bulk_store import BulkStore
+from taskhub.server.storage.sqlite.change_log import ChangeLog
+from taskhub.server.storage.sqlite.key_store import KeyStore
+from taskhub.server.storage.sqlite.lease_store import LeaseStore
+from taskhub.server.storage.sqlite.rows import COLUMNS, FINISHED, UNFINISHED, Changes, dumps, row_to_task
 
 SCHEMA_VERSION = 3
 DISK_FULL = (

@@ -13,7 +13,7 @@ from array import array
 from collections.abc import Iterable, Iterator
 
 from taskhub.server.model import Task, TaskType
-from taskhub.server.rows import COLUMNS, dumps, row_to_task
+from taskhub.server.storage.sqlite.rows import COLUMNS, dumps, row_to_task
 
 
 class BulkStore:
