@@ -30,9 +30,10 @@ import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import harness
+from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.model import TaskStatus, TaskType
 from taskhub.server.rules.scheduler import Scheduler
-from taskhub.server.storage.sqlite.store import Store
+from taskhub.server.storage.sqlite.database import SqliteStorage as Store
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
 
@@ -63,7 +64,7 @@ async def over_grpc(target: str, server_pid: int, args) -> dict[str, dict]:
 async def store_side(folder: Path, args) -> tuple[float, harness.Latency, int]:
     """Scheduler.enqueue from `producers` coroutines: enqueues/s, latency, and how many tasks."""
     store = Store(folder / "store-side.db")
-    scheduler = Scheduler(store, cleanup_threshold=2**62)
+    scheduler = Scheduler(store, MemoryFinder(), cleanup_threshold=2**62)
     await scheduler.start(background=False)  # recovery and the in-memory index, as a server does
     stop = time.monotonic() + args.seconds * args.rounds
     latencies: list[float] = []
@@ -78,7 +79,7 @@ async def store_side(folder: Path, args) -> tuple[float, harness.Latency, int]:
     await asyncio.gather(*(producer(i) for i in range(args.producers)))
     elapsed = time.perf_counter() - t0
     await scheduler.stop()
-    count = store.task_count()
+    count = store.tasks.count()
     store.close()
     return count / elapsed, harness.Latency(latencies), count
 

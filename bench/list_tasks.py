@@ -35,9 +35,11 @@ from pathlib import Path
 
 import harness
 import load_tasks
+from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.model import TaskQuery, TaskStatus as S, TaskType as T
 from taskhub.server.rules.scheduler import Scheduler
-from taskhub.server.storage.sqlite.store import COLUMNS, Store
+from taskhub.server.storage.sqlite.database import SqliteStorage as Store
+from taskhub.server.storage.sqlite.rows import COLUMNS
 
 DAY = 86_400 * 1_000_000
 
@@ -150,7 +152,7 @@ def indexed_copy(store: Store) -> Path:
 
 async def measure(db: Path, args) -> dict[str, tuple[harness.Latency, harness.Latency]]:
     store = Store(db)
-    scheduler = Scheduler(store, cleanup_threshold=2**62)
+    scheduler = Scheduler(store, MemoryFinder(), cleanup_threshold=2**62)
     await scheduler.start(background=False)  # recovery and the in-memory index, as a server does
     raw = sqlite3.connect(indexed_copy(store))
     results = {}

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/load_tasks.py --tasks 1000000 --db /tmp/taskhub-1m.db
 
-`taskhub.server.storage.sqlite.store.Store` creates the schema (so the server opens the file as
+`taskhub.server.storage.sqlite.database.SqliteStorage` creates the schema (so the server opens the file as
 its own), then rows go in with executemany in big transactions, with the
 secondary indexes dropped during the load and rebuilt after (much faster than
 keeping them up to date row by row). The meta counters (`next_uid`, `last_seq`,
@@ -29,7 +29,7 @@ from array import array
 from pathlib import Path
 
 from taskhub.server.model import TaskStatus as S, TaskType as T
-from taskhub.server.storage.sqlite.store import Store
+from taskhub.server.storage.sqlite.database import SqliteStorage as Store
 
 SECOND = 1_000_000
 CANCEL_EVERY = 5_000  # a taskCancelation at every uid ≡ CANCEL_EVERY - 1 (mod CANCEL_EVERY)

@@ -19,7 +19,8 @@ from taskhub.server import app
 from taskhub.server.cli import serve
 from taskhub.server.config import Config, parse_size, watch_retention_bytes
 from taskhub.server.model import TaskType
-from taskhub.server.storage.sqlite.store import SCHEMA_VERSION, Store
+from taskhub.server.storage.sqlite.database import SqliteStorage as Store
+from taskhub.server.storage.sqlite.schema import SCHEMA_VERSION
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
 # A settings object of about 20 KB, as a big `rankingRules` list would be.
@@ -157,19 +158,20 @@ async def test_a_resume_from_before_the_deletion_that_emptied_a_full_queue_is_ga
 def test_a_version_2_database_counts_its_change_log_and_prunes_it_by_bytes(tmp_path):
     path = tmp_path / "v2.db"
     store = Store(path)
-    store.insert_tasks([("movies", TaskType.SETTINGS_UPDATE, BIG_SETTINGS)] * 5, 1)
-    logged = store.change_bytes()
+    with store.transaction() as tx:
+        tx.tasks.insert([("movies", TaskType.SETTINGS_UPDATE, BIG_SETTINGS)] * 5, 1)
+    logged = store.log.change_bytes()
     store.conn.execute("DELETE FROM meta WHERE key = 'change_bytes'")  # what version 2 had
     store.conn.execute("PRAGMA user_version=2")
     store.close()
 
     store = Store(path)
     assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert store.change_bytes() == logged > 5 * 20_000
+    assert store.log.change_bytes() == logged > 5 * 20_000
     # Under the count budget but over the byte budget: the oldest go, until the rest fit.
-    assert store.prune_changes(100, logged * 2 // 5) == 3
-    assert (store.oldest_change(), store.change_bytes()) == (4, logged * 2 // 5)
-    assert store.prune_changes(100, 0) == 2 and store.change_bytes() == 0
+    assert store.log.prune_changes(100, logged * 2 // 5) == 3
+    assert (store.log.oldest_change(), store.log.change_bytes()) == (4, logged * 2 // 5)
+    assert store.log.prune_changes(100, 0) == 2 and store.log.change_bytes() == 0
     store.close()
 
 

@@ -11,9 +11,10 @@ import pytest
 from helpers import T, enqueue, error_of, finish, start
 from taskhub.errors import TaskHubError
 from taskhub.server import app
+from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.model import TaskQuery, TaskType, format_time
 from taskhub.server.rules.scheduler import Scheduler
-from taskhub.server.storage.sqlite.store import Store
+from taskhub.server.storage.sqlite.database import SqliteStorage as Store
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
 FULL = (
@@ -107,7 +108,7 @@ async def test_sqlite_full_is_no_space_left_and_corrupts_nothing(tmp_path):
     empty = probe.used_bytes()
     probe.close()
     store = Store(path, max_bytes=empty + 48 * 1024)
-    scheduler = Scheduler(store, snapshots_dir=str(tmp_path), dumps_dir=str(tmp_path))
+    scheduler = Scheduler(store, MemoryFinder(), snapshots_dir=str(tmp_path), dumps_dir=str(tmp_path))
     await scheduler.start(background=False)
     stored = []
     with pytest.raises(TaskHubError) as full:
@@ -125,5 +126,5 @@ async def test_sqlite_full_is_no_space_left_and_corrupts_nothing(tmp_path):
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     reopened = Store(path)
-    assert reopened.next_uid() == len(stored)
+    assert reopened.tasks.next_uid() == len(stored)
     reopened.close()

@@ -11,16 +11,17 @@ import threading
 import time
 
 from conftest import FakeClock
+from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.model import TaskQuery, TaskType
 from taskhub.server.rules.scheduler import Scheduler
-from taskhub.server.storage.sqlite.store import Store
+from taskhub.server.storage.sqlite.database import SqliteStorage
 
 ADD = TaskType.DOCUMENT_ADDITION_OR_UPDATE
 DETAILS = {"receivedDocuments": 1}
 
 
 async def started(tmp_path, window: float) -> Scheduler:
-    scheduler = Scheduler(Store(tmp_path / "tasks.db"), clock=FakeClock(), commit_window=window)
+    scheduler = Scheduler(SqliteStorage(tmp_path / "tasks.db"), MemoryFinder(), clock=FakeClock(), commit_window=window)
     await scheduler.start(background=False)
     return scheduler
 
@@ -105,21 +106,21 @@ async def test_a_waiting_commit_goes_before_other_waiting_writes(tmp_path):
     # Producers wait on commits; a lease or a report queued earlier runs after the commit.
     scheduler = await started(tmp_path, 0.0)
     ran = []
-    for name in ("insert_tasks", "lease_batch"):
-        method = getattr(scheduler.store, name)
+    for owner, name in ((scheduler.storage.tasks, "insert"), (scheduler.leasing, "_lease")):
+        method = getattr(owner, name)
 
         def recorded(*args, _method=method, _name=name, **kwargs):
             ran.append(_name)
             return _method(*args, **kwargs)
 
-        setattr(scheduler.store, name, recorded)
+        setattr(owner, name, recorded)
     busy = await hold_store_thread(scheduler, 0.2)
     lease = asyncio.create_task(scheduler.lease(worker="w"))
     await asyncio.sleep(0.02)  # the lease is queued
     task = await enqueue(scheduler, "a")
     await busy
     assert (await lease).tasks[0].uid == task.uid  # the lease ran second, and found the task
-    assert ran == ["insert_tasks", "lease_batch"]
+    assert ran == ["insert", "_lease"]
     await scheduler.stop()
 
 

@@ -12,7 +12,6 @@ from helpers import T, enqueue, error_of, finish, start
 from taskhub.errors import TaskHubError
 from taskhub.server import app
 from taskhub.server.model import TaskQuery, TaskType
-from taskhub.server.storage.sqlite.store import Store
 from taskhub.v1 import task_pb2, task_service_pb2 as pb
 
 
@@ -187,24 +186,28 @@ async def test_dump_and_snapshot_can_be_started_from(service, stub, config, cloc
         try:
             task = await restored.scheduler.get_task(0)
             assert (task.status.label, task.canceled_by) == ("canceled", 1)
-            assert restored.store.matched_uids(1).tolist() == [0]
+            assert restored.store.tasks.matched_uids(1) == [0]
             assert (await restored.scheduler.enqueue(TaskType.INDEX_CREATION, "movies", {})).uid == 4
-            assert [(k.uid, k.name, k.indexes) for k in restored.store.all_keys()] == [(key.uid, "k", ["movies"])]
+            assert [(k.uid, k.name, k.indexes) for k in restored.store.keys.all_keys()] == [(key.uid, "k", ["movies"])]
         finally:
             await restored.stop(0)
 
 
-def test_store_uids_survive_deleting_the_newest_task(tmp_path):
-    store = Store(tmp_path / "t.db")
-    for i in range(3):
-        store.insert_task("movies", TaskType.INDEX_CREATION, {"primaryKey": None}, i)
-    store.start_task(2, 10)
-    store.finish_task(2, 11, details={"primaryKey": None})
-    deletion = store.insert_matching_task(
-        TaskType.TASK_DELETION, TaskQuery(uids=frozenset({2})), lambda n: {"matchedTasks": n}, 12
-    ).tasks[0]
-    store.run_deletion(deletion.uid, 13)
-    store.close()
-    store = Store(tmp_path / "t.db")
-    assert store.get_task(2) is None
-    assert store.insert_task("movies", TaskType.INDEX_CREATION, None, 14).tasks[0].uid == 4
+async def test_uids_survive_deleting_the_newest_task(config, clock):
+    service = await app.start(config, background=False, clock=clock)
+    try:
+        for name in ("a", "b", "c"):
+            await service.scheduler.enqueue(TaskType.INDEX_CREATION, name, {"primaryKey": None})
+        await start(service, 2)
+        await finish(service, 2)
+        await service.scheduler.delete_tasks(TaskQuery(uids=frozenset({2})))
+        await service.scheduler.tick()
+    finally:
+        await service.stop(0)
+    service = await app.start(config, background=False, clock=clock)
+    try:
+        with pytest.raises(TaskHubError, match="not found"):
+            await service.scheduler.get_task(2)
+        assert (await service.scheduler.enqueue(TaskType.INDEX_CREATION, "movies", None)).uid == 4
+    finally:
+        await service.stop(0)

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from taskhub.server import app
-from taskhub.server.storage.sqlite.store import Store
+from taskhub.server.storage.sqlite.database import SqliteStorage
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 from test_serve import free_port, wait_serving
 
@@ -108,8 +108,8 @@ async def test_a_second_service_in_the_same_process_is_refused_until_the_first_s
         with pytest.raises(OSError, match=r"\.lock"):
             await app.start(dataclasses.replace(config, grpc_listen="127.0.0.1:0"), background=False)
         # Readers of the file (snapshots, the bench loader, tests) take no lock.
-        reader = Store(config.db)
-        assert reader.get_task(0) is None
+        reader = SqliteStorage(config.db)
+        assert reader.tasks.get(0) is None
         reader.close()
     finally:
         await first.stop(0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import threading
 import time
@@ -11,10 +10,12 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.index.task_index import HOUR, TaskIndex
 from taskhub.server.model import Scope, Task, TaskQuery, TaskStatus, TaskType
+from taskhub.server.storage.sqlite.database import SqliteStorage as Store
+from taskhub.server.storage.sqlite.finder import SqlFinder, where
 from taskhub.server.storage.sqlite.rows import COLUMNS, row_to_task
-from taskhub.server.storage.sqlite.store import Store
 
 T0 = 1_700_000_000_000_000
 times = st.one_of(st.none(), st.integers(T0, T0 + 5 * HOUR))
@@ -50,6 +51,7 @@ queries = st.builds(
     before_finished_at=times,
     after_finished_at=times,
     below_uid=st.one_of(st.none(), st.integers(0, 70)),
+    not_index_uids=sets(["a", "b", "movies", "zzz"]),
     scope=st.one_of(
         st.none(),
         st.builds(
@@ -57,51 +59,6 @@ queries = st.builds(
         ),
     ),
 )
-
-
-def where(query: TaskQuery) -> tuple[str, list]:
-    """The oracle: a query as SQL over the task rows; sets travel as JSON so any size fits in one parameter."""
-    clauses: list[str] = []
-    params: list = []
-
-    def member(column: str, values: frozenset | None, *, inline: bool = False) -> None:
-        if values is None:
-            return
-        if not values:
-            clauses.append("0")
-        elif inline:  # small sets of enum ints: let the planner see constants
-            clauses.append(f"{column} IN ({','.join(str(int(v)) for v in sorted(values))})")
-        elif len(values) == 1:
-            clauses.append(f"{column} = ?")
-            params.append(next(iter(values)))
-        else:
-            clauses.append(f"{column} IN (SELECT value FROM json_each(?))")
-            params.append(json.dumps(sorted(values)))
-
-    member("uid", query.uids)
-    member("index_uid", query.index_uids)
-    member("status", query.statuses, inline=True)
-    member("type", query.types, inline=True)
-    member("canceled_by", query.canceled_by)
-    for name in TaskQuery.DATE_FIELDS:
-        bound = getattr(query, name)
-        if bound is not None:
-            side, column = name.split("_", 1)
-            clauses.append(f"{column} {'<' if side == 'before' else '>'} ?")
-            params.append(bound)
-    if query.below_uid is not None:
-        clauses.append("uid < ?")
-        params.append(query.below_uid)
-    if query.scope is not None:
-        # A scoped key never sees global tasks: NULL matches neither IN nor GLOB. Index uids
-        # hold no GLOB metacharacters, so `prefix*` is a plain, case-sensitive prefix match.
-        allowed = ["index_uid IN (SELECT value FROM json_each(?))"]
-        params.append(json.dumps(sorted(query.scope.names)))
-        for prefix in query.scope.prefixes:
-            allowed.append("index_uid GLOB ?")
-            params.append(prefix + "*")
-        clauses.append("(" + " OR ".join(allowed) + ")")
-    return (" AND ".join(clauses) or "1"), params
 
 
 def sql_uids(store: Store, query: TaskQuery) -> list[int]:
@@ -120,31 +77,46 @@ def sql_page(store: Store, query: TaskQuery, *, limit: int, from_uid: int | None
     return [row_to_task(r).uid for r in rows]
 
 
-def stored(tmp_path, rows) -> tuple[Store, list[Task]]:
+def stored(tmp_path, rows) -> tuple[Store, list[Task], MemoryFinder]:
+    """Rows of any state, written straight to storage (no rule would make most of them), and a
+    finder that followed every commit (links and unlinks), as a server's does."""
     store = Store(tmp_path / "index.db")
-    store.index  # noqa: B018 - built now, while empty, so that it follows every commit below (links and unlinks)
+    followed = MemoryFinder()
     made = []
     for status, type_, index_uid, canceled_by, enqueued, started, finished in rows:
-        task = store.insert_task(index_uid, type_, None, enqueued).tasks[0]
+        with store.transaction() as tx:
+            [task] = tx.tasks.insert([(index_uid, type_, None)], enqueued)
+        followed.apply(tx.changes)
         task = dataclasses.replace(
             task, status=status, canceled_by=canceled_by, started_at=started, finished_at=finished
         )
-        with store.atomic():
-            store._save(task)
+        with store.transaction() as tx:
+            tx.tasks.save([task])
+        followed.apply(tx.changes)
         made.append(task)
-    return store, made
+    return store, made, followed
 
 
-def selects_match_sql(store: Store, made: list[Task], query: TaskQuery) -> tuple[TaskIndex, list[int]]:
-    """An index loaded from the rows, one fed the tasks, and the store's own (which followed every
-    commit: links and unlinks) all select what SQL does; answers the loaded one and that answer."""
-    loaded, applied = TaskIndex(), TaskIndex()
-    loaded.load(store.index_rows(-1, 1_000))
+def selects_match_sql(
+    store: Store, made: list[Task], followed: MemoryFinder, query: TaskQuery
+) -> tuple[MemoryFinder, list[int]]:
+    """An index loaded from the rows, one fed the tasks, and one that followed every commit all
+    select what SQL does; answers the loaded one and that answer."""
+    loaded, applied = MemoryFinder(), TaskIndex()
+    loaded.reload(store)
     applied.apply(made)
     expected = sql_uids(store, query)
-    assert list(loaded.select(query)) == expected
-    assert list(applied.select(query)) == expected
-    assert list(store.index.select(query)) == expected
+    assert loaded.uids(query, limit=1_000) == expected
+    if query.not_index_uids is None:
+        assert list(applied.select(query)) == expected
+    assert followed.uids(query, limit=1_000) == expected
+    assert followed.count(query) == len(expected)
+    sql = SqlFinder(store.path)
+    try:
+        assert sql.uids(query, limit=1_000) == expected
+        assert followed.index_uids(query) == sql.index_uids(query)
+    finally:
+        sql.close()
     return loaded, expected
 
 
@@ -162,15 +134,23 @@ def test_the_index_matches_the_store(tmp_path_factory, rows, query, reverse, lim
 
 def pages_match_sql(folder, rows, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> None:
     """The index's select, page and total for `query` against the store's SQL, over `rows`."""
-    store, made = stored(folder, rows)
+    store, made, followed = stored(folder, rows)
+    sql = SqlFinder(store.path)
     try:
-        loaded, expected = selects_match_sql(store, made, query)
+        loaded, expected = selects_match_sql(store, made, followed, query)
         page, total = loaded.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
         assert (page, total) == (
             sql_page(store, query, limit=limit + 1, from_uid=from_uid, reverse=reverse),
             len(expected),
         )
+        # The two finders answer alike through the read-model interface, pages and total.
+        assert sql.page(query, limit=limit, from_uid=from_uid, reverse=reverse) == (page, total)
+        for newest in (False, True):
+            assert followed.uids(query, limit=limit, after_uid=from_uid, newest=newest) == sql.uids(
+                query, limit=limit, after_uid=from_uid, newest=newest
+            )
     finally:
+        sql.close()
         store.close()
 
 
@@ -207,15 +187,15 @@ pair_queries = st.builds(
 @settings(max_examples=40, deadline=None)
 @given(rows=tasks, query=pair_queries)
 def test_index_and_status_together_match_the_store(tmp_path_factory, rows, query):
-    store, made = stored(tmp_path_factory.mktemp("p"), rows)
+    store, made, followed = stored(tmp_path_factory.mktemp("p"), rows)
     try:
-        selects_match_sql(store, made, query)
+        selects_match_sql(store, made, followed, query)
     finally:
         store.close()
 
 
 def test_changes_and_deletions_move_uids(tmp_path):
-    store, made = stored(tmp_path, [(TaskStatus.ENQUEUED, TaskType.INDEX_CREATION, "a", None, T0, None, None)] * 3)
+    store, made, _ = stored(tmp_path, [(TaskStatus.ENQUEUED, TaskType.INDEX_CREATION, "a", None, T0, None, None)] * 3)
     index = TaskIndex()
     index.apply(made)
     done = dataclasses.replace(made[1], status=TaskStatus.CANCELED, canceled_by=9, finished_at=T0 + HOUR)

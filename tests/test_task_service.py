@@ -124,7 +124,7 @@ async def test_a_batch_is_one_transaction_among_concurrent_enqueues(stub, servic
     uids = [t.task_uid for t in results[15].tasks]
     assert uids == list(range(uids[0], uids[0] + 200))
     assert sorted(uids + results[:15] + results[16:]) == list(range(230))
-    changes, _ = service.store.changes_after(0, 1000)
+    changes = service.store.log.changes_after(0, 1000).tasks
     seqs = {t.uid: t.seq for t in changes}
     assert [seqs[u] for u in uids] == list(range(seqs[uids[0]], seqs[uids[0]] + 200))
 

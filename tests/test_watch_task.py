@@ -85,14 +85,14 @@ async def test_nothing_is_sent_before_it_is_committed(service, stub, monkeypatch
 
     # A worker's lease whose transaction fails after its rows are written: the store's row writer
     # saves the task as processing, then fails, once, so the whole lease rolls back.
-    save_many = service.store._save_many
+    save = service.store.tasks.save
 
     def save_then_fail(*args, **kwargs):
-        save_many(*args, **kwargs)
+        save(*args, **kwargs)
         monkeypatch.undo()
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(service.store, "_save_many", save_then_fail)
+    monkeypatch.setattr(service.store.tasks, "save", save_then_fail)
     with pytest.raises(RuntimeError, match="disk on fire"):
         await service.scheduler.lease(worker="tests")
     assert (await stub.GetTask(pb.GetTaskRequest(uid=uid))).task.status == T.TASK_STATUS_ENQUEUED

@@ -25,12 +25,14 @@ from taskhub.server.config import Config, parse_size, watch_retention_bytes
 from taskhub.server.edge import decoding, tls
 from taskhub.server.edge.key_service import KeyService
 from taskhub.server.edge.services import TaskService, WorkerService
+from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.lock import ServerLock
 from taskhub.server.rules import exports
 from taskhub.server.rules.auth import Keyring
 from taskhub.server.rules.scheduler import Scheduler, wall_clock
 from taskhub.server.rules.watch import WatchHub
-from taskhub.server.storage.sqlite.store import Store
+from taskhub.server.storage.sqlite.database import SqliteStorage
+from taskhub.server.storage.sqlite.finder import SqlFinder
 from taskhub.v1 import (
     key_service_pb2,
     key_service_pb2_grpc,
@@ -44,6 +46,8 @@ log = logging.getLogger("taskhub")
 
 DB_HEADROOM = 64 * 1024 * 1024
 MIN_MASTER_KEY = 16
+# What answers "which tasks" (`--task-index`): the in-memory index, or SQL over the task rows.
+FINDERS = {"memory": lambda storage: MemoryFinder(), "sql": lambda storage: SqlFinder(storage.path)}
 SERVICE_NAMES = (
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
@@ -56,7 +60,7 @@ class Service:
     """A running taskhub: its parts and the gRPC port it listens on."""
 
     config: Config
-    store: Store
+    store: SqliteStorage
     scheduler: Scheduler
     keys: Keyring
     server: grpc.aio.Server
@@ -96,13 +100,13 @@ class Service:
                 self.lock.release()
 
 
-def open_store(config: Config) -> Store:
+def open_store(config: Config) -> SqliteStorage:
     if config.import_snapshot:
         exports.import_snapshot(config.import_snapshot, config.db)
     # SQLite's hard cap sits above the configured size, so cancelations and deletions still fit: as much
     # again at least, since canceling every task of a full queue logs each one's new state.
     limit = parse_size(config.max_task_db_size)
-    store = Store(config.db, max_bytes=limit + max(DB_HEADROOM, limit))
+    store = SqliteStorage(config.db, max_bytes=limit + max(DB_HEADROOM, limit))
     if config.import_dump:
         count = exports.import_dump(store, config.import_dump)
         log.info("imported %d tasks from %s", count, config.import_dump)
@@ -117,6 +121,8 @@ def check(config: Config) -> None:
             f"the master key must be at least {MIN_MASTER_KEY} bytes; this one has"
             f" {len(config.master_key.encode())} (--master-key or TASKHUB_MASTER_KEY)"
         )
+    if config.task_index not in FINDERS:
+        raise ValueError(f"--task-index is `memory` or `sql`, not `{config.task_index}`")
 
 
 async def start(config: Config, *, background: bool = True, clock: Callable[[], int] = wall_clock) -> Service:
@@ -151,6 +157,7 @@ async def _start(
     )
     scheduler = Scheduler(
         store,
+        FINDERS[config.task_index](store),
         hub=hub,
         clock=clock,
         snapshots_dir=config.snapshots_dir,
@@ -178,7 +185,7 @@ async def _start(
                 ("grpc.so_reuseport", 0),
             ]
         )
-        keys = Keyring(config.master_key, scheduler.call, store, clock)
+        keys = Keyring(config.master_key, scheduler.units.run, clock)
         await keys.load()
         if not keys.enabled:
             log.warning(
@@ -280,7 +287,7 @@ async def serve(config: Config) -> None:
     if service.gateway is not None:
         http = f"{_dashboard_host(config.http_listen)}:{service.gateway.port}"
         log.info("HTTP listening on %s, dashboard at http://%s/dashboard", http, http)
-    count = await service.scheduler.call(service.store.task_count)
+    count = await service.scheduler.call(service.store.tasks.count)
     log.info("database %s: %d task%s", shown_db(config.db), count, "" if count == 1 else "s")
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

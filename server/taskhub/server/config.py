@@ -39,6 +39,7 @@ class Config:
     cleanup_threshold: int = 1_000_000
     cleanup_batch: int = 100_000
     commit_window_ms: float = 5.0
+    task_index: str = "memory"
     event_loop: str = "auto"
     log_level: str = "INFO"
     http_payload_size_limit: str = "1MiB"
@@ -83,6 +84,11 @@ HELP = {
     "commit_window_ms": (
         "when the queue is busy, the longest an enqueue waits for others to share its commit"
         " (and fsync), in milliseconds; 0 commits as soon as the last commit ends"
+    ),
+    "task_index": (
+        "what answers which tasks match a filter: `memory` (an index kept in memory, fed from the change log;"
+        " lists in milliseconds at millions of tasks) or `sql` (the task rows themselves: no memory, no start-up,"
+        " slow past some thousands of tasks)"
     ),
     "event_loop": (
         "`auto` (uvloop where it is installed, else asyncio's own), `uvloop` or `asyncio`;"

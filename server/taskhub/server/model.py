@@ -160,6 +160,8 @@ class TaskQuery:
     after_finished_at: int | None = None
     # Only tasks with a smaller uid; how cancel and delete exclude themselves.
     below_uid: int | None = None
+    # Not the tasks of these indexes (tasks of no index stay): how a lease skips indexes already busy.
+    not_index_uids: frozenset[str] | None = None
     # Auth scoping: the indexes a key may see (None: all, global tasks included).
     scope: Scope | None = field(default=None, compare=False)
 
@@ -200,6 +202,8 @@ class TaskQuery:
             value = getattr(task, column)
             if value is None or (value >= bound if side == "before" else value <= bound):
                 return False
+        if self.not_index_uids is not None and task.index_uid in self.not_index_uids:
+            return False
         return self.below_uid is None or task.uid < self.below_uid
 
     def query_string(self) -> str:

@@ -15,7 +15,7 @@ import hmac
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from taskhub.errors import TaskHubError
@@ -69,10 +69,9 @@ def _invalid_key() -> TaskHubError:
 class Keyring:
     """The master key and the API keys, cached in memory; changes go through the store first."""
 
-    def __init__(self, master_key: str | None, call: Callable, store, clock: Callable[[], int]) -> None:
+    def __init__(self, master_key: str | None, run: Callable[..., Awaitable], clock: Callable[[], int]) -> None:
         self.master_key = master_key or None
-        self._call = call  # runs a store method on the store thread
-        self._store = store
+        self._run = run  # runs `fn(tx, *args)` in a unit of work (`Units.run`)
         self._clock = clock
         self._by_digest: dict[bytes, tuple[str, KeyRecord]] = {}
 
@@ -85,7 +84,7 @@ class Keyring:
         return hmac.new(self.master_key.encode(), uid.encode(), hashlib.sha256).hexdigest()
 
     async def load(self) -> None:
-        records = await self._call(self._store.all_keys)
+        records = await self._run(lambda tx: tx.keys.all_keys())
         self._by_digest = {}
         for record in records:
             self._remember(record)
@@ -189,7 +188,7 @@ class Keyring:
             created_at=now,
             updated_at=now,
         )
-        if not await self._call(self._store.insert_key, record):
+        if not await self._run(lambda tx: tx.keys.insert_key(record)):
             raise TaskHubError("api_key_already_exists", f"An API key with uid `{uid}` already exists.")
         self._remember(record)
         return record
@@ -202,7 +201,7 @@ class Keyring:
 
     async def update(self, uid_or_key: str, fields: dict) -> KeyRecord:
         record = self._find(uid_or_key)
-        updated = await self._call(self._store.update_key, record.uid, fields, self._clock())
+        updated = await self._run(lambda tx, now: tx.keys.update_key(record.uid, fields, now), self._clock())
         if updated is None:
             raise TaskHubError("api_key_not_found", f"API key `{uid_or_key}` not found.")
         self._remember(updated)
@@ -210,5 +209,5 @@ class Keyring:
 
     async def delete(self, uid_or_key: str) -> None:
         record = self._find(uid_or_key)
-        await self._call(self._store.delete_key, record.uid)
+        await self._run(lambda tx: tx.keys.delete_key(record.uid))
         self._by_digest = {d: (s, r) for d, (s, r) in self._by_digest.items() if r.uid != record.uid}

@@ -9,6 +9,7 @@ loaded into an empty store.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from taskhub.server.model import STATUS_BY_LABEL, TYPE_BY_LABEL, KeyRecord, Task, format_time, to_micros
-from taskhub.server.storage.sqlite.store import Store
+from taskhub.server.storage.contract import Storage
 
 DUMP_VERSION = 1
 
@@ -36,7 +37,7 @@ def _publish(tmp: pathlib.Path, final: pathlib.Path) -> None:
     os.replace(tmp, final)
 
 
-def write_snapshot(store: Store, folder: str, now: int) -> pathlib.Path:
+def write_snapshot(store: Storage, folder: str, now: int) -> pathlib.Path:
     target = pathlib.Path(folder)
     target.mkdir(parents=True, exist_ok=True)
     final = target / f"{stamp(now)}.snapshot"
@@ -46,23 +47,25 @@ def write_snapshot(store: Store, folder: str, now: int) -> pathlib.Path:
     return final
 
 
-def write_dump(store: Store, folder: str, now: int) -> str:
+def write_dump(store: Storage, folder: str, now: int) -> str:
     """Writes `<dumpUid>.dump` and answers the dump uid."""
     dump_uid = stamp(now)
     target = pathlib.Path(folder)
     target.mkdir(parents=True, exist_ok=True)
     final = target / f"{dump_uid}.dump"
     tmp = final.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
+    reader = store.reader()
+    # One committed state throughout, whatever commits meanwhile.
+    with contextlib.closing(reader), reader.snapshot(), open(tmp, "w", encoding="utf-8") as out:
         # API keys are few: they ride in the header (without secrets, which derive from the master key).
         header = {
             "dumpVersion": DUMP_VERSION,
             "dumpUid": dump_uid,
-            "nextUid": store.next_uid(),
-            "apiKeys": [dataclasses.asdict(k) for k in store.all_keys()],
+            "nextUid": reader.tasks.next_uid(),
+            "apiKeys": [dataclasses.asdict(k) for k in reader.keys.all_keys()],
         }
         out.write(json.dumps(header) + "\n")
-        for task, matched in store.iter_tasks():
+        for task, matched in reader.tasks.iter_tasks():
             out.write(json.dumps(_task_line(task, matched)) + "\n")
     _publish(tmp, final)
     return dump_uid
@@ -82,7 +85,7 @@ def _task_line(task: Task, matched) -> dict:
         "finishedAt": None if task.finished_at is None else format_time(task.finished_at),
     }
     if matched is not None:
-        line["matchedUids"] = matched.tolist()
+        line["matchedUids"] = list(matched)
     return line
 
 
@@ -122,12 +125,13 @@ def _read_dump(path: pathlib.Path) -> tuple[dict, Iterator[tuple[Task, list[int]
     return header, tasks()
 
 
-def import_dump(store: Store, path: str | pathlib.Path) -> int:
-    """Loads a dump into an empty store; answers the number of tasks loaded."""
+def import_dump(store: Storage, path: str | pathlib.Path) -> int:
+    """Loads a dump into an empty database, in one unit of work; answers the number of tasks loaded."""
     header, tasks = _read_dump(pathlib.Path(path))
-    count = store.load_tasks(tasks, header["nextUid"])
-    for key in header.get("apiKeys", []):
-        store.insert_key(KeyRecord(**key))
+    with store.transaction() as tx:
+        count = tx.tasks.load(tasks, header["nextUid"])
+        for key in header.get("apiKeys", []):
+            tx.keys.insert_key(KeyRecord(**key))
     return count
 
 

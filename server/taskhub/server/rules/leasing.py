@@ -1,7 +1,9 @@
-"""The scheduler's worker rules: leasing batches, renewals, reports and releases.
+"""The worker rules: leasing batches, renewals, reports, releases, expiry and the attempts limit.
 
-`Scheduler` inherits this mixin; it uses the scheduler's store thread (`_write`,
-`call`), clock and limits. Batching and per-index order live in the lease store.
+Each decision is one unit of work: the finder takes every commit first, then the
+batch is chosen (`batching`) and written, so two servers on one database never
+lease one task twice. A lease row lives on after its batch ends, with the reason in
+`state`, so a late renewal or report is told precisely why its lease is gone.
 """
 
 from __future__ import annotations
@@ -9,16 +11,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from taskhub.errors import TaskHubError
-from taskhub.server.model import Scope, Task, TaskType
+from taskhub.server.model import Scope, Task, TaskStatus, TaskType, finished_details
+from taskhub.server.rules import batching
 from taskhub.server.rules.details import outcome_details, outcome_error
+from taskhub.server.rules.units import Units
+from taskhub.server.storage.contract import LeaseRecord, Transaction
 
 SECOND = 1_000_000
 # A lease lasts 1 second to 1 hour, whether leased or renewed; a lease call waits a minute at most.
 MIN_LEASE, MAX_LEASE = SECOND, 3_600 * SECOND
 MAX_WAIT = 60.0
+ACTIVE = "active"
+# Why a lease ended, as told to a late renewal or report.
+ENDED = {
+    "completed": "its batch was already reported",
+    "expired": "it expired before being renewed",
+    "canceled": "its batch was canceled",
+    "released": "it was released",
+    "lost": "the server restarted",
+}
 
 
 def lease_length(duration: int) -> int:
@@ -36,7 +51,22 @@ class Lease:
 
 
 class Leasing:
-    """Lease, renew, complete and release; mixed into `Scheduler`."""
+    """Lease, renew, complete, release and expire, over units of work."""
+
+    def __init__(
+        self,
+        units: Units,
+        clock: Callable[[], int],
+        *,
+        max_batch_size: int,
+        max_attempts: int,
+        closing: Callable[[], bool],
+    ) -> None:
+        self.units = units
+        self.clock = clock
+        self.max_batch_size = max_batch_size
+        self.max_attempts = max_attempts
+        self.closing = closing
 
     async def lease(
         self,
@@ -62,47 +92,145 @@ class Leasing:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + min(wait, MAX_WAIT)
         while True:
-            changed = self._changed
+            changed = self.units.changed
             token, now = secrets.token_urlsafe(18), self.clock()
-            changes = await self._write(
-                self.store.lease_batch,
-                token=token,
-                worker=worker,
-                types=types,
-                index_uids=index_uids,
-                scope=scope,
-                max_tasks=size,
-                now=now,
-                duration=duration,
+            batch = await self.units.run(
+                self._lease,
+                LeaseRecord(token, worker, now + duration, duration, ACTIVE),
+                types,
+                index_uids,
+                scope,
+                size,
             )
-            if changes.tasks:
-                return Lease(token=token, deadline=now + duration, tasks=changes.tasks)
+            if batch:
+                return Lease(token=token, deadline=now + duration, tasks=batch)
             remaining = give_up - loop.time()
-            if remaining <= 0 or self.closing:
+            if remaining <= 0 or self.closing():
                 return None
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await changed.wait()
 
+    def _lease(self, tx: Transaction, lease: LeaseRecord, types, index_uids, scope, size: int) -> list[Task]:
+        self.units.sync()
+        batch = batching.next_batch(
+            tx, self.units.finder, types=types, index_uids=index_uids, scope=scope, max_tasks=size
+        )
+        if not batch:
+            return []
+        tx.leases.insert(lease)
+        for task in batch:
+            task.status, task.started_at = TaskStatus.PROCESSING, lease.deadline - lease.duration
+        return tx.tasks.save(batch, lease=lease.token)
+
     async def renew(self, token: str, duration: int | None = None) -> int | None:
         """Extends a lease (by its own duration when None); answers the new deadline, or None when its batch
         was canceled."""
-        return await self.call(
-            self.store.renew_lease, token, self.clock(), None if duration is None else lease_length(duration)
-        )
+        wanted = None if duration is None else lease_length(duration)
+        return await self.units.run(self._renew, token, self.clock(), wanted)
+
+    def _renew(self, tx: Transaction, token: str, now: int, duration: int | None) -> int | None:
+        lease = _current(tx, token, now)
+        if lease is not None and lease.state == "canceled":
+            return None
+        if lease is None or lease.state != ACTIVE:
+            raise _lost(token, lease)
+        deadline = now + (duration or lease.duration)
+        tx.leases.update(token, deadline=deadline)
+        return deadline
 
     async def complete(
         self, token: str, outcomes: dict[int, tuple[TaskType | None, dict | None, dict | None]]
     ) -> list[Task]:
         """Finishes a lease's tasks: `outcomes` maps uid -> (reported type, reported details, error)."""
         checked = {uid: ((type_, details), outcome_error(error)) for uid, (type_, details, error) in outcomes.items()}
+        return await self.units.run(self._complete, token, checked, self.clock())
 
-        def merge(task: Task, reported: tuple) -> dict | None:
-            return outcome_details(task, *reported)
-
-        changes = await self._write(self.store.complete_lease, token, checked, self.clock(), merge)
-        return changes.tasks
+    def _complete(self, tx: Transaction, token: str, outcomes: dict, now: int) -> list[Task]:
+        """Every task of an active lease finishes with its outcome, or none does."""
+        lease = _current(tx, token, now)
+        if lease is None or lease.state != ACTIVE:
+            raise _lost(token, lease)
+        tasks = tx.leases.tasks_of(token)
+        leased = {t.uid for t in tasks}
+        stray = sorted(set(outcomes) - leased)
+        if stray:
+            raise TaskHubError("invalid_task_outcome", f"Task `{stray[0]}` is not part of lease `{token}`.")
+        missing = sorted(leased - set(outcomes))
+        if missing:
+            raise TaskHubError("invalid_task_outcome", f"The outcome of task `{missing[0]}` is missing.")
+        for task in tasks:
+            reported, error = outcomes[task.uid]
+            details = outcome_details(task, *reported)
+            task.status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
+            task.details = finished_details(details, success=error is None)
+            task.error, task.finished_at = error, now
+        tx.leases.update(token, state="completed")
+        return tx.tasks.save(tasks, lease=None)
 
     async def release(self, token: str) -> int:
         """Gives a lease's tasks back to the queue; answers how many."""
-        return len((await self._write(self.store.release_lease, token, self.clock())).tasks)
+        return len(await self.units.run(self._release, token, self.clock()))
+
+    def _release(self, tx: Transaction, token: str, now: int) -> list[Task]:
+        lease = _current(tx, token, now)
+        if lease is None or lease.state != ACTIVE:
+            raise _lost(token, lease)
+        tx.leases.update(token, state="released")
+        return requeue(tx, tx.leases.tasks_of(token))
+
+    async def expire(self, now: int) -> list[Task]:
+        return await self.units.run(self._expire, now)
+
+    def _expire(self, tx: Transaction, now: int) -> list[Task]:
+        """The tasks of expired leases go back to enqueued, or fail once out of attempts."""
+        changed = []
+        for token in tx.leases.expired(now):
+            tx.leases.update(token, state="expired")
+            for task in tx.leases.tasks_of(token):
+                attempts = tx.tasks.count_attempt(task.uid)
+                if attempts < self.max_attempts:
+                    changed += requeue(tx, [task])
+                    continue
+                task.status, task.finished_at = TaskStatus.FAILED, now
+                task.details = finished_details(task.details, success=False)
+                task.error = {
+                    "message": f"The task's lease expired {attempts} times without a report from a worker;"
+                    " it will not be tried again.",
+                    "code": "task_attempts_exhausted",
+                    "type": "system",
+                    "link": "https://docs.meilisearch.com/errors#task_attempts_exhausted",
+                }
+                changed += tx.tasks.save([task], lease=None)
+        return changed
+
+
+def requeue(tx: Transaction, tasks: list[Task]) -> list[Task]:
+    """Tasks back to enqueued, held by no lease."""
+    for task in tasks:
+        task.status, task.started_at = TaskStatus.ENQUEUED, None
+    return tx.tasks.save(tasks, lease=None)
+
+
+def cancel_leases_of(tx: Transaction, canceled: list[Task]) -> list[Task]:
+    """Stops the batches holding canceled tasks: their leases end and their other tasks go back."""
+    requeued = []
+    uids = [t.uid for t in canceled]
+    for token in tx.leases.holding(uids):
+        tx.leases.update(token, state="canceled")
+        requeued += requeue(tx, tx.leases.tasks_of(token))
+    tx.leases.release_tasks(uids)
+    return requeued
+
+
+def _current(tx: Transaction, token: str, now: int) -> LeaseRecord | None:
+    lease = tx.leases.get(token)
+    if lease is not None and lease.state == ACTIVE and lease.deadline < now:
+        lease.state = "expired"  # not yet swept by tick(), but already lost
+    return lease
+
+
+def _lost(token: str, lease: LeaseRecord | None) -> TaskHubError:
+    if lease is None:
+        return TaskHubError("lease_lost", f"Lease `{token}` is unknown.")
+    return TaskHubError("lease_lost", f"Lease `{token}` was lost: {ENDED[lease.state]}.")

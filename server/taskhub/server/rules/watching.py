@@ -1,8 +1,8 @@
-"""The scheduler's watch rules: one task's states, and every change of a filter with resume.
+"""The watch rules: one task's states, and every change of a filter with resume.
 
-`Scheduler` inherits this mixin. Live changes come from the watch hub after each
-commit; a resume first replays the store's change log, and the two meet at a
-sequence number so nothing is missed or sent twice.
+Live changes come from the watch hub, which the follower feeds in sequence order;
+a resume first replays the change log, and the two meet at a sequence number so
+nothing is missed or sent twice.
 """
 
 from __future__ import annotations
@@ -11,12 +11,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from taskhub.errors import TaskHubError
 from taskhub.server.model import Scope, Task, TaskQuery
-from taskhub.server.rules.watch import Event, Owner
-from taskhub.server.storage.sqlite.store import Store
+from taskhub.server.rules.units import Units
+from taskhub.server.rules.watch import Event, Owner, WatchHub
 
 
 class Watching:
-    """WatchTask and WatchTasks; mixed into `Scheduler`, whose hub, reads and `get_task` it uses."""
+    """WatchTask and WatchTasks over the hub and the change log."""
+
+    def __init__(self, units: Units, hub: WatchHub, get_task: Callable[..., Awaitable[Task]]) -> None:
+        self.units = units
+        self.hub = hub
+        self.get_task = get_task
 
     async def watch_task(self, uid: int, *, scope: Scope | None = None, owner: Owner = Owner()) -> AsyncIterator[Task]:
         """The task's current state, then each committed change, until a terminal status."""
@@ -48,9 +53,9 @@ class Watching:
         """
         sub = self.hub.subscribe(query=query, owner=owner)
         try:
-            # Read after subscribing: a change is then either at most `last` or queued for us. In the
-            # commits' lane, so that a commit asked for after this read cannot run before it.
-            last = await self.call_in_commit_order(self.store.last_seq)
+            # Read after subscribing: a change the follower took is then either at most `last` or on
+            # its way to us. In the commits' lane, so that a commit asked for after it cannot run before it.
+            last = await self.units.call_in_commit_order(lambda: self.units.follower.seq)
             cursor = last if after is None else after
             if after is not None:
                 await self._check_cursor(after, last)
@@ -76,7 +81,7 @@ class Watching:
                 "invalid_watch_cursor", f"Sequence number `{after}` is ahead of the newest change (`{last}`)."
             )
         if after < last:
-            oldest = await self.call(self.store.oldest_change)
+            oldest = await self.units.read(lambda reader: reader.log.oldest_change())
             if oldest is None or oldest > after + 1:
                 raise _too_old(after, oldest, last)
 
@@ -84,9 +89,10 @@ class Watching:
         """Logged changes after `after` up to `last`; history pruned meanwhile ends the watch with an error."""
         cursor = after
         while cursor < last:
-            tasks, deleted = await self.read(Store.changes_after, cursor, 1_000)
+            changes = await self.units.read(lambda reader, after=cursor: reader.log.changes_after(after, 1_000))
+            tasks, deleted = changes.tasks, changes.deleted
             if not tasks or tasks[0].seq != cursor + 1:
-                raise _too_old(after, await self.call(self.store.oldest_change), last)
+                raise _too_old(after, await self.units.read(lambda reader: reader.log.oldest_change()), last)
             for task in tasks:
                 if task.seq > last:
                     return

@@ -1,30 +1,18 @@
-"""Rows and tasks for the store family: the task columns and their decoding.
+"""Rows and tasks for the SQLite tables: the task columns, their decoding, the counters in `meta`.
 
-Shared by `store`, `lease_store`, `change_log` and `bulk_store` (all SQL lives in
-these modules); nothing here opens a connection.
+Shared by the table modules beside it; nothing here opens a connection.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import sqlite3
 
 from taskhub.server.model import STATUS_OF, TYPE_OF, Task, TaskStatus
 
 COLUMNS = "uid, index_uid, status, type, canceled_by, details, error, enqueued_at, started_at, finished_at, seq"
 FINISHED = (int(TaskStatus.SUCCEEDED), int(TaskStatus.FAILED), int(TaskStatus.CANCELED))
 UNFINISHED = (int(TaskStatus.ENQUEUED), int(TaskStatus.PROCESSING))
-
-
-@dataclass(slots=True)
-class Changes:
-    """What one transaction changed, for the watchers: task states in sequence order.
-
-    A deleted task appears with its last state (no details nor error) and its uid in `deleted`.
-    """
-
-    tasks: list[Task] = field(default_factory=list)
-    deleted: frozenset[int] = frozenset()
 
 
 # One encoder for every row: json.dumps with options would build a new one per call.
@@ -63,3 +51,13 @@ def row_to_task(row: tuple) -> Task:
         fin,
         seq,
     )
+
+
+def bump(conn: sqlite3.Connection, key: str, by: int = 1) -> int:
+    """Adds `by` to a counter in `meta` and answers its value before the addition."""
+    (after,) = conn.execute("UPDATE meta SET value = value + ? WHERE key = ? RETURNING value", (by, key)).fetchone()
+    return after - by
+
+
+def counter(conn: sqlite3.Connection, key: str) -> int:
+    return conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]

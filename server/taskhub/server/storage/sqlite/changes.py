@@ -1,32 +1,54 @@
-"""The change log half of the SQLite store: every committed task state, under its sequence number.
+"""The SQLite change log: every committed task state, under its sequence number.
 
-`Store` inherits this mixin. Each change is appended in the transaction that makes
-it, so a watcher that resumes from a sequence number replays exactly what was
-committed; `prune_changes` keeps the newest ones only, within a count and a byte
-budget (a `change_bytes` counter follows the logged bytes), so the log alone can
-never hold the queue full.
+Each change is appended in the transaction that makes it, so a watcher that resumes
+from a sequence number, or an index that follows the log, replays exactly what was
+committed. `last_seq` is a counter in `meta` bumped inside the writing transaction:
+SQLite has one writer at a time, so sequence numbers follow commit order with no gap,
+across processes too. `prune_changes` keeps the newest ones only, within a count and a
+byte budget (a `change_bytes` counter follows the logged bytes).
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from copy import copy
+
 from taskhub.server.model import Task
-from taskhub.server.storage.sqlite.rows import compact, dumps, loads, row_to_task
+from taskhub.server.storage.contract import Changes
+from taskhub.server.storage.sqlite.rows import bump, compact, counter, dumps, loads, row_to_task
 
 
 def _string(value: str | None) -> str:
     return "null" if value is None else compact(value)
 
 
-class ChangeLog:
-    """Change-log SQL; mixed into `Store`, whose `conn`, `atomic` and `last_seq` counter it uses.
+class SqliteChangeLog:
+    """The `ChangeLog` of the contract on one connection; `logged` is what the open transaction appended."""
 
-    What it logs in a transaction is also what `Store.atomic` hands the index at commit.
-    """
+    def __init__(self, conn: sqlite3.Connection, atomic: Callable[[], AbstractContextManager]) -> None:
+        self.conn = conn
+        self._atomic = atomic
+        self.logged: list[tuple[Task, bool]] = []
+
+    @property
+    def changes(self) -> Changes:
+        return Changes(
+            tasks=[task for task, _ in self.logged],
+            deleted=frozenset(task.uid for task, deleted in self.logged if deleted),
+        )
 
     def last_seq(self) -> int:
-        return self.conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
+        return counter(self.conn, "last_seq")
 
-    def _log_states(
+    def sequence(self, tasks: list[Task]) -> None:
+        """Gives the tasks the next sequence numbers, in their order."""
+        first_seq = bump(self.conn, "last_seq", len(tasks)) + 1
+        for i, task in enumerate(tasks):
+            task.seq = first_seq + i
+
+    def append(
         self, tasks: list[Task], encoded: list[tuple[str | None, str | None]] | None = None, *, deleted: bool = False
     ) -> None:
         """Appends tasks' new (or, `deleted`, last) states under their sequence numbers, in one statement.
@@ -35,7 +57,7 @@ class ChangeLog:
         """
         if encoded is None:
             encoded = [(dumps(task.details), dumps(task.error)) for task in tasks]
-        self._logged += ((task, deleted) for task in tasks)
+        self.logged += ((copy(task), deleted) for task in tasks)
         rows = [
             (
                 t.seq,
@@ -60,11 +82,11 @@ class ChangeLog:
             for t, (details, error) in zip(tasks, encoded)
         ]
         self.conn.executemany("INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, ?, ?)", rows)
-        self._bump("change_bytes", sum(len(row[3]) for row in rows))
+        bump(self.conn, "change_bytes", sum(len(row[3]) for row in rows))
 
-    def _log_many(self, tasks: list[Task], details: list[str | None]) -> None:
+    def append_new(self, tasks: list[Task], details: list[str | None]) -> None:
         """Appends new enqueued tasks in bulk; `details` are their details already as JSON."""
-        self._logged += ((task, False) for task in tasks)
+        self.logged += ((copy(task), False) for task in tasks)
         # The same row `_log_states` writes, put together by hand: only the two strings need encoding.
         rows = [
             (
@@ -76,22 +98,22 @@ class ChangeLog:
             for t, d in zip(tasks, details)
         ]
         self.conn.executemany("INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, 0, ?)", rows)
-        self._bump("change_bytes", sum(len(row[2]) for row in rows))
+        bump(self.conn, "change_bytes", sum(len(row[2]) for row in rows))
 
-    def changes_after(self, seq: int, limit: int) -> tuple[list[Task], frozenset[int]]:
-        """Up to `limit` logged changes after `seq`, in order, and which of them are deletions."""
+    def changes_after(self, seq: int, limit: int) -> Changes:
+        """Up to `limit` logged changes after `seq`, in order."""
         rows = self.conn.execute(
             "SELECT deleted, task FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         ).fetchall()
         tasks = [row_to_task(loads(task)) for _, task in rows]
-        return tasks, frozenset(t.uid for t, (deleted, _) in zip(tasks, rows) if deleted)
+        return Changes(tasks, frozenset(t.uid for t, (deleted, _) in zip(tasks, rows) if deleted))
 
     def oldest_change(self) -> int | None:
         return self.conn.execute("SELECT MIN(seq) FROM changes").fetchone()[0]
 
     def change_bytes(self) -> int:
         """Bytes of task states the change log holds (its JSON text is ASCII: a character is a byte)."""
-        return self.conn.execute("SELECT value FROM meta WHERE key = 'change_bytes'").fetchone()[0]
+        return counter(self.conn, "change_bytes")
 
     def prune_changes(self, keep: int, keep_bytes: int | None = None) -> int:
         """Drops the oldest changes until at most `keep` remain, of at most `keep_bytes`; answers how many went.
@@ -99,7 +121,7 @@ class ChangeLog:
         Only ever the oldest: what stays is a gapless run up to the newest change, and a
         cursor before it is refused rather than silently skipped.
         """
-        with self.atomic():
+        with self._atomic():
             cut = self.last_seq() - keep
             excess = 0 if keep_bytes is None else self.change_bytes() - keep_bytes
             if excess > 0:
@@ -112,5 +134,5 @@ class ChangeLog:
                         break
             sizes = self.conn.execute("DELETE FROM changes WHERE seq <= ? RETURNING length(task)", (cut,)).fetchall()
             if sizes:  # else nothing is written: a full queue refusing task after task costs no commit each
-                self._bump("change_bytes", -sum(size for (size,) in sizes))
+                bump(self.conn, "change_bytes", -sum(size for (size,) in sizes))
             return len(sizes)

@@ -1,0 +1,132 @@
+"""Which batch a worker leases next: the queue's ordering rules, asked of the finder and the tasks table.
+
+- Server-run tasks (cancelations, deletions, snapshots, dumps) outrank every worker task:
+  while one waits, no batch is leased.
+- Per-index order: a task waits for every older unfinished task of its indexes. What runs
+  holds its indexes (its own; a swap's, named in its details).
+- The batch is the oldest task a worker can take (its types, its indexes, its key's scope),
+  and the tasks right after it in its index of the same batch group, up to a swap naming it.
+
+Called inside the unit of work that leases, after the finder took every commit: what
+it answers is then true until that unit of work commits.
+"""
+
+from __future__ import annotations
+
+from taskhub.server.model import (
+    BATCH_GROUPS,
+    SERVER_PRIORITY,
+    Scope,
+    Task,
+    TaskQuery,
+    TaskStatus,
+    TaskType,
+    task_indexes as indexes_of,
+)
+from taskhub.server.storage.contract import TaskFinder, Transaction
+
+SCAN_LIMIT = 100_000  # tasks read looking for a batch's head, at most
+SCAN_CHUNK = 16  # enqueued tasks read first looking for a batch's head
+ENQUEUED = frozenset({TaskStatus.ENQUEUED})
+PROCESSING = frozenset({TaskStatus.PROCESSING})
+SWAPS = frozenset({TaskType.INDEX_SWAP})
+
+
+def server_task_waiting(finder: TaskFinder) -> bool:
+    return finder.count(TaskQuery(statuses=ENQUEUED, types=frozenset(SERVER_PRIORITY))) > 0
+
+
+def next_server_task(tx: Transaction, finder: TaskFinder) -> Task | None:
+    """The enqueued server-run task to run first: cancelations newest first, then by type, oldest first."""
+    for type_ in SERVER_PRIORITY:
+        newest = type_ == TaskType.TASK_CANCELATION
+        waiting = finder.uids(TaskQuery(statuses=ENQUEUED, types=frozenset({type_})), limit=1, newest=newest)
+        if waiting:
+            return tx.tasks.get(waiting[0])
+    return None
+
+
+def next_batch(
+    tx: Transaction,
+    finder: TaskFinder,
+    *,
+    types: frozenset[TaskType] | None,
+    index_uids: frozenset[str] | None,
+    scope: Scope | None,
+    max_tasks: int,
+) -> list[Task]:
+    """The oldest runnable batch a worker can take (empty: nothing runnable)."""
+    if server_task_waiting(finder):
+        return []
+    head = _head(tx, finder, types, index_uids, scope)
+    if head is None:
+        return []
+    return [head, *_followers(tx, finder, head, types, max_tasks - 1)]
+
+
+def _busy_indexes(tx: Transaction, finder: TaskFinder) -> set[str]:
+    """The indexes held by what runs: its own, read off the finder; a swap's, read off its details."""
+    busy = finder.index_uids(TaskQuery(statuses=PROCESSING))
+    swaps = finder.uids(TaskQuery(statuses=PROCESSING, types=SWAPS), limit=SCAN_LIMIT)
+    for swap in tx.tasks.get_many(swaps):
+        busy |= indexes_of(swap.index_uid, swap.type, swap.details)
+    return busy
+
+
+def _head(tx, finder, types, index_uids, scope) -> Task | None:
+    """The oldest enqueued task whose indexes are free and that heads its indexes' queues."""
+    blocked = _busy_indexes(tx, finder)
+    # Only tasks of the indexes this worker may take, and swaps (which name their indexes in their
+    # details), can qualify; the others touch none of those indexes, so cannot hold a candidate back.
+    # Tasks of busy indexes wait for them (per-index uid order): they are skipped unread. A swap
+    # belongs to no index, so it is always read, and the indexes it names are busy from then on.
+    narrow = index_uids is not None or scope is not None
+    read, chunk = 0, SCAN_CHUNK
+    after: int | None = None
+    while read < SCAN_LIMIT:
+        # The head is most often among the first few: read a few rows, then more and more.
+        query = TaskQuery(statuses=ENQUEUED, index_uids=index_uids, scope=scope, not_index_uids=frozenset(blocked))
+        uids = finder.uids(query, limit=chunk, after_uid=after)
+        if narrow:
+            swaps = finder.uids(TaskQuery(statuses=ENQUEUED, types=SWAPS), limit=chunk, after_uid=after)
+            uids = sorted(set(uids) | set(swaps))[:chunk]
+        if not uids:
+            return None
+        read, chunk, after = read + len(uids), min(chunk * 4, 4_096), uids[-1]
+        for task in tx.tasks.get_many(uids):
+            keys = indexes_of(task.index_uid, task.type, task.details)
+            takeable = (
+                not keys & blocked
+                and (types is None or task.type in types)
+                and (index_uids is None or keys <= index_uids)
+                and (scope is None or (keys and all(scope.allows(k) for k in keys)))
+            )
+            if takeable:
+                return task
+            # Later tasks of these indexes must wait for this one: per-index uid order.
+            blocked |= keys
+    return None
+
+
+def _followers(tx, finder, head: Task, types, room: int) -> list[Task]:
+    """The enqueued tasks right after `head` in its index that can join its batch."""
+    group = BATCH_GROUPS.get(head.type)
+    if group is None or room <= 0:
+        return []
+    # An enqueued swap touching this index ends the run of batchable tasks.
+    swaps = finder.uids(TaskQuery(statuses=ENQUEUED, types=SWAPS), limit=SCAN_LIMIT, after_uid=head.uid)
+    stop = min(
+        (s.uid for s in tx.tasks.get_many(swaps) if head.index_uid in indexes_of(None, TaskType.INDEX_SWAP, s.details)),
+        default=None,
+    )
+    queue = TaskQuery(statuses=ENQUEUED, index_uids=frozenset({head.index_uid}))
+    followers = []
+    for task in tx.tasks.get_many(finder.uids(queue, limit=room, after_uid=head.uid)):
+        if (
+            (stop is not None and task.uid > stop)
+            or BATCH_GROUPS.get(task.type) != group
+            or (types is not None and task.type not in types)
+        ):
+            break
+        followers.append(task)
+    return followers

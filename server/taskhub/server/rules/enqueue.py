@@ -1,0 +1,187 @@
+"""Enqueueing: checked items stored in group commits, and the queue-full rule.
+
+Every enqueue waiting when a commit starts goes into that one transaction (one fsync),
+side by side with consecutive uids; an enqueue is answered once its commit is durable.
+A full queue (its database past `max_db_size`) refuses new tasks; before refusing, the
+change log is pruned, so the log alone never holds the queue full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from taskhub.errors import TaskHubError
+from taskhub.server.model import Scope, Task, TaskType
+from taskhub.server.rules.details import enqueue_details
+from taskhub.server.rules.units import DISK_FULL, Units
+from taskhub.server.storage.contract import NewTask, Transaction
+
+MAX_ENQUEUE_BATCH = 1_000
+# Seconds an enqueue may wait for others to share its commit, when the queue is busy.
+DEFAULT_COMMIT_WINDOW = 0.005
+
+
+class Enqueuing:
+    """Group commits of new tasks."""
+
+    def __init__(
+        self,
+        units: Units,
+        clock: Callable[[], int],
+        *,
+        max_db_size: int | None,
+        watch_retention: int,
+        watch_retention_bytes: int | None,
+        commit_window: float,
+    ) -> None:
+        self.units = units
+        self.clock = clock
+        self.max_db_size = max_db_size
+        self.watch_retention = watch_retention
+        self.watch_retention_bytes = watch_retention_bytes
+        # Enqueues waiting for the next group commit, and whether one is running or due.
+        self._pending: list[tuple[list[NewTask], asyncio.Future]] = []
+        self._flushing = False
+        # While fewer enqueues wait than shared the last commit: the timer that ends the wait for more.
+        self.commit_window = commit_window
+        self._gathering: asyncio.TimerHandle | None = None
+        self._commit: asyncio.Future | None = None
+        self._gather_target = 1
+
+    async def enqueue(
+        self, type_: TaskType, index_uid: str | None, details: dict | None, *, scope: Scope | None = None
+    ) -> Task:
+        return (await self._group_commit([_checked(type_, index_uid, details, scope)]))[0]
+
+    async def enqueue_many(
+        self, items: list[tuple[TaskType, str | None, dict | None]], *, scope: Scope | None = None
+    ) -> list[Task]:
+        """Enqueues tasks of (type, index uid, details), all in the same transaction, with consecutive uids.
+
+        Every item is checked before any is stored: one bad item refuses them all, its
+        position at the head of the message.
+        """
+        if not 1 <= len(items) <= MAX_ENQUEUE_BATCH:
+            raise TaskHubError(
+                "invalid_task_batch",
+                f"Give from 1 to {MAX_ENQUEUE_BATCH:,} tasks to enqueue at once, not {len(items):,}.",
+            )
+        checked = []
+        for position, (type_, index_uid, details) in enumerate(items):
+            try:
+                checked.append(_checked(type_, index_uid, details, scope))
+            except TaskHubError as error:
+                raise error.within(f"tasks[{position}]") from None
+        return await self._group_commit(checked)
+
+    async def _group_commit(self, items: list[tuple]) -> list[Task]:
+        """Stores checked items in the next group commit, side by side; answers their tasks once durable."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._pending.append((items, done))
+        if not self._flushing:
+            # One loop turn later, so producers woken together share the transaction.
+            self._flushing = True
+            loop.call_soon(self._flush)
+        elif self._gathering is not None and len(self._pending) >= self._gather_target:
+            self._gathering.cancel()
+            self._gathering = None
+            loop.call_soon(self._flush)
+        return await done
+
+    def _flush(self) -> None:
+        """Group commit: every enqueue waiting now goes into one transaction on the store thread.
+
+        Enqueues that arrive while it runs wait for the next one, so under load each
+        fsync carries many tasks and an idle queue still commits each at once.
+        `_flushing` stays true from the first waiting enqueue until nothing waits.
+        """
+        if not self._pending:
+            self._flushing = False
+            return
+        batch, self._pending = self._pending, []
+        self._gather_target = len(batch) + 1
+        # A full queue refuses new work; cancelations and deletions, which free it, still go through.
+        job = self._commit = asyncio.ensure_future(
+            self.units.run(
+                _insert,
+                [item for items, _ in batch for item in items],
+                self.clock(),
+                self.max_db_size,
+                first=True,
+                make_room=self._make_room,
+            )
+        )
+
+        def settle(job: asyncio.Future) -> None:
+            self._commit = None
+            error = None if job.cancelled() else job.exception()
+            start = 0
+            for items, done in batch:
+                end = start + len(items)
+                if done.done():
+                    pass
+                elif job.cancelled():
+                    done.cancel()
+                elif error is not None:
+                    done.set_exception(error)
+                else:
+                    done.set_result(job.result()[start:end])
+                start = end
+            self._next_batch()
+
+        job.add_done_callback(settle)
+
+    def _make_room(self) -> bool:
+        """On the store thread, when the queue is full: the change log is pruned; answers whether it freed any.
+
+        The prune is a transaction of its own, so what it frees stays free even if the queue is still full.
+        """
+        return self.units.storage.log.prune_changes(self.watch_retention, self.watch_retention_bytes) > 0
+
+    def _next_batch(self) -> None:
+        """After a commit: the next one now, or once one more enqueue waits than shared this one.
+
+        Under load the few that arrived during a commit wait (at most `commit_window`)
+        for the producers its answers set free: one big commit costs the event loop far
+        less than many small ones (each a hop to the store thread and back, and a burst
+        of answers of its own). A lone producer never waits: nothing is pending when its
+        commit ends.
+        """
+        if self._pending and len(self._pending) < self._gather_target and self.commit_window > 0:
+            self._gathering = asyncio.get_running_loop().call_later(self.commit_window, self._gathered)
+        else:
+            self._flush()
+
+    def _gathered(self) -> None:
+        self._gathering = None
+        self._flush()
+
+    async def drain(self) -> None:
+        """Waits for the group commits under way; enqueues still waiting for company commit now."""
+        while self._flushing:
+            if self._gathering is not None:
+                self._gathering.cancel()
+                self._gathering = None
+                self._flush()
+            elif self._commit is not None:
+                await asyncio.wait([self._commit])  # its `settle` runs first and starts what comes next
+            else:
+                await asyncio.sleep(0)  # a flush is due this loop turn
+
+
+def _insert(tx: Transaction, items: list[NewTask], now: int, max_db_size: int | None) -> list[Task]:
+    """One group commit; past `max_db_size` of used database, nothing is inserted and the queue is full."""
+    if max_db_size is not None and tx.used_bytes() >= max_db_size:
+        raise TaskHubError("no_space_left_on_device", DISK_FULL)
+    return tx.tasks.insert(items, now)
+
+
+def _checked(type_: TaskType, index_uid: str | None, details: dict | None, scope: Scope | None) -> tuple:
+    """One enqueue, checked: (index uid, type, details to store), as `Store.insert_tasks` takes it."""
+    details = enqueue_details(type_, index_uid, details)
+    # A key scoped to some indexes enqueues only on them, and never global tasks.
+    if scope is not None and (type_.is_global or not scope.allows(index_uid)):
+        raise TaskHubError("invalid_api_key", "The provided API key is invalid.")
+    return index_uid, type_, details

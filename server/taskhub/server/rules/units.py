@@ -1,0 +1,177 @@
+"""Units of work off the event loop, and what follows each commit.
+
+Every write is one unit of work (`run`) on the store thread. Right after it commits,
+on that thread, the follower takes its changes (reading first any other process's
+commits it missed) into the finder; then, on the loop and in sequence order, the
+watch hub publishes them and waiting lease calls wake. `catch_up` does the same for
+commits made elsewhere, which `poll` looks for a few times a second.
+Reads run on a read thread with its own connection, or on the loop for point reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from taskhub.errors import TaskHubError
+from taskhub.server.index.follower import Follower, HistoryLost
+from taskhub.server.rules.store_thread import StoreThread
+from taskhub.server.rules.watch import WatchHub
+from taskhub.server.storage.contract import Changes, Reader, Storage, StorageFull, TaskFinder
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DISK_FULL = (
+    "taskhub cannot receive write operations because the limit of the task database has been reached."
+    " Please delete tasks to continue performing write operations."
+)
+# How often another process's commits are looked for, in seconds.
+POLL_INTERVAL = 0.2
+
+
+class Units:
+    """The store thread, the readers, and the follower that keeps the finder and the hub in step."""
+
+    def __init__(self, storage: Storage, finder: TaskFinder, hub: WatchHub) -> None:
+        self.storage = storage
+        self.finder = finder
+        self.hub = hub
+        self.follower = Follower(finder, 0)
+        self._thread = StoreThread("taskhub-store")
+        # Reads that may take a while (lists, replays) run on their own thread and
+        # connection, so they never queue behind writes nor hold writes up.
+        self._local = threading.local()
+        self._readers: list[Reader] = []
+        self._reads = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="taskhub-reads", initializer=self._open_reader
+        )
+        # Point reads are a few microseconds: done on the loop, on a connection of their own.
+        self.reader = storage.reader()
+        self._follow_reader: Reader | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Replaced after every commit: long-polling leases wait on the current one.
+        self.changed = asyncio.Event()
+        # Told of every commit's changes on the loop, after the hub (the scheduler's wake-up).
+        self.on_commit: Callable[[Changes], None] = lambda changes: None
+
+    def _open_reader(self) -> None:
+        self._local.reader = self.storage.reader()
+        self._readers.append(self._local.reader)
+
+    def _on_thread_reader(self) -> Reader:
+        """The store thread's own reader, for the follower (opened there, on first use)."""
+        if self._follow_reader is None:
+            self._follow_reader = self.storage.reader()
+        return self._follow_reader
+
+    async def load(self) -> None:
+        """Fills the finder from the stored tasks; the follower starts where that read stood."""
+        self._loop = asyncio.get_running_loop()
+        self.follower.seq = await self.call(lambda: self.finder.reload(self._on_thread_reader()))
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs `fn(reader, *args)` on the read thread, with that thread's read-only connection."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reads, lambda: fn(self._local.reader, *args))
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs `fn(*args)` on the store thread, outside any unit of work."""
+        return await asyncio.wrap_future(self._thread.submit(fn, *args))
+
+    async def call_in_commit_order(self, fn: Callable[..., T], *args: Any) -> T:
+        """`call` in the group commits' lane: it sees every commit asked for before it, and none asked for after."""
+        return await asyncio.wrap_future(self._thread.submit_first(fn, *args))
+
+    async def run(
+        self, fn: Callable[..., T], *args: Any, first: bool = False, make_room: Callable[[], bool] | None = None
+    ) -> T:
+        """`fn(tx, *args)` in one unit of work on the store thread; answers what `fn` answers.
+
+        `first`: ahead of the writes waiting (group commits, which producers wait on).
+        `make_room`: when the database is full, called once (on the store thread); if it
+        answers True the unit of work is tried once more.
+        """
+        loop = asyncio.get_running_loop()
+
+        def work() -> tuple[T, bool]:
+            try:
+                return self._unit(loop, fn, args)
+            except TaskHubError as error:
+                if error.code != "no_space_left_on_device" or make_room is None or not make_room():
+                    raise
+            return self._unit(loop, fn, args)
+
+        submit = self._thread.submit_first if first else self._thread.submit
+        result, changed = await asyncio.wrap_future(submit(work), loop=loop)
+        if changed:
+            self.changed.set()
+            self.changed = asyncio.Event()
+        return result
+
+    def _unit(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T], args: tuple) -> tuple[T, bool]:
+        """On the store thread: one unit of work, then the follower takes its changes."""
+        try:
+            with self.storage.transaction() as tx:
+                result = fn(tx, *args)
+                changes = tx.changes
+        except StorageFull as full:
+            raise TaskHubError("no_space_left_on_device", DISK_FULL) from full
+        return result, self._follow(loop, lambda reader: self.follower.take(changes, reader))
+
+    async def catch_up(self) -> None:
+        """Takes the commits made elsewhere since the last one followed."""
+        loop = asyncio.get_running_loop()
+        if await self.call(self._follow, loop, self.follower.catch_up):
+            self.changed.set()
+            self.changed = asyncio.Event()
+
+    def sync(self) -> None:
+        """On the store thread, in a unit of work: the finder takes every commit made before it."""
+        assert self._loop is not None, "load() first"
+        self._follow(self._loop, self.follower.catch_up)
+
+    def _follow(self, loop: asyncio.AbstractEventLoop, step: Callable[[Reader], list[Changes]]) -> bool:
+        """On the store thread: one follower step; its changes go to the hub on the loop, in order."""
+        reader = self._on_thread_reader()
+        try:
+            new = step(reader)
+        except HistoryLost as lost:
+            log.warning("%s: reading every task again; watches end and resume", lost)
+            self.follower.seq = self.finder.reload(reader)
+            loop.call_soon_threadsafe(
+                self.hub.end_all, TaskHubError("unavailable", "Changes were missed; reconnect and resume.")
+            )
+            return True
+        if new:
+            loop.call_soon_threadsafe(self._publish, new)
+        return bool(new)
+
+    def _publish(self, new: list[Changes]) -> None:
+        for changes in new:
+            self.hub.publish(changes.tasks, changes.deleted)
+            self.on_commit(changes)
+
+    async def poll(self, closing: Callable[[], bool]) -> None:
+        """Looks for other processes' commits a few times a second, until `closing()`."""
+        while not closing():
+            await asyncio.sleep(POLL_INTERVAL)
+            try:
+                if self.reader.log.last_seq() > self.follower.seq:
+                    await self.catch_up()
+            except (RuntimeError, concurrent.futures.CancelledError):
+                return  # the store thread has stopped
+            except Exception:
+                log.exception("following the change log failed")
+
+    def shutdown(self) -> None:
+        self._thread.shutdown(wait=True)
+        self._reads.shutdown(wait=True)
+        readers = [self.reader, *self._readers]
+        if self._follow_reader is not None:
+            readers.append(self._follow_reader)
+        for reader in readers:
+            reader.close()

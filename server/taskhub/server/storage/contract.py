@@ -1,0 +1,297 @@
+"""The storage contract: what the queue's rules need from a database, in the domain's words.
+
+A `Storage` opens units of work (`transaction()`); in one, the rules read and write
+tasks, leases, keys and the change log through four tables, and the whole unit
+commits or rolls back. A storage stores and guarantees; it decides nothing (which
+task runs next, what a cancelation does, when the queue is full are the rules').
+
+Every implementation passes tests/test_storage_contract.py, which opens two
+storages on one database in two processes to check the concurrency guarantees
+written below. Nothing here names a database, a thread or a bitmap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from taskhub.server.model import KeyRecord, Task, TaskQuery, TaskStatus, TaskType
+
+# What an enqueue stores: (index uid, type, details).
+NewTask = tuple[str | None, TaskType, dict | None]
+# A task's filterable fields as `TaskTable.index_rows` answers them, -1 for nulls: (uid, status, type, canceled_by,
+# enqueued_at, started_at, finished_at, index_uid).
+IndexRow = tuple[int, int, int, int, int, int, int, str | None]
+
+
+class StorageFull(Exception):
+    """The database refused to grow: the unit of work was rolled back whole."""
+
+
+class Keep:
+    """`TaskTable.save`'s default for `lease`: the task's lease stays as it is."""
+
+
+KEEP = Keep()
+
+
+@dataclass(slots=True)
+class Changes:
+    """Task states in sequence order, as logged: a deleted task appears with its last state
+    (no details nor error) and its uid in `deleted`."""
+
+    tasks: list[Task] = field(default_factory=list)
+    deleted: frozenset[int] = frozenset()
+
+
+@dataclass(slots=True)
+class LeaseRecord:
+    """A lease as stored; `state` is "active" or why it ended."""
+
+    token: str
+    worker: str
+    deadline: int
+    duration: int
+    state: str
+
+
+class ChangeLog(Protocol):
+    """Every committed task state under its sequence number.
+
+    Guarantees: sequence numbers are given in commit order, with no gap, across every
+    storage on the same database (two processes committing at once still make one
+    gapless run); a change is readable once, and only once, its unit of work committed.
+    """
+
+    def last_seq(self) -> int:
+        """The newest sequence number given (0 before any change)."""
+        ...
+
+    def oldest_change(self) -> int | None:
+        """The oldest sequence number still kept, None when the log is empty."""
+        ...
+
+    def changes_after(self, seq: int, limit: int) -> Changes:
+        """Up to `limit` kept changes after `seq`, in sequence order."""
+        ...
+
+    def change_bytes(self) -> int:
+        """The bytes the kept changes take."""
+        ...
+
+    def prune_changes(self, keep: int, keep_bytes: int | None = None) -> int:
+        """Drops the oldest changes until at most `keep` remain, of at most `keep_bytes`; answers how many went.
+
+        Only ever the oldest: what stays is a gapless run up to the newest change. Commits on
+        its own (a unit of work of its own when called on the storage's writer).
+        """
+        ...
+
+
+class TaskTable(Protocol):
+    """Tasks by uid, and the uids a cancelation or deletion matched.
+
+    Every write logs the tasks' new states in the change log of the same unit of work,
+    under fresh sequence numbers in the order given.
+    """
+
+    def next_uid(self) -> int:
+        """The uid the next inserted task gets."""
+        ...
+
+    def count(self) -> int:
+        """How many tasks are stored."""
+        ...
+
+    def insert(self, items: Sequence[NewTask], now: int) -> list[Task]:
+        """New enqueued tasks with consecutive uids from `next_uid()`, in the order given."""
+        ...
+
+    def get(self, uid: int) -> Task | None: ...
+
+    def get_many(self, uids: Iterable[int], statuses: frozenset[TaskStatus] | None = None) -> list[Task]:
+        """The tasks of these uids that exist (and have one of `statuses`), by uid."""
+        ...
+
+    def get_page(self, uids: list[int], budget: int) -> tuple[list[Task], int | None]:
+        """The tasks of `uids` (sorted one way), in that order, until their stored size passes `budget`.
+
+        Answers the tasks and the uid of the first task left out for size (None if none was);
+        the first task always fits.
+        """
+        ...
+
+    def save(self, tasks: list[Task], *, lease: str | Keep | None = KEEP) -> list[Task]:
+        """Writes every mutable field of `tasks` (and their lease unless KEEP); gives each its new `seq`."""
+        ...
+
+    def delete(self, uids: Iterable[int], statuses: frozenset[TaskStatus]) -> list[Task]:
+        """Deletes the tasks of `uids` that have one of `statuses`; answers their last states by uid.
+
+        Each is logged as a deletion, without its details and error.
+        """
+        ...
+
+    def count_attempt(self, uid: int) -> int:
+        """Adds one to the task's failed attempts; answers the new count. Not a change: nothing is logged."""
+        ...
+
+    def save_matches(self, uid: int, matched: Sequence[int]) -> None:
+        """Keeps the uids the cancelation or deletion `uid` matched when it was enqueued."""
+        ...
+
+    def matched_uids(self, uid: int) -> list[int]: ...
+
+    def forget_matches(self, uids: Iterable[int]) -> None: ...
+
+    def index_rows(self, after_uid: int, limit: int) -> list[IndexRow]:
+        """A chunk of every task's filterable fields in uid order, for building an index."""
+        ...
+
+    def iter_tasks(self, batch: int = 1_000) -> Iterator[tuple[Task, list[int] | None]]:
+        """Every task in uid order with the uids it matched (cancelations and deletions)."""
+        ...
+
+    def load(self, tasks: Iterable[tuple[Task, list[int] | None]], next_uid: int) -> int:
+        """Fills an empty database from a dump; answers how many tasks. Nothing is logged: an index rebuilds."""
+        ...
+
+
+class LeaseTable(Protocol):
+    """Leases and which tasks they hold; a lease row stays after it ends, with why in `state`."""
+
+    def insert(self, lease: LeaseRecord) -> None: ...
+
+    def get(self, token: str) -> LeaseRecord | None: ...
+
+    def update(self, token: str, *, state: str | None = None, deadline: int | None = None) -> None: ...
+
+    def tasks_of(self, token: str) -> list[Task]:
+        """The processing tasks the lease holds, by uid."""
+        ...
+
+    def expired(self, now: int) -> list[str]:
+        """Tokens of active leases whose deadline is before `now`."""
+        ...
+
+    def holding(self, uids: Iterable[int]) -> set[str]:
+        """Tokens of the leases holding any of these tasks."""
+        ...
+
+    def release_tasks(self, uids: Iterable[int]) -> None:
+        """These tasks are held by no lease any more (not a logged change)."""
+        ...
+
+    def end_all(self, state: str) -> None:
+        """Every active lease ends with `state`, and no task is held any more."""
+        ...
+
+
+class KeyTable(Protocol):
+    """API keys, without their secrets."""
+
+    def all_keys(self) -> list[KeyRecord]: ...
+
+    def insert_key(self, key: KeyRecord) -> bool:
+        """Stores a new key; False when its uid is taken."""
+        ...
+
+    def update_key(self, uid: str, fields: dict, now: int) -> KeyRecord | None: ...
+
+    def delete_key(self, uid: str) -> bool: ...
+
+
+class Transaction(Protocol):
+    """One unit of work: everything done through it commits together or not at all.
+
+    Guarantees: units of work on one database are serializable; two never interleave their
+    writes, so what a unit of work read is still true when it commits. A unit of work sees
+    its own writes, and every commit made before it began, from any process.
+    """
+
+    tasks: TaskTable
+    leases: LeaseTable
+    log: ChangeLog
+    keys: KeyTable
+
+    @property
+    def changes(self) -> Changes:
+        """What this unit of work logged so far, in sequence order."""
+        ...
+
+    def used_bytes(self) -> int:
+        """The bytes the database uses (for the queue-full rule)."""
+        ...
+
+
+class Storage(Protocol):
+    """A database of tasks: units of work for writes, read-only views for reads.
+
+    `log` is the writer's change log, for pruning (which commits on its own).
+    """
+
+    log: ChangeLog
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """Opens a unit of work: it commits on leaving the block, and rolls back whole on an exception.
+
+        Raises `StorageFull` (after rolling back) when the database has no room left.
+        """
+        ...
+
+    def reader(self) -> Reader:
+        """A read-only view for one thread; it always reads the newest committed state."""
+        ...
+
+    def epoch(self) -> str:
+        """Names this database's history: it changes when the history does not continue (a dump imported)."""
+        ...
+
+    def backup(self, target: str) -> None:
+        """A consistent copy of the whole database, in the storage's own format."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Reader(Protocol):
+    """Reads outside a unit of work; `snapshot()` makes several reads see one committed state."""
+
+    tasks: TaskTable
+    log: ChangeLog
+    keys: KeyTable
+
+    def snapshot(self) -> AbstractContextManager[None]: ...
+
+    def close(self) -> None: ...
+
+
+class TaskFinder(Protocol):
+    """Which tasks match a filter: the read model lists, totals and lease decisions ask.
+
+    It answers for the changes it was given through `apply`, in sequence order (an implementation
+    that reads the database itself may ignore them). The rules feed it every committed change
+    before deciding in a unit of work, so its answers then hold for that unit of work.
+    """
+
+    def reload(self, reader: Reader) -> int:
+        """Forgets what it was given and takes the stored tasks afresh; answers the sequence number it stands at."""
+        ...
+
+    def apply(self, changes: Changes) -> None: ...
+
+    def page(self, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> tuple[list[int], int]:
+        """Up to `limit + 1` matching uids from `from_uid` (inclusive), newest first unless `reverse`, and the total."""
+        ...
+
+    def uids(self, query: TaskQuery, *, limit: int, after_uid: int | None = None, newest: bool = False) -> list[int]:
+        """Up to `limit` matching uids, oldest first after `after_uid` (or the newest first)."""
+        ...
+
+    def count(self, query: TaskQuery) -> int: ...
+
+    def index_uids(self, query: TaskQuery) -> set[str]:
+        """The index uids of the matching tasks (tasks of no index add none)."""
+        ...

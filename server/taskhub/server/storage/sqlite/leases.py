@@ -1,0 +1,70 @@
+"""The SQLite lease table, and which task rows a lease holds (the `lease` column of `tasks`)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+
+from taskhub.server.model import Task, TaskStatus
+from taskhub.server.storage.contract import LeaseRecord
+from taskhub.server.storage.sqlite.tasks import SqliteTasks
+
+ACTIVE = "active"
+
+
+class SqliteLeases:
+    """The `LeaseTable` of the contract on one connection."""
+
+    def __init__(self, conn: sqlite3.Connection, tasks: SqliteTasks) -> None:
+        self.conn = conn
+        self._tasks = tasks
+
+    def insert(self, lease: LeaseRecord) -> None:
+        self.conn.execute(
+            "INSERT INTO leases (token, worker, deadline, duration, state) VALUES (?, ?, ?, ?, ?)",
+            (lease.token, lease.worker, lease.deadline, lease.duration, lease.state),
+        )
+
+    def get(self, token: str) -> LeaseRecord | None:
+        row = self.conn.execute(
+            "SELECT token, worker, deadline, duration, state FROM leases WHERE token = ?", (token,)
+        ).fetchone()
+        return None if row is None else LeaseRecord(*row)
+
+    def update(self, token: str, *, state: str | None = None, deadline: int | None = None) -> None:
+        if state is not None:
+            self.conn.execute("UPDATE leases SET state = ? WHERE token = ?", (state, token))
+        if deadline is not None:
+            self.conn.execute("UPDATE leases SET deadline = ? WHERE token = ?", (deadline, token))
+
+    def tasks_of(self, token: str) -> list[Task]:
+        return self._tasks.get_many(
+            r[0]
+            for r in self.conn.execute(
+                "SELECT uid FROM tasks WHERE lease = ? AND status = ?", (token, int(TaskStatus.PROCESSING))
+            )
+        )
+
+    def expired(self, now: int) -> list[str]:
+        return [
+            r[0] for r in self.conn.execute("SELECT token FROM leases WHERE state = ? AND deadline < ?", (ACTIVE, now))
+        ]
+
+    def holding(self, uids: Iterable[int]) -> set[str]:
+        return {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT DISTINCT lease FROM tasks WHERE lease IS NOT NULL AND uid IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(uids)),),
+            )
+        }
+
+    def release_tasks(self, uids: Iterable[int]) -> None:
+        self.conn.execute(
+            "UPDATE tasks SET lease = NULL WHERE uid IN (SELECT value FROM json_each(?))", (json.dumps(list(uids)),)
+        )
+
+    def end_all(self, state: str) -> None:
+        self.conn.execute("UPDATE leases SET state = ? WHERE state = ?", (state, ACTIVE))
+        self.conn.execute("UPDATE tasks SET lease = NULL WHERE lease IS NOT NULL")

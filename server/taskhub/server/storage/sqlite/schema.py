@@ -1,0 +1,104 @@
+"""The SQLite schema, created on first open and migrated forward by `PRAGMA user_version`."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+
+import sqlite_utils
+
+SCHEMA_VERSION = 4
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Brings the database to SCHEMA_VERSION; the caller holds a write transaction."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version >= SCHEMA_VERSION:
+        return
+    if version == 0:
+        _create_tables(conn)
+    if version < 2:
+        # Version 1 indexed eight task columns; the index answers those now, and each SQL
+        # index made every enqueue write more pages. Only leases are found by SQL.
+        for name in (
+            "status_uid",
+            "type_status",
+            "index_uid_uid",
+            "canceled_by",
+            "enqueued_at",
+            "started_at",
+            "finished_at",
+            "lease",
+        ):
+            conn.execute(f"DROP INDEX IF EXISTS idx_tasks_{name}")
+        # Partial: a task is in it only while leased, so an enqueue never touches it.
+        conn.execute("CREATE INDEX idx_tasks_leased ON tasks (lease) WHERE lease IS NOT NULL")
+    if version < 3:
+        # Version 3 counts the change log's bytes, for its byte budget: once here, then as it goes.
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) SELECT 'change_bytes', COALESCE(SUM(length(task)), 0)"
+            " FROM changes"
+        )
+    if version < 4:
+        # Version 4 names the database's history, so a saved index is never applied to another one.
+        new_epoch(conn)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def new_epoch(conn: sqlite3.Connection) -> None:
+    """A history that does not continue the one before (a fresh database, an imported dump)."""
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (secrets.randbits(62),))
+
+
+def _create_tables(conn: sqlite3.Connection) -> None:
+    db = sqlite_utils.Database(conn)
+    db["tasks"].create(
+        {
+            "uid": int,
+            "index_uid": str,
+            "status": int,
+            "type": int,
+            "canceled_by": int,
+            "details": str,
+            "error": str,
+            "enqueued_at": int,
+            "started_at": int,
+            "finished_at": int,
+            "seq": int,
+            "lease": str,
+            "attempts": int,
+        },
+        pk="uid",
+        not_null={"status", "type", "enqueued_at", "seq", "attempts"},
+        defaults={"attempts": 0},
+    )
+    db["leases"].create(
+        {"token": str, "worker": str, "deadline": int, "duration": int, "state": str},
+        pk="token",
+        not_null={"deadline", "duration", "state"},
+    )
+    db["leases"].create_index(["state", "deadline"])
+    # The uids a cancelation or deletion matched when it was enqueued.
+    db["matches"].create({"uid": int, "uids": bytes}, pk="uid", not_null={"uids"})
+    # Every committed change in sequence order, kept for watchers that resume and indexes that follow.
+    db["changes"].create(
+        {"seq": int, "uid": int, "deleted": int, "task": str}, pk="seq", not_null={"uid", "deleted", "task"}
+    )
+    db["api_keys"].create(
+        {
+            "uid": str,
+            "name": str,
+            "description": str,
+            "actions": str,
+            "indexes": str,
+            "expires_at": int,
+            "created_at": int,
+            "updated_at": int,
+        },
+        pk="uid",
+        not_null={"actions", "indexes", "created_at", "updated_at"},
+    )
+    db["meta"].create({"key": str, "value": int}, pk="key", not_null={"value"})
+    db["meta"].insert_all(
+        [{"key": "next_uid", "value": 0}, {"key": "last_seq", "value": 0}, {"key": "task_count", "value": 0}]
+    )

@@ -1,0 +1,353 @@
+"""The storage contract's suite: every implementation must pass it (taskhub.server.storage.contract).
+
+Each test names the guarantee it checks from the contract's docstrings. The concurrency
+guarantees are checked with two storages on one database in two processes. A new
+implementation joins by adding its opener to OPENERS (and a fixture that makes a database).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import pytest
+
+from taskhub.server.model import KeyRecord, Task, TaskStatus, TaskType
+from taskhub.server.storage.contract import Changes, LeaseRecord, Storage, StorageFull
+from taskhub.server.storage.sqlite.database import SqliteStorage
+
+
+def open_sqlite(address: str, **options) -> Storage:
+    return SqliteStorage(address, **options)
+
+
+# kind -> opener(address, **options); options: max_bytes.
+OPENERS = {"sqlite": open_sqlite}
+SPAWN = multiprocessing.get_context("spawn")
+UPDATE = TaskType.DOCUMENT_ADDITION_OR_UPDATE
+
+
+@pytest.fixture(params=sorted(OPENERS))
+def database(request, tmp_path) -> tuple[str, str]:
+    """(kind, address) of a fresh database."""
+    return request.param, str(tmp_path / "contract.db")
+
+
+@pytest.fixture
+def storage(database):
+    kind, address = database
+    opened = OPENERS[kind](address)
+    yield opened
+    opened.close()
+
+
+def insert(storage: Storage, count: int, now: int = 1, index_uid: str | None = "movies") -> list[Task]:
+    with storage.transaction() as tx:
+        return tx.tasks.insert([(index_uid, UPDATE, {"receivedDocuments": i}) for i in range(count)], now)
+
+
+def all_changes(storage: Storage) -> Changes:
+    reader = storage.reader()
+    try:
+        return reader.log.changes_after(0, 1_000_000)
+    finally:
+        reader.close()
+
+
+# -- in another process -----------------------------------------------------
+
+
+def _insert_many(kind: str, address: str, units: int, per_unit: int, go, results) -> None:
+    storage = OPENERS[kind](address)
+    go.wait()
+    uids = []
+    for _ in range(units):
+        with storage.transaction() as tx:
+            uids.append([t.uid for t in tx.tasks.insert([("movies", UPDATE, None)] * per_unit, 1)])
+    storage.close()
+    results.put(uids)
+
+
+def _claim(kind: str, address: str, name: str, uids: list[int], go, results) -> None:
+    """Claims each task if it still waits: read, decide, write, in one unit of work."""
+    storage = OPENERS[kind](address)
+    go.wait()
+    won = []
+    for uid in uids:
+        with storage.transaction() as tx:
+            task = tx.tasks.get(uid)
+            if task is not None and task.status == TaskStatus.ENQUEUED:
+                time.sleep(0.001)  # widen the window between the read and the write
+                task.status, task.started_at = TaskStatus.PROCESSING, 2
+                tx.leases.insert(LeaseRecord(f"{name}-{uid}", name, 10, 10, "active"))
+                tx.tasks.save([task], lease=f"{name}-{uid}")
+                won.append(uid)
+    storage.close()
+    results.put((name, won))
+
+
+def _hold_open(kind: str, address: str, inserted, release) -> None:
+    """Inserts a task in a unit of work and keeps it open until told."""
+    storage = OPENERS[kind](address)
+    with storage.transaction() as tx:
+        tx.tasks.insert([("held", UPDATE, None)], 1)
+        inserted.set()
+        release.wait(10)
+    storage.close()
+
+
+def run_together(*processes) -> None:
+    for process in processes:
+        process.start()
+
+
+# -- Transaction: units of work are serializable, across processes ------------
+
+
+def test_units_from_two_processes_never_interleave_uids_or_sequence_numbers(database):
+    kind, address = database
+    OPENERS[kind](address).close()  # created before either process opens it
+    go, results = SPAWN.Event(), SPAWN.Queue()
+    workers = [SPAWN.Process(target=_insert_many, args=(kind, address, 40, 5, go, results)) for _ in range(2)]
+    run_together(*workers)
+    go.set()
+    got = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    units = [unit for uids in got for unit in uids]
+    # Each unit's tasks have consecutive uids; no uid is given twice; together they are 0..399.
+    assert all(unit == list(range(unit[0], unit[0] + 5)) for unit in units)
+    assert sorted(uid for unit in units for uid in unit) == list(range(400))
+    storage = OPENERS[kind](address)
+    try:
+        changes = all_changes(storage)
+        # ChangeLog: sequence numbers in commit order with no gap, across both processes.
+        assert [t.seq for t in changes.tasks] == list(range(1, 401))
+        # Commit order: each unit's changes are contiguous (its uids in one run of sequence numbers).
+        by_uid = {t.uid: t.seq for t in changes.tasks}
+        assert all(by_uid[unit[-1]] - by_uid[unit[0]] == 4 for unit in units)
+        assert storage.reader().log.last_seq() == 400
+    finally:
+        storage.close()
+
+
+def test_a_read_then_write_in_one_unit_holds_against_another_process(database):
+    """Two processes claim the same tasks, each reading a task's status and writing it in one unit:
+    serializable units mean each task is claimed exactly once."""
+    kind, address = database
+    storage = OPENERS[kind](address)
+    uids = [t.uid for t in insert(storage, 60)]
+    go, results = SPAWN.Event(), SPAWN.Queue()
+    workers = [SPAWN.Process(target=_claim, args=(kind, address, name, uids, go, results)) for name in ("a", "b")]
+    run_together(*workers)
+    go.set()
+    won = dict(results.get(timeout=60) for _ in workers)
+    for worker in workers:
+        worker.join(30)
+    assert sorted(won["a"] + won["b"]) == uids
+    with storage.transaction() as tx:
+        held = {t.uid for token in (f"a-{u}" for u in won["a"]) for t in tx.leases.tasks_of(token)}
+    assert held == set(won["a"])
+    storage.close()
+
+
+def test_a_commit_is_seen_only_once_made_and_then_by_every_process(database):
+    kind, address = database
+    storage = OPENERS[kind](address)
+    reader = storage.reader()
+    inserted, release = SPAWN.Event(), SPAWN.Event()
+    holder = SPAWN.Process(target=_hold_open, args=(kind, address, inserted, release))
+    holder.start()
+    try:
+        assert inserted.wait(30)
+        # Not before commit: neither the row nor its change nor its sequence number.
+        assert reader.tasks.get(0) is None
+        assert reader.log.changes_after(0, 10).tasks == []
+        assert reader.log.last_seq() == 0
+    finally:
+        release.set()
+        holder.join(30)
+    # Once committed: a reader sees it, and so does a unit of work begun after.
+    assert reader.tasks.get(0).index_uid == "held"
+    assert [t.uid for t in reader.log.changes_after(0, 10).tasks] == [0]
+    with storage.transaction() as tx:
+        assert tx.tasks.get(0) is not None
+        assert tx.tasks.next_uid() == 1
+    reader.close()
+    storage.close()
+
+
+# -- Transaction: atomicity ---------------------------------------------------
+
+
+def test_a_unit_that_raises_leaves_nothing(storage):
+    insert(storage, 2)
+    with pytest.raises(RuntimeError), storage.transaction() as tx:
+        tx.tasks.insert([("books", UPDATE, None)], 5)
+        [task] = tx.tasks.get_many([0])
+        task.status = TaskStatus.PROCESSING
+        tx.tasks.save([task], lease="t")
+        tx.leases.insert(LeaseRecord("t", "w", 10, 10, "active"))
+        tx.tasks.save_matches(2, [0, 1])
+        raise RuntimeError("midway")
+    with storage.transaction() as tx:
+        assert tx.tasks.next_uid() == 2 and tx.tasks.count() == 2
+        assert tx.tasks.get(0).status == TaskStatus.ENQUEUED
+        assert tx.leases.get("t") is None and tx.tasks.matched_uids(2) == []
+        assert tx.log.last_seq() == 2
+        assert tx.changes == Changes()
+
+
+def test_a_unit_sees_its_own_writes_and_reports_its_changes_in_order(storage):
+    with storage.transaction() as tx:
+        [task] = tx.tasks.insert([("movies", UPDATE, None)], 1)
+        assert tx.tasks.get(task.uid) == task
+        task.status, task.started_at = TaskStatus.PROCESSING, 2
+        tx.tasks.save([task])
+        assert tx.tasks.get(task.uid).status == TaskStatus.PROCESSING
+        assert [(t.uid, t.seq, t.status) for t in tx.changes.tasks] == [
+            (0, 1, TaskStatus.ENQUEUED),
+            (0, 2, TaskStatus.PROCESSING),
+        ]
+    assert all_changes(storage).tasks == [
+        Task(0, "movies", TaskStatus.ENQUEUED, UPDATE, 1, seq=1),
+        Task(0, "movies", TaskStatus.PROCESSING, UPDATE, 1, started_at=2, seq=2),
+    ]
+
+
+def test_a_full_database_refuses_the_unit_whole(database):
+    kind, address = database
+    OPENERS[kind](address).close()
+    storage = OPENERS[kind](address, max_bytes=256 * 1024)
+    stored = 0
+    with pytest.raises(StorageFull):
+        for _ in range(1_000):
+            with storage.transaction() as tx:
+                tx.tasks.insert([("movies", UPDATE, {"pad": "x" * 2_000})] * 10, 1)
+            stored += 10
+    with storage.transaction() as tx:
+        assert tx.tasks.count() == tx.tasks.next_uid() == stored == tx.log.last_seq()
+    storage.close()
+
+
+# -- TaskTable ----------------------------------------------------------------
+
+
+def test_tasks_read_back_whole_by_uid_and_by_status(storage):
+    insert(storage, 40)
+    with storage.transaction() as tx:
+        tasks = tx.tasks.get_many([3, 1, 2])
+        for task in tasks[:2]:
+            task.status, task.finished_at = TaskStatus.SUCCEEDED, 9
+        tx.tasks.save(tasks[:2])
+        assert [t.uid for t in tx.tasks.get_many(range(45), frozenset({TaskStatus.SUCCEEDED}))] == [1, 2]
+        assert [t.uid for t in tx.tasks.get_many([39, 0, 99])] == [0, 39]
+        assert tx.tasks.get(99) is None
+
+
+def test_a_page_stops_at_its_byte_budget_but_always_holds_one_task(storage):
+    insert(storage, 5)
+    with storage.transaction() as tx:
+        tasks, cut = tx.tasks.get_page([4, 3, 2, 1, 0], budget=1)
+        assert ([t.uid for t in tasks], cut) == ([4], 3)
+        tasks, cut = tx.tasks.get_page([0, 1, 2], budget=10**9)
+        assert ([t.uid for t in tasks], cut) == ([0, 1, 2], None)
+
+
+def test_delete_takes_only_the_given_statuses_and_logs_last_states_without_details(storage):
+    insert(storage, 3)
+    with storage.transaction() as tx:
+        [done] = tx.tasks.get_many([1])
+        done.status, done.finished_at, done.error = TaskStatus.FAILED, 5, {"code": "x"}
+        tx.tasks.save([done])
+    with storage.transaction() as tx:
+        deleted = tx.tasks.delete([0, 1, 2], frozenset({TaskStatus.FAILED}))
+        assert [(t.uid, t.details, t.error) for t in deleted] == [(1, None, None)]
+        assert tx.changes.deleted == frozenset({1})
+        assert tx.tasks.count() == 2 and tx.tasks.get(1) is None
+    last = all_changes(storage).tasks[-1]
+    assert (last.uid, last.status, last.details, last.error) == (1, TaskStatus.FAILED, None, None)
+
+
+def test_matches_and_attempts(storage):
+    insert(storage, 3)
+    with storage.transaction() as tx:
+        tx.tasks.save_matches(7, [2, 0])
+        assert tx.tasks.matched_uids(7) == [2, 0]
+        assert [tx.tasks.count_attempt(1) for _ in range(3)] == [1, 2, 3]
+        assert tx.changes == Changes()  # attempts are not changes
+        tx.tasks.forget_matches([7])
+        assert tx.tasks.matched_uids(7) == []
+
+
+def test_a_dump_loads_into_an_empty_database_only_and_starts_a_new_history(storage):
+    before = storage.epoch()
+    with storage.transaction() as tx:
+        loaded = tx.tasks.load([(Task(5, "movies", TaskStatus.SUCCEEDED, UPDATE, 1, finished_at=2), None)], 0)
+    assert loaded == 1 and storage.epoch() != before
+    with storage.transaction() as tx:
+        assert tx.tasks.next_uid() == 6 and tx.tasks.count() == 1
+        assert [row[0] for row in tx.tasks.index_rows(-1, 10)] == [5]
+        assert tx.log.last_seq() == 0  # a load logs nothing
+    with pytest.raises(ValueError), storage.transaction() as tx:
+        tx.tasks.load([], 0)
+
+
+# -- ChangeLog ----------------------------------------------------------------
+
+
+def test_pruning_keeps_a_gapless_tail_within_count_and_bytes(storage):
+    insert(storage, 10)
+    assert storage.log.prune_changes(4) == 6
+    reader = storage.reader()
+    assert (reader.log.oldest_change(), reader.log.last_seq()) == (7, 10)
+    assert [t.seq for t in reader.log.changes_after(0, 100).tasks] == [7, 8, 9, 10]
+    # A byte over the budget: the oldest change goes, and only it.
+    assert storage.log.prune_changes(100, reader.log.change_bytes() - 1) == 1
+    assert reader.log.oldest_change() == 8
+    assert storage.log.prune_changes(100, 0) == 3
+    assert (reader.log.oldest_change(), reader.log.change_bytes(), reader.log.last_seq()) == (None, 0, 10)
+    reader.close()
+
+
+def test_a_snapshot_reads_one_state_while_another_unit_commits(storage):
+    insert(storage, 1)
+    reader = storage.reader()
+    with reader.snapshot():
+        assert reader.log.last_seq() == 1
+        insert(storage, 1)
+        assert reader.log.last_seq() == 1 and reader.tasks.get(1) is None
+    assert reader.log.last_seq() == 2
+    reader.close()
+
+
+# -- LeaseTable and KeyTable --------------------------------------------------
+
+
+def test_leases_hold_tasks_until_they_end(storage):
+    insert(storage, 3)
+    with storage.transaction() as tx:
+        tasks = tx.tasks.get_many([0, 1])
+        for task in tasks:
+            task.status = TaskStatus.PROCESSING
+        tx.leases.insert(LeaseRecord("t", "w", 100, 30, "active"))
+        tx.tasks.save(tasks, lease="t")
+        assert [t.uid for t in tx.leases.tasks_of("t")] == [0, 1]
+        assert tx.leases.holding([1, 2]) == {"t"}
+        assert tx.leases.expired(100) == [] and tx.leases.expired(101) == ["t"]
+        tx.leases.update("t", deadline=200)
+        assert tx.leases.get("t") == LeaseRecord("t", "w", 200, 30, "active")
+        tx.leases.release_tasks([1])
+        assert tx.leases.holding([1]) == set()
+        tx.leases.end_all("lost")
+        assert tx.leases.get("t").state == "lost" and tx.leases.tasks_of("t") == []
+
+
+def test_keys(storage):
+    key = KeyRecord("0d3b5c7e-0000-4000-8000-000000000001", "k", None, ["*"], ["movies"], None, 1, 1)
+    with storage.transaction() as tx:
+        assert tx.keys.insert_key(key) and not tx.keys.insert_key(key)
+        assert tx.keys.update_key(key.uid, {"name": "n"}, 5).name == "n"
+        assert tx.keys.update_key("missing", {"name": "n"}, 5) is None
+        assert [k.uid for k in tx.keys.all_keys()] == [key.uid]
+        assert tx.keys.delete_key(key.uid) and not tx.keys.delete_key(key.uid)
