@@ -63,7 +63,7 @@ TASKS = [
           "02.000246Z", "03.000369Z", "04.000492Z", duration="PT1.000123S"),
     _task(1, "movies", "succeeded", "documentAdditionOrUpdate", {"receivedDocuments": 3, "indexedDocuments": 3},
           "02.000246Z", "05.000615Z", "06.000738Z", duration="PT1.000123S"),
-    _task(2, "movies", "failed", "settingsUpdate", {"rankingRules": ["words", "typo"], "distinctAttribute": None},
+    _task(2, "movies", "failed", "settingsUpdate", {"rankingRules": ["words", "typo"]},
           "02.000246Z", "07.000861Z", "08.000984Z", duration="PT1.000123S", error=SETTINGS_ERROR),
     _task(3, "books", "canceled", "documentAdditionOrUpdate", {"receivedDocuments": 5, "indexedDocuments": 0},
           "02.000246Z", None, "12.001476Z", canceled_by=6),
