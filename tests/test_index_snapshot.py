@@ -302,6 +302,31 @@ def test_an_empty_index_round_trips_and_fills(tmp_path):
         assert answers(loaded, query) == answers(fresh, query)
 
 
+def test_a_state_that_does_not_fit_together_is_refused():
+    index, _ = build(seed=13, tasks=300)
+
+    def broken(change) -> dict:
+        state = index.to_state()
+        change(state)
+        return state
+
+    def swap(state, at, entry) -> None:
+        state.maps[at] = entry
+
+    for state in (
+        broken(lambda s: setattr(s, "used", s.capacity + 1)),
+        broken(lambda s: s.columns.__setitem__("status", s.columns["status"].astype("int64"))),
+        broken(lambda s: s.columns.pop("finished_at")),
+        broken(lambda s: swap(s, 1, ("colour", 1, s.maps[1][2]))),
+        broken(lambda s: swap(s, 1, ("status", 99, s.maps[1][2]))),
+        broken(lambda s: swap(s, 1, (s.maps[1][0], s.maps[1][1], b"not a bitmap"))),
+        broken(lambda s: s.names.append(s.names[0])),
+    ):
+        with pytest.raises(ValueError):
+            TaskIndex.from_state(state)
+    assert list(TaskIndex.from_state(index.to_state()).all) == list(index.all)
+
+
 def test_save_replaces_the_file_whole_and_leaves_nothing_beside_it(tmp_path):
     index, _ = build(seed=8, tasks=600)
     path = tmp_path / "index.snapshot"

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pyroaring import BitMap
 
 from taskhub.server.index.task_index import COLUMNS, NONE, IndexState, TaskIndex
 
@@ -66,7 +65,7 @@ def save(index: TaskIndex | IndexState, path: str | os.PathLike, *, seq: int, ep
     """
     state = index.to_state() if isinstance(index, TaskIndex) else index
     path = Path(path)
-    blobs = [bits.serialize() for _, _, bits in state.maps]
+    blobs = [data for _, _, data in state.maps]
     header = json.dumps(
         {
             "seq": seq,
@@ -170,9 +169,8 @@ def _read(source, size: int) -> Snapshot:
         raise BadSnapshot("the data's checksum does not match (a damaged file)")
     maps, at, view = [], 0, memoryview(blob)
     for kind, key, length in meta["maps"]:
-        maps.append((kind, key, BitMap.deserialize(view[at : at + length])))
+        maps.append((kind, key, view[at : at + length]))
         at += length
-    del view, blob
     state = IndexState(base=meta["base"], used=used, capacity=capacity, names=meta["names"], maps=maps, columns=columns)
     return Snapshot(TaskIndex.from_state(state), meta["seq"], meta["epoch"])
 

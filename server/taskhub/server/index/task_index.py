@@ -151,16 +151,17 @@ def _cut_sorted(edge: tuple[np.ndarray, np.ndarray], bucket: BitMap, start: int,
 class IndexState:
     """A copy of a `TaskIndex`'s contents, apart from the index's own: what a snapshot holds.
 
-    Keys are plain (ints, strings and lists of them) so that they write as JSON. Caches are
-    left out: the hours' order and stats are rebuilt from the buckets, and edge hours are
-    sorted again when asked twice.
+    Bitmaps are in roaring's portable serialization (a copy made faster than `BitMap.copy`,
+    and what a file holds) and keys are plain (ints, strings and lists of them) so that they
+    write as JSON. Caches are left out: the hours' order and stats are rebuilt from the
+    buckets, and edge hours are sorted again when asked twice.
     """
 
     base: int  # the uid at position 0 of the columns
     used: int  # positions of the columns holding values; past it they hold NONE
     capacity: int  # the columns' length in the index: room for uids before the next growth
     names: list[str]  # index uids by their id in the "index" column
-    maps: list[tuple[str, object, BitMap]]  # (kind, key, uids): "all", a set's name or a date column (by hour)
+    maps: list[tuple[str, object, bytes | memoryview]]  # (kind, key, uids): "all", a set, a date column by hour
     columns: dict[str, np.ndarray]  # by name (`COLUMNS`), each at least `used` long
 
 
@@ -297,17 +298,17 @@ class TaskIndex:
         """A copy of the contents, which later changes to the index leave alone.
 
         Fast enough to take while writers wait (the store's `index_lock`, or on the store
-        thread): bitmaps are copied, columns sliced to the stored uids and copied (into
-        `spare_columns` if given and big enough), nothing serialized. Writing the copy out
-        (`snapshot.save`) needs no lock.
+        thread): bitmaps are serialized, columns sliced to the stored uids and copied (into
+        `spare_columns` if given and big enough). Writing the copy out (`snapshot.save`)
+        needs no lock.
         """
         low = self.all.min() - self._base if self.all else 0
         high = self.all.max() + 1 - self._base if self.all else 0
-        maps: list[tuple[str, object, BitMap]] = [("all", None, self.all.copy())]
+        maps: list[tuple[str, object, bytes | memoryview]] = [("all", None, self.all.serialize())]
         for kind, table in self._sets.items():
-            maps += [(kind, _plain_key(kind, key), bits.copy()) for key, bits in table.items()]
+            maps += [(kind, _plain_key(kind, key), bits.serialize()) for key, bits in table.items()]
         for column, table in self.buckets.items():
-            maps += [(column, hour, bits.copy()) for hour, bits in table.items()]
+            maps += [(column, hour, bits.serialize()) for hour, bits in table.items()]
         # Positions below the oldest stored uid and above the newest are never read (a deleted
         # task's columns keep its last values): the copy starts and ends with the tasks stored,
         # and the index's room for new uids is kept as a length.
@@ -330,7 +331,7 @@ class TaskIndex:
 
     @classmethod
     def from_state(cls, state: IndexState) -> TaskIndex:
-        """An index holding `state`'s contents; it takes the state's bitmaps and columns as its own.
+        """An index holding `state`'s contents; it takes the state's columns as its own.
 
         A column already `capacity` long is used as it is (a snapshot is read into such
         columns); a shorter one is copied into one. A state that does not fit together raises
@@ -355,15 +356,16 @@ class TaskIndex:
         if len(index._index_ids) != len(index._index_names):
             raise ValueError("an index uid is named twice")
         try:
-            for kind, key, bits in state.maps:
+            for kind, key, data in state.maps:
+                bits = BitMap.deserialize(data)
                 if kind == "all":
                     index.all = bits
                 elif kind in DATES:
                     index.buckets[kind][_typed_key(kind, key)] = bits
                 else:
                     index._sets[kind][_typed_key(kind, key)] = bits
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"a bitmap's kind or key is unknown: {exc!r}") from exc
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"a bitmap, its kind or its key is not one of an index: {exc!r}") from exc
         for column, table in index.buckets.items():
             hours = index.hours[column] = sorted(table)
             maps = index._hour_maps[column] = [table[hour] for hour in hours]
