@@ -38,7 +38,6 @@ VERSION = 1  # bumped whenever the layout or the meaning of a field changes
 PREFIX = struct.Struct("<8sIQI")  # magic, version, header length, header CRC-32
 TRAILER = struct.Struct("<I")  # CRC-32 of the bitmaps and the columns
 DTYPES = {name: np.dtype(dtype).newbyteorder("<") for name, dtype in COLUMNS}
-CHUNK = 64 << 20  # columns are checksummed and written in pieces this big, so each piece is still in cache
 
 _saving = threading.Lock()  # one save at a time: they share the temporary file's name
 
@@ -65,7 +64,6 @@ def save(index: TaskIndex | IndexState, path: str | os.PathLike, *, seq: int, ep
     """
     state = index.to_state() if isinstance(index, TaskIndex) else index
     path = Path(path)
-    blobs = [data for _, _, data in state.maps]
     header = json.dumps(
         {
             "seq": seq,
@@ -74,7 +72,7 @@ def save(index: TaskIndex | IndexState, path: str | os.PathLike, *, seq: int, ep
             "used": state.used,
             "capacity": state.capacity,
             "names": state.names,
-            "maps": [[kind, key, len(blob)] for (kind, key, _), blob in zip(state.maps, blobs)],
+            "maps": [[kind, key, len(data)] for kind, key, data in state.maps],
             "columns": [[name, DTYPES[name].str] for name, _ in COLUMNS],
         },
         separators=(",", ":"),
@@ -85,18 +83,16 @@ def save(index: TaskIndex | IndexState, path: str | os.PathLike, *, seq: int, ep
             with open(temporary, "wb") as out:
                 out.write(PREFIX.pack(MAGIC, VERSION, len(header), zlib.crc32(header)))
                 out.write(header)
-                # One buffer, one checksum call and one write: each call that lets go of the GIL
-                # waits to get it back while other threads run (up to the switch interval).
-                bitmaps = b"".join(blobs)
-                del blobs
+                # Few big calls: each one that lets go of the GIL (checksums and writes of big
+                # buffers) waits to get it back while other threads run, up to the switch interval.
+                bitmaps = b"".join(data for _, _, data in state.maps)
                 crc = zlib.crc32(bitmaps)
                 out.write(bitmaps)
                 del bitmaps
                 for name, _ in COLUMNS:
-                    data = memoryview(np.ascontiguousarray(state.columns[name][: state.used], DTYPES[name])).cast("B")
-                    for at in range(0, len(data), CHUNK):
-                        crc = zlib.crc32(data[at : at + CHUNK], crc)
-                        out.write(data[at : at + CHUNK])
+                    data = np.ascontiguousarray(state.columns[name][: state.used], DTYPES[name])
+                    crc = zlib.crc32(data, crc)
+                    out.write(data)
                 out.write(TRAILER.pack(crc))
                 out.flush()
                 os.fsync(out.fileno())
@@ -158,10 +154,8 @@ def _read(source, size: int) -> Snapshot:
     columns = {}
     for name, dtype in DTYPES.items():
         column = np.empty(capacity, dtype)
-        data = memoryview(column[:used]).cast("B")
-        for at in range(0, len(data), CHUNK):
-            _fill(source, data[at : at + CHUNK])
-            crc = zlib.crc32(data[at : at + CHUNK], crc)
+        _fill(source, memoryview(column[:used]).cast("B"))
+        crc = zlib.crc32(column[:used], crc)
         column[used:] = NONE
         columns[name] = column
     (stored,) = TRAILER.unpack(_exactly(source, TRAILER.size, "the trailer"))
