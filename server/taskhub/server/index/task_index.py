@@ -22,6 +22,7 @@ import itertools
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 from pyroaring import BitMap
@@ -44,6 +45,14 @@ def uids_of(bits: BitMap) -> np.ndarray:
 
 DATES = ("enqueued_at", "started_at", "finished_at")
 NONE = -1
+# The per-uid columns and their types (NONE where a task has no value).
+COLUMNS = (
+    ("status", np.int8),
+    ("type", np.int8),
+    ("index", np.int32),
+    ("canceled_by", np.int64),
+    *((column, np.int64) for column in DATES),
+)
 PAIR = 8  # (index id, status) packed as index_id * PAIR + status; statuses are 1 to 5
 TRIPLE = 16  # (index id, status, type) packed as pair * TRIPLE + type; types are 1 to 11
 SIZE, LOW, HIGH = 0, 1, 2  # the columns of an hour's stats: its bucket's size, smallest and largest uid
@@ -138,6 +147,50 @@ def _cut_sorted(edge: tuple[np.ndarray, np.ndarray], bucket: BitMap, start: int,
     return bitmap(kept)
 
 
+@dataclass
+class IndexState:
+    """A copy of a `TaskIndex`'s contents, apart from the index's own: what a snapshot holds.
+
+    Bitmaps are in roaring's portable serialization (a copy made faster than `BitMap.copy`,
+    and what a file holds) and keys are plain (ints, strings and lists of them) so that they
+    write as JSON. Caches are left out: the hours' order and stats are rebuilt from the
+    buckets, and edge hours are sorted again when asked twice.
+    """
+
+    base: int  # the uid at position 0 of the columns
+    used: int  # positions of the columns holding values; past it they hold NONE
+    capacity: int  # the columns' length in the index: room for uids before the next growth
+    names: list[str]  # index uids by their id in the "index" column
+    maps: list[tuple[str, object, bytes | memoryview]]  # (kind, key, uids): "all", a set, a date column by hour
+    columns: dict[str, np.ndarray]  # by name (`COLUMNS`), each at least `used` long
+
+
+def _plain_key(kind: str, key) -> object:
+    """A bitmap's key as JSON holds it: enums as ints, tuples as lists."""
+    if kind == "index":
+        return key
+    if kind in ("index_status", "index_status_type"):
+        return [key[0], *map(int, key[1:])]
+    return None if key is None else int(key)
+
+
+def _typed_key(kind: str, key) -> object:
+    """`_plain_key` undone; a key of the wrong shape raises (KeyError, TypeError or ValueError)."""
+    if kind == "status":
+        return STATUS_OF[key]
+    if kind == "type":
+        return TYPE_OF[key]
+    if kind == "index_status":
+        name, status = key
+        return str(name), STATUS_OF[status]
+    if kind == "index_status_type":
+        name, status, type_ = key
+        return str(name), STATUS_OF[status], TYPE_OF[type_]
+    if not isinstance(key, str if kind == "index" else int):
+        raise TypeError(f"a {kind} key must not be {key!r}")
+    return key
+
+
 class TaskIndex:
     """Which uids have which status, type, index, canceler and dates."""
 
@@ -212,13 +265,7 @@ class TaskIndex:
         if needed <= size:
             return
         size = max(needed, size * 2)
-        for name, dtype in (
-            ("status", np.int8),
-            ("type", np.int8),
-            ("index", np.int32),
-            ("canceled_by", np.int64),
-            *((c, np.int64) for c in DATES),
-        ):
+        for name, dtype in COLUMNS:
             grown = np.full(size, NONE, dtype=dtype)
             old = self._columns.get(name)
             if old is not None:
@@ -233,6 +280,97 @@ class TaskIndex:
             found = self._index_ids[name] = len(self._index_names)
             self._index_names.append(name)
         return found
+
+    # -- snapshots --------------------------------------------------------
+
+    def spare_columns(self, room: int = 1 << 16) -> dict[str, np.ndarray]:
+        """Columns for `to_state` to copy into, sized for the tasks stored now and `room` more.
+
+        Made, and their memory touched, before writers are kept out: a fresh copy's page
+        faults cost more than the copy itself, and with these `to_state` only moves bytes.
+        Needs no lock: a size read while the store thread writes is at worst too small, and
+        `to_state` then copies into new columns instead.
+        """
+        stored = self.all.max() + 1 - self.all.min() if self.all else 0
+        return {name: np.full(stored + room, NONE, dtype) for name, dtype in COLUMNS}  # written, so touched now
+
+    def to_state(self, spare: dict[str, np.ndarray] | None = None) -> IndexState:
+        """A copy of the contents, which later changes to the index leave alone.
+
+        Fast enough to take while writers wait (the store's `index_lock`, or on the store
+        thread): bitmaps are serialized, columns sliced to the stored uids and copied (into
+        `spare_columns` if given and big enough). Writing the copy out (`snapshot.save`)
+        needs no lock.
+        """
+        low = self.all.min() - self._base if self.all else 0
+        high = self.all.max() + 1 - self._base if self.all else 0
+        maps: list[tuple[str, object, bytes | memoryview]] = [("all", None, self.all.serialize())]
+        for kind, table in self._sets.items():
+            maps += [(kind, _plain_key(kind, key), bits.serialize()) for key, bits in table.items()]
+        for column, table in self.buckets.items():
+            maps += [(column, hour, bits.serialize()) for hour, bits in table.items()]
+        # Positions below the oldest stored uid and above the newest are never read (a deleted
+        # task's columns keep its last values): the copy starts and ends with the tasks stored,
+        # and the index's room for new uids is kept as a length.
+        columns = {}
+        for name, column in self._columns.items():
+            target = None if spare is None else spare.get(name)
+            if target is None or len(target) < high - low or target.dtype != column.dtype:
+                columns[name] = column[low:high].copy()
+            else:
+                columns[name] = target[: high - low]
+                columns[name][:] = column[low:high]
+        return IndexState(
+            base=self._base + low,
+            used=high - low,
+            capacity=len(self._columns["status"]) - low,
+            names=list(self._index_names),
+            maps=maps,
+            columns=columns,
+        )
+
+    @classmethod
+    def from_state(cls, state: IndexState) -> TaskIndex:
+        """An index holding `state`'s contents; it takes the state's columns as its own.
+
+        A column already `capacity` long is used as it is (a snapshot is read into such
+        columns); a shorter one is copied into one. A state that does not fit together raises
+        ValueError.
+        """
+        if not 0 <= state.used <= state.capacity or state.base < 0:
+            raise ValueError(f"columns of {state.used} uids from {state.base} in room for {state.capacity}")
+        index = cls()
+        columns = {}
+        for name, dtype in COLUMNS:
+            column = state.columns.get(name)
+            if column is None or column.dtype != dtype or column.ndim != 1 or len(column) < state.used:
+                raise ValueError(f"column {name} missing or not {state.used} values of {np.dtype(dtype)}")
+            if len(column) < state.capacity:
+                grown = np.full(state.capacity, NONE, dtype=dtype)
+                grown[: state.used] = column[: state.used]
+                column = grown
+            columns[name] = column
+        index._columns, index._base = columns, state.base
+        index._index_names = list(state.names)
+        index._index_ids = {name: i for i, name in enumerate(index._index_names)}
+        if len(index._index_ids) != len(index._index_names):
+            raise ValueError("an index uid is named twice")
+        try:
+            for kind, key, data in state.maps:
+                bits = BitMap.deserialize(data)
+                if kind == "all":
+                    index.all = bits
+                elif kind in DATES:
+                    index.buckets[kind][_typed_key(kind, key)] = bits
+                else:
+                    index._sets[kind][_typed_key(kind, key)] = bits
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"a bitmap, its kind or its key is not one of an index: {exc!r}") from exc
+        for column, table in index.buckets.items():
+            hours = index.hours[column] = sorted(table)
+            maps = index._hour_maps[column] = [table[hour] for hour in hours]
+            index._hour_stats[column] = np.array([_stats(bits) for bits in maps], dtype=np.int64).reshape(-1, 3)
+        return index
 
     # -- keeping in step --------------------------------------------------
 
