@@ -191,7 +191,7 @@ def run_bench(side: Side, bench: str, args: list[str], verbose: bool) -> None:
 def fmt(value: float) -> str:
     if abs(value) >= 100:
         return f"{value:,.0f}"
-    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"  # 3 digits: list_tasks p50s are a few us
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:#.3g}"  # 3 digits: list_tasks p50s are a few us
 
 
 def row(bench: str, name: str, a: list[float], b: list[float], better: str | None) -> str:
