@@ -26,9 +26,9 @@ TINY = {
 }
 
 
-def run(script: str, *args: str) -> str:
+def run(script: str, *args: str, timeout: float = 120) -> str:
     done = subprocess.run(
-        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=120, cwd=BENCH.parent
+        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=timeout, cwd=BENCH.parent
     )
     assert done.returncode == 0, f"{script} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done.stdout
@@ -47,3 +47,34 @@ def test_bench_script_prints_a_ratio(script):
 def test_loader_fills_a_database_the_server_serves(tmp_path):
     out = run("load_tasks.py", "--tasks", "3000", "--db", str(tmp_path / "tasks.db"), "--check")
     assert "check: OK" in out, out
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=BENCH.parent, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.mark.timeout(600)
+def test_compare_puts_two_revisions_side_by_side():
+    """HEAD (checked out as a worktree) against this working tree, all four benches, tiniest sizes, 2 rounds."""
+    out = run("compare.py", "--baseline", "HEAD", "--size", "tiny", "--rounds", "2", timeout=540)
+    head = git("rev-parse", "--short=7", "HEAD").strip()
+    lines = out.splitlines()
+    assert f"| bench | figure | baseline {head} | candidate working tree | cand/base | spread | |" in lines, out
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in lines if line.startswith("| ")][1:]
+    figures = {(bench, name): (a, b, ratio, spread) for bench, name, a, b, ratio, spread, _ in rows}
+    for key in [
+        ("end_to_end", "tasks/s [EnqueueTask]"),
+        ("end_to_end", "tasks/s [EnqueueTasks of 100]"),
+        ("get_task", "GetTask calls/s"),
+        ("list_tasks", "(no filter) p99 ms"),
+        ("memory", "RSS loaded, after reads MiB"),
+    ]:
+        assert key in figures, out
+    for (bench, name), (a, b, ratio, spread) in figures.items():
+        # Both medians and their ratio, and a spread from two runs a side.
+        base, cand = float(a.replace(",", "")), float(b.replace(",", ""))
+        if not base or not cand:  # a quiet machine's noise line can read 0.00%: no ratio, no spread
+            continue
+        assert float(ratio) == pytest.approx(cand / base, rel=0.02), (bench, name, out)
+        assert spread.endswith("%"), (bench, name, out)
+    assert "taskhub-compare-" not in git("worktree", "list"), "the baseline's worktree was left behind"
