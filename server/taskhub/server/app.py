@@ -240,7 +240,6 @@ async def _start(
         # Its streams share one channel: the server trusts it to limit them per HTTP client.
         hub.gateway_token = secrets.token_urlsafe(24)
         try:
-            watch = dict(watch_token=hub.gateway_token, max_watchers_per_client=config.max_watchers_per_client)
             if gateway_port is None:
                 service.gateway = await GatewayServer.start(
                     service.grpc_target,
@@ -249,7 +248,8 @@ async def _start(
                     allowed_hosts=config.http_allowed_hosts,
                     allowed_origins=config.http_allowed_origins,
                     payload_limit=payload_limit,
-                    **watch,
+                    watch_token=hub.gateway_token,
+                    max_watchers_per_client=config.max_watchers_per_client,
                 )
             else:
                 service.gateway = await GatewayServer.start(
@@ -262,7 +262,8 @@ async def _start(
                     credentials=tls.local_channel_credentials(),
                     tls_cert=config.tls_cert,
                     tls_key=config.tls_key,
-                    **watch,
+                    watch_token=hub.gateway_token,
+                    max_watchers_per_client=config.max_watchers_per_client,
                 )
         except BaseException:
             await service.stop(0)

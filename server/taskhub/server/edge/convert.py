@@ -6,6 +6,8 @@ raising `TaskHubError` with the public code) and on the way out.
 
 from __future__ import annotations
 
+from typing import cast
+
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from taskhub import structs
@@ -105,7 +107,9 @@ def fill_task(message: task_pb2.Task, task: Task) -> None:
     In place because every read answers with tasks: building a Task and then copying
     it into its response does every field's work twice, timestamps made apart and copied in too.
     """
-    message.uid, message.status, message.type = task.uid, task.status, task.type
+    # The domain enums carry the proto's numbers, which the fields take; the stubs type them as the proto's own
+    # enums, and cast() here would cost two calls per task answered.
+    message.uid, message.status, message.type = task.uid, task.status, task.type  # type: ignore[assignment]
     _set_time(message.enqueued_at, task.enqueued_at)
     if task.index_uid is not None:
         message.index_uid = task.index_uid
@@ -128,8 +132,12 @@ def fill_task(message: task_pb2.Task, task: Task) -> None:
 
 
 def summary_to_proto(task: Task) -> task_pb2.TaskSummary:
+    # The domain enums carry the proto's numbers; the stubs know only the proto's own enum types.
     message = task_pb2.TaskSummary(
-        task_uid=task.uid, status=int(task.status), type=int(task.type), enqueued_at=timestamp(task.enqueued_at)
+        task_uid=task.uid,
+        status=cast(task_pb2.TaskStatus, task.status),
+        type=cast(task_pb2.TaskType, task.type),
+        enqueued_at=timestamp(task.enqueued_at),
     )
     if task.index_uid is not None:
         message.index_uid = task.index_uid
@@ -148,16 +156,14 @@ def page_to_proto(page: Page) -> task_service_pb2.ListTasksResponse:
     return message
 
 
+def _fields_by_camel_case(case: str) -> dict[str, str]:
+    message_type = task_pb2.TaskDetails.DESCRIPTOR.fields_by_name[case].message_type
+    assert message_type is not None  # every details case is a message field
+    return {key: field.name for key, field in message_type.fields_by_camelcase_name.items()}
+
+
 # Per details case, each of its fields' names by the camelCase key Meilisearch gives it.
-_FIELDS = {
-    case: {
-        key: field.name
-        for key, field in task_pb2.TaskDetails.DESCRIPTOR.fields_by_name[
-            case
-        ].message_type.fields_by_camelcase_name.items()
-    }
-    for case in DETAILS_CASE.values()
-}
+_FIELDS = {case: _fields_by_camel_case(case) for case in DETAILS_CASE.values()}
 
 
 def fill_details(message: task_pb2.TaskDetails, type_: TaskType, details: dict) -> None:
@@ -272,7 +278,7 @@ def query_from_proto(message: task_pb2.TaskFilter) -> TaskQuery:
                 )
         query.index_uids = frozenset(names)
     if message.HasField("statuses"):
-        values = list(message.statuses.statuses)
+        values: list[int] = list(message.statuses.statuses)
         statuses = set()
         for i, value in enumerate(values):
             try:

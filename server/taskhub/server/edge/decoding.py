@@ -9,6 +9,9 @@ with `bad_request` before the servicer sees it.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast, overload
+
 import grpc
 
 from taskhub.errors import TaskHubError
@@ -38,6 +41,10 @@ async def _refuse(request: _Undecodable, context: grpc.aio.ServicerContext) -> N
     await context.abort_with_status(to_status(TaskHubError("bad_request", request.message)))
 
 
+@overload
+def guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler: ...
+@overload
+def guard(handler: None) -> None: ...
 def guard(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None:
     """The same handler, refusing undecodable requests; client-streaming ones are left as they are."""
     if handler is None or handler.request_streaming or handler.request_deserializer is None:
@@ -46,24 +53,26 @@ def guard(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None
     name = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
     name = name.full_name if name is not None else "request"
     read = _reading(deserializer, name)
+    # A request-unary handler has the behaviour its response kind names. The stubs describe the sync server's
+    # (a function, a generator function); a grpc.aio server's are a coroutine and an async generator function.
     if handler.response_streaming:
-        behaviour = handler.unary_stream
+        streams = cast(Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]], handler.unary_stream)
 
         async def streaming(request, context):
             if isinstance(request, _Undecodable):
                 await _refuse(request, context)
-            async for response in behaviour(request, context):
+            async for response in streams(request, context):
                 yield response
 
         return grpc.unary_stream_rpc_method_handler(
             streaming, request_deserializer=read, response_serializer=handler.response_serializer
         )
-    behaviour = handler.unary_unary
+    answers = cast(Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]], handler.unary_unary)
 
     async def unary(request, context):
         if isinstance(request, _Undecodable):
             await _refuse(request, context)
-        return await behaviour(request, context)
+        return await answers(request, context)
 
     return grpc.unary_unary_rpc_method_handler(
         unary, request_deserializer=read, response_serializer=handler.response_serializer

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Literal, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -58,7 +59,9 @@ class error_edge:  # lower case: it reads as `async with error_edge(context):`
     async def __aenter__(self) -> None:
         return None
 
-    async def __aexit__(self, kind, error, traceback) -> bool:
+    # Literal[False]: it never swallows the error (abort raises, anything else goes on), so the type checker knows
+    # that each `async with error_edge(...)` body returns or raises.
+    async def __aexit__(self, kind, error, traceback) -> Literal[False]:
         if error is None or isinstance(error, (asyncio.CancelledError, grpc.aio.AbortError)):
             return False
         if isinstance(error, TaskHubError):
@@ -72,7 +75,7 @@ class error_edge:  # lower case: it reads as `async with error_edge(context):`
 def authorization(context: grpc.aio.ServicerContext) -> str | None:
     """The caller's `authorization` metadata, if any."""
     for key, value in context.invocation_metadata() or ():
-        if key == "authorization":
+        if key == "authorization" and isinstance(value, str):  # only `-bin` keys carry bytes
             return value
     return None
 
@@ -197,7 +200,10 @@ def _wait(request: wpb.LeaseTasksRequest) -> int:
     return convert.checked_duration(request.wait, "invalid_lease_wait", "wait", zero=True)
 
 
-def _lease_duration(request: wpb.LeaseTasksRequest | wpb.RenewLeaseRequest, default: int | None) -> int | None:
+_Default = TypeVar("_Default", int, None)
+
+
+def _lease_duration(request: wpb.LeaseTasksRequest | wpb.RenewLeaseRequest, default: _Default) -> int | _Default:
     """The lease duration asked, in microseconds: more than zero (the scheduler bounds it)."""
     if not request.HasField("lease_duration"):
         return default

@@ -31,7 +31,7 @@ def server_credentials(config: Config) -> grpc.ServerCredentials | None:
     """TLS credentials from the certificate chain and key files; None when TLS is off."""
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ValueError("TLS needs both --tls-cert and --tls-key (TASKHUB_TLS_CERT, TASKHUB_TLS_KEY)")
-    if config.tls_cert is None:
+    if config.tls_cert is None or config.tls_key is None:  # both or neither, by now
         return None
     key, chain = _read(config.tls_key, "--tls-key"), _read(config.tls_cert, "--tls-cert")
     # gRPC takes any bytes here and fails only when binding, as if the port were taken: check the pair first.

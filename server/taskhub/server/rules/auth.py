@@ -99,7 +99,7 @@ class Keyring:
 
     def authenticate(self, header: str | None) -> Principal:
         """Who sent this `authorization` value; raises the public auth errors."""
-        if not self.enabled:
+        if self.master_key is None:  # not enabled
             return EVERYONE
         if not header:
             raise _missing_header()

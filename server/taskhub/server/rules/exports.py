@@ -89,10 +89,13 @@ def _task_line(task: Task, matched) -> dict:
     return line
 
 
-def _parse_time(value: str | None) -> int | None:
-    if value is None:
-        return None
+# A dump line always has `enqueuedAt`; `startedAt` and `finishedAt` may be null.
+def _parse_time(value: str) -> int:
     return to_micros(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+def _parse_optional_time(value: str | None) -> int | None:
+    return None if value is None else _parse_time(value)
 
 
 def _read_dump(path: pathlib.Path) -> tuple[dict, Iterator[tuple[Task, list[int] | None]]]:
@@ -116,8 +119,8 @@ def _read_dump(path: pathlib.Path) -> tuple[dict, Iterator[tuple[Task, list[int]
                         details=row["details"],
                         error=row["error"],
                         enqueued_at=_parse_time(row["enqueuedAt"]),
-                        started_at=_parse_time(row["startedAt"]),
-                        finished_at=_parse_time(row["finishedAt"]),
+                        started_at=_parse_optional_time(row["startedAt"]),
+                        finished_at=_parse_optional_time(row["finishedAt"]),
                     ),
                     row.get("matchedUids"),
                 )

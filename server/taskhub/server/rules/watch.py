@@ -99,7 +99,8 @@ class Subscription:
                     "The watcher fell too far behind and was disconnected; resume from the last sequence number seen.",
                 )
         event = await self.queue.get()
-        if event is None:  # the wake-up end() left
+        if event is None:  # the wake-up end() left, after setting `ended`
+            assert self.ended is not None
             raise self.ended
         return event
 
