@@ -31,6 +31,7 @@ from taskhub.server.rules import exports
 from taskhub.server.rules.auth import Keyring
 from taskhub.server.rules.scheduler import Scheduler, wall_clock
 from taskhub.server.rules.watch import WatchHub
+from taskhub.server.storage.contract import TaskFinder
 from taskhub.server.storage.sqlite.database import SqliteStorage
 from taskhub.server.storage.sqlite.finder import SqlFinder
 from taskhub.v1 import (
@@ -47,7 +48,10 @@ log = logging.getLogger("taskhub")
 DB_HEADROOM = 64 * 1024 * 1024
 MIN_MASTER_KEY = 16
 # What answers "which tasks" (`--task-index`): the in-memory index, or SQL over the task rows.
-FINDERS = {"memory": lambda storage: MemoryFinder(), "sql": lambda storage: SqlFinder(storage.path)}
+FINDERS: dict[str, Callable[[SqliteStorage], TaskFinder]] = {
+    "memory": lambda storage: MemoryFinder(),
+    "sql": lambda storage: SqlFinder(storage.path),
+}
 SERVICE_NAMES = (
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,

@@ -71,8 +71,8 @@ def write_dump(store: Storage, folder: str, now: int) -> str:
     return dump_uid
 
 
-def _task_line(task: Task, matched) -> dict:
-    line = {
+def _task_line(task: Task, matched: list[int] | None) -> dict:
+    line: dict[str, object] = {
         "uid": task.uid,
         "indexUid": task.index_uid,
         "status": task.status.label,

@@ -12,6 +12,7 @@ written below. Nothing here names a database, a thread or a bitmap.
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -211,10 +212,17 @@ class Transaction(Protocol):
     its own writes, and every commit made before it began, from any process.
     """
 
-    tasks: TaskTable
-    leases: LeaseTable
-    log: ChangeLog
-    keys: KeyTable
+    @property
+    def tasks(self) -> TaskTable: ...
+
+    @property
+    def leases(self) -> LeaseTable: ...
+
+    @property
+    def log(self) -> ChangeLog: ...
+
+    @property
+    def keys(self) -> KeyTable: ...
 
     @property
     def changes(self) -> Changes:
@@ -232,7 +240,8 @@ class Storage(Protocol):
     `log` is the writer's change log, for pruning (which commits on its own).
     """
 
-    log: ChangeLog
+    @property
+    def log(self) -> ChangeLog: ...
 
     def transaction(self) -> AbstractContextManager[Transaction]:
         """Opens a unit of work: it commits on leaving the block, and rolls back whole on an exception.
@@ -249,7 +258,7 @@ class Storage(Protocol):
         """Names this database's history: it changes when the history does not continue (a dump imported)."""
         ...
 
-    def backup(self, target: str) -> None:
+    def backup(self, target: str | pathlib.Path) -> None:
         """A consistent copy of the whole database, in the storage's own format."""
         ...
 
@@ -259,9 +268,14 @@ class Storage(Protocol):
 class Reader(Protocol):
     """Reads outside a unit of work; `snapshot()` makes several reads see one committed state."""
 
-    tasks: TaskTable
-    log: ChangeLog
-    keys: KeyTable
+    @property
+    def tasks(self) -> TaskTable: ...
+
+    @property
+    def log(self) -> ChangeLog: ...
+
+    @property
+    def keys(self) -> KeyTable: ...
 
     def snapshot(self) -> AbstractContextManager[None]: ...
 
