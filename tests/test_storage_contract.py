@@ -281,10 +281,10 @@ def test_matches_and_attempts(storage):
 
 
 def test_a_dump_loads_into_an_empty_database_only_and_starts_a_new_history(storage):
-    before = storage.epoch()
+    before = storage.log.epoch()
     with storage.transaction() as tx:
         loaded = tx.tasks.load([(Task(5, "movies", TaskStatus.SUCCEEDED, UPDATE, 1, finished_at=2), None)], 0)
-    assert loaded == 1 and storage.epoch() != before
+    assert loaded == 1 and storage.log.epoch() != before
     with storage.transaction() as tx:
         assert tx.tasks.next_uid() == 6 and tx.tasks.count() == 1
         assert [row[0] for row in tx.tasks.index_rows(-1, 10)] == [5]

@@ -49,7 +49,7 @@ DB_HEADROOM = 64 * 1024 * 1024
 MIN_MASTER_KEY = 16
 # What answers "which tasks" (`--task-index`): the in-memory index, or SQL over the task rows.
 FINDERS: dict[str, Callable[[SqliteStorage], TaskFinder]] = {
-    "memory": lambda storage: MemoryFinder(),
+    "memory": lambda storage: MemoryFinder(snapshot_path=index_path(storage.path)),
     "sql": lambda storage: SqlFinder(storage.path),
 }
 SERVICE_NAMES = (
@@ -102,6 +102,11 @@ class Service:
         finally:  # the kernel would drop it at exit anyway; a test's next service needs it now
             if self.lock is not None:
                 self.lock.release()
+
+
+def index_path(db: str) -> str:
+    """Where the in-memory index is saved between starts: beside the database."""
+    return db + ".index"
 
 
 def open_store(config: Config) -> SqliteStorage:

@@ -1,42 +1,84 @@
 """The in-memory `TaskFinder`: the `TaskIndex` behind the read-model interface, fed committed changes.
 
-It is built from a storage's task rows (`reload`), then kept up to date only by the
-changes it is given (`apply`), in sequence order: from this process's commits and
-from the change log, which brings other processes' commits too. Reads and changes
-meet under one lock: changes come on the store thread, reads on the event loop and
-the read thread. No bitmap leaves it: answers are uids, counts and index uids.
+It starts from a saved snapshot of itself when one fits the database (same history,
+not ahead of it), else from the storage's task rows (`reload`); from there it is kept
+up to date only by the changes it is given (`apply`), in sequence order: from this
+process's commits and from the change log, which brings other processes' commits too.
+`checkpoint` saves it, so the next start reads one file and the changes since, not
+every row. Reads and changes meet under one lock: changes come on the store thread,
+reads on the event loop and the read thread. No bitmap leaves it: answers are uids,
+counts and index uids.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
+import time
+from collections.abc import Callable
 
 from pyroaring import BitMap
 
+from taskhub.server.index import snapshot
 from taskhub.server.index.task_index import TaskIndex
 from taskhub.server.model import TaskQuery
 from taskhub.server.storage.contract import Changes, Reader
 
+log = logging.getLogger(__name__)
 BUILD_CHUNK = 100_000
+PROGRESS_EVERY = 5.0  # seconds between progress lines while the index is built from rows
 
 
 class MemoryFinder:
-    """A `TaskIndex` with the `TaskFinder` interface."""
+    """A `TaskIndex` with the `TaskFinder` interface; `snapshot_path` is where it is saved between starts."""
 
-    def __init__(self, index: TaskIndex | None = None) -> None:
-        self.index = index if index is not None else TaskIndex()
+    def __init__(self, snapshot_path: str | None = None) -> None:
+        self.index = TaskIndex()
         self.lock = threading.Lock()
+        self.snapshot_path = snapshot_path
 
-    def reload(self, reader: Reader) -> int:
+    def reload(self, reader: Reader, *, fresh: bool = False) -> int:
+        """Takes the saved snapshot when it fits the database (not `fresh`), else every stored task."""
+        if not fresh and self.snapshot_path is not None:
+            saved = snapshot.load(self.snapshot_path)
+            if saved is not None:
+                epoch, last = reader.log.epoch(), reader.log.last_seq()
+                if saved.epoch == epoch and saved.seq <= last:
+                    with self.lock:
+                        self.index = saved.index
+                    return saved.seq
+                log.info(
+                    "index snapshot %s is of another history or ahead of the database: reading every task",
+                    self.snapshot_path,
+                )
+        return self._read_rows(reader)
+
+    def checkpoint(self, seq: int, epoch: str) -> Callable[[], None] | None:
+        """On the store thread (no change comes meanwhile): a copy of the index as of `seq`, and a way to
+        save it that needs no lock, to run elsewhere. None when there is nowhere to save it."""
+        if self.snapshot_path is None:
+            return None
+        spare = self.index.spare_columns()
+        state = self.index.to_state(spare)
+        path = self.snapshot_path
+        return lambda: snapshot.save(state, path, seq=seq, epoch=epoch)
+
+    def _read_rows(self, reader: Reader) -> int:
         """Reads every stored task into a new index, in one consistent read; the old one answers meanwhile."""
         index = TaskIndex()
         with reader.snapshot():
-            seq = reader.log.last_seq()
-            after = -1
+            seq, count = reader.log.last_seq(), reader.tasks.count()
+            say = log.info if count >= BUILD_CHUNK else log.debug  # long work shows its progress
+            say("building the index from %d stored tasks", count)
+            after, done, shown = -1, 0, time.monotonic()
             while rows := reader.tasks.index_rows(after, BUILD_CHUNK):
                 index.load(rows)
-                after = rows[-1][0]
+                after, done = rows[-1][0], done + len(rows)
+                if time.monotonic() - shown >= PROGRESS_EVERY:
+                    shown = time.monotonic()
+                    log.info("building the index: %d of %d tasks", done, count)
+        say("index built from %d tasks", done)
         with self.lock:
             self.index = index
         return seq

@@ -118,7 +118,7 @@ def load(path: str | os.PathLike) -> Snapshot | None:
         with open(path, "rb", buffering=0) as source:
             return _read(source, os.fstat(source.fileno()).st_size)
     except FileNotFoundError:
-        log.info("no index snapshot at %s: the index is built from the stored tasks", path)
+        log.debug("no index snapshot at %s: the index is built from the stored tasks", path)
     except BadSnapshot as exc:
         log.warning("index snapshot %s not loaded: %s", path, exc)
     except (OSError, ValueError, KeyError, TypeError, MemoryError) as exc:

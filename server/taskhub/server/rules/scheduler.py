@@ -39,6 +39,9 @@ PAGE_BYTES = 8 * 1024 * 1024
 # A page this long or shorter is read on the loop; a longer one on the read thread.
 LOOP_PAGE = 200
 PROCESSING = frozenset({TaskStatus.PROCESSING})
+# The finder's state is saved (for a fast next start) at most this often, once this many changes came since.
+CHECKPOINT_EVERY = 60 * SECOND
+CHECKPOINT_CHANGES = 10_000
 
 
 def wall_clock() -> int:
@@ -111,6 +114,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._runner: asyncio.Task | None = None
         self._poller: asyncio.Task | None = None
+        self._checkpointing: asyncio.Task | None = None
+        self._checkpointed_at = 0  # not read off the clock here: a test clock would move
 
         # The parts' public calls, as the services and tests know them.
         self.enqueue = self.enqueuing.enqueue
@@ -169,7 +174,28 @@ class Scheduler:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._runner = self._poller = None
+        if self._checkpointing is not None:
+            await asyncio.wait([self._checkpointing])
+        # The next start reads the finder's state back instead of every task.
+        await self._checkpoint()
         self.units.shutdown()
+
+    async def _checkpoint(self) -> None:
+        try:
+            await self.units.checkpoint()
+        except OSError:
+            log.exception("could not save the index; the next start reads every task")
+
+    def _checkpoint_due(self, moment: int) -> None:
+        """Saves the finder's state in the background when enough changes came since the last save."""
+        if (
+            self._checkpointing is None
+            and moment - self._checkpointed_at >= CHECKPOINT_EVERY
+            and self.units.follower.seq - self.units.checkpointed >= CHECKPOINT_CHANGES
+        ):
+            self._checkpointed_at = moment
+            self._checkpointing = asyncio.create_task(self._checkpoint(), name="taskhub-checkpoint")
+            self._checkpointing.add_done_callback(lambda _: setattr(self, "_checkpointing", None))
 
     async def _run(self) -> None:
         while True:

@@ -55,6 +55,8 @@ class Units:
         self._loop: asyncio.AbstractEventLoop | None = None
         # Replaced after every commit: long-polling leases wait on the current one.
         self.changed = asyncio.Event()
+        # The sequence number of the finder's last saved state.
+        self.checkpointed = 0
         # Told of every commit's changes on the loop, after the hub (the scheduler's wake-up).
         self.on_commit: Callable[[Changes], None] = lambda changes: None
 
@@ -69,9 +71,32 @@ class Units:
         return self._follow_reader
 
     async def load(self) -> None:
-        """Fills the finder from the stored tasks; the follower starts where that read stood."""
+        """Fills the finder (from its saved state, or the stored tasks), then the changes since; the follower
+        stands after them."""
         self._loop = asyncio.get_running_loop()
-        self.follower.seq = await self.call(lambda: self.finder.reload(self._on_thread_reader()))
+        self.follower.seq = await self.call(self._load)
+        self.checkpointed = self.follower.seq
+
+    def _load(self) -> int:
+        reader = self._on_thread_reader()
+        self.follower.seq = self.finder.reload(reader)
+        try:
+            self.follower.catch_up(reader)
+        except HistoryLost as lost:
+            log.warning("the saved index is too old (%s): reading every task", lost)
+            self.follower.seq = self.finder.reload(reader, fresh=True)
+        return self.follower.seq
+
+    async def checkpoint(self) -> None:
+        """Saves the finder's state as of the changes followed, so the next start begins there."""
+        seq, save = await self.call(self._checkpoint)
+        if save is not None:
+            await asyncio.to_thread(save)
+            self.checkpointed = seq
+
+    def _checkpoint(self) -> tuple[int, Callable[[], None] | None]:
+        seq = self.follower.seq
+        return seq, self.finder.checkpoint(seq, self._on_thread_reader().log.epoch())
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Runs `fn(reader, *args)` on the read thread, with that thread's read-only connection."""

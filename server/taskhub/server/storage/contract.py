@@ -13,7 +13,7 @@ written below. Nothing here names a database, a thread or a bitmap.
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -72,6 +72,11 @@ class ChangeLog(Protocol):
 
     def oldest_change(self) -> int | None:
         """The oldest sequence number still kept, None when the log is empty."""
+        ...
+
+    def epoch(self) -> str:
+        """Names this history of sequence numbers: it changes when the history does not continue (a dump
+        loaded), so a state saved at some sequence number is never applied to another history."""
         ...
 
     def changes_after(self, seq: int, limit: int) -> Changes:
@@ -254,10 +259,6 @@ class Storage(Protocol):
         """A read-only view for one thread; it always reads the newest committed state."""
         ...
 
-    def epoch(self) -> str:
-        """Names this database's history: it changes when the history does not continue (a dump imported)."""
-        ...
-
     def backup(self, target: str | pathlib.Path) -> None:
         """A consistent copy of the whole database, in the storage's own format."""
         ...
@@ -290,8 +291,17 @@ class TaskFinder(Protocol):
     before deciding in a unit of work, so its answers then hold for that unit of work.
     """
 
-    def reload(self, reader: Reader) -> int:
-        """Forgets what it was given and takes the stored tasks afresh; answers the sequence number it stands at."""
+    def reload(self, reader: Reader, *, fresh: bool = False) -> int:
+        """Forgets what it was given and takes the stored tasks afresh; answers the sequence number it stands at.
+
+        It may start from a state it saved (`checkpoint`) that fits the database, and stand at that
+        state's sequence number: the caller then feeds it the changes since. `fresh`: never.
+        """
+        ...
+
+    def checkpoint(self, seq: int, epoch: str) -> Callable[[], None] | None:
+        """Called where no change comes meanwhile: a copy of its state as of `seq` in `epoch`, and a way to
+        save it to run elsewhere (None when it keeps nothing)."""
         ...
 
     def apply(self, changes: Changes) -> None: ...

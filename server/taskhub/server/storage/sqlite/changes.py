@@ -42,6 +42,9 @@ class SqliteChangeLog:
     def last_seq(self) -> int:
         return counter(self.conn, "last_seq")
 
+    def epoch(self) -> str:
+        return str(counter(self.conn, "epoch"))
+
     def sequence(self, tasks: list[Task]) -> None:
         """Gives the tasks the next sequence numbers, in their order."""
         first_seq = bump(self.conn, "last_seq", len(tasks)) + 1

@@ -18,7 +18,6 @@ from taskhub.server.storage.contract import Changes, StorageFull
 from taskhub.server.storage.sqlite.changes import SqliteChangeLog
 from taskhub.server.storage.sqlite.keys import SqliteKeys
 from taskhub.server.storage.sqlite.leases import SqliteLeases
-from taskhub.server.storage.sqlite.rows import counter
 from taskhub.server.storage.sqlite.schema import migrate
 from taskhub.server.storage.sqlite.tasks import SqliteTasks
 
@@ -108,9 +107,6 @@ class SqliteStorage(_Tables):
 
     def reader(self) -> SqliteReader:
         return SqliteReader(self.path)
-
-    def epoch(self) -> str:
-        return str(counter(self.conn, "epoch"))
 
     def backup(self, target: str | pathlib.Path) -> None:
         with contextlib.closing(sqlite3.connect(str(target))) as copy:

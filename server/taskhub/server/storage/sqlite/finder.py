@@ -80,8 +80,11 @@ class SqlFinder:
                 self._readers.append(reader)
         return reader.conn
 
-    def reload(self, reader: Reader) -> int:
+    def reload(self, reader: Reader, *, fresh: bool = False) -> int:
         return reader.log.last_seq()
+
+    def checkpoint(self, seq: int, epoch: str) -> None:
+        """Nothing to save: the rows are the state."""
 
     def apply(self, changes: Changes) -> None:
         """Nothing to do: every answer is read from the committed rows."""
