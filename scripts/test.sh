@@ -57,13 +57,8 @@ buf=tools/node_modules/.bin/buf
 # The import contracts in pyproject.toml ([tool.importlinter]): gateway and client never import the server.
 # Quiet when all are kept; when one breaks, the second run prints the offending import chains and fails.
 .venv/bin/lint-imports --no-logo >/dev/null || .venv/bin/lint-imports --no-logo
-# Type checks ([tool.mypy] in pyproject.toml) over these server files; mypy reads what they import for its types.
-# The server core (rules/scheduler.py, leasing.py, watching.py, storage/, index/) joins the list when its rewrite
-# lands (issue 20), together with removing its ignore_errors override in pyproject.toml.
-server=server/taskhub/server
-.venv/bin/mypy --no-error-summary \
-  "$server/edge" "$server/app.py" "$server/cli.py" "$server/config.py" "$server/lock.py" "$server/model.py" \
-  "$server/rules/auth.py" "$server/rules/details.py" "$server/rules/watch.py" "$server/rules/store_thread.py" \
-  "$server/rules/exports.py"
+# Type checks ([tool.mypy] in pyproject.toml) over the whole server, the rules and the storage contract under
+# --strict's flags; mypy reads what the server imports (client, gateway) for its types.
+.venv/bin/mypy --no-error-summary server/taskhub/server
 
 exec .venv/bin/python -m pytest "$@"

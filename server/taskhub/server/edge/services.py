@@ -23,7 +23,8 @@ from taskhub.metadata import WATCH_CURSOR
 from taskhub.server.edge import convert
 from taskhub.server.model import TaskQuery
 from taskhub.server.rules.auth import Keyring, Principal
-from taskhub.server.rules.scheduler import SECOND, Scheduler
+from taskhub.server.rules.leasing import SECOND
+from taskhub.server.rules.scheduler import Scheduler
 from taskhub.server.rules.watch import Owner
 from taskhub.v1 import (
     task_pb2,

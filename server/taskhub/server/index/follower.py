@@ -40,7 +40,7 @@ class Follower:
 
         Raises HistoryLost when they are no longer all in the log.
         """
-        taken = []
+        taken: list[Changes] = []
         while True:
             changes = reader.log.changes_after(self.seq, CHUNK)
             if not changes.tasks:

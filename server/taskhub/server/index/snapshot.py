@@ -90,7 +90,8 @@ def save(index: TaskIndex | IndexState, path: str | os.PathLike, *, seq: int, ep
                 out.write(bitmaps)
                 del bitmaps
                 for name, _ in COLUMNS:
-                    data = np.ascontiguousarray(state.columns[name][: state.used], DTYPES[name])
+                    # `.data`, a memoryview: numpy's stubs call an array a buffer only from Python 3.12 on.
+                    data = np.ascontiguousarray(state.columns[name][: state.used], DTYPES[name]).data
                     crc = zlib.crc32(data, crc)
                     out.write(data)
                 out.write(TRAILER.pack(crc))
@@ -154,14 +155,15 @@ def _read(source, size: int) -> Snapshot:
     columns = {}
     for name, dtype in DTYPES.items():
         column = np.empty(capacity, dtype)
-        _fill(source, memoryview(column[:used]).cast("B"))
-        crc = zlib.crc32(column[:used], crc)
+        _fill(source, column[:used].data.cast("B"))
+        crc = zlib.crc32(column[:used].data, crc)
         column[used:] = NONE
         columns[name] = column
     (stored,) = TRAILER.unpack(_exactly(source, TRAILER.size, "the trailer"))
     if crc != stored:
         raise BadSnapshot("the data's checksum does not match (a damaged file)")
-    maps, at, view = [], 0, memoryview(blob)
+    maps: list[tuple[str, object, bytes | memoryview]] = []
+    at, view = 0, memoryview(blob)
     for kind, key, length in meta["maps"]:
         maps.append((kind, key, view[at : at + length]))
         at += length

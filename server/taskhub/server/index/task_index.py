@@ -21,8 +21,9 @@ import functools
 import itertools
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pyroaring import BitMap
@@ -84,7 +85,12 @@ def _lone_date(query: TaskQuery) -> tuple[str, int | None, int | None] | None:
 
 
 def _page_of_disjoint(
-    parts: list[BitMap | Callable[[], BitMap]], stats: np.ndarray, *, limit: int, from_uid: int | None, reverse: bool
+    parts: Sequence[BitMap | Callable[[], BitMap]],
+    stats: np.ndarray,
+    *,
+    limit: int,
+    from_uid: int | None,
+    reverse: bool,
 ) -> tuple[list[int], int]:
     """`TaskIndex.page` over the union of disjoint bitmaps, without making the union.
 
@@ -97,16 +103,17 @@ def _page_of_disjoint(
     total = int(stats[:, SIZE].sum())
     want = limit + 1
     bounds: list[int] | None = None  # where each part's eligible uids start (ascending) or end (descending)
+    firsts: np.ndarray | list[int]  # each part's first uid in list order
     if from_uid is None or (reverse and from_uid <= 0):  # from either end: the parts' own min or max
         firsts = stats[:, LOW if reverse else HIGH]
-        order = np.argsort(firsts, kind="stable")  # empty parts sort last from either end (EMPTY)
-        order = (order if reverse else order[::-1]).tolist()
+        ranked = np.argsort(firsts, kind="stable")  # empty parts sort last from either end (EMPTY)
+        order = (ranked if reverse else ranked[::-1]).tolist()
     else:
-        parts = [part if isinstance(part, BitMap) else part() for part in parts]
-        ranks = [part.rank(from_uid - 1) if reverse else part.rank(from_uid) for part in parts]
-        kept = [i for i, at in enumerate(ranks) if (at < len(parts[i]) if reverse else at)]
-        firsts = [parts[i][ranks[i] if reverse else ranks[i] - 1] for i in kept]
-        parts, bounds = [parts[i] for i in kept], [ranks[i] for i in kept]
+        made = [part if isinstance(part, BitMap) else part() for part in parts]
+        ranks = [part.rank(from_uid - 1) if reverse else part.rank(from_uid) for part in made]
+        kept = [i for i, at in enumerate(ranks) if (at < len(made[i]) if reverse else at)]
+        firsts = [made[i][ranks[i] if reverse else ranks[i] - 1] for i in kept]
+        parts, bounds = [made[i] for i in kept], [ranks[i] for i in kept]
         order = sorted(range(len(parts)), key=firsts.__getitem__, reverse=not reverse)
     page: list[int] = []
     for i in order:
@@ -165,7 +172,7 @@ class IndexState:
     columns: dict[str, np.ndarray]  # by name (`COLUMNS`), each at least `used` long
 
 
-def _plain_key(kind: str, key) -> object:
+def _plain_key(kind: str, key: Any) -> object:
     """A bitmap's key as JSON holds it: enums as ints, tuples as lists."""
     if kind == "index":
         return key
@@ -174,8 +181,11 @@ def _plain_key(kind: str, key) -> object:
     return None if key is None else int(key)
 
 
-def _typed_key(kind: str, key) -> object:
-    """`_plain_key` undone; a key of the wrong shape raises (KeyError, TypeError or ValueError)."""
+def _typed_key(kind: str, key: Any) -> Any:
+    """`_plain_key` undone; a key of the wrong shape raises (KeyError, TypeError or ValueError).
+
+    Typed Any: what it answers (a status, a type, a tuple, a name or a number) depends on `kind`.
+    """
     if kind == "status":
         return STATUS_OF[key]
     if kind == "type":
@@ -209,7 +219,8 @@ class TaskIndex:
         # bitmap (a busy index's failures, say), a lookup's does not.
         self.index_status_types: dict[tuple[str, TaskStatus, TaskType], BitMap] = defaultdict(BitMap)
         self.buckets: dict[str, dict[int, BitMap]] = {column: {} for column in DATES}
-        self._sets = {
+        # Every set's bitmaps by kind, keyed as the kind says (`_typed_key`).
+        self._sets: dict[str, dict[Any, BitMap]] = {
             "status": self.statuses,
             "type": self.types,
             "index": self.indexes,
@@ -217,7 +228,7 @@ class TaskIndex:
             "index_status": self.index_statuses,
             "index_status_type": self.index_status_types,
         }
-        self.hours = {column: [] for column in DATES}  # sorted bucket keys
+        self.hours: dict[str, list[int]] = {column: [] for column in DATES}  # sorted bucket keys
         # The buckets in the order of `hours`: a range of hours is a slice, not a lookup an hour.
         self._hour_maps: dict[str, list[BitMap]] = {column: [] for column in DATES}
         # And their sizes, smallest and largest uids, a row an hour: a lone date bound's total and
@@ -307,8 +318,8 @@ class TaskIndex:
         maps: list[tuple[str, object, bytes | memoryview]] = [("all", None, self.all.serialize())]
         for kind, table in self._sets.items():
             maps += [(kind, _plain_key(kind, key), bits.serialize()) for key, bits in table.items()]
-        for column, table in self.buckets.items():
-            maps += [(column, hour, bits.serialize()) for hour, bits in table.items()]
+        for date, table in self.buckets.items():
+            maps += [(date, hour, bits.serialize()) for hour, bits in table.items()]
         # Positions below the oldest stored uid and above the newest are never read (a deleted
         # task's columns keep its last values): the copy starts and ends with the tasks stored,
         # and the index's room for new uids is kept as a length.
@@ -357,7 +368,8 @@ class TaskIndex:
             raise ValueError("an index uid is named twice")
         try:
             for kind, key, data in state.maps:
-                bits = BitMap.deserialize(data)
+                # pyroaring's stub says bytes; it reads any buffer, as the snapshot's memoryview slices.
+                bits = BitMap.deserialize(data)  # type: ignore[arg-type]
                 if kind == "all":
                     index.all = bits
                 elif kind in DATES:
@@ -366,10 +378,10 @@ class TaskIndex:
                     index._sets[kind][_typed_key(kind, key)] = bits
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ValueError(f"a bitmap, its kind or its key is not one of an index: {exc!r}") from exc
-        for column, table in index.buckets.items():
-            hours = index.hours[column] = sorted(table)
-            maps = index._hour_maps[column] = [table[hour] for hour in hours]
-            index._hour_stats[column] = np.array([_stats(bits) for bits in maps], dtype=np.int64).reshape(-1, 3)
+        for date, table in index.buckets.items():
+            hours = index.hours[date] = sorted(table)
+            maps = index._hour_maps[date] = [table[hour] for hour in hours]
+            index._hour_stats[date] = np.array([_stats(bits) for bits in maps], dtype=np.int64).reshape(-1, 3)
         return index
 
     # -- keeping in step --------------------------------------------------
@@ -384,7 +396,11 @@ class TaskIndex:
         self.all |= bitmap(uids)
         self._grow(int(uids.max()) + 1)
         columns, at = self._columns, uids - self._base
-        for position, name, maps, kind in ((1, "status", self.statuses, TaskStatus), (2, "type", self.types, TaskType)):
+        sets: tuple[tuple[int, str, dict[Any, BitMap], Callable[[int], object]], ...] = (
+            (1, "status", self.statuses, TaskStatus),
+            (2, "type", self.types, TaskType),
+        )
+        for position, name, maps, kind in sets:
             values = numbers[:, position]
             columns[name][at] = values
             for value in np.unique(values):
@@ -402,14 +418,15 @@ class TaskIndex:
         indexed = index_ids != NONE
         pairs = index_ids[indexed].astype(np.int64) * PAIR + numbers[indexed, 1]
         names = self._index_names
-        for keys, table, key_of in (
+        groupings: tuple[tuple[np.ndarray, dict[Any, BitMap], Callable[[int], tuple[object, ...]]], ...] = (
             (pairs, self.index_statuses, lambda key: (names[key // PAIR], STATUS_OF[key % PAIR])),
             (
                 pairs * TRIPLE + numbers[indexed, 2],
                 self.index_status_types,
                 lambda key: (names[key // TRIPLE // PAIR], STATUS_OF[key // TRIPLE % PAIR], TYPE_OF[key % TRIPLE]),
             ),
-        ):
+        )
+        for keys, table, key_of in groupings:
             order = np.argsort(keys, kind="stable")
             keys, grouped = keys[order], uids[indexed][order]
             starts = np.flatnonzero(np.diff(keys, prepend=-1))
@@ -499,8 +516,8 @@ class TaskIndex:
                         join[column, value // HOUR].append(uid)
                 elif value != was:  # another time in the same hour: its sorted times no longer hold
                     moved.append((column, value // HOUR))
-        for name, column in self._columns.items():
-            column[at] = new[name]
+        for name, stored in self._columns.items():
+            stored[at] = new[name]
         for (kind, key), members in leave.items():
             self._bitmap(kind, key).difference_update(BitMap(members))
         for (kind, key), members in join.items():
@@ -584,19 +601,24 @@ class TaskIndex:
             parts += [BitMap(range(0, max(query.below_uid, 0))), self.all]
         both = query.index_uids is not None and query.statuses is not None
         three = both and query.types is not None
-        if three:
-            triples = self.index_status_types
-            keys = itertools.product(query.index_uids, query.statuses, query.types)
-            parts.append(_union([triples[key] for key in keys if key in triples]))
-        elif both:
-            pairs = self.index_statuses
-            parts.append(_union([pairs[i, st] for i in query.index_uids for st in query.statuses if (i, st) in pairs]))
-        for values, maps in (
+        # `both` and `three`, spelt out so that mypy narrows the sets to non-None.
+        if query.index_uids is not None and query.statuses is not None:
+            if query.types is not None:
+                triples = self.index_status_types
+                keys = itertools.product(query.index_uids, query.statuses, query.types)
+                parts.append(_union([triples[key] for key in keys if key in triples]))
+            else:
+                pairs = self.index_statuses
+                parts.append(
+                    _union([pairs[i, st] for i in query.index_uids for st in query.statuses if (i, st) in pairs])
+                )
+        filters: tuple[tuple[frozenset[Any] | None, dict[Any, BitMap]], ...] = (
             (None if both else query.statuses, self.statuses),
             (None if three else query.types, self.types),
             (None if both else query.index_uids, self.indexes),
             (query.canceled_by, self.cancelers),
-        ):
+        )
+        for values, maps in filters:
             if values is not None:
                 parts.append(_union([maps[v] for v in values if v in maps]))
         if query.scope is not None:

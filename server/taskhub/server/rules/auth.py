@@ -17,6 +17,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from taskhub.errors import TaskHubError
 from taskhub.server.model import KeyRecord, Scope, format_time
@@ -69,7 +70,7 @@ def _invalid_key() -> TaskHubError:
 class Keyring:
     """The master key and the API keys, cached in memory; changes go through the store first."""
 
-    def __init__(self, master_key: str | None, run: Callable[..., Awaitable], clock: Callable[[], int]) -> None:
+    def __init__(self, master_key: str | None, run: Callable[..., Awaitable[Any]], clock: Callable[[], int]) -> None:
         self.master_key = master_key or None
         self._run = run  # runs `fn(tx, *args)` in a unit of work (`Units.run`)
         self._clock = clock
@@ -199,9 +200,11 @@ class Keyring:
     def get(self, uid_or_key: str) -> KeyRecord:
         return self._find(uid_or_key)
 
-    async def update(self, uid_or_key: str, fields: dict) -> KeyRecord:
+    async def update(self, uid_or_key: str, fields: dict[str, Any]) -> KeyRecord:
         record = self._find(uid_or_key)
-        updated = await self._run(lambda tx, now: tx.keys.update_key(record.uid, fields, now), self._clock())
+        updated: KeyRecord | None = await self._run(
+            lambda tx, now: tx.keys.update_key(record.uid, fields, now), self._clock()
+        )
         if updated is None:
             raise TaskHubError("api_key_not_found", f"API key `{uid_or_key}` not found.")
         self._remember(updated)

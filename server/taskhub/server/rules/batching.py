@@ -73,7 +73,13 @@ def _busy_indexes(tx: Transaction, finder: TaskFinder) -> set[str]:
     return busy
 
 
-def _head(tx, finder, types, index_uids, scope) -> Task | None:
+def _head(
+    tx: Transaction,
+    finder: TaskFinder,
+    types: frozenset[TaskType] | None,
+    index_uids: frozenset[str] | None,
+    scope: Scope | None,
+) -> Task | None:
     """The oldest enqueued task whose indexes are free and that heads its indexes' queues."""
     blocked = _busy_indexes(tx, finder)
     # Only tasks of the indexes this worker may take, and swaps (which name their indexes in their
@@ -108,10 +114,14 @@ def _head(tx, finder, types, index_uids, scope) -> Task | None:
     return None
 
 
-def _followers(tx, finder, head: Task, types, room: int) -> list[Task]:
+def _followers(
+    tx: Transaction, finder: TaskFinder, head: Task, types: frozenset[TaskType] | None, room: int
+) -> list[Task]:
     """The enqueued tasks right after `head` in its index that can join its batch."""
     group = BATCH_GROUPS.get(head.type)
-    if group is None or room <= 0:
+    # Batched types are index tasks, so `head` has an index uid; were it missing, no task of
+    # index None could follow it anyway (the finder keeps none under that index).
+    if group is None or room <= 0 or head.index_uid is None:
         return []
     # An enqueued swap touching this index ends the run of batchable tasks.
     swaps = finder.uids(TaskQuery(statuses=ENQUEUED, types=SWAPS), limit=SCAN_LIMIT, after_uid=head.uid)
@@ -120,7 +130,7 @@ def _followers(tx, finder, head: Task, types, room: int) -> list[Task]:
         default=None,
     )
     queue = TaskQuery(statuses=ENQUEUED, index_uids=frozenset({head.index_uid}))
-    followers = []
+    followers: list[Task] = []
     for task in tx.tasks.get_many(finder.uids(queue, limit=room, after_uid=head.uid)):
         if (
             (stop is not None and task.uid > stop)

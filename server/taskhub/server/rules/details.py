@@ -8,9 +8,10 @@ the details to store (Meilisearch's keys, in Meilisearch's order) or raises a
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from taskhub.errors import TaskHubError
-from taskhub.server.model import TaskType
+from taskhub.server.model import Task, TaskType
 
 _INDEX_UID = re.compile(r"[A-Za-z0-9_-]{1,400}")
 
@@ -49,7 +50,7 @@ def _invalid(message: str) -> TaskHubError:
     return TaskHubError("invalid_task_details", message)
 
 
-def enqueue_details(type_: TaskType, index_uid: str | None, given: dict | None) -> dict | None:
+def enqueue_details(type_: TaskType, index_uid: str | None, given: dict[str, Any] | None) -> dict[str, Any] | None:
     """Checks an enqueue request and answers the details to store."""
     if type_ in (TaskType.TASK_CANCELATION, TaskType.TASK_DELETION):
         raise TaskHubError(
@@ -85,7 +86,7 @@ def enqueue_details(type_: TaskType, index_uid: str | None, given: dict | None) 
     return {key: given.get(key) for key in _ORDER[type_]}
 
 
-def _check_swaps(swaps: list) -> None:
+def _check_swaps(swaps: list[dict[str, Any]]) -> None:
     for swap in swaps:
         indexes = swap.get("indexes", [])
         if len(indexes) != 2:
@@ -109,7 +110,9 @@ def _bad_outcome(message: str) -> TaskHubError:
     return TaskHubError("invalid_task_outcome", message)
 
 
-def outcome_details(task, reported_type: TaskType | None, reported: dict | None) -> dict | None:
+def outcome_details(
+    task: Task, reported_type: TaskType | None, reported: dict[str, Any] | None
+) -> dict[str, Any] | None:
     """The details of a finished task: what was enqueued plus the counters the worker reported."""
     if not reported:
         return task.details
@@ -127,7 +130,7 @@ def outcome_details(task, reported_type: TaskType | None, reported: dict | None)
     return {**(task.details or {}), **reported}
 
 
-def outcome_error(error: dict | None) -> dict | None:
+def outcome_error(error: dict[str, Any] | None) -> dict[str, Any] | None:
     """Checks a worker's error object and answers it in Meilisearch's shape and key order."""
     if error is None:
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from taskhub.errors import TaskHubError
 from taskhub.server.model import Scope, Task, TaskType
@@ -41,21 +42,21 @@ class Enqueuing:
         self.watch_retention = watch_retention
         self.watch_retention_bytes = watch_retention_bytes
         # Enqueues waiting for the next group commit, and whether one is running or due.
-        self._pending: list[tuple[list[NewTask], asyncio.Future]] = []
+        self._pending: list[tuple[list[NewTask], asyncio.Future[list[Task]]]] = []
         self._flushing = False
         # While fewer enqueues wait than shared the last commit: the timer that ends the wait for more.
         self.commit_window = commit_window
         self._gathering: asyncio.TimerHandle | None = None
-        self._commit: asyncio.Future | None = None
+        self._commit: asyncio.Future[list[Task]] | None = None
         self._gather_target = 1
 
     async def enqueue(
-        self, type_: TaskType, index_uid: str | None, details: dict | None, *, scope: Scope | None = None
+        self, type_: TaskType, index_uid: str | None, details: dict[str, Any] | None, *, scope: Scope | None = None
     ) -> Task:
         return (await self._group_commit([_checked(type_, index_uid, details, scope)]))[0]
 
     async def enqueue_many(
-        self, items: list[tuple[TaskType, str | None, dict | None]], *, scope: Scope | None = None
+        self, items: list[tuple[TaskType, str | None, dict[str, Any] | None]], *, scope: Scope | None = None
     ) -> list[Task]:
         """Enqueues tasks of (type, index uid, details), all in the same transaction, with consecutive uids.
 
@@ -67,7 +68,7 @@ class Enqueuing:
                 "invalid_task_batch",
                 f"Give from 1 to {MAX_ENQUEUE_BATCH:,} tasks to enqueue at once, not {len(items):,}.",
             )
-        checked = []
+        checked: list[NewTask] = []
         for position, (type_, index_uid, details) in enumerate(items):
             try:
                 checked.append(_checked(type_, index_uid, details, scope))
@@ -75,10 +76,10 @@ class Enqueuing:
                 raise error.within(f"tasks[{position}]") from None
         return await self._group_commit(checked)
 
-    async def _group_commit(self, items: list[tuple]) -> list[Task]:
+    async def _group_commit(self, items: list[NewTask]) -> list[Task]:
         """Stores checked items in the next group commit, side by side; answers their tasks once durable."""
         loop = asyncio.get_running_loop()
-        done = loop.create_future()
+        done: asyncio.Future[list[Task]] = loop.create_future()
         self._pending.append((items, done))
         if not self._flushing:
             # One loop turn later, so producers woken together share the transaction.
@@ -114,7 +115,7 @@ class Enqueuing:
             )
         )
 
-        def settle(job: asyncio.Future) -> None:
+        def settle(job: asyncio.Future[list[Task]]) -> None:
             self._commit = None
             error = None if job.cancelled() else job.exception()
             start = 0
@@ -178,7 +179,7 @@ def _insert(tx: Transaction, items: list[NewTask], now: int, max_db_size: int | 
     return tx.tasks.insert(items, now)
 
 
-def _checked(type_: TaskType, index_uid: str | None, details: dict | None, scope: Scope | None) -> tuple:
+def _checked(type_: TaskType, index_uid: str | None, details: dict[str, Any] | None, scope: Scope | None) -> NewTask:
     """One enqueue, checked: (index uid, type, details to store), as `Store.insert_tasks` takes it."""
     details = enqueue_details(type_, index_uid, details)
     # A key scoped to some indexes enqueues only on them, and never global tasks.

@@ -17,6 +17,7 @@ import pathlib
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from taskhub.server.model import STATUS_BY_LABEL, TYPE_BY_LABEL, KeyRecord, Task, format_time, to_micros
 from taskhub.server.storage.contract import Storage
@@ -71,7 +72,7 @@ def write_dump(store: Storage, folder: str, now: int) -> str:
     return dump_uid
 
 
-def _task_line(task: Task, matched: list[int] | None) -> dict:
+def _task_line(task: Task, matched: list[int] | None) -> dict[str, object]:
     line: dict[str, object] = {
         "uid": task.uid,
         "indexUid": task.index_uid,
@@ -98,7 +99,7 @@ def _parse_optional_time(value: str | None) -> int | None:
     return None if value is None else _parse_time(value)
 
 
-def _read_dump(path: pathlib.Path) -> tuple[dict, Iterator[tuple[Task, list[int] | None]]]:
+def _read_dump(path: pathlib.Path) -> tuple[dict[str, Any], Iterator[tuple[Task, list[int] | None]]]:
     handle = open(path, encoding="utf-8")  # noqa: SIM115 - the returned reader closes it
     header = json.loads(handle.readline())
     if header.get("dumpVersion") != DUMP_VERSION:

@@ -13,6 +13,7 @@ import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from taskhub.errors import TaskHubError
 from taskhub.server.model import Scope, Task, TaskStatus, TaskType, finished_details
@@ -34,6 +35,8 @@ ENDED = {
     "released": "it was released",
     "lost": "the server restarted",
 }
+# A task's outcome once checked: (reported type, reported details), and the error in Meilisearch's shape.
+Checked = tuple[tuple[TaskType | None, dict[str, Any] | None], dict[str, Any] | None]
 
 
 def lease_length(duration: int) -> int:
@@ -111,7 +114,15 @@ class Leasing:
                 async with asyncio.timeout(remaining):
                     await changed.wait()
 
-    def _lease(self, tx: Transaction, lease: LeaseRecord, types, index_uids, scope, size: int) -> list[Task]:
+    def _lease(
+        self,
+        tx: Transaction,
+        lease: LeaseRecord,
+        types: frozenset[TaskType] | None,
+        index_uids: frozenset[str] | None,
+        scope: Scope | None,
+        size: int,
+    ) -> list[Task]:
         self.units.sync()
         batch = batching.next_batch(
             tx, self.units.finder, types=types, index_uids=index_uids, scope=scope, max_tasks=size
@@ -140,13 +151,13 @@ class Leasing:
         return deadline
 
     async def complete(
-        self, token: str, outcomes: dict[int, tuple[TaskType | None, dict | None, dict | None]]
+        self, token: str, outcomes: dict[int, tuple[TaskType | None, dict[str, Any] | None, dict[str, Any] | None]]
     ) -> list[Task]:
         """Finishes a lease's tasks: `outcomes` maps uid -> (reported type, reported details, error)."""
         checked = {uid: ((type_, details), outcome_error(error)) for uid, (type_, details, error) in outcomes.items()}
         return await self.units.run(self._complete, token, checked, self.clock())
 
-    def _complete(self, tx: Transaction, token: str, outcomes: dict, now: int) -> list[Task]:
+    def _complete(self, tx: Transaction, token: str, outcomes: dict[int, Checked], now: int) -> list[Task]:
         """Every task of an active lease finishes with its outcome, or none does."""
         lease = _current(tx, token, now)
         if lease is None or lease.state != ACTIVE:

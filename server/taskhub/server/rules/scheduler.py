@@ -27,7 +27,7 @@ from taskhub.server.rules.server_tasks import ServerTasks
 from taskhub.server.rules.units import Units
 from taskhub.server.rules.watch import WatchHub
 from taskhub.server.rules.watching import Watching
-from taskhub.server.storage.contract import Changes, Storage, TaskFinder
+from taskhub.server.storage.contract import Changes, Reader, Storage, TaskFinder
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,9 @@ class Scheduler:
         )
         self.watching = Watching(self.units, self.hub, self.get_task)
         self._wake = asyncio.Event()
-        self._runner: asyncio.Task | None = None
-        self._poller: asyncio.Task | None = None
-        self._checkpointing: asyncio.Task | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._checkpointing: asyncio.Task[None] | None = None
         self._checkpointed_at = 0  # not read off the clock here: a test clock would move
 
         # The parts' public calls, as the services and tests know them.
@@ -132,7 +132,7 @@ class Scheduler:
         self.read = self.units.read
 
     @property
-    def reader(self):
+    def reader(self) -> Reader:
         """The loop's read-only view (point reads)."""
         return self.units.reader
 

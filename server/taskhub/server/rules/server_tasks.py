@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import urllib.parse
 from collections.abc import Callable
+from typing import Any
 
 from taskhub.errors import TaskHubError
 from taskhub.server.model import SERVER_PRIORITY, Task, TaskQuery, TaskStatus, TaskType, finished_details, format_time
@@ -84,7 +85,11 @@ class ServerTasks:
     # -- run --------------------------------------------------------------
 
     async def next(self) -> Task | None:
-        return await self.units.run(lambda tx: (self.units.sync(), batching.next_server_task(tx, self.units.finder))[1])
+        def pick(tx: Transaction) -> Task | None:
+            self.units.sync()
+            return batching.next_server_task(tx, self.units.finder)
+
+        return await self.units.run(pick)
 
     async def run(self, task: Task, now: int) -> None:
         assert task.type in SERVER_PRIORITY
@@ -151,7 +156,7 @@ def _start(tx: Transaction, uid: int, now: int) -> bool:
     return True
 
 
-def _finish(tx: Transaction, uid: int, now: int, details: dict | None, error: dict | None) -> Task:
+def _finish(tx: Transaction, uid: int, now: int, details: dict[str, Any] | None, error: dict[str, Any] | None) -> Task:
     """A processing task succeeded (no `error`) or failed."""
     task = tx.tasks.get(uid)
     assert task is not None

@@ -15,14 +15,21 @@ import collections
 import concurrent.futures
 import threading
 from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# A job as queued: its future, the function, and the arguments to call it with.
+_Job = tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
 class StoreThread(concurrent.futures.Executor):
     """One thread running jobs in order, except that `submit_first` jobs go before any waiting `submit` job."""
 
     def __init__(self, name: str) -> None:
-        self._first: collections.deque = collections.deque()
-        self._rest: collections.deque = collections.deque()
+        self._first: collections.deque[_Job] = collections.deque()
+        self._rest: collections.deque[_Job] = collections.deque()
         self._ready = threading.Condition()
         self._closed = False
         # A daemon: a server that dies without `shutdown` must still exit. Every write is one
@@ -30,15 +37,21 @@ class StoreThread(concurrent.futures.Executor):
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable, /, *args, **kwargs) -> concurrent.futures.Future:
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> concurrent.futures.Future[T]:
         return self._put(self._rest, fn, args, kwargs)
 
-    def submit_first(self, fn: Callable, /, *args, **kwargs) -> concurrent.futures.Future:
+    def submit_first(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> concurrent.futures.Future[T]:
         """Like `submit`, but the job runs as soon as the one running now ends."""
         return self._put(self._first, fn, args, kwargs)
 
-    def _put(self, lane: collections.deque, fn: Callable, args: tuple, kwargs: dict) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
+    def _put(
+        self,
+        lane: collections.deque[_Job],
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
         with self._ready:
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")

@@ -137,7 +137,7 @@ class Units:
             self.changed = asyncio.Event()
         return result
 
-    def _unit(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T], args: tuple) -> tuple[T, bool]:
+    def _unit(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[T, bool]:
         """On the store thread: one unit of work, then the follower takes its changes."""
         try:
             with self.storage.transaction() as tx:

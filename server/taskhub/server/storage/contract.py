@@ -16,12 +16,12 @@ import pathlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from taskhub.server.model import KeyRecord, Task, TaskQuery, TaskStatus, TaskType
 
 # What an enqueue stores: (index uid, type, details).
-NewTask = tuple[str | None, TaskType, dict | None]
+NewTask = tuple[str | None, TaskType, dict[str, Any] | None]
 # A task's filterable fields as `TaskTable.index_rows` answers them, -1 for nulls: (uid, status, type, canceled_by,
 # enqueued_at, started_at, finished_at, index_uid).
 IndexRow = tuple[int, int, int, int, int, int, int, str | None]
@@ -204,7 +204,7 @@ class KeyTable(Protocol):
         """Stores a new key; False when its uid is taken."""
         ...
 
-    def update_key(self, uid: str, fields: dict, now: int) -> KeyRecord | None: ...
+    def update_key(self, uid: str, fields: dict[str, Any], now: int) -> KeyRecord | None: ...
 
     def delete_key(self, uid: str) -> bool: ...
 

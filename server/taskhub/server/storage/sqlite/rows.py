@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
+from typing import Any
 
 from taskhub.server.model import STATUS_OF, TYPE_OF, Task, TaskStatus
 
@@ -29,12 +31,12 @@ def dumps(value: object) -> str | None:
 _raw_decode = json.JSONDecoder().raw_decode
 
 
-def loads(text: str) -> object:
-    """The value of a JSON text this store wrote."""
+def loads(text: str) -> Any:
+    """The value of a JSON text this store wrote (Any, as `json.loads`: its shape is the writer's)."""
     return _raw_decode(text)[0]
 
 
-def row_to_task(row: tuple) -> Task:
+def row_to_task(row: Sequence[Any]) -> Task:
     uid, index_uid, status, type_, canceled_by, details, error, enq, start, fin, seq = row
     # Positional, in `Task`'s field order: no keyword matching for each row of a page
     # (tests/test_store_schema.py checks every field lands in its place).

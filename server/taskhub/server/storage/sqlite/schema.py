@@ -52,7 +52,8 @@ def new_epoch(conn: sqlite3.Connection) -> None:
 
 def _create_tables(conn: sqlite3.Connection) -> None:
     db = sqlite_utils.Database(conn)
-    db["tasks"].create(
+    # `db.table(name)`, not `db[name]`: the same table, typed as a Table rather than "a table or a view".
+    db.table("tasks").create(
         {
             "uid": int,
             "index_uid": str,
@@ -72,19 +73,19 @@ def _create_tables(conn: sqlite3.Connection) -> None:
         not_null={"status", "type", "enqueued_at", "seq", "attempts"},
         defaults={"attempts": 0},
     )
-    db["leases"].create(
+    db.table("leases").create(
         {"token": str, "worker": str, "deadline": int, "duration": int, "state": str},
         pk="token",
         not_null={"deadline", "duration", "state"},
     )
-    db["leases"].create_index(["state", "deadline"])
+    db.table("leases").create_index(["state", "deadline"])
     # The uids a cancelation or deletion matched when it was enqueued.
-    db["matches"].create({"uid": int, "uids": bytes}, pk="uid", not_null={"uids"})
+    db.table("matches").create({"uid": int, "uids": bytes}, pk="uid", not_null={"uids"})
     # Every committed change in sequence order, kept for watchers that resume and indexes that follow.
-    db["changes"].create(
+    db.table("changes").create(
         {"seq": int, "uid": int, "deleted": int, "task": str}, pk="seq", not_null={"uid", "deleted", "task"}
     )
-    db["api_keys"].create(
+    db.table("api_keys").create(
         {
             "uid": str,
             "name": str,
@@ -98,7 +99,7 @@ def _create_tables(conn: sqlite3.Connection) -> None:
         pk="uid",
         not_null={"actions", "indexes", "created_at", "updated_at"},
     )
-    db["meta"].create({"key": str, "value": int}, pk="key", not_null={"value"})
-    db["meta"].insert_all(
+    db.table("meta").create({"key": str, "value": int}, pk="key", not_null={"value"})
+    db.table("meta").insert_all(
         [{"key": "next_uid", "value": 0}, {"key": "last_seq", "value": 0}, {"key": "task_count", "value": 0}]
     )
