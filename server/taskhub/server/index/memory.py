@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
 from pyroaring import BitMap
 
 from taskhub.server.index import snapshot
@@ -37,6 +38,7 @@ class MemoryFinder:
         self.index = TaskIndex()
         self.lock = threading.Lock()
         self.snapshot_path = snapshot_path
+        self._spare: dict[str, np.ndarray] | None = None
 
     def reload(self, reader: Reader, *, fresh: bool = False) -> int:
         """Takes the saved snapshot when it fits the database (not `fresh`), else every stored task."""
@@ -59,10 +61,16 @@ class MemoryFinder:
         save it that needs no lock, to run elsewhere. None when there is nowhere to save it."""
         if self.snapshot_path is None:
             return None
-        spare = self.index.spare_columns()
+        spare, self._spare = self._spare, None
         state = self.index.to_state(spare)
         path = self.snapshot_path
         return lambda: snapshot.save(state, path, seq=seq, epoch=epoch)
+
+    def prepare_checkpoint(self) -> None:
+        """Anywhere, ahead of `checkpoint`: the memory its copy goes into, made (and its pages touched) now,
+        so that the copy taken while no change may come only moves bytes."""
+        if self.snapshot_path is not None:
+            self._spare = self.index.spare_columns()
 
     def _read_rows(self, reader: Reader) -> int:
         """Reads every stored task into a new index, in one consistent read; the old one answers meanwhile."""

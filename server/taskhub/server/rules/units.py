@@ -89,6 +89,7 @@ class Units:
 
     async def checkpoint(self) -> None:
         """Saves the finder's state as of the changes followed, so the next start begins there."""
+        await asyncio.to_thread(self.finder.prepare_checkpoint)
         seq, save = await self.call(self._checkpoint)
         if save is not None:
             await asyncio.to_thread(save)

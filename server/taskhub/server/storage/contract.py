@@ -299,6 +299,10 @@ class TaskFinder(Protocol):
         """
         ...
 
+    def prepare_checkpoint(self) -> None:
+        """Work a `checkpoint` needs that may be done anywhere, ahead of it (the memory its copy goes into)."""
+        ...
+
     def checkpoint(self, seq: int, epoch: str) -> Callable[[], None] | None:
         """Called where no change comes meanwhile: a copy of its state as of `seq` in `epoch`, and a way to
         save it to run elsewhere (None when it keeps nothing)."""

@@ -83,6 +83,9 @@ class SqlFinder:
     def reload(self, reader: Reader, *, fresh: bool = False) -> int:
         return reader.log.last_seq()
 
+    def prepare_checkpoint(self) -> None:
+        """Nothing to prepare."""
+
     def checkpoint(self, seq: int, epoch: str) -> None:
         """Nothing to save: the rows are the state."""
 
