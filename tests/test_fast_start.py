@@ -8,6 +8,7 @@ built from the rows, as before, and the answers are the same. Which way it went 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -188,3 +189,46 @@ async def test_after_a_sigkill_the_start_catches_up_from_the_last_saved_state(co
         assert time.monotonic() - started < 5
     finally:
         await service.stop(0)
+
+
+async def test_the_index_is_saved_in_the_background_and_pruning_never_drops_what_it_lacks(tmp_path, clock, caplog):
+    from taskhub.server.index.memory import MemoryFinder
+
+    db = str(tmp_path / "t.db")
+
+    def scheduler(storage: SqliteStorage) -> Scheduler:
+        return Scheduler(
+            storage,
+            MemoryFinder(snapshot_path=app.index_path(db)),
+            clock=clock,
+            snapshots_dir=str(tmp_path),
+            dumps_dir=str(tmp_path),
+            watch_retention=3,
+            checkpoint_every=0,
+            checkpoint_changes=5,
+        )
+
+    storage = SqliteStorage(db)
+    first = scheduler(storage)
+    await first.start(background=False)
+    await first.enqueue_many([(TaskType.INDEX_CREATION, f"i{n}", None) for n in range(6)])
+    await first.tick()  # six changes since the start: a save begins in the background
+    while first._checkpointing is not None:
+        await asyncio.sleep(0.01)
+    assert os.path.exists(app.index_path(db))
+    await first.enqueue_many([(TaskType.INDEX_CREATION, f"j{n}", None) for n in range(4)])
+    clock.now += 11_000_000  # the log is pruned every ten seconds
+    await first.tick()
+    # A crash: no save at stop (the store thread just ends).
+    first.units.shutdown()
+    storage.close()
+    caplog.clear()
+    storage = SqliteStorage(db)
+    second = scheduler(storage)
+    await second.start(background=False)
+    try:
+        assert not built(caplog), "pruning dropped the changes since the saved index"
+        assert await totals(second) == (10, 10, 0)
+    finally:
+        await second.stop()
+        storage.close()

@@ -443,7 +443,7 @@ def test_a_save_killed_midway_leaves_the_last_snapshot_whole(tmp_path):
     try:
         assert saver.stdout.readline().strip() == "1"
         deadline = time.monotonic() + 30
-        while not path.with_name(path.name + ".tmp").exists() and time.monotonic() < deadline:
+        while not path.with_name(f"{path.name}.{saver.pid}.tmp").exists() and time.monotonic() < deadline:
             time.sleep(0.001)  # the next save has begun: kill it while it writes
         saver.send_signal(signal.SIGKILL)
         saver.wait(timeout=30)

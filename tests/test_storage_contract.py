@@ -59,11 +59,12 @@ def all_changes(storage: Storage) -> Changes:
 
 def _insert_many(kind: str, address: str, units: int, per_unit: int, go, results) -> None:
     storage = OPENERS[kind](address)
-    go.wait()
+    go.wait()  # a barrier: both processes have opened the database before either writes
     uids = []
     for _ in range(units):
         with storage.transaction() as tx:
             uids.append([t.uid for t in tx.tasks.insert([("movies", UPDATE, None)] * per_unit, 1)])
+        time.sleep(0.005)  # between units, so the other process's units get their turns
     storage.close()
     results.put(uids)
 
@@ -82,6 +83,7 @@ def _claim(kind: str, address: str, name: str, uids: list[int], go, results) -> 
                 tx.leases.insert(LeaseRecord(f"{name}-{uid}", name, 10, 10, "active"))
                 tx.tasks.save([task], lease=f"{name}-{uid}")
                 won.append(uid)
+        time.sleep(0.002)  # between units, so the other process's units get their turns
     storage.close()
     results.put((name, won))
 
@@ -107,14 +109,16 @@ def run_together(*processes) -> None:
 def test_units_from_two_processes_never_interleave_uids_or_sequence_numbers(database):
     kind, address = database
     OPENERS[kind](address).close()  # created before either process opens it
-    go, results = SPAWN.Event(), SPAWN.Queue()
+    go, results = SPAWN.Barrier(2), SPAWN.Queue()
     workers = [SPAWN.Process(target=_insert_many, args=(kind, address, 40, 5, go, results)) for _ in range(2)]
     run_together(*workers)
-    go.set()
     got = [results.get(timeout=60) for _ in workers]
     for worker in workers:
         worker.join(30)
     units = [unit for uids in got for unit in uids]
+    # The two processes' units interleaved (else this checked nothing concurrent): neither has all of the first half.
+    firsts = [{unit[0] for unit in uids} for uids in got]
+    assert all(any(uid >= 200 for uid in starts) and any(uid < 200 for uid in starts) for starts in firsts)
     # Each unit's tasks have consecutive uids; no uid is given twice; together they are 0..399.
     assert all(unit == list(range(unit[0], unit[0] + 5)) for unit in units)
     assert sorted(uid for unit in units for uid in unit) == list(range(400))
@@ -137,14 +141,18 @@ def test_a_read_then_write_in_one_unit_holds_against_another_process(database):
     kind, address = database
     storage = OPENERS[kind](address)
     uids = [t.uid for t in insert(storage, 60)]
-    go, results = SPAWN.Event(), SPAWN.Queue()
-    workers = [SPAWN.Process(target=_claim, args=(kind, address, name, uids, go, results)) for name in ("a", "b")]
+    go, results = SPAWN.Barrier(2), SPAWN.Queue()
+    # From both ends: they meet in the middle, where both try to claim the same tasks at the same time.
+    workers = [
+        SPAWN.Process(target=_claim, args=(kind, address, name, order, go, results))
+        for name, order in (("a", uids), ("b", uids[::-1]))
+    ]
     run_together(*workers)
-    go.set()
     won = dict(results.get(timeout=60) for _ in workers)
     for worker in workers:
         worker.join(30)
     assert sorted(won["a"] + won["b"]) == uids
+    assert won["a"] and won["b"], "the two processes never raced: the test checked nothing concurrent"
     with storage.transaction() as tx:
         held = {t.uid for token in (f"a-{u}" for u in won["a"]) for t in tx.leases.tasks_of(token)}
     assert held == set(won["a"])
@@ -351,3 +359,67 @@ def test_keys(storage):
         assert tx.keys.update_key("missing", {"name": "n"}, 5) is None
         assert [k.uid for k in tx.keys.all_keys()] == [key.uid]
         assert tx.keys.delete_key(key.uid) and not tx.keys.delete_key(key.uid)
+
+
+def test_save_keeps_a_lease_unless_told_and_a_lease_holds_processing_tasks_only(storage):
+    insert(storage, 3)
+    with storage.transaction() as tx:
+        tasks = tx.tasks.get_many([0, 1, 2])
+        for task in tasks:
+            task.status = TaskStatus.PROCESSING
+        tx.leases.insert(LeaseRecord("t", "w", 100, 30, "active"))
+        tx.tasks.save(tasks, lease="t")
+        tasks[0].status, tasks[0].canceled_by = TaskStatus.CANCELED, 9
+        tx.tasks.save([tasks[0]])  # KEEP: still held by `t`, but no longer processing
+        assert tx.leases.holding([0]) == {"t"}
+        assert [t.uid for t in tx.leases.tasks_of("t")] == [1, 2]
+        tx.tasks.save([tasks[1]], lease=None)
+        assert tx.leases.holding([1]) == set()
+
+
+def test_used_bytes_grow_with_what_is_stored(storage):
+    with storage.transaction() as tx:
+        before = tx.used_bytes()
+    with storage.transaction() as tx:
+        tx.tasks.insert([("movies", UPDATE, {"pad": "x" * 10_000})] * 20, 1)
+    with storage.transaction() as tx:
+        assert tx.used_bytes() >= before + 20 * 10_000
+
+
+def test_iter_tasks_and_index_rows_read_every_task_with_its_matches(storage):
+    insert(storage, 3)
+    with storage.transaction() as tx:
+        [deletion] = tx.tasks.insert([(None, TaskType.TASK_DELETION, {"matchedTasks": 2})], 2)
+        tx.tasks.save_matches(deletion.uid, [0, 2])
+        [task] = tx.tasks.get_many([1])
+        task.status, task.started_at, task.canceled_by = TaskStatus.PROCESSING, 7, None
+        tx.tasks.save([task])
+        walked = [(t.uid, matched) for t, matched in tx.tasks.iter_tasks(batch=2)]
+        assert walked == [(0, None), (1, None), (2, None), (3, [0, 2])]
+        rows = tx.tasks.index_rows(0, 2)
+    assert rows == [
+        (1, int(TaskStatus.PROCESSING), int(UPDATE), -1, 1, 7, -1, "movies"),
+        (2, int(TaskStatus.ENQUEUED), int(UPDATE), -1, 1, -1, -1, "movies"),
+    ]
+
+
+def test_the_epoch_holds_across_opens_and_changes_when_renewed(database, tmp_path):
+    kind, address = database
+    storage = OPENERS[kind](address)
+    first = storage.log.epoch()
+    storage.close()
+    storage = OPENERS[kind](address)
+    assert storage.log.epoch() == first
+    storage.renew_epoch()
+    assert storage.log.epoch() != first
+    storage.close()
+
+
+def test_a_backup_is_a_whole_database_of_its_own(database, storage, tmp_path):
+    insert(storage, 4)
+    storage.backup(str(tmp_path / "copy.db"))
+    insert(storage, 1)
+    copy = OPENERS[database[0]](str(tmp_path / "copy.db"))  # a backup opens as a database of the same kind
+    with copy.transaction() as tx:
+        assert (tx.tasks.count(), tx.log.last_seq(), tx.log.epoch()) == (4, 4, storage.log.epoch())
+    copy.close()

@@ -116,6 +116,8 @@ def open_store(config: Config) -> SqliteStorage:
     # again at least, since canceling every task of a full queue logs each one's new state.
     limit = parse_size(config.max_task_db_size)
     store = SqliteStorage(config.db, max_bytes=limit + max(DB_HEADROOM, limit))
+    if config.import_snapshot:
+        store.renew_epoch()  # a copy of another database's history: a saved index of this path is not for it
     if config.import_dump:
         count = exports.import_dump(store, config.import_dump)
         log.info("imported %d tasks from %s", count, config.import_dump)

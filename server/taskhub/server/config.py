@@ -68,7 +68,10 @@ HELP = {
     "grace_seconds": "on SIGTERM/SIGINT, how long in-flight calls may take to finish",
     "max_batch_size": "the most tasks leased to a worker in one batch",
     "max_attempts": "leases that may expire on a task before it fails",
-    "watch_retention": "how many task changes are kept for watchers that resume",
+    "watch_retention": (
+        "how many task changes are kept for watchers that resume (more while the index saved for a fast"
+        " start lacks them: it is saved before they go, at most once a minute)"
+    ),
     "watch_retention_size": (
         "the most bytes of task changes kept for watchers that resume, oldest dropped first;"
         " default a tenth of --max-task-db-size"

@@ -12,8 +12,10 @@ counts and index uids.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +56,10 @@ class MemoryFinder:
                     "index snapshot %s is of another history or ahead of the database: reading every task",
                     self.snapshot_path,
                 )
+                # Never to be taken later, when the database has caught up with its sequence number on
+                # another branch of the history.
+                with contextlib.suppress(OSError):
+                    os.unlink(self.snapshot_path)
         return self._read_rows(reader)
 
     def checkpoint(self, seq: int, epoch: str) -> Callable[[], None] | None:
@@ -104,7 +110,7 @@ class MemoryFinder:
         matched = self.index.select(dataclasses.replace(query, not_index_uids=None))
         indexes = self.index.indexes
         busy = [indexes[name] for name in excluded if name in indexes]
-        return matched - BitMap.union(BitMap(), *busy) if busy else matched
+        return matched.difference(*busy) if busy else matched
 
     def page(self, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> tuple[list[int], int]:
         with self.lock:

@@ -77,7 +77,8 @@ def save(index: TaskIndex | IndexState, path: str | os.PathLike, *, seq: int, ep
         },
         separators=(",", ":"),
     ).encode()
-    temporary = path.with_name(path.name + ".tmp")
+    # Named by process: two processes saving beside one database never write the same temporary file.
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with _saving:
         try:
             with open(temporary, "wb") as out:
@@ -102,6 +103,25 @@ def save(index: TaskIndex | IndexState, path: str | os.PathLike, *, seq: int, ep
             temporary.unlink(missing_ok=True)
             raise
     _sync_folder(path.parent)
+    _remove_leftovers(path)
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Temporary files of saves cut short by a crash: those whose process is gone."""
+    for leftover in path.parent.glob(f"{path.name}.*.tmp"):
+        pid = leftover.name[len(path.name) + 1 : -len(".tmp")]
+        if pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _sync_folder(folder: Path) -> None:

@@ -100,6 +100,8 @@ def _head(
             return None
         read, chunk, after = read + len(uids), min(chunk * 4, 4_096), uids[-1]
         for task in tx.tasks.get_many(uids):
+            if task.status != TaskStatus.ENQUEUED:
+                continue  # the row, read in this unit of work, outranks the read model
             keys = indexes_of(task.index_uid, task.type, task.details)
             takeable = (
                 not keys & blocked
@@ -133,7 +135,8 @@ def _followers(
     followers: list[Task] = []
     for task in tx.tasks.get_many(finder.uids(queue, limit=room, after_uid=head.uid)):
         if (
-            (stop is not None and task.uid > stop)
+            task.status != TaskStatus.ENQUEUED
+            or (stop is not None and task.uid > stop)
             or BATCH_GROUPS.get(task.type) != group
             or (types is not None and task.type not in types)
         ):

@@ -123,7 +123,7 @@ class Leasing:
         scope: Scope | None,
         size: int,
     ) -> list[Task]:
-        self.units.sync()
+        self.units.sync(tx)
         batch = batching.next_batch(
             tx, self.units.finder, types=types, index_uids=index_uids, scope=scope, max_tasks=size
         )

@@ -80,6 +80,8 @@ class Scheduler:
         cleanup_threshold: int = 1_000_000,
         cleanup_batch: int = 100_000,
         commit_window: float = DEFAULT_COMMIT_WINDOW,
+        checkpoint_every: int = CHECKPOINT_EVERY,
+        checkpoint_changes: int = CHECKPOINT_CHANGES,
     ) -> None:
         self.storage = storage
         self.finder = finder
@@ -116,6 +118,8 @@ class Scheduler:
         self._poller: asyncio.Task[None] | None = None
         self._checkpointing: asyncio.Task[None] | None = None
         self._checkpointed_at = 0  # not read off the clock here: a test clock would move
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_changes = checkpoint_changes
 
         # The parts' public calls, as the services and tests know them.
         self.enqueue = self.enqueuing.enqueue
@@ -148,7 +152,8 @@ class Scheduler:
             self._wake.set()
 
     def _task_count(self) -> int:
-        return self.finder.count(TaskQuery())
+        """How many tasks are stored: a counter read, not a count over the finder."""
+        return self.units.reader.tasks.count()
 
     async def start(self, *, background: bool = True) -> None:
         """Fills the finder, recovers from the last stop, then (by default) runs `tick` when there is work."""
@@ -174,28 +179,49 @@ class Scheduler:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._runner = self._poller = None
-        if self._checkpointing is not None:
-            await asyncio.wait([self._checkpointing])
-        # The next start reads the finder's state back instead of every task.
-        await self._checkpoint()
-        self.units.shutdown()
+        try:
+            if self._checkpointing is not None:
+                await asyncio.wait([self._checkpointing])
+            # The next start reads the finder's state back instead of every task.
+            await self._checkpoint()
+        finally:
+            self.units.shutdown()
+            self.finder.close()
 
     async def _checkpoint(self) -> None:
         try:
             await self.units.checkpoint()
-        except OSError:
+        except Exception:  # a save that fails costs the next start time, never this stop
             log.exception("could not save the index; the next start reads every task")
 
     def _checkpoint_due(self, moment: int) -> None:
         """Saves the finder's state in the background when enough changes came since the last save."""
         if (
             self._checkpointing is None
-            and moment - self._checkpointed_at >= CHECKPOINT_EVERY
-            and self.units.follower.seq - self.units.checkpointed >= CHECKPOINT_CHANGES
+            and moment - self._checkpointed_at >= self.checkpoint_every
+            and self.units.follower.seq - self.units.checkpointed >= self.checkpoint_changes
         ):
             self._checkpointed_at = moment
             self._checkpointing = asyncio.create_task(self._checkpoint(), name="taskhub-checkpoint")
             self._checkpointing.add_done_callback(lambda _: setattr(self, "_checkpointing", None))
+
+    async def _prune(self, moment: int) -> None:
+        """Drops the oldest changes past the retention, keeping those the finder's saved state lacks.
+
+        A start after a crash catches up from the log, from the saved state's sequence number; if
+        those changes were gone it would read every task. So when pruning would drop some, the state
+        is saved first (at most every `checkpoint_every`); until then they stay, within the byte budget.
+        """
+        if self.units.follower.seq - self.units.checkpointed > self.watch_retention:
+            if self._checkpointing is not None:
+                await asyncio.wait([self._checkpointing])
+            if moment - self._checkpointed_at >= self.checkpoint_every:
+                self._checkpointed_at = moment
+                await self._checkpoint()
+        unsaved = self.units.follower.seq - self.units.checkpointed
+        await self.units.call(
+            self.storage.log.prune_changes, max(self.watch_retention, unsaved), self.watch_retention_bytes
+        )
 
     async def _run(self) -> None:
         while True:
@@ -243,9 +269,10 @@ class Scheduler:
         """One pass: expire leases, then run server tasks in priority order; answers how many it ran."""
         moment = self.clock() if now is None else now
         await self.leasing.expire(moment)
+        self._checkpoint_due(moment)
         if moment - self._pruned_at >= 10 * SECOND:
             self._pruned_at = moment
-            await self.units.call(self.storage.log.prune_changes, self.watch_retention, self.watch_retention_bytes)
+            await self._prune(moment)
         ran = 0
         while True:
             task = await self.server_tasks.next()

@@ -74,7 +74,7 @@ class ServerTasks:
         self, tx: Transaction, type_: TaskType, counter: str, query: TaskQuery, original: str, now: int
     ) -> Task:
         """The new task and the set of older tasks it matches, atomically."""
-        self.units.sync()
+        self.units.sync(tx)
         older = dataclasses.replace(query, below_uid=tx.tasks.next_uid())
         matched = self.units.finder.uids(older, limit=MATCH_LIMIT)
         details = {"matchedTasks": len(matched), counter: None, "originalFilter": original}
@@ -86,7 +86,7 @@ class ServerTasks:
 
     async def next(self) -> Task | None:
         def pick(tx: Transaction) -> Task | None:
-            self.units.sync()
+            self.units.sync(tx)
             return batching.next_server_task(tx, self.units.finder)
 
         return await self.units.run(pick)
@@ -191,4 +191,4 @@ def _run_deletion(tx: Transaction, uid: int, now: int) -> None:
 def requeue_processing(tx: Transaction, processing: list[int]) -> None:
     """On start: whatever was processing when the server stopped is enqueued again, and leases are lost."""
     tx.leases.end_all("lost")
-    requeue(tx, tx.tasks.get_many(processing))
+    requeue(tx, tx.tasks.get_many(processing, frozenset({TaskStatus.PROCESSING})))

@@ -21,7 +21,7 @@ from taskhub.errors import TaskHubError
 from taskhub.server.index.follower import Follower, HistoryLost
 from taskhub.server.rules.store_thread import StoreThread
 from taskhub.server.rules.watch import WatchHub
-from taskhub.server.storage.contract import Changes, Reader, Storage, StorageFull, TaskFinder
+from taskhub.server.storage.contract import Changes, Reader, Storage, StorageFull, TaskFinder, Transaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -132,10 +132,7 @@ class Units:
             return self._unit(loop, fn, args)
 
         submit = self._thread.submit_first if first else self._thread.submit
-        result, changed = await asyncio.wrap_future(submit(work), loop=loop)
-        if changed:
-            self.changed.set()
-            self.changed = asyncio.Event()
+        result, _ = await asyncio.wrap_future(submit(work), loop=loop)
         return result
 
     def _unit(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[T, bool]:
@@ -151,14 +148,13 @@ class Units:
     async def catch_up(self) -> None:
         """Takes the commits made elsewhere since the last one followed."""
         loop = asyncio.get_running_loop()
-        if await self.call(self._follow, loop, self.follower.catch_up):
-            self.changed.set()
-            self.changed = asyncio.Event()
+        await self.call(self._follow, loop, self.follower.catch_up)
 
-    def sync(self) -> None:
+    def sync(self, tx: Transaction) -> None:
         """On the store thread, in a unit of work: the finder takes every commit made before it."""
         assert self._loop is not None, "load() first"
-        self._follow(self._loop, self.follower.catch_up)
+        if tx.log.last_seq() > self.follower.seq:  # one point read on the unit's own connection
+            self._follow(self._loop, self.follower.catch_up)
 
     def _follow(self, loop: asyncio.AbstractEventLoop, step: Callable[[Reader], list[Changes]]) -> bool:
         """On the store thread: one follower step; its changes go to the hub on the loop, in order."""
@@ -166,8 +162,11 @@ class Units:
         try:
             new = step(reader)
         except HistoryLost as lost:
+            # Only when another process pruned the log past what this one followed.
             log.warning("%s: reading every task again; watches end and resume", lost)
-            self.follower.seq = self.finder.reload(reader)
+            self.follower.seq = self.finder.reload(reader, fresh=True)
+            self.follower.catch_up(reader)
+            loop.call_soon_threadsafe(self._publish, [])  # wakes waiting leases: the finder changed
             loop.call_soon_threadsafe(
                 self.hub.end_all, TaskHubError("unavailable", "Changes were missed; reconnect and resume.")
             )
@@ -177,9 +176,12 @@ class Units:
         return bool(new)
 
     def _publish(self, new: list[Changes]) -> None:
+        """On the loop, in sequence order: the hub, the scheduler's wake-up, and the leases waiting for work."""
         for changes in new:
             self.hub.publish(changes.tasks, changes.deleted)
             self.on_commit(changes)
+        self.changed.set()
+        self.changed = asyncio.Event()
 
     async def poll(self, closing: Callable[[], bool]) -> None:
         """Looks for other processes' commits a few times a second, until `closing()`."""

@@ -56,6 +56,10 @@ class Watching:
             # Read after subscribing: a change the follower took is then either at most `last` or on
             # its way to us. In the commits' lane, so that a commit asked for after it cannot run before it.
             last = await self.units.call_in_commit_order(lambda: self.units.follower.seq)
+            if after is not None and after > last:
+                # A cursor handed out by another process on this database may be ahead of what this one followed.
+                await self.units.catch_up()
+                last = await self.units.call_in_commit_order(lambda: self.units.follower.seq)
             cursor = last if after is None else after
             if after is not None:
                 await self._check_cursor(after, last)

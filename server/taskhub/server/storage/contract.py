@@ -63,7 +63,7 @@ class ChangeLog(Protocol):
 
     Guarantees: sequence numbers are given in commit order, with no gap, across every
     storage on the same database (two processes committing at once still make one
-    gapless run); a change is readable once, and only once, its unit of work committed.
+    gapless run); a change is readable as soon as, and not before, its unit of work commits.
     """
 
     def last_seq(self) -> int:
@@ -90,8 +90,8 @@ class ChangeLog(Protocol):
     def prune_changes(self, keep: int, keep_bytes: int | None = None) -> int:
         """Drops the oldest changes until at most `keep` remain, of at most `keep_bytes`; answers how many went.
 
-        Only ever the oldest: what stays is a gapless run up to the newest change. Commits on
-        its own (a unit of work of its own when called on the storage's writer).
+        Only ever the oldest: what stays is a gapless run up to the newest change. It is a unit of work
+        of its own: call it on the storage's writer, never inside a unit of work nor on a reader.
         """
         ...
 
@@ -259,6 +259,11 @@ class Storage(Protocol):
         """A read-only view for one thread; it always reads the newest committed state."""
         ...
 
+    def renew_epoch(self) -> None:
+        """Starts a new history (`ChangeLog.epoch`): the database was put in place from a copy, so what was
+        saved against the history before (at some sequence number) no longer applies."""
+        ...
+
     def backup(self, target: str | pathlib.Path) -> None:
         """A consistent copy of the whole database, in the storage's own format."""
         ...
@@ -322,4 +327,8 @@ class TaskFinder(Protocol):
 
     def index_uids(self, query: TaskQuery) -> set[str]:
         """The index uids of the matching tasks (tasks of no index add none)."""
+        ...
+
+    def close(self) -> None:
+        """Releases what it holds (connections); called once, at the end."""
         ...

@@ -18,7 +18,7 @@ from taskhub.server.storage.contract import Changes, StorageFull
 from taskhub.server.storage.sqlite.changes import SqliteChangeLog
 from taskhub.server.storage.sqlite.keys import SqliteKeys
 from taskhub.server.storage.sqlite.leases import SqliteLeases
-from taskhub.server.storage.sqlite.schema import migrate
+from taskhub.server.storage.sqlite.schema import SCHEMA_VERSION, migrate, new_epoch
 from taskhub.server.storage.sqlite.tasks import SqliteTasks
 
 READ_MMAP_BYTES = 1 << 30
@@ -87,8 +87,9 @@ class SqliteStorage(_Tables):
         if max_bytes is not None:
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             conn.execute(f"PRAGMA max_page_count={max(int(max_bytes) // page_size, 1)}")
-        with self.transaction():
-            migrate(conn)
+        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            with self.transaction():  # checked again under the write lock: another process may have migrated
+                migrate(conn)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[SqliteStorage]:
@@ -107,6 +108,10 @@ class SqliteStorage(_Tables):
 
     def reader(self) -> SqliteReader:
         return SqliteReader(self.path)
+
+    def renew_epoch(self) -> None:
+        with self.transaction():
+            new_epoch(self.conn)
 
     def backup(self, target: str | pathlib.Path) -> None:
         with contextlib.closing(sqlite3.connect(str(target))) as copy:
