@@ -22,7 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from taskhub.server.index import snapshot
-from taskhub.server.index.task_index import DATES, HOUR, TaskIndex
+from taskhub.server.index.columns import DATES
+from taskhub.server.index.dates import HOUR
+from taskhub.server.index.task_index import TaskIndex
 from taskhub.server.model import Scope, Task, TaskQuery, TaskStatus, TaskType
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,17 +238,18 @@ def test_a_loaded_snapshot_holds_what_the_original_holds(pair):
 
     assert maps(loaded) == maps(original)
     assert set(loaded.all) == set(original.all)
-    for column in loaded._columns.values():  # past the newest task, as in freshly grown columns
-        assert (column[max(loaded.all) + 1 - loaded._base :] == -1).all()
+    kept, had = loaded.columns, original.columns
+    for column in kept.arrays.values():  # past the newest task, as in freshly grown columns
+        assert (column[max(loaded.all) + 1 - kept.base :] == -1).all()
     for column in DATES:
         assert loaded.hours[column] == original.hours[column]
-        assert (loaded._hour_stats[column] == original._hour_stats[column]).all()
-    assert loaded._index_names == original._index_names
+        assert (loaded.dates._hour_stats[column] == original.dates._hour_stats[column]).all()
+    assert kept.names == had.names
     # Room for the same uids before the columns grow again.
-    assert loaded._base + len(loaded._columns["status"]) == original._base + len(original._columns["status"])
+    assert kept.base + len(kept.arrays["status"]) == had.base + len(had.arrays["status"])
     for uid in original.all:
-        for name, column in original._columns.items():
-            assert loaded._columns[name][uid - loaded._base] == column[uid - original._base], (name, uid)
+        for name, column in had.arrays.items():
+            assert kept.arrays[name][uid - kept.base] == column[uid - had.base], (name, uid)
 
 
 @pytest.mark.parametrize("seed", [2, 3])

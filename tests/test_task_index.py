@@ -10,8 +10,9 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from taskhub.server.index.dates import HOUR, DateBuckets
 from taskhub.server.index.memory import MemoryFinder
-from taskhub.server.index.task_index import HOUR, TaskIndex
+from taskhub.server.index.task_index import TaskIndex
 from taskhub.server.model import Scope, Task, TaskQuery, TaskStatus, TaskType
 from taskhub.server.storage.sqlite.database import SqliteStorage as Store
 from taskhub.server.storage.sqlite.finder import SqlFinder, where
@@ -342,7 +343,7 @@ def test_memory_follows_the_tasks_stored_not_the_uids_given():
                 ],
                 deleted=frozenset({gone}),
             )
-    assert len(index._columns["status"]) <= 4 * window
+    assert len(index.columns.arrays["status"]) <= 4 * window
     live = range(20_000 - window, 20_000)
     assert list(index.select(TaskQuery())) == list(live)
     assert list(index.select(TaskQuery(statuses=frozenset({TaskStatus.FAILED})))) == [u for u in live if u % 3 == 0]
@@ -375,7 +376,7 @@ def test_a_uid_older_than_the_columns_start_is_kept_in_its_own_place():
     assert index.enqueued_at(100_002) == hour0
 
 
-@pytest.mark.parametrize("sorted_edges", [0, TaskIndex.SORTED_EDGES])
+@pytest.mark.parametrize("sorted_edges", [0, DateBuckets.SORTED_EDGES])
 def test_date_bounds_inside_busy_hours_match_the_times_exactly(sorted_edges):
     # Thousands of tasks an hour, as at 10M tasks: edge hours are cut by the exact times, along
     # every path (a run of uids, an array, most of the hour kept, or sparse uids; or, for an hour
@@ -396,7 +397,7 @@ def test_date_bounds_inside_busy_hours_match_the_times_exactly(sorted_edges):
         for uid in range(3000)
     ]
     index = TaskIndex()
-    index.SORTED_EDGES = sorted_edges
+    index.dates.SORTED_EDGES = sorted_edges
     index.apply(tasks)
     gone = frozenset(rng.sample(range(3000), 300))
     index.apply([t for t in tasks if t.uid in gone], gone)
@@ -504,8 +505,8 @@ def test_two_threads_refining_edge_hours_at_once_both_get_exact_answers():
     # read and changed from two threads. Two hours kept at most make every ask evict one.
     hour0, step = T0 // HOUR * HOUR, HOUR // 50
     index = TaskIndex()
-    index.SORTED_EDGES = 2
-    index._sorted_edges = Yielding()
+    index.dates.SORTED_EDGES = 2
+    index.dates._sorted_edges = Yielding()
     index.apply(
         [
             Task(

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from taskhub.server.index.task_index import COLUMNS, NONE, IndexState, TaskIndex
+from taskhub.server.index.columns import COLUMNS, NONE
+from taskhub.server.index.state import IndexState
+from taskhub.server.index.task_index import TaskIndex
 
 log = logging.getLogger(__name__)
 
