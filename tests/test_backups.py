@@ -44,16 +44,15 @@ async def stored(tasks) -> int:
     return (await tasks.ListTasks(pb.ListTasksRequest(), metadata=MASTER)).total
 
 
-NOT_YET = pytest.mark.xfail(strict=True, reason="dumps.create and snapshots.create are not actions yet")
 # Per key's actions: may it enqueue (a dump, a snapshot, an index task)?
 RIGHTS = [
-    pytest.param(["tasks.enqueue"], (False, False, True), marks=NOT_YET),
-    pytest.param(["tasks.*"], (False, False, True), marks=NOT_YET),
-    pytest.param(["dumps.create"], (True, False, False), marks=NOT_YET),
-    pytest.param(["dumps.*"], (True, False, False), marks=NOT_YET),
-    pytest.param(["snapshots.create"], (False, True, False), marks=NOT_YET),
-    pytest.param(["snapshots.*"], (False, True, False), marks=NOT_YET),
-    pytest.param(["tasks.enqueue", "dumps.create"], (True, False, True), marks=NOT_YET),
+    (["tasks.enqueue"], (False, False, True)),
+    (["tasks.*"], (False, False, True)),
+    (["dumps.create"], (True, False, False)),
+    (["dumps.*"], (True, False, False)),
+    (["snapshots.create"], (False, True, False)),
+    (["snapshots.*"], (False, True, False)),
+    (["tasks.enqueue", "dumps.create"], (True, False, True)),
     (["*"], (True, True, True)),
 ]
 
@@ -72,7 +71,6 @@ async def test_each_type_needs_its_own_action_over_grpc(secured_channel, actions
             assert await stored(tasks) == before  # nothing stored
 
 
-@pytest.mark.xfail(strict=True, reason="dumps.create and snapshots.create are not actions yet")
 async def test_a_batch_needs_the_action_of_every_task_in_it(secured_channel):
     tasks = task_service_pb2_grpc.TaskServiceStub(secured_channel)
     enqueuer = bearer(await make_key(secured_channel, ["tasks.enqueue"]))
@@ -86,7 +84,6 @@ async def test_a_batch_needs_the_action_of_every_task_in_it(secured_channel):
     assert [t.type for t in done.tasks] == [T.TASK_TYPE_INDEX_CREATION, T.TASK_TYPE_SNAPSHOT_CREATION]
 
 
-@pytest.mark.xfail(strict=True, reason="dumps.create is not an action yet")
 async def test_a_key_scoped_to_indexes_never_makes_a_dump(secured_channel):
     """A dump and a snapshot hold every index's tasks: a key scoped to some indexes may not start one."""
     tasks = task_service_pb2_grpc.TaskServiceStub(secured_channel)
@@ -103,7 +100,6 @@ async def test_a_key_without_any_enqueue_action_is_refused_before_its_request_is
     assert await error_of(tasks.EnqueueTask(pb.EnqueueTaskRequest(type=999), metadata=reader)) == INVALID
 
 
-@pytest.mark.xfail(strict=True, reason="dumps.create is not an action yet")
 async def test_post_tasks_meets_the_same_rule(secured_http, secured_channel):
     enqueuer = await make_key(secured_channel, ["tasks.enqueue"])
     dumper = await make_key(secured_channel, ["dumps.create"])
@@ -117,7 +113,6 @@ async def test_post_tasks_meets_the_same_rule(secured_http, secured_channel):
 NEW_ACTIONS = ["dumps.create", "dumps.*", "snapshots.create", "snapshots.*", "version"]
 
 
-@pytest.mark.xfail(strict=True, reason="the new actions are not known yet")
 async def test_keys_take_meilisearchs_names_for_the_new_actions(secured_http):
     response = await secured_http.post(
         "/keys",
