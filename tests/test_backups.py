@@ -125,7 +125,6 @@ async def test_keys_take_meilisearchs_names_for_the_new_actions(secured_http):
 # -- the routes ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="no /dumps route yet")
 @pytest.mark.parametrize(
     ("path", "type_", "details"),
     [("/dumps", "dumpCreation", {"dumpUid": str}), ("/snapshots", "snapshotCreation", None)],
@@ -144,7 +143,6 @@ async def test_the_route_enqueues_the_task_and_the_server_runs_it(http, service,
         assert list(task["details"]) == ["dumpUid"] and isinstance(task["details"]["dumpUid"], str)
 
 
-@pytest.mark.xfail(strict=True, reason="no /dumps route yet")
 @pytest.mark.parametrize("path", ["/dumps", "/snapshots"])
 async def test_the_route_ignores_what_a_client_sends_beside_it(http, path):
     """Meilisearch reads no body and no parameter here: the SDKs' `null`, `{}` or nothing all work."""
@@ -159,7 +157,6 @@ async def test_the_route_ignores_what_a_client_sends_beside_it(http, path):
         assert (response.status_code, list(response.json())) == (202, SUMMARY_KEYS), extra
 
 
-@pytest.mark.xfail(strict=True, reason="no /dumps route yet")
 @pytest.mark.parametrize("path", ["/dumps", "/snapshots"])
 async def test_other_methods_get_the_error_body(http, path):
     response = await http.get(path)

@@ -71,6 +71,9 @@ ROUTES = {
     "cancel tasks": ("POST", "/tasks/cancel?indexUids=movies", None, "get_only"),
     "delete tasks": ("DELETE", "/tasks?indexUids=movies", None, "get_only"),
     "enqueue task": ("POST", "/tasks", {"type": "indexUpdate", "indexUid": "movies"}, "get_only"),
+    # A dump or a snapshot needs its own action: `tasks.enqueue` is not enough.
+    "create dump": ("POST", "/dumps", None, "enqueue_only"),
+    "create snapshot": ("POST", "/snapshots", None, "enqueue_only"),
     # Server-sent events: refusals are plain JSON answers before any stream starts.
     "watch tasks": ("GET", "/tasks/events", None, "enqueue_only"),
     "watch task": ("GET", "/tasks/0/events", None, "enqueue_only"),

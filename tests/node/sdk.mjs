@@ -93,4 +93,18 @@ check(await apiError(client.tasks.getTasks({ statuses: ["doggo"] })),
 check(await apiError(client.tasks.cancelTasks({})),
   [400, "missing_task_filters", "invalid_request", `${link}missing_task_filters`], "no filter");
 
+// Dumps and snapshots: a summarized task each, run by the server itself.
+const enqueuedDump = await client.createDump();
+check(
+  [enqueuedDump.indexUid, enqueuedDump.status, enqueuedDump.type],
+  [null, "enqueued", "dumpCreation"],
+  "createDump",
+);
+const dumpDone = await client.tasks.waitForTask(enqueuedDump.taskUid, { timeout: 10_000, interval: 20 });
+check(dumpDone.status, "succeeded", "createDump ran");
+assert.match(dumpDone.details.dumpUid, /^\d{8}-\d{9}$/);
+const snapshotDone = await client.createSnapshot().waitTask({ timeout: 10_000, interval: 20 });
+check([snapshotDone.type, snapshotDone.status, snapshotDone.details], ["snapshotCreation", "succeeded", null],
+  "createSnapshot");
+
 console.log(JSON.stringify({ ok: true, checks }));

@@ -29,7 +29,7 @@ from taskhub.gateway import dashboard, enqueue, events, keys, query, render
 from taskhub.gateway.guard import Guard
 from taskhub.gateway.openapi import OPENAPI
 from taskhub.metadata import GATEWAY_TOKEN
-from taskhub.v1 import key_service_pb2_grpc, task_service_pb2 as pb, task_service_pb2_grpc
+from taskhub.v1 import key_service_pb2_grpc, task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +248,25 @@ async def enqueue_task(request: Request) -> Response:
     return JSONResponse(render.summary(response.task), status_code=202)
 
 
+async def _enqueue_global(request: Request, type_: int) -> Response:
+    # As Meilisearch's `POST /dumps` and `POST /snapshots`: no body and no parameter is read.
+    backend = _backend(request)
+    response = await backend.tasks.EnqueueTask(
+        pb.EnqueueTaskRequest(type=type_), timeout=backend.timeout, metadata=_metadata(request)
+    )
+    return JSONResponse(render.summary(response.task), status_code=202)
+
+
+@edge
+async def create_dump(request: Request) -> Response:
+    return await _enqueue_global(request, task_pb2.TASK_TYPE_DUMP_CREATION)
+
+
+@edge
+async def create_snapshot(request: Request) -> Response:
+    return await _enqueue_global(request, task_pb2.TASK_TYPE_SNAPSHOT_CREATION)
+
+
 @edge
 async def health(request: Request) -> Response:
     """Available when the gRPC server says it is serving; a gateway alone is no service."""
@@ -352,6 +371,8 @@ ROUTES = [
     Route("/tasks/{uid}", get_task, methods=["GET"]),
     *keys.routes(edge, _metadata),
     Route("/tasks/{uid}/events", watch_task, methods=["GET"]),
+    Route("/dumps", create_dump, methods=["POST"]),
+    Route("/snapshots", create_snapshot, methods=["POST"]),
     Route("/health", health, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     *dashboard.routes(),

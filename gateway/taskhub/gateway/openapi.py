@@ -332,6 +332,26 @@ OPENAPI = {
                 },
             },
         },
+        "/dumps": {
+            "post": {
+                "operationId": "createDump",
+                "summary": "Enqueue a dumpCreation",
+                "description": "As in Meilisearch: no body and no parameter is read. The server writes a portable"
+                " export (tasks and keys) under its dumps folder; the task's `details.dumpUid` names it once it"
+                " succeeded. With a master key, needs the `dumps.create` action on every index (`*`).",
+                "responses": {"202": _ENQUEUED},
+            },
+        },
+        "/snapshots": {
+            "post": {
+                "operationId": "createSnapshot",
+                "summary": "Enqueue a snapshotCreation",
+                "description": "As in Meilisearch: no body and no parameter is read. The server writes a consistent"
+                " copy of its database under its snapshots folder; the task's `details` stay null. With a master"
+                " key, needs the `snapshots.create` action on every index (`*`).",
+                "responses": {"202": _ENQUEUED},
+            },
+        },
         "/health": {
             "get": {
                 "operationId": "health",
