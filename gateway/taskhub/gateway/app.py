@@ -268,6 +268,16 @@ async def create_snapshot(request: Request) -> Response:
 
 
 @edge
+async def get_version(request: Request) -> Response:
+    """The server's version (not this gateway's: it may run apart, in front of a server of another release)."""
+    backend = _backend(request)
+    response = await backend.tasks.GetVersion(
+        pb.GetVersionRequest(), timeout=backend.timeout, metadata=_metadata(request)
+    )
+    return JSONResponse(render.version(response))
+
+
+@edge
 async def health(request: Request) -> Response:
     """Available when the gRPC server says it is serving; a gateway alone is no service."""
     backend = _backend(request)
@@ -373,6 +383,7 @@ ROUTES = [
     Route("/tasks/{uid}/events", watch_task, methods=["GET"]),
     Route("/dumps", create_dump, methods=["POST"]),
     Route("/snapshots", create_snapshot, methods=["POST"]),
+    Route("/version", get_version, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     *dashboard.routes(),

@@ -20,6 +20,7 @@ from grpc_status import rpc_status
 from taskhub import limits
 from taskhub.errors import DOMAIN, TaskHubError, payload_too_large
 from taskhub.metadata import WATCH_CURSOR
+from taskhub.server import version
 from taskhub.server.edge import convert
 from taskhub.server.model import TaskQuery
 from taskhub.server.rules.auth import ENQUEUE_ACTIONS, Keyring, Principal
@@ -90,6 +91,8 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self.scheduler = scheduler
         self.keys = keys
         self.payload_limit = payload_limit
+        # Read when the first server of this process starts, close to when its code was loaded.
+        self.build = version.this_server()
 
     def _watcher(self, context) -> Owner:
         """Whose watch slot a stream takes: its key (once accepted) and its connection."""
@@ -161,6 +164,12 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 request.original_filter if request.HasField("original_filter") else None,
             )
             return pb.DeleteTasksResponse(task=convert.summary_to_proto(task))
+
+    async def GetVersion(self, request: pb.GetVersionRequest, context) -> pb.GetVersionResponse:
+        async with error_edge(context):
+            # As in Meilisearch, the action alone: a version belongs to no index, so a scoped key may read it.
+            self.keys.require(authorization(context), "version")
+            return convert.version_to_proto(self.build)
 
     async def WatchTask(self, request: pb.WatchTaskRequest, context) -> AsyncIterator[pb.WatchTaskResponse]:
         async with error_edge(context):
