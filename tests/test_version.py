@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import grpc
 
-from conftest import MASTER_KEY
+from conftest import MASTER_KEY, gateway_client
 from gateway_bodies import error
 from helpers import error_of
 from test_cli_conventions import taskhub
@@ -80,6 +80,22 @@ async def test_get_version_needs_the_version_action(secured_http):
     for headers in (master, await key(["version"], ["movies"]), await key(["*"], ["*"])):
         response = await secured_http.get("/version", headers=headers)
         assert (response.status_code, response.json()) == (200, expected_version())
+
+
+async def test_a_gateway_in_front_of_an_older_server_says_unknown():
+    """A server from before GetVersion cannot say which release it is: every field is unknown, not a 500."""
+    older = grpc.aio.server()  # serves no taskhub service at all, so GetVersion is UNIMPLEMENTED
+    port = older.add_insecure_port("127.0.0.1:0")
+    await older.start()
+    try:
+        async with gateway_client(f"127.0.0.1:{port}") as http:
+            response = await http.get("/version")
+        assert (response.status_code, response.json()) == (
+            200,
+            {"commitSha": "unknown", "commitDate": "unknown", "pkgVersion": "unknown"},
+        )
+    finally:
+        await older.stop(0)
 
 
 # -- where the values come from ---------------------------------------------------

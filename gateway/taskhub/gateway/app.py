@@ -271,9 +271,18 @@ async def create_snapshot(request: Request) -> Response:
 async def get_version(request: Request) -> Response:
     """The server's version (not this gateway's: it may run apart, in front of a server of another release)."""
     backend = _backend(request)
-    response = await backend.tasks.GetVersion(
-        pb.GetVersionRequest(), timeout=backend.timeout, metadata=_metadata(request)
-    )
+    try:
+        response = await backend.tasks.GetVersion(
+            pb.GetVersionRequest(), timeout=backend.timeout, metadata=_metadata(request)
+        )
+    except grpc.aio.AioRpcError as error:
+        if error.code() != grpc.StatusCode.UNIMPLEMENTED:
+            raise
+        # A server from before GetVersion: which release it is cannot be known from here.
+        log.warning(
+            "the gRPC server at %s has no GetVersion (an older release): its version is unknown", backend.target
+        )
+        response = pb.GetVersionResponse()
     return JSONResponse(render.version(response))
 
 
