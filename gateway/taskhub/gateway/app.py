@@ -1,4 +1,4 @@
-"""The JSON gateway: Meilisearch's task routes in front of taskhub's gRPC API.
+"""The JSON gateway: Meilisearch's task routes, dumps, snapshots and version in front of taskhub's gRPC API.
 
 `create_app(grpc_target)` builds the Starlette app; its lifespan opens one
 grpc.aio channel and closes it. Each route parses (`query`, `enqueue`), makes
