@@ -62,7 +62,7 @@ async def test_completion_scripts_and_what_they_complete(shell):
     assert (code, err) == (0, "") and "_TASKHUB_COMPLETE" in script
     # What the script asks the program for when the user presses Tab after `taskhub ` and `taskhub tasks `.
     for words, expected in (
-        ("taskhub ", {"tasks", "keys", "worker", "serve", "gateway", "completion"}),
+        ("taskhub ", {"tasks", "keys", "worker", "version", "serve", "gateway", "completion"}),
         ("taskhub tasks ", {"list", "get", "enqueue", "cancel", "delete", "watch", "wait"}),
     ):
         # bash and zsh take the index of the word being completed, fish the word itself.

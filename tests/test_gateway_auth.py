@@ -71,6 +71,10 @@ ROUTES = {
     "cancel tasks": ("POST", "/tasks/cancel?indexUids=movies", None, "get_only"),
     "delete tasks": ("DELETE", "/tasks?indexUids=movies", None, "get_only"),
     "enqueue task": ("POST", "/tasks", {"type": "indexUpdate", "indexUid": "movies"}, "get_only"),
+    # A dump or a snapshot needs its own action: `tasks.enqueue` is not enough.
+    "create dump": ("POST", "/dumps", None, "enqueue_only"),
+    "create snapshot": ("POST", "/snapshots", None, "enqueue_only"),
+    "get version": ("GET", "/version", None, "get_only"),
     # Server-sent events: refusals are plain JSON answers before any stream starts.
     "watch tasks": ("GET", "/tasks/events", None, "enqueue_only"),
     "watch task": ("GET", "/tasks/0/events", None, "enqueue_only"),
@@ -134,6 +138,7 @@ async def test_every_route_answers_spec_bodies_for_every_credential(secured_http
     # A key scoped to `books` sees nothing of `movies` (nor global tasks) and may enqueue nothing there.
     response = await call(bearer(keys["books"]))
     scoped = {
+        "get version": (200, "a version belongs to no index"),
         "list tasks": (200, [1]),
         "get task": (404, error("task_not_found", "Task `0` not found.")),
         "watch task": (404, error("task_not_found", "Task `0` not found.")),
@@ -143,6 +148,8 @@ async def test_every_route_answers_spec_bodies_for_every_credential(secured_http
     got = response.json()
     if route == "list tasks":
         got = [task["uid"] for task in got["results"]]
+    elif route == "get version":
+        got = "a version belongs to no index" if list(got) == ["commitSha", "commitDate", "pkgVersion"] else got
     elif route in ("cancel tasks", "delete tasks"):
         got = got["type"]
     assert (response.status_code, got) == scoped
@@ -157,6 +164,7 @@ async def test_every_route_answers_spec_bodies_for_every_credential(secured_http
     assert response.status_code == {
         "list tasks": 200,
         "get task": 200,
+        "get version": 200,
         "create key": 201,
         "list keys": 200,
         "get key": 200,

@@ -170,8 +170,8 @@ BAD_CREATIONS = [
         error(
             "invalid_api_key_actions",
             "Unknown value `tasks.fly` at `.actions`:"
-            " expected one of `tasks.get`, `tasks.enqueue`, `tasks.cancel`,"
-            " `tasks.delete`, `tasks.*`, `workers.*`, `*`.",
+            " expected one of `tasks.get`, `tasks.enqueue`, `tasks.cancel`, `tasks.delete`, `tasks.*`,"
+            " `dumps.create`, `dumps.*`, `snapshots.create`, `snapshots.*`, `version`, `workers.*`, `*`.",
         ),
     ),
     (

@@ -56,6 +56,13 @@ async def test_documented_key_bodies_are_the_parsed_ones(http):
     assert schemas["Key"]["required"] == list(schemas["Key"]["properties"])  # in Meilisearch's key order
 
 
+def test_documented_key_actions_are_the_servers():
+    from taskhub.gateway.openapi_schemas import ACTIONS as DOCUMENTED
+    from taskhub.server.rules.auth import ACTIONS
+
+    assert list(ACTIONS) == DOCUMENTED
+
+
 async def test_every_reference_resolves(http):
     document = (await http.get("/openapi.json")).json()
 

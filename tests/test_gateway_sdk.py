@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import pathlib
+import re
 import shutil
 from datetime import datetime
 
@@ -24,6 +25,7 @@ from conftest import MASTER_KEY
 from gateway_bodies import LINK
 from helpers import finish, npm_install, start
 from taskhub.server import app
+from test_version import expected_version
 
 pytestmark = pytest.mark.slow  # runs the JS SDK under node
 
@@ -146,6 +148,26 @@ async def test_python_sdk(live):
     )
 
 
+async def test_python_sdk_dumps_snapshots_and_version(live):
+    _, url = live
+    client = meilisearch.Client(url)
+    sdk = asyncio.to_thread
+    version = await sdk(client.get_version)
+    assert list(version) == ["commitSha", "commitDate", "pkgVersion"]
+    assert version == expected_version() == await sdk(client.version)
+    dump = await sdk(client.create_dump)
+    snapshot = await sdk(client.create_snapshot)
+    assert [(t.task_uid, t.index_uid, t.status, t.type) for t in (dump, snapshot)] == [
+        (0, None, "enqueued", "dumpCreation"),
+        (1, None, "enqueued", "snapshotCreation"),
+    ]
+    assert dump.enqueued_at <= snapshot.enqueued_at  # the SDK parsed both dates
+    done = await sdk(client.wait_for_task, dump.task_uid, 10_000, 20)
+    assert done.status == "succeeded" and re.fullmatch(r"[0-9]{8}-[0-9]{9}", done.details["dumpUid"])
+    done = await sdk(client.wait_for_task, snapshot.task_uid, 10_000, 20)
+    assert (done.status, done.details) == ("succeeded", None)
+
+
 async def test_python_sdk_with_a_master_key(config):
     """Keys made, read, renamed and deleted with the SDK; a scoped key's task calls see its index only."""
     service = await app.start(
@@ -237,6 +259,29 @@ async def test_python_sdk_with_a_master_key(config):
             LINK + "task_not_found",
         )
 
+        assert await sdk(meilisearch.Client(url, other.key).get_version) == expected_version()  # `*`
+        assert await sdk(_api_error, scoped.get_version) == (403, "invalid_api_key", "auth", LINK + "invalid_api_key")
+        # A dump or a snapshot needs its own action, on every index: `tasks.*` is not enough.
+        dumper = await sdk(master.create_key, {"actions": ["dumps.create"], "indexes": ["*"], "expiresAt": None})
+        tasker = await sdk(master.create_key, {"actions": ["tasks.*"], "indexes": ["*"], "expiresAt": None})
+        info = await sdk(meilisearch.Client(url, dumper.key).create_dump)
+        assert (info.type, (await sdk(master.wait_for_task, info.task_uid, 10_000, 20)).status) == (
+            "dumpCreation",
+            "succeeded",
+        )
+        for client, call in (
+            (meilisearch.Client(url, dumper.key), "create_snapshot"),
+            (meilisearch.Client(url, tasker.key), "create_dump"),
+            (meilisearch.Client(url, tasker.key), "create_snapshot"),
+            (scoped, "create_dump"),
+        ):
+            assert await sdk(_api_error, getattr(client, call)) == (
+                403,
+                "invalid_api_key",
+                "auth",
+                LINK + "invalid_api_key",
+            ), call
+
         assert await sdk(master.delete_key, key.uid) == 204
         assert await sdk(_api_error, scoped.get_tasks) == (403, "invalid_api_key", "auth", LINK + "invalid_api_key")
         assert await sdk(_api_error, master.get_key, key.uid) == (
@@ -256,7 +301,13 @@ async def test_js_sdk(live):
     await npm_install(NODE_DIR, "meilisearch")
     # A subprocess, so this event loop keeps serving the gateway the script calls.
     process = await asyncio.create_subprocess_exec(
-        "node", "sdk.mjs", url, cwd=NODE_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        "node",
+        "sdk.mjs",
+        url,
+        json.dumps(expected_version()),
+        cwd=NODE_DIR,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, stderr.decode()

@@ -1,11 +1,13 @@
 // Drives a running taskhub gateway with the official Meilisearch JS SDK, unchanged,
 // and asserts what the SDK parses. Run by tests/test_gateway_sdk.py:
-//   node sdk.mjs http://127.0.0.1:PORT
+//   node sdk.mjs http://127.0.0.1:PORT '{"commitSha": ..., "commitDate": ..., "pkgVersion": ...}'
+// (the second argument: what GET /version must answer).
 // The server runs its own tasks (dump, cancel, delete) in the background.
 import assert from "node:assert/strict";
 import { Meilisearch, MeilisearchApiError } from "meilisearch";
 
 const host = process.argv[2];
+const expectedVersion = JSON.parse(process.argv[3]);
 const client = new Meilisearch({ host });
 let checks = 0;
 
@@ -92,5 +94,23 @@ check(await apiError(client.tasks.getTasks({ statuses: ["doggo"] })),
   [400, "invalid_task_statuses", "invalid_request", `${link}invalid_task_statuses`], "bad status");
 check(await apiError(client.tasks.cancelTasks({})),
   [400, "missing_task_filters", "invalid_request", `${link}missing_task_filters`], "no filter");
+
+// Dumps and snapshots: a summarized task each, run by the server itself.
+const enqueuedDump = await client.createDump();
+check(
+  [enqueuedDump.indexUid, enqueuedDump.status, enqueuedDump.type],
+  [null, "enqueued", "dumpCreation"],
+  "createDump",
+);
+const dumpDone = await client.tasks.waitForTask(enqueuedDump.taskUid, { timeout: 10_000, interval: 20 });
+check(dumpDone.status, "succeeded", "createDump ran");
+assert.match(dumpDone.details.dumpUid, /^\d{8}-\d{9}$/);
+const snapshotDone = await client.createSnapshot().waitTask({ timeout: 10_000, interval: 20 });
+check([snapshotDone.type, snapshotDone.status, snapshotDone.details], ["snapshotCreation", "succeeded", null],
+  "createSnapshot");
+
+const version = await client.getVersion();
+check(Object.keys(version), ["commitSha", "commitDate", "pkgVersion"], "getVersion keys");
+check(version, expectedVersion, "getVersion");
 
 console.log(JSON.stringify({ ok: true, checks }));

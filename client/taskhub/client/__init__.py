@@ -1,6 +1,6 @@
 """The taskhub client: `TaskHubClient` (blocking) and `AsyncTaskHubClient` (asyncio) over gRPC.
 
-Results are typed (`Task`, `TaskSummary`, `TaskPage`, `TaskChange`, `ApiKey`, `KeyPage`);
+Results are typed (`Task`, `TaskSummary`, `TaskPage`, `TaskChange`, `ApiKey`, `KeyPage`, `ServerVersion`);
 failures are `TaskHubError` with the public code (`task_not_found`, `unavailable`,
 `timeout`, ...). This package speaks gRPC only and never imports `taskhub.server`.
 """
@@ -9,7 +9,16 @@ from taskhub.client.aio import AsyncTaskHubClient
 from taskhub.client.calls import NO_RETRY, RetryPolicy, TaskTimeoutError
 from taskhub.client.filters import TaskFilter
 from taskhub.client.keys import ApiKey, KeyPage
-from taskhub.client.models import Task, TaskChange, TaskError, TaskPage, TaskStatus, TaskSummary, TaskType
+from taskhub.client.models import (
+    ServerVersion,
+    Task,
+    TaskChange,
+    TaskError,
+    TaskPage,
+    TaskStatus,
+    TaskSummary,
+    TaskType,
+)
 from taskhub.client.sync import TaskHubClient
 from taskhub.errors import TaskHubError
 
@@ -19,6 +28,7 @@ __all__ = [
     "KeyPage",
     "NO_RETRY",
     "RetryPolicy",
+    "ServerVersion",
     "Task",
     "TaskChange",
     "TaskError",

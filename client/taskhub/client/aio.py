@@ -31,7 +31,7 @@ from taskhub.client.calls import (
 )
 from taskhub.client.filters import TaskFilter
 from taskhub.client.keys import ApiKey, ExpiresAt, KeyPage
-from taskhub.client.models import Task, TaskChange, TaskPage, TaskSummary, TaskType
+from taskhub.client.models import ServerVersion, Task, TaskChange, TaskPage, TaskSummary, TaskType
 from taskhub.v1 import key_service_pb2 as kpb, key_service_pb2_grpc, task_service_pb2 as pb, task_service_pb2_grpc
 
 
@@ -157,6 +157,14 @@ class AsyncTaskHubClient:
         """Enqueues a `taskDeletion` of the matching finished tasks; at least one filter is required."""
         request = pb.DeleteTasksRequest(filter=TaskFilter.of(filter, **filters).to_proto())
         return TaskSummary.from_proto((await self._call(self._stub.DeleteTasks, request, idempotent=False)).task)
+
+    # -- the server ---------------------------------------------------------
+
+    async def get_version(self) -> ServerVersion:
+        """Which taskhub the server is: its package version and, when it knows it, the commit it runs from."""
+        return ServerVersion.from_proto(
+            await self._call(self._stub.GetVersion, pb.GetVersionRequest(), idempotent=True)
+        )
 
     # -- API keys (the master key only) -----------------------------------
 

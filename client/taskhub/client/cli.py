@@ -1,7 +1,7 @@
 """The `taskhub` command's root, and what every client command shares: connection flags, errors, exit codes.
 
 `root()` builds the click group (`--version`, `completion`, and the client commands `tasks`,
-`keys` and `worker`); the server package adds `serve` and `gateway` to it when it is installed
+`keys`, `worker` and `version`); the server package adds `serve` and `gateway` to it when it is installed
 (taskhub.server.cli), so the client commands never import the server. `main()` runs the client
 commands alone: `python -m taskhub.client.cli tasks ...`.
 """
@@ -317,10 +317,11 @@ def root() -> click.Group:
     def taskhub() -> None:
         """A task queue with Meilisearch's task API."""
 
-    from taskhub.client import keys_cli, tasks_cli, worker_cli  # they build on this module
+    from taskhub.client import keys_cli, tasks_cli, version_cli, worker_cli  # they build on this module
 
     for command in (tasks_cli.tasks, keys_cli.keys, worker_cli.worker, completion):
         taskhub.add_command(command)
+    version_cli.register(taskhub)
     return taskhub
 
 

@@ -69,8 +69,8 @@ def _declare() -> None:
                 type=CommaList(),
                 required=True,
                 metavar="LIST",
-                help="what it may do: tasks.get, tasks.enqueue, tasks.cancel, tasks.delete,"
-                " tasks.*, workers.*, * (comma list)",
+                help="what it may do: tasks.get, tasks.enqueue, tasks.cancel, tasks.delete, tasks.*,"
+                " dumps.create, dumps.*, snapshots.create, snapshots.*, version, workers.*, * (comma list)",
             ),
             click.option(
                 "--indexes",

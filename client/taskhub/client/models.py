@@ -1,4 +1,4 @@
-"""Typed results of the client: `Task`, `TaskSummary`, `TaskPage`, `TaskChange` and their enums.
+"""Typed results of the client: `Task`, `TaskSummary`, `TaskPage`, `TaskChange`, their enums, `ServerVersion`.
 
 The sync and async clients turn every protobuf answer into these once, so
 callers see Python values (aware datetimes, timedeltas, dicts with Meilisearch's
@@ -343,4 +343,33 @@ class TaskPage:
             "limit": self.limit,
             "from": self.from_,
             "next": self.next,
+        }
+
+
+# What Meilisearch's `GET /version` answers for a build without git information.
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerVersion:
+    """Which taskhub a server is: its package version and the git commit it runs from, None when unknown."""
+
+    pkg_version: str | None
+    commit_sha: str | None
+    commit_date: datetime | None
+
+    @classmethod
+    def from_proto(cls, message: task_service_pb2.GetVersionResponse) -> ServerVersion:
+        return cls(
+            pkg_version=message.pkg_version if message.HasField("pkg_version") else None,
+            commit_sha=message.commit_sha if message.HasField("commit_sha") else None,
+            commit_date=_time(message, "commit_date"),
+        )
+
+    def to_dict(self) -> dict[str, str]:
+        """Meilisearch's `GET /version` answer: `{commitSha, commitDate, pkgVersion}`, `"unknown"` for None."""
+        return {
+            "commitSha": self.commit_sha or UNKNOWN,
+            "commitDate": _show(self.commit_date) or UNKNOWN,
+            "pkgVersion": self.pkg_version or UNKNOWN,
         }

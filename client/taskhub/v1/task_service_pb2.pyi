@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from taskhub.v1 import task_pb2 as _task_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -130,3 +133,17 @@ class WatchTasksResponse(_message.Message):
     task: _task_pb2.Task
     deleted: bool
     def __init__(self, sequence: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., deleted: _Optional[bool] = ...) -> None: ...
+
+class GetVersionRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetVersionResponse(_message.Message):
+    __slots__ = ("commit_sha", "commit_date", "pkg_version")
+    COMMIT_SHA_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_DATE_FIELD_NUMBER: _ClassVar[int]
+    PKG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    commit_sha: str
+    commit_date: _timestamp_pb2.Timestamp
+    pkg_version: str
+    def __init__(self, commit_sha: _Optional[str] = ..., commit_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pkg_version: _Optional[str] = ...) -> None: ...

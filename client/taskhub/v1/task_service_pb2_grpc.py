@@ -75,6 +75,11 @@ class TaskServiceStub:
                 request_serializer=taskhub_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
                 response_deserializer=taskhub_dot_v1_dot_task__service__pb2.WatchTasksResponse.FromString,
                 _registered_method=True)
+        self.GetVersion = channel.unary_unary(
+                '/taskhub.v1.TaskService/GetVersion',
+                request_serializer=taskhub_dot_v1_dot_task__service__pb2.GetVersionRequest.SerializeToString,
+                response_deserializer=taskhub_dot_v1_dot_task__service__pb2.GetVersionResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -138,6 +143,13 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetVersion(self, request, context):
+        """Says which taskhub the server is: its package version and, when it knows it, the commit it runs from.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +192,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.WatchTasks,
                     request_deserializer=taskhub_dot_v1_dot_task__service__pb2.WatchTasksRequest.FromString,
                     response_serializer=taskhub_dot_v1_dot_task__service__pb2.WatchTasksResponse.SerializeToString,
+            ),
+            'GetVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVersion,
+                    request_deserializer=taskhub_dot_v1_dot_task__service__pb2.GetVersionRequest.FromString,
+                    response_serializer=taskhub_dot_v1_dot_task__service__pb2.GetVersionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -399,6 +416,33 @@ class TaskService:
             '/taskhub.v1.TaskService/WatchTasks',
             taskhub_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
             taskhub_dot_v1_dot_task__service__pb2.WatchTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskhub.v1.TaskService/GetVersion',
+            taskhub_dot_v1_dot_task__service__pb2.GetVersionRequest.SerializeToString,
+            taskhub_dot_v1_dot_task__service__pb2.GetVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,

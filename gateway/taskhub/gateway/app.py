@@ -1,4 +1,4 @@
-"""The JSON gateway: Meilisearch's task routes in front of taskhub's gRPC API.
+"""The JSON gateway: Meilisearch's task routes, dumps, snapshots and version in front of taskhub's gRPC API.
 
 `create_app(grpc_target)` builds the Starlette app; its lifespan opens one
 grpc.aio channel and closes it. Each route parses (`query`, `enqueue`), makes
@@ -29,7 +29,7 @@ from taskhub.gateway import dashboard, enqueue, events, keys, query, render
 from taskhub.gateway.guard import Guard
 from taskhub.gateway.openapi import OPENAPI
 from taskhub.metadata import GATEWAY_TOKEN
-from taskhub.v1 import key_service_pb2_grpc, task_service_pb2 as pb, task_service_pb2_grpc
+from taskhub.v1 import key_service_pb2_grpc, task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +248,44 @@ async def enqueue_task(request: Request) -> Response:
     return JSONResponse(render.summary(response.task), status_code=202)
 
 
+async def _enqueue_global(request: Request, type_: int) -> Response:
+    # As Meilisearch's `POST /dumps` and `POST /snapshots`: no body and no parameter is read.
+    backend = _backend(request)
+    response = await backend.tasks.EnqueueTask(
+        pb.EnqueueTaskRequest(type=type_), timeout=backend.timeout, metadata=_metadata(request)
+    )
+    return JSONResponse(render.summary(response.task), status_code=202)
+
+
+@edge
+async def create_dump(request: Request) -> Response:
+    return await _enqueue_global(request, task_pb2.TASK_TYPE_DUMP_CREATION)
+
+
+@edge
+async def create_snapshot(request: Request) -> Response:
+    return await _enqueue_global(request, task_pb2.TASK_TYPE_SNAPSHOT_CREATION)
+
+
+@edge
+async def get_version(request: Request) -> Response:
+    """The server's version (not this gateway's: it may run apart, in front of a server of another release)."""
+    backend = _backend(request)
+    try:
+        response = await backend.tasks.GetVersion(
+            pb.GetVersionRequest(), timeout=backend.timeout, metadata=_metadata(request)
+        )
+    except grpc.aio.AioRpcError as error:
+        if error.code() != grpc.StatusCode.UNIMPLEMENTED:
+            raise
+        # A server from before GetVersion: which release it is cannot be known from here.
+        log.warning(
+            "the gRPC server at %s has no GetVersion (an older release): its version is unknown", backend.target
+        )
+        response = pb.GetVersionResponse()
+    return JSONResponse(render.version(response))
+
+
 @edge
 async def health(request: Request) -> Response:
     """Available when the gRPC server says it is serving; a gateway alone is no service."""
@@ -352,6 +390,9 @@ ROUTES = [
     Route("/tasks/{uid}", get_task, methods=["GET"]),
     *keys.routes(edge, _metadata),
     Route("/tasks/{uid}/events", watch_task, methods=["GET"]),
+    Route("/dumps", create_dump, methods=["POST"]),
+    Route("/snapshots", create_snapshot, methods=["POST"]),
+    Route("/version", get_version, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     *dashboard.routes(),

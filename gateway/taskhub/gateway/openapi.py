@@ -189,6 +189,24 @@ _SCHEMAS = {
     },
     "NewTask": NEW_TASK,
     "SettingValue": SETTING_VALUE,
+    "Version": {
+        "type": "object",
+        "required": ["commitSha", "commitDate", "pkgVersion"],
+        "properties": {
+            "commitSha": {
+                "type": "string",
+                "description": "A git commit id (SHA-1, or SHA-256 in such a repository), or `unknown`.",
+                "pattern": "^([0-9a-f]{40}|[0-9a-f]{64}|unknown)$",
+                "example": "b46889b5f0f2f8b91438a08a358ba8f05fc09fc1",
+            },
+            "commitDate": {
+                "type": "string",
+                "description": "RFC 3339 in UTC (six fractional digits and `Z`, as every date here), or `unknown`.",
+                "example": "2024-02-29T11:34:56.000000Z",
+            },
+            "pkgVersion": {"type": "string", "example": "0.1.0"},
+        },
+    },
 }
 
 _FILTERS = [_parameter(name) for name in FILTER_PARAMETERS]
@@ -330,6 +348,38 @@ OPENAPI = {
                     "404": _ERROR,
                     "503": _ERROR,
                 },
+            },
+        },
+        "/dumps": {
+            "post": {
+                "operationId": "createDump",
+                "summary": "Enqueue a dumpCreation",
+                "description": "As in Meilisearch: no body and no parameter is read. The server writes a portable"
+                " export (tasks and keys) under its dumps folder; the task's `details.dumpUid` names it once it"
+                " succeeded. With a master key, needs the `dumps.create` action on every index (`*`).",
+                "responses": {"202": _ENQUEUED},
+            },
+        },
+        "/snapshots": {
+            "post": {
+                "operationId": "createSnapshot",
+                "summary": "Enqueue a snapshotCreation",
+                "description": "As in Meilisearch: no body and no parameter is read. The server writes a consistent"
+                " copy of its database under its snapshots folder; the task's `details` stay null. With a master"
+                " key, needs the `snapshots.create` action on every index (`*`).",
+                "responses": {"202": _ENQUEUED},
+            },
+        },
+        "/version": {
+            "get": {
+                "operationId": "getVersion",
+                "summary": "The server's version",
+                "description": "As Meilisearch answers it. `pkgVersion` is the server's package version; `commitSha`"
+                " and `commitDate` the git commit it runs from, known where it runs from a checkout (or was"
+                " installed from a git URL, then without its date) and `unknown` otherwise, as Meilisearch"
+                " answers for a build without git information. With a master key, needs the `version` action"
+                " (on any indexes).",
+                "responses": {"200": _json(_ref("Version"), "The version.")},
             },
         },
         "/health": {

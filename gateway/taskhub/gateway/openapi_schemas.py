@@ -36,7 +36,21 @@ DATE_FILTER = f"^(\\*|{_DATE}|{_DATE}[Tt ]{_TIME}(\\.[0-9]+)?{_ZONE})$"
 # which no pattern can say: the description says so and the test leaves those out.
 EXPIRES_AT = f"^{_DATE}([Tt]{_TIME}(\\.[0-9]+)?{_ZONE}|[Tt ]{_TIME})?$"
 ENQUEUED_TYPES = [label for label in TYPE_LABELS.values() if label not in ("taskCancelation", "taskDeletion")]
-ACTIONS = ["tasks.get", "tasks.enqueue", "tasks.cancel", "tasks.delete", "tasks.*", "workers.*", "*"]
+# The server's (rules/auth.ACTIONS), which the gateway cannot import: tests/test_gateway_openapi.py keeps them equal.
+ACTIONS = [
+    "tasks.get",
+    "tasks.enqueue",
+    "tasks.cancel",
+    "tasks.delete",
+    "tasks.*",
+    "dumps.create",
+    "dumps.*",
+    "snapshots.create",
+    "snapshots.*",
+    "version",
+    "workers.*",
+    "*",
+]
 # The server's caps on a key's labels, in characters (code points) as maxLength counts them.
 NAME_CHARACTERS, DESCRIPTION_CHARACTERS = 255, 4096
 

@@ -185,6 +185,19 @@ def summary(message: task_pb2.TaskSummary) -> dict:
     }
 
 
+# What Meilisearch answers for a build without git information.
+UNKNOWN = "unknown"
+
+
+def version(message: task_service_pb2.GetVersionResponse) -> dict:
+    """`GET /version`: `{commitSha, commitDate, pkgVersion}`, each `"unknown"` when the server does not know it."""
+    return {
+        "commitSha": message.commit_sha if message.HasField("commit_sha") else UNKNOWN,
+        "commitDate": date(message.commit_date) if message.HasField("commit_date") else UNKNOWN,
+        "pkgVersion": message.pkg_version if message.HasField("pkg_version") else UNKNOWN,
+    }
+
+
 def page(message: task_service_pb2.ListTasksResponse) -> dict:
     """`GET /tasks`: `{results, total, limit, from, next}`."""
     return {

@@ -15,6 +15,7 @@ from taskhub.errors import TaskHubError
 from taskhub.server.model import KeyRecord, Task, TaskQuery, TaskStatus, TaskType
 from taskhub.server.rules.details import INDEX_UID_RULE, valid_index_uid
 from taskhub.server.rules.scheduler import Page
+from taskhub.server.version import BuildInfo
 from taskhub.v1 import errors_pb2, key_service_pb2, task_pb2, task_service_pb2, worker_service_pb2
 
 # The `TaskDetails.kind` case for each task type.
@@ -129,6 +130,18 @@ def fill_task(message: task_pb2.Task, task: Task) -> None:
         seconds, rest = divmod(abs(duration), 1_000_000)
         sign = -1 if duration < 0 else 1
         message.duration.seconds, message.duration.nanos = sign * seconds, sign * rest * 1_000
+
+
+def version_to_proto(info: BuildInfo) -> task_service_pb2.GetVersionResponse:
+    """What is unknown stays unset; the gateway answers it as Meilisearch does, `"unknown"`."""
+    message = task_service_pb2.GetVersionResponse()
+    if info.commit_sha is not None:
+        message.commit_sha = info.commit_sha
+    if info.commit_time is not None:
+        message.commit_date.CopyFrom(timestamp(info.commit_time))
+    if info.package_version is not None:
+        message.pkg_version = info.package_version
+    return message
 
 
 def summary_to_proto(task: Task) -> task_pb2.TaskSummary:

@@ -20,9 +20,10 @@ from grpc_status import rpc_status
 from taskhub import limits
 from taskhub.errors import DOMAIN, TaskHubError, payload_too_large
 from taskhub.metadata import WATCH_CURSOR
+from taskhub.server import version
 from taskhub.server.edge import convert
 from taskhub.server.model import TaskQuery
-from taskhub.server.rules.auth import Keyring, Principal
+from taskhub.server.rules.auth import ENQUEUE_ACTIONS, Keyring, Principal
 from taskhub.server.rules.leasing import SECOND
 from taskhub.server.rules.scheduler import Scheduler
 from taskhub.server.rules.watch import Owner
@@ -90,6 +91,8 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self.scheduler = scheduler
         self.keys = keys
         self.payload_limit = payload_limit
+        # Read when the first server of this process starts, close to when its code was loaded.
+        self.build = version.this_server()
 
     def _watcher(self, context) -> Owner:
         """Whose watch slot a stream takes: its key (once accepted) and its connection."""
@@ -127,20 +130,21 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
 
     async def EnqueueTask(self, request: pb.EnqueueTaskRequest, context) -> pb.EnqueueTaskResponse:
         async with error_edge(context):
-            principal = self.keys.require(authorization(context), "tasks.enqueue")
-            task = await self.scheduler.enqueue(*_enqueue_item(request, self.payload_limit), scope=principal.scope)
+            # Each type's own action is checked with the task (rules/enqueue); a caller with none is refused now.
+            principal = self.keys.require_any(authorization(context), ENQUEUE_ACTIONS)
+            task = await self.scheduler.enqueue(*_enqueue_item(request, self.payload_limit), caller=principal)
             return pb.EnqueueTaskResponse(task=convert.summary_to_proto(task))
 
     async def EnqueueTasks(self, request: pb.EnqueueTasksRequest, context) -> pb.EnqueueTasksResponse:
         async with error_edge(context):
-            principal = self.keys.require(authorization(context), "tasks.enqueue")
+            principal = self.keys.require_any(authorization(context), ENQUEUE_ACTIONS)
             items = []
             for position, item in enumerate(request.tasks):
                 try:
                     items.append(_enqueue_item(item, self.payload_limit))
                 except TaskHubError as error:
                     raise error.within(f"tasks[{position}]") from None
-            tasks = await self.scheduler.enqueue_many(items, scope=principal.scope)
+            tasks = await self.scheduler.enqueue_many(items, caller=principal)
             return pb.EnqueueTasksResponse(tasks=[convert.summary_to_proto(task) for task in tasks])
 
     async def CancelTasks(self, request: pb.CancelTasksRequest, context) -> pb.CancelTasksResponse:
@@ -160,6 +164,12 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 request.original_filter if request.HasField("original_filter") else None,
             )
             return pb.DeleteTasksResponse(task=convert.summary_to_proto(task))
+
+    async def GetVersion(self, request: pb.GetVersionRequest, context) -> pb.GetVersionResponse:
+        async with error_edge(context):
+            # As in Meilisearch, the action alone: a version belongs to no index, so a scoped key may read it.
+            self.keys.require(authorization(context), "version")
+            return convert.version_to_proto(self.build)
 
     async def WatchTask(self, request: pb.WatchTaskRequest, context) -> AsyncIterator[pb.WatchTaskResponse]:
         async with error_edge(context):

@@ -3,7 +3,9 @@
 Off unless a master key is set. With one, every call carries
 `authorization: Bearer <key>`: the master key may do everything; an API key
 may do its `actions` on its `indexes` (names, `prefix*` patterns or `*`) until
-it expires. A key's secret is HMAC-SHA256(master key, uid) as in Meilisearch,
+it expires. Enqueueing needs the task type's action (`enqueue_action`: `dumps.create`
+for a dump, `snapshots.create` for a snapshot, `tasks.enqueue` otherwise), checked with
+each task by the enqueue rules. A key's secret is HMAC-SHA256(master key, uid) as in Meilisearch,
 so no secret is stored; lookups go through an in-memory map of digests and
 end in a constant-time comparison.
 """
@@ -15,18 +17,42 @@ import hmac
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from taskhub.errors import TaskHubError
-from taskhub.server.model import KeyRecord, Scope, format_time
+from taskhub.server.model import KeyRecord, Scope, TaskType, format_time
 from taskhub.server.rules.details import valid_index_uid
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("tasks.get", "tasks.enqueue", "tasks.cancel", "tasks.delete", "tasks.*", "workers.*", "*")
+# Meilisearch's names where it has the action (`dumps.create`, `version`, ...); `family.*` covers a family.
+ACTIONS = (
+    "tasks.get",
+    "tasks.enqueue",
+    "tasks.cancel",
+    "tasks.delete",
+    "tasks.*",
+    "dumps.create",
+    "dumps.*",
+    "snapshots.create",
+    "snapshots.*",
+    "version",
+    "workers.*",
+    "*",
+)
+# A dump or a snapshot copies the whole queue: as in Meilisearch it has an action of its own, needed
+# however it is enqueued (its own route, `POST /tasks`, EnqueueTask or EnqueueTasks).
+_ENQUEUE_ACTIONS = {TaskType.DUMP_CREATION: "dumps.create", TaskType.SNAPSHOT_CREATION: "snapshots.create"}
+# A caller with none of these may enqueue nothing, and is refused before its request is read.
+ENQUEUE_ACTIONS = frozenset({"tasks.enqueue", *_ENQUEUE_ACTIONS.values()})
 _PATTERN = re.compile(r"[A-Za-z0-9_-]{0,400}\*")
+
+
+def enqueue_action(type_: TaskType) -> str:
+    """The action enqueueing a task of this type needs."""
+    return _ENQUEUE_ACTIONS.get(type_, "tasks.enqueue")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +89,7 @@ def _missing_header() -> TaskHubError:
     )
 
 
-def _invalid_key() -> TaskHubError:
+def invalid_key() -> TaskHubError:
     return TaskHubError("invalid_api_key", "The provided API key is invalid.")
 
 
@@ -112,16 +138,23 @@ class Keyring:
             return EVERYONE
         found = self._by_digest.get(hashlib.sha256(token.encode()).digest())
         if found is None or not hmac.compare_digest(found[0].encode(), token.encode()):
-            raise _invalid_key()
+            raise invalid_key()
         record = found[1]
         if record.expires_at is not None and record.expires_at <= self._clock():
-            raise _invalid_key()
+            raise invalid_key()
         return Principal(actions=frozenset(record.actions), scope=scope_of(record.indexes))
 
     def require(self, header: str | None, action: str) -> Principal:
         principal = self.authenticate(header)
         if not principal.allows(action):
-            raise _invalid_key()
+            raise invalid_key()
+        return principal
+
+    def require_any(self, header: str | None, actions: Iterable[str]) -> Principal:
+        """The caller, if it may do at least one of `actions`; raises the public auth errors."""
+        principal = self.authenticate(header)
+        if not any(principal.allows(action) for action in actions):
+            raise invalid_key()
         return principal
 
     def require_master(self, header: str | None) -> None:
@@ -132,7 +165,7 @@ class Keyring:
                 " key at launch.",
             )
         if not self.authenticate(header).master:
-            raise _invalid_key()
+            raise invalid_key()
 
     # -- managing keys ----------------------------------------------------
 

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from taskhub.errors import TaskHubError
-from taskhub.server.model import Scope, Task, TaskType
+from taskhub.server.model import Task, TaskType
+from taskhub.server.rules.auth import EVERYONE, Principal, enqueue_action, invalid_key
 from taskhub.server.rules.details import enqueue_details
 from taskhub.server.rules.units import DISK_FULL, Units
 from taskhub.server.storage.contract import NewTask, Transaction
@@ -51,17 +52,26 @@ class Enqueuing:
         self._gather_target = 1
 
     async def enqueue(
-        self, type_: TaskType, index_uid: str | None, details: dict[str, Any] | None, *, scope: Scope | None = None
+        self,
+        type_: TaskType,
+        index_uid: str | None,
+        details: dict[str, Any] | None,
+        *,
+        caller: Principal = EVERYONE,
     ) -> Task:
-        return (await self._group_commit([_checked(type_, index_uid, details, scope)]))[0]
+        """Enqueues one task for `caller`, who needs the type's action and, if scoped, the index."""
+        return (await self._group_commit([_checked(type_, index_uid, details, caller)]))[0]
 
     async def enqueue_many(
-        self, items: list[tuple[TaskType, str | None, dict[str, Any] | None]], *, scope: Scope | None = None
+        self,
+        items: list[tuple[TaskType, str | None, dict[str, Any] | None]],
+        *,
+        caller: Principal = EVERYONE,
     ) -> list[Task]:
         """Enqueues tasks of (type, index uid, details), all in the same transaction, with consecutive uids.
 
-        Every item is checked before any is stored: one bad item refuses them all, its
-        position at the head of the message.
+        Every item is checked before any is stored, `caller`'s rights included: one bad item
+        refuses them all, its position at the head of the message.
         """
         if not 1 <= len(items) <= MAX_ENQUEUE_BATCH:
             raise TaskHubError(
@@ -71,7 +81,7 @@ class Enqueuing:
         checked: list[NewTask] = []
         for position, (type_, index_uid, details) in enumerate(items):
             try:
-                checked.append(_checked(type_, index_uid, details, scope))
+                checked.append(_checked(type_, index_uid, details, caller))
             except TaskHubError as error:
                 raise error.within(f"tasks[{position}]") from None
         return await self._group_commit(checked)
@@ -179,10 +189,14 @@ def _insert(tx: Transaction, items: list[NewTask], now: int, max_db_size: int | 
     return tx.tasks.insert(items, now)
 
 
-def _checked(type_: TaskType, index_uid: str | None, details: dict[str, Any] | None, scope: Scope | None) -> NewTask:
+def _checked(type_: TaskType, index_uid: str | None, details: dict[str, Any] | None, caller: Principal) -> NewTask:
     """One enqueue, checked: (index uid, type, details to store), as `Store.insert_tasks` takes it."""
+    # The type's action first (a dump needs `dumps.create`, not `tasks.enqueue`), whatever the details.
+    if not caller.allows(enqueue_action(type_)):
+        raise invalid_key()
     details = enqueue_details(type_, index_uid, details)
-    # A key scoped to some indexes enqueues only on them, and never global tasks.
+    # A key scoped to some indexes enqueues only on them, and never global tasks (a dump holds every index).
+    scope = caller.scope
     if scope is not None and (type_.is_global or not scope.allows(index_uid)):
-        raise TaskHubError("invalid_api_key", "The provided API key is invalid.")
+        raise invalid_key()
     return index_uid, type_, details
