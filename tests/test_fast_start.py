@@ -50,6 +50,12 @@ def built(caplog) -> bool:
     return any(BUILT in record.getMessage() for record in caplog.records)
 
 
+@pytest.fixture
+def config(config):
+    """The in-memory finder, whatever TASKHUB_TEST_TASK_INDEX says: it is the one saved between starts."""
+    return dataclasses.replace(config, task_index="memory")
+
+
 @pytest.fixture(autouse=True)
 def every_log_line(caplog):
     caplog.set_level(logging.DEBUG)

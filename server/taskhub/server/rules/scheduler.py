@@ -199,7 +199,7 @@ class Scheduler:
         if (
             self._checkpointing is None
             and moment - self._checkpointed_at >= self.checkpoint_every
-            and self.units.follower.seq - self.units.checkpointed >= self.checkpoint_changes
+            and self.units.unsaved >= self.checkpoint_changes
         ):
             self._checkpointed_at = moment
             self._checkpointing = asyncio.create_task(self._checkpoint(), name="taskhub-checkpoint")
@@ -212,15 +212,14 @@ class Scheduler:
         those changes were gone it would read every task. So when pruning would drop some, the state
         is saved first (at most every `checkpoint_every`); until then they stay, within the byte budget.
         """
-        if self.units.follower.seq - self.units.checkpointed > self.watch_retention:
+        if self.units.unsaved > self.watch_retention:
             if self._checkpointing is not None:
                 await asyncio.wait([self._checkpointing])
             if moment - self._checkpointed_at >= self.checkpoint_every:
                 self._checkpointed_at = moment
                 await self._checkpoint()
-        unsaved = self.units.follower.seq - self.units.checkpointed
         await self.units.call(
-            self.storage.log.prune_changes, max(self.watch_retention, unsaved), self.watch_retention_bytes
+            self.storage.log.prune_changes, max(self.watch_retention, self.units.unsaved), self.watch_retention_bytes
         )
 
     async def _run(self) -> None:

@@ -55,8 +55,9 @@ class Units:
         self._loop: asyncio.AbstractEventLoop | None = None
         # Replaced after every commit: long-polling leases wait on the current one.
         self.changed = asyncio.Event()
-        # The sequence number of the finder's last saved state.
+        # The sequence number of the finder's last saved state, and whether it saves any.
         self.checkpointed = 0
+        self.keeps_state = True
         # Told of every commit's changes on the loop, after the hub (the scheduler's wake-up).
         self.on_commit: Callable[[Changes], None] = lambda changes: None
 
@@ -91,9 +92,16 @@ class Units:
         """Saves the finder's state as of the changes followed, so the next start begins there."""
         await asyncio.to_thread(self.finder.prepare_checkpoint)
         seq, save = await self.call(self._checkpoint)
-        if save is not None:
+        if save is None:
+            self.keeps_state = False  # nothing saved, nothing a start could lack
+        else:
             await asyncio.to_thread(save)
-            self.checkpointed = seq
+        self.checkpointed = seq
+
+    @property
+    def unsaved(self) -> int:
+        """How many changes the finder's saved state lacks (none when it saves nothing)."""
+        return self.follower.seq - self.checkpointed if self.keeps_state else 0
 
     def _checkpoint(self) -> tuple[int, Callable[[], None] | None]:
         seq = self.follower.seq
