@@ -23,6 +23,7 @@ TINY = {
     "watchers.py": ["--watchers", "50", "--seconds", "0.5", "--channels", "2", "--rate", "200"],
     "fanout.py": ["--streams", "25", "--sse", "5", "--seconds", "0.5", "--channels", "2"],
     "memory.py": ["--tasks", "2000", "--settle", "0.1"],
+    "start.py": ["--tasks", "2000", "--enqueue", "200"],
 }
 
 
