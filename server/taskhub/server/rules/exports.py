@@ -55,7 +55,7 @@ def write_dump(store: Storage, folder: str, now: int) -> str:
     target.mkdir(parents=True, exist_ok=True)
     final = target / f"{dump_uid}.dump"
     tmp = final.with_suffix(".tmp")
-    reader = store.reader()
+    reader = store.reader(scan=True)
     # One committed state throughout, whatever commits meanwhile.
     with contextlib.closing(reader), reader.snapshot(), open(tmp, "w", encoding="utf-8") as out:
         # API keys are few: they ride in the header (without secrets, which derive from the master key).

@@ -68,7 +68,7 @@ class Units:
     def _on_thread_reader(self) -> Reader:
         """The store thread's own reader, for the follower (opened there, on first use)."""
         if self._follow_reader is None:
-            self._follow_reader = self.storage.reader()
+            self._follow_reader = self.storage.reader(scan=True)
         return self._follow_reader
 
     async def load(self) -> None:

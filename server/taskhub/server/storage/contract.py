@@ -255,8 +255,12 @@ class Storage(Protocol):
         """
         ...
 
-    def reader(self) -> Reader:
-        """A read-only view for one thread; it always reads the newest committed state."""
+    def reader(self, *, scan: bool = False) -> Reader:
+        """A read-only view for one thread; it always reads the newest committed state.
+
+        `scan`: for reading much once (building an index, a dump, following the log) rather than
+        the same pages often; an implementation may then read without caching the file in memory.
+        """
         ...
 
     def renew_epoch(self) -> None:

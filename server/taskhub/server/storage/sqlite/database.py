@@ -57,12 +57,14 @@ class _Tables:
 class SqliteReader(_Tables):
     """A read-only connection (`query_only`): every read of the contract, no write."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, scan: bool = False) -> None:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA query_only=1")
-        # Reads through a memory map, not a pread per page: a point read skips a system call
-        # and a copy. Address space only; the pages are the OS's file cache.
-        conn.execute(f"PRAGMA mmap_size={READ_MMAP_BYTES}")
+        if not scan:
+            # Reads through a memory map, not a pread per page: a point read skips a system call
+            # and a copy. Address space only; the pages are the OS's file cache. Not for a scan:
+            # every page it touched would stay mapped, counted in the process's resident memory.
+            conn.execute(f"PRAGMA mmap_size={READ_MMAP_BYTES}")
         conn.execute("PRAGMA busy_timeout=5000")
         super().__init__(conn, self.snapshot)
 
@@ -106,8 +108,8 @@ class SqliteStorage(_Tables):
                 raise StorageFull(str(exc)) from exc
             raise
 
-    def reader(self) -> SqliteReader:
-        return SqliteReader(self.path)
+    def reader(self, *, scan: bool = False) -> SqliteReader:
+        return SqliteReader(self.path, scan=scan)
 
     def renew_epoch(self) -> None:
         with self.transaction():
