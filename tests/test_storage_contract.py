@@ -210,8 +210,9 @@ def test_a_unit_sees_its_own_writes_and_reports_its_changes_in_order(storage):
     with storage.transaction() as tx:
         [task] = tx.tasks.insert([("movies", UPDATE, None)], 1)
         assert tx.tasks.get(task.uid) == task
-        task.status, task.started_at = TaskStatus.PROCESSING, 2
-        tx.tasks.save([task])
+        started = tx.tasks.get(task.uid)  # a new object: the logged one is the one given to insert
+        started.status, started.started_at = TaskStatus.PROCESSING, 2
+        tx.tasks.save([started])
         assert tx.tasks.get(task.uid).status == TaskStatus.PROCESSING
         assert [(t.uid, t.seq, t.status) for t in tx.changes.tasks] == [
             (0, 1, TaskStatus.ENQUEUED),

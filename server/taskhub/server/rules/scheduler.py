@@ -141,14 +141,13 @@ class Scheduler:
         return self.units.reader
 
     def _committed(self, changes: Changes) -> None:
-        """On the loop, after the hub: wakes `tick` when a commit leaves it something to do.
+        """On the loop, after the hub: wakes `tick` when a commit enqueued a server-run task.
 
-        Lease expiry needs no wake: `_run` ticks every second anyway. Not waking on every
-        enqueue spares a busy queue a pass per group commit.
+        Lease expiry and the automatic cleanup need no wake: `_run` ticks every second anyway,
+        and checks them then. Not waking on every enqueue, nor reading the task count after each
+        commit, spares a busy queue work per group commit.
         """
-        if any(t.type.server_run and t.status == TaskStatus.ENQUEUED for t in changes.tasks) or (
-            self.server_tasks.cleanup_threshold <= self._task_count()
-        ):
+        if any(t.type.server_run and t.status == TaskStatus.ENQUEUED for t in changes.tasks):
             self._wake.set()
 
     def _task_count(self) -> int:

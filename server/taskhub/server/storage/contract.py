@@ -231,7 +231,11 @@ class Transaction(Protocol):
 
     @property
     def changes(self) -> Changes:
-        """What this unit of work logged so far, in sequence order."""
+        """What this unit of work logged so far, in sequence order.
+
+        The tasks are the objects given to the writes, not copies (a copy per change costs every
+        commit): change a task again after saving it in the same unit of work, and save it again.
+        """
         ...
 
     def used_bytes(self) -> int:

@@ -19,26 +19,6 @@ from taskhub.server.storage.contract import Changes
 from taskhub.server.storage.sqlite.rows import bump, compact, counter, dumps, loads, row_to_task
 
 
-def _as_logged(t: Task) -> Task:
-    """The task's state as logged: a copy, since the rules may change the task again in the same unit of work.
-
-    Positional, in `Task`'s field order: a keyword or generic copy costs several times as much, per change.
-    """
-    return Task(
-        t.uid,
-        t.index_uid,
-        t.status,
-        t.type,
-        t.enqueued_at,
-        t.details,
-        t.error,
-        t.canceled_by,
-        t.started_at,
-        t.finished_at,
-        t.seq,
-    )
-
-
 def _string(value: str | None) -> str:
     return "null" if value is None else compact(value)
 
@@ -79,7 +59,7 @@ class SqliteChangeLog:
         """
         if encoded is None:
             encoded = [(dumps(task.details), dumps(task.error)) for task in tasks]
-        self.logged += ((_as_logged(task), deleted) for task in tasks)
+        self.logged += ((task, deleted) for task in tasks)
         rows = [
             (
                 t.seq,
@@ -108,7 +88,7 @@ class SqliteChangeLog:
 
     def append_new(self, tasks: list[Task], details: list[str | None]) -> None:
         """Appends new enqueued tasks in bulk; `details` are their details already as JSON."""
-        self.logged += ((_as_logged(task), False) for task in tasks)
+        self.logged += ((task, False) for task in tasks)
         # The same row `_log_states` writes, put together by hand: only the two strings need encoding.
         rows = [
             (
