@@ -75,18 +75,19 @@ class Units:
         """Fills the finder (from its saved state, or the stored tasks), then the changes since; the follower
         stands after them."""
         self._loop = asyncio.get_running_loop()
-        self.follower.seq = await self.call(self._load)
-        self.checkpointed = self.follower.seq
+        # Where the state the finder started from stands: the changes after it are what a start after a
+        # crash would need from the log, until the next save.
+        self.checkpointed = await self.call(self._load)
 
     def _load(self) -> int:
         reader = self._on_thread_reader()
-        self.follower.seq = self.finder.reload(reader)
+        start = self.follower.seq = self.finder.reload(reader)
         try:
             self.follower.catch_up(reader)
         except HistoryLost as lost:
             log.warning("the saved index is too old (%s): reading every task", lost)
-            self.follower.seq = self.finder.reload(reader, fresh=True)
-        return self.follower.seq
+            start = self.follower.seq = self.finder.reload(reader, fresh=True)
+        return start
 
     async def checkpoint(self) -> None:
         """Saves the finder's state as of the changes followed, so the next start begins there."""
