@@ -42,6 +42,10 @@ class MemoryFinder:
         self.snapshot_path = snapshot_path
         self._spare: dict[str, np.ndarray] | None = None
 
+    @property
+    def in_memory(self) -> bool:
+        return True
+
     def reload(self, reader: Reader, *, fresh: bool = False) -> int:
         """Takes the saved snapshot when it fits the database (not `fresh`), else every stored task."""
         if not fresh and self.snapshot_path is not None:

@@ -249,7 +249,12 @@ class Scheduler:
     ) -> Page:
         limit = DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)
         # The finder answers which uids and how many; the rows come from storage by uid.
-        uids, total = self.finder.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
+        if self.finder.in_memory:
+            uids, total = self.finder.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
+        else:  # a scan: off the loop
+            uids, total = await self.units.read(
+                lambda _: self.finder.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
+            )
         # Bounded in bytes too: a page cut short for size goes on (`next`) at the first task left out.
         if len(uids) <= LOOP_PAGE:
             rows, cut = self.units.reader.tasks.get_page(uids, PAGE_BYTES)

@@ -321,6 +321,11 @@ class TaskFinder(Protocol):
         save it to run elsewhere (None when it keeps nothing)."""
         ...
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether it answers from memory, in microseconds: then lists may ask it on the event loop."""
+        ...
+
     def apply(self, changes: Changes) -> None: ...
 
     def page(self, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> tuple[list[int], int]:

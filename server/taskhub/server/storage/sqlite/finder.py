@@ -80,6 +80,10 @@ class SqlFinder:
                 self._readers.append(reader)
         return reader.conn
 
+    @property
+    def in_memory(self) -> bool:
+        return False  # a filter scans the rows: lists ask it on the read thread
+
     def reload(self, reader: Reader, *, fresh: bool = False) -> int:
         return reader.log.last_seq()
 
