@@ -20,13 +20,12 @@ from taskhub.server.model import Scope, Task, TaskStatus, TaskType, finished_det
 from taskhub.server.rules import batching
 from taskhub.server.rules.details import outcome_details, outcome_error
 from taskhub.server.rules.units import Units
-from taskhub.server.storage.contract import LeaseRecord, Transaction
+from taskhub.server.storage.contract import ACTIVE, LeaseRecord, Transaction
 
 SECOND = 1_000_000
 # A lease lasts 1 second to 1 hour, whether leased or renewed; a lease call waits a minute at most.
 MIN_LEASE, MAX_LEASE = SECOND, 3_600 * SECOND
 MAX_WAIT = 60.0
-ACTIVE = "active"
 # Why a lease ended, as told to a late renewal or report.
 ENDED = {
     "completed": "its batch was already reported",

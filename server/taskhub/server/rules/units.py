@@ -132,7 +132,7 @@ class Units:
         """
         loop = asyncio.get_running_loop()
 
-        def work() -> tuple[T, bool]:
+        def work() -> T:
             try:
                 return self._unit(loop, fn, args)
             except TaskHubError as error:
@@ -141,10 +141,9 @@ class Units:
             return self._unit(loop, fn, args)
 
         submit = self._thread.submit_first if first else self._thread.submit
-        result, _ = await asyncio.wrap_future(submit(work), loop=loop)
-        return result
+        return await asyncio.wrap_future(submit(work), loop=loop)
 
-    def _unit(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[T, bool]:
+    def _unit(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         """On the store thread: one unit of work, then the follower takes its changes."""
         try:
             with self.storage.transaction() as tx:
@@ -152,7 +151,8 @@ class Units:
                 changes = tx.changes
         except StorageFull as full:
             raise TaskHubError("no_space_left_on_device", DISK_FULL) from full
-        return result, self._follow(loop, lambda reader: self.follower.take(changes, reader))
+        self._follow(loop, lambda reader: self.follower.take(changes, reader))
+        return result
 
     async def catch_up(self) -> None:
         """Takes the commits made elsewhere since the last one followed."""
@@ -165,7 +165,7 @@ class Units:
         if tx.log.last_seq() > self.follower.seq:  # one point read on the unit's own connection
             self._follow(self._loop, self.follower.catch_up)
 
-    def _follow(self, loop: asyncio.AbstractEventLoop, step: Callable[[Reader], list[Changes]]) -> bool:
+    def _follow(self, loop: asyncio.AbstractEventLoop, step: Callable[[Reader], list[Changes]]) -> None:
         """On the store thread: one follower step; its changes go to the hub on the loop, in order."""
         reader = self._on_thread_reader()
         try:
@@ -179,10 +179,9 @@ class Units:
             loop.call_soon_threadsafe(
                 self.hub.end_all, TaskHubError("unavailable", "Changes were missed; reconnect and resume.")
             )
-            return True
+            return
         if new:
             loop.call_soon_threadsafe(self._publish, new)
-        return bool(new)
 
     def _publish(self, new: list[Changes]) -> None:
         """On the loop, in sequence order: the hub, the scheduler's wake-up, and the leases waiting for work."""

@@ -47,9 +47,13 @@ class Changes:
     deleted: frozenset[int] = frozenset()
 
 
+# A lease's `state` while it holds its tasks; any other state says why it ended.
+ACTIVE = "active"
+
+
 @dataclass(slots=True)
 class LeaseRecord:
-    """A lease as stored; `state` is "active" or why it ended."""
+    """A lease as stored; `state` is ACTIVE or why it ended."""
 
     token: str
     worker: str

@@ -7,10 +7,8 @@ import sqlite3
 from collections.abc import Iterable
 
 from taskhub.server.model import Task, TaskStatus
-from taskhub.server.storage.contract import LeaseRecord
+from taskhub.server.storage.contract import ACTIVE, LeaseRecord
 from taskhub.server.storage.sqlite.tasks import SqliteTasks
-
-ACTIVE = "active"
 
 
 class SqliteLeases:

@@ -10,11 +10,9 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from taskhub.server.model import STATUS_OF, TYPE_OF, Task, TaskStatus
+from taskhub.server.model import STATUS_OF, TYPE_OF, Task
 
 COLUMNS = "uid, index_uid, status, type, canceled_by, details, error, enqueued_at, started_at, finished_at, seq"
-FINISHED = (int(TaskStatus.SUCCEEDED), int(TaskStatus.FAILED), int(TaskStatus.CANCELED))
-UNFINISHED = (int(TaskStatus.ENQUEUED), int(TaskStatus.PROCESSING))
 
 
 # One encoder for every row: json.dumps with options would build a new one per call.
