@@ -159,7 +159,7 @@ def test_a_version_2_database_counts_its_change_log_and_prunes_it_by_bytes(tmp_p
     path = tmp_path / "v2.db"
     store = Store(path)
     with store.transaction() as tx:
-        tx.tasks.insert([("movies", TaskType.SETTINGS_UPDATE, BIG_SETTINGS)] * 5, 1)
+        tx.tasks.insert([("movies", TaskType.SETTINGS_UPDATE, BIG_SETTINGS, None)] * 5, 1)
     logged = store.log.change_bytes()
     store.conn.execute("DELETE FROM meta WHERE key = 'change_bytes'")  # what version 2 had
     store.conn.execute("PRAGMA user_version=2")

@@ -89,7 +89,7 @@ async def test_changes_after_the_saved_state_are_caught_up_from_the_log(config, 
     # Committed while no server ran, as another server on the database would: the saved index misses them.
     storage = SqliteStorage(config.db)
     with storage.transaction() as tx:
-        tx.tasks.insert([("books", TaskType.INDEX_CREATION, None)] * 2, clock())
+        tx.tasks.insert([("books", TaskType.INDEX_CREATION, None, None)] * 2, clock())
     storage.close()
     caplog.clear()
     service = await app.start(config, background=False, clock=clock)
@@ -119,7 +119,7 @@ async def test_a_saved_state_that_does_not_fit_is_not_used(config, clock, caplog
         storage = SqliteStorage(config.db)
         if spoil == "pruned":
             with storage.transaction() as tx:
-                tx.tasks.insert([("books", TaskType.INDEX_CREATION, None)] * 2, clock())
+                tx.tasks.insert([("books", TaskType.INDEX_CREATION, None, None)] * 2, clock())
             storage.log.prune_changes(0)
         elif spoil == "other history":  # a dump loaded into a fresh database at the same path
             with storage.transaction() as tx:

@@ -25,7 +25,7 @@ SPAWN = multiprocessing.get_context("spawn")
 def _enqueue_elsewhere(path: str, index_uid: str, count: int) -> None:
     storage = SqliteStorage(path)
     with storage.transaction() as tx:
-        tx.tasks.insert([(index_uid, TaskType.DOCUMENT_ADDITION_OR_UPDATE, {"receivedDocuments": 1})] * count, 1)
+        tx.tasks.insert([(index_uid, TaskType.DOCUMENT_ADDITION_OR_UPDATE, {"receivedDocuments": 1}, None)] * count, 1)
     storage.close()
 
 

@@ -43,7 +43,7 @@ def storage(database):
 
 def insert(storage: Storage, count: int, now: int = 1, index_uid: str | None = "movies") -> list[Task]:
     with storage.transaction() as tx:
-        return tx.tasks.insert([(index_uid, UPDATE, {"receivedDocuments": i}) for i in range(count)], now)
+        return tx.tasks.insert([(index_uid, UPDATE, {"receivedDocuments": i}, None) for i in range(count)], now)
 
 
 def all_changes(storage: Storage) -> Changes:
@@ -63,7 +63,7 @@ def _insert_many(kind: str, address: str, units: int, per_unit: int, go, results
     uids = []
     for _ in range(units):
         with storage.transaction() as tx:
-            uids.append([t.uid for t in tx.tasks.insert([("movies", UPDATE, None)] * per_unit, 1)])
+            uids.append([t.uid for t in tx.tasks.insert([("movies", UPDATE, None, None)] * per_unit, 1)])
         time.sleep(0.005)  # between units, so the other process's units get their turns
     storage.close()
     results.put(uids)
@@ -92,7 +92,7 @@ def _hold_open(kind: str, address: str, inserted, release) -> None:
     """Inserts a task in a unit of work and keeps it open until told."""
     storage = OPENERS[kind](address)
     with storage.transaction() as tx:
-        tx.tasks.insert([("held", UPDATE, None)], 1)
+        tx.tasks.insert([("held", UPDATE, None, None)], 1)
         inserted.set()
         release.wait(10)
     storage.close()
@@ -191,7 +191,7 @@ def test_a_commit_is_seen_only_once_made_and_then_by_every_process(database):
 def test_a_unit_that_raises_leaves_nothing(storage):
     insert(storage, 2)
     with pytest.raises(RuntimeError), storage.transaction() as tx:
-        tx.tasks.insert([("books", UPDATE, None)], 5)
+        tx.tasks.insert([("books", UPDATE, None, None)], 5)
         [task] = tx.tasks.get_many([0])
         task.status = TaskStatus.PROCESSING
         tx.tasks.save([task], lease="t")
@@ -208,7 +208,7 @@ def test_a_unit_that_raises_leaves_nothing(storage):
 
 def test_a_unit_sees_its_own_writes_and_reports_its_changes_in_order(storage):
     with storage.transaction() as tx:
-        [task] = tx.tasks.insert([("movies", UPDATE, None)], 1)
+        [task] = tx.tasks.insert([("movies", UPDATE, None, None)], 1)
         assert tx.tasks.get(task.uid) == task
         started = tx.tasks.get(task.uid)  # a new object: the logged one is the one given to insert
         started.status, started.started_at = TaskStatus.PROCESSING, 2
@@ -224,6 +224,31 @@ def test_a_unit_sees_its_own_writes_and_reports_its_changes_in_order(storage):
     ]
 
 
+def test_extra_fields_are_kept_in_order_through_rows_saves_changes_and_reopening(database):
+    kind, address = database
+    storage = OPENERS[kind](address)
+    extra = {"customMetadata": "m", "big": 2**64 + 1, "nested": {"z": 1, "a": [None]}}
+    with storage.transaction() as tx:
+        [task] = tx.tasks.insert([("movies", UPDATE, None, extra)], 1)
+        plain = tx.tasks.insert([("movies", UPDATE, None, None)], 1)[0]
+    with storage.transaction() as tx:
+        started = tx.tasks.get(task.uid)
+        started.status, started.extra = TaskStatus.PROCESSING, {**started.extra, "attempts": 1}
+        tx.tasks.save([started])
+    storage.close()
+    storage = OPENERS[kind](address)
+    try:
+        with storage.transaction() as tx:
+            stored = tx.tasks.get(task.uid)
+            assert list(stored.extra.items()) == [*extra.items(), ("attempts", 1)]
+            assert tx.tasks.get(plain.uid).extra is None
+        logged = all_changes(storage).tasks
+        assert [t.extra for t in logged] == [extra, None, {**extra, "attempts": 1}]
+        assert list(logged[0].extra) == ["customMetadata", "big", "nested"]
+    finally:
+        storage.close()
+
+
 def test_a_full_database_refuses_the_unit_whole(database):
     kind, address = database
     OPENERS[kind](address).close()
@@ -232,7 +257,7 @@ def test_a_full_database_refuses_the_unit_whole(database):
     with pytest.raises(StorageFull):
         for _ in range(1_000):
             with storage.transaction() as tx:
-                tx.tasks.insert([("movies", UPDATE, {"pad": "x" * 2_000})] * 10, 1)
+                tx.tasks.insert([("movies", UPDATE, {"pad": "x" * 2_000}, None)] * 10, 1)
             stored += 10
     with storage.transaction() as tx:
         assert tx.tasks.count() == tx.tasks.next_uid() == stored == tx.log.last_seq()
@@ -382,7 +407,7 @@ def test_used_bytes_grow_with_what_is_stored(storage):
     with storage.transaction() as tx:
         before = tx.used_bytes()
     with storage.transaction() as tx:
-        tx.tasks.insert([("movies", UPDATE, {"pad": "x" * 10_000})] * 20, 1)
+        tx.tasks.insert([("movies", UPDATE, {"pad": "x" * 10_000}, None)] * 20, 1)
     with storage.transaction() as tx:
         assert tx.used_bytes() >= before + 20 * 10_000
 
@@ -390,7 +415,7 @@ def test_used_bytes_grow_with_what_is_stored(storage):
 def test_iter_tasks_and_index_rows_read_every_task_with_its_matches(storage):
     insert(storage, 3)
     with storage.transaction() as tx:
-        [deletion] = tx.tasks.insert([(None, TaskType.TASK_DELETION, {"matchedTasks": 2})], 2)
+        [deletion] = tx.tasks.insert([(None, TaskType.TASK_DELETION, {"matchedTasks": 2}, None)], 2)
         tx.tasks.save_matches(deletion.uid, [0, 2])
         [task] = tx.tasks.get_many([1])
         task.status, task.started_at, task.canceled_by = TaskStatus.PROCESSING, 7, None

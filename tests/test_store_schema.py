@@ -13,8 +13,9 @@ from taskhub.server.storage.sqlite.schema import SCHEMA_VERSION
 
 
 def insert(store: Store, items: list, now: int) -> list[Task]:
+    """Inserts (index uid, type, details) items, with no extra fields."""
     with store.transaction() as tx:
-        return tx.tasks.insert(items, now)
+        return tx.tasks.insert([(*item, None) for item in items], now)
 
 
 OLD_INDEXES = [
@@ -87,6 +88,7 @@ def test_a_row_decodes_every_column_into_its_own_field():
         14,
         15,
         16,
+        '{"customMetadata":"m"}',
     )
     assert row_to_task(row) == Task(
         uid=11,
@@ -100,8 +102,11 @@ def test_a_row_decodes_every_column_into_its_own_field():
         started_at=14,
         finished_at=15,
         seq=16,
+        extra={"customMetadata": "m"},
     )
-    assert row_to_task((1, None, 1, 1, None, None, None, 2, None, None, 3)).details is None
+    # A change logged before schema 5 has eleven columns, and no extra fields.
+    legacy = row_to_task((1, None, 1, 1, None, None, None, 2, None, None, 3))
+    assert legacy.details is None and legacy.extra is None
 
 
 def test_get_tasks_answers_the_uids_that_exist_by_uid_on_both_read_paths(tmp_path):

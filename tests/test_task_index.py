@@ -86,7 +86,7 @@ def stored(tmp_path, rows) -> tuple[Store, list[Task], MemoryFinder]:
     made = []
     for status, type_, index_uid, canceled_by, enqueued, started, finished in rows:
         with store.transaction() as tx:
-            [task] = tx.tasks.insert([(index_uid, type_, None)], enqueued)
+            [task] = tx.tasks.insert([(index_uid, type_, None, None)], enqueued)
         followed.apply(tx.changes)
         task = dataclasses.replace(
             task, status=status, canceled_by=canceled_by, started_at=started, finished_at=finished

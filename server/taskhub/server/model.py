@@ -117,6 +117,9 @@ class Task:
     finished_at: int | None = None
     # The global change sequence of this task's last committed change.
     seq: int = 0
+    # Fields beyond Meilisearch's eleven (camelCase keys, JSON values), each present only when
+    # set: the edges render them after `finishedAt`, so a task without any keeps Meilisearch's shape.
+    extra: dict | None = None
 
     @property
     def duration(self) -> int | None:

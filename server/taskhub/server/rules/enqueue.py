@@ -190,7 +190,7 @@ def _insert(tx: Transaction, items: list[NewTask], now: int, max_db_size: int | 
 
 
 def _checked(type_: TaskType, index_uid: str | None, details: dict[str, Any] | None, caller: Principal) -> NewTask:
-    """One enqueue, checked: (index uid, type, details to store), as `Store.insert_tasks` takes it."""
+    """One enqueue, checked: (index uid, type, details, extra fields to store), as `TaskTable.insert` takes it."""
     # The type's action first (a dump needs `dumps.create`, not `tasks.enqueue`), whatever the details.
     if not caller.allows(enqueue_action(type_)):
         raise invalid_key()
@@ -199,4 +199,4 @@ def _checked(type_: TaskType, index_uid: str | None, details: dict[str, Any] | N
     scope = caller.scope
     if scope is not None and (type_.is_global or not scope.allows(index_uid)):
         raise invalid_key()
-    return index_uid, type_, details
+    return index_uid, type_, details, None

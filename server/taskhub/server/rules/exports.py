@@ -85,6 +85,8 @@ def _task_line(task: Task, matched: list[int] | None) -> dict[str, object]:
         "startedAt": None if task.started_at is None else format_time(task.started_at),
         "finishedAt": None if task.finished_at is None else format_time(task.finished_at),
     }
+    if task.extra:
+        line["extra"] = task.extra
     if matched is not None:
         line["matchedUids"] = list(matched)
     return line
@@ -122,6 +124,7 @@ def _read_dump(path: pathlib.Path) -> tuple[dict[str, Any], Iterator[tuple[Task,
                         enqueued_at=_parse_time(row["enqueuedAt"]),
                         started_at=_parse_optional_time(row["startedAt"]),
                         finished_at=_parse_optional_time(row["finishedAt"]),
+                        extra=row.get("extra"),
                     ),
                     row.get("matchedUids"),
                 )

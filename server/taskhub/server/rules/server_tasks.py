@@ -78,7 +78,7 @@ class ServerTasks:
         older = dataclasses.replace(query, below_uid=tx.tasks.next_uid())
         matched = self.units.finder.uids(older, limit=MATCH_LIMIT)
         details = {"matchedTasks": len(matched), counter: None, "originalFilter": original}
-        [task] = tx.tasks.insert([(None, type_, details)], now)
+        [task] = tx.tasks.insert([(None, type_, details, None)], now)
         tx.tasks.save_matches(task.uid, matched)
         return task
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from taskhub.server.model import KeyRecord, Task, TaskQuery, TaskStatus, TaskType
 
 # What an enqueue stores: (index uid, type, details).
-NewTask = tuple[str | None, TaskType, dict[str, Any] | None]
+NewTask = tuple[str | None, TaskType, dict[str, Any] | None, dict[str, Any] | None]
 # A task's filterable fields as `TaskTable.index_rows` answers them, -1 for nulls: (uid, status, type, canceled_by,
 # enqueued_at, started_at, finished_at, index_uid).
 IndexRow = tuple[int, int, int, int, int, int, int, str | None]

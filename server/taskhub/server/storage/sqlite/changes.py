@@ -51,14 +51,18 @@ class SqliteChangeLog:
             task.seq = first_seq + i
 
     def append(
-        self, tasks: list[Task], encoded: list[tuple[str | None, str | None]] | None = None, *, deleted: bool = False
+        self,
+        tasks: list[Task],
+        encoded: list[tuple[str | None, str | None, str | None]] | None = None,
+        *,
+        deleted: bool = False,
     ) -> None:
         """Appends tasks' new (or, `deleted`, last) states under their sequence numbers, in one statement.
 
-        `encoded` may hold their (details, error) already as JSON, as the row update wrote them.
+        `encoded` may hold their (details, error, extra) already as JSON, as the row update wrote them.
         """
         if encoded is None:
-            encoded = [(dumps(task.details), dumps(task.error)) for task in tasks]
+            encoded = [(dumps(task.details), dumps(task.error), dumps(task.extra)) for task in tasks]
         self.logged += ((task, deleted) for task in tasks)
         rows = [
             (
@@ -78,16 +82,17 @@ class SqliteChangeLog:
                         t.started_at,
                         t.finished_at,
                         t.seq,
+                        extra,
                     ]
                 ),
             )
-            for t, (details, error) in zip(tasks, encoded)
+            for t, (details, error, extra) in zip(tasks, encoded)
         ]
         self.conn.executemany("INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, ?, ?)", rows)
         bump(self.conn, "change_bytes", sum(len(row[3]) for row in rows))
 
-    def append_new(self, tasks: list[Task], details: list[str | None]) -> None:
-        """Appends new enqueued tasks in bulk; `details` are their details already as JSON."""
+    def append_new(self, tasks: list[Task], encoded: list[tuple[str | None, str | None]]) -> None:
+        """Appends new enqueued tasks in bulk; `encoded` holds their (details, extra) already as JSON."""
         self.logged += ((task, False) for task in tasks)
         # The same row `_log_states` writes, put together by hand: only the two strings need encoding.
         rows = [
@@ -95,9 +100,9 @@ class SqliteChangeLog:
                 t.seq,
                 t.uid,
                 f"[{t.uid},{_string(t.index_uid)},{int(t.status)},{int(t.type)},null,{_string(d)},"
-                f"null,{t.enqueued_at},null,null,{t.seq}]",
+                f"null,{t.enqueued_at},null,null,{t.seq},{_string(x)}]",
             )
-            for t, d in zip(tasks, details)
+            for t, (d, x) in zip(tasks, encoded)
         ]
         self.conn.executemany("INSERT INTO changes (seq, uid, deleted, task) VALUES (?, ?, 0, ?)", rows)
         bump(self.conn, "change_bytes", sum(len(row[2]) for row in rows))

@@ -12,7 +12,7 @@ from typing import Any
 
 from taskhub.server.model import STATUS_OF, TYPE_OF, Task
 
-COLUMNS = "uid, index_uid, status, type, canceled_by, details, error, enqueued_at, started_at, finished_at, seq"
+COLUMNS = "uid, index_uid, status, type, canceled_by, details, error, enqueued_at, started_at, finished_at, seq, extra"
 
 
 # One encoder for every row: json.dumps with options would build a new one per call.
@@ -35,7 +35,9 @@ def loads(text: str) -> Any:
 
 
 def row_to_task(row: Sequence[Any]) -> Task:
-    uid, index_uid, status, type_, canceled_by, details, error, enq, start, fin, seq = row
+    """A task from its columns in `COLUMNS` order; a change logged before schema 5 has no `extra`."""
+    uid, index_uid, status, type_, canceled_by, details, error, enq, start, fin, seq, *rest = row
+    extra = rest[0] if rest else None
     # Positional, in `Task`'s field order: no keyword matching for each row of a page
     # (tests/test_store_schema.py checks every field lands in its place).
     return Task(
@@ -50,6 +52,7 @@ def row_to_task(row: Sequence[Any]) -> Task:
         start,
         fin,
         seq,
+        None if extra is None else loads(extra),
     )
 
 

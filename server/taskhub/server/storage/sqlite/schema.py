@@ -7,7 +7,7 @@ import sqlite3
 
 import sqlite_utils
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -42,7 +42,16 @@ def migrate(conn: sqlite3.Connection) -> None:
     if version < 4:
         # Version 4 names the database's history, so a saved index is never applied to another one.
         new_epoch(conn)
+    if version < 5:
+        # Version 5 keeps the fields beyond Meilisearch's (customMetadata, runAt, batchUid, ...) as one JSON object.
+        add_column(conn, "tasks", "extra", "TEXT")
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def add_column(conn: sqlite3.Connection, table: str, column: str, kind: str) -> None:
+    """Adds a column unless the table has it (tests fake older versions by lowering `user_version` alone)."""
+    if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def new_epoch(conn: sqlite3.Connection) -> None:

@@ -19,7 +19,9 @@ from taskhub.server.storage.sqlite.rows import COLUMNS, bump, counter, dumps, ro
 from taskhub.server.storage.sqlite.schema import new_epoch
 
 # `COLUMNS` with no details nor error: what a deletion keeps of a task's last state.
-DELETED_COLUMNS = "uid, index_uid, status, type, canceled_by, NULL, NULL, enqueued_at, started_at, finished_at, seq"
+DELETED_COLUMNS = (
+    "uid, index_uid, status, type, canceled_by, NULL, NULL, enqueued_at, started_at, finished_at, seq, extra"
+)
 
 # Up to this many uids are read with a statement of their own size: few enough statements
 # that the connection's statement cache (128) keeps them prepared beside the others.
@@ -129,14 +131,16 @@ class SqliteTasks:
                 type=type_,
                 details=details,
                 enqueued_at=now,
+                extra=extra,
             )
-            for i, (index_uid, type_, details) in enumerate(items)
+            for i, (index_uid, type_, details, extra) in enumerate(items)
         ]
         self.log.sequence(tasks)
-        encoded = [dumps(task.details) for task in tasks]
+        encoded = [(dumps(task.details), dumps(task.extra)) for task in tasks]
         self.conn.executemany(
-            "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(t.uid, t.index_uid, int(t.status), int(t.type), d, now, t.seq) for t, d in zip(tasks, encoded)],
+            "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq, extra)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(t.uid, t.index_uid, int(t.status), int(t.type), d, now, t.seq, x) for t, (d, x) in zip(tasks, encoded)],
         )
         self.log.append_new(tasks, encoded)
         return tasks
@@ -146,14 +150,14 @@ class SqliteTasks:
         if not tasks:
             return tasks
         self.log.sequence(tasks)
-        encoded = [(dumps(task.details), dumps(task.error)) for task in tasks]
+        encoded = [(dumps(task.details), dumps(task.error), dumps(task.extra)) for task in tasks]
         lease_column, lease_value = ("", ()) if isinstance(lease, Keep) else (", lease = ?", (lease,))
         self.conn.executemany(
             "UPDATE tasks SET status = ?, canceled_by = ?, details = ?, error = ?,"
-            f" started_at = ?, finished_at = ?, seq = ?{lease_column} WHERE uid = ?",
+            f" started_at = ?, finished_at = ?, seq = ?, extra = ?{lease_column} WHERE uid = ?",
             [
-                (int(t.status), t.canceled_by, details, error, t.started_at, t.finished_at, t.seq, *lease_value, t.uid)
-                for t, (details, error) in zip(tasks, encoded)
+                (int(t.status), t.canceled_by, d, e, t.started_at, t.finished_at, t.seq, x, *lease_value, t.uid)
+                for t, (d, e, x) in zip(tasks, encoded)
             ],
         )
         self.log.append(tasks, encoded)
@@ -195,7 +199,7 @@ class SqliteTasks:
         for task, matched in tasks:
             task.seq = 0  # imported, not changed: the change log starts after the import
             self.conn.execute(
-                f"INSERT INTO tasks ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO tasks ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     task.uid,
                     task.index_uid,
@@ -208,6 +212,7 @@ class SqliteTasks:
                     task.started_at,
                     task.finished_at,
                     task.seq,
+                    dumps(task.extra),
                 ),
             )
             if matched is not None:
