@@ -62,7 +62,7 @@ async def test_automatic_cleanup_deletes_the_oldest_finished_tasks(config, clock
 
 
 async def test_a_full_queue_refuses_tasks_but_cancel_and_delete_work(config, clock):
-    probe = Store(config.db)
+    probe = app.open_store(config)  # whichever database the config names
     empty = probe.used_bytes()
     probe.close()
     service = await app.start(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import subprocess
 
 import grpc
 import pytest
@@ -12,6 +14,7 @@ from helpers import T, enqueue, error_of, finish, start
 from taskhub.errors import TaskHubError
 from taskhub.server import app
 from taskhub.server.model import TaskQuery, TaskType
+from taskhub.server.storage.postgres.database import is_postgres_url
 from taskhub.v1 import task_pb2, task_service_pb2 as pb
 
 
@@ -164,7 +167,7 @@ async def test_restart_requeues_processing_and_never_reuses_uids(config, clock):
         await service.stop(0)
 
 
-async def test_dump_and_snapshot_can_be_started_from(service, stub, config, clock, tmp_path):
+async def test_dump_and_snapshot_can_be_started_from(service, stub, config, clock, tmp_path, request):
     key = await service.keys.create(
         name="k", description=None, actions=["tasks.get"], indexes=["movies"], expires_at=None, uid=None
     )
@@ -179,10 +182,17 @@ async def test_dump_and_snapshot_can_be_started_from(service, stub, config, cloc
     assert header["dumpVersion"] == 1
 
     for flag, path in (("import_dump", dump), ("import_snapshot", snapshot)):
-        db = tmp_path / f"from_{flag}.db"
-        restored = await app.start(
-            dataclasses.replace(config, db=str(db), **{flag: str(path)}), background=False, clock=clock
-        )
+        if is_postgres_url(config.db):
+            # A PostgreSQL snapshot is a pg_dump file: an operator restores it with pg_restore, then serves it.
+            db = request.getfixturevalue("postgres_cluster").create_database(f"from_{flag}")
+            if flag == "import_snapshot":
+                subprocess.run([shutil.which("pg_restore"), "--no-owner", "--dbname", db, str(path)], check=True)
+                flag_value = {}
+            else:
+                flag_value = {flag: str(path)}
+        else:
+            db, flag_value = str(tmp_path / f"from_{flag}.db"), {flag: str(path)}
+        restored = await app.start(dataclasses.replace(config, db=db, **flag_value), background=False, clock=clock)
         try:
             task = await restored.scheduler.get_task(0)
             assert (task.status.label, task.canceled_by) == ("canceled", 1)

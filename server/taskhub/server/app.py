@@ -31,7 +31,9 @@ from taskhub.server.rules import exports
 from taskhub.server.rules.auth import Keyring
 from taskhub.server.rules.scheduler import Scheduler, wall_clock
 from taskhub.server.rules.watch import WatchHub
-from taskhub.server.storage.contract import TaskFinder
+from taskhub.server.storage.contract import Storage, TaskFinder
+from taskhub.server.storage.postgres.database import PostgresStorage, is_postgres_url
+from taskhub.server.storage.postgres.lock import PostgresServerLock
 from taskhub.server.storage.sqlite.database import SqliteStorage
 from taskhub.server.storage.sqlite.finder import SqlFinder
 from taskhub.v1 import (
@@ -48,9 +50,12 @@ log = logging.getLogger("taskhub")
 DB_HEADROOM = 64 * 1024 * 1024
 MIN_MASTER_KEY = 16
 # What answers "which tasks" (`--task-index`): the in-memory index, or SQL over the task rows.
-FINDERS: dict[str, Callable[[SqliteStorage], TaskFinder]] = {
-    "memory": lambda storage: MemoryFinder(snapshot_path=index_path(storage.path)),
-    "sql": lambda storage: SqlFinder(storage.path),
+FINDERS: dict[str, Callable[[Storage], TaskFinder]] = {
+    # On PostgreSQL the index is built at start from the rows: there is no folder beside the database to save it in.
+    "memory": lambda storage: MemoryFinder(
+        snapshot_path=index_path(storage.path) if isinstance(storage, SqliteStorage) else None
+    ),
+    "sql": lambda storage: SqlFinder(storage.path),  # type: ignore[attr-defined]  # SQLite only: `check` says so
 }
 SERVICE_NAMES = (
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
@@ -64,7 +69,7 @@ class Service:
     """A running taskhub: its parts and the gRPC port it listens on."""
 
     config: Config
-    store: SqliteStorage
+    store: SqliteStorage | PostgresStorage
     scheduler: Scheduler
     keys: Keyring
     server: grpc.aio.Server
@@ -73,7 +78,7 @@ class Service:
     # The JSON gateway (a taskhub.gateway.serving.GatewayServer), unless `no_http`.
     gateway: Any = None
     # The database's lock (one server per file), released once the store is closed.
-    lock: ServerLock | None = None
+    lock: ServerLock | PostgresServerLock | None = None
 
     @property
     def grpc_target(self) -> str:
@@ -109,12 +114,18 @@ def index_path(db: str) -> str:
     return db + ".index"
 
 
-def open_store(config: Config) -> SqliteStorage:
+def open_store(config: Config) -> SqliteStorage | PostgresStorage:
+    limit = parse_size(config.max_task_db_size)
+    if is_postgres_url(config.db):
+        store: SqliteStorage | PostgresStorage = PostgresStorage(config.db, max_bytes=limit + max(DB_HEADROOM, limit))
+        if config.import_dump:
+            count = exports.import_dump(store, config.import_dump)
+            log.info("imported %d tasks from %s", count, config.import_dump)
+        return store
     if config.import_snapshot:
         exports.import_snapshot(config.import_snapshot, config.db)
     # SQLite's hard cap sits above the configured size, so cancelations and deletions still fit: as much
     # again at least, since canceling every task of a full queue logs each one's new state.
-    limit = parse_size(config.max_task_db_size)
     store = SqliteStorage(config.db, max_bytes=limit + max(DB_HEADROOM, limit))
     if config.import_snapshot:
         store.renew_epoch()  # a copy of another database's history: a saved index of this path is not for it
@@ -134,6 +145,14 @@ def check(config: Config) -> None:
         )
     if config.task_index not in FINDERS:
         raise ValueError(f"--task-index is `memory` or `sql`, not `{config.task_index}`")
+    if is_postgres_url(config.db):
+        if config.task_index == "sql":
+            raise ValueError("--task-index sql answers from a SQLite file; on PostgreSQL use `memory`")
+        if config.import_snapshot:
+            raise ValueError(
+                "--import-snapshot takes a SQLite snapshot; a PostgreSQL snapshot is a pg_dump file: restore it"
+                " with pg_restore into an empty database, then serve that database"
+            )
 
 
 async def start(config: Config, *, background: bool = True, clock: Callable[[], int] = wall_clock) -> Service:
@@ -143,7 +162,8 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
     """
     check(config)
     credentials = tls.server_credentials(config)
-    lock = ServerLock(config.db)  # before anything touches the file, imports included
+    # Before anything touches the database, imports included.
+    lock = PostgresServerLock(config.db, shown_db(config.db)) if is_postgres_url(config.db) else ServerLock(config.db)
     try:
         return await _start(config, lock, credentials, background=background, clock=clock)
     except BaseException:
@@ -153,7 +173,7 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
 
 async def _start(
     config: Config,
-    lock: ServerLock,
+    lock: ServerLock | PostgresServerLock,
     credentials: grpc.ServerCredentials | None,
     *,
     background: bool,

@@ -48,7 +48,7 @@ class Config:
 
 
 HELP = {
-    "db": "SQLite database file",
+    "db": "SQLite database file, or a PostgreSQL URL (`postgresql://USER[:PASS]@HOST[:PORT]/DB`)",
     "grpc_listen": "host:port of the gRPC server",
     "http_listen": "host:port of the JSON gateway",
     "http_allowed_hosts": (

@@ -1,0 +1,135 @@
+"""The PostgreSQL storage: the contract on one database that several servers may share.
+
+Every unit of work is one transaction that first takes a transaction-scoped advisory lock
+(`UNIT_LOCK`): units of work from every server on the database run one at a time, as
+SQLite's `BEGIN IMMEDIATE` makes them, so what a unit of work read still holds when it
+commits, and the sequence numbers it takes follow commit order with no gap. The lock is
+held until the commit (its flush included) and no longer. Readers are connections of
+their own in autocommit mode: each read sees the newest committed state, and `snapshot()`
+makes several reads see one (a repeatable-read transaction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import psycopg
+
+from taskhub.server.storage.contract import Changes, StorageFull
+from taskhub.server.storage.postgres.changes import PostgresChangeLog
+from taskhub.server.storage.postgres.keys import PostgresKeys
+from taskhub.server.storage.postgres.leases import PostgresLeases
+from taskhub.server.storage.postgres.schema import UNIT_LOCK, migrate, new_epoch
+from taskhub.server.storage.postgres.tasks import PostgresTasks
+
+_TABLES = ("tasks", "leases", "matches", "changes", "api_keys", "meta")
+
+
+def is_postgres_url(address: str) -> bool:
+    return address.startswith(("postgresql://", "postgres://"))
+
+
+def _connect(url: str) -> psycopg.Connection:
+    # Autocommit: transactions are begun by hand, where the contract opens them.
+    return psycopg.connect(url, autocommit=True)
+
+
+class _Tables:
+    """The four tables of the contract on one connection."""
+
+    def __init__(self, conn: psycopg.Connection, atomic) -> None:
+        self.conn = conn
+        self.log = PostgresChangeLog(conn, atomic)
+        self.tasks = PostgresTasks(conn, self.log)
+        self.leases = PostgresLeases(conn, self.tasks)
+        self.keys = PostgresKeys(conn)
+
+    @property
+    def changes(self) -> Changes:
+        return self.log.changes
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads in the block see one committed state."""
+        self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
+    def used_bytes(self) -> int:
+        """Bytes the tables take, with their indexes and TOAST."""
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema() AND c.relname = ANY(%s) AND c.relkind = 'r'",
+            (list(_TABLES),),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+
+class PostgresReader(_Tables):
+    """A read-only connection: every read of the contract, no write."""
+
+    def __init__(self, url: str) -> None:
+        conn = _connect(url)
+        conn.execute("SET default_transaction_read_only = on")
+        super().__init__(conn, self.snapshot)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class PostgresStorage(_Tables):
+    """Tasks in one PostgreSQL database; past `max_bytes` of tables a unit of work is refused (StorageFull)."""
+
+    def __init__(self, url: str, *, max_bytes: int | None = None) -> None:
+        self.url = url
+        self.max_bytes = max_bytes
+        super().__init__(_connect(url), self.transaction)
+        with self.transaction():  # under the lock: servers starting at once migrate one after another
+            migrate(self.conn)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[PostgresStorage]:
+        self.log.logged = []
+        self.conn.execute("BEGIN")
+        try:
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (UNIT_LOCK,))
+            yield self
+            if self.max_bytes is not None and self.log.logged and self.used_bytes() > self.max_bytes:
+                raise StorageFull(f"the database's tables passed {self.max_bytes} bytes")
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.execute("ROLLBACK")
+            self.log.logged = []
+            if isinstance(exc, psycopg.errors.DiskFull):
+                raise StorageFull(str(exc)) from exc
+            raise
+
+    def reader(self, *, scan: bool = False) -> PostgresReader:
+        return PostgresReader(self.url)
+
+    def renew_epoch(self) -> None:
+        with self.transaction():
+            new_epoch(self.conn)
+
+    def backup(self, target: str | pathlib.Path) -> None:
+        """A consistent copy in pg_dump's custom format (restore it with pg_restore into an empty database)."""
+        pg_dump = shutil.which("pg_dump")
+        if pg_dump is None:
+            raise RuntimeError("pg_dump is not installed: a snapshot of a PostgreSQL database needs it")
+        tables = [arg for table in _TABLES for arg in ("--table", table)]
+        subprocess.run(
+            [pg_dump, "--format=custom", "--no-owner", *tables, "--file", str(target), self.url],
+            check=True,
+            capture_output=True,
+        )
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,63 @@
+"""The PostgreSQL lease table, and which task rows a lease holds (the `lease` column of `tasks`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import psycopg
+
+from taskhub.server.model import Task, TaskStatus
+from taskhub.server.storage.contract import ACTIVE, LeaseRecord
+from taskhub.server.storage.postgres.tasks import PostgresTasks
+
+
+class PostgresLeases:
+    """The `LeaseTable` of the contract on one connection."""
+
+    def __init__(self, conn: psycopg.Connection, tasks: PostgresTasks) -> None:
+        self.conn = conn
+        self._tasks = tasks
+
+    def insert(self, lease: LeaseRecord) -> None:
+        self.conn.execute(
+            "INSERT INTO leases (token, worker, deadline, duration, state) VALUES (%s, %s, %s, %s, %s)",
+            (lease.token, lease.worker, lease.deadline, lease.duration, lease.state),
+        )
+
+    def get(self, token: str) -> LeaseRecord | None:
+        row = self.conn.execute(
+            "SELECT token, worker, deadline, duration, state FROM leases WHERE token = %s", (token,)
+        ).fetchone()
+        return None if row is None else LeaseRecord(*row)
+
+    def update(self, token: str, *, state: str | None = None, deadline: int | None = None) -> None:
+        if state is not None:
+            self.conn.execute("UPDATE leases SET state = %s WHERE token = %s", (state, token))
+        if deadline is not None:
+            self.conn.execute("UPDATE leases SET deadline = %s WHERE token = %s", (deadline, token))
+
+    def tasks_of(self, token: str) -> list[Task]:
+        uids = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT uid FROM tasks WHERE lease = %s AND status = %s", (token, int(TaskStatus.PROCESSING))
+            )
+        ]
+        return self._tasks.get_many(uids)
+
+    def expired(self, now: int) -> list[str]:
+        rows = self.conn.execute("SELECT token FROM leases WHERE state = %s AND deadline < %s", (ACTIVE, now))
+        return [r[0] for r in rows]
+
+    def holding(self, uids: Iterable[int]) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT DISTINCT lease FROM tasks WHERE lease IS NOT NULL AND uid = ANY(%s)", (list(uids),)
+        )
+        return {r[0] for r in rows}
+
+    def release_tasks(self, uids: Iterable[int]) -> None:
+        self.conn.execute("UPDATE tasks SET lease = NULL WHERE uid = ANY(%s)", (list(uids),))
+
+    def end_all(self, state: str) -> None:
+        self.conn.execute("UPDATE leases SET state = %s WHERE state = %s", (state, ACTIVE))
+        self.conn.execute("UPDATE tasks SET lease = NULL WHERE lease IS NOT NULL")

@@ -1,0 +1,82 @@
+"""The PostgreSQL schema, created on first open and migrated forward under an advisory lock.
+
+Every server on the database may start at once: the first to take the lock migrates,
+the others find the version already there.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import psycopg
+
+SCHEMA_VERSION = 1
+
+# The key of the advisory lock every unit of work takes (and migrations): "taskhub" in ASCII.
+UNIT_LOCK = 0x7461736B687562
+
+_TABLES = """
+CREATE TABLE tasks (
+    uid bigint PRIMARY KEY,
+    index_uid text,
+    status smallint NOT NULL,
+    type integer NOT NULL,
+    canceled_by bigint,
+    details text,
+    error text,
+    enqueued_at bigint NOT NULL,
+    started_at bigint,
+    finished_at bigint,
+    seq bigint NOT NULL,
+    lease text,
+    attempts integer NOT NULL DEFAULT 0,
+    extra text
+);
+-- Partial: a task is in it only while leased, so an enqueue never touches it.
+CREATE INDEX tasks_leased ON tasks (lease) WHERE lease IS NOT NULL;
+CREATE TABLE leases (
+    token text PRIMARY KEY,
+    worker text,
+    deadline bigint NOT NULL,
+    duration bigint NOT NULL,
+    state text NOT NULL
+);
+CREATE INDEX leases_state_deadline ON leases (state, deadline);
+CREATE TABLE matches (uid bigint PRIMARY KEY, uids bytea NOT NULL);
+CREATE TABLE changes (seq bigint PRIMARY KEY, uid bigint NOT NULL, deleted boolean NOT NULL, task text NOT NULL);
+CREATE TABLE api_keys (
+    uid text PRIMARY KEY,
+    name text,
+    description text,
+    actions text NOT NULL,
+    indexes text NOT NULL,
+    expires_at bigint,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL
+);
+"""
+
+
+def migrate(conn: psycopg.Connection) -> None:
+    """Brings the database to SCHEMA_VERSION; the caller holds a transaction and UNIT_LOCK."""
+    conn.execute("CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value bigint NOT NULL)")
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = 0 if row is None else row[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"the database has schema {version}, newer than this server's {SCHEMA_VERSION}")
+    if version == 0:
+        conn.execute(_TABLES)
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('next_uid', 0), ('last_seq', 0), ('task_count', 0),"
+            " ('change_bytes', 0), ('schema_version', 0)"
+        )
+        new_epoch(conn)
+    conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+
+
+def new_epoch(conn: psycopg.Connection) -> None:
+    """A history that does not continue the one before (a fresh database, an imported dump)."""
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('epoch', %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (secrets.randbits(62),),
+    )

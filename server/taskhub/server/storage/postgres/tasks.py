@@ -1,0 +1,213 @@
+"""The PostgreSQL task table: rows by uid, the sets cancelations and deletions matched, dumps in.
+
+As in SQLite, rows are only looked up by uid (the finder answers which tasks match a
+filter), and every write logs the new states in the same unit of work.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+
+import psycopg
+
+from taskhub.server.model import Task, TaskStatus, TaskType
+from taskhub.server.storage.contract import KEEP, IndexRow, Keep, NewTask
+from taskhub.server.storage.postgres.changes import PostgresChangeLog
+from taskhub.server.storage.postgres.rows import bump, counter
+from taskhub.server.storage.postgres.schema import new_epoch
+from taskhub.server.storage.sqlite.rows import COLUMNS, dumps, row_to_task
+from taskhub.server.storage.sqlite.tasks import ROW_BYTES
+
+# `COLUMNS` with no details nor error: what a deletion keeps of a task's last state.
+DELETED_COLUMNS = (
+    "uid, index_uid, status, type, canceled_by, NULL, NULL, enqueued_at, started_at, finished_at, seq, extra"
+)
+
+
+def _statuses(statuses: frozenset[TaskStatus]) -> list[int]:
+    return [int(s) for s in statuses]
+
+
+class PostgresTasks:
+    """The `TaskTable` of the contract on one connection."""
+
+    def __init__(self, conn: psycopg.Connection, log: PostgresChangeLog) -> None:
+        self.conn = conn
+        self.log = log
+
+    def next_uid(self) -> int:
+        return counter(self.conn, "next_uid")
+
+    def count(self) -> int:
+        return counter(self.conn, "task_count")
+
+    # -- reads ------------------------------------------------------------
+
+    def get(self, uid: int) -> Task | None:
+        row = self.conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE uid = %s", (uid,)).fetchone()
+        return None if row is None else row_to_task(row)
+
+    def get_many(self, uids: Iterable[int], statuses: frozenset[TaskStatus] | None = None) -> list[Task]:
+        where = "" if statuses is None else " AND status = ANY(%s)"
+        params: tuple = (list(uids),) if statuses is None else (list(uids), _statuses(statuses))
+        rows = self.conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE uid = ANY(%s){where} ORDER BY uid", params)
+        return [row_to_task(r) for r in rows]
+
+    def get_page(self, uids: list[int], budget: int) -> tuple[list[Task], int | None]:
+        """See the contract; sized as SQLite's: the stored JSON of details and error plus ROW_BYTES a task."""
+        order = "DESC" if len(uids) > 1 and uids[0] > uids[1] else "ASC"
+        tasks: list[Task] = []
+        used = 0
+        rows = self.conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE uid = ANY(%s) ORDER BY uid {order}", (uids,))
+        for row in rows:
+            details, error = row[5], row[6]
+            used += ROW_BYTES + (len(details) if details else 0) + (len(error) if error else 0)
+            if used > budget and tasks:
+                return tasks, row[0]
+            tasks.append(row_to_task(row))
+        return tasks, None
+
+    def matched_uids(self, uid: int) -> list[int]:
+        row = self.conn.execute("SELECT uids FROM matches WHERE uid = %s", (uid,)).fetchone()
+        matched = array("I")
+        if row is not None:
+            matched.frombytes(bytes(row[0]))
+        return matched.tolist()
+
+    def index_rows(self, after_uid: int, limit: int) -> list[IndexRow]:
+        return self.conn.execute(
+            "SELECT uid, status, type, COALESCE(canceled_by, -1), enqueued_at, COALESCE(started_at, -1),"
+            " COALESCE(finished_at, -1), index_uid FROM tasks WHERE uid > %s ORDER BY uid LIMIT %s",
+            (after_uid, limit),
+        ).fetchall()
+
+    def iter_tasks(self, batch: int = 1_000) -> Iterator[tuple[Task, list[int] | None]]:
+        last = -1
+        while True:
+            rows = self.conn.execute(
+                f"SELECT {COLUMNS} FROM tasks WHERE uid > %s ORDER BY uid LIMIT %s", (last, batch)
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                task = row_to_task(row)
+                matched = None
+                if task.type in (TaskType.TASK_CANCELATION, TaskType.TASK_DELETION):
+                    matched = self.matched_uids(task.uid)
+                yield task, matched
+            last = rows[-1][0]
+
+    # -- writes -----------------------------------------------------------
+
+    def insert(self, items: Sequence[NewTask], now: int) -> list[Task]:
+        """Counters bumped once, rows and change-log entries written in one pipeline."""
+        count = len(items)
+        bump(self.conn, "task_count", count)
+        first_uid = bump(self.conn, "next_uid", count)
+        tasks = [
+            Task(
+                uid=first_uid + i,
+                index_uid=index_uid,
+                status=TaskStatus.ENQUEUED,
+                type=type_,
+                details=details,
+                enqueued_at=now,
+                extra=extra,
+            )
+            for i, (index_uid, type_, details, extra) in enumerate(items)
+        ]
+        self.log.sequence(tasks)
+        encoded: list[tuple[str | None, str | None, str | None]] = [
+            (dumps(task.details), None, dumps(task.extra)) for task in tasks
+        ]
+        with self.conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq, extra)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (t.uid, t.index_uid, int(t.status), int(t.type), d, now, t.seq, x)
+                    for t, (d, _, x) in zip(tasks, encoded)
+                ],
+            )
+        self.log.append(tasks, encoded)
+        return tasks
+
+    def save(self, tasks: list[Task], *, lease: str | Keep | None = KEEP) -> list[Task]:
+        if not tasks:
+            return tasks
+        self.log.sequence(tasks)
+        encoded = [(dumps(task.details), dumps(task.error), dumps(task.extra)) for task in tasks]
+        lease_column, lease_value = ("", ()) if isinstance(lease, Keep) else (", lease = %s", (lease,))
+        with self.conn.cursor() as cursor:
+            cursor.executemany(
+                "UPDATE tasks SET status = %s, canceled_by = %s, details = %s, error = %s,"
+                f" started_at = %s, finished_at = %s, seq = %s, extra = %s{lease_column} WHERE uid = %s",
+                [
+                    (int(t.status), t.canceled_by, d, e, t.started_at, t.finished_at, t.seq, x, *lease_value, t.uid)
+                    for t, (d, e, x) in zip(tasks, encoded)
+                ],
+            )
+        self.log.append(tasks, encoded)
+        return tasks
+
+    def delete(self, uids: Iterable[int], statuses: frozenset[TaskStatus]) -> list[Task]:
+        deleted = [
+            row_to_task(r)
+            for r in self.conn.execute(
+                f"DELETE FROM tasks WHERE uid = ANY(%s) AND status = ANY(%s) RETURNING {DELETED_COLUMNS}",
+                (list(uids), _statuses(statuses)),
+            ).fetchall()
+        ]
+        deleted.sort(key=lambda t: t.uid)
+        if deleted:
+            self.log.sequence(deleted)
+            self.log.append(deleted, deleted=True)
+            bump(self.conn, "task_count", -len(deleted))
+        return deleted
+
+    def count_attempt(self, uid: int) -> int:
+        row = self.conn.execute(
+            "UPDATE tasks SET attempts = attempts + 1 WHERE uid = %s RETURNING attempts", (uid,)
+        ).fetchone()
+        assert row is not None, uid
+        return int(row[0])
+
+    def save_matches(self, uid: int, matched: Sequence[int]) -> None:
+        self.conn.execute("INSERT INTO matches (uid, uids) VALUES (%s, %s)", (uid, array("I", matched).tobytes()))
+
+    def forget_matches(self, uids: Iterable[int]) -> None:
+        self.conn.execute("DELETE FROM matches WHERE uid = ANY(%s)", (sorted(uids),))
+
+    def load(self, tasks: Iterable[tuple[Task, list[int] | None]], next_uid: int) -> int:
+        if self.conn.execute("SELECT EXISTS (SELECT 1 FROM tasks)").fetchone()[0]:  # type: ignore[index]
+            raise ValueError("a dump can only be imported into an empty database")
+        count = 0
+        placeholders = ", ".join(["%s"] * 12)
+        for task, matched in tasks:
+            task.seq = 0  # imported, not changed: the change log starts after the import
+            self.conn.execute(
+                f"INSERT INTO tasks ({COLUMNS}) VALUES ({placeholders})",
+                (
+                    task.uid,
+                    task.index_uid,
+                    int(task.status),
+                    int(task.type),
+                    task.canceled_by,
+                    dumps(task.details),
+                    dumps(task.error),
+                    task.enqueued_at,
+                    task.started_at,
+                    task.finished_at,
+                    task.seq,
+                    dumps(task.extra),
+                ),
+            )
+            if matched is not None:
+                self.save_matches(task.uid, matched)
+            count += 1
+            next_uid = max(next_uid, task.uid + 1)
+        self.conn.execute("UPDATE meta SET value = %s WHERE key = 'next_uid'", (next_uid,))
+        bump(self.conn, "task_count", count)
+        new_epoch(self.conn)  # the history restarts: an index saved before must not be applied to it
+        return count

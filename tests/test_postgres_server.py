@@ -1,0 +1,83 @@
+"""A server on PostgreSQL (`--db postgresql://...`): it serves, keeps what it stored across a restart, and refuses
+what it cannot do there yet (a second server on the database, the SQL finder, a SQLite snapshot)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grpc
+import pytest
+
+from helpers import T, enqueue
+from taskhub.server import app
+from taskhub.server.lock import DatabaseLocked
+from taskhub.v1 import task_service_pb2 as pb, task_service_pb2_grpc, worker_service_pb2 as wpb, worker_service_pb2_grpc
+
+_databases = iter(range(1_000_000))
+
+
+@pytest.fixture
+def pg_config(config, postgres_cluster):
+    db = postgres_cluster.create_database(f"server_{next(_databases)}")
+    return dataclasses.replace(config, db=db)
+
+
+async def test_a_task_runs_through_a_worker_and_outlives_a_restart(pg_config, clock):
+    service = await app.start(pg_config, background=False, clock=clock)
+    try:
+        async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+            stub = task_service_pb2_grpc.TaskServiceStub(channel)
+            workers = worker_service_pb2_grpc.WorkerServiceStub(channel)
+            assert [await enqueue(stub, received_documents=n) for n in (1, 2)] == [0, 1]
+            leased = await workers.LeaseTasks(wpb.LeaseTasksRequest(worker="w"))
+            assert [t.uid for t in leased.tasks] == [0, 1]  # one batch of document additions
+            await workers.CompleteTasks(
+                wpb.CompleteTasksRequest(
+                    token=leased.lease.token, outcomes=[wpb.TaskOutcome(uid=0), wpb.TaskOutcome(uid=1)]
+                )
+            )
+    finally:
+        await service.stop(0)
+    service = await app.start(pg_config, background=False, clock=clock)
+    try:
+        async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+            stub = task_service_pb2_grpc.TaskServiceStub(channel)
+            listed = await stub.ListTasks(pb.ListTasksRequest())
+            assert [(t.uid, t.status) for t in listed.results] == [
+                (1, T.TASK_STATUS_SUCCEEDED),
+                (0, T.TASK_STATUS_SUCCEEDED),
+            ]
+            assert await enqueue(stub) == 2
+    finally:
+        await service.stop(0)
+
+
+async def test_a_second_server_on_the_database_is_refused_naming_it_without_its_password(pg_config, clock):
+    with_password = pg_config.db.replace("postgres@", "postgres:s3cret@")  # trust auth: any password is taken
+    service = await app.start(dataclasses.replace(pg_config, db=with_password), background=False, clock=clock)
+    try:
+        with pytest.raises(DatabaseLocked) as refused:
+            await app.start(pg_config, background=False, clock=clock)
+        message = str(refused.value)
+        assert "another taskhub server" in message and pg_config.db.rsplit("/", 1)[1] in message
+        second = dataclasses.replace(pg_config, db=with_password)
+        with pytest.raises(DatabaseLocked) as refused:
+            await app.start(second, background=False, clock=clock)
+        assert "s3cret" not in str(refused.value) and ":***@" in str(refused.value)
+    finally:
+        await service.stop(0)
+    # Once it stops, the database is free again.
+    service = await app.start(pg_config, background=False, clock=clock)
+    await service.stop(0)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"task_index": "sql"}, "--task-index sql answers from a SQLite file"),
+        ({"import_snapshot": "/nonexistent.snapshot"}, "restore it with pg_restore"),
+    ],
+)
+async def test_what_postgresql_cannot_do_is_refused_before_anything_opens(pg_config, clock, change, words):
+    with pytest.raises(ValueError, match=words):
+        await app.start(dataclasses.replace(pg_config, **change), background=False, clock=clock)
