@@ -62,14 +62,10 @@ class _Tables:
             self.conn.execute("COMMIT")
 
     def used_bytes(self) -> int:
-        """Bytes the tables take, with their indexes and TOAST."""
-        row = self.conn.execute(
-            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = current_schema() AND c.relname = ANY(%s) AND c.relkind = 'r'",
-            (list(_TABLES),),
-        ).fetchone()
-        return 0 if row is None else int(row[0])
+        """Bytes the tasks and the change log hold (counters kept by every write; not the files' size, which
+        PostgreSQL never shrinks when rows go)."""
+        row = self.conn.execute("SELECT SUM(value) FROM meta WHERE key IN ('stored_bytes', 'change_bytes')").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
 
 
 class PostgresReader(_Tables):
@@ -102,7 +98,7 @@ class PostgresStorage(_Tables):
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (UNIT_LOCK,))
             yield self
             if self.max_bytes is not None and self.log.logged and self.used_bytes() > self.max_bytes:
-                raise StorageFull(f"the database's tables passed {self.max_bytes} bytes")
+                raise StorageFull(f"the tasks and their changes passed {self.max_bytes} bytes")
             self.conn.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(psycopg.Error):

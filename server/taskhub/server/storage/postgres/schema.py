@@ -30,7 +30,9 @@ CREATE TABLE tasks (
     seq bigint NOT NULL,
     lease text,
     attempts integer NOT NULL DEFAULT 0,
-    extra text
+    extra text,
+    -- What the row counts toward the queue-full limit (the stored JSON and a fixed share a row).
+    size integer NOT NULL
 );
 -- Partial: a task is in it only while leased, so an enqueue never touches it.
 CREATE INDEX tasks_leased ON tasks (lease) WHERE lease IS NOT NULL;
@@ -68,7 +70,7 @@ def migrate(conn: psycopg.Connection) -> None:
         conn.execute(_TABLES)
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('next_uid', 0), ('last_seq', 0), ('task_count', 0),"
-            " ('change_bytes', 0), ('schema_version', 0)"
+            " ('change_bytes', 0), ('stored_bytes', 0), ('schema_version', 0)"
         )
         new_epoch(conn)
     conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'", (SCHEMA_VERSION,))

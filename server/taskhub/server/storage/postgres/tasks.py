@@ -1,7 +1,10 @@
 """The PostgreSQL task table: rows by uid, the sets cancelations and deletions matched, dumps in.
 
 As in SQLite, rows are only looked up by uid (the finder answers which tasks match a
-filter), and every write logs the new states in the same unit of work.
+filter), and every write logs the new states in the same unit of work. Each row keeps its
+`size` and a `stored_bytes` counter their sum, for the queue-full rule: PostgreSQL reuses a
+deleted row's space inside its files (once vacuumed) without the files shrinking, so what
+the rows hold, not the files' size, says how full the queue is.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ DELETED_COLUMNS = (
 
 def _statuses(statuses: frozenset[TaskStatus]) -> list[int]:
     return [int(s) for s in statuses]
+
+
+def _size(details: str | None, error: str | None, extra: str | None) -> int:
+    """A row's share of the queue-full limit: its JSON and ROW_BYTES for the rest."""
+    return ROW_BYTES + len(details or "") + len(error or "") + len(extra or "")
 
 
 class PostgresTasks:
@@ -123,13 +131,14 @@ class PostgresTasks:
         ]
         with self.conn.cursor() as cursor:
             cursor.executemany(
-                "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq, extra)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq, extra, size)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [
-                    (t.uid, t.index_uid, int(t.status), int(t.type), d, now, t.seq, x)
+                    (t.uid, t.index_uid, int(t.status), int(t.type), d, now, t.seq, x, _size(d, None, x))
                     for t, (d, _, x) in zip(tasks, encoded)
                 ],
             )
+        bump(self.conn, "stored_bytes", sum(_size(*e) for e in encoded))
         self.log.append(tasks, encoded)
         return tasks
 
@@ -139,28 +148,41 @@ class PostgresTasks:
         self.log.sequence(tasks)
         encoded = [(dumps(task.details), dumps(task.error), dumps(task.extra)) for task in tasks]
         lease_column, lease_value = ("", ()) if isinstance(lease, Keep) else (", lease = %s", (lease,))
+        grown = 0
         with self.conn.cursor() as cursor:
+            # The FROM side reads the row as it was before the statement: its old size.
             cursor.executemany(
-                "UPDATE tasks SET status = %s, canceled_by = %s, details = %s, error = %s,"
-                f" started_at = %s, finished_at = %s, seq = %s, extra = %s{lease_column} WHERE uid = %s",
+                "UPDATE tasks t SET status = %s, canceled_by = %s, details = %s, error = %s, started_at = %s,"
+                f" finished_at = %s, seq = %s, extra = %s, size = %s{lease_column}"
+                " FROM (SELECT uid, size AS before FROM tasks WHERE uid = %s) o WHERE t.uid = o.uid"
+                " RETURNING t.size - o.before",
                 [
-                    (int(t.status), t.canceled_by, d, e, t.started_at, t.finished_at, t.seq, x, *lease_value, t.uid)
+                    (
+                        *(int(t.status), t.canceled_by, d, e, t.started_at, t.finished_at, t.seq, x),
+                        *(_size(d, e, x), *lease_value, t.uid),
+                    )
                     for t, (d, e, x) in zip(tasks, encoded)
                 ],
+                returning=True,
             )
+            while True:
+                row = cursor.fetchone()
+                grown += row[0] if row else 0
+                if not cursor.nextset():
+                    break
+        if grown:
+            bump(self.conn, "stored_bytes", grown)
         self.log.append(tasks, encoded)
         return tasks
 
     def delete(self, uids: Iterable[int], statuses: frozenset[TaskStatus]) -> list[Task]:
-        deleted = [
-            row_to_task(r)
-            for r in self.conn.execute(
-                f"DELETE FROM tasks WHERE uid = ANY(%s) AND status = ANY(%s) RETURNING {DELETED_COLUMNS}",
-                (list(uids), _statuses(statuses)),
-            ).fetchall()
-        ]
-        deleted.sort(key=lambda t: t.uid)
+        rows = self.conn.execute(
+            f"DELETE FROM tasks WHERE uid = ANY(%s) AND status = ANY(%s) RETURNING {DELETED_COLUMNS}, size",
+            (list(uids), _statuses(statuses)),
+        ).fetchall()
+        deleted = sorted((row_to_task(r[:-1]) for r in rows), key=lambda t: t.uid)
         if deleted:
+            bump(self.conn, "stored_bytes", -sum(r[-1] for r in rows))
             self.log.sequence(deleted)
             self.log.append(deleted, deleted=True)
             bump(self.conn, "task_count", -len(deleted))
@@ -182,25 +204,28 @@ class PostgresTasks:
     def load(self, tasks: Iterable[tuple[Task, list[int] | None]], next_uid: int) -> int:
         if self.conn.execute("SELECT EXISTS (SELECT 1 FROM tasks)").fetchone()[0]:  # type: ignore[index]
             raise ValueError("a dump can only be imported into an empty database")
-        count = 0
-        placeholders = ", ".join(["%s"] * 12)
+        count = stored = 0
+        placeholders = ", ".join(["%s"] * 13)
         for task, matched in tasks:
             task.seq = 0  # imported, not changed: the change log starts after the import
+            details, error, extra = dumps(task.details), dumps(task.error), dumps(task.extra)
+            stored += _size(details, error, extra)
             self.conn.execute(
-                f"INSERT INTO tasks ({COLUMNS}) VALUES ({placeholders})",
+                f"INSERT INTO tasks ({COLUMNS}, size) VALUES ({placeholders})",
                 (
                     task.uid,
                     task.index_uid,
                     int(task.status),
                     int(task.type),
                     task.canceled_by,
-                    dumps(task.details),
-                    dumps(task.error),
+                    details,
+                    error,
                     task.enqueued_at,
                     task.started_at,
                     task.finished_at,
                     task.seq,
-                    dumps(task.extra),
+                    extra,
+                    _size(details, error, extra),
                 ),
             )
             if matched is not None:
@@ -209,5 +234,6 @@ class PostgresTasks:
             next_uid = max(next_uid, task.uid + 1)
         self.conn.execute("UPDATE meta SET value = %s WHERE key = 'next_uid'", (next_uid,))
         bump(self.conn, "task_count", count)
+        bump(self.conn, "stored_bytes", stored)
         new_epoch(self.conn)  # the history restarts: an index saved before must not be applied to it
         return count
