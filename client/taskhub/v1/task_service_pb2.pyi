@@ -47,14 +47,18 @@ class GetTaskResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ...) -> None: ...
 
 class EnqueueTaskRequest(_message.Message):
-    __slots__ = ("type", "index_uid", "details")
+    __slots__ = ("type", "index_uid", "details", "type_name", "custom_metadata")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     INDEX_UID_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
+    TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_METADATA_FIELD_NUMBER: _ClassVar[int]
     type: _task_pb2.TaskType
     index_uid: str
     details: _task_pb2.TaskDetails
-    def __init__(self, type: _Optional[_Union[_task_pb2.TaskType, str]] = ..., index_uid: _Optional[str] = ..., details: _Optional[_Union[_task_pb2.TaskDetails, _Mapping]] = ...) -> None: ...
+    type_name: str
+    custom_metadata: str
+    def __init__(self, type: _Optional[_Union[_task_pb2.TaskType, str]] = ..., index_uid: _Optional[str] = ..., details: _Optional[_Union[_task_pb2.TaskDetails, _Mapping]] = ..., type_name: _Optional[str] = ..., custom_metadata: _Optional[str] = ...) -> None: ...
 
 class EnqueueTaskResponse(_message.Message):
     __slots__ = ("task",)

@@ -244,6 +244,7 @@ async def enqueue_task(request: Request) -> Response:
     backend = _backend(request)
     enqueue.require_json(request.headers.get("content-type"))
     message = enqueue.parse(await request.body())
+    enqueue.custom_metadata(_raw_query(request), message)
     response = await backend.tasks.EnqueueTask(message, timeout=backend.timeout, metadata=_metadata(request))
     return JSONResponse(render.summary(response.task), status_code=202)
 

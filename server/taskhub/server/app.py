@@ -21,7 +21,7 @@ from grpc_health.v1 import _async as health_async, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskhub import limits
-from taskhub.server.config import Config, parse_size, watch_retention_bytes
+from taskhub.server.config import Config, parse_size, task_type_names, watch_retention_bytes
 from taskhub.server.edge import decoding, tls
 from taskhub.server.edge.key_service import KeyService
 from taskhub.server.edge.services import TaskService, WorkerService
@@ -34,6 +34,7 @@ from taskhub.server.rules.watch import WatchHub
 from taskhub.server.storage.contract import TaskFinder
 from taskhub.server.storage.sqlite.database import SqliteStorage
 from taskhub.server.storage.sqlite.finder import SqlFinder
+from taskhub.server.task_types import TaskTypes
 from taskhub.v1 import (
     key_service_pb2,
     key_service_pb2_grpc,
@@ -116,6 +117,8 @@ def open_store(config: Config) -> SqliteStorage:
     # again at least, since canceling every task of a full queue logs each one's new state.
     limit = parse_size(config.max_task_db_size)
     store = SqliteStorage(config.db, max_bytes=limit + max(DB_HEADROOM, limit))
+    with store.transaction() as tx:  # before a dump loads: its tasks may be of these types
+        tx.task_types.register(task_type_names(config))
     if config.import_snapshot:
         store.renew_epoch()  # a copy of another database's history: a saved index of this path is not for it
     if config.import_dump:
@@ -134,6 +137,7 @@ def check(config: Config) -> None:
         )
     if config.task_index not in FINDERS:
         raise ValueError(f"--task-index is `memory` or `sql`, not `{config.task_index}`")
+    task_type_names(config)
 
 
 async def start(config: Config, *, background: bool = True, clock: Callable[[], int] = wall_clock) -> Service:
@@ -169,6 +173,7 @@ async def _start(
     scheduler = Scheduler(
         store,
         FINDERS[config.task_index](store),
+        types=TaskTypes(store.task_types.all(), task_type_names(config)),
         hub=hub,
         clock=clock,
         snapshots_dir=config.snapshots_dir,

@@ -45,6 +45,7 @@ class Config:
     http_payload_size_limit: str = "1MiB"
     tls_cert: str | None = None
     tls_key: str | None = None
+    task_types: str = ""
 
 
 HELP = {
@@ -103,6 +104,10 @@ HELP = {
     ),
     "tls_cert": "serve gRPC and HTTP over TLS with this certificate chain (PEM); needs --tls-key",
     "tls_key": "the private key (PEM) of --tls-cert",
+    "task_types": (
+        "comma list of your own task types beside Meilisearch's (`sendEmail,resizeImage`): camelCase names"
+        " of a lower-case letter then up to 63 letters and digits; their details are any JSON object"
+    ),
 }
 
 
@@ -130,6 +135,17 @@ def parse_size(text: str) -> int:
     if match is None or match.group(2).lower() not in _UNITS:
         raise ValueError(f"{text!r} is not a size (try 10GiB, 500MiB or a number of bytes)")
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def task_type_names(config: Config) -> list[str]:
+    """The registered task types of `--task-types`; ValueError names the first bad one."""
+    from taskhub.server.task_types import check_names  # config stays importable without the domain
+
+    names = [name.strip() for name in config.task_types.split(",") if name.strip()]
+    try:
+        return check_names(names)
+    except ValueError as exc:
+        raise ValueError(f"--task-types: {exc} (or TASKHUB_TASK_TYPES)") from None
 
 
 def watch_retention_bytes(config: Config) -> int:

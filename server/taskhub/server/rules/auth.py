@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskhub.errors import TaskHubError
-from taskhub.server.model import KeyRecord, Scope, TaskType, format_time
+from taskhub.server.model import KeyRecord, Scope, TaskKind, TaskType, format_time
 from taskhub.server.rules.details import valid_index_uid
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,16 @@ ACTIONS = (
 )
 # A dump or a snapshot copies the whole queue: as in Meilisearch it has an action of its own, needed
 # however it is enqueued (its own route, `POST /tasks`, EnqueueTask or EnqueueTasks).
-_ENQUEUE_ACTIONS = {TaskType.DUMP_CREATION: "dumps.create", TaskType.SNAPSHOT_CREATION: "snapshots.create"}
+_ENQUEUE_ACTIONS: dict[TaskKind, str] = {
+    TaskType.DUMP_CREATION: "dumps.create",
+    TaskType.SNAPSHOT_CREATION: "snapshots.create",
+}
 # A caller with none of these may enqueue nothing, and is refused before its request is read.
 ENQUEUE_ACTIONS = frozenset({"tasks.enqueue", *_ENQUEUE_ACTIONS.values()})
 _PATTERN = re.compile(r"[A-Za-z0-9_-]{0,400}\*")
 
 
-def enqueue_action(type_: TaskType) -> str:
+def enqueue_action(type_: TaskKind) -> str:
     """The action enqueueing a task of this type needs."""
     return _ENQUEUE_ACTIONS.get(type_, "tasks.enqueue")
 

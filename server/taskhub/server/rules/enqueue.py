@@ -13,13 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 from taskhub.errors import TaskHubError
-from taskhub.server.model import Task, TaskType
+from taskhub.server.model import Task, TaskKind
 from taskhub.server.rules.auth import EVERYONE, Principal, enqueue_action, invalid_key
 from taskhub.server.rules.details import enqueue_details
 from taskhub.server.rules.units import DISK_FULL, Units
 from taskhub.server.storage.contract import NewTask, Transaction
 
 MAX_ENQUEUE_BATCH = 1_000
+# One enqueue: (type, index uid, details, extra fields or None).
+Item = tuple[TaskKind, str | None, dict[str, Any] | None, dict[str, Any] | None]
 # Seconds an enqueue may wait for others to share its commit, when the queue is busy.
 DEFAULT_COMMIT_WINDOW = 0.005
 
@@ -53,22 +55,25 @@ class Enqueuing:
 
     async def enqueue(
         self,
-        type_: TaskType,
+        type_: TaskKind,
         index_uid: str | None,
         details: dict[str, Any] | None,
         *,
         caller: Principal = EVERYONE,
+        extra: dict[str, Any] | None = None,
     ) -> Task:
-        """Enqueues one task for `caller`, who needs the type's action and, if scoped, the index."""
-        return (await self._group_commit([_checked(type_, index_uid, details, caller)]))[0]
+        """Enqueues one task for `caller`, who needs the type's action and, if scoped, the index.
+
+        `extra`: fields beyond Meilisearch's to store with it (`customMetadata`), checked by the edge."""
+        return (await self._group_commit([_checked(type_, index_uid, details, caller, extra)]))[0]
 
     async def enqueue_many(
         self,
-        items: list[tuple[TaskType, str | None, dict[str, Any] | None]],
+        items: list[tuple[TaskKind, str | None, dict[str, Any] | None] | Item],
         *,
         caller: Principal = EVERYONE,
     ) -> list[Task]:
-        """Enqueues tasks of (type, index uid, details), all in the same transaction, with consecutive uids.
+        """Enqueues tasks of (type, index uid, details[, extra]), all in one transaction, with consecutive uids.
 
         Every item is checked before any is stored, `caller`'s rights included: one bad item
         refuses them all, its position at the head of the message.
@@ -79,9 +84,10 @@ class Enqueuing:
                 f"Give from 1 to {MAX_ENQUEUE_BATCH:,} tasks to enqueue at once, not {len(items):,}.",
             )
         checked: list[NewTask] = []
-        for position, (type_, index_uid, details) in enumerate(items):
+        for position, item in enumerate(items):
+            type_, index_uid, details, *rest = item
             try:
-                checked.append(_checked(type_, index_uid, details, caller))
+                checked.append(_checked(type_, index_uid, details, caller, rest[0] if rest else None))
             except TaskHubError as error:
                 raise error.within(f"tasks[{position}]") from None
         return await self._group_commit(checked)
@@ -189,7 +195,13 @@ def _insert(tx: Transaction, items: list[NewTask], now: int, max_db_size: int | 
     return tx.tasks.insert(items, now)
 
 
-def _checked(type_: TaskType, index_uid: str | None, details: dict[str, Any] | None, caller: Principal) -> NewTask:
+def _checked(
+    type_: TaskKind,
+    index_uid: str | None,
+    details: dict[str, Any] | None,
+    caller: Principal,
+    extra: dict[str, Any] | None = None,
+) -> NewTask:
     """One enqueue, checked: (index uid, type, details, extra fields to store), as `TaskTable.insert` takes it."""
     # The type's action first (a dump needs `dumps.create`, not `tasks.enqueue`), whatever the details.
     if not caller.allows(enqueue_action(type_)):
@@ -199,4 +211,4 @@ def _checked(type_: TaskType, index_uid: str | None, details: dict[str, Any] | N
     scope = caller.scope
     if scope is not None and (type_.is_global or not scope.allows(index_uid)):
         raise invalid_key()
-    return index_uid, type_, details, None
+    return index_uid, type_, details, extra or None

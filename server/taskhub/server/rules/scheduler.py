@@ -28,6 +28,7 @@ from taskhub.server.rules.units import Units
 from taskhub.server.rules.watch import WatchHub
 from taskhub.server.rules.watching import Watching
 from taskhub.server.storage.contract import Changes, Reader, Storage, TaskFinder
+from taskhub.server.task_types import TaskTypes
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,11 @@ class Scheduler:
         commit_window: float = DEFAULT_COMMIT_WINDOW,
         checkpoint_every: int = CHECKPOINT_EVERY,
         checkpoint_changes: int = CHECKPOINT_CHANGES,
+        types: TaskTypes | None = None,
     ) -> None:
         self.storage = storage
+        # The task types callers name: Meilisearch's and those registered (`--task-types`).
+        self.types = types or TaskTypes()
         self.finder = finder
         self.hub = hub or WatchHub()
         self.clock = clock

@@ -18,10 +18,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from taskhub.server.model import KeyRecord, Task, TaskQuery, TaskStatus, TaskType
+from taskhub.server.model import KeyRecord, Task, TaskKind, TaskQuery, TaskStatus
 
 # What an enqueue stores: (index uid, type, details).
-NewTask = tuple[str | None, TaskType, dict[str, Any] | None, dict[str, Any] | None]
+NewTask = tuple[str | None, TaskKind, dict[str, Any] | None, dict[str, Any] | None]
 # A task's filterable fields as `TaskTable.index_rows` answers them, -1 for nulls: (uid, status, type, canceled_by,
 # enqueued_at, started_at, finished_at, index_uid).
 IndexRow = tuple[int, int, int, int, int, int, int, str | None]
@@ -213,6 +213,22 @@ class KeyTable(Protocol):
     def delete_key(self, uid: str) -> bool: ...
 
 
+class TaskTypeTable(Protocol):
+    """The codes task types registered at the server are stored under (Meilisearch's 11 have theirs).
+
+    Guarantees: a name keeps its code for the database's life, and no two names share one, across
+    every storage on the database (two registering at once serialize like any unit of work).
+    """
+
+    def all(self) -> list[tuple[int, str]]:
+        """Every registered (code, name), by code."""
+        ...
+
+    def register(self, names: Iterable[str]) -> list[tuple[int, str]]:
+        """Gives each name not registered yet a free code; answers `all()`. ValueError when codes run out."""
+        ...
+
+
 class Transaction(Protocol):
     """One unit of work: everything done through it commits together or not at all.
 
@@ -232,6 +248,9 @@ class Transaction(Protocol):
 
     @property
     def keys(self) -> KeyTable: ...
+
+    @property
+    def task_types(self) -> TaskTypeTable: ...
 
     @property
     def changes(self) -> Changes:
@@ -294,6 +313,9 @@ class Reader(Protocol):
 
     @property
     def keys(self) -> KeyTable: ...
+
+    @property
+    def task_types(self) -> TaskTypeTable: ...
 
     def snapshot(self) -> AbstractContextManager[None]: ...
 

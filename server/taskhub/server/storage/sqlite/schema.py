@@ -7,7 +7,7 @@ import sqlite3
 
 import sqlite_utils
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -45,6 +45,9 @@ def migrate(conn: sqlite3.Connection) -> None:
     if version < 5:
         # Version 5 keeps the fields beyond Meilisearch's (customMetadata, runAt, batchUid, ...) as one JSON object.
         add_column(conn, "tasks", "extra", "TEXT")
+    if version < 7:
+        # Version 7 gives each task type registered at the server (`--task-types`) its stored code, once.
+        conn.execute("CREATE TABLE IF NOT EXISTS task_types (code INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
