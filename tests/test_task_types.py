@@ -12,6 +12,7 @@ import pytest
 from conftest import gateway_client
 from gateway_bodies import at, error
 from helpers import error_of
+from taskhub.errors import TaskHubError
 from taskhub.server import app
 from taskhub.v1 import (
     task_pb2,
@@ -356,3 +357,25 @@ async def test_bad_names_refuse_the_start_with_a_clear_message(config, names, me
     with pytest.raises(ValueError, match="--task-types") as raised:
         await app.start(dataclasses.replace(config, task_types=names), background=False)
     assert message in str(raised.value)
+
+
+async def test_the_python_client_enqueues_lists_and_reads_custom_types(typed):
+    from taskhub.client import AsyncTaskHubClient, TaskType
+
+    async with AsyncTaskHubClient(typed.grpc_target) as client:
+        summary = await client.enqueue(
+            "sendEmail", None, {"to": "a@b", "n": 2**60 + 1}, custom_metadata="from the client"
+        )
+        assert (summary.type, summary.to_dict()["type"]) == ("sendEmail", "sendEmail")
+        await client.enqueue(TaskType.INDEX_CREATION, "movies")
+        await client.enqueue_tasks([("resizeImage", "photos", {"w": 1}, "batch"), ("sendEmail",)])
+        page = await client.list_tasks(types=["sendEmail", "resizeImage"])
+        assert [(t.uid, t.type) for t in page.results] == [(3, "sendEmail"), (2, "resizeImage"), (0, "sendEmail")]
+        task = await client.get_task(0)
+        assert task.details == {"to": "a@b", "n": 2**60 + 1}
+        assert task.to_dict()["customMetadata"] == "from the client"
+        assert list(task.to_dict())[-1] == "customMetadata"
+        assert "customMetadata" not in (await client.get_task(1)).to_dict()
+        assert (await client.get_task(2)).custom_metadata == "batch"
+        with pytest.raises(TaskHubError, match="`sendSms` is not a valid task type"):
+            await client.enqueue("sendSms")

@@ -107,10 +107,19 @@ def retry_delay(policy: RetryPolicy, attempt: int, error: grpc.RpcError, idempot
 
 
 def enqueue_request(
-    type: TaskType | str, index_uid: str | None = None, details: dict | None = None
+    type: TaskType | str,
+    index_uid: str | None = None,
+    details: dict | None = None,
+    custom_metadata: str | None = None,
 ) -> pb.EnqueueTaskRequest:
+    """One enqueue: Meilisearch's types by their enum, a registered type (`sendEmail`) by name."""
     type_ = parse_type(type)
-    request = pb.EnqueueTaskRequest(type=TYPE_TO_PROTO[type_], index_uid=index_uid)
+    if isinstance(type_, TaskType):
+        request = pb.EnqueueTaskRequest(type=TYPE_TO_PROTO[type_], index_uid=index_uid)
+    else:
+        request = pb.EnqueueTaskRequest(type_name=type_, index_uid=index_uid)
+    if custom_metadata is not None:
+        request.custom_metadata = custom_metadata
     proto_details = details_to_proto(type_, details)
     if proto_details is not None:
         request.details.CopyFrom(proto_details)

@@ -98,16 +98,26 @@ class TaskHubClient:
     # -- tasks ------------------------------------------------------------
 
     def enqueue(
-        self, type: TaskType | str, index_uid: str | None = None, details: dict[str, Any] | None = None
+        self,
+        type: TaskType | str,
+        index_uid: str | None = None,
+        details: dict[str, Any] | None = None,
+        *,
+        custom_metadata: str | None = None,
     ) -> TaskSummary:
-        """Enqueues a task (`details` with Meilisearch's keys, e.g. `{"receivedDocuments": 3}`); never retried."""
-        request = enqueue_request(type, index_uid, details)
+        """Enqueues a task (`details` with Meilisearch's keys, e.g. `{"receivedDocuments": 3}`); never retried.
+
+        `type` is one of Meilisearch's or one registered at the server (`"sendEmail"`, its details any
+        JSON object); `custom_metadata` is any string kept with the task (Meilisearch's `customMetadata`).
+        """
+        request = enqueue_request(type, index_uid, details, custom_metadata)
         return TaskSummary.from_proto(self._call(self._stub.EnqueueTask, request, idempotent=False).task)
 
     def enqueue_tasks(self, tasks: Iterable[Sequence[Any]]) -> list[TaskSummary]:
         """Enqueues 1 to 1,000 tasks at once, all or none, with consecutive uids; never retried.
 
-        Each task is a tuple as `enqueue` takes it: `(type, index_uid, details)`, the last two optional.
+        Each task is a tuple as `enqueue` takes it: `(type, index_uid, details, custom_metadata)`, the last
+        three optional.
         """
         response = self._call(self._stub.EnqueueTasks, enqueue_tasks_request(tasks), idempotent=False)
         return [TaskSummary.from_proto(task) for task in response.tasks]

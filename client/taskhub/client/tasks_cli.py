@@ -50,7 +50,7 @@ _FILTER_HELP = {
     "uids": "tasks with these uids (comma list, e.g. 1,2,3)",
     "index_uids": "tasks of these indexes (comma list, case-sensitive)",
     "statuses": "tasks in these statuses: enqueued, processing, succeeded, failed, canceled",
-    "types": "tasks of these types, e.g. documentAdditionOrUpdate,indexCreation",
+    "types": "tasks of these types, e.g. documentAdditionOrUpdate,indexCreation (or registered ones: sendEmail)",
     "canceled_by": "tasks canceled by these taskCancelation uids",
 }
 FILTER_RULES = (
@@ -120,7 +120,9 @@ def _declare() -> None:
         "enqueue a task, or every task of a file",
         "Enqueue a task of type TYPE and print its summary (--json: {taskUid, indexUid, status, type,"
         " enqueuedAt}). Example: taskhub tasks enqueue documentAdditionOrUpdate --index-uid movies"
-        " --details '{\"receivedDocuments\": 3}'. With --file, enqueue every line of a JSON Lines"
+        " --details '{\"receivedDocuments\": 3}'. TYPE may be one registered at the server"
+        " (--task-types), its details any JSON object: taskhub tasks enqueue sendEmail --details"
+        ' \'{"to": "a@example.com"}\'. With --file, enqueue every line of a JSON Lines'
         ' file ({"type", "indexUid", "details"} as POST /tasks takes them) in EnqueueTasks'
         " calls of up to 1,000, each all or none, printing a summary per task as its call succeeds.",
         (
@@ -130,7 +132,12 @@ def _declare() -> None:
                 "--details",
                 type=JsonObject(),
                 metavar="JSON",
-                help="the details as a JSON object with Meilisearch's keys",
+                help="the details as a JSON object with Meilisearch's keys (any object for a registered type)",
+            ),
+            click.option(
+                "--custom-metadata",
+                metavar="TEXT",
+                help="any string kept with the task and shown as its customMetadata",
             ),
             click.option("--file", metavar="PATH", help="a JSON Lines file of tasks instead of TYPE ('-': stdin)"),
         ),
@@ -228,10 +235,12 @@ def _enqueue(client: TaskHubClient, args: argparse.Namespace) -> int:
     if (args.type is None) == (args.file is None):
         usage_error("give a TYPE or --file, one of the two")
     if args.file is not None:
-        if args.index_uid is not None or args.details is not None:
-            usage_error("--index-uid and --details go with TYPE; with --file each line carries its own")
+        if args.index_uid is not None or args.details is not None or args.custom_metadata is not None:
+            usage_error(
+                "--index-uid, --details and --custom-metadata go with TYPE; with --file each line carries its own"
+            )
         return _enqueue_file(client, args)
-    summary = client.enqueue(args.type, args.index_uid, args.details)
+    summary = client.enqueue(args.type, args.index_uid, args.details, custom_metadata=args.custom_metadata)
     print(to_json(summary.to_dict()) if args.json else summary_line(summary))
     return EXIT_OK
 
