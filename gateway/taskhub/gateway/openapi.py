@@ -16,6 +16,7 @@ from taskhub.gateway.openapi_schemas import (
     NEW_KEY,
     NEW_TASK,
     PAGE_SCHEMAS,
+    REGISTERED_TYPE,
     SETTING_VALUE,
     U32_MAX,
     U64_MAX,
@@ -37,7 +38,11 @@ _PARAMETER_TEXT = {
     "reverse": ("boolean", "`true` lists oldest first; `false` (default) newest first."),
     "uids": ("string", "Comma-separated task uids; `*` for all."),
     "canceledBy": ("string", "Comma-separated uids of the `taskCancelation` tasks that canceled them."),
-    "types": ("string", "Comma-separated task types, case-insensitive; `*` for all."),
+    "types": (
+        "string",
+        "Comma-separated task types, case-insensitive; `*` for all. A server started with `--task-types`"
+        " also takes the names it registered (`sendEmail`); its `invalid_task_types` message lists them.",
+    ),
     "statuses": ("string", "Comma-separated statuses, case-insensitive; `*` for all."),
     "indexUids": ("string", "Comma-separated index uids, case-sensitive; `*` for all."),
 }
@@ -120,6 +125,21 @@ _CROSS_SITE = _json(
     " `invalid_api_key`: the key does not grant this.",
 )
 _ENQUEUED = _json(_ref("TaskSummary"), "The task was enqueued; here it is in short.")
+# A task's type: one of Meilisearch's, or one registered at the server (`--task-types`).
+_TYPE = {
+    "anyOf": [
+        {"type": "string", "enum": list(TYPE_LABELS.values())},
+        {"type": "string", "pattern": REGISTERED_TYPE, "description": "A type registered with `--task-types`."},
+    ]
+}
+_CUSTOM_METADATA = {
+    "name": "customMetadata",
+    "in": "query",
+    "required": False,
+    "description": "Any string, kept with the task and answered as its `customMetadata` (as Meilisearch v1.26+);"
+    " counts toward the payload limit.",
+    "schema": {"type": "string"},
+}
 
 _SCHEMAS = {
     "Error": {
@@ -151,18 +171,24 @@ _SCHEMAS = {
             "uid": {"type": "integer", "minimum": 0},
             "indexUid": {**_NULLABLE_STRING, "description": "null for global tasks"},
             "status": {"type": "string", "enum": list(STATUS_LABELS.values())},
-            "type": {"type": "string", "enum": list(TYPE_LABELS.values())},
+            "type": _TYPE,
             "canceledBy": _NULLABLE_INT,
             "details": {
                 "type": ["object", "null"],
                 "description": "Per type; the settings object as submitted"
-                f" for `settingsUpdate` (keys in this order: {', '.join(SETTINGS_ORDER)}).",
+                f" for `settingsUpdate` (keys in this order: {', '.join(SETTINGS_ORDER)}); a registered"
+                " type's object as its producer gave it (key order, integers of any size), with its worker's"
+                " reported keys merged over it.",
             },
             "error": {"oneOf": [{"type": "null"}, _ref("Error")]},
             "duration": {**_NULLABLE_STRING, "description": "ISO 8601, such as `PT0.006034S`", "example": "PT1S"},
             "enqueuedAt": _DATE,
             "startedAt": _NULLABLE_DATE,
             "finishedAt": _NULLABLE_DATE,
+            "customMetadata": {
+                "type": "string",
+                "description": "The `customMetadata` given at enqueue (as Meilisearch v1.26+); absent when none was.",
+            },
         },
     },
     "TaskSummary": {
@@ -172,7 +198,7 @@ _SCHEMAS = {
             "taskUid": {"type": "integer", "minimum": 0},
             "indexUid": _NULLABLE_STRING,
             "status": {"type": "string", "enum": ["enqueued"]},
-            "type": {"type": "string", "enum": list(TYPE_LABELS.values())},
+            "type": _TYPE,
             "enqueuedAt": _DATE,
         },
     },
@@ -271,6 +297,7 @@ OPENAPI = {
             "post": {
                 "operationId": "enqueueTask",
                 "summary": "Enqueue a task (taskhub extension)",
+                "parameters": [_CUSTOM_METADATA],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("NewTask")}}},
                 "responses": {"202": _ENQUEUED, "400": _ERROR, **_BODY_ERRORS},
             },

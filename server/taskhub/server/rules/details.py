@@ -137,12 +137,12 @@ def outcome_details(
     """The details of a finished task: what was enqueued plus the counters the worker reported.
 
     A registered type's worker reports any object (JSON text, whose type is not said: `reported_type`
-    None): its keys are merged over the enqueued ones, one level deep, the worker's winning.
+    None, or the task's own): its keys are merged over the enqueued ones, one level deep, the worker's winning.
     """
     if not reported:
         return task.details
     custom = isinstance(task.type, CustomType)
-    if reported_type != (None if custom else task.type):
+    if reported_type != task.type and not (custom and reported_type is None):
         raise _bad_outcome(f"Task `{task.uid}` is a `{task.type.label}` task; its details must be of that type.")
     if custom:
         return {**(task.details or {}), **reported}
