@@ -6,8 +6,8 @@
 import { api, ApiError, storedKey, storeKey, whenAnswered } from './api.js';
 import { LiveStream } from './events.js';
 import {
-  buildChoices, describeFilter, fillForm, listQuery, markActive, readForm, readLocation, splitList, STATUSES,
-  streamQuery, view, writeLocation,
+  addTypeChoice, buildChoices, describeFilter, fillForm, listQuery, markActive, readForm, readLocation, splitList,
+  STATUSES, streamQuery, view, writeLocation,
 } from './filters.js';
 import { renderTask, TaskRows } from './tasks.js';
 
@@ -181,6 +181,7 @@ const reload = throttled(refresh, 300); // live changes: a few times a second at
 
 function showPage(answer) {
   page = answer;
+  for (const task of answer.results) addTypeChoice(form, task.type);
   rows.show(answer.results);
   const count = answer.results.length;
   $('empty').hidden = count > 0;
