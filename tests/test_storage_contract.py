@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from taskhub.server.model import KeyRecord, Task, TaskStatus, TaskType
+from taskhub.server.model import CustomType, KeyRecord, Task, TaskStatus, TaskType
 from taskhub.server.storage.contract import Changes, LeaseRecord, Storage, StorageFull
 from taskhub.server.storage.sqlite.database import SqliteStorage
 
@@ -245,6 +245,60 @@ def test_extra_fields_are_kept_in_order_through_rows_saves_changes_and_reopening
         logged = all_changes(storage).tasks
         assert [t.extra for t in logged] == [extra, None, {**extra, "attempts": 1}]
         assert list(logged[0].extra) == ["customMetadata", "big", "nested"]
+    finally:
+        storage.close()
+
+
+def _register(kind: str, address: str, names: list[str], go, results) -> None:
+    storage = OPENERS[kind](address)
+    try:
+        go.wait()
+        with storage.transaction() as tx:
+            results.put(tx.task_types.register(names))
+    finally:
+        storage.close()
+
+
+def test_task_types_keep_their_codes_across_opens_and_processes(database):
+    """TaskTypeTable: a name keeps its code for the database's life, and no two names share one, across
+    every storage on the database; tasks of a registered type read back as it, by every storage."""
+    kind, address = database
+    storage = OPENERS[kind](address)
+    try:
+        with storage.transaction() as tx:
+            codes = dict((name, code) for code, name in tx.task_types.register(["sendEmail", "resizeImage"]))
+            assert codes["sendEmail"] != codes["resizeImage"] and all(c > 11 for c in codes.values())
+            assert tx.task_types.register(["resizeImage"]) == tx.task_types.all()
+            send = CustomType(codes["sendEmail"], "sendEmail")
+            [task] = tx.tasks.insert([(None, send, {"to": "a@b", "n": 2**70}, None)], 1)
+    finally:
+        storage.close()
+    # Two processes register overlapping names at once: each name gets one code, the old ones keep theirs.
+    go, results = SPAWN.Barrier(2), SPAWN.Queue()
+    workers = [
+        SPAWN.Process(target=_register, args=(kind, address, names, go, results))
+        for names in (["a1", "b2", "sendEmail"], ["b2", "c3"])
+    ]
+    run_together(*workers)
+    seen = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    storage = OPENERS[kind](address)
+    try:
+        with storage.transaction() as tx:
+            final = tx.task_types.all()
+        names = [name for _, name in final]
+        assert sorted(names) == ["a1", "b2", "c3", "resizeImage", "sendEmail"]
+        assert len({code for code, _ in final}) == len(final)
+        assert dict((n, c) for c, n in final)["sendEmail"] == codes["sendEmail"]
+        assert all(set(answer) <= set(final) for answer in seen)
+        reader = storage.reader()
+        try:
+            read = reader.tasks.get(task.uid)
+            assert (read.type, read.type.label, read.details) == (send, "sendEmail", {"to": "a@b", "n": 2**70})
+            assert [t.type.label for t in reader.log.changes_after(0, 10).tasks] == ["sendEmail"]
+        finally:
+            reader.close()
     finally:
         storage.close()
 

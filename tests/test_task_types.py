@@ -3,10 +3,12 @@ through the gateway and gRPC, with their details kept as given; bad names refuse
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 
 import grpc
+import httpx
 import pytest
 
 from conftest import gateway_client
@@ -379,3 +381,50 @@ async def test_the_python_client_enqueues_lists_and_reads_custom_types(typed):
         assert (await client.get_task(2)).custom_metadata == "batch"
         with pytest.raises(TaskHubError, match="`sendSms` is not a valid task type"):
             await client.enqueue("sendSms")
+
+
+async def test_sse_and_grpc_watches_follow_custom_types_by_name(typed, channel):
+    from taskhub.gateway.serving import GatewayServer
+    from test_gateway_events import open_stream
+
+    gateway = await GatewayServer.start(typed.grpc_target, "127.0.0.1:0", grace=1, heartbeat=30)
+    stub = task_service_pb2_grpc.TaskServiceStub(channel)
+    watch = stub.WatchTasks(pb.WatchTasksRequest(filter=T.TaskFilter(types=T.TypeSet(type_names=["sendEmail"]))))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.port}", timeout=10) as http:
+            response, stream = await open_stream(http, "/tasks/events?types=sendemail")
+            assert await stream.frame() == {"id": "0"}
+            await post(http, '{"type": "resizeImage"}')  # 1: not matched
+            await post(http, '{"type": "sendEmail", "details": {"to": "a@b"}}', "?customMetadata=x")  # 2
+            event = await stream.frame()
+            assert (event["id"], event["data"]["type"], event["data"]["customMetadata"]) == ("2", "sendEmail", "x")
+            assert event["data"] == (await http.get("/tasks/1")).json()
+            await response.aclose()
+        seen = await asyncio.wait_for(anext(aiter(watch)), 5)
+        assert (seen.sequence, seen.task.type_name, seen.task.details.custom_json) == (2, "sendEmail", '{"to":"a@b"}')
+    finally:
+        watch.cancel()
+        await gateway.stop()
+
+
+async def test_a_dump_carries_custom_types_by_name_into_another_database(typed, typed_http, config, clock, tmp_path):
+    await post(typed_http, '{"type": "resizeImage", "indexUid": "p", "details": {"w": 1, "big": 18446744073709551617}}')
+    response = await typed_http.post("/dumps")
+    assert response.status_code == 202
+    await typed.scheduler.tick()
+    dumped = (await typed_http.get("/tasks/1")).json()
+    assert dumped["status"] == "succeeded", dumped
+    [path] = (tmp_path / "dumps").iterdir()
+    # Another database, where `sendEmail` takes the first code: the dump's `resizeImage` still reads as itself.
+    other = dataclasses.replace(
+        config, db=str(tmp_path / "other" / "t.db"), task_types="sendEmail", import_dump=str(path)
+    )
+    running = await app.start(other, background=False, clock=clock)
+    try:
+        async with gateway_client(running.grpc_target) as http:
+            task = (await http.get("/tasks/0")).json()
+            assert (task["type"], task["details"]) == ("resizeImage", {"w": 1, "big": 18446744073709551617})
+            assert (await http.get("/tasks?types=resizeImage")).json()["total"] == 1
+            assert (await post(http, '{"type": "sendEmail"}')).status_code == 202
+    finally:
+        await running.stop(0)
