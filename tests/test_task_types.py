@@ -428,3 +428,31 @@ async def test_a_dump_carries_custom_types_by_name_into_another_database(typed, 
             assert (await post(http, '{"type": "sendEmail"}')).status_code == 202
     finally:
         await running.stop(0)
+
+
+async def test_custom_types_need_tasks_enqueue_and_a_scoped_key_its_index(config, clock):
+    from conftest import MASTER_KEY
+
+    secured = dataclasses.replace(config, task_types="sendEmail", master_key=MASTER_KEY)
+    running = await app.start(secured, background=False, clock=clock)
+    try:
+        async with gateway_client(running.grpc_target) as http:
+            master = {"authorization": f"Bearer {MASTER_KEY}"}
+
+            async def key(actions: list[str], indexes: list[str]) -> dict:
+                body = {"actions": actions, "indexes": indexes, "expiresAt": None}
+                created = await http.post("/keys", json=body, headers=master)
+                return {"authorization": f"Bearer {created.json()['key']}", "content-type": "application/json"}
+
+            dumper, scoped = await key(["dumps.create"], ["*"]), await key(["tasks.enqueue"], ["mail*"])
+            body = '{"type": "sendEmail", "indexUid": "mail-eu"}'
+            refused = await http.post("/tasks", content=body, headers=dumper)
+            assert (refused.status_code, refused.json()["code"]) == (403, "invalid_api_key")
+            assert (await http.post("/tasks", content=body, headers=scoped)).status_code == 202
+            # A scoped key sees no task of no index, so it enqueues none either, nor one of another index.
+            for other in ('{"type": "sendEmail"}', '{"type": "sendEmail", "indexUid": "news"}'):
+                refused = await http.post("/tasks", content=other, headers=scoped)
+                assert (refused.status_code, refused.json()["code"]) == (403, "invalid_api_key")
+            assert (await http.get("/tasks", headers=master)).json()["total"] == 1
+    finally:
+        await running.stop(0)
