@@ -227,6 +227,11 @@ async def test_grpc_sets_type_name_for_every_task_and_leaves_type_unspecified_fo
     code, reason, message = await error_of(stub.EnqueueTask(pb.EnqueueTaskRequest(type_name="sendSms")))
     assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "invalid_task_types")
     assert message.endswith("`snapshotCreation`, `sendEmail`, `resizeImage`.")
+    both = pb.EnqueueTaskRequest(type=T.TASK_TYPE_INDEX_CREATION, type_name="sendEmail", index_uid="a")
+    assert (await error_of(stub.EnqueueTask(both)))[1:] == (
+        "invalid_task_types",
+        "`type` `TASK_TYPE_INDEX_CREATION` and `type_name` `sendEmail` name two types; give one.",
+    )
     assert (await stub.ListTasks(pb.ListTasksRequest())).total == 3
 
 

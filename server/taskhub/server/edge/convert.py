@@ -311,12 +311,16 @@ def task_type(value: int, name: str | None = None, types: TaskTypes = MEILISEARC
     """The type an enqueue names: by `type_name` if given (Meilisearch's or a registered one), else by `type`."""
     if name is not None:
         found = types.enqueueable(name)
-        if found is None or (value and value != found):
-            shown = name if found is None else f"{_enum_name(task_pb2.TaskType, value)}` with `{name}"
+        if found is None:
             raise TaskHubError(
                 "invalid_task_types",
-                f"Invalid value in parameter `type`: `{shown}` is not a valid task type."
+                f"Invalid value in parameter `type`: `{name}` is not a valid task type."
                 f" Available types are {types.listing()}.",
+            )
+        if value and value != found:
+            raise TaskHubError(
+                "invalid_task_types",
+                f"`type` `{_enum_name(task_pb2.TaskType, value)}` and `type_name` `{name}` name two types; give one.",
             )
         return found
     try:
