@@ -449,3 +449,30 @@ def test_a_backup_is_a_whole_database_of_its_own(database, storage, tmp_path):
     with copy.transaction() as tx:
         assert (tx.tasks.count(), tx.log.last_seq(), tx.log.epoch()) == (4, 4, storage.log.epoch())
     copy.close()
+
+
+def test_idempotency_keys_are_kept_replaced_and_pruned_oldest_first(database):
+    from taskhub.server.storage.contract import IdempotencyRecord
+
+    kind, address = database
+    storage = OPENERS[kind](address)
+    with storage.transaction() as tx:
+        assert tx.idempotency.get_key(b"a") is None
+        for n, key in enumerate((b"a", b"b", b"c", b"d")):
+            tx.idempotency.put_key(IdempotencyRecord(key, b"request-" + key, n * 10, n + 1, 100 + n))
+        # A unit of work sees its own record; storing one of the same key replaces it.
+        tx.idempotency.put_key(IdempotencyRecord(b"a", b"other", 7, 2, 104))
+        assert tx.idempotency.get_key(b"a") == IdempotencyRecord(b"a", b"other", 7, 2, 104)
+    storage.close()
+    storage = OPENERS[kind](address)  # kept across opens
+    with storage.transaction() as tx:
+        assert tx.idempotency.get_key(b"c") == IdempotencyRecord(b"c", b"request-c", 20, 3, 102)
+        # Created before 102 (b) goes, then the oldest past the two newest (c): d and a stay.
+        assert tx.idempotency.prune_keys(102, 2) == 2
+        assert [tx.idempotency.get_key(k) is not None for k in (b"a", b"b", b"c", b"d")] == [True, False, False, True]
+    with pytest.raises(RuntimeError), storage.transaction() as tx:
+        tx.idempotency.put_key(IdempotencyRecord(b"e", b"r", 0, 1, 200))
+        raise RuntimeError("rolled back")
+    with storage.transaction() as tx:
+        assert tx.idempotency.get_key(b"e") is None
+    storage.close()

@@ -24,6 +24,7 @@ from taskhub.client.calls import (
     RetryPolicy,
     enqueue_request,
     enqueue_tasks_request,
+    idempotency_key_for,
     list_request,
     metadata,
     retry_delay,
@@ -97,18 +98,34 @@ class AsyncTaskHubClient:
     # -- tasks ------------------------------------------------------------
 
     async def enqueue(
-        self, type: TaskType | str, index_uid: str | None = None, details: dict[str, Any] | None = None
+        self,
+        type: TaskType | str,
+        index_uid: str | None = None,
+        details: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> TaskSummary:
-        """Enqueues a task (`details` with Meilisearch's keys, e.g. `{"receivedDocuments": 3}`); never retried."""
-        request = enqueue_request(type, index_uid, details)
-        return TaskSummary.from_proto((await self._call(self._stub.EnqueueTask, request, idempotent=False)).task)
+        """Enqueues a task (`details` with Meilisearch's keys, e.g. `{"receivedDocuments": 3}`).
 
-    async def enqueue_tasks(self, tasks: Iterable[Sequence[Any]]) -> list[TaskSummary]:
-        """Enqueues 1 to 1,000 tasks at once, all or none, with consecutive uids; never retried.
+        Retried on UNAVAILABLE under an idempotency key (`idempotency_key`, or one made for this call),
+        so a retry never makes a second task; the same key with another request raises
+        `idempotency_key_conflict`.
+        """
+        request = enqueue_request(type, index_uid, details)
+        request.idempotency_key = idempotency_key_for(idempotency_key)
+        return TaskSummary.from_proto((await self._call(self._stub.EnqueueTask, request, idempotent=True)).task)
+
+    async def enqueue_tasks(
+        self, tasks: Iterable[Sequence[Any]], *, idempotency_key: str | None = None
+    ) -> list[TaskSummary]:
+        """Enqueues 1 to 1,000 tasks at once, all or none, with consecutive uids.
 
         Each task is a tuple as `enqueue` takes it: `(type, index_uid, details)`, the last two optional.
+        Retried as `enqueue` is, under one idempotency key for the whole batch.
         """
-        response = await self._call(self._stub.EnqueueTasks, enqueue_tasks_request(tasks), idempotent=False)
+        request = enqueue_tasks_request(tasks)
+        request.idempotency_key = idempotency_key_for(idempotency_key)
+        response = await self._call(self._stub.EnqueueTasks, request, idempotent=True)
         return [TaskSummary.from_proto(task) for task in response.tasks]
 
     async def get_task(self, uid: int) -> Task:

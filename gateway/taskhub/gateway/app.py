@@ -244,6 +244,7 @@ async def enqueue_task(request: Request) -> Response:
     backend = _backend(request)
     enqueue.require_json(request.headers.get("content-type"))
     message = enqueue.parse(await request.body())
+    _idempotency_key(request, message)
     response = await backend.tasks.EnqueueTask(message, timeout=backend.timeout, metadata=_metadata(request))
     return JSONResponse(render.summary(response.task), status_code=202)
 
@@ -251,10 +252,17 @@ async def enqueue_task(request: Request) -> Response:
 async def _enqueue_global(request: Request, type_: int) -> Response:
     # As Meilisearch's `POST /dumps` and `POST /snapshots`: no body and no parameter is read.
     backend = _backend(request)
-    response = await backend.tasks.EnqueueTask(
-        pb.EnqueueTaskRequest(type=type_), timeout=backend.timeout, metadata=_metadata(request)
-    )
+    message = pb.EnqueueTaskRequest(type=type_)
+    _idempotency_key(request, message)
+    response = await backend.tasks.EnqueueTask(message, timeout=backend.timeout, metadata=_metadata(request))
     return JSONResponse(render.summary(response.task), status_code=202)
+
+
+def _idempotency_key(request: Request, message: pb.EnqueueTaskRequest) -> None:
+    """The `Idempotency-Key` header, when sent (even empty: the server says what is wrong with it)."""
+    key = request.headers.get("idempotency-key")
+    if key is not None:
+        message.idempotency_key = key
 
 
 @edge

@@ -132,7 +132,11 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         async with error_edge(context):
             # Each type's own action is checked with the task (rules/enqueue); a caller with none is refused now.
             principal = self.keys.require_any(authorization(context), ENQUEUE_ACTIONS)
-            task = await self.scheduler.enqueue(*_enqueue_item(request, self.payload_limit), caller=principal)
+            task = await self.scheduler.enqueue(
+                *_enqueue_item(request, self.payload_limit),
+                caller=principal,
+                idempotency_key=request.idempotency_key if request.HasField("idempotency_key") else None,
+            )
             return pb.EnqueueTaskResponse(task=convert.summary_to_proto(task))
 
     async def EnqueueTasks(self, request: pb.EnqueueTasksRequest, context) -> pb.EnqueueTasksResponse:
@@ -141,10 +145,20 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             items = []
             for position, item in enumerate(request.tasks):
                 try:
+                    if item.HasField("idempotency_key"):
+                        raise TaskHubError(
+                            "invalid_idempotency_key",
+                            "One idempotency key covers the whole batch: set `idempotency_key` on the request,"
+                            " not on its tasks.",
+                        )
                     items.append(_enqueue_item(item, self.payload_limit))
                 except TaskHubError as error:
                     raise error.within(f"tasks[{position}]") from None
-            tasks = await self.scheduler.enqueue_many(items, caller=principal)
+            tasks = await self.scheduler.enqueue_many(
+                items,
+                caller=principal,
+                idempotency_key=request.idempotency_key if request.HasField("idempotency_key") else None,
+            )
             return pb.EnqueueTasksResponse(tasks=[convert.summary_to_proto(task) for task in tasks])
 
     async def CancelTasks(self, request: pb.CancelTasksRequest, context) -> pb.CancelTasksResponse:

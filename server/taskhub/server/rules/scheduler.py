@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from taskhub.errors import TaskHubError
 from taskhub.server.model import Scope, Task, TaskQuery, TaskStatus
-from taskhub.server.rules import server_tasks
+from taskhub.server.rules import idempotency, server_tasks
 from taskhub.server.rules.enqueue import DEFAULT_COMMIT_WINDOW, Enqueuing
 from taskhub.server.rules.leasing import SECOND, Leasing
 from taskhub.server.rules.server_tasks import ServerTasks
@@ -82,6 +82,8 @@ class Scheduler:
         commit_window: float = DEFAULT_COMMIT_WINDOW,
         checkpoint_every: int = CHECKPOINT_EVERY,
         checkpoint_changes: int = CHECKPOINT_CHANGES,
+        idempotency_ttl: int = idempotency.DEFAULT_TTL,
+        max_idempotency_keys: int = idempotency.DEFAULT_MAX_KEYS,
     ) -> None:
         self.storage = storage
         self.finder = finder
@@ -100,7 +102,10 @@ class Scheduler:
             watch_retention=watch_retention,
             watch_retention_bytes=watch_retention_bytes,
             commit_window=commit_window,
+            idempotency_ttl=idempotency_ttl,
         )
+        self.idempotency_ttl = idempotency_ttl
+        self.max_idempotency_keys = max_idempotency_keys
         self.leasing = Leasing(
             self.units, clock, max_batch_size=max_batch_size, max_attempts=max_attempts, closing=lambda: self.closing
         )
@@ -276,6 +281,7 @@ class Scheduler:
         if moment - self._pruned_at >= 10 * SECOND:
             self._pruned_at = moment
             await self._prune(moment)
+            await self.units.run(idempotency.prune, moment, self.idempotency_ttl, self.max_idempotency_keys)
         ran = 0
         while True:
             task = await self.server_tasks.next()

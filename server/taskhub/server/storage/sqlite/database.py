@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 from taskhub.server.storage.contract import Changes, StorageFull
 from taskhub.server.storage.sqlite.changes import SqliteChangeLog
+from taskhub.server.storage.sqlite.idempotency import SqliteIdempotency
 from taskhub.server.storage.sqlite.keys import SqliteKeys
 from taskhub.server.storage.sqlite.leases import SqliteLeases
 from taskhub.server.storage.sqlite.schema import SCHEMA_VERSION, migrate, new_epoch
@@ -25,7 +26,7 @@ READ_MMAP_BYTES = 1 << 30
 
 
 class _Tables:
-    """The four tables of the contract on one connection."""
+    """The five tables of the contract on one connection."""
 
     def __init__(self, conn: sqlite3.Connection, atomic) -> None:
         self.conn = conn
@@ -33,6 +34,7 @@ class _Tables:
         self.tasks = SqliteTasks(conn, self.log)
         self.leases = SqliteLeases(conn, self.tasks)
         self.keys = SqliteKeys(conn)
+        self.idempotency = SqliteIdempotency(conn)
 
     @property
     def changes(self) -> Changes:
