@@ -214,6 +214,8 @@ class Task:
     enqueued_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # The task this one was requeued from (`requeue_tasks`), if any.
+    requeued_from: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -242,11 +244,12 @@ class Task:
             enqueued_at=_time(message, "enqueued_at"),
             started_at=_time(message, "started_at"),
             finished_at=_time(message, "finished_at"),
+            requeued_from=message.requeued_from if message.HasField("requeued_from") else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Meilisearch's task object, fields in Meilisearch's order."""
-        return {
+        """Meilisearch's task object, fields in Meilisearch's order; fields beyond them only when set."""
+        shown = {
             "uid": self.uid,
             "indexUid": self.index_uid,
             "status": self.status.value,
@@ -259,6 +262,9 @@ class Task:
             "startedAt": _show(self.started_at),
             "finishedAt": _show(self.finished_at),
         }
+        if self.requeued_from is not None:
+            shown["requeuedFrom"] = self.requeued_from
+        return shown
 
 
 @dataclass(frozen=True, slots=True)

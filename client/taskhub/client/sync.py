@@ -173,6 +173,13 @@ class TaskHubClient:
         request = pb.DeleteTasksRequest(filter=TaskFilter.of(filter, **filters).to_proto())
         return TaskSummary.from_proto(self._call(self._stub.DeleteTasks, request, idempotent=False).task)
 
+    def requeue_tasks(self, filter: TaskFilter | None = None, **filters: Any) -> list[Task]:
+        """Enqueues again, as new tasks, the failed or canceled tasks matching the filter (at most 1,000 at once);
+        each new `Task` has `requeued_from`. At least one filter is required; never retried."""
+        request = pb.RequeueTasksRequest(filter=TaskFilter.of(filter, **filters).to_proto())
+        response = self._call(self._stub.RequeueTasks, request, idempotent=False)
+        return [Task.from_proto(task) for task in response.tasks]
+
     # -- the server ---------------------------------------------------------
 
     def get_version(self) -> ServerVersion:

@@ -232,6 +232,15 @@ async def cancel_tasks(request: Request) -> Response:
 
 
 @edge
+async def requeue_tasks(request: Request) -> Response:
+    """The failed or canceled tasks matching the filter, enqueued again: the new tasks, at once."""
+    backend = _backend(request)
+    message = query.requeue_request(_raw_query(request))
+    response = await backend.tasks.RequeueTasks(message, timeout=backend.timeout, metadata=_metadata(request))
+    return JSONResponse({"results": [render.task(task) for task in response.tasks]}, status_code=202)
+
+
+@edge
 async def delete_tasks(request: Request) -> Response:
     backend = _backend(request)
     message = query.delete_request(_raw_query(request))
@@ -393,6 +402,7 @@ async def tasks(request: Request) -> Response:
 ROUTES = [
     Route("/tasks", tasks, methods=["GET", "POST", "DELETE"]),
     Route("/tasks/cancel", cancel_tasks, methods=["POST"]),
+    Route("/tasks/requeue", requeue_tasks, methods=["POST"]),
     # Before `/tasks/{uid}`, which would answer `invalid_task_uids` for `events`.
     Route("/tasks/events", watch_tasks, methods=["GET"]),
     Route("/tasks/{uid}", get_task, methods=["GET"]),

@@ -158,8 +158,9 @@ def error(task: task_pb2.Task) -> dict | None:
 
 
 def task(message: task_pb2.Task) -> dict:
-    """The fully qualified task object, keys in the order seed 004 fixes."""
-    return {
+    """The fully qualified task object, keys in the order seed 004 fixes; fields beyond Meilisearch's after them,
+    only when set."""
+    rendered = {
         "uid": message.uid,
         "indexUid": message.index_uid if message.HasField("index_uid") else None,
         "status": STATUS_LABELS.get(message.status),
@@ -172,6 +173,9 @@ def task(message: task_pb2.Task) -> dict:
         "startedAt": date(message.started_at) if message.HasField("started_at") else None,
         "finishedAt": date(message.finished_at) if message.HasField("finished_at") else None,
     }
+    if message.HasField("requeued_from"):
+        rendered["requeuedFrom"] = message.requeued_from
+    return rendered
 
 
 def summary(message: task_pb2.TaskSummary) -> dict:

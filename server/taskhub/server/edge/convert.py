@@ -130,6 +130,8 @@ def fill_task(message: task_pb2.Task, task: Task) -> None:
         seconds, rest = divmod(abs(duration), 1_000_000)
         sign = -1 if duration < 0 else 1
         message.duration.seconds, message.duration.nanos = sign * seconds, sign * rest * 1_000
+    if task.extra is not None and "requeuedFrom" in task.extra:
+        message.requeued_from = task.extra["requeuedFrom"]
 
 
 def version_to_proto(info: BuildInfo) -> task_service_pb2.GetVersionResponse:

@@ -179,6 +179,15 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             )
             return pb.DeleteTasksResponse(task=convert.summary_to_proto(task))
 
+    async def RequeueTasks(self, request: pb.RequeueTasksRequest, context) -> pb.RequeueTasksResponse:
+        async with error_edge(context):
+            principal = self.keys.require(authorization(context), "tasks.requeue")
+            tasks = await self.scheduler.requeue_tasks(self._query(request.filter, principal), caller=principal)
+            response = pb.RequeueTasksResponse()
+            for task in tasks:
+                convert.fill_task(response.tasks.add(), task)
+            return response
+
     async def GetVersion(self, request: pb.GetVersionRequest, context) -> pb.GetVersionResponse:
         async with error_edge(context):
             # As in Meilisearch, the action alone: a version belongs to no index, so a scoped key may read it.

@@ -3,7 +3,7 @@
 Services call its coroutines (`enqueue`, `list_tasks`, `cancel_tasks`, `lease`, ...);
 `tick(now)` does one pass of server-side work (lease expiry, then cancelations newest
 first, deletions, snapshots, dumps, the automatic cleanup). It is assembled from parts
-that each own one set of rules: `Enqueuing` (group commits, queue full), `Leasing`
+that each own one set of rules: `Enqueuing` (group commits, queue full, idempotency keys), `Requeuing`, `Leasing`
 (batches, per-index order, attempts), `ServerTasks` (cancel, delete, exports, cleanup)
 and `Watching`, over `Units` (units of work, and the follower that feeds the finder and
 the watch hub after each commit). No protobuf and no SQL here.
@@ -23,6 +23,7 @@ from taskhub.server.model import Scope, Task, TaskQuery, TaskStatus
 from taskhub.server.rules import idempotency, server_tasks
 from taskhub.server.rules.enqueue import DEFAULT_COMMIT_WINDOW, Enqueuing
 from taskhub.server.rules.leasing import SECOND, Leasing
+from taskhub.server.rules.requeue import Requeuing
 from taskhub.server.rules.server_tasks import ServerTasks
 from taskhub.server.rules.units import Units
 from taskhub.server.rules.watch import WatchHub
@@ -105,6 +106,7 @@ class Scheduler:
             idempotency_ttl=idempotency_ttl,
         )
         self.idempotency_ttl = idempotency_ttl
+        self.requeuing = Requeuing(self.units, clock, max_db_size=max_db_size)
         self.max_idempotency_keys = max_idempotency_keys
         self.leasing = Leasing(
             self.units, clock, max_batch_size=max_batch_size, max_attempts=max_attempts, closing=lambda: self.closing
@@ -131,6 +133,7 @@ class Scheduler:
         self.enqueue_many = self.enqueuing.enqueue_many
         self.cancel_tasks = self.server_tasks.cancel_tasks
         self.delete_tasks = self.server_tasks.delete_tasks
+        self.requeue_tasks = self.requeuing.requeue_tasks
         self.lease = self.leasing.lease
         self.renew = self.leasing.renew
         self.complete = self.leasing.complete
