@@ -398,7 +398,7 @@ OPENAPI = {
                 " export (tasks and keys) under its dumps folder; the task's `details.dumpUid` names it once it"
                 " succeeded. With a master key, needs the `dumps.create` action on every index (`*`).",
                 "parameters": [_IDEMPOTENCY_KEY],
-                "responses": {"202": _ENQUEUED, **_CONFLICT},
+                "responses": {"202": _ENQUEUED, "400": _ERROR, **_CONFLICT},
             },
         },
         "/snapshots": {
@@ -409,7 +409,7 @@ OPENAPI = {
                 " copy of its database under its snapshots folder; the task's `details` stay null. With a master"
                 " key, needs the `snapshots.create` action on every index (`*`).",
                 "parameters": [_IDEMPOTENCY_KEY],
-                "responses": {"202": _ENQUEUED, **_CONFLICT},
+                "responses": {"202": _ENQUEUED, "400": _ERROR, **_CONFLICT},
             },
         },
         "/version": {
