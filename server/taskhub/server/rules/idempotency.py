@@ -78,20 +78,21 @@ def settle(
     the first call's summaries (uids, enqueue time) built from the request, which is the same.
     """
     base = tx.tasks.next_uid()
+    stored = tx.idempotency.get_keys([found.key for _, found in entries if found is not None])
     fresh: list[NewTask] = []
+    records: dict[bytes, IdempotencyRecord] = {}
     plan: list[int | list[Task] | TaskHubError] = []  # where an entry's new tasks start, or its answer
     for items, found in entries:
         if found is not None:
-            record = tx.idempotency.get_key(found.key)
+            # A key taken earlier in this commit counts as stored: its record is written below.
+            record = records.get(found.key) or stored.get(found.key)
             if record is not None and record.created_at > now - ttl:
-                if record.request != found.request:
-                    plan.append(conflict())
-                else:
-                    plan.append(_replayed(items, record))
+                plan.append(conflict() if record.request != found.request else _replayed(items, record))
                 continue
-            tx.idempotency.put_key(IdempotencyRecord(found.key, found.request, base + len(fresh), len(items), now))
+            records[found.key] = IdempotencyRecord(found.key, found.request, base + len(fresh), len(items), now)
         plan.append(len(fresh))
         fresh.extend(items)
+    tx.idempotency.put_keys(list(records.values()))
     tasks = tx.tasks.insert(fresh, now) if fresh else []
     answers: list[list[Task] | TaskHubError] = []
     for (items, _), step in zip(entries, plan, strict=True):

@@ -233,10 +233,12 @@ class IdempotencyTable(Protocol):
     """Idempotency keys, read and written in the unit of work that enqueues, so two processes racing one
     key make one set of tasks: the second unit of work finds the first's record."""
 
-    def get_key(self, key: bytes) -> IdempotencyRecord | None: ...
+    def get_keys(self, keys: Sequence[bytes]) -> dict[bytes, IdempotencyRecord]:
+        """The stored records of these keys, by key (a key never stored is absent)."""
+        ...
 
-    def put_key(self, record: IdempotencyRecord) -> None:
-        """Stores the record, replacing one of the same key (an expired one)."""
+    def put_keys(self, records: Sequence[IdempotencyRecord]) -> None:
+        """Stores the records (of distinct keys), each replacing one of the same key (an expired one)."""
         ...
 
     def prune_keys(self, before: int, keep: int) -> int:

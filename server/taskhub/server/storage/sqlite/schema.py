@@ -46,10 +46,11 @@ def migrate(conn: sqlite3.Connection) -> None:
         # Version 5 keeps the fields beyond Meilisearch's (customMetadata, runAt, batchUid, ...) as one JSON object.
         add_column(conn, "tasks", "extra", "TEXT")
     if version < 9:
-        # Version 9 keeps idempotency keys (digests of caller and key) with the tasks their first enqueue made.
+        # Version 9 keeps idempotency keys (digests of caller and key) with the tasks their first enqueue made;
+        # without rowid: the key is the table's one B-tree, so an enqueue writes two (with created_at's), not three.
         conn.execute(
             "CREATE TABLE IF NOT EXISTS idempotency_keys (key BLOB PRIMARY KEY, request BLOB NOT NULL,"
-            " first_uid INTEGER NOT NULL, count INTEGER NOT NULL, created_at INTEGER NOT NULL)"
+            " first_uid INTEGER NOT NULL, count INTEGER NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID"
         )
         conn.execute("CREATE INDEX IF NOT EXISTS idx_idempotency_created ON idempotency_keys (created_at)")
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
