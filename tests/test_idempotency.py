@@ -16,6 +16,7 @@ import pytest
 
 from helpers import details_for, error_of
 from taskhub.server import app
+from taskhub.server.model import TaskQuery
 from taskhub.v1 import (
     key_service_pb2 as kpb,
     key_service_pb2_grpc,
@@ -288,15 +289,9 @@ async def test_two_processes_racing_one_key_make_one_task(config, tmp_path):
     assert stored_by == {0, 1}, "one process stored every task: the two never raced"
     service = await app.start(dataclasses.replace(config, db=address), background=False)
     try:
-        assert (await service.scheduler.list_tasks(_every(), limit=0)).total == 40
+        assert (await service.scheduler.list_tasks(TaskQuery(), limit=0)).total == 40
     finally:
         await service.stop(0)
-
-
-def _every():
-    from taskhub.server.model import TaskQuery
-
-    return TaskQuery()
 
 
 # -- the Python client's retries -------------------------------------------------------
