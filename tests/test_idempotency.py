@@ -390,3 +390,33 @@ async def test_the_clients_retry_after_a_lost_answer_makes_no_second_task(servic
         assert await total(stub) == 3
     finally:
         await proxy.close()
+
+
+async def test_a_full_queue_still_answers_a_replay(config, clock):
+    from taskhub.server.storage.sqlite.database import SqliteStorage
+
+    probe = SqliteStorage(config.db)
+    empty = probe.used_bytes()
+    probe.close()
+    service = await app.start(
+        dataclasses.replace(config, max_task_db_size=str(empty + 64 * 1024), watch_retention=5),
+        background=False,
+        clock=clock,
+    )
+    try:
+        async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+            stub = task_service_pb2_grpc.TaskServiceStub(channel)
+            first = (await stub.EnqueueTask(request(key="first"))).task
+            for n in range(5_000):
+                try:
+                    await stub.EnqueueTask(request(key=f"fill-{n}"))
+                except grpc.aio.AioRpcError as error:
+                    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                    break
+            else:
+                raise AssertionError("the queue never filled")
+            # Full: a new key is refused, and records nothing; the replay stores nothing, so it is answered.
+            assert (await error_of(stub.EnqueueTask(request(key="new"))))[1] == "no_space_left_on_device"
+            assert (await stub.EnqueueTask(request(key="first"))).task == first
+    finally:
+        await service.stop(0)

@@ -204,9 +204,13 @@ def _insert(
 ) -> list[list[Task] | TaskHubError]:
     """One group commit, an answer per enqueue; past `max_db_size` of used database, nothing is inserted and the
     queue is full."""
-    if max_db_size is not None and tx.used_bytes() >= max_db_size:
-        raise TaskHubError("no_space_left_on_device", DISK_FULL)
+
+    def check_room() -> None:
+        if max_db_size is not None and tx.used_bytes() >= max_db_size:
+            raise TaskHubError("no_space_left_on_device", DISK_FULL)
+
     if all(claim is None for _, claim in entries):  # the common case: one insert, nothing looked up
+        check_room()
         tasks = tx.tasks.insert([item for items, _ in entries for item in items], now)
         answers: list[list[Task] | TaskHubError] = []
         start = 0
@@ -214,7 +218,7 @@ def _insert(
             answers.append(tasks[start : start + len(items)])
             start += len(items)
         return answers
-    return idempotency.settle(tx, entries, now, idempotency_ttl)
+    return idempotency.settle(tx, entries, now, idempotency_ttl, check_room)
 
 
 def _claim(key: str | None, caller: Principal, items: list[NewTask], *, batch: bool) -> Claim | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from taskhub.errors import TaskHubError
@@ -70,9 +71,16 @@ def conflict() -> TaskHubError:
 
 
 def settle(
-    tx: Transaction, entries: list[tuple[list[NewTask], Claim | None]], now: int, ttl: int
+    tx: Transaction,
+    entries: list[tuple[list[NewTask], Claim | None]],
+    now: int,
+    ttl: int,
+    before_insert: Callable[[], None],
 ) -> list[list[Task] | TaskHubError]:
     """In one unit of work: inserts the entries whose key is new, answers the others; one answer per entry.
+
+    `before_insert` runs when there is something to insert (the queue-full check): replays alone
+    store nothing, so a full queue still answers them.
 
     Each entry's tasks get consecutive uids, in the order given, in one insert. A replay answers
     the first call's summaries (uids, enqueue time) built from the request, which is the same.
@@ -92,8 +100,11 @@ def settle(
             records[found.key] = IdempotencyRecord(found.key, found.request, base + len(fresh), len(items), now)
         plan.append(len(fresh))
         fresh.extend(items)
-    tx.idempotency.put_keys(list(records.values()))
-    tasks = tx.tasks.insert(fresh, now) if fresh else []
+    tasks: list[Task] = []
+    if fresh:
+        before_insert()
+        tasks = tx.tasks.insert(fresh, now)
+        tx.idempotency.put_keys(list(records.values()))
     answers: list[list[Task] | TaskHubError] = []
     for (items, _), step in zip(entries, plan, strict=True):
         answers.append(tasks[step : step + len(items)] if isinstance(step, int) else step)
