@@ -451,7 +451,7 @@ OPENAPI = {
                 "operationId": "dashboard",
                 "summary": "The task dashboard, for a browser (taskhub extension)",
                 "description": "An HTML page (its scripts and styles under `/dashboard/static/`) that lists, counts,"
-                " watches, cancels and deletes tasks through the routes above. It loads without a"
+                " watches, cancels, deletes and requeues tasks through the routes above. It loads without a"
                 " key and asks for one when the API answers 401 or 403.",
                 "responses": {
                     "200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}
