@@ -52,11 +52,9 @@ def claim(key: str, caller: Principal, items: list[NewTask], *, batch: bool) -> 
     key (and for everyone when keys are off: a server has one or the other)."""
     check_key(key)
     owner = caller.key_uid or ""
-    request = [
-        [index_uid, getattr(type_, "label", type_), details, extra] for index_uid, type_, details, extra in items
-    ]
-    # Sorted keys: the same JSON object written in another order is the same request.
-    text = json.dumps([batch, request], sort_keys=True, separators=(",", ":"), default=str)
+    # A type is written as its number (an int enum); sorted keys: the same JSON object written in another order
+    # is the same request; `str` for any value JSON lacks.
+    text = json.dumps([batch, items], sort_keys=True, separators=(",", ":"), default=str)
     return Claim(
         key=hashlib.sha256(owner.encode() + b"\0" + key.encode("utf-8", "surrogatepass")).digest(),
         request=hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest(),
