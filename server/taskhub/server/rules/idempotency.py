@@ -52,6 +52,7 @@ def claim(key: str, caller: Principal, items: list[NewTask], *, batch: bool) -> 
     key (and for everyone when keys are off: a server has one or the other)."""
     check_key(key)
     owner = caller.key_uid or ""
+    # Stored as a digest: a change to this encoding makes keys used before it conflict until they expire.
     # A type is written as its number (an int enum); sorted keys: the same JSON object written in another order
     # is the same request; `str` for any value JSON lacks.
     text = json.dumps([batch, items], sort_keys=True, separators=(",", ":"), default=str)
