@@ -503,3 +503,35 @@ def test_a_backup_is_a_whole_database_of_its_own(database, storage, tmp_path):
     with copy.transaction() as tx:
         assert (tx.tasks.count(), tx.log.last_seq(), tx.log.epoch()) == (4, 4, storage.log.epoch())
     copy.close()
+
+
+def test_idempotency_keys_are_kept_replaced_and_pruned_oldest_first(database):
+    from taskhub.server.storage.contract import IdempotencyRecord
+
+    kind, address = database
+    storage = OPENERS[kind](address)
+    keys = [b"a", b"b", b"c", b"d"]
+    records = [IdempotencyRecord(key, b"request-" + key, n * 10, n + 1, 100 + n) for n, key in enumerate(keys)]
+    with storage.transaction() as tx:
+        assert tx.idempotency.get_keys([b"a"]) == {}
+        tx.idempotency.put_keys(records)
+        # A unit of work sees its own records; storing one of the same key replaces it.
+        tx.idempotency.put_keys([IdempotencyRecord(b"a", b"other", 7, 2, 104)])
+        assert tx.idempotency.get_keys([b"a", b"z"]) == {b"a": IdempotencyRecord(b"a", b"other", 7, 2, 104)}
+    storage.close()
+    storage = OPENERS[kind](address)  # kept across opens
+    with storage.transaction() as tx:
+        assert tx.idempotency.get_keys([b"c"]) == {b"c": records[2]}
+        # Many at once, past any cap on one statement's parameters.
+        many = [IdempotencyRecord(n.to_bytes(4, "big"), b"r", n, 1, 50) for n in range(2_000)]
+        tx.idempotency.put_keys(many)
+        assert len(tx.idempotency.get_keys([r.key for r in many])) == 2_000
+        # Created before 102 (b and the 2,000) go, then the oldest past the two newest (c): d and a stay.
+        assert tx.idempotency.prune_keys(102, 2) == 2_002
+        assert sorted(tx.idempotency.get_keys([b"a", b"b", b"c", b"d"])) == [b"a", b"d"]
+    with pytest.raises(RuntimeError), storage.transaction() as tx:
+        tx.idempotency.put_keys([IdempotencyRecord(b"e", b"r", 0, 1, 200)])
+        raise RuntimeError("rolled back")
+    with storage.transaction() as tx:
+        assert tx.idempotency.get_keys([b"e"]) == {}
+    storage.close()

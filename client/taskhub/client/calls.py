@@ -11,6 +11,7 @@ from __future__ import annotations
 import pathlib
 import random
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,12 @@ def retry_delay(policy: RetryPolicy, attempt: int, error: grpc.RpcError, idempot
     if delay is None:
         raise to_error(error) from error
     return delay
+
+
+def idempotency_key_for(given: str | None) -> str:
+    """The key an enqueue sends: the caller's, or one of our own, made once per call and sent on each of its
+    retries, so a retry after UNAVAILABLE (whose first attempt may have been stored) never makes a second task."""
+    return given if given is not None else uuid.uuid4().hex
 
 
 def enqueue_request(

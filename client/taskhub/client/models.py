@@ -234,6 +234,8 @@ class Task:
     finished_at: datetime | None
     # Given at enqueue (`customMetadata`), else None.
     custom_metadata: str | None = None
+    # The task this one was requeued from (`requeue_tasks`), if any.
+    requeued_from: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -263,6 +265,7 @@ class Task:
             started_at=_time(message, "started_at"),
             finished_at=_time(message, "finished_at"),
             custom_metadata=message.custom_metadata if message.HasField("custom_metadata") else None,
+            requeued_from=message.requeued_from if message.HasField("requeued_from") else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -282,6 +285,8 @@ class Task:
         }
         if self.custom_metadata is not None:
             body["customMetadata"] = self.custom_metadata
+        if self.requeued_from is not None:
+            body["requeuedFrom"] = self.requeued_from
         return body
 
 

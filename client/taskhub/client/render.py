@@ -56,6 +56,10 @@ def summary_line(summary: TaskSummary) -> str:
     return f"enqueued task {summary.task_uid} ({_what(summary)})"
 
 
+def requeued_line(task: Task) -> str:
+    return f"enqueued task {task.uid} ({_what(task)}), requeued from task {task.requeued_from}"
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"

@@ -1,4 +1,4 @@
-"""`taskhub tasks list|get|enqueue|cancel|delete|watch|wait`: a running server, from the shell.
+"""`taskhub tasks list|get|enqueue|cancel|delete|requeue|watch|wait`: a running server, from the shell.
 
 The `tasks` group, hung under the root by `cli.root()`. Output is for people by default
 (tables that fit the terminal; `--wide` for every character) and Meilisearch's JSON with
@@ -37,6 +37,7 @@ from taskhub.client.render import (
     LiveLine,
     change_line,
     page_footer,
+    requeued_line,
     status_line,
     summary_line,
     task_card,
@@ -158,6 +159,16 @@ def _declare() -> None:
         "delete the matching finished tasks",
         "Enqueue a taskDeletion of the finished tasks matching the filters (at least one filter is"
         " required).\n\n" + FILTER_RULES,
+        filters,
+    )
+    client_command(
+        tasks,
+        "requeue",
+        _requeue,
+        "enqueue the matching failed or canceled tasks again",
+        "Enqueue again, as new tasks, the failed or canceled tasks matching the filters (at least one"
+        " filter is required; other statuses are never requeued), at most 1,000 at once. Text: one line"
+        " per new task; --json: the new tasks as POST /tasks/requeue answers them.\n\n" + FILTER_RULES,
         filters,
     )
     client_command(
@@ -337,6 +348,15 @@ def _cancel(client: TaskHubClient, args: argparse.Namespace) -> int:
 def _delete(client: TaskHubClient, args: argparse.Namespace) -> int:
     summary = client.delete_tasks(_task_filter(args))
     print(to_json(summary.to_dict()) if args.json else summary_line(summary))
+    return EXIT_OK
+
+
+def _requeue(client: TaskHubClient, args: argparse.Namespace) -> int:
+    new = client.requeue_tasks(_task_filter(args))
+    if args.json:
+        print(to_json({"results": [task.to_dict() for task in new]}))
+    else:
+        print("\n".join(requeued_line(task) for task in new) or "no failed or canceled task matches")
     return EXIT_OK
 
 

@@ -56,7 +56,7 @@ TASK_TYPE_TASK_DELETION: TaskType
 TASK_TYPE_SNAPSHOT_CREATION: TaskType
 
 class Task(_message.Message):
-    __slots__ = ("uid", "index_uid", "status", "type", "canceled_by", "details", "error", "duration", "enqueued_at", "started_at", "finished_at", "type_name", "custom_metadata")
+    __slots__ = ("uid", "index_uid", "status", "type", "canceled_by", "details", "error", "duration", "enqueued_at", "started_at", "finished_at", "type_name", "custom_metadata", "requeued_from")
     UID_FIELD_NUMBER: _ClassVar[int]
     INDEX_UID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,7 @@ class Task(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
     CUSTOM_METADATA_FIELD_NUMBER: _ClassVar[int]
+    REQUEUED_FROM_FIELD_NUMBER: _ClassVar[int]
     uid: int
     index_uid: str
     status: TaskStatus
@@ -83,7 +84,8 @@ class Task(_message.Message):
     finished_at: _timestamp_pb2.Timestamp
     type_name: str
     custom_metadata: str
-    def __init__(self, uid: _Optional[int] = ..., index_uid: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., type: _Optional[_Union[TaskType, str]] = ..., canceled_by: _Optional[int] = ..., details: _Optional[_Union[TaskDetails, _Mapping]] = ..., error: _Optional[_Union[_errors_pb2.TaskError, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type_name: _Optional[str] = ..., custom_metadata: _Optional[str] = ...) -> None: ...
+    requeued_from: int
+    def __init__(self, uid: _Optional[int] = ..., index_uid: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., type: _Optional[_Union[TaskType, str]] = ..., canceled_by: _Optional[int] = ..., details: _Optional[_Union[TaskDetails, _Mapping]] = ..., error: _Optional[_Union[_errors_pb2.TaskError, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type_name: _Optional[str] = ..., custom_metadata: _Optional[str] = ..., requeued_from: _Optional[int] = ...) -> None: ...
 
 class TaskSummary(_message.Message):
     __slots__ = ("task_uid", "index_uid", "status", "type", "enqueued_at", "type_name")

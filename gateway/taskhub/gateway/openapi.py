@@ -104,6 +104,16 @@ def _json(schema: dict, description: str) -> dict:
 
 
 _ERROR = _json(_ref("Error"), "An error: `{message, code, type, link}`.")
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retry safe: the same key with the same request answers the first task's summary again"
+    " (202) and enqueues nothing; with another request, 409 `idempotency_key_conflict`. 1 to 256 bytes; kept per"
+    " API key for 24 hours (`--idempotency-ttl`). Taskhub extension.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+}
+_CONFLICT = {"409": _json(_ref("Error"), "The idempotency key was used with another request.")}
 # Where a body is read: it must be JSON, and within the payload limit.
 _BODY_ERRORS = {
     "413": _json(
@@ -188,6 +198,12 @@ _SCHEMAS = {
             "customMetadata": {
                 "type": "string",
                 "description": "The `customMetadata` given at enqueue (as Meilisearch v1.26+); absent when none was.",
+            },
+            "requeuedFrom": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "The failed or canceled task this one was requeued from; present only then."
+                " Taskhub extension.",
             },
         },
     },
@@ -297,9 +313,9 @@ OPENAPI = {
             "post": {
                 "operationId": "enqueueTask",
                 "summary": "Enqueue a task (taskhub extension)",
-                "parameters": [_CUSTOM_METADATA],
+                "parameters": [_CUSTOM_METADATA, _IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("NewTask")}}},
-                "responses": {"202": _ENQUEUED, "400": _ERROR, **_BODY_ERRORS},
+                "responses": {"202": _ENQUEUED, "400": _ERROR, **_CONFLICT, **_BODY_ERRORS},
             },
             "delete": {
                 "operationId": "deleteTasks",
@@ -314,6 +330,29 @@ OPENAPI = {
                 "summary": "Enqueue a taskCancelation of the matching tasks",
                 "parameters": _AT_LEAST_ONE_FILTER,
                 "responses": {"202": _ENQUEUED, "400": _ERROR},
+            },
+        },
+        "/tasks/requeue": {
+            "post": {
+                "operationId": "requeueTasks",
+                "summary": "Enqueue the failed or canceled matching tasks again (taskhub extension)",
+                "description": "Each failed or canceled task matching the filters (other statuses never, whatever"
+                " `statuses` says) is enqueued again as a new task: same index, type and details, `requeuedFrom`"
+                " its uid. Answered at once with the new tasks, oldest original first; at most 1,000 at once, past"
+                " that nothing is requeued (400 `too_many_tasks_to_requeue`). Needs `tasks.requeue`; a key scoped"
+                " to some indexes requeues only their tasks.",
+                "parameters": _AT_LEAST_ONE_FILTER,
+                "responses": {
+                    "202": _json(
+                        {
+                            "type": "object",
+                            "required": ["results"],
+                            "properties": {"results": {"type": "array", "items": _ref("Task")}},
+                        },
+                        "The new tasks.",
+                    ),
+                    "400": _ERROR,
+                },
             },
         },
         "/tasks/events": {
@@ -384,7 +423,8 @@ OPENAPI = {
                 "description": "As in Meilisearch: no body and no parameter is read. The server writes a portable"
                 " export (tasks and keys) under its dumps folder; the task's `details.dumpUid` names it once it"
                 " succeeded. With a master key, needs the `dumps.create` action on every index (`*`).",
-                "responses": {"202": _ENQUEUED},
+                "parameters": [_IDEMPOTENCY_KEY],
+                "responses": {"202": _ENQUEUED, "400": _ERROR, **_CONFLICT},
             },
         },
         "/snapshots": {
@@ -394,7 +434,8 @@ OPENAPI = {
                 "description": "As in Meilisearch: no body and no parameter is read. The server writes a consistent"
                 " copy of its database under its snapshots folder; the task's `details` stay null. With a master"
                 " key, needs the `snapshots.create` action on every index (`*`).",
-                "responses": {"202": _ENQUEUED},
+                "parameters": [_IDEMPOTENCY_KEY],
+                "responses": {"202": _ENQUEUED, "400": _ERROR, **_CONFLICT},
             },
         },
         "/version": {
@@ -436,7 +477,7 @@ OPENAPI = {
                 "operationId": "dashboard",
                 "summary": "The task dashboard, for a browser (taskhub extension)",
                 "description": "An HTML page (its scripts and styles under `/dashboard/static/`) that lists, counts,"
-                " watches, cancels and deletes tasks through the routes above. It loads without a"
+                " watches, cancels, deletes and requeues tasks through the routes above. It loads without a"
                 " key and asks for one when the API answers 401 or 403.",
                 "responses": {
                     "200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}

@@ -44,6 +44,7 @@ ACTIONS = [
     "tasks.enqueue",
     "tasks.cancel",
     "tasks.delete",
+    "tasks.requeue",
     "tasks.*",
     "dumps.create",
     "dumps.*",

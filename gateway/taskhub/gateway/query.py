@@ -241,6 +241,11 @@ def delete_request(raw: str) -> task_service_pb2.DeleteTasksRequest:
     return task_service_pb2.DeleteTasksRequest(filter=_matching_filter(raw), original_filter="?" + raw)
 
 
+def requeue_request(raw: str) -> task_service_pb2.RequeueTasksRequest:
+    """`POST /tasks/requeue?...`: the filters and errors of `POST /tasks/cancel`."""
+    return task_service_pb2.RequeueTasksRequest(filter=_matching_filter(raw))
+
+
 def watch_request(raw: str, last_event_id: int | None) -> task_service_pb2.WatchTasksRequest:
     """`GET /tasks/events?...`: GET /tasks's filters and errors, without `limit`, `from` or `reverse`.
 

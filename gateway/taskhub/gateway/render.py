@@ -182,6 +182,8 @@ def task(message: task_pb2.Task) -> dict:
     }
     if message.HasField("custom_metadata"):
         body["customMetadata"] = message.custom_metadata
+    if message.HasField("requeued_from"):
+        body["requeuedFrom"] = message.requeued_from
     return body
 
 

@@ -21,7 +21,7 @@ from grpc_health.v1 import _async as health_async, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskhub import limits
-from taskhub.server.config import Config, parse_size, task_type_names, watch_retention_bytes
+from taskhub.server.config import Config, parse_duration, parse_size, task_type_names, watch_retention_bytes
 from taskhub.server.edge import decoding, tls
 from taskhub.server.edge.key_service import KeyService
 from taskhub.server.edge.services import TaskService, WorkerService
@@ -135,6 +135,9 @@ def check(config: Config) -> None:
             f"the master key must be at least {MIN_MASTER_KEY} bytes; this one has"
             f" {len(config.master_key.encode())} (--master-key or TASKHUB_MASTER_KEY)"
         )
+    parse_duration(config.idempotency_ttl)
+    if config.max_idempotency_keys < 0:
+        raise ValueError(f"--max-idempotency-keys is 0 or more, not {config.max_idempotency_keys}")
     if config.task_index not in FINDERS:
         raise ValueError(f"--task-index is `memory` or `sql`, not `{config.task_index}`")
     task_type_names(config)
@@ -186,6 +189,8 @@ async def _start(
         cleanup_threshold=config.cleanup_threshold,
         cleanup_batch=config.cleanup_batch,
         commit_window=config.commit_window_ms / 1000,
+        idempotency_ttl=parse_duration(config.idempotency_ttl),
+        max_idempotency_keys=config.max_idempotency_keys,
     )
     await scheduler.start(background=background)
 

@@ -46,6 +46,8 @@ class Config:
     tls_cert: str | None = None
     tls_key: str | None = None
     task_types: str = ""
+    idempotency_ttl: str = "24h"
+    max_idempotency_keys: int = 1_000_000
 
 
 HELP = {
@@ -108,6 +110,13 @@ HELP = {
         "comma list of your own task types beside Meilisearch's (`sendEmail,resizeImage`): camelCase names"
         " of a lower-case letter then up to 63 letters and digits; their details are any JSON object"
     ),
+    "idempotency_ttl": (
+        "how long an idempotency key answers its first enqueue again (`Idempotency-Key`, `idempotency_key`);"
+        " 24h, 90m, 3600s..."
+    ),
+    "max_idempotency_keys": (
+        "the most idempotency keys kept; past it the oldest are dropped (with the expired ones, every 10 seconds)"
+    ),
 }
 
 
@@ -146,6 +155,17 @@ def task_type_names(config: Config) -> list[str]:
         return check_names(names)
     except ValueError as exc:
         raise ValueError(f"--task-types: {exc} (or TASKHUB_TASK_TYPES)") from None
+
+
+_DURATIONS = {"": 1, "s": 1, "m": 60, "h": 3_600, "d": 86_400}
+
+
+def parse_duration(text: str) -> int:
+    """Microseconds from `24h`, `90m`, `3600s`, `1d` or a number of seconds; more than zero."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if match is None or match.group(2).lower() not in _DURATIONS or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration (try 24h, 90m, 3600s)")
+    return int(float(match.group(1)) * _DURATIONS[match.group(2).lower()] * 1_000_000)
 
 
 def watch_retention_bytes(config: Config) -> int:

@@ -153,6 +153,8 @@ def fill_task(message: task_pb2.Task, task: Task) -> None:
         metadata = extra.get("customMetadata")
         if metadata is not None:
             message.custom_metadata = metadata
+    if task.extra is not None and "requeuedFrom" in task.extra:
+        message.requeued_from = task.extra["requeuedFrom"]
 
 
 def version_to_proto(info: BuildInfo) -> task_service_pb2.GetVersionResponse:

@@ -134,7 +134,14 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             # Each type's own action is checked with the task (rules/enqueue); a caller with none is refused now.
             principal = self.keys.require_any(authorization(context), ENQUEUE_ACTIONS)
             type_, index_uid, details, extra = _enqueue_item(request, self.payload_limit, self.scheduler.types)
-            task = await self.scheduler.enqueue(type_, index_uid, details, caller=principal, extra=extra)
+            task = await self.scheduler.enqueue(
+                type_,
+                index_uid,
+                details,
+                caller=principal,
+                extra=extra,
+                idempotency_key=request.idempotency_key if request.HasField("idempotency_key") else None,
+            )
             return pb.EnqueueTaskResponse(task=convert.summary_to_proto(task))
 
     async def EnqueueTasks(self, request: pb.EnqueueTasksRequest, context) -> pb.EnqueueTasksResponse:
@@ -143,10 +150,20 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             items = []
             for position, item in enumerate(request.tasks):
                 try:
+                    if item.HasField("idempotency_key"):
+                        raise TaskHubError(
+                            "invalid_idempotency_key",
+                            "One idempotency key covers the whole batch: set `idempotency_key` on the request,"
+                            " not on its tasks.",
+                        )
                     items.append(_enqueue_item(item, self.payload_limit, self.scheduler.types))
                 except TaskHubError as error:
                     raise error.within(f"tasks[{position}]") from None
-            tasks = await self.scheduler.enqueue_many(items, caller=principal)
+            tasks = await self.scheduler.enqueue_many(
+                items,
+                caller=principal,
+                idempotency_key=request.idempotency_key if request.HasField("idempotency_key") else None,
+            )
             return pb.EnqueueTasksResponse(tasks=[convert.summary_to_proto(task) for task in tasks])
 
     async def CancelTasks(self, request: pb.CancelTasksRequest, context) -> pb.CancelTasksResponse:
@@ -166,6 +183,15 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 request.original_filter if request.HasField("original_filter") else None,
             )
             return pb.DeleteTasksResponse(task=convert.summary_to_proto(task))
+
+    async def RequeueTasks(self, request: pb.RequeueTasksRequest, context) -> pb.RequeueTasksResponse:
+        async with error_edge(context):
+            principal = self.keys.require(authorization(context), "tasks.requeue")
+            tasks = await self.scheduler.requeue_tasks(self._query(request.filter, principal), caller=principal)
+            response = pb.RequeueTasksResponse()
+            for task in tasks:
+                convert.fill_task(response.tasks.add(), task)
+            return response
 
     async def GetVersion(self, request: pb.GetVersionRequest, context) -> pb.GetVersionResponse:
         async with error_edge(context):

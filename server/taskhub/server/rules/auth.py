@@ -33,6 +33,7 @@ ACTIONS = (
     "tasks.enqueue",
     "tasks.cancel",
     "tasks.delete",
+    "tasks.requeue",
     "tasks.*",
     "dumps.create",
     "dumps.*",
@@ -60,11 +61,15 @@ def enqueue_action(type_: TaskKind) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """A caller: its actions (None: all) and the indexes it may see (None: all, global tasks too)."""
+    """A caller: its actions (None: all) and the indexes it may see (None: all, global tasks too).
+
+    `key_uid`: the API key it called with (None for the master key, or when keys are off).
+    """
 
     actions: frozenset[str] | None
     scope: Scope | None
     master: bool = False
+    key_uid: str | None = None
 
     def allows(self, action: str) -> bool:
         if self.actions is None:
@@ -145,7 +150,7 @@ class Keyring:
         record = found[1]
         if record.expires_at is not None and record.expires_at <= self._clock():
             raise invalid_key()
-        return Principal(actions=frozenset(record.actions), scope=scope_of(record.indexes))
+        return Principal(actions=frozenset(record.actions), scope=scope_of(record.indexes), key_uid=record.uid)
 
     def require(self, header: str | None, action: str) -> Principal:
         principal = self.authenticate(header)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 from taskhub.server.storage.contract import Changes, StorageFull
 from taskhub.server.storage.sqlite.changes import SqliteChangeLog
+from taskhub.server.storage.sqlite.idempotency import SqliteIdempotency
 from taskhub.server.storage.sqlite.keys import SqliteKeys
 from taskhub.server.storage.sqlite.leases import SqliteLeases
 from taskhub.server.storage.sqlite.schema import SCHEMA_VERSION, migrate, new_epoch
@@ -35,6 +36,7 @@ class _Tables:
         self.tasks = SqliteTasks(conn, self.log)
         self.leases = SqliteLeases(conn, self.tasks)
         self.keys = SqliteKeys(conn)
+        self.idempotency = SqliteIdempotency(conn)
 
     @property
     def changes(self) -> Changes:
