@@ -11,6 +11,7 @@ from __future__ import annotations
 import pathlib
 import random
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,11 +107,26 @@ def retry_delay(policy: RetryPolicy, attempt: int, error: grpc.RpcError, idempot
     return delay
 
 
+def idempotency_key_for(given: str | None) -> str:
+    """The key an enqueue sends: the caller's, or one of our own, made once per call and sent on each of its
+    retries, so a retry after UNAVAILABLE (whose first attempt may have been stored) never makes a second task."""
+    return given if given is not None else uuid.uuid4().hex
+
+
 def enqueue_request(
-    type: TaskType | str, index_uid: str | None = None, details: dict | None = None
+    type: TaskType | str,
+    index_uid: str | None = None,
+    details: dict | None = None,
+    custom_metadata: str | None = None,
 ) -> pb.EnqueueTaskRequest:
+    """One enqueue: Meilisearch's types by their enum, a registered type (`sendEmail`) by name."""
     type_ = parse_type(type)
-    request = pb.EnqueueTaskRequest(type=TYPE_TO_PROTO[type_], index_uid=index_uid)
+    if isinstance(type_, TaskType):
+        request = pb.EnqueueTaskRequest(type=TYPE_TO_PROTO[type_], index_uid=index_uid)
+    else:
+        request = pb.EnqueueTaskRequest(type_name=type_, index_uid=index_uid)
+    if custom_metadata is not None:
+        request.custom_metadata = custom_metadata
     proto_details = details_to_proto(type_, details)
     if proto_details is not None:
         request.details.CopyFrom(proto_details)

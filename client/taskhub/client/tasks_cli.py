@@ -1,4 +1,4 @@
-"""`taskhub tasks list|get|enqueue|cancel|delete|watch|wait`: a running server, from the shell.
+"""`taskhub tasks list|get|enqueue|cancel|delete|requeue|watch|wait`: a running server, from the shell.
 
 The `tasks` group, hung under the root by `cli.root()`. Output is for people by default
 (tables that fit the terminal; `--wide` for every character) and Meilisearch's JSON with
@@ -37,6 +37,7 @@ from taskhub.client.render import (
     LiveLine,
     change_line,
     page_footer,
+    requeued_line,
     status_line,
     summary_line,
     task_card,
@@ -50,7 +51,7 @@ _FILTER_HELP = {
     "uids": "tasks with these uids (comma list, e.g. 1,2,3)",
     "index_uids": "tasks of these indexes (comma list, case-sensitive)",
     "statuses": "tasks in these statuses: enqueued, processing, succeeded, failed, canceled",
-    "types": "tasks of these types, e.g. documentAdditionOrUpdate,indexCreation",
+    "types": "tasks of these types, e.g. documentAdditionOrUpdate,indexCreation (or registered ones: sendEmail)",
     "canceled_by": "tasks canceled by these taskCancelation uids",
 }
 FILTER_RULES = (
@@ -120,7 +121,9 @@ def _declare() -> None:
         "enqueue a task, or every task of a file",
         "Enqueue a task of type TYPE and print its summary (--json: {taskUid, indexUid, status, type,"
         " enqueuedAt}). Example: taskhub tasks enqueue documentAdditionOrUpdate --index-uid movies"
-        " --details '{\"receivedDocuments\": 3}'. With --file, enqueue every line of a JSON Lines"
+        " --details '{\"receivedDocuments\": 3}'. TYPE may be one registered at the server"
+        " (--task-types), its details any JSON object: taskhub tasks enqueue sendEmail --details"
+        ' \'{"to": "a@example.com"}\'. With --file, enqueue every line of a JSON Lines'
         ' file ({"type", "indexUid", "details"} as POST /tasks takes them) in EnqueueTasks'
         " calls of up to 1,000, each all or none, printing a summary per task as its call succeeds.",
         (
@@ -130,7 +133,12 @@ def _declare() -> None:
                 "--details",
                 type=JsonObject(),
                 metavar="JSON",
-                help="the details as a JSON object with Meilisearch's keys",
+                help="the details as a JSON object with Meilisearch's keys (any object for a registered type)",
+            ),
+            click.option(
+                "--custom-metadata",
+                metavar="TEXT",
+                help="any string kept with the task and shown as its customMetadata",
             ),
             click.option("--file", metavar="PATH", help="a JSON Lines file of tasks instead of TYPE ('-': stdin)"),
         ),
@@ -151,6 +159,16 @@ def _declare() -> None:
         "delete the matching finished tasks",
         "Enqueue a taskDeletion of the finished tasks matching the filters (at least one filter is"
         " required).\n\n" + FILTER_RULES,
+        filters,
+    )
+    client_command(
+        tasks,
+        "requeue",
+        _requeue,
+        "enqueue the matching failed or canceled tasks again",
+        "Enqueue again, as new tasks, the failed or canceled tasks matching the filters (at least one"
+        " filter is required; other statuses are never requeued), at most 1,000 at once. Text: one line"
+        " per new task; --json: the new tasks as POST /tasks/requeue answers them.\n\n" + FILTER_RULES,
         filters,
     )
     client_command(
@@ -228,10 +246,12 @@ def _enqueue(client: TaskHubClient, args: argparse.Namespace) -> int:
     if (args.type is None) == (args.file is None):
         usage_error("give a TYPE or --file, one of the two")
     if args.file is not None:
-        if args.index_uid is not None or args.details is not None:
-            usage_error("--index-uid and --details go with TYPE; with --file each line carries its own")
+        if args.index_uid is not None or args.details is not None or args.custom_metadata is not None:
+            usage_error(
+                "--index-uid, --details and --custom-metadata go with TYPE; with --file each line carries its own"
+            )
         return _enqueue_file(client, args)
-    summary = client.enqueue(args.type, args.index_uid, args.details)
+    summary = client.enqueue(args.type, args.index_uid, args.details, custom_metadata=args.custom_metadata)
     print(to_json(summary.to_dict()) if args.json else summary_line(summary))
     return EXIT_OK
 
@@ -328,6 +348,15 @@ def _cancel(client: TaskHubClient, args: argparse.Namespace) -> int:
 def _delete(client: TaskHubClient, args: argparse.Namespace) -> int:
     summary = client.delete_tasks(_task_filter(args))
     print(to_json(summary.to_dict()) if args.json else summary_line(summary))
+    return EXIT_OK
+
+
+def _requeue(client: TaskHubClient, args: argparse.Namespace) -> int:
+    new = client.requeue_tasks(_task_filter(args))
+    if args.json:
+        print(to_json({"results": [task.to_dict() for task in new]}))
+    else:
+        print("\n".join(requeued_line(task) for task in new) or "no failed or canceled task matches")
     return EXIT_OK
 
 

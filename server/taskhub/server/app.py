@@ -21,7 +21,7 @@ from grpc_health.v1 import _async as health_async, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskhub import limits
-from taskhub.server.config import Config, parse_size, watch_retention_bytes
+from taskhub.server.config import Config, parse_duration, parse_size, task_type_names, watch_retention_bytes
 from taskhub.server.edge import decoding, tls
 from taskhub.server.edge.key_service import KeyService
 from taskhub.server.edge.services import TaskService, WorkerService
@@ -36,6 +36,7 @@ from taskhub.server.storage.postgres.database import PostgresStorage, is_postgre
 from taskhub.server.storage.postgres.lock import PostgresServerLock
 from taskhub.server.storage.sqlite.database import SqliteStorage
 from taskhub.server.storage.sqlite.finder import SqlFinder
+from taskhub.server.task_types import TaskTypes
 from taskhub.v1 import (
     key_service_pb2,
     key_service_pb2_grpc,
@@ -115,20 +116,21 @@ def index_path(db: str) -> str:
 
 
 def open_store(config: Config) -> SqliteStorage | PostgresStorage:
-    limit = parse_size(config.max_task_db_size)
-    if is_postgres_url(config.db):
-        store: SqliteStorage | PostgresStorage = PostgresStorage(config.db, max_bytes=limit + max(DB_HEADROOM, limit))
-        if config.import_dump:
-            count = exports.import_dump(store, config.import_dump)
-            log.info("imported %d tasks from %s", count, config.import_dump)
-        return store
-    if config.import_snapshot:
-        exports.import_snapshot(config.import_snapshot, config.db)
-    # SQLite's hard cap sits above the configured size, so cancelations and deletions still fit: as much
+    # The hard cap sits above the configured size, so cancelations and deletions still fit: as much
     # again at least, since canceling every task of a full queue logs each one's new state.
-    store = SqliteStorage(config.db, max_bytes=limit + max(DB_HEADROOM, limit))
-    if config.import_snapshot:
-        store.renew_epoch()  # a copy of another database's history: a saved index of this path is not for it
+    limit = parse_size(config.max_task_db_size)
+    max_bytes = limit + max(DB_HEADROOM, limit)
+    store: SqliteStorage | PostgresStorage
+    if is_postgres_url(config.db):
+        store = PostgresStorage(config.db, max_bytes=max_bytes)
+    else:
+        if config.import_snapshot:
+            exports.import_snapshot(config.import_snapshot, config.db)
+        store = SqliteStorage(config.db, max_bytes=max_bytes)
+        if config.import_snapshot:
+            store.renew_epoch()  # a copy of another database's history: a saved index of this path is not for it
+    with store.transaction() as tx:  # before a dump loads: its tasks may be of these types
+        tx.task_types.register(task_type_names(config))
     if config.import_dump:
         count = exports.import_dump(store, config.import_dump)
         log.info("imported %d tasks from %s", count, config.import_dump)
@@ -143,6 +145,9 @@ def check(config: Config) -> None:
             f"the master key must be at least {MIN_MASTER_KEY} bytes; this one has"
             f" {len(config.master_key.encode())} (--master-key or TASKHUB_MASTER_KEY)"
         )
+    parse_duration(config.idempotency_ttl)
+    if config.max_idempotency_keys < 0:
+        raise ValueError(f"--max-idempotency-keys is 0 or more, not {config.max_idempotency_keys}")
     if config.task_index not in FINDERS:
         raise ValueError(f"--task-index is `memory` or `sql`, not `{config.task_index}`")
     if is_postgres_url(config.db):
@@ -153,6 +158,7 @@ def check(config: Config) -> None:
                 "--import-snapshot takes a SQLite snapshot; a PostgreSQL snapshot is a pg_dump file: restore it"
                 " with pg_restore into an empty database, then serve that database"
             )
+    task_type_names(config)
 
 
 async def start(config: Config, *, background: bool = True, clock: Callable[[], int] = wall_clock) -> Service:
@@ -189,6 +195,7 @@ async def _start(
     scheduler = Scheduler(
         store,
         FINDERS[config.task_index](store),
+        types=TaskTypes(store.task_types.all(), task_type_names(config)),
         hub=hub,
         clock=clock,
         snapshots_dir=config.snapshots_dir,
@@ -201,6 +208,8 @@ async def _start(
         cleanup_threshold=config.cleanup_threshold,
         cleanup_batch=config.cleanup_batch,
         commit_window=config.commit_window_ms / 1000,
+        idempotency_ttl=parse_duration(config.idempotency_ttl),
+        max_idempotency_keys=config.max_idempotency_keys,
     )
     await scheduler.start(background=background)
 

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 
 import psycopg
 
-from taskhub.server.model import Task
+from taskhub.server.model import Task, TaskKind
 from taskhub.server.storage.contract import Changes
 from taskhub.server.storage.postgres.rows import bump, counter
 from taskhub.server.storage.sqlite.rows import compact, dumps, loads, row_to_task
@@ -21,8 +21,11 @@ from taskhub.server.storage.sqlite.rows import compact, dumps, loads, row_to_tas
 class PostgresChangeLog:
     """The `ChangeLog` of the contract on one connection; `logged` is what the open unit of work appended."""
 
-    def __init__(self, conn: psycopg.Connection, atomic: Callable[[], AbstractContextManager]) -> None:
+    def __init__(
+        self, conn: psycopg.Connection, atomic: Callable[[], AbstractContextManager], type_of: dict[int, TaskKind]
+    ) -> None:
         self.conn = conn
+        self.type_of = type_of
         self._atomic = atomic
         self.logged: list[tuple[Task, bool]] = []
 
@@ -92,7 +95,7 @@ class PostgresChangeLog:
         rows = self.conn.execute(
             "SELECT deleted, task FROM changes WHERE seq > %s ORDER BY seq LIMIT %s", (seq, limit)
         ).fetchall()
-        tasks = [row_to_task(loads(task)) for _, task in rows]
+        tasks = [row_to_task(loads(task), self.type_of) for _, task in rows]
         return Changes(tasks, frozenset(t.uid for t, (deleted, _) in zip(tasks, rows) if deleted))
 
     def oldest_change(self) -> int | None:

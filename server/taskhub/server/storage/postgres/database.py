@@ -21,12 +21,14 @@ import psycopg
 
 from taskhub.server.storage.contract import Changes, StorageFull
 from taskhub.server.storage.postgres.changes import PostgresChangeLog
+from taskhub.server.storage.postgres.idempotency import PostgresIdempotency
 from taskhub.server.storage.postgres.keys import PostgresKeys
 from taskhub.server.storage.postgres.leases import PostgresLeases
 from taskhub.server.storage.postgres.schema import UNIT_LOCK, migrate, new_epoch
+from taskhub.server.storage.postgres.task_types import PostgresTaskTypes
 from taskhub.server.storage.postgres.tasks import PostgresTasks
 
-_TABLES = ("tasks", "leases", "matches", "changes", "api_keys", "meta")
+_TABLES = ("tasks", "leases", "matches", "changes", "api_keys", "task_types", "idempotency_keys", "meta")
 
 
 def is_postgres_url(address: str) -> bool:
@@ -39,14 +41,16 @@ def _connect(url: str) -> psycopg.Connection:
 
 
 class _Tables:
-    """The four tables of the contract on one connection."""
+    """The tables of the contract on one connection."""
 
     def __init__(self, conn: psycopg.Connection, atomic) -> None:
         self.conn = conn
-        self.log = PostgresChangeLog(conn, atomic)
+        self.task_types = PostgresTaskTypes(conn)
+        self.log = PostgresChangeLog(conn, atomic, self.task_types.codes)
         self.tasks = PostgresTasks(conn, self.log)
         self.leases = PostgresLeases(conn, self.tasks)
         self.keys = PostgresKeys(conn)
+        self.idempotency = PostgresIdempotency(conn)
 
     @property
     def changes(self) -> Changes:
@@ -89,6 +93,7 @@ class PostgresStorage(_Tables):
         super().__init__(_connect(url), self.transaction)
         with self.transaction():  # under the lock: servers starting at once migrate one after another
             migrate(self.conn)
+        self.task_types.codes.reload()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[PostgresStorage]:

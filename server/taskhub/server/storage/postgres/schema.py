@@ -46,6 +46,17 @@ CREATE TABLE leases (
 CREATE INDEX leases_state_deadline ON leases (state, deadline);
 CREATE TABLE matches (uid bigint PRIMARY KEY, uids bytea NOT NULL);
 CREATE TABLE changes (seq bigint PRIMARY KEY, uid bigint NOT NULL, deleted boolean NOT NULL, task text NOT NULL);
+-- The code each task type registered at a server (`--task-types`) is stored under, given once.
+CREATE TABLE task_types (code integer PRIMARY KEY, name text NOT NULL UNIQUE);
+-- Idempotency keys (digests of caller and key) with the tasks their first enqueue made.
+CREATE TABLE idempotency_keys (
+    key bytea PRIMARY KEY,
+    request bytea NOT NULL,
+    first_uid bigint NOT NULL,
+    count integer NOT NULL,
+    created_at bigint NOT NULL
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 CREATE TABLE api_keys (
     uid text PRIMARY KEY,
     name text,

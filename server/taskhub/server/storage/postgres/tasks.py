@@ -43,6 +43,7 @@ class PostgresTasks:
     def __init__(self, conn: psycopg.Connection, log: PostgresChangeLog) -> None:
         self.conn = conn
         self.log = log
+        self.type_of = log.type_of
 
     def next_uid(self) -> int:
         return counter(self.conn, "next_uid")
@@ -54,13 +55,13 @@ class PostgresTasks:
 
     def get(self, uid: int) -> Task | None:
         row = self.conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE uid = %s", (uid,)).fetchone()
-        return None if row is None else row_to_task(row)
+        return None if row is None else row_to_task(row, self.type_of)
 
     def get_many(self, uids: Iterable[int], statuses: frozenset[TaskStatus] | None = None) -> list[Task]:
         where = "" if statuses is None else " AND status = ANY(%s)"
         params: tuple = (list(uids),) if statuses is None else (list(uids), _statuses(statuses))
         rows = self.conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE uid = ANY(%s){where} ORDER BY uid", params)
-        return [row_to_task(r) for r in rows]
+        return [row_to_task(r, self.type_of) for r in rows]
 
     def get_page(self, uids: list[int], budget: int) -> tuple[list[Task], int | None]:
         """See the contract; sized as SQLite's: the stored JSON of details and error plus ROW_BYTES a task."""
@@ -73,7 +74,7 @@ class PostgresTasks:
             used += ROW_BYTES + (len(details) if details else 0) + (len(error) if error else 0)
             if used > budget and tasks:
                 return tasks, row[0]
-            tasks.append(row_to_task(row))
+            tasks.append(row_to_task(row, self.type_of))
         return tasks, None
 
     def matched_uids(self, uid: int) -> list[int]:
@@ -99,7 +100,7 @@ class PostgresTasks:
             if not rows:
                 return
             for row in rows:
-                task = row_to_task(row)
+                task = row_to_task(row, self.type_of)
                 matched = None
                 if task.type in (TaskType.TASK_CANCELATION, TaskType.TASK_DELETION):
                     matched = self.matched_uids(task.uid)
@@ -180,7 +181,7 @@ class PostgresTasks:
             f"DELETE FROM tasks WHERE uid = ANY(%s) AND status = ANY(%s) RETURNING {DELETED_COLUMNS}, size",
             (list(uids), _statuses(statuses)),
         ).fetchall()
-        deleted = sorted((row_to_task(r[:-1]) for r in rows), key=lambda t: t.uid)
+        deleted = sorted((row_to_task(r[:-1], self.type_of) for r in rows), key=lambda t: t.uid)
         if deleted:
             bump(self.conn, "stored_bytes", -sum(r[-1] for r in rows))
             self.log.sequence(deleted)

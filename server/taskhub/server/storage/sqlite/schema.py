@@ -7,7 +7,7 @@ import sqlite3
 
 import sqlite_utils
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 9
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -45,6 +45,17 @@ def migrate(conn: sqlite3.Connection) -> None:
     if version < 5:
         # Version 5 keeps the fields beyond Meilisearch's (customMetadata, runAt, batchUid, ...) as one JSON object.
         add_column(conn, "tasks", "extra", "TEXT")
+    if version < 7:
+        # Version 7 gives each task type registered at the server (`--task-types`) its stored code, once.
+        conn.execute("CREATE TABLE IF NOT EXISTS task_types (code INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
+    if version < 9:
+        # Version 9 keeps idempotency keys (digests of caller and key) with the tasks their first enqueue made;
+        # without rowid: the key is the table's one B-tree, so an enqueue writes two (with created_at's), not three.
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS idempotency_keys (key BLOB PRIMARY KEY, request BLOB NOT NULL,"
+            " first_uid INTEGER NOT NULL, count INTEGER NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        conn.execute("CREATE INDEX IF NOT EXISTS idx_idempotency_created ON idempotency_keys (created_at)")
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
