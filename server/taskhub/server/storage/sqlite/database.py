@@ -15,6 +15,8 @@ import sqlite3
 from collections.abc import Iterator
 
 from taskhub.server.storage.contract import Changes, StorageFull
+from taskhub.server.storage.sqlite.batch_finder import SqliteBatchFinder
+from taskhub.server.storage.sqlite.batches import SqliteBatches
 from taskhub.server.storage.sqlite.changes import SqliteChangeLog
 from taskhub.server.storage.sqlite.keys import SqliteKeys
 from taskhub.server.storage.sqlite.leases import SqliteLeases
@@ -25,7 +27,7 @@ READ_MMAP_BYTES = 1 << 30
 
 
 class _Tables:
-    """The four tables of the contract on one connection."""
+    """The tables of the contract on one connection."""
 
     def __init__(self, conn: sqlite3.Connection, atomic) -> None:
         self.conn = conn
@@ -33,6 +35,8 @@ class _Tables:
         self.tasks = SqliteTasks(conn, self.log)
         self.leases = SqliteLeases(conn, self.tasks)
         self.keys = SqliteKeys(conn)
+        self.batches = SqliteBatches(conn)
+        self.batch_finder = SqliteBatchFinder(conn)
 
     @property
     def changes(self) -> Changes:
