@@ -158,8 +158,9 @@ def error(task: task_pb2.Task) -> dict | None:
 
 
 def task(message: task_pb2.Task) -> dict:
-    """The fully qualified task object, keys in the order seed 004 fixes."""
-    return {
+    """The fully qualified task object, keys in the order seed 004 fixes; taskhub's extra fields after them,
+    only when set."""
+    body = {
         "uid": message.uid,
         "indexUid": message.index_uid if message.HasField("index_uid") else None,
         "status": STATUS_LABELS.get(message.status),
@@ -172,6 +173,9 @@ def task(message: task_pb2.Task) -> dict:
         "startedAt": date(message.started_at) if message.HasField("started_at") else None,
         "finishedAt": date(message.finished_at) if message.HasField("finished_at") else None,
     }
+    if message.HasField("batch_uid"):
+        body["batchUid"] = message.batch_uid
+    return body
 
 
 def summary(message: task_pb2.TaskSummary) -> dict:

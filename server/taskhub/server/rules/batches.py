@@ -10,6 +10,7 @@ Reads (`list_batches`, `get_batch`) and `batchUids` on task filters resolve thro
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from taskhub.errors import TaskHubError
@@ -106,10 +107,14 @@ def close_batch(
     tx.batches.save(batch)
 
 
-def close_open_batches(tx: Transaction, now: int) -> None:
-    """On start: batches open when the server stopped end `lost` (their tasks were sent back)."""
-    for uid in tx.batches.open_uids():
-        close_batch(tx, uid, now, "lost")
+def close_open_batches(tx: Transaction, clock: Callable[[], int]) -> None:
+    """On start: batches open when the server stopped end `lost` (their tasks were sent back). The clock is
+    read only when there are some."""
+    open_uids = tx.batches.open_uids()
+    if open_uids:
+        now = clock()
+        for uid in open_uids:
+            close_batch(tx, uid, now, "lost")
 
 
 def check_progress(steps: list[ProgressStep]) -> None:

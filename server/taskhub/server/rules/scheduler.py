@@ -159,7 +159,7 @@ class Scheduler:
         """Fills the finder, recovers from the last stop, then (by default) runs `tick` when there is work."""
         await self.units.load()
         processing = self.finder.uids(TaskQuery(statuses=PROCESSING), limit=2**32)
-        await self.units.run(server_tasks.requeue_processing, processing, self.clock())
+        await self.units.run(server_tasks.requeue_processing, processing, self.clock)
         if background:
             self._runner = asyncio.create_task(self._run(), name="taskhub-scheduler")
             self._poller = asyncio.create_task(self.units.poll(lambda: self.closing), name="taskhub-follower")

@@ -199,9 +199,9 @@ def _run_deletion(tx: Transaction, uid: int, now: int) -> None:
     _finish(tx, uid, now, {**(task.details or {}), "deletedTasks": len(deleted)}, None)
 
 
-def requeue_processing(tx: Transaction, processing: list[int], now: int) -> None:
+def requeue_processing(tx: Transaction, processing: list[int], clock: Callable[[], int]) -> None:
     """On start: whatever was processing when the server stopped is enqueued again, leases are lost and
     open batches end."""
     tx.leases.end_all("lost")
     requeue(tx, tx.tasks.get_many(processing, frozenset({TaskStatus.PROCESSING})))
-    close_open_batches(tx, now)
+    close_open_batches(tx, clock)
