@@ -214,6 +214,8 @@ class Task:
     enqueued_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # The batch that last processed it (GET /batches/{uid}); None before any did.
+    batch_uid: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -242,11 +244,12 @@ class Task:
             enqueued_at=_time(message, "enqueued_at"),
             started_at=_time(message, "started_at"),
             finished_at=_time(message, "finished_at"),
+            batch_uid=message.batch_uid if message.HasField("batch_uid") else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Meilisearch's task object, fields in Meilisearch's order."""
-        return {
+        """Meilisearch's task object, fields in Meilisearch's order; `batchUid` after them when set."""
+        body = {
             "uid": self.uid,
             "indexUid": self.index_uid,
             "status": self.status.value,
@@ -259,6 +262,9 @@ class Task:
             "startedAt": _show(self.started_at),
             "finishedAt": _show(self.finished_at),
         }
+        if self.batch_uid is not None:
+            body["batchUid"] = self.batch_uid
+        return body
 
 
 @dataclass(frozen=True, slots=True)
