@@ -169,7 +169,7 @@ def test_a_schema_5_database_opens_with_no_batches_and_its_tasks_unchanged(tmp_p
         before = tx.tasks.get_many([0, 1, 2])
     old.close()
     conn = sqlite3.connect(path)
-    for table in ("batches", "batch_tasks", "batch_types", "batch_progress"):
+    for table in ("batches", "batch_tasks", "batch_progress"):
         conn.execute(f"DROP TABLE {table}")
     conn.execute("ALTER TABLE leases DROP COLUMN batch_uid")
     conn.execute("DELETE FROM meta WHERE key IN ('next_batch_uid', 'batch_count')")

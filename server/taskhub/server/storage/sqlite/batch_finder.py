@@ -1,7 +1,7 @@
 """The plain-SQL `BatchFinder`: which batches match a filter, asked of the batch rows on one connection.
 
 A batch matches when it holds a task matching each set field (Meilisearch's rule): statuses are a
-bit mask column, types and member tasks side tables, so no JSON is read to filter.
+bit mask column, member tasks a side table; only a type filter reads the rows' `stats` JSON.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def where(query: BatchQuery) -> tuple[str, list]:
     within("index_uid IN (SELECT value FROM json_each(?))", query.index_uids)
     if query.types is not None:
         within(
-            "uid IN (SELECT batch_uid FROM batch_types WHERE type IN (SELECT value FROM json_each(?)))",
+            "EXISTS (SELECT 1 FROM json_each(stats, '$.types') WHERE key IN (SELECT value FROM json_each(?)))",
             frozenset(t.label for t in query.types),
         )
     if query.statuses is not None:

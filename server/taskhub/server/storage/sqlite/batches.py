@@ -1,7 +1,7 @@
 """The SQLite batch tables: one row a batch, its members (`batch_tasks`), types and progress beside it.
 
-A batch's counts and details are JSON in its row; what a filter asks (statuses, index, dates)
-are columns, and its types a side table, so listing reads no JSON but the page's.
+A batch's counts and details are JSON in its row; what a filter asks most (statuses, index, dates)
+are columns. Only the uid and the membership are indexed: a lease writes a few pages more, no more.
 """
 
 from __future__ import annotations
@@ -100,14 +100,7 @@ class SqliteBatches:
         self.conn.executemany(
             "INSERT INTO batch_tasks (batch_uid, task_uid) VALUES (?, ?)", [(batch.uid, t) for t in task_uids]
         )
-        self._types(batch)
         return batch
-
-    def _types(self, batch: Batch) -> None:
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO batch_types (type, batch_uid) VALUES (?, ?)",
-            [(t.label, batch.uid) for t in batch.types],
-        )
 
     def get(self, uid: int) -> Batch | None:
         row = self.conn.execute(f"SELECT {COLUMNS} FROM batches WHERE uid = ?", (uid,)).fetchone()
@@ -154,7 +147,6 @@ class SqliteBatches:
                 batch.uid,
             ),
         )
-        self._types(batch)
         if batch.finished_at is not None:
             self.conn.execute("DELETE FROM batch_progress WHERE batch_uid = ?", (batch.uid,))
 
@@ -208,7 +200,6 @@ class SqliteBatches:
         ]
         if emptied:
             gone = json.dumps(emptied)
-            self.conn.execute("DELETE FROM batch_types WHERE batch_uid IN (SELECT value FROM json_each(?))", (gone,))
             self.conn.execute("DELETE FROM batch_progress WHERE batch_uid IN (SELECT value FROM json_each(?))", (gone,))
             bump(self.conn, "batch_count", -len(emptied))
         return sorted(emptied)
