@@ -405,3 +405,17 @@ async def test_a_scoped_key_sees_only_its_indexes_batches(secured_http, secured_
         assert (response.status_code, response.json()["code"]) == (404, "batch_not_found")
     assert (await secured_http.get("/batches/0", headers=key)).status_code == 200
     assert (await secured_http.get("/batches", headers=master)).json()["total"] == 3
+
+
+async def test_a_watch_refuses_batch_uids_and_a_filter_caps_them(stub):
+    from taskhub.v1 import task_pb2, task_service_pb2 as pb
+
+    watch = stub.WatchTasks(pb.WatchTasksRequest(filter=task_pb2.TaskFilter(batch_uids=task_pb2.UidSet(uids=[0]))))
+    assert await error_of(watch.read()) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid_batch_uids",
+        "`batchUids` cannot filter a watch.",
+    )
+    too_many = task_pb2.TaskFilter(batch_uids=task_pb2.UidSet(uids=range(10_001)))
+    code, reason, _ = await error_of(stub.ListBatches(pb.ListBatchesRequest(filter=too_many)))
+    assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "invalid_batch_uids")
