@@ -32,6 +32,9 @@ FILTERS = (
     "`uids`, `canceledBy`, `types`, `statuses`, `indexUids`, `afterEnqueuedAt`, `beforeEnqueuedAt`,"
     " `afterStartedAt`, `beforeStartedAt`, `afterFinishedAt`, `beforeFinishedAt`"
 )
+# Cancel and delete: Meilisearch's list puts `batchUids` after `uids`; GET /tasks's after `reverse`.
+MATCHING_FILTERS = "`uids`, `batchUids`, " + FILTERS.removeprefix("`uids`, ")
+LIST_FILTERS = "`limit`, `from`, `reverse`, `batchUids`, " + FILTERS
 INDEX_UID_RULE = (
     "Index uid can be an integer or a string containing only alphanumeric characters,"
     " hyphens (-) and underscores (_), and can not be more than 400 bytes."

@@ -87,6 +87,8 @@ def calls(channel):
         "WatchTask": lambda md: tasks.WatchTask(pb.WatchTaskRequest(uid=0), metadata=md).read(),
         "WatchTasks": lambda md: tasks.WatchTasks(pb.WatchTasksRequest(after=0), metadata=md).read(),
         "GetVersion": lambda md: tasks.GetVersion(pb.GetVersionRequest(), metadata=md),
+        "ListBatches": lambda md: tasks.ListBatches(pb.ListBatchesRequest(), metadata=md),
+        "GetBatch": lambda md: tasks.GetBatch(pb.GetBatchRequest(uid=0), metadata=md),
         "LeaseTasks": lambda md: workers.LeaseTasks(wpb.LeaseTasksRequest(), metadata=md),
         "RenewLease": lambda md: workers.RenewLease(wpb.RenewLeaseRequest(token="t"), metadata=md),
         "CompleteTasks": lambda md: workers.CompleteTasks(wpb.CompleteTasksRequest(token="t"), metadata=md),
@@ -118,6 +120,8 @@ RPCS = [
     "WatchTask",
     "WatchTasks",
     "GetVersion",
+    "ListBatches",
+    "GetBatch",
     "LeaseTasks",
     "RenewLease",
     "CompleteTasks",
@@ -150,7 +154,7 @@ async def test_every_rpc_refuses_bad_credentials(secured, keys, rpc):
     assert await error_of(call((("authorization", "Bearer "),))) == MISSING
     assert await error_of(call(bearer("not-a-key"))) == INVALID
     assert await error_of(call(bearer(keys["expiring"]))) == INVALID
-    if rpc in ("ListTasks", "GetTask", "WatchTask", "WatchTasks"):
+    if rpc in ("ListTasks", "GetTask", "WatchTask", "WatchTasks", "ListBatches", "GetBatch"):
         assert await error_of(call(bearer(keys["enqueue_only"]))) == INVALID  # lacks tasks.get
     else:
         assert await error_of(call(bearer(keys["movies_get"]))) == INVALID  # lacks the action

@@ -37,7 +37,8 @@ async def test_documented_parameters_are_the_parsed_ones(http):
         ]
 
     assert names("/tasks", "get") == list(query.LIST_PARAMETERS)
-    assert names("/tasks", "delete") == names("/tasks/cancel", "post") == list(query.FILTER_PARAMETERS)
+    assert names("/tasks", "delete") == names("/tasks/cancel", "post") == list(query.MATCHING_PARAMETERS)
+    assert names("/batches", "get") == list(query.LIST_PARAMETERS)
     assert names("/keys", "get") == list(keys.LIST_PARAMETERS)
     assert names("/tasks/events", "get") == list(query.WATCH_PARAMETERS)
     headers = [

@@ -73,6 +73,7 @@ async def test_processing_and_succeeded_tasks(http, service):
         "enqueuedAt": at(1),
         "startedAt": at(2),
         "finishedAt": at(3),
+        "batchUid": 0,  # the lease's batch, after Meilisearch's keys
     }
 
 
@@ -99,6 +100,7 @@ async def test_failed_task_has_its_error_and_zeroed_counters(http, service):
         "enqueuedAt": at(1),
         "startedAt": at(2),
         "finishedAt": at(3),
+        "batchUid": 0,
     }
     assert list(body["error"]) == ["message", "code", "type", "link"]
 
@@ -135,6 +137,7 @@ async def test_cancel_answers_202_and_the_cancelation_runs(http, service):
         "enqueuedAt": at(1),
         "startedAt": None,
         "finishedAt": at(4),
+        "batchUid": 0,  # canceled while enqueued, it joins the cancelation's batch (as in Meilisearch)
     }
     assert (await http.get("/tasks/2")).json() == {
         "uid": 2,
@@ -148,6 +151,7 @@ async def test_cancel_answers_202_and_the_cancelation_runs(http, service):
         "enqueuedAt": at(3),
         "startedAt": at(4),
         "finishedAt": at(4),
+        "batchUid": 0,
     }
     assert (await http.get("/tasks/1")).json()["status"] == "enqueued"
     assert [t["uid"] for t in (await http.get("/tasks?canceledBy=2")).json()["results"]] == [0]

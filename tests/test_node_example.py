@@ -88,6 +88,7 @@ async def test_node_enqueues_watches_lists_and_reads_errors(service, node_module
         "enqueuedAt": "2023-11-14T22:13:20.001000Z",
         "startedAt": "2023-11-14T22:13:20.002000Z",
         "finishedAt": "2023-11-14T22:13:20.003000Z",
+        "batchUid": 0,
     }
     assert [s["task"]["status"] for s in states] == ["enqueued", "processing", "succeeded"]
     assert states[-1]["task"] == final

@@ -197,6 +197,7 @@ async def test_v3_database_opens_whole(old_database):
                 "canceledBy": 13,
                 "details": {"receivedDocuments": 1, "indexedDocuments": 0},
                 "finishedAt": NOW_TEXT,
+                "batchUid": 0,  # the cancelation's batch: the first this old database ever made
             }
             assert (await client.get_task(14)).status.value == "enqueued"
             canceler, deleter = await client.get_task(13), await client.get_task(12)

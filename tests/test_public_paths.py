@@ -22,6 +22,7 @@ STORAGE_TESTS = {
     "test_store_schema.py",
     "test_task_index.py",
     "test_storage_contract.py",
+    "test_storage_contract_batches.py",
     "test_change_log_budget.py",
     # Another process's commit, made through the storage contract as a second server would.
     "test_read_model.py",

@@ -13,7 +13,7 @@ import pytest
 from helpers import T, enqueue, error_of, finish, start
 from taskhub.errors import TaskHubError
 from taskhub.server import app
-from taskhub.server.model import TaskQuery, TaskType
+from taskhub.server.model import TaskQuery, TaskStatus, TaskType
 from taskhub.server.storage.postgres.database import is_postgres_url
 from taskhub.v1 import task_pb2, task_service_pb2 as pb
 
@@ -197,6 +197,14 @@ async def test_dump_and_snapshot_can_be_started_from(service, stub, config, cloc
             task = await restored.scheduler.get_task(0)
             assert (task.status.label, task.canceled_by) == ("canceled", 1)
             assert restored.store.tasks.matched_uids(1) == [0]
+            # A snapshot keeps the batches (its own, open in the copy, ended when this server started); a dump
+            # carries none yet, and its tasks then name none.
+            batches = await restored.scheduler.list_batches(TaskQuery())
+            if flag == "import_snapshot":
+                assert (task.extra, [b.uid for b in batches.results]) == ({"batchUid": 0}, [1, 0])
+                assert batches.results[0].statuses == {TaskStatus.ENQUEUED: 1}
+            else:
+                assert (task.extra, batches.total) == (None, 0)
             assert (await restored.scheduler.enqueue(TaskType.INDEX_CREATION, "movies", {})).uid == 4
             assert [(k.uid, k.name, k.indexes) for k in restored.store.keys.all_keys()] == [(key.uid, "k", ["movies"])]
         finally:

@@ -43,7 +43,8 @@ def new_database(request, tmp_path):
     kind = request.param
     if kind == "postgres":
         cluster = request.getfixturevalue("postgres_cluster")
-        return kind, lambda: cluster.create_database(f"contract_{next(_NAMES)}")
+        # A random part too: this module may be imported twice (by pytest and by a test module beside it).
+        return kind, lambda: cluster.create_database(f"contract_{next(_NAMES)}_{secrets.token_hex(4)}")
     return kind, lambda: str(tmp_path / f"contract-{next(_NAMES)}.db")
 
 

@@ -263,6 +263,29 @@ async def test_custom_tasks_of_one_index_batch_together_in_order_and_those_of_no
     assert await lease() == []  # index `a` still held: nothing else to run
 
 
+async def test_a_batch_of_custom_tasks_counts_them_by_name_and_filters_by_it(typed, channel, typed_http):
+    stub = task_service_pb2_grpc.TaskServiceStub(channel)
+    workers = worker_service_pb2_grpc.WorkerServiceStub(channel)
+    for type_name in ("resizeImage", "resizeImage", "sendEmail"):  # uids 0..2, all of index `a`
+        await stub.EnqueueTask(pb.EnqueueTaskRequest(type_name=type_name, index_uid="a"))
+    lease = await workers.LeaseTasks(wpb.LeaseTasksRequest(worker="w", max_tasks=10))
+    assert [t.uid for t in lease.tasks] == [0, 1]
+    outcomes = [wpb.TaskOutcome(uid=0), wpb.TaskOutcome(uid=1)]
+    await workers.CompleteTasks(wpb.CompleteTasksRequest(token=lease.lease.token, outcomes=outcomes))
+    batch = (await typed_http.get(f"/batches/{lease.lease.batch_uid}")).json()
+    assert batch["stats"]["types"] == {"resizeImage": 2}
+    assert batch["stats"]["status"] == {"succeeded": 2}
+    assert batch["batchStrategy"] == (
+        "stopped before task with id 2 because it is a task of type `sendEmail`, which is not batched with"
+        " `resizeImage`"
+    )
+    listed = (await typed_http.get("/batches?types=resizeImage")).json()
+    assert [b["uid"] for b in listed["results"]] == [lease.lease.batch_uid]
+    assert (await typed_http.get("/batches?types=sendEmail")).json()["total"] == 0
+    reply = await stub.GetBatch(pb.GetBatchRequest(uid=lease.lease.batch_uid))
+    assert [(c.type, c.type_name, c.count) for c in reply.batch.stats.types] == [(0, "resizeImage", 2)]
+
+
 async def test_a_worker_s_details_merge_into_a_custom_task_s(typed, channel):
     stub = task_service_pb2_grpc.TaskServiceStub(channel)
     workers = worker_service_pb2_grpc.WorkerServiceStub(channel)

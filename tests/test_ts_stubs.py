@@ -63,6 +63,7 @@ def compiled(tmp_path_factory) -> pathlib.Path:
         path=f"{bins}{os.pathsep}{os.environ['PATH']}",
     )
     assert sorted(p.name for p in (work / "gen" / "ts" / "taskhub" / "v1").iterdir()) == [
+        "batch_pb.ts",
         "errors_pb.ts",
         "key_service_pb.ts",
         "task_pb.ts",

@@ -29,6 +29,7 @@ INVALID = Kind(400, grpc.StatusCode.INVALID_ARGUMENT, "invalid_request")
 
 _KINDS: dict[str, Kind] = {
     "task_not_found": Kind(404, grpc.StatusCode.NOT_FOUND, "invalid_request"),
+    "batch_not_found": Kind(404, grpc.StatusCode.NOT_FOUND, "invalid_request"),
     "no_space_left_on_device": Kind(422, grpc.StatusCode.RESOURCE_EXHAUSTED, "system"),
     "missing_authorization_header": Kind(401, grpc.StatusCode.UNAUTHENTICATED, "auth"),
     "invalid_api_key": Kind(403, grpc.StatusCode.PERMISSION_DENIED, "auth"),

@@ -107,7 +107,9 @@ const task = (t) => ({
   startedAt: time(t.startedAt),
   finishedAt: time(t.finishedAt),
   // Fields beyond Meilisearch's come after its own, only when set.
+  ...(t.batchUid !== undefined ? { batchUid: t.batchUid } : {}),
   ...(t.customMetadata !== undefined ? { customMetadata: t.customMetadata } : {}),
+  ...(t.requeuedFrom !== undefined ? { requeuedFrom: t.requeuedFrom } : {}),
 });
 
 const summary = (s) => ({

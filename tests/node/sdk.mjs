@@ -113,4 +113,44 @@ const version = await client.getVersion();
 check(Object.keys(version), ["commitSha", "commitDate", "pkgVersion"], "getVersion keys");
 check(version, expectedVersion, "getVersion");
 
+// Batches: the server ran each of its tasks in a batch of its own (dump 0, cancelation 1, deletion 2, dump 3,
+// snapshot 4); the cancelation's batch took the task it canceled, as Meilisearch's does.
+const batches = await client.batches.getBatches();
+check([uids(batches), batches.total, batches.limit, batches.from, batches.next], [[4, 3, 2, 1, 0], 5, 20, 4, null],
+  "getBatches");
+check(uids(await client.batches.getBatches({ types: ["taskCancelation"] })), [1], "getBatches types");
+check(uids(await client.batches.getBatches({ uids: [canceled.uid] })), [1], "getBatches uids (task uids)");
+check(uids(await client.batches.getBatches({ statuses: ["canceled"] })), [1], "getBatches statuses");
+check(uids(await client.batches.getBatches({ batchUids: [1, 3] })), [3, 1], "getBatches batchUids");
+const batchPage = await client.batches.getBatches({ limit: 1, from: 2 });
+check([uids(batchPage), batchPage.from, batchPage.next], [[2], 2, 1], "getBatches limit/from");
+check(uids(await client.batches.getBatches({ reverse: true })), [0, 1, 2, 3, 4], "getBatches reverse");
+check(await client.batches.getBatches({ batchUids: [99999] }),
+  { results: [], total: 0, limit: 20, from: null, next: null }, "no batch");
+const batch = await client.batches.getBatch(1);
+check(
+  { ...batch, duration: typeof batch.duration, startedAt: typeof batch.startedAt, finishedAt: typeof batch.finishedAt },
+  {
+    uid: 1, progress: null,
+    details: {
+      receivedDocuments: 3, indexedDocuments: 0, matchedTasks: 1, canceledTasks: 1,
+      originalFilter: "?uids=0&statuses=enqueued%2Cprocessing",
+    },
+    stats: {
+      totalNbTasks: 2, status: { succeeded: 1, canceled: 1 },
+      types: { documentAdditionOrUpdate: 1, taskCancelation: 1 }, indexUids: { movies: 1 },
+    },
+    duration: "string", startedAt: "string", finishedAt: "string",
+    batchStrategy: `created batch containing only task with id ${canceled.uid} of type \`taskCancelation\``
+      + " that cannot be batched with any other task.",
+  },
+  "getBatch",
+);
+check(await apiError(client.batches.getBatch(99999)),
+  [404, "batch_not_found", "invalid_request", `${link}batch_not_found`], "unknown batch");
+// Task 0 was deleted since: it left the batch, whose counts stay as they were.
+check(uids(await client.tasks.getTasks({ batchUids: [1] })), [canceled.uid], "getTasks batchUids");
+check((await client.tasks.getTask(canceled.uid)).batchUid, 1, "a task's batchUid");
+check("batchUid" in (await client.tasks.getTask(books)), false, "a task never run has no batchUid");
+
 console.log(JSON.stringify({ ok: true, checks }));

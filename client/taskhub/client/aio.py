@@ -14,6 +14,7 @@ import grpc
 import grpc.aio
 
 from taskhub.client import keys
+from taskhub.client.batches import Batch, BatchPage
 from taskhub.client.calls import (
     CHANNEL_OPTIONS,
     DEFAULT_RETRY,
@@ -22,6 +23,7 @@ from taskhub.client.calls import (
     Resubscriber,
     Resumer,
     RetryPolicy,
+    batches_request,
     enqueue_request,
     enqueue_tasks_request,
     idempotency_key_for,
@@ -193,6 +195,45 @@ class AsyncTaskHubClient:
         return ServerVersion.from_proto(
             await self._call(self._stub.GetVersion, pb.GetVersionRequest(), idempotent=True)
         )
+
+    # -- batches ----------------------------------------------------------
+
+    async def get_batch(self, uid: int) -> Batch:
+        """The batch `uid`; `TaskHubError("batch_not_found")` if there is none."""
+        response = await self._call(self._stub.GetBatch, pb.GetBatchRequest(uid=uid), idempotent=True)
+        return Batch.from_proto(response.batch)
+
+    async def list_batches(
+        self,
+        filter: TaskFilter | None = None,
+        *,
+        limit: int | None = None,
+        from_: int | None = None,
+        reverse: bool = False,
+        **filters: Any,
+    ) -> BatchPage:
+        """One page of batches, newest first; a batch matches when it holds a task matching each filter."""
+        request = batches_request(TaskFilter.of(filter, **filters), limit, from_, reverse)
+        return BatchPage.from_proto(await self._call(self._stub.ListBatches, request, idempotent=True))
+
+    async def iter_batches(
+        self,
+        filter: TaskFilter | None = None,
+        *,
+        page_size: int | None = None,
+        from_: int | None = None,
+        reverse: bool = False,
+        **filters: Any,
+    ) -> AsyncIterator[Batch]:
+        """Every matching batch, fetching pages of `page_size` as it goes by following `next`."""
+        batch_filter = TaskFilter.of(filter, **filters)
+        while True:
+            page = await self.list_batches(batch_filter, limit=page_size, from_=from_, reverse=reverse)
+            for batch in page.results:
+                yield batch
+            if page.next is None:
+                return
+            from_ = page.next
 
     # -- API keys (the master key only) -----------------------------------
 

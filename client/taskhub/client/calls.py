@@ -151,6 +151,13 @@ def list_request(filter: TaskFilter, limit: int | None, from_: int | None, rever
     return request
 
 
+def batches_request(filter: TaskFilter, limit: int | None, from_: int | None, reverse: bool) -> pb.ListBatchesRequest:
+    request = pb.ListBatchesRequest(filter=filter.to_proto(), limit=limit, reverse=reverse)
+    if from_ is not None:
+        setattr(request, "from", from_)  # `from` is a Python keyword
+    return request
+
+
 class Resubscriber:
     """Follows one task's watch across broken streams: skips repeats, backs off, keeps the deadline.
 

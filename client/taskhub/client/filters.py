@@ -26,7 +26,12 @@ Values = Iterable[Any] | Any | None
 DateBound = datetime | date | str | None
 
 _MAX_UID = 2**32 - 1
-LIST_FIELDS = ("uids", "index_uids", "statuses", "types", "canceled_by")
+LIST_FIELDS = ("uids", "index_uids", "statuses", "types", "canceled_by", "batch_uids")
+_UID_CODES = {
+    "uids": "invalid_task_uids",
+    "canceled_by": "invalid_task_canceled_by",
+    "batch_uids": "invalid_batch_uids",
+}
 DATE_FIELDS = (
     "before_enqueued_at",
     "after_enqueued_at",
@@ -63,7 +68,7 @@ def _uids(values: list, name: str) -> list[int]:
         ok = not isinstance(value, bool) and (isinstance(value, int) or (text.isascii() and text.isdigit()))
         if not ok or not 0 <= int(text) <= _MAX_UID:
             where = _located(name, i, len(values))
-            code = "invalid_task_uids" if name == "uids" else "invalid_task_canceled_by"
+            code = _UID_CODES[name]
             raise TaskHubError(
                 code, f"Invalid value in parameter `{where}`: could not parse `{value}` as a positive integer"
             )
@@ -117,6 +122,8 @@ class TaskFilter:
     after_started_at: DateBound = None
     before_finished_at: DateBound = None
     after_finished_at: DateBound = None
+    # The tasks these batches held (for a batch listing: these batches).
+    batch_uids: Values = None
 
     @classmethod
     def of(cls, filter: TaskFilter | None = None, **filters: Any) -> TaskFilter:
@@ -157,7 +164,7 @@ class TaskFilter:
                 # `*` means "no filter" for matching, yet it still counts as a filter for cancel/delete.
                 starred = True
                 continue
-            if name in ("uids", "canceled_by"):
+            if name in _UID_CODES:
                 getattr(message, name).uids.extend(_uids(values, name))
             elif name == "index_uids":
                 message.index_uids.SetInParent()

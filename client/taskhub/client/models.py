@@ -232,6 +232,8 @@ class Task:
     enqueued_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # The batch that last processed it (GET /batches/{uid}); None before any did.
+    batch_uid: int | None = None
     # Given at enqueue (`customMetadata`), else None.
     custom_metadata: str | None = None
     # The task this one was requeued from (`requeue_tasks`), if any.
@@ -264,6 +266,7 @@ class Task:
             enqueued_at=_time(message, "enqueued_at"),
             started_at=_time(message, "started_at"),
             finished_at=_time(message, "finished_at"),
+            batch_uid=message.batch_uid if message.HasField("batch_uid") else None,
             custom_metadata=message.custom_metadata if message.HasField("custom_metadata") else None,
             requeued_from=message.requeued_from if message.HasField("requeued_from") else None,
         )
@@ -283,6 +286,8 @@ class Task:
             "startedAt": _show(self.started_at),
             "finishedAt": _show(self.finished_at),
         }
+        if self.batch_uid is not None:
+            body["batchUid"] = self.batch_uid
         if self.custom_metadata is not None:
             body["customMetadata"] = self.custom_metadata
         if self.requeued_from is not None:

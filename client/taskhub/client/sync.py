@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 
 from taskhub.client import keys
+from taskhub.client.batches import Batch, BatchPage
 from taskhub.client.calls import (
     CHANNEL_OPTIONS,
     DEFAULT_RETRY,
@@ -22,6 +23,7 @@ from taskhub.client.calls import (
     Resubscriber,
     Resumer,
     RetryPolicy,
+    batches_request,
     enqueue_request,
     enqueue_tasks_request,
     idempotency_key_for,
@@ -189,6 +191,44 @@ class TaskHubClient:
     def get_version(self) -> ServerVersion:
         """Which taskhub the server is: its package version and, when it knows it, the commit it runs from."""
         return ServerVersion.from_proto(self._call(self._stub.GetVersion, pb.GetVersionRequest(), idempotent=True))
+
+    # -- batches ----------------------------------------------------------
+
+    def get_batch(self, uid: int) -> Batch:
+        """The batch `uid`; `TaskHubError("batch_not_found")` if there is none."""
+        response = self._call(self._stub.GetBatch, pb.GetBatchRequest(uid=uid), idempotent=True)
+        return Batch.from_proto(response.batch)
+
+    def list_batches(
+        self,
+        filter: TaskFilter | None = None,
+        *,
+        limit: int | None = None,
+        from_: int | None = None,
+        reverse: bool = False,
+        **filters: Any,
+    ) -> BatchPage:
+        """One page of batches, newest first; a batch matches when it holds a task matching each filter."""
+        request = batches_request(TaskFilter.of(filter, **filters), limit, from_, reverse)
+        return BatchPage.from_proto(self._call(self._stub.ListBatches, request, idempotent=True))
+
+    def iter_batches(
+        self,
+        filter: TaskFilter | None = None,
+        *,
+        page_size: int | None = None,
+        from_: int | None = None,
+        reverse: bool = False,
+        **filters: Any,
+    ) -> Iterator[Batch]:
+        """Every matching batch, fetching pages of `page_size` as it goes by following `next`."""
+        batch_filter = TaskFilter.of(filter, **filters)
+        while True:
+            page = self.list_batches(batch_filter, limit=page_size, from_=from_, reverse=reverse)
+            yield from page.results
+            if page.next is None:
+                return
+            from_ = page.next
 
     # -- API keys (the master key only) -----------------------------------
 

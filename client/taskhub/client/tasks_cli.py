@@ -53,6 +53,7 @@ _FILTER_HELP = {
     "statuses": "tasks in these statuses: enqueued, processing, succeeded, failed, canceled",
     "types": "tasks of these types, e.g. documentAdditionOrUpdate,indexCreation (or registered ones: sendEmail)",
     "canceled_by": "tasks canceled by these taskCancelation uids",
+    "batch_uids": "tasks held by these batches (comma list of batch uids)",
 }
 FILTER_RULES = (
     "Filters: AND across flags, OR inside a comma list; `*` matches everything; an empty list"

@@ -11,6 +11,11 @@ handler is told (`job.canceled` is set, a coroutine is cancelled) and nothing is
 reported. SIGTERM/SIGINT stop leasing, let the current batch finish within the
 grace period, then release what is left. A handler raising `TaskFailed` fails its
 task with that error; any other exception fails it as `internal`.
+
+A handler may say how far it got: `job.progress("indexing", done, total)`, or nested steps as
+`(name, finished, total)` tuples. The batch's progress (GET /batches/{uid}) is then the step
+`("processing tasks", jobs done, jobs)` followed by the running job's steps; it rides on the lease
+renewals, sent early (at most every `progress_seconds`) once a handler reported some.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from google.protobuf import duration_pb2
 from taskhub.client.calls import CHANNEL_OPTIONS, metadata, status_code, tls_credentials, to_error
 from taskhub.client.models import TYPE_TO_PROTO, Task, TaskType, details_to_proto, parse_type
 from taskhub.errors import TaskHubError
-from taskhub.v1 import errors_pb2, task_pb2, worker_service_pb2 as wpb, worker_service_pb2_grpc
+from taskhub.v1 import batch_pb2, errors_pb2, task_pb2, worker_service_pb2 as wpb, worker_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +53,77 @@ class TaskFailed(Exception):
         self.message, self.code, self.type = message, code, type
 
 
+# The server's limits on a progress report (taskhub.server.batch), checked here so a renewal never carries a bad one.
+MAX_STEPS, MAX_STEP_NAME_BYTES = 16, 256
+Step = tuple[str, int, int]
+
+
+def check_step(step: Any) -> Step:
+    """One `(name, finished, total)` step, or ValueError saying what is wrong with it."""
+    if not (isinstance(step, tuple) and len(step) == 3):
+        raise ValueError(f"a progress step is (name, finished, total), not {step!r}")
+    name, finished, total = step
+    if not isinstance(name, str) or not 1 <= len(name.encode()) <= MAX_STEP_NAME_BYTES:
+        raise ValueError(f"a progress step's name is a string of 1 to {MAX_STEP_NAME_BYTES} bytes, not {name!r}")
+    if not (isinstance(total, int) and isinstance(finished, int)) or total < 1 or not 0 <= finished <= total:
+        raise ValueError(
+            f"step `{name}`: finished must be within 0..total and total at least 1, not {finished}/{total}"
+        )
+    return name, finished, total
+
+
+class BatchProgress:
+    """A batch's progress as its handlers report it (from threads), read by the lease keeper on the loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, jobs: int) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._outer: Step = ("processing tasks", 0, max(jobs, 1))
+        self._steps: list[Step] = []
+        self.version = 0
+        self.reported = False  # a handler reported: renewals then go early, when it changes
+        self.changed = asyncio.Event()
+
+    def start_job(self, done: int) -> None:
+        with self._lock:
+            self._outer = (self._outer[0], done, self._outer[2])
+            self._steps = []
+            self.version += 1
+
+    def report(self, steps: list[Step]) -> None:
+        with self._lock:
+            self._steps = steps
+            self.version += 1
+            self.reported = True
+        self._loop.call_soon_threadsafe(self.changed.set)
+
+    def snapshot(self) -> tuple[int, batch_pb2.BatchProgress]:
+        with self._lock:
+            steps = [self._outer, *self._steps]
+            version = self.version
+        message = batch_pb2.BatchProgress(
+            steps=[batch_pb2.BatchProgressStep(current_step=n, finished=f, total=t) for n, f, t in steps]
+        )
+        return version, message
+
+
 @dataclass
 class Job:
     """What a handler gets: the task, and a flag set when its batch is canceled."""
 
     task: Task
     canceled: threading.Event = field(default_factory=threading.Event)
+    _batch: BatchProgress | None = field(default=None, repr=False)
+
+    def progress(self, *steps: Any) -> None:
+        """Reports how far the handler got: `progress("indexing", 30, 100)`, or several `(name, finished, total)`
+        steps, outermost first. Raises ValueError on a step the server would refuse."""
+        given = [tuple(steps)] if steps and isinstance(steps[0], str) else [tuple(s) for s in steps]
+        checked = [check_step(s) for s in given]
+        if len(checked) + 1 > MAX_STEPS:
+            raise ValueError(f"at most {MAX_STEPS - 1} steps per job, not {len(checked)}")
+        if self._batch is not None:
+            self._batch.report(checked)
 
     @property
     def uid(self) -> int:
@@ -90,6 +160,7 @@ class Worker:
         lease_seconds: float = 30.0,
         poll_seconds: float = 10.0,
         grace_seconds: float = 30.0,
+        progress_seconds: float = 1.0,
         credentials: grpc.ChannelCredentials | None = None,
         tls_ca: str | None = None,
     ) -> None:
@@ -104,6 +175,7 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.grace_seconds = grace_seconds
+        self.progress_seconds = progress_seconds
         self._metadata = metadata(api_key)
         # TLS when given `credentials` or a CA file (PEM), as for the clients.
         self._credentials = credentials or tls_credentials(tls_ca)
@@ -201,9 +273,10 @@ class Worker:
 
     async def _run_batch(self, stub, lease: wpb.LeaseTasksResponse) -> None:
         token = lease.lease.token
-        jobs = [Job(Task.from_proto(t)) for t in lease.tasks]
-        work = asyncio.ensure_future(self._run_jobs(jobs))
-        keeper = asyncio.ensure_future(self._keep_lease(stub, token))
+        progress = BatchProgress(asyncio.get_running_loop(), len(lease.tasks))
+        jobs = [Job(Task.from_proto(t), _batch=progress) for t in lease.tasks]
+        work = asyncio.ensure_future(self._run_jobs(jobs, progress))
+        keeper = asyncio.ensure_future(self._keep_lease(stub, token, progress))
         stopping = asyncio.ensure_future(self._stopping.wait())
         done, _ = await asyncio.wait((work, keeper, stopping), return_when=asyncio.FIRST_COMPLETED)
         if stopping in done and not work.done() and not keeper.done():
@@ -226,9 +299,10 @@ class Worker:
             keeper.cancel()
             await self._release(stub, token)
 
-    async def _run_jobs(self, jobs: list[Job]) -> list[wpb.TaskOutcome]:
+    async def _run_jobs(self, jobs: list[Job], progress: BatchProgress) -> list[wpb.TaskOutcome]:
         outcomes = []
-        for job in jobs:
+        for done, job in enumerate(jobs):
+            progress.start_job(done)
             outcomes.append(await self._run_job(job))
         return outcomes
 
@@ -254,20 +328,43 @@ class Worker:
             )
         return outcome
 
-    async def _keep_lease(self, stub, token: str) -> str:
-        """Renews the lease until cancelled; answers why the batch ended if it did (`canceled`, `lost`)."""
+    async def _keep_lease(self, stub, token: str, progress: BatchProgress) -> str:
+        """Renews the lease until cancelled, every third of its duration, and early (at most every
+        `progress_seconds`) once a handler reported progress that changed since; answers why the batch ended
+        if it did (`canceled`, `lost`)."""
+        loop = asyncio.get_running_loop()
+        last, sent = loop.time(), 0
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            await self._until_renewal(progress, last, sent)
+            request = wpb.RenewLeaseRequest(token=token)
+            version = sent
+            if progress.version != sent:
+                version, message = progress.snapshot()
+                request.progress.CopyFrom(message)
+            last = loop.time()
             try:
-                renewed = await stub.RenewLease(
-                    wpb.RenewLeaseRequest(token=token), metadata=self._metadata, timeout=self.lease_seconds / 3
-                )
+                renewed = await stub.RenewLease(request, metadata=self._metadata, timeout=self.lease_seconds / 3)
+                sent = version
             except grpc.RpcError as error:
                 if to_error(error).code == "lease_lost":
                     return "lost"
                 continue  # a blip: the next renewal may still make it in time
             if renewed.canceled:
                 return "canceled"
+
+    async def _until_renewal(self, progress: BatchProgress, last: float, sent: int) -> None:
+        """Waits until a third of the lease went by since `last`, or a reported change is due to be sent."""
+        loop = asyncio.get_running_loop()
+        while True:
+            progress.changed.clear()
+            early = progress.reported and progress.version != sent
+            due = last + (min(self.lease_seconds / 3, self.progress_seconds) if early else self.lease_seconds / 3)
+            remaining = due - loop.time()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await progress.changed.wait()
 
     async def _complete(self, stub, token: str, jobs: list[Job], outcomes: list[wpb.TaskOutcome]) -> None:
         try:

@@ -56,7 +56,7 @@ TASK_TYPE_TASK_DELETION: TaskType
 TASK_TYPE_SNAPSHOT_CREATION: TaskType
 
 class Task(_message.Message):
-    __slots__ = ("uid", "index_uid", "status", "type", "canceled_by", "details", "error", "duration", "enqueued_at", "started_at", "finished_at", "type_name", "custom_metadata", "requeued_from")
+    __slots__ = ("uid", "index_uid", "status", "type", "canceled_by", "details", "error", "duration", "enqueued_at", "started_at", "finished_at", "batch_uid", "type_name", "custom_metadata", "requeued_from")
     UID_FIELD_NUMBER: _ClassVar[int]
     INDEX_UID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,7 @@ class Task(_message.Message):
     ENQUEUED_AT_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_UID_FIELD_NUMBER: _ClassVar[int]
     TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
     CUSTOM_METADATA_FIELD_NUMBER: _ClassVar[int]
     REQUEUED_FROM_FIELD_NUMBER: _ClassVar[int]
@@ -82,10 +83,11 @@ class Task(_message.Message):
     enqueued_at: _timestamp_pb2.Timestamp
     started_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
+    batch_uid: int
     type_name: str
     custom_metadata: str
     requeued_from: int
-    def __init__(self, uid: _Optional[int] = ..., index_uid: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., type: _Optional[_Union[TaskType, str]] = ..., canceled_by: _Optional[int] = ..., details: _Optional[_Union[TaskDetails, _Mapping]] = ..., error: _Optional[_Union[_errors_pb2.TaskError, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type_name: _Optional[str] = ..., custom_metadata: _Optional[str] = ..., requeued_from: _Optional[int] = ...) -> None: ...
+    def __init__(self, uid: _Optional[int] = ..., index_uid: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., type: _Optional[_Union[TaskType, str]] = ..., canceled_by: _Optional[int] = ..., details: _Optional[_Union[TaskDetails, _Mapping]] = ..., error: _Optional[_Union[_errors_pb2.TaskError, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., batch_uid: _Optional[int] = ..., type_name: _Optional[str] = ..., custom_metadata: _Optional[str] = ..., requeued_from: _Optional[int] = ...) -> None: ...
 
 class TaskSummary(_message.Message):
     __slots__ = ("task_uid", "index_uid", "status", "type", "enqueued_at", "type_name")
@@ -204,7 +206,7 @@ class TaskDeletionDetails(_message.Message):
     def __init__(self, matched_tasks: _Optional[int] = ..., deleted_tasks: _Optional[int] = ..., original_filter: _Optional[str] = ...) -> None: ...
 
 class TaskFilter(_message.Message):
-    __slots__ = ("uids", "index_uids", "statuses", "types", "canceled_by", "before_enqueued_at", "after_enqueued_at", "before_started_at", "after_started_at", "before_finished_at", "after_finished_at")
+    __slots__ = ("uids", "index_uids", "statuses", "types", "canceled_by", "before_enqueued_at", "after_enqueued_at", "before_started_at", "after_started_at", "before_finished_at", "after_finished_at", "batch_uids")
     UIDS_FIELD_NUMBER: _ClassVar[int]
     INDEX_UIDS_FIELD_NUMBER: _ClassVar[int]
     STATUSES_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +218,7 @@ class TaskFilter(_message.Message):
     AFTER_STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     BEFORE_FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     AFTER_FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_UIDS_FIELD_NUMBER: _ClassVar[int]
     uids: UidSet
     index_uids: IndexUidSet
     statuses: StatusSet
@@ -227,7 +230,8 @@ class TaskFilter(_message.Message):
     after_started_at: _timestamp_pb2.Timestamp
     before_finished_at: _timestamp_pb2.Timestamp
     after_finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, uids: _Optional[_Union[UidSet, _Mapping]] = ..., index_uids: _Optional[_Union[IndexUidSet, _Mapping]] = ..., statuses: _Optional[_Union[StatusSet, _Mapping]] = ..., types: _Optional[_Union[TypeSet, _Mapping]] = ..., canceled_by: _Optional[_Union[UidSet, _Mapping]] = ..., before_enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., after_enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., before_started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., after_started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., before_finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., after_finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    batch_uids: UidSet
+    def __init__(self, uids: _Optional[_Union[UidSet, _Mapping]] = ..., index_uids: _Optional[_Union[IndexUidSet, _Mapping]] = ..., statuses: _Optional[_Union[StatusSet, _Mapping]] = ..., types: _Optional[_Union[TypeSet, _Mapping]] = ..., canceled_by: _Optional[_Union[UidSet, _Mapping]] = ..., before_enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., after_enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., before_started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., after_started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., before_finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., after_finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., batch_uids: _Optional[_Union[UidSet, _Mapping]] = ...) -> None: ...
 
 class UidSet(_message.Message):
     __slots__ = ("uids",)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from taskhub.v1 import batch_pb2 as _batch_pb2
 from taskhub.v1 import task_pb2 as _task_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -167,3 +168,39 @@ class GetVersionResponse(_message.Message):
     commit_date: _timestamp_pb2.Timestamp
     pkg_version: str
     def __init__(self, commit_sha: _Optional[str] = ..., commit_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pkg_version: _Optional[str] = ...) -> None: ...
+
+class ListBatchesRequest(_message.Message):
+    __slots__ = ("filter", "limit", "reverse")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    REVERSE_FIELD_NUMBER: _ClassVar[int]
+    filter: _task_pb2.TaskFilter
+    limit: int
+    reverse: bool
+    def __init__(self, filter: _Optional[_Union[_task_pb2.TaskFilter, _Mapping]] = ..., limit: _Optional[int] = ..., reverse: _Optional[bool] = ..., **kwargs) -> None: ...
+
+class ListBatchesResponse(_message.Message):
+    __slots__ = ("results", "total", "limit", "next")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[_batch_pb2.Batch]
+    total: int
+    limit: int
+    next: int
+    def __init__(self, results: _Optional[_Iterable[_Union[_batch_pb2.Batch, _Mapping]]] = ..., total: _Optional[int] = ..., limit: _Optional[int] = ..., next: _Optional[int] = ..., **kwargs) -> None: ...
+
+class GetBatchRequest(_message.Message):
+    __slots__ = ("uid",)
+    UID_FIELD_NUMBER: _ClassVar[int]
+    uid: int
+    def __init__(self, uid: _Optional[int] = ...) -> None: ...
+
+class GetBatchResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: _batch_pb2.Batch
+    def __init__(self, batch: _Optional[_Union[_batch_pb2.Batch, _Mapping]] = ...) -> None: ...

@@ -85,6 +85,16 @@ class TaskServiceStub:
                 request_serializer=taskhub_dot_v1_dot_task__service__pb2.GetVersionRequest.SerializeToString,
                 response_deserializer=taskhub_dot_v1_dot_task__service__pb2.GetVersionResponse.FromString,
                 _registered_method=True)
+        self.ListBatches = channel.unary_unary(
+                '/taskhub.v1.TaskService/ListBatches',
+                request_serializer=taskhub_dot_v1_dot_task__service__pb2.ListBatchesRequest.SerializeToString,
+                response_deserializer=taskhub_dot_v1_dot_task__service__pb2.ListBatchesResponse.FromString,
+                _registered_method=True)
+        self.GetBatch = channel.unary_unary(
+                '/taskhub.v1.TaskService/GetBatch',
+                request_serializer=taskhub_dot_v1_dot_task__service__pb2.GetBatchRequest.SerializeToString,
+                response_deserializer=taskhub_dot_v1_dot_task__service__pb2.GetBatchResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -163,6 +173,20 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBatches(self, request, context):
+        """Lists the batches matching a filter, newest first unless `reverse` is set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBatch(self, request, context):
+        """Returns one batch; NOT_FOUND (`batch_not_found`) if it does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -215,6 +239,16 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.GetVersion,
                     request_deserializer=taskhub_dot_v1_dot_task__service__pb2.GetVersionRequest.FromString,
                     response_serializer=taskhub_dot_v1_dot_task__service__pb2.GetVersionResponse.SerializeToString,
+            ),
+            'ListBatches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBatches,
+                    request_deserializer=taskhub_dot_v1_dot_task__service__pb2.ListBatchesRequest.FromString,
+                    response_serializer=taskhub_dot_v1_dot_task__service__pb2.ListBatchesResponse.SerializeToString,
+            ),
+            'GetBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBatch,
+                    request_deserializer=taskhub_dot_v1_dot_task__service__pb2.GetBatchRequest.FromString,
+                    response_serializer=taskhub_dot_v1_dot_task__service__pb2.GetBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -488,6 +522,60 @@ class TaskService:
             '/taskhub.v1.TaskService/GetVersion',
             taskhub_dot_v1_dot_task__service__pb2.GetVersionRequest.SerializeToString,
             taskhub_dot_v1_dot_task__service__pb2.GetVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskhub.v1.TaskService/ListBatches',
+            taskhub_dot_v1_dot_task__service__pb2.ListBatchesRequest.SerializeToString,
+            taskhub_dot_v1_dot_task__service__pb2.ListBatchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskhub.v1.TaskService/GetBatch',
+            taskhub_dot_v1_dot_task__service__pb2.GetBatchRequest.SerializeToString,
+            taskhub_dot_v1_dot_task__service__pb2.GetBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

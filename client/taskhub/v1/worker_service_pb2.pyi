@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from taskhub.v1 import batch_pb2 as _batch_pb2
 from taskhub.v1 import errors_pb2 as _errors_pb2
 from taskhub.v1 import task_pb2 as _task_pb2
 from google.protobuf.internal import containers as _containers
@@ -37,20 +38,24 @@ class LeaseTasksResponse(_message.Message):
     def __init__(self, lease: _Optional[_Union[Lease, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[_task_pb2.Task, _Mapping]]] = ...) -> None: ...
 
 class Lease(_message.Message):
-    __slots__ = ("token", "deadline")
+    __slots__ = ("token", "deadline", "batch_uid")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_UID_FIELD_NUMBER: _ClassVar[int]
     token: str
     deadline: _timestamp_pb2.Timestamp
-    def __init__(self, token: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    batch_uid: int
+    def __init__(self, token: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., batch_uid: _Optional[int] = ...) -> None: ...
 
 class RenewLeaseRequest(_message.Message):
-    __slots__ = ("token", "lease_duration")
+    __slots__ = ("token", "lease_duration", "progress")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     token: str
     lease_duration: _duration_pb2.Duration
-    def __init__(self, token: _Optional[str] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    progress: _batch_pb2.BatchProgress
+    def __init__(self, token: _Optional[str] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., progress: _Optional[_Union[_batch_pb2.BatchProgress, _Mapping]] = ...) -> None: ...
 
 class RenewLeaseResponse(_message.Message):
     __slots__ = ("deadline", "canceled")

@@ -69,7 +69,7 @@ class WorkerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RenewLease(self, request, context):
-        """Extends a lease; says whether its batch was canceled (then the worker stops).
+        """Extends a lease and records the worker's progress; says whether its batch was canceled (then the worker stops).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from taskhub import limits
 from taskhub.errors import TaskHubError, from_rpc_error, payload_too_large
-from taskhub.gateway import dashboard, enqueue, events, keys, query, render
+from taskhub.gateway import batches, dashboard, enqueue, events, keys, query, render
 from taskhub.gateway.guard import Guard
 from taskhub.gateway.openapi import OPENAPI
 from taskhub.metadata import GATEWAY_TOKEN
@@ -408,6 +408,7 @@ ROUTES = [
     Route("/tasks/events", watch_tasks, methods=["GET"]),
     Route("/tasks/{uid}", get_task, methods=["GET"]),
     *keys.routes(edge, _metadata),
+    *batches.routes(edge, _metadata),
     Route("/tasks/{uid}/events", watch_task, methods=["GET"]),
     Route("/dumps", create_dump, methods=["POST"]),
     Route("/snapshots", create_snapshot, methods=["POST"]),

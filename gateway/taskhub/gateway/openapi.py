@@ -7,6 +7,7 @@ every documented operation is a route.
 
 from __future__ import annotations
 
+from taskhub.gateway import openapi_batches
 from taskhub.gateway.guard import ANY_HOST_PATHS
 from taskhub.gateway.openapi_schemas import (
     DATE_FILTER,
@@ -21,7 +22,7 @@ from taskhub.gateway.openapi_schemas import (
     U32_MAX,
     U64_MAX,
 )
-from taskhub.gateway.query import FILTER_PARAMETERS, LIST_PARAMETERS
+from taskhub.gateway.query import FILTER_PARAMETERS, LIST_PARAMETERS, MATCHING_PARAMETERS
 from taskhub.gateway.render import SETTINGS_ORDER, STATUS_LABELS, TYPE_LABELS
 
 _NULLABLE_INT = {"type": ["integer", "null"]}
@@ -37,6 +38,7 @@ _PARAMETER_TEXT = {
     "from": ("integer", "Uid of the first task to answer, inclusive (the `next` of the previous page)." + _AS_RUST),
     "reverse": ("boolean", "`true` lists oldest first; `false` (default) newest first."),
     "uids": ("string", "Comma-separated task uids; `*` for all."),
+    "batchUids": ("string", "Comma-separated batch uids: the tasks those batches held; `*` for all."),
     "canceledBy": ("string", "Comma-separated uids of the `taskCancelation` tasks that canceled them."),
     "types": (
         "string",
@@ -89,7 +91,7 @@ _AT_LEAST_ONE_FILTER = [
             "type": "object",
             "minProperties": 1,
             "additionalProperties": False,
-            "properties": {name: _schema(name) for name in FILTER_PARAMETERS},
+            "properties": {name: _schema(name) for name in MATCHING_PARAMETERS},
         },
     }
 ]
@@ -195,6 +197,12 @@ _SCHEMAS = {
             "enqueuedAt": _DATE,
             "startedAt": _NULLABLE_DATE,
             "finishedAt": _NULLABLE_DATE,
+            "batchUid": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "The batch that last processed the task; absent before any did. Taskhub puts it"
+                " after `finishedAt`, only when set.",
+            },
             "customMetadata": {
                 "type": "string",
                 "description": "The `customMetadata` given at enqueue (as Meilisearch v1.26+); absent when none was.",
@@ -615,6 +623,8 @@ OPENAPI["paths"].update(
         },
     }
 )
+_SCHEMAS.update(openapi_batches.SCHEMAS)
+OPENAPI["paths"].update(openapi_batches.paths([_parameter(name) for name in LIST_PARAMETERS], _json, _ERROR))
 OPENAPI["components"]["securitySchemes"] = {
     "Bearer": {
         "type": "http",

@@ -84,6 +84,7 @@ U32 = (
 )
 FILTER_SCHEMAS = {
     "uids": comma_list(U32),
+    "batchUids": comma_list(U32),
     "canceledBy": comma_list(U32),
     "types": comma_list(any_case(TYPE_LABELS.values())),
     "statuses": comma_list(any_case(STATUS_LABELS.values())),

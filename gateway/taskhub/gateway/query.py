@@ -32,7 +32,9 @@ FILTER_PARAMETERS = (
     "afterFinishedAt",
     "beforeFinishedAt",
 )
-LIST_PARAMETERS = ("limit", "from", "reverse", *FILTER_PARAMETERS)
+# `batchUids` filters lists, cancelations and deletions, not watches (membership grows while one runs).
+LIST_PARAMETERS = ("limit", "from", "reverse", "batchUids", *FILTER_PARAMETERS)
+MATCHING_PARAMETERS = ("uids", "batchUids", *FILTER_PARAMETERS[1:])
 
 # Date parameter -> TaskFilter field.
 DATE_FIELDS = {
@@ -150,13 +152,20 @@ def parse_date(name: str, value: str) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
 
 
+_UID_FIELDS = {
+    "uids": ("uids", "invalid_task_uids"),
+    "batchUids": ("batch_uids", "invalid_batch_uids"),
+    "canceledBy": ("canceled_by", "invalid_task_canceled_by"),
+}
+
+
 def _apply(message: task_pb2.TaskFilter, name: str, value: str) -> None:
     """Adds one filter parameter to `message`; `*` adds nothing (it matches everything)."""
-    if name in ("uids", "canceledBy"):
-        code = "invalid_task_uids" if name == "uids" else "invalid_task_canceled_by"
+    if name in _UID_FIELDS:
+        field_name, code = _UID_FIELDS[name]
         uids = _uid_set(name, code, value)
         if uids is not None:
-            field = message.uids if name == "uids" else message.canceled_by
+            field = getattr(message, field_name)
             field.SetInParent()  # set even when empty: `uids=` matches nothing
             field.uids.extend(uids)
     elif name == "types" and _registered_names(value):
@@ -195,6 +204,18 @@ def _in_range(moment: timestamp_pb2.Timestamp) -> timestamp_pb2.Timestamp:
 def list_request(raw: str) -> task_service_pb2.ListTasksRequest:
     """`GET /tasks?...` as a ListTasksRequest; the first bad parameter, in query order, is the error."""
     request = task_service_pb2.ListTasksRequest()
+    _fill_list(request, raw)
+    return request
+
+
+def batches_request(raw: str) -> task_service_pb2.ListBatchesRequest:
+    """`GET /batches?...`: the parameters and errors of GET /tasks, read as Meilisearch reads them for batches."""
+    request = task_service_pb2.ListBatchesRequest()
+    _fill_list(request, raw)
+    return request
+
+
+def _fill_list(request: task_service_pb2.ListTasksRequest | task_service_pb2.ListBatchesRequest, raw: str) -> None:
     for name, value in parameters(raw).items():
         if name not in LIST_PARAMETERS:
             raise _unknown(name, LIST_PARAMETERS)
@@ -213,15 +234,14 @@ def list_request(raw: str) -> task_service_pb2.ListTasksRequest:
             request.reverse = value == "true"
         else:
             _apply(request.filter, name, value)
-    return request
 
 
 def _matching_filter(raw: str) -> task_pb2.TaskFilter:
     params = parameters(raw)
     message = task_pb2.TaskFilter()
     for name, value in params.items():
-        if name not in FILTER_PARAMETERS:
-            raise _unknown(name, FILTER_PARAMETERS)
+        if name not in MATCHING_PARAMETERS:
+            raise _unknown(name, MATCHING_PARAMETERS)
         _apply(message, name, value)
     if params and not message.ListFields():
         # Only `*` values (`?statuses=*`): a filter that matches every task, which

@@ -180,6 +180,8 @@ def task(message: task_pb2.Task) -> dict:
         "startedAt": date(message.started_at) if message.HasField("started_at") else None,
         "finishedAt": date(message.finished_at) if message.HasField("finished_at") else None,
     }
+    if message.HasField("batch_uid"):
+        body["batchUid"] = message.batch_uid
     if message.HasField("custom_metadata"):
         body["customMetadata"] = message.custom_metadata
     if message.HasField("requeued_from"):

@@ -204,6 +204,9 @@ class TaskQuery:
     not_index_uids: frozenset[str] | None = None
     # Auth scoping: the indexes a key may see (None: all, global tasks included).
     scope: Scope | None = field(default=None, compare=False)
+    # The tasks these batches held: the rules turn it into `uids` (rules/batches.py) before a finder reads
+    # the query, which keeps it for `is_empty` and `originalFilter` alone.
+    batch_uids: frozenset[int] | None = None
 
     DATE_FIELDS = (
         "before_enqueued_at",
@@ -218,7 +221,7 @@ class TaskQuery:
         """True when no filter is set: what cancel and delete refuse."""
         return all(
             getattr(self, name) is None
-            for name in ("uids", "index_uids", "statuses", "types", "canceled_by", *self.DATE_FIELDS)
+            for name in ("uids", "batch_uids", "index_uids", "statuses", "types", "canceled_by", *self.DATE_FIELDS)
         )
 
     def matches(self, task: Task) -> bool:
@@ -251,6 +254,7 @@ class TaskQuery:
         pairs: list[tuple[str, str]] = []
         for name, values, show in (
             ("uids", self.uids, str),
+            ("batchUids", self.batch_uids, str),
             ("indexUids", self.index_uids, str),
             ("statuses", self.statuses, lambda s: s.label),
             ("types", self.types, lambda t: t.label),

@@ -142,6 +142,8 @@ def fill_task(message: task_pb2.Task, task: Task) -> None:
         _set_time(message.started_at, task.started_at)
     if task.finished_at is not None:
         _set_time(message.finished_at, task.finished_at)
+    if task.extra is not None and (batch_uid := task.extra.get("batchUid")) is not None:
+        message.batch_uid = batch_uid
     duration = task.duration
     if duration is not None:
         # A Duration's seconds and nanos share one sign (a clock set back can make it negative).
@@ -353,6 +355,8 @@ def query_from_proto(message: task_pb2.TaskFilter, types: TaskTypes = MEILISEARC
         query.uids = frozenset(message.uids.uids)
     if message.HasField("canceled_by"):
         query.canceled_by = frozenset(message.canceled_by.uids)
+    if message.HasField("batch_uids"):
+        query.batch_uids = frozenset(message.batch_uids.uids)
     if message.HasField("index_uids"):
         names = list(message.index_uids.index_uids)
         for i, name in enumerate(names):

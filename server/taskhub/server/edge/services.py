@@ -21,7 +21,7 @@ from taskhub import limits
 from taskhub.errors import DOMAIN, TaskHubError, payload_too_large
 from taskhub.metadata import WATCH_CURSOR
 from taskhub.server import version
-from taskhub.server.edge import convert
+from taskhub.server.edge import batch_convert, convert
 from taskhub.server.model import TaskQuery
 from taskhub.server.rules.auth import ENQUEUE_ACTIONS, Keyring, Principal
 from taskhub.server.rules.leasing import SECOND
@@ -120,6 +120,25 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 reverse=request.reverse,
             )
             return convert.page_to_proto(page)
+
+    async def ListBatches(self, request: pb.ListBatchesRequest, context) -> pb.ListBatchesResponse:
+        async with error_edge(context):
+            principal = self.keys.require(authorization(context), "tasks.get")
+            page = await self.scheduler.list_batches(
+                self._query(request.filter, principal),
+                limit=request.limit if request.HasField("limit") else None,
+                from_uid=getattr(request, "from") if request.HasField("from") else None,
+                reverse=request.reverse,
+            )
+            return batch_convert.batch_page_to_proto(page)
+
+    async def GetBatch(self, request: pb.GetBatchRequest, context) -> pb.GetBatchResponse:
+        async with error_edge(context):
+            principal = self.keys.require(authorization(context), "tasks.get")
+            batch = await self.scheduler.get_batch(request.uid, scope=principal.scope)
+            response = pb.GetBatchResponse()
+            batch_convert.fill_batch(response.batch, batch)
+            return response
 
     async def GetTask(self, request: pb.GetTaskRequest, context) -> pb.GetTaskResponse:
         async with error_edge(context):
@@ -265,6 +284,7 @@ MAX_WORKER_NAME = 256
 # (TaskFilter field, its list field, the HTTP parameter, the error code)
 _FILTER_LISTS = (
     ("uids", "uids", "uids", "invalid_task_uids"),
+    ("batch_uids", "uids", "batchUids", "invalid_batch_uids"),
     ("canceled_by", "uids", "canceledBy", "invalid_task_canceled_by"),
     ("statuses", "statuses", "statuses", "invalid_task_statuses"),
     ("types", "types", "types", "invalid_task_types"),
@@ -342,7 +362,9 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
             if lease is None:
                 return wpb.LeaseTasksResponse()
             response = wpb.LeaseTasksResponse(
-                lease=wpb.Lease(token=lease.token, deadline=convert.timestamp(lease.deadline))
+                lease=wpb.Lease(
+                    token=lease.token, deadline=convert.timestamp(lease.deadline), batch_uid=lease.batch_uid or 0
+                )
             )
             for task in lease.tasks:
                 convert.fill_task(response.tasks.add(), task)
@@ -351,7 +373,8 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
     async def RenewLease(self, request: wpb.RenewLeaseRequest, context) -> wpb.RenewLeaseResponse:
         async with error_edge(context):
             self.keys.require(authorization(context), "workers.lease")
-            deadline = await self.scheduler.renew(request.token, _lease_duration(request, None))
+            progress = batch_convert.progress_from_proto(request.progress) if request.HasField("progress") else None
+            deadline = await self.scheduler.renew(request.token, _lease_duration(request, None), progress)
             if deadline is None:
                 return wpb.RenewLeaseResponse(canceled=True)
             return wpb.RenewLeaseResponse(deadline=convert.timestamp(deadline))

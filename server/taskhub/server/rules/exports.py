@@ -136,12 +136,20 @@ def _read_dump(
                         enqueued_at=_parse_time(row["enqueuedAt"]),
                         started_at=_parse_optional_time(row["startedAt"]),
                         finished_at=_parse_optional_time(row["finishedAt"]),
-                        extra=row.get("extra"),
+                        extra=_without_batch(row.get("extra")),
                     ),
                     row.get("matchedUids"),
                 )
 
     return header, tasks()
+
+
+def _without_batch(extra: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Dumps do not carry batches yet: an imported task names none, as after a Meilisearch dump before v1.13."""
+    if not extra or "batchUid" not in extra:
+        return extra
+    rest = {k: v for k, v in extra.items() if k != "batchUid"}
+    return rest or None
 
 
 def import_dump(store: Storage, path: str | pathlib.Path) -> int:

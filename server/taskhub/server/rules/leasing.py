@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskhub.errors import TaskHubError
+from taskhub.server.batch import ProgressStep
 from taskhub.server.model import Scope, Task, TaskKind, TaskStatus, finished_details
 from taskhub.server.rules import batching
+from taskhub.server.rules.batches import batch_uid_of, check_progress, close_batch, lease_strategy, open_batch
 from taskhub.server.rules.details import outcome_details, outcome_error
 from taskhub.server.rules.units import Units
 from taskhub.server.storage.contract import ACTIVE, LeaseRecord, Transaction
@@ -50,6 +52,7 @@ class Lease:
     token: str
     deadline: int
     tasks: list[Task]
+    batch_uid: int | None = None
 
 
 class Leasing:
@@ -105,7 +108,7 @@ class Leasing:
                 size,
             )
             if batch:
-                return Lease(token=token, deadline=now + duration, tasks=batch)
+                return Lease(token=token, deadline=now + duration, tasks=batch, batch_uid=batch_uid_of(batch[0]))
             remaining = give_up - loop.time()
             if remaining <= 0 or self.closing():
                 return None
@@ -128,18 +131,28 @@ class Leasing:
         )
         if not batch:
             return []
-        tx.leases.insert(lease)
+        started = lease.deadline - lease.duration
         for task in batch:
-            task.status, task.started_at = TaskStatus.PROCESSING, lease.deadline - lease.duration
+            task.status, task.started_at = TaskStatus.PROCESSING, started
+        strategy = lease_strategy(tx, self.units.finder, batch, size, types)
+        lease.batch_uid = open_batch(tx, batch, started, strategy, lease=lease.token, worker=lease.worker).uid
+        tx.leases.insert(lease)
         return tx.tasks.save(batch, lease=lease.token)
 
-    async def renew(self, token: str, duration: int | None = None) -> int | None:
-        """Extends a lease (by its own duration when None); answers the new deadline, or None when its batch
-        was canceled."""
+    async def renew(
+        self, token: str, duration: int | None = None, progress: list[ProgressStep] | None = None
+    ) -> int | None:
+        """Extends a lease (by its own duration when None) and records the worker's `progress` on its batch (None
+        keeps the last); answers the new deadline, or None when its batch was canceled. A bad report is refused
+        whole, the lease untouched."""
+        if progress is not None:
+            check_progress(progress)
         wanted = None if duration is None else lease_length(duration)
-        return await self.units.run(self._renew, token, self.clock(), wanted)
+        return await self.units.run(self._renew, token, self.clock(), wanted, progress)
 
-    def _renew(self, tx: Transaction, token: str, now: int, duration: int | None) -> int | None:
+    def _renew(
+        self, tx: Transaction, token: str, now: int, duration: int | None, progress: list[ProgressStep] | None
+    ) -> int | None:
         lease = _current(tx, token, now)
         if lease is not None and lease.state == "canceled":
             return None
@@ -147,6 +160,8 @@ class Leasing:
             raise _lost(token, lease)
         deadline = now + (duration or lease.duration)
         tx.leases.update(token, deadline=deadline)
+        if progress is not None and lease.batch_uid is not None:
+            tx.batches.set_progress(lease.batch_uid, progress)
         return deadline
 
     async def complete(
@@ -176,6 +191,7 @@ class Leasing:
             task.details = finished_details(details, success=error is None)
             task.error, task.finished_at = error, now
         tx.leases.update(token, state="completed")
+        close_batch(tx, lease.batch_uid, now, "completed", tasks)
         return tx.tasks.save(tasks, lease=None)
 
     async def release(self, token: str) -> int:
@@ -187,7 +203,9 @@ class Leasing:
         if lease is None or lease.state != ACTIVE:
             raise _lost(token, lease)
         tx.leases.update(token, state="released")
-        return requeue(tx, tx.leases.tasks_of(token))
+        requeued = requeue(tx, tx.leases.tasks_of(token))
+        close_batch(tx, lease.batch_uid, now, "released", requeued)
+        return requeued
 
     async def expire(self, now: int) -> list[Task]:
         return await self.units.run(self._expire, now)
@@ -197,7 +215,9 @@ class Leasing:
         changed = []
         for token in tx.leases.expired(now):
             tx.leases.update(token, state="expired")
+            ended = []
             for task in tx.leases.tasks_of(token):
+                ended.append(task)
                 attempts = tx.tasks.count_attempt(task.uid)
                 if attempts < self.max_attempts:
                     changed += requeue(tx, [task])
@@ -212,6 +232,8 @@ class Leasing:
                     "link": "https://docs.meilisearch.com/errors#task_attempts_exhausted",
                 }
                 changed += tx.tasks.save([task], lease=None)
+            lease = tx.leases.get(token)
+            close_batch(tx, None if lease is None else lease.batch_uid, now, "expired", ended)
         return changed
 
 
@@ -222,13 +244,15 @@ def requeue(tx: Transaction, tasks: list[Task]) -> list[Task]:
     return tx.tasks.save(tasks, lease=None)
 
 
-def cancel_leases_of(tx: Transaction, canceled: list[Task]) -> list[Task]:
-    """Stops the batches holding canceled tasks: their leases end and their other tasks go back."""
+def cancel_leases_of(tx: Transaction, canceled: list[Task], now: int) -> list[Task]:
+    """Stops the batches holding canceled tasks: their leases end, their other tasks go back, their batches close."""
     requeued = []
     uids = [t.uid for t in canceled]
     for token in tx.leases.holding(uids):
         tx.leases.update(token, state="canceled")
         requeued += requeue(tx, tx.leases.tasks_of(token))
+        lease = tx.leases.get(token)
+        close_batch(tx, None if lease is None else lease.batch_uid, now, "canceled")
     tx.leases.release_tasks(uids)
     return requeued
 

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from taskhub.errors import TaskHubError
+from taskhub.server.batch import Batch
 from taskhub.server.model import Scope, Task, TaskQuery, TaskStatus
-from taskhub.server.rules import idempotency, server_tasks
+from taskhub.server.rules import batches, idempotency, server_tasks
 from taskhub.server.rules.enqueue import DEFAULT_COMMIT_WINDOW, Enqueuing
 from taskhub.server.rules.leasing import SECOND, Leasing
 from taskhub.server.rules.requeue import Requeuing
@@ -170,7 +171,7 @@ class Scheduler:
         """Fills the finder, recovers from the last stop, then (by default) runs `tick` when there is work."""
         await self.units.load()
         processing = self.finder.uids(TaskQuery(statuses=PROCESSING), limit=2**32)
-        await self.units.run(server_tasks.requeue_processing, processing)
+        await self.units.run(server_tasks.requeue_processing, processing, self.clock)
         if background:
             self._runner = asyncio.create_task(self._run(), name="taskhub-scheduler")
             self._poller = asyncio.create_task(self.units.poll(lambda: self.closing), name="taskhub-follower")
@@ -260,6 +261,8 @@ class Scheduler:
         self, query: TaskQuery, *, limit: int | None = None, from_uid: int | None = None, reverse: bool = False
     ) -> Page:
         limit = DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)
+        if query.batch_uids is not None:  # the batches' member tasks, read by batch uid
+            query = batches.resolve_query(self.units.reader, query)
         # The finder answers which uids and how many; the rows come from storage by uid.
         if self.finder.in_memory:
             uids, total = self.finder.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
@@ -277,6 +280,16 @@ class Scheduler:
         return Page(
             results=results, total=total, limit=limit, from_uid=results[0].uid if results else None, next_uid=next_uid
         )
+
+    async def list_batches(
+        self, query: TaskQuery, *, limit: int | None = None, from_uid: int | None = None, reverse: bool = False
+    ) -> batches.BatchPage:
+        """Batches holding a task that matches each set field of `query`, newest first unless `reverse`."""
+        limit = DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)
+        return await self.units.read(batches.list_batches, query, limit, from_uid, reverse, PAGE_BYTES)
+
+    async def get_batch(self, uid: int, *, scope: Scope | None = None) -> Batch:
+        return batches.get_batch(self.units.reader, uid, scope)
 
     # -- server-side work -------------------------------------------------
 

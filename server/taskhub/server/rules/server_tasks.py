@@ -17,6 +17,7 @@ from typing import Any
 from taskhub.errors import TaskHubError
 from taskhub.server.model import SERVER_PRIORITY, Task, TaskQuery, TaskStatus, TaskType, finished_details, format_time
 from taskhub.server.rules import batching, exports
+from taskhub.server.rules.batches import alone, batch_uid_of, close_batch, close_open_batches, open_batch, resolve_query
 from taskhub.server.rules.leasing import cancel_leases_of, requeue
 from taskhub.server.rules.units import Units
 from taskhub.server.storage.contract import Transaction
@@ -75,7 +76,7 @@ class ServerTasks:
     ) -> Task:
         """The new task and the set of older tasks it matches, atomically."""
         self.units.sync(tx)
-        older = dataclasses.replace(query, below_uid=tx.tasks.next_uid())
+        older = dataclasses.replace(resolve_query(tx, query), below_uid=tx.tasks.next_uid())
         matched = self.units.finder.uids(older, limit=MATCH_LIMIT)
         details = {"matchedTasks": len(matched), counter: None, "originalFilter": original}
         [task] = tx.tasks.insert([(None, type_, details, None)], now)
@@ -152,6 +153,7 @@ def _start(tx: Transaction, uid: int, now: int) -> bool:
     if task is None or task.status != TaskStatus.ENQUEUED:
         return False
     task.status, task.started_at = TaskStatus.PROCESSING, now
+    open_batch(tx, [task], now, alone(task))
     tx.tasks.save([task])
     return True
 
@@ -163,19 +165,27 @@ def _finish(tx: Transaction, uid: int, now: int, details: dict[str, Any] | None,
     task.status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
     task.details = finished_details(details, success=error is None)
     task.error, task.finished_at = error, now
-    return tx.tasks.save([task])[0]
+    saved = tx.tasks.save([task])[0]
+    close_batch(tx, batch_uid_of(task), now)
+    return saved
 
 
 def _run_cancelation(tx: Transaction, uid: int, now: int) -> None:
     """The still-unfinished tasks the cancelation matched are canceled, and it succeeds."""
+    task = tx.tasks.get(uid)
+    assert task is not None
+    # The canceled tasks join the cancelation's batch, as in Meilisearch (a stopped lease's batch counts them too).
+    batch = batch_uid_of(task)
     canceled = tx.tasks.get_many(tx.tasks.matched_uids(uid), UNFINISHED)
     for target in canceled:
         target.status, target.canceled_by, target.finished_at = TaskStatus.CANCELED, uid, now
         target.details = finished_details(target.details, success=False)
+        if batch is not None:
+            target.extra = {**(target.extra or {}), "batchUid": batch}
     tx.tasks.save(canceled)
-    cancel_leases_of(tx, canceled)
-    task = tx.tasks.get(uid)
-    assert task is not None
+    if batch is not None:
+        tx.batches.add_tasks(batch, [t.uid for t in canceled])
+    cancel_leases_of(tx, canceled, now)
     _finish(tx, uid, now, {**(task.details or {}), "canceledTasks": len(canceled)}, None)
 
 
@@ -183,12 +193,15 @@ def _run_deletion(tx: Transaction, uid: int, now: int) -> None:
     """The finished tasks the deletion matched are deleted, and it succeeds."""
     deleted = tx.tasks.delete(tx.tasks.matched_uids(uid), FINISHED)
     tx.tasks.forget_matches(t.uid for t in deleted)
+    tx.batches.forget_tasks(t.uid for t in deleted)
     task = tx.tasks.get(uid)
     assert task is not None
     _finish(tx, uid, now, {**(task.details or {}), "deletedTasks": len(deleted)}, None)
 
 
-def requeue_processing(tx: Transaction, processing: list[int]) -> None:
-    """On start: whatever was processing when the server stopped is enqueued again, and leases are lost."""
+def requeue_processing(tx: Transaction, processing: list[int], clock: Callable[[], int]) -> None:
+    """On start: whatever was processing when the server stopped is enqueued again, leases are lost and
+    open batches end."""
     tx.leases.end_all("lost")
     requeue(tx, tx.tasks.get_many(processing, frozenset({TaskStatus.PROCESSING})))
+    close_open_batches(tx, clock)

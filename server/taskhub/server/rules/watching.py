@@ -51,6 +51,9 @@ class Watching:
         `started(cursor)` is awaited once the watch is subscribed and its cursor checked, before any
         change is sent: `cursor` is the sequence number the watch starts after.
         """
+        if query.batch_uids is not None:
+            # Membership grows while a watch runs; a change carries no batch membership to match on.
+            raise TaskHubError("invalid_batch_uids", "`batchUids` cannot filter a watch.")
         sub = self.hub.subscribe(query=query, owner=owner)
         try:
             # Read after subscribing: a change the follower took is then either at most `last` or on

@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from taskhub.server.batch import Batch, BatchQuery, ProgressStep
 from taskhub.server.model import KeyRecord, Task, TaskKind, TaskQuery, TaskStatus
 
 # What an enqueue stores: (index uid, type, details).
@@ -60,6 +61,8 @@ class LeaseRecord:
     deadline: int
     duration: int
     state: str
+    # The batch the lease runs (None for leases stored before batches existed).
+    batch_uid: int | None = None
 
 
 class ChangeLog(Protocol):
@@ -199,6 +202,74 @@ class LeaseTable(Protocol):
         ...
 
 
+class BatchTable(Protocol):
+    """Batches by uid: what one lease or one server-run task processed, and which tasks each held.
+
+    A batch is written in the unit of work that opens it and rewritten in the ones that end it or
+    record a worker's progress; these writes are not logged (the task changes of the same unit of
+    work are). Uids come from one counter, in commit order, from 0, never reused, across every
+    storage on the database.
+    """
+
+    def next_uid(self) -> int:
+        """The uid the next inserted batch gets."""
+        ...
+
+    def insert(self, batch: Batch, task_uids: Sequence[int]) -> Batch:
+        """A new batch under `next_uid()` holding these tasks; sets and answers `batch` with its uid."""
+        ...
+
+    def get(self, uid: int) -> Batch | None:
+        """The batch with its progress (None once ended or before any report: [] while open)."""
+        ...
+
+    def get_page(self, uids: list[int], budget: int) -> tuple[list[Batch], int | None]:
+        """As `TaskTable.get_page`: in the order given, until their stored size passes `budget`."""
+        ...
+
+    def save(self, batch: Batch) -> None:
+        """Rewrites what can change (finished_at, counts, details, index_uid, lease_state); drops the
+        progress once the batch ended."""
+        ...
+
+    def add_tasks(self, uid: int, task_uids: Sequence[int]) -> None:
+        """More tasks for a batch (a cancelation's batch takes the tasks it canceled)."""
+        ...
+
+    def task_uids_of(self, uids: Iterable[int]) -> list[int]:
+        """The tasks these batches held, sorted, each once (deleted tasks have left)."""
+        ...
+
+    def batches_of(self, task_uids: Iterable[int]) -> list[int]:
+        """The batches that held any of these tasks, sorted."""
+        ...
+
+    def set_progress(self, uid: int, steps: Sequence[ProgressStep]) -> None:
+        """Replaces an open batch's progress."""
+        ...
+
+    def open_uids(self) -> list[int]:
+        """Batches not ended, by uid (for the start's recovery)."""
+        ...
+
+    def forget_tasks(self, task_uids: Iterable[int]) -> list[int]:
+        """These tasks were deleted: they leave every batch; batches left with no task are deleted, and
+        their uids answered. The other batches' counts stay as they were."""
+        ...
+
+    def count(self) -> int:
+        """How many batches are stored."""
+        ...
+
+
+class BatchFinder(Protocol):
+    """Which batches match a `BatchQuery`: a page and a total, read from the committed batches."""
+
+    def page(self, query: BatchQuery, *, limit: int, from_uid: int | None, reverse: bool) -> tuple[list[int], int]:
+        """Up to `limit + 1` matching uids from `from_uid` (inclusive), newest first unless `reverse`, and the total."""
+        ...
+
+
 class KeyTable(Protocol):
     """API keys, without their secrets."""
 
@@ -289,6 +360,9 @@ class Transaction(Protocol):
     def idempotency(self) -> IdempotencyTable: ...
 
     @property
+    def batches(self) -> BatchTable: ...
+
+    @property
     def changes(self) -> Changes:
         """What this unit of work logged so far, in sequence order.
 
@@ -352,6 +426,12 @@ class Reader(Protocol):
 
     @property
     def task_types(self) -> TaskTypeTable: ...
+
+    @property
+    def batches(self) -> BatchTable: ...
+
+    @property
+    def batch_finder(self) -> BatchFinder: ...
 
     def snapshot(self) -> AbstractContextManager[None]: ...
 

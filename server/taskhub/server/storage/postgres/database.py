@@ -20,6 +20,8 @@ from collections.abc import Iterator
 import psycopg
 
 from taskhub.server.storage.contract import Changes, StorageFull
+from taskhub.server.storage.postgres.batch_finder import PostgresBatchFinder
+from taskhub.server.storage.postgres.batches import PostgresBatches
 from taskhub.server.storage.postgres.changes import PostgresChangeLog
 from taskhub.server.storage.postgres.idempotency import PostgresIdempotency
 from taskhub.server.storage.postgres.keys import PostgresKeys
@@ -28,7 +30,19 @@ from taskhub.server.storage.postgres.schema import UNIT_LOCK, migrate, new_epoch
 from taskhub.server.storage.postgres.task_types import PostgresTaskTypes
 from taskhub.server.storage.postgres.tasks import PostgresTasks
 
-_TABLES = ("tasks", "leases", "matches", "changes", "api_keys", "task_types", "idempotency_keys", "meta")
+_TABLES = (
+    "tasks",
+    "leases",
+    "matches",
+    "changes",
+    "api_keys",
+    "task_types",
+    "idempotency_keys",
+    "batches",
+    "batch_tasks",
+    "batch_progress",
+    "meta",
+)
 
 
 def is_postgres_url(address: str) -> bool:
@@ -51,6 +65,8 @@ class _Tables:
         self.leases = PostgresLeases(conn, self.tasks)
         self.keys = PostgresKeys(conn)
         self.idempotency = PostgresIdempotency(conn)
+        self.batches = PostgresBatches(conn, self.task_types.codes)
+        self.batch_finder = PostgresBatchFinder(conn)
 
     @property
     def changes(self) -> Changes:

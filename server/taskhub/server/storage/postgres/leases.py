@@ -20,13 +20,13 @@ class PostgresLeases:
 
     def insert(self, lease: LeaseRecord) -> None:
         self.conn.execute(
-            "INSERT INTO leases (token, worker, deadline, duration, state) VALUES (%s, %s, %s, %s, %s)",
-            (lease.token, lease.worker, lease.deadline, lease.duration, lease.state),
+            "INSERT INTO leases (token, worker, deadline, duration, state, batch_uid) VALUES (%s, %s, %s, %s, %s, %s)",
+            (lease.token, lease.worker, lease.deadline, lease.duration, lease.state, lease.batch_uid),
         )
 
     def get(self, token: str) -> LeaseRecord | None:
         row = self.conn.execute(
-            "SELECT token, worker, deadline, duration, state FROM leases WHERE token = %s", (token,)
+            "SELECT token, worker, deadline, duration, state, batch_uid FROM leases WHERE token = %s", (token,)
         ).fetchone()
         return None if row is None else LeaseRecord(*row)
 

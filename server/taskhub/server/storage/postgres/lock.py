@@ -41,4 +41,7 @@ class PostgresServerLock:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             with contextlib.suppress(psycopg.Error):
+                # Unlocked before closing: a closed connection's backend ends (and drops its locks) a moment
+                # later, and a server starting again at once would find the database still taken.
+                conn.execute("SELECT pg_advisory_unlock(%s)", (SERVER_LOCK,))
                 conn.close()

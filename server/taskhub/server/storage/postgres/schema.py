@@ -41,7 +41,8 @@ CREATE TABLE leases (
     worker text,
     deadline bigint NOT NULL,
     duration bigint NOT NULL,
-    state text NOT NULL
+    state text NOT NULL,
+    batch_uid bigint
 );
 CREATE INDEX leases_state_deadline ON leases (state, deadline);
 CREATE TABLE matches (uid bigint PRIMARY KEY, uids bytea NOT NULL);
@@ -57,6 +58,26 @@ CREATE TABLE idempotency_keys (
     created_at bigint NOT NULL
 );
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+-- What each lease or server-run task processed, and which tasks each held.
+CREATE TABLE batches (
+    uid bigint PRIMARY KEY,
+    started_at bigint NOT NULL,
+    finished_at bigint,
+    enqueued_first bigint NOT NULL,
+    enqueued_last bigint NOT NULL,
+    index_uid text,
+    -- A bit (1 << status) per status its tasks are in: a status filter reads no JSON.
+    statuses integer NOT NULL,
+    lease text,
+    worker text,
+    lease_state text,
+    strategy text NOT NULL,
+    stats text NOT NULL,
+    details text NOT NULL
+);
+CREATE TABLE batch_tasks (batch_uid bigint NOT NULL, task_uid bigint NOT NULL, PRIMARY KEY (batch_uid, task_uid));
+CREATE INDEX batch_tasks_task ON batch_tasks (task_uid);
+CREATE TABLE batch_progress (batch_uid bigint PRIMARY KEY, steps text NOT NULL);
 CREATE TABLE api_keys (
     uid text PRIMARY KEY,
     name text,
@@ -81,7 +102,8 @@ def migrate(conn: psycopg.Connection) -> None:
         conn.execute(_TABLES)
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('next_uid', 0), ('last_seq', 0), ('task_count', 0),"
-            " ('change_bytes', 0), ('stored_bytes', 0), ('schema_version', 0)"
+            " ('change_bytes', 0), ('stored_bytes', 0), ('next_batch_uid', 0), ('batch_count', 0),"
+            " ('schema_version', 0)"
         )
         new_epoch(conn)
     conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'", (SCHEMA_VERSION,))

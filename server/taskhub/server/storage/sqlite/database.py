@@ -15,6 +15,8 @@ import sqlite3
 from collections.abc import Iterator
 
 from taskhub.server.storage.contract import Changes, StorageFull
+from taskhub.server.storage.sqlite.batch_finder import SqliteBatchFinder
+from taskhub.server.storage.sqlite.batches import SqliteBatches
 from taskhub.server.storage.sqlite.changes import SqliteChangeLog
 from taskhub.server.storage.sqlite.idempotency import SqliteIdempotency
 from taskhub.server.storage.sqlite.keys import SqliteKeys
@@ -27,7 +29,7 @@ READ_MMAP_BYTES = 1 << 30
 
 
 class _Tables:
-    """The five tables of the contract on one connection."""
+    """The tables of the contract on one connection."""
 
     def __init__(self, conn: sqlite3.Connection, atomic) -> None:
         self.conn = conn
@@ -37,6 +39,8 @@ class _Tables:
         self.leases = SqliteLeases(conn, self.tasks)
         self.keys = SqliteKeys(conn)
         self.idempotency = SqliteIdempotency(conn)
+        self.batches = SqliteBatches(conn, self.task_types.codes)
+        self.batch_finder = SqliteBatchFinder(conn)
 
     @property
     def changes(self) -> Changes:

@@ -45,6 +45,8 @@ def migrate(conn: sqlite3.Connection) -> None:
     if version < 5:
         # Version 5 keeps the fields beyond Meilisearch's (customMetadata, runAt, batchUid, ...) as one JSON object.
         add_column(conn, "tasks", "extra", "TEXT")
+    if version < 6:
+        _create_batches(conn)
     if version < 7:
         # Version 7 gives each task type registered at the server (`--task-types`) its stored code, once.
         conn.execute("CREATE TABLE IF NOT EXISTS task_types (code INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
@@ -57,6 +59,28 @@ def migrate(conn: sqlite3.Connection) -> None:
         )
         conn.execute("CREATE INDEX IF NOT EXISTS idx_idempotency_created ON idempotency_keys (created_at)")
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def _create_batches(conn: sqlite3.Connection) -> None:
+    """Version 6 keeps batches: what each lease or server-run task processed, and which tasks each held."""
+    add_column(conn, "leases", "batch_uid", "INTEGER")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS batches (uid INTEGER PRIMARY KEY, started_at INTEGER NOT NULL,"
+        " finished_at INTEGER, enqueued_first INTEGER NOT NULL, enqueued_last INTEGER NOT NULL, index_uid TEXT,"
+        # A bit (1 << status) per status its tasks are in: a status filter reads no JSON.
+        " statuses INTEGER NOT NULL, lease TEXT, worker TEXT, lease_state TEXT, strategy TEXT NOT NULL,"
+        " stats TEXT NOT NULL, details TEXT NOT NULL)"
+    )
+    # No index but the uid: every one is a page more to write per lease, and listing batches, an observer's
+    # route, scans the rows (types are read from `stats`). The start finds open batches by a scan too.
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS batch_tasks (batch_uid INTEGER NOT NULL, task_uid INTEGER NOT NULL,"
+        " PRIMARY KEY (batch_uid, task_uid)) WITHOUT ROWID"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_batch_tasks_task ON batch_tasks (task_uid)")
+    # A narrow row: a renewal with progress rewrites it alone, never the batch's details.
+    conn.execute("CREATE TABLE IF NOT EXISTS batch_progress (batch_uid INTEGER PRIMARY KEY, steps TEXT NOT NULL)")
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('next_batch_uid', 0), ('batch_count', 0)")
 
 
 def add_column(conn: sqlite3.Connection, table: str, column: str, kind: str) -> None:

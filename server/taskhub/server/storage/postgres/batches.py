@@ -1,0 +1,164 @@
+"""The PostgreSQL batch tables: one row a batch, its members (`batch_tasks`), progress beside it.
+
+The same rows as SQLite's (counts and details as JSON text, a status bit mask), so the rules and
+the finder's rule read the same on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+
+from taskhub.server.batch import Batch, ProgressStep
+from taskhub.server.model import TYPE_BY_LABEL, TaskKind
+from taskhub.server.storage.postgres.rows import bump, counter
+from taskhub.server.storage.sqlite.batches import COLUMNS, ROW_BYTES, _row_to_batch, _stats, status_mask
+from taskhub.server.storage.sqlite.rows import compact
+from taskhub.server.storage.sqlite.task_types import TypeCodes
+
+
+class PostgresBatches:
+    """The `BatchTable` of the contract on one connection."""
+
+    def __init__(self, conn: psycopg.Connection, codes: TypeCodes) -> None:
+        self.conn = conn
+        self._codes = codes
+
+    def _kind(self, label: str) -> TaskKind:
+        """A type by the label its batches store: Meilisearch's, or one registered on this database."""
+        kind = TYPE_BY_LABEL.get(label)
+        if kind is not None:
+            return kind
+        for attempt in range(2):
+            found = next((k for k in self._codes.values() if k.label == label), None)
+            if found is not None:
+                return found
+            if not attempt:
+                self._codes.reload()  # registered by another server since
+        raise KeyError(label)
+
+    def next_uid(self) -> int:
+        return counter(self.conn, "next_batch_uid")
+
+    def count(self) -> int:
+        return counter(self.conn, "batch_count")
+
+    def insert(self, batch: Batch, task_uids: Sequence[int]) -> Batch:
+        batch.uid = bump(self.conn, "next_batch_uid")
+        bump(self.conn, "batch_count")
+        self.conn.execute(
+            f"INSERT INTO batches ({COLUMNS}, statuses) VALUES ({', '.join(['%s'] * 13)})",
+            (
+                batch.uid,
+                batch.started_at,
+                batch.finished_at,
+                batch.enqueued_first,
+                batch.enqueued_last,
+                batch.index_uid,
+                batch.lease,
+                batch.worker,
+                batch.lease_state,
+                batch.strategy,
+                _stats(batch),
+                compact(batch.details),
+                status_mask(batch),
+            ),
+        )
+        with self.conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO batch_tasks (batch_uid, task_uid) VALUES (%s, %s)", [(batch.uid, t) for t in task_uids]
+            )
+        return batch
+
+    def get(self, uid: int) -> Batch | None:
+        row = self.conn.execute(f"SELECT {COLUMNS} FROM batches WHERE uid = %s", (uid,)).fetchone()
+        return None if row is None else _row_to_batch(row, self._progress(row), self._kind)
+
+    def _progress(self, row: Sequence[Any]) -> str | None:
+        if row[2] is not None:  # ended: no progress
+            return None
+        found = self.conn.execute("SELECT steps FROM batch_progress WHERE batch_uid = %s", (row[0],)).fetchone()
+        return None if found is None else found[0]
+
+    def get_page(self, uids: list[int], budget: int) -> tuple[list[Batch], int | None]:
+        rows = {r[0]: r for r in self.conn.execute(f"SELECT {COLUMNS} FROM batches WHERE uid = ANY(%s)", (uids,))}
+        batches: list[Batch] = []
+        used = 0
+        for uid in uids:
+            row = rows.get(uid)
+            if row is None:
+                continue  # deleted since the finder answered
+            used += ROW_BYTES + len(row[10]) + len(row[11])
+            if used > budget and batches:
+                return batches, uid
+            batches.append(_row_to_batch(row, self._progress(row), self._kind))
+        return batches, None
+
+    def save(self, batch: Batch) -> None:
+        self.conn.execute(
+            "UPDATE batches SET finished_at = %s, index_uid = %s, lease_state = %s, stats = %s, details = %s,"
+            " statuses = %s, enqueued_first = %s, enqueued_last = %s WHERE uid = %s",
+            (
+                batch.finished_at,
+                batch.index_uid,
+                batch.lease_state,
+                _stats(batch),
+                compact(batch.details),
+                status_mask(batch),
+                batch.enqueued_first,
+                batch.enqueued_last,
+                batch.uid,
+            ),
+        )
+        if batch.finished_at is not None:
+            self.conn.execute("DELETE FROM batch_progress WHERE batch_uid = %s", (batch.uid,))
+
+    def add_tasks(self, uid: int, task_uids: Sequence[int]) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO batch_tasks (batch_uid, task_uid) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                [(uid, t) for t in task_uids],
+            )
+
+    def task_uids_of(self, uids: Iterable[int]) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT DISTINCT task_uid FROM batch_tasks WHERE batch_uid = ANY(%s) ORDER BY task_uid", (sorted(uids),)
+        )
+        return [r[0] for r in rows]
+
+    def batches_of(self, task_uids: Iterable[int]) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT DISTINCT batch_uid FROM batch_tasks WHERE task_uid = ANY(%s) ORDER BY batch_uid",
+            (sorted(task_uids),),
+        )
+        return [r[0] for r in rows]
+
+    def set_progress(self, uid: int, steps: Sequence[ProgressStep]) -> None:
+        self.conn.execute(
+            "INSERT INTO batch_progress (batch_uid, steps) VALUES (%s, %s)"
+            " ON CONFLICT (batch_uid) DO UPDATE SET steps = excluded.steps",
+            (uid, compact([[s.name, s.finished, s.total] for s in steps])),
+        )
+
+    def open_uids(self) -> list[int]:
+        return [r[0] for r in self.conn.execute("SELECT uid FROM batches WHERE finished_at IS NULL ORDER BY uid")]
+
+    def forget_tasks(self, task_uids: Iterable[int]) -> list[int]:
+        touched = self.conn.execute(
+            "DELETE FROM batch_tasks WHERE task_uid = ANY(%s) RETURNING batch_uid", (sorted(task_uids),)
+        ).fetchall()
+        candidates = sorted({r[0] for r in touched})
+        emptied = [
+            r[0]
+            for r in self.conn.execute(
+                "DELETE FROM batches WHERE uid = ANY(%s)"
+                " AND NOT EXISTS (SELECT 1 FROM batch_tasks WHERE batch_uid = batches.uid) RETURNING uid",
+                (candidates,),
+            ).fetchall()
+        ]
+        if emptied:
+            self.conn.execute("DELETE FROM batch_progress WHERE batch_uid = ANY(%s)", (emptied,))
+            bump(self.conn, "batch_count", -len(emptied))
+        return sorted(emptied)
