@@ -47,14 +47,18 @@ class GetTaskResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ...) -> None: ...
 
 class EnqueueTaskRequest(_message.Message):
-    __slots__ = ("type", "index_uid", "details")
+    __slots__ = ("type", "index_uid", "details", "run_at", "retry")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     INDEX_UID_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
+    RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
     type: _task_pb2.TaskType
     index_uid: str
     details: _task_pb2.TaskDetails
-    def __init__(self, type: _Optional[_Union[_task_pb2.TaskType, str]] = ..., index_uid: _Optional[str] = ..., details: _Optional[_Union[_task_pb2.TaskDetails, _Mapping]] = ...) -> None: ...
+    run_at: _timestamp_pb2.Timestamp
+    retry: _task_pb2.RetryPolicy
+    def __init__(self, type: _Optional[_Union[_task_pb2.TaskType, str]] = ..., index_uid: _Optional[str] = ..., details: _Optional[_Union[_task_pb2.TaskDetails, _Mapping]] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry: _Optional[_Union[_task_pb2.RetryPolicy, _Mapping]] = ...) -> None: ...
 
 class EnqueueTaskResponse(_message.Message):
     __slots__ = ("task",)

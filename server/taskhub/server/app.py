@@ -29,6 +29,7 @@ from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.lock import ServerLock
 from taskhub.server.rules import exports
 from taskhub.server.rules.auth import Keyring
+from taskhub.server.rules.retries import parse_policies
 from taskhub.server.rules.scheduler import Scheduler, wall_clock
 from taskhub.server.rules.watch import WatchHub
 from taskhub.server.storage.contract import TaskFinder
@@ -134,6 +135,7 @@ def check(config: Config) -> None:
         )
     if config.task_index not in FINDERS:
         raise ValueError(f"--task-index is `memory` or `sql`, not `{config.task_index}`")
+    parse_policies(config.retry_policy, config.max_attempts)
 
 
 async def start(config: Config, *, background: bool = True, clock: Callable[[], int] = wall_clock) -> Service:
@@ -181,6 +183,7 @@ async def _start(
         cleanup_threshold=config.cleanup_threshold,
         cleanup_batch=config.cleanup_batch,
         commit_window=config.commit_window_ms / 1000,
+        retry_policies=parse_policies(config.retry_policy, config.max_attempts),
     )
     await scheduler.start(background=background)
 

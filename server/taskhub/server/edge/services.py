@@ -197,11 +197,12 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
 
 
 def _enqueue_item(request: pb.EnqueueTaskRequest, payload_limit: int) -> tuple:
-    """(type, index uid, details) from one enqueue request, as the scheduler takes them."""
+    """(type, index uid, details, run at, retry) from one enqueue request, as the scheduler takes them."""
     type_ = convert.task_type(request.type)
     details = convert.details_from_proto(type_, request.details, request.HasField("details"))
     check_details_size(request.details, details, payload_limit)
-    return type_, request.index_uid if request.HasField("index_uid") else None, details
+    run_at, retry = convert.later_from_proto(request)
+    return type_, request.index_uid if request.HasField("index_uid") else None, details, run_at, retry
 
 
 def _wait(request: wpb.LeaseTasksRequest) -> int:
@@ -323,12 +324,15 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
     async def CompleteTasks(self, request: wpb.CompleteTasksRequest, context) -> wpb.CompleteTasksResponse:
         async with error_edge(context):
             self.keys.require(authorization(context), "workers.lease")
-            outcomes = {}
+            outcomes, retries = {}, {}
             for outcome in request.outcomes:
                 if outcome.uid in outcomes:
                     raise TaskHubError("invalid_task_outcome", f"Task `{outcome.uid}` is reported twice.")
                 outcomes[outcome.uid] = convert.outcome_from_proto(outcome)
-            tasks = await self.scheduler.complete(request.token, outcomes)
+                retryable, after = convert.retry_from_proto(outcome)
+                if retryable:
+                    retries[outcome.uid] = after
+            tasks = await self.scheduler.complete(request.token, outcomes, retries)
             response = wpb.CompleteTasksResponse()
             for task in tasks:
                 convert.fill_task(response.tasks.add(), task)

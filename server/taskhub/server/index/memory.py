@@ -41,6 +41,8 @@ class MemoryFinder:
         self.lock = threading.Lock()
         self.snapshot_path = snapshot_path
         self._spare: dict[str, np.ndarray] | None = None
+        self._skipped_set: frozenset[int] = frozenset()
+        self._skipped_map = BitMap()
 
     @property
     def in_memory(self) -> bool:
@@ -108,17 +110,25 @@ class MemoryFinder:
 
     def _select(self, query: TaskQuery) -> BitMap:
         """Under the lock. The answer may be one of the index's own bitmaps: never changed here."""
-        excluded = query.not_index_uids
-        if not excluded:
+        excluded, skipped = query.not_index_uids, query.not_uids
+        if not excluded and not skipped:
             return self.index.select(query)
-        matched = self.index.select(dataclasses.replace(query, not_index_uids=None))
+        matched = self.index.select(dataclasses.replace(query, not_index_uids=None, not_uids=None))
         indexes = self.index.indexes
-        busy = [indexes[name] for name in excluded if name in indexes]
+        busy = [indexes[name] for name in excluded or () if name in indexes]
+        if skipped:
+            busy.append(self._skipped(skipped))
         return matched.difference(*busy) if busy else matched
+
+    def _skipped(self, uids: frozenset[int]) -> BitMap:
+        """`uids` as a bitmap; the last one is kept, as a lease asks with the same set until it changes."""
+        if self._skipped_set is not uids:
+            self._skipped_set, self._skipped_map = uids, BitMap(uids)
+        return self._skipped_map
 
     def page(self, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> tuple[list[int], int]:
         with self.lock:
-            if query.not_index_uids is None:
+            if query.not_index_uids is None and query.not_uids is None:
                 return self.index.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
             matched = self._select(query)
             total = len(matched)

@@ -15,7 +15,9 @@ from typing import Any
 from taskhub.errors import TaskHubError
 from taskhub.server.model import Task, TaskType
 from taskhub.server.rules.auth import EVERYONE, Principal, enqueue_action, invalid_key
+from taskhub.server.rules.delays import checked_run_at
 from taskhub.server.rules.details import enqueue_details
+from taskhub.server.rules.retries import RetryPolicies, RetryPolicy
 from taskhub.server.rules.units import DISK_FULL, Units
 from taskhub.server.storage.contract import NewTask, Transaction
 
@@ -36,9 +38,11 @@ class Enqueuing:
         watch_retention: int,
         watch_retention_bytes: int | None,
         commit_window: float,
+        policies: RetryPolicies | None = None,
     ) -> None:
         self.units = units
         self.clock = clock
+        self.policies = policies or RetryPolicies(RetryPolicy())
         self.max_db_size = max_db_size
         self.watch_retention = watch_retention
         self.watch_retention_bytes = watch_retention_bytes
@@ -56,19 +60,39 @@ class Enqueuing:
         type_: TaskType,
         index_uid: str | None,
         details: dict[str, Any] | None,
+        run_at: int | None = None,
+        retry: dict[str, Any] | None = None,
         *,
         caller: Principal = EVERYONE,
     ) -> Task:
-        """Enqueues one task for `caller`, who needs the type's action and, if scoped, the index."""
-        return (await self._group_commit([_checked(type_, index_uid, details, caller)]))[0]
+        """Enqueues one task for `caller`, who needs the type's action and, if scoped, the index.
+
+        `run_at`: not leased before then (microseconds); `retry`: the task's own retry policy fields
+        (`retries.checked_override`'s shape), over the server's policy for its type.
+        """
+        item = _checked(type_, index_uid, details, caller, self._later(type_, run_at, retry))
+        return (await self._group_commit([item]))[0]
+
+    def _later(
+        self, type_: TaskType, run_at: int | None = None, retry: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """The extra fields of a delayed run and a retry policy, checked; None when neither is asked."""
+        extra: dict[str, Any] = {}
+        if run_at is not None:
+            extra["runAt"] = checked_run_at(type_, run_at, self.clock())
+        if retry:
+            self.policies.checked(type_.label, retry)
+            extra["retry"] = retry
+        return extra or None
 
     async def enqueue_many(
         self,
-        items: list[tuple[TaskType, str | None, dict[str, Any] | None]],
+        items: list[tuple[Any, ...]],
         *,
         caller: Principal = EVERYONE,
     ) -> list[Task]:
-        """Enqueues tasks of (type, index uid, details), all in the same transaction, with consecutive uids.
+        """Enqueues tasks of (type, index uid, details[, run at[, retry]]), all in the same transaction, with
+        consecutive uids.
 
         Every item is checked before any is stored, `caller`'s rights included: one bad item
         refuses them all, its position at the head of the message.
@@ -79,9 +103,9 @@ class Enqueuing:
                 f"Give from 1 to {MAX_ENQUEUE_BATCH:,} tasks to enqueue at once, not {len(items):,}.",
             )
         checked: list[NewTask] = []
-        for position, (type_, index_uid, details) in enumerate(items):
+        for position, (type_, index_uid, details, *later) in enumerate(items):
             try:
-                checked.append(_checked(type_, index_uid, details, caller))
+                checked.append(_checked(type_, index_uid, details, caller, self._later(type_, *later)))
             except TaskHubError as error:
                 raise error.within(f"tasks[{position}]") from None
         return await self._group_commit(checked)
@@ -189,7 +213,13 @@ def _insert(tx: Transaction, items: list[NewTask], now: int, max_db_size: int | 
     return tx.tasks.insert(items, now)
 
 
-def _checked(type_: TaskType, index_uid: str | None, details: dict[str, Any] | None, caller: Principal) -> NewTask:
+def _checked(
+    type_: TaskType,
+    index_uid: str | None,
+    details: dict[str, Any] | None,
+    caller: Principal,
+    extra: dict[str, Any] | None = None,
+) -> NewTask:
     """One enqueue, checked: (index uid, type, details, extra fields to store), as `TaskTable.insert` takes it."""
     # The type's action first (a dump needs `dumps.create`, not `tasks.enqueue`), whatever the details.
     if not caller.allows(enqueue_action(type_)):
@@ -199,4 +229,4 @@ def _checked(type_: TaskType, index_uid: str | None, details: dict[str, Any] | N
     scope = caller.scope
     if scope is not None and (type_.is_global or not scope.allows(index_uid)):
         raise invalid_key()
-    return index_uid, type_, details, None
+    return index_uid, type_, details, extra

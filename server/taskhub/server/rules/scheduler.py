@@ -23,6 +23,7 @@ from taskhub.server.model import Scope, Task, TaskQuery, TaskStatus
 from taskhub.server.rules import server_tasks
 from taskhub.server.rules.enqueue import DEFAULT_COMMIT_WINDOW, Enqueuing
 from taskhub.server.rules.leasing import SECOND, Leasing
+from taskhub.server.rules.retries import RetryPolicies, RetryPolicy
 from taskhub.server.rules.server_tasks import ServerTasks
 from taskhub.server.rules.units import Units
 from taskhub.server.rules.watch import WatchHub
@@ -82,6 +83,7 @@ class Scheduler:
         commit_window: float = DEFAULT_COMMIT_WINDOW,
         checkpoint_every: int = CHECKPOINT_EVERY,
         checkpoint_changes: int = CHECKPOINT_CHANGES,
+        retry_policies: RetryPolicies | None = None,
     ) -> None:
         self.storage = storage
         self.finder = finder
@@ -93,6 +95,8 @@ class Scheduler:
         self._pruned_at = 0
         self.units = Units(storage, finder, self.hub)
         self.units.on_commit = self._committed
+        # Every type's retry policy; its attempts are `max_attempts` unless `retry_policies` says otherwise.
+        self.retry_policies = retry_policies or RetryPolicies(RetryPolicy(attempts=max_attempts))
         self.enqueuing = Enqueuing(
             self.units,
             clock,
@@ -100,9 +104,15 @@ class Scheduler:
             watch_retention=watch_retention,
             watch_retention_bytes=watch_retention_bytes,
             commit_window=commit_window,
+            policies=self.retry_policies,
         )
         self.leasing = Leasing(
-            self.units, clock, max_batch_size=max_batch_size, max_attempts=max_attempts, closing=lambda: self.closing
+            self.units,
+            clock,
+            max_batch_size=max_batch_size,
+            max_attempts=max_attempts,
+            closing=lambda: self.closing,
+            policies=self.retry_policies,
         )
         self.server_tasks = ServerTasks(
             self.units,

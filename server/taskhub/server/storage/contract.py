@@ -144,8 +144,11 @@ class TaskTable(Protocol):
         """
         ...
 
-    def count_attempt(self, uid: int) -> int:
-        """Adds one to the task's failed attempts; answers the new count. Not a change: nothing is logged."""
+    def waiting(self) -> list[tuple[int, int]]:
+        """(uid, runAt) of every enqueued task with a `runAt` in its extra fields (microseconds), by uid.
+
+        What a start rebuilds the not-yet-due tasks from: found without reading every row.
+        """
         ...
 
     def save_matches(self, uid: int, matched: Sequence[int]) -> None:
