@@ -184,7 +184,7 @@ def test_a_version_5_database_keeps_the_expired_attempts_of_unfinished_tasks(tmp
     insert(store, [("movies", TaskType.INDEX_CREATION, None)] * 3, 5)
     store.conn.execute("DROP INDEX idx_tasks_waiting")
     store.conn.execute("UPDATE tasks SET attempts = 2, status = CASE uid WHEN 2 THEN 3 ELSE status END")
-    store.conn.execute("UPDATE tasks SET extra = '{\"customMetadata\":\"m\"}' WHERE uid = 1")
+    store.conn.execute('UPDATE tasks SET extra = \'{"customMetadata":"m"}\' WHERE uid = 1')
     store.conn.execute("PRAGMA user_version=5")
     store.close()
 

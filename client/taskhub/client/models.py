@@ -214,6 +214,10 @@ class Task:
     enqueued_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # Delayed runs and retries: not run before `run_at`; failed attempts so far, and the last one's error.
+    run_at: datetime | None = None
+    attempts: int | None = None
+    last_error: TaskError | None = None
 
     @property
     def finished(self) -> bool:
@@ -226,10 +230,13 @@ class Task:
         duration = None
         if message.HasField("duration"):
             duration = timedelta(seconds=message.duration.seconds, microseconds=message.duration.nanos // 1_000)
-        error = None
+        error = last_error = None
         if message.HasField("error"):
             e = message.error
             error = TaskError(message=e.message, code=e.code, type=e.type, link=e.link)
+        if message.HasField("last_error"):
+            e = message.last_error
+            last_error = TaskError(message=e.message, code=e.code, type=e.type, link=e.link)
         return cls(
             uid=message.uid,
             index_uid=message.index_uid if message.HasField("index_uid") else None,
@@ -242,11 +249,14 @@ class Task:
             enqueued_at=_time(message, "enqueued_at"),
             started_at=_time(message, "started_at"),
             finished_at=_time(message, "finished_at"),
+            run_at=_time(message, "run_at"),
+            attempts=message.attempts if message.HasField("attempts") else None,
+            last_error=last_error,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Meilisearch's task object, fields in Meilisearch's order."""
-        return {
+        """Meilisearch's task object, fields in Meilisearch's order; extra fields after, only when set."""
+        shown = {
             "uid": self.uid,
             "indexUid": self.index_uid,
             "status": self.status.value,
@@ -259,6 +269,13 @@ class Task:
             "startedAt": _show(self.started_at),
             "finishedAt": _show(self.finished_at),
         }
+        if self.run_at is not None:
+            shown["runAt"] = _show(self.run_at)
+        if self.attempts is not None:
+            shown["attempts"] = self.attempts
+        if self.last_error is not None:
+            shown["lastError"] = self.last_error.to_dict()
+        return shown
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -98,16 +99,27 @@ class TaskHubClient:
     # -- tasks ------------------------------------------------------------
 
     def enqueue(
-        self, type: TaskType | str, index_uid: str | None = None, details: dict[str, Any] | None = None
+        self,
+        type: TaskType | str,
+        index_uid: str | None = None,
+        details: dict[str, Any] | None = None,
+        *,
+        run_at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        retry: dict[str, Any] | None = None,
     ) -> TaskSummary:
-        """Enqueues a task (`details` with Meilisearch's keys, e.g. `{"receivedDocuments": 3}`); never retried."""
-        request = enqueue_request(type, index_uid, details)
+        """Enqueues a task (`details` with Meilisearch's keys, e.g. `{"receivedDocuments": 3}`); never retried.
+
+        `run_at` (an aware datetime) or `delay` (a timedelta or seconds from now): not run before then.
+        `retry`: the task's own retry policy, e.g. `{"attempts": 10, "initialDelay": "30s"}`.
+        """
+        request = enqueue_request(type, index_uid, details, run_at, retry, delay=delay)
         return TaskSummary.from_proto(self._call(self._stub.EnqueueTask, request, idempotent=False).task)
 
     def enqueue_tasks(self, tasks: Iterable[Sequence[Any]]) -> list[TaskSummary]:
         """Enqueues 1 to 1,000 tasks at once, all or none, with consecutive uids; never retried.
 
-        Each task is a tuple as `enqueue` takes it: `(type, index_uid, details)`, the last two optional.
+        Each task is a tuple `(type, index_uid, details, run_at, retry)`, all but the type optional.
         """
         response = self._call(self._stub.EnqueueTasks, enqueue_tasks_request(tasks), idempotent=False)
         return [TaskSummary.from_proto(task) for task in response.tasks]

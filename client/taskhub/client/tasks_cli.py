@@ -13,9 +13,11 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import click
 
+from taskhub import dates, durations
 from taskhub.client.cli import (
     CONTEXT,
     EXIT_CODES,
@@ -133,6 +135,22 @@ def _declare() -> None:
                 help="the details as a JSON object with Meilisearch's keys",
             ),
             click.option("--file", metavar="PATH", help="a JSON Lines file of tasks instead of TYPE ('-': stdin)"),
+            click.option(
+                "--run-at",
+                metavar="DATE",
+                help="not run before this RFC 3339 date-time (2026-01-01T09:00:00Z); from a day ago to a year ahead",
+            ),
+            click.option(
+                "--delay",
+                metavar="DURATION",
+                help="not run before this long from now: 500ms, 30s, 5m, 2h, 1d or seconds",
+            ),
+            click.option(
+                "--retry",
+                type=JsonObject(),
+                metavar="JSON",
+                help='the task\'s own retry policy, e.g. \'{"attempts": 10, "initialDelay": "30s"}\'',
+            ),
         ),
     )
     client_command(
@@ -228,10 +246,29 @@ def _enqueue(client: TaskHubClient, args: argparse.Namespace) -> int:
     if (args.type is None) == (args.file is None):
         usage_error("give a TYPE or --file, one of the two")
     if args.file is not None:
-        if args.index_uid is not None or args.details is not None:
-            usage_error("--index-uid and --details go with TYPE; with --file each line carries its own")
+        if any(getattr(args, name) is not None for name in ("index_uid", "details", "run_at", "delay", "retry")):
+            usage_error(
+                "--index-uid, --details, --run-at, --delay and --retry go with TYPE; with --file each line carries"
+                " its own"
+            )
         return _enqueue_file(client, args)
-    summary = client.enqueue(args.type, args.index_uid, args.details)
+    if args.run_at is not None and args.delay is not None:
+        usage_error("give --run-at or --delay, not both")
+    run_at = delay = None
+    if args.run_at is not None:
+        try:
+            seconds, nanos = dates.parse_bound(args.run_at)
+            if ":" not in args.run_at:
+                raise ValueError("a bare date")
+        except (ValueError, OverflowError):
+            usage_error(f"--run-at: `{args.run_at}` is not an RFC 3339 date-time, such as 2026-01-01T09:00:00Z")
+        run_at = datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanos // 1_000)
+    if args.delay is not None:
+        try:
+            delay = timedelta(microseconds=durations.parse_duration(args.delay))
+        except ValueError as exc:
+            usage_error(f"--delay: {exc}")
+    summary = client.enqueue(args.type, args.index_uid, args.details, run_at=run_at, delay=delay, retry=args.retry)
     print(to_json(summary.to_dict()) if args.json else summary_line(summary))
     return EXIT_OK
 

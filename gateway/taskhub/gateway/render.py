@@ -158,8 +158,8 @@ def error(task: task_pb2.Task) -> dict | None:
 
 
 def task(message: task_pb2.Task) -> dict:
-    """The fully qualified task object, keys in the order seed 004 fixes."""
-    return {
+    """The fully qualified task object, keys in the order seed 004 fixes; extra fields after, only when set."""
+    shown = {
         "uid": message.uid,
         "indexUid": message.index_uid if message.HasField("index_uid") else None,
         "status": STATUS_LABELS.get(message.status),
@@ -172,6 +172,15 @@ def task(message: task_pb2.Task) -> dict:
         "startedAt": date(message.started_at) if message.HasField("started_at") else None,
         "finishedAt": date(message.finished_at) if message.HasField("finished_at") else None,
     }
+    # Delayed runs and retries (Task fields 15-17), in field order.
+    if message.HasField("run_at"):
+        shown["runAt"] = date(message.run_at)
+    if message.HasField("attempts"):
+        shown["attempts"] = message.attempts
+    if message.HasField("last_error"):
+        e = message.last_error
+        shown["lastError"] = {"message": e.message, "code": e.code, "type": e.type, "link": e.link}
+    return shown
 
 
 def summary(message: task_pb2.TaskSummary) -> dict:

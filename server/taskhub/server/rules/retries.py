@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from taskhub import durations
 from taskhub.errors import TaskHubError
 
 SECOND = 1_000_000
@@ -29,8 +30,6 @@ MAX_MULTIPLIER = 10.0
 FIELDS = ("attempts", "initialDelay", "maxDelay", "multiplier", "jitter")
 # A type's name in the option: one of the task types, or `*` for every type.
 TYPE_NAME = re.compile(r"\*|[a-z][A-Za-z0-9]{0,63}")
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
-_UNITS = {"ms": 1_000, "s": SECOND, "m": 60 * SECOND, "h": 3_600 * SECOND, "d": DAY, None: SECOND}
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,16 +113,10 @@ def checked_override(fields: dict[str, Any], where: str = "retry") -> dict[str, 
 
 def parse_duration(value: Any, where: str) -> int:
     """Microseconds from `500ms`, `10s`, `5m`, `1h`, `1d` or a number of seconds."""
-    if isinstance(value, bool):
-        raise TaskHubError(CODE, f"`{where}` must be a duration such as `10s` or a number of seconds.")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise TaskHubError(CODE, f"`{where}` must be a duration from 0 up.")
-        return round(value * SECOND)
-    match = _DURATION.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise TaskHubError(CODE, f"`{where}` must be a duration such as `500ms`, `10s`, `5m`, `1h` or `1d`.")
-    return round(float(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        return durations.parse_duration(value)
+    except ValueError as exc:
+        raise TaskHubError(CODE, f"`{where}`: {exc}.") from None
 
 
 def parse_policies(text: str | None, attempts: int) -> RetryPolicies:
