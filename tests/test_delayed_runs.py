@@ -9,9 +9,9 @@ import time
 import grpc
 import pytest
 from google.protobuf import timestamp_pb2
-from tests.conftest import START
-from tests.helpers import details_for, error_of
 
+from conftest import START
+from helpers import details_for, error_of
 from taskhub.server import app
 from taskhub.server.model import format_time
 from taskhub.v1 import (

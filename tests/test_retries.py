@@ -8,8 +8,8 @@ import json
 import grpc
 import pytest
 from google.protobuf import duration_pb2
-from tests.helpers import details_for, error_of
 
+from helpers import details_for, error_of
 from taskhub.server import app
 from taskhub.server.rules.retries import RetryPolicy, parse_policies
 from taskhub.v1 import (
