@@ -123,7 +123,7 @@ def _declare() -> None:
         "Enqueue a task of type TYPE and print its summary (--json: {taskUid, indexUid, status, type,"
         " enqueuedAt}). Example: taskhub tasks enqueue documentAdditionOrUpdate --index-uid movies"
         " --details '{\"receivedDocuments\": 3}'. With --file, enqueue every line of a JSON Lines"
-        ' file ({"type", "indexUid", "details"} as POST /tasks takes them) in EnqueueTasks'
+        ' file ({"type", "indexUid", "details", "runAt", "retry"} as POST /tasks takes them) in EnqueueTasks'
         " calls of up to 1,000, each all or none, printing a summary per task as its call succeeds.",
         (
             click.argument("type", metavar="[TYPE]", required=False),
@@ -257,12 +257,9 @@ def _enqueue(client: TaskHubClient, args: argparse.Namespace) -> int:
     run_at = delay = None
     if args.run_at is not None:
         try:
-            seconds, nanos = dates.parse_bound(args.run_at)
-            if ":" not in args.run_at:
-                raise ValueError("a bare date")
-        except (ValueError, OverflowError):
-            usage_error(f"--run-at: `{args.run_at}` is not an RFC 3339 date-time, such as 2026-01-01T09:00:00Z")
-        run_at = datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanos // 1_000)
+            run_at = _run_at(args.run_at)
+        except ValueError as exc:
+            usage_error(f"--run-at: {exc}")
     if args.delay is not None:
         try:
             delay = timedelta(microseconds=durations.parse_duration(args.delay))
@@ -271,6 +268,17 @@ def _enqueue(client: TaskHubClient, args: argparse.Namespace) -> int:
     summary = client.enqueue(args.type, args.index_uid, args.details, run_at=run_at, delay=delay, retry=args.retry)
     print(to_json(summary.to_dict()) if args.json else summary_line(summary))
     return EXIT_OK
+
+
+def _run_at(text: str) -> datetime:
+    """An RFC 3339 date-time with its time (a bare date names no time to run at), as an aware datetime."""
+    try:
+        if ":" not in text:
+            raise ValueError
+        seconds, nanos = dates.parse_bound(text)
+        return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanos // 1_000)
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"`{text}` is not an RFC 3339 date-time, such as 2026-01-01T09:00:00Z") from None
 
 
 FILE_BATCH = 1_000  # the most tasks one EnqueueTasks call takes
@@ -336,19 +344,27 @@ def _task_batches(lines: Iterable[bytes], name: str) -> Iterator[tuple[list[int]
             raise TaskHubError("bad_request", f"{name}:{number}: not valid JSON: {exc}.") from None
         if not (
             isinstance(task, dict)
-            and task.keys() <= {"type", "indexUid", "details"}
+            and task.keys() <= {"type", "indexUid", "details", "runAt", "retry"}
             and isinstance(task.get("type"), str)
             and isinstance(task.get("indexUid"), (str, type(None)))
             and isinstance(task.get("details"), (dict, type(None)))
+            and isinstance(task.get("runAt"), (str, type(None)))
+            and isinstance(task.get("retry"), (dict, type(None)))
         ):
             raise TaskHubError(
                 "bad_request",
                 f"{name}:{number}: each line is a JSON object with a string `type`,"
-                " and optionally a string `indexUid` and an object `details`,"
-                " as POST /tasks takes it.",
+                " and optionally a string `indexUid`, an object `details`, a string `runAt` and an object"
+                " `retry`, as POST /tasks takes it.",
             )
+        run_at = None
+        if task.get("runAt") is not None:
+            try:
+                run_at = _run_at(task["runAt"])
+            except ValueError as exc:
+                raise TaskHubError("invalid_task_run_at", f"{name}:{number}: `runAt`: {exc}.") from None
         numbers.append(number)
-        tasks.append((task["type"], task.get("indexUid"), task.get("details")))
+        tasks.append((task["type"], task.get("indexUid"), task.get("details"), run_at, task.get("retry")))
         if len(tasks) == FILE_BATCH:
             yield numbers, tasks
             numbers, tasks = [], []
