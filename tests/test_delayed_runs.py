@@ -203,3 +203,27 @@ async def test_http_a_bad_run_at_is_a_400_and_nothing_is_stored(http, value):
     assert (body["code"], body["type"]) == ("invalid_task_run_at", "invalid_request")
     assert body["message"].startswith("Invalid value in parameter `runAt`: ")
     assert (await http.get("/tasks")).json()["total"] == 0
+
+
+async def test_a_waiting_task_stays_waiting_in_a_dump_and_a_snapshot(service, stub, config, clock, tmp_path):
+    await stub.EnqueueTask(addition(run_at=START + 60 * SECOND))
+    await stub.EnqueueTask(pb.EnqueueTaskRequest(type=T.TASK_TYPE_DUMP_CREATION))
+    await stub.EnqueueTask(pb.EnqueueTaskRequest(type=T.TASK_TYPE_SNAPSHOT_CREATION))
+    await service.scheduler.tick()
+    dump = next((tmp_path / "dumps").glob("*.dump"))
+    snapshot = next((tmp_path / "snapshots").glob("*.snapshot"))
+    for flag, path in (("import_dump", dump), ("import_snapshot", snapshot)):
+        restored = await app.start(
+            dataclasses.replace(config, db=str(tmp_path / f"from_{flag}.db"), **{flag: str(path)}),
+            background=False,
+            clock=clock,
+        )
+        try:
+            await restored.scheduler.tick()  # the server tasks the copy was taken with (they outrank workers')
+            assert (await restored.scheduler.get_task(0)).extra == {"runAt": START + 60 * SECOND}
+            assert await restored.scheduler.lease(worker="w") is None
+            clock.now = START + 60 * SECOND
+            assert [t.uid for t in (await restored.scheduler.lease(worker="w")).tasks] == [0]
+            clock.now = START
+        finally:
+            await restored.stop(0)
