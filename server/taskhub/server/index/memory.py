@@ -25,6 +25,7 @@ from pyroaring import BitMap
 
 from taskhub.server.index import snapshot
 from taskhub.server.index.task_index import TaskIndex
+from taskhub.server.index.waiting import Waiting
 from taskhub.server.model import TaskQuery
 from taskhub.server.storage.contract import Changes, Reader
 
@@ -41,15 +42,24 @@ class MemoryFinder:
         self.lock = threading.Lock()
         self.snapshot_path = snapshot_path
         self._spare: dict[str, np.ndarray] | None = None
-        self._skipped_set: frozenset[int] = frozenset()
-        self._skipped_map = BitMap()
+        # The enqueued tasks not due yet (delayed runs, retries backing off), for queries with `due_at`.
+        self.waiting = Waiting()
 
     @property
     def in_memory(self) -> bool:
         return True
 
     def reload(self, reader: Reader, *, fresh: bool = False) -> int:
-        """Takes the saved snapshot when it fits the database (not `fresh`), else every stored task."""
+        """Takes the saved snapshot when it fits the database (not `fresh`), else every stored task; then the
+        tasks waiting for their runAt, read after them (the changes followed from `seq` on cover the gap)."""
+        seq = self._reload(reader, fresh)
+        waiting = Waiting()
+        waiting.load(reader.tasks.waiting())
+        with self.lock:
+            self.waiting = waiting
+        return seq
+
+    def _reload(self, reader: Reader, fresh: bool) -> int:
         if not fresh and self.snapshot_path is not None:
             saved = snapshot.load(self.snapshot_path)
             if saved is not None:
@@ -107,28 +117,23 @@ class MemoryFinder:
         if changes.tasks:
             with self.lock:
                 self.index.apply(changes.tasks, changes.deleted)
+                self.waiting.apply(changes.tasks, changes.deleted)
 
     def _select(self, query: TaskQuery) -> BitMap:
         """Under the lock. The answer may be one of the index's own bitmaps: never changed here."""
-        excluded, skipped = query.not_index_uids, query.not_uids
-        if not excluded and not skipped:
+        excluded = query.not_index_uids
+        if not excluded and query.due_at is None:
             return self.index.select(query)
-        matched = self.index.select(dataclasses.replace(query, not_index_uids=None, not_uids=None))
+        matched = self.index.select(dataclasses.replace(query, not_index_uids=None, due_at=None))
         indexes = self.index.indexes
         busy = [indexes[name] for name in excluded or () if name in indexes]
-        if skipped:
-            busy.append(self._skipped(skipped))
+        if query.due_at is not None:
+            busy.append(self.waiting.mask(query.due_at))
         return matched.difference(*busy) if busy else matched
-
-    def _skipped(self, uids: frozenset[int]) -> BitMap:
-        """`uids` as a bitmap; the last one is kept, as a lease asks with the same set until it changes."""
-        if self._skipped_set is not uids:
-            self._skipped_set, self._skipped_map = uids, BitMap(uids)
-        return self._skipped_map
 
     def page(self, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> tuple[list[int], int]:
         with self.lock:
-            if query.not_index_uids is None and query.not_uids is None:
+            if query.not_index_uids is None and query.due_at is None:
                 return self.index.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
             matched = self._select(query)
             total = len(matched)

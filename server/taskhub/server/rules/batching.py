@@ -56,13 +56,12 @@ def next_batch(
     index_uids: frozenset[str] | None,
     scope: Scope | None,
     max_tasks: int,
-    now: int = 0,
-    not_due: frozenset[int] = frozenset(),
+    now: int | None = None,
 ) -> list[Task]:
-    """The oldest runnable batch a worker can take (empty: nothing runnable); `not_due` are skipped."""
+    """The oldest runnable batch a worker can take (empty: nothing runnable); tasks not due at `now` are skipped."""
     if server_task_waiting(finder):
         return []
-    due = _Due(now, not_due or None)
+    due = _Due(now)
     head = _head(tx, finder, types, index_uids, scope, due)
     if head is None:
         return []
@@ -70,16 +69,16 @@ def next_batch(
 
 
 class _Due:
-    """What `now` is, and the tasks known not due then (the finder skips them; a row read has the last word)."""
+    """What `now` is: the finder skips the tasks not due then, and a row read has the last word."""
 
-    __slots__ = ("not_due", "now")
+    __slots__ = ("now",)
 
-    def __init__(self, now: int, not_due: frozenset[int] | None) -> None:
-        self.now, self.not_due = now, not_due
+    def __init__(self, now: int | None) -> None:
+        self.now = now
 
     def waits(self, task: Task) -> bool:
         run_at = run_at_of(task)
-        return run_at is not None and run_at > self.now
+        return run_at is not None and self.now is not None and run_at > self.now
 
 
 def _busy_indexes(tx: Transaction, finder: TaskFinder) -> set[str]:
@@ -115,13 +114,11 @@ def _head(
             index_uids=index_uids,
             scope=scope,
             not_index_uids=frozenset(blocked),
-            not_uids=due.not_due,
+            due_at=due.now,
         )
         uids = finder.uids(query, limit=chunk, after_uid=after)
         if narrow:
-            swaps = finder.uids(
-                TaskQuery(statuses=ENQUEUED, types=SWAPS, not_uids=due.not_due), limit=chunk, after_uid=after
-            )
+            swaps = finder.uids(TaskQuery(statuses=ENQUEUED, types=SWAPS, due_at=due.now), limit=chunk, after_uid=after)
             uids = sorted(set(uids) | set(swaps))[:chunk]
         if not uids:
             return None
@@ -158,7 +155,7 @@ def _followers(
         (s.uid for s in tx.tasks.get_many(swaps) if head.index_uid in indexes_of(None, TaskType.INDEX_SWAP, s.details)),
         default=None,
     )
-    queue = TaskQuery(statuses=ENQUEUED, index_uids=frozenset({head.index_uid}), not_uids=due.not_due)
+    queue = TaskQuery(statuses=ENQUEUED, index_uids=frozenset({head.index_uid}), due_at=due.now)
     followers: list[Task] = []
     for task in tx.tasks.get_many(finder.uids(queue, limit=room, after_uid=head.uid)):
         if due.waits(task):

@@ -1,11 +1,12 @@
-"""Delayed runs: which enqueued tasks are not due yet, known without reading rows.
+"""Delayed runs: the bounds of a `runAt`, and when the next waiting task falls due.
 
 A task with `extra["runAt"]` (microseconds; asked at enqueue, or set by a retry's
-backoff) is not leased before then. `Delays` keeps uid -> runAt for the enqueued tasks
-that have one, fed every committed change by the follower (this process's and every
-other one's, so it holds across processes sharing a database) and rebuilt at start from
-`TaskTable.waiting()`. A lease asks it which tasks to skip (`not_due`): they do not hold
-their index. A waiting lease sleeps at most until `next_due`.
+backoff) is not leased before then: a lease asks the finder for the tasks due at its
+time (`TaskQuery.due_at`), and a task not due holds no index. `Delays` keeps uid -> runAt
+of the enqueued tasks that have one, fed every committed change by the follower (this
+process's and every other one's, so it holds across processes sharing a database) and
+rebuilt at start from `TaskTable.waiting()`: a lease call waiting for work sleeps at most
+until `next_due`, the timer that makes a due task leased within milliseconds.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ class Delays:
         # (runAt, uid), the earliest first; entries whose task has moved on stay until they reach the top.
         self._heap: list[tuple[int, int]] = []
         self._lock = threading.Lock()
-        self._frozen: frozenset[int] | None = frozenset()
 
     def reload(self, reader: Reader) -> None:
         """Forgets what it was told and reads the stored waiting tasks."""
@@ -61,7 +61,6 @@ class Delays:
             self._due = waiting
             self._heap = [(run_at, uid) for uid, run_at in waiting.items()]
             heapq.heapify(self._heap)
-            self._frozen = None
 
     def apply(self, changes: Changes) -> None:
         """One commit's changes, in sequence order: a task is kept while it is enqueued with a runAt."""
@@ -71,35 +70,25 @@ class Delays:
                 if task.status == TaskStatus.ENQUEUED and task.uid not in changes.deleted:
                     run_at = run_at_of(task)
                 if run_at is None:
-                    if self._due.pop(task.uid, None) is not None:
-                        self._frozen = None
+                    self._due.pop(task.uid, None)
                 elif self._due.get(task.uid) != run_at:
                     self._due[task.uid] = run_at
                     heapq.heappush(self._heap, (run_at, task.uid))
-                    self._frozen = None
             if len(self._heap) > 2 * len(self._due) + 1_024:  # many stale entries: start over from the map
                 self._heap = [(run_at, uid) for uid, run_at in self._due.items()]
                 heapq.heapify(self._heap)
 
-    def not_due(self, now: int) -> frozenset[int]:
-        """The uids of the enqueued tasks whose runAt is after `now` (the same object while nothing changed)."""
-        with self._lock:
-            heap, due = self._heap, self._due
-            while heap and heap[0][0] <= now:
-                run_at, uid = heapq.heappop(heap)
-                if due.get(uid) == run_at:
-                    del due[uid]
-                    self._frozen = None
-            if self._frozen is None:
-                self._frozen = frozenset(due)
-            return self._frozen
+    def next_due(self, now: int) -> int | None:
+        """The earliest runAt after `now` of a task still waiting; None when none waits.
 
-    def next_due(self) -> int | None:
-        """The earliest runAt of a task still waiting, None when none waits."""
+        The tasks due by `now` are forgotten: a lease can take them already, so no wait is for them.
+        """
         with self._lock:
             heap, due = self._heap, self._due
-            while heap and due.get(heap[0][1]) != heap[0][0]:
-                heapq.heappop(heap)
+            while heap and (heap[0][0] <= now or due.get(heap[0][1]) != heap[0][0]):
+                run_at, uid = heapq.heappop(heap)
+                if run_at <= now and due.get(uid) == run_at:
+                    del due[uid]
             return heap[0][0] if heap else None
 
     def __len__(self) -> int:

@@ -120,9 +120,10 @@ class Leasing:
             if remaining <= 0 or self.closing():
                 return None
             # The timer: a commit wakes the wait, and so does the earliest waiting task falling due.
-            next_due = self.units.delays.next_due()
+            now = self.clock()
+            next_due = self.units.delays.next_due(now)
             if next_due is not None:
-                remaining = min(remaining, max((next_due - self.clock()) / SECOND, 0) + WAKE_SLACK)
+                remaining = min(remaining, (next_due - now) / SECOND + WAKE_SLACK)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await changed.wait()
@@ -137,7 +138,6 @@ class Leasing:
         size: int,
     ) -> list[Task]:
         self.units.sync(tx)
-        now = lease.deadline - lease.duration
         batch = batching.next_batch(
             tx,
             self.units.finder,
@@ -145,8 +145,7 @@ class Leasing:
             index_uids=index_uids,
             scope=scope,
             max_tasks=size,
-            now=now,
-            not_due=self.units.delays.not_due(now),
+            now=lease.deadline - lease.duration,
         )
         if not batch:
             return []

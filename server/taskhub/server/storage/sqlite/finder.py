@@ -39,9 +39,10 @@ def where(query: TaskQuery) -> tuple[str, list]:
     member("uid", query.uids)
     member("index_uid", query.index_uids)
     member("index_uid", query.not_index_uids, negate=True)
-    if query.not_uids:
-        clauses.append("uid NOT IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(sorted(query.not_uids)))
+    if query.due_at is not None:
+        # `run_at` is set only while a task waits enqueued with one.
+        clauses.append("(run_at IS NULL OR run_at <= ?)")
+        params.append(query.due_at)
     member("status", query.statuses, inline=True)
     member("type", query.types, inline=True)
     member("canceled_by", query.canceled_by)
