@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/delayed.py                       # 500 due tasks/s for 10 s
     .venv/bin/python bench/delayed.py --rate 500 --seconds 30 --workers 4
+    .venv/bin/python bench/delayed.py --backlog 100000       # with 100,000 tasks waiting a day ahead
 
 `taskhub serve` in a subprocess on a fresh database; `--workers` worker processes long-poll
 LeaseTasks and report each batch succeeded at once. This process enqueues `--rate` tasks a
@@ -9,6 +10,9 @@ second (EnqueueTasks of one pacing tick's worth, over `--indexes` indexes), each
 `runAt` `--lead` seconds ahead, so they fall due at that rate while the queue also holds
 the ones still waiting. A task's latency is its `startedAt` (the lease's time, the server's
 clock) minus its `runAt`: due-to-leased, nothing of the network or the client's clock in it.
+
+`--backlog N` first enqueues N tasks a day ahead (older uids than every measured task), in both
+runs: what a lease pays for tasks that wait far longer than the ones falling due.
 
 Baseline, in the same run: the same tasks at the same rate without a `runAt`, measured
 enqueuedAt -> startedAt (how soon a task that is due at once gets leased).
@@ -107,10 +111,25 @@ def latencies(target: str) -> list[float]:
             from_uid = page.next
 
 
+async def backlog(target: str, count: int) -> None:
+    """`count` tasks a day ahead, in EnqueueTasks of 1,000."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = task_service_pb2_grpc.TaskServiceStub(channel)
+        for first in range(0, count, 1_000):
+            requests = []
+            for i in range(first, min(first + 1_000, count)):
+                request = pb.EnqueueTaskRequest(type=task_pb2.TASK_TYPE_INDEX_CREATION, index_uid=f"later-{i % 64}")
+                request.run_at.FromNanoseconds(time.time_ns() + 86_400 * 10**9)
+                requests.append(request)
+            await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=requests), timeout=60)
+
+
 def run(folder: Path, args, ctx, lead: float | None) -> tuple[list[float], int, int]:
     goal = round(args.rate * args.seconds)
     name = "delayed" if lead is not None else "at-once"
     with harness.Server(folder / f"{name}.db") as server:
+        if args.backlog:
+            asyncio.run(backlog(server.target, args.backlog))
         deadline = time.time() + args.seconds + (lead or 0) + 60
         done, ready = ctx.Value("i", 0), ctx.Semaphore(0)
         workers = [
@@ -137,6 +156,7 @@ def main() -> int:
     parser.add_argument("--lead", type=float, default=2.0, help="each task's runAt is this far ahead at enqueue")
     parser.add_argument("--workers", type=int, default=4, help="worker processes")
     parser.add_argument("--indexes", type=int, default=4, help="tasks are spread over this many indexes")
+    parser.add_argument("--backlog", type=int, default=0, help="tasks enqueued a day ahead before the run")
     args = parser.parse_args()
     ctx = mp.get_context("spawn")  # no fork after grpc has started threads
 
@@ -146,7 +166,7 @@ def main() -> int:
 
     print(
         f"delayed runs, {args.rate:,} tasks/s falling due for {args.seconds:g} s ({args.lead:g} s ahead),"
-        f" {args.workers} worker processes",
+        f" {args.workers} worker processes, {args.backlog:,} tasks waiting a day ahead",
         flush=True,
     )
     harness.figure("runAt -> startedAt (due-to-leased)", f"{harness.Latency(delayed)}  ({done:,} of {sent:,} done)")
