@@ -122,13 +122,15 @@ class MemoryFinder:
     def _select(self, query: TaskQuery) -> BitMap:
         """Under the lock. The answer may be one of the index's own bitmaps: never changed here."""
         excluded = query.not_index_uids
-        if not excluded and query.due_at is None:
-            return self.index.select(query)
+        # Only a task waiting for its runAt is ever not due: with none waiting, `due_at` changes nothing.
+        waiting = self.waiting.mask(query.due_at) if query.due_at is not None else None
+        if not excluded and not waiting:
+            return self.index.select(query if query.due_at is None else dataclasses.replace(query, due_at=None))
         matched = self.index.select(dataclasses.replace(query, not_index_uids=None, due_at=None))
         indexes = self.index.indexes
         busy = [indexes[name] for name in excluded or () if name in indexes]
-        if query.due_at is not None:
-            busy.append(self.waiting.mask(query.due_at))
+        if waiting:
+            busy.append(waiting)
         return matched.difference(*busy) if busy else matched
 
     def page(self, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> tuple[list[int], int]:
