@@ -381,13 +381,17 @@ async def test_watch_subscribes_again_after_a_server_restart(config, clock):
 class CountingInterceptor(grpc.UnaryUnaryClientInterceptor):
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.keys: list[str] = []
 
     def intercept_unary_unary(self, continuation, details, request):
         self.calls.append(details.method.rsplit("/", 1)[1])
+        if details.method.rsplit("/", 1)[1].startswith("Enqueue"):
+            self.keys.append(request.idempotency_key)
         return continuation(details, request)
 
 
 def test_only_idempotent_calls_are_retried_on_unavailable():
+    """Enqueues count as idempotent: each call sends a key of its own, the same on each of its retries."""
     counter = CountingInterceptor()
     channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{free_port()}"), counter)
     with TaskHubClient(channel=channel, retry=FAST, timeout=2) as client:
@@ -395,6 +399,7 @@ def test_only_idempotent_calls_are_retried_on_unavailable():
             lambda: client.get_task(0),
             lambda: client.list_tasks(),
             lambda: client.enqueue("dumpCreation"),
+            lambda: client.enqueue_tasks([("dumpCreation",)]),
             lambda: client.cancel_tasks(uids=[1]),
             lambda: client.delete_tasks(uids=[1]),
         ):
@@ -402,7 +407,16 @@ def test_only_idempotent_calls_are_retried_on_unavailable():
                 call()
             assert caught.value.code == "unavailable"
     channel.close()
-    assert counter.calls == ["GetTask"] * 4 + ["ListTasks"] * 4 + ["EnqueueTask", "CancelTasks", "DeleteTasks"]
+    assert counter.calls == (
+        ["GetTask"] * 4
+        + ["ListTasks"] * 4
+        + ["EnqueueTask"] * 4
+        + ["EnqueueTasks"] * 4
+        + ["CancelTasks", "DeleteTasks"]
+    )
+    # One key per call, sent on each of its attempts; two calls, two keys.
+    assert len(set(counter.keys[:4])) == len(set(counter.keys[4:])) == 1 and counter.keys[0] != counter.keys[4]
+    assert all(counter.keys)
 
 
 async def test_a_retried_get_reaches_a_server_that_comes_up_late(config, clock):

@@ -70,6 +70,7 @@ ROUTES = {
     "get task": ("GET", "/tasks/0", None, "enqueue_only"),
     "cancel tasks": ("POST", "/tasks/cancel?indexUids=movies", None, "get_only"),
     "delete tasks": ("DELETE", "/tasks?indexUids=movies", None, "get_only"),
+    "requeue tasks": ("POST", "/tasks/requeue?indexUids=movies", None, "get_only"),
     "enqueue task": ("POST", "/tasks", {"type": "indexUpdate", "indexUid": "movies"}, "get_only"),
     # A dump or a snapshot needs its own action: `tasks.enqueue` is not enough.
     "create dump": ("POST", "/dumps", None, "enqueue_only"),
@@ -144,6 +145,7 @@ async def test_every_route_answers_spec_bodies_for_every_credential(secured_http
         "watch task": (404, error("task_not_found", "Task `0` not found.")),
         "cancel tasks": (202, "taskCancelation"),
         "delete tasks": (202, "taskDeletion"),
+        "requeue tasks": (202, {"results": []}),
     }.get(route, (403, INVALID))
     got = response.json()
     if route == "list tasks":
@@ -175,6 +177,8 @@ async def test_every_route_answers_spec_bodies_for_every_credential(secured_http
         assert [task["uid"] for task in response.json()["results"]] == [2, 1, 0]
     elif route == "get task":
         assert (response.json()["uid"], response.json()["indexUid"]) == (0, "movies")
+    elif route == "requeue tasks":
+        assert response.json() == {"results": []}  # nothing failed nor was canceled
     elif response.status_code == 202:
         assert list(response.json()) == SUMMARY_KEYS
 

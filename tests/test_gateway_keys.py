@@ -170,7 +170,7 @@ BAD_CREATIONS = [
         error(
             "invalid_api_key_actions",
             "Unknown value `tasks.fly` at `.actions`:"
-            " expected one of `tasks.get`, `tasks.enqueue`, `tasks.cancel`, `tasks.delete`, `tasks.*`,"
+            " expected one of `tasks.get`, `tasks.enqueue`, `tasks.cancel`, `tasks.delete`, `tasks.requeue`, `tasks.*`,"
             " `dumps.create`, `dumps.*`, `snapshots.create`, `snapshots.*`, `version`, `workers.*`, `*`.",
         ),
     ),

@@ -99,3 +99,52 @@ async def test_node_enqueues_watches_lists_and_reads_errors(service, node_module
         "reason": "task_not_found",
         "message": "Task `4294967295` not found.",
     }
+
+
+async def test_node_produces_a_registered_type_by_name(config, clock, node_modules):
+    import dataclasses
+
+    from taskhub.server import app
+
+    running = await app.start(dataclasses.replace(config, task_types="sendEmail"), background=False, clock=clock)
+    try:
+        node = await asyncio.create_subprocess_exec(
+            "node",
+            str(EXAMPLE / "taskhub-example.js"),
+            "--target",
+            running.grpc_target,
+            "--type",
+            "sendEmail",
+            "--details",
+            '{"to": "ada@example.com", "subject": "Hi"}',
+            "--custom-metadata",
+            "from node",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            line = await asyncio.wait_for(node.stdout.readline(), 20)
+            assert line, (await node.stderr.read()).decode()
+            enqueued = json.loads(line)
+            assert enqueued["task"] == {
+                "taskUid": 0,
+                "indexUid": None,
+                "status": "enqueued",
+                "type": "sendEmail",
+                "enqueuedAt": "2023-11-14T22:13:20.001000Z",
+            }
+            await helpers.start(running, 0)
+            await helpers.finish(running, 0, details={"messageId": "m-1"})
+            events = [json.loads(line) for line in (await asyncio.wait_for(node.stdout.read(), 20)).splitlines()]
+            assert await asyncio.wait_for(node.wait(), 20) == 0
+        finally:
+            if node.returncode is None:
+                node.kill()
+                await node.wait()
+    finally:
+        await running.stop(0)
+    final = events[-3]["task"]
+    assert (final["status"], final["type"], final["customMetadata"]) == ("succeeded", "sendEmail", "from node")
+    assert list(final["details"].items()) == [("to", "ada@example.com"), ("subject", "Hi"), ("messageId", "m-1")]
+    assert list(final)[-1] == "customMetadata"
+    assert events[-2]["page"]["results"] == [final]

@@ -285,3 +285,32 @@ async def test_http_retry_object_is_taken_and_bad_ones_are_400(http, service, cl
         assert response.json()["code"] == "invalid_task_retry_policy"
         assert response.json()["message"].startswith(message), response.json()["message"]
     assert (await http.get("/tasks")).json()["total"] == 1
+
+
+async def test_a_registered_type_takes_its_own_policy(config, clock):
+    policy = json.dumps({"*": {"jitter": 0}, "sendEmail": {"attempts": 2, "initialDelay": "7s"}})
+    service = await app.start(
+        dataclasses.replace(config, task_types="sendEmail", retry_policy=policy), background=False, clock=clock
+    )
+    try:
+        send_email = service.scheduler.types.named("sendEmail")
+        task = await service.scheduler.enqueue(send_email, None, {"to": "a@b"})
+        lease = await service.scheduler.lease(worker="w")
+        error = {"message": "smtp", "code": "smtp_down", "type": "internal", "link": ""}
+        [task] = await service.scheduler.complete(lease.token, {task.uid: (None, None, error)}, {task.uid: None})
+        assert task.extra["runAt"] - clock.now == pytest.approx(7 * SECOND, abs=10_000)
+        clock.now = task.extra["runAt"]
+        lease = await service.scheduler.lease(worker="w")
+        [task] = await service.scheduler.complete(lease.token, {task.uid: (None, None, error)}, {task.uid: None})
+        assert (task.status.label, task.extra["attempts"], task.error["code"]) == ("failed", 2, "smtp_down")
+    finally:
+        await service.stop(0)
+
+
+async def test_a_policy_for_a_type_no_task_can_have_stops_the_start(config):
+    policy = json.dumps({"sendEmial": {"attempts": 2}})
+    with pytest.raises(ValueError) as refused:
+        await app.start(dataclasses.replace(config, task_types="sendEmail", retry_policy=policy), background=False)
+    assert str(refused.value) == (
+        "--retry-policy names `sendEmial`, which is neither one of Meilisearch's task types nor one of --task-types"
+    )

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from taskhub.server.model import KeyRecord, Task, TaskStatus, TaskType
+from taskhub.server.model import CustomType, KeyRecord, Task, TaskStatus, TaskType
 from taskhub.server.storage.contract import Changes, LeaseRecord, Storage, StorageFull
 from taskhub.server.storage.sqlite.database import SqliteStorage
 
@@ -249,6 +249,60 @@ def test_extra_fields_are_kept_in_order_through_rows_saves_changes_and_reopening
         storage.close()
 
 
+def _register(kind: str, address: str, names: list[str], go, results) -> None:
+    storage = OPENERS[kind](address)
+    try:
+        go.wait()
+        with storage.transaction() as tx:
+            results.put(tx.task_types.register(names))
+    finally:
+        storage.close()
+
+
+def test_task_types_keep_their_codes_across_opens_and_processes(database):
+    """TaskTypeTable: a name keeps its code for the database's life, and no two names share one, across
+    every storage on the database; tasks of a registered type read back as it, by every storage."""
+    kind, address = database
+    storage = OPENERS[kind](address)
+    try:
+        with storage.transaction() as tx:
+            codes = dict((name, code) for code, name in tx.task_types.register(["sendEmail", "resizeImage"]))
+            assert codes["sendEmail"] != codes["resizeImage"] and all(c > 11 for c in codes.values())
+            assert tx.task_types.register(["resizeImage"]) == tx.task_types.all()
+            send = CustomType(codes["sendEmail"], "sendEmail")
+            [task] = tx.tasks.insert([(None, send, {"to": "a@b", "n": 2**70}, None)], 1)
+    finally:
+        storage.close()
+    # Two processes register overlapping names at once: each name gets one code, the old ones keep theirs.
+    go, results = SPAWN.Barrier(2), SPAWN.Queue()
+    workers = [
+        SPAWN.Process(target=_register, args=(kind, address, names, go, results))
+        for names in (["a1", "b2", "sendEmail"], ["b2", "c3"])
+    ]
+    run_together(*workers)
+    seen = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    storage = OPENERS[kind](address)
+    try:
+        with storage.transaction() as tx:
+            final = tx.task_types.all()
+        names = [name for _, name in final]
+        assert sorted(names) == ["a1", "b2", "c3", "resizeImage", "sendEmail"]
+        assert len({code for code, _ in final}) == len(final)
+        assert dict((n, c) for c, n in final)["sendEmail"] == codes["sendEmail"]
+        assert all(set(answer) <= set(final) for answer in seen)
+        reader = storage.reader()
+        try:
+            read = reader.tasks.get(task.uid)
+            assert (read.type, read.type.label, read.details) == (send, "sendEmail", {"to": "a@b", "n": 2**70})
+            assert [t.type.label for t in reader.log.changes_after(0, 10).tasks] == ["sendEmail"]
+        finally:
+            reader.close()
+    finally:
+        storage.close()
+
+
 def test_a_full_database_refuses_the_unit_whole(database):
     kind, address = database
     OPENERS[kind](address).close()
@@ -480,3 +534,35 @@ def test_a_backup_is_a_whole_database_of_its_own(database, storage, tmp_path):
     with copy.transaction() as tx:
         assert (tx.tasks.count(), tx.log.last_seq(), tx.log.epoch()) == (4, 4, storage.log.epoch())
     copy.close()
+
+
+def test_idempotency_keys_are_kept_replaced_and_pruned_oldest_first(database):
+    from taskhub.server.storage.contract import IdempotencyRecord
+
+    kind, address = database
+    storage = OPENERS[kind](address)
+    keys = [b"a", b"b", b"c", b"d"]
+    records = [IdempotencyRecord(key, b"request-" + key, n * 10, n + 1, 100 + n) for n, key in enumerate(keys)]
+    with storage.transaction() as tx:
+        assert tx.idempotency.get_keys([b"a"]) == {}
+        tx.idempotency.put_keys(records)
+        # A unit of work sees its own records; storing one of the same key replaces it.
+        tx.idempotency.put_keys([IdempotencyRecord(b"a", b"other", 7, 2, 104)])
+        assert tx.idempotency.get_keys([b"a", b"z"]) == {b"a": IdempotencyRecord(b"a", b"other", 7, 2, 104)}
+    storage.close()
+    storage = OPENERS[kind](address)  # kept across opens
+    with storage.transaction() as tx:
+        assert tx.idempotency.get_keys([b"c"]) == {b"c": records[2]}
+        # Many at once, past any cap on one statement's parameters.
+        many = [IdempotencyRecord(n.to_bytes(4, "big"), b"r", n, 1, 50) for n in range(2_000)]
+        tx.idempotency.put_keys(many)
+        assert len(tx.idempotency.get_keys([r.key for r in many])) == 2_000
+        # Created before 102 (b and the 2,000) go, then the oldest past the two newest (c): d and a stay.
+        assert tx.idempotency.prune_keys(102, 2) == 2_002
+        assert sorted(tx.idempotency.get_keys([b"a", b"b", b"c", b"d"])) == [b"a", b"d"]
+    with pytest.raises(RuntimeError), storage.transaction() as tx:
+        tx.idempotency.put_keys([IdempotencyRecord(b"e", b"r", 0, 1, 200)])
+        raise RuntimeError("rolled back")
+    with storage.transaction() as tx:
+        assert tx.idempotency.get_keys([b"e"]) == {}
+    storage.close()

@@ -38,6 +38,8 @@ _KINDS: dict[str, Kind] = {
     "host_not_allowed": Kind(403, grpc.StatusCode.PERMISSION_DENIED, "auth"),
     "api_key_not_found": Kind(404, grpc.StatusCode.NOT_FOUND, "invalid_request"),
     "api_key_already_exists": Kind(409, grpc.StatusCode.ALREADY_EXISTS, "invalid_request"),
+    # The same Idempotency-Key with another request (rules/idempotency.py).
+    "idempotency_key_conflict": Kind(409, grpc.StatusCode.ALREADY_EXISTS, "invalid_request"),
     "lease_lost": Kind(409, grpc.StatusCode.FAILED_PRECONDITION, "invalid_request"),
     "invalid_watch_cursor": Kind(400, grpc.StatusCode.OUT_OF_RANGE, "invalid_request"),
     "watch_too_slow": Kind(429, grpc.StatusCode.RESOURCE_EXHAUSTED, "system"),

@@ -2,6 +2,11 @@
 // a typed error -- over gRPC, with the protos in ../../protos loaded at run time.
 //
 //   npm install && node taskhub-example.js [--target 127.0.0.1:50051] [--index movies] [--documents 3]
+//   node taskhub-example.js --type sendEmail --details '{"to": "ada@example.com"}' [--custom-metadata TEXT]
+//
+// With --type, it produces a task of a type registered at the server (`taskhub serve --task-types sendEmail`):
+// named in `typeName`, its details any JSON object sent as JSON text (`details.customJson`), an index only
+// if --index is given. JSON.parse reads integers past 2**53 rounded; the server keeps them as sent.
 //
 // Prints one JSON object per line on stdout ({"event": "enqueued" | "state" | "list" | "error", ...});
 // tasks are rendered in Meilisearch's task shape, as the HTTP gateway and the Python client do.
@@ -18,8 +23,11 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
   options: {
     target: { type: "string", default: process.env.TASKHUB_TARGET ?? "127.0.0.1:50051" },
-    index: { type: "string", default: "movies" },
+    index: { type: "string" },
     documents: { type: "string", default: "3" },
+    type: { type: "string" },
+    details: { type: "string" },
+    "custom-metadata": { type: "string" },
     "api-key": { type: "string", default: process.env.TASKHUB_API_KEY },
   },
 });
@@ -73,6 +81,7 @@ const struct = (s) => Object.fromEntries(Object.entries(s.fields ?? {}).map(([k,
 
 function details(d) {
   if (!d || !d.kind) return null;
+  if (d.kind === "customJson") return JSON.parse(d.customJson); // a registered type's object, as given
   const sub = d[d.kind];
   if (d.kind === "settingsUpdate") return sub.settings ? struct(sub.settings) : {};
   // The proto's field order is Meilisearch's key order; an unset `optional` field is null.
@@ -82,11 +91,14 @@ function details(d) {
 const messageOf = (kind) => definition["taskhub.v1.TaskDetails"].type.field.find((f) => f.name === kind)
   .typeName.split(".").pop();
 
+// Every task carries its type's name; a registered type's `type` enum is TASK_TYPE_UNSPECIFIED.
+const typeOf = (t) => t.typeName || type(t.type);
+
 const task = (t) => ({
   uid: t.uid,
   indexUid: t.indexUid ?? null,
   status: status(t.status),
-  type: type(t.type),
+  type: typeOf(t),
   canceledBy: t.canceledBy ?? null,
   details: details(t.details),
   error: t.error ? { message: t.error.message, code: t.error.code, type: t.error.type, link: t.error.link } : null,
@@ -94,10 +106,12 @@ const task = (t) => ({
   enqueuedAt: time(t.enqueuedAt),
   startedAt: time(t.startedAt),
   finishedAt: time(t.finishedAt),
+  // Fields beyond Meilisearch's come after its own, only when set.
+  ...(t.customMetadata !== undefined ? { customMetadata: t.customMetadata } : {}),
 });
 
 const summary = (s) => ({
-  taskUid: s.taskUid, indexUid: s.indexUid ?? null, status: status(s.status), type: type(s.type),
+  taskUid: s.taskUid, indexUid: s.indexUid ?? null, status: status(s.status), type: typeOf(s),
   enqueuedAt: time(s.enqueuedAt),
 });
 
@@ -137,18 +151,25 @@ const unary = (method, request) => new Promise((resolve, reject) =>
 const print = (event) => process.stdout.write(JSON.stringify(event) + "\n");
 
 async function main() {
-  const enqueued = await unary("EnqueueTask", {
-    type: "TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE",
-    indexUid: args.index,
-    details: { documentAdditionOrUpdate: { receivedDocuments: Number(args.documents) } },
-  });
+  const request = args.type
+    ? { typeName: args.type, indexUid: args.index, details: { customJson: args.details ?? "{}" } }
+    : {
+        type: "TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE",
+        indexUid: args.index ?? "movies",
+        details: { documentAdditionOrUpdate: { receivedDocuments: Number(args.documents) } },
+      };
+  if (args["custom-metadata"] !== undefined) request.customMetadata = args["custom-metadata"];
+  const enqueued = await unary("EnqueueTask", request);
   print({ event: "enqueued", task: summary(enqueued.task) });
 
   // The stream sends the current state at once, then every change, and ends after a terminal status.
   const stream = client.WatchTask({ uid: enqueued.task.taskUid }, metadata);
   for await (const response of stream) print({ event: "state", task: task(response.task) });
 
-  const page = await unary("ListTasks", { filter: { indexUids: { indexUids: [args.index] } }, limit: 10 });
+  const filter = args.type
+    ? { types: { typeNames: [args.type] } }
+    : { indexUids: { indexUids: [args.index ?? "movies"] } };
+  const page = await unary("ListTasks", { filter, limit: 10 });
   print({ event: "list", page: { results: page.results.map(task), total: page.total, limit: page.limit,
                                  from: page.from ?? null, next: page.next ?? null } });
 

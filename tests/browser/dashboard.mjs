@@ -201,15 +201,26 @@ async function withoutKey() {
     await page.click('#task-dialog [data-close]');
     step('a status count filters by that status; the detail names the cancelation');
 
+    // Requeue through the UI: the confirmation counts the failed or canceled tasks; the originals stay.
+    await page.click('#requeue-matching');
+    await page.waitForSelector('#confirm-yes:not([disabled])');
+    assert.match(await page.textContent('#confirm-text'), /^2 failed or canceled tasks match this filter right now\. Each will be enqueued again/);
+    assert.equal(await page.textContent('#confirm-yes'), 'Requeue 2 tasks');
+    await page.click('#confirm-yes');
+    await page.waitForFunction(() => /Requeued 2 tasks as #8, #9\./.test(document.querySelector('#notice').textContent));
+    await waitForRows(page, [6, 5]);
+    await waitForCounts(page, { enqueued: 2, succeeded: 2, canceled: 2 });
+    step('requeue through the UI, after a confirmation with the count');
+
     // Delete through the UI: the rows go as the deletion runs.
     await page.click('#delete-matching');
     await page.waitForSelector('#confirm-yes:not([disabled])');
     assert.match(await page.textContent('#confirm-text'), /^2 tasks match this filter right now\. Those finished/);
     assert.equal(await page.textContent('#confirm-yes'), 'Delete 2 tasks');
     await page.click('#confirm-yes');
-    await page.waitForFunction(() => /Task #8 \(taskDeletion\) is enqueued/.test(document.querySelector('#notice').textContent));
+    await page.waitForFunction(() => /Task #10 \(taskDeletion\) is enqueued/.test(document.querySelector('#notice').textContent));
     await waitForRows(page, []);
-    await waitForCounts(page, { succeeded: 2 }); // in movies; the taskDeletion is global
+    await waitForCounts(page, { enqueued: 2, succeeded: 2 }); // in movies; the taskDeletion is global
     step('delete through the UI, after a confirmation with the count');
 
     // A bad filter: the API's own message.
@@ -222,8 +233,18 @@ async function withoutKey() {
 
     await page.click('#clear-filters');
     await page.click('#notice-close');
-    await waitForRows(page, [8, 7, 4, 3, 2, 1, 0]);
-    await waitForCounts(page, { processing: 1, succeeded: 5, failed: 1 });
+    await waitForRows(page, [10, 9, 8, 7, 4, 3, 2, 1, 0]);
+    await waitForCounts(page, { enqueued: 2, processing: 1, succeeded: 5, failed: 1 });
+    await page.click('#task-rows tr[data-uid="8"] button.uid');
+    await page.waitForSelector('#task-dialog[open]');
+    await page.waitForFunction(() => /Requeued from\s*#5/.test(document.querySelector('#task-body').textContent));
+    assert.ok(await page.isHidden('#task-requeue'), 'an enqueued task has no requeue button');
+    await page.click('#task-dialog [data-close]');
+    await page.click('#task-rows tr[data-uid="1"] button.uid');
+    await page.waitForFunction(() => /Index `books` already exists/.test(document.querySelector('#task-body').textContent));
+    assert.ok(await page.isVisible('#task-requeue'), 'a failed task has a requeue button');
+    await page.click('#task-dialog [data-close]');
+    step('a requeued task names its original; failed tasks offer a requeue');
     await page.waitForSelector('#banner', { state: 'hidden' });
     await page.screenshot({ path: path.join(artifacts, 'dashboard.png'), fullPage: true });
 

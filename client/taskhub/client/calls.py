@@ -11,6 +11,7 @@ from __future__ import annotations
 import pathlib
 import random
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -108,19 +109,32 @@ def retry_delay(policy: RetryPolicy, attempt: int, error: grpc.RpcError, idempot
     return delay
 
 
+def idempotency_key_for(given: str | None) -> str:
+    """The key an enqueue sends: the caller's, or one of our own, made once per call and sent on each of its
+    retries, so a retry after UNAVAILABLE (whose first attempt may have been stored) never makes a second task."""
+    return given if given is not None else uuid.uuid4().hex
+
+
 def enqueue_request(
     type: TaskType | str,
     index_uid: str | None = None,
     details: dict | None = None,
+    custom_metadata: str | None = None,
     run_at: datetime | None = None,
     retry: dict[str, Any] | None = None,
     *,
     delay: timedelta | float | None = None,
 ) -> pb.EnqueueTaskRequest:
-    """One enqueue: `run_at` (an aware datetime) or `delay` (from now, by this machine's clock) delays it;
-    `retry` is its own retry policy, as the HTTP body's `retry` object."""
+    """One enqueue: Meilisearch's types by their enum, a registered type (`sendEmail`) by name. `run_at` (an
+    aware datetime) or `delay` (from now, by this machine's clock) delays it; `retry` is its own retry policy, as
+    the HTTP body's `retry` object."""
     type_ = parse_type(type)
-    request = pb.EnqueueTaskRequest(type=TYPE_TO_PROTO[type_], index_uid=index_uid)
+    if isinstance(type_, TaskType):
+        request = pb.EnqueueTaskRequest(type=TYPE_TO_PROTO[type_], index_uid=index_uid)
+    else:
+        request = pb.EnqueueTaskRequest(type_name=type_, index_uid=index_uid)
+    if custom_metadata is not None:
+        request.custom_metadata = custom_metadata
     proto_details = details_to_proto(type_, details)
     if proto_details is not None:
         request.details.CopyFrom(proto_details)
@@ -139,7 +153,8 @@ def enqueue_request(
 
 
 def enqueue_tasks_request(tasks: Iterable[Sequence[Any]]) -> pb.EnqueueTasksRequest:
-    """Each task as `enqueue` takes it: `(type, index_uid, details, run_at, retry)`, all but the type optional."""
+    """Each task as `enqueue` takes it: `(type, index_uid, details, custom_metadata, run_at, retry)`, all but the type
+    optional."""
     request = pb.EnqueueTasksRequest()
     for position, task in enumerate(tasks):
         try:

@@ -17,7 +17,7 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from taskhub.client.models import STATUS_TO_PROTO, TYPE_TO_PROTO, TaskStatus, parse_status, parse_type
+from taskhub.client.models import STATUS_TO_PROTO, TYPE_TO_PROTO, TaskStatus, TaskType, parse_status, parse_type
 from taskhub.dates import parse_bound
 from taskhub.errors import TaskHubError
 from taskhub.v1 import task_pb2
@@ -169,9 +169,11 @@ class TaskFilter:
                 )
             else:
                 message.types.SetInParent()
-                message.types.types.extend(
-                    TYPE_TO_PROTO[parse_type(v, _located(name, i, len(values)))] for i, v in enumerate(values)
-                )
+                types = [parse_type(v, _located(name, i, len(values))) for i, v in enumerate(values)]
+                if all(isinstance(t, TaskType) for t in types):
+                    message.types.types.extend(TYPE_TO_PROTO[t] for t in types)
+                else:  # a registered type among them: all by name, so the server's error names the same position
+                    message.types.type_names.extend(str(t) for t in types)
             getattr(message, name).SetInParent()  # an empty list still filters: it matches nothing
         for name in DATE_FIELDS:
             value = getattr(self, name)

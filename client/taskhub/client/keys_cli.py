@@ -69,7 +69,7 @@ def _declare() -> None:
                 type=CommaList(),
                 required=True,
                 metavar="LIST",
-                help="what it may do: tasks.get, tasks.enqueue, tasks.cancel, tasks.delete, tasks.*,"
+                help="what it may do: tasks.get, tasks.enqueue, tasks.cancel, tasks.delete, tasks.requeue, tasks.*,"
                 " dumps.create, dumps.*, snapshots.create, snapshots.*, version, workers.*, * (comma list)",
             ),
             click.option(

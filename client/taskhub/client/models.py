@@ -8,6 +8,7 @@ keys) and never protobuf. `to_dict()` renders Meilisearch's JSON shapes.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,16 +67,25 @@ TYPE_NAMES = ", ".join(f"`{t.value}`" for t in TaskType)
 STATUS_NAMES = ", ".join(f"`{s.value}`" for s in TaskStatus)
 
 
-def parse_type(value: TaskType | str, parameter: str = "type") -> TaskType:
-    """A task type from its Meilisearch name, case-insensitively (as the HTTP API reads it)."""
+def parse_type(value: TaskType | str, parameter: str = "type") -> TaskType | str:
+    """A task type from its Meilisearch name, case-insensitively (as the HTTP API reads it); any other
+    name as it is, for a type registered at the server (`sendEmail`), which answers for unknown ones."""
     found = _TYPES_BY_LOWER.get(str(value).lower())
     if found is None:
-        raise TaskHubError(
-            "invalid_task_types",
-            f"Invalid value in parameter `{parameter}`: `{value}` is not a valid"
-            f" task type. Available types are {TYPE_NAMES}.",
-        )
+        if not isinstance(value, str) or not value:
+            raise TaskHubError(
+                "invalid_task_types",
+                f"Invalid value in parameter `{parameter}`: `{value}` is not a valid"
+                f" task type. Available types are {TYPE_NAMES}.",
+            )
+        return str(value)
     return found
+
+
+def type_from_proto(message: task_pb2.Task | task_pb2.TaskSummary) -> TaskType | str:
+    """A task's type: Meilisearch's as the enum, a registered one (`type` unspecified) by its name."""
+    found = TYPE_FROM_PROTO.get(message.type)
+    return message.type_name if found is None else found
 
 
 def parse_status(value: TaskStatus | str, parameter: str = "statuses") -> TaskStatus:
@@ -130,13 +140,16 @@ def _show(moment: datetime | None) -> str | None:
 # -- details -------------------------------------------------------------
 
 
-def details_from_proto(type_: TaskType, message: task_pb2.Task) -> dict | None:
-    """The task's details with Meilisearch's keys in order; unset counters are None."""
+def details_from_proto(type_: TaskType | str, message: task_pb2.Task) -> dict | None:
+    """The task's details with Meilisearch's keys in order; unset counters are None. A registered
+    type's are its JSON object as given (key order, large integers)."""
     if not message.HasField("details"):
         return None
     case = message.details.WhichOneof("kind")
     if case is None:
         return None
+    if case == "custom_json":
+        return json.loads(message.details.custom_json)
     sub = getattr(message.details, case)
     if type_ == TaskType.SETTINGS_UPDATE:
         return structs.to_dict(sub.settings) if sub.HasField("settings") else {}
@@ -150,10 +163,15 @@ def details_from_proto(type_: TaskType, message: task_pb2.Task) -> dict | None:
     return out
 
 
-def details_to_proto(type_: TaskType, details: dict | None) -> task_pb2.TaskDetails | None:
-    """Enqueue details given with Meilisearch's keys (or snake_case) as the proto `TaskDetails`."""
+def details_to_proto(type_: TaskType | str, details: dict | None) -> task_pb2.TaskDetails | None:
+    """Enqueue details given with Meilisearch's keys (or snake_case) as the proto `TaskDetails`; a
+    registered type's any JSON object, carried as JSON text."""
     if details is None:
         return None
+    if not isinstance(type_, TaskType):
+        if not isinstance(details, dict):
+            raise TaskHubError("invalid_task_details", "`details` must be an object or null.")
+        return task_pb2.TaskDetails(custom_json=json.dumps(details, separators=(",", ":")))
     case = DETAILS_CASE.get(type_)
     if case is None:
         if details:
@@ -206,7 +224,7 @@ class Task:
     uid: int
     index_uid: str | None
     status: TaskStatus
-    type: TaskType
+    type: TaskType | str  # a type registered at the server is its name
     canceled_by: int | None
     details: dict | None
     error: TaskError | None
@@ -214,10 +232,14 @@ class Task:
     enqueued_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # Given at enqueue (`customMetadata`), else None.
+    custom_metadata: str | None = None
     # Delayed runs and retries: not run before `run_at`; failed attempts so far, and the last one's error.
     run_at: datetime | None = None
     attempts: int | None = None
     last_error: TaskError | None = None
+    # The task this one was requeued from (`requeue_tasks`), if any.
+    requeued_from: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -226,7 +248,7 @@ class Task:
 
     @classmethod
     def from_proto(cls, message: task_pb2.Task) -> Task:
-        type_ = TYPE_FROM_PROTO[message.type]
+        type_ = type_from_proto(message)
         duration = None
         if message.HasField("duration"):
             duration = timedelta(seconds=message.duration.seconds, microseconds=message.duration.nanos // 1_000)
@@ -249,6 +271,8 @@ class Task:
             enqueued_at=_time(message, "enqueued_at"),
             started_at=_time(message, "started_at"),
             finished_at=_time(message, "finished_at"),
+            custom_metadata=message.custom_metadata if message.HasField("custom_metadata") else None,
+            requeued_from=message.requeued_from if message.HasField("requeued_from") else None,
             run_at=_time(message, "run_at"),
             attempts=message.attempts if message.HasField("attempts") else None,
             last_error=last_error,
@@ -256,11 +280,11 @@ class Task:
 
     def to_dict(self) -> dict[str, Any]:
         """Meilisearch's task object, fields in Meilisearch's order; extra fields after, only when set."""
-        shown = {
+        body = {
             "uid": self.uid,
             "indexUid": self.index_uid,
             "status": self.status.value,
-            "type": self.type.value,
+            "type": str(self.type),
             "canceledBy": self.canceled_by,
             "details": self.details,
             "error": None if self.error is None else self.error.to_dict(),
@@ -269,13 +293,17 @@ class Task:
             "startedAt": _show(self.started_at),
             "finishedAt": _show(self.finished_at),
         }
+        if self.custom_metadata is not None:
+            body["customMetadata"] = self.custom_metadata
         if self.run_at is not None:
-            shown["runAt"] = _show(self.run_at)
+            body["runAt"] = _show(self.run_at)
         if self.attempts is not None:
-            shown["attempts"] = self.attempts
+            body["attempts"] = self.attempts
         if self.last_error is not None:
-            shown["lastError"] = self.last_error.to_dict()
-        return shown
+            body["lastError"] = self.last_error.to_dict()
+        if self.requeued_from is not None:
+            body["requeuedFrom"] = self.requeued_from
+        return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +313,7 @@ class TaskSummary:
     task_uid: int
     index_uid: str | None
     status: TaskStatus
-    type: TaskType
+    type: TaskType | str  # a type registered at the server is its name
     enqueued_at: datetime
 
     @property
@@ -299,7 +327,7 @@ class TaskSummary:
             task_uid=message.task_uid,
             index_uid=message.index_uid if message.HasField("index_uid") else None,
             status=STATUS_FROM_PROTO[message.status],
-            type=TYPE_FROM_PROTO[message.type],
+            type=type_from_proto(message),
             enqueued_at=_time(message, "enqueued_at"),
         )
 
@@ -309,7 +337,7 @@ class TaskSummary:
             "taskUid": self.task_uid,
             "indexUid": self.index_uid,
             "status": self.status.value,
-            "type": self.type.value,
+            "type": str(self.type),
             "enqueuedAt": _show(self.enqueued_at),
         }
 

@@ -30,7 +30,7 @@ def human_duration(duration: timedelta | None) -> str:
 
 
 def _what(task: Task | TaskSummary) -> str:
-    return f"{task.type.value} on {task.index_uid}" if task.index_uid is not None else task.type.value
+    return f"{task.type} on {task.index_uid}" if task.index_uid is not None else str(task.type)
 
 
 def status_line(task: Task) -> str:
@@ -54,6 +54,10 @@ def change_line(change: TaskChange) -> str:
 
 def summary_line(summary: TaskSummary) -> str:
     return f"enqueued task {summary.task_uid} ({_what(summary)})"
+
+
+def requeued_line(task: Task) -> str:
+    return f"enqueued task {task.uid} ({_what(task)}), requeued from task {task.requeued_from}"
 
 
 def _cell(value: Any) -> str:
@@ -123,7 +127,7 @@ def task_table(tasks: Sequence[Task], width: int | None = None) -> str:
         return text if width is None else short_time(text)
 
     rows = [
-        [str(t.uid), _cell(t.index_uid), t.type.value, t.status.value, when(t), human_duration(t.duration)]
+        [str(t.uid), _cell(t.index_uid), str(t.type), t.status.value, when(t), human_duration(t.duration)]
         for t in tasks
     ]
     enqueued = "ENQUEUED AT" if width is None else "ENQUEUED (UTC)"

@@ -25,6 +25,7 @@ from taskhub.client.calls import (
     RetryPolicy,
     enqueue_request,
     enqueue_tasks_request,
+    idempotency_key_for,
     list_request,
     metadata,
     retry_delay,
@@ -104,24 +105,37 @@ class TaskHubClient:
         index_uid: str | None = None,
         details: dict[str, Any] | None = None,
         *,
+        custom_metadata: str | None = None,
+        idempotency_key: str | None = None,
         run_at: datetime | None = None,
         delay: timedelta | float | None = None,
         retry: dict[str, Any] | None = None,
     ) -> TaskSummary:
-        """Enqueues a task (`details` with Meilisearch's keys, e.g. `{"receivedDocuments": 3}`); never retried.
+        """Enqueues a task (`details` with Meilisearch's keys, e.g. `{"receivedDocuments": 3}`).
+
+        `type` is one of Meilisearch's or one registered at the server (`"sendEmail"`, its details any
+        JSON object); `custom_metadata` is any string kept with the task (Meilisearch's `customMetadata`).
+
+        Retried on UNAVAILABLE under an idempotency key (`idempotency_key`, or one made for this call),
+        so a retry never makes a second task; the same key with another request raises
+        `idempotency_key_conflict`.
 
         `run_at` (an aware datetime) or `delay` (a timedelta or seconds from now): not run before then.
         `retry`: the task's own retry policy, e.g. `{"attempts": 10, "initialDelay": "30s"}`.
         """
-        request = enqueue_request(type, index_uid, details, run_at, retry, delay=delay)
-        return TaskSummary.from_proto(self._call(self._stub.EnqueueTask, request, idempotent=False).task)
+        request = enqueue_request(type, index_uid, details, custom_metadata, run_at, retry, delay=delay)
+        request.idempotency_key = idempotency_key_for(idempotency_key)
+        return TaskSummary.from_proto(self._call(self._stub.EnqueueTask, request, idempotent=True).task)
 
-    def enqueue_tasks(self, tasks: Iterable[Sequence[Any]]) -> list[TaskSummary]:
-        """Enqueues 1 to 1,000 tasks at once, all or none, with consecutive uids; never retried.
+    def enqueue_tasks(self, tasks: Iterable[Sequence[Any]], *, idempotency_key: str | None = None) -> list[TaskSummary]:
+        """Enqueues 1 to 1,000 tasks at once, all or none, with consecutive uids.
 
-        Each task is a tuple `(type, index_uid, details, run_at, retry)`, all but the type optional.
+        Each task is a tuple `(type, index_uid, details, custom_metadata, run_at, retry)`, all but the type
+        optional. Retried as `enqueue` is, under one idempotency key for the whole batch.
         """
-        response = self._call(self._stub.EnqueueTasks, enqueue_tasks_request(tasks), idempotent=False)
+        request = enqueue_tasks_request(tasks)
+        request.idempotency_key = idempotency_key_for(idempotency_key)
+        response = self._call(self._stub.EnqueueTasks, request, idempotent=True)
         return [TaskSummary.from_proto(task) for task in response.tasks]
 
     def get_task(self, uid: int) -> Task:
@@ -169,6 +183,13 @@ class TaskHubClient:
         """Enqueues a `taskDeletion` of the matching finished tasks; at least one filter is required."""
         request = pb.DeleteTasksRequest(filter=TaskFilter.of(filter, **filters).to_proto())
         return TaskSummary.from_proto(self._call(self._stub.DeleteTasks, request, idempotent=False).task)
+
+    def requeue_tasks(self, filter: TaskFilter | None = None, **filters: Any) -> list[Task]:
+        """Enqueues again, as new tasks, the failed or canceled tasks matching the filter (at most 1,000 at once);
+        each new `Task` has `requeued_from`. At least one filter is required; never retried."""
+        request = pb.RequeueTasksRequest(filter=TaskFilter.of(filter, **filters).to_proto())
+        response = self._call(self._stub.RequeueTasks, request, idempotent=False)
+        return [Task.from_proto(task) for task in response.tasks]
 
     # -- the server ---------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""`taskhub tasks list|get|enqueue|cancel|delete|watch|wait`: a running server, from the shell.
+"""`taskhub tasks list|get|enqueue|cancel|delete|requeue|watch|wait`: a running server, from the shell.
 
 The `tasks` group, hung under the root by `cli.root()`. Output is for people by default
 (tables that fit the terminal; `--wide` for every character) and Meilisearch's JSON with
@@ -39,6 +39,7 @@ from taskhub.client.render import (
     LiveLine,
     change_line,
     page_footer,
+    requeued_line,
     status_line,
     summary_line,
     task_card,
@@ -52,7 +53,7 @@ _FILTER_HELP = {
     "uids": "tasks with these uids (comma list, e.g. 1,2,3)",
     "index_uids": "tasks of these indexes (comma list, case-sensitive)",
     "statuses": "tasks in these statuses: enqueued, processing, succeeded, failed, canceled",
-    "types": "tasks of these types, e.g. documentAdditionOrUpdate,indexCreation",
+    "types": "tasks of these types, e.g. documentAdditionOrUpdate,indexCreation (or registered ones: sendEmail)",
     "canceled_by": "tasks canceled by these taskCancelation uids",
 }
 FILTER_RULES = (
@@ -122,7 +123,9 @@ def _declare() -> None:
         "enqueue a task, or every task of a file",
         "Enqueue a task of type TYPE and print its summary (--json: {taskUid, indexUid, status, type,"
         " enqueuedAt}). Example: taskhub tasks enqueue documentAdditionOrUpdate --index-uid movies"
-        " --details '{\"receivedDocuments\": 3}'. With --file, enqueue every line of a JSON Lines"
+        " --details '{\"receivedDocuments\": 3}'. TYPE may be one registered at the server"
+        " (--task-types), its details any JSON object: taskhub tasks enqueue sendEmail --details"
+        ' \'{"to": "a@example.com"}\'. With --file, enqueue every line of a JSON Lines'
         ' file ({"type", "indexUid", "details", "runAt", "retry"} as POST /tasks takes them) in EnqueueTasks'
         " calls of up to 1,000, each all or none, printing a summary per task as its call succeeds.",
         (
@@ -132,7 +135,12 @@ def _declare() -> None:
                 "--details",
                 type=JsonObject(),
                 metavar="JSON",
-                help="the details as a JSON object with Meilisearch's keys",
+                help="the details as a JSON object with Meilisearch's keys (any object for a registered type)",
+            ),
+            click.option(
+                "--custom-metadata",
+                metavar="TEXT",
+                help="any string kept with the task and shown as its customMetadata",
             ),
             click.option("--file", metavar="PATH", help="a JSON Lines file of tasks instead of TYPE ('-': stdin)"),
             click.option(
@@ -169,6 +177,16 @@ def _declare() -> None:
         "delete the matching finished tasks",
         "Enqueue a taskDeletion of the finished tasks matching the filters (at least one filter is"
         " required).\n\n" + FILTER_RULES,
+        filters,
+    )
+    client_command(
+        tasks,
+        "requeue",
+        _requeue,
+        "enqueue the matching failed or canceled tasks again",
+        "Enqueue again, as new tasks, the failed or canceled tasks matching the filters (at least one"
+        " filter is required; other statuses are never requeued), at most 1,000 at once. Text: one line"
+        " per new task; --json: the new tasks as POST /tasks/requeue answers them.\n\n" + FILTER_RULES,
         filters,
     )
     client_command(
@@ -246,10 +264,13 @@ def _enqueue(client: TaskHubClient, args: argparse.Namespace) -> int:
     if (args.type is None) == (args.file is None):
         usage_error("give a TYPE or --file, one of the two")
     if args.file is not None:
-        if any(getattr(args, name) is not None for name in ("index_uid", "details", "run_at", "delay", "retry")):
+        if any(
+            getattr(args, name) is not None
+            for name in ("index_uid", "details", "custom_metadata", "run_at", "delay", "retry")
+        ):
             usage_error(
-                "--index-uid, --details, --run-at, --delay and --retry go with TYPE; with --file each line carries"
-                " its own"
+                "--index-uid, --details, --custom-metadata, --run-at, --delay and --retry go with TYPE; with --file"
+                " each line carries its own"
             )
         return _enqueue_file(client, args)
     if args.run_at is not None and args.delay is not None:
@@ -265,7 +286,15 @@ def _enqueue(client: TaskHubClient, args: argparse.Namespace) -> int:
             delay = timedelta(microseconds=durations.parse_duration(args.delay))
         except ValueError as exc:
             usage_error(f"--delay: {exc}")
-    summary = client.enqueue(args.type, args.index_uid, args.details, run_at=run_at, delay=delay, retry=args.retry)
+    summary = client.enqueue(
+        args.type,
+        args.index_uid,
+        args.details,
+        custom_metadata=args.custom_metadata,
+        run_at=run_at,
+        delay=delay,
+        retry=args.retry,
+    )
     print(to_json(summary.to_dict()) if args.json else summary_line(summary))
     return EXIT_OK
 
@@ -364,7 +393,7 @@ def _task_batches(lines: Iterable[bytes], name: str) -> Iterator[tuple[list[int]
             except ValueError as exc:
                 raise TaskHubError("invalid_task_run_at", f"{name}:{number}: `runAt`: {exc}.") from None
         numbers.append(number)
-        tasks.append((task["type"], task.get("indexUid"), task.get("details"), run_at, task.get("retry")))
+        tasks.append((task["type"], task.get("indexUid"), task.get("details"), None, run_at, task.get("retry")))
         if len(tasks) == FILE_BATCH:
             yield numbers, tasks
             numbers, tasks = [], []
@@ -381,6 +410,15 @@ def _cancel(client: TaskHubClient, args: argparse.Namespace) -> int:
 def _delete(client: TaskHubClient, args: argparse.Namespace) -> int:
     summary = client.delete_tasks(_task_filter(args))
     print(to_json(summary.to_dict()) if args.json else summary_line(summary))
+    return EXIT_OK
+
+
+def _requeue(client: TaskHubClient, args: argparse.Namespace) -> int:
+    new = client.requeue_tasks(_task_filter(args))
+    if args.json:
+        print(to_json({"results": [task.to_dict() for task in new]}))
+    else:
+        print("\n".join(requeued_line(task) for task in new) or "no failed or canceled task matches")
     return EXIT_OK
 
 

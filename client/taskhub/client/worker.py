@@ -196,7 +196,11 @@ class Worker:
             worker=self.name,
             wait=_seconds(self.poll_seconds),
             lease_duration=_seconds(self.lease_seconds),
-            types=task_pb2.TypeSet(types=[TYPE_TO_PROTO[t] for t in self.handlers]),
+            # Meilisearch's types by enum, those registered at the server (`sendEmail`) by name.
+            types=task_pb2.TypeSet(
+                types=[TYPE_TO_PROTO[t] for t in self.handlers if isinstance(t, TaskType)],
+                type_names=[t for t in self.handlers if not isinstance(t, TaskType)],
+            ),
         )
         if self.index_uids is not None:
             request.index_uids.index_uids.extend(self.index_uids)

@@ -56,7 +56,7 @@ TASK_TYPE_TASK_DELETION: TaskType
 TASK_TYPE_SNAPSHOT_CREATION: TaskType
 
 class Task(_message.Message):
-    __slots__ = ("uid", "index_uid", "status", "type", "canceled_by", "details", "error", "duration", "enqueued_at", "started_at", "finished_at", "run_at", "attempts", "last_error")
+    __slots__ = ("uid", "index_uid", "status", "type", "canceled_by", "details", "error", "duration", "enqueued_at", "started_at", "finished_at", "type_name", "custom_metadata", "run_at", "attempts", "last_error", "requeued_from")
     UID_FIELD_NUMBER: _ClassVar[int]
     INDEX_UID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -68,9 +68,12 @@ class Task(_message.Message):
     ENQUEUED_AT_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_METADATA_FIELD_NUMBER: _ClassVar[int]
     RUN_AT_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    REQUEUED_FROM_FIELD_NUMBER: _ClassVar[int]
     uid: int
     index_uid: str
     status: TaskStatus
@@ -82,10 +85,13 @@ class Task(_message.Message):
     enqueued_at: _timestamp_pb2.Timestamp
     started_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
+    type_name: str
+    custom_metadata: str
     run_at: _timestamp_pb2.Timestamp
     attempts: int
     last_error: _errors_pb2.TaskError
-    def __init__(self, uid: _Optional[int] = ..., index_uid: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., type: _Optional[_Union[TaskType, str]] = ..., canceled_by: _Optional[int] = ..., details: _Optional[_Union[TaskDetails, _Mapping]] = ..., error: _Optional[_Union[_errors_pb2.TaskError, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[int] = ..., last_error: _Optional[_Union[_errors_pb2.TaskError, _Mapping]] = ...) -> None: ...
+    requeued_from: int
+    def __init__(self, uid: _Optional[int] = ..., index_uid: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., type: _Optional[_Union[TaskType, str]] = ..., canceled_by: _Optional[int] = ..., details: _Optional[_Union[TaskDetails, _Mapping]] = ..., error: _Optional[_Union[_errors_pb2.TaskError, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type_name: _Optional[str] = ..., custom_metadata: _Optional[str] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[int] = ..., last_error: _Optional[_Union[_errors_pb2.TaskError, _Mapping]] = ..., requeued_from: _Optional[int] = ...) -> None: ...
 
 class RetryPolicy(_message.Message):
     __slots__ = ("attempts", "initial_delay", "max_delay", "multiplier", "jitter")
@@ -102,21 +108,23 @@ class RetryPolicy(_message.Message):
     def __init__(self, attempts: _Optional[int] = ..., initial_delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., multiplier: _Optional[float] = ..., jitter: _Optional[float] = ...) -> None: ...
 
 class TaskSummary(_message.Message):
-    __slots__ = ("task_uid", "index_uid", "status", "type", "enqueued_at")
+    __slots__ = ("task_uid", "index_uid", "status", "type", "enqueued_at", "type_name")
     TASK_UID_FIELD_NUMBER: _ClassVar[int]
     INDEX_UID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     ENQUEUED_AT_FIELD_NUMBER: _ClassVar[int]
+    TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
     task_uid: int
     index_uid: str
     status: TaskStatus
     type: TaskType
     enqueued_at: _timestamp_pb2.Timestamp
-    def __init__(self, task_uid: _Optional[int] = ..., index_uid: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., type: _Optional[_Union[TaskType, str]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    type_name: str
+    def __init__(self, task_uid: _Optional[int] = ..., index_uid: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., type: _Optional[_Union[TaskType, str]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type_name: _Optional[str] = ...) -> None: ...
 
 class TaskDetails(_message.Message):
-    __slots__ = ("document_addition_or_update", "document_deletion", "index_creation", "index_update", "index_deletion", "index_swap", "settings_update", "dump_creation", "task_cancelation", "task_deletion")
+    __slots__ = ("document_addition_or_update", "document_deletion", "index_creation", "index_update", "index_deletion", "index_swap", "settings_update", "dump_creation", "task_cancelation", "task_deletion", "custom_json")
     DOCUMENT_ADDITION_OR_UPDATE_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_DELETION_FIELD_NUMBER: _ClassVar[int]
     INDEX_CREATION_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +135,7 @@ class TaskDetails(_message.Message):
     DUMP_CREATION_FIELD_NUMBER: _ClassVar[int]
     TASK_CANCELATION_FIELD_NUMBER: _ClassVar[int]
     TASK_DELETION_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_JSON_FIELD_NUMBER: _ClassVar[int]
     document_addition_or_update: DocumentAdditionOrUpdateDetails
     document_deletion: DocumentDeletionDetails
     index_creation: IndexDetails
@@ -137,7 +146,8 @@ class TaskDetails(_message.Message):
     dump_creation: DumpCreationDetails
     task_cancelation: TaskCancelationDetails
     task_deletion: TaskDeletionDetails
-    def __init__(self, document_addition_or_update: _Optional[_Union[DocumentAdditionOrUpdateDetails, _Mapping]] = ..., document_deletion: _Optional[_Union[DocumentDeletionDetails, _Mapping]] = ..., index_creation: _Optional[_Union[IndexDetails, _Mapping]] = ..., index_update: _Optional[_Union[IndexDetails, _Mapping]] = ..., index_deletion: _Optional[_Union[IndexDeletionDetails, _Mapping]] = ..., index_swap: _Optional[_Union[IndexSwapDetails, _Mapping]] = ..., settings_update: _Optional[_Union[SettingsUpdateDetails, _Mapping]] = ..., dump_creation: _Optional[_Union[DumpCreationDetails, _Mapping]] = ..., task_cancelation: _Optional[_Union[TaskCancelationDetails, _Mapping]] = ..., task_deletion: _Optional[_Union[TaskDeletionDetails, _Mapping]] = ...) -> None: ...
+    custom_json: str
+    def __init__(self, document_addition_or_update: _Optional[_Union[DocumentAdditionOrUpdateDetails, _Mapping]] = ..., document_deletion: _Optional[_Union[DocumentDeletionDetails, _Mapping]] = ..., index_creation: _Optional[_Union[IndexDetails, _Mapping]] = ..., index_update: _Optional[_Union[IndexDetails, _Mapping]] = ..., index_deletion: _Optional[_Union[IndexDeletionDetails, _Mapping]] = ..., index_swap: _Optional[_Union[IndexSwapDetails, _Mapping]] = ..., settings_update: _Optional[_Union[SettingsUpdateDetails, _Mapping]] = ..., dump_creation: _Optional[_Union[DumpCreationDetails, _Mapping]] = ..., task_cancelation: _Optional[_Union[TaskCancelationDetails, _Mapping]] = ..., task_deletion: _Optional[_Union[TaskDeletionDetails, _Mapping]] = ..., custom_json: _Optional[str] = ...) -> None: ...
 
 class DocumentAdditionOrUpdateDetails(_message.Message):
     __slots__ = ("received_documents", "indexed_documents")
@@ -258,7 +268,9 @@ class StatusSet(_message.Message):
     def __init__(self, statuses: _Optional[_Iterable[_Union[TaskStatus, str]]] = ...) -> None: ...
 
 class TypeSet(_message.Message):
-    __slots__ = ("types",)
+    __slots__ = ("types", "type_names")
     TYPES_FIELD_NUMBER: _ClassVar[int]
+    TYPE_NAMES_FIELD_NUMBER: _ClassVar[int]
     types: _containers.RepeatedScalarFieldContainer[TaskType]
-    def __init__(self, types: _Optional[_Iterable[_Union[TaskType, str]]] = ...) -> None: ...
+    type_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, types: _Optional[_Iterable[_Union[TaskType, str]]] = ..., type_names: _Optional[_Iterable[str]] = ...) -> None: ...

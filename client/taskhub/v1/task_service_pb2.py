@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from taskhub.v1 import task_pb2 as taskhub_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtaskhub/v1/task_service.proto\x12\ntaskhub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15taskhub/v1/task.proto\"\x85\x01\n\x10ListTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x12\n\x05limit\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04\x66rom\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x07reverse\x18\x04 \x01(\x08\x42\x08\n\x06_limitB\x07\n\x05_from\"\x8c\x01\n\x11ListTasksResponse\x12!\n\x07results\x18\x01 \x03(\x0b\x32\x10.taskhub.v1.Task\x12\r\n\x05total\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x11\n\x04\x66rom\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04next\x18\x05 \x01(\rH\x01\x88\x01\x01\x42\x07\n\x05_fromB\x07\n\x05_next\"\x1d\n\x0eGetTaskRequest\x12\x0b\n\x03uid\x18\x01 \x01(\r\"1\n\x0fGetTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.taskhub.v1.Task\"\xdc\x01\n\x12\x45nqueueTaskRequest\x12\"\n\x04type\x18\x01 \x01(\x0e\x32\x14.taskhub.v1.TaskType\x12\x16\n\tindex_uid\x18\x02 \x01(\tH\x00\x88\x01\x01\x12(\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x17.taskhub.v1.TaskDetails\x12*\n\x06run_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05retry\x18\x07 \x01(\x0b\x32\x17.taskhub.v1.RetryPolicyB\x0c\n\n_index_uid\"<\n\x13\x45nqueueTaskResponse\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.taskhub.v1.TaskSummary\"D\n\x13\x45nqueueTasksRequest\x12-\n\x05tasks\x18\x01 \x03(\x0b\x32\x1e.taskhub.v1.EnqueueTaskRequest\">\n\x14\x45nqueueTasksResponse\x12&\n\x05tasks\x18\x01 \x03(\x0b\x32\x17.taskhub.v1.TaskSummary\"n\n\x12\x43\x61ncelTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x1c\n\x0foriginal_filter\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x12\n\x10_original_filter\"<\n\x13\x43\x61ncelTasksResponse\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.taskhub.v1.TaskSummary\"n\n\x12\x44\x65leteTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x1c\n\x0foriginal_filter\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x12\n\x10_original_filter\"<\n\x13\x44\x65leteTasksResponse\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.taskhub.v1.TaskSummary\"\x1f\n\x10WatchTaskRequest\x12\x0b\n\x03uid\x18\x01 \x01(\r\"E\n\x11WatchTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.taskhub.v1.Task\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"Y\n\x11WatchTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x12\n\x05\x61\x66ter\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x08\n\x06_after\"W\n\x12WatchTasksResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x1e\n\x04task\x18\x02 \x01(\x0b\x32\x10.taskhub.v1.Task\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"\x13\n\x11GetVersionRequest\"\x97\x01\n\x12GetVersionResponse\x12\x17\n\ncommit_sha\x18\x01 \x01(\tH\x00\x88\x01\x01\x12/\n\x0b\x63ommit_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x0bpkg_version\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\r\n\x0b_commit_shaB\x0e\n\x0c_pkg_version2\xc6\x05\n\x0bTaskService\x12H\n\tListTasks\x12\x1c.taskhub.v1.ListTasksRequest\x1a\x1d.taskhub.v1.ListTasksResponse\x12\x42\n\x07GetTask\x12\x1a.taskhub.v1.GetTaskRequest\x1a\x1b.taskhub.v1.GetTaskResponse\x12N\n\x0b\x45nqueueTask\x12\x1e.taskhub.v1.EnqueueTaskRequest\x1a\x1f.taskhub.v1.EnqueueTaskResponse\x12Q\n\x0c\x45nqueueTasks\x12\x1f.taskhub.v1.EnqueueTasksRequest\x1a .taskhub.v1.EnqueueTasksResponse\x12N\n\x0b\x43\x61ncelTasks\x12\x1e.taskhub.v1.CancelTasksRequest\x1a\x1f.taskhub.v1.CancelTasksResponse\x12N\n\x0b\x44\x65leteTasks\x12\x1e.taskhub.v1.DeleteTasksRequest\x1a\x1f.taskhub.v1.DeleteTasksResponse\x12J\n\tWatchTask\x12\x1c.taskhub.v1.WatchTaskRequest\x1a\x1d.taskhub.v1.WatchTaskResponse0\x01\x12M\n\nWatchTasks\x12\x1d.taskhub.v1.WatchTasksRequest\x1a\x1e.taskhub.v1.WatchTasksResponse0\x01\x12K\n\nGetVersion\x12\x1d.taskhub.v1.GetVersionRequest\x1a\x1e.taskhub.v1.GetVersionResponseBb\n\x14io.github.taskhub.v1B\x10TaskServiceProtoP\x01Z6github.com/taskhub/taskhub/gen/go/taskhub/v1;taskhubv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtaskhub/v1/task_service.proto\x12\ntaskhub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15taskhub/v1/task.proto\"\x85\x01\n\x10ListTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x12\n\x05limit\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04\x66rom\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x07reverse\x18\x04 \x01(\x08\x42\x08\n\x06_limitB\x07\n\x05_from\"\x8c\x01\n\x11ListTasksResponse\x12!\n\x07results\x18\x01 \x03(\x0b\x32\x10.taskhub.v1.Task\x12\r\n\x05total\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x11\n\x04\x66rom\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04next\x18\x05 \x01(\rH\x01\x88\x01\x01\x42\x07\n\x05_fromB\x07\n\x05_next\"\x1d\n\x0eGetTaskRequest\x12\x0b\n\x03uid\x18\x01 \x01(\r\"1\n\x0fGetTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.taskhub.v1.Task\"\xe6\x02\n\x12\x45nqueueTaskRequest\x12\"\n\x04type\x18\x01 \x01(\x0e\x32\x14.taskhub.v1.TaskType\x12\x16\n\tindex_uid\x18\x02 \x01(\tH\x00\x88\x01\x01\x12(\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x17.taskhub.v1.TaskDetails\x12\x16\n\ttype_name\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x1c\n\x0f\x63ustom_metadata\x18\x05 \x01(\tH\x02\x88\x01\x01\x12*\n\x06run_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05retry\x18\x07 \x01(\x0b\x32\x17.taskhub.v1.RetryPolicy\x12\x1c\n\x0fidempotency_key\x18\x08 \x01(\tH\x03\x88\x01\x01\x42\x0c\n\n_index_uidB\x0c\n\n_type_nameB\x12\n\x10_custom_metadataB\x12\n\x10_idempotency_key\"<\n\x13\x45nqueueTaskResponse\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.taskhub.v1.TaskSummary\"v\n\x13\x45nqueueTasksRequest\x12-\n\x05tasks\x18\x01 \x03(\x0b\x32\x1e.taskhub.v1.EnqueueTaskRequest\x12\x1c\n\x0fidempotency_key\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x12\n\x10_idempotency_key\">\n\x14\x45nqueueTasksResponse\x12&\n\x05tasks\x18\x01 \x03(\x0b\x32\x17.taskhub.v1.TaskSummary\"n\n\x12\x43\x61ncelTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x1c\n\x0foriginal_filter\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x12\n\x10_original_filter\"<\n\x13\x43\x61ncelTasksResponse\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.taskhub.v1.TaskSummary\"n\n\x12\x44\x65leteTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x1c\n\x0foriginal_filter\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x12\n\x10_original_filter\"<\n\x13\x44\x65leteTasksResponse\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.taskhub.v1.TaskSummary\"=\n\x13RequeueTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\"7\n\x14RequeueTasksResponse\x12\x1f\n\x05tasks\x18\x01 \x03(\x0b\x32\x10.taskhub.v1.Task\"\x1f\n\x10WatchTaskRequest\x12\x0b\n\x03uid\x18\x01 \x01(\r\"E\n\x11WatchTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.taskhub.v1.Task\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"Y\n\x11WatchTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x12\n\x05\x61\x66ter\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x08\n\x06_after\"W\n\x12WatchTasksResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x1e\n\x04task\x18\x02 \x01(\x0b\x32\x10.taskhub.v1.Task\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"\x13\n\x11GetVersionRequest\"\x97\x01\n\x12GetVersionResponse\x12\x17\n\ncommit_sha\x18\x01 \x01(\tH\x00\x88\x01\x01\x12/\n\x0b\x63ommit_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x0bpkg_version\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\r\n\x0b_commit_shaB\x0e\n\x0c_pkg_version2\x99\x06\n\x0bTaskService\x12H\n\tListTasks\x12\x1c.taskhub.v1.ListTasksRequest\x1a\x1d.taskhub.v1.ListTasksResponse\x12\x42\n\x07GetTask\x12\x1a.taskhub.v1.GetTaskRequest\x1a\x1b.taskhub.v1.GetTaskResponse\x12N\n\x0b\x45nqueueTask\x12\x1e.taskhub.v1.EnqueueTaskRequest\x1a\x1f.taskhub.v1.EnqueueTaskResponse\x12Q\n\x0c\x45nqueueTasks\x12\x1f.taskhub.v1.EnqueueTasksRequest\x1a .taskhub.v1.EnqueueTasksResponse\x12N\n\x0b\x43\x61ncelTasks\x12\x1e.taskhub.v1.CancelTasksRequest\x1a\x1f.taskhub.v1.CancelTasksResponse\x12N\n\x0b\x44\x65leteTasks\x12\x1e.taskhub.v1.DeleteTasksRequest\x1a\x1f.taskhub.v1.DeleteTasksResponse\x12J\n\tWatchTask\x12\x1c.taskhub.v1.WatchTaskRequest\x1a\x1d.taskhub.v1.WatchTaskResponse0\x01\x12M\n\nWatchTasks\x12\x1d.taskhub.v1.WatchTasksRequest\x1a\x1e.taskhub.v1.WatchTasksResponse0\x01\x12Q\n\x0cRequeueTasks\x12\x1f.taskhub.v1.RequeueTasksRequest\x1a .taskhub.v1.RequeueTasksResponse\x12K\n\nGetVersion\x12\x1d.taskhub.v1.GetVersionRequest\x1a\x1e.taskhub.v1.GetVersionResponseBb\n\x14io.github.taskhub.v1B\x10TaskServiceProtoP\x01Z6github.com/taskhub/taskhub/gen/go/taskhub/v1;taskhubv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,33 +43,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTASKRESPONSE']._serialized_start=411
   _globals['_GETTASKRESPONSE']._serialized_end=460
   _globals['_ENQUEUETASKREQUEST']._serialized_start=463
-  _globals['_ENQUEUETASKREQUEST']._serialized_end=683
-  _globals['_ENQUEUETASKRESPONSE']._serialized_start=685
-  _globals['_ENQUEUETASKRESPONSE']._serialized_end=745
-  _globals['_ENQUEUETASKSREQUEST']._serialized_start=747
-  _globals['_ENQUEUETASKSREQUEST']._serialized_end=815
-  _globals['_ENQUEUETASKSRESPONSE']._serialized_start=817
-  _globals['_ENQUEUETASKSRESPONSE']._serialized_end=879
-  _globals['_CANCELTASKSREQUEST']._serialized_start=881
-  _globals['_CANCELTASKSREQUEST']._serialized_end=991
-  _globals['_CANCELTASKSRESPONSE']._serialized_start=993
-  _globals['_CANCELTASKSRESPONSE']._serialized_end=1053
-  _globals['_DELETETASKSREQUEST']._serialized_start=1055
-  _globals['_DELETETASKSREQUEST']._serialized_end=1165
-  _globals['_DELETETASKSRESPONSE']._serialized_start=1167
-  _globals['_DELETETASKSRESPONSE']._serialized_end=1227
-  _globals['_WATCHTASKREQUEST']._serialized_start=1229
-  _globals['_WATCHTASKREQUEST']._serialized_end=1260
-  _globals['_WATCHTASKRESPONSE']._serialized_start=1262
-  _globals['_WATCHTASKRESPONSE']._serialized_end=1331
-  _globals['_WATCHTASKSREQUEST']._serialized_start=1333
-  _globals['_WATCHTASKSREQUEST']._serialized_end=1422
-  _globals['_WATCHTASKSRESPONSE']._serialized_start=1424
-  _globals['_WATCHTASKSRESPONSE']._serialized_end=1511
-  _globals['_GETVERSIONREQUEST']._serialized_start=1513
-  _globals['_GETVERSIONREQUEST']._serialized_end=1532
-  _globals['_GETVERSIONRESPONSE']._serialized_start=1535
-  _globals['_GETVERSIONRESPONSE']._serialized_end=1686
-  _globals['_TASKSERVICE']._serialized_start=1689
-  _globals['_TASKSERVICE']._serialized_end=2399
+  _globals['_ENQUEUETASKREQUEST']._serialized_end=821
+  _globals['_ENQUEUETASKRESPONSE']._serialized_start=823
+  _globals['_ENQUEUETASKRESPONSE']._serialized_end=883
+  _globals['_ENQUEUETASKSREQUEST']._serialized_start=885
+  _globals['_ENQUEUETASKSREQUEST']._serialized_end=1003
+  _globals['_ENQUEUETASKSRESPONSE']._serialized_start=1005
+  _globals['_ENQUEUETASKSRESPONSE']._serialized_end=1067
+  _globals['_CANCELTASKSREQUEST']._serialized_start=1069
+  _globals['_CANCELTASKSREQUEST']._serialized_end=1179
+  _globals['_CANCELTASKSRESPONSE']._serialized_start=1181
+  _globals['_CANCELTASKSRESPONSE']._serialized_end=1241
+  _globals['_DELETETASKSREQUEST']._serialized_start=1243
+  _globals['_DELETETASKSREQUEST']._serialized_end=1353
+  _globals['_DELETETASKSRESPONSE']._serialized_start=1355
+  _globals['_DELETETASKSRESPONSE']._serialized_end=1415
+  _globals['_REQUEUETASKSREQUEST']._serialized_start=1417
+  _globals['_REQUEUETASKSREQUEST']._serialized_end=1478
+  _globals['_REQUEUETASKSRESPONSE']._serialized_start=1480
+  _globals['_REQUEUETASKSRESPONSE']._serialized_end=1535
+  _globals['_WATCHTASKREQUEST']._serialized_start=1537
+  _globals['_WATCHTASKREQUEST']._serialized_end=1568
+  _globals['_WATCHTASKRESPONSE']._serialized_start=1570
+  _globals['_WATCHTASKRESPONSE']._serialized_end=1639
+  _globals['_WATCHTASKSREQUEST']._serialized_start=1641
+  _globals['_WATCHTASKSREQUEST']._serialized_end=1730
+  _globals['_WATCHTASKSRESPONSE']._serialized_start=1732
+  _globals['_WATCHTASKSRESPONSE']._serialized_end=1819
+  _globals['_GETVERSIONREQUEST']._serialized_start=1821
+  _globals['_GETVERSIONREQUEST']._serialized_end=1840
+  _globals['_GETVERSIONRESPONSE']._serialized_start=1843
+  _globals['_GETVERSIONRESPONSE']._serialized_end=1994
+  _globals['_TASKSERVICE']._serialized_start=1997
+  _globals['_TASKSERVICE']._serialized_end=2790
 # @@protoc_insertion_point(module_scope)

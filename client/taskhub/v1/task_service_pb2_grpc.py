@@ -75,6 +75,11 @@ class TaskServiceStub:
                 request_serializer=taskhub_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
                 response_deserializer=taskhub_dot_v1_dot_task__service__pb2.WatchTasksResponse.FromString,
                 _registered_method=True)
+        self.RequeueTasks = channel.unary_unary(
+                '/taskhub.v1.TaskService/RequeueTasks',
+                request_serializer=taskhub_dot_v1_dot_task__service__pb2.RequeueTasksRequest.SerializeToString,
+                response_deserializer=taskhub_dot_v1_dot_task__service__pb2.RequeueTasksResponse.FromString,
+                _registered_method=True)
         self.GetVersion = channel.unary_unary(
                 '/taskhub.v1.TaskService/GetVersion',
                 request_serializer=taskhub_dot_v1_dot_task__service__pb2.GetVersionRequest.SerializeToString,
@@ -143,6 +148,14 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequeueTasks(self, request, context):
+        """Enqueues again, as new tasks, the failed or canceled tasks matching a filter (at most 1,000 at once);
+        each new task records the uid it was requeued from. Answers once they are durably stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetVersion(self, request, context):
         """Says which taskhub the server is: its package version and, when it knows it, the commit it runs from.
         """
@@ -192,6 +205,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.WatchTasks,
                     request_deserializer=taskhub_dot_v1_dot_task__service__pb2.WatchTasksRequest.FromString,
                     response_serializer=taskhub_dot_v1_dot_task__service__pb2.WatchTasksResponse.SerializeToString,
+            ),
+            'RequeueTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequeueTasks,
+                    request_deserializer=taskhub_dot_v1_dot_task__service__pb2.RequeueTasksRequest.FromString,
+                    response_serializer=taskhub_dot_v1_dot_task__service__pb2.RequeueTasksResponse.SerializeToString,
             ),
             'GetVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.GetVersion,
@@ -416,6 +434,33 @@ class TaskService:
             '/taskhub.v1.TaskService/WatchTasks',
             taskhub_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
             taskhub_dot_v1_dot_task__service__pb2.WatchTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequeueTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskhub.v1.TaskService/RequeueTasks',
+            taskhub_dot_v1_dot_task__service__pb2.RequeueTasksRequest.SerializeToString,
+            taskhub_dot_v1_dot_task__service__pb2.RequeueTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -232,6 +232,15 @@ async def cancel_tasks(request: Request) -> Response:
 
 
 @edge
+async def requeue_tasks(request: Request) -> Response:
+    """The failed or canceled tasks matching the filter, enqueued again: the new tasks, at once."""
+    backend = _backend(request)
+    message = query.requeue_request(_raw_query(request))
+    response = await backend.tasks.RequeueTasks(message, timeout=backend.timeout, metadata=_metadata(request))
+    return JSONResponse({"results": [render.task(task) for task in response.tasks]}, status_code=202)
+
+
+@edge
 async def delete_tasks(request: Request) -> Response:
     backend = _backend(request)
     message = query.delete_request(_raw_query(request))
@@ -244,6 +253,8 @@ async def enqueue_task(request: Request) -> Response:
     backend = _backend(request)
     enqueue.require_json(request.headers.get("content-type"))
     message = enqueue.parse(await request.body())
+    enqueue.custom_metadata(_raw_query(request), message)
+    _idempotency_key(request, message)
     response = await backend.tasks.EnqueueTask(message, timeout=backend.timeout, metadata=_metadata(request))
     return JSONResponse(render.summary(response.task), status_code=202)
 
@@ -251,10 +262,17 @@ async def enqueue_task(request: Request) -> Response:
 async def _enqueue_global(request: Request, type_: int) -> Response:
     # As Meilisearch's `POST /dumps` and `POST /snapshots`: no body and no parameter is read.
     backend = _backend(request)
-    response = await backend.tasks.EnqueueTask(
-        pb.EnqueueTaskRequest(type=type_), timeout=backend.timeout, metadata=_metadata(request)
-    )
+    message = pb.EnqueueTaskRequest(type=type_)
+    _idempotency_key(request, message)
+    response = await backend.tasks.EnqueueTask(message, timeout=backend.timeout, metadata=_metadata(request))
     return JSONResponse(render.summary(response.task), status_code=202)
+
+
+def _idempotency_key(request: Request, message: pb.EnqueueTaskRequest) -> None:
+    """The `Idempotency-Key` header, when sent (even empty: the server says what is wrong with it)."""
+    key = request.headers.get("idempotency-key")
+    if key is not None:
+        message.idempotency_key = key
 
 
 @edge
@@ -385,6 +403,7 @@ async def tasks(request: Request) -> Response:
 ROUTES = [
     Route("/tasks", tasks, methods=["GET", "POST", "DELETE"]),
     Route("/tasks/cancel", cancel_tasks, methods=["POST"]),
+    Route("/tasks/requeue", requeue_tasks, methods=["POST"]),
     # Before `/tasks/{uid}`, which would answer `invalid_task_uids` for `events`.
     Route("/tasks/events", watch_tasks, methods=["GET"]),
     Route("/tasks/{uid}", get_task, methods=["GET"]),

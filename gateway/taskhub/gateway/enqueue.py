@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import urllib.parse
 from decimal import Decimal
 
 from taskhub.errors import TaskHubError
@@ -148,14 +149,9 @@ def parse(raw: bytes) -> task_service_pb2.EnqueueTaskRequest:
     if not isinstance(name, str):
         raise _bad("`type` must be a string, such as `documentAdditionOrUpdate`.")
     type_ = _TYPE_BY_LABEL.get(name.lower()) if name.isascii() else None
-    if type_ is None:
-        raise TaskHubError(
-            "invalid_task_types",
-            f"Invalid value in parameter `type`: `{name}` is not a valid task type. Available types are "
-            + ", ".join(f"`{label}`" for label in TYPE_LABELS.values())
-            + ".",
-        )
-    request = task_service_pb2.EnqueueTaskRequest(type=type_)
+    # Any other name may be a type registered at the server, which knows them (and answers
+    # `invalid_task_types`, listing them, for one it does not).
+    request = task_service_pb2.EnqueueTaskRequest(type=type_) if type_ else _named(name)
 
     index_uid = body.get("indexUid")
     if index_uid is not None:
@@ -167,9 +163,26 @@ def parse(raw: bytes) -> task_service_pb2.EnqueueTaskRequest:
     if details is not None:
         if not isinstance(details, dict):
             raise _invalid("`details` must be an object or null.")
-        _fill_details(request, type_, details)
+        if type_ is None:
+            # Checked for valid text as settings are; carried as JSON text, key order and large integers kept.
+            _check_settings(details)
+            request.details.custom_json = json.dumps(details, separators=(",", ":"))
+        else:
+            _fill_details(request, type_, details)
     later.fill(request, body)
     return request
+
+
+def _named(name: str) -> task_service_pb2.EnqueueTaskRequest:
+    return task_service_pb2.EnqueueTaskRequest(type_name=_text(name, "type"))
+
+
+def custom_metadata(raw_query: str, request: task_service_pb2.EnqueueTaskRequest) -> None:
+    """`?customMetadata=STRING` (Meilisearch v1.26+): kept with the task; any other parameter is refused."""
+    for key, value in urllib.parse.parse_qsl(raw_query, keep_blank_values=True):
+        if key != "customMetadata":
+            raise _bad(f"Unknown parameter `{key}`: expected one of `customMetadata`")
+        request.custom_metadata = _text(value, "customMetadata")
 
 
 def _fill_details(request: task_service_pb2.EnqueueTaskRequest, type_: int, details: dict) -> None:

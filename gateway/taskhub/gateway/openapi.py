@@ -16,6 +16,7 @@ from taskhub.gateway.openapi_schemas import (
     NEW_KEY,
     NEW_TASK,
     PAGE_SCHEMAS,
+    REGISTERED_TYPE,
     SETTING_VALUE,
     U32_MAX,
     U64_MAX,
@@ -37,7 +38,11 @@ _PARAMETER_TEXT = {
     "reverse": ("boolean", "`true` lists oldest first; `false` (default) newest first."),
     "uids": ("string", "Comma-separated task uids; `*` for all."),
     "canceledBy": ("string", "Comma-separated uids of the `taskCancelation` tasks that canceled them."),
-    "types": ("string", "Comma-separated task types, case-insensitive; `*` for all."),
+    "types": (
+        "string",
+        "Comma-separated task types, case-insensitive; `*` for all. A server started with `--task-types`"
+        " also takes the names it registered (`sendEmail`); its `invalid_task_types` message lists them.",
+    ),
     "statuses": ("string", "Comma-separated statuses, case-insensitive; `*` for all."),
     "indexUids": ("string", "Comma-separated index uids, case-sensitive; `*` for all."),
 }
@@ -99,6 +104,16 @@ def _json(schema: dict, description: str) -> dict:
 
 
 _ERROR = _json(_ref("Error"), "An error: `{message, code, type, link}`.")
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retry safe: the same key with the same request answers the first task's summary again"
+    " (202) and enqueues nothing; with another request, 409 `idempotency_key_conflict`. 1 to 256 bytes; kept per"
+    " API key for 24 hours (`--idempotency-ttl`). Taskhub extension.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+}
+_CONFLICT = {"409": _json(_ref("Error"), "The idempotency key was used with another request.")}
 # Where a body is read: it must be JSON, and within the payload limit.
 _BODY_ERRORS = {
     "413": _json(
@@ -120,6 +135,21 @@ _CROSS_SITE = _json(
     " `invalid_api_key`: the key does not grant this.",
 )
 _ENQUEUED = _json(_ref("TaskSummary"), "The task was enqueued; here it is in short.")
+# A task's type: one of Meilisearch's, or one registered at the server (`--task-types`).
+_TYPE = {
+    "anyOf": [
+        {"type": "string", "enum": list(TYPE_LABELS.values())},
+        {"type": "string", "pattern": REGISTERED_TYPE, "description": "A type registered with `--task-types`."},
+    ]
+}
+_CUSTOM_METADATA = {
+    "name": "customMetadata",
+    "in": "query",
+    "required": False,
+    "description": "Any string, kept with the task and answered as its `customMetadata` (as Meilisearch v1.26+);"
+    " counts toward the payload limit.",
+    "schema": {"type": "string"},
+}
 
 _SCHEMAS = {
     "Error": {
@@ -151,18 +181,24 @@ _SCHEMAS = {
             "uid": {"type": "integer", "minimum": 0},
             "indexUid": {**_NULLABLE_STRING, "description": "null for global tasks"},
             "status": {"type": "string", "enum": list(STATUS_LABELS.values())},
-            "type": {"type": "string", "enum": list(TYPE_LABELS.values())},
+            "type": _TYPE,
             "canceledBy": _NULLABLE_INT,
             "details": {
                 "type": ["object", "null"],
                 "description": "Per type; the settings object as submitted"
-                f" for `settingsUpdate` (keys in this order: {', '.join(SETTINGS_ORDER)}).",
+                f" for `settingsUpdate` (keys in this order: {', '.join(SETTINGS_ORDER)}); a registered"
+                " type's object as its producer gave it (key order, integers of any size), with its worker's"
+                " reported keys merged over it.",
             },
             "error": {"oneOf": [{"type": "null"}, _ref("Error")]},
             "duration": {**_NULLABLE_STRING, "description": "ISO 8601, such as `PT0.006034S`", "example": "PT1S"},
             "enqueuedAt": _DATE,
             "startedAt": _NULLABLE_DATE,
             "finishedAt": _NULLABLE_DATE,
+            "customMetadata": {
+                "type": "string",
+                "description": "The `customMetadata` given at enqueue (as Meilisearch v1.26+); absent when none was.",
+            },
             # Taskhub's extra fields, present only when set (docs/retries.md).
             "runAt": {
                 **_DATE,
@@ -174,6 +210,12 @@ _SCHEMAS = {
                 **_ref("Error"),
                 "description": "The last failed attempt's error, while it waits for the next.",
             },
+            "requeuedFrom": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "The failed or canceled task this one was requeued from; present only then."
+                " Taskhub extension.",
+            },
         },
     },
     "TaskSummary": {
@@ -183,7 +225,7 @@ _SCHEMAS = {
             "taskUid": {"type": "integer", "minimum": 0},
             "indexUid": _NULLABLE_STRING,
             "status": {"type": "string", "enum": ["enqueued"]},
-            "type": {"type": "string", "enum": list(TYPE_LABELS.values())},
+            "type": _TYPE,
             "enqueuedAt": _DATE,
         },
     },
@@ -282,8 +324,9 @@ OPENAPI = {
             "post": {
                 "operationId": "enqueueTask",
                 "summary": "Enqueue a task (taskhub extension)",
+                "parameters": [_CUSTOM_METADATA, _IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("NewTask")}}},
-                "responses": {"202": _ENQUEUED, "400": _ERROR, **_BODY_ERRORS},
+                "responses": {"202": _ENQUEUED, "400": _ERROR, **_CONFLICT, **_BODY_ERRORS},
             },
             "delete": {
                 "operationId": "deleteTasks",
@@ -298,6 +341,29 @@ OPENAPI = {
                 "summary": "Enqueue a taskCancelation of the matching tasks",
                 "parameters": _AT_LEAST_ONE_FILTER,
                 "responses": {"202": _ENQUEUED, "400": _ERROR},
+            },
+        },
+        "/tasks/requeue": {
+            "post": {
+                "operationId": "requeueTasks",
+                "summary": "Enqueue the failed or canceled matching tasks again (taskhub extension)",
+                "description": "Each failed or canceled task matching the filters (other statuses never, whatever"
+                " `statuses` says) is enqueued again as a new task: same index, type and details, `requeuedFrom`"
+                " its uid. Answered at once with the new tasks, oldest original first; at most 1,000 at once, past"
+                " that nothing is requeued (400 `too_many_tasks_to_requeue`). Needs `tasks.requeue`; a key scoped"
+                " to some indexes requeues only their tasks.",
+                "parameters": _AT_LEAST_ONE_FILTER,
+                "responses": {
+                    "202": _json(
+                        {
+                            "type": "object",
+                            "required": ["results"],
+                            "properties": {"results": {"type": "array", "items": _ref("Task")}},
+                        },
+                        "The new tasks.",
+                    ),
+                    "400": _ERROR,
+                },
             },
         },
         "/tasks/events": {
@@ -368,7 +434,8 @@ OPENAPI = {
                 "description": "As in Meilisearch: no body and no parameter is read. The server writes a portable"
                 " export (tasks and keys) under its dumps folder; the task's `details.dumpUid` names it once it"
                 " succeeded. With a master key, needs the `dumps.create` action on every index (`*`).",
-                "responses": {"202": _ENQUEUED},
+                "parameters": [_IDEMPOTENCY_KEY],
+                "responses": {"202": _ENQUEUED, "400": _ERROR, **_CONFLICT},
             },
         },
         "/snapshots": {
@@ -378,7 +445,8 @@ OPENAPI = {
                 "description": "As in Meilisearch: no body and no parameter is read. The server writes a consistent"
                 " copy of its database under its snapshots folder; the task's `details` stay null. With a master"
                 " key, needs the `snapshots.create` action on every index (`*`).",
-                "responses": {"202": _ENQUEUED},
+                "parameters": [_IDEMPOTENCY_KEY],
+                "responses": {"202": _ENQUEUED, "400": _ERROR, **_CONFLICT},
             },
         },
         "/version": {
@@ -420,7 +488,7 @@ OPENAPI = {
                 "operationId": "dashboard",
                 "summary": "The task dashboard, for a browser (taskhub extension)",
                 "description": "An HTML page (its scripts and styles under `/dashboard/static/`) that lists, counts,"
-                " watches, cancels and deletes tasks through the routes above. It loads without a"
+                " watches, cancels, deletes and requeues tasks through the routes above. It loads without a"
                 " key and asks for one when the API answers 401 or 403.",
                 "responses": {
                     "200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}

@@ -40,6 +40,8 @@ EXPIRES_AT = f"^{_DATE}([Tt]{_TIME}(\\.[0-9]+)?{_ZONE}|[Tt ]{_TIME})?$"
 RUN_AT = f"^{_DATE}[Tt ]{_TIME}(\\.[0-9]+)?{_ZONE}$"
 # A duration of a retry policy: `500ms`, `10s`, `5m`, `1h`, `1d`, or seconds as a string or a number.
 DURATION = "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)?$"
+# A task type registered at the server (`--task-types`); the gateway does not know which are.
+REGISTERED_TYPE = "^[a-z][A-Za-z0-9]{0,63}$"
 ENQUEUED_TYPES = [label for label in TYPE_LABELS.values() if label not in ("taskCancelation", "taskDeletion")]
 # The server's (rules/auth.ACTIONS), which the gateway cannot import: tests/test_gateway_openapi.py keeps them equal.
 ACTIONS = [
@@ -47,6 +49,7 @@ ACTIONS = [
     "tasks.enqueue",
     "tasks.cancel",
     "tasks.delete",
+    "tasks.requeue",
     "tasks.*",
     "dumps.create",
     "dumps.*",
@@ -261,7 +264,11 @@ NEW_TASK = {
     "description": "A task to enqueue: its `type` (case-insensitive; `taskCancelation` and `taskDeletion` come from"
     " canceling and deleting), the `indexUid` index tasks need and global ones (`indexSwap`,"
     " `dumpCreation`, `snapshotCreation`) must not have, and its details in Meilisearch's camelCase"
-    " keys. Details count toward the payload limit.",
+    " keys. Details count toward the payload limit. A server started with `--task-types sendEmail,...`"
+    ' also takes those types (`{"type": "sendEmail", "indexUid": null, "details": {...}}`): the index'
+    " is optional (their ordering key), the details any JSON object, kept as given. Which types a server"
+    " registered is its setting, so this document lists Meilisearch's only; an unregistered name is"
+    " 400 `invalid_task_types`, listing the registered ones.",
     "example": {"type": "documentAdditionOrUpdate", "indexUid": "movies", "details": {"receivedDocuments": 10}},
 }
 

@@ -105,6 +105,14 @@ def _uid_set(name: str, code: str, value: str) -> list[int] | None:
     return None if star else uids
 
 
+def _registered_names(value: str) -> bool:
+    """Whether a `types` list names a type Meilisearch does not have (one registered at the server, or none)."""
+    return any(
+        item != "*" and (not item.isascii() or item.lower() not in _TYPE_BY_LABEL)
+        for item, _ in _elements("types", value)
+    )
+
+
 def _label_set(name: str, value: str) -> list[int] | None:
     statuses = name == "statuses"
     by_label = _STATUS_BY_LABEL if statuses else _TYPE_BY_LABEL
@@ -151,6 +159,11 @@ def _apply(message: task_pb2.TaskFilter, name: str, value: str) -> None:
             field = message.uids if name == "uids" else message.canceled_by
             field.SetInParent()  # set even when empty: `uids=` matches nothing
             field.uids.extend(uids)
+    elif name == "types" and _registered_names(value):
+        # A name that is none of Meilisearch's may be a type registered at the server: every element goes by
+        # name, in order, so that the server's `invalid_task_types` names the same position as this would.
+        message.types.SetInParent()
+        message.types.type_names.extend(item for item, _ in _elements(name, value))
     elif name in ("statuses", "types"):
         values = _label_set(name, value)
         if values is not None:
@@ -226,6 +239,11 @@ def cancel_request(raw: str) -> task_service_pb2.CancelTasksRequest:
 def delete_request(raw: str) -> task_service_pb2.DeleteTasksRequest:
     """`DELETE /tasks?...`; `originalFilter` is the query string as received."""
     return task_service_pb2.DeleteTasksRequest(filter=_matching_filter(raw), original_filter="?" + raw)
+
+
+def requeue_request(raw: str) -> task_service_pb2.RequeueTasksRequest:
+    """`POST /tasks/requeue?...`: the filters and errors of `POST /tasks/cancel`."""
+    return task_service_pb2.RequeueTasksRequest(filter=_matching_filter(raw))
 
 
 def watch_request(raw: str, last_event_id: int | None) -> task_service_pb2.WatchTasksRequest:

@@ -7,6 +7,7 @@ fractional digits, durations in ISO 8601 as Meilisearch writes them.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 
@@ -142,6 +143,8 @@ def details(task: task_pb2.Task) -> dict | None:
     case = task.details.WhichOneof("kind")
     if case is None:
         return None
+    if case == "custom_json":  # a registered type's: the object as the producer gave it, key order and all
+        return json.loads(task.details.custom_json)
     sub = getattr(task.details, case)
     if case == "settings_update":
         return settings(sub.settings)
@@ -157,13 +160,18 @@ def error(task: task_pb2.Task) -> dict | None:
     return {"message": e.message, "code": e.code, "type": e.type, "link": e.link}
 
 
+def type_name(message: task_pb2.Task | task_pb2.TaskSummary) -> str | None:
+    """The type's name: `type_name` (set by the server for every type, registered ones included), else the enum's."""
+    return message.type_name or TYPE_LABELS.get(message.type)
+
+
 def task(message: task_pb2.Task) -> dict:
     """The fully qualified task object, keys in the order seed 004 fixes; extra fields after, only when set."""
-    shown = {
+    body = {
         "uid": message.uid,
         "indexUid": message.index_uid if message.HasField("index_uid") else None,
         "status": STATUS_LABELS.get(message.status),
-        "type": TYPE_LABELS.get(message.type),
+        "type": type_name(message),
         "canceledBy": message.canceled_by if message.HasField("canceled_by") else None,
         "details": details(message),
         "error": error(message),
@@ -172,15 +180,19 @@ def task(message: task_pb2.Task) -> dict:
         "startedAt": date(message.started_at) if message.HasField("started_at") else None,
         "finishedAt": date(message.finished_at) if message.HasField("finished_at") else None,
     }
+    if message.HasField("custom_metadata"):
+        body["customMetadata"] = message.custom_metadata
     # Delayed runs and retries (Task fields 15-17), in field order.
     if message.HasField("run_at"):
-        shown["runAt"] = date(message.run_at)
+        body["runAt"] = date(message.run_at)
     if message.HasField("attempts"):
-        shown["attempts"] = message.attempts
+        body["attempts"] = message.attempts
     if message.HasField("last_error"):
         e = message.last_error
-        shown["lastError"] = {"message": e.message, "code": e.code, "type": e.type, "link": e.link}
-    return shown
+        body["lastError"] = {"message": e.message, "code": e.code, "type": e.type, "link": e.link}
+    if message.HasField("requeued_from"):
+        body["requeuedFrom"] = message.requeued_from
+    return body
 
 
 def summary(message: task_pb2.TaskSummary) -> dict:
@@ -189,7 +201,7 @@ def summary(message: task_pb2.TaskSummary) -> dict:
         "taskUid": message.task_uid,
         "indexUid": message.index_uid if message.HasField("index_uid") else None,
         "status": STATUS_LABELS.get(message.status),
-        "type": TYPE_LABELS.get(message.type),
+        "type": type_name(message),
         "enqueuedAt": date(message.enqueued_at),
     }
 

@@ -21,12 +21,13 @@ from grpc_health.v1 import _async as health_async, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskhub import limits
-from taskhub.server.config import Config, parse_size, watch_retention_bytes
+from taskhub.server.config import Config, parse_duration, parse_size, task_type_names, watch_retention_bytes
 from taskhub.server.edge import decoding, tls
 from taskhub.server.edge.key_service import KeyService
 from taskhub.server.edge.services import TaskService, WorkerService
 from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.lock import ServerLock
+from taskhub.server.model import TaskType
 from taskhub.server.rules import exports
 from taskhub.server.rules.auth import Keyring
 from taskhub.server.rules.retries import parse_policies
@@ -35,6 +36,7 @@ from taskhub.server.rules.watch import WatchHub
 from taskhub.server.storage.contract import TaskFinder
 from taskhub.server.storage.sqlite.database import SqliteStorage
 from taskhub.server.storage.sqlite.finder import SqlFinder
+from taskhub.server.task_types import TaskTypes
 from taskhub.v1 import (
     key_service_pb2,
     key_service_pb2_grpc,
@@ -117,6 +119,8 @@ def open_store(config: Config) -> SqliteStorage:
     # again at least, since canceling every task of a full queue logs each one's new state.
     limit = parse_size(config.max_task_db_size)
     store = SqliteStorage(config.db, max_bytes=limit + max(DB_HEADROOM, limit))
+    with store.transaction() as tx:  # before a dump loads: its tasks may be of these types
+        tx.task_types.register(task_type_names(config))
     if config.import_snapshot:
         store.renew_epoch()  # a copy of another database's history: a saved index of this path is not for it
     if config.import_dump:
@@ -133,9 +137,20 @@ def check(config: Config) -> None:
             f"the master key must be at least {MIN_MASTER_KEY} bytes; this one has"
             f" {len(config.master_key.encode())} (--master-key or TASKHUB_MASTER_KEY)"
         )
+    parse_duration(config.idempotency_ttl)
+    if config.max_idempotency_keys < 0:
+        raise ValueError(f"--max-idempotency-keys is 0 or more, not {config.max_idempotency_keys}")
     if config.task_index not in FINDERS:
         raise ValueError(f"--task-index is `memory` or `sql`, not `{config.task_index}`")
-    parse_policies(config.retry_policy, config.max_attempts)
+    registered = task_type_names(config)
+    # A policy for a type no task can have is a typo: refused, naming it.
+    named = set(parse_policies(config.retry_policy, config.max_attempts).by_type)
+    unknown = sorted(named - {t.label for t in TaskType} - set(registered))
+    if unknown:
+        raise ValueError(
+            f"--retry-policy names `{unknown[0]}`, which is neither one of Meilisearch's task types nor one of"
+            " --task-types"
+        )
 
 
 async def start(config: Config, *, background: bool = True, clock: Callable[[], int] = wall_clock) -> Service:
@@ -171,6 +186,7 @@ async def _start(
     scheduler = Scheduler(
         store,
         FINDERS[config.task_index](store),
+        types=TaskTypes(store.task_types.all(), task_type_names(config)),
         hub=hub,
         clock=clock,
         snapshots_dir=config.snapshots_dir,
@@ -183,6 +199,8 @@ async def _start(
         cleanup_threshold=config.cleanup_threshold,
         cleanup_batch=config.cleanup_batch,
         commit_window=config.commit_window_ms / 1000,
+        idempotency_ttl=parse_duration(config.idempotency_ttl),
+        max_idempotency_keys=config.max_idempotency_keys,
         retry_policies=parse_policies(config.retry_policy, config.max_attempts),
     )
     await scheduler.start(background=background)

@@ -46,6 +46,9 @@ class Config:
     http_payload_size_limit: str = "1MiB"
     tls_cert: str | None = None
     tls_key: str | None = None
+    task_types: str = ""
+    idempotency_ttl: str = "24h"
+    max_idempotency_keys: int = 1_000_000
 
 
 HELP = {
@@ -113,6 +116,17 @@ HELP = {
     ),
     "tls_cert": "serve gRPC and HTTP over TLS with this certificate chain (PEM); needs --tls-key",
     "tls_key": "the private key (PEM) of --tls-cert",
+    "task_types": (
+        "comma list of your own task types beside Meilisearch's (`sendEmail,resizeImage`): camelCase names"
+        " of a lower-case letter then up to 63 letters and digits; their details are any JSON object"
+    ),
+    "idempotency_ttl": (
+        "how long an idempotency key answers its first enqueue again (`Idempotency-Key`, `idempotency_key`);"
+        " 24h, 90m, 3600s..."
+    ),
+    "max_idempotency_keys": (
+        "the most idempotency keys kept; past it the oldest are dropped (with the expired ones, every 10 seconds)"
+    ),
 }
 
 
@@ -140,6 +154,28 @@ def parse_size(text: str) -> int:
     if match is None or match.group(2).lower() not in _UNITS:
         raise ValueError(f"{text!r} is not a size (try 10GiB, 500MiB or a number of bytes)")
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def task_type_names(config: Config) -> list[str]:
+    """The registered task types of `--task-types`; ValueError names the first bad one."""
+    from taskhub.server.task_types import check_names  # config stays importable without the domain
+
+    names = [name.strip() for name in config.task_types.split(",") if name.strip()]
+    try:
+        return check_names(names)
+    except ValueError as exc:
+        raise ValueError(f"--task-types: {exc} (or TASKHUB_TASK_TYPES)") from None
+
+
+_DURATIONS = {"": 1, "s": 1, "m": 60, "h": 3_600, "d": 86_400}
+
+
+def parse_duration(text: str) -> int:
+    """Microseconds from `24h`, `90m`, `3600s`, `1d` or a number of seconds; more than zero."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if match is None or match.group(2).lower() not in _DURATIONS or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration (try 24h, 90m, 3600s)")
+    return int(float(match.group(1)) * _DURATIONS[match.group(2).lower()] * 1_000_000)
 
 
 def watch_retention_bytes(config: Config) -> int:

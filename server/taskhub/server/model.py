@@ -62,6 +62,36 @@ class TaskType(enum.IntEnum):
         return self in SERVER_PRIORITY
 
 
+class CustomType(int):
+    """A type registered at the server (`sendEmail`): its stored code, an int as Meilisearch's are, and its name.
+
+    An int so that it keys the index's maps, sorts and stores as Meilisearch's types do (a code
+    equals and hashes as the int). Never global, never run by the server; its details are any object.
+    """
+
+    label: str
+    is_global = False
+    server_run = False
+
+    def __new__(cls, code: int, label: str) -> CustomType:
+        self = super().__new__(cls, code)
+        self.label = label
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+    def __repr__(self) -> str:
+        return f"CustomType({int(self)}, {self.label!r})"
+
+    def __reduce__(self) -> tuple[type[CustomType], tuple[int, str]]:
+        return CustomType, (int(self), self.label)
+
+
+# Any task type: one of Meilisearch's or one registered at the server.
+TaskKind = TaskType | CustomType
+
 GLOBAL_TYPES = frozenset(
     {
         TaskType.INDEX_SWAP,
@@ -86,12 +116,19 @@ SERVER_PRIORITY = (
 )
 
 # Consecutive tasks of one index with the same group run as one batch; types
-# without a group (creation, update, deletion, swap) always run alone.
+# without a group (creation, update, deletion, swap) always run alone. A registered
+# type is its own group (`batch_group`).
 BATCH_GROUPS = {
     TaskType.DOCUMENT_ADDITION_OR_UPDATE: "documents",
     TaskType.DOCUMENT_DELETION: "documents",
     TaskType.SETTINGS_UPDATE: "settings",
 }
+
+
+def batch_group(type_: TaskKind) -> object:
+    """The batch group of a type: Meilisearch's by `BATCH_GROUPS`, a registered type its own."""
+    return type_ if isinstance(type_, CustomType) else BATCH_GROUPS.get(type_)
+
 
 STATUS_BY_LABEL = {s.label: s for s in TaskStatus}
 TYPE_BY_LABEL = {t.label: t for t in TaskType}
@@ -108,7 +145,7 @@ class Task:
     uid: int
     index_uid: str | None
     status: TaskStatus
-    type: TaskType
+    type: TaskKind
     enqueued_at: int
     details: dict | None = None
     error: dict | None = None
@@ -153,7 +190,7 @@ class TaskQuery:
     uids: frozenset[int] | None = None
     index_uids: frozenset[str] | None = None
     statuses: frozenset[TaskStatus] | None = None
-    types: frozenset[TaskType] | None = None
+    types: frozenset[TaskKind] | None = None
     canceled_by: frozenset[int] | None = None
     before_enqueued_at: int | None = None
     after_enqueued_at: int | None = None
@@ -254,7 +291,7 @@ def finished_details(details: dict | None, *, success: bool) -> dict | None:
     return {k: (0 if k in OUTPUT_COUNTERS and v is None else v) for k, v in details.items()}
 
 
-def task_indexes(index_uid: str | None, type_: TaskType, details: dict | None) -> frozenset[str]:
+def task_indexes(index_uid: str | None, type_: TaskKind, details: dict | None) -> frozenset[str]:
     """The indexes a task holds while it runs: its own, or both sides of every swap."""
     if type_ == TaskType.INDEX_SWAP:
         return frozenset(i for swap in (details or {}).get("swaps", []) for i in swap.get("indexes", []))

@@ -6,8 +6,8 @@
 import { api, ApiError, storedKey, storeKey, whenAnswered } from './api.js';
 import { LiveStream } from './events.js';
 import {
-  buildChoices, describeFilter, fillForm, listQuery, markActive, readForm, readLocation, splitList, STATUSES,
-  streamQuery, view, writeLocation,
+  addTypeChoice, buildChoices, describeFilter, fillForm, listQuery, markActive, readForm, readLocation, splitList,
+  STATUSES, streamQuery, view, writeLocation,
 } from './filters.js';
 import { renderTask, TaskRows } from './tasks.js';
 
@@ -181,6 +181,7 @@ const reload = throttled(refresh, 300); // live changes: a few times a second at
 
 function showPage(answer) {
   page = answer;
+  for (const task of answer.results) addTypeChoice(form, task.type);
   rows.show(answer.results);
   const count = answer.results.length;
   $('empty').hidden = count > 0;
@@ -251,6 +252,7 @@ function showDetail(task) {
   const running = task.status === 'enqueued' || task.status === 'processing';
   $('task-cancel').hidden = !running;
   $('task-delete').hidden = running;
+  $('task-requeue').hidden = !REQUEUED.includes(task.status);
 }
 
 async function showTask(uid) {
@@ -267,6 +269,7 @@ async function showTask(uid) {
     $('task-body').replaceChildren(message);
     $('task-cancel').hidden = true;
     $('task-delete').hidden = true;
+    $('task-requeue').hidden = true;
     if (error instanceof ApiError && error.needsKey) askForKey(error.body.message);
   }
 }
@@ -279,13 +282,28 @@ function openTask(uid, opener) {
   showTask(uid);
 }
 
-// -- cancel and delete --------------------------------------------------------------------------------------
+// -- cancel, delete and requeue -----------------------------------------------------------------------------
 
 let pendingAction = null;
+// The statuses a requeue takes, whatever the filter says; and the most it takes at once (POST /tasks/requeue).
+const REQUEUED = ['failed', 'canceled'];
+const MAX_REQUEUE = 1000;
+const VERBS = { cancel: 'Cancel', delete: 'Delete', requeue: 'Requeue' };
+
+/** The filter a requeue acts on: the given one, its statuses narrowed to failed and canceled. */
+function requeueQuery(filter) {
+  const query = new URLSearchParams(filter);
+  const named = query.get('statuses');
+  const statuses = named === null || named.split(',').includes('*')
+    ? REQUEUED
+    : REQUEUED.filter((status) => named.split(',').includes(status));
+  query.set('statuses', statuses.join(','));
+  return query;
+}
 
 /** The confirmation first says how many tasks the filter matches: the `total` of GET /tasks with it. */
 async function confirmAction(kind, filter, opener) {
-  const verb = kind === 'cancel' ? 'Cancel' : 'Delete';
+  const verb = VERBS[kind];
   const dialog = $('confirm-dialog');
   const yes = $('confirm-yes');
   $('confirm-title').textContent = `${verb} tasks`;
@@ -301,11 +319,12 @@ async function confirmAction(kind, filter, opener) {
   }
   $('confirm-text').textContent = 'Counting the matching tasks…';
   openDialog(dialog, opener);
-  const query = new URLSearchParams(filter);
+  const query = kind === 'requeue' ? requeueQuery(filter) : new URLSearchParams(filter);
   query.set('limit', '0');
-  let total;
+  let total = 0;
   try {
-    total = (await api('GET', `/tasks?${query}`)).total;
+    // A filter naming neither failed nor canceled leaves a requeue nothing to take.
+    if (query.get('statuses') !== '') total = (await api('GET', `/tasks?${query}`)).total;
   } catch (error) {
     dialog.close();
     failed(error);
@@ -318,10 +337,18 @@ async function confirmAction(kind, filter, opener) {
   }
   const tasks = `${total} task${total === 1 ? '' : 's'}`;
   const match = `${tasks} match${total === 1 ? 'es' : ''} this filter right now.`;
-  $('confirm-text').textContent = kind === 'cancel'
-    ? `${match} Those still enqueued or processing will be canceled; finished ones are left as they are.`
-    : `${match} Those finished (succeeded, failed or canceled) will be deleted for good; enqueued and`
-      + ' processing ones stay.';
+  if (kind === 'requeue' && total > MAX_REQUEUE) {
+    $('confirm-text').textContent = `${total} failed or canceled tasks match this filter: at most ${MAX_REQUEUE}`
+      + ' are requeued at once. Narrow the filter first.';
+    return;
+  }
+  $('confirm-text').textContent = {
+    cancel: `${match} Those still enqueued or processing will be canceled; finished ones are left as they are.`,
+    delete: `${match} Those finished (succeeded, failed or canceled) will be deleted for good; enqueued and`
+      + ' processing ones stay.',
+    requeue: `${total} failed or canceled task${total === 1 ? '' : 's'} match${total === 1 ? 'es' : ''} this`
+      + ' filter right now. Each will be enqueued again as a new task; the originals stay as they are.',
+  }[kind];
   yes.textContent = `${verb} ${tasks}`;
   yes.disabled = false;
   pendingAction = { kind, filter };
@@ -332,6 +359,18 @@ async function runAction() {
   pendingAction = null;
   $('confirm-dialog').close('confirm');
   if (!action) return;
+  if (action.kind === 'requeue') {
+    try {
+      const { results } = await api('POST', `/tasks/requeue?${action.filter}`);
+      const uids = results.map((task) => `#${task.uid}`).join(', ');
+      showNotice(results.length
+        ? `Requeued ${results.length} task${results.length === 1 ? '' : 's'} as ${uids}.`
+        : 'No failed or canceled task matched any more: nothing was requeued.', 'ok');
+    } catch (error) {
+      failed(error);
+    }
+    return;
+  }
   const [method, path] = action.kind === 'cancel' ? ['POST', '/tasks/cancel'] : ['DELETE', '/tasks'];
   try {
     const summary = await api(method, `${path}?${action.filter}`);
@@ -420,9 +459,11 @@ function start() {
   });
   $('cancel-matching').addEventListener('click', (e) => confirmAction('cancel', view.filter, e.currentTarget));
   $('delete-matching').addEventListener('click', (e) => confirmAction('delete', view.filter, e.currentTarget));
+  $('requeue-matching').addEventListener('click', (e) => confirmAction('requeue', view.filter, e.currentTarget));
   const thisTask = () => new URLSearchParams({ uids: String(detailUid) });
   $('task-cancel').addEventListener('click', (e) => confirmAction('cancel', thisTask(), e.currentTarget));
   $('task-delete').addEventListener('click', (e) => confirmAction('delete', thisTask(), e.currentTarget));
+  $('task-requeue').addEventListener('click', (e) => confirmAction('requeue', thisTask(), e.currentTarget));
   $('confirm-yes').addEventListener('click', runAction);
   $('notice-close').addEventListener('click', hideNotice);
   $('key-button').addEventListener('click', askForKeyByHand);

@@ -90,22 +90,33 @@ function fromLocalInput(value) {
   return Number.isNaN(moment.getTime()) ? value : moment.toISOString();
 }
 
+function addChoice(container, group, value) {
+  const label = document.createElement('label');
+  label.className = 'choice';
+  label.htmlFor = `f-${group}-${value}`;
+  const box = document.createElement('input');
+  Object.assign(box, { type: 'checkbox', id: label.htmlFor, name: group, value });
+  label.append(box, ` ${value}`);
+  container.append(label);
+}
+
 /** The status and type checkboxes, each with its label. */
 export function buildChoices(form) {
-  const add = (container, group, value) => {
-    const label = document.createElement('label');
-    label.className = 'choice';
-    label.htmlFor = `f-${group}-${value}`;
-    const box = document.createElement('input');
-    Object.assign(box, { type: 'checkbox', id: label.htmlFor, name: group, value });
-    label.append(box, ` ${value}`);
-    container.append(label);
-  };
-  for (const status of STATUSES) add(form.querySelector('#status-choices'), 'statuses', status);
-  for (const type of TYPES) add(form.querySelector('#type-choices'), 'types', type);
+  for (const status of STATUSES) addChoice(form.querySelector('#status-choices'), 'statuses', status);
+  for (const type of TYPES) addChoice(form.querySelector('#type-choices'), 'types', type);
+}
+
+/** A checkbox for a type registered at the server (`sendEmail`), once the page meets its name. */
+export function addTypeChoice(form, type) {
+  const boxes = [...form.querySelectorAll('input[name="types"]')];
+  const known = boxes.some((box) => box.value.toLowerCase() === type.toLowerCase());
+  if (!known && type !== '*' && /^[a-z][A-Za-z0-9]{0,63}$/.test(type)) {
+    addChoice(form.querySelector('#type-choices'), 'types', type);
+  }
 }
 
 export function fillForm(form) {
+  for (const type of splitList(view.filter.get('types') ?? '')) addTypeChoice(form, type);
   for (const group of ['statuses', 'types']) {
     const raw = view.filter.get(group);
     const chosen = new Set(raw === null ? [] : splitList(raw).map((item) => item.toLowerCase()));

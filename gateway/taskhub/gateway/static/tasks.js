@@ -132,6 +132,15 @@ export function renderTask(body, task, onShowTask) {
     link.addEventListener('click', () => onShowTask(task.canceledBy));
     field(about, 'Canceled by', link);
   }
+  if (task.requeuedFrom !== undefined) {
+    const link = document.createElement('button');
+    link.type = 'button';
+    link.className = 'uid';
+    link.textContent = `#${task.requeuedFrom}`;
+    link.setAttribute('aria-label', `Task ${task.requeuedFrom}, the one requeued: details`);
+    link.addEventListener('click', () => onShowTask(task.requeuedFrom));
+    field(about, 'Requeued from', link);
+  }
 
   const times = facts();
   const when = (value) => (value ? timeElement(value, true) : '—');

@@ -6,16 +6,19 @@ raising `TaskHubError` with the public code) and on the way out.
 
 from __future__ import annotations
 
+import json
+import math
 from typing import cast
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from taskhub import structs
 from taskhub.errors import TaskHubError
-from taskhub.server.model import KeyRecord, Task, TaskQuery, TaskStatus, TaskType
+from taskhub.server.model import CustomType, KeyRecord, Task, TaskKind, TaskQuery, TaskStatus, TaskType
 from taskhub.server.rules import retries
 from taskhub.server.rules.details import INDEX_UID_RULE, valid_index_uid
 from taskhub.server.rules.scheduler import Page
+from taskhub.server.task_types import TaskTypes
 from taskhub.server.version import BuildInfo
 from taskhub.v1 import errors_pb2, key_service_pb2, task_pb2, task_service_pb2, worker_service_pb2
 
@@ -36,7 +39,12 @@ DETAILS_CASE = {
 CASE_TYPE = {case: type_ for type_, case in DETAILS_CASE.items()}
 
 STATUS_NAMES = "`enqueued`, `processing`, `succeeded`, `failed`, `canceled`"
-TYPE_NAMES = ", ".join(f"`{t.label}`" for t in TaskType)
+# Meilisearch's types by name, computed once: `TaskType.label` builds its string on each call.
+_LABELS: dict[TaskKind, str] = {t: t.label for t in TaskType}
+# Types when none are registered (tests and tools that convert without a server's).
+MEILISEARCH_TYPES = TaskTypes()
+# The JSON text of a registered type's details: compact; ASCII, so any text (a lone surrogate too) travels.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 # -- times ---------------------------------------------------------------
@@ -111,14 +119,24 @@ def fill_task(message: task_pb2.Task, task: Task) -> None:
     """
     # The domain enums carry the proto's numbers, which the fields take; the stubs type them as the proto's own
     # enums, and cast() here would cost two calls per task answered.
-    message.uid, message.status, message.type = task.uid, task.status, task.type  # type: ignore[assignment]
+    message.uid, message.status = task.uid, task.status  # type: ignore[assignment]
+    type_ = task.type
+    label = _LABELS.get(type_)
+    if label is None:  # a registered type: `type` stays unspecified, old clients see an unknown type
+        label = type_.label
+    else:
+        message.type = type_  # type: ignore[assignment]
+    message.type_name = label
     _set_time(message.enqueued_at, task.enqueued_at)
     if task.index_uid is not None:
         message.index_uid = task.index_uid
     if task.canceled_by is not None:
         message.canceled_by = task.canceled_by
     if task.details is not None:
-        fill_details(message.details, task.type, task.details)
+        if isinstance(type_, CustomType):
+            message.details.custom_json = _compact(task.details)
+        else:
+            fill_details(message.details, type_, task.details)
     if task.error is not None:
         message.error.CopyFrom(errors_pb2.TaskError(**task.error))
     if task.started_at is not None:
@@ -131,8 +149,14 @@ def fill_task(message: task_pb2.Task, task: Task) -> None:
         seconds, rest = divmod(abs(duration), 1_000_000)
         sign = -1 if duration < 0 else 1
         message.duration.seconds, message.duration.nanos = sign * seconds, sign * rest * 1_000
-    if task.extra:
-        fill_later(message, task.extra)
+    extra = task.extra
+    if extra is not None:
+        metadata = extra.get("customMetadata")
+        if metadata is not None:
+            message.custom_metadata = metadata
+        fill_later(message, extra)
+    if task.extra is not None and "requeuedFrom" in task.extra:
+        message.requeued_from = task.extra["requeuedFrom"]
 
 
 def fill_later(message: task_pb2.Task, extra: dict) -> None:
@@ -162,11 +186,13 @@ def version_to_proto(info: BuildInfo) -> task_service_pb2.GetVersionResponse:
 
 def summary_to_proto(task: Task) -> task_pb2.TaskSummary:
     # The domain enums carry the proto's numbers; the stubs know only the proto's own enum types.
+    custom = isinstance(task.type, CustomType)
     message = task_pb2.TaskSummary(
         task_uid=task.uid,
         status=cast(task_pb2.TaskStatus, task.status),
-        type=cast(task_pb2.TaskType, task.type),
+        type=cast(task_pb2.TaskType, 0 if custom else task.type),
         enqueued_at=timestamp(task.enqueued_at),
+        type_name=task.type.label,
     )
     if task.index_uid is not None:
         message.index_uid = task.index_uid
@@ -218,23 +244,32 @@ def fill_details(message: task_pb2.TaskDetails, type_: TaskType, details: dict) 
 # -- in ------------------------------------------------------------------
 
 
-def details_from_proto(type_: TaskType, message: task_pb2.TaskDetails, given: bool) -> dict | None:
+def details_from_proto(type_: TaskKind, message: task_pb2.TaskDetails, given: bool) -> dict | None:
     """The details a producer sent, as a dict of the fields it set (Meilisearch's keys)."""
     if not given:
         return None
-    case_type, details = reported_details(message)
-    if case_type is not None and case_type != type_:
-        raise TaskHubError(
-            "invalid_task_details", f"`details.{message.WhichOneof('kind')}` does not belong to a `{type_.label}` task."
-        )
+    case_type, details = reported_details(message, "invalid_task_details")
+    case = message.WhichOneof("kind")
+    if (case is not None and (case == "custom_json") != isinstance(type_, CustomType)) or case_type not in (
+        None,
+        type_,
+    ):
+        raise TaskHubError("invalid_task_details", f"`details.{case}` does not belong to a `{type_.label}` task.")
     return details
 
 
-def reported_details(message: task_pb2.TaskDetails) -> tuple[TaskType | None, dict | None]:
-    """The type a details message is for, and the fields it sets; (None, None) when empty."""
+def reported_details(
+    message: task_pb2.TaskDetails, code: str = "invalid_task_outcome"
+) -> tuple[TaskType | None, dict | None]:
+    """The type a details message is for, and the fields it sets; (None, None) when empty.
+
+    A registered type's details (`custom_json`) say no type: (None, the object).
+    """
     case = message.WhichOneof("kind")
     if case is None:
         return None, None
+    if case == "custom_json":
+        return None, json_object(message.custom_json, code)
     type_ = CASE_TYPE[case]
     sub = getattr(message, case)
     if type_ == TaskType.SETTINGS_UPDATE:
@@ -285,7 +320,29 @@ def later_from_proto(message: task_service_pb2.EnqueueTaskRequest) -> tuple[int 
     return run_at, retry
 
 
-def outcome_from_proto(message: worker_service_pb2.TaskOutcome) -> tuple[TaskType | None, dict | None, dict | None]:
+def _no_constant(name: str) -> float:
+    raise ValueError(f"`{name}` is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"`{text}` is past the largest number JSON details may hold")
+    return value
+
+
+def json_object(text: str, code: str) -> dict:
+    """A registered type's details: one JSON object, keys in their order, integers of any size kept."""
+    try:
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except (ValueError, RecursionError) as exc:
+        raise TaskHubError(code, f"`details.customJson` is not valid JSON: {exc}.") from None
+    if not isinstance(value, dict):
+        raise TaskHubError(code, "`details.customJson` must be a JSON object.")
+    return value
+
+
+def outcome_from_proto(message: worker_service_pb2.TaskOutcome) -> tuple[TaskKind | None, dict | None, dict | None]:
     """(reported type, reported details, error) of one task's outcome."""
     type_, details = reported_details(message.details)
     error = None
@@ -299,14 +356,29 @@ def outcome_from_proto(message: worker_service_pb2.TaskOutcome) -> tuple[TaskTyp
     return type_, details, error
 
 
-def task_type(value: int) -> TaskType:
+def task_type(value: int, name: str | None = None, types: TaskTypes = MEILISEARCH_TYPES) -> TaskKind:
+    """The type an enqueue names: by `type_name` if given (Meilisearch's or a registered one), else by `type`."""
+    if name is not None:
+        found = types.enqueueable(name)
+        if found is None:
+            raise TaskHubError(
+                "invalid_task_types",
+                f"Invalid value in parameter `type`: `{name}` is not a valid task type."
+                f" Available types are {types.listing()}.",
+            )
+        if value and value != found:
+            raise TaskHubError(
+                "invalid_task_types",
+                f"`type` `{_enum_name(task_pb2.TaskType, value)}` and `type_name` `{name}` name two types; give one.",
+            )
+        return found
     try:
         return TaskType(value)
     except ValueError:
         raise TaskHubError(
             "invalid_task_types",
             f"Invalid value in parameter `type`: `{_enum_name(task_pb2.TaskType, value)}` is not a valid task type."
-            f" Available types are {TYPE_NAMES}.",
+            f" Available types are {types.listing()}.",
         ) from None
 
 
@@ -321,7 +393,7 @@ def _located(parameter: str, position: int, count: int) -> str:
     return f"{parameter}[{position}]" if count > 1 else parameter
 
 
-def query_from_proto(message: task_pb2.TaskFilter) -> TaskQuery:
+def query_from_proto(message: task_pb2.TaskFilter, types: TaskTypes = MEILISEARCH_TYPES) -> TaskQuery:
     """Checks a filter and answers the domain query; an unset field matches everything."""
     query = TaskQuery()
     if message.HasField("uids"):
@@ -353,19 +425,7 @@ def query_from_proto(message: task_pb2.TaskFilter) -> TaskQuery:
                 ) from None
         query.statuses = frozenset(statuses)
     if message.HasField("types"):
-        values = list(message.types.types)
-        types = set()
-        for i, value in enumerate(values):
-            try:
-                types.add(TaskType(value))
-            except ValueError:
-                raise TaskHubError(
-                    "invalid_task_types",
-                    f"Invalid value in parameter `{_located('types', i, len(values))}`:"
-                    f" `{_enum_name(task_pb2.TaskType, value)}` is not a valid task type."
-                    f" Available types are {TYPE_NAMES}.",
-                ) from None
-        query.types = frozenset(types)
+        query.types = _types_from_proto(message.types, types)
     for name in TaskQuery.DATE_FIELDS:
         if message.HasField(name):
             # Bounds are exclusive: round so sub-microsecond parts never widen them.
@@ -380,6 +440,37 @@ def query_from_proto(message: task_pb2.TaskFilter) -> TaskQuery:
                 ),
             )
     return query
+
+
+def _types_from_proto(message: task_pb2.TypeSet, types: TaskTypes) -> frozenset[TaskKind] | None:
+    """The types of a filter, by enum and by name; a name `*` among them matches every type (as `types=*`)."""
+    found: set[TaskKind] = set()
+    values: list[int] = list(message.types)
+    for i, value in enumerate(values):
+        try:
+            found.add(TaskType(value))
+        except ValueError:
+            raise TaskHubError(
+                "invalid_task_types",
+                f"Invalid value in parameter `{_located('types', i, len(values))}`:"
+                f" `{_enum_name(task_pb2.TaskType, value)}` is not a valid task type."
+                f" Available types are {types.listing()}.",
+            ) from None
+    names = list(message.type_names)
+    star = False
+    for i, name in enumerate(names):
+        if name == "*":
+            star = True
+            continue
+        kind = types.named(name)
+        if kind is None:
+            raise TaskHubError(
+                "invalid_task_types",
+                f"Invalid value in parameter `{_located('types', i, len(names))}`: `{name}` is not a valid task type."
+                f" Available types are {types.listing()}.",
+            )
+        found.add(kind)
+    return None if star else frozenset(found)
 
 
 _DATE_PARAMETERS = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -27,6 +27,7 @@ from taskhub.server.rules.auth import ENQUEUE_ACTIONS, Keyring, Principal
 from taskhub.server.rules.leasing import SECOND
 from taskhub.server.rules.scheduler import Scheduler
 from taskhub.server.rules.watch import Owner
+from taskhub.server.task_types import TaskTypes
 from taskhub.v1 import (
     task_pb2,
     task_service_pb2 as pb,
@@ -105,7 +106,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
 
     def _query(self, message: task_pb2.TaskFilter, principal: Principal) -> TaskQuery:
         check_filter_sizes(message)
-        query = convert.query_from_proto(message)
+        query = convert.query_from_proto(message, self.scheduler.types)
         query.scope = principal.scope
         return query
 
@@ -132,7 +133,15 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         async with error_edge(context):
             # Each type's own action is checked with the task (rules/enqueue); a caller with none is refused now.
             principal = self.keys.require_any(authorization(context), ENQUEUE_ACTIONS)
-            task = await self.scheduler.enqueue(*_enqueue_item(request, self.payload_limit), caller=principal)
+            type_, index_uid, details, extra = _enqueue_item(request, self.payload_limit, self.scheduler.types)
+            task = await self.scheduler.enqueue(
+                type_,
+                index_uid,
+                details,
+                caller=principal,
+                extra=extra,
+                idempotency_key=request.idempotency_key if request.HasField("idempotency_key") else None,
+            )
             return pb.EnqueueTaskResponse(task=convert.summary_to_proto(task))
 
     async def EnqueueTasks(self, request: pb.EnqueueTasksRequest, context) -> pb.EnqueueTasksResponse:
@@ -141,10 +150,20 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             items = []
             for position, item in enumerate(request.tasks):
                 try:
-                    items.append(_enqueue_item(item, self.payload_limit))
+                    if item.HasField("idempotency_key"):
+                        raise TaskHubError(
+                            "invalid_idempotency_key",
+                            "One idempotency key covers the whole batch: set `idempotency_key` on the request,"
+                            " not on its tasks.",
+                        )
+                    items.append(_enqueue_item(item, self.payload_limit, self.scheduler.types))
                 except TaskHubError as error:
                     raise error.within(f"tasks[{position}]") from None
-            tasks = await self.scheduler.enqueue_many(items, caller=principal)
+            tasks = await self.scheduler.enqueue_many(
+                items,
+                caller=principal,
+                idempotency_key=request.idempotency_key if request.HasField("idempotency_key") else None,
+            )
             return pb.EnqueueTasksResponse(tasks=[convert.summary_to_proto(task) for task in tasks])
 
     async def CancelTasks(self, request: pb.CancelTasksRequest, context) -> pb.CancelTasksResponse:
@@ -164,6 +183,15 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 request.original_filter if request.HasField("original_filter") else None,
             )
             return pb.DeleteTasksResponse(task=convert.summary_to_proto(task))
+
+    async def RequeueTasks(self, request: pb.RequeueTasksRequest, context) -> pb.RequeueTasksResponse:
+        async with error_edge(context):
+            principal = self.keys.require(authorization(context), "tasks.requeue")
+            tasks = await self.scheduler.requeue_tasks(self._query(request.filter, principal), caller=principal)
+            response = pb.RequeueTasksResponse()
+            for task in tasks:
+                convert.fill_task(response.tasks.add(), task)
+            return response
 
     async def GetVersion(self, request: pb.GetVersionRequest, context) -> pb.GetVersionResponse:
         async with error_edge(context):
@@ -196,13 +224,25 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 yield response
 
 
-def _enqueue_item(request: pb.EnqueueTaskRequest, payload_limit: int) -> tuple:
-    """(type, index uid, details, run at, retry) from one enqueue request, as the scheduler takes them."""
-    type_ = convert.task_type(request.type)
+def _enqueue_item(request: pb.EnqueueTaskRequest, payload_limit: int, types: TaskTypes) -> tuple:
+    """(type, index uid, details, extra fields: customMetadata, runAt, retry) from one enqueue request, as the
+    scheduler takes them."""
+    name = request.type_name if request.HasField("type_name") else None
+    type_ = convert.task_type(request.type, name, types)
     details = convert.details_from_proto(type_, request.details, request.HasField("details"))
     check_details_size(request.details, details, payload_limit)
+    extra: dict[str, Any] = {}
+    if request.HasField("custom_metadata"):
+        # Any string, as in Meilisearch; bounded as details are, by the payload limit.
+        if len(request.custom_metadata) * 4 > payload_limit and len(request.custom_metadata.encode()) > payload_limit:
+            raise payload_too_large(payload_limit)
+        extra["customMetadata"] = request.custom_metadata
     run_at, retry = convert.later_from_proto(request)
-    return type_, request.index_uid if request.HasField("index_uid") else None, details, run_at, retry
+    if run_at is not None:
+        extra["runAt"] = run_at
+    if retry:
+        extra["retry"] = retry
+    return type_, request.index_uid if request.HasField("index_uid") else None, details, extra or None
 
 
 def _wait(request: wpb.LeaseTasksRequest) -> int:
@@ -234,6 +274,7 @@ _FILTER_LISTS = (
     ("canceled_by", "uids", "canceledBy", "invalid_task_canceled_by"),
     ("statuses", "statuses", "statuses", "invalid_task_statuses"),
     ("types", "types", "types", "invalid_task_types"),
+    ("types", "type_names", "types", "invalid_task_types"),
     ("index_uids", "index_uids", "indexUids", "invalid_task_index_uids"),
 )
 
@@ -294,7 +335,7 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
                     getattr(wanted, name).CopyFrom(getattr(request, name))
             check_filter_sizes(wanted)
             check_size("worker", "invalid_worker_name", "a worker name", request.worker, MAX_WORKER_NAME)
-            query = convert.query_from_proto(wanted)
+            query = convert.query_from_proto(wanted, self.scheduler.types)
             lease = await self.scheduler.lease(
                 worker=request.worker or context.peer(),
                 types=query.types,

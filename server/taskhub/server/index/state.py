@@ -38,6 +38,15 @@ def plain_key(kind: str, key: Any) -> object:
     return None if key is None else int(key)
 
 
+def _type(code: int) -> Any:
+    """Meilisearch's type of a code, or a registered type's code (32 to 127) as it is."""
+    if code in TYPE_OF:
+        return TYPE_OF[code]
+    if not isinstance(code, int) or not 32 <= code <= 127:
+        raise ValueError(f"no task type has the code {code!r}")
+    return code
+
+
 def typed_key(kind: str, key: Any) -> Any:
     """`plain_key` undone; a key of the wrong shape raises (KeyError, TypeError or ValueError).
 
@@ -46,13 +55,13 @@ def typed_key(kind: str, key: Any) -> Any:
     if kind == "status":
         return STATUS_OF[key]
     if kind == "type":
-        return TYPE_OF[key]
+        return _type(key)
     if kind == "index_status":
         name, status = key
         return str(name), STATUS_OF[status]
     if kind == "index_status_type":
         name, status, type_ = key
-        return str(name), STATUS_OF[status], TYPE_OF[type_]
+        return str(name), STATUS_OF[status], _type(type_)
     if not isinstance(key, str if kind == "index" else int):
         raise TypeError(f"a {kind} key must not be {key!r}")
     return key

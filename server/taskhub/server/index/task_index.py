@@ -26,10 +26,16 @@ from taskhub.server.index.columns import DATES, NONE, Columns
 from taskhub.server.index.dates import HOUR, DateBuckets
 from taskhub.server.index.paging import lone_date
 from taskhub.server.index.state import IndexState, deserialized, serialized
-from taskhub.server.model import STATUS_OF, TYPE_OF, Task, TaskQuery, TaskStatus, TaskType
+from taskhub.server.model import STATUS_OF, TYPE_OF, Task, TaskKind, TaskQuery, TaskStatus
 
 PAIR = 8  # (index id, status) packed as index_id * PAIR + status; statuses are 1 to 5
-TRIPLE = 16  # (index id, status, type) packed as pair * TRIPLE + type; types are 1 to 11
+TRIPLE = 128  # (index id, status, type) packed as pair * TRIPLE + type; types are 1 to 127 (registered ones from 32)
+
+
+def type_key(code: int) -> TaskKind | int:
+    """A stored type code as the maps key it: Meilisearch's type, or a registered type's code (an int
+    equal to its `CustomType`, which the index never needs by name)."""
+    return TYPE_OF.get(code, code)
 
 
 class TaskIndex:
@@ -38,7 +44,7 @@ class TaskIndex:
     def __init__(self) -> None:
         self.all = BitMap()
         self.statuses: dict[TaskStatus, BitMap] = defaultdict(BitMap)
-        self.types: dict[TaskType, BitMap] = defaultdict(BitMap)
+        self.types: dict[TaskKind | int, BitMap] = defaultdict(BitMap)
         self.indexes: dict[str, BitMap] = defaultdict(BitMap)
         self.cancelers: dict[int, BitMap] = defaultdict(BitMap)
         # Index and status together, the commonest pair of filters: one lookup instead of an
@@ -46,7 +52,7 @@ class TaskIndex:
         self.index_statuses: dict[tuple[str, TaskStatus], BitMap] = defaultdict(BitMap)
         # And with the type, for the three together: their intersection's cost grows with the pair's
         # bitmap (a busy index's failures, say), a lookup's does not.
-        self.index_status_types: dict[tuple[str, TaskStatus, TaskType], BitMap] = defaultdict(BitMap)
+        self.index_status_types: dict[tuple[str, TaskStatus, TaskKind | int], BitMap] = defaultdict(BitMap)
         # Every set's bitmaps by kind, keyed as the kind says (`state.typed_key`).
         self._sets: dict[str, dict[Any, BitMap]] = {
             "status": self.statuses,
@@ -112,7 +118,7 @@ class TaskIndex:
         columns, at = self.columns.arrays, uids - self.columns.base
         sets: tuple[tuple[int, str, dict[Any, BitMap], Callable[[int], object]], ...] = (
             (1, "status", self.statuses, TaskStatus),
-            (2, "type", self.types, TaskType),
+            (2, "type", self.types, type_key),
         )
         for position, name, maps, kind in sets:
             values = numbers[:, position]
@@ -137,7 +143,7 @@ class TaskIndex:
             (
                 pairs * TRIPLE + numbers[indexed, 2],
                 self.index_status_types,
-                lambda key: (names[key // TRIPLE // PAIR], STATUS_OF[key // TRIPLE % PAIR], TYPE_OF[key % TRIPLE]),
+                lambda key: (names[key // TRIPLE // PAIR], STATUS_OF[key // TRIPLE % PAIR], type_key(key % TRIPLE)),
             ),
         )
         for keys, table, key_of in groupings:
@@ -190,7 +196,7 @@ class TaskIndex:
                 join["status", task.status].append(uid)
             if type_ != was_type:
                 if was_type != NONE:
-                    leave["type", TYPE_OF[was_type]].append(uid)
+                    leave["type", type_key(was_type)].append(uid)
                 join["type", task.type].append(uid)
             if index_id != was_index:
                 if was_index != NONE:
@@ -204,7 +210,7 @@ class TaskIndex:
                     join["index_status", (task.index_uid, task.status)].append(uid)
             if index_id != was_index or status != was_status or type_ != was_type:
                 if was_index != NONE:
-                    old_key = (names[was_index], STATUS_OF[was_status], TYPE_OF[was_type])
+                    old_key = (names[was_index], STATUS_OF[was_status], type_key(was_type))
                     leave["index_status_type", old_key].append(uid)
                 if index_id != NONE:
                     join["index_status_type", (task.index_uid, task.status, task.type)].append(uid)
@@ -255,7 +261,7 @@ class TaskIndex:
         old = {name: column[at].tolist() for name, column in self.columns.arrays.items()}
         names = self.columns.names
         for i, uid in enumerate(uids):
-            status, type_ = STATUS_OF[old["status"][i]], TYPE_OF[old["type"][i]]
+            status, type_ = STATUS_OF[old["status"][i]], type_key(old["type"][i])
             groups["status", status].append(uid)
             groups["type", type_].append(uid)
             if old["index"][i] != NONE:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskhub.errors import TaskHubError
-from taskhub.server.model import KeyRecord, Scope, TaskType, format_time
+from taskhub.server.model import KeyRecord, Scope, TaskKind, TaskType, format_time
 from taskhub.server.rules.details import valid_index_uid
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ ACTIONS = (
     "tasks.enqueue",
     "tasks.cancel",
     "tasks.delete",
+    "tasks.requeue",
     "tasks.*",
     "dumps.create",
     "dumps.*",
@@ -44,24 +45,31 @@ ACTIONS = (
 )
 # A dump or a snapshot copies the whole queue: as in Meilisearch it has an action of its own, needed
 # however it is enqueued (its own route, `POST /tasks`, EnqueueTask or EnqueueTasks).
-_ENQUEUE_ACTIONS = {TaskType.DUMP_CREATION: "dumps.create", TaskType.SNAPSHOT_CREATION: "snapshots.create"}
+_ENQUEUE_ACTIONS: dict[TaskKind, str] = {
+    TaskType.DUMP_CREATION: "dumps.create",
+    TaskType.SNAPSHOT_CREATION: "snapshots.create",
+}
 # A caller with none of these may enqueue nothing, and is refused before its request is read.
 ENQUEUE_ACTIONS = frozenset({"tasks.enqueue", *_ENQUEUE_ACTIONS.values()})
 _PATTERN = re.compile(r"[A-Za-z0-9_-]{0,400}\*")
 
 
-def enqueue_action(type_: TaskType) -> str:
+def enqueue_action(type_: TaskKind) -> str:
     """The action enqueueing a task of this type needs."""
     return _ENQUEUE_ACTIONS.get(type_, "tasks.enqueue")
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """A caller: its actions (None: all) and the indexes it may see (None: all, global tasks too)."""
+    """A caller: its actions (None: all) and the indexes it may see (None: all, global tasks too).
+
+    `key_uid`: the API key it called with (None for the master key, or when keys are off).
+    """
 
     actions: frozenset[str] | None
     scope: Scope | None
     master: bool = False
+    key_uid: str | None = None
 
     def allows(self, action: str) -> bool:
         if self.actions is None:
@@ -142,7 +150,7 @@ class Keyring:
         record = found[1]
         if record.expires_at is not None and record.expires_at <= self._clock():
             raise invalid_key()
-        return Principal(actions=frozenset(record.actions), scope=scope_of(record.indexes))
+        return Principal(actions=frozenset(record.actions), scope=scope_of(record.indexes), key_uid=record.uid)
 
     def require(self, header: str | None, action: str) -> Principal:
         principal = self.authenticate(header)

@@ -7,6 +7,8 @@
   `runAt` ahead: delayed, or backing off after a failure) holds nothing and is skipped.
 - The batch is the oldest task a worker can take (its types, its indexes, its key's scope),
   and the tasks right after it in its index of the same batch group, up to a swap naming it.
+  A registered type is a group of its own; its tasks of no index hold nothing and run alone,
+  each in its own lease, side by side.
 
 Called inside the unit of work that leases, after the finder took every commit: what
 it answers is then true until that unit of work commits.
@@ -15,13 +17,14 @@ it answers is then true until that unit of work commits.
 from __future__ import annotations
 
 from taskhub.server.model import (
-    BATCH_GROUPS,
     SERVER_PRIORITY,
     Scope,
     Task,
+    TaskKind,
     TaskQuery,
     TaskStatus,
     TaskType,
+    batch_group,
     task_indexes as indexes_of,
 )
 from taskhub.server.rules.delays import run_at_of
@@ -52,7 +55,7 @@ def next_batch(
     tx: Transaction,
     finder: TaskFinder,
     *,
-    types: frozenset[TaskType] | None,
+    types: frozenset[TaskKind] | None,
     index_uids: frozenset[str] | None,
     scope: Scope | None,
     max_tasks: int,
@@ -93,7 +96,7 @@ def _busy_indexes(tx: Transaction, finder: TaskFinder) -> set[str]:
 def _head(
     tx: Transaction,
     finder: TaskFinder,
-    types: frozenset[TaskType] | None,
+    types: frozenset[TaskKind] | None,
     index_uids: frozenset[str] | None,
     scope: Scope | None,
     due: _Due,
@@ -141,12 +144,12 @@ def _head(
 
 
 def _followers(
-    tx: Transaction, finder: TaskFinder, head: Task, types: frozenset[TaskType] | None, room: int, due: _Due
+    tx: Transaction, finder: TaskFinder, head: Task, types: frozenset[TaskKind] | None, room: int, due: _Due
 ) -> list[Task]:
     """The enqueued tasks right after `head` in its index that can join its batch."""
-    group = BATCH_GROUPS.get(head.type)
-    # Batched types are index tasks, so `head` has an index uid; were it missing, no task of
-    # index None could follow it anyway (the finder keeps none under that index).
+    group = batch_group(head.type)
+    # A batch is a run of one index's tasks: a task of no index (a registered type's, which runs
+    # in parallel with its like) is a batch alone, so that other workers take the ones after it.
     if group is None or room <= 0 or head.index_uid is None:
         return []
     # An enqueued swap touching this index ends the run of batchable tasks.
@@ -163,7 +166,7 @@ def _followers(
         if (
             task.status != TaskStatus.ENQUEUED
             or (stop is not None and task.uid > stop)
-            or BATCH_GROUPS.get(task.type) != group
+            or batch_group(task.type) != group
             or (types is not None and task.type not in types)
         ):
             break

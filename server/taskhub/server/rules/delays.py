@@ -15,7 +15,7 @@ import heapq
 import threading
 
 from taskhub.errors import TaskHubError
-from taskhub.server.model import Task, TaskStatus, TaskType, format_time
+from taskhub.server.model import Task, TaskKind, TaskStatus, format_time
 from taskhub.server.storage.contract import Changes, Reader
 
 SECOND = 1_000_000
@@ -32,7 +32,7 @@ def run_at_of(task: Task) -> int | None:
     return None if value is None else int(value)
 
 
-def checked_run_at(type_: TaskType, run_at: int, now: int) -> int:
+def checked_run_at(type_: TaskKind, run_at: int, now: int) -> int:
     """A `runAt` asked at enqueue, within bounds, or `invalid_task_run_at`."""
     if type_.server_run:
         raise TaskHubError(CODE, f"`runAt` applies to tasks workers run; the server runs `{type_.label}` tasks.")

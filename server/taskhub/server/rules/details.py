@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from taskhub.errors import TaskHubError
-from taskhub.server.model import Task, TaskType
+from taskhub.server.model import CustomType, Task, TaskKind, TaskType
 
 _INDEX_UID = re.compile(r"[A-Za-z0-9_-]{1,400}")
 
@@ -50,8 +50,10 @@ def _invalid(message: str) -> TaskHubError:
     return TaskHubError("invalid_task_details", message)
 
 
-def enqueue_details(type_: TaskType, index_uid: str | None, given: dict[str, Any] | None) -> dict[str, Any] | None:
+def enqueue_details(type_: TaskKind, index_uid: str | None, given: dict[str, Any] | None) -> dict[str, Any] | None:
     """Checks an enqueue request and answers the details to store."""
+    if isinstance(type_, CustomType):
+        return _custom_details(type_, index_uid, given)
     if type_ in (TaskType.TASK_CANCELATION, TaskType.TASK_DELETION):
         raise TaskHubError(
             "invalid_task_type", f"`{type_.label}` tasks are enqueued by canceling or deleting tasks, not directly."
@@ -86,6 +88,25 @@ def enqueue_details(type_: TaskType, index_uid: str | None, given: dict[str, Any
     return {key: given.get(key) for key in _ORDER[type_]}
 
 
+def _custom_details(type_: CustomType, index_uid: str | None, given: object) -> dict[str, Any] | None:
+    """A registered type: an index uid if any (its ordering key), any JSON object as details, kept as given."""
+    if index_uid is not None and not valid_index_uid(index_uid):
+        raise TaskHubError("invalid_index_uid", f"`{index_uid}` is not a valid index uid. {INDEX_UID_RULE}")
+    if given is not None and not isinstance(given, dict):
+        raise _invalid(f"The details of a `{type_.label}` task are a JSON object, not {_json_kind(given)}.")
+    return given
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "null"
+
+
 def _check_swaps(swaps: list[dict[str, Any]]) -> None:
     for swap in swaps:
         indexes = swap.get("indexes", [])
@@ -97,7 +118,7 @@ def _check_swaps(swaps: list[dict[str, Any]]) -> None:
 
 
 # Details a worker may report when it finishes a task, per type.
-_OUTPUTS: dict[TaskType, tuple[str, ...]] = {
+_OUTPUTS: dict[TaskKind, tuple[str, ...]] = {
     TaskType.DOCUMENT_ADDITION_OR_UPDATE: ("indexedDocuments",),
     TaskType.DOCUMENT_DELETION: ("deletedDocuments",),
     TaskType.INDEX_DELETION: ("deletedDocuments",),
@@ -111,13 +132,20 @@ def _bad_outcome(message: str) -> TaskHubError:
 
 
 def outcome_details(
-    task: Task, reported_type: TaskType | None, reported: dict[str, Any] | None
+    task: Task, reported_type: TaskKind | None, reported: dict[str, Any] | None
 ) -> dict[str, Any] | None:
-    """The details of a finished task: what was enqueued plus the counters the worker reported."""
+    """The details of a finished task: what was enqueued plus the counters the worker reported.
+
+    A registered type's worker reports any object (JSON text, whose type is not said: `reported_type`
+    None, or the task's own): its keys are merged over the enqueued ones, one level deep, the worker's winning.
+    """
     if not reported:
         return task.details
-    if reported_type != task.type:
+    custom = isinstance(task.type, CustomType)
+    if reported_type != task.type and not (custom and reported_type is None):
         raise _bad_outcome(f"Task `{task.uid}` is a `{task.type.label}` task; its details must be of that type.")
+    if custom:
+        return {**(task.details or {}), **reported}
     allowed = _OUTPUTS.get(task.type, ())
     for key, value in reported.items():
         if key not in allowed:

@@ -3,7 +3,8 @@
 Every enqueue waiting when a commit starts goes into that one transaction (one fsync),
 side by side with consecutive uids; an enqueue is answered once its commit is durable.
 A full queue (its database past `max_db_size`) refuses new tasks; before refusing, the
-change log is pruned, so the log alone never holds the queue full.
+change log is pruned, so the log alone never holds the queue full. An enqueue with an
+idempotency key is looked up and recorded in the same commit (rules/idempotency.py).
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ from collections.abc import Callable
 from typing import Any
 
 from taskhub.errors import TaskHubError
-from taskhub.server.model import Task, TaskType
+from taskhub.server.model import Task, TaskKind
+from taskhub.server.rules import idempotency
 from taskhub.server.rules.auth import EVERYONE, Principal, enqueue_action, invalid_key
 from taskhub.server.rules.delays import checked_run_at
 from taskhub.server.rules.details import enqueue_details
+from taskhub.server.rules.idempotency import Claim
 from taskhub.server.rules.retries import RetryPolicies, RetryPolicy
 from taskhub.server.rules.units import DISK_FULL, Units
 from taskhub.server.storage.contract import NewTask, Transaction
 
 MAX_ENQUEUE_BATCH = 1_000
+# One enqueue: (type, index uid, details, extra fields or None).
+Item = tuple[TaskKind, str | None, dict[str, Any] | None, dict[str, Any] | None]
 # Seconds an enqueue may wait for others to share its commit, when the queue is busy.
 DEFAULT_COMMIT_WINDOW = 0.005
 
@@ -39,63 +44,64 @@ class Enqueuing:
         watch_retention_bytes: int | None,
         commit_window: float,
         policies: RetryPolicies | None = None,
+        idempotency_ttl: int = idempotency.DEFAULT_TTL,
     ) -> None:
         self.units = units
+        self.idempotency_ttl = idempotency_ttl
         self.clock = clock
         self.policies = policies or RetryPolicies(RetryPolicy())
         self.max_db_size = max_db_size
         self.watch_retention = watch_retention
         self.watch_retention_bytes = watch_retention_bytes
         # Enqueues waiting for the next group commit, and whether one is running or due.
-        self._pending: list[tuple[list[NewTask], asyncio.Future[list[Task]]]] = []
+        self._pending: list[tuple[list[NewTask], Claim | None, asyncio.Future[list[Task]]]] = []
         self._flushing = False
         # While fewer enqueues wait than shared the last commit: the timer that ends the wait for more.
         self.commit_window = commit_window
         self._gathering: asyncio.TimerHandle | None = None
-        self._commit: asyncio.Future[list[Task]] | None = None
+        self._commit: asyncio.Future[list[list[Task] | TaskHubError]] | None = None
         self._gather_target = 1
 
     async def enqueue(
         self,
-        type_: TaskType,
+        type_: TaskKind,
         index_uid: str | None,
         details: dict[str, Any] | None,
-        run_at: int | None = None,
-        retry: dict[str, Any] | None = None,
         *,
         caller: Principal = EVERYONE,
+        extra: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> Task:
         """Enqueues one task for `caller`, who needs the type's action and, if scoped, the index.
 
-        `run_at`: not leased before then (microseconds); `retry`: the task's own retry policy fields
-        (`retries.checked_override`'s shape), over the server's policy for its type.
+        `extra`: fields beyond Meilisearch's to store with it (`customMetadata`, checked by the edge; `runAt` in
+        microseconds and `retry`, a retry policy's fields in `retries.checked_override`'s shape, checked here).
+        With `idempotency_key`, the same request again answers the first task and enqueues nothing.
         """
-        item = _checked(type_, index_uid, details, caller, self._later(type_, run_at, retry))
-        return (await self._group_commit([item]))[0]
+        items = [_checked(type_, index_uid, details, caller, self._later(type_, extra))]
+        return (await self._group_commit(items, _claim(idempotency_key, caller, items, batch=False)))[0]
 
-    def _later(
-        self, type_: TaskType, run_at: int | None = None, retry: dict[str, Any] | None = None
-    ) -> dict[str, Any] | None:
-        """The extra fields of a delayed run and a retry policy, checked; None when neither is asked."""
-        extra: dict[str, Any] = {}
-        if run_at is not None:
-            extra["runAt"] = checked_run_at(type_, run_at, self.clock())
-        if retry:
-            self.policies.checked(type_.label, retry)
-            extra["retry"] = retry
-        return extra or None
+    def _later(self, type_: TaskKind, extra: dict[str, Any] | None) -> dict[str, Any] | None:
+        """`extra` with its delayed run and retry policy checked: a `runAt` near now, a policy that fits the type's."""
+        if not extra:
+            return extra
+        if extra.get("runAt") is not None:
+            checked_run_at(type_, extra["runAt"], self.clock())
+        if extra.get("retry"):
+            self.policies.checked(type_.label, extra["retry"])
+        return extra
 
     async def enqueue_many(
         self,
-        items: list[tuple[Any, ...]],
+        items: list[tuple[TaskKind, str | None, dict[str, Any] | None] | Item],
         *,
         caller: Principal = EVERYONE,
+        idempotency_key: str | None = None,
     ) -> list[Task]:
-        """Enqueues tasks of (type, index uid, details[, run at[, retry]]), all in the same transaction, with
-        consecutive uids.
+        """Enqueues tasks of (type, index uid, details[, extra]), all in one transaction, with consecutive uids.
 
         Every item is checked before any is stored, `caller`'s rights included: one bad item
-        refuses them all, its position at the head of the message.
+        refuses them all, its position at the head of the message. One `idempotency_key` covers them all.
         """
         if not 1 <= len(items) <= MAX_ENQUEUE_BATCH:
             raise TaskHubError(
@@ -103,18 +109,21 @@ class Enqueuing:
                 f"Give from 1 to {MAX_ENQUEUE_BATCH:,} tasks to enqueue at once, not {len(items):,}.",
             )
         checked: list[NewTask] = []
-        for position, (type_, index_uid, details, *later) in enumerate(items):
+        for position, item in enumerate(items):
+            type_, index_uid, details, *rest = item
             try:
-                checked.append(_checked(type_, index_uid, details, caller, self._later(type_, *later)))
+                checked.append(
+                    _checked(type_, index_uid, details, caller, self._later(type_, rest[0] if rest else None))
+                )
             except TaskHubError as error:
                 raise error.within(f"tasks[{position}]") from None
-        return await self._group_commit(checked)
+        return await self._group_commit(checked, _claim(idempotency_key, caller, checked, batch=True))
 
-    async def _group_commit(self, items: list[NewTask]) -> list[Task]:
+    async def _group_commit(self, items: list[NewTask], claim: Claim | None = None) -> list[Task]:
         """Stores checked items in the next group commit, side by side; answers their tasks once durable."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[Task]] = loop.create_future()
-        self._pending.append((items, done))
+        self._pending.append((items, claim, done))
         if not self._flushing:
             # One loop turn later, so producers woken together share the transaction.
             self._flushing = True
@@ -141,20 +150,19 @@ class Enqueuing:
         job = self._commit = asyncio.ensure_future(
             self.units.run(
                 _insert,
-                [item for items, _ in batch for item in items],
+                [(items, claim) for items, claim, _ in batch],
                 self.clock(),
                 self.max_db_size,
+                self.idempotency_ttl,
                 first=True,
                 make_room=self._make_room,
             )
         )
 
-        def settle(job: asyncio.Future[list[Task]]) -> None:
+        def settle(job: asyncio.Future[list[list[Task] | TaskHubError]]) -> None:
             self._commit = None
             error = None if job.cancelled() else job.exception()
-            start = 0
-            for items, done in batch:
-                end = start + len(items)
+            for position, (_, _, done) in enumerate(batch):
                 if done.done():
                     pass
                 elif job.cancelled():
@@ -162,8 +170,11 @@ class Enqueuing:
                 elif error is not None:
                     done.set_exception(error)
                 else:
-                    done.set_result(job.result()[start:end])
-                start = end
+                    answer = job.result()[position]
+                    if isinstance(answer, TaskHubError):
+                        done.set_exception(answer)
+                    else:
+                        done.set_result(answer)
             self._next_batch()
 
         job.add_done_callback(settle)
@@ -206,15 +217,38 @@ class Enqueuing:
                 await asyncio.sleep(0)  # a flush is due this loop turn
 
 
-def _insert(tx: Transaction, items: list[NewTask], now: int, max_db_size: int | None) -> list[Task]:
-    """One group commit; past `max_db_size` of used database, nothing is inserted and the queue is full."""
-    if max_db_size is not None and tx.used_bytes() >= max_db_size:
-        raise TaskHubError("no_space_left_on_device", DISK_FULL)
-    return tx.tasks.insert(items, now)
+def _insert(
+    tx: Transaction,
+    entries: list[tuple[list[NewTask], Claim | None]],
+    now: int,
+    max_db_size: int | None,
+    idempotency_ttl: int,
+) -> list[list[Task] | TaskHubError]:
+    """One group commit, an answer per enqueue; past `max_db_size` of used database, nothing is inserted and the
+    queue is full."""
+
+    def check_room() -> None:
+        if max_db_size is not None and tx.used_bytes() >= max_db_size:
+            raise TaskHubError("no_space_left_on_device", DISK_FULL)
+
+    if all(claim is None for _, claim in entries):  # the common case: one insert, nothing looked up
+        check_room()
+        tasks = tx.tasks.insert([item for items, _ in entries for item in items], now)
+        answers: list[list[Task] | TaskHubError] = []
+        start = 0
+        for items, _ in entries:
+            answers.append(tasks[start : start + len(items)])
+            start += len(items)
+        return answers
+    return idempotency.settle(tx, entries, now, idempotency_ttl, check_room)
+
+
+def _claim(key: str | None, caller: Principal, items: list[NewTask], *, batch: bool) -> Claim | None:
+    return None if key is None else idempotency.claim(key, caller, items, batch=batch)
 
 
 def _checked(
-    type_: TaskType,
+    type_: TaskKind,
     index_uid: str | None,
     details: dict[str, Any] | None,
     caller: Principal,
@@ -229,4 +263,4 @@ def _checked(
     scope = caller.scope
     if scope is not None and (type_.is_global or not scope.allows(index_uid)):
         raise invalid_key()
-    return index_uid, type_, details, extra
+    return index_uid, type_, details, extra or None

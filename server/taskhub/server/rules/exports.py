@@ -15,12 +15,22 @@ import json
 import os
 import pathlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from taskhub.server.model import STATUS_BY_LABEL, TYPE_BY_LABEL, KeyRecord, Task, format_time, to_micros
+from taskhub.server.model import (
+    STATUS_BY_LABEL,
+    TYPE_BY_LABEL,
+    CustomType,
+    KeyRecord,
+    Task,
+    TaskKind,
+    format_time,
+    to_micros,
+)
 from taskhub.server.storage.contract import Storage
+from taskhub.server.task_types import check_names
 
 DUMP_VERSION = 1
 
@@ -101,7 +111,9 @@ def _parse_optional_time(value: str | None) -> int | None:
     return None if value is None else _parse_time(value)
 
 
-def _read_dump(path: pathlib.Path) -> tuple[dict[str, Any], Iterator[tuple[Task, list[int] | None]]]:
+def _read_dump(
+    path: pathlib.Path, kind: Callable[[str], TaskKind]
+) -> tuple[dict[str, Any], Iterator[tuple[Task, list[int] | None]]]:
     handle = open(path, encoding="utf-8")  # noqa: SIM115 - the returned reader closes it
     header = json.loads(handle.readline())
     if header.get("dumpVersion") != DUMP_VERSION:
@@ -117,7 +129,7 @@ def _read_dump(path: pathlib.Path) -> tuple[dict[str, Any], Iterator[tuple[Task,
                         uid=row["uid"],
                         index_uid=row["indexUid"],
                         status=STATUS_BY_LABEL[row["status"]],
-                        type=TYPE_BY_LABEL[row["type"]],
+                        type=kind(row["type"]),
                         canceled_by=row["canceledBy"],
                         details=row["details"],
                         error=row["error"],
@@ -134,8 +146,19 @@ def _read_dump(path: pathlib.Path) -> tuple[dict[str, Any], Iterator[tuple[Task,
 
 def import_dump(store: Storage, path: str | pathlib.Path) -> int:
     """Loads a dump into an empty database, in one unit of work; answers the number of tasks loaded."""
-    header, tasks = _read_dump(pathlib.Path(path))
     with store.transaction() as tx:
+        known: dict[str, TaskKind] = dict(TYPE_BY_LABEL)
+
+        def kind(label: str) -> TaskKind:
+            """A dumped task's type: Meilisearch's, or one registered now if this database lacks it."""
+            found = known.get(label)
+            if found is None:
+                check_names([label])
+                codes = {name: code for code, name in tx.task_types.register([label])}
+                found = known[label] = CustomType(codes[label], label)
+            return found
+
+        header, tasks = _read_dump(pathlib.Path(path), kind)
         count = tx.tasks.load(tasks, header["nextUid"])
         for key in header.get("apiKeys", []):
             tx.keys.insert_key(KeyRecord(**key))

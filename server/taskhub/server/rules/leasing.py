@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskhub.errors import TaskHubError
-from taskhub.server.model import Scope, Task, TaskStatus, TaskType, finished_details
+from taskhub.server.model import Scope, Task, TaskKind, TaskStatus, finished_details
 from taskhub.server.rules import batching
 from taskhub.server.rules.details import outcome_details, outcome_error
 from taskhub.server.rules.retries import RetryPolicies, RetryPolicy
@@ -44,7 +44,7 @@ ENDED = {
     "lost": "the server restarted",
 }
 # A task's outcome once checked: (reported type, reported details), and the error in Meilisearch's shape.
-Checked = tuple[tuple[TaskType | None, dict[str, Any] | None], dict[str, Any] | None]
+Checked = tuple[tuple[TaskKind | None, dict[str, Any] | None], dict[str, Any] | None]
 
 
 def lease_length(duration: int) -> int:
@@ -84,7 +84,7 @@ class Leasing:
         self,
         *,
         worker: str,
-        types: frozenset[TaskType] | None = None,
+        types: frozenset[TaskKind] | None = None,
         index_uids: frozenset[str] | None = None,
         scope: Scope | None = None,
         max_tasks: int | None = None,
@@ -132,7 +132,7 @@ class Leasing:
         self,
         tx: Transaction,
         lease: LeaseRecord,
-        types: frozenset[TaskType] | None,
+        types: frozenset[TaskKind] | None,
         index_uids: frozenset[str] | None,
         scope: Scope | None,
         size: int,
@@ -173,7 +173,7 @@ class Leasing:
     async def complete(
         self,
         token: str,
-        outcomes: dict[int, tuple[TaskType | None, dict[str, Any] | None, dict[str, Any] | None]],
+        outcomes: dict[int, tuple[TaskKind | None, dict[str, Any] | None, dict[str, Any] | None]],
         retries: dict[int, int | None] | None = None,
     ) -> list[Task]:
         """Finishes a lease's tasks: `outcomes` maps uid -> (reported type, reported details, error).

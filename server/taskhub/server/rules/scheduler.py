@@ -3,7 +3,7 @@
 Services call its coroutines (`enqueue`, `list_tasks`, `cancel_tasks`, `lease`, ...);
 `tick(now)` does one pass of server-side work (lease expiry, then cancelations newest
 first, deletions, snapshots, dumps, the automatic cleanup). It is assembled from parts
-that each own one set of rules: `Enqueuing` (group commits, queue full), `Leasing`
+that each own one set of rules: `Enqueuing` (group commits, queue full, idempotency keys), `Requeuing`, `Leasing`
 (batches, per-index order, attempts), `ServerTasks` (cancel, delete, exports, cleanup)
 and `Watching`, over `Units` (units of work, and the follower that feeds the finder and
 the watch hub after each commit). No protobuf and no SQL here.
@@ -20,15 +20,17 @@ from dataclasses import dataclass
 
 from taskhub.errors import TaskHubError
 from taskhub.server.model import Scope, Task, TaskQuery, TaskStatus
-from taskhub.server.rules import server_tasks
+from taskhub.server.rules import idempotency, server_tasks
 from taskhub.server.rules.enqueue import DEFAULT_COMMIT_WINDOW, Enqueuing
 from taskhub.server.rules.leasing import SECOND, Leasing
+from taskhub.server.rules.requeue import Requeuing
 from taskhub.server.rules.retries import RetryPolicies, RetryPolicy
 from taskhub.server.rules.server_tasks import ServerTasks
 from taskhub.server.rules.units import Units
 from taskhub.server.rules.watch import WatchHub
 from taskhub.server.rules.watching import Watching
 from taskhub.server.storage.contract import Changes, Reader, Storage, TaskFinder
+from taskhub.server.task_types import TaskTypes
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +85,14 @@ class Scheduler:
         commit_window: float = DEFAULT_COMMIT_WINDOW,
         checkpoint_every: int = CHECKPOINT_EVERY,
         checkpoint_changes: int = CHECKPOINT_CHANGES,
+        types: TaskTypes | None = None,
+        idempotency_ttl: int = idempotency.DEFAULT_TTL,
+        max_idempotency_keys: int = idempotency.DEFAULT_MAX_KEYS,
         retry_policies: RetryPolicies | None = None,
     ) -> None:
         self.storage = storage
+        # The task types callers name: Meilisearch's and those registered (`--task-types`).
+        self.types = types or TaskTypes()
         self.finder = finder
         self.hub = hub or WatchHub()
         self.clock = clock
@@ -105,7 +112,11 @@ class Scheduler:
             watch_retention_bytes=watch_retention_bytes,
             commit_window=commit_window,
             policies=self.retry_policies,
+            idempotency_ttl=idempotency_ttl,
         )
+        self.idempotency_ttl = idempotency_ttl
+        self.requeuing = Requeuing(self.units, clock, max_db_size=max_db_size)
+        self.max_idempotency_keys = max_idempotency_keys
         self.leasing = Leasing(
             self.units,
             clock,
@@ -136,6 +147,7 @@ class Scheduler:
         self.enqueue_many = self.enqueuing.enqueue_many
         self.cancel_tasks = self.server_tasks.cancel_tasks
         self.delete_tasks = self.server_tasks.delete_tasks
+        self.requeue_tasks = self.requeuing.requeue_tasks
         self.lease = self.leasing.lease
         self.renew = self.leasing.renew
         self.complete = self.leasing.complete
@@ -286,6 +298,7 @@ class Scheduler:
         if moment - self._pruned_at >= 10 * SECOND:
             self._pruned_at = moment
             await self._prune(moment)
+            await self.units.run(idempotency.prune, moment, self.idempotency_ttl, self.max_idempotency_keys)
         ran = 0
         while True:
             task = await self.server_tasks.next()

@@ -1,7 +1,7 @@
 """The storage contract: what the queue's rules need from a database, in the domain's words.
 
 A `Storage` opens units of work (`transaction()`); in one, the rules read and write
-tasks, leases, keys and the change log through four tables, and the whole unit
+tasks, leases, keys, idempotency keys and the change log through five tables, and the whole unit
 commits or rolls back. A storage stores and guarantees; it decides nothing (which
 task runs next, what a cancelation does, when the queue is full are the rules').
 
@@ -18,10 +18,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from taskhub.server.model import KeyRecord, Task, TaskQuery, TaskStatus, TaskType
+from taskhub.server.model import KeyRecord, Task, TaskKind, TaskQuery, TaskStatus
 
 # What an enqueue stores: (index uid, type, details).
-NewTask = tuple[str | None, TaskType, dict[str, Any] | None, dict[str, Any] | None]
+NewTask = tuple[str | None, TaskKind, dict[str, Any] | None, dict[str, Any] | None]
 # A task's filterable fields as `TaskTable.index_rows` answers them, -1 for nulls: (uid, status, type, canceled_by,
 # enqueued_at, started_at, finished_at, index_uid).
 IndexRow = tuple[int, int, int, int, int, int, int, str | None]
@@ -216,6 +216,55 @@ class KeyTable(Protocol):
     def delete_key(self, uid: str) -> bool: ...
 
 
+class TaskTypeTable(Protocol):
+    """The codes task types registered at the server are stored under (Meilisearch's 11 have theirs).
+
+    Guarantees: a name keeps its code for the database's life, and no two names share one, across
+    every storage on the database (two registering at once serialize like any unit of work).
+    """
+
+    def all(self) -> list[tuple[int, str]]:
+        """Every registered (code, name), by code."""
+        ...
+
+    def register(self, names: Iterable[str]) -> list[tuple[int, str]]:
+        """Gives each name not registered yet a free code; answers `all()`. ValueError when codes run out."""
+        ...
+
+
+@dataclass(slots=True)
+class IdempotencyRecord:
+    """What an enqueue with an idempotency key stored: its key, its request, and the tasks it made.
+
+    `key` names the caller and its key together (a digest: the key itself is not kept); `request`
+    is a digest of the request; the tasks are `count` consecutive uids from `first_uid`,
+    enqueued at `created_at`.
+    """
+
+    key: bytes
+    request: bytes
+    first_uid: int
+    count: int
+    created_at: int
+
+
+class IdempotencyTable(Protocol):
+    """Idempotency keys, read and written in the unit of work that enqueues, so two processes racing one
+    key make one set of tasks: the second unit of work finds the first's record."""
+
+    def get_keys(self, keys: Sequence[bytes]) -> dict[bytes, IdempotencyRecord]:
+        """The stored records of these keys, by key (a key never stored is absent)."""
+        ...
+
+    def put_keys(self, records: Sequence[IdempotencyRecord]) -> None:
+        """Stores the records (of distinct keys), each replacing one of the same key (an expired one)."""
+        ...
+
+    def prune_keys(self, before: int, keep: int) -> int:
+        """Drops the records created before `before`, then the oldest past the `keep` newest; answers how many."""
+        ...
+
+
 class Transaction(Protocol):
     """One unit of work: everything done through it commits together or not at all.
 
@@ -235,6 +284,12 @@ class Transaction(Protocol):
 
     @property
     def keys(self) -> KeyTable: ...
+
+    @property
+    def task_types(self) -> TaskTypeTable: ...
+
+    @property
+    def idempotency(self) -> IdempotencyTable: ...
 
     @property
     def changes(self) -> Changes:
@@ -297,6 +352,9 @@ class Reader(Protocol):
 
     @property
     def keys(self) -> KeyTable: ...
+
+    @property
+    def task_types(self) -> TaskTypeTable: ...
 
     def snapshot(self) -> AbstractContextManager[None]: ...
 

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from taskhub.server.model import Task
+from taskhub.server.model import Task, TaskKind
 from taskhub.server.storage.contract import Changes
 from taskhub.server.storage.sqlite.rows import bump, compact, counter, dumps, loads, row_to_task
 
@@ -26,8 +26,11 @@ def _string(value: str | None) -> str:
 class SqliteChangeLog:
     """The `ChangeLog` of the contract on one connection; `logged` is what the open transaction appended."""
 
-    def __init__(self, conn: sqlite3.Connection, atomic: Callable[[], AbstractContextManager]) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, atomic: Callable[[], AbstractContextManager], type_of: dict[int, TaskKind]
+    ) -> None:
         self.conn = conn
+        self.type_of = type_of
         self._atomic = atomic
         self.logged: list[tuple[Task, bool]] = []
 
@@ -112,7 +115,7 @@ class SqliteChangeLog:
         rows = self.conn.execute(
             "SELECT deleted, task FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         ).fetchall()
-        tasks = [row_to_task(loads(task)) for _, task in rows]
+        tasks = [row_to_task(loads(task), self.type_of) for _, task in rows]
         return Changes(tasks, frozenset(t.uid for t, (deleted, _) in zip(tasks, rows) if deleted))
 
     def oldest_change(self) -> int | None:

@@ -16,23 +16,27 @@ from collections.abc import Iterator
 
 from taskhub.server.storage.contract import Changes, StorageFull
 from taskhub.server.storage.sqlite.changes import SqliteChangeLog
+from taskhub.server.storage.sqlite.idempotency import SqliteIdempotency
 from taskhub.server.storage.sqlite.keys import SqliteKeys
 from taskhub.server.storage.sqlite.leases import SqliteLeases
 from taskhub.server.storage.sqlite.schema import SCHEMA_VERSION, migrate, new_epoch
+from taskhub.server.storage.sqlite.task_types import SqliteTaskTypes
 from taskhub.server.storage.sqlite.tasks import SqliteTasks
 
 READ_MMAP_BYTES = 1 << 30
 
 
 class _Tables:
-    """The four tables of the contract on one connection."""
+    """The five tables of the contract on one connection."""
 
     def __init__(self, conn: sqlite3.Connection, atomic) -> None:
         self.conn = conn
-        self.log = SqliteChangeLog(conn, atomic)
+        self.task_types = SqliteTaskTypes(conn)
+        self.log = SqliteChangeLog(conn, atomic, self.task_types.codes)
         self.tasks = SqliteTasks(conn, self.log)
         self.leases = SqliteLeases(conn, self.tasks)
         self.keys = SqliteKeys(conn)
+        self.idempotency = SqliteIdempotency(conn)
 
     @property
     def changes(self) -> Changes:
@@ -92,6 +96,7 @@ class SqliteStorage(_Tables):
         if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
             with self.transaction():  # checked again under the write lock: another process may have migrated
                 migrate(conn)
+            self.task_types.codes.reload()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[SqliteStorage]:

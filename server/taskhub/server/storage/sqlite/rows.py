@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from taskhub.server.model import STATUS_OF, TYPE_OF, Task
+from taskhub.server.model import STATUS_OF, TYPE_OF, Task, TaskKind
 
 COLUMNS = "uid, index_uid, status, type, canceled_by, details, error, enqueued_at, started_at, finished_at, seq, extra"
 
@@ -34,8 +34,10 @@ def loads(text: str) -> Any:
     return _raw_decode(text)[0]
 
 
-def row_to_task(row: Sequence[Any]) -> Task:
-    """A task from its columns in `COLUMNS` order; a change logged before schema 5 has no `extra`."""
+def row_to_task(row: Sequence[Any], type_of: Mapping[int, TaskKind] = TYPE_OF) -> Task:
+    """A task from its columns in `COLUMNS` order; a change logged before schema 5 has no `extra`.
+
+    `type_of` is the database's types by code (`SqliteTaskTypes.codes`), registered ones included."""
     uid, index_uid, status, type_, canceled_by, details, error, enq, start, fin, seq, *rest = row
     extra = rest[0] if rest else None
     # Positional, in `Task`'s field order: no keyword matching for each row of a page
@@ -44,7 +46,7 @@ def row_to_task(row: Sequence[Any]) -> Task:
         uid,
         index_uid,
         STATUS_OF[status],
-        TYPE_OF[type_],
+        type_of[type_],
         enq,
         None if details is None else loads(details),
         None if error is None else loads(error),

@@ -7,7 +7,7 @@ import sqlite3
 
 import sqlite_utils
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 10
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -45,8 +45,19 @@ def migrate(conn: sqlite3.Connection) -> None:
     if version < 5:
         # Version 5 keeps the fields beyond Meilisearch's (customMetadata, runAt, batchUid, ...) as one JSON object.
         add_column(conn, "tasks", "extra", "TEXT")
-    if version < 8:
-        # Version 8 delays tasks (runAt, retries' backoff): `run_at` is set only while a task waits enqueued with
+    if version < 7:
+        # Version 7 gives each task type registered at the server (`--task-types`) its stored code, once.
+        conn.execute("CREATE TABLE IF NOT EXISTS task_types (code INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
+    if version < 9:
+        # Version 9 keeps idempotency keys (digests of caller and key) with the tasks their first enqueue made;
+        # without rowid: the key is the table's one B-tree, so an enqueue writes two (with created_at's), not three.
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS idempotency_keys (key BLOB PRIMARY KEY, request BLOB NOT NULL,"
+            " first_uid INTEGER NOT NULL, count INTEGER NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        conn.execute("CREATE INDEX IF NOT EXISTS idx_idempotency_created ON idempotency_keys (created_at)")
+    if version < 10:
+        # Version 10 delays tasks (runAt, retries' backoff): `run_at` is set only while a task waits enqueued with
         # one, so the partial index holds those alone and a start finds them without reading every row.
         add_column(conn, "tasks", "run_at", "INTEGER")
         conn.execute("CREATE INDEX IF NOT EXISTS idx_tasks_waiting ON tasks (run_at) WHERE run_at IS NOT NULL")

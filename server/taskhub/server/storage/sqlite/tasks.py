@@ -51,6 +51,7 @@ class SqliteTasks:
     def __init__(self, conn: sqlite3.Connection, log: SqliteChangeLog) -> None:
         self.conn = conn
         self.log = log
+        self.type_of = log.type_of
 
     def next_uid(self) -> int:
         return counter(self.conn, "next_uid")
@@ -62,7 +63,7 @@ class SqliteTasks:
 
     def get(self, uid: int) -> Task | None:
         row = self.conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE uid = ?", (uid,)).fetchone()
-        return None if row is None else row_to_task(row)
+        return None if row is None else row_to_task(row, self.type_of)
 
     def get_many(self, uids: Iterable[int], statuses: frozenset[TaskStatus] | None = None) -> list[Task]:
         uids = list(uids)
@@ -74,7 +75,7 @@ class SqliteTasks:
                 f"SELECT {COLUMNS} FROM tasks WHERE uid IN (SELECT value FROM json_each(?)){where} ORDER BY uid",
                 (json.dumps(uids),),
             )
-        return [row_to_task(r) for r in rows]
+        return [row_to_task(r, self.type_of) for r in rows]
 
     def get_page(self, uids: list[int], budget: int) -> tuple[list[Task], int | None]:
         """See the contract. The size is the stored JSON of details and error plus ROW_BYTES a task:
@@ -90,7 +91,7 @@ class SqliteTasks:
                 used += ROW_BYTES + (len(details) if details else 0) + (len(error) if error else 0)
                 if used > budget and tasks:
                     return tasks, row[0]
-                tasks.append(row_to_task(row))
+                tasks.append(row_to_task(row, self.type_of))
         return tasks, None
 
     def matched_uids(self, uid: int) -> list[int]:
@@ -122,7 +123,7 @@ class SqliteTasks:
             if not rows:
                 return
             for row in rows:
-                task = row_to_task(row)
+                task = row_to_task(row, self.type_of)
                 matched = None
                 if task.type in (TaskType.TASK_CANCELATION, TaskType.TASK_DELETION):
                     matched = self.matched_uids(task.uid)
@@ -193,7 +194,7 @@ class SqliteTasks:
 
     def delete(self, uids: Iterable[int], statuses: frozenset[TaskStatus]) -> list[Task]:
         deleted = [
-            row_to_task(r)
+            row_to_task(r, self.type_of)
             for r in self.conn.execute(
                 f"DELETE FROM tasks WHERE uid IN (SELECT value FROM json_each(?)) AND status IN {_in(statuses)}"
                 f" RETURNING {DELETED_COLUMNS}",
