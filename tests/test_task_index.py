@@ -608,6 +608,14 @@ def test_due_at_matches_the_store_as_runs_are_moved_and_come_due(tmp_path_factor
             assert followed.uids(query, limit=100) == expected
             assert loaded.uids(query, limit=100) == expected
             assert followed.count(query) == len(expected)
+            # And the time a waiting lease call sleeps until: the earliest runAt still ahead.
+            ahead = [
+                t.extra["runAt"]
+                for t in store.tasks.get_many(range(len(made)))
+                if t.status == TaskStatus.ENQUEUED and t.extra and t.extra["runAt"] > now
+            ]
+            first = min(ahead, default=None)
+            assert sql.next_run_at(now) == followed.next_run_at(now) == loaded.next_run_at(now) == first
     finally:
         sql.close()
         store.close()

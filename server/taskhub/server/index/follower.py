@@ -9,8 +9,6 @@ on (to the watch hub) in that same order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 from taskhub.server.storage.contract import Changes, Reader, TaskFinder
 
 CHUNK = 10_000
@@ -21,17 +19,11 @@ class HistoryLost(Exception):
 
 
 class Follower:
-    """Feeds `finder`, then each of `also` (other read models), every committed change after `seq`, in order."""
+    """Feeds `finder` every committed change after `seq`, in order."""
 
-    def __init__(self, finder: TaskFinder, seq: int, also: Sequence[Callable[[Changes], None]] = ()) -> None:
+    def __init__(self, finder: TaskFinder, seq: int) -> None:
         self.finder = finder
         self.seq = seq
-        self.also = tuple(also)
-
-    def _apply(self, changes: Changes) -> None:
-        self.finder.apply(changes)
-        for apply in self.also:
-            apply(changes)
 
     def take(self, changes: Changes, reader: Reader) -> list[Changes]:
         """A commit of ours: its changes, after any earlier ones it missed; answers what is new, in order."""
@@ -39,7 +31,7 @@ class Follower:
             return []
         if changes.tasks[0].seq != self.seq + 1:
             return self.catch_up(reader)
-        self._apply(changes)
+        self.finder.apply(changes)
         self.seq = changes.tasks[-1].seq
         return [changes]
 
@@ -60,6 +52,6 @@ class Follower:
                 raise HistoryLost(f"the change log no longer holds the changes after {self.seq}")
             if changes.tasks[0].seq != self.seq + 1:
                 raise HistoryLost(f"the change log no longer holds the changes after {self.seq}")
-            self._apply(changes)
+            self.finder.apply(changes)
             self.seq = changes.tasks[-1].seq
             taken.append(changes)

@@ -163,5 +163,9 @@ class MemoryFinder:
         with self.lock:
             return self.index.index_uids_of(self._select(query))
 
+    def next_run_at(self, now: int) -> int | None:
+        with self.lock:
+            return self.waiting.next_run_at(now)
+
     def close(self) -> None:
         """Nothing to release: the index is only memory."""

@@ -33,19 +33,22 @@ class Waiting:
         self.pending = BitMap(self._run_at)
 
     def apply(self, tasks: Iterable[Task], deleted: frozenset[int]) -> None:
+        waiting = self._run_at
         for task in tasks:
+            extra = task.extra
             run_at = None
-            if task.status == TaskStatus.ENQUEUED and task.extra and task.uid not in deleted:
-                run_at = task.extra.get("runAt")
+            if extra is not None and task.status == TaskStatus.ENQUEUED and task.uid not in deleted:
+                run_at = extra.get("runAt")
             if run_at is None:
-                if self._run_at.pop(task.uid, None) is not None:
+                # Most changes are of tasks that never waited: one test of an empty map, or of a key, for them.
+                if waiting and waiting.pop(task.uid, None) is not None:
                     self.pending.discard(task.uid)
-            elif self._run_at.get(task.uid) != run_at:
-                self._run_at[task.uid] = run_at
+            elif waiting.get(task.uid) != run_at:
+                waiting[task.uid] = run_at
                 heapq.heappush(self._heap, (run_at, task.uid))
                 self.pending.add(task.uid)
-        if len(self._heap) > 2 * len(self._run_at) + 1_024:  # many stale entries: start over from the map
-            self._heap = [(run_at, uid) for uid, run_at in self._run_at.items()]
+        if len(self._heap) > 2 * len(waiting) + 1_024:  # many stale entries: start over from the map
+            self._heap = [(run_at, uid) for uid, run_at in waiting.items()]
             heapq.heapify(self._heap)
 
     def mask(self, now: int) -> BitMap:
@@ -57,3 +60,11 @@ class Waiting:
                 del run_at[uid]
                 self.pending.discard(uid)
         return self.pending
+
+    def next_run_at(self, now: int) -> int | None:
+        """The earliest runAt after `now` of a task still waiting (None: none waits)."""
+        self.mask(now)
+        heap, run_at = self._heap, self._run_at
+        while heap and run_at.get(heap[0][1]) != heap[0][0]:  # entries of tasks that moved on
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None

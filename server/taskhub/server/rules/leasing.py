@@ -121,7 +121,7 @@ class Leasing:
                 return None
             # The timer: a commit wakes the wait, and so does the earliest waiting task falling due.
             now = self.clock()
-            next_due = self.units.delays.next_due(now)
+            next_due = self.units.finder.next_run_at(now)
             if next_due is not None:
                 remaining = min(remaining, (next_due - now) / SECOND + WAKE_SLACK)
             with contextlib.suppress(TimeoutError):

@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 from taskhub.errors import TaskHubError
 from taskhub.server.index.follower import Follower, HistoryLost
-from taskhub.server.rules.delays import Delays
 from taskhub.server.rules.store_thread import StoreThread
 from taskhub.server.rules.watch import WatchHub
 from taskhub.server.storage.contract import Changes, Reader, Storage, StorageFull, TaskFinder, Transaction
@@ -41,9 +40,7 @@ class Units:
         self.storage = storage
         self.finder = finder
         self.hub = hub
-        # The enqueued tasks not due yet: a read model of its own, fed beside the finder.
-        self.delays = Delays()
-        self.follower = Follower(finder, 0, also=(self.delays.apply,))
+        self.follower = Follower(finder, 0)
         self._thread = StoreThread("taskhub-store")
         # Reads that may take a while (lists, replays) run on their own thread and
         # connection, so they never queue behind writes nor hold writes up.
@@ -85,15 +82,11 @@ class Units:
     def _load(self) -> int:
         reader = self._on_thread_reader()
         start = self.follower.seq = self.finder.reload(reader)
-        # Read after the finder's starting point: the changes followed from there bring it up to date too.
-        self.delays.reload(reader)
         try:
             self.follower.catch_up(reader)
         except HistoryLost as lost:
             log.warning("the saved index is too old (%s): reading every task", lost)
             start = self.follower.seq = self.finder.reload(reader, fresh=True)
-            self.delays.reload(reader)
-            self.follower.catch_up(reader)
         return start
 
     async def checkpoint(self) -> None:
@@ -181,7 +174,6 @@ class Units:
             # Only when another process pruned the log past what this one followed.
             log.warning("%s: reading every task again; watches end and resume", lost)
             self.follower.seq = self.finder.reload(reader, fresh=True)
-            self.delays.reload(reader)
             self.follower.catch_up(reader)
             loop.call_soon_threadsafe(self._publish, [])  # wakes waiting leases: the finder changed
             loop.call_soon_threadsafe(

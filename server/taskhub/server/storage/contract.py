@@ -407,6 +407,13 @@ class TaskFinder(Protocol):
         """The index uids of the matching tasks (tasks of no index add none)."""
         ...
 
+    def next_run_at(self, now: int) -> int | None:
+        """The earliest `runAt` after `now` of an enqueued task waiting for it; None when none waits.
+
+        What a lease call waiting for work sleeps until. May be asked from any thread.
+        """
+        ...
+
     def close(self) -> None:
         """Releases what it holds (connections); called once, at the end."""
         ...

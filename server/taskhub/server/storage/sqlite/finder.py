@@ -131,6 +131,10 @@ class SqlFinder:
         rows = self._conn().execute(f"SELECT DISTINCT index_uid FROM tasks WHERE {sql}", params)
         return {r[0] for r in rows if r[0] is not None}
 
+    def next_run_at(self, now: int) -> int | None:
+        # `run_at` is set only while a task waits enqueued: the partial index answers from its first entry.
+        return self._conn().execute("SELECT MIN(run_at) FROM tasks WHERE run_at > ?", (now,)).fetchone()[0]
+
     def close(self) -> None:
         with self._lock:
             for reader in self._readers:
