@@ -155,7 +155,18 @@ class SqliteTasks:
             "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq, extra, run_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (t.uid, t.index_uid, int(t.status), int(t.type), d, now, t.seq, x, waiting_until(t))
+                # New tasks are enqueued: their runAt, if any, is the column (no call per task on the hot path).
+                (
+                    t.uid,
+                    t.index_uid,
+                    int(t.status),
+                    int(t.type),
+                    d,
+                    now,
+                    t.seq,
+                    x,
+                    t.extra.get("runAt") if t.extra else None,
+                )
                 for t, (d, x) in zip(tasks, encoded)
             ],
         )
@@ -182,7 +193,7 @@ class SqliteTasks:
                     t.finished_at,
                     t.seq,
                     x,
-                    waiting_until(t),
+                    t.extra.get("runAt") if t.extra and t.status == TaskStatus.ENQUEUED else None,
                     *lease_value,
                     t.uid,
                 )
