@@ -4,15 +4,21 @@ reading gRPC errors, installing npm packages."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import pathlib
+import secrets
+import shutil
+import subprocess
 import weakref
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from taskhub.server.config import Config
 from taskhub.server.model import task_indexes
 from taskhub.server.rules.leasing import MAX_LEASE
+from taskhub.server.storage.postgres.database import is_postgres_url
 from taskhub.v1 import task_pb2, task_service_pb2 as pb
 
 T = task_pb2
@@ -115,3 +121,17 @@ async def npm_install(folder: pathlib.Path, package: str, command: str = "instal
     )
     output, _ = await process.communicate()
     assert process.returncode == 0, output.decode()
+
+
+def restored_config(config: Config, flag: str, path: pathlib.Path, tmp_path: pathlib.Path, request) -> Config:
+    """`config` for a new database started from a dump (`import_dump`) or a snapshot (`import_snapshot`).
+
+    On PostgreSQL a snapshot is a pg_dump file: restored with pg_restore into a new database, as an operator would.
+    """
+    if not is_postgres_url(config.db):
+        return dataclasses.replace(config, db=str(tmp_path / f"from_{flag}.db"), **{flag: str(path)})
+    db = request.getfixturevalue("postgres_cluster").create_database(f"from_{flag}_{secrets.token_hex(4)}")
+    if flag == "import_snapshot":
+        subprocess.run([shutil.which("pg_restore"), "--no-owner", "--dbname", db, str(path)], check=True)
+        return dataclasses.replace(config, db=db)
+    return dataclasses.replace(config, db=db, **{flag: str(path)})

@@ -24,6 +24,7 @@ TINY = {
     "fanout.py": ["--streams", "25", "--sse", "5", "--seconds", "0.5", "--channels", "2"],
     "memory.py": ["--tasks", "2000", "--settle", "0.1"],
     "start.py": ["--tasks", "2000", "--enqueue", "200"],
+    "delayed.py": ["--rate", "100", "--seconds", "1", "--lead", "0.5", "--workers", "2"],
 }
 
 

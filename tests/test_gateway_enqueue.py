@@ -50,7 +50,7 @@ BAD_BODIES = [
     (b'{"indexUid": "movies"}', error("bad_request", "Missing field `type`")),
     (
         b'{"type": "dumpCreation", "uid": 3}',
-        error("bad_request", "Unknown field `uid`: expected one of `type`, `indexUid`, `details`"),
+        error("bad_request", "Unknown field `uid`: expected one of `type`, `indexUid`, `details`, `runAt`, `retry`"),
     ),
     (b'{"type": 5}', error("bad_request", "`type` must be a string, such as `documentAdditionOrUpdate`.")),
     (

@@ -28,6 +28,7 @@ from schemathesis.generation.overrides import Override
 from schemathesis.specs.openapi import checks
 
 from conftest import MASTER_KEY
+from taskhub import dates, durations
 from taskhub.gateway.enqueue import MAX_DEPTH
 from taskhub.gateway.openapi import OPENAPI
 from taskhub.gateway.openapi_schemas import MAX_FILTER_VALUES
@@ -95,6 +96,8 @@ def _exercise(url: str, method: str, path: str, mode: GenerationMode) -> None:
         hypothesis.assume(mode == GenerationMode.NEGATIVE or _depth(case.body) <= MAX_DEPTH)
         # Nor that a key's expiry is in the future and within year 9999 once its offset is applied.
         hypothesis.assume(mode == GenerationMode.NEGATIVE or _expiry_is_reachable(case.body))
+        # Nor that a task's runAt lies near now, nor that its retry policy waits at most no less than at first.
+        hypothesis.assume(mode == GenerationMode.NEGATIVE or _later_is_acceptable(case.body))
         headers = AUTH
         if mode == GenerationMode.NEGATIVE and "Authorization" not in (case.headers or {}):
             # A case whose broken rule is the missing key: adding ours would send a valid request.
@@ -139,6 +142,25 @@ def _expiry_is_reachable(body) -> bool:
     if offset:
         moment -= (1 if offset[1] == "+" else -1) * (int(offset[2]) * 3600 + int(offset[3]) * 60)
     return time.time() + 60 < moment < LAST_SECOND
+
+
+def _later_is_acceptable(body) -> bool:
+    """Whether a task body's `runAt` lies from a day ago to 366 days ahead, and its `retry` keeps maxDelay >=
+    initialDelay over the server's default policy (1 s, 1 h)."""
+    if not isinstance(body, dict):
+        return True
+    run_at = body.get("runAt")
+    if isinstance(run_at, str):
+        seconds, _ = dates.parse_bound(run_at)
+        if not time.time() - 86_400 + 60 < seconds < time.time() + 366 * 86_400 - 60:
+            return False
+    retry = body.get("retry")
+    if isinstance(retry, dict):
+        initial, most = retry.get("initialDelay"), retry.get("maxDelay")
+        initial = 1_000_000 if initial is None else durations.parse_duration(initial)
+        most = 3_600_000_000 if most is None else durations.parse_duration(most)
+        return initial <= most and initial <= 86_400_000_000 and most <= 30 * 86_400_000_000
+    return True
 
 
 def _coverage(schema, operation) -> list:

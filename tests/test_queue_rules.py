@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import shutil
-import subprocess
 
 import grpc
 import pytest
 
-from helpers import T, enqueue, error_of, finish, start
+from helpers import T, enqueue, error_of, finish, restored_config, start
 from taskhub.errors import TaskHubError
 from taskhub.server import app
 from taskhub.server.model import TaskQuery, TaskStatus, TaskType
-from taskhub.server.storage.postgres.database import is_postgres_url
 from taskhub.v1 import task_pb2, task_service_pb2 as pb
 
 
@@ -182,17 +178,9 @@ async def test_dump_and_snapshot_can_be_started_from(service, stub, config, cloc
     assert header["dumpVersion"] == 1
 
     for flag, path in (("import_dump", dump), ("import_snapshot", snapshot)):
-        if is_postgres_url(config.db):
-            # A PostgreSQL snapshot is a pg_dump file: an operator restores it with pg_restore, then serves it.
-            db = request.getfixturevalue("postgres_cluster").create_database(f"from_{flag}")
-            if flag == "import_snapshot":
-                subprocess.run([shutil.which("pg_restore"), "--no-owner", "--dbname", db, str(path)], check=True)
-                flag_value = {}
-            else:
-                flag_value = {flag: str(path)}
-        else:
-            db, flag_value = str(tmp_path / f"from_{flag}.db"), {flag: str(path)}
-        restored = await app.start(dataclasses.replace(config, db=db, **flag_value), background=False, clock=clock)
+        restored = await app.start(
+            restored_config(config, flag, path, tmp_path, request), background=False, clock=clock
+        )
         try:
             task = await restored.scheduler.get_task(0)
             assert (task.status.label, task.canceled_by) == ("canceled", 1)

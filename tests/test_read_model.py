@@ -81,3 +81,28 @@ async def test_a_commit_made_while_the_server_was_away_is_caught_up_at_start(con
         assert (await service.scheduler.list_tasks(TaskQuery(index_uids=frozenset({"late"})))).total == 2
     finally:
         await service.stop(0)
+
+
+def _enqueue_delayed_elsewhere(path: str) -> None:
+    storage = SqliteStorage(path)
+    now = time.time_ns() // 1_000
+    with storage.transaction() as tx:
+        tx.tasks.insert([("later", TaskType.INDEX_CREATION, None, {"runAt": now + 500_000})], now)
+    storage.close()
+
+
+@pytest.mark.parametrize("task_index", ["memory", "sql"])
+async def test_a_task_delayed_by_another_process_is_leased_when_due_and_not_before(config, task_index):
+    service = await app.start(dataclasses.replace(config, task_index=task_index))  # the wall clock, following
+    try:
+        # A lease call waiting already learns of the task from the log, sleeps until its runAt, then takes it.
+        leasing = asyncio.create_task(service.scheduler.lease(worker="w", wait=20.0))
+        process = SPAWN.Process(target=_enqueue_delayed_elsewhere, args=(config.db,))
+        process.start()
+        await asyncio.to_thread(process.join, 30)
+        assert process.exitcode == 0
+        [task] = (await leasing).tasks
+        late = task.started_at - task.extra["runAt"]
+        assert task.uid == 0 and 0 <= late <= 100_000, f"leased {late} µs after its runAt"
+    finally:
+        await service.stop(0)

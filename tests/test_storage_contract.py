@@ -379,15 +379,46 @@ def test_delete_takes_only_the_given_statuses_and_logs_last_states_without_detai
     assert (last.uid, last.status, last.details, last.error) == (1, TaskStatus.FAILED, None, None)
 
 
-def test_matches_and_attempts(storage):
+def test_matches(storage):
     insert(storage, 3)
     with storage.transaction() as tx:
         tx.tasks.save_matches(7, [2, 0])
         assert tx.tasks.matched_uids(7) == [2, 0]
-        assert [tx.tasks.count_attempt(1) for _ in range(3)] == [1, 2, 3]
-        assert tx.changes == Changes()  # attempts are not changes
+        assert tx.changes == Changes()  # matches are not changes
         tx.tasks.forget_matches([7])
         assert tx.tasks.matched_uids(7) == []
+
+
+def test_waiting_finds_the_enqueued_tasks_with_a_run_at_in_every_process(database):
+    kind, address = database
+    storage, other = OPENERS[kind](address), OPENERS[kind](address)
+    try:
+        with storage.transaction() as tx:
+            tx.tasks.insert(
+                [
+                    ("movies", UPDATE, None, {"runAt": 50}),
+                    ("movies", UPDATE, None, None),
+                    ("movies", UPDATE, None, {"customMetadata": "m"}),
+                    ("movies", UPDATE, None, {"runAt": 20, "attempts": 1}),
+                ],
+                1,
+            )
+            assert tx.tasks.waiting() == [(0, 50), (3, 20)]
+        with other.transaction() as tx:
+            assert tx.tasks.waiting() == [(0, 50), (3, 20)]
+            leased, later = tx.tasks.get_many([0, 2])
+            leased.status = TaskStatus.PROCESSING  # no longer waits, whatever its runAt
+            later.extra = {**later.extra, "runAt": 70}
+            tx.tasks.save([leased, later])
+        reader = storage.reader()
+        assert reader.tasks.waiting() == [(2, 70), (3, 20)]
+        reader.close()
+        with storage.transaction() as tx:
+            tx.tasks.delete([3], frozenset({TaskStatus.ENQUEUED}))
+            assert tx.tasks.waiting() == [(2, 70)]
+    finally:
+        storage.close()
+        other.close()
 
 
 def test_a_dump_loads_into_an_empty_database_only_and_starts_a_new_history(storage):

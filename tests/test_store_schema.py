@@ -39,10 +39,13 @@ def task_indexes(path) -> dict[str, str]:
         )
 
 
-def test_only_leased_tasks_are_indexed_in_sql(tmp_path):
+def test_only_leased_and_waiting_tasks_are_indexed_in_sql(tmp_path):
     store = Store(tmp_path / "t.db")
     insert(store, [("movies", TaskType.INDEX_CREATION, None)] * 3, 1)
-    assert list(task_indexes(tmp_path / "t.db")) == ["idx_tasks_leased"]
+    assert list(task_indexes(tmp_path / "t.db")) == ["idx_tasks_leased", "idx_tasks_waiting"]
+    # Both partial: a task without a lease nor a runAt is in neither, so a plain enqueue writes no index page.
+    in_waiting = "SELECT count(*) FROM tasks INDEXED BY idx_tasks_waiting WHERE run_at IS NOT NULL"
+    assert store.conn.execute(in_waiting).fetchone()[0] == 0
     # The lease lookups use the partial index: `lease = ?` implies `lease IS NOT NULL`.
     plan = " ".join(
         row[-1]
@@ -65,7 +68,7 @@ def test_a_version_1_database_loses_its_column_indexes_and_keeps_its_tasks(tmp_p
     store.close()
 
     store = Store(path)
-    assert list(task_indexes(path)) == ["idx_tasks_leased"]
+    assert sorted(task_indexes(path)) == ["idx_tasks_leased", "idx_tasks_waiting"]
     assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert [t.index_uid for t in store.tasks.get_many([0, 1])] == ["movies", "books"]
     finder = MemoryFinder()
@@ -172,4 +175,25 @@ def test_one_commit_may_change_a_task_twice_and_insert_many(tmp_path):
     index.apply([tasks[0], *books], frozenset({0, 12}))  # deleted tasks come with their last state
     assert list(index.select(TaskQuery())) == list(range(1, 12))
     assert list(index.select(TaskQuery(index_uids=frozenset({"books"})))) == []
+    store.close()
+
+
+def test_a_version_5_database_keeps_the_expired_attempts_of_unfinished_tasks(tmp_path):
+    path = tmp_path / "v5.db"
+    store = Store(path)
+    insert(store, [("movies", TaskType.INDEX_CREATION, None)] * 3, 5)
+    store.conn.execute("DROP INDEX idx_tasks_waiting")
+    store.conn.execute("UPDATE tasks SET attempts = 2, status = CASE uid WHEN 2 THEN 3 ELSE status END")
+    store.conn.execute('UPDATE tasks SET extra = \'{"customMetadata":"m"}\' WHERE uid = 1')
+    store.conn.execute("PRAGMA user_version=5")
+    store.close()
+
+    store = Store(path)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert "idx_tasks_waiting" in task_indexes(path)
+    assert [t.extra for t in store.tasks.get_many([0, 1, 2])] == [
+        {"attempts": 2},
+        {"customMetadata": "m", "attempts": 2},
+        None,  # finished: its count no longer matters
+    ]
     store.close()

@@ -559,3 +559,63 @@ def test_a_bound_inside_an_hour_whose_tasks_were_all_deleted_matches_nothing_the
     index.apply(tasks, frozenset(range(5)))
     assert list(index.select(TaskQuery(after_enqueued_at=hour0 + 2))) == []
     assert list(index.select(TaskQuery(before_enqueued_at=hour0 + 2))) == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    waits=st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.integers(0, 9)), st.sampled_from([TaskStatus.ENQUEUED, TaskStatus.PROCESSING])
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    later=st.lists(st.tuples(st.integers(0, 11), st.one_of(st.none(), st.integers(0, 9))), max_size=4),
+    asks=st.lists(st.integers(-1, 10), min_size=1, max_size=4),
+)
+def test_due_at_matches_the_store_as_runs_are_moved_and_come_due(tmp_path_factory, waits, later, asks):
+    """Tasks with and without a runAt, some moved to another time or out of the queue: the memory finder
+    (followed, and reloaded from the partial index) and SQL agree on which are due, at times asked in order."""
+    store = Store(tmp_path_factory.mktemp("due") / "due.db")
+    followed = MemoryFinder()
+    with store.transaction() as tx:
+        made = tx.tasks.insert(
+            [
+                ("a", TaskType.INDEX_CREATION, None, None if run_at is None else {"runAt": run_at})
+                for run_at, _ in waits
+            ],
+            1,
+        )
+        for task, (_, status) in zip(made, waits):
+            task.status = status
+        tx.tasks.save(made)
+    followed.apply(tx.changes)
+    for position, run_at in later:  # a retry's new runAt, or a run taken away
+        if position < len(made):
+            task = made[position]
+            task.status, task.extra = TaskStatus.ENQUEUED, None if run_at is None else {"runAt": run_at}
+            with store.transaction() as tx:
+                tx.tasks.save([task])
+            followed.apply(tx.changes)
+    loaded = MemoryFinder()
+    loaded.reload(store)
+    sql = SqlFinder(store.path)
+    try:
+        for now in sorted(asks):
+            query = TaskQuery(statuses=frozenset({TaskStatus.ENQUEUED}), due_at=now)
+            expected = [t.uid for t in store.tasks.get_many(range(len(made))) if query.matches(t)]
+            assert sql.uids(query, limit=100) == expected
+            assert followed.uids(query, limit=100) == expected
+            assert loaded.uids(query, limit=100) == expected
+            assert followed.count(query) == len(expected)
+            # And the time a waiting lease call sleeps until: the earliest runAt still ahead.
+            ahead = [
+                t.extra["runAt"]
+                for t in store.tasks.get_many(range(len(made)))
+                if t.status == TaskStatus.ENQUEUED and t.extra and t.extra["runAt"] > now
+            ]
+            first = min(ahead, default=None)
+            assert sql.next_run_at(now) == followed.next_run_at(now) == loaded.next_run_at(now) == first
+    finally:
+        sql.close()
+        store.close()

@@ -227,7 +227,10 @@ async def test_attempts_run_out(config, clock):
         task = await service.scheduler.get_task(0)
         assert task.status.label == "failed"
         assert task.error["code"] == "task_attempts_exhausted"
-        assert task.error["message"].startswith("The task's lease expired 2 times")
+        assert task.error["message"] == (
+            "The task's lease expired without a report from a worker; after 2 attempts it will not be tried again."
+        )
+        assert task.extra == {"attempts": 2}
         assert await service.scheduler.lease(worker="w") is None
     finally:
         await service.stop(0)

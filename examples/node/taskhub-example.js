@@ -109,6 +109,11 @@ const task = (t) => ({
   // Fields beyond Meilisearch's come after its own, only when set.
   ...(t.batchUid !== undefined ? { batchUid: t.batchUid } : {}),
   ...(t.customMetadata !== undefined ? { customMetadata: t.customMetadata } : {}),
+  ...(t.runAt ? { runAt: time(t.runAt) } : {}),
+  ...(t.attempts !== undefined ? { attempts: t.attempts } : {}),
+  ...(t.lastError
+    ? { lastError: { message: t.lastError.message, code: t.lastError.code, type: t.lastError.type, link: t.lastError.link } }
+    : {}),
   ...(t.requeuedFrom !== undefined ? { requeuedFrom: t.requeuedFrom } : {}),
 });
 

@@ -14,10 +14,12 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 
+from taskhub import retry_policy
 from taskhub.client.filters import TaskFilter
 from taskhub.client.models import TYPE_TO_PROTO, Task, TaskChange, TaskType, details_to_proto, parse_type
 from taskhub.errors import TaskHubError, from_rpc_error
@@ -118,8 +120,14 @@ def enqueue_request(
     index_uid: str | None = None,
     details: dict | None = None,
     custom_metadata: str | None = None,
+    run_at: datetime | None = None,
+    retry: dict[str, Any] | None = None,
+    *,
+    delay: timedelta | float | None = None,
 ) -> pb.EnqueueTaskRequest:
-    """One enqueue: Meilisearch's types by their enum, a registered type (`sendEmail`) by name."""
+    """One enqueue: Meilisearch's types by their enum, a registered type (`sendEmail`) by name. `run_at` (an
+    aware datetime) or `delay` (from now, by this machine's clock) delays it; `retry` is its own retry policy, as
+    the HTTP body's `retry` object."""
     type_ = parse_type(type)
     if isinstance(type_, TaskType):
         request = pb.EnqueueTaskRequest(type=TYPE_TO_PROTO[type_], index_uid=index_uid)
@@ -130,11 +138,23 @@ def enqueue_request(
     proto_details = details_to_proto(type_, details)
     if proto_details is not None:
         request.details.CopyFrom(proto_details)
+    if run_at is not None and delay is not None:
+        raise TaskHubError("invalid_task_run_at", "Give `run_at` or `delay`, not both.")
+    if delay is not None:
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+        run_at = datetime.now(UTC) + timedelta(seconds=seconds)
+    if run_at is not None:
+        if run_at.tzinfo is None:
+            raise TaskHubError("invalid_task_run_at", "`run_at` must be an aware datetime (with a time zone).")
+        request.run_at.FromDatetime(run_at)
+    if retry is not None:
+        request.retry.CopyFrom(retry_policy.policy(retry))
     return request
 
 
 def enqueue_tasks_request(tasks: Iterable[Sequence[Any]]) -> pb.EnqueueTasksRequest:
-    """Each task as `enqueue` takes it: `(type, index_uid, details)`, the last two optional."""
+    """Each task as `enqueue` takes it: `(type, index_uid, details, custom_metadata, run_at, retry)`, all but the type
+    optional."""
     request = pb.EnqueueTasksRequest()
     for position, task in enumerate(tasks):
         try:

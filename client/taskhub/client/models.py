@@ -236,6 +236,10 @@ class Task:
     batch_uid: int | None = None
     # Given at enqueue (`customMetadata`), else None.
     custom_metadata: str | None = None
+    # Delayed runs and retries: not run before `run_at`; failed attempts so far, and the last one's error.
+    run_at: datetime | None = None
+    attempts: int | None = None
+    last_error: TaskError | None = None
     # The task this one was requeued from (`requeue_tasks`), if any.
     requeued_from: int | None = None
 
@@ -250,10 +254,13 @@ class Task:
         duration = None
         if message.HasField("duration"):
             duration = timedelta(seconds=message.duration.seconds, microseconds=message.duration.nanos // 1_000)
-        error = None
+        error = last_error = None
         if message.HasField("error"):
             e = message.error
             error = TaskError(message=e.message, code=e.code, type=e.type, link=e.link)
+        if message.HasField("last_error"):
+            e = message.last_error
+            last_error = TaskError(message=e.message, code=e.code, type=e.type, link=e.link)
         return cls(
             uid=message.uid,
             index_uid=message.index_uid if message.HasField("index_uid") else None,
@@ -269,6 +276,9 @@ class Task:
             batch_uid=message.batch_uid if message.HasField("batch_uid") else None,
             custom_metadata=message.custom_metadata if message.HasField("custom_metadata") else None,
             requeued_from=message.requeued_from if message.HasField("requeued_from") else None,
+            run_at=_time(message, "run_at"),
+            attempts=message.attempts if message.HasField("attempts") else None,
+            last_error=last_error,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -290,6 +300,12 @@ class Task:
             body["batchUid"] = self.batch_uid
         if self.custom_metadata is not None:
             body["customMetadata"] = self.custom_metadata
+        if self.run_at is not None:
+            body["runAt"] = _show(self.run_at)
+        if self.attempts is not None:
+            body["attempts"] = self.attempts
+        if self.last_error is not None:
+            body["lastError"] = self.last_error.to_dict()
         if self.requeued_from is not None:
             body["requeuedFrom"] = self.requeued_from
         return body

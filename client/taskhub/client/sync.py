@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -108,6 +109,9 @@ class TaskHubClient:
         *,
         custom_metadata: str | None = None,
         idempotency_key: str | None = None,
+        run_at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        retry: dict[str, Any] | None = None,
     ) -> TaskSummary:
         """Enqueues a task (`details` with Meilisearch's keys, e.g. `{"receivedDocuments": 3}`).
 
@@ -117,16 +121,19 @@ class TaskHubClient:
         Retried on UNAVAILABLE under an idempotency key (`idempotency_key`, or one made for this call),
         so a retry never makes a second task; the same key with another request raises
         `idempotency_key_conflict`.
+
+        `run_at` (an aware datetime) or `delay` (a timedelta or seconds from now): not run before then.
+        `retry`: the task's own retry policy, e.g. `{"attempts": 10, "initialDelay": "30s"}`.
         """
-        request = enqueue_request(type, index_uid, details, custom_metadata)
+        request = enqueue_request(type, index_uid, details, custom_metadata, run_at, retry, delay=delay)
         request.idempotency_key = idempotency_key_for(idempotency_key)
         return TaskSummary.from_proto(self._call(self._stub.EnqueueTask, request, idempotent=True).task)
 
     def enqueue_tasks(self, tasks: Iterable[Sequence[Any]], *, idempotency_key: str | None = None) -> list[TaskSummary]:
         """Enqueues 1 to 1,000 tasks at once, all or none, with consecutive uids.
 
-        Each task is a tuple as `enqueue` takes it: `(type, index_uid, details, custom_metadata)`, the last
-        three optional. Retried as `enqueue` is, under one idempotency key for the whole batch.
+        Each task is a tuple `(type, index_uid, details, custom_metadata, run_at, retry)`, all but the type
+        optional. Retried as `enqueue` is, under one idempotency key for the whole batch.
         """
         request = enqueue_tasks_request(tasks)
         request.idempotency_key = idempotency_key_for(idempotency_key)

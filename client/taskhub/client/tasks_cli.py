@@ -13,9 +13,11 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import click
 
+from taskhub import dates, durations
 from taskhub.client.cli import (
     CONTEXT,
     EXIT_CODES,
@@ -125,7 +127,7 @@ def _declare() -> None:
         " --details '{\"receivedDocuments\": 3}'. TYPE may be one registered at the server"
         " (--task-types), its details any JSON object: taskhub tasks enqueue sendEmail --details"
         ' \'{"to": "a@example.com"}\'. With --file, enqueue every line of a JSON Lines'
-        ' file ({"type", "indexUid", "details"} as POST /tasks takes them) in EnqueueTasks'
+        ' file ({"type", "indexUid", "details", "runAt", "retry"} as POST /tasks takes them) in EnqueueTasks'
         " calls of up to 1,000, each all or none, printing a summary per task as its call succeeds.",
         (
             click.argument("type", metavar="[TYPE]", required=False),
@@ -142,6 +144,22 @@ def _declare() -> None:
                 help="any string kept with the task and shown as its customMetadata",
             ),
             click.option("--file", metavar="PATH", help="a JSON Lines file of tasks instead of TYPE ('-': stdin)"),
+            click.option(
+                "--run-at",
+                metavar="DATE",
+                help="not run before this RFC 3339 date-time (2026-01-01T09:00:00Z); from a day ago to a year ahead",
+            ),
+            click.option(
+                "--delay",
+                metavar="DURATION",
+                help="not run before this long from now: 500ms, 30s, 5m, 2h, 1d or seconds",
+            ),
+            click.option(
+                "--retry",
+                type=JsonObject(),
+                metavar="JSON",
+                help='the task\'s own retry policy, e.g. \'{"attempts": 10, "initialDelay": "30s"}\'',
+            ),
         ),
     )
     client_command(
@@ -247,14 +265,50 @@ def _enqueue(client: TaskHubClient, args: argparse.Namespace) -> int:
     if (args.type is None) == (args.file is None):
         usage_error("give a TYPE or --file, one of the two")
     if args.file is not None:
-        if args.index_uid is not None or args.details is not None or args.custom_metadata is not None:
+        if any(
+            getattr(args, name) is not None
+            for name in ("index_uid", "details", "custom_metadata", "run_at", "delay", "retry")
+        ):
             usage_error(
-                "--index-uid, --details and --custom-metadata go with TYPE; with --file each line carries its own"
+                "--index-uid, --details, --custom-metadata, --run-at, --delay and --retry go with TYPE; with --file"
+                " each line carries its own"
             )
         return _enqueue_file(client, args)
-    summary = client.enqueue(args.type, args.index_uid, args.details, custom_metadata=args.custom_metadata)
+    if args.run_at is not None and args.delay is not None:
+        usage_error("give --run-at or --delay, not both")
+    run_at = delay = None
+    if args.run_at is not None:
+        try:
+            run_at = _run_at(args.run_at)
+        except ValueError as exc:
+            usage_error(f"--run-at: {exc}")
+    if args.delay is not None:
+        try:
+            delay = timedelta(microseconds=durations.parse_duration(args.delay))
+        except ValueError as exc:
+            usage_error(f"--delay: {exc}")
+    summary = client.enqueue(
+        args.type,
+        args.index_uid,
+        args.details,
+        custom_metadata=args.custom_metadata,
+        run_at=run_at,
+        delay=delay,
+        retry=args.retry,
+    )
     print(to_json(summary.to_dict()) if args.json else summary_line(summary))
     return EXIT_OK
+
+
+def _run_at(text: str) -> datetime:
+    """An RFC 3339 date-time with its time (a bare date names no time to run at), as an aware datetime."""
+    try:
+        if ":" not in text:
+            raise ValueError
+        seconds, nanos = dates.parse_bound(text)
+        return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanos // 1_000)
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"`{text}` is not an RFC 3339 date-time, such as 2026-01-01T09:00:00Z") from None
 
 
 FILE_BATCH = 1_000  # the most tasks one EnqueueTasks call takes
@@ -320,19 +374,27 @@ def _task_batches(lines: Iterable[bytes], name: str) -> Iterator[tuple[list[int]
             raise TaskHubError("bad_request", f"{name}:{number}: not valid JSON: {exc}.") from None
         if not (
             isinstance(task, dict)
-            and task.keys() <= {"type", "indexUid", "details"}
+            and task.keys() <= {"type", "indexUid", "details", "runAt", "retry"}
             and isinstance(task.get("type"), str)
             and isinstance(task.get("indexUid"), (str, type(None)))
             and isinstance(task.get("details"), (dict, type(None)))
+            and isinstance(task.get("runAt"), (str, type(None)))
+            and isinstance(task.get("retry"), (dict, type(None)))
         ):
             raise TaskHubError(
                 "bad_request",
                 f"{name}:{number}: each line is a JSON object with a string `type`,"
-                " and optionally a string `indexUid` and an object `details`,"
-                " as POST /tasks takes it.",
+                " and optionally a string `indexUid`, an object `details`, a string `runAt` and an object"
+                " `retry`, as POST /tasks takes it.",
             )
+        run_at = None
+        if task.get("runAt") is not None:
+            try:
+                run_at = _run_at(task["runAt"])
+            except ValueError as exc:
+                raise TaskHubError("invalid_task_run_at", f"{name}:{number}: `runAt`: {exc}.") from None
         numbers.append(number)
-        tasks.append((task["type"], task.get("indexUid"), task.get("details")))
+        tasks.append((task["type"], task.get("indexUid"), task.get("details"), None, run_at, task.get("retry")))
         if len(tasks) == FILE_BATCH:
             yield numbers, tasks
             numbers, tasks = [], []

@@ -10,7 +10,9 @@ While a batch runs its lease is renewed; when a cancelation stops the batch the
 handler is told (`job.canceled` is set, a coroutine is cancelled) and nothing is
 reported. SIGTERM/SIGINT stop leasing, let the current batch finish within the
 grace period, then release what is left. A handler raising `TaskFailed` fails its
-task with that error; any other exception fails it as `internal`.
+task with that error; any other exception fails it as `internal`. A failure that may
+pass is retried: `TaskFailed(..., retry=True)` after the server's backoff for the task,
+`Retry(after=30)` after that long; the task fails for good once its attempts are spent.
 
 A handler may say how far it got: `job.progress("indexing", done, total)`, or nested steps as
 `(name, finished, total)` tuples. The batch's progress (GET /batches/{uid}) is then the step
@@ -30,6 +32,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -46,11 +49,39 @@ Handler = Callable[["Job"], "dict[str, Any] | Awaitable[dict[str, Any] | None] |
 
 
 class TaskFailed(Exception):
-    """Raised by a handler to fail its task with a public error (`code` in lower_snake_case)."""
+    """Raised by a handler to fail its task with a public error (`code` in lower_snake_case).
 
-    def __init__(self, message: str, code: str = "task_failed", type: str = "invalid_request") -> None:
+    `retry=True`: the failure may pass, so the task is tried again after its retry policy's backoff
+    (or `after`: seconds or a timedelta), until its attempts are spent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        code: str = "task_failed",
+        type: str = "invalid_request",
+        *,
+        retry: bool = False,
+        after: float | timedelta | None = None,
+    ) -> None:
         super().__init__(message)
         self.message, self.code, self.type = message, code, type
+        self.retry = retry or after is not None
+        self.after = after.total_seconds() if isinstance(after, timedelta) else after
+
+
+class Retry(TaskFailed):
+    """Raised by a handler to try its task again later: after `after` (seconds or a timedelta), or the backoff."""
+
+    def __init__(
+        self,
+        message: str = "the handler asked to try again later",
+        *,
+        after: float | timedelta | None = None,
+        code: str = "task_retry",
+        type: str = "internal",
+    ) -> None:
+        super().__init__(message, code, type, retry=True, after=after)
 
 
 # The server's limits on a progress report (taskhub.server.batch), checked here so a renewal never carries a bad one.
@@ -321,6 +352,9 @@ class Worker:
             raise
         except TaskFailed as failure:
             outcome.error.CopyFrom(errors_pb2.TaskError(message=failure.message, code=failure.code, type=failure.type))
+            outcome.retryable = failure.retry
+            if failure.after is not None:
+                outcome.retry_after.CopyFrom(_seconds(max(failure.after, 0.0)))
         except Exception as exc:  # a handler's bug fails its task, not the worker
             log.exception("handler for task %d failed", job.uid)
             outcome.error.CopyFrom(

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from taskhub.v1 import errors_pb2 as taskhub_dot_v1_dot_errors__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15taskhub/v1/task.proto\x12\ntaskhub.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17taskhub/v1/errors.proto\"\xd7\x04\n\x04Task\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12\x16\n\tindex_uid\x18\x02 \x01(\tH\x00\x88\x01\x01\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.taskhub.v1.TaskStatus\x12\"\n\x04type\x18\x04 \x01(\x0e\x32\x14.taskhub.v1.TaskType\x12\x18\n\x0b\x63\x61nceled_by\x18\x05 \x01(\rH\x01\x88\x01\x01\x12(\n\x07\x64\x65tails\x18\x06 \x01(\x0b\x32\x17.taskhub.v1.TaskDetails\x12$\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x15.taskhub.v1.TaskError\x12+\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0b\x65nqueued_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\tbatch_uid\x18\x0c \x01(\rH\x02\x88\x01\x01\x12\x11\n\ttype_name\x18\r \x01(\t\x12\x1c\n\x0f\x63ustom_metadata\x18\x0e \x01(\tH\x03\x88\x01\x01\x12\x1a\n\rrequeued_from\x18\x13 \x01(\rH\x04\x88\x01\x01\x42\x0c\n\n_index_uidB\x0e\n\x0c_canceled_byB\x0c\n\n_batch_uidB\x12\n\x10_custom_metadataB\x10\n\x0e_requeued_from\"\xd5\x01\n\x0bTaskSummary\x12\x10\n\x08task_uid\x18\x01 \x01(\r\x12\x16\n\tindex_uid\x18\x02 \x01(\tH\x00\x88\x01\x01\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.taskhub.v1.TaskStatus\x12\"\n\x04type\x18\x04 \x01(\x0e\x32\x14.taskhub.v1.TaskType\x12/\n\x0b\x65nqueued_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttype_name\x18\x06 \x01(\tB\x0c\n\n_index_uid\"\x8a\x05\n\x0bTaskDetails\x12R\n\x1b\x64ocument_addition_or_update\x18\x01 \x01(\x0b\x32+.taskhub.v1.DocumentAdditionOrUpdateDetailsH\x00\x12@\n\x11\x64ocument_deletion\x18\x02 \x01(\x0b\x32#.taskhub.v1.DocumentDeletionDetailsH\x00\x12\x32\n\x0eindex_creation\x18\x03 \x01(\x0b\x32\x18.taskhub.v1.IndexDetailsH\x00\x12\x30\n\x0cindex_update\x18\x04 \x01(\x0b\x32\x18.taskhub.v1.IndexDetailsH\x00\x12:\n\x0eindex_deletion\x18\x05 \x01(\x0b\x32 .taskhub.v1.IndexDeletionDetailsH\x00\x12\x32\n\nindex_swap\x18\x06 \x01(\x0b\x32\x1c.taskhub.v1.IndexSwapDetailsH\x00\x12<\n\x0fsettings_update\x18\x07 \x01(\x0b\x32!.taskhub.v1.SettingsUpdateDetailsH\x00\x12\x38\n\rdump_creation\x18\x08 \x01(\x0b\x32\x1f.taskhub.v1.DumpCreationDetailsH\x00\x12>\n\x10task_cancelation\x18\t \x01(\x0b\x32\".taskhub.v1.TaskCancelationDetailsH\x00\x12\x38\n\rtask_deletion\x18\n \x01(\x0b\x32\x1f.taskhub.v1.TaskDeletionDetailsH\x00\x12\x15\n\x0b\x63ustom_json\x18\x0b \x01(\tH\x00\x42\x06\n\x04kind\"\x8f\x01\n\x1f\x44ocumentAdditionOrUpdateDetails\x12\x1f\n\x12received_documents\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x1e\n\x11indexed_documents\x18\x02 \x01(\x04H\x01\x88\x01\x01\x42\x15\n\x13_received_documentsB\x14\n\x12_indexed_documents\"\xad\x01\n\x17\x44ocumentDeletionDetails\x12\x19\n\x0cprovided_ids\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x1e\n\x11\x64\x65leted_documents\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12\x1c\n\x0foriginal_filter\x18\x03 \x01(\tH\x02\x88\x01\x01\x42\x0f\n\r_provided_idsB\x14\n\x12_deleted_documentsB\x12\n\x10_original_filter\"8\n\x0cIndexDetails\x12\x18\n\x0bprimary_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x0e\n\x0c_primary_key\"L\n\x14IndexDeletionDetails\x12\x1e\n\x11\x64\x65leted_documents\x18\x01 \x01(\x04H\x00\x88\x01\x01\x42\x14\n\x12_deleted_documents\"8\n\x10IndexSwapDetails\x12$\n\x05swaps\x18\x01 \x03(\x0b\x32\x15.taskhub.v1.IndexSwap\"\x1c\n\tIndexSwap\x12\x0f\n\x07indexes\x18\x01 \x03(\t\"B\n\x15SettingsUpdateDetails\x12)\n\x08settings\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"9\n\x13\x44umpCreationDetails\x12\x15\n\x08\x64ump_uid\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x0b\n\t_dump_uid\"\xa8\x01\n\x16TaskCancelationDetails\x12\x1a\n\rmatched_tasks\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x1b\n\x0e\x63\x61nceled_tasks\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12\x1c\n\x0foriginal_filter\x18\x03 \x01(\tH\x02\x88\x01\x01\x42\x10\n\x0e_matched_tasksB\x11\n\x0f_canceled_tasksB\x12\n\x10_original_filter\"\xa3\x01\n\x13TaskDeletionDetails\x12\x1a\n\rmatched_tasks\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x1a\n\rdeleted_tasks\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12\x1c\n\x0foriginal_filter\x18\x03 \x01(\tH\x02\x88\x01\x01\x42\x10\n\x0e_matched_tasksB\x10\n\x0e_deleted_tasksB\x12\n\x10_original_filter\"\xc4\x04\n\nTaskFilter\x12 \n\x04uids\x18\x01 \x01(\x0b\x32\x12.taskhub.v1.UidSet\x12+\n\nindex_uids\x18\x02 \x01(\x0b\x32\x17.taskhub.v1.IndexUidSet\x12\'\n\x08statuses\x18\x03 \x01(\x0b\x32\x15.taskhub.v1.StatusSet\x12\"\n\x05types\x18\x04 \x01(\x0b\x32\x13.taskhub.v1.TypeSet\x12\'\n\x0b\x63\x61nceled_by\x18\x05 \x01(\x0b\x32\x12.taskhub.v1.UidSet\x12\x36\n\x12\x62\x65\x66ore_enqueued_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11\x61\x66ter_enqueued_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11\x62\x65\x66ore_started_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10\x61\x66ter_started_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x62\x65\x66ore_finished_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11\x61\x66ter_finished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\nbatch_uids\x18\x0c \x01(\x0b\x32\x12.taskhub.v1.UidSet\"\x16\n\x06UidSet\x12\x0c\n\x04uids\x18\x01 \x03(\r\"!\n\x0bIndexUidSet\x12\x12\n\nindex_uids\x18\x01 \x03(\t\"5\n\tStatusSet\x12(\n\x08statuses\x18\x01 \x03(\x0e\x32\x16.taskhub.v1.TaskStatus\"B\n\x07TypeSet\x12#\n\x05types\x18\x01 \x03(\x0e\x32\x14.taskhub.v1.TaskType\x12\x12\n\ntype_names\x18\x02 \x03(\t*\xac\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14TASK_STATUS_ENQUEUED\x10\x01\x12\x1a\n\x16TASK_STATUS_PROCESSING\x10\x02\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x03\x12\x16\n\x12TASK_STATUS_FAILED\x10\x04\x12\x18\n\x14TASK_STATUS_CANCELED\x10\x05*\xfd\x02\n\x08TaskType\x12\x19\n\x15TASK_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18TASK_TYPE_INDEX_CREATION\x10\x01\x12\x1a\n\x16TASK_TYPE_INDEX_UPDATE\x10\x02\x12\x1c\n\x18TASK_TYPE_INDEX_DELETION\x10\x03\x12\x18\n\x14TASK_TYPE_INDEX_SWAP\x10\x04\x12)\n%TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE\x10\x05\x12\x1f\n\x1bTASK_TYPE_DOCUMENT_DELETION\x10\x06\x12\x1d\n\x19TASK_TYPE_SETTINGS_UPDATE\x10\x07\x12\x1b\n\x17TASK_TYPE_DUMP_CREATION\x10\x08\x12\x1e\n\x1aTASK_TYPE_TASK_CANCELATION\x10\t\x12\x1b\n\x17TASK_TYPE_TASK_DELETION\x10\n\x12\x1f\n\x1bTASK_TYPE_SNAPSHOT_CREATION\x10\x0b\x42[\n\x14io.github.taskhub.v1B\tTaskProtoP\x01Z6github.com/taskhub/taskhub/gen/go/taskhub/v1;taskhubv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15taskhub/v1/task.proto\x12\ntaskhub.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17taskhub/v1/errors.proto\"\xd2\x05\n\x04Task\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12\x16\n\tindex_uid\x18\x02 \x01(\tH\x00\x88\x01\x01\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.taskhub.v1.TaskStatus\x12\"\n\x04type\x18\x04 \x01(\x0e\x32\x14.taskhub.v1.TaskType\x12\x18\n\x0b\x63\x61nceled_by\x18\x05 \x01(\rH\x01\x88\x01\x01\x12(\n\x07\x64\x65tails\x18\x06 \x01(\x0b\x32\x17.taskhub.v1.TaskDetails\x12$\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x15.taskhub.v1.TaskError\x12+\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0b\x65nqueued_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\tbatch_uid\x18\x0c \x01(\rH\x02\x88\x01\x01\x12\x11\n\ttype_name\x18\r \x01(\t\x12\x1c\n\x0f\x63ustom_metadata\x18\x0e \x01(\tH\x03\x88\x01\x01\x12*\n\x06run_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\x08\x61ttempts\x18\x10 \x01(\rH\x04\x88\x01\x01\x12)\n\nlast_error\x18\x11 \x01(\x0b\x32\x15.taskhub.v1.TaskError\x12\x1a\n\rrequeued_from\x18\x13 \x01(\rH\x05\x88\x01\x01\x42\x0c\n\n_index_uidB\x0e\n\x0c_canceled_byB\x0c\n\n_batch_uidB\x12\n\x10_custom_metadataB\x0b\n\t_attemptsB\x10\n\x0e_requeued_from\"\xd9\x01\n\x0bRetryPolicy\x12\x15\n\x08\x61ttempts\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x30\n\rinitial_delay\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tmax_delay\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\nmultiplier\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x06jitter\x18\x05 \x01(\x01H\x02\x88\x01\x01\x42\x0b\n\t_attemptsB\r\n\x0b_multiplierB\t\n\x07_jitter\"\xd5\x01\n\x0bTaskSummary\x12\x10\n\x08task_uid\x18\x01 \x01(\r\x12\x16\n\tindex_uid\x18\x02 \x01(\tH\x00\x88\x01\x01\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.taskhub.v1.TaskStatus\x12\"\n\x04type\x18\x04 \x01(\x0e\x32\x14.taskhub.v1.TaskType\x12/\n\x0b\x65nqueued_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttype_name\x18\x06 \x01(\tB\x0c\n\n_index_uid\"\x8a\x05\n\x0bTaskDetails\x12R\n\x1b\x64ocument_addition_or_update\x18\x01 \x01(\x0b\x32+.taskhub.v1.DocumentAdditionOrUpdateDetailsH\x00\x12@\n\x11\x64ocument_deletion\x18\x02 \x01(\x0b\x32#.taskhub.v1.DocumentDeletionDetailsH\x00\x12\x32\n\x0eindex_creation\x18\x03 \x01(\x0b\x32\x18.taskhub.v1.IndexDetailsH\x00\x12\x30\n\x0cindex_update\x18\x04 \x01(\x0b\x32\x18.taskhub.v1.IndexDetailsH\x00\x12:\n\x0eindex_deletion\x18\x05 \x01(\x0b\x32 .taskhub.v1.IndexDeletionDetailsH\x00\x12\x32\n\nindex_swap\x18\x06 \x01(\x0b\x32\x1c.taskhub.v1.IndexSwapDetailsH\x00\x12<\n\x0fsettings_update\x18\x07 \x01(\x0b\x32!.taskhub.v1.SettingsUpdateDetailsH\x00\x12\x38\n\rdump_creation\x18\x08 \x01(\x0b\x32\x1f.taskhub.v1.DumpCreationDetailsH\x00\x12>\n\x10task_cancelation\x18\t \x01(\x0b\x32\".taskhub.v1.TaskCancelationDetailsH\x00\x12\x38\n\rtask_deletion\x18\n \x01(\x0b\x32\x1f.taskhub.v1.TaskDeletionDetailsH\x00\x12\x15\n\x0b\x63ustom_json\x18\x0b \x01(\tH\x00\x42\x06\n\x04kind\"\x8f\x01\n\x1f\x44ocumentAdditionOrUpdateDetails\x12\x1f\n\x12received_documents\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x1e\n\x11indexed_documents\x18\x02 \x01(\x04H\x01\x88\x01\x01\x42\x15\n\x13_received_documentsB\x14\n\x12_indexed_documents\"\xad\x01\n\x17\x44ocumentDeletionDetails\x12\x19\n\x0cprovided_ids\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x1e\n\x11\x64\x65leted_documents\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12\x1c\n\x0foriginal_filter\x18\x03 \x01(\tH\x02\x88\x01\x01\x42\x0f\n\r_provided_idsB\x14\n\x12_deleted_documentsB\x12\n\x10_original_filter\"8\n\x0cIndexDetails\x12\x18\n\x0bprimary_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x0e\n\x0c_primary_key\"L\n\x14IndexDeletionDetails\x12\x1e\n\x11\x64\x65leted_documents\x18\x01 \x01(\x04H\x00\x88\x01\x01\x42\x14\n\x12_deleted_documents\"8\n\x10IndexSwapDetails\x12$\n\x05swaps\x18\x01 \x03(\x0b\x32\x15.taskhub.v1.IndexSwap\"\x1c\n\tIndexSwap\x12\x0f\n\x07indexes\x18\x01 \x03(\t\"B\n\x15SettingsUpdateDetails\x12)\n\x08settings\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"9\n\x13\x44umpCreationDetails\x12\x15\n\x08\x64ump_uid\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x0b\n\t_dump_uid\"\xa8\x01\n\x16TaskCancelationDetails\x12\x1a\n\rmatched_tasks\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x1b\n\x0e\x63\x61nceled_tasks\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12\x1c\n\x0foriginal_filter\x18\x03 \x01(\tH\x02\x88\x01\x01\x42\x10\n\x0e_matched_tasksB\x11\n\x0f_canceled_tasksB\x12\n\x10_original_filter\"\xa3\x01\n\x13TaskDeletionDetails\x12\x1a\n\rmatched_tasks\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x1a\n\rdeleted_tasks\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12\x1c\n\x0foriginal_filter\x18\x03 \x01(\tH\x02\x88\x01\x01\x42\x10\n\x0e_matched_tasksB\x10\n\x0e_deleted_tasksB\x12\n\x10_original_filter\"\xc4\x04\n\nTaskFilter\x12 \n\x04uids\x18\x01 \x01(\x0b\x32\x12.taskhub.v1.UidSet\x12+\n\nindex_uids\x18\x02 \x01(\x0b\x32\x17.taskhub.v1.IndexUidSet\x12\'\n\x08statuses\x18\x03 \x01(\x0b\x32\x15.taskhub.v1.StatusSet\x12\"\n\x05types\x18\x04 \x01(\x0b\x32\x13.taskhub.v1.TypeSet\x12\'\n\x0b\x63\x61nceled_by\x18\x05 \x01(\x0b\x32\x12.taskhub.v1.UidSet\x12\x36\n\x12\x62\x65\x66ore_enqueued_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11\x61\x66ter_enqueued_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11\x62\x65\x66ore_started_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10\x61\x66ter_started_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x62\x65\x66ore_finished_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11\x61\x66ter_finished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\nbatch_uids\x18\x0c \x01(\x0b\x32\x12.taskhub.v1.UidSet\"\x16\n\x06UidSet\x12\x0c\n\x04uids\x18\x01 \x03(\r\"!\n\x0bIndexUidSet\x12\x12\n\nindex_uids\x18\x01 \x03(\t\"5\n\tStatusSet\x12(\n\x08statuses\x18\x01 \x03(\x0e\x32\x16.taskhub.v1.TaskStatus\"B\n\x07TypeSet\x12#\n\x05types\x18\x01 \x03(\x0e\x32\x14.taskhub.v1.TaskType\x12\x12\n\ntype_names\x18\x02 \x03(\t*\xac\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14TASK_STATUS_ENQUEUED\x10\x01\x12\x1a\n\x16TASK_STATUS_PROCESSING\x10\x02\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x03\x12\x16\n\x12TASK_STATUS_FAILED\x10\x04\x12\x18\n\x14TASK_STATUS_CANCELED\x10\x05*\xfd\x02\n\x08TaskType\x12\x19\n\x15TASK_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18TASK_TYPE_INDEX_CREATION\x10\x01\x12\x1a\n\x16TASK_TYPE_INDEX_UPDATE\x10\x02\x12\x1c\n\x18TASK_TYPE_INDEX_DELETION\x10\x03\x12\x18\n\x14TASK_TYPE_INDEX_SWAP\x10\x04\x12)\n%TASK_TYPE_DOCUMENT_ADDITION_OR_UPDATE\x10\x05\x12\x1f\n\x1bTASK_TYPE_DOCUMENT_DELETION\x10\x06\x12\x1d\n\x19TASK_TYPE_SETTINGS_UPDATE\x10\x07\x12\x1b\n\x17TASK_TYPE_DUMP_CREATION\x10\x08\x12\x1e\n\x1aTASK_TYPE_TASK_CANCELATION\x10\t\x12\x1b\n\x17TASK_TYPE_TASK_DELETION\x10\n\x12\x1f\n\x1bTASK_TYPE_SNAPSHOT_CREATION\x10\x0b\x42[\n\x14io.github.taskhub.v1B\tTaskProtoP\x01Z6github.com/taskhub/taskhub/gen/go/taskhub/v1;taskhubv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,44 +36,46 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'taskhub.v1.task_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\024io.github.taskhub.v1B\tTaskProtoP\001Z6github.com/taskhub/taskhub/gen/go/taskhub/v1;taskhubv1'
-  _globals['_TASKSTATUS']._serialized_start=3404
-  _globals['_TASKSTATUS']._serialized_end=3576
-  _globals['_TASKTYPE']._serialized_start=3579
-  _globals['_TASKTYPE']._serialized_end=3960
+  _globals['_TASKSTATUS']._serialized_start=3747
+  _globals['_TASKSTATUS']._serialized_end=3919
+  _globals['_TASKTYPE']._serialized_start=3922
+  _globals['_TASKTYPE']._serialized_end=4303
   _globals['_TASK']._serialized_start=158
-  _globals['_TASK']._serialized_end=757
-  _globals['_TASKSUMMARY']._serialized_start=760
-  _globals['_TASKSUMMARY']._serialized_end=973
-  _globals['_TASKDETAILS']._serialized_start=976
-  _globals['_TASKDETAILS']._serialized_end=1626
-  _globals['_DOCUMENTADDITIONORUPDATEDETAILS']._serialized_start=1629
-  _globals['_DOCUMENTADDITIONORUPDATEDETAILS']._serialized_end=1772
-  _globals['_DOCUMENTDELETIONDETAILS']._serialized_start=1775
-  _globals['_DOCUMENTDELETIONDETAILS']._serialized_end=1948
-  _globals['_INDEXDETAILS']._serialized_start=1950
-  _globals['_INDEXDETAILS']._serialized_end=2006
-  _globals['_INDEXDELETIONDETAILS']._serialized_start=2008
-  _globals['_INDEXDELETIONDETAILS']._serialized_end=2084
-  _globals['_INDEXSWAPDETAILS']._serialized_start=2086
-  _globals['_INDEXSWAPDETAILS']._serialized_end=2142
-  _globals['_INDEXSWAP']._serialized_start=2144
-  _globals['_INDEXSWAP']._serialized_end=2172
-  _globals['_SETTINGSUPDATEDETAILS']._serialized_start=2174
-  _globals['_SETTINGSUPDATEDETAILS']._serialized_end=2240
-  _globals['_DUMPCREATIONDETAILS']._serialized_start=2242
-  _globals['_DUMPCREATIONDETAILS']._serialized_end=2299
-  _globals['_TASKCANCELATIONDETAILS']._serialized_start=2302
-  _globals['_TASKCANCELATIONDETAILS']._serialized_end=2470
-  _globals['_TASKDELETIONDETAILS']._serialized_start=2473
-  _globals['_TASKDELETIONDETAILS']._serialized_end=2636
-  _globals['_TASKFILTER']._serialized_start=2639
-  _globals['_TASKFILTER']._serialized_end=3219
-  _globals['_UIDSET']._serialized_start=3221
-  _globals['_UIDSET']._serialized_end=3243
-  _globals['_INDEXUIDSET']._serialized_start=3245
-  _globals['_INDEXUIDSET']._serialized_end=3278
-  _globals['_STATUSSET']._serialized_start=3280
-  _globals['_STATUSSET']._serialized_end=3333
-  _globals['_TYPESET']._serialized_start=3335
-  _globals['_TYPESET']._serialized_end=3401
+  _globals['_TASK']._serialized_end=880
+  _globals['_RETRYPOLICY']._serialized_start=883
+  _globals['_RETRYPOLICY']._serialized_end=1100
+  _globals['_TASKSUMMARY']._serialized_start=1103
+  _globals['_TASKSUMMARY']._serialized_end=1316
+  _globals['_TASKDETAILS']._serialized_start=1319
+  _globals['_TASKDETAILS']._serialized_end=1969
+  _globals['_DOCUMENTADDITIONORUPDATEDETAILS']._serialized_start=1972
+  _globals['_DOCUMENTADDITIONORUPDATEDETAILS']._serialized_end=2115
+  _globals['_DOCUMENTDELETIONDETAILS']._serialized_start=2118
+  _globals['_DOCUMENTDELETIONDETAILS']._serialized_end=2291
+  _globals['_INDEXDETAILS']._serialized_start=2293
+  _globals['_INDEXDETAILS']._serialized_end=2349
+  _globals['_INDEXDELETIONDETAILS']._serialized_start=2351
+  _globals['_INDEXDELETIONDETAILS']._serialized_end=2427
+  _globals['_INDEXSWAPDETAILS']._serialized_start=2429
+  _globals['_INDEXSWAPDETAILS']._serialized_end=2485
+  _globals['_INDEXSWAP']._serialized_start=2487
+  _globals['_INDEXSWAP']._serialized_end=2515
+  _globals['_SETTINGSUPDATEDETAILS']._serialized_start=2517
+  _globals['_SETTINGSUPDATEDETAILS']._serialized_end=2583
+  _globals['_DUMPCREATIONDETAILS']._serialized_start=2585
+  _globals['_DUMPCREATIONDETAILS']._serialized_end=2642
+  _globals['_TASKCANCELATIONDETAILS']._serialized_start=2645
+  _globals['_TASKCANCELATIONDETAILS']._serialized_end=2813
+  _globals['_TASKDELETIONDETAILS']._serialized_start=2816
+  _globals['_TASKDELETIONDETAILS']._serialized_end=2979
+  _globals['_TASKFILTER']._serialized_start=2982
+  _globals['_TASKFILTER']._serialized_end=3562
+  _globals['_UIDSET']._serialized_start=3564
+  _globals['_UIDSET']._serialized_end=3586
+  _globals['_INDEXUIDSET']._serialized_start=3588
+  _globals['_INDEXUIDSET']._serialized_end=3621
+  _globals['_STATUSSET']._serialized_start=3623
+  _globals['_STATUSSET']._serialized_end=3676
+  _globals['_TYPESET']._serialized_start=3678
+  _globals['_TYPESET']._serialized_end=3744
 # @@protoc_insertion_point(module_scope)

@@ -27,7 +27,7 @@ from taskhub.v1 import batch_pb2 as taskhub_dot_v1_dot_batch__pb2
 from taskhub.v1 import task_pb2 as taskhub_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtaskhub/v1/task_service.proto\x12\ntaskhub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16taskhub/v1/batch.proto\x1a\x15taskhub/v1/task.proto\"\x85\x01\n\x10ListTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x12\n\x05limit\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04\x66rom\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x07reverse\x18\x04 \x01(\x08\x42\x08\n\x06_limitB\x07\n\x05_from\"\x8c\x01\n\x11ListTasksResponse\x12!\n\x07results\x18\x01 \x03(\x0b\x32\x10.taskhub.v1.Task\x12\r\n\x05total\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x11\n\x04\x66rom\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04next\x18\x05 \x01(\rH\x01\x88\x01\x01\x42\x07\n\x05_fromB\x07\n\x05_next\"\x1d\n\x0eGetTaskRequest\x12\x0b\n\x03uid\x18\x01 \x01(\r\"1\n\x0fGetTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.taskhub.v1.Task\"\x92\x02\n\x12\x45nqueueTaskRequest\x12\"\n\x04type\x18\x01 \x01(\x0e\x32\x14.taskhub.v1.TaskType\x12\x16\n\tindex_uid\x18\x02 \x01(\tH\x00\x88\x01\x01\x12(\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x17.taskhub.v1.TaskDetails\x12\x16\n\ttype_name\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x1c\n\x0f\x63ustom_metadata\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x1c\n\x0fidempotency_key\x18\x08 \x01(\tH\x03\x88\x01\x01\x42\x0c\n\n_index_uidB\x0c\n\n_type_nameB\x12\n\x10_custom_metadataB\x12\n\x10_idempotency_key\"<\n\x13\x45nqueueTaskResponse\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.taskhub.v1.TaskSummary\"v\n\x13\x45nqueueTasksRequest\x12-\n\x05tasks\x18\x01 \x03(\x0b\x32\x1e.taskhub.v1.EnqueueTaskRequest\x12\x1c\n\x0fidempotency_key\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x12\n\x10_idempotency_key\">\n\x14\x45nqueueTasksResponse\x12&\n\x05tasks\x18\x01 \x03(\x0b\x32\x17.taskhub.v1.TaskSummary\"n\n\x12\x43\x61ncelTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x1c\n\x0foriginal_filter\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x12\n\x10_original_filter\"<\n\x13\x43\x61ncelTasksResponse\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.taskhub.v1.TaskSummary\"n\n\x12\x44\x65leteTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x1c\n\x0foriginal_filter\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x12\n\x10_original_filter\"<\n\x13\x44\x65leteTasksResponse\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.taskhub.v1.TaskSummary\"=\n\x13RequeueTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\"7\n\x14RequeueTasksResponse\x12\x1f\n\x05tasks\x18\x01 \x03(\x0b\x32\x10.taskhub.v1.Task\"\x1f\n\x10WatchTaskRequest\x12\x0b\n\x03uid\x18\x01 \x01(\r\"E\n\x11WatchTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.taskhub.v1.Task\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"Y\n\x11WatchTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x12\n\x05\x61\x66ter\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x08\n\x06_after\"W\n\x12WatchTasksResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x1e\n\x04task\x18\x02 \x01(\x0b\x32\x10.taskhub.v1.Task\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"\x13\n\x11GetVersionRequest\"\x97\x01\n\x12GetVersionResponse\x12\x17\n\ncommit_sha\x18\x01 \x01(\tH\x00\x88\x01\x01\x12/\n\x0b\x63ommit_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x0bpkg_version\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\r\n\x0b_commit_shaB\x0e\n\x0c_pkg_version\"\x87\x01\n\x12ListBatchesRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x12\n\x05limit\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04\x66rom\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x07reverse\x18\x04 \x01(\x08\x42\x08\n\x06_limitB\x07\n\x05_from\"\x8f\x01\n\x13ListBatchesResponse\x12\"\n\x07results\x18\x01 \x03(\x0b\x32\x11.taskhub.v1.Batch\x12\r\n\x05total\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x11\n\x04\x66rom\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04next\x18\x05 \x01(\rH\x01\x88\x01\x01\x42\x07\n\x05_fromB\x07\n\x05_next\"\x1e\n\x0fGetBatchRequest\x12\x0b\n\x03uid\x18\x01 \x01(\r\"4\n\x10GetBatchResponse\x12 \n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x11.taskhub.v1.Batch2\xb0\x07\n\x0bTaskService\x12H\n\tListTasks\x12\x1c.taskhub.v1.ListTasksRequest\x1a\x1d.taskhub.v1.ListTasksResponse\x12\x42\n\x07GetTask\x12\x1a.taskhub.v1.GetTaskRequest\x1a\x1b.taskhub.v1.GetTaskResponse\x12N\n\x0b\x45nqueueTask\x12\x1e.taskhub.v1.EnqueueTaskRequest\x1a\x1f.taskhub.v1.EnqueueTaskResponse\x12Q\n\x0c\x45nqueueTasks\x12\x1f.taskhub.v1.EnqueueTasksRequest\x1a .taskhub.v1.EnqueueTasksResponse\x12N\n\x0b\x43\x61ncelTasks\x12\x1e.taskhub.v1.CancelTasksRequest\x1a\x1f.taskhub.v1.CancelTasksResponse\x12N\n\x0b\x44\x65leteTasks\x12\x1e.taskhub.v1.DeleteTasksRequest\x1a\x1f.taskhub.v1.DeleteTasksResponse\x12J\n\tWatchTask\x12\x1c.taskhub.v1.WatchTaskRequest\x1a\x1d.taskhub.v1.WatchTaskResponse0\x01\x12M\n\nWatchTasks\x12\x1d.taskhub.v1.WatchTasksRequest\x1a\x1e.taskhub.v1.WatchTasksResponse0\x01\x12Q\n\x0cRequeueTasks\x12\x1f.taskhub.v1.RequeueTasksRequest\x1a .taskhub.v1.RequeueTasksResponse\x12K\n\nGetVersion\x12\x1d.taskhub.v1.GetVersionRequest\x1a\x1e.taskhub.v1.GetVersionResponse\x12N\n\x0bListBatches\x12\x1e.taskhub.v1.ListBatchesRequest\x1a\x1f.taskhub.v1.ListBatchesResponse\x12\x45\n\x08GetBatch\x12\x1b.taskhub.v1.GetBatchRequest\x1a\x1c.taskhub.v1.GetBatchResponseBb\n\x14io.github.taskhub.v1B\x10TaskServiceProtoP\x01Z6github.com/taskhub/taskhub/gen/go/taskhub/v1;taskhubv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtaskhub/v1/task_service.proto\x12\ntaskhub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16taskhub/v1/batch.proto\x1a\x15taskhub/v1/task.proto\"\x85\x01\n\x10ListTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x12\n\x05limit\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04\x66rom\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x07reverse\x18\x04 \x01(\x08\x42\x08\n\x06_limitB\x07\n\x05_from\"\x8c\x01\n\x11ListTasksResponse\x12!\n\x07results\x18\x01 \x03(\x0b\x32\x10.taskhub.v1.Task\x12\r\n\x05total\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x11\n\x04\x66rom\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04next\x18\x05 \x01(\rH\x01\x88\x01\x01\x42\x07\n\x05_fromB\x07\n\x05_next\"\x1d\n\x0eGetTaskRequest\x12\x0b\n\x03uid\x18\x01 \x01(\r\"1\n\x0fGetTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.taskhub.v1.Task\"\xe6\x02\n\x12\x45nqueueTaskRequest\x12\"\n\x04type\x18\x01 \x01(\x0e\x32\x14.taskhub.v1.TaskType\x12\x16\n\tindex_uid\x18\x02 \x01(\tH\x00\x88\x01\x01\x12(\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x17.taskhub.v1.TaskDetails\x12\x16\n\ttype_name\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x1c\n\x0f\x63ustom_metadata\x18\x05 \x01(\tH\x02\x88\x01\x01\x12*\n\x06run_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05retry\x18\x07 \x01(\x0b\x32\x17.taskhub.v1.RetryPolicy\x12\x1c\n\x0fidempotency_key\x18\x08 \x01(\tH\x03\x88\x01\x01\x42\x0c\n\n_index_uidB\x0c\n\n_type_nameB\x12\n\x10_custom_metadataB\x12\n\x10_idempotency_key\"<\n\x13\x45nqueueTaskResponse\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.taskhub.v1.TaskSummary\"v\n\x13\x45nqueueTasksRequest\x12-\n\x05tasks\x18\x01 \x03(\x0b\x32\x1e.taskhub.v1.EnqueueTaskRequest\x12\x1c\n\x0fidempotency_key\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x12\n\x10_idempotency_key\">\n\x14\x45nqueueTasksResponse\x12&\n\x05tasks\x18\x01 \x03(\x0b\x32\x17.taskhub.v1.TaskSummary\"n\n\x12\x43\x61ncelTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x1c\n\x0foriginal_filter\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x12\n\x10_original_filter\"<\n\x13\x43\x61ncelTasksResponse\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.taskhub.v1.TaskSummary\"n\n\x12\x44\x65leteTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x1c\n\x0foriginal_filter\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x12\n\x10_original_filter\"<\n\x13\x44\x65leteTasksResponse\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.taskhub.v1.TaskSummary\"=\n\x13RequeueTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\"7\n\x14RequeueTasksResponse\x12\x1f\n\x05tasks\x18\x01 \x03(\x0b\x32\x10.taskhub.v1.Task\"\x1f\n\x10WatchTaskRequest\x12\x0b\n\x03uid\x18\x01 \x01(\r\"E\n\x11WatchTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.taskhub.v1.Task\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"Y\n\x11WatchTasksRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x12\n\x05\x61\x66ter\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x08\n\x06_after\"W\n\x12WatchTasksResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x1e\n\x04task\x18\x02 \x01(\x0b\x32\x10.taskhub.v1.Task\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"\x13\n\x11GetVersionRequest\"\x97\x01\n\x12GetVersionResponse\x12\x17\n\ncommit_sha\x18\x01 \x01(\tH\x00\x88\x01\x01\x12/\n\x0b\x63ommit_date\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x0bpkg_version\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\r\n\x0b_commit_shaB\x0e\n\x0c_pkg_version\"\x87\x01\n\x12ListBatchesRequest\x12&\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x16.taskhub.v1.TaskFilter\x12\x12\n\x05limit\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04\x66rom\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x07reverse\x18\x04 \x01(\x08\x42\x08\n\x06_limitB\x07\n\x05_from\"\x8f\x01\n\x13ListBatchesResponse\x12\"\n\x07results\x18\x01 \x03(\x0b\x32\x11.taskhub.v1.Batch\x12\r\n\x05total\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x11\n\x04\x66rom\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04next\x18\x05 \x01(\rH\x01\x88\x01\x01\x42\x07\n\x05_fromB\x07\n\x05_next\"\x1e\n\x0fGetBatchRequest\x12\x0b\n\x03uid\x18\x01 \x01(\r\"4\n\x10GetBatchResponse\x12 \n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x11.taskhub.v1.Batch2\xb0\x07\n\x0bTaskService\x12H\n\tListTasks\x12\x1c.taskhub.v1.ListTasksRequest\x1a\x1d.taskhub.v1.ListTasksResponse\x12\x42\n\x07GetTask\x12\x1a.taskhub.v1.GetTaskRequest\x1a\x1b.taskhub.v1.GetTaskResponse\x12N\n\x0b\x45nqueueTask\x12\x1e.taskhub.v1.EnqueueTaskRequest\x1a\x1f.taskhub.v1.EnqueueTaskResponse\x12Q\n\x0c\x45nqueueTasks\x12\x1f.taskhub.v1.EnqueueTasksRequest\x1a .taskhub.v1.EnqueueTasksResponse\x12N\n\x0b\x43\x61ncelTasks\x12\x1e.taskhub.v1.CancelTasksRequest\x1a\x1f.taskhub.v1.CancelTasksResponse\x12N\n\x0b\x44\x65leteTasks\x12\x1e.taskhub.v1.DeleteTasksRequest\x1a\x1f.taskhub.v1.DeleteTasksResponse\x12J\n\tWatchTask\x12\x1c.taskhub.v1.WatchTaskRequest\x1a\x1d.taskhub.v1.WatchTaskResponse0\x01\x12M\n\nWatchTasks\x12\x1d.taskhub.v1.WatchTasksRequest\x1a\x1e.taskhub.v1.WatchTasksResponse0\x01\x12Q\n\x0cRequeueTasks\x12\x1f.taskhub.v1.RequeueTasksRequest\x1a .taskhub.v1.RequeueTasksResponse\x12K\n\nGetVersion\x12\x1d.taskhub.v1.GetVersionRequest\x1a\x1e.taskhub.v1.GetVersionResponse\x12N\n\x0bListBatches\x12\x1e.taskhub.v1.ListBatchesRequest\x1a\x1f.taskhub.v1.ListBatchesResponse\x12\x45\n\x08GetBatch\x12\x1b.taskhub.v1.GetBatchRequest\x1a\x1c.taskhub.v1.GetBatchResponseBb\n\x14io.github.taskhub.v1B\x10TaskServiceProtoP\x01Z6github.com/taskhub/taskhub/gen/go/taskhub/v1;taskhubv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,45 +44,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTASKRESPONSE']._serialized_start=435
   _globals['_GETTASKRESPONSE']._serialized_end=484
   _globals['_ENQUEUETASKREQUEST']._serialized_start=487
-  _globals['_ENQUEUETASKREQUEST']._serialized_end=761
-  _globals['_ENQUEUETASKRESPONSE']._serialized_start=763
-  _globals['_ENQUEUETASKRESPONSE']._serialized_end=823
-  _globals['_ENQUEUETASKSREQUEST']._serialized_start=825
-  _globals['_ENQUEUETASKSREQUEST']._serialized_end=943
-  _globals['_ENQUEUETASKSRESPONSE']._serialized_start=945
-  _globals['_ENQUEUETASKSRESPONSE']._serialized_end=1007
-  _globals['_CANCELTASKSREQUEST']._serialized_start=1009
-  _globals['_CANCELTASKSREQUEST']._serialized_end=1119
-  _globals['_CANCELTASKSRESPONSE']._serialized_start=1121
-  _globals['_CANCELTASKSRESPONSE']._serialized_end=1181
-  _globals['_DELETETASKSREQUEST']._serialized_start=1183
-  _globals['_DELETETASKSREQUEST']._serialized_end=1293
-  _globals['_DELETETASKSRESPONSE']._serialized_start=1295
-  _globals['_DELETETASKSRESPONSE']._serialized_end=1355
-  _globals['_REQUEUETASKSREQUEST']._serialized_start=1357
-  _globals['_REQUEUETASKSREQUEST']._serialized_end=1418
-  _globals['_REQUEUETASKSRESPONSE']._serialized_start=1420
-  _globals['_REQUEUETASKSRESPONSE']._serialized_end=1475
-  _globals['_WATCHTASKREQUEST']._serialized_start=1477
-  _globals['_WATCHTASKREQUEST']._serialized_end=1508
-  _globals['_WATCHTASKRESPONSE']._serialized_start=1510
-  _globals['_WATCHTASKRESPONSE']._serialized_end=1579
-  _globals['_WATCHTASKSREQUEST']._serialized_start=1581
-  _globals['_WATCHTASKSREQUEST']._serialized_end=1670
-  _globals['_WATCHTASKSRESPONSE']._serialized_start=1672
-  _globals['_WATCHTASKSRESPONSE']._serialized_end=1759
-  _globals['_GETVERSIONREQUEST']._serialized_start=1761
-  _globals['_GETVERSIONREQUEST']._serialized_end=1780
-  _globals['_GETVERSIONRESPONSE']._serialized_start=1783
-  _globals['_GETVERSIONRESPONSE']._serialized_end=1934
-  _globals['_LISTBATCHESREQUEST']._serialized_start=1937
-  _globals['_LISTBATCHESREQUEST']._serialized_end=2072
-  _globals['_LISTBATCHESRESPONSE']._serialized_start=2075
-  _globals['_LISTBATCHESRESPONSE']._serialized_end=2218
-  _globals['_GETBATCHREQUEST']._serialized_start=2220
-  _globals['_GETBATCHREQUEST']._serialized_end=2250
-  _globals['_GETBATCHRESPONSE']._serialized_start=2252
-  _globals['_GETBATCHRESPONSE']._serialized_end=2304
-  _globals['_TASKSERVICE']._serialized_start=2307
-  _globals['_TASKSERVICE']._serialized_end=3251
+  _globals['_ENQUEUETASKREQUEST']._serialized_end=845
+  _globals['_ENQUEUETASKRESPONSE']._serialized_start=847
+  _globals['_ENQUEUETASKRESPONSE']._serialized_end=907
+  _globals['_ENQUEUETASKSREQUEST']._serialized_start=909
+  _globals['_ENQUEUETASKSREQUEST']._serialized_end=1027
+  _globals['_ENQUEUETASKSRESPONSE']._serialized_start=1029
+  _globals['_ENQUEUETASKSRESPONSE']._serialized_end=1091
+  _globals['_CANCELTASKSREQUEST']._serialized_start=1093
+  _globals['_CANCELTASKSREQUEST']._serialized_end=1203
+  _globals['_CANCELTASKSRESPONSE']._serialized_start=1205
+  _globals['_CANCELTASKSRESPONSE']._serialized_end=1265
+  _globals['_DELETETASKSREQUEST']._serialized_start=1267
+  _globals['_DELETETASKSREQUEST']._serialized_end=1377
+  _globals['_DELETETASKSRESPONSE']._serialized_start=1379
+  _globals['_DELETETASKSRESPONSE']._serialized_end=1439
+  _globals['_REQUEUETASKSREQUEST']._serialized_start=1441
+  _globals['_REQUEUETASKSREQUEST']._serialized_end=1502
+  _globals['_REQUEUETASKSRESPONSE']._serialized_start=1504
+  _globals['_REQUEUETASKSRESPONSE']._serialized_end=1559
+  _globals['_WATCHTASKREQUEST']._serialized_start=1561
+  _globals['_WATCHTASKREQUEST']._serialized_end=1592
+  _globals['_WATCHTASKRESPONSE']._serialized_start=1594
+  _globals['_WATCHTASKRESPONSE']._serialized_end=1663
+  _globals['_WATCHTASKSREQUEST']._serialized_start=1665
+  _globals['_WATCHTASKSREQUEST']._serialized_end=1754
+  _globals['_WATCHTASKSRESPONSE']._serialized_start=1756
+  _globals['_WATCHTASKSRESPONSE']._serialized_end=1843
+  _globals['_GETVERSIONREQUEST']._serialized_start=1845
+  _globals['_GETVERSIONREQUEST']._serialized_end=1864
+  _globals['_GETVERSIONRESPONSE']._serialized_start=1867
+  _globals['_GETVERSIONRESPONSE']._serialized_end=2018
+  _globals['_LISTBATCHESREQUEST']._serialized_start=2021
+  _globals['_LISTBATCHESREQUEST']._serialized_end=2156
+  _globals['_LISTBATCHESRESPONSE']._serialized_start=2159
+  _globals['_LISTBATCHESRESPONSE']._serialized_end=2302
+  _globals['_GETBATCHREQUEST']._serialized_start=2304
+  _globals['_GETBATCHREQUEST']._serialized_end=2334
+  _globals['_GETBATCHRESPONSE']._serialized_start=2336
+  _globals['_GETBATCHRESPONSE']._serialized_end=2388
+  _globals['_TASKSERVICE']._serialized_start=2391
+  _globals['_TASKSERVICE']._serialized_end=3335
 # @@protoc_insertion_point(module_scope)

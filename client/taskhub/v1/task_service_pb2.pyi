@@ -48,20 +48,24 @@ class GetTaskResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ...) -> None: ...
 
 class EnqueueTaskRequest(_message.Message):
-    __slots__ = ("type", "index_uid", "details", "type_name", "custom_metadata", "idempotency_key")
+    __slots__ = ("type", "index_uid", "details", "type_name", "custom_metadata", "run_at", "retry", "idempotency_key")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     INDEX_UID_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
     TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
     CUSTOM_METADATA_FIELD_NUMBER: _ClassVar[int]
+    RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     type: _task_pb2.TaskType
     index_uid: str
     details: _task_pb2.TaskDetails
     type_name: str
     custom_metadata: str
+    run_at: _timestamp_pb2.Timestamp
+    retry: _task_pb2.RetryPolicy
     idempotency_key: str
-    def __init__(self, type: _Optional[_Union[_task_pb2.TaskType, str]] = ..., index_uid: _Optional[str] = ..., details: _Optional[_Union[_task_pb2.TaskDetails, _Mapping]] = ..., type_name: _Optional[str] = ..., custom_metadata: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    def __init__(self, type: _Optional[_Union[_task_pb2.TaskType, str]] = ..., index_uid: _Optional[str] = ..., details: _Optional[_Union[_task_pb2.TaskDetails, _Mapping]] = ..., type_name: _Optional[str] = ..., custom_metadata: _Optional[str] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry: _Optional[_Union[_task_pb2.RetryPolicy, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class EnqueueTaskResponse(_message.Message):
     __slots__ = ("task",)

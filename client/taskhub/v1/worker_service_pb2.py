@@ -29,7 +29,7 @@ from taskhub.v1 import errors_pb2 as taskhub_dot_v1_dot_errors__pb2
 from taskhub.v1 import task_pb2 as taskhub_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftaskhub/v1/worker_service.proto\x12\ntaskhub.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16taskhub/v1/batch.proto\x1a\x17taskhub/v1/errors.proto\x1a\x15taskhub/v1/task.proto\"\xf6\x01\n\x11LeaseTasksRequest\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\"\n\x05types\x18\x02 \x01(\x0b\x32\x13.taskhub.v1.TypeSet\x12+\n\nindex_uids\x18\x03 \x01(\x0b\x32\x17.taskhub.v1.IndexUidSet\x12\'\n\x04wait\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0elease_duration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\tmax_tasks\x18\x06 \x01(\rH\x00\x88\x01\x01\x42\x0c\n\n_max_tasks\"W\n\x12LeaseTasksResponse\x12 \n\x05lease\x18\x01 \x01(\x0b\x32\x11.taskhub.v1.Lease\x12\x1f\n\x05tasks\x18\x02 \x03(\x0b\x32\x10.taskhub.v1.Task\"W\n\x05Lease\x12\r\n\x05token\x18\x01 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tbatch_uid\x18\x03 \x01(\r\"\x82\x01\n\x11RenewLeaseRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x31\n\x0elease_duration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08progress\x18\x03 \x01(\x0b\x32\x19.taskhub.v1.BatchProgress\"T\n\x12RenewLeaseResponse\x12,\n\x08\x64\x65\x61\x64line\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63\x61nceled\x18\x02 \x01(\x08\"j\n\x0bTaskOutcome\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12(\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32\x17.taskhub.v1.TaskDetails\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x15.taskhub.v1.TaskError\"P\n\x14\x43ompleteTasksRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12)\n\x08outcomes\x18\x02 \x03(\x0b\x32\x17.taskhub.v1.TaskOutcome\"8\n\x15\x43ompleteTasksResponse\x12\x1f\n\x05tasks\x18\x01 \x03(\x0b\x32\x10.taskhub.v1.Task\"$\n\x13ReleaseLeaseRequest\x12\r\n\x05token\x18\x01 \x01(\t\".\n\x14ReleaseLeaseResponse\x12\x16\n\x0ereleased_tasks\x18\x01 \x01(\r2\xd2\x02\n\rWorkerService\x12K\n\nLeaseTasks\x12\x1d.taskhub.v1.LeaseTasksRequest\x1a\x1e.taskhub.v1.LeaseTasksResponse\x12K\n\nRenewLease\x12\x1d.taskhub.v1.RenewLeaseRequest\x1a\x1e.taskhub.v1.RenewLeaseResponse\x12T\n\rCompleteTasks\x12 .taskhub.v1.CompleteTasksRequest\x1a!.taskhub.v1.CompleteTasksResponse\x12Q\n\x0cReleaseLease\x12\x1f.taskhub.v1.ReleaseLeaseRequest\x1a .taskhub.v1.ReleaseLeaseResponseBd\n\x14io.github.taskhub.v1B\x12WorkerServiceProtoP\x01Z6github.com/taskhub/taskhub/gen/go/taskhub/v1;taskhubv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftaskhub/v1/worker_service.proto\x12\ntaskhub.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16taskhub/v1/batch.proto\x1a\x17taskhub/v1/errors.proto\x1a\x15taskhub/v1/task.proto\"\xf6\x01\n\x11LeaseTasksRequest\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\"\n\x05types\x18\x02 \x01(\x0b\x32\x13.taskhub.v1.TypeSet\x12+\n\nindex_uids\x18\x03 \x01(\x0b\x32\x17.taskhub.v1.IndexUidSet\x12\'\n\x04wait\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0elease_duration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\tmax_tasks\x18\x06 \x01(\rH\x00\x88\x01\x01\x42\x0c\n\n_max_tasks\"W\n\x12LeaseTasksResponse\x12 \n\x05lease\x18\x01 \x01(\x0b\x32\x11.taskhub.v1.Lease\x12\x1f\n\x05tasks\x18\x02 \x03(\x0b\x32\x10.taskhub.v1.Task\"W\n\x05Lease\x12\r\n\x05token\x18\x01 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tbatch_uid\x18\x03 \x01(\r\"\x82\x01\n\x11RenewLeaseRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x31\n\x0elease_duration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08progress\x18\x03 \x01(\x0b\x32\x19.taskhub.v1.BatchProgress\"T\n\x12RenewLeaseResponse\x12,\n\x08\x64\x65\x61\x64line\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63\x61nceled\x18\x02 \x01(\x08\"\xad\x01\n\x0bTaskOutcome\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12(\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32\x17.taskhub.v1.TaskDetails\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x15.taskhub.v1.TaskError\x12\x11\n\tretryable\x18\x04 \x01(\x08\x12.\n\x0bretry_after\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"P\n\x14\x43ompleteTasksRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12)\n\x08outcomes\x18\x02 \x03(\x0b\x32\x17.taskhub.v1.TaskOutcome\"8\n\x15\x43ompleteTasksResponse\x12\x1f\n\x05tasks\x18\x01 \x03(\x0b\x32\x10.taskhub.v1.Task\"$\n\x13ReleaseLeaseRequest\x12\r\n\x05token\x18\x01 \x01(\t\".\n\x14ReleaseLeaseResponse\x12\x16\n\x0ereleased_tasks\x18\x01 \x01(\r2\xd2\x02\n\rWorkerService\x12K\n\nLeaseTasks\x12\x1d.taskhub.v1.LeaseTasksRequest\x1a\x1e.taskhub.v1.LeaseTasksResponse\x12K\n\nRenewLease\x12\x1d.taskhub.v1.RenewLeaseRequest\x1a\x1e.taskhub.v1.RenewLeaseResponse\x12T\n\rCompleteTasks\x12 .taskhub.v1.CompleteTasksRequest\x1a!.taskhub.v1.CompleteTasksResponse\x12Q\n\x0cReleaseLease\x12\x1f.taskhub.v1.ReleaseLeaseRequest\x1a .taskhub.v1.ReleaseLeaseResponseBd\n\x14io.github.taskhub.v1B\x12WorkerServiceProtoP\x01Z6github.com/taskhub/taskhub/gen/go/taskhub/v1;taskhubv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,16 +47,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RENEWLEASEREQUEST']._serialized_end=742
   _globals['_RENEWLEASERESPONSE']._serialized_start=744
   _globals['_RENEWLEASERESPONSE']._serialized_end=828
-  _globals['_TASKOUTCOME']._serialized_start=830
-  _globals['_TASKOUTCOME']._serialized_end=936
-  _globals['_COMPLETETASKSREQUEST']._serialized_start=938
-  _globals['_COMPLETETASKSREQUEST']._serialized_end=1018
-  _globals['_COMPLETETASKSRESPONSE']._serialized_start=1020
-  _globals['_COMPLETETASKSRESPONSE']._serialized_end=1076
-  _globals['_RELEASELEASEREQUEST']._serialized_start=1078
-  _globals['_RELEASELEASEREQUEST']._serialized_end=1114
-  _globals['_RELEASELEASERESPONSE']._serialized_start=1116
-  _globals['_RELEASELEASERESPONSE']._serialized_end=1162
-  _globals['_WORKERSERVICE']._serialized_start=1165
-  _globals['_WORKERSERVICE']._serialized_end=1503
+  _globals['_TASKOUTCOME']._serialized_start=831
+  _globals['_TASKOUTCOME']._serialized_end=1004
+  _globals['_COMPLETETASKSREQUEST']._serialized_start=1006
+  _globals['_COMPLETETASKSREQUEST']._serialized_end=1086
+  _globals['_COMPLETETASKSRESPONSE']._serialized_start=1088
+  _globals['_COMPLETETASKSRESPONSE']._serialized_end=1144
+  _globals['_RELEASELEASEREQUEST']._serialized_start=1146
+  _globals['_RELEASELEASEREQUEST']._serialized_end=1182
+  _globals['_RELEASELEASERESPONSE']._serialized_start=1184
+  _globals['_RELEASELEASERESPONSE']._serialized_end=1230
+  _globals['_WORKERSERVICE']._serialized_start=1233
+  _globals['_WORKERSERVICE']._serialized_end=1571
 # @@protoc_insertion_point(module_scope)

@@ -66,14 +66,18 @@ class RenewLeaseResponse(_message.Message):
     def __init__(self, deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canceled: _Optional[bool] = ...) -> None: ...
 
 class TaskOutcome(_message.Message):
-    __slots__ = ("uid", "details", "error")
+    __slots__ = ("uid", "details", "error", "retryable", "retry_after")
     UID_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
     uid: int
     details: _task_pb2.TaskDetails
     error: _errors_pb2.TaskError
-    def __init__(self, uid: _Optional[int] = ..., details: _Optional[_Union[_task_pb2.TaskDetails, _Mapping]] = ..., error: _Optional[_Union[_errors_pb2.TaskError, _Mapping]] = ...) -> None: ...
+    retryable: bool
+    retry_after: _duration_pb2.Duration
+    def __init__(self, uid: _Optional[int] = ..., details: _Optional[_Union[_task_pb2.TaskDetails, _Mapping]] = ..., error: _Optional[_Union[_errors_pb2.TaskError, _Mapping]] = ..., retryable: _Optional[bool] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class CompleteTasksRequest(_message.Message):
     __slots__ = ("token", "outcomes")

@@ -1,7 +1,9 @@
 """`POST /tasks` bodies: a Meilisearch-style JSON task into an EnqueueTaskRequest.
 
 The body is `{"type": "documentAdditionOrUpdate", "indexUid": "movies",
-"details": {"receivedDocuments": 10}}`, details in Meilisearch's camelCase keys.
+"details": {"receivedDocuments": 10}}`, details in Meilisearch's camelCase keys; a task
+may wait (`"runAt": "2026-01-01T09:00:00Z"`) and carry its own retry policy (`"retry":
+{"attempts": 10, "initialDelay": "30s"}`, see `later`).
 Shape errors are answered here (`bad_request`, `invalid_task_types`,
 `invalid_task_details`); what a type may carry is the server's call. JSON bodies
 (here and `/keys`) must say `application/json` (415 `invalid_content_type`) and be
@@ -16,10 +18,11 @@ import urllib.parse
 from decimal import Decimal
 
 from taskhub.errors import TaskHubError
+from taskhub.gateway import later
 from taskhub.gateway.render import TYPE_LABELS
 from taskhub.v1 import task_pb2, task_service_pb2
 
-BODY_FIELDS = ("type", "indexUid", "details")
+BODY_FIELDS = ("type", "indexUid", "details", "runAt", "retry")
 # JSON nesting allowed in a settings object: each level costs two protobuf levels
 # (Struct, Value), and the server's parser stops at 100.
 MAX_DEPTH = 32
@@ -138,7 +141,7 @@ def parse(raw: bytes) -> task_service_pb2.EnqueueTaskRequest:
         raise _bad("The request body must be a JSON object with `type`, `indexUid` and `details`.")
     for key in body:
         if key not in BODY_FIELDS:
-            raise _bad(f"Unknown field `{key}`: expected one of `type`, `indexUid`, `details`")
+            raise _bad(f"Unknown field `{key}`: expected one of " + ", ".join(f"`{f}`" for f in BODY_FIELDS))
     if "type" not in body:
         raise _bad("Missing field `type`")
 
@@ -166,6 +169,7 @@ def parse(raw: bytes) -> task_service_pb2.EnqueueTaskRequest:
             request.details.custom_json = json.dumps(details, separators=(",", ":"))
         else:
             _fill_details(request, type_, details)
+    later.fill(request, body)
     return request
 
 

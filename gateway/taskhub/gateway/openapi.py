@@ -207,6 +207,17 @@ _SCHEMAS = {
                 "type": "string",
                 "description": "The `customMetadata` given at enqueue (as Meilisearch v1.26+); absent when none was.",
             },
+            # Taskhub's extra fields, present only when set (docs/retries.md).
+            "runAt": {
+                **_DATE,
+                "description": "Not leased before then: the `runAt` asked, or the next attempt's time after a"
+                " retryable failure.",
+            },
+            "attempts": {"type": "integer", "minimum": 1, "description": "How many attempts failed so far."},
+            "lastError": {
+                **_ref("Error"),
+                "description": "The last failed attempt's error, while it waits for the next.",
+            },
             "requeuedFrom": {
                 "type": "integer",
                 "minimum": 0,

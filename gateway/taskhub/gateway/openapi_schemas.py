@@ -35,6 +35,11 @@ DATE_FILTER = f"^(\\*|{_DATE}|{_DATE}[Tt ]{_TIME}(\\.[0-9]+)?{_ZONE})$"
 # `T`, `t` or a space. It must also be in the future, and in years 1 to 9999 once its offset is applied,
 # which no pattern can say: the description says so and the test leaves those out.
 EXPIRES_AT = f"^{_DATE}([Tt]{_TIME}(\\.[0-9]+)?{_ZONE}|[Tt ]{_TIME})?$"
+# A task's `runAt` (gateway/later.py): RFC 3339 with a time, from a day ago to 366 days ahead (the server's bound,
+# which no pattern can say: the description says so and the test leaves the others out).
+RUN_AT = f"^{_DATE}[Tt ]{_TIME}(\\.[0-9]+)?{_ZONE}$"
+# A duration of a retry policy: `500ms`, `10s`, `5m`, `1h`, `1d`, or seconds as a string or a number.
+DURATION = "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)?$"
 # A task type registered at the server (`--task-types`); the gateway does not know which are.
 REGISTERED_TYPE = "^[a-z][A-Za-z0-9]{0,63}$"
 ENQUEUED_TYPES = [label for label in TYPE_LABELS.values() if label not in ("taskCancelation", "taskDeletion")]
@@ -210,8 +215,49 @@ def _new_task(type_: str) -> dict:
             "type": {"const": type_},
             "indexUid": _INDEX_UID if indexed else {"type": "null", "description": "A global task."},
             "details": details,
+            **({} if type_ in SERVER_RUN else LATER),
         },
     }
+
+
+# Types the server runs itself: they take no `runAt` nor `retry`.
+SERVER_RUN = ("dumpCreation", "snapshotCreation")
+
+
+def _duration(most: int, what: str) -> dict:
+    return {
+        "oneOf": [
+            {"type": "string", "pattern": DURATION},
+            {"type": "number", "minimum": 0, "maximum": most},
+            {"type": "null"},
+        ],
+        "description": f"{what}: `500ms`, `10s`, `5m`, `1h`, `1d` or seconds, at most {most:,} s.",
+    }
+
+
+# Delayed runs and retries (taskhub extensions; docs/retries.md).
+LATER = {
+    "runAt": {
+        "type": ["string", "null"],
+        "pattern": RUN_AT,
+        "description": "Not leased before this RFC 3339 date-time, from a day ago to 366 days ahead"
+        " (`invalid_task_run_at` otherwise).",
+    },
+    "retry": {
+        "type": ["object", "null"],
+        "additionalProperties": False,
+        "description": "The task's own retry policy; a field left out takes the server's policy for the type"
+        " (`--retry-policy`). `maxDelay` must be at least `initialDelay`, the server's filling what is left"
+        " out (`invalid_task_retry_policy` otherwise).",
+        "properties": {
+            "attempts": {"type": ["integer", "null"], "minimum": 1, "maximum": 100},
+            "initialDelay": _duration(86_400, "The wait before the second attempt"),
+            "maxDelay": _duration(30 * 86_400, "The longest wait between two attempts"),
+            "multiplier": {"type": ["number", "null"], "minimum": 1, "maximum": 10},
+            "jitter": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        },
+    },
+}
 
 
 NEW_TASK = {

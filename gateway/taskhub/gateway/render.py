@@ -184,6 +184,14 @@ def task(message: task_pb2.Task) -> dict:
         body["batchUid"] = message.batch_uid
     if message.HasField("custom_metadata"):
         body["customMetadata"] = message.custom_metadata
+    # Delayed runs and retries (Task fields 15-17), in field order.
+    if message.HasField("run_at"):
+        body["runAt"] = date(message.run_at)
+    if message.HasField("attempts"):
+        body["attempts"] = message.attempts
+    if message.HasField("last_error"):
+        e = message.last_error
+        body["lastError"] = {"message": e.message, "code": e.code, "type": e.type, "link": e.link}
     if message.HasField("requeued_from"):
         body["requeuedFrom"] = message.requeued_from
     return body

@@ -27,8 +27,10 @@ from taskhub.server.edge.key_service import KeyService
 from taskhub.server.edge.services import TaskService, WorkerService
 from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.lock import ServerLock
+from taskhub.server.model import TaskType
 from taskhub.server.rules import exports
 from taskhub.server.rules.auth import Keyring
+from taskhub.server.rules.retries import parse_policies
 from taskhub.server.rules.scheduler import Scheduler, wall_clock
 from taskhub.server.rules.watch import WatchHub
 from taskhub.server.storage.contract import Storage, TaskFinder
@@ -158,7 +160,15 @@ def check(config: Config) -> None:
                 "--import-snapshot takes a SQLite snapshot; a PostgreSQL snapshot is a pg_dump file: restore it"
                 " with pg_restore into an empty database, then serve that database"
             )
-    task_type_names(config)
+    registered = task_type_names(config)
+    # A policy for a type no task can have is a typo: refused, naming it.
+    named = set(parse_policies(config.retry_policy, config.max_attempts).by_type)
+    unknown = sorted(named - {t.label for t in TaskType} - set(registered))
+    if unknown:
+        raise ValueError(
+            f"--retry-policy names `{unknown[0]}`, which is neither one of Meilisearch's task types nor one of"
+            " --task-types"
+        )
 
 
 async def start(config: Config, *, background: bool = True, clock: Callable[[], int] = wall_clock) -> Service:
@@ -210,6 +220,7 @@ async def _start(
         commit_window=config.commit_window_ms / 1000,
         idempotency_ttl=parse_duration(config.idempotency_ttl),
         max_idempotency_keys=config.max_idempotency_keys,
+        retry_policies=parse_policies(config.retry_policy, config.max_attempts),
     )
     await scheduler.start(background=background)
 

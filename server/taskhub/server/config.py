@@ -28,6 +28,7 @@ class Config:
     grace_seconds: float = 5.0
     max_batch_size: int = 100
     max_attempts: int = 5
+    retry_policy: str | None = None
     watch_retention: int = 100_000
     watch_retention_size: str | None = None
     watch_buffer: int = 1_024
@@ -70,7 +71,16 @@ HELP = {
     "import_dump": "start from this dump (the database must be empty)",
     "grace_seconds": "on SIGTERM/SIGINT, how long in-flight calls may take to finish",
     "max_batch_size": "the most tasks leased to a worker in one batch",
-    "max_attempts": "leases that may expire on a task before it fails",
+    "max_attempts": (
+        "attempts a task gets in all (expired leases and retryable failures count), unless --retry-policy says"
+        " otherwise for its type"
+    ),
+    "retry_policy": (
+        "retries with backoff per task type, as JSON: type name (or `*` for every type) -> any of `attempts`"
+        " (1-100), `initialDelay` (0-1d), `maxDelay` (0-30d), `multiplier` (1-10), `jitter` (0-1); durations"
+        """ `500ms`, `10s`, `5m`, `1h`, `1d` or seconds. Defaults: attempts --max-attempts, 1s, 1h, 2, 0.1."""
+        """ Example: `{"*": {"attempts": 3}, "documentAdditionOrUpdate": {"initialDelay": "30s"}}`"""
+    ),
     "watch_retention": (
         "how many task changes are kept for watchers that resume (more while the index saved for a fast"
         " start lacks them: it is saved before they go, at most once a minute)"

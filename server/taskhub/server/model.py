@@ -202,6 +202,8 @@ class TaskQuery:
     below_uid: int | None = None
     # Not the tasks of these indexes (tasks of no index stay): how a lease skips indexes already busy.
     not_index_uids: frozenset[str] | None = None
+    # Only tasks due at this time: none enqueued with a `runAt` after it (how a lease skips delayed tasks).
+    due_at: int | None = None
     # Auth scoping: the indexes a key may see (None: all, global tasks included).
     scope: Scope | None = field(default=None, compare=False)
     # The tasks these batches held: the rules turn it into `uids` (rules/batches.py) before a finder reads
@@ -247,6 +249,10 @@ class TaskQuery:
                 return False
         if self.not_index_uids is not None and task.index_uid in self.not_index_uids:
             return False
+        if self.due_at is not None and task.status == TaskStatus.ENQUEUED and task.extra:
+            run_at = task.extra.get("runAt")
+            if run_at is not None and run_at > self.due_at:
+                return False
         return self.below_uid is None or task.uid < self.below_uid
 
     def query_string(self) -> str:

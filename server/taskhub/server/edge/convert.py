@@ -15,6 +15,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from taskhub import structs
 from taskhub.errors import TaskHubError
 from taskhub.server.model import CustomType, KeyRecord, Task, TaskKind, TaskQuery, TaskStatus, TaskType
+from taskhub.server.rules import retries
 from taskhub.server.rules.details import INDEX_UID_RULE, valid_index_uid
 from taskhub.server.rules.scheduler import Page
 from taskhub.server.task_types import TaskTypes
@@ -155,8 +156,22 @@ def fill_task(message: task_pb2.Task, task: Task) -> None:
         metadata = extra.get("customMetadata")
         if metadata is not None:
             message.custom_metadata = metadata
+        fill_later(message, extra)
     if task.extra is not None and "requeuedFrom" in task.extra:
         message.requeued_from = task.extra["requeuedFrom"]
+
+
+def fill_later(message: task_pb2.Task, extra: dict) -> None:
+    """The extra fields of delayed runs and retries: `runAt`, `attempts`, `lastError`."""
+    run_at = extra.get("runAt")
+    if run_at is not None:
+        _set_time(message.run_at, run_at)
+    attempts = extra.get("attempts")
+    if attempts is not None:
+        message.attempts = attempts
+    last_error = extra.get("lastError")
+    if last_error is not None:
+        message.last_error.CopyFrom(errors_pb2.TaskError(**last_error))
 
 
 def version_to_proto(info: BuildInfo) -> task_service_pb2.GetVersionResponse:
@@ -273,6 +288,38 @@ def reported_details(
         else:
             out[field.json_name] = value
     return type_, out
+
+
+def retry_from_proto(message: worker_service_pb2.TaskOutcome) -> tuple[bool, int | None]:
+    """Whether an outcome's failure is retryable, and the wait it asks before the next attempt."""
+    if not message.retryable:
+        return False, None
+    if not message.HasField("retry_after"):
+        return True, None
+    return True, checked_duration(message.retry_after, "invalid_task_outcome", "retryAfter", zero=True)
+
+
+def later_from_proto(message: task_service_pb2.EnqueueTaskRequest) -> tuple[int | None, dict | None]:
+    """An enqueue's `runAt` (microseconds) and its own retry policy fields, checked for their form."""
+    run_at = None
+    if message.HasField("run_at"):
+        run_at = checked_micros(message.run_at, "invalid_task_run_at", "in parameter `runAt`")
+    retry: dict | None = None
+    if message.HasField("retry"):
+        policy = message.retry
+        retry = {}
+        if policy.HasField("attempts"):
+            retry["attempts"] = policy.attempts
+        for name, key in (("initial_delay", "initialDelay"), ("max_delay", "maxDelay")):
+            if policy.HasField(name):
+                retry[key] = checked_duration(
+                    getattr(policy, name), "invalid_task_retry_policy", f"retry.{key}", zero=True
+                )
+        for name in ("multiplier", "jitter"):
+            if policy.HasField(name):
+                retry[name] = getattr(policy, name)
+        retry = retries.checked_override(retry) or None
+    return run_at, retry
 
 
 def _no_constant(name: str) -> float:

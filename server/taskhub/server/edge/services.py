@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -244,18 +244,24 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
 
 
 def _enqueue_item(request: pb.EnqueueTaskRequest, payload_limit: int, types: TaskTypes) -> tuple:
-    """(type, index uid, details, extra fields) from one enqueue request, as the scheduler takes them."""
+    """(type, index uid, details, extra fields: customMetadata, runAt, retry) from one enqueue request, as the
+    scheduler takes them."""
     name = request.type_name if request.HasField("type_name") else None
     type_ = convert.task_type(request.type, name, types)
     details = convert.details_from_proto(type_, request.details, request.HasField("details"))
     check_details_size(request.details, details, payload_limit)
-    extra = None
+    extra: dict[str, Any] = {}
     if request.HasField("custom_metadata"):
         # Any string, as in Meilisearch; bounded as details are, by the payload limit.
         if len(request.custom_metadata) * 4 > payload_limit and len(request.custom_metadata.encode()) > payload_limit:
             raise payload_too_large(payload_limit)
-        extra = {"customMetadata": request.custom_metadata}
-    return type_, request.index_uid if request.HasField("index_uid") else None, details, extra
+        extra["customMetadata"] = request.custom_metadata
+    run_at, retry = convert.later_from_proto(request)
+    if run_at is not None:
+        extra["runAt"] = run_at
+    if retry:
+        extra["retry"] = retry
+    return type_, request.index_uid if request.HasField("index_uid") else None, details, extra or None
 
 
 def _wait(request: wpb.LeaseTasksRequest) -> int:
@@ -382,12 +388,15 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
     async def CompleteTasks(self, request: wpb.CompleteTasksRequest, context) -> wpb.CompleteTasksResponse:
         async with error_edge(context):
             self.keys.require(authorization(context), "workers.lease")
-            outcomes = {}
+            outcomes, retries = {}, {}
             for outcome in request.outcomes:
                 if outcome.uid in outcomes:
                     raise TaskHubError("invalid_task_outcome", f"Task `{outcome.uid}` is reported twice.")
                 outcomes[outcome.uid] = convert.outcome_from_proto(outcome)
-            tasks = await self.scheduler.complete(request.token, outcomes)
+                retryable, after = convert.retry_from_proto(outcome)
+                if retryable:
+                    retries[outcome.uid] = after
+            tasks = await self.scheduler.complete(request.token, outcomes, retries)
             response = wpb.CompleteTasksResponse()
             for task in tasks:
                 convert.fill_task(response.tasks.add(), task)

@@ -25,6 +25,7 @@ from pyroaring import BitMap
 
 from taskhub.server.index import snapshot
 from taskhub.server.index.task_index import TaskIndex
+from taskhub.server.index.waiting import Waiting
 from taskhub.server.model import TaskQuery
 from taskhub.server.storage.contract import Changes, Reader
 
@@ -41,13 +42,24 @@ class MemoryFinder:
         self.lock = threading.Lock()
         self.snapshot_path = snapshot_path
         self._spare: dict[str, np.ndarray] | None = None
+        # The enqueued tasks not due yet (delayed runs, retries backing off), for queries with `due_at`.
+        self.waiting = Waiting()
 
     @property
     def in_memory(self) -> bool:
         return True
 
     def reload(self, reader: Reader, *, fresh: bool = False) -> int:
-        """Takes the saved snapshot when it fits the database (not `fresh`), else every stored task."""
+        """Takes the saved snapshot when it fits the database (not `fresh`), else every stored task; then the
+        tasks waiting for their runAt, read after them (the changes followed from `seq` on cover the gap)."""
+        seq = self._reload(reader, fresh)
+        waiting = Waiting()
+        waiting.load(reader.tasks.waiting())
+        with self.lock:
+            self.waiting = waiting
+        return seq
+
+    def _reload(self, reader: Reader, fresh: bool) -> int:
         if not fresh and self.snapshot_path is not None:
             saved = snapshot.load(self.snapshot_path)
             if saved is not None:
@@ -105,20 +117,25 @@ class MemoryFinder:
         if changes.tasks:
             with self.lock:
                 self.index.apply(changes.tasks, changes.deleted)
+                self.waiting.apply(changes.tasks, changes.deleted)
 
     def _select(self, query: TaskQuery) -> BitMap:
         """Under the lock. The answer may be one of the index's own bitmaps: never changed here."""
         excluded = query.not_index_uids
-        if not excluded:
-            return self.index.select(query)
-        matched = self.index.select(dataclasses.replace(query, not_index_uids=None))
+        # Only a task waiting for its runAt is ever not due: with none waiting, `due_at` changes nothing.
+        waiting = self.waiting.mask(query.due_at) if query.due_at is not None else None
+        if not excluded and not waiting:
+            return self.index.select(query if query.due_at is None else dataclasses.replace(query, due_at=None))
+        matched = self.index.select(dataclasses.replace(query, not_index_uids=None, due_at=None))
         indexes = self.index.indexes
-        busy = [indexes[name] for name in excluded if name in indexes]
+        busy = [indexes[name] for name in excluded or () if name in indexes]
+        if waiting:
+            busy.append(waiting)
         return matched.difference(*busy) if busy else matched
 
     def page(self, query: TaskQuery, *, limit: int, from_uid: int | None, reverse: bool) -> tuple[list[int], int]:
         with self.lock:
-            if query.not_index_uids is None:
+            if query.not_index_uids is None and query.due_at is None:
                 return self.index.page(query, limit=limit, from_uid=from_uid, reverse=reverse)
             matched = self._select(query)
             total = len(matched)
@@ -145,6 +162,10 @@ class MemoryFinder:
     def index_uids(self, query: TaskQuery) -> set[str]:
         with self.lock:
             return self.index.index_uids_of(self._select(query))
+
+    def next_run_at(self, now: int) -> int | None:
+        with self.lock:
+            return self.waiting.next_run_at(now)
 
     def close(self) -> None:
         """Nothing to release: the index is only memory."""

@@ -3,7 +3,8 @@
 - Server-run tasks (cancelations, deletions, snapshots, dumps) outrank every worker task:
   while one waits, no batch is leased.
 - Per-index order: a task waits for every older unfinished task of its indexes. What runs
-  holds its indexes (its own; a swap's, named in its details).
+  holds its indexes (its own; a swap's, named in its details). A task not due yet (its
+  `runAt` ahead: delayed, or backing off after a failure) holds nothing and is skipped.
 - The batch is the oldest task a worker can take (its types, its indexes, its key's scope),
   and the tasks right after it in its index of the same batch group, up to a swap naming it.
   A registered type is a group of its own; its tasks of no index hold nothing and run alone,
@@ -26,6 +27,7 @@ from taskhub.server.model import (
     batch_group,
     task_indexes as indexes_of,
 )
+from taskhub.server.rules.delays import run_at_of
 from taskhub.server.storage.contract import TaskFinder, Transaction
 
 SCAN_LIMIT = 100_000  # tasks read looking for a batch's head, at most
@@ -57,14 +59,29 @@ def next_batch(
     index_uids: frozenset[str] | None,
     scope: Scope | None,
     max_tasks: int,
+    now: int | None = None,
 ) -> list[Task]:
-    """The oldest runnable batch a worker can take (empty: nothing runnable)."""
+    """The oldest runnable batch a worker can take (empty: nothing runnable); tasks not due at `now` are skipped."""
     if server_task_waiting(finder):
         return []
-    head = _head(tx, finder, types, index_uids, scope)
+    due = _Due(now)
+    head = _head(tx, finder, types, index_uids, scope, due)
     if head is None:
         return []
-    return [head, *_followers(tx, finder, head, types, max_tasks - 1)]
+    return [head, *_followers(tx, finder, head, types, max_tasks - 1, due)]
+
+
+class _Due:
+    """What `now` is: the finder skips the tasks not due then, and a row read has the last word."""
+
+    __slots__ = ("now",)
+
+    def __init__(self, now: int | None) -> None:
+        self.now = now
+
+    def waits(self, task: Task) -> bool:
+        run_at = run_at_of(task)
+        return run_at is not None and self.now is not None and run_at > self.now
 
 
 def _busy_indexes(tx: Transaction, finder: TaskFinder) -> set[str]:
@@ -82,6 +99,7 @@ def _head(
     types: frozenset[TaskKind] | None,
     index_uids: frozenset[str] | None,
     scope: Scope | None,
+    due: _Due,
 ) -> Task | None:
     """The oldest enqueued task whose indexes are free and that heads its indexes' queues."""
     blocked = _busy_indexes(tx, finder)
@@ -94,17 +112,23 @@ def _head(
     after: int | None = None
     while read < SCAN_LIMIT:
         # The head is most often among the first few: read a few rows, then more and more.
-        query = TaskQuery(statuses=ENQUEUED, index_uids=index_uids, scope=scope, not_index_uids=frozenset(blocked))
+        query = TaskQuery(
+            statuses=ENQUEUED,
+            index_uids=index_uids,
+            scope=scope,
+            not_index_uids=frozenset(blocked),
+            due_at=due.now,
+        )
         uids = finder.uids(query, limit=chunk, after_uid=after)
         if narrow:
-            swaps = finder.uids(TaskQuery(statuses=ENQUEUED, types=SWAPS), limit=chunk, after_uid=after)
+            swaps = finder.uids(TaskQuery(statuses=ENQUEUED, types=SWAPS, due_at=due.now), limit=chunk, after_uid=after)
             uids = sorted(set(uids) | set(swaps))[:chunk]
         if not uids:
             return None
         read, chunk, after = read + len(uids), min(chunk * 4, 4_096), uids[-1]
         for task in tx.tasks.get_many(uids):
-            if task.status != TaskStatus.ENQUEUED:
-                continue  # the row, read in this unit of work, outranks the read model
+            if task.status != TaskStatus.ENQUEUED or due.waits(task):
+                continue  # the row, read in this unit of work, outranks the read model; a waiting task holds nothing
             keys = indexes_of(task.index_uid, task.type, task.details)
             takeable = (
                 not keys & blocked
@@ -120,7 +144,7 @@ def _head(
 
 
 def _followers(
-    tx: Transaction, finder: TaskFinder, head: Task, types: frozenset[TaskKind] | None, room: int
+    tx: Transaction, finder: TaskFinder, head: Task, types: frozenset[TaskKind] | None, room: int, due: _Due
 ) -> list[Task]:
     """The enqueued tasks right after `head` in its index that can join its batch."""
     group = batch_group(head.type)
@@ -134,9 +158,11 @@ def _followers(
         (s.uid for s in tx.tasks.get_many(swaps) if head.index_uid in indexes_of(None, TaskType.INDEX_SWAP, s.details)),
         default=None,
     )
-    queue = TaskQuery(statuses=ENQUEUED, index_uids=frozenset({head.index_uid}))
+    queue = TaskQuery(statuses=ENQUEUED, index_uids=frozenset({head.index_uid}), due_at=due.now)
     followers: list[Task] = []
     for task in tx.tasks.get_many(finder.uids(queue, limit=room, after_uid=head.uid)):
+        if due.waits(task):
+            continue  # not due: it holds no place in the index's order
         if (
             task.status != TaskStatus.ENQUEUED
             or (stop is not None and task.uid > stop)

@@ -17,8 +17,10 @@ from taskhub.errors import TaskHubError
 from taskhub.server.model import Task, TaskKind
 from taskhub.server.rules import idempotency
 from taskhub.server.rules.auth import EVERYONE, Principal, enqueue_action, invalid_key
+from taskhub.server.rules.delays import checked_run_at
 from taskhub.server.rules.details import enqueue_details
 from taskhub.server.rules.idempotency import Claim
+from taskhub.server.rules.retries import RetryPolicies, RetryPolicy
 from taskhub.server.rules.units import DISK_FULL, Units
 from taskhub.server.storage.contract import NewTask, Transaction
 
@@ -41,11 +43,13 @@ class Enqueuing:
         watch_retention: int,
         watch_retention_bytes: int | None,
         commit_window: float,
+        policies: RetryPolicies | None = None,
         idempotency_ttl: int = idempotency.DEFAULT_TTL,
     ) -> None:
         self.units = units
         self.idempotency_ttl = idempotency_ttl
         self.clock = clock
+        self.policies = policies or RetryPolicies(RetryPolicy())
         self.max_db_size = max_db_size
         self.watch_retention = watch_retention
         self.watch_retention_bytes = watch_retention_bytes
@@ -70,11 +74,22 @@ class Enqueuing:
     ) -> Task:
         """Enqueues one task for `caller`, who needs the type's action and, if scoped, the index.
 
-        `extra`: fields beyond Meilisearch's to store with it (`customMetadata`), checked by the edge. With
-        `idempotency_key`, the same request again answers the first task and enqueues nothing.
+        `extra`: fields beyond Meilisearch's to store with it (`customMetadata`, checked by the edge; `runAt` in
+        microseconds and `retry`, a retry policy's fields in `retries.checked_override`'s shape, checked here).
+        With `idempotency_key`, the same request again answers the first task and enqueues nothing.
         """
-        items = [_checked(type_, index_uid, details, caller, extra)]
+        items = [_checked(type_, index_uid, details, caller, self._later(type_, extra))]
         return (await self._group_commit(items, _claim(idempotency_key, caller, items, batch=False)))[0]
+
+    def _later(self, type_: TaskKind, extra: dict[str, Any] | None) -> dict[str, Any] | None:
+        """`extra` with its delayed run and retry policy checked: a `runAt` near now, a policy that fits the type's."""
+        if not extra:
+            return extra
+        if extra.get("runAt") is not None:
+            checked_run_at(type_, extra["runAt"], self.clock())
+        if extra.get("retry"):
+            self.policies.checked(type_.label, extra["retry"])
+        return extra
 
     async def enqueue_many(
         self,
@@ -97,7 +112,9 @@ class Enqueuing:
         for position, item in enumerate(items):
             type_, index_uid, details, *rest = item
             try:
-                checked.append(_checked(type_, index_uid, details, caller, rest[0] if rest else None))
+                checked.append(
+                    _checked(type_, index_uid, details, caller, self._later(type_, rest[0] if rest else None))
+                )
             except TaskHubError as error:
                 raise error.within(f"tasks[{position}]") from None
         return await self._group_commit(checked, _claim(idempotency_key, caller, checked, batch=True))

@@ -4,6 +4,10 @@ Each decision is one unit of work: the finder takes every commit first, then the
 batch is chosen (`batching`) and written, so two servers on one database never
 lease one task twice. A lease row lives on after its batch ends, with the reason in
 `state`, so a late renewal or report is told precisely why its lease is gone.
+A failed attempt (a retryable failure reported, a lease expired) counts in the task's
+`attempts`; while its retry policy allows more, the task goes back to enqueued, after a
+backoff for a reported failure (its `runAt`). A lease call waiting for work sleeps at
+most until the earliest `runAt` of a waiting task.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from taskhub.server.model import Scope, Task, TaskKind, TaskStatus, finished_det
 from taskhub.server.rules import batching
 from taskhub.server.rules.batches import batch_uid_of, check_progress, close_batch, lease_strategy, open_batch
 from taskhub.server.rules.details import outcome_details, outcome_error
+from taskhub.server.rules.retries import RetryPolicies, RetryPolicy
 from taskhub.server.rules.units import Units
 from taskhub.server.storage.contract import ACTIVE, LeaseRecord, Transaction
 
@@ -28,6 +33,10 @@ SECOND = 1_000_000
 # A lease lasts 1 second to 1 hour, whether leased or renewed; a lease call waits a minute at most.
 MIN_LEASE, MAX_LEASE = SECOND, 3_600 * SECOND
 MAX_WAIT = 60.0
+# The longest wait a worker may ask before a retry, as far ahead as a `runAt` may be.
+MAX_RETRY_AFTER = 366 * 86_400 * SECOND
+# A waiting lease wakes this long after the earliest runAt, in seconds: the clock it compares with may lag the loop's.
+WAKE_SLACK = 0.001
 # Why a lease ended, as told to a late renewal or report.
 ENDED = {
     "completed": "its batch was already reported",
@@ -66,11 +75,12 @@ class Leasing:
         max_batch_size: int,
         max_attempts: int,
         closing: Callable[[], bool],
+        policies: RetryPolicies | None = None,
     ) -> None:
         self.units = units
         self.clock = clock
         self.max_batch_size = max_batch_size
-        self.max_attempts = max_attempts
+        self.policies = policies or RetryPolicies(RetryPolicy(attempts=max_attempts))
         self.closing = closing
 
     async def lease(
@@ -112,6 +122,11 @@ class Leasing:
             remaining = give_up - loop.time()
             if remaining <= 0 or self.closing():
                 return None
+            # The timer: a commit wakes the wait, and so does the earliest waiting task falling due.
+            now = self.clock()
+            next_due = self.units.finder.next_run_at(now)
+            if next_due is not None:
+                remaining = min(remaining, (next_due - now) / SECOND + WAKE_SLACK)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await changed.wait()
@@ -127,7 +142,13 @@ class Leasing:
     ) -> list[Task]:
         self.units.sync(tx)
         batch = batching.next_batch(
-            tx, self.units.finder, types=types, index_uids=index_uids, scope=scope, max_tasks=size
+            tx,
+            self.units.finder,
+            types=types,
+            index_uids=index_uids,
+            scope=scope,
+            max_tasks=size,
+            now=lease.deadline - lease.duration,
         )
         if not batch:
             return []
@@ -165,14 +186,31 @@ class Leasing:
         return deadline
 
     async def complete(
-        self, token: str, outcomes: dict[int, tuple[TaskKind | None, dict[str, Any] | None, dict[str, Any] | None]]
+        self,
+        token: str,
+        outcomes: dict[int, tuple[TaskKind | None, dict[str, Any] | None, dict[str, Any] | None]],
+        retries: dict[int, int | None] | None = None,
     ) -> list[Task]:
-        """Finishes a lease's tasks: `outcomes` maps uid -> (reported type, reported details, error)."""
-        checked = {uid: ((type_, details), outcome_error(error)) for uid, (type_, details, error) in outcomes.items()}
-        return await self.units.run(self._complete, token, checked, self.clock())
+        """Finishes a lease's tasks: `outcomes` maps uid -> (reported type, reported details, error).
 
-    def _complete(self, tx: Transaction, token: str, outcomes: dict[int, Checked], now: int) -> list[Task]:
-        """Every task of an active lease finishes with its outcome, or none does."""
+        `retries` maps the uids whose failure is retryable to the wait asked before the next attempt
+        (microseconds; None: the retry policy's backoff).
+        """
+        checked = {uid: ((type_, details), outcome_error(error)) for uid, (type_, details, error) in outcomes.items()}
+        for uid, after in (retries or {}).items():
+            if checked.get(uid, (None, None))[1] is None:
+                raise TaskHubError("invalid_task_outcome", f"Task `{uid}` is retryable but reports no error.")
+            if after is not None and not 0 <= after <= MAX_RETRY_AFTER:
+                raise TaskHubError(
+                    "invalid_task_outcome",
+                    f"The retry of task `{uid}` must come from 0 to {MAX_RETRY_AFTER // (86_400 * SECOND)} days later.",
+                )
+        return await self.units.run(self._complete, token, checked, retries or {}, self.clock())
+
+    def _complete(
+        self, tx: Transaction, token: str, outcomes: dict[int, Checked], retries: dict[int, int | None], now: int
+    ) -> list[Task]:
+        """Every task of an active lease finishes with its outcome (or waits for its next attempt), or none does."""
         lease = _current(tx, token, now)
         if lease is None or lease.state != ACTIVE:
             raise _lost(token, lease)
@@ -186,13 +224,40 @@ class Leasing:
             raise TaskHubError("invalid_task_outcome", f"The outcome of task `{missing[0]}` is missing.")
         for task in tasks:
             reported, error = outcomes[task.uid]
+            if task.uid in retries and error is not None and self._retry(task, error, now, retries[task.uid]):
+                continue
             details = outcome_details(task, *reported)
+            if task.extra and "lastError" in task.extra:  # the outcome itself says what happened last
+                task.extra = {k: v for k, v in task.extra.items() if k != "lastError"} or None
             task.status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
             task.details = finished_details(details, success=error is None)
             task.error, task.finished_at = error, now
         tx.leases.update(token, state="completed")
         close_batch(tx, lease.batch_uid, now, "completed", tasks)
         return tx.tasks.save(tasks, lease=None)
+
+    def _retry(self, task: Task, error: dict[str, Any], now: int, after: int | None) -> bool:
+        """A retryable failure: the task waits enqueued for its next attempt, if its policy allows one.
+
+        Answers False when its attempts are spent: it then fails with this error. The next attempt's
+        time is the task's `runAt`, the one field a lease heeds (so a backing-off task waits as a delayed
+        one does, holding no index); `lastError` keeps the error, `error` stays null until the end.
+        """
+        attempts = _attempts(task) + 1
+        extra = {**(task.extra or {}), "attempts": attempts}
+        policy = self._policy(task)
+        if attempts >= policy.attempts:
+            task.extra = extra
+            return False
+        extra["runAt"] = now + (policy.delay(attempts) if after is None else after)
+        extra["lastError"] = error
+        task.extra = extra
+        task.status, task.started_at = TaskStatus.ENQUEUED, None
+        return True
+
+    def _policy(self, task: Task) -> RetryPolicy:
+        override = task.extra.get("retry") if task.extra else None
+        return self.policies.policy_of(task.type.label, override)
 
     async def release(self, token: str) -> int:
         """Gives a lease's tasks back to the queue; answers how many."""
@@ -218,15 +283,18 @@ class Leasing:
             ended = []
             for task in tx.leases.tasks_of(token):
                 ended.append(task)
-                attempts = tx.tasks.count_attempt(task.uid)
-                if attempts < self.max_attempts:
+                # An attempt spent; the lease's own length was the wait, so the task is due again at once.
+                attempts = _attempts(task) + 1
+                task.extra = {**(task.extra or {}), "attempts": attempts}
+                if attempts < self._policy(task).attempts:
                     changed += requeue(tx, [task])
                     continue
                 task.status, task.finished_at = TaskStatus.FAILED, now
                 task.details = finished_details(task.details, success=False)
+                task.extra = {k: v for k, v in task.extra.items() if k != "lastError"}
                 task.error = {
-                    "message": f"The task's lease expired {attempts} times without a report from a worker;"
-                    " it will not be tried again.",
+                    "message": "The task's lease expired without a report from a worker;"
+                    f" after {attempts} attempts it will not be tried again.",
                     "code": "task_attempts_exhausted",
                     "type": "system",
                     "link": "https://docs.meilisearch.com/errors#task_attempts_exhausted",
@@ -255,6 +323,11 @@ def cancel_leases_of(tx: Transaction, canceled: list[Task], now: int) -> list[Ta
         close_batch(tx, None if lease is None else lease.batch_uid, now, "canceled")
     tx.leases.release_tasks(uids)
     return requeued
+
+
+def _attempts(task: Task) -> int:
+    """How many attempts of the task failed so far."""
+    return int(task.extra.get("attempts", 0)) if task.extra else 0
 
 
 def _current(tx: Transaction, token: str, now: int) -> LeaseRecord | None:

@@ -25,6 +25,7 @@ from taskhub.server.rules import batches, idempotency, server_tasks
 from taskhub.server.rules.enqueue import DEFAULT_COMMIT_WINDOW, Enqueuing
 from taskhub.server.rules.leasing import SECOND, Leasing
 from taskhub.server.rules.requeue import Requeuing
+from taskhub.server.rules.retries import RetryPolicies, RetryPolicy
 from taskhub.server.rules.server_tasks import ServerTasks
 from taskhub.server.rules.units import Units
 from taskhub.server.rules.watch import WatchHub
@@ -88,6 +89,7 @@ class Scheduler:
         types: TaskTypes | None = None,
         idempotency_ttl: int = idempotency.DEFAULT_TTL,
         max_idempotency_keys: int = idempotency.DEFAULT_MAX_KEYS,
+        retry_policies: RetryPolicies | None = None,
     ) -> None:
         self.storage = storage
         # The task types callers name: Meilisearch's and those registered (`--task-types`).
@@ -101,6 +103,8 @@ class Scheduler:
         self._pruned_at = 0
         self.units = Units(storage, finder, self.hub)
         self.units.on_commit = self._committed
+        # Every type's retry policy; its attempts are `max_attempts` unless `retry_policies` says otherwise.
+        self.retry_policies = retry_policies or RetryPolicies(RetryPolicy(attempts=max_attempts))
         self.enqueuing = Enqueuing(
             self.units,
             clock,
@@ -108,13 +112,19 @@ class Scheduler:
             watch_retention=watch_retention,
             watch_retention_bytes=watch_retention_bytes,
             commit_window=commit_window,
+            policies=self.retry_policies,
             idempotency_ttl=idempotency_ttl,
         )
         self.idempotency_ttl = idempotency_ttl
         self.requeuing = Requeuing(self.units, clock, max_db_size=max_db_size)
         self.max_idempotency_keys = max_idempotency_keys
         self.leasing = Leasing(
-            self.units, clock, max_batch_size=max_batch_size, max_attempts=max_attempts, closing=lambda: self.closing
+            self.units,
+            clock,
+            max_batch_size=max_batch_size,
+            max_attempts=max_attempts,
+            closing=lambda: self.closing,
+            policies=self.retry_policies,
         )
         self.server_tasks = ServerTasks(
             self.units,

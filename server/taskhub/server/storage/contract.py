@@ -147,8 +147,11 @@ class TaskTable(Protocol):
         """
         ...
 
-    def count_attempt(self, uid: int) -> int:
-        """Adds one to the task's failed attempts; answers the new count. Not a change: nothing is logged."""
+    def waiting(self) -> list[tuple[int, int]]:
+        """(uid, runAt) of every enqueued task with a `runAt` in its extra fields (microseconds), by uid.
+
+        What a start rebuilds the not-yet-due tasks from: found without reading every row.
+        """
         ...
 
     def save_matches(self, uid: int, matched: Sequence[int]) -> None:
@@ -482,6 +485,13 @@ class TaskFinder(Protocol):
 
     def index_uids(self, query: TaskQuery) -> set[str]:
         """The index uids of the matching tasks (tasks of no index add none)."""
+        ...
+
+    def next_run_at(self, now: int) -> int | None:
+        """The earliest `runAt` after `now` of an enqueued task waiting for it; None when none waits.
+
+        What a lease call waiting for work sleeps until. May be asked from any thread.
+        """
         ...
 
     def close(self) -> None:

@@ -29,13 +29,15 @@ CREATE TABLE tasks (
     finished_at bigint,
     seq bigint NOT NULL,
     lease text,
-    attempts integer NOT NULL DEFAULT 0,
     extra text,
     -- What the row counts toward the queue-full limit (the stored JSON and a fixed share a row).
-    size integer NOT NULL
+    size integer NOT NULL,
+    -- Its runAt while it waits enqueued for it, else NULL: the partial index holds the waiting tasks alone.
+    run_at bigint
 );
 -- Partial: a task is in it only while leased, so an enqueue never touches it.
 CREATE INDEX tasks_leased ON tasks (lease) WHERE lease IS NOT NULL;
+CREATE INDEX tasks_waiting ON tasks (run_at) WHERE run_at IS NOT NULL;
 CREATE TABLE leases (
     token text PRIMARY KEY,
     worker text,

@@ -20,7 +20,7 @@ from taskhub.server.storage.postgres.changes import PostgresChangeLog
 from taskhub.server.storage.postgres.rows import bump, counter
 from taskhub.server.storage.postgres.schema import new_epoch
 from taskhub.server.storage.sqlite.rows import COLUMNS, dumps, row_to_task
-from taskhub.server.storage.sqlite.tasks import ROW_BYTES
+from taskhub.server.storage.sqlite.tasks import ROW_BYTES, waiting_until
 
 # `COLUMNS` with no details nor error: what a deletion keeps of a task's last state.
 DELETED_COLUMNS = (
@@ -84,6 +84,11 @@ class PostgresTasks:
             matched.frombytes(bytes(row[0]))
         return matched.tolist()
 
+    def waiting(self) -> list[tuple[int, int]]:
+        # The partial index holds only tasks enqueued with a runAt: a start reads those, never every row.
+        rows = self.conn.execute("SELECT uid, run_at FROM tasks WHERE run_at IS NOT NULL ORDER BY uid")
+        return [(uid, run_at) for uid, run_at in rows]
+
     def index_rows(self, after_uid: int, limit: int) -> list[IndexRow]:
         return self.conn.execute(
             "SELECT uid, status, type, COALESCE(canceled_by, -1), enqueued_at, COALESCE(started_at, -1),"
@@ -132,10 +137,13 @@ class PostgresTasks:
         ]
         with self.conn.cursor() as cursor:
             cursor.executemany(
-                "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq, extra, size)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq, extra, size, run_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [
-                    (t.uid, t.index_uid, int(t.status), int(t.type), d, now, t.seq, x, _size(d, None, x))
+                    (
+                        *(t.uid, t.index_uid, int(t.status), int(t.type), d, now, t.seq, x),
+                        *(_size(d, None, x), waiting_until(t)),
+                    )
                     for t, (d, _, x) in zip(tasks, encoded)
                 ],
             )
@@ -154,13 +162,13 @@ class PostgresTasks:
             # The FROM side reads the row as it was before the statement: its old size.
             cursor.executemany(
                 "UPDATE tasks t SET status = %s, canceled_by = %s, details = %s, error = %s, started_at = %s,"
-                f" finished_at = %s, seq = %s, extra = %s, size = %s{lease_column}"
+                f" finished_at = %s, seq = %s, extra = %s, size = %s, run_at = %s{lease_column}"
                 " FROM (SELECT uid, size AS before FROM tasks WHERE uid = %s) o WHERE t.uid = o.uid"
                 " RETURNING t.size - o.before",
                 [
                     (
                         *(int(t.status), t.canceled_by, d, e, t.started_at, t.finished_at, t.seq, x),
-                        *(_size(d, e, x), *lease_value, t.uid),
+                        *(_size(d, e, x), waiting_until(t), *lease_value, t.uid),
                     )
                     for t, (d, e, x) in zip(tasks, encoded)
                 ],
@@ -189,13 +197,6 @@ class PostgresTasks:
             bump(self.conn, "task_count", -len(deleted))
         return deleted
 
-    def count_attempt(self, uid: int) -> int:
-        row = self.conn.execute(
-            "UPDATE tasks SET attempts = attempts + 1 WHERE uid = %s RETURNING attempts", (uid,)
-        ).fetchone()
-        assert row is not None, uid
-        return int(row[0])
-
     def save_matches(self, uid: int, matched: Sequence[int]) -> None:
         self.conn.execute("INSERT INTO matches (uid, uids) VALUES (%s, %s)", (uid, array("I", matched).tobytes()))
 
@@ -206,13 +207,13 @@ class PostgresTasks:
         if self.conn.execute("SELECT EXISTS (SELECT 1 FROM tasks)").fetchone()[0]:  # type: ignore[index]
             raise ValueError("a dump can only be imported into an empty database")
         count = stored = 0
-        placeholders = ", ".join(["%s"] * 13)
+        placeholders = ", ".join(["%s"] * 14)
         for task, matched in tasks:
             task.seq = 0  # imported, not changed: the change log starts after the import
             details, error, extra = dumps(task.details), dumps(task.error), dumps(task.extra)
             stored += _size(details, error, extra)
             self.conn.execute(
-                f"INSERT INTO tasks ({COLUMNS}, size) VALUES ({placeholders})",
+                f"INSERT INTO tasks ({COLUMNS}, size, run_at) VALUES ({placeholders})",
                 (
                     task.uid,
                     task.index_uid,
@@ -227,6 +228,7 @@ class PostgresTasks:
                     task.seq,
                     extra,
                     _size(details, error, extra),
+                    waiting_until(task),
                 ),
             )
             if matched is not None:

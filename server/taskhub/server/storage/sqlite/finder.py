@@ -39,6 +39,10 @@ def where(query: TaskQuery) -> tuple[str, list]:
     member("uid", query.uids)
     member("index_uid", query.index_uids)
     member("index_uid", query.not_index_uids, negate=True)
+    if query.due_at is not None:
+        # `run_at` is set only while a task waits enqueued with one.
+        clauses.append("(run_at IS NULL OR run_at <= ?)")
+        params.append(query.due_at)
     member("status", query.statuses, inline=True)
     member("type", query.types, inline=True)
     member("canceled_by", query.canceled_by)
@@ -126,6 +130,10 @@ class SqlFinder:
         sql, params = where(query)
         rows = self._conn().execute(f"SELECT DISTINCT index_uid FROM tasks WHERE {sql}", params)
         return {r[0] for r in rows if r[0] is not None}
+
+    def next_run_at(self, now: int) -> int | None:
+        # `run_at` is set only while a task waits enqueued: the partial index answers from its first entry.
+        return self._conn().execute("SELECT MIN(run_at) FROM tasks WHERE run_at > ?", (now,)).fetchone()[0]
 
     def close(self) -> None:
         with self._lock:

@@ -7,7 +7,7 @@ import sqlite3
 
 import sqlite_utils
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -58,6 +58,16 @@ def migrate(conn: sqlite3.Connection) -> None:
             " first_uid INTEGER NOT NULL, count INTEGER NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID"
         )
         conn.execute("CREATE INDEX IF NOT EXISTS idx_idempotency_created ON idempotency_keys (created_at)")
+    if version < 10:
+        # Version 10 delays tasks (runAt, retries' backoff): `run_at` is set only while a task waits enqueued with
+        # one, so the partial index holds those alone and a start finds them without reading every row.
+        add_column(conn, "tasks", "run_at", "INTEGER")
+        conn.execute("CREATE INDEX IF NOT EXISTS idx_tasks_waiting ON tasks (run_at) WHERE run_at IS NOT NULL")
+        # Attempts are counted in the extra fields now, where a task shows them; unfinished tasks keep theirs.
+        conn.execute(
+            "UPDATE tasks SET extra = json_set(COALESCE(extra, '{}'), '$.attempts', attempts)"
+            " WHERE attempts > 0 AND status IN (1, 2)"
+        )
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 

@@ -34,6 +34,13 @@ _SELECT_FEW_DESC = [
 ROW_BYTES = 512
 
 
+def waiting_until(task: Task) -> int | None:
+    """The `run_at` column: the task's runAt while it is enqueued, else NULL (out of the partial index)."""
+    if task.status != TaskStatus.ENQUEUED or not task.extra:
+        return None
+    return task.extra.get("runAt")
+
+
 def _in(statuses: frozenset[TaskStatus]) -> str:
     return "(" + ", ".join(str(int(s)) for s in sorted(statuses)) + ")"
 
@@ -94,6 +101,12 @@ class SqliteTasks:
             matched.frombytes(row[0])
         return matched.tolist()
 
+    def waiting(self) -> list[tuple[int, int]]:
+        # The partial index holds only tasks enqueued with a runAt: a start reads those, never every row.
+        return self.conn.execute(
+            "SELECT uid, run_at FROM tasks INDEXED BY idx_tasks_waiting WHERE run_at IS NOT NULL ORDER BY uid"
+        ).fetchall()
+
     def index_rows(self, after_uid: int, limit: int) -> list[IndexRow]:
         return self.conn.execute(
             "SELECT uid, status, type, IFNULL(canceled_by, -1), enqueued_at, IFNULL(started_at, -1),"
@@ -139,9 +152,23 @@ class SqliteTasks:
         self.log.sequence(tasks)
         encoded = [(dumps(task.details), dumps(task.extra)) for task in tasks]
         self.conn.executemany(
-            "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq, extra)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(t.uid, t.index_uid, int(t.status), int(t.type), d, now, t.seq, x) for t, (d, x) in zip(tasks, encoded)],
+            "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq, extra, run_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                # New tasks are enqueued: their runAt, if any, is the column (no call per task on the hot path).
+                (
+                    t.uid,
+                    t.index_uid,
+                    int(t.status),
+                    int(t.type),
+                    d,
+                    now,
+                    t.seq,
+                    x,
+                    t.extra.get("runAt") if t.extra else None,
+                )
+                for t, (d, x) in zip(tasks, encoded)
+            ],
         )
         self.log.append_new(tasks, encoded)
         return tasks
@@ -155,9 +182,21 @@ class SqliteTasks:
         lease_column, lease_value = ("", ()) if isinstance(lease, Keep) else (", lease = ?", (lease,))
         self.conn.executemany(
             "UPDATE tasks SET status = ?, canceled_by = ?, details = ?, error = ?,"
-            f" started_at = ?, finished_at = ?, seq = ?, extra = ?{lease_column} WHERE uid = ?",
+            f" started_at = ?, finished_at = ?, seq = ?, extra = ?, run_at = ?{lease_column} WHERE uid = ?",
             [
-                (int(t.status), t.canceled_by, d, e, t.started_at, t.finished_at, t.seq, x, *lease_value, t.uid)
+                (
+                    int(t.status),
+                    t.canceled_by,
+                    d,
+                    e,
+                    t.started_at,
+                    t.finished_at,
+                    t.seq,
+                    x,
+                    t.extra.get("runAt") if t.extra and t.status == TaskStatus.ENQUEUED else None,
+                    *lease_value,
+                    t.uid,
+                )
                 for t, (d, e, x) in zip(tasks, encoded)
             ],
         )
@@ -180,11 +219,6 @@ class SqliteTasks:
             bump(self.conn, "task_count", -len(deleted))
         return deleted
 
-    def count_attempt(self, uid: int) -> int:
-        return self.conn.execute(
-            "UPDATE tasks SET attempts = attempts + 1 WHERE uid = ? RETURNING attempts", (uid,)
-        ).fetchone()[0]
-
     def save_matches(self, uid: int, matched: Sequence[int]) -> None:
         self.conn.execute("INSERT INTO matches (uid, uids) VALUES (?, ?)", (uid, array("I", matched).tobytes()))
 
@@ -200,7 +234,7 @@ class SqliteTasks:
         for task, matched in tasks:
             task.seq = 0  # imported, not changed: the change log starts after the import
             self.conn.execute(
-                f"INSERT INTO tasks ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO tasks ({COLUMNS}, run_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     task.uid,
                     task.index_uid,
@@ -214,6 +248,7 @@ class SqliteTasks:
                     task.finished_at,
                     task.seq,
                     dumps(task.extra),
+                    waiting_until(task),
                 ),
             )
             if matched is not None:
