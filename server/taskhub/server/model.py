@@ -288,9 +288,10 @@ def to_micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def finished_details(details: dict | None, *, success: bool) -> dict | None:
-    """Details on a failed or canceled task: null output counters become 0."""
-    if details is None or success:
+def finished_details(type_: TaskKind, details: dict | None, *, success: bool) -> dict | None:
+    """Details on a failed or canceled task: null output counters become 0 (Meilisearch's types only: a
+    registered type's details are its producer's and worker's, kept as given)."""
+    if details is None or success or isinstance(type_, CustomType):
         return details
     return {k: (0 if k in OUTPUT_COUNTERS and v is None else v) for k, v in details.items()}
 

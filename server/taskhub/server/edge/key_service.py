@@ -22,6 +22,12 @@ def check_labels(request) -> None:
                 f"invalid_api_key_{field}",
                 f"Invalid value at `.{field}`: the {field} of a key is at most {cap} characters, not {size}.",
             )
+        if request.HasField(field) and "\x00" in getattr(request, field):
+            # Stored as text: PostgreSQL's refuses a NUL, and the stores answer alike.
+            raise TaskHubError(
+                f"invalid_api_key_{field}",
+                f"Invalid value at `.{field}`: the {field} of a key cannot hold a NUL character.",
+            )
 
 
 class KeyService(key_service_pb2_grpc.KeyServiceServicer):

@@ -307,6 +307,12 @@ def check_size(parameter: str, code: str, what: str, value: str, cap: int) -> No
         )
 
 
+def check_no_nul(parameter: str, code: str, what: str, value: str) -> None:
+    """A label stored as text holds no NUL character (PostgreSQL's text refuses one; no store should differ)."""
+    if "\x00" in value:
+        raise TaskHubError(code, f"Invalid value in parameter `{parameter}`: {what} cannot hold a NUL character.")
+
+
 def check_filter_sizes(message: task_pb2.TaskFilter) -> None:
     """Filter lists of at most MAX_FILTER_VALUES values, index uids of at most MAX_INDEX_UID bytes."""
     for name, field, parameter, code in _FILTER_LISTS:
@@ -355,6 +361,7 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
                     getattr(wanted, name).CopyFrom(getattr(request, name))
             check_filter_sizes(wanted)
             check_size("worker", "invalid_worker_name", "a worker name", request.worker, MAX_WORKER_NAME)
+            check_no_nul("worker", "invalid_worker_name", "a worker name", request.worker)
             query = convert.query_from_proto(wanted, self.scheduler.types)
             lease = await self.scheduler.lease(
                 worker=request.worker or context.peer(),

@@ -49,7 +49,8 @@ def _counts(batch: Batch, tasks: list[Task], *, ended: bool) -> None:
         if task.index_uid is not None:
             indexes[task.index_uid] = indexes.get(task.index_uid, 0) + 1
     batch.total, batch.statuses, batch.types, batch.index_uids = len(tasks), statuses, types, indexes
-    batch.details = accumulate((t.details for t in tasks), ended=ended)
+    # Meilisearch's types' details only: a registered type's are free JSON, with no rule to sum them by.
+    batch.details = accumulate((t.details for t in tasks if isinstance(t.type, TaskType)), ended=ended)
     # One index when every task has that index: what scoped keys and `indexUids` see.
     batch.index_uid = next(iter(indexes)) if len(indexes) == 1 and all(t.index_uid for t in tasks) else None
     if tasks:

@@ -230,7 +230,7 @@ class Leasing:
             if task.extra and "lastError" in task.extra:  # the outcome itself says what happened last
                 task.extra = {k: v for k, v in task.extra.items() if k != "lastError"} or None
             task.status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
-            task.details = finished_details(details, success=error is None)
+            task.details = finished_details(task.type, details, success=error is None)
             task.error, task.finished_at = error, now
         tx.leases.update(token, state="completed")
         close_batch(tx, lease.batch_uid, now, "completed", tasks)
@@ -290,7 +290,7 @@ class Leasing:
                     changed += requeue(tx, [task])
                     continue
                 task.status, task.finished_at = TaskStatus.FAILED, now
-                task.details = finished_details(task.details, success=False)
+                task.details = finished_details(task.type, task.details, success=False)
                 task.extra = {k: v for k, v in task.extra.items() if k != "lastError"}
                 task.error = {
                     "message": "The task's lease expired without a report from a worker;"

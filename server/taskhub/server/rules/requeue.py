@@ -18,10 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 from taskhub.errors import TaskHubError
-from taskhub.server.model import Task, TaskKind, TaskQuery, TaskStatus, TaskType
+from taskhub.server.model import CustomType, Task, TaskKind, TaskQuery, TaskStatus, TaskType
 from taskhub.server.rules.auth import EVERYONE, Principal, enqueue_action
+from taskhub.server.rules.batches import resolve_query
 from taskhub.server.rules.units import DISK_FULL, Units
 from taskhub.server.storage.contract import NewTask, Transaction
+from taskhub.server.task_types import TaskTypes
 
 MAX_REQUEUE = 1_000
 REQUEUED = frozenset({TaskStatus.FAILED, TaskStatus.CANCELED})
@@ -35,10 +37,11 @@ RUN_FIELDS = frozenset({"runAt", "attempts", "lastError", "batchUid", "requeuedF
 class Requeuing:
     """Requeues failed and canceled tasks."""
 
-    def __init__(self, units: Units, clock: Callable[[], int], *, max_db_size: int | None) -> None:
+    def __init__(self, units: Units, clock: Callable[[], int], *, max_db_size: int | None, types: TaskTypes) -> None:
         self.units = units
         self.clock = clock
         self.max_db_size = max_db_size
+        self.types = types
 
     async def requeue_tasks(self, query: TaskQuery, *, caller: Principal = EVERYONE) -> list[Task]:
         """The new tasks, oldest original first; `query.scope` limits what is seen, as in a list, and
@@ -56,6 +59,7 @@ class Requeuing:
 
     def _requeue(self, tx: Transaction, query: TaskQuery, caller: Principal, now: int) -> list[Task]:
         self.units.sync(tx)  # the finder as of this unit of work: what it matches is still failed or canceled
+        query = resolve_query(tx, query)  # `batchUids`: the tasks those batches held, which the finder knows
         uids = self.units.finder.uids(query, limit=MAX_REQUEUE + 1)
         if len(uids) > MAX_REQUEUE:
             matched = self.units.finder.count(query)
@@ -67,13 +71,17 @@ class Requeuing:
         originals = [
             t
             for t in tx.tasks.get_many(uids, REQUEUED)
-            if t.type not in NEVER_REQUEUED and _may_requeue(caller, t.type)
+            if t.type not in NEVER_REQUEUED and _may_requeue(caller, t.type) and self._enqueueable(t.type)
         ]
         if not originals:
             return []
         if self.max_db_size is not None and tx.used_bytes() >= self.max_db_size:
             raise TaskHubError("no_space_left_on_device", DISK_FULL)
         return tx.tasks.insert([_again(task) for task in originals], now)
+
+    def _enqueueable(self, type_: TaskKind) -> bool:
+        """Meilisearch's types, and the registered ones this server still takes (`--task-types`)."""
+        return not isinstance(type_, CustomType) or self.types.enqueueable(type_.label) is not None
 
 
 def _may_requeue(caller: Principal, type_: TaskKind) -> bool:
@@ -83,8 +91,11 @@ def _may_requeue(caller: Principal, type_: TaskKind) -> bool:
 
 
 def _again(task: Task) -> NewTask:
-    """What enqueues `task` anew: its index, type, details without outputs, extra fields without run fields."""
-    details = None if task.details is None else {k: (None if k in OUTPUTS else v) for k, v in task.details.items()}
+    """What enqueues `task` anew: its index, type, details without outputs (a registered type's as they are),
+    extra fields without run fields."""
+    details = task.details
+    if details is not None and not isinstance(task.type, CustomType):
+        details = {k: (None if k in OUTPUTS else v) for k, v in details.items()}
     extra: dict[str, Any] = {k: v for k, v in (task.extra or {}).items() if k not in RUN_FIELDS}
     extra["requeuedFrom"] = task.uid
     return task.index_uid, task.type, details, extra

@@ -116,7 +116,7 @@ class Scheduler:
             idempotency_ttl=idempotency_ttl,
         )
         self.idempotency_ttl = idempotency_ttl
-        self.requeuing = Requeuing(self.units, clock, max_db_size=max_db_size)
+        self.requeuing = Requeuing(self.units, clock, max_db_size=max_db_size, types=self.types)
         self.max_idempotency_keys = max_idempotency_keys
         self.leasing = Leasing(
             self.units,

@@ -163,7 +163,7 @@ def _finish(tx: Transaction, uid: int, now: int, details: dict[str, Any] | None,
     task = tx.tasks.get(uid)
     assert task is not None
     task.status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
-    task.details = finished_details(details, success=error is None)
+    task.details = finished_details(task.type, details, success=error is None)
     task.error, task.finished_at = error, now
     saved = tx.tasks.save([task])[0]
     close_batch(tx, batch_uid_of(task), now)
@@ -179,7 +179,7 @@ def _run_cancelation(tx: Transaction, uid: int, now: int) -> None:
     canceled = tx.tasks.get_many(tx.tasks.matched_uids(uid), UNFINISHED)
     for target in canceled:
         target.status, target.canceled_by, target.finished_at = TaskStatus.CANCELED, uid, now
-        target.details = finished_details(target.details, success=False)
+        target.details = finished_details(target.type, target.details, success=False)
         if batch is not None:
             target.extra = {**(target.extra or {}), "batchUid": batch}
     tx.tasks.save(canceled)

@@ -47,8 +47,9 @@ class SqliteTaskTypes:
             return []
 
     def register(self, names: Iterable[str]) -> list[tuple[int, str]]:
-        known = {name: code for code, name in self.all()}
-        fresh = [name for name in names if name not in known]
+        # By name in any case, as callers name types: `sendemail` is `sendEmail`, under its first code.
+        known = {name.lower(): code for code, name in self.all()}
+        fresh = [name for name in names if name.lower() not in known]
         if fresh:
             free = [code for code in range(FIRST_CODE, LAST_CODE + 1) if code not in known.values()]
             if len(fresh) > len(free):

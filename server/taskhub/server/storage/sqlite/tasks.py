@@ -87,8 +87,8 @@ class SqliteTasks:
         for start in range(0, len(uids), _FEW):
             chunk = uids[start : start + _FEW]
             for row in self.conn.execute(select[len(chunk)], chunk):
-                details, error = row[5], row[6]
-                used += ROW_BYTES + (len(details) if details else 0) + (len(error) if error else 0)
+                details, error, extra = row[5], row[6], row[11]
+                used += ROW_BYTES + len(details or "") + len(error or "") + len(extra or "")
                 if used > budget and tasks:
                     return tasks, row[0]
                 tasks.append(row_to_task(row, self.type_of))
