@@ -81,3 +81,25 @@ async def test_a_second_server_on_the_database_is_refused_naming_it_without_its_
 async def test_what_postgresql_cannot_do_is_refused_before_anything_opens(pg_config, clock, change, words):
     with pytest.raises(ValueError, match=words):
         await app.start(dataclasses.replace(pg_config, **change), background=False, clock=clock)
+
+
+async def test_a_server_whose_connections_were_ended_opens_new_ones(pg_config, clock):
+    import psycopg
+
+    service = await app.start(pg_config, background=False, clock=clock)
+    try:
+        async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+            stub = task_service_pb2_grpc.TaskServiceStub(channel)
+            assert await enqueue(stub) == 0
+            # What a database restart or an operator does to a server's connections.
+            with psycopg.connect(pg_config.db, autocommit=True) as admin:
+                ended = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchone()[0]
+            assert ended >= 2  # the writer and the readers at least
+            assert await enqueue(stub) == 1
+            assert (await stub.GetTask(pb.GetTaskRequest(uid=0))).task.uid == 0
+            assert (await stub.ListTasks(pb.ListTasksRequest())).total == 2
+    finally:
+        await service.stop(0)

@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from taskhub.errors import TaskHubError
 from taskhub.server.batch import Batch, BatchQuery, ProgressStep
 from taskhub.server.model import KeyRecord, Task, TaskKind, TaskQuery, TaskStatus
 
@@ -30,6 +31,15 @@ IndexRow = tuple[int, int, int, int, int, int, int, str | None]
 
 class StorageFull(Exception):
     """The database refused to grow: the unit of work was rolled back whole."""
+
+
+class StorageUnavailable(TaskHubError):
+    """The database cannot be reached: the unit of work or read failed (a unit of work lost during its
+    commit may have committed). The storage reconnects on its next use. Public as `unavailable`."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("unavailable", "The task database cannot be reached right now; retry later.")
+        self.detail = detail
 
 
 class Keep:

@@ -6,9 +6,8 @@ each set field; statuses are a bit mask column, member tasks a side table, types
 
 from __future__ import annotations
 
-import psycopg
-
 from taskhub.server.batch import BatchQuery
+from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.rows import counter
 
 
@@ -72,7 +71,7 @@ def where(query: BatchQuery) -> tuple[str, list]:
 class PostgresBatchFinder:
     """The `BatchFinder` of the contract on one connection."""
 
-    def __init__(self, conn: psycopg.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def page(self, query: BatchQuery, *, limit: int, from_uid: int | None, reverse: bool) -> tuple[list[int], int]:

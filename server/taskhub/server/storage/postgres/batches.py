@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import psycopg
-
 from taskhub.server.batch import Batch, ProgressStep
 from taskhub.server.model import TYPE_BY_LABEL, TaskKind
+from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.rows import bump, counter
 from taskhub.server.storage.sqlite.batches import COLUMNS, ROW_BYTES, _row_to_batch, _stats, status_mask
 from taskhub.server.storage.sqlite.rows import compact
@@ -22,7 +21,7 @@ from taskhub.server.storage.sqlite.task_types import TypeCodes
 class PostgresBatches:
     """The `BatchTable` of the contract on one connection."""
 
-    def __init__(self, conn: psycopg.Connection, codes: TypeCodes) -> None:
+    def __init__(self, conn: Connection, codes: TypeCodes) -> None:
         self.conn = conn
         self._codes = codes
 

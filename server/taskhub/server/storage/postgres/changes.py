@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-import psycopg
-
 from taskhub.server.model import Task, TaskKind
 from taskhub.server.storage.contract import Changes
+from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.rows import bump, counter
 from taskhub.server.storage.sqlite.rows import compact, dumps, loads, row_to_task
 
@@ -22,7 +21,7 @@ class PostgresChangeLog:
     """The `ChangeLog` of the contract on one connection; `logged` is what the open unit of work appended."""
 
     def __init__(
-        self, conn: psycopg.Connection, atomic: Callable[[], AbstractContextManager], type_of: dict[int, TaskKind]
+        self, conn: Connection, atomic: Callable[[], AbstractContextManager], type_of: dict[int, TaskKind]
     ) -> None:
         self.conn = conn
         self.type_of = type_of

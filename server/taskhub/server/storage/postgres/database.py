@@ -19,10 +19,11 @@ from collections.abc import Iterator
 
 import psycopg
 
-from taskhub.server.storage.contract import Changes, StorageFull
+from taskhub.server.storage.contract import Changes, StorageFull, StorageUnavailable
 from taskhub.server.storage.postgres.batch_finder import PostgresBatchFinder
 from taskhub.server.storage.postgres.batches import PostgresBatches
 from taskhub.server.storage.postgres.changes import PostgresChangeLog
+from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.idempotency import PostgresIdempotency
 from taskhub.server.storage.postgres.keys import PostgresKeys
 from taskhub.server.storage.postgres.leases import PostgresLeases
@@ -49,15 +50,10 @@ def is_postgres_url(address: str) -> bool:
     return address.startswith(("postgresql://", "postgres://"))
 
 
-def _connect(url: str) -> psycopg.Connection:
-    # Autocommit: transactions are begun by hand, where the contract opens them.
-    return psycopg.connect(url, autocommit=True)
-
-
 class _Tables:
     """The tables of the contract on one connection."""
 
-    def __init__(self, conn: psycopg.Connection, atomic) -> None:
+    def __init__(self, conn: Connection, atomic) -> None:
         self.conn = conn
         self.task_types = PostgresTaskTypes(conn)
         self.log = PostgresChangeLog(conn, atomic, self.task_types.codes)
@@ -76,10 +72,13 @@ class _Tables:
     def snapshot(self) -> Iterator[None]:
         """Reads in the block see one committed state."""
         self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        self.conn.in_transaction = True
         try:
             yield
         finally:
-            self.conn.execute("COMMIT")
+            self.conn.in_transaction = False
+            with contextlib.suppress(StorageUnavailable):
+                self.conn.execute("COMMIT")
 
     def used_bytes(self) -> int:
         """Bytes the tasks and the change log hold (counters kept by every write; not the files' size, which
@@ -88,13 +87,15 @@ class _Tables:
         return 0 if row is None or row[0] is None else int(row[0])
 
 
+def _read_only(conn: psycopg.Connection) -> None:
+    conn.execute("SET default_transaction_read_only = on")
+
+
 class PostgresReader(_Tables):
     """A read-only connection: every read of the contract, no write."""
 
     def __init__(self, url: str) -> None:
-        conn = _connect(url)
-        conn.execute("SET default_transaction_read_only = on")
-        super().__init__(conn, self.snapshot)
+        super().__init__(Connection(url, _read_only), self.snapshot)
 
     def close(self) -> None:
         self.conn.close()
@@ -106,7 +107,7 @@ class PostgresStorage(_Tables):
     def __init__(self, url: str, *, max_bytes: int | None = None) -> None:
         self.url = url
         self.max_bytes = max_bytes
-        super().__init__(_connect(url), self.transaction)
+        super().__init__(Connection(url), self.transaction)
         with self.transaction():  # under the lock: servers starting at once migrate one after another
             migrate(self.conn)
         self.task_types.codes.reload()
@@ -114,7 +115,8 @@ class PostgresStorage(_Tables):
     @contextlib.contextmanager
     def transaction(self) -> Iterator[PostgresStorage]:
         self.log.logged = []
-        self.conn.execute("BEGIN")
+        self.conn.execute("BEGIN")  # on a connection opened again if the last one was lost
+        self.conn.in_transaction = True
         try:
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (UNIT_LOCK,))
             yield self
@@ -122,12 +124,14 @@ class PostgresStorage(_Tables):
                 raise StorageFull(f"the tasks and their changes passed {self.max_bytes} bytes")
             self.conn.execute("COMMIT")
         except BaseException as exc:
-            with contextlib.suppress(psycopg.Error):
+            with contextlib.suppress(psycopg.Error, StorageUnavailable):
                 self.conn.execute("ROLLBACK")
             self.log.logged = []
             if isinstance(exc, psycopg.errors.DiskFull):
                 raise StorageFull(str(exc)) from exc
             raise
+        finally:
+            self.conn.in_transaction = False
 
     def reader(self, *, scan: bool = False) -> PostgresReader:
         return PostgresReader(self.url)

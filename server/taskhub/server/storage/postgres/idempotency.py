@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import psycopg
-
 from taskhub.server.storage.contract import IdempotencyRecord
+from taskhub.server.storage.postgres.connection import Connection
 
 
 class PostgresIdempotency:
     """The `IdempotencyTable` of the contract on one connection."""
 
-    def __init__(self, conn: psycopg.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def get_keys(self, keys: Sequence[bytes]) -> dict[bytes, IdempotencyRecord]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-import psycopg
-
 from taskhub.server.model import KeyRecord
+from taskhub.server.storage.postgres.connection import Connection
 
 _KEY_COLUMNS = "uid, name, description, actions, indexes, expires_at, created_at, updated_at"
 
@@ -21,7 +20,7 @@ def _record(row: tuple) -> KeyRecord:
 class PostgresKeys:
     """The `KeyTable` of the contract on one connection."""
 
-    def __init__(self, conn: psycopg.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def all_keys(self) -> list[KeyRecord]:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import psycopg
-
 from taskhub.server.model import Task, TaskStatus
 from taskhub.server.storage.contract import ACTIVE, LeaseRecord
+from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.tasks import PostgresTasks
 
 
 class PostgresLeases:
     """The `LeaseTable` of the contract on one connection."""
 
-    def __init__(self, conn: psycopg.Connection, tasks: PostgresTasks) -> None:
+    def __init__(self, conn: Connection, tasks: PostgresTasks) -> None:
         self.conn = conn
         self._tasks = tasks
 

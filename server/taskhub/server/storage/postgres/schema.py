@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 
-import psycopg
+from taskhub.server.storage.postgres.connection import Connection
 
 SCHEMA_VERSION = 1
 
@@ -93,7 +93,7 @@ CREATE TABLE api_keys (
 """
 
 
-def migrate(conn: psycopg.Connection) -> None:
+def migrate(conn: Connection) -> None:
     """Brings the database to SCHEMA_VERSION; the caller holds a transaction and UNIT_LOCK."""
     conn.execute("CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value bigint NOT NULL)")
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -111,7 +111,7 @@ def migrate(conn: psycopg.Connection) -> None:
     conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'", (SCHEMA_VERSION,))
 
 
-def new_epoch(conn: psycopg.Connection) -> None:
+def new_epoch(conn: Connection) -> None:
     """A history that does not continue the one before (a fresh database, an imported dump)."""
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('epoch', %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",

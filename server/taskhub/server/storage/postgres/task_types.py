@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import psycopg
-
+from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.sqlite.task_types import TypeCodes
 from taskhub.server.task_types import FIRST_CODE, LAST_CODE
 
@@ -17,7 +16,7 @@ from taskhub.server.task_types import FIRST_CODE, LAST_CODE
 class PostgresTaskTypes:
     """The `TaskTypeTable` of the contract on one connection."""
 
-    def __init__(self, conn: psycopg.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.codes = TypeCodes(self.all)
 
@@ -28,8 +27,9 @@ class PostgresTaskTypes:
         return [(code, name) for code, name in self.conn.execute("SELECT code, name FROM task_types ORDER BY code")]
 
     def register(self, names: Iterable[str]) -> list[tuple[int, str]]:
-        known = {name: code for code, name in self.all()}
-        fresh = [name for name in names if name not in known]
+        # By name in any case, as callers name types: `sendemail` is `sendEmail`, under its first code.
+        known = {name.lower(): code for code, name in self.all()}
+        fresh = [name for name in names if name.lower() not in known]
         if fresh:
             free = [code for code in range(FIRST_CODE, LAST_CODE + 1) if code not in known.values()]
             if len(fresh) > len(free):

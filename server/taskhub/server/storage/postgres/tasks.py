@@ -12,11 +12,10 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 
-import psycopg
-
 from taskhub.server.model import Task, TaskStatus, TaskType
 from taskhub.server.storage.contract import KEEP, IndexRow, Keep, NewTask
 from taskhub.server.storage.postgres.changes import PostgresChangeLog
+from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.rows import bump, counter
 from taskhub.server.storage.postgres.schema import new_epoch
 from taskhub.server.storage.sqlite.rows import COLUMNS, dumps, row_to_task
@@ -40,7 +39,7 @@ def _size(details: str | None, error: str | None, extra: str | None) -> int:
 class PostgresTasks:
     """The `TaskTable` of the contract on one connection."""
 
-    def __init__(self, conn: psycopg.Connection, log: PostgresChangeLog) -> None:
+    def __init__(self, conn: Connection, log: PostgresChangeLog) -> None:
         self.conn = conn
         self.log = log
         self.type_of = log.type_of
@@ -70,8 +69,8 @@ class PostgresTasks:
         used = 0
         rows = self.conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE uid = ANY(%s) ORDER BY uid {order}", (uids,))
         for row in rows:
-            details, error = row[5], row[6]
-            used += ROW_BYTES + (len(details) if details else 0) + (len(error) if error else 0)
+            details, error, extra = row[5], row[6], row[11]
+            used += ROW_BYTES + len(details or "") + len(error or "") + len(extra or "")
             if used > budget and tasks:
                 return tasks, row[0]
             tasks.append(row_to_task(row, self.type_of))
