@@ -24,6 +24,7 @@ class Connection:
         self.url = url
         self._setup = setup
         self.in_transaction = False
+        self._closed = False  # by `close()`: for good, unlike a connection lost
         self._conn: psycopg.Connection | None = None
         self._open()
 
@@ -38,6 +39,8 @@ class Connection:
         return conn
 
     def _current(self) -> psycopg.Connection:
+        if self._closed:
+            raise psycopg.OperationalError("the connection is closed")
         conn = self._conn
         if conn is not None and not conn.closed and not conn.broken:
             return conn
@@ -50,7 +53,7 @@ class Connection:
         try:
             return conn.execute(query, params)
         except psycopg.OperationalError as exc:
-            if not (conn.closed or conn.broken):
+            if self._closed or not (conn.closed or conn.broken):
                 raise
             if self.in_transaction:
                 raise StorageUnavailable(str(exc)) from exc
@@ -64,5 +67,6 @@ class Connection:
         return self._current().cursor()
 
     def close(self) -> None:
+        self._closed = True
         if self._conn is not None:
             self._conn.close()
