@@ -63,6 +63,7 @@ SERVER_ONLY = {
     "numpy",
     "pyroaring",
     "sqlite-utils",
+    "psycopg",
     "starlette",
     "uvicorn",
     "uvloop",

@@ -103,7 +103,13 @@ PAGE_SCHEMAS = {
 
 
 def label(characters: int) -> dict:
-    return {"type": ["string", "null"], "maxLength": characters, "description": f"At most {characters} characters."}
+    return {
+        "type": ["string", "null"],
+        "maxLength": characters,
+        # No NUL: the stores keep labels as text, which PostgreSQL's refuses to hold one of.
+        "pattern": "^[^\\u0000]*$",
+        "description": f"At most {characters} characters, none of them NUL.",
+    }
 
 
 _COUNT = {"type": "integer", "minimum": 0, "maximum": U64_MAX}
