@@ -395,9 +395,7 @@ async def test_the_clients_retry_after_a_lost_answer_makes_no_second_task(servic
 
 
 async def test_a_full_queue_still_answers_a_replay(config, clock):
-    from taskhub.server.storage.sqlite.database import SqliteStorage
-
-    probe = SqliteStorage(config.db)
+    probe = app.open_store(config)  # whichever database the config names
     empty = probe.used_bytes()
     probe.close()
     service = await app.start(
