@@ -29,40 +29,28 @@ npm_ci tests/node
 npm_ci tests/browser
 # TypeScript stubs from buf.gen.yaml (protoc-gen-es), compiled and run against a server by tests/test_ts_stubs.py.
 npm_ci tests/ts
-if [ ! -x "${TASKHUB_CHROMIUM:-/usr/bin/chromium}" ]; then
+# A Debian package the tests need, with apt-get, only as root or with sudo; otherwise the tests that need it skip,
+# saying why (and fail under CI, where they must run). $1: the package; $2: what needs it.
+apt_install() {
+  local as_root=(false)
   if [ "$(id -u)" = 0 ]; then
     as_root=()
   elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
     as_root=(sudo -n)
-  else
-    as_root=(false)
   fi
   if [ "${as_root[0]:-}" != false ] && command -v apt-get >/dev/null; then
-    echo "installing chromium (apt-get) for the dashboard's browser test" >&2
+    echo "installing $1 (apt-get) for $2" >&2
     "${as_root[@]}" apt-get update -qq
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
   else
-    echo "no chromium and no root or sudo to install it: the dashboard's browser test will skip" >&2
+    echo "no $1 and no root or sudo to install it: $2 will skip" >&2
   fi
-fi
+}
+[ -x "${TASKHUB_CHROMIUM:-/usr/bin/chromium}" ] || apt_install chromium "the dashboard's browser test"
 # PostgreSQL for the storage contract's suite and the queue's tests on PostgreSQL: each test session makes a
-# throwaway cluster (tests/postgres_cluster.py). apt-get only when its server is missing and we are root or have
-# sudo; without it those tests skip, saying why (and fail under CI, where they must run).
+# throwaway cluster (tests/postgres_cluster.py).
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    as_root=()
-  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-    as_root=(sudo -n)
-  else
-    as_root=(false)
-  fi
-  if [ "${as_root[0]:-}" != false ] && command -v apt-get >/dev/null; then
-    echo "installing postgresql (apt-get) for the PostgreSQL tests" >&2
-    "${as_root[@]}" apt-get update -qq
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-  else
-    echo "no PostgreSQL and no root or sudo to install it: the PostgreSQL tests will skip" >&2
-  fi
+  apt_install postgresql "the PostgreSQL tests"
 fi
 buf=tools/node_modules/.bin/buf
 "$buf" lint

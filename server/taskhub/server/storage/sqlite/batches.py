@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from taskhub.server.batch import Batch, ProgressStep
-from taskhub.server.model import STATUS_BY_LABEL, TYPE_BY_LABEL, TaskKind
+from taskhub.server.model import STATUS_BY_LABEL, TaskKind
 from taskhub.server.storage.sqlite.rows import bump, compact, counter, loads
 from taskhub.server.storage.sqlite.task_types import TypeCodes
 
@@ -72,19 +72,6 @@ class SqliteBatches:
         self.conn = conn
         self._codes = codes
 
-    def _kind(self, label: str) -> TaskKind:
-        """A type by the label its batches store: Meilisearch's, or one registered on this database."""
-        kind = TYPE_BY_LABEL.get(label)
-        if kind is not None:
-            return kind
-        for attempt in range(2):
-            found = next((k for k in self._codes.values() if k.label == label), None)
-            if found is not None:
-                return found
-            if not attempt:
-                self._codes.reload()  # registered by another server since
-        raise KeyError(label)
-
     def next_uid(self) -> int:
         return counter(self.conn, "next_batch_uid")
 
@@ -119,7 +106,7 @@ class SqliteBatches:
 
     def get(self, uid: int) -> Batch | None:
         row = self.conn.execute(f"SELECT {COLUMNS} FROM batches WHERE uid = ?", (uid,)).fetchone()
-        return None if row is None else _row_to_batch(row, self._progress(row), self._kind)
+        return None if row is None else _row_to_batch(row, self._progress(row), self._codes.kind)
 
     def _progress(self, row: Sequence[Any]) -> str | None:
         if row[2] is not None:  # ended: no progress
@@ -143,7 +130,7 @@ class SqliteBatches:
             used += ROW_BYTES + len(row[10]) + len(row[11])
             if used > budget and batches:
                 return batches, uid
-            batches.append(_row_to_batch(row, self._progress(row), self._kind))
+            batches.append(_row_to_batch(row, self._progress(row), self._codes.kind))
         return batches, None
 
     def save(self, batch: Batch) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable
 
-from taskhub.server.model import TYPE_OF, CustomType, TaskKind
+from taskhub.server.model import TYPE_BY_LABEL, TYPE_OF, CustomType, TaskKind
 from taskhub.server.task_types import FIRST_CODE, LAST_CODE
 
 
@@ -25,6 +25,19 @@ class TypeCodes(dict[int, TaskKind]):
         for code, name in self._read():
             if self.get(code) is None:
                 self[code] = CustomType(code, name)
+
+    def kind(self, label: str) -> TaskKind:
+        """A type by its label (what batch counts store): Meilisearch's, or one registered on the database."""
+        builtin = TYPE_BY_LABEL.get(label)
+        if builtin is not None:
+            return builtin
+        for attempt in range(2):
+            found = next((k for k in self.values() if k.label == label), None)
+            if found is not None:
+                return found
+            if not attempt:
+                self.reload()  # registered by another server since
+        raise KeyError(label)
 
     def __missing__(self, code: int) -> TaskKind:
         self.reload()
