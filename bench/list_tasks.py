@@ -38,8 +38,8 @@ import load_tasks
 from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.model import TaskQuery, TaskStatus as S, TaskType as T
 from taskhub.server.rules.scheduler import Scheduler
+from taskhub.server.storage.rows import COLUMNS
 from taskhub.server.storage.sqlite.database import SqliteStorage as Store
-from taskhub.server.storage.sqlite.rows import COLUMNS
 
 DAY = 86_400 * 1_000_000
 

@@ -7,8 +7,8 @@ import sqlite3
 from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.index.task_index import TaskIndex
 from taskhub.server.model import Task, TaskQuery, TaskStatus, TaskType
+from taskhub.server.storage.rows import row_to_task
 from taskhub.server.storage.sqlite.database import SqliteStorage as Store
-from taskhub.server.storage.sqlite.rows import row_to_task
 from taskhub.server.storage.sqlite.schema import SCHEMA_VERSION
 
 

@@ -14,9 +14,9 @@ from taskhub.server.index.dates import HOUR, DateBuckets
 from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.index.task_index import TaskIndex
 from taskhub.server.model import Scope, Task, TaskQuery, TaskStatus, TaskType
+from taskhub.server.storage.rows import COLUMNS, row_to_task
 from taskhub.server.storage.sqlite.database import SqliteStorage as Store
 from taskhub.server.storage.sqlite.finder import SqlFinder, where
-from taskhub.server.storage.sqlite.rows import COLUMNS, row_to_task
 
 T0 = 1_700_000_000_000_000
 times = st.one_of(st.none(), st.integers(T0, T0 + 5 * HOUR))

@@ -10,11 +10,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from taskhub.server.batch import Batch, ProgressStep
+from taskhub.server.storage.batch_rows import COLUMNS, ROW_BYTES, row_to_batch, stats_json, status_mask
 from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.rows import bump, counter
-from taskhub.server.storage.sqlite.batches import COLUMNS, ROW_BYTES, _row_to_batch, _stats, status_mask
-from taskhub.server.storage.sqlite.rows import compact
-from taskhub.server.storage.sqlite.task_types import TypeCodes
+from taskhub.server.storage.rows import TypeCodes, compact
 
 
 class PostgresBatches:
@@ -46,7 +45,7 @@ class PostgresBatches:
                 batch.worker,
                 batch.lease_state,
                 batch.strategy,
-                _stats(batch),
+                stats_json(batch),
                 compact(batch.details),
                 status_mask(batch),
             ),
@@ -59,7 +58,7 @@ class PostgresBatches:
 
     def get(self, uid: int) -> Batch | None:
         row = self.conn.execute(f"SELECT {COLUMNS} FROM batches WHERE uid = %s", (uid,)).fetchone()
-        return None if row is None else _row_to_batch(row, self._progress(row), self._codes.kind)
+        return None if row is None else row_to_batch(row, self._progress(row), self._codes.kind)
 
     def _progress(self, row: Sequence[Any]) -> str | None:
         if row[2] is not None:  # ended: no progress
@@ -78,7 +77,7 @@ class PostgresBatches:
             used += ROW_BYTES + len(row[10]) + len(row[11])
             if used > budget and batches:
                 return batches, uid
-            batches.append(_row_to_batch(row, self._progress(row), self._codes.kind))
+            batches.append(row_to_batch(row, self._progress(row), self._codes.kind))
         return batches, None
 
     def save(self, batch: Batch) -> None:
@@ -89,7 +88,7 @@ class PostgresBatches:
                 batch.finished_at,
                 batch.index_uid,
                 batch.lease_state,
-                _stats(batch),
+                stats_json(batch),
                 compact(batch.details),
                 status_mask(batch),
                 batch.enqueued_first,

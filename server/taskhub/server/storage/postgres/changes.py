@@ -14,7 +14,7 @@ from taskhub.server.model import Task, TaskKind
 from taskhub.server.storage.contract import Changes
 from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.rows import bump, counter
-from taskhub.server.storage.sqlite.rows import compact, dumps, loads, row_to_task
+from taskhub.server.storage.rows import compact, dumps, loads, row_to_task
 
 
 class PostgresChangeLog:

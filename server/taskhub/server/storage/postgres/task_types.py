@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from taskhub.server.storage.postgres.connection import Connection
-from taskhub.server.storage.sqlite.task_types import TypeCodes
+from taskhub.server.storage.rows import TypeCodes
 from taskhub.server.task_types import FIRST_CODE, LAST_CODE
 
 

@@ -18,8 +18,7 @@ from taskhub.server.storage.postgres.changes import PostgresChangeLog
 from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.rows import bump, counter
 from taskhub.server.storage.postgres.schema import new_epoch
-from taskhub.server.storage.sqlite.rows import COLUMNS, dumps, row_to_task
-from taskhub.server.storage.sqlite.tasks import ROW_BYTES, waiting_until
+from taskhub.server.storage.rows import COLUMNS, ROW_BYTES, dumps, row_to_task, waiting_until
 
 # `COLUMNS` with no details nor error: what a deletion keeps of a task's last state.
 DELETED_COLUMNS = (

@@ -8,61 +8,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from taskhub.server.batch import Batch, ProgressStep
-from taskhub.server.model import STATUS_BY_LABEL, TaskKind
-from taskhub.server.storage.sqlite.rows import bump, compact, counter, loads
-from taskhub.server.storage.sqlite.task_types import TypeCodes
-
-COLUMNS = (
-    "uid, started_at, finished_at, enqueued_first, enqueued_last, index_uid, lease, worker, lease_state,"
-    " strategy, stats, details"
-)
-# What a batch costs in a page beside its counts and details, as an upper bound.
-ROW_BYTES = 512
-
-
-def status_mask(batch: Batch) -> int:
-    return sum(1 << int(s) for s, n in batch.statuses.items() if n)
-
-
-def _stats(batch: Batch) -> str:
-    return compact(
-        {
-            "total": batch.total,
-            "status": {s.label: n for s, n in batch.statuses.items()},
-            "types": {t.label: n for t, n in batch.types.items()},
-            "indexUids": batch.index_uids,
-        }
-    )
-
-
-def _row_to_batch(row: Sequence[Any], progress: str | None, kind_of: Callable[[str], TaskKind]) -> Batch:
-    uid, started, finished, first, last, index_uid, lease, worker, state, strategy, stats, details = row
-    counts = loads(stats)
-    steps = None
-    if finished is None:
-        steps = [] if progress is None else [ProgressStep(*s) for s in loads(progress)]
-    return Batch(
-        uid=uid,
-        started_at=started,
-        strategy=strategy,
-        total=counts["total"],
-        statuses={STATUS_BY_LABEL[k]: v for k, v in counts["status"].items()},
-        types={kind_of(k): v for k, v in counts["types"].items()},
-        index_uids=counts["indexUids"],
-        details=loads(details),
-        enqueued_first=first,
-        enqueued_last=last,
-        index_uid=index_uid,
-        finished_at=finished,
-        progress=steps,
-        lease=lease,
-        worker=worker,
-        lease_state=state,
-    )
+from taskhub.server.storage.batch_rows import COLUMNS, ROW_BYTES, row_to_batch, stats_json, status_mask
+from taskhub.server.storage.rows import TypeCodes, compact
+from taskhub.server.storage.sqlite.rows import bump, counter
 
 
 class SqliteBatches:
@@ -94,7 +46,7 @@ class SqliteBatches:
                 batch.worker,
                 batch.lease_state,
                 batch.strategy,
-                _stats(batch),
+                stats_json(batch),
                 compact(batch.details),
                 status_mask(batch),
             ),
@@ -106,7 +58,7 @@ class SqliteBatches:
 
     def get(self, uid: int) -> Batch | None:
         row = self.conn.execute(f"SELECT {COLUMNS} FROM batches WHERE uid = ?", (uid,)).fetchone()
-        return None if row is None else _row_to_batch(row, self._progress(row), self._codes.kind)
+        return None if row is None else row_to_batch(row, self._progress(row), self._codes.kind)
 
     def _progress(self, row: Sequence[Any]) -> str | None:
         if row[2] is not None:  # ended: no progress
@@ -130,7 +82,7 @@ class SqliteBatches:
             used += ROW_BYTES + len(row[10]) + len(row[11])
             if used > budget and batches:
                 return batches, uid
-            batches.append(_row_to_batch(row, self._progress(row), self._codes.kind))
+            batches.append(row_to_batch(row, self._progress(row), self._codes.kind))
         return batches, None
 
     def save(self, batch: Batch) -> None:
@@ -141,7 +93,7 @@ class SqliteBatches:
                 batch.finished_at,
                 batch.index_uid,
                 batch.lease_state,
-                _stats(batch),
+                stats_json(batch),
                 compact(batch.details),
                 status_mask(batch),
                 batch.enqueued_first,

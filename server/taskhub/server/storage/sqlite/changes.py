@@ -16,7 +16,8 @@ from contextlib import AbstractContextManager
 
 from taskhub.server.model import Task, TaskKind
 from taskhub.server.storage.contract import Changes
-from taskhub.server.storage.sqlite.rows import bump, compact, counter, dumps, loads, row_to_task
+from taskhub.server.storage.rows import compact, dumps, loads, row_to_task
+from taskhub.server.storage.sqlite.rows import bump, counter
 
 
 def _string(value: str | None) -> str:

@@ -7,43 +7,10 @@ it lacks (another server on the database registered a type since) is read again 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-from taskhub.server.model import TYPE_BY_LABEL, TYPE_OF, CustomType, TaskKind
+from taskhub.server.storage.rows import TypeCodes
 from taskhub.server.task_types import FIRST_CODE, LAST_CODE
-
-
-class TypeCodes(dict[int, TaskKind]):
-    """Types by stored code; a missing code is looked up again in the table before it is an error."""
-
-    def __init__(self, read: Callable[[], list[tuple[int, str]]]) -> None:
-        super().__init__(TYPE_OF)
-        self._read = read
-        self.reload()
-
-    def reload(self) -> None:
-        for code, name in self._read():
-            if self.get(code) is None:
-                self[code] = CustomType(code, name)
-
-    def kind(self, label: str) -> TaskKind:
-        """A type by its label (what batch counts store): Meilisearch's, or one registered on the database."""
-        builtin = TYPE_BY_LABEL.get(label)
-        if builtin is not None:
-            return builtin
-        for attempt in range(2):
-            found = next((k for k in self.values() if k.label == label), None)
-            if found is not None:
-                return found
-            if not attempt:
-                self.reload()  # registered by another server since
-        raise KeyError(label)
-
-    def __missing__(self, code: int) -> TaskKind:
-        self.reload()
-        if dict.__contains__(self, code):
-            return dict.__getitem__(self, code)
-        raise KeyError(code)
 
 
 class SqliteTaskTypes:

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from taskhub.server.model import Task, TaskStatus, TaskType
 from taskhub.server.storage.contract import KEEP, IndexRow, Keep, NewTask
+from taskhub.server.storage.rows import COLUMNS, ROW_BYTES, dumps, row_to_task, waiting_until
 from taskhub.server.storage.sqlite.changes import SqliteChangeLog
-from taskhub.server.storage.sqlite.rows import COLUMNS, bump, counter, dumps, row_to_task
+from taskhub.server.storage.sqlite.rows import bump, counter
 from taskhub.server.storage.sqlite.schema import new_epoch
 
 # `COLUMNS` with no details nor error: what a deletion keeps of a task's last state.
@@ -30,15 +31,6 @@ _SELECT_FEW = [f"SELECT {COLUMNS} FROM tasks WHERE uid IN ({', '.join('?' * n)})
 _SELECT_FEW_DESC = [
     f"SELECT {COLUMNS} FROM tasks WHERE uid IN ({', '.join('?' * n)}) ORDER BY uid DESC" for n in range(_FEW + 1)
 ]
-# What a task costs in a page beside its details and error (uid, dates, index uid, ...), as an upper bound.
-ROW_BYTES = 512
-
-
-def waiting_until(task: Task) -> int | None:
-    """The `run_at` column: the task's runAt while it is enqueued, else NULL (out of the partial index)."""
-    if task.status != TaskStatus.ENQUEUED or not task.extra:
-        return None
-    return task.extra.get("runAt")
 
 
 def _in(statuses: frozenset[TaskStatus]) -> str:
