@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from taskhub.server.model import STATUS_OF, TYPE_BY_LABEL, TYPE_OF, CustomType, Task, TaskKind, TaskStatus
+from taskhub.server.model import STATUS_OF, TYPE_BY_LABEL, TYPE_OF, CustomType, KeyRecord, Task, TaskKind, TaskStatus
 
 COLUMNS = "uid, index_uid, status, type, canceled_by, details, error, enqueued_at, started_at, finished_at, seq, extra"
 # What a task costs in a page beside its details, error and extra fields (uid, dates, index uid, ...), as an upper bound.
@@ -98,3 +98,48 @@ class TypeCodes(dict[int, TaskKind]):
         if dict.__contains__(self, code):
             return dict.__getitem__(self, code)
         raise KeyError(code)
+
+
+def logged(task: Task, details: str | None, error: str | None, extra: str | None) -> str:
+    """A task's state as the change log keeps it: its columns, in `COLUMNS` order, as one JSON array."""
+    return compact(
+        [
+            task.uid,
+            task.index_uid,
+            int(task.status),
+            int(task.type),
+            task.canceled_by,
+            details,
+            error,
+            task.enqueued_at,
+            task.started_at,
+            task.finished_at,
+            task.seq,
+            extra,
+        ]
+    )
+
+
+KEY_COLUMNS = "uid, name, description, actions, indexes, expires_at, created_at, updated_at"
+
+
+def key_record(row: Sequence[Any]) -> KeyRecord:
+    """An API key from its columns in `KEY_COLUMNS` order."""
+    uid, name, description, actions, indexes, expires_at, created_at, updated_at = row
+    return KeyRecord(
+        uid, name, description, json.loads(actions), json.loads(indexes), expires_at, created_at, updated_at
+    )
+
+
+def key_row(key: KeyRecord) -> tuple:
+    """A key's values in `KEY_COLUMNS` order."""
+    return (
+        key.uid,
+        key.name,
+        key.description,
+        json.dumps(key.actions),
+        json.dumps(key.indexes),
+        key.expires_at,
+        key.created_at,
+        key.updated_at,
+    )

@@ -14,7 +14,7 @@ from taskhub.server.model import Task, TaskKind
 from taskhub.server.storage.contract import Changes
 from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.rows import bump, counter
-from taskhub.server.storage.rows import compact, dumps, loads, row_to_task
+from taskhub.server.storage.rows import dumps, loads, logged, row_to_task
 
 
 class PostgresChangeLog:
@@ -66,22 +66,7 @@ class PostgresChangeLog:
                 t.seq,
                 t.uid,
                 deleted,
-                compact(
-                    [
-                        t.uid,
-                        t.index_uid,
-                        int(t.status),
-                        int(t.type),
-                        t.canceled_by,
-                        details,
-                        error,
-                        t.enqueued_at,
-                        t.started_at,
-                        t.finished_at,
-                        t.seq,
-                        extra,
-                    ]
-                ),
+                logged(t, details, error, extra),
             )
             for t, (details, error, extra) in zip(tasks, encoded)
         ]

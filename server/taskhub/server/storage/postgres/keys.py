@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from taskhub.server.model import KeyRecord
 from taskhub.server.storage.postgres.connection import Connection
-
-_KEY_COLUMNS = "uid, name, description, actions, indexes, expires_at, created_at, updated_at"
-
-
-def _record(row: tuple) -> KeyRecord:
-    uid, name, description, actions, indexes, expires_at, created_at, updated_at = row
-    return KeyRecord(
-        uid, name, description, json.loads(actions), json.loads(indexes), expires_at, created_at, updated_at
-    )
+from taskhub.server.storage.rows import KEY_COLUMNS, key_record, key_row
 
 
 class PostgresKeys:
@@ -25,22 +15,13 @@ class PostgresKeys:
 
     def all_keys(self) -> list[KeyRecord]:
         """Every key, newest first."""
-        rows = self.conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, uid")
-        return [_record(r) for r in rows]
+        rows = self.conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, uid")
+        return [key_record(r) for r in rows]
 
     def insert_key(self, key: KeyRecord) -> bool:
         cursor = self.conn.execute(
-            f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (
-                key.uid,
-                key.name,
-                key.description,
-                json.dumps(key.actions),
-                json.dumps(key.indexes),
-                key.expires_at,
-                key.created_at,
-                key.updated_at,
-            ),
+            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            key_row(key),
         )
         return cursor.rowcount == 1
 
@@ -50,8 +31,8 @@ class PostgresKeys:
                 self.conn.execute(
                     f"UPDATE api_keys SET {column} = %s, updated_at = %s WHERE uid = %s", (fields[column], now, uid)
                 )
-        row = self.conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE uid = %s", (uid,)).fetchone()
-        return None if row is None else _record(row)
+        row = self.conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE uid = %s", (uid,)).fetchone()
+        return None if row is None else key_record(row)
 
     def delete_key(self, uid: str) -> bool:
         return self.conn.execute("DELETE FROM api_keys WHERE uid = %s", (uid,)).rowcount == 1

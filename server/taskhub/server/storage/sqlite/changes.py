@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 
 from taskhub.server.model import Task, TaskKind
 from taskhub.server.storage.contract import Changes
-from taskhub.server.storage.rows import compact, dumps, loads, row_to_task
+from taskhub.server.storage.rows import compact, dumps, loads, logged, row_to_task
 from taskhub.server.storage.sqlite.rows import bump, counter
 
 
@@ -73,22 +73,7 @@ class SqliteChangeLog:
                 t.seq,
                 t.uid,
                 int(deleted),
-                compact(
-                    [
-                        t.uid,
-                        t.index_uid,
-                        int(t.status),
-                        int(t.type),
-                        t.canceled_by,
-                        details,
-                        error,
-                        t.enqueued_at,
-                        t.started_at,
-                        t.finished_at,
-                        t.seq,
-                        extra,
-                    ]
-                ),
+                logged(t, details, error, extra),
             )
             for t, (details, error, extra) in zip(tasks, encoded)
         ]

@@ -6,19 +6,10 @@ master key (as Meilisearch does), so it is never written to disk.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 from taskhub.server.model import KeyRecord
-
-_KEY_COLUMNS = "uid, name, description, actions, indexes, expires_at, created_at, updated_at"
-
-
-def _record(row: tuple) -> KeyRecord:
-    uid, name, description, actions, indexes, expires_at, created_at, updated_at = row
-    return KeyRecord(
-        uid, name, description, json.loads(actions), json.loads(indexes), expires_at, created_at, updated_at
-    )
+from taskhub.server.storage.rows import KEY_COLUMNS, key_record, key_row
 
 
 class SqliteKeys:
@@ -29,23 +20,14 @@ class SqliteKeys:
 
     def all_keys(self) -> list[KeyRecord]:
         """Every key, newest first."""
-        rows = self.conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, uid")
-        return [_record(r) for r in rows]
+        rows = self.conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, uid")
+        return [key_record(r) for r in rows]
 
     def insert_key(self, key: KeyRecord) -> bool:
         """Stores a new key; False if its uid is taken."""
         cursor = self.conn.execute(
-            f"INSERT OR IGNORE INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key.uid,
-                key.name,
-                key.description,
-                json.dumps(key.actions),
-                json.dumps(key.indexes),
-                key.expires_at,
-                key.created_at,
-                key.updated_at,
-            ),
+            f"INSERT OR IGNORE INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            key_row(key),
         )
         return cursor.rowcount == 1
 
@@ -56,8 +38,8 @@ class SqliteKeys:
                 self.conn.execute(
                     f"UPDATE api_keys SET {column} = ?, updated_at = ? WHERE uid = ?", (fields[column], now, uid)
                 )
-        row = self.conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE uid = ?", (uid,)).fetchone()
-        return None if row is None else _record(row)
+        row = self.conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE uid = ?", (uid,)).fetchone()
+        return None if row is None else key_record(row)
 
     def delete_key(self, uid: str) -> bool:
         return self.conn.execute("DELETE FROM api_keys WHERE uid = ?", (uid,)).rowcount == 1
