@@ -1,5 +1,5 @@
 """A server on PostgreSQL (`--db postgresql://...`): it serves, keeps what it stored across a restart, and refuses
-what it cannot do there yet (a second server on the database, the SQL finder, a SQLite snapshot)."""
+what it cannot do there (the SQL finder, a SQLite snapshot). Several servers on one database: tests/test_replicas.py."""
 
 from __future__ import annotations
 
@@ -52,23 +52,40 @@ async def test_a_task_runs_through_a_worker_and_outlives_a_restart(pg_config, cl
         await service.stop(0)
 
 
-async def test_a_second_server_on_the_database_is_refused_naming_it_without_its_password(pg_config, clock):
-    with_password = pg_config.db.replace("postgres@", "postgres:s3cret@")  # trust auth: any password is taken
-    service = await app.start(dataclasses.replace(pg_config, db=with_password), background=False, clock=clock)
+async def test_a_second_server_serves_the_same_database_beside_the_first(pg_config, clock):
+    first = await app.start(dataclasses.replace(pg_config, replica_name="a"), background=False, clock=clock)
     try:
+        second = await app.start(dataclasses.replace(pg_config, replica_name="b"), background=False, clock=clock)
+        try:
+            assert (first.replica.name, first.replica.leads) == ("a", True)
+            assert (second.replica.name, second.replica.leads, second.replica.term) == ("b", False, 0)
+        finally:
+            await second.stop(0)
+    finally:
+        await first.stop(0)
+
+
+async def test_a_server_that_serves_the_database_alone_and_replicas_refuse_each_other(pg_config, clock):
+    import psycopg
+
+    from taskhub.server.storage.postgres.lock import SERVER_LOCK
+
+    with_password = pg_config.db.replace("postgres@", "postgres:s3cret@")  # trust auth: any password is taken
+    # What a server of the version before replicas holds while it runs: the server lock, exclusively.
+    with psycopg.connect(pg_config.db, autocommit=True) as older:
+        older.execute("SELECT pg_advisory_lock(%s)", (SERVER_LOCK,))
         with pytest.raises(DatabaseLocked) as refused:
-            await app.start(pg_config, background=False, clock=clock)
+            await app.start(dataclasses.replace(pg_config, db=with_password), background=False, clock=clock)
         message = str(refused.value)
-        assert "another taskhub server" in message and pg_config.db.rsplit("/", 1)[1] in message
-        second = dataclasses.replace(pg_config, db=with_password)
-        with pytest.raises(DatabaseLocked) as refused:
-            await app.start(second, background=False, clock=clock)
-        assert "s3cret" not in str(refused.value) and ":***@" in str(refused.value)
+        assert "serves" in message and pg_config.db.rsplit("/", 1)[1] in message
+        assert "s3cret" not in message and ":***@" in message
+    # Once it stops, replicas start.
+    service = await app.start(pg_config, background=False, clock=clock)
+    try:
+        with psycopg.connect(pg_config.db, autocommit=True) as older:
+            assert older.execute("SELECT pg_try_advisory_lock(%s)", (SERVER_LOCK,)).fetchone()[0] is False
     finally:
         await service.stop(0)
-    # Once it stops, the database is free again.
-    service = await app.start(pg_config, background=False, clock=clock)
-    await service.stop(0)
 
 
 @pytest.mark.parametrize(

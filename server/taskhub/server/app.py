@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import secrets
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,7 @@ from taskhub.server.lock import ServerLock
 from taskhub.server.model import TaskType
 from taskhub.server.rules import exports
 from taskhub.server.rules.auth import Keyring
+from taskhub.server.rules.leadership import Replica, ReplicaView
 from taskhub.server.rules.retries import parse_policies
 from taskhub.server.rules.scheduler import Scheduler, wall_clock
 from taskhub.server.rules.watch import WatchHub
@@ -82,6 +85,14 @@ class Service:
     gateway: Any = None
     # The database's lock (one server per file), released once the store is closed.
     lock: ServerLock | PostgresServerLock | None = None
+
+    @property
+    def replica(self) -> ReplicaView:
+        """This server among those on its database: name, whether it leads now, in which term (read-only).
+
+        For logs, metrics and health; `scheduler.replica.observers` hears each change as it happens.
+        """
+        return self.scheduler.replica.view
 
     @property
     def grpc_target(self) -> str:
@@ -137,6 +148,11 @@ def open_store(config: Config) -> SqliteStorage | PostgresStorage:
         count = exports.import_dump(store, config.import_dump)
         log.info("imported %d tasks from %s", count, config.import_dump)
     return store
+
+
+def replica_name(config: Config) -> str:
+    """This server's name among the replicas: `--replica-name`, or where it runs (`HOST:PID`)."""
+    return config.replica_name or f"{socket.gethostname()}:{os.getpid()}"
 
 
 def check(config: Config) -> None:
@@ -221,6 +237,7 @@ async def _start(
         idempotency_ttl=parse_duration(config.idempotency_ttl),
         max_idempotency_keys=config.max_idempotency_keys,
         retry_policies=parse_policies(config.retry_policy, config.max_attempts),
+        replica=Replica(replica_name(config), shared=isinstance(store, PostgresStorage)),
     )
     await scheduler.start(background=background)
 
@@ -236,7 +253,9 @@ async def _start(
                 ("grpc.so_reuseport", 0),
             ]
         )
-        keys = Keyring(config.master_key, scheduler.units.run, clock)
+        # On a database other replicas write keys to, each call checks the cache is current.
+        follow = scheduler.units.reader.keys if scheduler.replica.shared else None
+        keys = Keyring(config.master_key, scheduler.units.run, clock, follow)
         await keys.load()
         if not keys.enabled:
             log.warning(

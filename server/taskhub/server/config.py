@@ -49,6 +49,7 @@ class Config:
     task_types: str = ""
     idempotency_ttl: str = "24h"
     max_idempotency_keys: int = 1_000_000
+    replica_name: str = ""
 
 
 HELP = {
@@ -126,6 +127,10 @@ HELP = {
     ),
     "max_idempotency_keys": (
         "the most idempotency keys kept; past it the oldest are dropped (with the expired ones, every 10 seconds)"
+    ),
+    "replica_name": (
+        "this server's name among the servers (replicas) on one PostgreSQL database, in the leader row and its logs;"
+        " unique per replica; empty: `HOST:PID`"
     ),
 }
 

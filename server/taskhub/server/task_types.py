@@ -54,6 +54,10 @@ class TaskTypes:
         )
         self._enqueued = {t.label.lower(): t for t in self.registered}
 
+    def learn(self, kind: CustomType) -> None:
+        """A type another server on the database registered after this one started: it can be filtered on."""
+        self.of[int(kind)] = self.by_name[kind.label.lower()] = kind
+
     def named(self, name: str) -> TaskKind | None:
         """Any type this database knows by its name (case-insensitive, as Meilisearch reads `types=`)."""
         return self.by_name.get(name.lower()) if name.isascii() else None

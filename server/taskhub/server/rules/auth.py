@@ -24,6 +24,7 @@ from typing import Any
 from taskhub.errors import TaskHubError
 from taskhub.server.model import KeyRecord, Scope, TaskKind, TaskType, format_time
 from taskhub.server.rules.details import valid_index_uid
+from taskhub.server.storage.contract import KeyTable
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +103,25 @@ def invalid_key() -> TaskHubError:
 
 
 class Keyring:
-    """The master key and the API keys, cached in memory; changes go through the store first."""
+    """The master key and the API keys, cached in memory; changes go through the store first.
 
-    def __init__(self, master_key: str | None, run: Callable[..., Awaitable[Any]], clock: Callable[[], int]) -> None:
+    `follow`: where other servers on the database (replicas) write keys too. Each call then
+    reads the keys' version there first (one point read), and the cache is read again when it
+    moved: a key deleted through another replica is refused at the next call here.
+    """
+
+    def __init__(
+        self,
+        master_key: str | None,
+        run: Callable[..., Awaitable[Any]],
+        clock: Callable[[], int],
+        follow: KeyTable | None = None,
+    ) -> None:
         self.master_key = master_key or None
         self._run = run  # runs `fn(tx, *args)` in a unit of work (`Units.run`)
         self._clock = clock
+        self._follow = follow
+        self._version: int | None = None  # the keys' version the cache holds
         self._by_digest: dict[bytes, tuple[str, KeyRecord]] = {}
 
     @property
@@ -119,10 +133,21 @@ class Keyring:
         return hmac.new(self.master_key.encode(), uid.encode(), hashlib.sha256).hexdigest()
 
     async def load(self) -> None:
-        records = await self._run(lambda tx: tx.keys.all_keys())
+        records, version = await self._run(lambda tx: (tx.keys.all_keys(), tx.keys.version()))
+        self._fill(records, version)
+
+    def _fill(self, records: list[KeyRecord], version: int | None) -> None:
         self._by_digest = {}
         for record in records:
             self._remember(record)
+        self._version = version
+
+    def _refresh(self) -> None:
+        """Reads the keys again if another replica changed them since the cache was filled."""
+        if self._follow is not None:
+            version = self._follow.version()
+            if version != self._version:
+                self._fill(self._follow.all_keys(), version)
 
     def _remember(self, record: KeyRecord) -> None:
         if not self.enabled:  # without a master key, keys have no secret and grant nothing
@@ -136,6 +161,7 @@ class Keyring:
         """Who sent this `authorization` value; raises the public auth errors."""
         if self.master_key is None:  # not enabled
             return EVERYONE
+        self._refresh()
         if not header:
             raise _missing_header()
         scheme, _, token = header.partition(" ")

@@ -273,7 +273,7 @@ class Leasing:
         return requeued
 
     async def expire(self, now: int) -> list[Task]:
-        return await self.units.run(self._expire, now)
+        return await self.units.run_led(self._expire, now)  # the leader's work
 
     def _expire(self, tx: Transaction, now: int) -> list[Task]:
         """The tasks of expired leases go back to enqueued, or fail once out of attempts."""

@@ -6,7 +6,9 @@ first, deletions, snapshots, dumps, the automatic cleanup). It is assembled from
 that each own one set of rules: `Enqueuing` (group commits, queue full, idempotency keys), `Requeuing`, `Leasing`
 (batches, per-index order, attempts), `ServerTasks` (cancel, delete, exports, cleanup)
 and `Watching`, over `Units` (units of work, and the follower that feeds the finder and
-the watch hub after each commit). No protobuf and no SQL here.
+the watch hub after each commit). Several servers (replicas) may share a database: the
+server-side work is then the leader's (`Replica`, rules/leadership.py), and `tick` does
+nothing on the others. No protobuf and no SQL here.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from dataclasses import dataclass
 
 from taskhub.errors import TaskHubError
 from taskhub.server.batch import Batch
-from taskhub.server.model import Scope, Task, TaskQuery, TaskStatus
+from taskhub.server.model import CustomType, Scope, Task, TaskQuery, TaskStatus
 from taskhub.server.rules import batches, idempotency, server_tasks
 from taskhub.server.rules.enqueue import DEFAULT_COMMIT_WINDOW, Enqueuing
+from taskhub.server.rules.leadership import RENEW_EVERY, NotLeading, Replica
 from taskhub.server.rules.leasing import SECOND, Leasing
 from taskhub.server.rules.requeue import Requeuing
 from taskhub.server.rules.retries import RetryPolicies, RetryPolicy
@@ -30,7 +33,7 @@ from taskhub.server.rules.server_tasks import ServerTasks
 from taskhub.server.rules.units import Units
 from taskhub.server.rules.watch import WatchHub
 from taskhub.server.rules.watching import Watching
-from taskhub.server.storage.contract import Changes, Reader, Storage, TaskFinder
+from taskhub.server.storage.contract import Changes, Reader, Storage, TaskFinder, Transaction
 from taskhub.server.task_types import TaskTypes
 
 log = logging.getLogger(__name__)
@@ -90,8 +93,11 @@ class Scheduler:
         idempotency_ttl: int = idempotency.DEFAULT_TTL,
         max_idempotency_keys: int = idempotency.DEFAULT_MAX_KEYS,
         retry_policies: RetryPolicies | None = None,
+        replica: Replica | None = None,
     ) -> None:
         self.storage = storage
+        # This server among those on the database; alone on it unless told otherwise.
+        self.replica = replica or Replica("taskhub", shared=False)
         # The task types callers name: Meilisearch's and those registered (`--task-types`).
         self.types = types or TaskTypes()
         self.finder = finder
@@ -101,7 +107,7 @@ class Scheduler:
         self.watch_retention = watch_retention
         self.watch_retention_bytes = watch_retention_bytes
         self._pruned_at = 0
-        self.units = Units(storage, finder, self.hub)
+        self.units = Units(storage, finder, self.hub, self.replica)
         self.units.on_commit = self._committed
         # Every type's retry policy; its attempts are `max_attempts` unless `retry_policies` says otherwise.
         self.retry_policies = retry_policies or RetryPolicies(RetryPolicy(attempts=max_attempts))
@@ -138,6 +144,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
         self._checkpointing: asyncio.Task[None] | None = None
         self._checkpointed_at = 0  # not read off the clock here: a test clock would move
         self.checkpoint_every = checkpoint_every
@@ -170,7 +177,15 @@ class Scheduler:
         and checks them then. Not waking on every enqueue, nor reading the task count after each
         commit, spares a busy queue work per group commit.
         """
-        if any(t.type.server_run and t.status == TaskStatus.ENQUEUED for t in changes.tasks):
+        wake = False
+        known = self.types.of
+        for task in changes.tasks:
+            kind = task.type
+            if kind.server_run:
+                wake = wake or task.status == TaskStatus.ENQUEUED
+            elif type(kind) is CustomType and kind not in known:
+                self.types.learn(kind)  # registered by another replica since this one started
+        if wake:
             self._wake.set()
 
     def _task_count(self) -> int:
@@ -180,11 +195,40 @@ class Scheduler:
     async def start(self, *, background: bool = True) -> None:
         """Fills the finder, recovers from the last stop, then (by default) runs `tick` when there is work."""
         await self.units.load()
-        processing = self.finder.uids(TaskQuery(statuses=PROCESSING), limit=2**32)
-        await self.units.run(server_tasks.requeue_processing, processing, self.clock)
+        if not self.replica.shared:
+            # The one server of its database: no lease is held through another, and none outlives it.
+            # With replicas a worker's lease may be held through any of them: leases end by expiry only.
+            processing = self.finder.uids(TaskQuery(statuses=PROCESSING), limit=2**32)
+            await self.units.run(server_tasks.requeue_processing, processing, self.clock)
+        await self.renew_lead()
         if background:
             self._runner = asyncio.create_task(self._run(), name="taskhub-scheduler")
             self._poller = asyncio.create_task(self.units.poll(lambda: self.closing), name="taskhub-follower")
+            if self.replica.shared:
+                self._renewer = asyncio.create_task(self._renew_always(), name="taskhub-leader")
+
+    async def renew_lead(self) -> None:
+        """One renewal: this replica reports its position, and renews its lead or takes a lapsed one."""
+        term = await self.units.run(self._renew, self.clock(), first=True)
+        self.replica.became(term)
+
+    def _renew(self, tx: Transaction, now: int) -> int:
+        term = self.replica.renew(tx, now, self.units.follower.seq)
+        if term and term != self.replica.term and self.replica.shared:
+            # Taken over: the server-run tasks a former leader left processing go back, in the same unit.
+            self.units.sync(tx)
+            server_tasks.recover(tx, self.finder, now)
+        return term
+
+    async def _renew_always(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY)
+            try:
+                await self.renew_lead()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database away: the next renewal tries again; the term fences meanwhile
+                log.warning("could not renew this replica's lead or position: %s", exc)
 
     def begin_shutdown(self) -> None:
         """Ends every watch with UNAVAILABLE and lets long-polling leases answer at once."""
@@ -195,12 +239,18 @@ class Scheduler:
     async def stop(self) -> None:
         self.closing = True
         await self.enqueuing.drain()
-        for task in (self._runner, self._poller):
+        for task in (self._runner, self._poller, self._renewer):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._runner = self._poller = None
+        self._runner = self._poller = self._renewer = None
+        if self.replica.shared:
+            try:  # another replica takes the lead at its next renewal, not after the deadline
+                await self.units.run(self.replica.resign)
+                self.replica.became(0)
+            except Exception as exc:
+                log.warning("could not hand over the lead: %s", exc)
         try:
             if self._checkpointing is not None:
                 await asyncio.wait([self._checkpointing])
@@ -240,8 +290,15 @@ class Scheduler:
             if moment - self._checkpointed_at >= self.checkpoint_every:
                 self._checkpointed_at = moment
                 await self._checkpoint()
+        # Never what a live replica has not followed yet (unless the byte budget needs it: that one then reads
+        # every task again); `check`: the leader's work, fenced by its term.
         await self.units.call(
-            self.storage.log.prune_changes, max(self.watch_retention, self.units.unsaved), self.watch_retention_bytes
+            lambda: self.storage.log.prune_changes(
+                max(self.watch_retention, self.units.unsaved),
+                self.watch_retention_bytes,
+                keep_after=self.replica.slowest,
+                check=self.replica.check,
+            )
         )
 
     async def _run(self) -> None:
@@ -304,14 +361,26 @@ class Scheduler:
     # -- server-side work -------------------------------------------------
 
     async def tick(self, now: int | None = None) -> int:
-        """One pass: expire leases, then run server tasks in priority order; answers how many it ran."""
+        """One pass: expire leases, then run server tasks in priority order; answers how many it ran.
+
+        The leader's alone: on another replica it does nothing, and it stops where the lead was lost.
+        """
+        if not self.replica.leads:
+            return 0
+        try:
+            return await self._tick(now)
+        except NotLeading as lost:
+            log.info("the server-run work stops here: %s", lost)
+            return 0
+
+    async def _tick(self, now: int | None) -> int:
         moment = self.clock() if now is None else now
         await self.leasing.expire(moment)
         self._checkpoint_due(moment)
         if moment - self._pruned_at >= 10 * SECOND:
             self._pruned_at = moment
             await self._prune(moment)
-            await self.units.run(idempotency.prune, moment, self.idempotency_ttl, self.max_idempotency_keys)
+            await self.units.run_led(idempotency.prune, moment, self.idempotency_ttl, self.max_idempotency_keys)
         ran = 0
         while True:
             task = await self.server_tasks.next()

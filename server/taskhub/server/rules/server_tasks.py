@@ -3,7 +3,8 @@
 A cancelation or deletion matches its tasks when it is enqueued (older tasks only) and
 keeps that set; running it later applies it to what is still there. A cancelation
 stops a processing batch whole: the batch's lease ends and its other tasks go back.
-A deletion removes finished tasks only. Each run is one unit of work.
+A deletion removes finished tasks only. Each run is one unit of work, the leader's: each checks
+this replica still leads (rules/leadership.py), so a leader that lost its term runs no more.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from taskhub.server.rules import batching, exports
 from taskhub.server.rules.batches import alone, batch_uid_of, close_batch, close_open_batches, open_batch, resolve_query
 from taskhub.server.rules.leasing import cancel_leases_of, requeue
 from taskhub.server.rules.units import Units
-from taskhub.server.storage.contract import Transaction
+from taskhub.server.storage.contract import TaskFinder, Transaction
 
 log = logging.getLogger(__name__)
 
 FINISHED = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELED})
 UNFINISHED = frozenset({TaskStatus.ENQUEUED, TaskStatus.PROCESSING})
 MATCH_LIMIT = 2**32  # every uid there can be
+PROCESSING = frozenset({TaskStatus.PROCESSING})
+SERVER_TYPES = frozenset(SERVER_PRIORITY)
 
 
 class ServerTasks:
@@ -90,16 +93,16 @@ class ServerTasks:
             self.units.sync(tx)
             return batching.next_server_task(tx, self.units.finder)
 
-        return await self.units.run(pick)
+        return await self.units.run_led(pick)
 
     async def run(self, task: Task, now: int) -> None:
         assert task.type in SERVER_PRIORITY
-        if not await self.units.run(_start, task.uid, now):
+        if not await self.units.run_led(_start, task.uid, now):
             return  # another server runs it
         if task.type == TaskType.TASK_CANCELATION:
-            await self.units.run(_run_cancelation, task.uid, now)
+            await self.units.run_led(_run_cancelation, task.uid, now)
         elif task.type == TaskType.TASK_DELETION:
-            await self.units.run(_run_deletion, task.uid, now)
+            await self.units.run_led(_run_deletion, task.uid, now)
         else:
             await self._run_export(task, now)
 
@@ -113,7 +116,7 @@ class ServerTasks:
             else:
                 dump_uid = await self.units.call(exports.write_dump, storage, self.dumps_dir, now)
                 details = {"dumpUid": dump_uid}
-            await self.units.run(_finish, task.uid, self.clock(), details, None)
+            await self.units.run_led(_finish, task.uid, self.clock(), details, None)
         except OSError as exc:
             log.exception("%s %d failed", task.type.label, task.uid)
             error = {
@@ -122,7 +125,7 @@ class ServerTasks:
                 "type": "system",
                 "link": "https://docs.meilisearch.com/errors#io_error",
             }
-            await self.units.run(_finish, task.uid, self.clock(), task.details, error)
+            await self.units.run_led(_finish, task.uid, self.clock(), task.details, error)
 
     async def clean_up(self, task_count: int) -> bool:
         """At `cleanup_threshold` tasks, enqueues a deletion of the oldest finished ones; answers if it did."""
@@ -143,7 +146,10 @@ class ServerTasks:
             self.cleanup_threshold,
             len(oldest),
         )
-        await self.delete_tasks(TaskQuery(uids=frozenset(oldest)), original)
+        query = TaskQuery(uids=frozenset(oldest))
+        await self.units.run_led(
+            self._insert_matching, TaskType.TASK_DELETION, "deletedTasks", query, original, self.clock()
+        )
         return True
 
 
@@ -197,6 +203,19 @@ def _run_deletion(tx: Transaction, uid: int, now: int) -> None:
     task = tx.tasks.get(uid)
     assert task is not None
     _finish(tx, uid, now, {**(task.details or {}), "deletedTasks": len(deleted)}, None)
+
+
+def recover(tx: Transaction, finder: TaskFinder, now: int) -> None:
+    """On taking the lead from another replica: the server-run tasks it left processing are enqueued again,
+    and their batches end `lost`. The caller synced `finder` in this unit of work."""
+    uids = finder.uids(TaskQuery(statuses=PROCESSING, types=SERVER_TYPES), limit=MATCH_LIMIT)
+    left = tx.tasks.get_many(uids, PROCESSING)
+    if left:
+        log.warning("taking the lead: %d server-run task(s) the last leader left processing run again", len(left))
+    batches = {batch_uid_of(task) for task in left}
+    requeue(tx, left)
+    for uid in batches:
+        close_batch(tx, uid, now, "lost")
 
 
 def requeue_processing(tx: Transaction, processing: list[int], clock: Callable[[], int]) -> None:

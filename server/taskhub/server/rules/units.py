@@ -4,7 +4,8 @@ Every write is one unit of work (`run`) on the store thread. Right after it comm
 on that thread, the follower takes its changes (reading first any other process's
 commits it missed) into the finder; then, on the loop and in sequence order, the
 watch hub publishes them and waiting lease calls wake. `catch_up` does the same for
-commits made elsewhere, which `poll` looks for a few times a second.
+commits made elsewhere (other replicas), which `poll` takes when the storage says some were
+made (`Storage.follow_commits`), and looks for a few times a second in case it did not.
 Reads run on a read thread with its own connection, or on the loop for point reads.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from typing import Any, TypeVar
 
 from taskhub.errors import TaskHubError
 from taskhub.server.index.follower import Follower, HistoryLost
+from taskhub.server.rules.leadership import Replica
 from taskhub.server.rules.store_thread import StoreThread
 from taskhub.server.rules.watch import WatchHub
 from taskhub.server.storage.contract import Changes, Reader, Storage, StorageFull, TaskFinder, Transaction
@@ -36,10 +39,12 @@ POLL_INTERVAL = 0.2
 class Units:
     """The store thread, the readers, and the follower that keeps the finder and the hub in step."""
 
-    def __init__(self, storage: Storage, finder: TaskFinder, hub: WatchHub) -> None:
+    def __init__(self, storage: Storage, finder: TaskFinder, hub: WatchHub, replica: Replica | None = None) -> None:
         self.storage = storage
         self.finder = finder
         self.hub = hub
+        # This server among the replicas on the database: the leader's units of work check its term (`run_led`).
+        self.replica = replica or Replica("taskhub", shared=False)
         self.follower = Follower(finder, 0)
         self._thread = StoreThread("taskhub-store")
         # Reads that may take a while (lists, replays) run on their own thread and
@@ -60,6 +65,8 @@ class Units:
         self.keeps_state = True
         # Told of every commit's changes on the loop, after the hub (the scheduler's wake-up).
         self.on_commit: Callable[[Changes], None] = lambda changes: None
+        # Set when the storage says another commit was made: the poll looks at once.
+        self._committed_elsewhere = asyncio.Event()
 
     def _open_reader(self) -> None:
         self._local.reader = self.storage.reader()
@@ -143,6 +150,11 @@ class Units:
         submit = self._thread.submit_first if first else self._thread.submit
         return await asyncio.wrap_future(submit(work), loop=loop)
 
+    async def run_led(self, fn: Callable[..., T], *args: Any, first: bool = False) -> T:
+        """`run` for the leader's work: the unit of work first checks this replica still leads in its term,
+        and raises NotLeading (having done nothing) when it does not."""
+        return await self.run(self.replica.fenced(fn), *args, first=first)
+
     def _unit(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         """On the store thread: one unit of work, then the follower takes its changes."""
         try:
@@ -192,9 +204,26 @@ class Units:
         self.changed = asyncio.Event()
 
     async def poll(self, closing: Callable[[], bool]) -> None:
-        """Looks for other processes' commits a few times a second, until `closing()`."""
+        """Takes other processes' commits when the storage tells of some, and looks for them a few times a
+        second anyway (a notification may be lost), until `closing()`."""
+        loop = asyncio.get_running_loop()
+
+        def wake() -> None:  # from the storage's thread
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._committed_elsewhere.set)
+
+        stop = self.storage.follow_commits(wake)
+        try:
+            await self._poll(closing)
+        finally:
+            stop()
+
+    async def _poll(self, closing: Callable[[], bool]) -> None:
         while not closing():
-            await asyncio.sleep(POLL_INTERVAL)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_INTERVAL):
+                    await self._committed_elsewhere.wait()
+            self._committed_elsewhere.clear()
             try:
                 if self.reader.log.last_seq() > self.follower.seq:
                     await self.catch_up()

@@ -104,10 +104,19 @@ class ChangeLog(Protocol):
         """The bytes the kept changes take."""
         ...
 
-    def prune_changes(self, keep: int, keep_bytes: int | None = None) -> int:
+    def prune_changes(
+        self,
+        keep: int,
+        keep_bytes: int | None = None,
+        *,
+        keep_after: int | None = None,
+        check: Callable[[Transaction], None] | None = None,
+    ) -> int:
         """Drops the oldest changes until at most `keep` remain, of at most `keep_bytes`; answers how many went.
 
-        Only ever the oldest: what stays is a gapless run up to the newest change. It is a unit of work
+        Only ever the oldest: what stays is a gapless run up to the newest change. `keep_after`: the changes
+        after this sequence number stay too, unless `keep_bytes` needs them gone. `check` runs first in the
+        unit of work: what it raises rolls the unit back, and nothing is dropped. It is a unit of work
         of its own: call it on the storage's writer, never inside a unit of work nor on a reader.
         """
         ...
@@ -296,6 +305,11 @@ class KeyTable(Protocol):
 
     def delete_key(self, uid: str) -> bool: ...
 
+    def version(self) -> int:
+        """A number every key write (insert, update, delete) changes, across every storage on the database: a
+        cache of the keys is current while it reads the same."""
+        ...
+
 
 class TaskTypeTable(Protocol):
     """The codes task types registered at the server are stored under (Meilisearch's 11 have theirs).
@@ -346,6 +360,46 @@ class IdempotencyTable(Protocol):
         ...
 
 
+@dataclass(slots=True, frozen=True)
+class Leader:
+    """Which server runs the server's own work (`name`), in which `term`, until when (`deadline`, microseconds)
+    unless it renews; `term` 0 and `name` "" before any server led."""
+
+    name: str
+    term: int
+    deadline: int
+
+
+NO_LEADER = Leader("", 0, 0)
+
+
+class ReplicaTable(Protocol):
+    """The servers (replicas) serving one database: the leader row, and how far each has followed the log.
+
+    Guarantees: read and written in units of work like any table, so two servers claiming the lead at
+    once serialize, and a unit of work that read the leader row commits only if it still holds. A
+    storage that one server alone may serve (SQLite: one per file) may keep them for its own process.
+    """
+
+    def leader(self) -> Leader:
+        """The leader row (NO_LEADER before any)."""
+        ...
+
+    def set_leader(self, leader: Leader) -> None: ...
+
+    def report(self, name: str, seq: int, now: int) -> None:
+        """The server `name` has followed the change log up to `seq`, as of `now`."""
+        ...
+
+    def slowest(self, since: int) -> int | None:
+        """The lowest position reported at or after `since` by any server (None when none did)."""
+        ...
+
+    def leave(self, name: str) -> None:
+        """The server `name` stopped: its position no longer holds changes back."""
+        ...
+
+
 class Transaction(Protocol):
     """One unit of work: everything done through it commits together or not at all.
 
@@ -374,6 +428,9 @@ class Transaction(Protocol):
 
     @property
     def batches(self) -> BatchTable: ...
+
+    @property
+    def replicas(self) -> ReplicaTable: ...
 
     @property
     def changes(self) -> Changes:
@@ -420,6 +477,16 @@ class Storage(Protocol):
 
     def backup(self, target: str | pathlib.Path) -> None:
         """A consistent copy of the whole database, in the storage's own format."""
+        ...
+
+    def follow_commits(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Calls `wake` (from any thread) soon after a unit of work that logged changes or wrote keys commits,
+        in this process or another; answers a function that stops it.
+
+        A hint, not a guarantee: it may call `wake` when nothing new committed (after a lost connection,
+        when some may have been missed), and an implementation may never call it; readers that must see
+        every commit also look at `ChangeLog.last_seq` now and then.
+        """
         ...
 
     def close(self) -> None: ...

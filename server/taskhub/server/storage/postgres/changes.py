@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import Any
 
 from taskhub.server.model import Task, TaskKind
 from taskhub.server.storage.contract import Changes
@@ -90,10 +91,21 @@ class PostgresChangeLog:
         """Bytes of task states the change log holds (its JSON text is ASCII: a character is a byte)."""
         return counter(self.conn, "change_bytes")
 
-    def prune_changes(self, keep: int, keep_bytes: int | None = None) -> int:
+    def prune_changes(
+        self,
+        keep: int,
+        keep_bytes: int | None = None,
+        *,
+        keep_after: int | None = None,
+        check: Callable[[Any], None] | None = None,
+    ) -> int:
         """Drops the oldest changes until at most `keep` remain, of at most `keep_bytes`; answers how many went."""
-        with self._atomic():
+        with self._atomic() as tx:
+            if check is not None:
+                check(tx)
             cut = self.last_seq() - keep
+            if keep_after is not None:
+                cut = min(cut, keep_after)
             excess = 0 if keep_bytes is None else self.change_bytes() - keep_bytes
             if excess > 0:
                 # Oldest first, only as far as the excess reaches: these rows go anyway.

@@ -15,7 +15,7 @@ import contextlib
 import pathlib
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 
@@ -27,6 +27,8 @@ from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.idempotency import PostgresIdempotency
 from taskhub.server.storage.postgres.keys import PostgresKeys
 from taskhub.server.storage.postgres.leases import PostgresLeases
+from taskhub.server.storage.postgres.listener import CHANNEL, Listener
+from taskhub.server.storage.postgres.replicas import PostgresReplicas
 from taskhub.server.storage.postgres.schema import UNIT_LOCK, migrate, new_epoch
 from taskhub.server.storage.postgres.task_types import PostgresTaskTypes
 from taskhub.server.storage.postgres.tasks import PostgresTasks
@@ -43,7 +45,15 @@ _TABLES = (
     "batch_tasks",
     "batch_progress",
     "meta",
+    # Part of the schema its version names; their rows are not (`_NOT_COPIED`).
+    "leader",
+    "replicas",
 )
+# Rows of the servers serving this database, not of its tasks: a copy is served by others.
+_NOT_COPIED = ("leader", "replicas")
+# A unit of work idle this long in its transaction is ended by PostgreSQL: a server stopped (SIGSTOP, a
+# frozen VM) in the middle of one would otherwise hold the units' lock, and every replica with it.
+IDLE_IN_UNIT = "4s"
 
 
 def is_postgres_url(address: str) -> bool:
@@ -87,6 +97,10 @@ class _Tables:
         return 0 if row is None or row[0] is None else int(row[0])
 
 
+def _writer(conn: psycopg.Connection) -> None:
+    conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_UNIT}'")
+
+
 def _read_only(conn: psycopg.Connection) -> None:
     conn.execute("SET default_transaction_read_only = on")
 
@@ -107,7 +121,8 @@ class PostgresStorage(_Tables):
     def __init__(self, url: str, *, max_bytes: int | None = None) -> None:
         self.url = url
         self.max_bytes = max_bytes
-        super().__init__(Connection(url), self.transaction)
+        super().__init__(Connection(url, _writer), self.transaction)
+        self.replicas = PostgresReplicas(self.conn)
         with self.transaction():  # under the lock: servers starting at once migrate one after another
             migrate(self.conn)
         self.task_types.codes.reload()
@@ -122,7 +137,12 @@ class PostgresStorage(_Tables):
             yield self
             if self.max_bytes is not None and self.log.logged and self.used_bytes() > self.max_bytes:
                 raise StorageFull(f"the tasks and their changes passed {self.max_bytes} bytes")
-            self.conn.execute("COMMIT")
+            if self.log.logged:
+                # Delivered at the commit, to every server listening (their followers wake); one round trip
+                # with the commit. The payload is the newest sequence number, an integer.
+                self.conn.execute(f"NOTIFY {CHANNEL}, '{self.log.logged[-1][0].seq}'; COMMIT")
+            else:
+                self.conn.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(psycopg.Error, StorageUnavailable):
                 self.conn.execute("ROLLBACK")
@@ -140,12 +160,17 @@ class PostgresStorage(_Tables):
         with self.transaction():
             new_epoch(self.conn)
 
+    def follow_commits(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """A LISTEN connection of its own wakes `wake` at every commit that logged changes, from any server."""
+        return Listener(self.url, wake).stop
+
     def backup(self, target: str | pathlib.Path) -> None:
         """A consistent copy in pg_dump's custom format (restore it with pg_restore into an empty database)."""
         pg_dump = shutil.which("pg_dump")
         if pg_dump is None:
             raise RuntimeError("pg_dump is not installed: a snapshot of a PostgreSQL database needs it")
         tables = [arg for table in _TABLES for arg in ("--table", table)]
+        tables += [f"--exclude-table-data={table}" for table in _NOT_COPIED]
         subprocess.run(
             [pg_dump, "--format=custom", "--no-owner", *tables, "--file", str(target), self.url],
             check=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from taskhub.server.model import KeyRecord
 from taskhub.server.storage.postgres.connection import Connection
+from taskhub.server.storage.postgres.rows import bump, counter
 from taskhub.server.storage.rows import KEY_COLUMNS, key_record, key_row
 
 
@@ -23,7 +24,10 @@ class PostgresKeys:
             f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             key_row(key),
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        bump(self.conn, "keys_version")
+        return True
 
     def update_key(self, uid: str, fields: dict, now: int) -> KeyRecord | None:
         for column in ("name", "description"):
@@ -32,7 +36,16 @@ class PostgresKeys:
                     f"UPDATE api_keys SET {column} = %s, updated_at = %s WHERE uid = %s", (fields[column], now, uid)
                 )
         row = self.conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE uid = %s", (uid,)).fetchone()
-        return None if row is None else key_record(row)
+        if row is None:
+            return None
+        bump(self.conn, "keys_version")
+        return key_record(row)
 
     def delete_key(self, uid: str) -> bool:
-        return self.conn.execute("DELETE FROM api_keys WHERE uid = %s", (uid,)).rowcount == 1
+        if self.conn.execute("DELETE FROM api_keys WHERE uid = %s", (uid,)).rowcount != 1:
+            return False
+        bump(self.conn, "keys_version")
+        return True
+
+    def version(self) -> int:
+        return counter(self.conn, "keys_version")

@@ -1,7 +1,8 @@
 """The PostgreSQL schema, created on first open and migrated forward under an advisory lock.
 
-Every server on the database may start at once: the first to take the lock migrates,
-the others find the version already there.
+Every server on the database may start at once (replicas): migrations run in a unit of
+work, under its advisory lock, so the first to take the lock migrates and the others find the
+version already there. Each step applies to a database at any lower version.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import secrets
 
 from taskhub.server.storage.postgres.connection import Connection
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # The key of the advisory lock every unit of work takes (and migrations): "taskhub" in ASCII.
 UNIT_LOCK = 0x7461736B687562
@@ -93,6 +94,19 @@ CREATE TABLE api_keys (
 """
 
 
+# Step 2, replicas: the leader row (one), and how far each replica followed the log (pruning waits for the slowest).
+_REPLICAS = """
+CREATE TABLE IF NOT EXISTS leader (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    name text NOT NULL,
+    term bigint NOT NULL,
+    deadline bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS replicas (name text PRIMARY KEY, seq bigint NOT NULL, seen_at bigint NOT NULL);
+INSERT INTO meta (key, value) VALUES ('keys_version', 0) ON CONFLICT (key) DO NOTHING;
+"""
+
+
 def migrate(conn: Connection) -> None:
     """Brings the database to SCHEMA_VERSION; the caller holds a transaction and UNIT_LOCK."""
     conn.execute("CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value bigint NOT NULL)")
@@ -100,6 +114,8 @@ def migrate(conn: Connection) -> None:
     version = 0 if row is None else row[0]
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"the database has schema {version}, newer than this server's {SCHEMA_VERSION}")
+    if version == SCHEMA_VERSION:
+        return
     if version == 0:
         conn.execute(_TABLES)
         conn.execute(
@@ -108,6 +124,8 @@ def migrate(conn: Connection) -> None:
             " ('schema_version', 0)"
         )
         new_epoch(conn)
+    if version < 2:
+        conn.execute(_REPLICAS)
     conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'", (SCHEMA_VERSION,))
 
 

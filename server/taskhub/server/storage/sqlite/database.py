@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import pathlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from taskhub.server.storage.contract import Changes, StorageFull
 from taskhub.server.storage.sqlite.batch_finder import SqliteBatchFinder
@@ -21,6 +21,7 @@ from taskhub.server.storage.sqlite.changes import SqliteChangeLog
 from taskhub.server.storage.sqlite.idempotency import SqliteIdempotency
 from taskhub.server.storage.sqlite.keys import SqliteKeys
 from taskhub.server.storage.sqlite.leases import SqliteLeases
+from taskhub.server.storage.sqlite.replicas import SqliteReplicas
 from taskhub.server.storage.sqlite.schema import SCHEMA_VERSION, migrate, new_epoch
 from taskhub.server.storage.sqlite.task_types import SqliteTaskTypes
 from taskhub.server.storage.sqlite.tasks import SqliteTasks
@@ -101,6 +102,7 @@ class SqliteStorage(_Tables):
             with self.transaction():  # checked again under the write lock: another process may have migrated
                 migrate(conn)
             self.task_types.codes.reload()
+        self.replicas = SqliteReplicas(conn)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[SqliteStorage]:
@@ -123,6 +125,10 @@ class SqliteStorage(_Tables):
     def renew_epoch(self) -> None:
         with self.transaction():
             new_epoch(self.conn)
+
+    def follow_commits(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Nothing: one server serves a file, and other processes' commits (tools) are found by polling."""
+        return lambda: None
 
     def backup(self, target: str | pathlib.Path) -> None:
         with contextlib.closing(sqlite3.connect(str(target))) as copy:

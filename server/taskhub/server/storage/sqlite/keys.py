@@ -29,7 +29,10 @@ class SqliteKeys:
             f"INSERT OR IGNORE INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             key_row(key),
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self._written()
+        return True
 
     def update_key(self, uid: str, fields: dict, now: int) -> KeyRecord | None:
         """Changes a key's name or description; None if it does not exist."""
@@ -39,7 +42,23 @@ class SqliteKeys:
                     f"UPDATE api_keys SET {column} = ?, updated_at = ? WHERE uid = ?", (fields[column], now, uid)
                 )
         row = self.conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE uid = ?", (uid,)).fetchone()
-        return None if row is None else key_record(row)
+        if row is None:
+            return None
+        self._written()
+        return key_record(row)
 
     def delete_key(self, uid: str) -> bool:
-        return self.conn.execute("DELETE FROM api_keys WHERE uid = ?", (uid,)).rowcount == 1
+        if self.conn.execute("DELETE FROM api_keys WHERE uid = ?", (uid,)).rowcount != 1:
+            return False
+        self._written()
+        return True
+
+    def version(self) -> int:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'keys_version'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _written(self) -> None:
+        # A row of its own in `meta`, made on the first key write (a database from before it has none).
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('keys_version', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1"
+        )
