@@ -328,6 +328,10 @@ class Scheduler:
         self, query: TaskQuery, *, limit: int | None = None, from_uid: int | None = None, reverse: bool = False
     ) -> Page:
         limit = DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)
+        if self.replica.shared and self.units.reader.log.last_seq() > self.units.follower.seq:
+            # Another replica committed since the follower last looked (its notification may be on its way):
+            # the page and its total include every commit made before this call.
+            await self.units.catch_up()
         if query.batch_uids is not None:  # the batches' member tasks, read by batch uid
             query = batches.resolve_query(self.units.reader, query)
         # The finder answers which uids and how many; the rows come from storage by uid.
