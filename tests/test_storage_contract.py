@@ -17,7 +17,7 @@ import time
 import pytest
 
 from taskhub.server.model import CustomType, KeyRecord, Task, TaskStatus, TaskType
-from taskhub.server.storage.contract import Changes, LeaseRecord, Storage, StorageFull
+from taskhub.server.storage.contract import NO_LEADER, Changes, Leader, LeaseRecord, Storage, StorageFull
 from taskhub.server.storage.postgres.database import PostgresStorage
 from taskhub.server.storage.sqlite.database import SqliteStorage
 
@@ -603,3 +603,130 @@ def test_idempotency_keys_are_kept_replaced_and_pruned_oldest_first(database):
     with storage.transaction() as tx:
         assert tx.idempotency.get_keys([b"e"]) == {}
     storage.close()
+
+
+# -- ReplicaTable, KeyTable.version, follow_commits: several servers on one database ------------------
+
+
+def test_the_leader_row_and_the_replicas_positions_are_kept_in_units_of_work(storage):
+    with storage.transaction() as tx:
+        assert tx.replicas.leader() == NO_LEADER
+        assert tx.replicas.slowest(0) is None
+        tx.replicas.set_leader(Leader("a", 1, 500))
+        tx.replicas.report("a", 7, 100)
+        tx.replicas.report("b", 3, 50)
+    with pytest.raises(RuntimeError), storage.transaction() as tx:
+        tx.replicas.set_leader(Leader("b", 2, 900))
+        tx.replicas.leave("a")
+        raise RuntimeError("rolled back: neither write holds")
+    with storage.transaction() as tx:
+        assert tx.replicas.leader() == Leader("a", 1, 500)
+        # The lowest position among those reported at or after `since`: b's is older than 60.
+        assert (tx.replicas.slowest(0), tx.replicas.slowest(60)) == (3, 7)
+        tx.replicas.report("b", 9, 120)  # reported again: its new position replaces the old
+        assert tx.replicas.slowest(0) == 7
+        tx.replicas.leave("a")
+        assert tx.replicas.slowest(0) == 9
+        tx.replicas.set_leader(Leader("b", 2, 900))
+        assert tx.replicas.leader() == Leader("b", 2, 900)
+
+
+def _take_the_lead(kind: str, address: str, name: str, rounds: int, go, results) -> None:
+    """Takes the lead whenever it lapsed (a deadline of 0: at once), `rounds` times: read, decide, write."""
+    storage = OPENERS[kind](address)
+    go.wait()
+    terms = []
+    while len(terms) < rounds:
+        with storage.transaction() as tx:
+            leader = tx.replicas.leader()
+            if leader.name != name:
+                time.sleep(0.001)  # widen the window between the read and the write
+                tx.replicas.set_leader(Leader(name, leader.term + 1, 0))
+                terms.append(leader.term + 1)
+        time.sleep(0.002)
+    storage.close()
+    results.put((name, terms))
+
+
+def test_two_processes_taking_the_lead_never_get_one_term_twice(database):
+    """ReplicaTable: servers claiming the lead at once serialize, so a term is given once. A database one
+    server alone may serve (SQLite) keeps the row for its own process: there is nothing to share."""
+    kind, address = database
+    if kind == "sqlite":
+        pytest.skip("one server per SQLite file: its leader row is its own")
+    OPENERS[kind](address).close()
+    go, results = SPAWN.Barrier(2), SPAWN.Queue()
+    workers = [SPAWN.Process(target=_take_the_lead, args=(kind, address, n, 20, go, results)) for n in "ab"]
+    run_together(*workers)
+    terms = dict(results.get(timeout=60) for _ in workers)
+    for worker in workers:
+        worker.join(30)
+    # Each took it 20 times, alternating: every term from 1 to 40 given once, to one of them.
+    assert sorted(terms["a"] + terms["b"]) == list(range(1, 41))
+
+
+def test_every_key_write_moves_the_keys_version_seen_by_every_storage_on_the_database(database):
+    kind, address = database
+    storage, other = OPENERS[kind](address), OPENERS[kind](address)
+    reader = other.reader()
+    key = KeyRecord("0d3b5c7e-0000-4000-8000-000000000002", "k", None, ["*"], ["movies"], None, 1, 1)
+    try:
+        seen = [reader.keys.version()]
+        for write in (
+            lambda tx: tx.keys.insert_key(key),
+            lambda tx: tx.keys.update_key(key.uid, {"name": "n"}, 5),
+            lambda tx: tx.keys.delete_key(key.uid),
+        ):
+            with storage.transaction() as tx:
+                assert write(tx)
+            seen.append(reader.keys.version())
+        assert len(set(seen)) == 4  # each write moved it
+        with storage.transaction() as tx:  # writes that wrote nothing
+            assert not tx.keys.delete_key(key.uid) and tx.keys.update_key(key.uid, {"name": "m"}, 6) is None
+        assert reader.keys.version() == seen[-1]
+    finally:
+        reader.close()
+        other.close()
+        storage.close()
+
+
+def test_pruning_keeps_what_a_replica_has_not_followed_and_runs_only_past_its_check(storage):
+    insert(storage, 10)
+    reader = storage.reader()
+
+    def refuse(tx) -> None:
+        assert tx.replicas.leader() == NO_LEADER  # it runs in the unit of work: it can read it
+        raise LookupError("not ours to prune")
+
+    with pytest.raises(LookupError):
+        storage.log.prune_changes(0, check=refuse)
+    assert reader.log.oldest_change() == 1
+    # `keep` alone would leave 2; a replica stands at 6: changes 7 to 10 stay.
+    assert storage.log.prune_changes(2, keep_after=6) == 6
+    assert reader.log.oldest_change() == 7
+    # The byte budget outranks it: the oldest go until the rest fit (a byte over: the oldest alone).
+    assert storage.log.prune_changes(2, reader.log.change_bytes() - 1, keep_after=3) == 1
+    assert reader.log.oldest_change() == 8
+    reader.close()
+
+
+def test_another_storages_commit_wakes_a_follower_of_commits(database):
+    """Storage.follow_commits on a database several servers share: a unit of work that logged changes
+    wakes every follower; one that logged none need not. SQLite promises no wake (one server per file)."""
+    kind, address = database
+    if kind == "sqlite":
+        pytest.skip("one server per SQLite file: its follower polls for tools' commits")
+    import threading
+
+    storage, other = OPENERS[kind](address), OPENERS[kind](address)
+    woken = threading.Event()
+    stop = storage.follow_commits(woken.set)
+    try:
+        time.sleep(0.5)  # listening, and past the wake a new connection may give
+        woken.clear()
+        insert(other, 1)
+        assert woken.wait(10)
+    finally:
+        stop()
+        other.close()
+        storage.close()
