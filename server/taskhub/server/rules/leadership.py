@@ -114,14 +114,17 @@ class Replica:
             tx.replicas.set_leader(Leader(self.name, self.term, 0))
         tx.replicas.leave(self.name)
 
-    def became(self, term: int) -> None:
-        """On the loop, after a renewal committed: the term it now leads in; observers hear of a change."""
+    def became(self, term: int, *, resigned: bool = False) -> None:
+        """On the loop, after a renewal (or `resign`) committed: the term it now leads in; observers hear of a
+        change."""
         if term == self.term:
             return
         was, self.term = self.term, term
         if term:
             log.info("replica %s leads (term %d)", self.name, term)
-        elif was:
+        elif resigned:
+            log.info("replica %s hands the lead over (term %d)", self.name, was)
+        else:
             log.warning("replica %s no longer leads (it led in term %d)", self.name, was)
         for observer in self.observers:
             observer(self.view)

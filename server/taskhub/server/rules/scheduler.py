@@ -209,15 +209,16 @@ class Scheduler:
 
     async def renew_lead(self) -> None:
         """One renewal: this replica reports its position, and renews its lead or takes a lapsed one."""
-        term = await self.units.run(self._renew, self.clock(), first=True)
+        term = await self.units.run(self._renew, first=True)
         self.replica.became(term)
 
-    def _renew(self, tx: Transaction, now: int) -> int:
-        term = self.replica.renew(tx, now, self.units.follower.seq)
+    def _renew(self, tx: Transaction) -> int:
+        # The lead's deadlines are compared between processes: always the wall clock, whatever `clock` is.
+        term = self.replica.renew(tx, wall_clock(), self.units.follower.seq)
         if term and term != self.replica.term and self.replica.shared:
             # Taken over: the server-run tasks a former leader left processing go back, in the same unit.
             self.units.sync(tx)
-            server_tasks.recover(tx, self.finder, now)
+            server_tasks.recover(tx, self.finder, self.clock)
         return term
 
     async def _renew_always(self) -> None:
@@ -248,7 +249,7 @@ class Scheduler:
         if self.replica.shared:
             try:  # another replica takes the lead at its next renewal, not after the deadline
                 await self.units.run(self.replica.resign)
-                self.replica.became(0)
+                self.replica.became(0, resigned=True)
             except Exception as exc:
                 log.warning("could not hand over the lead: %s", exc)
         try:

@@ -205,7 +205,7 @@ def _run_deletion(tx: Transaction, uid: int, now: int) -> None:
     _finish(tx, uid, now, {**(task.details or {}), "deletedTasks": len(deleted)}, None)
 
 
-def recover(tx: Transaction, finder: TaskFinder, now: int) -> None:
+def recover(tx: Transaction, finder: TaskFinder, clock: Callable[[], int]) -> None:
     """On taking the lead from another replica: the server-run tasks it left processing are enqueued again,
     and their batches end `lost`. The caller synced `finder` in this unit of work."""
     uids = finder.uids(TaskQuery(statuses=PROCESSING, types=SERVER_TYPES), limit=MATCH_LIMIT)
@@ -214,8 +214,10 @@ def recover(tx: Transaction, finder: TaskFinder, now: int) -> None:
         log.warning("taking the lead: %d server-run task(s) the last leader left processing run again", len(left))
     batches = {batch_uid_of(task) for task in left}
     requeue(tx, left)
-    for uid in batches:
-        close_batch(tx, uid, now, "lost")
+    if batches:
+        now = clock()  # read only when there are some
+        for uid in batches:
+            close_batch(tx, uid, now, "lost")
 
 
 def requeue_processing(tx: Transaction, processing: list[int], clock: Callable[[], int]) -> None:
