@@ -65,9 +65,9 @@ class Replica:
         return self.log.read_text()
 
 
-def serve(db: str, name: str, folder: pathlib.Path, *extra: str) -> Replica:
+def spawn(db: str, name: str, folder: pathlib.Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """Starts `taskhub serve` as replica `name`; answers the process and its gRPC target (not serving yet)."""
     port = free_port()
-    log = folder / f"{name}.log"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -89,16 +89,24 @@ def serve(db: str, name: str, folder: pathlib.Path, *extra: str) -> Replica:
             str(folder / "dumps"),
             *extra,
         ],
-        stdout=log.open("w"),
+        stdout=(folder / f"{name}.log").open("w"),
         stderr=subprocess.STDOUT,
     )
-    target = f"127.0.0.1:{port}"
+    return proc, f"127.0.0.1:{port}"
+
+
+def serving(proc: subprocess.Popen, target: str, name: str, folder: pathlib.Path) -> Replica:
+    """The replica once it serves (killed if it never does)."""
     try:
         channel = wait_serving(target)
     except BaseException:
         proc.kill()
         raise
-    return Replica(name, proc, target, log, channel)
+    return Replica(name, proc, target, folder / f"{name}.log", channel)
+
+
+def serve(db: str, name: str, folder: pathlib.Path, *extra: str) -> Replica:
+    return serving(*spawn(db, name, folder, *extra), name, folder)
 
 
 def stop(replica: Replica) -> None:
@@ -187,6 +195,23 @@ def lease(workers, worker: str, *, seconds: int = 60, wait: float = 0, max_tasks
 def complete(workers, answer) -> None:
     outcomes = [wpb.TaskOutcome(uid=t.uid) for t in answer.tasks]
     workers.CompleteTasks(wpb.CompleteTasksRequest(token=answer.lease.token, outcomes=outcomes), timeout=10)
+
+
+def test_replicas_starting_at_once_on_a_new_database_migrate_it_once_and_all_serve(db, tmp_path):
+    spawned = {f"r{i}": spawn(db, f"r{i}", tmp_path) for i in range(3)}  # all at once, before any serves
+    started = []
+    try:
+        for name, (proc, target) in spawned.items():
+            started.append(serving(proc, target, name, tmp_path))
+        assert [enqueue(r.tasks) for r in started] == [0, 1, 2]
+        assert leader(db)[1] == 1  # one of them took the first term; the others follow it
+    finally:
+        for replica in started:
+            stop(replica)
+        for proc, _ in spawned.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def test_what_one_replica_acknowledges_another_finds_and_counts(replicas):

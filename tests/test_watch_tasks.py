@@ -91,12 +91,15 @@ async def test_resume_across_a_restart(config, clock):
         async with grpc.aio.insecure_channel(service.grpc_target) as channel:
             stub = task_service_pb2_grpc.TaskServiceStub(channel)
             stream = watch(stub, after=1)
-            events = await read(stream, 3)
-            assert [(e.sequence, e.task.uid, e.task.status) for e in events] == [
+            expected = [
                 (2, 1, T.TASK_STATUS_ENQUEUED),
                 (3, 0, T.TASK_STATUS_PROCESSING),
                 (4, 0, T.TASK_STATUS_ENQUEUED),
             ]
+            if service.scheduler.replica.shared:  # replicas (PostgreSQL): a start ends no lease, so no change 4
+                expected = expected[:2]
+            events = await read(stream, len(expected))
+            assert [(e.sequence, e.task.uid, e.task.status) for e in events] == expected
             stream.cancel()
     finally:
         await service.stop(0)

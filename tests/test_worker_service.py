@@ -260,6 +260,11 @@ async def test_restart_loses_leases(config, clock):
     await service.stop(0)
     service = await app.start(config, background=False, clock=clock)
     try:
+        if service.scheduler.replica.shared:
+            # Replicas (PostgreSQL): the lease is the database's, held across a start; the worker reports.
+            await service.scheduler.complete(held.token, {0: (None, None, None)})
+            assert (await service.scheduler.get_task(0)).status.label == "succeeded"
+            return
         with pytest.raises(TaskHubError) as lost:
             await service.scheduler.complete(held.token, {0: (None, None, None)})
         assert lost.value.message.endswith("the server restarted.")

@@ -360,6 +360,10 @@ async def serve(config: Config) -> None:
         log.info("HTTP listening on %s, dashboard at http://%s/dashboard", http, http)
     count = await service.scheduler.call(service.store.tasks.count)
     log.info("database %s: %d task%s", shown_db(config.db), count, "" if count == 1 else "s")
+    if service.scheduler.replica.shared:
+        replica = service.replica
+        lead = f"leads (term {replica.term})" if replica.leads else "follows the leader"
+        log.info("replica %s %s; other replicas may serve the database too", replica.name, lead)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -291,6 +291,8 @@ class Scheduler:
             if moment - self._checkpointed_at >= self.checkpoint_every:
                 self._checkpointed_at = moment
                 await self._checkpoint()
+        if self.replica.shared:
+            await self.renew_lead()  # this replica's own position now, and the slowest one's
         # Never what a live replica has not followed yet (unless the byte budget needs it: that one then reads
         # every task again); `check`: the leader's work, fenced by its term.
         await self.units.call(
@@ -376,6 +378,7 @@ class Scheduler:
             return await self._tick(now)
         except NotLeading as lost:
             log.info("the server-run work stops here: %s", lost)
+            self.replica.became(0)  # the row says so; the next renewal may take a lapsed lead again
             return 0
 
     async def _tick(self, now: int | None) -> int:
