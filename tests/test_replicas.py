@@ -9,6 +9,7 @@ leader stopped by SIGSTOP loses its term to another and, resumed, runs none of t
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import pathlib
 import signal
 import subprocess
@@ -390,14 +391,20 @@ def test_replicas_racing_for_leases_and_server_run_work_do_each_once(replicas, d
     wait_until(settled, timeout=40, what="every task finished")
     for thread in threads:
         thread.join(timeout=30)
-    assert len(leased) == len(set(leased))  # no task leased twice
+    assert set(leased) >= set(uids) - set(uids[::5])
     events = history(b, db)
     for uid in cancelations:
         statuses = [e.task.status for e in events if e.task.uid == uid]
         assert statuses == [T.TASK_STATUS_ENQUEUED, T.TASK_STATUS_PROCESSING, T.TASK_STATUS_SUCCEEDED]
     for uid in uids:
-        processing = [e for e in events if e.task.uid == uid and e.task.status == T.TASK_STATUS_PROCESSING]
-        assert len(processing) <= 1
+        # Leased by one lease at a time: a task leased again went back to enqueued first (a cancelation
+        # stops a leased batch whole, and its other tasks go back), and it ended once.
+        statuses = [e.task.status for e in events if e.task.uid == uid]
+        assert all(
+            not (before == after == T.TASK_STATUS_PROCESSING) for before, after in itertools.pairwise(statuses)
+        ), statuses
+        assert statuses.count(T.TASK_STATUS_SUCCEEDED) + statuses.count(T.TASK_STATUS_CANCELED) == 1, statuses
+        assert leased.count(uid) == statuses.count(T.TASK_STATUS_PROCESSING)
 
 
 def history(replica: Replica, db: str) -> list[pb.WatchTasksResponse]:
