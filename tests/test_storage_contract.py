@@ -730,3 +730,41 @@ def test_another_storages_commit_wakes_a_follower_of_commits(database):
         stop()
         other.close()
         storage.close()
+
+
+def test_a_follower_of_commits_whose_connection_was_ended_listens_again(database):
+    """A lost listening connection is opened again: commits made after it still wake the follower."""
+    kind, address = database
+    if kind == "sqlite":
+        pytest.skip("one server per SQLite file: its follower polls for tools' commits")
+    import threading
+
+    import psycopg
+
+    storage, other = OPENERS[kind](address), OPENERS[kind](address)
+    woken = threading.Event()
+    stop = storage.follow_commits(woken.set)
+    try:
+        listening = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+        with psycopg.connect(address, autocommit=True) as admin:
+            for _ in range(100):
+                pids = [pid for (pid,) in admin.execute(listening)]
+                if pids:
+                    break
+                time.sleep(0.05)
+            assert pids, "no connection listens"
+            for pid in pids:  # what a database restart or an operator does to it
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            for _ in range(200):  # a new connection listens
+                again = [pid for (pid,) in admin.execute(listening)]
+                if again and not set(again) & set(pids):
+                    break
+                time.sleep(0.05)
+            assert again and not set(again) & set(pids), "no new connection listens"
+        woken.clear()
+        insert(other, 1)
+        assert woken.wait(10)
+    finally:
+        stop()
+        other.close()
+        storage.close()
