@@ -281,6 +281,27 @@ def test_a_key_deleted_on_one_replica_is_refused_on_the_next_call_to_another(rep
     assert created.uid not in [k.uid for k in listed.results]
 
 
+def test_a_task_type_registered_by_one_replica_is_known_to_another(db, tmp_path):
+    a = serve(db, "a", tmp_path)
+    try:
+        b = serve(db, "b", tmp_path, "--task-types", "sendEmail")  # registered after A started
+        try:
+            request = pb.EnqueueTaskRequest(type_name="sendEmail", details=T.TaskDetails(custom_json='{"to":"x"}'))
+            uid = b.tasks.EnqueueTask(request, timeout=10).task.task_uid
+            # A filters on it and shows it, though it never registered it.
+            only = T.TaskFilter(types=T.TypeSet(type_names=["sendEmail"]))
+            listed = a.tasks.ListTasks(pb.ListTasksRequest(filter=only), timeout=10)
+            assert ([t.uid for t in listed.results], listed.results[0].type_name) == ([uid], "sendEmail")
+            # Enqueuing it stays B's: A was not started with it.
+            with pytest.raises(grpc.RpcError) as refused:
+                a.tasks.EnqueueTask(request, timeout=10)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        finally:
+            stop(b)
+    finally:
+        stop(a)
+
+
 def test_one_batch_per_index_across_replicas_with_two_competing_workers(replicas):
     a, b = replicas("a", "b")
     for i in range(40):

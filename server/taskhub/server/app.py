@@ -239,6 +239,8 @@ async def _start(
         retry_policies=parse_policies(config.retry_policy, config.max_attempts),
         replica=Replica(replica_name(config), shared=isinstance(store, PostgresStorage)),
     )
+    if scheduler.replica.shared:  # a type another replica registered since is found in the table
+        scheduler.types.reread = scheduler.units.reader.task_types.all
     await scheduler.start(background=background)
 
     # Past here the scheduler runs: a start that fails stops it and closes the store before the lock goes.

@@ -10,7 +10,7 @@ assigns codes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from taskhub.server.model import TYPE_BY_LABEL, TYPE_OF, CustomType, TaskKind, TaskType
 
@@ -53,6 +53,9 @@ class TaskTypes:
             t for t in self.of.values() if isinstance(t, CustomType) and t.label.lower() in wanted
         )
         self._enqueued = {t.label.lower(): t for t in self.registered}
+        # Where other servers on the database (replicas) register types too: a name not known here is looked
+        # up there again before it is unknown.
+        self.reread: Callable[[], Iterable[tuple[int, str]]] | None = None
 
     def learn(self, kind: CustomType) -> None:
         """A type another server on the database registered after this one started: it can be filtered on."""
@@ -60,7 +63,15 @@ class TaskTypes:
 
     def named(self, name: str) -> TaskKind | None:
         """Any type this database knows by its name (case-insensitive, as Meilisearch reads `types=`)."""
-        return self.by_name.get(name.lower()) if name.isascii() else None
+        if not name.isascii():
+            return None
+        found = self.by_name.get(name.lower())
+        if found is None and self.reread is not None:
+            for code, label in self.reread():
+                if code not in self.of:
+                    self.learn(CustomType(code, label))
+            found = self.by_name.get(name.lower())
+        return found
 
     def enqueueable(self, name: str) -> TaskKind | None:
         """A type one may enqueue by its name: Meilisearch's or one this server registered."""
