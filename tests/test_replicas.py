@@ -302,6 +302,39 @@ def test_a_task_type_registered_by_one_replica_is_known_to_another(db, tmp_path)
         stop(a)
 
 
+def test_pruning_keeps_the_changes_a_stopped_replica_has_not_followed(db, tmp_path):
+    a = serve(db, "a", tmp_path, "--watch-retention", "5")
+    b = serve(db, "b", tmp_path)
+    try:
+        for _ in range(10):
+            enqueue(a.tasks)
+        b_list = b.tasks.ListTasks(pb.ListTasksRequest(), timeout=10)  # B has followed the 10 changes
+        assert b_list.total == 10
+        time.sleep(1.5)  # and reported it (every second)
+        b.proc.send_signal(signal.SIGSTOP)
+        for _ in range(30):
+            enqueue(a.tasks)
+
+        def pruned() -> bool:  # the leader prunes every 10 s: the changes B had followed go
+            try:
+                next(watch(a.tasks, after=0))
+            except grpc.RpcError as error:
+                return error.code() == grpc.StatusCode.OUT_OF_RANGE
+            return False
+
+        wait_until(pruned, timeout=30, what="a pruning")
+        # The retention alone would keep 5 changes: those B has not followed (11 to 40) are all there.
+        resumed = watch(a.tasks, after=10)
+        assert [next(resumed).sequence for _ in range(30)] == list(range(11, 41))
+        resumed.cancel()
+        b.proc.send_signal(signal.SIGCONT)
+        assert b.tasks.ListTasks(pb.ListTasksRequest(), timeout=10).total == 40
+        assert "reading every task again" not in b.output()
+    finally:
+        stop(b)
+        stop(a)
+
+
 def test_one_batch_per_index_across_replicas_with_two_competing_workers(replicas):
     a, b = replicas("a", "b")
     for i in range(40):
