@@ -719,13 +719,14 @@ def test_another_storages_commit_wakes_a_follower_of_commits(database):
     import threading
 
     storage, other = OPENERS[kind](address), OPENERS[kind](address)
-    woken = threading.Event()
-    stop = storage.follow_commits(woken.set)
+    woken, told = threading.Event(), []
+    stop = storage.follow_commits(lambda seq: (told.append(seq), woken.set()))
     try:
         time.sleep(0.5)  # listening, and past the wake a new connection may give
         woken.clear()
-        insert(other, 1)
+        [task] = insert(other, 1)
         assert woken.wait(10)
+        assert told[-1] == task.seq  # the newest sequence number it logged
     finally:
         stop()
         other.close()
@@ -743,7 +744,7 @@ def test_a_follower_of_commits_whose_connection_was_ended_listens_again(database
 
     storage, other = OPENERS[kind](address), OPENERS[kind](address)
     woken = threading.Event()
-    stop = storage.follow_commits(woken.set)
+    stop = storage.follow_commits(lambda seq: woken.set())
     try:
         listening = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
         with psycopg.connect(address, autocommit=True) as admin:

@@ -208,7 +208,9 @@ class Units:
         second anyway (a notification may be lost), until `closing()`."""
         loop = asyncio.get_running_loop()
 
-        def wake() -> None:  # from the storage's thread
+        def wake(seq: int | None) -> None:  # from the storage's thread
+            if seq is not None and seq <= self.follower.seq:
+                return  # this replica's own commit, or one it has followed already
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self._committed_elsewhere.set)
 

@@ -479,9 +479,10 @@ class Storage(Protocol):
         """A consistent copy of the whole database, in the storage's own format."""
         ...
 
-    def follow_commits(self, wake: Callable[[], None]) -> Callable[[], None]:
-        """Calls `wake` (from any thread) soon after a unit of work that logged changes or wrote keys commits,
-        in this process or another; answers a function that stops it.
+    def follow_commits(self, wake: Callable[[int | None], None]) -> Callable[[], None]:
+        """Calls `wake` (from any thread) soon after a unit of work that logged changes commits, in this process
+        or another, with the newest sequence number it logged (None when that is not known); answers a function
+        that stops it.
 
         A hint, not a guarantee: it may call `wake` when nothing new committed (after a lost connection,
         when some may have been missed), and an implementation may never call it; readers that must see

@@ -160,7 +160,7 @@ class PostgresStorage(_Tables):
         with self.transaction():
             new_epoch(self.conn)
 
-    def follow_commits(self, wake: Callable[[], None]) -> Callable[[], None]:
+    def follow_commits(self, wake: Callable[[int | None], None]) -> Callable[[], None]:
         """A LISTEN connection of its own wakes `wake` at every commit that logged changes, from any server."""
         return Listener(self.url, wake).stop
 

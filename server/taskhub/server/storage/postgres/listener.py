@@ -24,9 +24,10 @@ _RECONNECT = 0.5
 
 
 class Listener:
-    """A thread that calls `wake` on each notification on CHANNEL, and after each reconnection."""
+    """A thread that calls `wake(seq)` on each notification on CHANNEL (its payload, the newest sequence number
+    committed), and `wake(None)` after each reconnection."""
 
-    def __init__(self, url: str, wake: Callable[[], None]) -> None:
+    def __init__(self, url: str, wake: Callable[[int | None], None]) -> None:
         self.url = url
         self.wake = wake
         self._stopping = threading.Event()
@@ -41,18 +42,18 @@ class Listener:
                     conn.execute(f"LISTEN {CHANNEL}")
                     if lost:  # what was committed while no one listened: the follower reads it from the log
                         log.info("listening for commits again")
-                        self.wake()
+                        self.wake(None)
                     lost = False
                     while not self._stopping.is_set():
-                        for _ in conn.notifies(timeout=_WAIT, stop_after=1):
-                            self.wake()
+                        for notify in conn.notifies(timeout=_WAIT, stop_after=1):
+                            self.wake(int(notify.payload) if notify.payload.isdigit() else None)
             except psycopg.Error as exc:
                 if self._stopping.is_set():
                     return
                 if not lost:
                     log.warning("the connection listening for commits was lost (%s); opening another", exc)
                 lost = True
-                self.wake()
+                self.wake(None)
                 self._stopping.wait(_RECONNECT)
 
     def stop(self) -> None:

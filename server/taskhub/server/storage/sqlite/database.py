@@ -126,7 +126,7 @@ class SqliteStorage(_Tables):
         with self.transaction():
             new_epoch(self.conn)
 
-    def follow_commits(self, wake: Callable[[], None]) -> Callable[[], None]:
+    def follow_commits(self, wake: Callable[[int | None], None]) -> Callable[[], None]:
         """Nothing: one server serves a file, and other processes' commits (tools) are found by polling."""
         return lambda: None
 
