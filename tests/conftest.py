@@ -61,6 +61,52 @@ TEST_DB = os.environ.get("TASKHUB_TEST_DB", "sqlite")
 _databases = iter(range(1_000_000))
 
 
+def pytest_collection_modifyitems(config, items):
+    """On the PostgreSQL pass, only the tests whose server stands on the `config` fixture's database run (the rest
+    do not touch it: the first pass ran them), less those marked `sqlite_only` (about SQLite itself)."""
+    if TEST_DB != "postgres":
+        return
+    keep, drop = [], []
+    for item in items:
+        uses_db = "config" in getattr(item, "fixturenames", ())
+        (keep if uses_db and item.get_closest_marker("sqlite_only") is None else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def _backends(item) -> tuple[str, ...]:
+    """The databases a test ran on: the `config` fixture's, PostgreSQL if it asked for the cluster itself, and the
+    kind a parametrized test names (the storage contract's suite runs once per store)."""
+    names = getattr(item, "fixturenames", ())
+    found = {TEST_DB} if "config" in names else set()
+    if "postgres_cluster" in names:
+        found.add("postgres")
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    found.update(value for value in params.values() if value in ("sqlite", "postgres"))
+    return tuple(sorted(found))
+
+
+_ran: dict[str, int] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":  # ran (passed or failed), not skipped at setup
+        for backend in _backends(item):
+            _ran[backend] = _ran.get(backend, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many tests ran on each database, so a pass that quietly skipped PostgreSQL shows it."""
+    counts = ", ".join(
+        f"{_ran.get(name, 0)} on {label}" for name, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL"))
+    )
+    terminalreporter.write_line(f"databases: {counts}")
+
+
 @pytest.fixture
 def config(request, tmp_path) -> Config:
     if TEST_DB == "postgres":

@@ -90,6 +90,7 @@ class Scheduler:
         idempotency_ttl: int = idempotency.DEFAULT_TTL,
         max_idempotency_keys: int = idempotency.DEFAULT_MAX_KEYS,
         retry_policies: RetryPolicies | None = None,
+        readers: int = 1,
     ) -> None:
         self.storage = storage
         # The task types callers name: Meilisearch's and those registered (`--task-types`).
@@ -101,7 +102,7 @@ class Scheduler:
         self.watch_retention = watch_retention
         self.watch_retention_bytes = watch_retention_bytes
         self._pruned_at = 0
-        self.units = Units(storage, finder, self.hub)
+        self.units = Units(storage, finder, self.hub, readers=readers)
         self.units.on_commit = self._committed
         # Every type's retry policy; its attempts are `max_attempts` unless `retry_policies` says otherwise.
         self.retry_policies = retry_policies or RetryPolicies(RetryPolicy(attempts=max_attempts))

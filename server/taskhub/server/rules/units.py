@@ -36,18 +36,18 @@ POLL_INTERVAL = 0.2
 class Units:
     """The store thread, the readers, and the follower that keeps the finder and the hub in step."""
 
-    def __init__(self, storage: Storage, finder: TaskFinder, hub: WatchHub) -> None:
+    def __init__(self, storage: Storage, finder: TaskFinder, hub: WatchHub, *, readers: int = 1) -> None:
         self.storage = storage
         self.finder = finder
         self.hub = hub
         self.follower = Follower(finder, 0)
         self._thread = StoreThread("taskhub-store")
-        # Reads that may take a while (lists, replays) run on their own thread and
-        # connection, so they never queue behind writes nor hold writes up.
+        # Reads that may take a while (lists, replays) run on their own threads and
+        # connections (`readers` of them), so they never queue behind writes nor hold writes up.
         self._local = threading.local()
         self._readers: list[Reader] = []
         self._reads = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix="taskhub-reads", initializer=self._open_reader
+            readers, thread_name_prefix="taskhub-reads", initializer=self._open_reader
         )
         # Point reads are a few microseconds: done on the loop, on a connection of their own.
         self.reader = storage.reader()
