@@ -30,7 +30,7 @@ from taskhub.server.rules.server_tasks import ServerTasks
 from taskhub.server.rules.units import Units
 from taskhub.server.rules.watch import WatchHub
 from taskhub.server.rules.watching import Watching
-from taskhub.server.storage.contract import Changes, Reader, Storage, TaskFinder
+from taskhub.server.storage.contract import Changes, Reader, Storage, StorageUnavailable, TaskFinder
 from taskhub.server.task_types import TaskTypes
 
 log = logging.getLogger(__name__)
@@ -256,6 +256,8 @@ class Scheduler:
                 await self.tick(self.clock())
             except asyncio.CancelledError:
                 raise
+            except StorageUnavailable:  # the database is away (health says so): the next tick tries again
+                await asyncio.sleep(1.0)
             except Exception:  # keep the loop alive; the task stays enqueued and is retried
                 log.exception("scheduler tick failed")
                 await asyncio.sleep(1.0)

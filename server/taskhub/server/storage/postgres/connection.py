@@ -135,6 +135,22 @@ def _scrub(exc: Exception, url: str) -> str:
     return text
 
 
+# SQLSTATEs of a server ending the session: shutting down (a restart), crashed, or starting up.
+_ENDED = frozenset({"57P01", "57P02", "57P03"})
+
+
+def _lost(conn: psycopg.Connection, exc: psycopg.OperationalError) -> bool:
+    """Whether `exc` says the connection is gone: closed or broken, the server ending it, or a failure of the client's
+    own (no SQLSTATE: a socket error, a pipeline cut short, which may leave the connection looking well). A lost
+    connection is closed, so that its next use opens a new one."""
+    state = exc.sqlstate
+    gone = conn.closed or conn.broken or state is None or state.startswith("08") or state in _ENDED
+    if gone and not conn.closed:
+        with contextlib.suppress(Exception):
+            conn.close()
+    return gone
+
+
 class Connection:
     """`execute` and `cursor` as psycopg's, on the current connection; `setup` runs on each new one."""
 
@@ -174,7 +190,7 @@ class Connection:
         except psycopg.errors.QueryCanceled as exc:
             raise StorageUnavailable(f"a statement ran past the statement timeout: {exc}") from exc
         except psycopg.OperationalError as exc:
-            if self._closed or not (conn.closed or conn.broken):
+            if self._closed or not _lost(conn, exc):
                 raise
             if self.in_transaction:
                 raise StorageUnavailable(str(exc)) from exc
@@ -195,7 +211,7 @@ class Connection:
         except psycopg.errors.QueryCanceled as exc:
             raise StorageUnavailable(f"a statement ran past the statement timeout: {exc}") from exc
         except psycopg.OperationalError as exc:
-            if conn.closed or conn.broken:
+            if _lost(conn, exc):
                 raise StorageUnavailable(str(exc)) from exc
             raise
 
