@@ -55,7 +55,10 @@ class Config:
 
 
 HELP = {
-    "db": "SQLite database file, or a PostgreSQL URL (`postgresql://USER[:PASS]@HOST[:PORT]/DB`)",
+    "db": (
+        "SQLite database file, or a PostgreSQL URL (`postgresql://USER@HOST[:PORT]/DB[?sslmode=...]`; its password"
+        " best by --db-password-file or libpq's PGPASSWORD, PGPASSFILE, ~/.pgpass)"
+    ),
     "db_password_file": (
         "PostgreSQL: a file whose first line is the password, kept out of the URL (and so out of `ps`, logs and"
         " errors); libpq's PGPASSWORD, PGPASSFILE and ~/.pgpass work too"
