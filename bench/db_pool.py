@@ -23,7 +23,7 @@ import harness
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
 sys.path.insert(0, str(harness.ROOT / "tests"))
-import postgres_cluster  # noqa: E402
+import postgres_cluster
 
 
 def cpu_seconds(processes: list[psutil.Process]) -> float:
