@@ -94,7 +94,7 @@ _ran: dict[str, int] = {}
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if report.when == "call":  # ran (passed or failed), not skipped at setup
+    if report.when == "call" and not report.skipped:  # ran (passed or failed), not skipped
         for backend in _backends(item):
             _ran[backend] = _ran.get(backend, 0) + 1
 
