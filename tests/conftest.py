@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import httpx
@@ -108,12 +108,14 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture
-def config(request, tmp_path) -> Config:
+def config(request, tmp_path) -> Iterator[Config]:
+    cluster, name = None, f"test_{next(_databases)}"
     if TEST_DB == "postgres":
-        db = request.getfixturevalue("postgres_cluster").create_database(f"test_{next(_databases)}")
+        cluster = request.getfixturevalue("postgres_cluster")
+        db = cluster.create_database(name)
     else:
         db = str(tmp_path / "data" / "taskhub.db")
-    return Config(
+    yield Config(
         db=db,
         grpc_listen="127.0.0.1:0",
         no_http=True,
@@ -122,6 +124,8 @@ def config(request, tmp_path) -> Config:
         grace_seconds=0.5,
         task_index=TASK_INDEX,
     )
+    if cluster is not None:  # after the test's servers stopped: hundreds of databases would fill the disk
+        cluster.drop_database(name)
 
 
 @pytest.fixture

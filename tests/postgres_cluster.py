@@ -64,6 +64,13 @@ class Cluster:
             conn.execute(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else ""))
         return self.url(name, owner or "postgres")
 
+    def drop_database(self, name: str) -> None:
+        """Drops a database, ending any connection still on it."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     def add_role(self, name: str, password: str, method: str = "scram-sha-256") -> None:
         """A role that logs in over TCP with `password` only, checked by `method` (`scram-sha-256` or `md5`)."""
         import psycopg

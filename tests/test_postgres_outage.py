@@ -40,9 +40,11 @@ def cluster(postgres_cluster):
 
 
 @pytest.fixture
-def settings(cluster, tmp_path) -> Config:
-    db = cluster.create_database(f"outage_{secrets.token_hex(4)}")
-    return Config(db=db, grpc_listen="127.0.0.1:0", no_http=True, snapshots_dir=str(tmp_path), grace_seconds=0.5)
+def settings(cluster, tmp_path):
+    name = f"outage_{secrets.token_hex(4)}"
+    db = cluster.create_database(name)
+    yield Config(db=db, grpc_listen="127.0.0.1:0", no_http=True, snapshots_dir=str(tmp_path), grace_seconds=0.5)
+    cluster.drop_database(name)
 
 
 async def until(check, what: str, limit: float = 30.0):

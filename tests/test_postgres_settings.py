@@ -17,9 +17,11 @@ from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
 
 @pytest.fixture
-def settings(postgres_cluster, tmp_path) -> Config:
-    db = postgres_cluster.create_database(f"settings_{secrets.token_hex(4)}")
-    return Config(db=db, grpc_listen="127.0.0.1:0", no_http=True, snapshots_dir=str(tmp_path), grace_seconds=0.5)
+def settings(postgres_cluster, tmp_path):
+    name = f"settings_{secrets.token_hex(4)}"
+    db = postgres_cluster.create_database(name)
+    yield Config(db=db, grpc_listen="127.0.0.1:0", no_http=True, snapshots_dir=str(tmp_path), grace_seconds=0.5)
+    postgres_cluster.drop_database(name)
 
 
 async def test_a_statement_past_the_timeout_fails_its_call_as_unavailable_and_the_next_serves(settings):
