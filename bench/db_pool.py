@@ -3,6 +3,7 @@ connections, each on its own thread, against one server on a throwaway cluster.
 
     .venv/bin/python bench/db_pool.py                       # 5,000 tasks, 8 callers, 5 s a size
     .venv/bin/python bench/db_pool.py --tasks 20000 --seconds 10
+    .venv/bin/python bench/db_pool.py --sqlite              # the same on a SQLite file
 
 Prints per pool size: pages/s, p50/p99, and the CPU seconds the server and PostgreSQL spent per 1,000 pages.
 A page's rows are read (PostgreSQL's work, another process) and decoded into tasks (the server's, under the GIL):
@@ -68,12 +69,13 @@ def main() -> int:
     parser.add_argument("--callers", type=int, default=8)
     parser.add_argument("--page", type=int, default=1_000)
     parser.add_argument("--sizes", default="1,2,4")
+    parser.add_argument("--sqlite", action="store_true", help="the same on a SQLite file, for comparison")
     args = parser.parse_args()
     cluster = postgres_cluster.start()
     try:
         harness.machine_noise()
-        for size in [int(s) for s in args.sizes.split(",")]:
-            db = cluster.create_database(f"pool_{size}")
+        for run, size in enumerate(int(s) for s in args.sizes.split(",")):
+            db = f"{cluster.folder}/pool_{run}.db" if args.sqlite else cluster.create_database(f"pool_{run}_{size}")
             with harness.Server(db, "--db-pool-size", str(size)) as server:
                 asyncio.run(load(server.target, args.tasks))
                 watched = [psutil.Process(server.pid), *postgres_processes(cluster)]
@@ -86,7 +88,7 @@ def main() -> int:
                 pg_cpu = cpu_seconds(watched[1:]) - pg_cpu
                 latency = harness.Latency(latencies)
                 harness.figure(
-                    f"pool {size}: pages of {args.page}",
+                    f"{'sqlite' if args.sqlite else 'postgres'} pool {size}: pages of {args.page}",
                     f"{count / elapsed:8.1f}/s  {latency}  cpu/1k pages: server {1000 * server_cpu / max(count, 1):.1f} s,"
                     f" postgres {1000 * pg_cpu / max(count, 1):.1f} s",
                 )

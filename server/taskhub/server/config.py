@@ -16,7 +16,7 @@ class Config:
 
     db: str = "./data/taskhub.db"
     db_password_file: str | None = None
-    db_pool_size: int = 1
+    db_pool_size: int = 2
     db_statement_timeout: str = "0"
     grpc_listen: str = "127.0.0.1:50051"
     http_listen: str = "127.0.0.1:7700"
@@ -63,7 +63,10 @@ HELP = {
         "PostgreSQL: a file whose first line is the password, kept out of the URL (and so out of `ps`, logs and"
         " errors); libpq's PGPASSWORD, PGPASSFILE and ~/.pgpass work too"
     ),
-    "db_pool_size": "connections (each with its thread) that answer lists and other long reads",
+    "db_pool_size": (
+        "read connections (each with its thread) that answer long reads: pages of more than 200 tasks, batch lists,"
+        " watch replays"
+    ),
     "db_statement_timeout": (
         "PostgreSQL: a statement running longer fails its call as `unavailable` (503) rather than holding the"
         " store; 30s, 500ms, 2m...; 0 never"
