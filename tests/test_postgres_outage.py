@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import secrets
 import time
 
@@ -58,7 +59,7 @@ async def until(check, what: str, limit: float = 30.0):
         await asyncio.sleep(0.1)
 
 
-async def test_health_is_503_while_postgresql_is_down_and_200_once_it_is_back(cluster, settings):
+async def test_health_is_503_while_postgresql_is_down_and_200_once_it_is_back(cluster, settings, caplog):
     service = await app.start(settings, background=False)
     try:
         async with (
@@ -88,6 +89,7 @@ async def test_health_is_503_while_postgresql_is_down_and_200_once_it_is_back(cl
                         await call(request)
                     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE, request
                 assert (await http.get("/health")).json()["code"] == "unavailable"
+                assert re.search(r"the database cannot be reached \(\w.+\): health is NOT_SERVING", caplog.text)
             finally:
                 await asyncio.to_thread(cluster.start_server)
 
@@ -95,6 +97,7 @@ async def test_health_is_503_while_postgresql_is_down_and_200_once_it_is_back(cl
                 return (await http.get("/health")).status_code == 200
 
             await until(healthy, "200 once PostgreSQL is back")
+            assert "the database answers again" in caplog.text
             status = (await health.Check(health_pb2.HealthCheckRequest())).status
             assert status == health_pb2.HealthCheckResponse.SERVING
             request = pb.EnqueueTaskRequest(type=task_pb2.TASK_TYPE_INDEX_CREATION, index_uid="after")

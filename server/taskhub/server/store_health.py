@@ -21,6 +21,8 @@ INTERVAL = 1.0
 
 
 class Probe(Protocol):
+    reason: str  # why the last `alive()` answered False
+
     def alive(self) -> bool: ...
 
     def close(self) -> None: ...
@@ -55,7 +57,10 @@ class StoreWatch:
                 if alive:
                     log.warning("the database answers again: serving")
                 else:
-                    log.warning("the database cannot be reached: health is NOT_SERVING until it answers")
+                    log.warning(
+                        "the database cannot be reached (%s): health is NOT_SERVING until it answers",
+                        self.probe.reason.replace("\n", " "),
+                    )
                 status = health_pb2.HealthCheckResponse.SERVING if alive else health_pb2.HealthCheckResponse.NOT_SERVING
                 for name in self.names:
                     await self.health.set(name, status)

@@ -226,6 +226,7 @@ class Probe:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.reason = ""  # why the last probe failed (libpq's words, the URL redacted)
         self._conn: psycopg.Connection | None = None
 
     def alive(self) -> bool:
@@ -234,8 +235,11 @@ class Probe:
                 self._conn = connect(self.url, autocommit=True, connect_timeout=3)
             self._conn.execute("SELECT 1")
             return True
-        except (psycopg.Error, StorageUnavailable, ValueError):
-            return False
+        except StorageUnavailable as exc:
+            self.reason = exc.detail
+        except (psycopg.Error, ValueError) as exc:
+            self.reason = _scrub(exc, self.url)
+        return False
 
     def close(self) -> None:
         if self._conn is not None:
