@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import httpx
@@ -61,13 +61,61 @@ TEST_DB = os.environ.get("TASKHUB_TEST_DB", "sqlite")
 _databases = iter(range(1_000_000))
 
 
+def pytest_collection_modifyitems(config, items):
+    """On the PostgreSQL pass, only the tests whose server stands on the `config` fixture's database run (the rest
+    do not touch it: the first pass ran them), less those marked `sqlite_only` (about SQLite itself)."""
+    if TEST_DB != "postgres":
+        return
+    keep, drop = [], []
+    for item in items:
+        uses_db = "config" in getattr(item, "fixturenames", ())
+        (keep if uses_db and item.get_closest_marker("sqlite_only") is None else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def _backends(item) -> tuple[str, ...]:
+    """The databases a test ran on: the `config` fixture's, PostgreSQL if it asked for the cluster itself, and the
+    kind a parametrized test names (the storage contract's suite runs once per store)."""
+    names = getattr(item, "fixturenames", ())
+    found = {TEST_DB} if "config" in names else set()
+    if "postgres_cluster" in names:
+        found.add("postgres")
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    found.update(value for value in params.values() if value in ("sqlite", "postgres"))
+    return tuple(sorted(found))
+
+
+_ran: dict[str, int] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and not report.skipped:  # ran (passed or failed), not skipped
+        for backend in _backends(item):
+            _ran[backend] = _ran.get(backend, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many tests ran on each database, so a pass that quietly skipped PostgreSQL shows it."""
+    counts = ", ".join(
+        f"{_ran.get(name, 0)} on {label}" for name, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL"))
+    )
+    terminalreporter.write_line(f"databases: {counts}")
+
+
 @pytest.fixture
-def config(request, tmp_path) -> Config:
+def config(request, tmp_path) -> Iterator[Config]:
+    cluster, name = None, f"test_{next(_databases)}"
     if TEST_DB == "postgres":
-        db = request.getfixturevalue("postgres_cluster").create_database(f"test_{next(_databases)}")
+        cluster = request.getfixturevalue("postgres_cluster")
+        db = cluster.create_database(name)
     else:
         db = str(tmp_path / "data" / "taskhub.db")
-    return Config(
+    yield Config(
         db=db,
         grpc_listen="127.0.0.1:0",
         no_http=True,
@@ -76,6 +124,8 @@ def config(request, tmp_path) -> Config:
         grace_seconds=0.5,
         task_index=TASK_INDEX,
     )
+    if cluster is not None:  # after the test's servers stopped: hundreds of databases would fill the disk
+        cluster.drop_database(name)
 
 
 @pytest.fixture

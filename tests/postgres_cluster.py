@@ -4,6 +4,11 @@
 (in a folder that user owns); as anyone else it belongs to the caller. The server binaries
 are found on PATH or in Debian's /usr/lib/postgresql/<version>/bin. The cluster trades
 durability for speed (fsync off): it lives as long as one test session.
+
+The `postgres` superuser logs in without a password (trust); `add_role` makes roles that must
+give one (scram-sha-256 or md5), for the tests of how the server is given its password.
+`stop_server` and `start_server` take the cluster down and up again on the same port and data,
+for the tests of a database outage.
 """
 
 from __future__ import annotations
@@ -45,24 +50,66 @@ class Cluster:
     folder: pathlib.Path
     port: int
     _as_user: list[str]
+    _options: str = ""
 
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "postgres", user: str = "postgres") -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, name: str) -> str:
-        """A new empty database; answers its URL."""
+    def create_database(self, name: str, owner: str | None = None) -> str:
+        """A new empty database (owned by `owner`, a role of `add_role`, if given); answers its URL as its owner,
+        without a password."""
         import psycopg
 
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
+            conn.execute(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else ""))
+        return self.url(name, owner or "postgres")
+
+    def drop_database(self, name: str) -> None:
+        """Drops a database, ending any connection still on it."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def add_role(self, name: str, password: str, method: str = "scram-sha-256") -> None:
+        """A role that logs in over TCP with `password` only, checked by `method` (`scram-sha-256` or `md5`)."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            # How the password is stored decides what the server can check it with: md5 needs an md5 hash.
+            conn.execute(
+                sql.SQL("SET password_encryption = {}").format(sql.Literal("md5" if method == "md5" else method))
+            )
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password))
+            )
+            hba = pathlib.Path(conn.execute("SHOW hba_file").fetchone()[0])
+            # First match wins: this role's line goes above initdb's `trust` ones.
+            hba.write_text(f"host all {name} 127.0.0.1/32 {method}\n" + hba.read_text())
+            conn.execute("SELECT pg_reload_conf()")
+
+    def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*self._as_user, _binary("pg_ctl"), "-D", str(self.folder / "data"), *args],
+            capture_output=True,
+            text=True,
+        )
+
+    def start_server(self) -> None:
+        """Starts the server (again) on the same port and data; waits until it accepts connections."""
+        started = self._pg_ctl("-o", self._options, "-l", str(self.folder / "log"), "-w", "start")
+        if started.returncode != 0:
+            log = (self.folder / "log").read_text() if (self.folder / "log").exists() else ""
+            raise RuntimeError(f"PostgreSQL did not start: {started.stderr}{log}")
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stops the server, keeping its data: `fast` ends every connection (as a restart does), `immediate`
+        as a crash."""
+        self._pg_ctl("-m", mode, "-w", "stop")
 
     def stop(self) -> None:
-        subprocess.run(
-            [*self._as_user, _binary("pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "stop"],
-            check=False,
-            capture_output=True,
-        )
+        self.stop_server("immediate")
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -88,13 +135,10 @@ def start() -> Cluster:
         f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off -c full_page_writes=off"
         " -c max_connections=200"
     )
-    started = subprocess.run(
-        [*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
-        capture_output=True,
-        text=True,
-    )
-    if started.returncode != 0:
-        log = (folder / "log").read_text() if (folder / "log").exists() else ""
+    cluster = Cluster(folder, port, as_user, options)
+    try:
+        cluster.start_server()
+    except RuntimeError:
         shutil.rmtree(folder, ignore_errors=True)
-        raise RuntimeError(f"PostgreSQL did not start: {started.stderr}{log}")
-    return Cluster(folder, port, as_user)
+        raise
+    return cluster

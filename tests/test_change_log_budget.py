@@ -11,6 +11,7 @@ import dataclasses
 import sqlite3
 
 import grpc
+import pytest
 from google.protobuf import struct_pb2
 
 from helpers import T, error_of
@@ -96,6 +97,7 @@ async def empty_a_full_queue(stub) -> tuple[int, int, int]:
     return stored, cursor, deletion
 
 
+@pytest.mark.sqlite_only(reason="counts the SQLite file's pages; test_full_and_cleanup.py empties a full queue on both")
 async def test_a_full_queue_of_big_tasks_empties_by_deleting_them_without_a_restart(config):
     service = await app.start(dataclasses.replace(config, max_task_db_size="4MiB"))  # the real scheduler loop
     try:

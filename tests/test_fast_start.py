@@ -27,6 +27,9 @@ from taskhub.server.rules.scheduler import Scheduler
 from taskhub.server.storage.sqlite.database import SqliteStorage
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
+# The index's state is saved in a file beside the SQLite database; on PostgreSQL it is built at each start.
+pytestmark = pytest.mark.sqlite_only(reason="the saved index is a file beside a SQLite database")
+
 BUILT = "building the index from"
 ENQUEUED = frozenset({TaskStatus.ENQUEUED})
 

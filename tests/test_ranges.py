@@ -10,7 +10,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from conftest import MASTER_KEY
+from conftest import MASTER_KEY, TEST_DB
 from helpers import enqueue, error_of
 from taskhub.v1 import (
     key_service_pb2 as kpb,
@@ -203,8 +203,9 @@ async def test_a_key_stored_past_year_9999_still_renders(secured_service, secure
         "/keys", json={"actions": ["*"], "indexes": ["*"], "expiresAt": None}, headers=HTTP_MASTER
     )
     record = secured_service.keys.get(created.json()["uid"])
+    mark = "%s" if TEST_DB == "postgres" else "?"  # each driver's placeholder
     secured_service.store.conn.execute(
-        "UPDATE api_keys SET expires_at = ? WHERE uid = ?", (2**40 * 1_000_000, record.uid)
+        f"UPDATE api_keys SET expires_at = {mark} WHERE uid = {mark}", (2**40 * 1_000_000, record.uid)
     )
     await secured_service.keys.load()
     listed = await secured_http.get("/keys", headers=HTTP_MASTER)

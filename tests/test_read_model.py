@@ -16,14 +16,24 @@ import pytest
 
 from taskhub.server import app
 from taskhub.server.model import TaskQuery, TaskType
+from taskhub.server.storage.postgres.database import PostgresStorage, is_postgres_url
 from taskhub.server.storage.sqlite.database import SqliteStorage
 from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
 SPAWN = multiprocessing.get_context("spawn")
 
 
+def _open(address: str) -> SqliteStorage | PostgresStorage:
+    """The store at `address`, as another process on the database opens it."""
+    return PostgresStorage(address) if is_postgres_url(address) else SqliteStorage(address)
+
+
+# `--task-index sql` reads a SQLite file: on PostgreSQL only the in-memory index runs.
+FINDERS = ["memory", pytest.param("sql", marks=pytest.mark.sqlite_only(reason="--task-index sql is SQLite's"))]
+
+
 def _enqueue_elsewhere(path: str, index_uid: str, count: int) -> None:
-    storage = SqliteStorage(path)
+    storage = _open(path)
     with storage.transaction() as tx:
         tx.tasks.insert([(index_uid, TaskType.DOCUMENT_ADDITION_OR_UPDATE, {"receivedDocuments": 1}, None)] * count, 1)
     storage.close()
@@ -41,7 +51,7 @@ async def total(stub, *index_uids: str) -> int:
     return (await stub.ListTasks(pb.ListTasksRequest(filter=task_pb2.TaskFilter(index_uids=only)))).total
 
 
-@pytest.mark.parametrize("task_index", ["memory", "sql"])
+@pytest.mark.parametrize("task_index", FINDERS)
 async def test_another_process_commit_shows_in_totals_watches_and_leases_within_a_second(config, task_index):
     service = await app.start(dataclasses.replace(config, task_index=task_index))  # the background follower runs
     try:
@@ -84,14 +94,14 @@ async def test_a_commit_made_while_the_server_was_away_is_caught_up_at_start(con
 
 
 def _enqueue_delayed_elsewhere(path: str) -> None:
-    storage = SqliteStorage(path)
+    storage = _open(path)
     now = time.time_ns() // 1_000
     with storage.transaction() as tx:
         tx.tasks.insert([("later", TaskType.INDEX_CREATION, None, {"runAt": now + 500_000})], now)
     storage.close()
 
 
-@pytest.mark.parametrize("task_index", ["memory", "sql"])
+@pytest.mark.parametrize("task_index", FINDERS)
 async def test_a_task_delayed_by_another_process_is_leased_when_due_and_not_before(config, task_index):
     service = await app.start(dataclasses.replace(config, task_index=task_index))  # the wall clock, following
     try:

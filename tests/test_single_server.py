@@ -102,6 +102,7 @@ def test_a_restart_right_after_sigkill_starts_on_the_same_file_and_port(tmp_path
     assert second.returncode == 0, output
 
 
+@pytest.mark.sqlite_only(reason="SQLite's lock file; test_postgres_server.py has PostgreSQL's lock")
 async def test_a_second_service_in_the_same_process_is_refused_until_the_first_stops(config):
     first = await app.start(config, background=False)
     try:
@@ -117,6 +118,7 @@ async def test_a_second_service_in_the_same_process_is_refused_until_the_first_s
     await again.stop(0)
 
 
+@pytest.mark.sqlite_only(reason="a file reached through a symlink")
 async def test_a_database_reached_through_a_symlink_is_the_same_database(config, tmp_path):
     first = await app.start(config, background=False)
     try:

@@ -8,9 +8,9 @@ gracefully, close the database.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
-import re
 import secrets
 import signal
 import socket
@@ -23,7 +23,15 @@ from grpc_health.v1 import _async as health_async, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskhub import limits
-from taskhub.server.config import Config, parse_duration, parse_size, task_type_names, watch_retention_bytes
+from taskhub.server import store_health
+from taskhub.server.config import (
+    Config,
+    parse_duration,
+    parse_size,
+    statement_timeout_ms,
+    task_type_names,
+    watch_retention_bytes,
+)
 from taskhub.server.edge import decoding, tls
 from taskhub.server.edge.key_service import KeyService
 from taskhub.server.edge.services import TaskService, WorkerService
@@ -37,6 +45,7 @@ from taskhub.server.rules.retries import parse_policies
 from taskhub.server.rules.scheduler import Scheduler, wall_clock
 from taskhub.server.rules.watch import WatchHub
 from taskhub.server.storage.contract import Storage, TaskFinder
+from taskhub.server.storage.postgres.connection import Probe, redact, server_url
 from taskhub.server.storage.postgres.database import PostgresStorage, is_postgres_url
 from taskhub.server.storage.postgres.lock import PostgresServerLock
 from taskhub.server.storage.sqlite.database import SqliteStorage
@@ -85,6 +94,8 @@ class Service:
     gateway: Any = None
     # The database's lock (one server per file), released once the store is closed.
     lock: ServerLock | PostgresServerLock | None = None
+    # Turns the health status to NOT_SERVING while the database cannot be reached (PostgreSQL).
+    store_watch: store_health.StoreWatch | None = None
 
     @property
     def replica(self) -> ReplicaView:
@@ -108,6 +119,8 @@ class Service:
         and answers 503 rather than acknowledge a task after SIGTERM.
         """
         grace = self.config.grace_seconds if grace is None else grace
+        if self.store_watch is not None:
+            await self.store_watch.stop()
         await self.health.enter_graceful_shutdown()
         # Watches end first, so no stream (gRPC or the gateway's) holds the shutdown up.
         self.scheduler.begin_shutdown()
@@ -164,6 +177,9 @@ def check(config: Config) -> None:
             f" {len(config.master_key.encode())} (--master-key or TASKHUB_MASTER_KEY)"
         )
     parse_duration(config.idempotency_ttl)
+    statement_timeout_ms(config)
+    if config.db_pool_size < 1:
+        raise ValueError(f"--db-pool-size is 1 or more, not {config.db_pool_size}")
     if config.max_idempotency_keys < 0:
         raise ValueError(f"--max-idempotency-keys is 0 or more, not {config.max_idempotency_keys}")
     if config.task_index not in FINDERS:
@@ -193,9 +209,19 @@ async def start(config: Config, *, background: bool = True, clock: Callable[[], 
     Tests pass `background=False` to drive `scheduler.tick()` themselves, and a fake `clock`.
     """
     check(config)
+    shown = shown_db(config.db)
+    if is_postgres_url(config.db):  # from here on, no password in the URL (connection.py says where it goes)
+        config = dataclasses.replace(
+            config,
+            db=server_url(
+                config.db,
+                password_file=config.db_password_file,
+                statement_timeout_ms=statement_timeout_ms(config),
+            ),
+        )
     credentials = tls.server_credentials(config)
     # Before anything touches the database, imports included.
-    lock = PostgresServerLock(config.db, shown_db(config.db)) if is_postgres_url(config.db) else ServerLock(config.db)
+    lock = PostgresServerLock(config.db, shown) if is_postgres_url(config.db) else ServerLock(config.db)
     try:
         return await _start(config, lock, credentials, background=background, clock=clock)
     except BaseException:
@@ -238,6 +264,7 @@ async def _start(
         max_idempotency_keys=config.max_idempotency_keys,
         retry_policies=parse_policies(config.retry_policy, config.max_attempts),
         replica=Replica(replica_name(config), shared=isinstance(store, PostgresStorage)),
+        readers=config.db_pool_size,
     )
     if scheduler.replica.shared:  # a type another replica registered since is found in the table
         scheduler.types.reread = scheduler.units.reader.task_types.all
@@ -274,6 +301,11 @@ async def _start(
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         for name in ("", *SERVICE_NAMES):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        store_watch = (
+            store_health.StoreWatch(Probe(config.db), health, ("", *SERVICE_NAMES))
+            if is_postgres_url(config.db)
+            else None
+        )
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
@@ -304,7 +336,10 @@ async def _start(
         health=health,
         grpc_port=port,
         lock=lock,
+        store_watch=store_watch,
     )
+    if store_watch is not None:
+        store_watch.start()
     if not config.no_http:
         # Imported here: a gRPC-only server does not need Starlette or uvicorn.
         from taskhub.gateway.serving import GatewayServer
@@ -344,8 +379,8 @@ async def _start(
 
 
 def shown_db(db: str) -> str:
-    """The database as the log shows it: a URL's password masked (`user:***@`)."""
-    return re.sub(r"^([a-z][a-z0-9+.-]*://[^:@/]*):[^@/]*@", r"\1:***@", db)
+    """The database as the log shows it: a URL's password masked (`user:***@`, `password=***`)."""
+    return redact(db)
 
 
 def _dashboard_host(listen: str) -> str:

@@ -70,16 +70,33 @@ def serve(**params) -> int:
     import gc
 
     from taskhub.server import app
+    from taskhub.server.storage.contract import StorageUnavailable
+    from taskhub.server.storage.postgres.connection import url_password
 
     gc.set_threshold(YOUNG_GENERATION, *gc.get_threshold()[1:])
     config = Config(**params)
     start_logging(config.log_level)
+    if url_password(config.db) is not None and on_command_line("db"):
+        logging.getLogger("taskhub").warning(
+            "the --db URL carries a password, which `ps` and the shell's history show to others: leave it out of"
+            " the URL and give it by --db-password-file (TASKHUB_DB_PASSWORD_FILE), PGPASSWORD, PGPASSFILE or"
+            " ~/.pgpass, or give the URL by TASKHUB_DB"
+        )
     try:
         run_loop(app.serve(config), config.event_loop)
     except (OSError, ValueError) as exc:
         print(f"taskhub: {exc}", file=sys.stderr)
         return 1
+    except StorageUnavailable as exc:  # the database cannot be reached at start: the URL in it is redacted
+        print(f"taskhub: {exc.detail}", file=sys.stderr)
+        return 1
     return 0
+
+
+def on_command_line(name: str) -> bool:
+    """Whether the running command's parameter `name` was given as a flag (rather than by env or default)."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source is click.core.ParameterSource.COMMANDLINE
 
 
 @click.command(context_settings=client_cli.CONTEXT)

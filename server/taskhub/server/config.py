@@ -15,6 +15,9 @@ class Config:
     """Everything `taskhub serve` can be told."""
 
     db: str = "./data/taskhub.db"
+    db_password_file: str | None = None
+    db_pool_size: int = 2
+    db_statement_timeout: str = "0"
     grpc_listen: str = "127.0.0.1:50051"
     http_listen: str = "127.0.0.1:7700"
     http_allowed_hosts: str = ""
@@ -53,7 +56,22 @@ class Config:
 
 
 HELP = {
-    "db": "SQLite database file, or a PostgreSQL URL (`postgresql://USER[:PASS]@HOST[:PORT]/DB`)",
+    "db": (
+        "SQLite database file, or a PostgreSQL URL (`postgresql://USER@HOST[:PORT]/DB[?sslmode=...]`; its password"
+        " best by --db-password-file or libpq's PGPASSWORD, PGPASSFILE, ~/.pgpass)"
+    ),
+    "db_password_file": (
+        "PostgreSQL: a file whose first line is the password, kept out of the URL (and so out of `ps`, logs and"
+        " errors); libpq's PGPASSWORD, PGPASSFILE and ~/.pgpass work too"
+    ),
+    "db_pool_size": (
+        "read connections (each with its thread) that answer long reads: pages of more than 200 tasks, batch lists,"
+        " watch replays"
+    ),
+    "db_statement_timeout": (
+        "PostgreSQL: a statement running longer fails its call as `unavailable` (503) rather than holding the"
+        " store; 30s, 500ms, 2m...; 0 never"
+    ),
     "grpc_listen": "host:port of the gRPC server",
     "http_listen": "host:port of the JSON gateway",
     "http_allowed_hosts": (
@@ -173,6 +191,17 @@ def task_type_names(config: Config) -> list[str]:
 
 
 _DURATIONS = {"": 1, "s": 1, "m": 60, "h": 3_600, "d": 86_400}
+
+
+def statement_timeout_ms(config: Config) -> int:
+    """`--db-statement-timeout` in milliseconds; 0 for none."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|)\s*", config.db_statement_timeout.lower())
+    if match is None:
+        raise ValueError(
+            f"--db-statement-timeout: {config.db_statement_timeout!r} is not a duration (try 30s, 500ms, 2m; 0: none)"
+        )
+    scale = {"ms": 1, "": 1_000, "s": 1_000, "m": 60_000, "h": 3_600_000}[match.group(2)]
+    return int(float(match.group(1)) * scale)
 
 
 def parse_duration(text: str) -> int:

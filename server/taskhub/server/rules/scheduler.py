@@ -33,7 +33,7 @@ from taskhub.server.rules.server_tasks import ServerTasks
 from taskhub.server.rules.units import Units
 from taskhub.server.rules.watch import WatchHub
 from taskhub.server.rules.watching import Watching
-from taskhub.server.storage.contract import Changes, Reader, Storage, TaskFinder, Transaction
+from taskhub.server.storage.contract import Changes, Reader, Storage, StorageUnavailable, TaskFinder, Transaction
 from taskhub.server.task_types import TaskTypes
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ class Scheduler:
         max_idempotency_keys: int = idempotency.DEFAULT_MAX_KEYS,
         retry_policies: RetryPolicies | None = None,
         replica: Replica | None = None,
+        readers: int = 1,
     ) -> None:
         self.storage = storage
         # This server among those on the database; alone on it unless told otherwise.
@@ -107,7 +108,7 @@ class Scheduler:
         self.watch_retention = watch_retention
         self.watch_retention_bytes = watch_retention_bytes
         self._pruned_at = 0
-        self.units = Units(storage, finder, self.hub, self.replica)
+        self.units = Units(storage, finder, self.hub, self.replica, readers=readers)
         self.units.on_commit = self._committed
         # Every type's retry policy; its attempts are `max_attempts` unless `retry_policies` says otherwise.
         self.retry_policies = retry_policies or RetryPolicies(RetryPolicy(attempts=max_attempts))
@@ -315,6 +316,8 @@ class Scheduler:
                 await self.tick(self.clock())
             except asyncio.CancelledError:
                 raise
+            except StorageUnavailable:  # the database is away (health says so): the next tick tries again
+                await asyncio.sleep(1.0)
             except Exception:  # keep the loop alive; the task stays enqueued and is retried
                 log.exception("scheduler tick failed")
                 await asyncio.sleep(1.0)

@@ -24,7 +24,15 @@ from taskhub.server.index.follower import Follower, HistoryLost
 from taskhub.server.rules.leadership import Replica
 from taskhub.server.rules.store_thread import StoreThread
 from taskhub.server.rules.watch import WatchHub
-from taskhub.server.storage.contract import Changes, Reader, Storage, StorageFull, TaskFinder, Transaction
+from taskhub.server.storage.contract import (
+    Changes,
+    Reader,
+    Storage,
+    StorageFull,
+    StorageUnavailable,
+    TaskFinder,
+    Transaction,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,7 +47,9 @@ POLL_INTERVAL = 0.2
 class Units:
     """The store thread, the readers, and the follower that keeps the finder and the hub in step."""
 
-    def __init__(self, storage: Storage, finder: TaskFinder, hub: WatchHub, replica: Replica | None = None) -> None:
+    def __init__(
+        self, storage: Storage, finder: TaskFinder, hub: WatchHub, replica: Replica | None = None, *, readers: int = 1
+    ) -> None:
         self.storage = storage
         self.finder = finder
         self.hub = hub
@@ -47,13 +57,11 @@ class Units:
         self.replica = replica or Replica("taskhub", shared=False)
         self.follower = Follower(finder, 0)
         self._thread = StoreThread("taskhub-store")
-        # Reads that may take a while (lists, replays) run on their own thread and
-        # connection, so they never queue behind writes nor hold writes up.
+        # Reads that may take a while (lists, replays) run on their own threads and
+        # connections (`readers` of them), so they never queue behind writes nor hold writes up.
         self._local = threading.local()
         self._readers: list[Reader] = []
-        self._reads = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix="taskhub-reads", initializer=self._open_reader
-        )
+        self._reads = concurrent.futures.ThreadPoolExecutor(readers, thread_name_prefix="taskhub-reads")
         # Point reads are a few microseconds: done on the loop, on a connection of their own.
         self.reader = storage.reader()
         self._follow_reader: Reader | None = None
@@ -68,9 +76,14 @@ class Units:
         # Set when the storage says another commit was made: the poll looks at once.
         self._committed_elsewhere = asyncio.Event()
 
-    def _open_reader(self) -> None:
-        self._local.reader = self.storage.reader()
-        self._readers.append(self._local.reader)
+    def _thread_reader(self) -> Reader:
+        """The read thread's own reader, opened on its first read (not as the thread starts: a database away then
+        would break the thread pool for good; here it fails that one read)."""
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = self.storage.reader()
+            self._readers.append(reader)
+        return reader
 
     def _on_thread_reader(self) -> Reader:
         """The store thread's own reader, for the follower (opened there, on first use)."""
@@ -118,7 +131,7 @@ class Units:
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Runs `fn(reader, *args)` on the read thread, with that thread's read-only connection."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reads, lambda: fn(self._local.reader, *args))
+        return await loop.run_in_executor(self._reads, lambda: fn(self._thread_reader(), *args))
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Runs `fn(*args)` on the store thread, outside any unit of work."""
@@ -231,6 +244,8 @@ class Units:
                     await self.catch_up()
             except (RuntimeError, concurrent.futures.CancelledError):
                 return  # the store thread has stopped
+            except StorageUnavailable:
+                pass  # the database is away (health says so): the next poll tries again
             except Exception:
                 log.exception("following the change log failed")
 

@@ -14,6 +14,7 @@ import contextlib
 import psycopg
 
 from taskhub.server.lock import DatabaseLocked
+from taskhub.server.storage.postgres.connection import connect
 
 # "taskhub!" in ASCII: apart from the units of work's lock.
 SERVER_LOCK = 0x7461736B68756221
@@ -23,7 +24,7 @@ class PostgresServerLock:
     """Holds the database's server lock, shared with the other replicas, on a connection of its own."""
 
     def __init__(self, url: str, shown: str) -> None:
-        conn = psycopg.connect(url, autocommit=True)
+        conn = connect(url, autocommit=True)
         row = conn.execute("SELECT pg_try_advisory_lock_shared(%s)", (SERVER_LOCK,)).fetchone()
         if row is None or not row[0]:
             holder = conn.execute(
