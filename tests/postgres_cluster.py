@@ -3,7 +3,8 @@
 `initdb` refuses to run as root, so as root the cluster belongs to the `postgres` user
 (in a folder that user owns); as anyone else it belongs to the caller. The server binaries
 are found on PATH or in Debian's /usr/lib/postgresql/<version>/bin. The cluster trades
-durability for speed (fsync off): it lives as long as one test session.
+durability for speed (fsync off): it lives as long as one test session. Benches that report
+figures start it `durable` (fsync, full-page writes and synchronous commits on, PostgreSQL's defaults).
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ class Cluster:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start() -> Cluster:
-    """Makes and starts a cluster; the caller stops it."""
+def start(*, durable: bool = False) -> Cluster:
+    """Makes and starts a cluster; the caller stops it. `durable`: every commit flushed, as in production."""
     initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
     if initdb is None or pg_ctl is None:
         raise RuntimeError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
@@ -84,10 +85,8 @@ def start() -> Cluster:
         capture_output=True,
     )
     port = _free_port()
-    options = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off -c full_page_writes=off"
-        " -c max_connections=200"
-    )
+    safety = "-c fsync=on -c synchronous_commit=on" if durable else "-c fsync=off -c full_page_writes=off"
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} {safety} -c max_connections=200"
     started = subprocess.run(
         [*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
         capture_output=True,

@@ -15,6 +15,7 @@ import contextlib
 import pathlib
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -27,6 +28,7 @@ from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.idempotency import PostgresIdempotency
 from taskhub.server.storage.postgres.keys import PostgresKeys
 from taskhub.server.storage.postgres.leases import PostgresLeases
+from taskhub.server.storage.postgres.lock_times import UNIT_LOCK_TIMES
 from taskhub.server.storage.postgres.schema import UNIT_LOCK, migrate, new_epoch
 from taskhub.server.storage.postgres.task_types import PostgresTaskTypes
 from taskhub.server.storage.postgres.tasks import PostgresTasks
@@ -118,11 +120,14 @@ class PostgresStorage(_Tables):
         self.conn.execute("BEGIN")  # on a connection opened again if the last one was lost
         self.conn.in_transaction = True
         try:
+            asked = time.perf_counter_ns()
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (UNIT_LOCK,))
+            locked = time.perf_counter_ns()
             yield self
             if self.max_bytes is not None and self.log.logged and self.used_bytes() > self.max_bytes:
                 raise StorageFull(f"the tasks and their changes passed {self.max_bytes} bytes")
             self.conn.execute("COMMIT")
+            UNIT_LOCK_TIMES.add(locked - asked, time.perf_counter_ns() - locked)
         except BaseException as exc:
             with contextlib.suppress(psycopg.Error, StorageUnavailable):
                 self.conn.execute("ROLLBACK")
