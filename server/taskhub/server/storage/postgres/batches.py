@@ -50,10 +50,10 @@ class PostgresBatches:
                 status_mask(batch),
             ),
         )
-        with self.conn.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO batch_tasks (batch_uid, task_uid) VALUES (%s, %s)", [(batch.uid, t) for t in task_uids]
-            )
+        self.conn.execute(
+            "INSERT INTO batch_tasks (batch_uid, task_uid) SELECT %s, unnest(%s::bigint[])",
+            (batch.uid, list(task_uids)),
+        )
         return batch
 
     def get(self, uid: int) -> Batch | None:

@@ -70,8 +70,11 @@ class PostgresChangeLog:
             )
             for t, (details, error, extra) in zip(tasks, encoded)
         ]
-        with self.conn.cursor() as cursor:
-            cursor.executemany("INSERT INTO changes (seq, uid, deleted, task) VALUES (%s, %s, %s, %s)", rows)
+        self.conn.execute(
+            "INSERT INTO changes (seq, uid, deleted, task) SELECT v.seq, v.uid, %s, v.task"
+            " FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS v(seq, uid, task)",
+            (deleted, [row[0] for row in rows], [row[1] for row in rows], [row[3] for row in rows]),
+        )
         bump(self.conn, "change_bytes", sum(len(row[3]) for row in rows))
 
     def changes_after(self, seq: int, limit: int) -> Changes:

@@ -29,7 +29,9 @@ from taskhub.server.storage.postgres.idempotency import PostgresIdempotency
 from taskhub.server.storage.postgres.keys import PostgresKeys
 from taskhub.server.storage.postgres.leases import PostgresLeases
 from taskhub.server.storage.postgres.lock_times import UNIT_LOCK_TIMES
+from taskhub.server.storage.postgres.rows import unit_counters
 from taskhub.server.storage.postgres.schema import UNIT_LOCK, migrate, new_epoch
+from taskhub.server.storage.postgres.statistics import analyze_if_unknown
 from taskhub.server.storage.postgres.task_types import PostgresTaskTypes
 from taskhub.server.storage.postgres.tasks import PostgresTasks
 
@@ -112,6 +114,7 @@ class PostgresStorage(_Tables):
         super().__init__(Connection(url), self.transaction)
         with self.transaction():  # under the lock: servers starting at once migrate one after another
             migrate(self.conn)
+        analyze_if_unknown(self.conn)  # before the index is built from the rows
         self.task_types.codes.reload()
 
     @contextlib.contextmanager
@@ -123,7 +126,8 @@ class PostgresStorage(_Tables):
             asked = time.perf_counter_ns()
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (UNIT_LOCK,))
             locked = time.perf_counter_ns()
-            yield self
+            with unit_counters(self.conn):
+                yield self
             if self.max_bytes is not None and self.log.logged and self.used_bytes() > self.max_bytes:
                 raise StorageFull(f"the tasks and their changes passed {self.max_bytes} bytes")
             self.conn.execute("COMMIT")
