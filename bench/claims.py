@@ -34,8 +34,13 @@ import psycopg
 
 import harness
 import postgres
-from taskhub.v1 import task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
-from taskhub.v1 import worker_service_pb2 as wpb, worker_service_pb2_grpc
+from taskhub.v1 import (
+    task_pb2,
+    task_service_pb2 as pb,
+    task_service_pb2_grpc,
+    worker_service_pb2 as wpb,
+    worker_service_pb2_grpc,
+)
 
 postgres_cluster = postgres.postgres_cluster
 

@@ -35,6 +35,7 @@ import multiprocessing as mp
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import grpc
 import psutil
+import psycopg
 
 import end_to_end
 import harness
@@ -95,6 +97,15 @@ def postgres_cpu(postmaster: int) -> float:
     return total + sum(_stat_times(child.pid) for child in live)
 
 
+def wal_bytes(url: str | None) -> int:
+    """Where the cluster's WAL stands, in bytes (0 without a cluster)."""
+    if url is None:
+        return 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+        return int(row[0]) if row else 0
+
+
 def postmaster_pid(cluster: postgres_cluster.Cluster) -> int:
     return int((cluster.folder / "data" / "postmaster.pid").read_text().split()[0])
 
@@ -105,7 +116,7 @@ def postmaster_pid(cluster: postgres_cluster.Cluster) -> int:
 class Setup:
     """One server (SQLite) or N replicas (PostgreSQL) of one run, with where their lock counters go."""
 
-    def __init__(self, db: str, replicas: int, folder: Path, postgres: bool) -> None:
+    def __init__(self, db: str, replicas: int, folder: Path, postgres: bool, env: dict[str, str] | None = None) -> None:
         self.servers: list[harness.Server] = []
         self.lock_files: list[Path] = []
         try:
@@ -113,8 +124,8 @@ class Setup:
                 if postgres:
                     out = folder / f"locks-{time.monotonic_ns()}-{i}.json"
                     self.lock_files.append(out)
-                    env = {"TASKHUB_BENCH_LOCK_TIMES": str(out)}
-                    self.servers.append(harness.Server(db, launcher=LAUNCHER, env=env))
+                    locks = {"TASKHUB_BENCH_LOCK_TIMES": str(out)}
+                    self.servers.append(harness.Server(db, launcher=LAUNCHER, env={**(env or {}), **locks}))
                 else:
                     self.servers.append(harness.Server(db))
         except RuntimeError:
@@ -285,9 +296,21 @@ async def notify_latency(a: str, b: str, seconds: float, rate: float) -> dict[st
 # -- one run ------------------------------------------------------------------------
 
 
-def run(name: str, db: str, replicas: int, batch: int, args, ctx, folder: Path, postmaster: int | None, last: bool):
+def run(
+    name: str,
+    db: str,
+    replicas: int,
+    batch: int,
+    args,
+    ctx,
+    folder: Path,
+    postmaster: int | None,
+    last: bool,
+    env: dict[str, str] | None = None,
+    cluster_url: str | None = None,
+):
     """One end-to-end run of one setup and batch size (and, `last`, its reads and NOTIFY); answers its figures."""
-    setup = Setup(db, replicas, folder, postgres=name != "sqlite")
+    setup = Setup(db, replicas, folder, postgres=name != "sqlite", env=env)
     try:
         targets = setup.targets
         deadline = time.time() + args.timeout
@@ -302,11 +325,13 @@ def run(name: str, db: str, replicas: int, batch: int, args, ctx, folder: Path, 
         me = psutil.Process()
         time.sleep(0.1)  # the replicas' lock counters written since they started
         locks0 = setup.locks()
+        wal0 = wal_bytes(cluster_url)
         cpu0, pg0, me0 = setup.cpu(), postgres_cpu(postmaster) if postmaster else 0.0, sum(me.cpu_times()[:2])
         t0 = time.perf_counter()
         asyncio.run(produce(targets, args.tasks, args.indexes, batch))
         t1 = end_to_end.wait_done(done, args.tasks, deadline, workers)
         cpu1, pg1, me1 = setup.cpu(), postgres_cpu(postmaster) if postmaster else 0.0, sum(me.cpu_times()[:2])
+        wal1 = wal_bytes(cluster_url)
         time.sleep(0.1)
         locks1 = setup.locks()
         for worker in workers:
@@ -324,6 +349,7 @@ def run(name: str, db: str, replicas: int, batch: int, args, ctx, folder: Path, 
             "succeeded": succeeded,
             "per_lease": done.value / max(leases.value, 1),
             "locks": lock_delta(locks0, locks1),
+            "wal": wal1 - wal0,
         }
         if last:
             figures["reads"] = asyncio.run(reads(targets[-1], args.tasks, args.read_seconds, args.read_concurrency))
@@ -387,6 +413,11 @@ def rows_of(batch: int, runs: dict[str, list[dict]], names: list[str]) -> list[t
         ("UNIT_LOCK wait p99 ms (<=)", col(lambda f: lock_p(f, "wait", 99), ".3f")),
         ("UNIT_LOCK hold mean ms", col(lambda f: locks(f, "hold_ns") / max(locks(f, "units"), 1) / 1e6, ".3f")),
         ("UNIT_LOCK hold p99 ms (<=)", col(lambda f: lock_p(f, "hold", 99), ".3f")),
+        (
+            "  of the hold, COMMIT mean ms",
+            col(lambda f: locks(f, "commit_ns") / max(locks(f, "units"), 1) / 1e6, ".3f"),
+        ),
+        ("WAL KiB / 1,000 tasks", col(lambda f: per_k(f, f["wal"] / 1024), ",.0f")),
         ("UNIT_LOCK held, % of the run", col(lambda f: 100 * locks(f, "hold_ns") / 1e9 / f["wall"], ".0f")),
     ]
 
@@ -426,7 +457,11 @@ def report(args, names: list[str], results: dict[int, dict[str, list[dict]]], re
             ratio = median("pg1", batch, lambda f: f["rate"]) / median("sqlite", batch, lambda f: f["rate"])
             harness.ratio_line(f"PostgreSQL 1 replica / SQLite tasks/s [{how}]", ratio, ">= 0.7", ratio >= 0.7)
         for name in names:
-            if name.startswith("pg") and name != "pg1" and "pg1" in names:
+            if "@" in name and name.split("@")[0] in names:
+                mine = name.split("@")[0]
+                ratio = median(mine, batch, lambda f: f["rate"]) / median(name, batch, lambda f: f["rate"])
+                harness.figure(f"{mine} / {name} tasks/s [{how}]", f"{ratio:.3f}")
+            elif name.startswith("pg") and name != "pg1" and "pg1" in names:
                 ratio = median(name, batch, lambda f: f["rate"]) / median("pg1", batch, lambda f: f["rate"])
                 harness.figure(f"{name} / pg1 tasks/s [{how}]", f"{ratio:.3f}")
     for name in names:
@@ -448,6 +483,7 @@ def project(args, runs: list[dict], batch: int) -> None:
     pg = statistics.median(f["pg_cpu"] / t for f, t in zip(runs, tasks))
     replica = statistics.median(sum(f["replica_cpu"]) / t for f, t in zip(runs, tasks))
     hold = statistics.median(f["locks"]["hold_ns"] / 1e9 / t for f, t in zip(runs, tasks))
+    commit = statistics.median(f["locks"].get("commit_ns", 0) / 1e9 / t for f, t in zip(runs, tasks))
     cores = args.project_cores
     by_cpu = cores / pg
     by_lock = 1 / hold
@@ -455,6 +491,13 @@ def project(args, runs: list[dict], batch: int) -> None:
     print(f"\nprojection [EnqueueTasks of {batch}], from pg1's medians:", flush=True)
     harness.figure("PostgreSQL CPU per task", f"{pg * 1e6:,.1f} us  -> {cores} cores: {by_cpu:,.0f} tasks/s")
     harness.figure("UNIT_LOCK held per task", f"{hold * 1e6:,.1f} us  -> one lock: {by_lock:,.0f} tasks/s")
+    harness.figure(
+        "  of it in COMMIT (the flush)",
+        f"{commit * 1e6:,.1f} us  -> the lock with nothing but commits in it: {1 / max(commit, 1e-9):,.0f} tasks/s",
+    )
+    harness.figure(
+        "  (units from every replica take the lock one at a time: more replicas or cores do not lift this bound)", ""
+    )
     harness.figure(
         "replica CPU per task",
         f"{replica * 1e6:,.1f} us  -> {math.ceil(projected * replica):,} replica cores for {projected:,.0f} tasks/s",
@@ -482,10 +525,27 @@ def main() -> int:
     parser.add_argument("--notify-seconds", type=float, default=3.0)
     parser.add_argument("--notify-rate", type=float, default=200.0, help="enqueues a second through replica A")
     parser.add_argument("--project-cores", type=int, default=8, help="the database machine of the projection")
+    parser.add_argument(
+        "--baseline",
+        help="a git revision whose code also runs, as setups `pgN@REV` (N: each --replicas), beside this tree's",
+    )
     args = parser.parse_args()
     batches = [int(b) for b in args.batch.split(",")]
     replicas = {f"pg{n}": n for n in (int(r) for r in args.replicas.split(","))}
     names = ([] if args.no_sqlite else ["sqlite"]) + list(replicas)
+    envs: dict[str, dict[str, str]] = {}
+    baseline_tree = None
+    if args.baseline:
+        baseline_tree = tempfile.mkdtemp(prefix="taskhub-baseline-")
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", baseline_tree, args.baseline], cwd=harness.ROOT, check=True
+        )
+        paths = ":".join(f"{baseline_tree}/{part}" for part in ("client", "server", "gateway"))
+        for count in list(replicas.values()):
+            name = f"pg{count}@{args.baseline}"
+            replicas[name] = count
+            names.append(name)
+            envs[name] = {"PYTHONPATH": paths}
     ctx = mp.get_context("spawn")
 
     cluster = postgres_cluster.start(durable=True)
@@ -508,7 +568,11 @@ def main() -> int:
                         else:
                             db, count, pm = cluster.create_database(f"bench_{n}"), replicas[name], postmaster
                         try:
-                            figures = run(name, db, count, batch, args, ctx, folder, pm, batch == batches[-1])
+                            figures = run(
+                                *(name, db, count, batch, args, ctx, folder, pm, batch == batches[-1]),
+                                envs.get(name),
+                                None if name == "sqlite" else cluster.url(),
+                            )
                         except RuntimeError as exc:  # a replica refused to start
                             refused[name] = str(exc)
                             continue
@@ -516,6 +580,8 @@ def main() -> int:
                         print(f"round {round_ + 1} {name} batch {batch}: {figures['rate']:,.0f} tasks/s", flush=True)
     finally:
         cluster.stop()
+        if baseline_tree:
+            subprocess.run(["git", "worktree", "remove", "--force", baseline_tree], cwd=harness.ROOT, check=False)
     return report(args, names, results, refused)
 
 

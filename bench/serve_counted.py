@@ -18,7 +18,11 @@ import time
 from pathlib import Path
 
 from taskhub.server import cli
-from taskhub.server.storage.postgres.lock_times import UNIT_LOCK_TIMES
+
+try:
+    from taskhub.server.storage.postgres.lock_times import UNIT_LOCK_TIMES
+except ImportError:  # a revision from before the counters (bench/postgres.py --baseline): none to write
+    UNIT_LOCK_TIMES = None
 
 
 def _write() -> None:
@@ -37,7 +41,10 @@ def _keep_writing() -> None:
         time.sleep(0.02)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and UNIT_LOCK_TIMES is not None:
     atexit.register(_write)
     threading.Thread(target=_keep_writing, name="bench-lock-times", daemon=True).start()
+if __name__ == "__main__":
+    if os.environ.get("TASKHUB_BENCH_SWITCH_INTERVAL"):  # an experiment: the GIL's hand-over interval, in seconds
+        sys.setswitchinterval(float(os.environ["TASKHUB_BENCH_SWITCH_INTERVAL"]))
     sys.exit(cli.main(sys.argv[1:]))

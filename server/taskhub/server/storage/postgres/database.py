@@ -29,7 +29,7 @@ from taskhub.server.storage.postgres.idempotency import PostgresIdempotency
 from taskhub.server.storage.postgres.keys import PostgresKeys
 from taskhub.server.storage.postgres.leases import PostgresLeases
 from taskhub.server.storage.postgres.lock_times import UNIT_LOCK_TIMES
-from taskhub.server.storage.postgres.rows import unit_counters
+from taskhub.server.storage.postgres.rows import counter, unit_counters
 from taskhub.server.storage.postgres.schema import UNIT_LOCK, migrate, new_epoch
 from taskhub.server.storage.postgres.statistics import analyze_if_unknown
 from taskhub.server.storage.postgres.task_types import PostgresTaskTypes
@@ -87,8 +87,7 @@ class _Tables:
     def used_bytes(self) -> int:
         """Bytes the tasks and the change log hold (counters kept by every write; not the files' size, which
         PostgreSQL never shrinks when rows go)."""
-        row = self.conn.execute("SELECT SUM(value) FROM meta WHERE key IN ('stored_bytes', 'change_bytes')").fetchone()
-        return 0 if row is None or row[0] is None else int(row[0])
+        return counter(self.conn, "stored_bytes") + counter(self.conn, "change_bytes")  # in a unit, from memory
 
 
 def _read_only(conn: psycopg.Connection) -> None:
@@ -126,12 +125,14 @@ class PostgresStorage(_Tables):
             asked = time.perf_counter_ns()
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (UNIT_LOCK,))
             locked = time.perf_counter_ns()
-            with unit_counters(self.conn):
+            with unit_counters(self.conn):  # the size check below reads the counters as the unit left them
                 yield self
-            if self.max_bytes is not None and self.log.logged and self.used_bytes() > self.max_bytes:
-                raise StorageFull(f"the tasks and their changes passed {self.max_bytes} bytes")
+                if self.max_bytes is not None and self.log.logged and self.used_bytes() > self.max_bytes:
+                    raise StorageFull(f"the tasks and their changes passed {self.max_bytes} bytes")
+            committing = time.perf_counter_ns()
             self.conn.execute("COMMIT")
-            UNIT_LOCK_TIMES.add(locked - asked, time.perf_counter_ns() - locked)
+            done = time.perf_counter_ns()
+            UNIT_LOCK_TIMES.add(locked - asked, done - locked, done - committing)
         except BaseException as exc:
             with contextlib.suppress(psycopg.Error, StorageUnavailable):
                 self.conn.execute("ROLLBACK")
