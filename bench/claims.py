@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import grpc
+import psutil
 import psycopg
 
 import harness
@@ -97,17 +98,35 @@ def seq_scans(url: str) -> tuple[int, int]:
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 
+def database_state(url: str) -> dict[str, int]:
+    """What PostgreSQL did so far that a phase may pay for: WAL, checkpoints, autovacuum, other tables' scans."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        wal = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+        checkpoints = conn.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter").fetchone()
+        tables = conn.execute(
+            "SELECT COALESCE(SUM(autovacuum_count + autoanalyze_count), 0),"
+            " COALESCE(SUM(seq_tup_read) FILTER (WHERE relname <> 'tasks'), 0) FROM pg_stat_user_tables"
+        ).fetchone()
+    return {
+        "wal": int(wal[0]) if wal else 0,
+        "checkpoints": int(checkpoints[0]) if checkpoints else 0,
+        "autovacuums": int(tables[0]) if tables else 0,
+        "other_rows_scanned": int(tables[1]) if tables else 0,
+    }
+
+
 def backlog(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("SELECT count(*) FROM tasks WHERE status = %s", (task_pb2.TASK_STATUS_ENQUEUED,)).fetchone()
         return int(row[0]) if row else 0
 
 
-def claim(server: harness.Server, url: str, lock_file: Path, args, ctx) -> dict:
+def claim(server: harness.Server, url: str, lock_file: Path, args, ctx, postmaster: int) -> dict:
     """`--claim` tasks leased and completed by `--workers` processes; answers the phase's figures."""
     done, out = ctx.Value("i", 0), ctx.Queue()
     deadline = time.time() + args.timeout
-    before_scans = seq_scans(url)
+    before_scans, before = seq_scans(url), database_state(url)
+    server_cpu0, pg_cpu0 = sum(psutil.Process(server.pid).cpu_times()[:2]), postgres.postgres_cpu(postmaster)
     time.sleep(0.1)
     locks0 = json.loads(lock_file.read_text()) if lock_file.exists() else {}
     workers = postgres.end_to_end.start_workers(
@@ -115,6 +134,11 @@ def claim(server: harness.Server, url: str, lock_file: Path, args, ctx) -> dict:
     )
     t0 = time.perf_counter()
     t1 = postgres.end_to_end.wait_done(done, args.claim, deadline, workers)
+    server_cpu, pg_cpu = (
+        sum(psutil.Process(server.pid).cpu_times()[:2]) - server_cpu0,
+        postgres.postgres_cpu(postmaster),
+    )
+    after = database_state(url)
     time.sleep(0.1)
     locks = postgres.lock_delta(locks0, json.loads(lock_file.read_text()))
     leases, completes = [], []
@@ -132,6 +156,10 @@ def claim(server: harness.Server, url: str, lock_file: Path, args, ctx) -> dict:
         "hold": locks.get("hold_ns", 0) / max(locks.get("units", 0), 1) / 1e6,
         "hold_p99": postgres.bucket_percentile(locks.get("hold_buckets", [0]), 99),
         "scans": (scans[0] - before_scans[0], scans[1] - before_scans[1]),
+        "server_cpu": server_cpu / (t1 - t0),
+        "pg_cpu": (pg_cpu - pg_cpu0) / (t1 - t0),
+        "db": {key: after[key] - before[key] for key in after},
+        "tasks": done.value,
     }
 
 
@@ -148,6 +176,7 @@ def main() -> int:
     phases: dict[str, dict] = {}
     try:
         url = cluster.create_database("claims")
+        postmaster = postgres.postmaster_pid(cluster)
         with tempfile.TemporaryDirectory(prefix="taskhub-bench-") as tmp:
             lock_file = Path(tmp) / "locks.json"
             env = {"TASKHUB_BENCH_LOCK_TIMES": str(lock_file)}
@@ -161,12 +190,14 @@ def main() -> int:
                 asyncio.run(enqueue(server.target, top_up))
                 loaded = time.perf_counter() - t0
                 print(f"enqueued {top_up:,} more (EnqueueTasks of 1,000): {top_up / loaded:,.0f} tasks/s", flush=True)
-                phases[f"big ({args.backlog:,})"] = claim(server, url, lock_file, args, ctx)
+                phases[f"big ({args.backlog:,})"] = claim(server, url, lock_file, args, ctx, postmaster)
             t0 = time.perf_counter()
             with harness.Server(url, launcher=postgres.LAUNCHER, env=env) as server:
                 started = time.perf_counter() - t0
                 print(f"the server restarted on {backlog(url):,} enqueued tasks in {started:.1f} s", flush=True)
-                phases[f"restarted ({args.backlog - args.claim:,})"] = claim(server, url, lock_file, args, ctx)
+                phases[f"restarted ({args.backlog - args.claim:,})"] = claim(
+                    server, url, lock_file, args, ctx, postmaster
+                )
     finally:
         cluster.stop()
 
@@ -178,6 +209,16 @@ def main() -> int:
         harness.figure("  CompleteTasks", str(f["complete"]))
         harness.figure("  UNIT_LOCK hold", f"mean {f['hold']:.2f} ms, p99 <= {f['hold_p99']:.2f} ms")
         harness.figure("  sequential scans of tasks", f"{f['scans'][0]} ({f['scans'][1]:,} rows read)")
+        harness.figure(
+            "  CPU, % of a core", f"taskhub {100 * f['server_cpu']:.0f}%, PostgreSQL {100 * f['pg_cpu']:.0f}%"
+        )
+        db = f["db"]
+        harness.figure(
+            "  PostgreSQL meanwhile",
+            f"WAL {db['wal'] / max(f['tasks'], 1) / 1024:,.1f} KiB/task, {db['checkpoints']} checkpoint(s),"
+            f" {db['autovacuums']} autovacuum/analyze run(s),"
+            f" {db['other_rows_scanned']:,} rows of other tables read by sequential scans",
+        )
     rates = [f["rate"] for f in phases.values()]
     ratio = min(rates[1:]) / rates[0]
     harness.ratio_line("claims/s at the big backlog / the small one", ratio, ">= 0.8", ratio >= 0.8)

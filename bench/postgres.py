@@ -442,10 +442,15 @@ def report(args, names: list[str], results: dict[int, dict[str, list[dict]]], re
             fmt = ",.0f" if i == 0 else ".2f"
             cells = [cell([f["reads"][what][i] for f in results[last][n] if "reads" in f], fmt) for n in names]
             print(f"| {what} {label} (one replica) | " + " | ".join(cells) + " |")
-    for key, label in (("ack_p50", "p50"), ("ack_p99", "p99"), ("call_p99", "p99 from the call"), ("missed", "missed")):
+    for key, label in (
+        ("ack_p50", "p50 ms"),
+        ("ack_p99", "p99 ms"),
+        ("call_p99", "p99 ms from the call"),
+        ("missed", "events missed"),
+    ):
         cells = [cell([f["notify"][key] for f in results[last][n] if "notify" in f], ".1f") for n in names]
         if any(c != "-" for c in cells):
-            print(f"| WatchTasks on B, enqueued on A, {label} ms | " + " | ".join(cells) + " |")
+            print(f"| WatchTasks on B, enqueued on A, {label} | " + " | ".join(cells) + " |")
     print(flush=True)
 
     def median(name: str, batch: int, fn) -> float:
