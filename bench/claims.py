@@ -183,7 +183,7 @@ def main() -> int:
             with harness.Server(url, launcher=postgres.LAUNCHER, env=env) as server:
                 asyncio.run(enqueue(server.target, args.claim + args.small))
                 phases[f"small ({args.claim + args.small:,} -> {args.small:,})"] = claim(
-                    server, url, lock_file, args, ctx
+                    server, url, lock_file, args, ctx, postmaster
                 )
                 top_up = args.backlog - backlog(url)
                 t0 = time.perf_counter()
