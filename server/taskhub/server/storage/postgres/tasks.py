@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from taskhub.server.model import Task, TaskStatus, TaskType
 from taskhub.server.storage.contract import KEEP, IndexRow, Keep, NewTask
-from taskhub.server.storage.postgres.changes import PostgresChangeLog
+from taskhub.server.storage.postgres.changes import APPEND, PostgresChangeLog
 from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.rows import bump, counter, set_counter
 from taskhub.server.storage.postgres.schema import new_epoch
@@ -136,13 +136,15 @@ class PostgresTasks:
         encoded: list[tuple[str | None, str | None, str | None]] = [
             (dumps(task.details), None, dumps(task.extra)) for task in tasks
         ]
-        # One statement over arrays, not a statement a row: a row costs the server no Bind/Execute of its own.
+        # One statement over arrays, not a statement a row, that writes the log too: one round trip.
         self.conn.execute(
+            f"WITH {APPEND}"
             "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq, extra, size, run_at)"
             " SELECT v.uid, v.index_uid, %s, v.type, v.details, %s, v.seq, v.extra, v.size, v.run_at"
             " FROM unnest(%s::bigint[], %s::text[], %s::integer[], %s::text[], %s::bigint[], %s::text[],"
             " %s::integer[], %s::bigint[]) AS v(uid, index_uid, type, details, seq, extra, size, run_at)",
             (
+                *self.log.appending(tasks, encoded),
                 int(TaskStatus.ENQUEUED),
                 now,
                 [t.uid for t in tasks],
@@ -156,7 +158,6 @@ class PostgresTasks:
             ),
         )
         bump(self.conn, "stored_bytes", sum(_size(*e) for e in encoded))
-        self.log.append(tasks, encoded)
         return tasks
 
     def save(self, tasks: list[Task], *, lease: str | Keep | None = KEEP) -> list[Task]:
@@ -167,21 +168,21 @@ class PostgresTasks:
         lease_column, lease_value = ("", ()) if isinstance(lease, Keep) else (", lease = %s", (lease,))
         uids = [t.uid for t in tasks]
         if len(set(uids)) == len(uids):
-            grown = self._update(tasks, encoded, lease_column, lease_value)
+            grown = self._update(tasks, encoded, lease_column, lease_value)  # the log written along
         else:  # one task twice: each state in turn, as the log has them
             grown = self._update_each(tasks, encoded, lease_column, lease_value)
+            self.log.append(tasks, encoded)
         if grown:
             bump(self.conn, "stored_bytes", grown)
-        self.log.append(tasks, encoded)
         return tasks
 
     def _update(self, tasks: list[Task], encoded: list, lease_column: str, lease_value: tuple) -> int:
-        """Every row in one statement over arrays; answers how many bytes the rows grew by.
+        """Every row and its log entry in one statement over arrays; answers how many bytes the rows grew by.
 
         The statement's parts see the table as it was before it: `old` sums the rows' sizes before.
         """
         row = self.conn.execute(
-            "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[], %s::text[], %s::text[],"
+            f"WITH {APPEND}, v AS (SELECT * FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[], %s::text[], %s::text[],"
             " %s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::integer[], %s::bigint[])"
             " AS v(uid, status, canceled_by, details, error, started_at, finished_at, seq, extra, size, run_at)),"
             " old AS (SELECT COALESCE(SUM(t.size), 0) AS size FROM tasks t JOIN v ON t.uid = v.uid),"
@@ -191,6 +192,7 @@ class PostgresTasks:
             " RETURNING t.size)"
             " SELECT COALESCE((SELECT SUM(size) FROM up), 0) - (SELECT size FROM old)",
             (
+                *self.log.appending(tasks, encoded),
                 [t.uid for t in tasks],
                 [int(t.status) for t in tasks],
                 [t.canceled_by for t in tasks],
