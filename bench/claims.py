@@ -107,7 +107,11 @@ def database_state(url: str) -> dict[str, int]:
             "SELECT COALESCE(SUM(autovacuum_count + autoanalyze_count), 0),"
             " COALESCE(SUM(seq_tup_read) FILTER (WHERE relname <> 'tasks'), 0) FROM pg_stat_user_tables"
         ).fetchone()
+        scanned = conn.execute(
+            "SELECT relname, COALESCE(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname <> 'tasks'"
+        ).fetchall()
     return {
+        **{f"rows:{name}": int(rows) for name, rows in scanned},
         "wal": int(wal[0]) if wal else 0,
         "checkpoints": int(checkpoints[0]) if checkpoints else 0,
         "autovacuums": int(tables[0]) if tables else 0,
@@ -219,6 +223,9 @@ def main() -> int:
             f" {db['autovacuums']} autovacuum/analyze run(s),"
             f" {db['other_rows_scanned']:,} rows of other tables read by sequential scans",
         )
+        scanned = sorted(((n, k[5:]) for k, n in db.items() if k.startswith("rows:") and n), reverse=True)
+        if scanned:
+            harness.figure("  sequential scans read", ", ".join(f"{table} {n:,} rows" for n, table in scanned[:3]))
     rates = [f["rate"] for f in phases.values()]
     ratio = min(rates[1:]) / rates[0]
     harness.ratio_line("claims/s at the big backlog / the small one", ratio, ">= 0.8", ratio >= 0.8)
