@@ -9,10 +9,8 @@ from taskhub.server.storage.contract import ACTIVE, LeaseRecord
 from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.tasks import PostgresTasks
 
-# Every leased task let go (a start's), and a lease's tasks (each report's): through the partial index of leased
-# tasks (tests/test_postgres_plans.py).
+# Every leased task let go (a start's): through the partial index of leased tasks.
 RELEASE_ALL = "UPDATE tasks SET lease = NULL WHERE lease IS NOT NULL"
-LEASED_TASKS = "SELECT uid FROM tasks WHERE lease = %s AND status = %s"
 
 
 class PostgresLeases:
@@ -41,7 +39,12 @@ class PostgresLeases:
             self.conn.execute("UPDATE leases SET deadline = %s WHERE token = %s", (deadline, token))
 
     def tasks_of(self, token: str) -> list[Task]:
-        uids = [r[0] for r in self.conn.execute(LEASED_TASKS, (token, int(TaskStatus.PROCESSING)))]
+        uids = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT uid FROM tasks WHERE lease = %s AND status = %s", (token, int(TaskStatus.PROCESSING))
+            )
+        ]
         return self._tasks.get_many(uids)
 
     def expired(self, now: int) -> list[str]:
