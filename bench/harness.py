@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -121,14 +122,21 @@ def target_line(label: str, value: str, target: str, met: bool) -> None:
 class Server:
     """`taskhub serve` in a subprocess on a free 127.0.0.1 port (gRPC only), stopped with SIGTERM."""
 
-    def __init__(self, db: str | Path, *extra: str, log_level: str = "WARNING") -> None:
+    def __init__(
+        self,
+        db: str | Path,
+        *extra: str,
+        log_level: str = "WARNING",
+        launcher: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`launcher`: a script run instead of `-m taskhub.server.cli` (it takes the same arguments)."""
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.workdir = tempfile.mkdtemp(prefix="taskhub-bench-")
         command = [
             sys.executable,
-            "-m",
-            "taskhub.server.cli",
+            *(["-m", "taskhub.server.cli"] if launcher is None else [launcher]),
             "serve",
             "--db",
             str(db),
@@ -143,7 +151,7 @@ class Server:
             f"{self.workdir}/dumps",
             *extra,
         ]
-        self.process = subprocess.Popen(command)
+        self.process = subprocess.Popen(command, env=None if env is None else {**os.environ, **env})
         self.wait_ready()
 
     @property

@@ -3,7 +3,8 @@
 `initdb` refuses to run as root, so as root the cluster belongs to the `postgres` user
 (in a folder that user owns); as anyone else it belongs to the caller. The server binaries
 are found on PATH or in Debian's /usr/lib/postgresql/<version>/bin. The cluster trades
-durability for speed (fsync off): it lives as long as one test session.
+durability for speed (fsync off): it lives as long as one test session. Benches that report
+figures start it `durable` (fsync, full-page writes and synchronous commits on, PostgreSQL's defaults).
 
 The `postgres` superuser logs in without a password (trust); `add_role` makes roles that must
 give one (scram-sha-256 or md5), for the tests of how the server is given its password.
@@ -113,8 +114,8 @@ class Cluster:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start() -> Cluster:
-    """Makes and starts a cluster; the caller stops it."""
+def start(*, durable: bool = False) -> Cluster:
+    """Makes and starts a cluster; the caller stops it. `durable`: every commit flushed, as in production."""
     initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
     if initdb is None or pg_ctl is None:
         raise RuntimeError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
@@ -131,10 +132,8 @@ def start() -> Cluster:
         capture_output=True,
     )
     port = _free_port()
-    options = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off -c full_page_writes=off"
-        " -c max_connections=200"
-    )
+    safety = "-c fsync=on -c synchronous_commit=on" if durable else "-c fsync=off -c full_page_writes=off"
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} {safety} -c max_connections=200"
     cluster = Cluster(folder, port, as_user, options)
     try:
         cluster.start_server()

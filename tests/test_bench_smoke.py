@@ -25,7 +25,11 @@ TINY = {
     "memory.py": ["--tasks", "2000", "--settle", "0.1"],
     "start.py": ["--tasks", "2000", "--enqueue", "200"],
     "delayed.py": ["--rate", "100", "--seconds", "1", "--lead", "0.5", "--workers", "2"],
+    "postgres.py": ["--tasks", "200", "--workers", "2", "--read-seconds", "0.1", "--notify-seconds", "0.2"],
+    "claims.py": ["--backlog", "1000", "--small", "200", "--claim", "300", "--workers", "2"],
 }
+# These start a throwaway PostgreSQL cluster (tests/postgres_cluster.py).
+NEEDS_POSTGRES = {"postgres.py", "claims.py"}
 
 
 def run(script: str, *args: str, timeout: float = 120) -> str:
@@ -38,7 +42,9 @@ def run(script: str, *args: str, timeout: float = 120) -> str:
 
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("script", sorted(TINY))
-def test_bench_script_prints_a_ratio(script):
+def test_bench_script_prints_a_ratio(script, request):
+    if script in NEEDS_POSTGRES:
+        request.getfixturevalue("postgres_cluster")  # skipped where PostgreSQL is missing, failed in CI
     out = run(script, *TINY[script])
     assert any(line.startswith("ratio ") for line in out.splitlines()), out
     if script in ("list_tasks.py", "get_task.py"):  # their p99s and ratios are read against it

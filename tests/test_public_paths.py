@@ -28,6 +28,9 @@ STORAGE_TESTS = {
     "test_read_model.py",
     # Commits made while no server ran, and a database spoilt on purpose, under a saved index.
     "test_fast_start.py",
+    # The PostgreSQL store beneath the rules: the plans of its statements, its lock's counters.
+    "test_postgres_plans.py",
+    "test_postgres_lock_times.py",
 }
 
 

@@ -32,9 +32,13 @@ class PostgresBatches:
     def insert(self, batch: Batch, task_uids: Sequence[int]) -> Batch:
         batch.uid = bump(self.conn, "next_batch_uid")
         bump(self.conn, "batch_count")
+        # The batch and its members in one statement (the members' INSERT as a WITH item): one round trip.
         self.conn.execute(
-            f"INSERT INTO batches ({COLUMNS}, statuses) VALUES ({', '.join(['%s'] * 13)})",
+            "WITH members AS (INSERT INTO batch_tasks (batch_uid, task_uid) SELECT %s, unnest(%s::bigint[]))"
+            f" INSERT INTO batches ({COLUMNS}, statuses) VALUES ({', '.join(['%s'] * 13)})",
             (
+                batch.uid,
+                list(task_uids),
                 batch.uid,
                 batch.started_at,
                 batch.finished_at,
@@ -50,10 +54,6 @@ class PostgresBatches:
                 status_mask(batch),
             ),
         )
-        with self.conn.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO batch_tasks (batch_uid, task_uid) VALUES (%s, %s)", [(batch.uid, t) for t in task_uids]
-            )
         return batch
 
     def get(self, uid: int) -> Batch | None:

@@ -17,6 +17,12 @@ from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.rows import bump, counter
 from taskhub.server.storage.rows import dumps, loads, logged, row_to_task
 
+# The log's rows as a data-modifying WITH item (it runs whether read or not), for `appending`'s parameters.
+APPEND = (
+    "appended AS (INSERT INTO changes (seq, uid, deleted, task) SELECT a.seq, a.uid, %s, a.task"
+    " FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS a(seq, uid, task)) "
+)
+
 
 class PostgresChangeLog:
     """The `ChangeLog` of the contract on one connection; `logged` is what the open unit of work appended."""
@@ -59,21 +65,23 @@ class PostgresChangeLog:
 
         `encoded` may hold their (details, error, extra) already as JSON, as the row update wrote them.
         """
+        self.conn.execute(f"WITH {APPEND}SELECT 1", self.appending(tasks, encoded, deleted=deleted))
+
+    def appending(
+        self,
+        tasks: list[Task],
+        encoded: list[tuple[str | None, str | None, str | None]] | None = None,
+        *,
+        deleted: bool = False,
+    ) -> tuple:
+        """`append` but for the statement: answers the parameters of `APPEND`, which the caller's statement
+        carries (the row writes and their log in one round trip)."""
         if encoded is None:
             encoded = [(dumps(task.details), dumps(task.error), dumps(task.extra)) for task in tasks]
         self.logged += ((task, deleted) for task in tasks)
-        rows = [
-            (
-                t.seq,
-                t.uid,
-                deleted,
-                logged(t, details, error, extra),
-            )
-            for t, (details, error, extra) in zip(tasks, encoded)
-        ]
-        with self.conn.cursor() as cursor:
-            cursor.executemany("INSERT INTO changes (seq, uid, deleted, task) VALUES (%s, %s, %s, %s)", rows)
-        bump(self.conn, "change_bytes", sum(len(row[3]) for row in rows))
+        states = [logged(t, details, error, extra) for t, (details, error, extra) in zip(tasks, encoded)]
+        bump(self.conn, "change_bytes", sum(len(state) for state in states))
+        return (deleted, [t.seq for t in tasks], [t.uid for t in tasks], states)
 
     def changes_after(self, seq: int, limit: int) -> Changes:
         """Up to `limit` logged changes after `seq`, in order."""

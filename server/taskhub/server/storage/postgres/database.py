@@ -15,6 +15,7 @@ import contextlib
 import pathlib
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -28,8 +29,11 @@ from taskhub.server.storage.postgres.idempotency import PostgresIdempotency
 from taskhub.server.storage.postgres.keys import PostgresKeys
 from taskhub.server.storage.postgres.leases import PostgresLeases
 from taskhub.server.storage.postgres.listener import CHANNEL, Listener
+from taskhub.server.storage.postgres.lock_times import UNIT_LOCK_TIMES
 from taskhub.server.storage.postgres.replicas import PostgresReplicas
+from taskhub.server.storage.postgres.rows import counter, unit_counters
 from taskhub.server.storage.postgres.schema import UNIT_LOCK, migrate, new_epoch
+from taskhub.server.storage.postgres.statistics import analyze_if_unknown
 from taskhub.server.storage.postgres.task_types import PostgresTaskTypes
 from taskhub.server.storage.postgres.tasks import PostgresTasks
 
@@ -93,8 +97,7 @@ class _Tables:
     def used_bytes(self) -> int:
         """Bytes the tasks and the change log hold (counters kept by every write; not the files' size, which
         PostgreSQL never shrinks when rows go)."""
-        row = self.conn.execute("SELECT SUM(value) FROM meta WHERE key IN ('stored_bytes', 'change_bytes')").fetchone()
-        return 0 if row is None or row[0] is None else int(row[0])
+        return counter(self.conn, "stored_bytes") + counter(self.conn, "change_bytes")  # in a unit, from memory
 
 
 def _writer(conn: psycopg.Connection) -> None:
@@ -125,6 +128,7 @@ class PostgresStorage(_Tables):
         self.replicas = PostgresReplicas(self.conn)
         with self.transaction():  # under the lock: servers starting at once migrate one after another
             migrate(self.conn)
+        analyze_if_unknown(self.conn)  # before the index is built from the rows
         self.task_types.codes.reload()
 
     @contextlib.contextmanager
@@ -133,16 +137,22 @@ class PostgresStorage(_Tables):
         self.conn.execute("BEGIN")  # on a connection opened again if the last one was lost
         self.conn.in_transaction = True
         try:
+            asked = time.perf_counter_ns()
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (UNIT_LOCK,))
-            yield self
-            if self.max_bytes is not None and self.log.logged and self.used_bytes() > self.max_bytes:
-                raise StorageFull(f"the tasks and their changes passed {self.max_bytes} bytes")
+            locked = time.perf_counter_ns()
+            with unit_counters(self.conn):  # the size check below reads the counters as the unit left them
+                yield self
+                if self.max_bytes is not None and self.log.logged and self.used_bytes() > self.max_bytes:
+                    raise StorageFull(f"the tasks and their changes passed {self.max_bytes} bytes")
+            committing = time.perf_counter_ns()
             if self.log.logged:
                 # Delivered at the commit, to every server listening (their followers wake); one round trip
                 # with the commit. The payload is the newest sequence number, an integer.
                 self.conn.execute(f"NOTIFY {CHANNEL}, '{self.log.logged[-1][0].seq}'; COMMIT")
             else:
                 self.conn.execute("COMMIT")
+            done = time.perf_counter_ns()
+            UNIT_LOCK_TIMES.add(locked - asked, done - locked, done - committing)
         except BaseException as exc:
             with contextlib.suppress(psycopg.Error, StorageUnavailable):
                 self.conn.execute("ROLLBACK")

@@ -14,15 +14,23 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from taskhub.server.model import Task, TaskStatus, TaskType
 from taskhub.server.storage.contract import KEEP, IndexRow, Keep, NewTask
-from taskhub.server.storage.postgres.changes import PostgresChangeLog
+from taskhub.server.storage.postgres.changes import APPEND, PostgresChangeLog
 from taskhub.server.storage.postgres.connection import Connection
-from taskhub.server.storage.postgres.rows import bump, counter
+from taskhub.server.storage.postgres.rows import bump, counter, set_counter
 from taskhub.server.storage.postgres.schema import new_epoch
+from taskhub.server.storage.postgres.statistics import analyze
 from taskhub.server.storage.rows import COLUMNS, ROW_BYTES, dumps, row_to_task, waiting_until
 
 # `COLUMNS` with no details nor error: what a deletion keeps of a task's last state.
 DELETED_COLUMNS = (
     "uid, index_uid, status, type, canceled_by, NULL, NULL, enqueued_at, started_at, finished_at, seq, extra"
+)
+
+# What a start reads (tests/test_postgres_plans.py checks their plans take the indexes).
+WAITING = "SELECT uid, run_at FROM tasks WHERE run_at IS NOT NULL ORDER BY uid"
+INDEX_ROWS = (
+    "SELECT uid, status, type, COALESCE(canceled_by, -1), enqueued_at, COALESCE(started_at, -1),"
+    " COALESCE(finished_at, -1), index_uid FROM tasks WHERE uid > %s ORDER BY uid LIMIT %s"
 )
 
 
@@ -84,15 +92,10 @@ class PostgresTasks:
 
     def waiting(self) -> list[tuple[int, int]]:
         # The partial index holds only tasks enqueued with a runAt: a start reads those, never every row.
-        rows = self.conn.execute("SELECT uid, run_at FROM tasks WHERE run_at IS NOT NULL ORDER BY uid")
-        return [(uid, run_at) for uid, run_at in rows]
+        return [(uid, run_at) for uid, run_at in self.conn.execute(WAITING)]
 
     def index_rows(self, after_uid: int, limit: int) -> list[IndexRow]:
-        return self.conn.execute(
-            "SELECT uid, status, type, COALESCE(canceled_by, -1), enqueued_at, COALESCE(started_at, -1),"
-            " COALESCE(finished_at, -1), index_uid FROM tasks WHERE uid > %s ORDER BY uid LIMIT %s",
-            (after_uid, limit),
-        ).fetchall()
+        return self.conn.execute(INDEX_ROWS, (after_uid, limit)).fetchall()
 
     def iter_tasks(self, batch: int = 1_000) -> Iterator[tuple[Task, list[int] | None]]:
         last = -1
@@ -133,20 +136,28 @@ class PostgresTasks:
         encoded: list[tuple[str | None, str | None, str | None]] = [
             (dumps(task.details), None, dumps(task.extra)) for task in tasks
         ]
-        with self.conn.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq, extra, size, run_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [
-                    (
-                        *(t.uid, t.index_uid, int(t.status), int(t.type), d, now, t.seq, x),
-                        *(_size(d, None, x), waiting_until(t)),
-                    )
-                    for t, (d, _, x) in zip(tasks, encoded)
-                ],
-            )
+        # One statement over arrays, not a statement a row, that writes the log too: one round trip.
+        self.conn.execute(
+            f"WITH {APPEND}"
+            "INSERT INTO tasks (uid, index_uid, status, type, details, enqueued_at, seq, extra, size, run_at)"
+            " SELECT v.uid, v.index_uid, %s, v.type, v.details, %s, v.seq, v.extra, v.size, v.run_at"
+            " FROM unnest(%s::bigint[], %s::text[], %s::integer[], %s::text[], %s::bigint[], %s::text[],"
+            " %s::integer[], %s::bigint[]) AS v(uid, index_uid, type, details, seq, extra, size, run_at)",
+            (
+                *self.log.appending(tasks, encoded),
+                int(TaskStatus.ENQUEUED),
+                now,
+                [t.uid for t in tasks],
+                [t.index_uid for t in tasks],
+                [int(t.type) for t in tasks],
+                [d for d, _, _ in encoded],
+                [t.seq for t in tasks],
+                [x for _, _, x in encoded],
+                [_size(d, None, x) for d, _, x in encoded],
+                [waiting_until(t) for t in tasks],
+            ),
+        )
         bump(self.conn, "stored_bytes", sum(_size(*e) for e in encoded))
-        self.log.append(tasks, encoded)
         return tasks
 
     def save(self, tasks: list[Task], *, lease: str | Keep | None = KEEP) -> list[Task]:
@@ -155,6 +166,50 @@ class PostgresTasks:
         self.log.sequence(tasks)
         encoded = [(dumps(task.details), dumps(task.error), dumps(task.extra)) for task in tasks]
         lease_column, lease_value = ("", ()) if isinstance(lease, Keep) else (", lease = %s", (lease,))
+        uids = [t.uid for t in tasks]
+        if len(set(uids)) == len(uids):
+            grown = self._update(tasks, encoded, lease_column, lease_value)  # the log written along
+        else:  # one task twice: each state in turn, as the log has them
+            grown = self._update_each(tasks, encoded, lease_column, lease_value)
+            self.log.append(tasks, encoded)
+        if grown:
+            bump(self.conn, "stored_bytes", grown)
+        return tasks
+
+    def _update(self, tasks: list[Task], encoded: list, lease_column: str, lease_value: tuple) -> int:
+        """Every row and its log entry in one statement over arrays; answers how many bytes the rows grew by.
+
+        The statement's parts see the table as it was before it: `old` sums the rows' sizes before.
+        """
+        row = self.conn.execute(
+            f"WITH {APPEND}, v AS (SELECT * FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[], %s::text[], %s::text[],"
+            " %s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::integer[], %s::bigint[])"
+            " AS v(uid, status, canceled_by, details, error, started_at, finished_at, seq, extra, size, run_at)),"
+            " old AS (SELECT COALESCE(SUM(t.size), 0) AS size FROM tasks t JOIN v ON t.uid = v.uid),"
+            " up AS (UPDATE tasks t SET status = v.status, canceled_by = v.canceled_by, details = v.details,"
+            " error = v.error, started_at = v.started_at, finished_at = v.finished_at, seq = v.seq,"
+            f" extra = v.extra, size = v.size, run_at = v.run_at{lease_column} FROM v WHERE t.uid = v.uid"
+            " RETURNING t.size)"
+            " SELECT COALESCE((SELECT SUM(size) FROM up), 0) - (SELECT size FROM old)",
+            (
+                *self.log.appending(tasks, encoded),
+                [t.uid for t in tasks],
+                [int(t.status) for t in tasks],
+                [t.canceled_by for t in tasks],
+                [d for d, _, _ in encoded],
+                [e for _, e, _ in encoded],
+                [t.started_at for t in tasks],
+                [t.finished_at for t in tasks],
+                [t.seq for t in tasks],
+                [x for _, _, x in encoded],
+                [_size(d, e, x) for d, e, x in encoded],
+                [waiting_until(t) for t in tasks],
+                *lease_value,
+            ),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _update_each(self, tasks: list[Task], encoded: list, lease_column: str, lease_value: tuple) -> int:
         grown = 0
         with self.conn.cursor() as cursor:
             # The FROM side reads the row as it was before the statement: its old size.
@@ -177,10 +232,7 @@ class PostgresTasks:
                 grown += row[0] if row else 0
                 if not cursor.nextset():
                     break
-        if grown:
-            bump(self.conn, "stored_bytes", grown)
-        self.log.append(tasks, encoded)
-        return tasks
+        return grown
 
     def delete(self, uids: Iterable[int], statuses: frozenset[TaskStatus]) -> list[Task]:
         rows = self.conn.execute(
@@ -233,8 +285,9 @@ class PostgresTasks:
                 self.save_matches(task.uid, matched)
             count += 1
             next_uid = max(next_uid, task.uid + 1)
-        self.conn.execute("UPDATE meta SET value = %s WHERE key = 'next_uid'", (next_uid,))
+        set_counter(self.conn, "next_uid", next_uid)
         bump(self.conn, "task_count", count)
         bump(self.conn, "stored_bytes", stored)
         new_epoch(self.conn)  # the history restarts: an index saved before must not be applied to it
+        analyze(self.conn)  # the planner's statistics of a table filled at once, before anything reads it
         return count
