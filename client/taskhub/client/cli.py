@@ -123,7 +123,11 @@ SECONDS = Seconds()
 
 CONNECTION = {
     "target": dict(
-        metavar="HOST:PORT", envvar="TASKHUB_TARGET", default=DEFAULT_TARGET, show_default=True, help="the gRPC server"
+        metavar="HOST:PORT",
+        envvar="TASKHUB_TARGET",
+        default=DEFAULT_TARGET,
+        show_default=True,
+        help="the gRPC server, or several replicas: HOST:PORT,HOST:PORT (or gRPC's ipv4:..., dns:///NAME:PORT)",
     ),
     "api_key": dict(metavar="KEY", envvar="TASKHUB_API_KEY", help="sent as `authorization: Bearer KEY`"),
     "tls_ca": dict(

@@ -90,7 +90,7 @@ def serve(**params) -> int:
     envvar="TASKHUB_GRPC_TARGET",
     show_envvar=True,
     show_default=True,
-    help="the taskhub gRPC server",
+    help="the taskhub gRPC server, or several replicas: HOST:PORT,HOST:PORT (or gRPC's ipv4:..., dns:///NAME:PORT)",
 )
 @client_cli.connection_options(("tls_ca",))
 @config_options(
