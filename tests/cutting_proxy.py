@@ -14,6 +14,7 @@ class CuttingProxy:
         self.upstream_port = int(port)
         self.swallow = False
         self.connections = 0
+        self.answered = 0  # bytes of the server's answers passed on: which proxy carries a stream
         self._writers: list[asyncio.StreamWriter] = []
 
     async def start(self) -> str:
@@ -29,6 +30,7 @@ class CuttingProxy:
             try:
                 while data := await source.read(65_536):
                     if not (answers and self.swallow):
+                        self.answered += len(data) if answers else 0
                         sink.write(data)
                         await sink.drain()
             except (ConnectionError, OSError):

@@ -313,3 +313,41 @@ async def test_a_gateway_enqueue_whose_answer_is_lost_makes_one_task(service):
         await gateway.stop(0)
         for proxy in proxies:
             await proxy.close()
+
+
+async def test_a_watch_broken_with_its_server_resumes_through_another_with_no_gap_nor_repeat(service):
+    """The proxy that carries the watch goes away (as its replica would): the client resumes after the last
+    sequence it saw, through the other way to the same database, and every change comes once, in order."""
+    proxies, target = await _proxies(service)
+    seen: list[int] = []
+    async with AsyncTaskHubClient(service.grpc_target) as producer, AsyncTaskHubClient(target) as client:
+
+        async def watch() -> None:
+            async for change in client.watch_tasks():
+                seen.append(change.sequence)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            for _ in range(500):  # the watch is open: it sees every change from now
+                if service.scheduler.hub.watchers == 1:
+                    break
+                await asyncio.sleep(0.01)
+            for round_ in range(2):
+                for n in range(10):
+                    await producer.enqueue("indexCreation", f"index-{round_}-{n}")
+                for _ in range(1_000):
+                    if len(seen) >= 10 * (round_ + 1):
+                        break
+                    await asyncio.sleep(0.01)
+                if round_ == 0:
+                    carrier = max(proxies, key=lambda proxy: proxy.answered)
+                    other = next(proxy for proxy in proxies if proxy is not carrier)
+                    before = other.answered
+                    await carrier.close()  # the watch breaks: UNAVAILABLE
+            assert other.answered > before  # the second round came through the other
+            assert len(seen) == 20 and seen == list(range(seen[0], seen[0] + 20))
+            assert not watcher.done()
+        finally:
+            watcher.cancel()
+            for proxy in proxies:
+                await proxy.close()
