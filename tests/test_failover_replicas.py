@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow  # starts and SIGKILLs `taskhub serve` subprocesse
 
 TASKS = 120
 KILL_AFTER = 40
+PRODUCERS = 4
 
 
 class Replica:
@@ -120,17 +121,26 @@ async def test_a_replica_killed_under_a_producer_a_worker_and_a_watcher_loses_an
         try:
             # The watch is open once it sees a change: enqueue until it does (those tasks count too).
             for _ in range(200):
-                acknowledged.append((await client.enqueue("documentAdditionOrUpdate", "movies")).uid)
+                acknowledged.append(
+                    (await client.enqueue("documentAdditionOrUpdate", "movies", {"receivedDocuments": 1})).uid
+                )
                 if changes:
                     break
                 await asyncio.sleep(0.05)
             assert changes, "the watch never opened"
             first = len(acknowledged)
-            for n in range(TASKS):
-                if n == KILL_AFTER:
-                    await asyncio.to_thread(r1.kill)
-                summary = await client.enqueue("documentAdditionOrUpdate", "movies", {"receivedDocuments": 1})
-                acknowledged.append(summary.uid)
+            killed = asyncio.Event()
+
+            async def produce() -> None:
+                # Several at once, so calls are in flight on the replica when it dies.
+                for _ in range(TASKS // PRODUCERS):
+                    summary = await client.enqueue("documentAdditionOrUpdate", "movies", {"receivedDocuments": 1})
+                    acknowledged.append(summary.uid)
+                    if len(acknowledged) - first >= KILL_AFTER and not killed.is_set():
+                        killed.set()
+                        r1.kill()
+
+            await asyncio.gather(*(produce() for _ in range(PRODUCERS)))
             assert len(set(acknowledged)) == len(acknowledged) == first + TASKS
 
             # Every acknowledged task runs to success (a lease the kill orphaned expires and is leased again).
