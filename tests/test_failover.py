@@ -10,6 +10,7 @@ other, makes no second task. Replicas on one PostgreSQL database are tests/test_
 from __future__ import annotations
 
 import asyncio
+import os
 import pathlib
 import signal
 import subprocess
@@ -250,6 +251,27 @@ async def test_a_worker_keeps_working_when_its_server_dies(servers):
         worker.stop()
         await asyncio.wait_for(running, 30)
     assert worker.processed == 5
+
+
+def test_the_cli_takes_several_targets_and_one_dead_costs_nothing(servers):
+    a, b = servers
+    a.kill()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKHUB_")}
+    enqueue = [sys.executable, "-m", "taskhub.server.cli", "tasks", "enqueue", "indexCreation", "--index-uid", "x"]
+    for flag in ([], ["--target", both(servers)]):
+        done = subprocess.run(
+            [*enqueue, *flag, "--json"],
+            env=env | ({} if flag else {"TASKHUB_TARGET": both(servers)}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (done.returncode, done.stderr) == (0, "")
+    assert b.stored() == 2
+    refused = subprocess.run(
+        [*enqueue, "--target", "127.0.0.1:1,[::1]:2"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2 and "must all have IPv4 addresses, or all IPv6 ones" in refused.stderr
 
 
 # -- a lost answer, retried through another way to the same database -------------------------

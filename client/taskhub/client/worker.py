@@ -198,6 +198,7 @@ class Worker:
     ) -> None:
         if not handlers:
             raise ValueError("a worker needs at least one handler")
+        channels.split(target)  # a bad target (one server or several) fails here, not once running
         self.target = target
         self.handlers = {parse_type(t): h for t, h in handlers.items()}
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"

@@ -86,6 +86,7 @@ def serve(**params) -> int:
 @click.option(
     "--grpc-target",
     metavar="HOST:PORT",
+    type=client_cli.TARGET,
     default="127.0.0.1:50051",
     envvar="TASKHUB_GRPC_TARGET",
     show_envvar=True,
