@@ -10,6 +10,7 @@ other, makes no second task. Replicas on one PostgreSQL database are tests/test_
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import pathlib
 import signal
@@ -22,10 +23,12 @@ import pytest
 
 from cutting_proxy import CuttingProxy
 from taskhub.channels import split
-from taskhub.client import AsyncTaskHubClient, RetryPolicy, TaskHubClient, TaskStatus
+from taskhub.client import NO_RETRY, AsyncTaskHubClient, RetryPolicy, TaskHubClient, TaskStatus
 from taskhub.client.worker import Worker
 from taskhub.gateway.serving import GatewayServer
+from taskhub.server import app
 from test_serve import free_port, wait_serving
+from test_tls import pki  # noqa: F401 - the fixture: a CA and a certificate for localhost and 127.0.0.1
 
 JSON = {"content-type": "application/json"}
 
@@ -104,7 +107,8 @@ def test_a_plain_list_becomes_grpcs_own_list_and_its_forms_pass_through():
     assert split("[::1]:7701,[::1]:7702") == ("ipv6:[::1]:7701,[::1]:7702", "[::1]:7701")
     # A name in a list is looked up once; loopback names take IPv4, which every item has.
     assert split("localhost:7701,127.0.0.1:7702") == ("ipv4:127.0.0.1:7701,127.0.0.1:7702", "localhost:7701")
-    for target in ("127.0.0.1:7701", "ipv4:127.0.0.1:1,127.0.0.1:2", "dns:///replicas.internal:7701", "unix:/s"):
+    assert split("ipv4:127.0.0.1:1,127.0.0.1:2") == ("ipv4:127.0.0.1:1,127.0.0.1:2", "127.0.0.1:1")
+    for target in ("127.0.0.1:7701", "ipv4:127.0.0.1:1", "dns:///replicas.internal:7701", "unix:/s"):
         assert split(target) == (target, None)
     for bad, says in (
         ("127.0.0.1,127.0.0.1:2", "is not HOST:PORT"),
@@ -113,6 +117,23 @@ def test_a_plain_list_becomes_grpcs_own_list_and_its_forms_pass_through():
     ):
         with pytest.raises(ValueError, match=says):
             split(bad)
+
+
+async def test_a_list_of_servers_over_tls_checks_the_certificate_against_the_first(config, pki):  # noqa: F811
+    """The certificate names localhost and 127.0.0.1: each form of a list presents one of them (gRPC's own
+    `ipv4:` list would present the whole list, which no certificate names)."""
+    service = await app.start(dataclasses.replace(config, tls_cert=pki.cert, tls_key=pki.key))
+    port = service.grpc_port
+    try:
+        for target in (
+            f"localhost:{port},127.0.0.1:{port}",
+            f"127.0.0.1:{port},127.0.0.1:{port}",
+            f"ipv4:127.0.0.1:{port},127.0.0.1:{port}",
+        ):
+            async with AsyncTaskHubClient(target, tls_ca=pki.ca, retry=NO_RETRY, timeout=10) as client:
+                assert (await client.get_version()).pkg_version
+    finally:
+        await service.stop(0)
 
 
 # -- two servers -----------------------------------------------------------------------

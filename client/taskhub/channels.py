@@ -126,13 +126,17 @@ def channel_options(
 
 
 def split(target: str) -> tuple[str, str | None]:
-    """The target gRPC is given, and the authority to present (TLS checks it) when several were listed plainly.
+    """The target gRPC is given, and the authority to present (TLS checks it) when it lists several servers.
 
     `a:1,b:2` of IPv4 addresses becomes `ipv4:a:1,b:2`, of IPv6 ones (`[::1]:1`) `ipv6:...`; names in such a
     list are looked up once, here (one DNS name with several addresses is looked up by gRPC again and again).
     """
     target = target.strip()
-    if "," not in target or target.split(":", 1)[0] in SCHEMES:
+    scheme, _, rest = target.partition(":")
+    if "," in target and scheme in ("ipv4", "ipv6"):
+        # gRPC's own list: its default authority would be the whole list, which no certificate names.
+        return target, rest.lstrip("/").split(",", 1)[0]
+    if "," not in target or scheme in SCHEMES:
         return target, None
     items = [item.strip() for item in target.split(",") if item.strip()]
     if not items:
