@@ -13,6 +13,7 @@ class CuttingProxy:
         self.host, port = upstream.rsplit(":", 1)
         self.upstream_port = int(port)
         self.swallow = False
+        self.frozen = False  # nothing passes either way, the connections stay open: a server gone silent
         self.connections = 0
         self.answered = 0  # bytes of the server's answers passed on: which proxy carries a stream
         self._writers: list[asyncio.StreamWriter] = []
@@ -29,6 +30,8 @@ class CuttingProxy:
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, answers: bool) -> None:
             try:
                 while data := await source.read(65_536):
+                    if self.frozen:
+                        continue
                     if not (answers and self.swallow):
                         self.answered += len(data) if answers else 0
                         sink.write(data)

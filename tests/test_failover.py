@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from cutting_proxy import CuttingProxy
-from taskhub.channels import split
+from taskhub.channels import KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, split
 from taskhub.client import NO_RETRY, AsyncTaskHubClient, RetryPolicy, TaskHubClient, TaskStatus
 from taskhub.client.worker import Worker
 from taskhub.gateway.serving import GatewayServer
@@ -390,6 +390,45 @@ async def test_a_watch_broken_with_its_server_resumes_through_another_with_no_ga
             assert other.answered > before  # the second round came through the other
             assert len(seen) == 20 and seen == list(range(seen[0], seen[0] + 20))
             assert not watcher.done()
+        finally:
+            watcher.cancel()
+            for proxy in proxies:
+                await proxy.close()
+
+
+@pytest.mark.slow  # waits for the pings to go unanswered (channels.KEEPALIVE_MS + KEEPALIVE_TIMEOUT_MS)
+async def test_a_watch_on_a_server_gone_silent_resumes_through_another(service):
+    """The way to the server goes silent with its connections open (a machine lost, a network cut): nothing
+    ends the stream but the client's unanswered pings, then it resumes through the other, no gap, no repeat."""
+    proxies, target = await _proxies(service)
+    seen: list[int] = []
+    async with AsyncTaskHubClient(service.grpc_target) as producer, AsyncTaskHubClient(target) as client:
+
+        async def watch() -> None:
+            async for change in client.watch_tasks():
+                seen.append(change.sequence)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            for _ in range(500):
+                if service.scheduler.hub.watchers == 1:
+                    break
+                await asyncio.sleep(0.01)
+            await producer.enqueue("indexCreation", "before")
+            for _ in range(500):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+            carrier = max(proxies, key=lambda proxy: proxy.answered)
+            carrier.frozen = True
+            for n in range(5):
+                await producer.enqueue("indexCreation", f"after-{n}")
+            limit = (KEEPALIVE_MS + KEEPALIVE_TIMEOUT_MS) / 1000 + 20
+            for _ in range(int(limit / 0.05)):
+                if len(seen) == 6:
+                    break
+                await asyncio.sleep(0.05)
+            assert seen == list(range(seen[0], seen[0] + 6)) and not watcher.done()
         finally:
             watcher.cancel()
             for proxy in proxies:

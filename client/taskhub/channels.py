@@ -29,6 +29,11 @@ import grpc.aio
 # gRPC's own names for what it resolves itself: these targets go through untouched.
 SCHEMES = ("dns", "ipv4", "ipv6", "unix", "unix-abstract", "vsock", "xds")
 
+# Pings on every connection: one unanswered for KEEPALIVE_TIMEOUT_MS drops the connection. The servers
+# allow pings this often (taskhub.server.app); gRPC's defaults would ping every 2 hours.
+KEEPALIVE_MS = 10_000
+KEEPALIVE_TIMEOUT_MS = 5_000
+
 # gRPC gives a call at most this many attempts, whatever the policy asks (it clamps the service config).
 MAX_ATTEMPTS = 5
 
@@ -113,6 +118,15 @@ def channel_options(
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 2_000),
+        # A replica gone silent without closing its connections (its machine lost, the network cut, the process
+        # frozen) is noticed by its unanswered pings: its connection drops, its streams fail over and resume,
+        # and round_robin stops picking it. Pings go on through quiet watches and idle connections too.
+        ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        # What this gRPC times an unanswered ping out by (keepalive_timeout_ms alone left it at a minute).
+        ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS),
     ]
     if message_limit is not None:
         options += [
