@@ -37,8 +37,9 @@ KEEPALIVE_TIMEOUT_MS = 5_000
 # gRPC gives a call at most this many attempts, whatever the policy asks (it clamps the service config).
 MAX_ATTEMPTS = 5
 
-# The unary calls a retry cannot do twice: reads; enqueues, which the clients always send with an
-# idempotency key; and the worker's calls, which the lease token makes safe to repeat.
+# The unary calls that are safe to send twice: reads; enqueues, which the clients and the gateway always send
+# with an idempotency key; and the worker's calls, which the lease token makes safe to repeat. The others
+# (cancel, delete, requeue, key changes) are not retried: a lost answer may hide a change that was made.
 RETRIED = {
     "taskhub.v1.TaskService": (
         "EnqueueTask",
