@@ -31,6 +31,8 @@ from test_serve import free_port, wait_serving
 from test_tls import pki  # noqa: F401 - the fixture: a CA and a certificate for localhost and 127.0.0.1
 
 JSON = {"content-type": "application/json"}
+# Tests that start and SIGKILL `taskhub serve` subprocesses.
+SUBPROCESSES = pytest.mark.slow
 
 
 class Server:
@@ -139,6 +141,7 @@ async def test_a_list_of_servers_over_tls_checks_the_certificate_against_the_fir
 # -- two servers -----------------------------------------------------------------------
 
 
+@SUBPROCESSES
 @pytest.mark.parametrize("form", ["plain", "ipv4"])
 def test_calls_spread_over_every_target(servers, form):
     target = both(servers) if form == "plain" else "ipv4:" + both(servers)
@@ -150,6 +153,7 @@ def test_calls_spread_over_every_target(servers, form):
     assert sum(counts) == 40 and min(counts) >= 5
 
 
+@SUBPROCESSES
 async def test_the_async_client_spreads_its_calls_too(servers):
     # One after another: calls made at once, before the second connection is up, all go to the first.
     async with AsyncTaskHubClient(both(servers)) as client:
@@ -159,6 +163,7 @@ async def test_the_async_client_spreads_its_calls_too(servers):
     assert sum(counts) == 40 and min(counts) >= 5
 
 
+@SUBPROCESSES
 def test_killing_one_server_costs_a_caller_a_retry_and_no_error(servers):
     """Two producers call on while one server is SIGKILLed: every call is answered. A call whose answer the
     kill lost was retried on the other server; there, on a database of its own, it is a second task, so each
@@ -192,6 +197,7 @@ def test_killing_one_server_costs_a_caller_a_retry_and_no_error(servers):
     assert 120 <= stored <= 120 + len(producers)
 
 
+@SUBPROCESSES
 def test_the_gateway_keeps_answering_when_a_server_dies(servers, tmp_path):
     a, b = servers
     port = free_port()
@@ -245,6 +251,7 @@ def test_the_gateway_keeps_answering_when_a_server_dies(servers, tmp_path):
     assert 60 <= a.stored() + b.stored() <= 62  # a lost answer retried on the other database: one more
 
 
+@SUBPROCESSES
 async def test_a_worker_keeps_working_when_its_server_dies(servers):
     """The worker long-polls both; one dies (maybe under a poll, which goes on to the other); the tasks on the
     other are all run. (Its leases surviving a replica's death needs replicas of one database: PostgreSQL.)"""
@@ -274,6 +281,7 @@ async def test_a_worker_keeps_working_when_its_server_dies(servers):
     assert worker.processed == 5
 
 
+@SUBPROCESSES
 def test_the_cli_takes_several_targets_and_one_dead_costs_nothing(servers):
     a, b = servers
     a.kill()
