@@ -379,36 +379,62 @@ async def test_watch_subscribes_again_after_a_server_restart(config, clock):
 # -- retries, timeouts, metadata ----------------------------------------------
 
 
-class CountingInterceptor(grpc.UnaryUnaryClientInterceptor):
+class UnavailableTaskService(task_service_pb2_grpc.TaskServiceServicer):
+    """A stand-in server that answers every call UNAVAILABLE, recording each attempt and its idempotency key."""
+
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.keys: list[str] = []
 
-    def intercept_unary_unary(self, continuation, details, request):
-        self.calls.append(details.method.rsplit("/", 1)[1])
-        if details.method.rsplit("/", 1)[1].startswith("Enqueue"):
+    async def _refuse(self, name: str, request, context) -> None:
+        self.calls.append(name)
+        if name.startswith("Enqueue"):
             self.keys.append(request.idempotency_key)
-        return continuation(details, request)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "going away")
+
+    async def GetTask(self, request, context):
+        await self._refuse("GetTask", request, context)
+
+    async def ListTasks(self, request, context):
+        await self._refuse("ListTasks", request, context)
+
+    async def EnqueueTask(self, request, context):
+        await self._refuse("EnqueueTask", request, context)
+
+    async def EnqueueTasks(self, request, context):
+        await self._refuse("EnqueueTasks", request, context)
+
+    async def CancelTasks(self, request, context):
+        await self._refuse("CancelTasks", request, context)
+
+    async def DeleteTasks(self, request, context):
+        await self._refuse("DeleteTasks", request, context)
 
 
-def test_only_idempotent_calls_are_retried_on_unavailable():
-    """Enqueues count as idempotent: each call sends a key of its own, the same on each of its retries."""
-    counter = CountingInterceptor()
-    channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{free_port()}"), counter)
-    with TaskHubClient(channel=channel, retry=FAST, timeout=2) as client:
-        for call in (
-            lambda: client.get_task(0),
-            lambda: client.list_tasks(),
-            lambda: client.enqueue("dumpCreation"),
-            lambda: client.enqueue_tasks([("dumpCreation",)]),
-            lambda: client.cancel_tasks(uids=[1]),
-            lambda: client.delete_tasks(uids=[1]),
-        ):
-            with pytest.raises(TaskHubError) as caught:
-                call()
-            assert caught.value.code == "unavailable"
-    channel.close()
-    assert counter.calls == (
+async def test_only_idempotent_calls_are_retried_on_unavailable():
+    """gRPC retries them (the channel's service config), FAST's 4 attempts each; enqueues count as idempotent:
+    each call sends a key of its own, the same on each of its retries."""
+    refusing = UnavailableTaskService()
+    server = grpc.aio.server()
+    task_service_pb2_grpc.add_TaskServiceServicer_to_server(refusing, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with AsyncTaskHubClient(f"127.0.0.1:{port}", retry=FAST, timeout=5) as client:
+            for call in (
+                lambda: client.get_task(0),
+                lambda: client.list_tasks(),
+                lambda: client.enqueue("dumpCreation"),
+                lambda: client.enqueue_tasks([("dumpCreation",)]),
+                lambda: client.cancel_tasks(uids=[1]),
+                lambda: client.delete_tasks(uids=[1]),
+            ):
+                with pytest.raises(TaskHubError) as caught:
+                    await call()
+                assert caught.value.code == "unavailable"
+    finally:
+        await server.stop(0)
+    assert refusing.calls == (
         ["GetTask"] * 4
         + ["ListTasks"] * 4
         + ["EnqueueTask"] * 4
@@ -416,16 +442,18 @@ def test_only_idempotent_calls_are_retried_on_unavailable():
         + ["CancelTasks", "DeleteTasks"]
     )
     # One key per call, sent on each of its attempts; two calls, two keys.
-    assert len(set(counter.keys[:4])) == len(set(counter.keys[4:])) == 1 and counter.keys[0] != counter.keys[4]
-    assert all(counter.keys)
+    keys = refusing.keys
+    assert len(set(keys[:4])) == len(set(keys[4:])) == 1 and keys[0] != keys[4]
+    assert all(keys)
 
 
 async def test_a_retried_get_reaches_a_server_that_comes_up_late(config, clock):
     config.grpc_listen = f"127.0.0.1:{free_port()}"
-    retry = RetryPolicy(max_attempts=20, initial_backoff=0.05, max_backoff=0.1)
+    # gRPC's 5 attempts at most, spread over about 3 s on average.
+    retry = RetryPolicy(max_attempts=5, initial_backoff=0.5, max_backoff=2.0)
     with TaskHubClient(config.grpc_listen, retry=retry) as client:
         pending = asyncio.create_task(asyncio.to_thread(client.get_task, 0))
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.1)
         service = await app.start(config, background=False, clock=clock)
         try:
             with pytest.raises(TaskHubError) as caught:

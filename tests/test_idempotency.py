@@ -14,6 +14,7 @@ import multiprocessing
 import grpc
 import pytest
 
+from cutting_proxy import CuttingProxy
 from helpers import details_for, error_of
 from taskhub.server import app
 from taskhub.server.model import TaskQuery
@@ -297,51 +298,6 @@ async def test_two_processes_racing_one_key_make_one_task(config, tmp_path):
 
 
 # -- the Python client's retries -------------------------------------------------------
-
-
-class CuttingProxy:
-    """A TCP proxy in front of the server that can swallow the server's answers, then cut every connection:
-    a call whose request was stored loses its answer, as when a server or a network goes away mid-call."""
-
-    def __init__(self, upstream: str) -> None:
-        self.host, port = upstream.rsplit(":", 1)
-        self.upstream_port = int(port)
-        self.swallow = False
-        self.connections = 0
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        up_reader, up_writer = await asyncio.open_connection(self.host, self.upstream_port)
-        self._writers += [writer, up_writer]
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, answers: bool) -> None:
-            try:
-                while data := await source.read(65_536):
-                    if not (answers and self.swallow):
-                        sink.write(data)
-                        await sink.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                sink.close()
-
-        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
-
-    def cut(self) -> None:
-        self.swallow = False
-        for writer in self._writers:
-            writer.transport.abort()
-        self._writers = []
-
-    async def close(self) -> None:
-        self.cut()
-        self.server.close()
-        await self.server.wait_closed()
 
 
 async def _lose_the_first_answer(proxy: CuttingProxy, stub, call, stored: int) -> object:

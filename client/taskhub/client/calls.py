@@ -1,25 +1,25 @@
-"""What the sync and async clients share: defaults, the retry policy, and the error edge.
+"""What the sync and async clients share: defaults, the error edge, and following a watch.
 
-Both clients map every `grpc.RpcError` through `to_error()` exactly once, retry
-only idempotent calls and only on UNAVAILABLE, and follow a watch across
-reconnects with one `Resubscriber` (one task) or `Resumer` (a filter), so their
-behaviour cannot drift apart.
+Both clients map every `grpc.RpcError` through `to_error()` exactly once. Unary calls are
+retried by gRPC itself (the channel's service config, `taskhub.channels`: only the calls safe
+to send twice, only on UNAVAILABLE); a watch is followed across broken streams here, by one
+`Resubscriber` (one task) or `Resumer` (a filter), as gRPC cannot resume a stream. So their
+behaviour cannot drift apart, and no call is retried by both.
 """
 
 from __future__ import annotations
 
 import pathlib
-import random
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 
 from taskhub import retry_policy
+from taskhub.channels import DEFAULT_RETRY as DEFAULT_RETRY, NO_RETRY as NO_RETRY, RetryPolicy as RetryPolicy
 from taskhub.client.filters import TaskFilter
 from taskhub.client.models import TYPE_TO_PROTO, Task, TaskChange, TaskType, details_to_proto, parse_type
 from taskhub.errors import TaskHubError, from_rpc_error
@@ -29,38 +29,7 @@ from taskhub.v1 import task_service_pb2 as pb
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 10.0
 MAX_MESSAGE = 64 * 1024 * 1024
-
-CHANNEL_OPTIONS = (
-    ("grpc.max_receive_message_length", MAX_MESSAGE),
-    ("grpc.max_send_message_length", MAX_MESSAGE),
-    # gRPC's own reconnect backoff starts at 1 s and grows to 120 s; calls fail
-    # fast meanwhile, so our retries would all land inside it. Keep it short.
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2_000),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff with jitter for idempotent calls that hit UNAVAILABLE."""
-
-    max_attempts: int = 5
-    initial_backoff: float = 0.1
-    max_backoff: float = 2.0
-    multiplier: float = 2.0
-
-    def backoff(self, attempt: int) -> float | None:
-        """Seconds to wait after failed attempt number `attempt` (0-based); None when out of attempts."""
-        if attempt + 1 >= self.max_attempts:
-            return None
-        ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier**attempt)
-        # Jitter spreads clients that lost the same server so they do not return in lockstep.
-        return ceiling * random.uniform(0.5, 1.0)
-
-
-DEFAULT_RETRY = RetryPolicy()
-NO_RETRY = RetryPolicy(max_attempts=1)
+# DEFAULT_RETRY, NO_RETRY and RetryPolicy are re-exported from taskhub.channels: one policy for every channel.
 
 
 class TaskTimeoutError(TaskHubError, TimeoutError):
@@ -101,17 +70,18 @@ def to_error(error: grpc.RpcError) -> TaskHubError:
     return from_rpc_error(error)
 
 
-def retry_delay(policy: RetryPolicy, attempt: int, error: grpc.RpcError, idempotent: bool) -> float:
-    """How long to wait before trying again; raises the mapped error when the call must not be retried."""
-    delay = policy.backoff(attempt) if idempotent and status_code(error) == grpc.StatusCode.UNAVAILABLE else None
+def retry_delay(policy: RetryPolicy, attempt: int, error: grpc.RpcError) -> float:
+    """How long to wait before resuming a watch; raises the mapped error when it must not be resumed."""
+    delay = policy.backoff(attempt) if status_code(error) == grpc.StatusCode.UNAVAILABLE else None
     if delay is None:
         raise to_error(error) from error
     return delay
 
 
 def idempotency_key_for(given: str | None) -> str:
-    """The key an enqueue sends: the caller's, or one of our own, made once per call and sent on each of its
-    retries, so a retry after UNAVAILABLE (whose first attempt may have been stored) never makes a second task."""
+    """The key an enqueue sends: the caller's, or one of our own, made once per call. gRPC sends the same request
+    on each of its retries, so a retry after UNAVAILABLE (whose first attempt may have been stored, on this replica
+    or another on the same database) never makes a second task."""
     return given if given is not None else uuid.uuid4().hex
 
 
@@ -220,7 +190,7 @@ class Resubscriber:
         """The pause before subscribing again, or raises: `TaskTimeoutError`, or the mapped error."""
         if self.deadline is not None and status_code(error) == grpc.StatusCode.DEADLINE_EXCEEDED:
             raise TaskTimeoutError(self.uid, self.timeout) from None
-        delay = retry_delay(self.policy, self.attempt, error, idempotent=True)
+        delay = retry_delay(self.policy, self.attempt, error)
         return self._pause(delay)
 
     def after_end(self) -> float:
@@ -271,7 +241,7 @@ class Resumer:
 
     def after_error(self, error: grpc.RpcError) -> float:
         """The pause before resuming after UNAVAILABLE; any other error raises as `TaskHubError`."""
-        delay = retry_delay(self.policy, self.attempt, error, idempotent=True)
+        delay = retry_delay(self.policy, self.attempt, error)
         self.attempt += 1
         return delay
 

@@ -21,6 +21,7 @@ import click
 from click.core import ParameterSource
 from click.shell_completion import get_completion_class
 
+from taskhub import channels
 from taskhub.client.calls import DEFAULT_TARGET, DEFAULT_TIMEOUT, TaskTimeoutError
 from taskhub.client.render import to_json
 from taskhub.client.sync import TaskHubClient
@@ -116,14 +117,33 @@ class DateBound(click.ParamType):
         return value
 
 
+class Target(click.ParamType):
+    """One server or several replicas (`HOST:PORT,HOST:PORT`, or gRPC's own forms), checked as channels take it."""
+
+    name = "target"
+
+    def convert(self, value, param, ctx) -> str:
+        try:
+            channels.split(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+        return value
+
+
 SECONDS = Seconds()
+TARGET = Target()
 
 
 # -- connection flags: one place, taken before or after the subcommand -----------
 
 CONNECTION = {
     "target": dict(
-        metavar="HOST:PORT", envvar="TASKHUB_TARGET", default=DEFAULT_TARGET, show_default=True, help="the gRPC server"
+        metavar="HOST:PORT",
+        type=TARGET,
+        envvar="TASKHUB_TARGET",
+        default=DEFAULT_TARGET,
+        show_default=True,
+        help="the gRPC server, or several replicas: HOST:PORT,HOST:PORT (or gRPC's ipv4:..., dns:///NAME:PORT)",
     ),
     "api_key": dict(metavar="KEY", envvar="TASKHUB_API_KEY", help="sent as `authorization: Bearer KEY`"),
     "tls_ca": dict(

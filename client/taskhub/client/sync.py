@@ -14,13 +14,14 @@ from typing import Any
 
 import grpc
 
+from taskhub import channels
 from taskhub.client import keys
 from taskhub.client.batches import Batch, BatchPage
 from taskhub.client.calls import (
-    CHANNEL_OPTIONS,
     DEFAULT_RETRY,
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
+    MAX_MESSAGE,
     Resubscriber,
     Resumer,
     RetryPolicy,
@@ -30,8 +31,8 @@ from taskhub.client.calls import (
     idempotency_key_for,
     list_request,
     metadata,
-    retry_delay,
     tls_credentials,
+    to_error,
 )
 from taskhub.client.filters import TaskFilter
 from taskhub.client.keys import ApiKey, ExpiresAt, KeyPage
@@ -42,11 +43,15 @@ from taskhub.v1 import key_service_pb2 as kpb, key_service_pb2_grpc, task_servic
 class TaskHubClient:
     """A blocking taskhub client; use it as a context manager to close its channel.
 
-    `timeout` bounds every unary call (seconds); `retry` applies to idempotent
-    calls (get, list, watch) on UNAVAILABLE; `api_key` is sent as
-    `authorization: Bearer <key>`. Pass `channel` to bring your own (it is then
-    yours to close), or `credentials` for TLS, or `tls_ca`, a
-    CA file (PEM) to verify the server's certificate with.
+    `target` is one server or several replicas (`10.0.0.1:7701,10.0.0.2:7701`, gRPC's
+    `ipv4:...` list, or a DNS name with several addresses): calls are spread over them
+    and a call that hits UNAVAILABLE goes again to another (see `taskhub.channels`).
+    `timeout` bounds every unary call (seconds), its retries included; `retry` is gRPC's
+    retry policy for the calls safe to repeat (reads, enqueues: they carry an idempotency
+    key) and the pause before a broken watch resumes; `api_key` is sent as
+    `authorization: Bearer <key>`. Pass `channel` to bring your own (it is then yours to
+    close, and retries are what its options say: `taskhub.channels.channel_options()`),
+    or `credentials` for TLS, or `tls_ca`, a CA file (PEM) to verify the server's certificate with.
     """
 
     def __init__(
@@ -66,13 +71,8 @@ class TaskHubClient:
         self.retry = retry
         self._owns_channel = channel is None
         if channel is None:
-            channel_options = [*CHANNEL_OPTIONS, *options]
             credentials = credentials or tls_credentials(tls_ca)
-            channel = (
-                grpc.secure_channel(target, credentials, channel_options)
-                if credentials is not None
-                else grpc.insecure_channel(target, channel_options)
-            )
+            channel = channels.channel(target, credentials, retry=retry, message_limit=MAX_MESSAGE, options=options)
         self._channel = channel
         self._stub = task_service_pb2_grpc.TaskServiceStub(channel)
         self._keys = key_service_pb2_grpc.KeyServiceStub(channel)
@@ -89,15 +89,12 @@ class TaskHubClient:
         if self._owns_channel:
             self._channel.close()
 
-    def _call(self, rpc: Callable, request: Any, *, idempotent: bool) -> Any:
-        attempt = 0
-        while True:
-            try:
-                return rpc(request, timeout=self.timeout, metadata=self._metadata)
-            except grpc.RpcError as error:
-                delay = retry_delay(self.retry, attempt, error, idempotent)
-            time.sleep(delay)
-            attempt += 1
+    def _call(self, rpc: Callable, request: Any) -> Any:
+        # Retried, when safe, by the channel itself (taskhub.channels.RETRIED); never here as well.
+        try:
+            return rpc(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise to_error(error) from error
 
     # -- tasks ------------------------------------------------------------
 
@@ -127,7 +124,7 @@ class TaskHubClient:
         """
         request = enqueue_request(type, index_uid, details, custom_metadata, run_at, retry, delay=delay)
         request.idempotency_key = idempotency_key_for(idempotency_key)
-        return TaskSummary.from_proto(self._call(self._stub.EnqueueTask, request, idempotent=True).task)
+        return TaskSummary.from_proto(self._call(self._stub.EnqueueTask, request).task)
 
     def enqueue_tasks(self, tasks: Iterable[Sequence[Any]], *, idempotency_key: str | None = None) -> list[TaskSummary]:
         """Enqueues 1 to 1,000 tasks at once, all or none, with consecutive uids.
@@ -137,12 +134,12 @@ class TaskHubClient:
         """
         request = enqueue_tasks_request(tasks)
         request.idempotency_key = idempotency_key_for(idempotency_key)
-        response = self._call(self._stub.EnqueueTasks, request, idempotent=True)
+        response = self._call(self._stub.EnqueueTasks, request)
         return [TaskSummary.from_proto(task) for task in response.tasks]
 
     def get_task(self, uid: int) -> Task:
         """The task `uid`; `TaskHubError("task_not_found")` if there is none."""
-        response = self._call(self._stub.GetTask, pb.GetTaskRequest(uid=uid), idempotent=True)
+        response = self._call(self._stub.GetTask, pb.GetTaskRequest(uid=uid))
         return Task.from_proto(response.task)
 
     def list_tasks(
@@ -156,7 +153,7 @@ class TaskHubClient:
     ) -> TaskPage:
         """One page of tasks, newest first (oldest first with `reverse`); filters as `TaskFilter` fields."""
         request = list_request(TaskFilter.of(filter, **filters), limit, from_, reverse)
-        return TaskPage.from_proto(self._call(self._stub.ListTasks, request, idempotent=True))
+        return TaskPage.from_proto(self._call(self._stub.ListTasks, request))
 
     def iter_tasks(
         self,
@@ -179,31 +176,31 @@ class TaskHubClient:
     def cancel_tasks(self, filter: TaskFilter | None = None, **filters: Any) -> TaskSummary:
         """Enqueues a `taskCancelation` of the matching tasks; at least one filter is required."""
         request = pb.CancelTasksRequest(filter=TaskFilter.of(filter, **filters).to_proto())
-        return TaskSummary.from_proto(self._call(self._stub.CancelTasks, request, idempotent=False).task)
+        return TaskSummary.from_proto(self._call(self._stub.CancelTasks, request).task)
 
     def delete_tasks(self, filter: TaskFilter | None = None, **filters: Any) -> TaskSummary:
         """Enqueues a `taskDeletion` of the matching finished tasks; at least one filter is required."""
         request = pb.DeleteTasksRequest(filter=TaskFilter.of(filter, **filters).to_proto())
-        return TaskSummary.from_proto(self._call(self._stub.DeleteTasks, request, idempotent=False).task)
+        return TaskSummary.from_proto(self._call(self._stub.DeleteTasks, request).task)
 
     def requeue_tasks(self, filter: TaskFilter | None = None, **filters: Any) -> list[Task]:
         """Enqueues again, as new tasks, the failed or canceled tasks matching the filter (at most 1,000 at once);
         each new `Task` has `requeued_from`. At least one filter is required; never retried."""
         request = pb.RequeueTasksRequest(filter=TaskFilter.of(filter, **filters).to_proto())
-        response = self._call(self._stub.RequeueTasks, request, idempotent=False)
+        response = self._call(self._stub.RequeueTasks, request)
         return [Task.from_proto(task) for task in response.tasks]
 
     # -- the server ---------------------------------------------------------
 
     def get_version(self) -> ServerVersion:
         """Which taskhub the server is: its package version and, when it knows it, the commit it runs from."""
-        return ServerVersion.from_proto(self._call(self._stub.GetVersion, pb.GetVersionRequest(), idempotent=True))
+        return ServerVersion.from_proto(self._call(self._stub.GetVersion, pb.GetVersionRequest()))
 
     # -- batches ----------------------------------------------------------
 
     def get_batch(self, uid: int) -> Batch:
         """The batch `uid`; `TaskHubError("batch_not_found")` if there is none."""
-        response = self._call(self._stub.GetBatch, pb.GetBatchRequest(uid=uid), idempotent=True)
+        response = self._call(self._stub.GetBatch, pb.GetBatchRequest(uid=uid))
         return Batch.from_proto(response.batch)
 
     def list_batches(
@@ -217,7 +214,7 @@ class TaskHubClient:
     ) -> BatchPage:
         """One page of batches, newest first; a batch matches when it holds a task matching each filter."""
         request = batches_request(TaskFilter.of(filter, **filters), limit, from_, reverse)
-        return BatchPage.from_proto(self._call(self._stub.ListBatches, request, idempotent=True))
+        return BatchPage.from_proto(self._call(self._stub.ListBatches, request))
 
     def iter_batches(
         self,
@@ -257,17 +254,17 @@ class TaskHubClient:
         request = keys.create_request(
             actions, indexes, name=name, description=description, expires_at_=expires_at, uid=uid
         )
-        return ApiKey.from_proto((self._call(self._keys.CreateKey, request, idempotent=False)).key)
+        return ApiKey.from_proto((self._call(self._keys.CreateKey, request)).key)
 
     def list_keys(self, *, offset: int = 0, limit: int | None = None) -> KeyPage:
         """One page of keys, newest first (`limit` 20 by default)."""
         request = keys.list_request(offset, limit)
-        return KeyPage.from_proto(self._call(self._keys.ListKeys, request, idempotent=True))
+        return KeyPage.from_proto(self._call(self._keys.ListKeys, request))
 
     def get_key(self, uid_or_key: str) -> ApiKey:
         """The key with this uid or secret; `TaskHubError("api_key_not_found")` if there is none."""
         request = kpb.GetKeyRequest(key=uid_or_key)
-        return ApiKey.from_proto((self._call(self._keys.GetKey, request, idempotent=True)).key)
+        return ApiKey.from_proto((self._call(self._keys.GetKey, request)).key)
 
     def update_key(
         self, uid_or_key: str, *, name: str | None = None, description: str | None = None, clear: Iterable[str] = ()
@@ -277,11 +274,11 @@ class TaskHubClient:
         Its rights never change.
         """
         request = keys.update_request(uid_or_key, name, description, clear)
-        return ApiKey.from_proto((self._call(self._keys.UpdateKey, request, idempotent=False)).key)
+        return ApiKey.from_proto((self._call(self._keys.UpdateKey, request)).key)
 
     def delete_key(self, uid_or_key: str) -> None:
         """Deletes a key; it stops working at once."""
-        self._call(self._keys.DeleteKey, kpb.DeleteKeyRequest(key=uid_or_key), idempotent=False)
+        self._call(self._keys.DeleteKey, kpb.DeleteKeyRequest(key=uid_or_key))
 
     # -- watching ---------------------------------------------------------
 

@@ -38,7 +38,8 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2
 
-from taskhub.client.calls import CHANNEL_OPTIONS, metadata, status_code, tls_credentials, to_error
+from taskhub import channels
+from taskhub.client.calls import MAX_MESSAGE, metadata, status_code, tls_credentials, to_error
 from taskhub.client.models import TYPE_TO_PROTO, Task, TaskType, details_to_proto, parse_type
 from taskhub.errors import TaskHubError
 from taskhub.v1 import batch_pb2, errors_pb2, task_pb2, worker_service_pb2 as wpb, worker_service_pb2_grpc
@@ -197,6 +198,7 @@ class Worker:
     ) -> None:
         if not handlers:
             raise ValueError("a worker needs at least one handler")
+        channels.split(target)  # a bad target (one server or several) fails here, not once running
         self.target = target
         self.handlers = {parse_type(t): h for t, h in handlers.items()}
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
@@ -233,11 +235,9 @@ class Worker:
     async def run_async(self, *, max_batches: int | None = None) -> None:
         """Leases and runs batches until `stop()` (or `max_batches` batches per loop)."""
         self._stopping = asyncio.Event()
-        channel = (
-            grpc.aio.secure_channel(self.target, self._credentials, options=CHANNEL_OPTIONS)
-            if self._credentials is not None
-            else grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
-        )
+        # One server or several replicas: a lease, renewal or report that hits UNAVAILABLE goes to
+        # another, which knows the lease when the replicas share a database.
+        channel = channels.aio_channel(self.target, self._credentials, message_limit=MAX_MESSAGE)
         async with channel:
             stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
             await asyncio.gather(*(self._loop(stub, max_batches) for _ in range(self.concurrency)))

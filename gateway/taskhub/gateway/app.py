@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
@@ -23,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from taskhub import limits
+from taskhub import channels, limits
 from taskhub.errors import TaskHubError, from_rpc_error, payload_too_large
 from taskhub.gateway import batches, dashboard, enqueue, events, keys, query, render
 from taskhub.gateway.guard import Guard
@@ -61,15 +62,9 @@ class Backend:
 
     def open(self) -> None:
         if self._channel is None:
-            options = [
-                ("grpc.max_receive_message_length", self.message_limit),
-                ("grpc.max_send_message_length", self.message_limit),
-            ]
-            self._channel = (
-                grpc.aio.secure_channel(self.target, self.credentials, options=options)
-                if self.credentials is not None
-                else grpc.aio.insecure_channel(self.target, options=options)
-            )
+            # One server or several replicas (a comma list, gRPC's `ipv4:` list, a DNS name with several
+            # addresses): calls spread over them, and one that hits UNAVAILABLE goes again to another.
+            self._channel = channels.aio_channel(self.target, self.credentials, message_limit=self.message_limit)
             self._tasks = task_service_pb2_grpc.TaskServiceStub(self._channel)
             self._health = health_pb2_grpc.HealthStub(self._channel)
             self._keys = key_service_pb2_grpc.KeyServiceStub(self._channel)
@@ -269,10 +264,11 @@ async def _enqueue_global(request: Request, type_: int) -> Response:
 
 
 def _idempotency_key(request: Request, message: pb.EnqueueTaskRequest) -> None:
-    """The `Idempotency-Key` header, when sent (even empty: the server says what is wrong with it)."""
+    """The `Idempotency-Key` header, when sent (even empty: the server says what is wrong with it); else one of
+    the gateway's own for this request, as the channel retries an enqueue that hit UNAVAILABLE (its first try may
+    have been stored) and the key makes that retry answer the first task instead of making a second."""
     key = request.headers.get("idempotency-key")
-    if key is not None:
-        message.idempotency_key = key
+    message.idempotency_key = key if key is not None else uuid.uuid4().hex
 
 
 @edge

@@ -280,6 +280,10 @@ async def _start(
                 ("grpc.max_send_message_length", limits.message_limit(payload_limit)),
                 # gRPC's default would let a second server share a taken port: make it an error, as for any TCP server.
                 ("grpc.so_reuseport", 0),
+                # Clients ping every 10 s to notice a replica gone silent (taskhub.channels); gRPC's default
+                # would answer pings more often than every 5 minutes with GOAWAY.
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ]
         )
         # On a database other replicas write keys to, each call checks the cache is current.

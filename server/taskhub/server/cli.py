@@ -103,11 +103,12 @@ def on_command_line(name: str) -> bool:
 @click.option(
     "--grpc-target",
     metavar="HOST:PORT",
+    type=client_cli.TARGET,
     default="127.0.0.1:50051",
     envvar="TASKHUB_GRPC_TARGET",
     show_envvar=True,
     show_default=True,
-    help="the taskhub gRPC server",
+    help="the taskhub gRPC server, or several replicas: HOST:PORT,HOST:PORT (or gRPC's ipv4:..., dns:///NAME:PORT)",
 )
 @client_cli.connection_options(("tls_ca",))
 @config_options(
