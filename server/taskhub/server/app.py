@@ -24,9 +24,12 @@ from taskhub import limits
 from taskhub.server.config import Config, parse_duration, parse_size, task_type_names, watch_retention_bytes
 from taskhub.server.edge import decoding, tls
 from taskhub.server.edge.key_service import KeyService
+from taskhub.server.edge.metrics_service import MetricsService
 from taskhub.server.edge.services import TaskService, WorkerService
 from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.lock import ServerLock
+from taskhub.server.metrics.rpc import RpcMetrics
+from taskhub.server.metrics.server import ServerMetrics
 from taskhub.server.model import TaskType
 from taskhub.server.rules import exports
 from taskhub.server.rules.auth import Keyring
@@ -42,6 +45,8 @@ from taskhub.server.task_types import TaskTypes
 from taskhub.v1 import (
     key_service_pb2,
     key_service_pb2_grpc,
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
     task_service_pb2,
     task_service_pb2_grpc,
     worker_service_pb2,
@@ -64,6 +69,7 @@ SERVICE_NAMES = (
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
     key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
+    metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
 )
 
 
@@ -82,6 +88,8 @@ class Service:
     gateway: Any = None
     # The database's lock (one server per file), released once the store is closed.
     lock: ServerLock | PostgresServerLock | None = None
+    # Its Prometheus series (`metrics.webhooks` and `metrics.replica` for the parts that report through them).
+    metrics: ServerMetrics | None = None
 
     @property
     def grpc_target(self) -> str:
@@ -150,6 +158,8 @@ def check(config: Config) -> None:
     parse_duration(config.idempotency_ttl)
     if config.max_idempotency_keys < 0:
         raise ValueError(f"--max-idempotency-keys is 0 or more, not {config.max_idempotency_keys}")
+    if config.metrics_max_indexes < 0:
+        raise ValueError(f"--metrics-max-indexes is 0 or more, not {config.metrics_max_indexes}")
     if config.task_index not in FINDERS:
         raise ValueError(f"--task-index is `memory` or `sql`, not `{config.task_index}`")
     if is_postgres_url(config.db):
@@ -222,19 +232,24 @@ async def _start(
         max_idempotency_keys=config.max_idempotency_keys,
         retry_policies=parse_policies(config.retry_policy, config.max_attempts),
     )
+    metrics = ServerMetrics(
+        scheduler, limit_bytes=parse_size(config.max_task_db_size), max_indexes=config.metrics_max_indexes
+    )
+    scheduler.units.meter = metrics  # before the start, which tells it where the stored uids end
     await scheduler.start(background=background)
 
     # Past here the scheduler runs: a start that fails stops it and closes the store before the lock goes.
     try:
         payload_limit = parse_size(config.http_payload_size_limit)
         server = grpc.aio.server(
+            interceptors=[RpcMetrics(metrics.registry)],
             options=[
                 # gRPC's own RESOURCE_EXHAUSTED past it; details are measured exactly by the services.
                 ("grpc.max_receive_message_length", limits.receive_limit(payload_limit)),
                 ("grpc.max_send_message_length", limits.message_limit(payload_limit)),
                 # gRPC's default would let a second server share a taken port: make it an error, as for any TCP server.
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         keys = Keyring(config.master_key, scheduler.units.run, clock)
         await keys.load()
@@ -249,6 +264,7 @@ async def _start(
         )
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(scheduler, keys), guarded)
         key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(keys), guarded)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(metrics, keys), guarded)
         health = health_async.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         for name in ("", *SERVICE_NAMES):
@@ -283,6 +299,7 @@ async def _start(
         health=health,
         grpc_port=port,
         lock=lock,
+        metrics=metrics,
     )
     if not config.no_http:
         # Imported here: a gRPC-only server does not need Starlette or uvicorn.

@@ -49,6 +49,7 @@ class Config:
     task_types: str = ""
     idempotency_ttl: str = "24h"
     max_idempotency_keys: int = 1_000_000
+    metrics_max_indexes: int = 100
 
 
 HELP = {
@@ -126,6 +127,10 @@ HELP = {
     ),
     "max_idempotency_keys": (
         "the most idempotency keys kept; past it the oldest are dropped (with the expired ones, every 10 seconds)"
+    ),
+    "metrics_max_indexes": (
+        "`GET /metrics` shows tasks by index for this many indexes, those holding the most tasks; the others"
+        ' are summed as one (`index="~other"`)'
     ),
 }
 

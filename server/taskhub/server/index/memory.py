@@ -26,12 +26,21 @@ from pyroaring import BitMap
 from taskhub.server.index import snapshot
 from taskhub.server.index.task_index import TaskIndex
 from taskhub.server.index.waiting import Waiting
-from taskhub.server.model import TaskQuery
+from taskhub.server.model import TaskKind, TaskQuery, TaskStatus
 from taskhub.server.storage.contract import Changes, Reader
 
 log = logging.getLogger(__name__)
 BUILD_CHUNK = 100_000
 PROGRESS_EVERY = 5.0  # seconds between progress lines while the index is built from rows
+
+
+@dataclasses.dataclass(slots=True)
+class Tally:
+    """The finder's counts: every task, by (status, type), by (index uid, status)."""
+
+    total: int
+    by_status_type: dict[tuple[TaskStatus, TaskKind | int], int]
+    by_index_status: dict[tuple[str, TaskStatus], int]
 
 
 class MemoryFinder:
@@ -162,6 +171,23 @@ class MemoryFinder:
     def index_uids(self, query: TaskQuery) -> set[str]:
         with self.lock:
             return self.index.index_uids_of(self._select(query))
+
+    def tally(self) -> Tally:
+        """How many tasks it holds, by status and type, and by index and status: sizes of its bitmaps, no scan.
+
+        Its cost grows with the indexes (one size per index and status), not with the tasks.
+        """
+        with self.lock:
+            index = self.index
+            by_status_type = {
+                (status, kind): count
+                for status, members in index.statuses.items()
+                if members
+                for kind, typed in index.types.items()
+                if (count := members.intersection_cardinality(typed))
+            }
+            by_index_status = {key: count for key, members in index.index_statuses.items() if (count := len(members))}
+            return Tally(len(index.all), by_status_type, by_index_status)
 
     def next_run_at(self, now: int) -> int | None:
         with self.lock:

@@ -40,6 +40,8 @@ ACTIONS = (
     "snapshots.create",
     "snapshots.*",
     "version",
+    "metrics.get",
+    "metrics.*",
     "workers.*",
     "*",
 )
