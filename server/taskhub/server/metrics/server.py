@@ -26,7 +26,7 @@ from taskhub.server import version
 from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.metrics import buckets
 from taskhub.server.metrics.hooks import ReplicaMetrics, WebhookMetrics
-from taskhub.server.model import TaskStatus
+from taskhub.server.model import CustomType, TaskStatus, TaskType
 from taskhub.server.rules.meter import Meter
 from taskhub.server.rules.scheduler import Scheduler
 from taskhub.server.storage.contract import Changes, Reader
@@ -209,7 +209,9 @@ class StateCollector(Collector):
         )
         kinds = {kind for _, kind in tally.by_status_type}
         for kind in sorted(kinds):
-            label = getattr(kind, "label", None) or getattr(types.get(int(kind)), "label", str(int(kind)))
+            # The index keys a registered type by its code: its name is the server's (or another's, not known here).
+            known = kind if isinstance(kind, TaskType | CustomType) else types.get(int(kind))
+            label = known.label if known is not None else str(int(kind))
             for status in TaskStatus:
                 by_type.add_metric([status.label, label], tally.by_status_type.get((status, kind), 0))
         yield by_type

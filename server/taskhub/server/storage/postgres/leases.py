@@ -38,7 +38,7 @@ class PostgresLeases:
     def count_active(self) -> int:
         # The (state, deadline) index holds the active ones together: as many rows read as leases active.
         row = self.conn.execute("SELECT COUNT(*) FROM leases WHERE state = %s", (ACTIVE,)).fetchone()
-        return int(row[0])
+        return 0 if row is None else int(row[0])
 
     def tasks_of(self, token: str) -> list[Task]:
         uids = [
