@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import heapq
 import logging
 import os
 import threading
@@ -36,11 +37,14 @@ PROGRESS_EVERY = 5.0  # seconds between progress lines while the index is built 
 
 @dataclasses.dataclass(slots=True)
 class Tally:
-    """The finder's counts: every task, by (status, type), by (index uid, status)."""
+    """The finder's counts: every task; by (status, type); by (index uid, status) for the largest indexes, and
+    by status for the others together; how many indexes hold a task."""
 
     total: int
     by_status_type: dict[tuple[TaskStatus, TaskKind | int], int]
     by_index_status: dict[tuple[str, TaskStatus], int]
+    other: dict[TaskStatus, int]
+    indexes: int
 
 
 class MemoryFinder:
@@ -172,10 +176,11 @@ class MemoryFinder:
         with self.lock:
             return self.index.index_uids_of(self._select(query))
 
-    def tally(self) -> Tally:
-        """How many tasks it holds, by status and type, and by index and status: sizes of its bitmaps, no scan.
+    def tally(self, max_indexes: int) -> Tally:
+        """How many tasks it holds, by status and type, and by status in the `max_indexes` indexes holding the
+        most (the others summed): sizes of its bitmaps, no scan.
 
-        Its cost grows with the indexes (one size per index and status), not with the tasks.
+        Its cost grows with the indexes (one size per index, one per index and status), not with the tasks.
         """
         with self.lock:
             index = self.index
@@ -186,8 +191,18 @@ class MemoryFinder:
                 for kind, typed in index.types.items()
                 if (count := members.intersection_cardinality(typed))
             }
-            by_index_status = {key: count for key, members in index.index_statuses.items() if (count := len(members))}
-            return Tally(len(index.all), by_status_type, by_index_status)
+            sizes = [(len(members), name) for name, members in index.indexes.items() if members]
+            top = {name for _, name in heapq.nlargest(max_indexes, sizes)}
+            pairs = index.index_statuses
+            by_index_status: dict[tuple[str, TaskStatus], int] = {}
+            other: dict[TaskStatus, int] = {}
+            for (name, status), members in pairs.items():
+                if count := len(members):
+                    if name in top:
+                        by_index_status[name, status] = count
+                    else:
+                        other[status] = other.get(status, 0) + count
+            return Tally(len(index.all), by_status_type, by_index_status, other, len(sizes))
 
     def next_run_at(self, now: int) -> int | None:
         with self.lock:

@@ -8,12 +8,12 @@ watch hub, the store thread's queue, and three point reads on the read thread (t
 leases, bytes used). And the hooks (`hooks.py`) other parts update.
 
 The series budget: the per-index gauges cover the `max_indexes` indexes holding the most tasks, the
-others summed under `index="~other"` (no index uid has a `~`); histograms have few buckets.
+others summed under `index="~other"` (no index uid has a `~`), each in the statuses it has tasks in;
+histograms have few buckets. A scrape's cost is mostly prometheus-client's, per series.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter as Tallies
 from collections.abc import Iterator
 
@@ -202,7 +202,7 @@ class StateCollector(Collector):
 
     def _tasks(self, finder: MemoryFinder) -> Iterator[Metric]:
         """From the index's bitmap sizes: by status and type, and by index (the largest ones) and status."""
-        tally = finder.tally()
+        tally = finder.tally(self.max_indexes)
         types = self.scheduler.types.of
         by_type = GaugeMetricFamily(
             "taskhub_tasks", "Tasks held by the index, by status and type.", labels=["status", "type"]
@@ -215,24 +215,15 @@ class StateCollector(Collector):
             for status in TaskStatus:
                 by_type.add_metric([status.label, label], tally.by_status_type.get((status, kind), 0))
         yield by_type
-        sizes: Tallies[str] = Tallies()
-        for (name, _), count in tally.by_index_status.items():
-            sizes[name] += count
-        top = set(heapq.nlargest(self.max_indexes, sizes, key=lambda name: (sizes[name], name)))
         by_index = GaugeMetricFamily(
             "taskhub_index_tasks",
             f"Tasks by index and status: the indexes holding the most tasks, the others summed as `{OTHER}`.",
             labels=["index", "status"],
         )
-        other: Tallies[TaskStatus] = Tallies()
-        for (name, status), count in tally.by_index_status.items():
-            if name not in top:
-                other[status] += count
-        for name in sorted(top):
-            for status in TaskStatus:
-                by_index.add_metric([name, status.label], tally.by_index_status.get((name, status), 0))
-        if len(sizes) > len(top):
-            for status in TaskStatus:
-                by_index.add_metric([OTHER, status.label], other[status])
+        # Only the statuses an index has tasks in: an index's series are most of a scrape's, and each costs.
+        for (name, status), count in sorted(tally.by_index_status.items()):
+            by_index.add_metric([name, status.label], count)
+        for status, count in sorted(tally.other.items()):
+            by_index.add_metric([OTHER, status.label], count)
         yield by_index
-        yield GaugeMetricFamily("taskhub_indexes", "Indexes holding at least one task.", value=len(sizes))
+        yield GaugeMetricFamily("taskhub_indexes", "Indexes holding at least one task.", value=tally.indexes)
