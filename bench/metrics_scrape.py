@@ -23,13 +23,18 @@ import time
 from pathlib import Path
 
 import grpc
-import harness
-import load_tasks
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from taskhub.v1 import metrics_service_pb2 as mpb, metrics_service_pb2_grpc, task_service_pb2 as pb, task_service_pb2_grpc
+import harness
+import load_tasks
+from taskhub.v1 import (
+    metrics_service_pb2 as mpb,
+    metrics_service_pb2_grpc,
+    task_service_pb2 as pb,
+    task_service_pb2_grpc,
+)
 
 TARGET_MS = 20.0
 
@@ -41,7 +46,7 @@ async def measure(channel, server: psutil.Process, scrapes: int) -> dict:
         "Check": (health_pb2_grpc.HealthStub(channel).Check, health_pb2.HealthCheckRequest()),
     }
     sides = {name: {"lat": [], "cpu": 0.0} for name in calls}
-    for name, (call, request) in calls.items():  # warm-up, unmeasured
+    for call, request in calls.values():  # warm-up, unmeasured
         for _ in range(3):
             await call(request)
     for _ in range(scrapes):
