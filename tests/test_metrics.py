@@ -282,6 +282,8 @@ async def test_the_gateway_serves_the_server_series_and_its_own(served):
         for _ in range(3):
             assert (await http.post("/tasks", json={"type": "indexCreation", "indexUid": "movies"})).status_code == 202
         assert (await http.get("/tasks/12345")).status_code == 404
+        assert (await http.get("/tasks/12345/")).status_code == 404  # the route of its trimmed path
+        assert (await http.get("/nowhere/1")).status_code == 404
         # Without a key, and with a key lacking `metrics.get`: Meilisearch's auth errors, no series.
         response = await http.get("/metrics", headers={"Authorization": ""})
         assert (response.status_code, response.json()["code"]) == (401, "missing_authorization_header")
@@ -300,7 +302,8 @@ async def test_the_gateway_serves_the_server_series_and_its_own(served):
         assert value(samples, "taskhub_http_sse_clients") == 1
         seconds = "taskhub_http_request_duration_seconds_count"
         assert value(samples, seconds, method="POST", route="/tasks", status="202") == 3
-        assert value(samples, seconds, method="GET", route="/tasks/{uid}", status="404") == 1
+        assert value(samples, seconds, method="GET", route="/tasks/{uid}", status="404") == 2
+        assert value(samples, seconds, method="GET", route="~unmatched", status="404") == 1
         assert value(samples, seconds, method="GET", route="/metrics", status="401") == 1
         assert value(samples, seconds, method="GET", route="/metrics", status="403") == 1
         assert not any(dict(labels)["route"] == "/tasks/events" for labels in samples[seconds])

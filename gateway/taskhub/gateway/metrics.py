@@ -98,7 +98,11 @@ class Timing:
                 )
 
     def _route(self, scope) -> str:
-        # As `TrimSlashes` (inside this middleware) gives the path to the router.
+        # Recent Starlette routers note the route they took in the scope, when they got this very scope.
+        taken = scope.get("route")
+        if taken is not None:
+            return taken.path
+        # Else as the router does, with the path as `TrimSlashes` (inside this middleware) gives it.
         scope = {**scope, "path": "/" + "/".join(part for part in scope["path"].split("/") if part)}
         for route in self.routes:
             match, _ = route.matches(scope)
