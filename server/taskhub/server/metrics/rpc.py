@@ -28,6 +28,8 @@ class RpcMetrics(grpc.aio.ServerInterceptor):
             buckets=buckets.LATENCY,
             registry=registry,
         )
+        # Each method's handler, and the timed one standing for it.
+        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -37,15 +39,23 @@ class RpcMetrics(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or handler.request_streaming or handler.response_streaming:
             return handler
+        # Called for every call: a method's timed handler is made once, while its handler stays the same.
+        known = self._handlers.get(details.method)
+        if known is not None and known[0] is handler:
+            return known[1]
         service, _, method = details.method.lstrip("/").rpartition("/")
-        return grpc.unary_unary_rpc_method_handler(
+        timed = grpc.unary_unary_rpc_method_handler(
             self._timed(handler.unary_unary, service, method),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+        self._handlers[details.method] = (handler, timed)
+        return timed
 
     def _timed(self, behaviour: Any, service: str, method: str) -> Callable[[Any, grpc.aio.ServicerContext], Any]:
         seconds = self.seconds
+        # The method's histogram by code, looked up once each (`labels` takes a lock and builds a key).
+        by_code: dict[str, Any] = {}
 
         async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
             began = time.perf_counter()
@@ -58,7 +68,10 @@ class RpcMetrics(grpc.aio.ServerInterceptor):
                 # An aborted call has its code set; one that raised anything else is answered UNKNOWN.
                 code = context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
                 name = code.name if isinstance(code, grpc.StatusCode) else _code_name(code)
-                seconds.labels(service, method, name).observe(time.perf_counter() - began)
+                child = by_code.get(name)
+                if child is None:
+                    child = by_code[name] = seconds.labels(service, method, name)
+                child.observe(time.perf_counter() - began)
 
         return timed
 

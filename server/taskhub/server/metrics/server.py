@@ -116,7 +116,7 @@ class ServerMetrics(Meter):
         status has finished (a task is saved in one only once; deleted ones are logged in their last state)."""
         top = self._top_uid
         if own is None:
-            self._top_uid = max(top, *(task.uid for task in changes.tasks))
+            self._top_uid = max(top, max((task.uid for task in changes.tasks), default=top))
             return
         first, last = own
         # Keyed by the types' and statuses' codes (ints hash and compare fastest): this runs for every change.
