@@ -76,7 +76,7 @@ status=0
 TASKHUB_TEST_TASK_INDEX=sql .venv/bin/python -m pytest "$@" \
   tests/test_queue_rules.py tests/test_worker_service.py tests/test_task_service.py tests/test_list_tasks.py \
   tests/test_gateway_filters.py tests/test_gateway_tasks.py tests/test_watch_tasks.py tests/test_full_and_cleanup.py \
-  tests/test_old_data.py tests/test_auth.py tests/test_requeue.py || status=$?
+  tests/test_old_data.py tests/test_auth.py tests/test_requeue.py tests/test_metrics.py || status=$?
 [ "$status" = 0 ] || [ "$status" = 5 ] || exit "$status"
 
 # The queue's tests once more on PostgreSQL (a fresh database a test in a throwaway cluster): the rules must answer
@@ -88,5 +88,6 @@ TASKHUB_TEST_DB=postgres .venv/bin/python -m pytest "$@" \
   tests/test_auth.py tests/test_full_and_cleanup.py tests/test_task_types.py tests/test_idempotency.py \
   tests/test_requeue.py tests/test_gateway_batches.py tests/test_delayed_runs.py \
   tests/test_retries.py tests/test_worker_retries.py tests/test_features_together.py tests/test_postgres_server.py \
+  tests/test_metrics.py \
   || status=$?
 [ "$status" = 0 ] || [ "$status" = 5 ] || exit "$status"
