@@ -317,3 +317,27 @@ async def test_the_gateway_serves_the_server_series_and_its_own(served):
         assert value(samples, "taskhub_http_sse_clients") == 0
         assert value(samples, "taskhub_watch_streams") == 0
         assert value(samples, seconds, method="GET", route="/metrics", status="200") >= 1
+
+
+async def test_a_restart_counts_from_zero_and_its_requeues_are_not_enqueues(config, clock):
+    """The tasks a stop left processing go back to the queue at the next start: not new tasks."""
+    for run in range(2):
+        service = await app.start(config, background=False, clock=clock)
+        try:
+            async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+                stub = await _stub(channel)
+                if run == 0:
+                    for _ in range(3):
+                        await enqueue(stub, "movies")
+                    assert len((await lease(channel, max_tasks=2)).tasks) == 2
+                    continue
+                samples = await scrape(channel)
+                assert value(samples, "taskhub_tasks_enqueued_total", type="documentAdditionOrUpdate") == 0
+                assert value(samples, "taskhub_tasks_stored") == 3
+                if config.task_index == "memory":
+                    assert value(samples, "taskhub_tasks", status="enqueued", type="documentAdditionOrUpdate") == 3
+                await enqueue(stub, "movies")
+                samples = await scrape(channel)
+                assert value(samples, "taskhub_tasks_enqueued_total", type="documentAdditionOrUpdate") == 1
+        finally:
+            await service.stop(0)
