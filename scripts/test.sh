@@ -76,7 +76,7 @@ status=0
 TASKHUB_TEST_TASK_INDEX=sql .venv/bin/python -m pytest "$@" \
   tests/test_queue_rules.py tests/test_worker_service.py tests/test_task_service.py tests/test_list_tasks.py \
   tests/test_gateway_filters.py tests/test_gateway_tasks.py tests/test_watch_tasks.py tests/test_full_and_cleanup.py \
-  tests/test_old_data.py tests/test_auth.py tests/test_requeue.py || status=$?
+  tests/test_old_data.py tests/test_auth.py tests/test_requeue.py tests/test_metrics.py || status=$?
 [ "$status" = 0 ] || [ "$status" = 5 ] || exit "$status"
 
 # Every test whose server stands on the `config` fixture's database once more on PostgreSQL (a fresh database a test

@@ -14,6 +14,8 @@ from taskhub.server import app
 from taskhub.v1 import (
     key_service_pb2 as kpb,
     key_service_pb2_grpc,
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
     task_pb2,
     task_service_pb2 as pb,
     task_service_pb2_grpc,
@@ -70,6 +72,7 @@ def calls(channel):
     tasks = task_service_pb2_grpc.TaskServiceStub(channel)
     workers = worker_service_pb2_grpc.WorkerServiceStub(channel)
     admin = key_service_pb2_grpc.KeyServiceStub(channel)
+    metrics = metrics_service_pb2_grpc.MetricsServiceStub(channel)
     movies = task_pb2.TaskFilter(index_uids=task_pb2.IndexUidSet(index_uids=["movies"]))
     return {
         "ListTasks": lambda md: tasks.ListTasks(pb.ListTasksRequest(), metadata=md),
@@ -98,6 +101,7 @@ def calls(channel):
         "GetKey": lambda md: admin.GetKey(kpb.GetKeyRequest(key="x"), metadata=md),
         "UpdateKey": lambda md: admin.UpdateKey(kpb.UpdateKeyRequest(key="x"), metadata=md),
         "DeleteKey": lambda md: admin.DeleteKey(kpb.DeleteKeyRequest(key="x"), metadata=md),
+        "GetMetrics": lambda md: metrics.GetMetrics(metrics_service_pb2.GetMetricsRequest(), metadata=md),
     }
 
 
@@ -131,6 +135,7 @@ RPCS = [
     "GetKey",
     "UpdateKey",
     "DeleteKey",
+    "GetMetrics",
 ]
 
 

@@ -28,6 +28,7 @@ TINY = {
     "postgres.py": ["--tasks", "200", "--workers", "2", "--read-seconds", "0.1", "--notify-seconds", "0.2"],
     "claims.py": ["--backlog", "1000", "--small", "200", "--claim", "300", "--workers", "2"],
     "failover.py": ["--seconds", "0.3", "--rounds", "1", "--callers", "4"],
+    "metrics_scrape.py": ["--tasks", "2000", "--indexes", "50", "--scrapes", "5"],
 }
 # These start a throwaway PostgreSQL cluster (tests/postgres_cluster.py).
 NEEDS_POSTGRES = {"postgres.py", "claims.py"}

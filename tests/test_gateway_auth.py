@@ -76,6 +76,8 @@ ROUTES = {
     "create dump": ("POST", "/dumps", None, "enqueue_only"),
     "create snapshot": ("POST", "/snapshots", None, "enqueue_only"),
     "get version": ("GET", "/version", None, "get_only"),
+    # Metrics name every index: a key needs `metrics.get` on all of them (`*`).
+    "get metrics": ("GET", "/metrics", None, "get_only"),
     # Batches read as tasks do (`tasks.get`); the fixture ran none, so a batch uid is unknown to every key.
     "list batches": ("GET", "/batches", None, "enqueue_only"),
     "get batch": ("GET", "/batches/0", None, "enqueue_only"),
@@ -180,6 +182,7 @@ async def test_every_route_answers_spec_bodies_for_every_credential(secured_http
         "get batch": 404,
         "get task": 200,
         "get version": 200,
+        "get metrics": 200,
         "create key": 201,
         "list keys": 200,
         "get key": 200,

@@ -484,6 +484,23 @@ def test_leases_hold_tasks_until_they_end(storage):
         assert tx.leases.get("t").state == "lost" and tx.leases.tasks_of("t") == []
 
 
+def test_active_leases_are_counted_by_every_reader(storage):
+    reader = storage.reader()
+    try:
+        assert reader.leases.count_active() == 0
+        with storage.transaction() as tx:
+            for token in ("a", "b", "c"):
+                tx.leases.insert(LeaseRecord(token, "w", 100, 30, "active"))
+            tx.leases.update("b", state="completed")
+            assert tx.leases.count_active() == 2
+        assert reader.leases.count_active() == 2
+        with storage.transaction() as tx:
+            tx.leases.end_all("lost")
+        assert reader.leases.count_active() == 0
+    finally:
+        reader.close()
+
+
 def test_keys(storage):
     key = KeyRecord("0d3b5c7e-0000-4000-8000-000000000001", "k", None, ["*"], ["movies"], None, 1, 1)
     with storage.transaction() as tx:
@@ -518,6 +535,13 @@ def test_used_bytes_grow_with_what_is_stored(storage):
         tx.tasks.insert([("movies", UPDATE, {"pad": secrets.token_urlsafe(7_500)}, None) for _ in range(20)], 1)
     with storage.transaction() as tx:
         assert tx.used_bytes() >= before + 20 * 10_000
+        used = tx.used_bytes()
+    # A reader tells the same, outside any unit of work.
+    reader = storage.reader()
+    try:
+        assert reader.used_bytes() == used
+    finally:
+        reader.close()
 
 
 def test_iter_tasks_and_index_rows_read_every_task_with_its_matches(storage):

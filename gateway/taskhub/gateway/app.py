@@ -26,11 +26,17 @@ from starlette.routing import Route
 
 from taskhub import channels, limits
 from taskhub.errors import TaskHubError, from_rpc_error, payload_too_large
-from taskhub.gateway import batches, dashboard, enqueue, events, keys, query, render
+from taskhub.gateway import batches, dashboard, enqueue, events, keys, metrics, query, render
 from taskhub.gateway.guard import Guard
 from taskhub.gateway.openapi import OPENAPI
 from taskhub.metadata import GATEWAY_TOKEN
-from taskhub.v1 import key_service_pb2_grpc, task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
+from taskhub.v1 import (
+    key_service_pb2_grpc,
+    metrics_service_pb2_grpc,
+    task_pb2,
+    task_service_pb2 as pb,
+    task_service_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,7 @@ class Backend:
         self._tasks: task_service_pb2_grpc.TaskServiceStub | None = None
         self._health: health_pb2_grpc.HealthStub | None = None
         self._keys: key_service_pb2_grpc.KeyServiceStub | None = None
+        self._metrics: metrics_service_pb2_grpc.MetricsServiceStub | None = None
 
     def open(self) -> None:
         if self._channel is None:
@@ -68,6 +75,7 @@ class Backend:
             self._tasks = task_service_pb2_grpc.TaskServiceStub(self._channel)
             self._health = health_pb2_grpc.HealthStub(self._channel)
             self._keys = key_service_pb2_grpc.KeyServiceStub(self._channel)
+            self._metrics = metrics_service_pb2_grpc.MetricsServiceStub(self._channel)
 
     @property
     def tasks(self) -> task_service_pb2_grpc.TaskServiceStub:
@@ -83,6 +91,11 @@ class Backend:
     def keys(self) -> key_service_pb2_grpc.KeyServiceStub:
         self.open()
         return self._keys
+
+    @property
+    def metrics(self) -> metrics_service_pb2_grpc.MetricsServiceStub:
+        self.open()
+        return self._metrics
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -405,6 +418,7 @@ ROUTES = [
     Route("/tasks/{uid}", get_task, methods=["GET"]),
     *keys.routes(edge, _metadata),
     *batches.routes(edge, _metadata),
+    *metrics.routes(edge, _metadata),
     Route("/tasks/{uid}/events", watch_task, methods=["GET"]),
     Route("/dumps", create_dump, methods=["POST"]),
     Route("/snapshots", create_snapshot, methods=["POST"]),
@@ -451,6 +465,7 @@ def create_app(
     app = Starlette(
         routes=ROUTES,
         middleware=[
+            Middleware(metrics.Timing, routes=ROUTES),
             Middleware(Guard, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins),
             Middleware(TrimSlashes),
             Middleware(BodyLimit, limit=payload_limit),
@@ -460,4 +475,5 @@ def create_app(
     )
     app.state.backend = backend
     app.state.watches = events.Watches(heartbeat, per_client=max_watchers_per_client)
+    app.state.metrics = metrics.GatewayMetrics(app.state.watches)
     return app

@@ -52,6 +52,11 @@ class Watches:
         self._by_client: dict[str, int] = {}
         self.feeds = Feeds(change_frame)
 
+    @property
+    def open(self) -> int:
+        """Event streams open now, from every client."""
+        return sum(self._by_client.values())
+
     def close(self) -> None:
         """Ends every open stream with `event: error` (code `unavailable`) so the server can stop at once."""
         self.closing.set()

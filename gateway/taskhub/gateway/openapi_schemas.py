@@ -56,6 +56,8 @@ ACTIONS = [
     "snapshots.create",
     "snapshots.*",
     "version",
+    "metrics.get",
+    "metrics.*",
     "workers.*",
     "*",
 ]

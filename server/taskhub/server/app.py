@@ -34,9 +34,12 @@ from taskhub.server.config import (
 )
 from taskhub.server.edge import decoding, tls
 from taskhub.server.edge.key_service import KeyService
+from taskhub.server.edge.metrics_service import MetricsService
 from taskhub.server.edge.services import TaskService, WorkerService
 from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.lock import ServerLock
+from taskhub.server.metrics.rpc import RpcMetrics
+from taskhub.server.metrics.server import ServerMetrics
 from taskhub.server.model import TaskType
 from taskhub.server.rules import exports
 from taskhub.server.rules.auth import Keyring
@@ -54,6 +57,8 @@ from taskhub.server.task_types import TaskTypes
 from taskhub.v1 import (
     key_service_pb2,
     key_service_pb2_grpc,
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
     task_service_pb2,
     task_service_pb2_grpc,
     worker_service_pb2,
@@ -76,6 +81,7 @@ SERVICE_NAMES = (
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
     key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
+    metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
 )
 
 
@@ -104,6 +110,9 @@ class Service:
         For logs, metrics and health; `scheduler.replica.observers` hears each change as it happens.
         """
         return self.scheduler.replica.view
+
+    # Its Prometheus series (`metrics.webhooks` and `metrics.replica` for the parts that report through them).
+    metrics: ServerMetrics | None = None
 
     @property
     def grpc_target(self) -> str:
@@ -182,6 +191,8 @@ def check(config: Config) -> None:
         raise ValueError(f"--db-pool-size is 1 or more, not {config.db_pool_size}")
     if config.max_idempotency_keys < 0:
         raise ValueError(f"--max-idempotency-keys is 0 or more, not {config.max_idempotency_keys}")
+    if config.metrics_max_indexes < 0:
+        raise ValueError(f"--metrics-max-indexes is 0 or more, not {config.metrics_max_indexes}")
     if config.task_index not in FINDERS:
         raise ValueError(f"--task-index is `memory` or `sql`, not `{config.task_index}`")
     if is_postgres_url(config.db):
@@ -268,12 +279,21 @@ async def _start(
     )
     if scheduler.replica.shared:  # a type another replica registered since is found in the table
         scheduler.types.reread = scheduler.units.reader.task_types.all
+    metrics = ServerMetrics(
+        scheduler, limit_bytes=parse_size(config.max_task_db_size), max_indexes=config.metrics_max_indexes
+    )
+    scheduler.units.meter = metrics  # before the start, which tells it where the stored uids end
+    # The replica's name and whether it leads, as series; told again at each lead taken or lost.
+    replica = scheduler.replica
+    metrics.replica.set(replica.name, replica.leads)
+    replica.observers.append(lambda view: metrics.replica.set(view.name, view.leads))
     await scheduler.start(background=background)
 
     # Past here the scheduler runs: a start that fails stops it and closes the store before the lock goes.
     try:
         payload_limit = parse_size(config.http_payload_size_limit)
         server = grpc.aio.server(
+            interceptors=[RpcMetrics(metrics.registry)],
             options=[
                 # gRPC's own RESOURCE_EXHAUSTED past it; details are measured exactly by the services.
                 ("grpc.max_receive_message_length", limits.receive_limit(payload_limit)),
@@ -284,7 +304,7 @@ async def _start(
                 # would answer pings more often than every 5 minutes with GOAWAY.
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-            ]
+            ],
         )
         # On a database other replicas write keys to, each call checks the cache is current.
         follow = scheduler.units.reader.keys if scheduler.replica.shared else None
@@ -301,6 +321,7 @@ async def _start(
         )
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(scheduler, keys), guarded)
         key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(keys), guarded)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(metrics, keys), guarded)
         health = health_async.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         for name in ("", *SERVICE_NAMES):
@@ -341,6 +362,7 @@ async def _start(
         grpc_port=port,
         lock=lock,
         store_watch=store_watch,
+        metrics=metrics,
     )
     if store_watch is not None:
         store_watch.start()

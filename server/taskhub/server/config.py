@@ -53,6 +53,7 @@ class Config:
     idempotency_ttl: str = "24h"
     max_idempotency_keys: int = 1_000_000
     replica_name: str = ""
+    metrics_max_indexes: int = 100
 
 
 HELP = {
@@ -149,6 +150,10 @@ HELP = {
     "replica_name": (
         "this server's name among the servers (replicas) on one PostgreSQL database, in the leader row and its logs;"
         " unique per replica; empty: `HOST:PID`"
+    ),
+    "metrics_max_indexes": (
+        "`GET /metrics` shows tasks by index for this many indexes, those holding the most tasks; the others"
+        ' are summed as one (`index="~other"`)'
     ),
 }
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import heapq
 import logging
 import os
 import threading
@@ -26,12 +27,24 @@ from pyroaring import BitMap
 from taskhub.server.index import snapshot
 from taskhub.server.index.task_index import TaskIndex
 from taskhub.server.index.waiting import Waiting
-from taskhub.server.model import TaskQuery
+from taskhub.server.model import TaskKind, TaskQuery, TaskStatus
 from taskhub.server.storage.contract import Changes, Reader
 
 log = logging.getLogger(__name__)
 BUILD_CHUNK = 100_000
 PROGRESS_EVERY = 5.0  # seconds between progress lines while the index is built from rows
+
+
+@dataclasses.dataclass(slots=True)
+class Tally:
+    """The finder's counts: every task; by (status, type); by (index uid, status) for the largest indexes, and
+    by status for the others together; how many indexes hold a task."""
+
+    total: int
+    by_status_type: dict[tuple[TaskStatus, TaskKind | int], int]
+    by_index_status: dict[tuple[str, TaskStatus], int]
+    other: dict[TaskStatus, int]
+    indexes: int
 
 
 class MemoryFinder:
@@ -162,6 +175,34 @@ class MemoryFinder:
     def index_uids(self, query: TaskQuery) -> set[str]:
         with self.lock:
             return self.index.index_uids_of(self._select(query))
+
+    def tally(self, max_indexes: int) -> Tally:
+        """How many tasks it holds, by status and type, and by status in the `max_indexes` indexes holding the
+        most (the others summed): sizes of its bitmaps, no scan.
+
+        Its cost grows with the indexes (one size per index, one per index and status), not with the tasks.
+        """
+        with self.lock:
+            index = self.index
+            by_status_type = {
+                (status, kind): count
+                for status, members in index.statuses.items()
+                if members
+                for kind, typed in index.types.items()
+                if (count := members.intersection_cardinality(typed))
+            }
+            sizes = [(len(members), name) for name, members in index.indexes.items() if members]
+            top = {name for _, name in heapq.nlargest(max_indexes, sizes)}
+            pairs = index.index_statuses
+            by_index_status: dict[tuple[str, TaskStatus], int] = {}
+            other: dict[TaskStatus, int] = {}
+            for (name, status), members in pairs.items():
+                if count := len(members):
+                    if name in top:
+                        by_index_status[name, status] = count
+                    else:
+                        other[status] = other.get(status, 0) + count
+            return Tally(len(index.all), by_status_type, by_index_status, other, len(sizes))
 
     def next_run_at(self, now: int) -> int | None:
         with self.lock:

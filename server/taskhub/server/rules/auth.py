@@ -41,6 +41,8 @@ ACTIONS = (
     "snapshots.create",
     "snapshots.*",
     "version",
+    "metrics.get",
+    "metrics.*",
     "workers.*",
     "*",
 )

@@ -146,6 +146,7 @@ class Enqueuing:
             return
         batch, self._pending = self._pending, []
         self._gather_target = len(batch) + 1
+        self.units.meter.group_commit(sum(len(items) for items, _, _ in batch))
         # A full queue refuses new work; cancelations and deletions, which free it, still go through.
         job = self._commit = asyncio.ensure_future(
             self.units.run(

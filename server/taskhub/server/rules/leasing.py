@@ -158,6 +158,7 @@ class Leasing:
         strategy = lease_strategy(tx, self.units.finder, batch, size, types)
         lease.batch_uid = open_batch(tx, batch, started, strategy, lease=lease.token, worker=lease.worker).uid
         tx.leases.insert(lease)
+        self.units.note("lease_granted")
         return tx.tasks.save(batch, lease=lease.token)
 
     async def renew(
@@ -224,8 +225,11 @@ class Leasing:
             raise TaskHubError("invalid_task_outcome", f"The outcome of task `{missing[0]}` is missing.")
         for task in tasks:
             reported, error = outcomes[task.uid]
-            if task.uid in retries and error is not None and self._retry(task, error, now, retries[task.uid]):
-                continue
+            if task.uid in retries and error is not None:
+                if self._retry(task, error, now, retries[task.uid]):
+                    self.units.note("retry", task.type.label)
+                    continue
+                self.units.note("attempts_exhausted", "failed")
             details = outcome_details(task, *reported)
             if task.extra and "lastError" in task.extra:  # the outcome itself says what happened last
                 task.extra = {k: v for k, v in task.extra.items() if k != "lastError"} or None
@@ -280,6 +284,7 @@ class Leasing:
         changed = []
         for token in tx.leases.expired(now):
             tx.leases.update(token, state="expired")
+            self.units.note("lease_expired")
             ended = []
             for task in tx.leases.tasks_of(token):
                 ended.append(task)
@@ -289,6 +294,7 @@ class Leasing:
                 if attempts < self._policy(task).attempts:
                     changed += requeue(tx, [task])
                     continue
+                self.units.note("attempts_exhausted", "expired")
                 task.status, task.finished_at = TaskStatus.FAILED, now
                 task.details = finished_details(task.type, task.details, success=False)
                 task.extra = {k: v for k, v in task.extra.items() if k != "lastError"}

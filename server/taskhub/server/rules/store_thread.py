@@ -44,6 +44,11 @@ class StoreThread(concurrent.futures.Executor):
         """Like `submit`, but the job runs as soon as the one running now ends."""
         return self._put(self._first, fn, args, kwargs)
 
+    @property
+    def pending(self) -> int:
+        """Jobs waiting to run (read without the lock: a gauge, not a decision)."""
+        return len(self._first) + len(self._rest)
+
     def _put(
         self,
         lane: collections.deque[_Job],

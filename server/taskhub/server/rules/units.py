@@ -16,12 +16,14 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from taskhub.errors import TaskHubError
 from taskhub.server.index.follower import Follower, HistoryLost
 from taskhub.server.rules.leadership import Replica
+from taskhub.server.rules.meter import Meter
 from taskhub.server.rules.store_thread import StoreThread
 from taskhub.server.rules.watch import WatchHub
 from taskhub.server.storage.contract import (
@@ -75,6 +77,10 @@ class Units:
         self.on_commit: Callable[[Changes], None] = lambda changes: None
         # Set when the storage says another commit was made: the poll looks at once.
         self._committed_elsewhere = asyncio.Event()
+        # Told of units of work, the changes followed and the events noted (the metrics; nothing by default).
+        self.meter = Meter()
+        # The events the unit of work running now noted: the meter hears of them once it commits.
+        self._notes: list[tuple[str, str, int]] = []
 
     def _thread_reader(self) -> Reader:
         """The read thread's own reader, opened on its first read (not as the thread starts: a database away then
@@ -107,6 +113,7 @@ class Units:
         except HistoryLost as lost:
             log.warning("the saved index is too old (%s): reading every task", lost)
             start = self.follower.seq = self.finder.reload(reader, fresh=True)
+        self.meter.started(reader.tasks.next_uid())
         return start
 
     async def checkpoint(self) -> None:
@@ -118,6 +125,11 @@ class Units:
         else:
             await asyncio.to_thread(save)
         self.checkpointed = seq
+
+    @property
+    def pending(self) -> int:
+        """Jobs waiting for the store thread."""
+        return self._thread.pending
 
     @property
     def unsaved(self) -> int:
@@ -170,14 +182,24 @@ class Units:
 
     def _unit(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         """On the store thread: one unit of work, then the follower takes its changes."""
+        self._notes = []
+        began = time.perf_counter()
         try:
             with self.storage.transaction() as tx:
                 result = fn(tx, *args)
                 changes = tx.changes
         except StorageFull as full:
             raise TaskHubError("no_space_left_on_device", DISK_FULL) from full
-        self._follow(loop, lambda reader: self.follower.take(changes, reader))
+        self.meter.unit(getattr(fn, "__name__", "unit"), time.perf_counter() - began)
+        if self._notes:
+            self.meter.noted(self._notes)
+        own = (changes.tasks[0].seq, changes.tasks[-1].seq) if changes.tasks else None
+        self._follow(loop, lambda reader: self.follower.take(changes, reader), own)
         return result
+
+    def note(self, event: str, label: str = "", count: int = 1) -> None:
+        """On the store thread, in a unit of work: something happened that the meter counts if the unit commits."""
+        self._notes.append((event, label, count))
 
     async def catch_up(self) -> None:
         """Takes the commits made elsewhere since the last one followed."""
@@ -190,8 +212,14 @@ class Units:
         if tx.log.last_seq() > self.follower.seq:  # one point read on the unit's own connection
             self._follow(self._loop, self.follower.catch_up)
 
-    def _follow(self, loop: asyncio.AbstractEventLoop, step: Callable[[Reader], list[Changes]]) -> None:
-        """On the store thread: one follower step; its changes go to the hub on the loop, in order."""
+    def _follow(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        step: Callable[[Reader], list[Changes]],
+        own: tuple[int, int] | None = None,
+    ) -> None:
+        """On the store thread: one follower step; its changes go to the meter, then to the hub on the loop,
+        in order. `own`: the sequence numbers of this process's commit the step takes."""
         reader = self._on_thread_reader()
         try:
             new = step(reader)
@@ -200,11 +228,14 @@ class Units:
             log.warning("%s: reading every task again; watches end and resume", lost)
             self.follower.seq = self.finder.reload(reader, fresh=True)
             self.follower.catch_up(reader)
+            self.meter.started(reader.tasks.next_uid())
             loop.call_soon_threadsafe(self._publish, [])  # wakes waiting leases: the finder changed
             loop.call_soon_threadsafe(
                 self.hub.end_all, TaskHubError("unavailable", "Changes were missed; reconnect and resume.")
             )
             return
+        for changes in new:
+            self.meter.followed(changes, own)
         if new:
             loop.call_soon_threadsafe(self._publish, new)
 

@@ -223,6 +223,10 @@ class LeaseTable(Protocol):
         """Every active lease ends with `state`, and no task is held any more."""
         ...
 
+    def count_active(self) -> int:
+        """How many leases are active (held by a worker, not yet ended), from every storage on the database."""
+        ...
+
 
 class BatchTable(Protocol):
     """Batches by uid: what one lease or one server-run task processed, and which tasks each held.
@@ -513,6 +517,13 @@ class Reader(Protocol):
 
     @property
     def batch_finder(self) -> BatchFinder: ...
+
+    @property
+    def leases(self) -> LeaseTable: ...
+
+    def used_bytes(self) -> int:
+        """As `Transaction.used_bytes`, read outside a unit of work (what the metrics show)."""
+        ...
 
     def snapshot(self) -> AbstractContextManager[None]: ...
 

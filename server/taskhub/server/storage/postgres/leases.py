@@ -38,6 +38,11 @@ class PostgresLeases:
         if deadline is not None:
             self.conn.execute("UPDATE leases SET deadline = %s WHERE token = %s", (deadline, token))
 
+    def count_active(self) -> int:
+        # The (state, deadline) index holds the active ones together: as many rows read as leases active.
+        row = self.conn.execute("SELECT COUNT(*) FROM leases WHERE state = %s", (ACTIVE,)).fetchone()
+        return 0 if row is None else int(row[0])
+
     def tasks_of(self, token: str) -> list[Task]:
         uids = [
             r[0]

@@ -36,6 +36,11 @@ class SqliteLeases:
         if deadline is not None:
             self.conn.execute("UPDATE leases SET deadline = ? WHERE token = ?", (deadline, token))
 
+    def count_active(self) -> int:
+        # The (state, deadline) index holds the active ones together: as many rows read as leases active.
+        row = self.conn.execute("SELECT COUNT(*) FROM leases WHERE state = ?", (ACTIVE,)).fetchone()
+        return int(row[0])
+
     def tasks_of(self, token: str) -> list[Task]:
         return self._tasks.get_many(
             r[0]
