@@ -347,7 +347,7 @@ class Worker:
             log.debug("could not look for waiting tasks without a handler: %s", status_code(error))
             return
         handled = {str(t) for t in self.handlers}
-        for task in page.tasks:
+        for task in page.results:
             name = task.type_name
             if name in handled or name in SERVER_RUN or name in self._unhandled_seen:
                 continue

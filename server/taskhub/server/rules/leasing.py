@@ -341,7 +341,7 @@ def _log_failure(task: Task, *, retried: bool, retryable: bool) -> None:
         )
     elif retryable:
         log.info(
-            "task %d (%s) failed: its %d attempts are spent: %s: %s",
+            "task %d (%s) failed for good on attempt %d, the last allowed: %s: %s",
             task.uid,
             task.type.label,
             attempt,
@@ -374,7 +374,7 @@ def _log_expiry(worker: str, tasks: list[Task]) -> None:
     for task in tasks:
         if task.status == TaskStatus.FAILED:
             log.info(
-                "task %d (%s) failed: its %d attempts are spent (its lease expired)",
+                "task %d (%s) failed for good: its lease expired on attempt %d, the last allowed",
                 task.uid,
                 task.type.label,
                 attempts[task.uid],
