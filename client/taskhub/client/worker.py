@@ -342,7 +342,7 @@ class Worker:
         if self.index_uids is not None:
             request.filter.index_uids.index_uids.extend(self.index_uids)
         try:
-            page = await self._tasks_stub.ListTasks(request, metadata=self._metadata, timeout=10)
+            page = await self._tasks_stub.ListTasks(request, metadata=self._metadata, timeout=5)
         except grpc.RpcError as error:  # a key without `tasks.get`, a server gone: the look is only a courtesy
             log.debug("could not look for waiting tasks without a handler: %s", status_code(error))
             return
