@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -25,6 +26,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from taskhub.client import tracing
 from taskhub.server import app
+from taskhub.v1 import task_pb2, task_service_pb2 as pb, worker_service_pb2 as wpb
+from taskhub.v1.task_service_pb2_grpc import TaskServiceStub
+from taskhub.v1.worker_service_pb2_grpc import WorkerServiceStub
 from test_serve import free_port, wait_serving
 
 pytestmark = pytest.mark.slow  # a worker subprocess
@@ -218,3 +222,33 @@ def test_without_the_extra_everything_works_untraced_and_says_so(tmp_path):
         assert text.count("OTEL_TRACES_EXPORTER is set but OpenTelemetry is not installed") == 1, text
         assert "Traceback" not in text
     assert (tmp_path / "worker-out.log").read_text() == ""  # no span was exported
+
+
+async def test_the_context_is_the_first_enqueuers_and_no_part_of_an_idempotent_request(exporter, config):
+    service = await app.start(config, background=False)
+    try:
+        async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+            tasks, workers = TaskServiceStub(channel), WorkerServiceStub(channel)
+            tracer = tracing.provider().get_tracer("test")
+            traces, uids = [], []
+            for caller in ("first", "second"):
+                with tracer.start_as_current_span(f"{caller} caller") as span:
+                    request = pb.EnqueueTaskRequest(
+                        type=task_pb2.TASK_TYPE_INDEX_CREATION, index_uid="movies", idempotency_key="once"
+                    )
+                    uids.append((await tasks.EnqueueTask(request)).task.task_uid)
+                    traces.append(span.get_span_context().trace_id)
+            # The same request from another trace is the same request: no idempotency_key_conflict.
+            assert uids[0] == uids[1] and traces[0] != traces[1]
+            leased = await workers.LeaseTasks(wpb.LeaseTasksRequest(worker="w"))
+            assert [t.uid for t in leased.tasks] == [uids[0]]
+            version, trace_id, _, flags = leased.tasks[0].trace_context["traceparent"].split("-")
+            assert (version, trace_id, int(flags, 16) & 1) == ("00", f"{traces[0]:032x}", 1)  # and sampled
+
+            tracing.stop()  # untraced from here: nothing stored, nothing handed over
+            with tracer.start_as_current_span("untraced caller"):
+                await tasks.EnqueueTask(pb.EnqueueTaskRequest(type=task_pb2.TASK_TYPE_INDEX_CREATION, index_uid="b"))
+            leased = await workers.LeaseTasks(wpb.LeaseTasksRequest(worker="w"))
+            assert len(leased.tasks) == 1 and dict(leased.tasks[0].trace_context) == {}
+    finally:
+        await service.stop(0)
