@@ -190,3 +190,35 @@ def test_a_full_queue_is_logged_once_in_text(tmp_path):
     assert len(full) == 1 and " WARNING taskhub.server.rules.enqueue: " in full[0]
     with pytest.raises(json.JSONDecodeError):
         json.loads(full[0])
+
+
+def test_the_gateway_logs_json_too_and_a_bad_format_is_refused(tmp_path):
+    server, target = serve(tmp_path)
+    http_port = free_port()
+    gateway = Logged(
+        tmp_path / "gateway.log",
+        "gateway",
+        "--grpc-target",
+        target,
+        "--http-listen",
+        f"127.0.0.1:{http_port}",
+        "--log-format",
+        "JSON",
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not any("listening" in line for line in gateway.lines()):
+            assert gateway.proc.poll() is None and time.monotonic() < deadline, gateway.lines()
+            time.sleep(0.1)
+    finally:
+        gateway.stop()
+        server.stop()
+    records = gateway.events()
+    assert any(f"127.0.0.1:{http_port}" in r["message"] and r["logger"] == "taskhub.gateway.serving" for r in records)
+    for command in (["serve", "--db", str(tmp_path / "x.db")], ["gateway"], ["worker", HANDLERS]):
+        refused = subprocess.run(
+            [sys.executable, "-m", "taskhub.server.cli", *command, "--log-format", "yaml"],
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode == 2 and "--log-format" in refused.stderr and "yaml" in refused.stderr, refused
