@@ -41,8 +41,7 @@ def leased(tasks: list[Task], messages: list[task_pb2.Task], worker: str, batch_
         headers = context_of(task)
         if headers:
             message.trace_context.update(headers)
-            with tracing.span("taskhub lease", headers, _attributes(task, worker=worker, batch_uid=batch_uid)):
-                pass
+            tracing.record("taskhub lease", headers, _attributes(task, worker=worker, batch_uid=batch_uid))
 
 
 def finished(tasks: list[Task]) -> None:
@@ -52,10 +51,8 @@ def finished(tasks: list[Task]) -> None:
     for task in tasks:
         headers = context_of(task)
         if headers:
-            status = task.status.name.lower()
-            with tracing.span("taskhub complete", headers, _attributes(task, status=status)) as current:
-                if task.error is not None:
-                    tracing.failed(current, str(task.error.get("code")))
+            error = None if task.error is None else str(task.error.get("code"))
+            tracing.record("taskhub complete", headers, _attributes(task, status=task.status.name.lower()), error)
 
 
 def _attributes(task: Task, **more: Any) -> dict[str, Any]:
