@@ -34,6 +34,7 @@ from test_serve import free_port, wait_serving
 pytestmark = pytest.mark.slow  # a worker subprocess
 
 HANDLERS = str(Path(__file__).with_name("trace_handlers.py"))
+MASTER = "master-key-of-the-trace-tests-0123456789"
 WORKER_HANDLERS = str(Path(__file__).with_name("worker_handlers.py"))
 
 
@@ -61,7 +62,7 @@ def exported(path: Path) -> list[dict]:
 
 
 async def test_one_trace_from_the_gateway_to_the_workers_handler_and_back(exporter, config, tmp_path):
-    config = dataclasses.replace(config, no_http=False, http_listen="127.0.0.1:0")
+    config = dataclasses.replace(config, no_http=False, http_listen="127.0.0.1:0", master_key=MASTER)
     service = await app.start(config)
     worker_out = tmp_path / "worker-spans.json"
     env = {
@@ -73,7 +74,7 @@ async def test_one_trace_from_the_gateway_to_the_workers_handler_and_back(export
     worker = None
     try:
         base = f"http://127.0.0.1:{service.gateway.port}"
-        async with httpx.AsyncClient(base_url=base) as http:
+        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {MASTER}"}) as http:
             enqueued = await http.post(
                 "/tasks",
                 json={"type": "documentAdditionOrUpdate", "indexUid": "books", "details": {"receivedDocuments": 3}},
@@ -83,7 +84,7 @@ async def test_one_trace_from_the_gateway_to_the_workers_handler_and_back(export
             with worker_out.open("wb") as out:
                 worker = subprocess.Popen(
                     [sys.executable, "-m", "taskhub.server.cli", "worker", HANDLERS, "--target",
-                     service.grpc_target, "--poll-seconds", "0.5"],
+                     service.grpc_target, "--poll-seconds", "0.5", "--api-key", MASTER],
                     stdout=out,
                     env=env,
                 )  # fmt: skip
@@ -125,6 +126,9 @@ async def test_one_trace_from_the_gateway_to_the_workers_handler_and_back(export
     assert lease.attributes["taskhub.worker"].endswith(f":{worker.pid}")
 
     worker_spans = exported(worker_out)
+    # No credential in a span: the instrumentations record no authorization header.
+    assert MASTER not in worker_out.read_text()
+    assert not [s for s in spans if MASTER in json.dumps(dict(s.attributes or {}), default=str)]
     handler = next(s for s in worker_spans if s["name"] == "taskhub handle documentAdditionOrUpdate")
     assert handler["context"]["trace_id"] == hex_id(trace_id, 32)
     assert handler["parent_id"] == hex_id(enqueue_server.context.span_id, 16)
