@@ -18,5 +18,9 @@ def documents(job):
     return {"indexedDocuments": received}
 
 
+def settings(job):
+    raise TaskFailed("the settings store is busy", code="settings_busy", retry=True)
+
+
 # No handler for indexCreation: the worker warns that such tasks wait.
-HANDLERS = {"documentAdditionOrUpdate": documents}
+HANDLERS = {"documentAdditionOrUpdate": documents, "settingsUpdate": settings}

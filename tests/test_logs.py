@@ -87,6 +87,8 @@ def test_server_and_worker_log_each_event_as_json_and_no_secret(tmp_path):
         MASTER,
         "--max-attempts",
         "1",
+        "--retry-policy",
+        '{"settingsUpdate": {"attempts": 2, "initialDelay": "0s", "jitter": 0}}',
         "--cleanup-threshold",
         "6",
         "--cleanup-batch",
@@ -121,7 +123,7 @@ def test_server_and_worker_log_each_event_as_json_and_no_secret(tmp_path):
                 "json",
             )
             started = worker.wait_for("worker_started")
-            assert (started["target"], started["types"]) == (target, ["documentAdditionOrUpdate"])
+            assert (started["target"], started["types"]) == (target, ["documentAdditionOrUpdate", "settingsUpdate"])
             assert "leasing from " + target in started["message"]
             worker.wait_for("batch_leased", uids=[fine])
             worker.wait_for("batch_reported", uids=[fine], failed=0)
@@ -137,6 +139,16 @@ def test_server_and_worker_log_each_event_as_json_and_no_secret(tmp_path):
                 "documentAdditionOrUpdate",
                 "b",
             )
+
+            # A retryable failure waits for its next attempt, then spends the last one.
+            busy = stub.EnqueueTask(
+                pb.EnqueueTaskRequest(type=task_pb2.TASK_TYPE_SETTINGS_UPDATE, index_uid="s"), metadata=AUTH, timeout=5
+            ).task.task_uid
+            retrying = server.wait_for("task_retrying", uid=busy)
+            assert (retrying["attempt"], retrying["code"], retrying["type"]) == (1, "settings_busy", "settingsUpdate")
+            spent = server.wait_for("attempts_exhausted", uid=busy)
+            assert (spent["attempt"], spent["code"]) == (2, "settings_busy")
+            assert "the last allowed" in spent["message"]
 
             # A worker killed mid-task: its lease expires, and with one attempt allowed the task fails.
             hanging = documents(stub, "c", HANG)
