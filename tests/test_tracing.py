@@ -248,6 +248,16 @@ async def test_the_context_is_the_first_enqueuers_and_no_part_of_an_idempotent_r
             assert [t.uid for t in leased.tasks] == [uids[0]]
             version, trace_id, _, flags = leased.tasks[0].trace_context["traceparent"].split("-")
             assert (version, trace_id, int(flags, 16) & 1) == ("00", f"{traces[0]:032x}", 1)  # and sampled
+            # Failed and requeued, the task's new run stays in the first trace.
+            failed = wpb.TaskOutcome(uid=uids[0])
+            failed.error.code, failed.error.message, failed.error.type = "broken", "it broke", "internal"
+            await workers.CompleteTasks(wpb.CompleteTasksRequest(token=leased.lease.token, outcomes=[failed]))
+            requeue = pb.RequeueTasksRequest()
+            requeue.filter.uids.uids.append(uids[0])
+            [again] = (await tasks.RequeueTasks(requeue)).tasks
+            leased = await workers.LeaseTasks(wpb.LeaseTasksRequest(worker="w"))
+            assert [t.uid for t in leased.tasks] == [again.uid] and again.requeued_from == uids[0]
+            assert leased.tasks[0].trace_context["traceparent"].split("-")[1] == f"{traces[0]:032x}"
 
             tracing.stop()  # untraced from here: nothing stored, nothing handed over
             with tracer.start_as_current_span("untraced caller"):
