@@ -29,6 +29,7 @@ TINY = {
     "claims.py": ["--backlog", "1000", "--small", "200", "--claim", "300", "--workers", "2"],
     "failover.py": ["--seconds", "0.3", "--rounds", "1", "--callers", "4"],
     "metrics_scrape.py": ["--tasks", "2000", "--indexes", "50", "--scrapes", "5"],
+    "tracing.py": ["--seconds", "0.2", "--rounds", "1", "--producers", "4"],
 }
 # These start a throwaway PostgreSQL cluster (tests/postgres_cluster.py).
 NEEDS_POSTGRES = {"postgres.py", "claims.py"}

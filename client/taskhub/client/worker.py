@@ -30,6 +30,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -39,10 +40,19 @@ import grpc
 from google.protobuf import duration_pb2
 
 from taskhub import channels
+from taskhub.client import tracing
 from taskhub.client.calls import MAX_MESSAGE, metadata, status_code, tls_credentials, to_error
 from taskhub.client.models import TYPE_TO_PROTO, Task, TaskType, details_to_proto, parse_type
 from taskhub.errors import TaskHubError
-from taskhub.v1 import batch_pb2, errors_pb2, task_pb2, worker_service_pb2 as wpb, worker_service_pb2_grpc
+from taskhub.v1 import (
+    batch_pb2,
+    errors_pb2,
+    task_pb2,
+    task_service_pb2,
+    task_service_pb2_grpc,
+    worker_service_pb2 as wpb,
+    worker_service_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +97,10 @@ class Retry(TaskFailed):
 
 # The server's limits on a progress report (taskhub.server.batch), checked here so a renewal never carries a bad one.
 MAX_STEPS, MAX_STEP_NAME_BYTES = 16, 256
+# Types the server runs itself: never a worker's, so never missing a handler.
+SERVER_RUN = frozenset({"taskCancelation", "taskDeletion", "snapshotCreation", "dumpCreation"})
+# How often an idle worker looks for waiting tasks it has no handler for (seconds), and how many it reads.
+UNHANDLED_EVERY, UNHANDLED_PAGE = 60.0, 100
 Step = tuple[str, int, int]
 
 
@@ -146,6 +160,8 @@ class Job:
     task: Task
     canceled: threading.Event = field(default_factory=threading.Event)
     _batch: BatchProgress | None = field(default=None, repr=False)
+    # The enqueuer's trace context (W3C headers), when the server traces: the handler's span joins that trace.
+    trace_context: dict[str, str] = field(default_factory=dict, repr=False)
 
     def progress(self, *steps: Any) -> None:
         """Reports how far the handler got: `progress("indexing", 30, 100)`, or several `(name, finished, total)`
@@ -214,6 +230,9 @@ class Worker:
         self._credentials = credentials or tls_credentials(tls_ca)
         self.processed = 0
         self._stopping = asyncio.Event()
+        # Waiting types with no handler here, warned about once each; when that was last looked at.
+        self._unhandled_seen: set[str] = set()
+        self._unhandled_at: float | None = None
 
     # -- running ----------------------------------------------------------
 
@@ -238,8 +257,17 @@ class Worker:
         # One server or several replicas: a lease, renewal or report that hits UNAVAILABLE goes to
         # another, which knows the lease when the replicas share a database.
         channel = channels.aio_channel(self.target, self._credentials, message_limit=MAX_MESSAGE)
+        types = sorted(str(t) for t in self.handlers)
+        log.info(
+            "worker %s started: leasing from %s, handling %s",
+            self.name,
+            self.target,
+            ", ".join(types),
+            extra={"event": "worker_started", "worker": self.name, "target": self.target, "types": types},
+        )
         async with channel:
             stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
+            self._tasks_stub = task_service_pb2_grpc.TaskServiceStub(channel)
             await asyncio.gather(*(self._loop(stub, max_batches) for _ in range(self.concurrency)))
 
     async def _loop(self, stub, max_batches: int | None) -> None:
@@ -259,6 +287,7 @@ class Worker:
                         await self._stopping.wait()
                 continue
             if lease is None:
+                await self._look_for_unhandled()
                 continue
             batches += 1
             await self._run_batch(stub, lease)
@@ -300,12 +329,62 @@ class Worker:
         response = leasing.result()
         return response if response.HasField("lease") else None
 
+    async def _look_for_unhandled(self) -> None:
+        """When idle, at most every UNHANDLED_EVERY seconds: warns once per type about waiting tasks of a type this
+        worker has no handler for. It never leases them (it asks for its own types only), but the first of them
+        holds its index: the tasks after it there wait too, for a worker that handles it."""
+        now = time.monotonic()
+        if self._unhandled_at is not None and now - self._unhandled_at < UNHANDLED_EVERY:
+            return
+        self._unhandled_at = now
+        request = task_service_pb2.ListTasksRequest(limit=UNHANDLED_PAGE, reverse=True)
+        request.filter.statuses.statuses.append(task_pb2.TaskStatus.TASK_STATUS_ENQUEUED)
+        if self.index_uids is not None:
+            request.filter.index_uids.index_uids.extend(self.index_uids)
+        try:
+            page = await self._tasks_stub.ListTasks(request, metadata=self._metadata, timeout=5)
+        except grpc.RpcError as error:  # a key without `tasks.get`, a server gone: the look is only a courtesy
+            log.debug("could not look for waiting tasks without a handler: %s", status_code(error))
+            return
+        handled = {str(t) for t in self.handlers}
+        for task in page.results:
+            name = task.type_name
+            if name in handled or name in SERVER_RUN or name in self._unhandled_seen:
+                continue
+            self._unhandled_seen.add(name)
+            where = f"on index `{task.index_uid}`" if task.HasField("index_uid") else "with no index"
+            log.warning(
+                "tasks of type %s are waiting (the oldest: task %d %s) and this worker has no handler for them:"
+                " they wait, and hold the later tasks of their index, until a worker with a handler for %s runs",
+                name,
+                task.uid,
+                where,
+                name,
+                extra={
+                    "event": "unhandled_type",
+                    "worker": self.name,
+                    "type": name,
+                    "uid": task.uid,
+                    "index_uid": task.index_uid if task.HasField("index_uid") else None,
+                },
+            )
+
     # -- one batch --------------------------------------------------------
 
     async def _run_batch(self, stub, lease: wpb.LeaseTasksResponse) -> None:
         token = lease.lease.token
         progress = BatchProgress(asyncio.get_running_loop(), len(lease.tasks))
-        jobs = [Job(Task.from_proto(t), _batch=progress) for t in lease.tasks]
+        jobs = [Job(Task.from_proto(t), _batch=progress, trace_context=dict(t.trace_context)) for t in lease.tasks]
+        batch_uid = lease.lease.batch_uid
+        uids = [job.uid for job in jobs]
+        log.info(
+            "batch %d leased: %d task%s %s",
+            batch_uid,
+            len(jobs),
+            "" if len(jobs) == 1 else "s",
+            uids,
+            extra={"event": "batch_leased", "worker": self.name, "batch_uid": batch_uid, "uids": uids},
+        )
         work = asyncio.ensure_future(self._run_jobs(jobs, progress))
         keeper = asyncio.ensure_future(self._keep_lease(stub, token, progress))
         stopping = asyncio.ensure_future(self._stopping.wait())
@@ -316,7 +395,7 @@ class Worker:
         stopping.cancel()
         if work.done() and not keeper.done():
             keeper.cancel()
-            await self._complete(stub, token, jobs, work.result())
+            await self._complete(stub, token, jobs, work.result(), batch_uid)
             return
         # Canceled, lost, or out of grace: stop the handlers and report nothing.
         for job in jobs:
@@ -325,7 +404,12 @@ class Worker:
         with contextlib.suppress(asyncio.CancelledError):
             await work
         if keeper.done():
-            log.info("batch of lease %s ended before its report: %s", token, keeper.result())
+            log.info(
+                "batch %d ended before its report: %s",
+                batch_uid,
+                keeper.result(),
+                extra={"event": "batch_ended", "batch_uid": batch_uid, "uids": uids, "reason": keeper.result()},
+            )
         else:
             keeper.cancel()
             await self._release(stub, token)
@@ -338,12 +422,23 @@ class Worker:
         return outcomes
 
     async def _run_job(self, job: Job) -> wpb.TaskOutcome:
+        type_name = str(job.task.type)
+        attributes = {"taskhub.task.uid": job.uid, "taskhub.task.type": type_name, "taskhub.worker": self.name}
+        with tracing.span(f"taskhub handle {type_name}", job.trace_context, attributes) as span:
+            outcome = await self._handle(job)
+            if outcome.HasField("error"):
+                tracing.failed(span, outcome.error.code)
+        return outcome
+
+    async def _handle(self, job: Job) -> wpb.TaskOutcome:
         handler = self.handlers[job.task.type]
         outcome = wpb.TaskOutcome(uid=job.uid)
+        fields = {"worker": self.name, "uid": job.uid, "type": str(job.task.type)}
         try:
             if inspect.iscoroutinefunction(handler):
                 reported = await handler(job)
             else:
+                # to_thread copies the context: the handler runs within its span.
                 reported = await asyncio.to_thread(handler, job)
             if reported:
                 outcome.details.CopyFrom(details_to_proto(job.task.type, reported))
@@ -355,8 +450,20 @@ class Worker:
             outcome.retryable = failure.retry
             if failure.after is not None:
                 outcome.retry_after.CopyFrom(_seconds(max(failure.after, 0.0)))
+            log.info(
+                "task %d failed%s: %s: %s",
+                job.uid,
+                " (to be tried again)" if failure.retry else "",
+                failure.code,
+                failure.message,
+                extra={"event": "task_failed", **fields, "code": failure.code, "retry": failure.retry},
+            )
         except Exception as exc:  # a handler's bug fails its task, not the worker
-            log.exception("handler for task %d failed", job.uid)
+            log.exception(
+                "handler for task %d failed",
+                job.uid,
+                extra={"event": "task_failed", **fields, "code": "internal", "retry": False},
+            )
             outcome.error.CopyFrom(
                 errors_pb2.TaskError(message=f"{type(exc).__name__}: {exc}", code="internal", type="internal")
             )
@@ -400,18 +507,46 @@ class Worker:
                 async with asyncio.timeout(remaining):
                     await progress.changed.wait()
 
-    async def _complete(self, stub, token: str, jobs: list[Job], outcomes: list[wpb.TaskOutcome]) -> None:
+    async def _complete(
+        self, stub, token: str, jobs: list[Job], outcomes: list[wpb.TaskOutcome], batch_uid: int
+    ) -> None:
+        # A batch from one trace reports within it (the report's RPC spans join it); the server records each
+        # task's completion in its own trace anyway.
+        contexts = {tuple(sorted(job.trace_context.items())) for job in jobs}
+        shared = dict(next(iter(contexts))) if len(contexts) == 1 else {}
         try:
-            await stub.CompleteTasks(
-                wpb.CompleteTasksRequest(token=token, outcomes=outcomes), metadata=self._metadata, timeout=30
-            )
+            with tracing.within(shared):
+                await stub.CompleteTasks(
+                    wpb.CompleteTasksRequest(token=token, outcomes=outcomes), metadata=self._metadata, timeout=30
+                )
             self.processed += len(jobs)
         except grpc.RpcError as error:
             failure = to_error(error)
             if failure.code not in ("lease_lost", "unavailable"):
                 raise failure from None
-            # The server put the tasks back (or will, at expiry); they run again.
-            log.warning("report of lease %s refused: %s", token, failure.message)
+            # The server put the tasks back (or will, at expiry); they run again. Its message names the lease by
+            # its token, a secret: the code says enough.
+            log.warning(
+                "report of batch %d refused (%s): its tasks run again",
+                batch_uid,
+                failure.code,
+                extra={"event": "report_refused", "batch_uid": batch_uid, "code": failure.code},
+            )
+            return
+        failed = sum(1 for outcome in outcomes if outcome.HasField("error"))
+        log.info(
+            "batch %d reported: %d succeeded, %d failed",
+            batch_uid,
+            len(outcomes) - failed,
+            failed,
+            extra={
+                "event": "batch_reported",
+                "worker": self.name,
+                "batch_uid": batch_uid,
+                "uids": [job.uid for job in jobs],
+                "failed": failed,
+            },
+        )
 
     async def _release(self, stub, token: str) -> None:
         with contextlib.suppress(grpc.RpcError, TaskHubError):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import logging
 import os
 import pathlib
 import sys
 
 import click
 
+from taskhub.client import logs, tracing
 from taskhub.client.cli import CONTEXT, connection_options
 from taskhub.client.worker import Worker
 from taskhub.errors import TaskHubError
@@ -58,19 +58,30 @@ def load_handlers(spec: str) -> dict:
     help="on SIGTERM, how long the current batch may take before it is released",
 )
 @click.option("--log-level", envvar="TASKHUB_LOG_LEVEL", default="INFO", show_default=True, show_envvar=True)
+@click.option(
+    "--log-format",
+    envvar="TASKHUB_LOG_FORMAT",
+    type=click.Choice(logs.FORMATS, case_sensitive=False),
+    default="text",
+    show_default=True,
+    show_envvar=True,
+    help="`text`, or `json`: an object a line",
+)
 def worker(**params) -> int:
     """Run a worker with the handlers of MODULE (a dotted module or a .py file, optionally :ATTRIBUTE).
 
     It leases tasks from a running taskhub server and runs them with the handlers that MODULE's
     HANDLERS dict maps task types to. SIGTERM/SIGINT finish the current batch (within --grace-seconds)
-    or release it. The API key needs the workers.* action.
+    or release it. The API key needs the workers.* action (and tasks.get, for the warning about waiting
+    tasks of types it has no handler for). OTEL_TRACES_EXPORTER turns tracing on (docs/tracing-and-logs.md).
     """
     return _run(argparse.Namespace(**params))
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.start_logging(args.log_level, args.log_format)
     try:
+        tracing.start("taskhub-worker")
         worker = Worker(
             args.target,
             load_handlers(args.module),
@@ -83,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
             poll_seconds=args.poll_seconds,
             grace_seconds=args.grace_seconds,
         )
-    except OSError as error:  # an unreadable --tls-ca
+    except (OSError, ValueError) as error:  # an unreadable --tls-ca, an exporter not installed
         print(f"taskhub worker: {error}", file=sys.stderr)
         return 2
     try:

@@ -21,6 +21,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from taskhub import limits
+from taskhub.gateway import tracing
 from taskhub.gateway.app import create_app
 from taskhub.gateway.events import HEARTBEAT
 from taskhub.gateway.guard import listen_hosts, split_list
@@ -86,15 +87,17 @@ class GatewayServer:
         try:
             # The port bound, for `:0` too: the Host check needs it.
             hosts = listen_hosts(host, sock.getsockname()[1]) + split_list(allowed_hosts)
-            app = create_app(
-                grpc_target,
-                heartbeat=heartbeat,
-                allowed_hosts=hosts,
-                allowed_origins=split_list(allowed_origins),
-                payload_limit=payload_limit,
-                credentials=credentials,
-                watch_token=watch_token,
-                max_watchers_per_client=max_watchers_per_client,
+            app = tracing.instrument(
+                create_app(
+                    grpc_target,
+                    heartbeat=heartbeat,
+                    allowed_hosts=hosts,
+                    allowed_origins=split_list(allowed_origins),
+                    payload_limit=payload_limit,
+                    credentials=credentials,
+                    watch_token=watch_token,
+                    max_watchers_per_client=max_watchers_per_client,
+                )
             )
             config = uvicorn.Config(
                 app,

@@ -15,7 +15,7 @@ from dataclasses import fields
 
 import click
 
-from taskhub.client import cli as client_cli
+from taskhub.client import cli as client_cli, logs, tracing
 from taskhub.server import config as config_module
 from taskhub.server.config import Config
 
@@ -53,14 +53,13 @@ def config_options(names: tuple[str, ...] | None = None) -> Callable:
     return decorate
 
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-def start_logging(level: str) -> None:
-    """Logs at `level` (any case) to stderr; an unknown level is a usage error naming the flag."""
-    if level.upper() not in LOG_LEVELS:
-        raise click.BadParameter(f"`{level}` is not one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def start_logging(config: Config) -> None:
+    """Logs at --log-level in --log-format to stderr; a bad value is a usage error naming the flag."""
+    wrong = logs.check(config.log_level, config.log_format)
+    if wrong is not None:
+        flag, _, why = wrong.partition(": ")
+        raise click.BadParameter(why, param_hint=flag)
+    logs.start_logging(config.log_level, config.log_format)
 
 
 @click.command(context_settings=client_cli.CONTEXT)
@@ -75,7 +74,7 @@ def serve(**params) -> int:
 
     gc.set_threshold(YOUNG_GENERATION, *gc.get_threshold()[1:])
     config = Config(**params)
-    start_logging(config.log_level)
+    start_logging(config)
     if url_password(config.db) is not None and on_command_line("db"):
         logging.getLogger("taskhub").warning(
             "the --db URL carries a password, which `ps` and the shell's history show to others: leave it out of"
@@ -83,6 +82,7 @@ def serve(**params) -> int:
             " ~/.pgpass, or give the URL by TASKHUB_DB"
         )
     try:
+        tracing.start("taskhub", server=True)
         run_loop(app.serve(config), config.event_loop)
     except (OSError, ValueError) as exc:
         print(f"taskhub: {exc}", file=sys.stderr)
@@ -120,6 +120,7 @@ def on_command_line(name: str) -> bool:
         "grace_seconds",
         "event_loop",
         "log_level",
+        "log_format",
         "tls_cert",
         "tls_key",
         "max_watchers_per_client",
@@ -130,8 +131,9 @@ def gateway(grpc_target: str, tls_ca: str | None, **settings) -> int:
     from taskhub.gateway import serving
 
     config = Config(**settings)
-    start_logging(config.log_level)
+    start_logging(config)
     try:
+        tracing.start("taskhub-gateway")
         run_loop(
             serving.serve_gateway(
                 grpc_target,

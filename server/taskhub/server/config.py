@@ -46,6 +46,7 @@ class Config:
     task_index: str = "memory"
     event_loop: str = "auto"
     log_level: str = "INFO"
+    log_format: str = "text"
     http_payload_size_limit: str = "1MiB"
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -131,6 +132,7 @@ HELP = {
         " uvloop cuts the loop's share of every call"
     ),
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_format": "`text` (a line a record) or `json` (an object a line, with each event's fields)",
     "http_payload_size_limit": (
         "the largest request body, and task details, taken (413 payload_too_large); 1MiB, 100KiB..."
     ),

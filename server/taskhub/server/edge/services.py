@@ -21,7 +21,7 @@ from taskhub import limits
 from taskhub.errors import DOMAIN, TaskHubError, payload_too_large
 from taskhub.metadata import WATCH_CURSOR
 from taskhub.server import version
-from taskhub.server.edge import batch_convert, convert
+from taskhub.server.edge import batch_convert, convert, tracing
 from taskhub.server.model import TaskQuery
 from taskhub.server.rules.auth import ENQUEUE_ACTIONS, Keyring, Principal
 from taskhub.server.rules.leasing import SECOND
@@ -152,7 +152,9 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         async with error_edge(context):
             # Each type's own action is checked with the task (rules/enqueue); a caller with none is refused now.
             principal = self.keys.require_any(authorization(context), ENQUEUE_ACTIONS)
-            type_, index_uid, details, extra = _enqueue_item(request, self.payload_limit, self.scheduler.types)
+            type_, index_uid, details, extra = tracing.traced(
+                _enqueue_item(request, self.payload_limit, self.scheduler.types)
+            )
             task = await self.scheduler.enqueue(
                 type_,
                 index_uid,
@@ -175,7 +177,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                             "One idempotency key covers the whole batch: set `idempotency_key` on the request,"
                             " not on its tasks.",
                         )
-                    items.append(_enqueue_item(item, self.payload_limit, self.scheduler.types))
+                    items.append(tracing.traced(_enqueue_item(item, self.payload_limit, self.scheduler.types)))
                 except TaskHubError as error:
                     raise error.within(f"tasks[{position}]") from None
             tasks = await self.scheduler.enqueue_many(
@@ -381,6 +383,7 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
             )
             for task in lease.tasks:
                 convert.fill_task(response.tasks.add(), task)
+            tracing.leased(lease.tasks, list(response.tasks), request.worker or context.peer(), lease.batch_uid)
             return response
 
     async def RenewLease(self, request: wpb.RenewLeaseRequest, context) -> wpb.RenewLeaseResponse:
@@ -404,6 +407,7 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
                 if retryable:
                     retries[outcome.uid] = after
             tasks = await self.scheduler.complete(request.token, outcomes, retries)
+            tracing.finished(tasks)
             response = wpb.CompleteTasksResponse()
             for task in tasks:
                 convert.fill_task(response.tasks.add(), task)

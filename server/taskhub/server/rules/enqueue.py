@@ -10,6 +10,7 @@ idempotency key is looked up and recorded in the same commit (rules/idempotency.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,8 @@ from taskhub.server.rules.idempotency import Claim
 from taskhub.server.rules.retries import RetryPolicies, RetryPolicy
 from taskhub.server.rules.units import DISK_FULL, Units
 from taskhub.server.storage.contract import NewTask, Transaction
+
+log = logging.getLogger(__name__)
 
 MAX_ENQUEUE_BATCH = 1_000
 # One enqueue: (type, index uid, details, extra fields or None).
@@ -61,6 +64,8 @@ class Enqueuing:
         self._gathering: asyncio.TimerHandle | None = None
         self._commit: asyncio.Future[list[list[Task] | TaskHubError]] | None = None
         self._gather_target = 1
+        # Whether the last commit found the queue full: said once when it fills, once when it has room again.
+        self.full = False
 
     async def enqueue(
         self,
@@ -163,6 +168,8 @@ class Enqueuing:
         def settle(job: asyncio.Future[list[list[Task] | TaskHubError]]) -> None:
             self._commit = None
             error = None if job.cancelled() else job.exception()
+            if not job.cancelled():
+                self._say_room(isinstance(error, TaskHubError) and error.code == "no_space_left_on_device")
             for position, (_, _, done) in enumerate(batch):
                 if done.done():
                     pass
@@ -179,6 +186,18 @@ class Enqueuing:
             self._next_batch()
 
         job.add_done_callback(settle)
+
+    def _say_room(self, full: bool) -> None:
+        """Logs the queue filling up and having room again, once each time."""
+        if full and not self.full:
+            log.warning(
+                "the queue is full (its database reached --max-task-db-size): enqueues are refused until tasks"
+                " are deleted",
+                extra={"event": "queue_full", "max_db_size": self.max_db_size},
+            )
+        elif self.full and not full:
+            log.info("the queue has room again: enqueues are taken", extra={"event": "queue_has_room"})
+        self.full = full
 
     def _make_room(self) -> bool:
         """On the store thread, when the queue is full: the change log is pruned; answers whether it freed any.

@@ -26,6 +26,8 @@ from taskhub.server.storage.contract import IdempotencyRecord, NewTask, Transact
 MAX_KEY_BYTES = 256
 DEFAULT_TTL = 24 * 3_600 * 1_000_000  # microseconds
 DEFAULT_MAX_KEYS = 1_000_000
+# The extra field of the enqueuer's trace context (edge/tracing.py).
+TRACE_CONTEXT = "traceContext"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,8 @@ def claim(key: str, caller: Principal, items: list[NewTask], *, batch: bool) -> 
     # Stored as a digest: a change to this encoding makes keys used before it conflict until they expire.
     # A type is written as its number (an int enum); sorted keys: the same JSON object written in another order
     # is the same request; `str` for any value JSON lacks.
-    text = json.dumps([batch, items], sort_keys=True, separators=(",", ":"), default=str)
+    # The trace context is the caller's, not the request's: a retry from another trace is the same request.
+    text = json.dumps([batch, [_traceless(item) for item in items]], sort_keys=True, separators=(",", ":"), default=str)
     return Claim(
         key=hashlib.sha256(owner.encode() + b"\0" + key.encode("utf-8", "surrogatepass")).digest(),
         request=hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest(),
@@ -108,6 +111,13 @@ def settle(
     for (items, _), step in zip(entries, plan, strict=True):
         answers.append(tasks[step : step + len(items)] if isinstance(step, int) else step)
     return answers
+
+
+def _traceless(item: NewTask) -> NewTask:
+    index_uid, type_, details, extra = item
+    if extra and TRACE_CONTEXT in extra:
+        extra = {k: v for k, v in extra.items() if k != TRACE_CONTEXT} or None
+    return index_uid, type_, details, extra
 
 
 def _replayed(items: list[NewTask], record: IdempotencyRecord) -> list[Task]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ ENDED = {
     "released": "it was released",
     "lost": "the server restarted",
 }
+log = logging.getLogger(__name__)
+# The longest error message a log line quotes: a worker's message may be long.
+LOGGED_MESSAGE = 300
 # A task's outcome once checked: (reported type, reported details), and the error in Meilisearch's shape.
 Checked = tuple[tuple[TaskKind | None, dict[str, Any] | None], dict[str, Any] | None]
 
@@ -206,7 +210,11 @@ class Leasing:
                     "invalid_task_outcome",
                     f"The retry of task `{uid}` must come from 0 to {MAX_RETRY_AFTER // (86_400 * SECOND)} days later.",
                 )
-        return await self.units.run(self._complete, token, checked, retries or {}, self.clock())
+        tasks = await self.units.run(self._complete, token, checked, retries or {}, self.clock())
+        for task in tasks:
+            if task.uid in checked and checked[task.uid][1] is not None:
+                _log_failure(task, retried=task.status == TaskStatus.ENQUEUED, retryable=task.uid in (retries or {}))
+        return tasks
 
     def _complete(
         self, tx: Transaction, token: str, outcomes: dict[int, Checked], retries: dict[int, int | None], now: int
@@ -277,15 +285,23 @@ class Leasing:
         return requeued
 
     async def expire(self, now: int) -> list[Task]:
-        return await self.units.run_led(self._expire, now)  # the leader's work
+        expired: list[tuple[str, list[Task]]] = []
+        changed = await self.units.run_led(self._expire, now, expired)  # the leader's work
+        for worker, tasks in expired:
+            _log_expiry(worker, tasks)
+        return changed
 
-    def _expire(self, tx: Transaction, now: int) -> list[Task]:
-        """The tasks of expired leases go back to enqueued, or fail once out of attempts."""
+    def _expire(self, tx: Transaction, now: int, expired: list[tuple[str, list[Task]]]) -> list[Task]:
+        """The tasks of expired leases go back to enqueued, or fail once out of attempts; `expired` gets each
+        lease's worker and tasks, for the log once committed."""
+        expired.clear()  # a unit tried again starts over
         changed = []
         for token in tx.leases.expired(now):
+            record = tx.leases.get(token)
             tx.leases.update(token, state="expired")
             self.units.note("lease_expired")
-            ended = []
+            ended: list[Task] = []
+            expired.append(("" if record is None else record.worker, ended))
             for task in tx.leases.tasks_of(token):
                 ended.append(task)
                 # An attempt spent; the lease's own length was the wait, so the task is due again at once.
@@ -309,6 +325,75 @@ class Leasing:
             lease = tx.leases.get(token)
             close_batch(tx, None if lease is None else lease.batch_uid, now, "expired", ended)
         return changed
+
+
+def _log_failure(task: Task, *, retried: bool, retryable: bool) -> None:
+    """A reported failure: tried again later, failed for good, or failed with its attempts spent."""
+    error = (task.extra or {}).get("lastError") if retried else task.error
+    code = str((error or {}).get("code"))
+    message = str((error or {}).get("message", ""))[:LOGGED_MESSAGE]
+    fields = {"uid": task.uid, "type": task.type.label, "index_uid": task.index_uid, "code": code}
+    attempt = _attempts(task) + (0 if retryable else 1)  # a retryable failure counted itself already
+    if retried:
+        run_at = (task.extra or {}).get("runAt")
+        log.info(
+            "task %d (%s) failed, attempt %d, tried again later: %s: %s",
+            task.uid,
+            task.type.label,
+            attempt,
+            code,
+            message,
+            extra={"event": "task_retrying", **fields, "attempt": attempt, "run_at": run_at},
+        )
+    elif retryable:
+        log.info(
+            "task %d (%s) failed for good on attempt %d, the last allowed: %s: %s",
+            task.uid,
+            task.type.label,
+            attempt,
+            code,
+            message,
+            extra={"event": "attempts_exhausted", **fields, "attempt": attempt},
+        )
+    else:
+        log.info(
+            "task %d (%s) failed: %s: %s",
+            task.uid,
+            task.type.label,
+            code,
+            message,
+            extra={"event": "task_failed", **fields, "attempt": attempt},
+        )
+
+
+def _log_expiry(worker: str, tasks: list[Task]) -> None:
+    """A lease expired: who held it, its tasks and their attempt, and those whose attempts it spent."""
+    uids = [t.uid for t in tasks]
+    attempts = {t.uid: _attempts(t) for t in tasks}
+    log.info(
+        "the lease of worker %s expired without a report: tasks %s, attempts %s",
+        worker,
+        uids,
+        [attempts[u] for u in uids],
+        extra={"event": "lease_expired", "worker": worker, "uids": uids, "attempts": [attempts[u] for u in uids]},
+    )
+    for task in tasks:
+        if task.status == TaskStatus.FAILED:
+            log.info(
+                "task %d (%s) failed for good: its lease expired on attempt %d, the last allowed",
+                task.uid,
+                task.type.label,
+                attempts[task.uid],
+                extra={
+                    "event": "attempts_exhausted",
+                    "uid": task.uid,
+                    "type": task.type.label,
+                    "index_uid": task.index_uid,
+                    "code": "task_attempts_exhausted",
+                    "attempt": attempts[task.uid],
+                    "worker": worker,
+                },
+            )
 
 
 def requeue(tx: Transaction, tasks: list[Task]) -> list[Task]:

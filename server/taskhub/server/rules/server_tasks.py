@@ -118,7 +118,12 @@ class ServerTasks:
                 details = {"dumpUid": dump_uid}
             await self.units.run_led(_finish, task.uid, self.clock(), details, None)
         except OSError as exc:
-            log.exception("%s %d failed", task.type.label, task.uid)
+            log.exception(
+                "%s %d failed",
+                task.type.label,
+                task.uid,
+                extra={"event": "task_failed", "uid": task.uid, "type": task.type.label, "code": "io_error"},
+            )
             error = {
                 "message": f"Could not write the {task.type.label} file: {exc.strerror or exc}.",
                 "code": "io_error",
@@ -145,6 +150,7 @@ class ServerTasks:
             "the queue holds %d tasks or more: deleting the %d oldest finished ones",
             self.cleanup_threshold,
             len(oldest),
+            extra={"event": "cleanup", "threshold": self.cleanup_threshold, "deleted": len(oldest)},
         )
         query = TaskQuery(uids=frozenset(oldest))
         await self.units.run_led(
