@@ -214,6 +214,14 @@ class LeaseTable(Protocol):
         """Every active lease ends with `state`, and no task is held any more."""
         ...
 
+    def held(self) -> list[tuple[LeaseRecord, list[int]]]:
+        """Every active lease (by token) with the uids of the processing tasks it holds (by uid; none is possible).
+
+        What an operator's view of the workers reads: found through the index on active leases and the
+        one on leased tasks, never a scan of the task rows.
+        """
+        ...
+
 
 class BatchTable(Protocol):
     """Batches by uid: what one lease or one server-run task processed, and which tasks each held.
@@ -445,6 +453,11 @@ class Reader(Protocol):
 
     @property
     def batch_finder(self) -> BatchFinder: ...
+
+    @property
+    def leases(self) -> LeaseTable:
+        """For reading only (`held`, `get`): a reader writes nothing."""
+        ...
 
     def snapshot(self) -> AbstractContextManager[None]: ...
 
