@@ -224,6 +224,11 @@ _SCHEMAS = {
                 "description": "The failed or canceled task this one was requeued from; present only then."
                 " Taskhub extension.",
             },
+            "worker": {
+                "type": "string",
+                "description": "The worker holding the task, or the last one that held it (the name its lease was"
+                " asked with); absent before any did. Taskhub extension.",
+            },
         },
     },
     "TaskSummary": {
