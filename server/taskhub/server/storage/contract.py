@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from taskhub.errors import TaskHubError
 from taskhub.server.batch import Batch, BatchQuery, ProgressStep
-from taskhub.server.model import KeyRecord, Task, TaskKind, TaskQuery, TaskStatus
+from taskhub.server.model import KeyRecord, Scope, Task, TaskKind, TaskQuery, TaskStatus
 
 # What an enqueue stores: (index uid, type, details).
 NewTask = tuple[str | None, TaskKind, dict[str, Any] | None, dict[str, Any] | None]
@@ -515,6 +515,19 @@ class TaskFinder(Protocol):
 
         What a lease call waiting for work sleeps until. May be asked from any thread.
         """
+        ...
+
+    def finished_per_second(self, since: int, seconds: int, scope: Scope | None = None) -> dict[TaskStatus, list[int]]:
+        """How many finished tasks (that `scope` sees) finished in each of the `seconds` seconds from `since`
+        (microseconds, inclusive) on, by their status; a status none finished with is absent.
+
+        The history an operator's chart starts from: asked of the finished dates, never of a log.
+        """
+        ...
+
+    def counts_by_index(self, scope: Scope | None = None) -> dict[str | None, dict[TaskStatus, int]]:
+        """How many tasks (that `scope` sees) each index holds, by status, None for the global tasks; only counts
+        above zero, and only indexes holding a task."""
         ...
 
     def close(self) -> None:
