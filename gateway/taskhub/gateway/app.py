@@ -13,6 +13,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,13 +26,14 @@ from starlette.routing import Route
 
 from taskhub import limits
 from taskhub.errors import TaskHubError, from_rpc_error, payload_too_large
-from taskhub.gateway import batches, dashboard, enqueue, events, keys, query, render
+from taskhub.gateway import batches, dashboard, enqueue, events, keys, operations, query, render
 from taskhub.gateway.guard import Guard
 from taskhub.gateway.openapi import OPENAPI
 from taskhub.metadata import GATEWAY_TOKEN
 from taskhub.v1 import key_service_pb2_grpc, task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 UNAVAILABLE = "The task queue is unavailable right now: the gateway got no answer from its gRPC server. Retry later."
 
@@ -58,6 +60,7 @@ class Backend:
         self._tasks: task_service_pb2_grpc.TaskServiceStub | None = None
         self._health: health_pb2_grpc.HealthStub | None = None
         self._keys: key_service_pb2_grpc.KeyServiceStub | None = None
+        self._stubs: dict[Callable, tuple[grpc.aio.Channel, Any]] = {}
 
     def open(self) -> None:
         if self._channel is None:
@@ -88,6 +91,14 @@ class Backend:
     def keys(self) -> key_service_pb2_grpc.KeyServiceStub:
         self.open()
         return self._keys
+
+    def stub(self, kind: Callable[[grpc.aio.Channel], T]) -> T:
+        """A stub of another service on the one channel, made once a channel (`kind`: a generated stub class)."""
+        self.open()
+        made = self._stubs.get(kind)
+        if made is None or made[0] is not self._channel:
+            made = self._stubs[kind] = (self._channel, kind(self._channel))
+        return made[1]
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -409,6 +420,7 @@ ROUTES = [
     Route("/tasks/{uid}", get_task, methods=["GET"]),
     *keys.routes(edge, _metadata),
     *batches.routes(edge, _metadata),
+    *operations.routes(edge, _metadata),
     Route("/tasks/{uid}/events", watch_task, methods=["GET"]),
     Route("/dumps", create_dump, methods=["POST"]),
     Route("/snapshots", create_snapshot, methods=["POST"]),

@@ -24,6 +24,7 @@ from taskhub import limits
 from taskhub.server.config import Config, parse_duration, parse_size, task_type_names, watch_retention_bytes
 from taskhub.server.edge import decoding, tls
 from taskhub.server.edge.key_service import KeyService
+from taskhub.server.edge.operations_service import OperationsService
 from taskhub.server.edge.services import TaskService, WorkerService
 from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.lock import ServerLock
@@ -42,6 +43,8 @@ from taskhub.server.task_types import TaskTypes
 from taskhub.v1 import (
     key_service_pb2,
     key_service_pb2_grpc,
+    operations_service_pb2,
+    operations_service_pb2_grpc,
     task_service_pb2,
     task_service_pb2_grpc,
     worker_service_pb2,
@@ -64,6 +67,7 @@ SERVICE_NAMES = (
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
     key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
+    operations_service_pb2.DESCRIPTOR.services_by_name["OperationsService"].full_name,
 )
 
 
@@ -249,6 +253,7 @@ async def _start(
         )
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(scheduler, keys), guarded)
         key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(keys), guarded)
+        operations_service_pb2_grpc.add_OperationsServiceServicer_to_server(OperationsService(scheduler, keys), guarded)
         health = health_async.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         for name in ("", *SERVICE_NAMES):
