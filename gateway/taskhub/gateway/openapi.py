@@ -7,7 +7,7 @@ every documented operation is a route.
 
 from __future__ import annotations
 
-from taskhub.gateway import openapi_batches
+from taskhub.gateway import openapi_batches, openapi_operations
 from taskhub.gateway.guard import ANY_HOST_PATHS
 from taskhub.gateway.openapi_schemas import (
     DATE_FILTER,
@@ -641,6 +641,8 @@ OPENAPI["paths"].update(
 )
 _SCHEMAS.update(openapi_batches.SCHEMAS)
 OPENAPI["paths"].update(openapi_batches.paths([_parameter(name) for name in LIST_PARAMETERS], _json, _ERROR))
+_SCHEMAS.update(openapi_operations.SCHEMAS)
+OPENAPI["paths"].update(openapi_operations.paths(_json, _ERROR))
 OPENAPI["components"]["securitySchemes"] = {
     "Bearer": {
         "type": "http",

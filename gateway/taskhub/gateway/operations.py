@@ -80,8 +80,7 @@ def routes(edge: Callable[[Handler], Handler], metadata: Metadata) -> list[Route
 
     async def list_leases(request: Request) -> Response:
         backend = request.app.state.backend
-        if request.scope.get("query_string"):
-            name = next(iter(query.parameters(request.scope["query_string"].decode("utf-8", "replace"))), "")
+        for name in query.parameters(request.scope.get("query_string", b"").decode("utf-8", "replace")):
             raise TaskHubError("bad_request", f"Unknown parameter `{name}`: `/leases` takes none")
         stub = backend.stub(operations_service_pb2_grpc.OperationsServiceStub)
         response = await stub.ListLeases(opb.ListLeasesRequest(), timeout=backend.timeout, metadata=metadata(request))
