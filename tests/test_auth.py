@@ -14,6 +14,8 @@ from taskhub.server import app
 from taskhub.v1 import (
     key_service_pb2 as kpb,
     key_service_pb2_grpc,
+    operations_service_pb2 as opb,
+    operations_service_pb2_grpc,
     task_pb2,
     task_service_pb2 as pb,
     task_service_pb2_grpc,
@@ -70,6 +72,7 @@ def calls(channel):
     tasks = task_service_pb2_grpc.TaskServiceStub(channel)
     workers = worker_service_pb2_grpc.WorkerServiceStub(channel)
     admin = key_service_pb2_grpc.KeyServiceStub(channel)
+    operations = operations_service_pb2_grpc.OperationsServiceStub(channel)
     movies = task_pb2.TaskFilter(index_uids=task_pb2.IndexUidSet(index_uids=["movies"]))
     return {
         "ListTasks": lambda md: tasks.ListTasks(pb.ListTasksRequest(), metadata=md),
@@ -98,6 +101,8 @@ def calls(channel):
         "GetKey": lambda md: admin.GetKey(kpb.GetKeyRequest(key="x"), metadata=md),
         "UpdateKey": lambda md: admin.UpdateKey(kpb.UpdateKeyRequest(key="x"), metadata=md),
         "DeleteKey": lambda md: admin.DeleteKey(kpb.DeleteKeyRequest(key="x"), metadata=md),
+        "ListLeases": lambda md: operations.ListLeases(opb.ListLeasesRequest(), metadata=md),
+        "GetActivity": lambda md: operations.GetActivity(opb.GetActivityRequest(), metadata=md),
     }
 
 
@@ -131,6 +136,8 @@ RPCS = [
     "GetKey",
     "UpdateKey",
     "DeleteKey",
+    "ListLeases",
+    "GetActivity",
 ]
 
 
@@ -154,7 +161,16 @@ async def test_every_rpc_refuses_bad_credentials(secured, keys, rpc):
     assert await error_of(call((("authorization", "Bearer "),))) == MISSING
     assert await error_of(call(bearer("not-a-key"))) == INVALID
     assert await error_of(call(bearer(keys["expiring"]))) == INVALID
-    if rpc in ("ListTasks", "GetTask", "WatchTask", "WatchTasks", "ListBatches", "GetBatch"):
+    if rpc in (
+        "ListTasks",
+        "GetTask",
+        "WatchTask",
+        "WatchTasks",
+        "ListBatches",
+        "GetBatch",
+        "ListLeases",
+        "GetActivity",
+    ):
         assert await error_of(call(bearer(keys["enqueue_only"]))) == INVALID  # lacks tasks.get
     else:
         assert await error_of(call(bearer(keys["movies_get"]))) == INVALID  # lacks the action

@@ -3,7 +3,6 @@
 // Neither follows the page's filters: they show every task the key sees.
 import { timeElement } from './format.js';
 
-const SVG = 'http://www.w3.org/2000/svg';
 const FINISHED = ['succeeded', 'failed', 'canceled'];
 const STATUSES = ['enqueued', 'processing', ...FINISHED];
 const SHOWN_LEASES = 50; // rows at most; a line says how many more
@@ -113,14 +112,7 @@ export function showActivity(figure, activity) {
       path += `M${i} ${bottom.toFixed(2)}V${top.toFixed(2)}h1V${bottom.toFixed(2)}z`;
       base[i] += count;
     });
-    let shape = svg.querySelector(`path[data-status="${status}"]`);
-    if (!shape) {
-      shape = document.createElementNS(SVG, 'path');
-      shape.dataset.status = status;
-      shape.setAttribute('class', `bar bar-${status}`);
-      svg.append(shape);
-    }
-    shape.setAttribute('d', path);
+    svg.querySelector(`path[data-status="${status}"]`).setAttribute('d', path);
   });
   const sums = Object.fromEntries(FINISHED.map((status, k) => [status, series[k].reduce((a, b) => a + b, 0)]));
   for (const status of FINISHED) figure.dataset[status] = String(sums[status]);
