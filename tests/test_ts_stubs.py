@@ -66,6 +66,7 @@ def compiled(tmp_path_factory) -> pathlib.Path:
         "batch_pb.ts",
         "errors_pb.ts",
         "key_service_pb.ts",
+        "operations_service_pb.ts",
         "task_pb.ts",
         "task_service_pb.ts",
         "worker_service_pb.ts",
