@@ -1,8 +1,9 @@
 """What an operator's view asks of the index: tasks finished per second, and counts per index.
 
 Both read what the index keeps anyway. The finished dates of the window come from the hours'
-buckets and the per-uid columns, then one `bincount` a status; the counts per index are the
-sizes of the (index, status) bitmaps, never a pass over the tasks.
+buckets and the per-uid columns (copied under the index's lock), then one `bincount` over (second,
+status) cells outside it; the counts per index are the sizes of the (index, status) bitmaps, never a
+pass over the tasks.
 """
 
 from __future__ import annotations
@@ -10,28 +11,36 @@ from __future__ import annotations
 import numpy as np
 
 from taskhub.server.index.bitmaps import uids_of
-from taskhub.server.index.task_index import TaskIndex
+from taskhub.server.index.task_index import PAIR, TaskIndex
 from taskhub.server.model import Scope, TaskQuery, TaskStatus
 
 SECOND = 1_000_000
 FINISHED = (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELED)
 
 
-def finished_per_second(
+def finished_rows(
     index: TaskIndex, since: int, seconds: int, scope: Scope | None = None
-) -> dict[TaskStatus, list[int]]:
-    """`TaskFinder.finished_per_second` from the index (its caller holds the index's lock)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The finished dates and statuses of the tasks finished in the window, copied out of the index (its caller
+    holds the index's lock; the counting that follows needs it no more)."""
     query = TaskQuery(after_finished_at=since - 1, before_finished_at=since + seconds * SECOND, scope=scope)
     positions = uids_of(index.select(query)) - index.columns.base
-    if not len(positions):
+    return index.columns.arrays["finished_at"][positions], index.columns.arrays["status"][positions]
+
+
+def finished_per_second(
+    times: np.ndarray, statuses: np.ndarray, since: int, seconds: int
+) -> dict[TaskStatus, list[int]]:
+    """`TaskFinder.finished_per_second` from `finished_rows`: one `bincount` over (second, status) cells."""
+    if not len(times):
         return {}
-    slots = (index.columns.arrays["finished_at"][positions] - since) // SECOND
-    statuses = index.columns.arrays["status"][positions]
+    cells = (times - since) // SECOND * PAIR + statuses  # statuses are below PAIR
+    table = np.bincount(cells, minlength=seconds * PAIR).reshape(seconds, PAIR)
     counts: dict[TaskStatus, list[int]] = {}
     for status in FINISHED:
-        chosen = slots[statuses == int(status)]
-        if len(chosen):
-            counts[status] = np.bincount(chosen, minlength=seconds).tolist()
+        column = table[:, int(status)]
+        if column.any():
+            counts[status] = column.tolist()
     return counts
 
 

@@ -169,7 +169,8 @@ class MemoryFinder:
 
     def finished_per_second(self, since: int, seconds: int, scope: Scope | None = None) -> dict[TaskStatus, list[int]]:
         with self.lock:
-            return activity.finished_per_second(self.index, since, seconds, scope)
+            times, statuses = activity.finished_rows(self.index, since, seconds, scope)
+        return activity.finished_per_second(times, statuses, since, seconds)
 
     def counts_by_index(self, scope: Scope | None = None) -> dict[str | None, dict[TaskStatus, int]]:
         with self.lock:
