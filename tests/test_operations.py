@@ -58,8 +58,10 @@ async def test_leases_show_who_holds_what_until_completed_or_expired(service, st
     beta = await lease(workers, "beta", "books", lease_duration=seconds(30))
     assert [t.uid for t in alpha.tasks] == [0, 1] and [t.uid for t in beta.tasks] == [2]
 
-    leases = (await operations.ListLeases(opb.ListLeasesRequest())).leases
-    assert held(opb.ListLeasesResponse(leases=leases)) == [
+    listed = await operations.ListLeases(opb.ListLeasesRequest())
+    leases = listed.leases
+    assert listed.total == 2
+    assert held(listed) == [
         ("alpha", alpha.lease.batch_uid, [0, 1], [0, 0]),
         ("beta", beta.lease.batch_uid, [2], [0]),
     ]
@@ -70,6 +72,12 @@ async def test_leases_show_who_holds_what_until_completed_or_expired(service, st
             (t.index_uid, "documentAdditionOrUpdate") for t in taken.tasks
         ]
     assert (await stub.GetTask(pb.GetTaskRequest(uid=2))).task.worker == "beta"
+    # A limit takes the oldest; the total counts them all.
+    first = await operations.ListLeases(opb.ListLeasesRequest(limit=1))
+    assert (held(first), first.total) == (held(listed)[:1], 2)
+    for bad in (0, 1001):
+        code, reason, _ = await error_of(operations.ListLeases(opb.ListLeasesRequest(limit=bad)))
+        assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "invalid_lease_limit")
 
     # A renewal moves the deadline shown.
     renewed = await workers.RenewLease(wpb.RenewLeaseRequest(token=alpha.lease.token, lease_duration=seconds(90)))
@@ -152,7 +160,7 @@ async def test_activity_counts_tasks_finished_each_second_and_tasks_per_index(
 
 async def test_http_routes_show_real_leases_and_activity(http, service, stub, workers):
     await enqueue(stub, "movies")
-    assert (await http.get("/leases")).json() == {"results": []}
+    assert (await http.get("/leases")).json() == {"results": [], "total": 0}
     taken = await lease(workers, "alpha", "movies")
     body = (await http.get("/leases")).json()
     task = (await http.get("/tasks/0")).json()
@@ -165,11 +173,13 @@ async def test_http_routes_show_real_leases_and_activity(http, service, stub, wo
                 "deadline": body["results"][0]["deadline"],
                 "tasks": [{"uid": 0, "indexUid": "movies", "type": "documentAdditionOrUpdate", "attempts": 0}],
             }
-        ]
+        ],
+        "total": 1,
     }
+    assert (await http.get("/leases?limit=1")).json() == body
     assert body["results"][0]["deadline"] > task["startedAt"] and task["worker"] == "alpha"
     await workers.CompleteTasks(wpb.CompleteTasksRequest(token=taken.lease.token, outcomes=[wpb.TaskOutcome(uid=0)]))
-    assert (await http.get("/leases")).json() == {"results": []}
+    assert (await http.get("/leases")).json() == {"results": [], "total": 0}
 
     activity = (await http.get("/activity?seconds=60")).json()
     assert list(activity) == ["since", "seconds", "finished", "indexes"] and activity["seconds"] == 60
@@ -186,6 +196,8 @@ async def test_http_routes_show_real_leases_and_activity(http, service, stub, wo
         ("/activity?seconds=x", "invalid_activity_seconds"),
         ("/activity?minutes=1", "bad_request"),
         ("/leases?worker=a", "bad_request"),
+        ("/leases?limit=0", "invalid_lease_limit"),
+        ("/leases?limit=-1", "invalid_lease_limit"),
     ):
         response = await http.get(path)
         assert (response.status_code, response.json()["code"]) == (400, code), path

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#taskhub/v1/operations_service.proto\x12\ntaskhub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x13\n\x11ListLeasesRequest\";\n\x12ListLeasesResponse\x12%\n\x06leases\x18\x01 \x03(\x0b\x32\x15.taskhub.v1.HeldLease\"\xc1\x01\n\tHeldLease\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\x16\n\tbatch_uid\x18\x02 \x01(\rH\x00\x88\x01\x01\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05tasks\x18\x05 \x03(\x0b\x32\x16.taskhub.v1.LeasedTaskB\x0c\n\n_batch_uid\"v\n\nLeasedTask\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12\x16\n\tindex_uid\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x11\n\ttype_name\x18\x03 \x01(\t\x12\x15\n\x08\x61ttempts\x18\x04 \x01(\rH\x01\x88\x01\x01\x42\x0c\n\n_index_uidB\x0b\n\t_attempts\"6\n\x12GetActivityRequest\x12\x14\n\x07seconds\x18\x01 \x01(\rH\x00\x88\x01\x01\x42\n\n\x08_seconds\"\x9f\x01\n\x13GetActivityResponse\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsucceeded\x18\x02 \x03(\r\x12\x0e\n\x06\x66\x61iled\x18\x03 \x03(\r\x12\x10\n\x08\x63\x61nceled\x18\x04 \x03(\r\x12(\n\x07indexes\x18\x05 \x03(\x0b\x32\x17.taskhub.v1.IndexCounts\"\x8e\x01\n\x0bIndexCounts\x12\x16\n\tindex_uid\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x08\x65nqueued\x18\x02 \x01(\x04\x12\x12\n\nprocessing\x18\x03 \x01(\x04\x12\x11\n\tsucceeded\x18\x04 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x04\x12\x10\n\x08\x63\x61nceled\x18\x06 \x01(\x04\x42\x0c\n\n_index_uid2\xb0\x01\n\x11OperationsService\x12K\n\nListLeases\x12\x1d.taskhub.v1.ListLeasesRequest\x1a\x1e.taskhub.v1.ListLeasesResponse\x12N\n\x0bGetActivity\x12\x1e.taskhub.v1.GetActivityRequest\x1a\x1f.taskhub.v1.GetActivityResponseBh\n\x14io.github.taskhub.v1B\x16OperationsServiceProtoP\x01Z6github.com/taskhub/taskhub/gen/go/taskhub/v1;taskhubv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#taskhub/v1/operations_service.proto\x12\ntaskhub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"1\n\x11ListLeasesRequest\x12\x12\n\x05limit\x18\x01 \x01(\rH\x00\x88\x01\x01\x42\x08\n\x06_limit\"J\n\x12ListLeasesResponse\x12%\n\x06leases\x18\x01 \x03(\x0b\x32\x15.taskhub.v1.HeldLease\x12\r\n\x05total\x18\x02 \x01(\r\"\xc1\x01\n\tHeldLease\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\x16\n\tbatch_uid\x18\x02 \x01(\rH\x00\x88\x01\x01\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05tasks\x18\x05 \x03(\x0b\x32\x16.taskhub.v1.LeasedTaskB\x0c\n\n_batch_uid\"v\n\nLeasedTask\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12\x16\n\tindex_uid\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x11\n\ttype_name\x18\x03 \x01(\t\x12\x15\n\x08\x61ttempts\x18\x04 \x01(\rH\x01\x88\x01\x01\x42\x0c\n\n_index_uidB\x0b\n\t_attempts\"6\n\x12GetActivityRequest\x12\x14\n\x07seconds\x18\x01 \x01(\rH\x00\x88\x01\x01\x42\n\n\x08_seconds\"\x9f\x01\n\x13GetActivityResponse\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsucceeded\x18\x02 \x03(\r\x12\x0e\n\x06\x66\x61iled\x18\x03 \x03(\r\x12\x10\n\x08\x63\x61nceled\x18\x04 \x03(\r\x12(\n\x07indexes\x18\x05 \x03(\x0b\x32\x17.taskhub.v1.IndexCounts\"\x8e\x01\n\x0bIndexCounts\x12\x16\n\tindex_uid\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x08\x65nqueued\x18\x02 \x01(\x04\x12\x12\n\nprocessing\x18\x03 \x01(\x04\x12\x11\n\tsucceeded\x18\x04 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x04\x12\x10\n\x08\x63\x61nceled\x18\x06 \x01(\x04\x42\x0c\n\n_index_uid2\xb0\x01\n\x11OperationsService\x12K\n\nListLeases\x12\x1d.taskhub.v1.ListLeasesRequest\x1a\x1e.taskhub.v1.ListLeasesResponse\x12N\n\x0bGetActivity\x12\x1e.taskhub.v1.GetActivityRequest\x1a\x1f.taskhub.v1.GetActivityResponseBh\n\x14io.github.taskhub.v1B\x16OperationsServiceProtoP\x01Z6github.com/taskhub/taskhub/gen/go/taskhub/v1;taskhubv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,19 +34,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\024io.github.taskhub.v1B\026OperationsServiceProtoP\001Z6github.com/taskhub/taskhub/gen/go/taskhub/v1;taskhubv1'
   _globals['_LISTLEASESREQUEST']._serialized_start=84
-  _globals['_LISTLEASESREQUEST']._serialized_end=103
-  _globals['_LISTLEASESRESPONSE']._serialized_start=105
-  _globals['_LISTLEASESRESPONSE']._serialized_end=164
-  _globals['_HELDLEASE']._serialized_start=167
-  _globals['_HELDLEASE']._serialized_end=360
-  _globals['_LEASEDTASK']._serialized_start=362
-  _globals['_LEASEDTASK']._serialized_end=480
-  _globals['_GETACTIVITYREQUEST']._serialized_start=482
-  _globals['_GETACTIVITYREQUEST']._serialized_end=536
-  _globals['_GETACTIVITYRESPONSE']._serialized_start=539
-  _globals['_GETACTIVITYRESPONSE']._serialized_end=698
-  _globals['_INDEXCOUNTS']._serialized_start=701
-  _globals['_INDEXCOUNTS']._serialized_end=843
-  _globals['_OPERATIONSSERVICE']._serialized_start=846
-  _globals['_OPERATIONSSERVICE']._serialized_end=1022
+  _globals['_LISTLEASESREQUEST']._serialized_end=133
+  _globals['_LISTLEASESRESPONSE']._serialized_start=135
+  _globals['_LISTLEASESRESPONSE']._serialized_end=209
+  _globals['_HELDLEASE']._serialized_start=212
+  _globals['_HELDLEASE']._serialized_end=405
+  _globals['_LEASEDTASK']._serialized_start=407
+  _globals['_LEASEDTASK']._serialized_end=525
+  _globals['_GETACTIVITYREQUEST']._serialized_start=527
+  _globals['_GETACTIVITYREQUEST']._serialized_end=581
+  _globals['_GETACTIVITYRESPONSE']._serialized_start=584
+  _globals['_GETACTIVITYRESPONSE']._serialized_end=743
+  _globals['_INDEXCOUNTS']._serialized_start=746
+  _globals['_INDEXCOUNTS']._serialized_end=888
+  _globals['_OPERATIONSSERVICE']._serialized_start=891
+  _globals['_OPERATIONSSERVICE']._serialized_end=1067
 # @@protoc_insertion_point(module_scope)

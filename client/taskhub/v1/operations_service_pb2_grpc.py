@@ -54,7 +54,7 @@ class OperationsServiceServicer:
     """
 
     def ListLeases(self, request, context):
-        """The leases held now, oldest first: which worker holds which tasks, since when and until when.
+        """The leases held now, oldest first (up to a limit): which worker holds which tasks, since when and until when.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

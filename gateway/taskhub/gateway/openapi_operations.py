@@ -10,6 +10,7 @@ _DATE = {"type": "string", "format": "date-time", "example": "2021-08-10T14:29:1
 _COUNT = {"type": "integer", "minimum": 0}
 _PER_SECOND = {"type": "array", "items": _COUNT, "description": "One count a second from `since` on."}
 MAX_SECONDS = 3_600
+MAX_LEASES = 1_000
 
 SCHEMAS = {
     "HeldLease": {
@@ -42,13 +43,14 @@ SCHEMAS = {
     },
     "LeaseList": {
         "type": "object",
-        "required": ["results"],
+        "required": ["results", "total"],
         "properties": {
             "results": {
                 "type": "array",
                 "items": {"$ref": "#/components/schemas/HeldLease"},
-                "description": "Oldest first.",
-            }
+                "description": "The oldest first, up to `limit`.",
+            },
+            "total": {**_COUNT, "description": "How many leases are held in all (that the key sees)."},
         },
     },
     "Activity": {
@@ -94,6 +96,15 @@ def paths(json: Callable[[dict, str], dict], error: dict) -> dict:
                 "summary": "The leases workers hold now (taskhub extension)",
                 "description": "Which worker holds which tasks, since when and until when, with each task's failed"
                 " attempts. Needs `tasks.get`; a key scoped to indexes sees the leases of their tasks only.",
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "How many leases at most, the oldest; 100 when absent.",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LEASES, "default": 100},
+                    }
+                ],
                 "responses": {"200": json({"$ref": "#/components/schemas/LeaseList"}, "The leases."), "400": error},
             }
         },

@@ -1,6 +1,7 @@
 """`GET /leases` and `GET /activity`: the workers in view, from OperationsService (taskhub extensions).
 
-`/leases` answers which worker holds which tasks, since and until when; `/activity` the tasks finished
+`/leases` answers which worker holds which tasks, since and until when (the oldest 100, `?limit=` up to
+1000, and their `total`); `/activity` the tasks finished
 each second by status over the last minutes (15 by default, `?seconds=` up to an hour) and each index's
 tasks by status. Both need `tasks.get`; a scoped key sees its indexes' tasks alone.
 """
@@ -60,19 +61,26 @@ def activity(message: opb.GetActivityResponse) -> dict:
     }
 
 
-def activity_request(raw: str) -> opb.GetActivityRequest:
-    message = opb.GetActivityRequest()
-    for name, value in query.parameters(raw).items():
-        if name != "seconds":
-            raise TaskHubError("bad_request", f"Unknown parameter `{name}`: expected one of `seconds`")
-        seconds = query.parse_uint(value)
-        if seconds is None:
+def _one_number(raw: str, name: str, code: str) -> int | None:
+    """The one parameter a route takes, a u32, or None when absent; anything else is refused."""
+    number = None
+    for key, value in query.parameters(raw).items():
+        if key != name:
+            raise TaskHubError("bad_request", f"Unknown parameter `{key}`: expected one of `{name}`")
+        number = query.parse_uint(value)
+        if number is None:
             raise TaskHubError(
-                "invalid_activity_seconds",
-                f"Invalid value in parameter `seconds`: could not parse `{value}` as a positive integer",
+                code, f"Invalid value in parameter `{name}`: could not parse `{value}` as a positive integer"
             )
-        message.seconds = seconds
-    return message
+    return number
+
+
+def leases_request(raw: str) -> opb.ListLeasesRequest:
+    return opb.ListLeasesRequest(limit=_one_number(raw, "limit", "invalid_lease_limit"))
+
+
+def activity_request(raw: str) -> opb.GetActivityRequest:
+    return opb.GetActivityRequest(seconds=_one_number(raw, "seconds", "invalid_activity_seconds"))
 
 
 def routes(edge: Callable[[Handler], Handler], metadata: Metadata) -> list[Route]:
@@ -80,11 +88,10 @@ def routes(edge: Callable[[Handler], Handler], metadata: Metadata) -> list[Route
 
     async def list_leases(request: Request) -> Response:
         backend = request.app.state.backend
-        for name in query.parameters(request.scope.get("query_string", b"").decode("utf-8", "replace")):
-            raise TaskHubError("bad_request", f"Unknown parameter `{name}`: `/leases` takes none")
+        message = leases_request(request.scope.get("query_string", b"").decode("utf-8", "replace"))
         stub = backend.stub(operations_service_pb2_grpc.OperationsServiceStub)
-        response = await stub.ListLeases(opb.ListLeasesRequest(), timeout=backend.timeout, metadata=metadata(request))
-        return JSONResponse({"results": [lease(held) for held in response.leases]})
+        response = await stub.ListLeases(message, timeout=backend.timeout, metadata=metadata(request))
+        return JSONResponse({"results": [lease(held) for held in response.leases], "total": response.total})
 
     async def get_activity(request: Request) -> Response:
         backend = request.app.state.backend

@@ -11,7 +11,7 @@ import {
   addTypeChoice, buildChoices, describeFilter, fillForm, listQuery, markActive, readForm, readLocation, splitList,
   STATUSES, streamQuery, view, writeLocation,
 } from './filters.js';
-import { showActivity, showIndexes, showLeases } from './operations.js';
+import { showActivity, showIndexes, showLeases, SHOWN_LEASES } from './operations.js';
 import { renderTask, TaskRows } from './tasks.js';
 
 const $ = (id) => document.getElementById(id);
@@ -187,7 +187,7 @@ let opsToken = 0;
 async function loadOps() {
   const token = ++opsToken;
   try {
-    const [leases, activity] = await Promise.all([api('GET', '/leases'), api('GET', '/activity')]);
+    const [leases, activity] = await Promise.all([api('GET', `/leases?limit=${SHOWN_LEASES}`), api('GET', '/activity')]);
     if (token !== opsToken) return;
     $('leases-more').textContent = showLeases($('lease-rows'), leases, openTask);
     $('no-leases').hidden = leases.results.length > 0;

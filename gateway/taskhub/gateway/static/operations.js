@@ -5,7 +5,7 @@ import { timeElement } from './format.js';
 
 const FINISHED = ['succeeded', 'failed', 'canceled'];
 const STATUSES = ['enqueued', 'processing', ...FINISHED];
-const SHOWN_LEASES = 50; // rows at most; a line says how many more
+export const SHOWN_LEASES = 50; // rows at most (GET /leases?limit=); a line says how many there are
 const SHOWN_TASKS = 12; // task buttons a lease at most
 
 function cell(tr, content, label) {
@@ -38,7 +38,7 @@ function inWords(milliseconds) {
 export function showLeases(tbody, answer, onOpen) {
   const rows = [];
   const now = Date.now();
-  for (const lease of answer.results.slice(0, SHOWN_LEASES)) {
+  for (const lease of answer.results) {
     const tr = document.createElement('tr');
     tr.dataset.worker = lease.worker;
     tr.dataset.uids = lease.tasks.map((task) => task.uid).join(',');
@@ -64,8 +64,7 @@ export function showLeases(tbody, answer, onOpen) {
     rows.push(tr);
   }
   tbody.replaceChildren(...rows);
-  const more = answer.results.length - rows.length;
-  return more > 0 ? `${answer.results.length} leases, the ${SHOWN_LEASES} oldest shown` : '';
+  return answer.total > rows.length ? `(${answer.total} leases, the ${rows.length} oldest shown)` : '';
 }
 
 /** The tasks of each index by status; `onIndex(name)` filters the table by one. */

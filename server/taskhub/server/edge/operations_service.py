@@ -24,8 +24,9 @@ class OperationsService(operations_service_pb2_grpc.OperationsServiceServicer):
     async def ListLeases(self, request: opb.ListLeasesRequest, context) -> opb.ListLeasesResponse:
         async with error_edge(context):
             principal = self.keys.require(authorization(context), "tasks.get")
+            limit = operations.lease_limit(request.limit if request.HasField("limit") else None)
             leases = await self.scheduler.read(operations.held_leases, principal.scope)
-            return opb.ListLeasesResponse(leases=[_lease(lease) for lease in leases])
+            return opb.ListLeasesResponse(leases=[_lease(lease) for lease in leases[:limit]], total=len(leases))
 
     async def GetActivity(self, request: opb.GetActivityRequest, context) -> opb.GetActivityResponse:
         async with error_edge(context):

@@ -16,6 +16,8 @@ from taskhub.server.storage.contract import Reader, TaskFinder
 SECOND = 1_000_000
 # The activity window, in seconds: 15 minutes unless asked otherwise, an hour at most.
 DEFAULT_SECONDS, MAX_SECONDS = 900, 3_600
+# How many leases one answer lists, unless asked otherwise, and at most.
+DEFAULT_LEASES, MAX_LEASES = 100, 1_000
 
 
 @dataclass(slots=True)
@@ -54,6 +56,18 @@ def held_leases(reader: Reader, scope: Scope | None) -> list[HeldLease]:
         leases.append(HeldLease(lease.worker or "", lease.batch_uid, since, lease.deadline, seen))
     leases.sort(key=lambda lease: (lease.since, -1 if lease.batch_uid is None else lease.batch_uid))
     return leases
+
+
+def lease_limit(limit: int | None) -> int:
+    """The number of leases asked, checked: 1 to MAX_LEASES, DEFAULT_LEASES when unset."""
+    if limit is None:
+        return DEFAULT_LEASES
+    if not 1 <= limit <= MAX_LEASES:
+        raise TaskHubError(
+            "invalid_lease_limit",
+            f"Invalid value at `.limit`: a lease list holds 1 to {MAX_LEASES} leases, not {limit}.",
+        )
+    return limit
 
 
 def window(seconds: int | None) -> int:
