@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+
 import grpc
 import pytest
 from google.protobuf import duration_pb2
@@ -228,3 +232,44 @@ async def test_a_scoped_key_sees_the_leases_and_counts_of_its_indexes_only(secur
     for path in ("/leases", "/activity"):
         assert (await secured_http.get(path, headers=enqueuer)).status_code == 403
         assert (await secured_http.get(path)).status_code == 401
+
+
+async def test_the_clients_and_the_cli_answer_what_the_gateway_answers(http, service, stub, workers):
+    from taskhub.client import AsyncTaskHubClient, TaskHubClient
+    from test_cli import environment
+
+    for index in ("movies", "books"):
+        await enqueue(stub, index)
+    await lease(workers, "alpha", "movies")
+    await lease(workers, "beta", "books")
+    leases, activity = (await http.get("/leases")).json(), (await http.get("/activity?seconds=30")).json()
+    async with AsyncTaskHubClient(service.grpc_target) as client:
+        assert (await client.list_leases()).to_dict() == leases
+        assert (await client.get_activity(seconds=30)).to_dict()["indexes"] == activity["indexes"]
+        assert (await client.list_leases(limit=1)).total == 2
+    with TaskHubClient(service.grpc_target) as client:
+        assert (await asyncio.to_thread(client.list_leases)).to_dict() == leases
+        found = await asyncio.to_thread(client.get_activity)
+        assert len(found.finished["succeeded"]) == 900 and found.indexes["books"]["processing"] == 1
+
+    async def cli(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "taskhub.server.cli",
+            "leases",
+            *args,
+            env=environment(TASKHUB_TARGET=service.grpc_target),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        return process.returncode, out.decode(), err.decode()
+
+    code, out, err = await cli("--json")
+    assert (code, err, json.loads(out)) == (0, "", leases)
+    code, out, err = await cli("--limit", "1")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].split() == ["WORKER", "BATCH", "TASKS", "SINCE", "(UTC)", "DEADLINE", "(UTC)"]
+    assert lines[1].split()[:3] == ["alpha", "0", "0"] and lines[-1] == "1 of 2 leases"
