@@ -96,6 +96,9 @@ async def test_leases_show_who_holds_what_until_completed_or_expired(service, st
 
     # Expired: gone too; the next worker's lease shows the attempt spent, and the task names that worker.
     clock.now += 31 * SECOND
+    # Past its deadline but not swept yet: still listed, its deadline in the past says so.
+    [overdue] = (await operations.ListLeases(opb.ListLeasesRequest())).leases
+    assert overdue.worker == "beta" and overdue.deadline.ToMicroseconds() < clock.now
     await service.scheduler.tick()
     assert held(await operations.ListLeases(opb.ListLeasesRequest())) == []
     gamma = await lease(workers, "gamma", "books")
