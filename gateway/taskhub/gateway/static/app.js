@@ -182,6 +182,7 @@ function throttled(run, gap) {
 }
 
 let opsToken = 0;
+let opsRefused = false; // the key may not read them: the timer stops asking until another key is set
 
 /** The leases, the activity chart and the counts per index, from the server as they are now. */
 async function loadOps() {
@@ -194,8 +195,11 @@ async function loadOps() {
     showActivity($('activity'), activity);
     showIndexes($('index-rows'), activity.indexes, showIndex);
     $('no-indexes').hidden = activity.indexes.length > 0;
+    opsRefused = false;
   } catch (error) {
-    if (token === opsToken) failed(error);
+    if (token !== opsToken) return;
+    opsRefused = error instanceof ApiError && error.needsKey;
+    failed(error);
   }
 }
 
@@ -529,7 +533,7 @@ function start() {
   refresh();
   live.start();
   setInterval(() => {
-    if (!document.hidden) reloadOps();
+    if (!document.hidden && !opsRefused) reloadOps();
   }, OPS_EVERY);
 }
 
