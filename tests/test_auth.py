@@ -16,6 +16,8 @@ from taskhub.v1 import (
     key_service_pb2_grpc,
     metrics_service_pb2,
     metrics_service_pb2_grpc,
+    operations_service_pb2 as opb,
+    operations_service_pb2_grpc,
     task_pb2,
     task_service_pb2 as pb,
     task_service_pb2_grpc,
@@ -73,6 +75,7 @@ def calls(channel):
     workers = worker_service_pb2_grpc.WorkerServiceStub(channel)
     admin = key_service_pb2_grpc.KeyServiceStub(channel)
     metrics = metrics_service_pb2_grpc.MetricsServiceStub(channel)
+    operations = operations_service_pb2_grpc.OperationsServiceStub(channel)
     movies = task_pb2.TaskFilter(index_uids=task_pb2.IndexUidSet(index_uids=["movies"]))
     return {
         "ListTasks": lambda md: tasks.ListTasks(pb.ListTasksRequest(), metadata=md),
@@ -102,6 +105,8 @@ def calls(channel):
         "UpdateKey": lambda md: admin.UpdateKey(kpb.UpdateKeyRequest(key="x"), metadata=md),
         "DeleteKey": lambda md: admin.DeleteKey(kpb.DeleteKeyRequest(key="x"), metadata=md),
         "GetMetrics": lambda md: metrics.GetMetrics(metrics_service_pb2.GetMetricsRequest(), metadata=md),
+        "ListLeases": lambda md: operations.ListLeases(opb.ListLeasesRequest(), metadata=md),
+        "GetActivity": lambda md: operations.GetActivity(opb.GetActivityRequest(), metadata=md),
     }
 
 
@@ -136,6 +141,8 @@ RPCS = [
     "UpdateKey",
     "DeleteKey",
     "GetMetrics",
+    "ListLeases",
+    "GetActivity",
 ]
 
 
@@ -159,7 +166,16 @@ async def test_every_rpc_refuses_bad_credentials(secured, keys, rpc):
     assert await error_of(call((("authorization", "Bearer "),))) == MISSING
     assert await error_of(call(bearer("not-a-key"))) == INVALID
     assert await error_of(call(bearer(keys["expiring"]))) == INVALID
-    if rpc in ("ListTasks", "GetTask", "WatchTask", "WatchTasks", "ListBatches", "GetBatch"):
+    if rpc in (
+        "ListTasks",
+        "GetTask",
+        "WatchTask",
+        "WatchTasks",
+        "ListBatches",
+        "GetBatch",
+        "ListLeases",
+        "GetActivity",
+    ):
         assert await error_of(call(bearer(keys["enqueue_only"]))) == INVALID  # lacks tasks.get
     else:
         assert await error_of(call(bearer(keys["movies_get"]))) == INVALID  # lacks the action

@@ -30,6 +30,7 @@ TINY = {
     "failover.py": ["--seconds", "0.3", "--rounds", "1", "--callers", "4"],
     "metrics_scrape.py": ["--tasks", "2000", "--indexes", "50", "--scrapes", "5"],
     "tracing.py": ["--seconds", "0.2", "--rounds", "1", "--producers", "4"],
+    "activity.py": ["--tasks", "3000", "--recent", "1000", "--seconds", "0.05", "--min-runs", "2"],
 }
 # These start a throwaway PostgreSQL cluster (tests/postgres_cluster.py).
 NEEDS_POSTGRES = {"postgres.py", "claims.py"}

@@ -448,8 +448,8 @@ async def test_watch_json_after_a_sequence_prints_one_change_per_line(cli, servi
     assert first == {
         "sequence": 2,
         "deleted": False,
-        # Its state before the lease: not started, in no batch yet.
-        "task": {k: v for k, v in (await cli.json("get", "1")).items() if k != "batchUid"}
+        # Its state before the lease: not started, in no batch yet, held by no worker.
+        "task": {k: v for k, v in (await cli.json("get", "1")).items() if k not in ("batchUid", "worker")}
         | {"status": "enqueued", "startedAt": None},
     }
     assert list(first) == ["sequence", "deleted", "task"]

@@ -316,6 +316,7 @@ async def test_watch_yields_each_state_until_the_end(client, service):
         "startedAt": "2023-11-14T22:13:20.002000Z",
         "finishedAt": "2023-11-14T22:13:20.003000Z",
         "batchUid": 0,
+        "worker": "tests",
     }
     assert (await error_of(anext(client.watch_task(7)))).code == "task_not_found"
 

@@ -52,7 +52,7 @@ async def test_the_async_client_delays_sets_a_policy_and_reads_attempts_back(ser
         assert task.status.value == "enqueued" and task.error is None and task.attempts == 1
         assert task.last_error == TaskError("busy", "busy", "internal", "https://docs.meilisearch.com/errors#busy")
         assert 5 * 60 * 0.85 <= seconds_from_now(task.run_at) <= 5 * 60 * 1.15  # the jitter: 10% either way
-        assert list(task.to_dict())[-3:] == ["runAt", "attempts", "lastError"]
+        assert list(task.to_dict())[-4:] == ["runAt", "attempts", "lastError", "worker"]
 
 
 async def test_the_cli_takes_run_at_delay_and_retry(service, tmp_path):

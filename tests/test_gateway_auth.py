@@ -81,6 +81,9 @@ ROUTES = {
     # Batches read as tasks do (`tasks.get`); the fixture ran none, so a batch uid is unknown to every key.
     "list batches": ("GET", "/batches", None, "enqueue_only"),
     "get batch": ("GET", "/batches/0", None, "enqueue_only"),
+    # The workers in view read as tasks do too.
+    "list leases": ("GET", "/leases", None, "enqueue_only"),
+    "get activity": ("GET", "/activity", None, "enqueue_only"),
     # Server-sent events: refusals are plain JSON answers before any stream starts.
     "watch tasks": ("GET", "/tasks/events", None, "enqueue_only"),
     "watch task": ("GET", "/tasks/0/events", None, "enqueue_only"),
@@ -159,10 +162,16 @@ async def test_every_route_answers_spec_bodies_for_every_credential(secured_http
         "cancel tasks": (202, "taskCancelation"),
         "delete tasks": (202, "taskDeletion"),
         "requeue tasks": (202, {"results": []}),
+        "list leases": (200, []),
+        "get activity": (200, ["books"]),  # its index's counts only, no global task
     }.get(route, (403, INVALID))
     got = response.json()
     if route in ("list tasks", "list batches"):
         got = [item["uid"] for item in got["results"]]
+    elif route == "list leases":
+        got = got["results"]
+    elif route == "get activity":
+        got = [entry["indexUid"] for entry in got["indexes"]]
     elif route == "get version":
         got = "a version belongs to no index" if list(got) == ["commitSha", "commitDate", "pkgVersion"] else got
     elif route in ("cancel tasks", "delete tasks"):
@@ -179,6 +188,8 @@ async def test_every_route_answers_spec_bodies_for_every_credential(secured_http
     assert response.status_code == {
         "list tasks": 200,
         "list batches": 200,
+        "list leases": 200,
+        "get activity": 200,
         "get batch": 404,
         "get task": 200,
         "get version": 200,

@@ -47,7 +47,7 @@ async def test_a_lease_opens_a_batch_its_tasks_show_and_completion_closes_it(htt
     assert lease.batch_uid == 0 and [t.uid for t in lease.tasks] == [1, 2]
 
     task = await get(http, "/tasks/1")
-    assert list(task)[-2:] == ["finishedAt", "batchUid"] and task["batchUid"] == 0
+    assert list(task)[-3:] == ["finishedAt", "batchUid", "worker"] and task["batchUid"] == 0
     assert await get(http, f"/tasks/{never_run}") == before and "batchUid" not in before
     body = await get(http, "/batches/0")
     assert body == {

@@ -74,6 +74,7 @@ async def test_processing_and_succeeded_tasks(http, service):
         "startedAt": at(2),
         "finishedAt": at(3),
         "batchUid": 0,  # the lease's batch, after Meilisearch's keys
+        "worker": "tests",  # the worker that held it
     }
 
 
@@ -101,6 +102,7 @@ async def test_failed_task_has_its_error_and_zeroed_counters(http, service):
         "startedAt": at(2),
         "finishedAt": at(3),
         "batchUid": 0,
+        "worker": "tests",
     }
     assert list(body["error"]) == ["message", "code", "type", "link"]
 

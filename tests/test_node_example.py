@@ -89,6 +89,7 @@ async def test_node_enqueues_watches_lists_and_reads_errors(service, node_module
         "startedAt": "2023-11-14T22:13:20.002000Z",
         "finishedAt": "2023-11-14T22:13:20.003000Z",
         "batchUid": 0,
+        "worker": "tests",
     }
     assert [s["task"]["status"] for s in states] == ["enqueued", "processing", "succeeded"]
     assert states[-1]["task"] == final
@@ -147,5 +148,5 @@ async def test_node_produces_a_registered_type_by_name(config, clock, node_modul
     final = events[-3]["task"]
     assert (final["status"], final["type"], final["customMetadata"]) == ("succeeded", "sendEmail", "from node")
     assert list(final["details"].items()) == [("to", "ada@example.com"), ("subject", "Hi"), ("messageId", "m-1")]
-    assert list(final)[-1] == "customMetadata"
+    assert list(final)[-2:] == ["customMetadata", "worker"]
     assert events[-2]["page"]["results"] == [final]

@@ -21,6 +21,7 @@ PRIVATE_WRITE = re.compile(
 STORAGE_TESTS = {
     "test_store_schema.py",
     "test_task_index.py",
+    "test_activity_index.py",
     "test_storage_contract.py",
     "test_storage_contract_batches.py",
     "test_change_log_budget.py",

@@ -266,7 +266,7 @@ async def test_http_retry_object_is_taken_and_bad_ones_are_400(http, service, cl
     )
     task = (await http.get("/tasks/0")).json()
     assert (task["status"], task["error"], task["attempts"]) == ("enqueued", None, 1)
-    assert list(task)[-3:] == ["runAt", "attempts", "lastError"]
+    assert list(task)[-4:] == ["runAt", "attempts", "lastError", "worker"]
     assert task["lastError"] == {
         "message": "no",
         "code": "nope",

@@ -501,6 +501,39 @@ def test_active_leases_are_counted_by_every_reader(storage):
         reader.close()
 
 
+def test_held_leases_are_the_active_ones_with_their_processing_tasks_seen_by_readers(storage):
+    insert(storage, 5)
+    with storage.transaction() as tx:
+        assert tx.leases.held() == []
+        tasks = tx.tasks.get_many([0, 1, 2, 3])
+        for task in tasks:
+            task.status = TaskStatus.PROCESSING
+        tx.leases.insert(LeaseRecord("b", "w2", 300, 30, "active", batch_uid=7))
+        tx.leases.insert(LeaseRecord("a", "w1", 100, 30, "active", batch_uid=6))
+        tx.leases.insert(LeaseRecord("c", "w3", 100, 30, "active"))  # its one task canceled below
+        tx.leases.insert(LeaseRecord("d", "w4", 100, 30, "completed"))
+        tx.tasks.save(tasks[:2], lease="b")
+        tx.tasks.save(tasks[2:3], lease="a")
+        tx.tasks.save(tasks[3:], lease="c")
+        tasks[3].status = TaskStatus.CANCELED
+        tx.tasks.save(tasks[3:])  # still marked as held by `c`, but no longer processing
+        expected = [
+            (LeaseRecord("a", "w1", 100, 30, "active", 6), [2]),
+            (LeaseRecord("b", "w2", 300, 30, "active", 7), [0, 1]),
+            (LeaseRecord("c", "w3", 100, 30, "active", None), []),
+        ]
+        assert tx.leases.held() == expected
+    reader = storage.reader()
+    try:
+        assert reader.leases.held() == expected
+        with storage.transaction() as tx:
+            tx.leases.update("b", state="completed")
+            tx.tasks.save(tx.tasks.get_many([0, 1]), lease=None)
+        assert reader.leases.held() == [expected[0], expected[2]]
+    finally:
+        reader.close()
+
+
 def test_keys(storage):
     key = KeyRecord("0d3b5c7e-0000-4000-8000-000000000001", "k", None, ["*"], ["movies"], None, 1, 1)
     with storage.transaction() as tx:

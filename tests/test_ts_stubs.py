@@ -67,6 +67,7 @@ def compiled(tmp_path_factory) -> pathlib.Path:
         "errors_pb.ts",
         "key_service_pb.ts",
         "metrics_service_pb.ts",
+        "operations_service_pb.ts",
         "task_pb.ts",
         "task_service_pb.ts",
         "worker_service_pb.ts",

@@ -230,7 +230,7 @@ async def test_attempts_run_out(config, clock):
         assert task.error["message"] == (
             "The task's lease expired without a report from a worker; after 2 attempts it will not be tried again."
         )
-        assert task.extra == {"batchUid": 1, "attempts": 2}
+        assert task.extra == {"batchUid": 1, "worker": "w", "attempts": 2}
         assert await service.scheduler.lease(worker="w") is None
     finally:
         await service.stop(0)

@@ -115,6 +115,7 @@ const task = (t) => ({
     ? { lastError: { message: t.lastError.message, code: t.lastError.code, type: t.lastError.type, link: t.lastError.link } }
     : {}),
   ...(t.requeuedFrom !== undefined ? { requeuedFrom: t.requeuedFrom } : {}),
+  ...(t.worker !== undefined ? { worker: t.worker } : {}),
 });
 
 const summary = (s) => ({

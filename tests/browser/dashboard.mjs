@@ -76,6 +76,32 @@ async function waitForCounts(page, expected) {
   });
 }
 
+const activity = (page) => page.$eval('#activity', (figure) => ({ ...figure.dataset }));
+
+async function waitForActivity(page, expected) {
+  const want = { succeeded: '0', failed: '0', canceled: '0', seconds: '900', ...expected };
+  await page.waitForFunction(
+    (w) => Object.entries(w).every(([k, v]) => document.querySelector('#activity').dataset[k] === v),
+    want,
+  ).catch(async (error) => {
+    throw new Error(`activity ${JSON.stringify(await activity(page))}, expected ${JSON.stringify(want)}: ${error.message}`);
+  });
+}
+
+// Each lease as `worker:uids`, oldest first.
+const leases = (page) => page.$$eval('#lease-rows tr', (rows) => rows.map((tr) => `${tr.dataset.worker}:${tr.dataset.uids}`));
+
+async function waitForLeases(page, expected) {
+  await page.waitForFunction(
+    (want) => JSON.stringify([...document.querySelectorAll('#lease-rows tr')].map(
+      (tr) => `${tr.dataset.worker}:${tr.dataset.uids}`,
+    )) === JSON.stringify(want),
+    expected,
+  ).catch(async (error) => {
+    throw new Error(`leases ${JSON.stringify(await leases(page))}, expected ${JSON.stringify(expected)}: ${error.message}`);
+  });
+}
+
 async function waitForStatus(page, uid, status) {
   await page.waitForSelector(`#task-rows tr[data-uid="${uid}"][data-status="${status}"]`);
 }
@@ -119,6 +145,29 @@ async function withoutKey() {
     assert.deepEqual(ring, { cls: 'skip-link', outline: 'solid' });
     step('keyboard focus is visible');
 
+    // The workers in view, from the server as the page loads: the chart is full at once (tasks 0 and 4
+    // succeeded, 1 failed, all within the last 15 minutes), the lease of task 3, each index's tasks.
+    await waitForActivity(page, { succeeded: '2', failed: '1' });
+    const bars = await page.$$eval('#activity path', (paths) => Object.fromEntries(
+      paths.map((p) => [p.dataset.status, (p.getAttribute('d').match(/M/g) ?? []).length]),
+    ));
+    assert.ok(bars.succeeded >= 1 && bars.succeeded <= 2 && bars.failed === 1 && bars.canceled === 0,
+      `bars ${JSON.stringify(bars)}`);
+    assert.match(await page.textContent('#activity figcaption'), /In the last 15 minutes: 2 succeeded, 1 failed, 0 canceled/);
+    await waitForLeases(page, ['tests:3']);
+    assert.match(await page.textContent('#lease-rows tr td[data-label="Deadline"]'), /\(in \d+ (s|min)\)/);
+    const perIndex = await page.$$eval('#index-rows tr', (rows) => rows.map((tr) => [
+      tr.dataset.index, ...[...tr.querySelectorAll('td[data-status]')].map((td) => Number(td.textContent)),
+    ]));
+    assert.deepEqual(perIndex, [['books', 0, 1, 0, 1, 0], ['movies', 2, 0, 1, 0, 0], ['', 0, 0, 1, 0, 0]]);
+    await page.click('#lease-rows tr button.uid');
+    await page.waitForSelector('#task-dialog[open]');
+    await page.waitForFunction(() => /Worker\s*tests/.test(document.querySelector('#task-body').textContent)
+      && document.querySelector('#task-title').textContent === 'Task #3');
+    await page.keyboard.press('Escape');
+    await closed(page, 'task-dialog');
+    step('at load: the chart of tasks finished per second, the lease held and by whom, counts per index');
+
     // The detail of the failed task, in a modal dialog that takes focus and gives it back.
     const opener = '#task-rows tr[data-uid="1"] button.uid';
     await page.focus(opener);
@@ -127,6 +176,7 @@ async function withoutKey() {
     assert.equal(await page.textContent('#task-title'), 'Task #1');
     assert.match(await page.textContent('#task-error'), /Index `books` already exists\..*index_already_exists/s);
     assert.match(await page.textContent('#task-body'), /Timings.*Enqueued.*Started.*Finished.*Duration/s);
+    assert.match(await page.textContent('#task-body'), /Worker\s*tests.*Batch\s*#1/s);
     assert.ok(await focusedInside(page, '#task-dialog'), 'focus moves into the dialog');
     await page.keyboard.press('Escape');
     await closed(page, 'task-dialog');
@@ -156,7 +206,8 @@ async function withoutKey() {
     await ask({ op: 'start', uid: 2 });
     await waitForStatus(page, 2, 'processing');
     await waitForCounts(page, { enqueued: 2, processing: 1, succeeded: 1 });
-    step('a task enqueued through the API appears live, and a leased one changes status live');
+    await waitForLeases(page, ['tests:3', 'tests:2']);
+    step('a task enqueued through the API appears live, and a leased one changes status live, lease too');
 
     // The gateway goes away (the task finishes meanwhile) and comes back: a banner says so, nothing is missed.
     await ask({ op: 'stop-gateway', finish: 2 });
@@ -169,7 +220,9 @@ async function withoutKey() {
     assert.match(await page.textContent('#banner'), /Reconnected/);
     await waitForStatus(page, 2, 'succeeded');
     await waitForCounts(page, { enqueued: 2, succeeded: 2 });
-    step('it reconnects by itself and catches up');
+    await waitForLeases(page, ['tests:3']);
+    await waitForActivity(page, { succeeded: '3', failed: '1' });
+    step('it reconnects by itself and catches up, the leases and the chart too');
 
     // Cancel through the UI: the confirmation shows how many tasks match first.
     await page.check('#f-statuses-enqueued');
@@ -190,7 +243,8 @@ async function withoutKey() {
     await waitForRows(page, []); // canceled: they leave the `enqueued` filter
     await page.waitForSelector('#empty:not([hidden])');
     await waitForCounts(page, { succeeded: 2, canceled: 2 });
-    step('cancel through the UI, after a confirmation with the count');
+    await waitForActivity(page, { succeeded: '4', failed: '1', canceled: '2' }); // with the cancelation itself
+    step('cancel through the UI, after a confirmation with the count; the chart follows live');
 
     await page.click('.count[data-status="canceled"]');
     await waitForRows(page, [6, 5]);
@@ -254,6 +308,12 @@ async function withoutKey() {
     assert.equal(await page.$eval('.task-table thead', (el) => getComputedStyle(el).display), 'none');
     await page.screenshot({ path: path.join(artifacts, 'dashboard-narrow.png'), fullPage: true });
     step('screenshots; on a narrow screen nothing overflows and rows become cards');
+
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.click('#index-rows tr[data-index="books"] button');
+    await waitForRows(page, [3, 1]);
+    assert.equal(new URL(page.url()).search, '?indexUids=books');
+    step('an index in the counts per index filters the table by it');
   } finally {
     await browser.close();
   }

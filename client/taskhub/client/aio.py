@@ -37,7 +37,15 @@ from taskhub.client.calls import (
 from taskhub.client.filters import TaskFilter
 from taskhub.client.keys import ApiKey, ExpiresAt, KeyPage
 from taskhub.client.models import ServerVersion, Task, TaskChange, TaskPage, TaskSummary, TaskType
-from taskhub.v1 import key_service_pb2 as kpb, key_service_pb2_grpc, task_service_pb2 as pb, task_service_pb2_grpc
+from taskhub.client.operations import Activity, LeaseList
+from taskhub.v1 import (
+    key_service_pb2 as kpb,
+    key_service_pb2_grpc,
+    operations_service_pb2 as opb,
+    operations_service_pb2_grpc,
+    task_service_pb2 as pb,
+    task_service_pb2_grpc,
+)
 
 
 class AsyncTaskHubClient:
@@ -72,6 +80,7 @@ class AsyncTaskHubClient:
         self._channel = channel
         self._stub = task_service_pb2_grpc.TaskServiceStub(channel)
         self._keys = key_service_pb2_grpc.KeyServiceStub(channel)
+        self._operations = operations_service_pb2_grpc.OperationsServiceStub(channel)
         self._metadata = metadata(api_key)
 
     async def __aenter__(self) -> AsyncTaskHubClient:
@@ -194,6 +203,20 @@ class AsyncTaskHubClient:
     async def get_version(self) -> ServerVersion:
         """Which taskhub the server is: its package version and, when it knows it, the commit it runs from."""
         return ServerVersion.from_proto(await self._call(self._stub.GetVersion, pb.GetVersionRequest()))
+
+    # -- the workers in view -------------------------------------------------
+
+    async def list_leases(self, *, limit: int | None = None) -> LeaseList:
+        """The leases held now, oldest first (the server's 100, or `limit`), and how many in all: which worker
+        holds which tasks, since and until when."""
+        request = opb.ListLeasesRequest(limit=limit)
+        return LeaseList.from_proto(await self._call(self._operations.ListLeases, request, idempotent=True))
+
+    async def get_activity(self, *, seconds: int | None = None) -> Activity:
+        """Tasks finished per second by status over the last `seconds` (the server's 15 minutes when None),
+        and each index's tasks by status."""
+        request = opb.GetActivityRequest(seconds=seconds)
+        return Activity.from_proto(await self._call(self._operations.GetActivity, request, idempotent=True))
 
     # -- batches ----------------------------------------------------------
 

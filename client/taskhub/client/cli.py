@@ -337,11 +337,12 @@ def root() -> click.Group:
     def taskhub() -> None:
         """A task queue with Meilisearch's task API."""
 
-    from taskhub.client import batches_cli, keys_cli, tasks_cli, version_cli, worker_cli  # they build on this module
+    from taskhub.client import batches_cli, keys_cli, leases_cli, tasks_cli, version_cli, worker_cli  # build on this
 
     for command in (tasks_cli.tasks, batches_cli.batches, keys_cli.keys, worker_cli.worker, completion):
         taskhub.add_command(command)
     version_cli.register(taskhub)
+    leases_cli.register(taskhub)
     return taskhub
 
 

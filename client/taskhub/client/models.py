@@ -242,6 +242,8 @@ class Task:
     last_error: TaskError | None = None
     # The task this one was requeued from (`requeue_tasks`), if any.
     requeued_from: int | None = None
+    # The worker that holds it or last held it, if any.
+    worker: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -279,6 +281,7 @@ class Task:
             run_at=_time(message, "run_at"),
             attempts=message.attempts if message.HasField("attempts") else None,
             last_error=last_error,
+            worker=message.worker if message.HasField("worker") else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -308,6 +311,8 @@ class Task:
             body["lastError"] = self.last_error.to_dict()
         if self.requeued_from is not None:
             body["requeuedFrom"] = self.requeued_from
+        if self.worker is not None:
+            body["worker"] = self.worker
         return body
 
 

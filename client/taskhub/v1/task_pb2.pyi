@@ -56,7 +56,7 @@ TASK_TYPE_TASK_DELETION: TaskType
 TASK_TYPE_SNAPSHOT_CREATION: TaskType
 
 class Task(_message.Message):
-    __slots__ = ("uid", "index_uid", "status", "type", "canceled_by", "details", "error", "duration", "enqueued_at", "started_at", "finished_at", "batch_uid", "type_name", "custom_metadata", "run_at", "attempts", "last_error", "requeued_from", "trace_context")
+    __slots__ = ("uid", "index_uid", "status", "type", "canceled_by", "details", "error", "duration", "enqueued_at", "started_at", "finished_at", "batch_uid", "type_name", "custom_metadata", "run_at", "attempts", "last_error", "requeued_from", "trace_context", "worker")
     class TraceContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +83,7 @@ class Task(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     REQUEUED_FROM_FIELD_NUMBER: _ClassVar[int]
     TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
     uid: int
     index_uid: str
     status: TaskStatus
@@ -102,7 +103,8 @@ class Task(_message.Message):
     last_error: _errors_pb2.TaskError
     requeued_from: int
     trace_context: _containers.ScalarMap[str, str]
-    def __init__(self, uid: _Optional[int] = ..., index_uid: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., type: _Optional[_Union[TaskType, str]] = ..., canceled_by: _Optional[int] = ..., details: _Optional[_Union[TaskDetails, _Mapping]] = ..., error: _Optional[_Union[_errors_pb2.TaskError, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., batch_uid: _Optional[int] = ..., type_name: _Optional[str] = ..., custom_metadata: _Optional[str] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[int] = ..., last_error: _Optional[_Union[_errors_pb2.TaskError, _Mapping]] = ..., requeued_from: _Optional[int] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    worker: str
+    def __init__(self, uid: _Optional[int] = ..., index_uid: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., type: _Optional[_Union[TaskType, str]] = ..., canceled_by: _Optional[int] = ..., details: _Optional[_Union[TaskDetails, _Mapping]] = ..., error: _Optional[_Union[_errors_pb2.TaskError, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., enqueued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., batch_uid: _Optional[int] = ..., type_name: _Optional[str] = ..., custom_metadata: _Optional[str] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[int] = ..., last_error: _Optional[_Union[_errors_pb2.TaskError, _Mapping]] = ..., requeued_from: _Optional[int] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., worker: _Optional[str] = ...) -> None: ...
 
 class RetryPolicy(_message.Message):
     __slots__ = ("attempts", "initial_delay", "max_delay", "multiplier", "jitter")

@@ -14,6 +14,7 @@ import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,7 +27,7 @@ from starlette.routing import Route
 
 from taskhub import channels, limits
 from taskhub.errors import TaskHubError, from_rpc_error, payload_too_large
-from taskhub.gateway import batches, dashboard, enqueue, events, keys, metrics, query, render
+from taskhub.gateway import batches, dashboard, enqueue, events, keys, metrics, operations, query, render
 from taskhub.gateway.guard import Guard
 from taskhub.gateway.openapi import OPENAPI
 from taskhub.metadata import GATEWAY_TOKEN
@@ -39,6 +40,7 @@ from taskhub.v1 import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 UNAVAILABLE = "The task queue is unavailable right now: the gateway got no answer from its gRPC server. Retry later."
 
@@ -66,6 +68,7 @@ class Backend:
         self._health: health_pb2_grpc.HealthStub | None = None
         self._keys: key_service_pb2_grpc.KeyServiceStub | None = None
         self._metrics: metrics_service_pb2_grpc.MetricsServiceStub | None = None
+        self._stubs: dict[Callable, tuple[grpc.aio.Channel, Any]] = {}
 
     def open(self) -> None:
         if self._channel is None:
@@ -96,6 +99,14 @@ class Backend:
     def metrics(self) -> metrics_service_pb2_grpc.MetricsServiceStub:
         self.open()
         return self._metrics
+
+    def stub(self, kind: Callable[[grpc.aio.Channel], T]) -> T:
+        """A stub of another service on the one channel, made once a channel (`kind`: a generated stub class)."""
+        self.open()
+        made = self._stubs.get(kind)
+        if made is None or made[0] is not self._channel:
+            made = self._stubs[kind] = (self._channel, kind(self._channel))
+        return made[1]
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -419,6 +430,7 @@ ROUTES = [
     *keys.routes(edge, _metadata),
     *batches.routes(edge, _metadata),
     *metrics.routes(edge, _metadata),
+    *operations.routes(edge, _metadata),
     Route("/tasks/{uid}/events", watch_task, methods=["GET"]),
     Route("/dumps", create_dump, methods=["POST"]),
     Route("/snapshots", create_snapshot, methods=["POST"]),

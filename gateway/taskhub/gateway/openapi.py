@@ -7,7 +7,7 @@ every documented operation is a route.
 
 from __future__ import annotations
 
-from taskhub.gateway import openapi_batches, openapi_metrics
+from taskhub.gateway import openapi_batches, openapi_metrics, openapi_operations
 from taskhub.gateway.guard import ANY_HOST_PATHS
 from taskhub.gateway.openapi_schemas import (
     DATE_FILTER,
@@ -223,6 +223,11 @@ _SCHEMAS = {
                 "minimum": 0,
                 "description": "The failed or canceled task this one was requeued from; present only then."
                 " Taskhub extension.",
+            },
+            "worker": {
+                "type": "string",
+                "description": "The worker holding the task, or the last one that held it (the name its lease was"
+                " asked with); absent before any did. Taskhub extension.",
             },
         },
     },
@@ -637,6 +642,8 @@ OPENAPI["paths"].update(
 _SCHEMAS.update(openapi_batches.SCHEMAS)
 OPENAPI["paths"].update(openapi_batches.paths([_parameter(name) for name in LIST_PARAMETERS], _json, _ERROR))
 OPENAPI["paths"].update(openapi_metrics.PATHS)
+_SCHEMAS.update(openapi_operations.SCHEMAS)
+OPENAPI["paths"].update(openapi_operations.paths(_json, _ERROR))
 OPENAPI["components"]["securitySchemes"] = {
     "Bearer": {
         "type": "http",

@@ -194,6 +194,8 @@ def task(message: task_pb2.Task) -> dict:
         body["lastError"] = {"message": e.message, "code": e.code, "type": e.type, "link": e.link}
     if message.HasField("requeued_from"):
         body["requeuedFrom"] = message.requeued_from
+    if message.HasField("worker"):
+        body["worker"] = message.worker
     return body
 
 

@@ -35,6 +35,7 @@ from taskhub.server.config import (
 from taskhub.server.edge import decoding, tls
 from taskhub.server.edge.key_service import KeyService
 from taskhub.server.edge.metrics_service import MetricsService
+from taskhub.server.edge.operations_service import OperationsService
 from taskhub.server.edge.services import TaskService, WorkerService
 from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.lock import ServerLock
@@ -59,6 +60,8 @@ from taskhub.v1 import (
     key_service_pb2_grpc,
     metrics_service_pb2,
     metrics_service_pb2_grpc,
+    operations_service_pb2,
+    operations_service_pb2_grpc,
     task_service_pb2,
     task_service_pb2_grpc,
     worker_service_pb2,
@@ -82,6 +85,7 @@ SERVICE_NAMES = (
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
     key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
     metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
+    operations_service_pb2.DESCRIPTOR.services_by_name["OperationsService"].full_name,
 )
 
 
@@ -322,6 +326,7 @@ async def _start(
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(scheduler, keys), guarded)
         key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(keys), guarded)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(metrics, keys), guarded)
+        operations_service_pb2_grpc.add_OperationsServiceServicer_to_server(OperationsService(scheduler, keys), guarded)
         health = health_async.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         for name in ("", *SERVICE_NAMES):

@@ -3,12 +3,15 @@
 // Counts are GET /tasks?statuses=X&limit=0 `total`s and the table is GET /tasks, both under the filters
 // in the page's query string. GET /tasks/events tells of every change (events.js): the row changes at
 // once, and a throttled reload of the page and the counts follows, so the server stays the one truth.
+// The workers, the chart of tasks finished per second and the counts per index (operations.js) come from
+// GET /leases and GET /activity, whole at load, then again after changes and every few seconds.
 import { api, ApiError, storedKey, storeKey, whenAnswered } from './api.js';
 import { LiveStream } from './events.js';
 import {
   addTypeChoice, buildChoices, describeFilter, fillForm, listQuery, markActive, readForm, readLocation, splitList,
   STATUSES, streamQuery, view, writeLocation,
 } from './filters.js';
+import { showActivity, showIndexes, showLeases, SHOWN_LEASES } from './operations.js';
 import { renderTask, TaskRows } from './tasks.js';
 
 const $ = (id) => document.getElementById(id);
@@ -66,6 +69,7 @@ const live = new LiveStream({
     rows.update(task); // at once; the reload then puts the page in order
     if (detailUid === task.uid) showDetail(task);
     reload();
+    reloadOps();
   },
   onDeleted(task) {
     rows.deleted(task.uid);
@@ -75,6 +79,7 @@ const live = new LiveStream({
       $('task-delete').hidden = true;
     }
     reload();
+    reloadOps();
   },
   onOpen() {
     setLive('live', 'Live');
@@ -176,8 +181,34 @@ function throttled(run, gap) {
   return schedule;
 }
 
-const refresh = () => Promise.all([loadPage(), loadCounts()]); // the user's own actions: now
+let opsToken = 0;
+let opsRefused = false; // the key may not read them: the timer stops asking until another key is set
+
+/** The leases, the activity chart and the counts per index, from the server as they are now. */
+async function loadOps() {
+  const token = ++opsToken;
+  try {
+    const [leases, activity] = await Promise.all([api('GET', `/leases?limit=${SHOWN_LEASES}`), api('GET', '/activity')]);
+    if (token !== opsToken) return;
+    $('leases-more').textContent = showLeases($('lease-rows'), leases, openTask);
+    $('no-leases').hidden = leases.results.length > 0;
+    showActivity($('activity'), activity);
+    showIndexes($('index-rows'), activity.indexes, showIndex);
+    $('no-indexes').hidden = activity.indexes.length > 0;
+    opsRefused = false;
+  } catch (error) {
+    if (token !== opsToken) return;
+    opsRefused = error instanceof ApiError && error.needsKey;
+    failed(error);
+  }
+}
+
+const refresh = () => Promise.all([loadPage(), loadCounts(), loadOps()]); // the user's own actions: now
 const reload = throttled(refresh, 300); // live changes: a few times a second at most
+// The chart and the leases after changes, at most once a second: a busy queue's window is a count of many tasks.
+const reloadOps = throttled(loadOps, 1000);
+// The window slides and deadlines near with no change at all (a renewal is no task change).
+const OPS_EVERY = 5000;
 
 function showPage(answer) {
   page = answer;
@@ -212,6 +243,15 @@ function applyFilters({ restartLive = true } = {}) {
     setLive('connecting', 'Connecting…');
     live.start();
   }
+}
+
+/** The table and the counts of one index, as if typed into the filters. */
+function showIndex(name) {
+  view.filter.set('indexUids', name);
+  view.from = null;
+  view.previous = [];
+  fillForm(form);
+  applyFilters();
 }
 
 function goToPage(from, previous) {
@@ -492,6 +532,9 @@ function start() {
 
   refresh();
   live.start();
+  setInterval(() => {
+    if (!document.hidden && !opsRefused) reloadOps();
+  }, OPS_EVERY);
 }
 
 start();

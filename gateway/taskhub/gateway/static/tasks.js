@@ -142,6 +142,11 @@ export function renderTask(body, task, onShowTask) {
     field(about, 'Requeued from', link);
   }
 
+  if (task.worker !== undefined) field(about, 'Worker', task.worker);
+  if (task.batchUid !== undefined) field(about, 'Batch', `#${task.batchUid}`);
+  if (task.attempts !== undefined) field(about, 'Failed attempts', String(task.attempts));
+  if (task.runAt !== undefined) field(about, 'Not run before', timeElement(task.runAt, true));
+
   const times = facts();
   const when = (value) => (value ? timeElement(value, true) : '—');
   field(times, 'Enqueued', when(task.enqueuedAt));
@@ -168,5 +173,12 @@ export function renderTask(body, task, onShowTask) {
     // As text, not a link: the page makes no request outside this gateway, and follows none.
     if (task.error.link) field(error, 'Documentation', task.error.link);
     body.append(heading('Error'), error);
+  }
+  if (task.lastError) { // a retryable failure: the task waits for its next attempt
+    const last = facts('facts error-facts');
+    last.id = 'task-last-error';
+    field(last, 'Message', task.lastError.message);
+    field(last, 'Code', task.lastError.code);
+    body.append(heading('Last attempt'), last);
   }
 }

@@ -159,6 +159,8 @@ def fill_task(message: task_pb2.Task, task: Task) -> None:
         fill_later(message, extra)
     if task.extra is not None and "requeuedFrom" in task.extra:
         message.requeued_from = task.extra["requeuedFrom"]
+    if task.extra is not None and "worker" in task.extra:
+        message.worker = task.extra["worker"]
 
 
 def fill_later(message: task_pb2.Task, extra: dict) -> None:

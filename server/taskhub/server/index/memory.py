@@ -24,10 +24,10 @@ from collections.abc import Callable
 import numpy as np
 from pyroaring import BitMap
 
-from taskhub.server.index import snapshot
+from taskhub.server.index import activity, snapshot
 from taskhub.server.index.task_index import TaskIndex
 from taskhub.server.index.waiting import Waiting
-from taskhub.server.model import TaskKind, TaskQuery, TaskStatus
+from taskhub.server.model import Scope, TaskKind, TaskQuery, TaskStatus
 from taskhub.server.storage.contract import Changes, Reader
 
 log = logging.getLogger(__name__)
@@ -207,6 +207,15 @@ class MemoryFinder:
     def next_run_at(self, now: int) -> int | None:
         with self.lock:
             return self.waiting.next_run_at(now)
+
+    def finished_per_second(self, since: int, seconds: int, scope: Scope | None = None) -> dict[TaskStatus, list[int]]:
+        with self.lock:
+            times, statuses = activity.finished_rows(self.index, since, seconds, scope)
+        return activity.finished_per_second(times, statuses, since, seconds)
+
+    def counts_by_index(self, scope: Scope | None = None) -> dict[str | None, dict[TaskStatus, int]]:
+        with self.lock:
+            return activity.counts_by_index(self.index, scope)
 
     def close(self) -> None:
         """Nothing to release: the index is only memory."""

@@ -1,7 +1,7 @@
 """The batch rules: a batch opens where tasks start processing and closes where they stop, in the same unit of work.
 
 A lease opens a batch of the tasks it leased; a server-run task opens one of its own. Its tasks
-carry the batch's uid in `extra["batchUid"]` from then on (also once sent back to the queue, until
+carry the batch's uid in `extra["batchUid"]` (and a lease's worker in `extra["worker"]`) from then on (also once sent back to the queue, until
 another batch takes them). Completion, expiry, release, a cancelation and a restart close it: the
 counts and details are rebuilt from its tasks' states at that moment and never change after.
 Reads (`list_batches`, `get_batch`) and `batchUids` on task filters resolve through the membership.
@@ -89,6 +89,8 @@ def open_batch(
     tx.batches.insert(batch, [t.uid for t in tasks])
     for task in tasks:
         task.extra = {**(task.extra or {}), "batchUid": batch.uid}
+        if worker:  # the worker holding it now, shown until another takes it (Task.worker)
+            task.extra["worker"] = worker
     return batch
 
 

@@ -31,7 +31,7 @@ NEVER_REQUEUED = frozenset({TaskType.TASK_CANCELATION, TaskType.TASK_DELETION})
 # Details a run fills in: null again on the new task, as on any task not run yet.
 OUTPUTS = frozenset({"indexedDocuments", "deletedDocuments", "canceledTasks", "deletedTasks", "dumpUid"})
 # Extra fields that belong to one run of a task (its schedule, attempts, batch), not to what it does.
-RUN_FIELDS = frozenset({"runAt", "attempts", "lastError", "batchUid", "requeuedFrom"})
+RUN_FIELDS = frozenset({"runAt", "attempts", "lastError", "batchUid", "requeuedFrom", "worker"})
 
 
 class Requeuing:

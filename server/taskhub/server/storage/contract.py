@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from taskhub.errors import TaskHubError
 from taskhub.server.batch import Batch, BatchQuery, ProgressStep
-from taskhub.server.model import KeyRecord, Task, TaskKind, TaskQuery, TaskStatus
+from taskhub.server.model import KeyRecord, Scope, Task, TaskKind, TaskQuery, TaskStatus
 
 # What an enqueue stores: (index uid, type, details).
 NewTask = tuple[str | None, TaskKind, dict[str, Any] | None, dict[str, Any] | None]
@@ -225,6 +225,13 @@ class LeaseTable(Protocol):
 
     def count_active(self) -> int:
         """How many leases are active (held by a worker, not yet ended), from every storage on the database."""
+
+    def held(self) -> list[tuple[LeaseRecord, list[int]]]:
+        """Every active lease (by token) with the uids of the processing tasks it holds (by uid; none is possible).
+
+        What an operator's view of the workers reads: found through the index on active leases and the
+        one on leased tasks, never a scan of the task rows.
+        """
         ...
 
 
@@ -519,7 +526,8 @@ class Reader(Protocol):
     def batch_finder(self) -> BatchFinder: ...
 
     @property
-    def leases(self) -> LeaseTable: ...
+    def leases(self) -> LeaseTable:
+        """For reading only (`held`, `get`, `count_active`): a reader writes nothing."""
 
     def used_bytes(self) -> int:
         """As `Transaction.used_bytes`, read outside a unit of work (what the metrics show)."""
@@ -581,6 +589,19 @@ class TaskFinder(Protocol):
 
         What a lease call waiting for work sleeps until. May be asked from any thread.
         """
+        ...
+
+    def finished_per_second(self, since: int, seconds: int, scope: Scope | None = None) -> dict[TaskStatus, list[int]]:
+        """How many finished tasks (that `scope` sees) finished in each of the `seconds` seconds from `since`
+        (microseconds, inclusive) on, by their status; a status none finished with is absent.
+
+        The history an operator's chart starts from: asked of the finished dates, never of a log.
+        """
+        ...
+
+    def counts_by_index(self, scope: Scope | None = None) -> dict[str | None, dict[TaskStatus, int]]:
+        """How many tasks (that `scope` sees) each index holds, by status, None for the global tasks; only counts
+        above zero, and only indexes holding a task."""
         ...
 
     def close(self) -> None:

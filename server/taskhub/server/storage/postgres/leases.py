@@ -68,3 +68,16 @@ class PostgresLeases:
     def end_all(self, state: str) -> None:
         self.conn.execute("UPDATE leases SET state = %s WHERE state = %s", (state, ACTIVE))
         self.conn.execute(RELEASE_ALL)
+
+    def held(self) -> list[tuple[LeaseRecord, list[int]]]:
+        rows = self.conn.execute(
+            "SELECT l.token, l.worker, l.deadline, l.duration, l.state, l.batch_uid, t.uid FROM leases l"
+            " LEFT JOIN tasks t ON t.lease = l.token AND t.status = %s WHERE l.state = %s ORDER BY l.token, t.uid",
+            (int(TaskStatus.PROCESSING), ACTIVE),
+        ).fetchall()
+        held: dict[str, tuple[LeaseRecord, list[int]]] = {}
+        for *lease, uid in rows:
+            record, uids = held.setdefault(lease[0], (LeaseRecord(*lease), []))
+            if uid is not None:
+                uids.append(uid)
+        return list(held.values())

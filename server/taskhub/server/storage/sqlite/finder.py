@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import threading
 
-from taskhub.server.model import TaskQuery
+from taskhub.server.model import Scope, TaskQuery, TaskStatus
 from taskhub.server.storage.contract import Changes, Reader
 from taskhub.server.storage.sqlite.database import SqliteReader
+
+SECOND = 1_000_000
+FINISHED = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELED})
 
 
 def where(query: TaskQuery) -> tuple[str, list]:
@@ -134,6 +137,29 @@ class SqlFinder:
     def next_run_at(self, now: int) -> int | None:
         # `run_at` is set only while a task waits enqueued: the partial index answers from its first entry.
         return self._conn().execute("SELECT MIN(run_at) FROM tasks WHERE run_at > ?", (now,)).fetchone()[0]
+
+    def finished_per_second(self, since: int, seconds: int, scope: Scope | None = None) -> dict[TaskStatus, list[int]]:
+        query = TaskQuery(
+            statuses=FINISHED, after_finished_at=since - 1, before_finished_at=since + seconds * SECOND, scope=scope
+        )
+        sql, params = where(query)
+        rows = self._conn().execute(
+            f"SELECT (finished_at - ?) / {SECOND}, status, COUNT(*) FROM tasks WHERE {sql} GROUP BY 1, 2",
+            [since, *params],
+        )
+        counts: dict[TaskStatus, list[int]] = {}
+        for second, status, count in rows:
+            counts.setdefault(TaskStatus(status), [0] * seconds)[second] = count
+        return counts
+
+    def counts_by_index(self, scope: Scope | None = None) -> dict[str | None, dict[TaskStatus, int]]:
+        sql, params = where(TaskQuery(scope=scope))
+        counts: dict[str | None, dict[TaskStatus, int]] = {}
+        for index_uid, status, count in self._conn().execute(
+            f"SELECT index_uid, status, COUNT(*) FROM tasks WHERE {sql} GROUP BY 1, 2", params
+        ):
+            counts.setdefault(index_uid, {})[TaskStatus(status)] = count
+        return counts
 
     def close(self) -> None:
         with self._lock:

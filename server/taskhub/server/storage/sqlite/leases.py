@@ -71,3 +71,16 @@ class SqliteLeases:
     def end_all(self, state: str) -> None:
         self.conn.execute("UPDATE leases SET state = ? WHERE state = ?", (state, ACTIVE))
         self.conn.execute("UPDATE tasks SET lease = NULL WHERE lease IS NOT NULL")
+
+    def held(self) -> list[tuple[LeaseRecord, list[int]]]:
+        rows = self.conn.execute(
+            "SELECT l.token, l.worker, l.deadline, l.duration, l.state, l.batch_uid, t.uid FROM leases l"
+            " LEFT JOIN tasks t ON t.lease = l.token AND t.status = ? WHERE l.state = ? ORDER BY l.token, t.uid",
+            (int(TaskStatus.PROCESSING), ACTIVE),
+        ).fetchall()
+        held: dict[str, tuple[LeaseRecord, list[int]]] = {}
+        for *lease, uid in rows:
+            record, uids = held.setdefault(lease[0], (LeaseRecord(*lease), []))
+            if uid is not None:
+                uids.append(uid)
+        return list(held.values())
