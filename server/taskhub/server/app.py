@@ -25,25 +25,31 @@ from taskhub.server.config import Config, parse_duration, parse_size, task_type_
 from taskhub.server.edge import decoding, tls
 from taskhub.server.edge.key_service import KeyService
 from taskhub.server.edge.services import TaskService, WorkerService
+from taskhub.server.edge.webhook_service import WebhookService
 from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.lock import ServerLock
 from taskhub.server.model import TaskType
 from taskhub.server.rules import exports
 from taskhub.server.rules.auth import Keyring
+from taskhub.server.rules.ip_policy import IpPolicy
 from taskhub.server.rules.retries import parse_policies
 from taskhub.server.rules.scheduler import Scheduler, wall_clock
 from taskhub.server.rules.watch import WatchHub
-from taskhub.server.storage.contract import Storage, TaskFinder
+from taskhub.server.rules.webhooks import Webhooks
+from taskhub.server.storage.contract import Changes, Storage, TaskFinder
 from taskhub.server.storage.postgres.database import PostgresStorage, is_postgres_url
 from taskhub.server.storage.postgres.lock import PostgresServerLock
 from taskhub.server.storage.sqlite.database import SqliteStorage
 from taskhub.server.storage.sqlite.finder import SqlFinder
 from taskhub.server.task_types import TaskTypes
+from taskhub.server.webhook_delivery import Delivery
 from taskhub.v1 import (
     key_service_pb2,
     key_service_pb2_grpc,
     task_service_pb2,
     task_service_pb2_grpc,
+    webhook_service_pb2,
+    webhook_service_pb2_grpc,
     worker_service_pb2,
     worker_service_pb2_grpc,
 )
@@ -64,6 +70,7 @@ SERVICE_NAMES = (
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
     key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
+    webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
 )
 
 
@@ -82,6 +89,9 @@ class Service:
     gateway: Any = None
     # The database's lock (one server per file), released once the store is closed.
     lock: ServerLock | PostgresServerLock | None = None
+    # Webhooks' rules and their deliveries (None when the service runs without background work).
+    webhooks: Webhooks | None = None
+    delivery: Delivery | None = None
 
     @property
     def grpc_target(self) -> str:
@@ -100,6 +110,8 @@ class Service:
         await self.health.enter_graceful_shutdown()
         # Watches end first, so no stream (gRPC or the gateway's) holds the shutdown up.
         self.scheduler.begin_shutdown()
+        if self.delivery is not None:  # a POST in flight is cut short: its entries go again at the next start
+            await self.delivery.stop()
         stopping = [self.server.stop(grace)]
         if self.gateway is not None:
             stopping.append(self.gateway.stop(grace))
@@ -148,6 +160,9 @@ def check(config: Config) -> None:
             f" {len(config.master_key.encode())} (--master-key or TASKHUB_MASTER_KEY)"
         )
     parse_duration(config.idempotency_ttl)
+    IpPolicy.parse(config.experimental_allowed_ip_networks)
+    if config.webhook_outbox_size < 1:
+        raise ValueError(f"--webhook-outbox-size is 1 or more, not {config.webhook_outbox_size}")
     if config.max_idempotency_keys < 0:
         raise ValueError(f"--max-idempotency-keys is 0 or more, not {config.max_idempotency_keys}")
     if config.task_index not in FINDERS:
@@ -222,6 +237,15 @@ async def _start(
         max_idempotency_keys=config.max_idempotency_keys,
         retry_policies=parse_policies(config.retry_policy, config.max_attempts),
     )
+    # Before the scheduler starts: every unit of work that finishes tasks fills the outbox from the first.
+    webhooks = Webhooks(
+        scheduler.units,
+        clock,
+        reserved_url=config.task_webhook_url,
+        reserved_authorization=config.task_webhook_authorization_header,
+        bound=config.webhook_outbox_size,
+        policy=IpPolicy.parse(config.experimental_allowed_ip_networks),
+    )
     await scheduler.start(background=background)
 
     # Past here the scheduler runs: a start that fails stops it and closes the store before the lock goes.
@@ -249,6 +273,8 @@ async def _start(
         )
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(scheduler, keys), guarded)
         key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(keys), guarded)
+        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookService(webhooks, keys), guarded)
+        await webhooks.sync_reserved()
         health = health_async.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         for name in ("", *SERVICE_NAMES):
@@ -283,7 +309,10 @@ async def _start(
         health=health,
         grpc_port=port,
         lock=lock,
+        webhooks=webhooks,
     )
+    if background:
+        start_delivery(service)
     if not config.no_http:
         # Imported here: a gRPC-only server does not need Starlette or uvicorn.
         from taskhub.gateway.serving import GatewayServer
@@ -320,6 +349,22 @@ async def _start(
             await service.stop(0)
             raise
     return service
+
+
+def start_delivery(service: Service) -> None:
+    """Starts POSTing finished tasks to the webhooks: server-run work, for one server of a database at a time
+    (on replicas, the leader's)."""
+    assert service.webhooks is not None
+    delivery = service.delivery = Delivery(service.webhooks, service.scheduler.units)
+    units = service.scheduler.units
+    after = units.on_commit
+
+    def committed(changes: Changes) -> None:
+        after(changes)
+        delivery.committed(changes)
+
+    units.on_commit = committed
+    delivery.start()
 
 
 def shown_db(db: str) -> str:

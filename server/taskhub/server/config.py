@@ -49,6 +49,10 @@ class Config:
     task_types: str = ""
     idempotency_ttl: str = "24h"
     max_idempotency_keys: int = 1_000_000
+    task_webhook_url: str | None = None
+    task_webhook_authorization_header: str | None = None
+    experimental_allowed_ip_networks: str | None = None
+    webhook_outbox_size: int = 100_000
 
 
 HELP = {
@@ -126,6 +130,19 @@ HELP = {
     ),
     "max_idempotency_keys": (
         "the most idempotency keys kept; past it the oldest are dropped (with the expired ones, every 10 seconds)"
+    ),
+    "task_webhook_url": (
+        "as Meilisearch: POST every finished task to this URL (the reserved webhook, shown at GET /webhooks"
+        " under the nil uuid, not editable through the API)"
+    ),
+    "task_webhook_authorization_header": "the `Authorization` header sent to --task-webhook-url",
+    "experimental_allowed_ip_networks": (
+        "as Meilisearch: comma list of networks (`10.0.0.0/8`, `127.0.0.1/32`) webhooks may reach besides"
+        " globally reachable addresses, or `any`; loopback, private and link-local targets are refused otherwise"
+    ),
+    "webhook_outbox_size": (
+        "the most finished tasks kept for webhooks not yet delivered to; past it the oldest are dropped (and"
+        " counted) so a dead endpoint never fills the database"
     ),
 }
 

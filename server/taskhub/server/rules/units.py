@@ -60,6 +60,8 @@ class Units:
         self.keeps_state = True
         # Told of every commit's changes on the loop, after the hub (the scheduler's wake-up).
         self.on_commit: Callable[[Changes], None] = lambda changes: None
+        # Called in every unit of work on the store thread, before it commits (the webhooks' outbox).
+        self.before_commit: Callable[[Transaction], None] = lambda tx: None
 
     def _open_reader(self) -> None:
         self._local.reader = self.storage.reader()
@@ -148,6 +150,7 @@ class Units:
         try:
             with self.storage.transaction() as tx:
                 result = fn(tx, *args)
+                self.before_commit(tx)
                 changes = tx.changes
         except StorageFull as full:
             raise TaskHubError("no_space_left_on_device", DISK_FULL) from full

@@ -10,7 +10,7 @@ import secrets
 
 from taskhub.server.storage.postgres.connection import Connection
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 # The key of the advisory lock every unit of work takes (and migrations): "taskhub" in ASCII.
 UNIT_LOCK = 0x7461736B687562
@@ -92,6 +92,21 @@ CREATE TABLE api_keys (
 );
 """
 
+# Version 3: webhooks and their outbox. Finished tasks by entry id; each webhook's progress is a cursor
+# (`delivered`, the last entry id it took); the last id given is meta's `outbox_last`.
+_WEBHOOKS = """
+CREATE TABLE IF NOT EXISTS webhooks (
+    uuid text PRIMARY KEY,
+    url text NOT NULL,
+    headers text NOT NULL,
+    secret text,
+    created_at bigint NOT NULL,
+    delivered bigint NOT NULL,
+    dropped bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_outbox (id bigint PRIMARY KEY, task_uid bigint NOT NULL);
+"""
+
 
 def migrate(conn: Connection) -> None:
     """Brings the database to SCHEMA_VERSION; the caller holds a transaction and UNIT_LOCK."""
@@ -108,6 +123,9 @@ def migrate(conn: Connection) -> None:
             " ('schema_version', 0)"
         )
         new_epoch(conn)
+    if version < 3:
+        conn.execute(_WEBHOOKS)
+        conn.execute("INSERT INTO meta (key, value) VALUES ('outbox_last', 0) ON CONFLICT (key) DO NOTHING")
     conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'", (SCHEMA_VERSION,))
 
 
