@@ -25,11 +25,17 @@ from starlette.routing import Route
 
 from taskhub import limits
 from taskhub.errors import TaskHubError, from_rpc_error, payload_too_large
-from taskhub.gateway import batches, dashboard, enqueue, events, keys, query, render
+from taskhub.gateway import batches, dashboard, enqueue, events, keys, query, render, webhooks
 from taskhub.gateway.guard import Guard
 from taskhub.gateway.openapi import OPENAPI
 from taskhub.metadata import GATEWAY_TOKEN
-from taskhub.v1 import key_service_pb2_grpc, task_pb2, task_service_pb2 as pb, task_service_pb2_grpc
+from taskhub.v1 import (
+    key_service_pb2_grpc,
+    task_pb2,
+    task_service_pb2 as pb,
+    task_service_pb2_grpc,
+    webhook_service_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,7 @@ class Backend:
         self._tasks: task_service_pb2_grpc.TaskServiceStub | None = None
         self._health: health_pb2_grpc.HealthStub | None = None
         self._keys: key_service_pb2_grpc.KeyServiceStub | None = None
+        self._webhooks: webhook_service_pb2_grpc.WebhookServiceStub | None = None
 
     def open(self) -> None:
         if self._channel is None:
@@ -73,6 +80,7 @@ class Backend:
             self._tasks = task_service_pb2_grpc.TaskServiceStub(self._channel)
             self._health = health_pb2_grpc.HealthStub(self._channel)
             self._keys = key_service_pb2_grpc.KeyServiceStub(self._channel)
+            self._webhooks = webhook_service_pb2_grpc.WebhookServiceStub(self._channel)
 
     @property
     def tasks(self) -> task_service_pb2_grpc.TaskServiceStub:
@@ -88,6 +96,11 @@ class Backend:
     def keys(self) -> key_service_pb2_grpc.KeyServiceStub:
         self.open()
         return self._keys
+
+    @property
+    def webhooks(self) -> webhook_service_pb2_grpc.WebhookServiceStub:
+        self.open()
+        return self._webhooks
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -409,6 +422,7 @@ ROUTES = [
     Route("/tasks/{uid}", get_task, methods=["GET"]),
     *keys.routes(edge, _metadata),
     *batches.routes(edge, _metadata),
+    *webhooks.routes(edge, _metadata),
     Route("/tasks/{uid}/events", watch_task, methods=["GET"]),
     Route("/dumps", create_dump, methods=["POST"]),
     Route("/snapshots", create_snapshot, methods=["POST"]),
