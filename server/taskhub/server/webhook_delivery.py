@@ -93,6 +93,7 @@ class Delivery:
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         self._supervisor: asyncio.Task[None] | None = None
+        self._closing = False
         self._woken = asyncio.Event()
         self._user_agent = f"taskhub/{this_server().package_version or 'dev'}"
 
@@ -102,6 +103,7 @@ class Delivery:
             self._supervisor = asyncio.create_task(self._supervise(), name="taskhub-webhooks")
 
     async def stop(self) -> None:
+        self._closing = True
         tasks = [t for t in (self._supervisor, *self._loops.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -119,7 +121,7 @@ class Delivery:
                 wake.set()
 
     async def _supervise(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 records = await self.units.read(_all)
             except Exception:
@@ -133,14 +135,13 @@ class Delivery:
                 self._wakes[uuid] = asyncio.Event()
                 self._loops[uuid] = asyncio.create_task(self._deliver(uuid), name=f"taskhub-webhook-{uuid}")
             self._woken.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), self.poll)
+            await _wait(self._woken, self.poll)
 
     async def _deliver(self, uuid: str) -> None:
         """One webhook's loop: its entries in order, each batch until it is delivered or dropped."""
         delay = self.first_delay
         wake = self._wakes[uuid]
-        while True:
+        while not self._closing:
             wake.clear()
             try:
                 sent = await self._round(uuid)
@@ -149,8 +150,7 @@ class Delivery:
                 sent = False
             if sent is None:  # nothing owed: wait for a commit, or look again after a while
                 delay = self.first_delay
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.poll)
+                await _wait(wake, self.poll)
             elif sent:
                 delay = self.first_delay
             else:
@@ -198,6 +198,14 @@ class Delivery:
             log.warning("webhook %s: %s answered %d", target.uuid, target.url, status)
         self.counts.failed += 1
         return False
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until `event` is set or `seconds` pass. Not `asyncio.wait_for`: on Python 3.11 it can swallow a
+    cancelation that comes as the event is set, and `stop` would wait for a loop that never ends."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 def _all(reader: Reader) -> list[WebhookRecord]:
