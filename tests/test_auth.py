@@ -17,11 +17,16 @@ from taskhub.v1 import (
     task_pb2,
     task_service_pb2 as pb,
     task_service_pb2_grpc,
+    webhook_service_pb2 as hpb,
+    webhook_service_pb2_grpc,
     worker_service_pb2 as wpb,
     worker_service_pb2_grpc,
 )
 
 MASTER = "a-master-key-of-sixteen-bytes-or-more"
+
+
+NIL = "00000000-0000-0000-0000-000000000000"
 
 
 def bearer(key: str) -> tuple[tuple[str, str]]:
@@ -70,6 +75,7 @@ def calls(channel):
     tasks = task_service_pb2_grpc.TaskServiceStub(channel)
     workers = worker_service_pb2_grpc.WorkerServiceStub(channel)
     admin = key_service_pb2_grpc.KeyServiceStub(channel)
+    hooks = webhook_service_pb2_grpc.WebhookServiceStub(channel)
     movies = task_pb2.TaskFilter(index_uids=task_pb2.IndexUidSet(index_uids=["movies"]))
     return {
         "ListTasks": lambda md: tasks.ListTasks(pb.ListTasksRequest(), metadata=md),
@@ -98,6 +104,11 @@ def calls(channel):
         "GetKey": lambda md: admin.GetKey(kpb.GetKeyRequest(key="x"), metadata=md),
         "UpdateKey": lambda md: admin.UpdateKey(kpb.UpdateKeyRequest(key="x"), metadata=md),
         "DeleteKey": lambda md: admin.DeleteKey(kpb.DeleteKeyRequest(key="x"), metadata=md),
+        "ListWebhooks": lambda md: hooks.ListWebhooks(hpb.ListWebhooksRequest(), metadata=md),
+        "GetWebhook": lambda md: hooks.GetWebhook(hpb.GetWebhookRequest(uuid=NIL), metadata=md),
+        "CreateWebhook": lambda md: hooks.CreateWebhook(hpb.CreateWebhookRequest(url="https://x.io/"), metadata=md),
+        "UpdateWebhook": lambda md: hooks.UpdateWebhook(hpb.UpdateWebhookRequest(uuid=NIL), metadata=md),
+        "DeleteWebhook": lambda md: hooks.DeleteWebhook(hpb.DeleteWebhookRequest(uuid=NIL), metadata=md),
     }
 
 
@@ -131,6 +142,11 @@ RPCS = [
     "GetKey",
     "UpdateKey",
     "DeleteKey",
+    "ListWebhooks",
+    "GetWebhook",
+    "CreateWebhook",
+    "UpdateWebhook",
+    "DeleteWebhook",
 ]
 
 

@@ -57,6 +57,11 @@ ACTIONS = [
     "snapshots.*",
     "version",
     "workers.*",
+    "webhooks.get",
+    "webhooks.create",
+    "webhooks.update",
+    "webhooks.delete",
+    "webhooks.*",
     "*",
 ]
 # The server's caps on a key's labels, in characters (code points) as maxLength counts them.

@@ -38,6 +38,15 @@ DEFAULT_BOUND = 100_000
 FINISHED = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELED})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110's token)
 _VALUE = re.compile(r"[\t\x20-\x7e]*")  # visible ASCII, space and tab
+# The urls taken (the OpenAPI document states the same, with host names only): http or https, a host name
+# (its last label starting with a letter) or an address, a port up to 65535, then a path or query of visible
+# ASCII; no user info.
+PORT = r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?"
+HOST_NAME = r"(?:[A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*"
+URL_TAIL = r"(?:[/?][\x21-\x7e]*)?"
+URL_PATTERN = rf"^https?://{HOST_NAME}{PORT}{URL_TAIL}$"
+_URL = re.compile(rf"https?://(?:{HOST_NAME}|[0-9.]+|\[[0-9A-Fa-f:.]+\]){PORT}{URL_TAIL}")
+_SECRET = re.compile(r"[\x20-\x7e]{1,1024}")
 
 
 @dataclass(slots=True)
@@ -285,6 +294,10 @@ class Webhooks:
                     "invalid_webhook_headers", f"Invalid header value `{name}`: failed to parse header value"
                 )
         self.check_url(record.uuid, record.url)
+        if record.secret is not None and not _SECRET.fullmatch(record.secret):
+            raise TaskHubError(
+                "invalid_webhook_secret", "Invalid value at `.secret`: 1 to 1024 visible ASCII characters or spaces."
+            )
 
     def check_url(self, uuid: str, url: str) -> None:
         def invalid(why: str) -> TaskHubError:
@@ -302,6 +315,11 @@ class Webhooks:
         if not parts.hostname:
             raise invalid("empty host")
         del port
+        if not _URL.fullmatch(url):
+            raise invalid(
+                "taskhub takes `http(s)://host[:port][/path][?query]`: a host name or an address, no user info,"
+                " visible ASCII only"
+            )
         refused = self.policy.refuses_literal(parts.hostname)
         if refused is not None:
             raise invalid(refused)
