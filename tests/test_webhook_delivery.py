@@ -194,3 +194,23 @@ async def test_the_reserved_webhook_of_the_settings_is_delivered_to(live_config)
     finally:
         await service.stop(0)
         await receiver.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "networks", "why"),
+    [
+        ("http://127.0.0.1:9/hook", None, "is not globally reachable"),
+        ("ftp://example.com/", None, "is not `http` nor `https`"),
+        ("not-a-url", LOOPBACK, "relative URL without a base"),
+    ],
+)
+async def test_a_reserved_webhook_that_cannot_be_is_refused_at_start(config, url, networks, why):
+    config = dataclasses.replace(config, task_webhook_url=url, experimental_allowed_ip_networks=networks)
+    with pytest.raises(ValueError, match="--task-webhook-url: Invalid URL") as raised:
+        await app.start(config)
+    assert why in str(raised.value)
+
+
+async def test_allowed_networks_must_be_networks(config):
+    with pytest.raises(ValueError, match="`10.0.0.0/33` is neither a network"):
+        await app.start(dataclasses.replace(config, experimental_allowed_ip_networks="127.0.0.1/32,10.0.0.0/33"))

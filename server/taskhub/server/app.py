@@ -21,6 +21,7 @@ from grpc_health.v1 import _async as health_async, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskhub import limits
+from taskhub.errors import TaskHubError
 from taskhub.server.config import Config, parse_duration, parse_size, task_type_names, watch_retention_bytes
 from taskhub.server.edge import decoding, tls
 from taskhub.server.edge.key_service import KeyService
@@ -35,7 +36,7 @@ from taskhub.server.rules.ip_policy import IpPolicy
 from taskhub.server.rules.retries import parse_policies
 from taskhub.server.rules.scheduler import Scheduler, wall_clock
 from taskhub.server.rules.watch import WatchHub
-from taskhub.server.rules.webhooks import Webhooks
+from taskhub.server.rules.webhooks import Webhooks, check_url as check_webhook_url
 from taskhub.server.storage.contract import Changes, Storage, TaskFinder
 from taskhub.server.storage.postgres.database import PostgresStorage, is_postgres_url
 from taskhub.server.storage.postgres.lock import PostgresServerLock
@@ -160,7 +161,12 @@ def check(config: Config) -> None:
             f" {len(config.master_key.encode())} (--master-key or TASKHUB_MASTER_KEY)"
         )
     parse_duration(config.idempotency_ttl)
-    IpPolicy.parse(config.experimental_allowed_ip_networks)
+    policy = IpPolicy.parse(config.experimental_allowed_ip_networks)
+    if config.task_webhook_url:
+        try:
+            check_webhook_url(config.task_webhook_url, policy)
+        except TaskHubError as error:
+            raise ValueError(f"--task-webhook-url: {error.message}") from None
     if config.webhook_outbox_size < 1:
         raise ValueError(f"--webhook-outbox-size is 1 or more, not {config.webhook_outbox_size}")
     if config.max_idempotency_keys < 0:

@@ -175,8 +175,6 @@ class Webhooks:
 
     async def sync_reserved(self) -> None:
         """At start: the reserved webhook's row (its progress) exists while `--task-webhook-url` is set."""
-        if self.reserved_url is not None:
-            self.check_url(NIL, self.reserved_url)
         await self.units.run(self._sync_reserved)
 
     def _sync_reserved(self, tx: Transaction) -> None:
@@ -293,36 +291,39 @@ class Webhooks:
                 raise TaskHubError(
                     "invalid_webhook_headers", f"Invalid header value `{name}`: failed to parse header value"
                 )
-        self.check_url(record.uuid, record.url)
+        check_url(record.url, self.policy)
         if record.secret is not None and not _SECRET.fullmatch(record.secret):
             raise TaskHubError(
                 "invalid_webhook_secret", "Invalid value at `.secret`: 1 to 1024 visible ASCII characters or spaces."
             )
 
-    def check_url(self, uuid: str, url: str) -> None:
-        def invalid(why: str) -> TaskHubError:
-            return TaskHubError("invalid_webhook_url", f"Invalid URL `{url}`: {why}")
 
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as error:
-            raise invalid(str(error)) from None
-        if not parts.scheme or ":" not in url:
-            raise invalid("relative URL without a base")
-        if parts.scheme.lower() not in ("http", "https"):
-            raise invalid(f"the scheme `{parts.scheme}` is not `http` nor `https`, the only ones delivered to")
-        if not parts.hostname:
-            raise invalid("empty host")
-        del port
-        if not _URL.fullmatch(url):
-            raise invalid(
-                "taskhub takes `http(s)://host[:port][/path][?query]`: a host name or an address, no user info,"
-                " visible ASCII only"
-            )
-        refused = self.policy.refuses_literal(parts.hostname)
-        if refused is not None:
-            raise invalid(refused)
+def check_url(url: str, policy: IpPolicy) -> None:
+    """Whether `url` may be a webhook's: it parses (Meilisearch's check), then taskhub's own (http or https,
+    the documented shape, not a literal address outside the allowed networks)."""
+
+    def invalid(why: str) -> TaskHubError:
+        return TaskHubError("invalid_webhook_url", f"Invalid URL `{url}`: {why}")
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not one
+    except ValueError as error:
+        raise invalid(str(error)) from None
+    if not parts.scheme or ":" not in url:
+        raise invalid("relative URL without a base")
+    if parts.scheme.lower() not in ("http", "https"):
+        raise invalid(f"the scheme `{parts.scheme}` is not `http` nor `https`, the only ones delivered to")
+    if not parts.hostname:
+        raise invalid("empty host")
+    if not _URL.fullmatch(url):
+        raise invalid(
+            "taskhub takes `http(s)://host[:port][/path][?query]`: a host name or an address, no user info,"
+            " visible ASCII only"
+        )
+    refused = policy.refuses_literal(parts.hostname)
+    if refused is not None:
+        raise invalid(refused)
 
 
 def _all(reader: Reader) -> list[WebhookRecord]:
