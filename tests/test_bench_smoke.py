@@ -25,6 +25,7 @@ TINY = {
     "memory.py": ["--tasks", "2000", "--settle", "0.1"],
     "start.py": ["--tasks", "2000", "--enqueue", "200"],
     "delayed.py": ["--rate", "100", "--seconds", "1", "--lead", "0.5", "--workers", "2"],
+    "webhooks.py": ["--tasks", "200", "--rounds", "1"],
 }
 
 
