@@ -669,3 +669,23 @@ def test_the_outbox_numbers_entries_keeps_what_is_owed_and_drops_past_its_bound(
         assert dropped == 6
         assert tx.webhooks.outbox_size() == 3
     storage.close()
+
+
+def test_outbox_entries_are_numbered_across_storages_on_one_database(database):
+    from taskhub.server.storage.contract import WebhookRecord
+
+    kind, address = database
+    first, second = OPENERS[kind](address), OPENERS[kind](address)
+    with first.transaction() as tx:
+        tx.webhooks.put_webhook(WebhookRecord("w", "http://w/", {}, None, 1))
+    for n, storage in enumerate([first, second, first, second]):
+        with storage.transaction() as tx:
+            tx.webhooks.add_outbox([100 + n], bound=10)
+    # Each sees the other's webhook and entries, numbered in commit order without a gap.
+    reader = second.reader()
+    try:
+        assert reader.webhooks.outbox_after(0, 10) == [(1, 100), (2, 101), (3, 102), (4, 103)]
+    finally:
+        reader.close()
+    first.close()
+    second.close()
