@@ -24,6 +24,7 @@ import hmac
 import json
 import logging
 import random
+from urllib.parse import urlsplit
 
 from taskhub.gateway import render
 from taskhub.server import webhook_http
@@ -188,16 +189,24 @@ class Delivery:
                 user_agent=self._user_agent,
             )
         except webhook_http.Refused as refused:
-            log.warning("webhook %s: not sent to %s: %s", target.uuid, target.url, refused)
+            log.warning("webhook %s: not sent to %s: %s", target.uuid, _where(target.url), refused)
         except (OSError, TimeoutError) as error:
-            log.warning("webhook %s: %s unreachable: %s", target.uuid, target.url, error or type(error).__name__)
+            log.warning(
+                "webhook %s: %s unreachable: %s", target.uuid, _where(target.url), error or type(error).__name__
+            )
         else:
             if 200 <= status < 300:
                 self.counts.ok += 1
                 return True
-            log.warning("webhook %s: %s answered %d", target.uuid, target.url, status)
+            log.warning("webhook %s: %s answered %d", target.uuid, _where(target.url), status)
         self.counts.failed += 1
         return False
+
+
+def _where(url: str) -> str:
+    """A url as logged: scheme and host only, since a path or query may carry a token."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
