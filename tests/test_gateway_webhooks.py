@@ -247,3 +247,24 @@ async def test_the_webhook_actions_guard_each_route(secured_http):
     ):
         assert response.status_code == 403 and response.json()["code"] == "invalid_api_key"
     assert (await http.get("/webhooks")).status_code == 401
+
+
+async def test_a_dump_carries_the_webhooks_into_another_database(http, service, config, clock, tmp_path, request):
+    from helpers import restored_config
+
+    made = await create(
+        http, {"url": "https://example.com/hook", "headers": {"Authorization": "Bearer a-token"}, "secret": "s"}
+    )
+    assert (await http.post("/dumps")).status_code == 202
+    await service.scheduler.tick()
+    [path] = (tmp_path / "dumps").iterdir()
+    running = await app.start(
+        restored_config(config, "import_dump", path, tmp_path, request), background=False, clock=clock
+    )
+    try:
+        async with gateway_client(running.grpc_target) as other:
+            assert (await other.get("/webhooks")).json() == {"results": [made]}
+            stored = await running.scheduler.units.read(lambda reader: reader.webhooks.get_webhook(made["uuid"]))
+            assert (stored.headers, stored.secret) == ({"Authorization": "Bearer a-token"}, "s")
+    finally:
+        await running.stop(0)
