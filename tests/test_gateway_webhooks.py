@@ -201,6 +201,8 @@ async def test_at_most_twenty_webhooks_of_at_most_two_hundred_headers(http):
             " a third-party proxy server to dispatch events to more than 20 endpoints.",
         ),
     )
+    # As Meilisearch, the count is checked before the url's presence.
+    assert (await http.post("/webhooks", json={})).json()["code"] == "invalid_webhooks"
     # 200 headers fit; one more by PATCH does not.
     uid = made[0]["uuid"]
     fits = {f"x-h{i}": "v" for i in range(200)}

@@ -225,14 +225,12 @@ class Webhooks:
         if len(headers) > MAX_HEADERS:
             raise _too_many_headers(uuid)
         record = WebhookRecord(uuid, url or "", dict(headers), secret or None, self.clock())
-        if url is None:
-            raise _missing_url(uuid)
-        self.check(record)
         await self.units.run(self._create, record)
         return self._shown(record)
 
     def _create(self, tx: Transaction, record: WebhookRecord) -> None:
-        # Counted in the unit of work: two servers creating at once cannot pass the limit together.
+        """Meilisearch's order: the count, then the url's presence, then the rest. Counted in the unit of work:
+        two servers creating at once cannot pass the limit together."""
         if sum(1 for r in tx.webhooks.all_webhooks() if r.uuid != NIL) >= MAX_WEBHOOKS:
             raise TaskHubError(
                 "invalid_webhooks",
@@ -240,6 +238,7 @@ class Webhooks:
                 f" {MAX_WEBHOOKS}. You may use a third-party proxy server to dispatch events to more than"
                 f" {MAX_WEBHOOKS} endpoints.",
             )
+        self.check(record)  # a missing url first, as its message says
         tx.webhooks.put_webhook(record)
 
     async def update(self, uuid: str, patch: Patch) -> Webhook:
