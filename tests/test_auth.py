@@ -21,11 +21,16 @@ from taskhub.v1 import (
     task_pb2,
     task_service_pb2 as pb,
     task_service_pb2_grpc,
+    webhook_service_pb2 as hpb,
+    webhook_service_pb2_grpc,
     worker_service_pb2 as wpb,
     worker_service_pb2_grpc,
 )
 
 MASTER = "a-master-key-of-sixteen-bytes-or-more"
+
+
+NIL = "00000000-0000-0000-0000-000000000000"
 
 
 def bearer(key: str) -> tuple[tuple[str, str]]:
@@ -76,6 +81,7 @@ def calls(channel):
     admin = key_service_pb2_grpc.KeyServiceStub(channel)
     metrics = metrics_service_pb2_grpc.MetricsServiceStub(channel)
     operations = operations_service_pb2_grpc.OperationsServiceStub(channel)
+    hooks = webhook_service_pb2_grpc.WebhookServiceStub(channel)
     movies = task_pb2.TaskFilter(index_uids=task_pb2.IndexUidSet(index_uids=["movies"]))
     return {
         "ListTasks": lambda md: tasks.ListTasks(pb.ListTasksRequest(), metadata=md),
@@ -107,6 +113,11 @@ def calls(channel):
         "GetMetrics": lambda md: metrics.GetMetrics(metrics_service_pb2.GetMetricsRequest(), metadata=md),
         "ListLeases": lambda md: operations.ListLeases(opb.ListLeasesRequest(), metadata=md),
         "GetActivity": lambda md: operations.GetActivity(opb.GetActivityRequest(), metadata=md),
+        "ListWebhooks": lambda md: hooks.ListWebhooks(hpb.ListWebhooksRequest(), metadata=md),
+        "GetWebhook": lambda md: hooks.GetWebhook(hpb.GetWebhookRequest(uuid=NIL), metadata=md),
+        "CreateWebhook": lambda md: hooks.CreateWebhook(hpb.CreateWebhookRequest(url="https://x.io/"), metadata=md),
+        "UpdateWebhook": lambda md: hooks.UpdateWebhook(hpb.UpdateWebhookRequest(uuid=NIL), metadata=md),
+        "DeleteWebhook": lambda md: hooks.DeleteWebhook(hpb.DeleteWebhookRequest(uuid=NIL), metadata=md),
     }
 
 
@@ -143,6 +154,11 @@ RPCS = [
     "GetMetrics",
     "ListLeases",
     "GetActivity",
+    "ListWebhooks",
+    "GetWebhook",
+    "CreateWebhook",
+    "UpdateWebhook",
+    "DeleteWebhook",
 ]
 
 

@@ -31,6 +31,7 @@ TINY = {
     "metrics_scrape.py": ["--tasks", "2000", "--indexes", "50", "--scrapes", "5"],
     "tracing.py": ["--seconds", "0.2", "--rounds", "1", "--producers", "4"],
     "activity.py": ["--tasks", "3000", "--recent", "1000", "--seconds", "0.05", "--min-runs", "2"],
+    "webhooks.py": ["--tasks", "200", "--rounds", "1"],
 }
 # These start a throwaway PostgreSQL cluster (tests/postgres_cluster.py).
 NEEDS_POSTGRES = {"postgres.py", "claims.py"}

@@ -64,6 +64,7 @@ async def keys(secured_http, clock):
     return {name: key["key"] for name, key in made.items()} | {"books_uid": made["books"]["uid"]}
 
 
+NO_WEBHOOK = "00000000-0000-0000-0000-000000000001"
 # Each route: (method, path, JSON body, the key that lacks its action).
 ROUTES = {
     "list tasks": ("GET", "/tasks", None, "enqueue_only"),
@@ -93,6 +94,12 @@ ROUTES = {
     "get key": ("GET", "/keys/{books_uid}", None, "all"),
     "update key": ("PATCH", "/keys/{books_uid}", {"name": "renamed"}, "all"),
     "delete key": ("DELETE", "/keys/{books_uid}", None, "all"),
+    # Webhooks belong to no index: a key scoped to some indexes manages them when it has the action.
+    "list webhooks": ("GET", "/webhooks", None, "get_only"),
+    "create webhook": ("POST", "/webhooks", {"url": "https://example.com/hook"}, "get_only"),
+    "get webhook": ("GET", f"/webhooks/{NO_WEBHOOK}", None, "get_only"),
+    "update webhook": ("PATCH", f"/webhooks/{NO_WEBHOOK}", {"url": "https://example.com/2"}, "get_only"),
+    "delete webhook": ("DELETE", f"/webhooks/{NO_WEBHOOK}", None, "get_only"),
 }
 MALFORMED = [
     {"Authorization": "Basic eDp5"},
@@ -124,7 +131,8 @@ def test_the_matrix_covers_every_route():
             path.split("?")[0]
             .replace("/tasks/0", "/tasks/{uid}")
             .replace("/batches/0", "/batches/{uid}")
-            .replace("{books_uid}", "{uid_or_key}"),
+            .replace("{books_uid}", "{uid_or_key}")
+            .replace(NO_WEBHOOK, "{uuid}"),
             method,
         )
         for method, path, _, _ in ROUTES.values()
@@ -164,6 +172,12 @@ async def test_every_route_answers_spec_bodies_for_every_credential(secured_http
         "requeue tasks": (202, {"results": []}),
         "list leases": (200, []),
         "get activity": (200, ["books"]),  # its index's counts only, no global task
+        "list webhooks": (200, {"results": []}),
+        "create webhook": (201, "https://example.com/hook"),
+        **dict.fromkeys(
+            ("get webhook", "update webhook", "delete webhook"),
+            (404, error("webhook_not_found", f"Webhook `{NO_WEBHOOK}` not found.")),
+        ),
     }.get(route, (403, INVALID))
     got = response.json()
     if route in ("list tasks", "list batches"):
@@ -176,6 +190,8 @@ async def test_every_route_answers_spec_bodies_for_every_credential(secured_http
         got = "a version belongs to no index" if list(got) == ["commitSha", "commitDate", "pkgVersion"] else got
     elif route in ("cancel tasks", "delete tasks"):
         got = got["type"]
+    elif route == "create webhook":
+        got = got["url"]
     assert (response.status_code, got) == scoped
     if route in ("cancel tasks", "delete tasks"):
         await secured_service.scheduler.tick()
@@ -199,6 +215,11 @@ async def test_every_route_answers_spec_bodies_for_every_credential(secured_http
         "get key": 200,
         "update key": 200,
         "delete key": 204,
+        "list webhooks": 200,
+        "create webhook": 201,
+        "get webhook": 404,
+        "update webhook": 404,
+        "delete webhook": 404,
     }.get(route, 202)
     if route == "list tasks":
         assert [task["uid"] for task in response.json()["results"]] == [2, 1, 0]

@@ -171,7 +171,8 @@ BAD_CREATIONS = [
             "invalid_api_key_actions",
             "Unknown value `tasks.fly` at `.actions`:"
             " expected one of `tasks.get`, `tasks.enqueue`, `tasks.cancel`, `tasks.delete`, `tasks.requeue`, `tasks.*`,"
-            " `dumps.create`, `dumps.*`, `snapshots.create`, `snapshots.*`, `version`, `metrics.get`, `metrics.*`, `workers.*`, `*`.",
+            " `dumps.create`, `dumps.*`, `snapshots.create`, `snapshots.*`, `version`, `metrics.get`, `metrics.*`, `workers.*`,"
+            " `webhooks.get`, `webhooks.create`, `webhooks.update`, `webhooks.delete`, `webhooks.*`, `*`.",
         ),
     ),
     (

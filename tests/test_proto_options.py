@@ -5,9 +5,27 @@ from __future__ import annotations
 
 import pytest
 
-from taskhub.v1 import errors_pb2, key_service_pb2, metrics_service_pb2, task_pb2, task_service_pb2, worker_service_pb2
+from taskhub.v1 import (
+    errors_pb2,
+    key_service_pb2,
+    metrics_service_pb2,
+    operations_service_pb2,
+    task_pb2,
+    task_service_pb2,
+    webhook_service_pb2,
+    worker_service_pb2,
+)
 
-FILES = [errors_pb2, key_service_pb2, metrics_service_pb2, task_pb2, task_service_pb2, worker_service_pb2]
+FILES = [
+    errors_pb2,
+    key_service_pb2,
+    metrics_service_pb2,
+    operations_service_pb2,
+    task_pb2,
+    task_service_pb2,
+    webhook_service_pb2,
+    worker_service_pb2,
+]
 
 
 @pytest.mark.parametrize("module", FILES, ids=lambda m: m.DESCRIPTOR.name)

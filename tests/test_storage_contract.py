@@ -826,3 +826,89 @@ def test_a_follower_of_commits_whose_connection_was_ended_listens_again(database
         stop()
         other.close()
         storage.close()
+
+
+def test_webhooks_are_stored_rewritten_and_deleted_with_their_progress(database):
+    from taskhub.server.storage.contract import WebhookRecord
+
+    kind, address = database
+    storage = OPENERS[kind](address)
+    with storage.transaction() as tx:
+        assert not tx.webhooks.has_webhooks() and tx.webhooks.all_webhooks() == []
+        tx.webhooks.put_webhook(WebhookRecord("b", "http://b/", {"X-A": "1"}, "s", 20))
+        tx.webhooks.put_webhook(WebhookRecord("a", "http://a/", {}, None, 10))
+        assert tx.webhooks.has_webhooks()
+    storage.close()
+    storage = OPENERS[kind](address)  # kept across opens
+    reader = storage.reader()
+    try:
+        assert [w.uuid for w in reader.webhooks.all_webhooks()] == ["a", "b"]  # by creation time
+        assert reader.webhooks.get_webhook("b") == WebhookRecord("b", "http://b/", {"X-A": "1"}, "s", 20, 0, 0)
+        assert reader.webhooks.get_webhook("c") is None
+    finally:
+        reader.close()
+    with storage.transaction() as tx:
+        tx.webhooks.add_outbox([7, 8], bound=100)
+        tx.webhooks.mark_delivered("b", 1)
+        # A rewrite keeps the progress; a cursor never goes back.
+        tx.webhooks.put_webhook(WebhookRecord("b", "http://b2/", {}, None, 99))
+        tx.webhooks.mark_delivered("b", 0)
+        assert tx.webhooks.get_webhook("b") == WebhookRecord("b", "http://b2/", {}, None, 20, 1, 0)
+        assert tx.webhooks.delete_webhook("a") and not tx.webhooks.delete_webhook("a")
+        # With `a` gone, the entry `b` took is nobody's any more.
+        assert tx.webhooks.outbox_after(0, 10) == [(2, 8)]
+    storage.close()
+
+
+def test_the_outbox_numbers_entries_keeps_what_is_owed_and_drops_past_its_bound(database):
+    from taskhub.server.storage.contract import WebhookRecord
+
+    kind, address = database
+    storage = OPENERS[kind](address)
+    with storage.transaction() as tx:
+        tx.webhooks.put_webhook(WebhookRecord("early", "http://e/", {}, None, 1))
+        assert tx.webhooks.add_outbox([10, 11, 12], bound=5) == 0
+        # A new webhook is owed only what comes after it.
+        tx.webhooks.put_webhook(WebhookRecord("late", "http://l/", {}, None, 2))
+        assert tx.webhooks.add_outbox([13], bound=5) == 0
+        assert tx.webhooks.outbox_after(0, 10) == [(1, 10), (2, 11), (3, 12), (4, 13)]
+        assert tx.webhooks.outbox_after(2, 1) == [(3, 12)]
+        assert tx.webhooks.get_webhook("late").delivered == 3
+    with pytest.raises(RuntimeError), storage.transaction() as tx:
+        tx.webhooks.add_outbox([99], bound=5)
+        raise RuntimeError("rolled back")
+    with storage.transaction() as tx:
+        # Entries every webhook took are deleted; numbering goes on without a gap after a rollback.
+        tx.webhooks.mark_delivered("early", 2)
+        assert tx.webhooks.outbox_size() == 2
+        tx.webhooks.mark_delivered("late", 4)
+        assert tx.webhooks.outbox_size() == 2  # `early` is still owed 3 and 4
+        # Past the bound of 3: entries 5..9 arrive, the oldest go down to 6, and who had not taken them is told.
+        dropped = tx.webhooks.add_outbox([14, 15, 16, 17, 18], bound=3)
+        assert tx.webhooks.outbox_after(0, 10) == [(7, 16), (8, 17), (9, 18)]
+        early, late = tx.webhooks.get_webhook("early"), tx.webhooks.get_webhook("late")
+        assert (early.delivered, early.dropped) == (6, 4)  # 3, 4, 5, 6
+        assert (late.delivered, late.dropped) == (6, 2)  # 5, 6
+        assert dropped == 6
+        assert tx.webhooks.outbox_size() == 3
+    storage.close()
+
+
+def test_outbox_entries_are_numbered_across_storages_on_one_database(database):
+    from taskhub.server.storage.contract import WebhookRecord
+
+    kind, address = database
+    first, second = OPENERS[kind](address), OPENERS[kind](address)
+    with first.transaction() as tx:
+        tx.webhooks.put_webhook(WebhookRecord("w", "http://w/", {}, None, 1))
+    for n, storage in enumerate([first, second, first, second]):
+        with storage.transaction() as tx:
+            tx.webhooks.add_outbox([100 + n], bound=10)
+    # Each sees the other's webhook and entries, numbered in commit order without a gap.
+    reader = second.reader()
+    try:
+        assert reader.webhooks.outbox_after(0, 10) == [(1, 100), (2, 101), (3, 102), (4, 103)]
+    finally:
+        reader.close()
+    first.close()
+    second.close()

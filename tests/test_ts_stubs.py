@@ -70,6 +70,7 @@ def compiled(tmp_path_factory) -> pathlib.Path:
         "operations_service_pb.ts",
         "task_pb.ts",
         "task_service_pb.ts",
+        "webhook_service_pb.ts",
         "worker_service_pb.ts",
     ]
     for name in ("call.ts", "tsconfig.json", "package.json"):

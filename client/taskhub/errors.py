@@ -37,6 +37,7 @@ _KINDS: dict[str, Kind] = {
     # The gateway's cross-site guard (gateway/guard.py); never sent over gRPC.
     "cross_origin_request_refused": Kind(403, grpc.StatusCode.PERMISSION_DENIED, "auth"),
     "host_not_allowed": Kind(403, grpc.StatusCode.PERMISSION_DENIED, "auth"),
+    "webhook_not_found": Kind(404, grpc.StatusCode.NOT_FOUND, "invalid_request"),
     "api_key_not_found": Kind(404, grpc.StatusCode.NOT_FOUND, "invalid_request"),
     "api_key_already_exists": Kind(409, grpc.StatusCode.ALREADY_EXISTS, "invalid_request"),
     # The same Idempotency-Key with another request (rules/idempotency.py).

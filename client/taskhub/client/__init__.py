@@ -1,6 +1,6 @@
 """The taskhub client: `TaskHubClient` (blocking) and `AsyncTaskHubClient` (asyncio) over gRPC.
 
-Results are typed (`Task`, `TaskSummary`, `TaskPage`, `TaskChange`, `ApiKey`, `KeyPage`, `ServerVersion`);
+Results are typed (`Task`, `TaskSummary`, `TaskPage`, `TaskChange`, `ApiKey`, `KeyPage`, `Webhook`, `ServerVersion`);
 failures are `TaskHubError` with the public code (`task_not_found`, `unavailable`,
 `timeout`, ...). This package speaks gRPC only and never imports `taskhub.server`.
 """
@@ -20,6 +20,7 @@ from taskhub.client.models import (
     TaskType,
 )
 from taskhub.client.sync import TaskHubClient
+from taskhub.client.webhooks import Webhook
 from taskhub.errors import TaskHubError
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "TaskSummary",
     "TaskTimeoutError",
     "TaskType",
+    "Webhook",
 ]

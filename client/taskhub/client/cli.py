@@ -43,7 +43,7 @@ Exit codes:
   0  success (for watch and wait: the task succeeded)
   1  watch/wait: the task failed or was canceled
   2  usage error: bad flags, or a request the server refused as invalid
-  3  task, batch or API key not found
+  3  task, batch, API key or webhook not found
   4  any other error: server unavailable, API key refused, internal error
   5  watch/wait: --timeout elapsed before the task finished
   130  interrupted (Ctrl-C; how `watch` without a UID ends)
@@ -211,7 +211,7 @@ def width(wide: bool) -> int | None:
 def exit_code(error: TaskHubError) -> int:
     if isinstance(error, TaskTimeoutError):
         return EXIT_TIMEOUT
-    if error.code in ("task_not_found", "batch_not_found", "api_key_not_found"):
+    if error.code in ("task_not_found", "batch_not_found", "api_key_not_found", "webhook_not_found"):
         return EXIT_NOT_FOUND
     return EXIT_USAGE if error.type == "invalid_request" else EXIT_ERROR
 
@@ -337,9 +337,17 @@ def root() -> click.Group:
     def taskhub() -> None:
         """A task queue with Meilisearch's task API."""
 
-    from taskhub.client import batches_cli, keys_cli, leases_cli, tasks_cli, version_cli, worker_cli  # build on this
+    # They build on this module.
+    from taskhub.client import batches_cli, keys_cli, leases_cli, tasks_cli, version_cli, webhooks_cli, worker_cli
 
-    for command in (tasks_cli.tasks, batches_cli.batches, keys_cli.keys, worker_cli.worker, completion):
+    for command in (
+        tasks_cli.tasks,
+        batches_cli.batches,
+        keys_cli.keys,
+        webhooks_cli.webhooks,
+        worker_cli.worker,
+        completion,
+    ):
         taskhub.add_command(command)
     version_cli.register(taskhub)
     leases_cli.register(taskhub)

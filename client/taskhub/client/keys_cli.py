@@ -70,7 +70,8 @@ def _declare() -> None:
                 required=True,
                 metavar="LIST",
                 help="what it may do: tasks.get, tasks.enqueue, tasks.cancel, tasks.delete, tasks.requeue, tasks.*,"
-                " dumps.create, dumps.*, snapshots.create, snapshots.*, version, workers.*, * (comma list)",
+                " dumps.create, dumps.*, snapshots.create, snapshots.*, version, workers.*, webhooks.get,"
+                " webhooks.create, webhooks.update, webhooks.delete, webhooks.*, * (comma list)",
             ),
             click.option(
                 "--indexes",

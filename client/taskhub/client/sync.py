@@ -8,14 +8,14 @@ in `aio.py` is the same API for asyncio; shared rules live in `calls.py`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
 
 from taskhub import channels
-from taskhub.client import keys
+from taskhub.client import keys, webhooks
 from taskhub.client.batches import Batch, BatchPage
 from taskhub.client.calls import (
     DEFAULT_RETRY,
@@ -38,6 +38,7 @@ from taskhub.client.filters import TaskFilter
 from taskhub.client.keys import ApiKey, ExpiresAt, KeyPage
 from taskhub.client.models import ServerVersion, Task, TaskChange, TaskPage, TaskSummary, TaskType
 from taskhub.client.operations import Activity, LeaseList
+from taskhub.client.webhooks import Webhook
 from taskhub.v1 import (
     key_service_pb2 as kpb,
     key_service_pb2_grpc,
@@ -45,6 +46,8 @@ from taskhub.v1 import (
     operations_service_pb2_grpc,
     task_service_pb2 as pb,
     task_service_pb2_grpc,
+    webhook_service_pb2 as wpb,
+    webhook_service_pb2_grpc,
 )
 
 
@@ -85,6 +88,7 @@ class TaskHubClient:
         self._stub = task_service_pb2_grpc.TaskServiceStub(channel)
         self._keys = key_service_pb2_grpc.KeyServiceStub(channel)
         self._operations = operations_service_pb2_grpc.OperationsServiceStub(channel)
+        self._webhooks = webhook_service_pb2_grpc.WebhookServiceStub(channel)
         self._metadata = metadata(api_key)
 
     def __enter__(self) -> TaskHubClient:
@@ -302,6 +306,46 @@ class TaskHubClient:
     def delete_key(self, uid_or_key: str) -> None:
         """Deletes a key; it stops working at once."""
         self._call(self._keys.DeleteKey, kpb.DeleteKeyRequest(key=uid_or_key))
+
+    # -- webhooks (the `webhooks.*` actions) ------------------------------
+
+    def list_webhooks(self) -> list[Webhook]:
+        """Every webhook by uuid; the reserved one (`--task-webhook-url`, the nil uuid) first."""
+        request = wpb.ListWebhooksRequest()
+        return webhooks.results(self._call(self._webhooks.ListWebhooks, request, idempotent=True))
+
+    def get_webhook(self, uuid: str) -> Webhook:
+        """One webhook; `TaskHubError("webhook_not_found")` if there is none."""
+        request = wpb.GetWebhookRequest(uuid=uuid)
+        return Webhook.from_proto((self._call(self._webhooks.GetWebhook, request, idempotent=True)).webhook)
+
+    def create_webhook(
+        self, url: str, *, headers: Mapping[str, str] | None = None, secret: str | None = None
+    ) -> Webhook:
+        """Registers an endpoint every finished task is POSTed to; never retried.
+
+        `secret` signs each POST: `X-Taskhub-Signature: sha256=<hex HMAC-SHA256 of the body as sent>`.
+        """
+        request = webhooks.create_request(url, headers, secret)
+        return Webhook.from_proto((self._call(self._webhooks.CreateWebhook, request, idempotent=False)).webhook)
+
+    def update_webhook(
+        self,
+        uuid: str,
+        *,
+        url: str | None = None,
+        headers: Mapping[str, str | None] | None = None,
+        clear_headers: bool = False,
+        secret: str | Any | None = webhooks.UNSET,
+    ) -> Webhook:
+        """Changes a webhook: `headers` values set headers, None ones remove them (after `clear_headers`);
+        `secret=None` removes the secret."""
+        request = webhooks.update_request(uuid, url, headers, secret, clear_headers)
+        return Webhook.from_proto((self._call(self._webhooks.UpdateWebhook, request, idempotent=False)).webhook)
+
+    def delete_webhook(self, uuid: str) -> None:
+        """Deletes a webhook; what it was owed is dropped."""
+        self._call(self._webhooks.DeleteWebhook, wpb.DeleteWebhookRequest(uuid=uuid), idempotent=False)
 
     # -- watching ---------------------------------------------------------
 

@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from taskhub import channels, limits
 from taskhub.errors import TaskHubError, from_rpc_error, payload_too_large
-from taskhub.gateway import batches, dashboard, enqueue, events, keys, metrics, operations, query, render
+from taskhub.gateway import batches, dashboard, enqueue, events, keys, metrics, operations, query, render, webhooks
 from taskhub.gateway.guard import Guard
 from taskhub.gateway.openapi import OPENAPI
 from taskhub.metadata import GATEWAY_TOKEN
@@ -37,6 +37,7 @@ from taskhub.v1 import (
     task_pb2,
     task_service_pb2 as pb,
     task_service_pb2_grpc,
+    webhook_service_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Backend:
         self._keys: key_service_pb2_grpc.KeyServiceStub | None = None
         self._metrics: metrics_service_pb2_grpc.MetricsServiceStub | None = None
         self._stubs: dict[Callable, tuple[grpc.aio.Channel, Any]] = {}
+        self._webhooks: webhook_service_pb2_grpc.WebhookServiceStub | None = None
 
     def open(self) -> None:
         if self._channel is None:
@@ -79,6 +81,7 @@ class Backend:
             self._health = health_pb2_grpc.HealthStub(self._channel)
             self._keys = key_service_pb2_grpc.KeyServiceStub(self._channel)
             self._metrics = metrics_service_pb2_grpc.MetricsServiceStub(self._channel)
+            self._webhooks = webhook_service_pb2_grpc.WebhookServiceStub(self._channel)
 
     @property
     def tasks(self) -> task_service_pb2_grpc.TaskServiceStub:
@@ -107,6 +110,11 @@ class Backend:
         if made is None or made[0] is not self._channel:
             made = self._stubs[kind] = (self._channel, kind(self._channel))
         return made[1]
+
+    @property
+    def webhooks(self) -> webhook_service_pb2_grpc.WebhookServiceStub:
+        self.open()
+        return self._webhooks
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -431,6 +439,7 @@ ROUTES = [
     *batches.routes(edge, _metadata),
     *metrics.routes(edge, _metadata),
     *operations.routes(edge, _metadata),
+    *webhooks.routes(edge, _metadata),
     Route("/tasks/{uid}/events", watch_task, methods=["GET"]),
     Route("/dumps", create_dump, methods=["POST"]),
     Route("/snapshots", create_snapshot, methods=["POST"]),

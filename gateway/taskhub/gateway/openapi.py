@@ -7,7 +7,7 @@ every documented operation is a route.
 
 from __future__ import annotations
 
-from taskhub.gateway import openapi_batches, openapi_metrics, openapi_operations
+from taskhub.gateway import openapi_batches, openapi_metrics, openapi_operations, openapi_webhooks
 from taskhub.gateway.guard import ANY_HOST_PATHS
 from taskhub.gateway.openapi_schemas import (
     DATE_FILTER,
@@ -644,6 +644,8 @@ OPENAPI["paths"].update(openapi_batches.paths([_parameter(name) for name in LIST
 OPENAPI["paths"].update(openapi_metrics.PATHS)
 _SCHEMAS.update(openapi_operations.SCHEMAS)
 OPENAPI["paths"].update(openapi_operations.paths(_json, _ERROR))
+_SCHEMAS.update(openapi_webhooks.SCHEMAS)
+OPENAPI["paths"].update(openapi_webhooks.paths(_json, _ERROR, _BODY_ERRORS))
 OPENAPI["components"]["securitySchemes"] = {
     "Bearer": {
         "type": "http",

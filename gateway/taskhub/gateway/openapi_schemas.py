@@ -59,6 +59,11 @@ ACTIONS = [
     "metrics.get",
     "metrics.*",
     "workers.*",
+    "webhooks.get",
+    "webhooks.create",
+    "webhooks.update",
+    "webhooks.delete",
+    "webhooks.*",
     "*",
 ]
 # The server's caps on a key's labels, in characters (code points) as maxLength counts them.

@@ -23,6 +23,7 @@ from grpc_health.v1 import _async as health_async, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskhub import limits
+from taskhub.errors import TaskHubError
 from taskhub.server import store_health
 from taskhub.server.config import (
     Config,
@@ -37,6 +38,7 @@ from taskhub.server.edge.key_service import KeyService
 from taskhub.server.edge.metrics_service import MetricsService
 from taskhub.server.edge.operations_service import OperationsService
 from taskhub.server.edge.services import TaskService, WorkerService
+from taskhub.server.edge.webhook_service import WebhookService
 from taskhub.server.index.memory import MemoryFinder
 from taskhub.server.lock import ServerLock
 from taskhub.server.metrics.rpc import RpcMetrics
@@ -44,17 +46,20 @@ from taskhub.server.metrics.server import ServerMetrics
 from taskhub.server.model import TaskType
 from taskhub.server.rules import exports
 from taskhub.server.rules.auth import Keyring
+from taskhub.server.rules.ip_policy import IpPolicy
 from taskhub.server.rules.leadership import Replica, ReplicaView
 from taskhub.server.rules.retries import parse_policies
 from taskhub.server.rules.scheduler import Scheduler, wall_clock
 from taskhub.server.rules.watch import WatchHub
-from taskhub.server.storage.contract import Storage, TaskFinder
+from taskhub.server.rules.webhooks import Webhooks, check_url as check_webhook_url
+from taskhub.server.storage.contract import Changes, Storage, TaskFinder
 from taskhub.server.storage.postgres.connection import Probe, redact, server_url
 from taskhub.server.storage.postgres.database import PostgresStorage, is_postgres_url
 from taskhub.server.storage.postgres.lock import PostgresServerLock
 from taskhub.server.storage.sqlite.database import SqliteStorage
 from taskhub.server.storage.sqlite.finder import SqlFinder
 from taskhub.server.task_types import TaskTypes
+from taskhub.server.webhook_delivery import Delivery
 from taskhub.v1 import (
     key_service_pb2,
     key_service_pb2_grpc,
@@ -64,6 +69,8 @@ from taskhub.v1 import (
     operations_service_pb2_grpc,
     task_service_pb2,
     task_service_pb2_grpc,
+    webhook_service_pb2,
+    webhook_service_pb2_grpc,
     worker_service_pb2,
     worker_service_pb2_grpc,
 )
@@ -86,6 +93,7 @@ SERVICE_NAMES = (
     key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
     metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
     operations_service_pb2.DESCRIPTOR.services_by_name["OperationsService"].full_name,
+    webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
 )
 
 
@@ -117,6 +125,9 @@ class Service:
 
     # Its Prometheus series (`metrics.webhooks` and `metrics.replica` for the parts that report through them).
     metrics: ServerMetrics | None = None
+    # Webhooks' rules and their deliveries (None when the service runs without background work).
+    webhooks: Webhooks | None = None
+    delivery: Delivery | None = None
 
     @property
     def grpc_target(self) -> str:
@@ -137,6 +148,8 @@ class Service:
         await self.health.enter_graceful_shutdown()
         # Watches end first, so no stream (gRPC or the gateway's) holds the shutdown up.
         self.scheduler.begin_shutdown()
+        if self.delivery is not None:  # a POST in flight is cut short: its entries go again at the next start
+            await self.delivery.stop()
         stopping = [self.server.stop(grace)]
         if self.gateway is not None:
             stopping.append(self.gateway.stop(grace))
@@ -193,6 +206,14 @@ def check(config: Config) -> None:
     statement_timeout_ms(config)
     if config.db_pool_size < 1:
         raise ValueError(f"--db-pool-size is 1 or more, not {config.db_pool_size}")
+    policy = IpPolicy.parse(config.experimental_allowed_ip_networks)
+    if config.task_webhook_url:
+        try:
+            check_webhook_url(config.task_webhook_url, policy)
+        except TaskHubError as error:
+            raise ValueError(f"--task-webhook-url: {error.message}") from None
+    if config.webhook_outbox_size < 1:
+        raise ValueError(f"--webhook-outbox-size is 1 or more, not {config.webhook_outbox_size}")
     if config.max_idempotency_keys < 0:
         raise ValueError(f"--max-idempotency-keys is 0 or more, not {config.max_idempotency_keys}")
     if config.metrics_max_indexes < 0:
@@ -291,6 +312,15 @@ async def _start(
     replica = scheduler.replica
     metrics.replica.set(replica.name, replica.leads)
     replica.observers.append(lambda view: metrics.replica.set(view.name, view.leads))
+    # Before the scheduler starts: every unit of work that finishes tasks fills the outbox from the first.
+    webhooks = Webhooks(
+        scheduler.units,
+        clock,
+        reserved_url=config.task_webhook_url,
+        reserved_authorization=config.task_webhook_authorization_header,
+        bound=config.webhook_outbox_size,
+        policy=IpPolicy.parse(config.experimental_allowed_ip_networks),
+    )
     await scheduler.start(background=background)
 
     # Past here the scheduler runs: a start that fails stops it and closes the store before the lock goes.
@@ -327,6 +357,8 @@ async def _start(
         key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(keys), guarded)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(metrics, keys), guarded)
         operations_service_pb2_grpc.add_OperationsServiceServicer_to_server(OperationsService(scheduler, keys), guarded)
+        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookService(webhooks, keys), guarded)
+        await webhooks.sync_reserved()
         health = health_async.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         for name in ("", *SERVICE_NAMES):
@@ -368,9 +400,12 @@ async def _start(
         lock=lock,
         store_watch=store_watch,
         metrics=metrics,
+        webhooks=webhooks,
     )
     if store_watch is not None:
         store_watch.start()
+    if background:
+        start_delivery(service)
     if not config.no_http:
         # Imported here: a gRPC-only server does not need Starlette or uvicorn.
         from taskhub.gateway.serving import GatewayServer
@@ -407,6 +442,37 @@ async def _start(
             await service.stop(0)
             raise
     return service
+
+
+def start_delivery(service: Service) -> None:
+    """Starts POSTing finished tasks to the webhooks: server-run work, for one server of a database at a time
+    (on replicas, the leader's)."""
+    assert service.webhooks is not None
+    delivery = service.delivery = Delivery(service.webhooks, service.scheduler.units)
+    units = service.scheduler.units
+    after = units.on_commit
+
+    def committed(changes: Changes) -> None:
+        after(changes)
+        delivery.committed(changes)
+
+    units.on_commit = committed
+    # Server-run work: delivered by the leader alone, started when this server takes the lead and stopped
+    # when it loses it (its cursor writes are fenced by the term as well).
+    replica = service.scheduler.replica
+
+    def lead_changed(view: ReplicaView) -> None:
+        if view.leads:
+            delivery.start()
+        else:
+            asyncio.get_running_loop().create_task(delivery.stop(), name="taskhub-webhooks-stop")
+
+    replica.observers.append(lead_changed)
+    if replica.leads:
+        delivery.start()
+    counts = delivery.counts
+    if service.metrics is not None:
+        service.metrics.webhooks.watch(counts)
 
 
 def shown_db(db: str) -> str:

@@ -55,6 +55,10 @@ class Config:
     max_idempotency_keys: int = 1_000_000
     replica_name: str = ""
     metrics_max_indexes: int = 100
+    task_webhook_url: str | None = None
+    task_webhook_authorization_header: str | None = None
+    experimental_allowed_ip_networks: str | None = None
+    webhook_outbox_size: int = 100_000
 
 
 HELP = {
@@ -156,6 +160,19 @@ HELP = {
     "metrics_max_indexes": (
         "`GET /metrics` shows tasks by index for this many indexes, those holding the most tasks; the others"
         ' are summed as one (`index="~other"`)'
+    ),
+    "task_webhook_url": (
+        "as Meilisearch: POST every finished task to this URL (the reserved webhook, shown at GET /webhooks"
+        " under the nil uuid, not editable through the API)"
+    ),
+    "task_webhook_authorization_header": "the `Authorization` header sent to --task-webhook-url",
+    "experimental_allowed_ip_networks": (
+        "as Meilisearch: comma list of networks (`10.0.0.0/8`, `127.0.0.1/32`) webhooks may reach besides"
+        " globally reachable addresses, or `any`; loopback, private and link-local targets are refused otherwise"
+    ),
+    "webhook_outbox_size": (
+        "the most finished tasks kept for webhooks not yet delivered to; past it the oldest are dropped (and"
+        " counted) so a dead endpoint never fills the database"
     ),
 }
 

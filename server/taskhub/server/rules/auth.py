@@ -44,6 +44,11 @@ ACTIONS = (
     "metrics.get",
     "metrics.*",
     "workers.*",
+    "webhooks.get",
+    "webhooks.create",
+    "webhooks.update",
+    "webhooks.delete",
+    "webhooks.*",
     "*",
 )
 # A dump or a snapshot copies the whole queue: as in Meilisearch it has an action of its own, needed

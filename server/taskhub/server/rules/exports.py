@@ -2,7 +2,7 @@
 
 A snapshot is a consistent copy of the SQLite database made with SQLite's
 online backup; it is opened as is. A dump is a portable JSON Lines export of
-every task and API key (a header line with the keys, then one task per line in
+every task, API key and webhook (a header line with the keys and webhooks, then one task per line in
 the HTTP task shape plus the uids a cancelation or deletion matched); it is
 loaded into an empty store.
 """
@@ -29,7 +29,7 @@ from taskhub.server.model import (
     format_time,
     to_micros,
 )
-from taskhub.server.storage.contract import Storage
+from taskhub.server.storage.contract import Storage, WebhookRecord
 from taskhub.server.task_types import check_names
 
 DUMP_VERSION = 1
@@ -74,6 +74,13 @@ def write_dump(store: Storage, folder: str, now: int) -> str:
             "dumpUid": dump_uid,
             "nextUid": reader.tasks.next_uid(),
             "apiKeys": [dataclasses.asdict(k) for k in reader.keys.all_keys()],
+            # As Meilisearch's dumps: the webhooks made through the API, with their headers (not the reserved
+            # one, which the settings make), and their secrets; not what they were still owed.
+            "webhooks": [
+                {"uuid": w.uuid, "url": w.url, "headers": w.headers, "secret": w.secret, "createdAt": w.created_at}
+                for w in reader.webhooks.all_webhooks()
+                if w.url
+            ],
         }
         out.write(json.dumps(header) + "\n")
         for task, matched in reader.tasks.iter_tasks():
@@ -170,6 +177,10 @@ def import_dump(store: Storage, path: str | pathlib.Path) -> int:
         count = tx.tasks.load(tasks, header["nextUid"])
         for key in header.get("apiKeys", []):
             tx.keys.insert_key(KeyRecord(**key))
+        for hook in header.get("webhooks", []):
+            tx.webhooks.put_webhook(
+                WebhookRecord(hook["uuid"], hook["url"], hook["headers"], hook["secret"], hook["createdAt"])
+            )
     return count
 
 

@@ -81,6 +81,8 @@ class Units:
         self.meter = Meter()
         # The events the unit of work running now noted: the meter hears of them once it commits.
         self._notes: list[tuple[str, str, int]] = []
+        # Called in every unit of work on the store thread, before it commits (the webhooks' outbox).
+        self.before_commit: Callable[[Transaction], None] = lambda tx: None
 
     def _thread_reader(self) -> Reader:
         """The read thread's own reader, opened on its first read (not as the thread starts: a database away then
@@ -187,6 +189,7 @@ class Units:
         try:
             with self.storage.transaction() as tx:
                 result = fn(tx, *args)
+                self.before_commit(tx)
                 changes = tx.changes
         except StorageFull as full:
             raise TaskHubError("no_space_left_on_device", DISK_FULL) from full

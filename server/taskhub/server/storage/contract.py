@@ -1,7 +1,7 @@
 """The storage contract: what the queue's rules need from a database, in the domain's words.
 
 A `Storage` opens units of work (`transaction()`); in one, the rules read and write
-tasks, leases, keys, idempotency keys and the change log through five tables, and the whole unit
+tasks, leases, keys, idempotency keys, webhooks and the change log through their tables, and the whole unit
 commits or rolls back. A storage stores and guarantees; it decides nothing (which
 task runs next, what a cancelation does, when the queue is full are the rules').
 
@@ -408,6 +408,70 @@ class ReplicaTable(Protocol):
 
     def leave(self, name: str) -> None:
         """The server `name` stopped: its position no longer holds changes back."""
+
+
+@dataclass(slots=True)
+class WebhookRecord:
+    """A webhook as stored: where finished tasks go, and how far its deliveries got.
+
+    `delivered` is the last outbox entry it took (sent, or dropped past the outbox's bound), `dropped`
+    how many entries it lost to that bound. The reserved webhook (`--task-webhook-url`) is stored under
+    the nil uuid with an empty url: its url and header come from the settings, its progress from here.
+    """
+
+    uuid: str
+    url: str
+    headers: dict[str, str]
+    secret: str | None
+    created_at: int
+    delivered: int = 0
+    dropped: int = 0
+
+
+class WebhookTable(Protocol):
+    """Webhooks, and the outbox of finished tasks they are owed: one shared run of entries with
+    consecutive ids, each webhook's progress a cursor into it.
+
+    Guarantees: entries are numbered in commit order with no gap, across every storage on the database;
+    an entry every webhook took is deleted; the outbox never holds more than the `bound` it was last
+    given: past it the oldest entries go, counted in `dropped` of each webhook that had not taken them.
+    """
+
+    def all_webhooks(self) -> list[WebhookRecord]:
+        """Every webhook, by creation time then uuid."""
+        ...
+
+    def get_webhook(self, uuid: str) -> WebhookRecord | None: ...
+
+    def has_webhooks(self) -> bool:
+        """Whether any webhook is stored (asked by every unit of work that finishes tasks)."""
+        ...
+
+    def put_webhook(self, record: WebhookRecord) -> None:
+        """Stores a new webhook (owed only what is added from now on) or rewrites an existing one's url, headers
+        and secret, its progress kept."""
+        ...
+
+    def delete_webhook(self, uuid: str) -> bool:
+        """False when no such webhook; the entries no other webhook is owed go with it."""
+        ...
+
+    def add_outbox(self, task_uids: Sequence[int], bound: int) -> int:
+        """Appends an entry per task uid (in the order given), then drops the oldest entries past `bound`;
+        answers how many (entry, webhook) pairs were dropped."""
+        ...
+
+    def outbox_after(self, after: int, limit: int) -> list[tuple[int, int]]:
+        """Up to `limit` entries (id, task uid) after id `after`, by id."""
+        ...
+
+    def mark_delivered(self, uuid: str, upto: int) -> None:
+        """The webhook took every entry up to id `upto` (a cursor never goes back); entries every webhook
+        took are deleted."""
+        ...
+
+    def outbox_size(self) -> int:
+        """How many entries the outbox holds."""
         ...
 
 
@@ -442,6 +506,9 @@ class Transaction(Protocol):
 
     @property
     def replicas(self) -> ReplicaTable: ...
+
+    @property
+    def webhooks(self) -> WebhookTable: ...
 
     @property
     def changes(self) -> Changes:
@@ -532,6 +599,9 @@ class Reader(Protocol):
     def used_bytes(self) -> int:
         """As `Transaction.used_bytes`, read outside a unit of work (what the metrics show)."""
         ...
+
+    @property
+    def webhooks(self) -> WebhookTable: ...
 
     def snapshot(self) -> AbstractContextManager[None]: ...
 

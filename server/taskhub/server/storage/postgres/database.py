@@ -36,6 +36,7 @@ from taskhub.server.storage.postgres.schema import UNIT_LOCK, migrate, new_epoch
 from taskhub.server.storage.postgres.statistics import analyze_if_unknown
 from taskhub.server.storage.postgres.task_types import PostgresTaskTypes
 from taskhub.server.storage.postgres.tasks import PostgresTasks
+from taskhub.server.storage.postgres.webhooks import PostgresWebhooks
 
 _TABLES = (
     "tasks",
@@ -48,6 +49,8 @@ _TABLES = (
     "batches",
     "batch_tasks",
     "batch_progress",
+    "webhooks",
+    "webhook_outbox",
     "meta",
     # Part of the schema its version names; their rows are not (`_NOT_COPIED`).
     "leader",
@@ -76,6 +79,7 @@ class _Tables:
         self.keys = PostgresKeys(conn)
         self.idempotency = PostgresIdempotency(conn)
         self.batches = PostgresBatches(conn, self.task_types.codes)
+        self.webhooks = PostgresWebhooks(conn)
         self.batch_finder = PostgresBatchFinder(conn)
 
     @property

@@ -11,7 +11,7 @@ import secrets
 
 from taskhub.server.storage.postgres.connection import Connection
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # The key of the advisory lock every unit of work takes (and migrations): "taskhub" in ASCII.
 UNIT_LOCK = 0x7461736B687562
@@ -93,6 +93,21 @@ CREATE TABLE api_keys (
 );
 """
 
+# Version 3: webhooks and their outbox. Finished tasks by entry id; each webhook's progress is a cursor
+# (`delivered`, the last entry id it took); the last id given is meta's `outbox_last`.
+_WEBHOOKS = """
+CREATE TABLE IF NOT EXISTS webhooks (
+    uuid text PRIMARY KEY,
+    url text NOT NULL,
+    headers text NOT NULL,
+    secret text,
+    created_at bigint NOT NULL,
+    delivered bigint NOT NULL,
+    dropped bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_outbox (id bigint PRIMARY KEY, task_uid bigint NOT NULL);
+"""
+
 
 # Step 2, replicas: the leader row (one), and how far each replica followed the log (pruning waits for the slowest).
 _REPLICAS = """
@@ -126,6 +141,9 @@ def migrate(conn: Connection) -> None:
         new_epoch(conn)
     if version < 2:
         conn.execute(_REPLICAS)
+    if version < 3:
+        conn.execute(_WEBHOOKS)
+        conn.execute("INSERT INTO meta (key, value) VALUES ('outbox_last', 0) ON CONFLICT (key) DO NOTHING")
     conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'", (SCHEMA_VERSION,))
 
 

@@ -25,6 +25,7 @@ from taskhub.server.storage.sqlite.replicas import SqliteReplicas
 from taskhub.server.storage.sqlite.schema import SCHEMA_VERSION, migrate, new_epoch
 from taskhub.server.storage.sqlite.task_types import SqliteTaskTypes
 from taskhub.server.storage.sqlite.tasks import SqliteTasks
+from taskhub.server.storage.sqlite.webhooks import SqliteWebhooks
 
 READ_MMAP_BYTES = 1 << 30
 
@@ -41,6 +42,7 @@ class _Tables:
         self.keys = SqliteKeys(conn)
         self.idempotency = SqliteIdempotency(conn)
         self.batches = SqliteBatches(conn, self.task_types.codes)
+        self.webhooks = SqliteWebhooks(conn)
         self.batch_finder = SqliteBatchFinder(conn)
 
     @property

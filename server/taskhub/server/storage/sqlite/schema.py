@@ -7,7 +7,7 @@ import sqlite3
 
 import sqlite_utils
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -68,6 +68,8 @@ def migrate(conn: sqlite3.Connection) -> None:
             "UPDATE tasks SET extra = json_set(COALESCE(extra, '{}'), '$.attempts', attempts)"
             " WHERE attempts > 0 AND status IN (1, 2)"
         )
+    if version < 11:
+        create_webhooks(conn)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
@@ -91,6 +93,17 @@ def _create_batches(conn: sqlite3.Connection) -> None:
     # A narrow row: a renewal with progress rewrites it alone, never the batch's details.
     conn.execute("CREATE TABLE IF NOT EXISTS batch_progress (batch_uid INTEGER PRIMARY KEY, steps TEXT NOT NULL)")
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('next_batch_uid', 0), ('batch_count', 0)")
+
+
+def create_webhooks(conn: sqlite3.Connection) -> None:
+    """Version 11 keeps webhooks and their outbox: finished tasks by entry id, each webhook's progress a cursor
+    (`delivered`, the last entry id it took), the last id given in meta."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS webhooks (uuid TEXT PRIMARY KEY, url TEXT NOT NULL, headers TEXT NOT NULL,"
+        " secret TEXT, created_at INTEGER NOT NULL, delivered INTEGER NOT NULL, dropped INTEGER NOT NULL)"
+    )
+    conn.execute("CREATE TABLE IF NOT EXISTS webhook_outbox (id INTEGER PRIMARY KEY, task_uid INTEGER NOT NULL)")
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('outbox_last', 0)")
 
 
 def add_column(conn: sqlite3.Connection, table: str, column: str, kind: str) -> None:
