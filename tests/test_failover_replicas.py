@@ -10,7 +10,6 @@ saw, with no gap and no repeat.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import pathlib
 import signal
 import subprocess
@@ -20,7 +19,6 @@ import pytest
 
 from taskhub.client import AsyncTaskHubClient, TaskChange, TaskStatus
 from taskhub.client.worker import Worker
-from taskhub.server.config import Config
 from test_serve import free_port, wait_serving
 
 pytestmark = pytest.mark.slow  # starts and SIGKILLs `taskhub serve` subprocesses
@@ -77,13 +75,6 @@ class Replica:
                 self.process.wait()
 
 
-# Until the replicas work is in (`--replica-name` comes with it), a second server on one database is refused.
-REPLICAS = pytest.mark.skipif(
-    "replica_name" not in {field.name for field in dataclasses.fields(Config)},
-    reason="this build refuses a second server on one database (replicas not in yet)",
-)
-
-
 @pytest.fixture
 def replicas(postgres_cluster, tmp_path):
     db = postgres_cluster.create_database("failover")
@@ -105,7 +96,6 @@ async def _until(predicate, what: str, timeout: float = 60) -> None:
     raise AssertionError(f"never: {what}")
 
 
-@REPLICAS
 async def test_a_replica_killed_under_a_producer_a_worker_and_a_watcher_loses_and_doubles_nothing(replicas):
     r1, r2 = replicas
     targets = f"{r1.target},{r2.target}"
