@@ -217,16 +217,18 @@ async def test_the_default_budget_with_a_thousand_indexes(service, stub, channel
 
 
 async def test_the_hooks_show_webhooks_and_the_replica(service, channel):
-    assert "taskhub_replica_leader" not in await scrape(channel)
+    # Wired at start: this server's name, leading (alone on its SQLite file), and the outbox read from the store.
+    samples = await scrape(channel)
+    assert value(samples, "taskhub_replica_leader", replica=service.replica.name) == 1
+    assert value(samples, "taskhub_webhook_outbox") == 0
     service.metrics.webhooks.delivered("delivered", 3)
     service.metrics.webhooks.delivered("failed")
-    service.metrics.webhooks.outbox(4)
     service.metrics.replica.set("replica-a", leading=True)
     samples = await scrape(channel)
     assert value(samples, "taskhub_webhook_deliveries_total", outcome="delivered") == 3
     assert value(samples, "taskhub_webhook_deliveries_total", outcome="failed") == 1
-    assert value(samples, "taskhub_webhook_outbox") == 4
     assert value(samples, "taskhub_replica_leader", replica="replica-a") == 1
+    assert {labels for labels in samples["taskhub_replica_leader"]} == {frozenset({("replica", "replica-a")})}
     service.metrics.replica.set("replica-a", leading=False)
     assert value(await scrape(channel), "taskhub_replica_leader", replica="replica-a") == 0
 

@@ -51,6 +51,9 @@ RETRIED = {
         "GetVersion",
     ),
     "taskhub.v1.KeyService": ("GetKey", "ListKeys"),
+    "taskhub.v1.OperationsService": ("ListLeases", "GetActivity"),
+    "taskhub.v1.WebhookService": ("GetWebhook", "ListWebhooks"),
+    "taskhub.v1.MetricsService": ("GetMetrics",),
     "taskhub.v1.WorkerService": ("LeaseTasks", "RenewLease", "CompleteTasks", "ReleaseLease"),
     "grpc.health.v1.Health": ("Check",),
 }

@@ -214,13 +214,13 @@ class AsyncTaskHubClient:
         """The leases held now, oldest first (the server's 100, or `limit`), and how many in all: which worker
         holds which tasks, since and until when."""
         request = opb.ListLeasesRequest(limit=limit)
-        return LeaseList.from_proto(await self._call(self._operations.ListLeases, request, idempotent=True))
+        return LeaseList.from_proto(await self._call(self._operations.ListLeases, request))
 
     async def get_activity(self, *, seconds: int | None = None) -> Activity:
         """Tasks finished per second by status over the last `seconds` (the server's 15 minutes when None),
         and each index's tasks by status."""
         request = opb.GetActivityRequest(seconds=seconds)
-        return Activity.from_proto(await self._call(self._operations.GetActivity, request, idempotent=True))
+        return Activity.from_proto(await self._call(self._operations.GetActivity, request))
 
     # -- batches ----------------------------------------------------------
 
@@ -312,12 +312,12 @@ class AsyncTaskHubClient:
     async def list_webhooks(self) -> list[Webhook]:
         """Every webhook by uuid; the reserved one (`--task-webhook-url`, the nil uuid) first."""
         request = wpb.ListWebhooksRequest()
-        return webhooks.results(await self._call(self._webhooks.ListWebhooks, request, idempotent=True))
+        return webhooks.results(await self._call(self._webhooks.ListWebhooks, request))
 
     async def get_webhook(self, uuid: str) -> Webhook:
         """One webhook; `TaskHubError("webhook_not_found")` if there is none."""
         request = wpb.GetWebhookRequest(uuid=uuid)
-        return Webhook.from_proto((await self._call(self._webhooks.GetWebhook, request, idempotent=True)).webhook)
+        return Webhook.from_proto((await self._call(self._webhooks.GetWebhook, request)).webhook)
 
     async def create_webhook(
         self, url: str, *, headers: Mapping[str, str] | None = None, secret: str | None = None
@@ -327,7 +327,7 @@ class AsyncTaskHubClient:
         `secret` signs each POST: `X-Taskhub-Signature: sha256=<hex HMAC-SHA256 of the body as sent>`.
         """
         request = webhooks.create_request(url, headers, secret)
-        return Webhook.from_proto((await self._call(self._webhooks.CreateWebhook, request, idempotent=False)).webhook)
+        return Webhook.from_proto((await self._call(self._webhooks.CreateWebhook, request)).webhook)
 
     async def update_webhook(
         self,
@@ -341,11 +341,11 @@ class AsyncTaskHubClient:
         """Changes a webhook: `headers` values set headers, None ones remove them (after `clear_headers`);
         `secret=None` removes the secret."""
         request = webhooks.update_request(uuid, url, headers, secret, clear_headers)
-        return Webhook.from_proto((await self._call(self._webhooks.UpdateWebhook, request, idempotent=False)).webhook)
+        return Webhook.from_proto((await self._call(self._webhooks.UpdateWebhook, request)).webhook)
 
     async def delete_webhook(self, uuid: str) -> None:
         """Deletes a webhook; what it was owed is dropped."""
-        await self._call(self._webhooks.DeleteWebhook, wpb.DeleteWebhookRequest(uuid=uuid), idempotent=False)
+        await self._call(self._webhooks.DeleteWebhook, wpb.DeleteWebhookRequest(uuid=uuid))
 
     # -- watching ---------------------------------------------------------
 

@@ -215,13 +215,13 @@ class TaskHubClient:
         """The leases held now, oldest first (the server's 100, or `limit`), and how many in all: which worker
         holds which tasks, since and until when."""
         request = opb.ListLeasesRequest(limit=limit)
-        return LeaseList.from_proto(self._call(self._operations.ListLeases, request, idempotent=True))
+        return LeaseList.from_proto(self._call(self._operations.ListLeases, request))
 
     def get_activity(self, *, seconds: int | None = None) -> Activity:
         """Tasks finished per second by status over the last `seconds` (the server's 15 minutes when None),
         and each index's tasks by status."""
         request = opb.GetActivityRequest(seconds=seconds)
-        return Activity.from_proto(self._call(self._operations.GetActivity, request, idempotent=True))
+        return Activity.from_proto(self._call(self._operations.GetActivity, request))
 
     # -- batches ----------------------------------------------------------
 
@@ -312,12 +312,12 @@ class TaskHubClient:
     def list_webhooks(self) -> list[Webhook]:
         """Every webhook by uuid; the reserved one (`--task-webhook-url`, the nil uuid) first."""
         request = wpb.ListWebhooksRequest()
-        return webhooks.results(self._call(self._webhooks.ListWebhooks, request, idempotent=True))
+        return webhooks.results(self._call(self._webhooks.ListWebhooks, request))
 
     def get_webhook(self, uuid: str) -> Webhook:
         """One webhook; `TaskHubError("webhook_not_found")` if there is none."""
         request = wpb.GetWebhookRequest(uuid=uuid)
-        return Webhook.from_proto((self._call(self._webhooks.GetWebhook, request, idempotent=True)).webhook)
+        return Webhook.from_proto((self._call(self._webhooks.GetWebhook, request)).webhook)
 
     def create_webhook(
         self, url: str, *, headers: Mapping[str, str] | None = None, secret: str | None = None
@@ -327,7 +327,7 @@ class TaskHubClient:
         `secret` signs each POST: `X-Taskhub-Signature: sha256=<hex HMAC-SHA256 of the body as sent>`.
         """
         request = webhooks.create_request(url, headers, secret)
-        return Webhook.from_proto((self._call(self._webhooks.CreateWebhook, request, idempotent=False)).webhook)
+        return Webhook.from_proto((self._call(self._webhooks.CreateWebhook, request)).webhook)
 
     def update_webhook(
         self,
@@ -341,11 +341,11 @@ class TaskHubClient:
         """Changes a webhook: `headers` values set headers, None ones remove them (after `clear_headers`);
         `secret=None` removes the secret."""
         request = webhooks.update_request(uuid, url, headers, secret, clear_headers)
-        return Webhook.from_proto((self._call(self._webhooks.UpdateWebhook, request, idempotent=False)).webhook)
+        return Webhook.from_proto((self._call(self._webhooks.UpdateWebhook, request)).webhook)
 
     def delete_webhook(self, uuid: str) -> None:
         """Deletes a webhook; what it was owed is dropped."""
-        self._call(self._webhooks.DeleteWebhook, wpb.DeleteWebhookRequest(uuid=uuid), idempotent=False)
+        self._call(self._webhooks.DeleteWebhook, wpb.DeleteWebhookRequest(uuid=uuid))
 
     # -- watching ---------------------------------------------------------
 

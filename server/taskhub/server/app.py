@@ -149,7 +149,7 @@ class Service:
         # Watches end first, so no stream (gRPC or the gateway's) holds the shutdown up.
         self.scheduler.begin_shutdown()
         if self.delivery is not None:  # a POST in flight is cut short: its entries go again at the next start
-            await self.delivery.stop()
+            await self.delivery.stop(for_good=True)
         stopping = [self.server.stop(grace)]
         if self.gateway is not None:
             stopping.append(self.gateway.stop(grace))

@@ -95,25 +95,31 @@ class Delivery:
         self._wakes: dict[str, asyncio.Event] = {}
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
+        self._closed = False  # stopped for good: the server is stopping
         self._woken = asyncio.Event()
         self._user_agent = f"taskhub/{this_server().package_version or 'dev'}"
 
     def start(self) -> None:
-        """Starts delivering (on the running loop). The one place to gate on leadership."""
-        if self._supervisor is None:
+        """Starts delivering (on the running loop), unless stopped for good. The one place to gate on leadership."""
+        if self._supervisor is None and not self._closed:
             self._closing = False
             self._supervisor = asyncio.create_task(self._supervise(), name="taskhub-webhooks")
 
-    async def stop(self) -> None:
+    async def stop(self, *, for_good: bool = False) -> None:
+        """Stops delivering; `start` may begin again at once (a lead taken back), unless `for_good` (shutdown).
+
+        Everything is let go before the first await, so a `start` while the loops wind down begins afresh."""
         self._closing = True
+        self._closed = self._closed or for_good
         tasks = [t for t in (self._supervisor, *self._loops.values()) if t is not None]
+        self._supervisor = None
+        self._loops.clear()
+        self._wakes.clear()
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._supervisor = None
-        self._loops.clear()
 
     def committed(self, changes: Changes) -> None:
         """On the loop after each commit: a commit that finished tasks wakes every loop."""

@@ -28,7 +28,7 @@ from taskhub.server.metrics.hooks import ReplicaMetrics, WebhookMetrics
 from taskhub.server.model import CustomType, TaskKind, TaskStatus, TaskType
 from taskhub.server.rules.meter import Meter
 from taskhub.server.rules.scheduler import Scheduler
-from taskhub.server.storage.contract import Changes, Reader
+from taskhub.server.storage.contract import Changes, Reader, StorageUnavailable
 
 # Prometheus' classic text format, which every scraper reads (prometheus-client's newest default names 1.0.0).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -156,13 +156,20 @@ class ServerMetrics(Meter):
 
     async def render(self) -> str:
         """Every series, in Prometheus' text format: the point reads first (off the loop), then the rest."""
-        self.state.stored = await self.scheduler.units.read(_stored)
+        try:
+            stored, outbox = await self.scheduler.units.read(_stored)
+        except StorageUnavailable:  # the database away: every other series still answers, these are left out
+            self.state.stored = None
+        else:
+            self.state.stored = stored
+            self.webhooks.outbox(outbox)
         return generate_latest(self.registry).decode()
 
 
-def _stored(reader: Reader) -> tuple[int, int, int]:
-    """On the read thread: (tasks stored, leases active, bytes used); counters and an index range, no scan."""
-    return reader.tasks.count(), reader.leases.count_active(), reader.used_bytes()
+def _stored(reader: Reader) -> tuple[tuple[int, int, int], int]:
+    """On the read thread: (tasks stored, leases active, bytes used) and the webhook outbox's entries; counters
+    and index ranges, no scan."""
+    return (reader.tasks.count(), reader.leases.count_active(), reader.used_bytes()), reader.webhooks.outbox_size()
 
 
 class StateCollector(Collector):

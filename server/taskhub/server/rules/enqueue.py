@@ -204,7 +204,10 @@ class Enqueuing:
 
         The prune is a transaction of its own, so what it frees stays free even if the queue is still full.
         """
-        return self.units.storage.log.prune_changes(self.watch_retention, self.watch_retention_bytes) > 0
+        # Not past what the slowest live replica has followed: the byte budget still wins over it, as in the tick.
+        changes = self.units.storage.log
+        slowest = self.units.replica.slowest
+        return changes.prune_changes(self.watch_retention, self.watch_retention_bytes, keep_after=slowest) > 0
 
     def _next_batch(self) -> None:
         """After a commit: the next one now, or once one more enqueue waits than shared this one.

@@ -16,6 +16,7 @@ no deadline, and keeps it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ class Replica:
     def fenced(self, fn: Callable[..., T]) -> Callable[..., T]:
         """`fn(tx, *args)` as a unit of work of the leader's: checked first."""
 
+        @functools.wraps(fn)  # the unit keeps the rule's name (the metrics label units of work by it)
         def unit(tx: Transaction, *args: Any) -> T:
             self.check(tx)
             return fn(tx, *args)

@@ -210,10 +210,10 @@ class Scheduler:
 
     async def renew_lead(self) -> None:
         """One renewal: this replica reports its position, and renews its lead or takes a lapsed one."""
-        term = await self.units.run(self._renew, first=True)
+        term = await self.units.run(self._renew_lead, first=True)
         self.replica.became(term)
 
-    def _renew(self, tx: Transaction) -> int:
+    def _renew_lead(self, tx: Transaction) -> int:
         # The lead's deadlines are compared between processes: always the wall clock, whatever `clock` is.
         term = self.replica.renew(tx, wall_clock(), self.units.follower.seq)
         if term and term != self.replica.term and self.replica.shared:

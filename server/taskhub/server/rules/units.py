@@ -81,6 +81,8 @@ class Units:
         self.meter = Meter()
         # The events the unit of work running now noted: the meter hears of them once it commits.
         self._notes: list[tuple[str, str, int]] = []
+        # What the unit of work running now asked to do once it commits (`after_commit`): counts, logs.
+        self._after: list[Callable[[], None]] = []
         # Called in every unit of work on the store thread, before it commits (the webhooks' outbox).
         self.before_commit: Callable[[Transaction], None] = lambda tx: None
 
@@ -185,6 +187,7 @@ class Units:
     def _unit(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         """On the store thread: one unit of work, then the follower takes its changes."""
         self._notes = []
+        self._after = []
         began = time.perf_counter()
         try:
             with self.storage.transaction() as tx:
@@ -196,6 +199,8 @@ class Units:
         self.meter.unit(getattr(fn, "__name__", "unit"), time.perf_counter() - began)
         if self._notes:
             self.meter.noted(self._notes)
+        for action in self._after:
+            action()
         own = (changes.tasks[0].seq, changes.tasks[-1].seq) if changes.tasks else None
         self._follow(loop, lambda reader: self.follower.take(changes, reader), own)
         return result
@@ -203,6 +208,11 @@ class Units:
     def note(self, event: str, label: str = "", count: int = 1) -> None:
         """On the store thread, in a unit of work: something happened that the meter counts if the unit commits."""
         self._notes.append((event, label, count))
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """On the store thread, in a unit of work: `action` runs once the unit commits (never if it does not, and
+        once however many times the unit was tried)."""
+        self._after.append(action)
 
     async def catch_up(self) -> None:
         """Takes the commits made elsewhere since the last one followed."""

@@ -170,8 +170,12 @@ class Webhooks:
             return
         dropped = tx.webhooks.add_outbox(finished, self.bound)
         if dropped:
-            self.counts.dropped += dropped
-            log.warning("the webhook outbox is full (%d entries): %d undelivered entries dropped", self.bound, dropped)
+            self.units.after_commit(lambda: self._dropped(dropped))
+
+    def _dropped(self, dropped: int) -> None:
+        """Once the unit that dropped entries committed: counted and said once."""
+        self.counts.dropped += dropped
+        log.warning("the webhook outbox is full (%d entries): %d undelivered entries dropped", self.bound, dropped)
 
     async def sync_reserved(self) -> None:
         """At start: the reserved webhook's row (its progress) exists while `--task-webhook-url` is set."""

@@ -14,6 +14,9 @@ from collections.abc import Callable
 
 import psycopg
 
+from taskhub.server.storage.contract import StorageUnavailable
+from taskhub.server.storage.postgres.connection import connect
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "taskhub_changes"
@@ -38,7 +41,7 @@ class Listener:
         lost = False
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(self.url, autocommit=True) as conn:
+                with connect(self.url, autocommit=True) as conn:  # a bounded wait, the password kept out
                     conn.execute(f"LISTEN {CHANNEL}")
                     if lost:  # what was committed while no one listened: the follower reads it from the log
                         log.info("listening for commits again")
@@ -47,7 +50,7 @@ class Listener:
                     while not self._stopping.is_set():
                         for notify in conn.notifies(timeout=_WAIT, stop_after=1):
                             self.wake(int(notify.payload) if notify.payload.isdigit() else None)
-            except psycopg.Error as exc:
+            except (psycopg.Error, StorageUnavailable) as exc:
                 if self._stopping.is_set():
                     return
                 if not lost:

@@ -88,4 +88,5 @@ class SqliteWebhooks:
             self.conn.execute("DELETE FROM webhook_outbox WHERE id <= ?", (floor,))
 
     def outbox_size(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM webhook_outbox").fetchone()[0]
+        # Entries are only ever taken from the head, so the ids held are consecutive: two index probes, no count.
+        return self.conn.execute("SELECT COALESCE(MAX(id) - MIN(id) + 1, 0) FROM webhook_outbox").fetchone()[0]
