@@ -217,3 +217,20 @@ async def test_a_reserved_webhook_that_cannot_be_is_refused_at_start(config, url
 async def test_allowed_networks_must_be_networks(config):
     with pytest.raises(ValueError, match=re.escape("`10.0.0.0/33` is neither a network")):
         await app.start(dataclasses.replace(config, experimental_allowed_ip_networks="127.0.0.1/32,10.0.0.0/33"))
+
+
+async def test_a_lead_lost_stops_delivery_and_one_taken_back_delivers_again(live):
+    # On replicas the leader alone delivers: losing the lead stops the loops at once; taking it back right after
+    # (before the stopped loops have even wound down) starts them afresh, and what finished meanwhile is sent.
+    receiver = await Receiver().start()
+    await create(live.http, receiver.url)
+    replica = live.service.scheduler.replica
+    term = replica.term
+    assert term and live.service.delivery.running
+    replica.became(0)
+    assert not live.service.delivery.running
+    replica.became(term)
+    assert live.service.delivery.running
+    uids = await finish_tasks(live.service, live.stub, 2)
+    await receiver.wait_for(lambda r: sorted(r.uids) == uids)
+    await receiver.stop()

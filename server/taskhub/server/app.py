@@ -464,8 +464,8 @@ def start_delivery(service: Service) -> None:
     def lead_changed(view: ReplicaView) -> None:
         if view.leads:
             delivery.start()
-        else:
-            asyncio.get_running_loop().create_task(delivery.stop(), name="taskhub-webhooks-stop")
+        else:  # at once, so a lead taken back right after starts afresh; the cancelled loops end by themselves
+            delivery.halt()
 
     replica.observers.append(lead_changed)
     if replica.leads:

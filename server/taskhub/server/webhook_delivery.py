@@ -105,10 +105,14 @@ class Delivery:
             self._closing = False
             self._supervisor = asyncio.create_task(self._supervise(), name="taskhub-webhooks")
 
-    async def stop(self, *, for_good: bool = False) -> None:
-        """Stops delivering; `start` may begin again at once (a lead taken back), unless `for_good` (shutdown).
+    @property
+    def running(self) -> bool:
+        """Whether the deliveries run now (on replicas: while this server leads)."""
+        return self._supervisor is not None
 
-        Everything is let go before the first await, so a `start` while the loops wind down begins afresh."""
+    def halt(self, *, for_good: bool = False) -> list[asyncio.Task[None]]:
+        """Stops delivering at once (the loops cancelled, let go); `start` may begin again right after (a lead
+        taken back), unless `for_good` (shutdown). Answers the cancelled tasks, for whoever waits for them."""
         self._closing = True
         self._closed = self._closed or for_good
         tasks = [t for t in (self._supervisor, *self._loops.values()) if t is not None]
@@ -117,7 +121,11 @@ class Delivery:
         self._wakes.clear()
         for task in tasks:
             task.cancel()
-        for task in tasks:
+        return tasks
+
+    async def stop(self, *, for_good: bool = False) -> None:
+        """`halt`, then waits until the loops have ended (a POST in flight is cut short)."""
+        for task in self.halt(for_good=for_good):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
