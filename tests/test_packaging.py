@@ -69,6 +69,7 @@ SERVER_ONLY = {
     "uvloop",
     "grpcio-health-checking",
     "grpcio-reflection",
+    "prometheus-client",
 }
 CLIENT_BUDGET = 25 * 2**20  # what installing the client may add to an empty venv
 
