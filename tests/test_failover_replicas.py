@@ -13,13 +13,13 @@ import asyncio
 import pathlib
 import signal
 import subprocess
-import sys
 
 import pytest
 
 from taskhub.client import AsyncTaskHubClient, TaskChange, TaskStatus
 from taskhub.client.worker import Worker
-from test_serve import free_port, wait_serving
+from test_replicas import spawn
+from test_serve import wait_serving
 
 pytestmark = pytest.mark.slow  # starts and SIGKILLs `taskhub serve` subprocesses
 
@@ -32,29 +32,9 @@ class Replica:
     """One `taskhub serve` subprocess on the shared database; its output goes to a log file."""
 
     def __init__(self, db: str, folder: pathlib.Path, name: str) -> None:
-        self.target = f"127.0.0.1:{free_port()}"
+        # The same command line as the replicas' own tests (tests/test_replicas.py).
+        self.process, self.target = spawn(db, name, folder)
         self.log = folder / f"{name}.log"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "taskhub.server.cli",
-                "serve",
-                "--db",
-                db,
-                "--grpc-listen",
-                self.target,
-                "--no-http",
-                "--grace-seconds",
-                "1",
-                "--snapshots-dir",
-                str(folder / "snapshots"),
-                "--dumps-dir",
-                str(folder / "dumps"),
-            ],
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
         try:
             wait_serving(self.target).close()
         except BaseException:
