@@ -57,8 +57,12 @@ class PostgresBatches:
         return batch
 
     def get(self, uid: int) -> Batch | None:
-        row = self.conn.execute(f"SELECT {COLUMNS} FROM batches WHERE uid = %s", (uid,)).fetchone()
-        return None if row is None else row_to_batch(row, self._progress(row), self._codes.kind)
+        row = self.conn.execute(
+            f"SELECT {COLUMNS}, (SELECT p.steps FROM batch_progress p WHERE p.batch_uid = batches.uid"
+            " AND batches.finished_at IS NULL) FROM batches WHERE uid = %s",  # an ended batch has no progress
+            (uid,),
+        ).fetchone()
+        return None if row is None else row_to_batch(row[:-1], row[-1], self._codes.kind)
 
     def _progress(self, row: Sequence[Any]) -> str | None:
         if row[2] is not None:  # ended: no progress
@@ -81,10 +85,15 @@ class PostgresBatches:
         return batches, None
 
     def save(self, batch: Batch) -> None:
+        # An ended batch's progress goes in the same statement (a data-modifying WITH item runs whatever reads it).
+        ended = (
+            "WITH gone AS (DELETE FROM batch_progress WHERE batch_uid = %s) " if batch.finished_at is not None else ""
+        )
         self.conn.execute(
-            "UPDATE batches SET finished_at = %s, index_uid = %s, lease_state = %s, stats = %s, details = %s,"
+            ended + "UPDATE batches SET finished_at = %s, index_uid = %s, lease_state = %s, stats = %s, details = %s,"
             " statuses = %s, enqueued_first = %s, enqueued_last = %s WHERE uid = %s",
             (
+                *((batch.uid,) if ended else ()),
                 batch.finished_at,
                 batch.index_uid,
                 batch.lease_state,
@@ -96,8 +105,6 @@ class PostgresBatches:
                 batch.uid,
             ),
         )
-        if batch.finished_at is not None:
-            self.conn.execute("DELETE FROM batch_progress WHERE batch_uid = %s", (batch.uid,))
 
     def add_tasks(self, uid: int, task_uids: Sequence[int]) -> None:
         with self.conn.cursor() as cursor:

@@ -4,7 +4,8 @@ Every unit of work is one transaction that first takes a transaction-scoped advi
 (`UNIT_LOCK`): units of work from every server on the database run one at a time, as
 SQLite's `BEGIN IMMEDIATE` makes them, so what a unit of work read still holds when it
 commits, and the sequence numbers it takes follow commit order with no gap. The lock is
-held until the commit (its flush included) and no longer. Readers are connections of
+held until the commit (its flush included) and no longer; a unit opens (BEGIN, the lock, its
+counters) in one round trip and ends (counters, NOTIFY, COMMIT) in another. Readers are connections of
 their own in autocommit mode: each read sees the newest committed state, and `snapshot()`
 makes several reads see one (a repeatable-read transaction).
 """
@@ -31,7 +32,7 @@ from taskhub.server.storage.postgres.leases import PostgresLeases
 from taskhub.server.storage.postgres.listener import CHANNEL, Listener
 from taskhub.server.storage.postgres.lock_times import UNIT_LOCK_TIMES
 from taskhub.server.storage.postgres.replicas import PostgresReplicas
-from taskhub.server.storage.postgres.rows import counter, unit_counters
+from taskhub.server.storage.postgres.rows import LOAD, counter, unit_counters
 from taskhub.server.storage.postgres.schema import UNIT_LOCK, migrate, new_epoch
 from taskhub.server.storage.postgres.statistics import analyze_if_unknown
 from taskhub.server.storage.postgres.task_types import PostgresTaskTypes
@@ -130,34 +131,41 @@ class PostgresStorage(_Tables):
         self.max_bytes = max_bytes
         super().__init__(Connection(url, _writer), self.transaction)
         self.replicas = PostgresReplicas(self.conn)
-        with self.transaction():  # under the lock: servers starting at once migrate one after another
+        # Under the lock: servers starting at once migrate one after another (the tables may not be there yet).
+        with self.transaction(load=False):
             migrate(self.conn)
         analyze_if_unknown(self.conn)  # before the index is built from the rows
         self.task_types.codes.reload()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[PostgresStorage]:
+    def transaction(self, *, load: bool = True) -> Iterator[PostgresStorage]:
+        """One unit of work. Its opening (BEGIN, the lock, the counters when `load`) is one round trip, and so is
+        its end (the counters written back, NOTIFY, COMMIT): a unit's round trips are what its length is made of."""
         self.log.logged = []
-        self.conn.execute("BEGIN")  # on a connection opened again if the last one was lost
-        self.conn.in_transaction = True
+        opening = f"BEGIN; SELECT pg_advisory_xact_lock({UNIT_LOCK})" + (f"; {LOAD}" if load else "")
         try:
             asked = time.perf_counter_ns()
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (UNIT_LOCK,))
+            # On a connection opened again if the last one was lost (nothing was done on it yet).
+            cursor = self.conn.execute(opening)
+            self.conn.in_transaction = True
             locked = time.perf_counter_ns()
-            with unit_counters(self.conn):  # the size check below reads the counters as the unit left them
+            while load and cursor.nextset():
+                pass  # to LOAD's rows, the last result
+            with unit_counters(self.conn, cursor.fetchall() if load else None) as counters:
                 yield self
                 if self.max_bytes is not None and self.log.logged and self.used_bytes() > self.max_bytes:
                     raise StorageFull(f"the tasks and their changes passed {self.max_bytes} bytes")
+                ending = counters.write_back()
             committing = time.perf_counter_ns()
             if self.log.logged:
-                # Delivered at the commit, to every server listening (their followers wake); one round trip
-                # with the commit. The payload is the newest sequence number, an integer.
-                self.conn.execute(f"NOTIFY {CHANNEL}, '{self.log.logged[-1][0].seq}'; COMMIT")
-            else:
-                self.conn.execute("COMMIT")
+                # Delivered at the commit, to every server listening (their followers wake). The payload is the
+                # newest sequence number, an integer.
+                ending += f"NOTIFY {CHANNEL}, '{self.log.logged[-1][0].seq}'; "
+            self.conn.execute(ending + "COMMIT")
             done = time.perf_counter_ns()
             UNIT_LOCK_TIMES.add(locked - asked, done - locked, done - committing)
         except BaseException as exc:
+            # Also when the opening failed part way (a lock wait cut by the statement timeout): BEGIN may have run.
             with contextlib.suppress(psycopg.Error, StorageUnavailable):
                 self.conn.execute("ROLLBACK")
             self.log.logged = []

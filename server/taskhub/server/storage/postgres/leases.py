@@ -44,13 +44,7 @@ class PostgresLeases:
         return 0 if row is None else int(row[0])
 
     def tasks_of(self, token: str) -> list[Task]:
-        uids = [
-            r[0]
-            for r in self.conn.execute(
-                "SELECT uid FROM tasks WHERE lease = %s AND status = %s", (token, int(TaskStatus.PROCESSING))
-            )
-        ]
-        return self._tasks.get_many(uids)
+        return self._tasks.leased(token)
 
     def expired(self, now: int) -> list[str]:
         rows = self.conn.execute("SELECT token FROM leases WHERE state = %s AND deadline < %s", (ACTIVE, now))

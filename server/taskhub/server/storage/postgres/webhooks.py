@@ -7,6 +7,7 @@ from typing import Any
 
 from taskhub.server.storage.contract import WebhookRecord
 from taskhub.server.storage.postgres.connection import Connection
+from taskhub.server.storage.postgres.rows import webhooks_changed, webhooks_set
 from taskhub.server.storage.webhook_rows import WEBHOOK_COLUMNS, config_row, webhook_record
 
 
@@ -30,12 +31,16 @@ class PostgresWebhooks:
         return None if row is None else webhook_record(row)
 
     def has_webhooks(self) -> bool:
+        known = webhooks_set(self.conn)  # read as the unit opened, in its first round trip
+        if known is not None:
+            return known
         return self.conn.execute("SELECT 1 FROM webhooks LIMIT 1").fetchone() is not None
 
     def _last_id(self) -> int:
         return self._value("SELECT value FROM meta WHERE key = 'outbox_last'")
 
     def put_webhook(self, record: WebhookRecord) -> None:
+        webhooks_changed(self.conn)
         url, headers, secret = config_row(record)
         updated = self.conn.execute(
             "UPDATE webhooks SET url = %s, headers = %s, secret = %s WHERE uuid = %s",
@@ -48,6 +53,7 @@ class PostgresWebhooks:
             )
 
     def delete_webhook(self, uuid: str) -> bool:
+        webhooks_changed(self.conn)
         deleted = self.conn.execute("DELETE FROM webhooks WHERE uuid = %s", (uuid,)).rowcount == 1
         if deleted:
             self._prune()
