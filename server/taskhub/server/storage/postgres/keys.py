@@ -20,11 +20,11 @@ class PostgresKeys:
         return [key_record(r) for r in rows]
 
     def insert_key(self, key: KeyRecord) -> bool:
-        cursor = self.conn.execute(
+        inserted = self.conn.affected(
             f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             key_row(key),
         )
-        if cursor.rowcount != 1:
+        if inserted != 1:
             return False
         bump(self.conn, "keys_version")
         return True
@@ -42,7 +42,7 @@ class PostgresKeys:
         return key_record(row)
 
     def delete_key(self, uid: str) -> bool:
-        if self.conn.execute("DELETE FROM api_keys WHERE uid = %s", (uid,)).rowcount != 1:
+        if self.conn.affected("DELETE FROM api_keys WHERE uid = %s", (uid,)) != 1:
             return False
         bump(self.conn, "keys_version")
         return True
