@@ -23,7 +23,8 @@ def _bucket(ns: int) -> int:
 class LockTimes:
     """Totals, maxima and log2 histograms of the wait for the lock and of its hold (lock taken -> commit done).
 
-    `commit_ns` is the part of the hold spent in COMMIT: the flush of the unit's WAL, mostly.
+    The wait includes the round trip that opens the unit (BEGIN, the lock, the counters, in one). `commit_ns` is
+    the part of the hold spent in the unit's end: the writes its pipeline still held, the COMMIT and its flush.
     """
 
     units: int = 0
