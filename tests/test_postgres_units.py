@@ -74,6 +74,16 @@ def test_stored_bytes_stay_the_rows_sizes_however_a_save_learns_what_they_grew_b
         one.details = {"pad": "s"}
         tx.tasks.save([one])
     assert _stored(url)[0] == _stored(url)[1]
+    with storage.transaction() as tx:  # a row deleted, then saved (twice) from a stale copy: nothing is there to grow
+        [zero] = tx.tasks.get_many([0])
+        zero.status, zero.finished_at = TaskStatus.SUCCEEDED, 2
+        tx.tasks.save([zero])
+        tx.tasks.delete([0], frozenset({TaskStatus.SUCCEEDED}))
+        zero.details = {"pad": "r" * 1_000}
+        tx.tasks.save([zero])
+        zero.details = {"pad": "q" * 9_000}
+        tx.tasks.save([zero])
+    assert _stored(url)[0] == _stored(url)[1]
     with storage.transaction() as tx:
         [five] = tx.tasks.get_many([5])
         five.status, five.finished_at = TaskStatus.SUCCEEDED, 3

@@ -144,6 +144,8 @@ def _lost(conn: psycopg.Connection, exc: psycopg.OperationalError) -> bool:
     """Whether `exc` says the connection is gone: closed or broken, the server ending it, or a failure of the client's
     own (no SQLSTATE: a socket error, a pipeline cut short, which may leave the connection looking well). A lost
     connection is closed, so that its next use opens a new one."""
+    if isinstance(exc, psycopg.errors.PipelineAborted):
+        return False  # a statement before it in the pipeline failed: that error is the one to tell
     state = exc.sqlstate
     gone = conn.closed or conn.broken or state is None or state.startswith("08") or state in _ENDED
     if gone and not conn.closed:

@@ -144,7 +144,11 @@ class PostgresStorage(_Tables):
         result is read, the last ones (counters, NOTIFY, COMMIT) with the end. A unit's round trips are what its
         hold of the lock is made of. Without `load` (the migrations: several statements a string) no pipeline."""
         self.log.logged = []
-        opening = f"BEGIN; SELECT pg_advisory_xact_lock({UNIT_LOCK})" + (f"; {LOAD}" if load else "")
+        # READ COMMITTED whatever the role's default: each statement sees what was committed before it, so LOAD
+        # (after the lock) sees every unit committed before this one.
+        opening = f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({UNIT_LOCK})" + (
+            f"; {LOAD}" if load else ""
+        )
         try:
             asked = time.perf_counter_ns()
             # On a connection opened again if the last one was lost (nothing was done on it yet).

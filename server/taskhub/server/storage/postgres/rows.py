@@ -62,7 +62,8 @@ _open: dict[int, _UnitCounters] = {}
 def unit_counters(conn: Connection, loaded: Iterable[tuple[str, int]] | None = None) -> Iterator[_UnitCounters]:
     """Counters kept in memory for the block (a unit of work, under UNIT_LOCK), from `loaded` (LOAD's rows) or
     read on first use; the caller calls `write_back` before its COMMIT."""
-    assert id(conn) not in _open, "a unit of work inside a unit of work"
+    if id(conn) in _open:
+        raise RuntimeError("a unit of work inside a unit of work")
     unit = _open[id(conn)] = _UnitCounters(loaded)
     try:
         yield unit

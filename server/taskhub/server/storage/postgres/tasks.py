@@ -204,7 +204,8 @@ class PostgresTasks:
 
         When the unit read every row before (`task_sizes`), that is known here and the statement's answer is
         not waited for: it goes along with the unit's next read or its COMMIT. Otherwise the statement answers
-        it: its parts see the table as it was before it, so `old` sums the rows' sizes before.
+        it (its parts see the table as it was before it, so `old` sums the rows' sizes before), and sizes stay
+        unknown: a row saved but never there must not be taken for one.
         """
         uids = [t.uid for t in tasks]
         new_sizes = [_size(d, e, x) for d, e, x in encoded]
@@ -236,9 +237,9 @@ class PostgresTasks:
                 *lease_value,
             ),
         )
-        if known is not None:
+        if before is not None:  # every row read in this unit and not deleted since: they are there
+            assert known is not None
             known.update(zip(uids, new_sizes))
-        if before is not None:
             return sum(new_sizes) - before
         row = cursor.fetchone()
         return int(row[0]) if row else 0
@@ -267,8 +268,9 @@ class PostgresTasks:
                 if not cursor.nextset():
                     break
         known = task_sizes(self.conn)
-        if known is not None:  # the last state of each row is the one it keeps
-            known.update((t.uid, _size(*e)) for t, e in zip(tasks, encoded))
+        if known is not None:  # not told which rows were there: a later save asks the statement again
+            for task in tasks:
+                known.pop(task.uid, None)
         return grown
 
     def delete(self, uids: Iterable[int], statuses: frozenset[TaskStatus]) -> list[Task]:
