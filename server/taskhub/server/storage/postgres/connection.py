@@ -19,7 +19,6 @@ import atexit
 import contextlib
 import os
 import re
-import select
 import shutil
 import tempfile
 import urllib.parse
@@ -28,7 +27,6 @@ from typing import Any
 
 import psycopg
 import psycopg.conninfo
-from psycopg import pq
 from psycopg.types.array import ListBinaryDumper
 
 from taskhub.server.storage.contract import StorageUnavailable
@@ -208,23 +206,6 @@ class Connection:
             return self._open().execute(query, params)
         except psycopg.OperationalError as exc:
             raise StorageUnavailable(str(exc)) from exc
-
-    def drop_if_ended(self) -> None:
-        """Before a unit of work: an idle connection the server ended (a restart, an operator) is dropped, and the
-        unit's first statement opens a new one. The server says so before it closes, so the socket of an idle
-        connection that reads at all is taken for ended (the writer listens for nothing; at worst a connection
-        is opened anew). A unit whose opening goes in a pipeline could not run again once it failed."""
-        conn = self._conn
-        if conn is None or conn.closed or conn.broken or self.in_transaction:
-            return
-        try:
-            readable, _, _ = select.select([conn.fileno()], [], [], 0)
-            ended = bool(readable) or conn.pgconn.status != pq.ConnStatus.OK
-        except (OSError, ValueError):
-            ended = True
-        if ended:
-            with contextlib.suppress(Exception):
-                conn.close()
 
     @contextlib.contextmanager
     def pipeline(self) -> Iterator[None]:

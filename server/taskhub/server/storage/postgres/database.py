@@ -4,8 +4,8 @@ Every unit of work is one transaction that first takes a transaction-scoped advi
 (`UNIT_LOCK`): units of work from every server on the database run one at a time, as
 SQLite's `BEGIN IMMEDIATE` makes them, so what a unit of work read still holds when it
 commits, and the sequence numbers it takes follow commit order with no gap. The lock is
-held until the commit (its flush included) and no longer; a unit's statements, its opening
-included, go in a pipeline, waited on only where a result is read (`transaction`). Readers are connections of
+held until the commit (its flush included) and no longer; a unit opens (BEGIN, the lock, its
+counters) in one round trip, and its statements go in a pipeline (`transaction`). Readers are connections of
 their own in autocommit mode: each read sees the newest committed state, and `snapshot()`
 makes several reads see one (a repeatable-read transaction).
 """
@@ -139,22 +139,39 @@ class PostgresStorage(_Tables):
 
     @contextlib.contextmanager
     def transaction(self, *, load: bool = True) -> Iterator[PostgresStorage]:
-        """One unit of work, its statements in a pipeline: its opening (BEGIN, the lock, the counters) goes out
-        with its first read, a write that nothing reads with the next read, and the last ones (counters, NOTIFY,
-        COMMIT) with the end. A unit's round trips are what its hold of the lock is made of. Without `load`
-        (the migrations: several statements a string, on tables that may not be there yet) no pipeline."""
+        """One unit of work. It opens (BEGIN, the lock, and when `load` the counters) in one round trip; then its
+        statements go in a pipeline, where a write that nothing reads goes along with the next statement whose
+        result is read, the last ones (counters, NOTIFY, COMMIT) with the end. A unit's round trips are what its
+        hold of the lock is made of. Without `load` (the migrations: several statements a string) no pipeline."""
         self.log.logged = []
+        # READ COMMITTED whatever the role's default: each statement sees what was committed before it, so LOAD
+        # (after the lock) sees every unit committed before this one.
+        opening = f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({UNIT_LOCK})" + (
+            f"; {LOAD}" if load else ""
+        )
         try:
             asked = time.perf_counter_ns()
-            if load:
-                yield from self._unit(asked)
-            else:
-                # On a connection opened again if the last one was lost (nothing was done on it yet).
-                self.conn.execute(f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({UNIT_LOCK})")
-                self.conn.in_transaction = True
-                with unit_counters(self.conn):
+            # On a connection opened again if the last one was lost (nothing was done on it yet).
+            cursor = self.conn.execute(opening)
+            self.conn.in_transaction = True
+            locked = time.perf_counter_ns()
+            while load and cursor.nextset():
+                pass  # to LOAD's rows, the last result
+            loaded = cursor.fetchall() if load else None
+            with unit_counters(self.conn, loaded) as counters:
+                with self.conn.pipeline() if load else contextlib.nullcontext():
                     yield self
-                self.conn.execute("COMMIT")
+                    if self.max_bytes is not None and self.log.logged and self.used_bytes() > self.max_bytes:
+                        raise StorageFull(f"the tasks and their changes passed {self.max_bytes} bytes")
+                    committing = time.perf_counter_ns()
+                    counters.write_back(self.conn)
+                    if self.log.logged:
+                        # Delivered at the commit, to every server listening (their followers wake). The payload is
+                        # the newest sequence number.
+                        self.conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(self.log.logged[-1][0].seq)))
+                    self.conn.execute("COMMIT")
+            done = time.perf_counter_ns()
+            UNIT_LOCK_TIMES.add(locked - asked, done - locked, done - committing)
         except BaseException as exc:
             # Also when the opening failed part way (a lock wait cut by the statement timeout): BEGIN may have run.
             with contextlib.suppress(psycopg.Error, StorageUnavailable):
@@ -165,36 +182,6 @@ class PostgresStorage(_Tables):
             raise
         finally:
             self.conn.in_transaction = False
-
-    def _unit(self, asked: int) -> Iterator[PostgresStorage]:
-        """The unit's statements in a pipeline, on a connection the server has not ended; counts its lock's wait
-        and hold."""
-        self.conn.drop_if_ended()
-        with self.conn.pipeline():
-            self.conn.in_transaction = True
-            # READ COMMITTED whatever the role's default: each statement sees what was committed before it, so
-            # LOAD (after the lock) sees every unit committed before this one.
-            self.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-            # The wait for the lock as PostgreSQL saw it: the clock once it is held, less the statement's start.
-            lock = self.conn.execute(
-                "SELECT pg_advisory_xact_lock(%s), clock_timestamp() - statement_timestamp()", (UNIT_LOCK,)
-            )
-            loading = self.conn.execute(LOAD)
-            with unit_counters(self.conn, loading.fetchall) as counters:
-                yield self
-                if self.max_bytes is not None and self.log.logged and self.used_bytes() > self.max_bytes:
-                    raise StorageFull(f"the tasks and their changes passed {self.max_bytes} bytes")
-                committing = time.perf_counter_ns()
-                counters.write_back(self.conn)
-                if self.log.logged:
-                    # Delivered at the commit, to every server listening (their followers wake). The payload is
-                    # the newest sequence number.
-                    self.conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(self.log.logged[-1][0].seq)))
-                self.conn.execute("COMMIT")
-        done = time.perf_counter_ns()  # the pipeline's end waited for the COMMIT
-        row = lock.fetchone()
-        waited = 0 if row is None else int(row[1].total_seconds() * 1e9)
-        UNIT_LOCK_TIMES.add(waited, max(done - asked - waited, 0), done - committing)
 
     def reader(self, *, scan: bool = False) -> PostgresReader:
         return PostgresReader(self.url)

@@ -1,7 +1,7 @@
 """The counters in `meta` for the PostgreSQL tables; rows decode as SQLite's do (same columns, same JSON).
 
-Inside a unit of work (`unit_counters`) the counters are read once (`LOAD`, sent with the
-unit's opening), and bumped in memory; the ones that moved are written back by one
+Inside a unit of work (`unit_counters`) the counters are read once, in the round trip that
+opens the unit (`LOAD`), and bumped in memory; the ones that moved are written back by one
 statement that goes with the COMMIT (`write_back`). The unit holds UNIT_LOCK, so no other unit can
 move them meanwhile: this saves a round trip (and the wake-ups that come with each) per bump,
 several per unit. Whether any webhook is set is read along (`WEBHOOKS`), for the outbox's check
@@ -11,7 +11,7 @@ at every commit that finishes tasks. Outside a unit (readers) every read goes to
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from taskhub.server.storage.postgres.connection import Connection
 
@@ -32,10 +32,8 @@ LOAD = (
 class _UnitCounters:
     """The counters of one open unit: their values (once read) and which ones moved."""
 
-    def __init__(self, loading: Callable[[], Iterable[tuple[str, int]]] | None) -> None:
-        # LOAD's rows once asked for: its statement went out with the unit's opening, its answer is read on first use.
-        self._loading = loading
-        self.values: dict[str, int] | None = None
+    def __init__(self, loaded: Iterable[tuple[str, int]] | None) -> None:
+        self.values: dict[str, int] | None = None if loaded is None else {key: int(value) for key, value in loaded}
         self.moved: set[str] = set()
         # The `size` of the task rows the unit read or wrote, by uid (`task_sizes`).
         self.sizes: dict[int, int] = {}
@@ -52,8 +50,7 @@ class _UnitCounters:
 
     def load(self, conn: Connection) -> dict[str, int]:
         if self.values is None:
-            rows = self._loading() if self._loading is not None else conn.execute(LOAD)
-            self.values = {key: int(value) for key, value in rows}
+            self.values = {key: int(value) for key, value in conn.execute(LOAD)}
         return self.values
 
 
@@ -62,14 +59,12 @@ _open: dict[int, _UnitCounters] = {}
 
 
 @contextlib.contextmanager
-def unit_counters(
-    conn: Connection, loading: Callable[[], Iterable[tuple[str, int]]] | None = None
-) -> Iterator[_UnitCounters]:
-    """Counters kept in memory for the block (a unit of work, under UNIT_LOCK), read on first use: from
-    `loading()` (LOAD's rows, asked for already) or by LOAD then; the caller calls `write_back` before its COMMIT."""
+def unit_counters(conn: Connection, loaded: Iterable[tuple[str, int]] | None = None) -> Iterator[_UnitCounters]:
+    """Counters kept in memory for the block (a unit of work, under UNIT_LOCK), from `loaded` (LOAD's rows) or
+    read on first use; the caller calls `write_back` before its COMMIT."""
     if id(conn) in _open:
         raise RuntimeError("a unit of work inside a unit of work")
-    unit = _open[id(conn)] = _UnitCounters(loading)
+    unit = _open[id(conn)] = _UnitCounters(loaded)
     try:
         yield unit
     finally:
@@ -86,10 +81,9 @@ def task_sizes(conn: Connection) -> dict[int, int] | None:
 def webhooks_set(conn: Connection) -> bool | None:
     """Whether a webhook is set, as the open unit read it first (None: no unit open, or it changed them since)."""
     unit = _open.get(id(conn))
-    if unit is None:
+    if unit is None or unit.values is None or WEBHOOKS not in unit.values:
         return None
-    values = unit.load(conn)
-    return bool(values[WEBHOOKS]) if WEBHOOKS in values else None
+    return bool(unit.values[WEBHOOKS])
 
 
 def webhooks_changed(conn: Connection) -> None:
