@@ -1,9 +1,9 @@
-"""The PostgreSQL store's units of work as they go over the wire: one round trip to open, a pipeline after.
+"""The PostgreSQL store's units of work: one round trip to open (BEGIN, the lock, the counters), one to end.
 
 What the contract's suite cannot see from outside: the `stored_bytes` counter the queue-full rule reads
-stays the sum of the rows' sizes whichever way a save learns how much its rows grew (from the rows the
-unit read, or from its statement's answer), and a statement that fails in a unit's pipeline (where its
-error shows only at the next read or at the commit) still fails that unit whole and no other.
+stays the sum of the rows' sizes through saves of rows read or not in the unit, saved twice, deleted and
+saved again; and a statement that fails fails its unit whole (the counters kept in memory for it are
+not written back) and the next unit runs on the same connection.
 """
 
 from __future__ import annotations
@@ -42,16 +42,16 @@ def _stored(url: str) -> tuple[int, int]:
     return int(counter[0]), int(summed[0])
 
 
-def test_stored_bytes_stay_the_rows_sizes_however_a_save_learns_what_they_grew_by(storage, url):
+def test_stored_bytes_stay_the_rows_sizes_through_saves_and_deletes(storage, url):
     with storage.transaction() as tx:
         tx.tasks.insert([("movies", UPDATE, {"pad": "x" * 500}, None) for _ in range(6)], 1)
-    with storage.transaction() as tx:  # read first: the unit knows the rows' sizes
+    with storage.transaction() as tx:  # read, then saved in the same unit
         tasks = tx.tasks.get_many([0, 1])
         for task in tasks:
             task.details = {"pad": "y" * 2_000}
         tx.tasks.save(tasks)
     assert _stored(url)[0] == _stored(url)[1]
-    with storage.transaction() as tx:  # not read in this unit: the statement answers
+    with storage.transaction() as tx:  # read in one unit, saved in the next
         [task] = tx.tasks.get_many([2])
     with storage.transaction() as tx:
         task.details = {"pad": "z"}
@@ -93,7 +93,7 @@ def test_stored_bytes_stay_the_rows_sizes_however_a_save_learns_what_they_grew_b
     assert counter == summed and counter > 0
 
 
-def test_a_statement_failing_in_the_pipeline_fails_its_unit_whole_and_the_next_unit_runs(storage):
+def test_a_statement_failing_fails_its_unit_whole_and_the_next_unit_runs(storage):
     with storage.transaction() as tx:
         tx.tasks.insert([("movies", UPDATE, {}, None)], 1)
     with pytest.raises(psycopg.errors.UniqueViolation), storage.transaction() as tx:
@@ -101,7 +101,7 @@ def test_a_statement_failing_in_the_pipeline_fails_its_unit_whole_and_the_next_u
         [task] = tx.tasks.get_many([0])
         task.status = TaskStatus.PROCESSING
         tx.tasks.save([task], lease="t")
-        tx.leases.insert(LeaseRecord("t", "w", 100, 30, "active"))  # its error shows at the commit
+        tx.leases.insert(LeaseRecord("t", "w", 100, 30, "active"))
     with storage.transaction() as tx:  # nothing of it stayed, and the connection serves the next unit
         assert tx.leases.get("t") is None
         assert tx.tasks.get_many([0])[0].status == TaskStatus.ENQUEUED

@@ -144,8 +144,6 @@ def _lost(conn: psycopg.Connection, exc: psycopg.OperationalError) -> bool:
     """Whether `exc` says the connection is gone: closed or broken, the server ending it, or a failure of the client's
     own (no SQLSTATE: a socket error, a pipeline cut short, which may leave the connection looking well). A lost
     connection is closed, so that its next use opens a new one."""
-    if isinstance(exc, psycopg.errors.PipelineAborted):
-        return False  # a statement before it in the pipeline failed: that error is the one to tell
     state = exc.sqlstate
     gone = conn.closed or conn.broken or state is None or state.startswith("08") or state in _ENDED
     if gone and not conn.closed:
@@ -163,7 +161,6 @@ class Connection:
         self.in_transaction = False
         self._closed = False  # by `close()`: for good, unlike a connection lost
         self._conn: psycopg.Connection | None = None
-        self._pipeline: psycopg.Pipeline | None = None
         self._open()
 
     def _open(self) -> psycopg.Connection:
@@ -206,33 +203,6 @@ class Connection:
             return self._open().execute(query, params)
         except psycopg.OperationalError as exc:
             raise StorageUnavailable(str(exc)) from exc
-
-    @contextlib.contextmanager
-    def pipeline(self) -> Iterator[None]:
-        """Statements in the block go out without waiting for one another (psycopg's pipeline mode): a result is
-        waited for where it is read (a fetch, `affected`) and at the block's end. A statement's error shows
-        there, not at `execute`; a lost connection or a statement timeout is `StorageUnavailable`, as in
-        `execute`. Only single statements with parameters' protocol: no `BEGIN; ...` strings inside."""
-        conn = self._current()
-        try:
-            with conn.pipeline() as pipeline:
-                self._pipeline = pipeline
-                yield
-        except psycopg.errors.QueryCanceled as exc:
-            raise StorageUnavailable(f"a statement ran past the statement timeout: {exc}") from exc
-        except psycopg.OperationalError as exc:
-            if _lost(conn, exc):
-                raise StorageUnavailable(str(exc)) from exc
-            raise
-        finally:
-            self._pipeline = None
-
-    def affected(self, query: Any, params: Any = None) -> int:
-        """How many rows a statement changed (in a pipeline, once its result is in: `rowcount` is not known before)."""
-        cursor = self.execute(query, params)
-        if self._pipeline is not None:
-            self._pipeline.sync()
-        return cursor.rowcount
 
     @contextlib.contextmanager
     def cursor(self) -> Iterator[psycopg.Cursor]:

@@ -5,7 +5,7 @@ Every unit of work is one transaction that first takes a transaction-scoped advi
 SQLite's `BEGIN IMMEDIATE` makes them, so what a unit of work read still holds when it
 commits, and the sequence numbers it takes follow commit order with no gap. The lock is
 held until the commit (its flush included) and no longer; a unit opens (BEGIN, the lock, its
-counters) in one round trip, and its statements go in a pipeline (`transaction`). Readers are connections of
+counters) in one round trip and ends (counters, NOTIFY, COMMIT) in another. Readers are connections of
 their own in autocommit mode: each read sees the newest committed state, and `snapshot()`
 makes several reads see one (a repeatable-read transaction).
 """
@@ -139,10 +139,8 @@ class PostgresStorage(_Tables):
 
     @contextlib.contextmanager
     def transaction(self, *, load: bool = True) -> Iterator[PostgresStorage]:
-        """One unit of work. It opens (BEGIN, the lock, and when `load` the counters) in one round trip; then its
-        statements go in a pipeline, where a write that nothing reads goes along with the next statement whose
-        result is read, the last ones (counters, NOTIFY, COMMIT) with the end. A unit's round trips are what its
-        hold of the lock is made of. Without `load` (the migrations: several statements a string) no pipeline."""
+        """One unit of work. Its opening (BEGIN, the lock, the counters when `load`) is one round trip, and so is
+        its end (the counters written back, NOTIFY, COMMIT): a unit's round trips are what its length is made of."""
         self.log.logged = []
         # READ COMMITTED whatever the role's default: each statement sees what was committed before it, so LOAD
         # (after the lock) sees every unit committed before this one.
@@ -157,19 +155,17 @@ class PostgresStorage(_Tables):
             locked = time.perf_counter_ns()
             while load and cursor.nextset():
                 pass  # to LOAD's rows, the last result
-            loaded = cursor.fetchall() if load else None
-            with unit_counters(self.conn, loaded) as counters:
-                with self.conn.pipeline() if load else contextlib.nullcontext():
-                    yield self
-                    if self.max_bytes is not None and self.log.logged and self.used_bytes() > self.max_bytes:
-                        raise StorageFull(f"the tasks and their changes passed {self.max_bytes} bytes")
-                    committing = time.perf_counter_ns()
-                    counters.write_back(self.conn)
-                    if self.log.logged:
-                        # Delivered at the commit, to every server listening (their followers wake). The payload is
-                        # the newest sequence number.
-                        self.conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(self.log.logged[-1][0].seq)))
-                    self.conn.execute("COMMIT")
+            with unit_counters(self.conn, cursor.fetchall() if load else None) as counters:
+                yield self
+                if self.max_bytes is not None and self.log.logged and self.used_bytes() > self.max_bytes:
+                    raise StorageFull(f"the tasks and their changes passed {self.max_bytes} bytes")
+                ending = counters.write_back()
+            committing = time.perf_counter_ns()
+            if self.log.logged:
+                # Delivered at the commit, to every server listening (their followers wake). The payload is the
+                # newest sequence number, an integer.
+                ending += f"NOTIFY {CHANNEL}, '{self.log.logged[-1][0].seq}'; "
+            self.conn.execute(ending + "COMMIT")
             done = time.perf_counter_ns()
             UNIT_LOCK_TIMES.add(locked - asked, done - locked, done - committing)
         except BaseException as exc:

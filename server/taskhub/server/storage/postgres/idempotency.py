@@ -34,14 +34,14 @@ class PostgresIdempotency:
             )
 
     def prune_keys(self, before: int, keep: int) -> int:
-        gone = self.conn.affected("DELETE FROM idempotency_keys WHERE created_at < %s", (before,))
+        gone = self.conn.execute("DELETE FROM idempotency_keys WHERE created_at < %s", (before,)).rowcount
         row = self.conn.execute("SELECT COUNT(*) FROM idempotency_keys").fetchone()
         over = (row[0] if row else 0) - keep
         if over > 0:
             # The oldest first, by the created_at index.
-            gone += self.conn.affected(
+            gone += self.conn.execute(
                 "DELETE FROM idempotency_keys WHERE key IN"
                 " (SELECT key FROM idempotency_keys ORDER BY created_at LIMIT %s)",
                 (over,),
-            )
+            ).rowcount
         return gone

@@ -20,11 +20,11 @@ class PostgresKeys:
         return [key_record(r) for r in rows]
 
     def insert_key(self, key: KeyRecord) -> bool:
-        inserted = self.conn.affected(
+        cursor = self.conn.execute(
             f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             key_row(key),
         )
-        if inserted != 1:
+        if cursor.rowcount != 1:
             return False
         bump(self.conn, "keys_version")
         return True
@@ -42,7 +42,7 @@ class PostgresKeys:
         return key_record(row)
 
     def delete_key(self, uid: str) -> bool:
-        if self.conn.affected("DELETE FROM api_keys WHERE uid = %s", (uid,)) != 1:
+        if self.conn.execute("DELETE FROM api_keys WHERE uid = %s", (uid,)).rowcount != 1:
             return False
         bump(self.conn, "keys_version")
         return True

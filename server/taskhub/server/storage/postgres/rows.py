@@ -1,8 +1,8 @@
 """The counters in `meta` for the PostgreSQL tables; rows decode as SQLite's do (same columns, same JSON).
 
 Inside a unit of work (`unit_counters`) the counters are read once, in the round trip that
-opens the unit (`LOAD`), and bumped in memory; the ones that moved are written back by one
-statement that goes with the COMMIT (`write_back`). The unit holds UNIT_LOCK, so no other unit can
+opens the unit (`LOAD`), and bumped in memory; the ones that moved are written back by a
+statement sent with the COMMIT (`write_back`). The unit holds UNIT_LOCK, so no other unit can
 move them meanwhile: this saves a round trip (and the wake-ups that come with each) per bump,
 several per unit. Whether any webhook is set is read along (`WEBHOOKS`), for the outbox's check
 at every commit that finishes tasks. Outside a unit (readers) every read goes to the table.
@@ -35,18 +35,16 @@ class _UnitCounters:
     def __init__(self, loaded: Iterable[tuple[str, int]] | None) -> None:
         self.values: dict[str, int] | None = None if loaded is None else {key: int(value) for key, value in loaded}
         self.moved: set[str] = set()
-        # The `size` of the task rows the unit read or wrote, by uid (`task_sizes`).
-        self.sizes: dict[int, int] = {}
 
-    def write_back(self, conn: Connection) -> None:
-        """Writes the moved counters back, in one statement (sent with the COMMIT, in the unit's pipeline)."""
-        if self.moved and self.values is not None:
-            keys = sorted(self.moved)
-            conn.execute(
-                "UPDATE meta SET value = v.value FROM unnest(%s::text[], %s::bigint[]) AS v(key, value)"
-                " WHERE meta.key = v.key",
-                (keys, [self.values[key] for key in keys]),
-            )
+    def write_back(self) -> str:
+        """The statement that writes the moved counters back ('' when none moved), to send with the COMMIT. The
+        keys are COUNTERS' and the values integers: written in the text, so it needs no parameter."""
+        if not self.moved or self.values is None:
+            return ""
+        keys = sorted(self.moved)
+        cases = " ".join(f"WHEN '{key}' THEN {int(self.values[key])}" for key in keys)
+        names = ", ".join(f"'{key}'" for key in keys)
+        return f"UPDATE meta SET value = CASE key {cases} END WHERE key IN ({names}); "
 
     def load(self, conn: Connection) -> dict[str, int]:
         if self.values is None:
@@ -61,7 +59,7 @@ _open: dict[int, _UnitCounters] = {}
 @contextlib.contextmanager
 def unit_counters(conn: Connection, loaded: Iterable[tuple[str, int]] | None = None) -> Iterator[_UnitCounters]:
     """Counters kept in memory for the block (a unit of work, under UNIT_LOCK), from `loaded` (LOAD's rows) or
-    read on first use; the caller calls `write_back` before its COMMIT."""
+    read on first use; the caller sends `write_back()` before its COMMIT."""
     if id(conn) in _open:
         raise RuntimeError("a unit of work inside a unit of work")
     unit = _open[id(conn)] = _UnitCounters(loaded)
@@ -69,13 +67,6 @@ def unit_counters(conn: Connection, loaded: Iterable[tuple[str, int]] | None = N
         yield unit
     finally:
         del _open[id(conn)]
-
-
-def task_sizes(conn: Connection) -> dict[int, int] | None:
-    """The open unit's task row sizes by uid (None outside a unit): a save of rows it read knows how much they
-    grow without reading them again, so it need not wait for its statement's result."""
-    unit = _open.get(id(conn))
-    return None if unit is None else unit.sizes
 
 
 def webhooks_set(conn: Connection) -> bool | None:

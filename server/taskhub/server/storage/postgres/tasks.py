@@ -16,7 +16,7 @@ from taskhub.server.model import Task, TaskStatus, TaskType
 from taskhub.server.storage.contract import KEEP, IndexRow, Keep, NewTask
 from taskhub.server.storage.postgres.changes import APPEND, PostgresChangeLog
 from taskhub.server.storage.postgres.connection import Connection
-from taskhub.server.storage.postgres.rows import bump, counter, set_counter, task_sizes
+from taskhub.server.storage.postgres.rows import bump, counter, set_counter
 from taskhub.server.storage.postgres.schema import new_epoch
 from taskhub.server.storage.postgres.statistics import analyze
 from taskhub.server.storage.rows import COLUMNS, ROW_BYTES, dumps, row_to_task, waiting_until
@@ -26,8 +26,6 @@ DELETED_COLUMNS = (
     "uid, index_uid, status, type, canceled_by, NULL, NULL, enqueued_at, started_at, finished_at, seq, extra"
 )
 
-# `COLUMNS` and the row's size (which `row_to_task` leaves): what a unit of work reads of a task.
-SIZED = f"{COLUMNS}, size"
 # What a start reads (tests/test_postgres_plans.py checks their plans take the indexes).
 WAITING = "SELECT uid, run_at FROM tasks WHERE run_at IS NOT NULL ORDER BY uid"
 INDEX_ROWS = (
@@ -61,17 +59,9 @@ class PostgresTasks:
 
     # -- reads ------------------------------------------------------------
 
-    def _read(self, query: str, params: tuple) -> list[Task]:
-        """Tasks from `query` over `SIZED` columns; in a unit of work their sizes are kept (`task_sizes`)."""
-        rows = self.conn.execute(query, params).fetchall()
-        sizes = task_sizes(self.conn)
-        if sizes is not None:
-            sizes.update((row[0], row[-1]) for row in rows)
-        return [row_to_task(row, self.type_of) for row in rows]
-
     def get(self, uid: int) -> Task | None:
-        found = self._read(f"SELECT {SIZED} FROM tasks WHERE uid = %s", (uid,))
-        return found[0] if found else None
+        row = self.conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE uid = %s", (uid,)).fetchone()
+        return None if row is None else row_to_task(row, self.type_of)
 
     def get_many(self, uids: Iterable[int], statuses: frozenset[TaskStatus] | None = None) -> list[Task]:
         uids = list(uids)
@@ -79,14 +69,16 @@ class PostgresTasks:
             return []  # a round trip saved: the batch finder asks for the swaps running, most often none
         where = "" if statuses is None else " AND status = ANY(%s)"
         params: tuple = (uids,) if statuses is None else (uids, _statuses(statuses))
-        return self._read(f"SELECT {SIZED} FROM tasks WHERE uid = ANY(%s){where} ORDER BY uid", params)
+        rows = self.conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE uid = ANY(%s){where} ORDER BY uid", params)
+        return [row_to_task(r, self.type_of) for r in rows]
 
     def leased(self, token: str) -> list[Task]:
         """The tasks a lease holds, in uid order (through the partial index of leased tasks)."""
-        return self._read(
-            f"SELECT {SIZED} FROM tasks WHERE lease = %s AND status = %s ORDER BY uid",
+        rows = self.conn.execute(
+            f"SELECT {COLUMNS} FROM tasks WHERE lease = %s AND status = %s ORDER BY uid",
             (token, int(TaskStatus.PROCESSING)),
         )
+        return [row_to_task(r, self.type_of) for r in rows]
 
     def get_page(self, uids: list[int], budget: int) -> tuple[list[Task], int | None]:
         """See the contract; sized as SQLite's: the stored JSON of details and error plus ROW_BYTES a task."""
@@ -176,11 +168,7 @@ class PostgresTasks:
                 [waiting_until(t) for t in tasks],
             ),
         )
-        sizes = [_size(*e) for e in encoded]
-        bump(self.conn, "stored_bytes", sum(sizes))
-        known = task_sizes(self.conn)
-        if known is not None:
-            known.update(zip((t.uid for t in tasks), sizes))
+        bump(self.conn, "stored_bytes", sum(_size(*e) for e in encoded))
         return tasks
 
     def save(self, tasks: list[Task], *, lease: str | Keep | None = KEEP) -> list[Task]:
@@ -202,16 +190,9 @@ class PostgresTasks:
     def _update(self, tasks: list[Task], encoded: list, lease_column: str, lease_value: tuple) -> int:
         """Every row and its log entry in one statement over arrays; answers how many bytes the rows grew by.
 
-        When the unit read every row before (`task_sizes`), that is known here and the statement's answer is
-        not waited for: it goes along with the unit's next read or its COMMIT. Otherwise the statement answers
-        it (its parts see the table as it was before it, so `old` sums the rows' sizes before), and sizes stay
-        unknown: a row saved but never there must not be taken for one.
+        The statement's parts see the table as it was before it: `old` sums the rows' sizes before.
         """
-        uids = [t.uid for t in tasks]
-        new_sizes = [_size(d, e, x) for d, e, x in encoded]
-        known = task_sizes(self.conn)
-        before = None if known is None or not all(uid in known for uid in uids) else sum(known[u] for u in uids)
-        cursor = self.conn.execute(
+        row = self.conn.execute(
             f"WITH {APPEND}, v AS (SELECT * FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[], %s::text[], %s::text[],"
             " %s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::integer[], %s::bigint[])"
             " AS v(uid, status, canceled_by, details, error, started_at, finished_at, seq, extra, size, run_at)),"
@@ -223,7 +204,7 @@ class PostgresTasks:
             " SELECT COALESCE((SELECT SUM(size) FROM up), 0) - (SELECT size FROM old)",
             (
                 *self.log.appending(tasks, encoded),
-                uids,
+                [t.uid for t in tasks],
                 [int(t.status) for t in tasks],
                 [t.canceled_by for t in tasks],
                 [d for d, _, _ in encoded],
@@ -232,16 +213,11 @@ class PostgresTasks:
                 [t.finished_at for t in tasks],
                 [t.seq for t in tasks],
                 [x for _, _, x in encoded],
-                new_sizes,
+                [_size(d, e, x) for d, e, x in encoded],
                 [waiting_until(t) for t in tasks],
                 *lease_value,
             ),
-        )
-        if before is not None:  # every row read in this unit and not deleted since: they are there
-            assert known is not None
-            known.update(zip(uids, new_sizes))
-            return sum(new_sizes) - before
-        row = cursor.fetchone()
+        ).fetchone()
         return int(row[0]) if row else 0
 
     def _update_each(self, tasks: list[Task], encoded: list, lease_column: str, lease_value: tuple) -> int:
@@ -267,10 +243,6 @@ class PostgresTasks:
                 grown += row[0] if row else 0
                 if not cursor.nextset():
                     break
-        known = task_sizes(self.conn)
-        if known is not None:  # not told which rows were there: a later save asks the statement again
-            for task in tasks:
-                known.pop(task.uid, None)
         return grown
 
     def delete(self, uids: Iterable[int], statuses: frozenset[TaskStatus]) -> list[Task]:
@@ -279,10 +251,6 @@ class PostgresTasks:
             (list(uids), _statuses(statuses)),
         ).fetchall()
         deleted = sorted((row_to_task(r[:-1], self.type_of) for r in rows), key=lambda t: t.uid)
-        known = task_sizes(self.conn)
-        if known is not None:
-            for task in deleted:
-                known.pop(task.uid, None)
         if deleted:
             bump(self.conn, "stored_bytes", -sum(r[-1] for r in rows))
             self.log.sequence(deleted)

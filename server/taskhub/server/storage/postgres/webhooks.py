@@ -42,11 +42,11 @@ class PostgresWebhooks:
     def put_webhook(self, record: WebhookRecord) -> None:
         webhooks_changed(self.conn)
         url, headers, secret = config_row(record)
-        updated = self.conn.affected(
+        updated = self.conn.execute(
             "UPDATE webhooks SET url = %s, headers = %s, secret = %s WHERE uuid = %s",
             (url, headers, secret, record.uuid),
         )
-        if updated == 0:  # new: owed only what comes from now on
+        if updated.rowcount == 0:  # new: owed only what comes from now on
             self.conn.execute(
                 f"INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, 0)",
                 (record.uuid, url, headers, secret, record.created_at, self._last_id()),
@@ -54,7 +54,7 @@ class PostgresWebhooks:
 
     def delete_webhook(self, uuid: str) -> bool:
         webhooks_changed(self.conn)
-        deleted = self.conn.affected("DELETE FROM webhooks WHERE uuid = %s", (uuid,)) == 1
+        deleted = self.conn.execute("DELETE FROM webhooks WHERE uuid = %s", (uuid,)).rowcount == 1
         if deleted:
             self._prune()
         return deleted
