@@ -417,7 +417,7 @@ def rows_of(batch: int, runs: dict[str, list[dict]], names: list[str]) -> list[t
         ("UNIT_LOCK hold mean ms", col(lambda f: locks(f, "hold_ns") / max(locks(f, "units"), 1) / 1e6, ".3f")),
         ("UNIT_LOCK hold p99 ms (<=)", col(lambda f: lock_p(f, "hold", 99), ".3f")),
         (
-            "  of the hold, the end (last writes + COMMIT) mean ms",
+            "  of the hold, the end (counters, NOTIFY, COMMIT) mean ms",
             col(lambda f: locks(f, "commit_ns") / max(locks(f, "units"), 1) / 1e6, ".3f"),
         ),
         ("WAL KiB / 1,000 tasks", col(lambda f: per_k(f, f["wal"] / 1024), ",.0f")),
@@ -503,7 +503,7 @@ def project(args, runs: list[dict], batch: int) -> None:
     harness.figure("PostgreSQL CPU per task", f"{pg * 1e6:,.1f} us  -> {cores} cores: {by_cpu:,.0f} tasks/s")
     harness.figure("UNIT_LOCK held per task", f"{hold * 1e6:,.1f} us  -> one lock: {by_lock:,.0f} tasks/s")
     harness.figure(
-        "  of it, the unit's end (last writes + COMMIT)",
+        "  of it, the unit's end (COMMIT, its flush)",
         f"{commit * 1e6:,.1f} us  -> the lock with nothing but the ends in it: {1 / max(commit, 1e-9):,.0f} tasks/s",
     )
     harness.figure(

@@ -24,7 +24,8 @@ class LockTimes:
     """Totals, maxima and log2 histograms of the wait for the lock and of its hold (lock taken -> commit done).
 
     The wait includes the round trip that opens the unit (BEGIN, the lock, the counters, in one). `commit_ns` is
-    the part of the hold spent in the unit's end: the writes its pipeline still held, the COMMIT and its flush.
+    the part of the hold spent in the unit's end (the counters written back, NOTIFY and COMMIT, in one round
+    trip): the flush of the unit's WAL, mostly.
     """
 
     units: int = 0

@@ -127,7 +127,7 @@ class PostgresTasks:
     # -- writes -----------------------------------------------------------
 
     def insert(self, items: Sequence[NewTask], now: int) -> list[Task]:
-        """Counters bumped once, rows and change-log entries written in one pipeline."""
+        """Counters bumped once, rows and change-log entries written by one statement."""
         count = len(items)
         bump(self.conn, "task_count", count)
         first_uid = bump(self.conn, "next_uid", count)
