@@ -29,9 +29,11 @@ STORAGE_TESTS = {
     "test_read_model.py",
     # Commits made while no server ran, and a database spoilt on purpose, under a saved index.
     "test_fast_start.py",
-    # The PostgreSQL store beneath the rules: the plans of its statements, its lock's counters.
+    # The PostgreSQL store beneath the rules: the plans of its statements, its lock's counters, its units'
+    # bookkeeping (the size counter, a failing statement).
     "test_postgres_plans.py",
     "test_postgres_lock_times.py",
+    "test_postgres_units.py",
 }
 
 

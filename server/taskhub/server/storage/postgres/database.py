@@ -5,9 +5,9 @@ Every unit of work is one transaction that first takes a transaction-scoped advi
 SQLite's `BEGIN IMMEDIATE` makes them, so what a unit of work read still holds when it
 commits, and the sequence numbers it takes follow commit order with no gap. The lock is
 held until the commit (its flush included) and no longer; a unit opens (BEGIN, the lock, its
-counters) in one round trip and ends (counters, NOTIFY, COMMIT) in another. Readers are connections of
-their own in autocommit mode: each read sees the newest committed state, and `snapshot()`
-makes several reads see one (a repeatable-read transaction).
+counters) in one round trip and ends (counters, NOTIFY, COMMIT) in another. Readers are
+connections of their own in autocommit mode: each read sees the newest committed state, and
+`snapshot()` makes several reads see one (a repeatable-read transaction).
 """
 
 from __future__ import annotations
