@@ -63,11 +63,11 @@ def test_stored_bytes_stay_the_rows_sizes_through_saves_and_deletes(storage, url
         three.details = {"pad": "v" * 3_000}
         again = dataclasses.replace(three, details={"pad": "u"})
         tx.tasks.save([three, four, again])
-        # Read back in the unit: what it saved last, and its size known from then on.
+        # Read back in the unit: what it saved last.
         assert tx.tasks.get_many([3])[0].details == {"pad": "u"}
         tx.tasks.save(tx.tasks.get_many([3, 4]))
     assert _stored(url)[0] == _stored(url)[1]
-    with storage.transaction() as tx:  # saved twice in a unit, not read again between: the first save's size holds
+    with storage.transaction() as tx:  # saved twice in a unit, not read again between
         [one] = tx.tasks.get_many([1])
         one.details = {"pad": "t" * 4_000}
         tx.tasks.save([one])

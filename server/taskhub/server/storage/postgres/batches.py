@@ -7,13 +7,18 @@ the finder's rule read the same on both.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from taskhub.server.batch import Batch, ProgressStep
 from taskhub.server.storage.batch_rows import COLUMNS, ROW_BYTES, row_to_batch, stats_json, status_mask
 from taskhub.server.storage.postgres.connection import Connection
 from taskhub.server.storage.postgres.rows import bump, counter
 from taskhub.server.storage.rows import TypeCodes, compact
+
+# A batch's columns and its progress, read along (an ended batch has none): one query, not one a batch.
+_WITH_PROGRESS = (
+    f"SELECT {COLUMNS}, (SELECT p.steps FROM batch_progress p WHERE p.batch_uid = batches.uid"
+    " AND batches.finished_at IS NULL) FROM batches"
+)
 
 
 class PostgresBatches:
@@ -57,21 +62,11 @@ class PostgresBatches:
         return batch
 
     def get(self, uid: int) -> Batch | None:
-        row = self.conn.execute(
-            f"SELECT {COLUMNS}, (SELECT p.steps FROM batch_progress p WHERE p.batch_uid = batches.uid"
-            " AND batches.finished_at IS NULL) FROM batches WHERE uid = %s",  # an ended batch has no progress
-            (uid,),
-        ).fetchone()
+        row = self.conn.execute(f"{_WITH_PROGRESS} WHERE uid = %s", (uid,)).fetchone()
         return None if row is None else row_to_batch(row[:-1], row[-1], self._codes.kind)
 
-    def _progress(self, row: Sequence[Any]) -> str | None:
-        if row[2] is not None:  # ended: no progress
-            return None
-        found = self.conn.execute("SELECT steps FROM batch_progress WHERE batch_uid = %s", (row[0],)).fetchone()
-        return None if found is None else found[0]
-
     def get_page(self, uids: list[int], budget: int) -> tuple[list[Batch], int | None]:
-        rows = {r[0]: r for r in self.conn.execute(f"SELECT {COLUMNS} FROM batches WHERE uid = ANY(%s)", (uids,))}
+        rows = {r[0]: r for r in self.conn.execute(f"{_WITH_PROGRESS} WHERE uid = ANY(%s)", (uids,))}
         batches: list[Batch] = []
         used = 0
         for uid in uids:
@@ -81,7 +76,7 @@ class PostgresBatches:
             used += ROW_BYTES + len(row[10]) + len(row[11])
             if used > budget and batches:
                 return batches, uid
-            batches.append(row_to_batch(row, self._progress(row), self._codes.kind))
+            batches.append(row_to_batch(row[:-1], row[-1], self._codes.kind))
         return batches, None
 
     def save(self, batch: Batch) -> None:
